@@ -1,0 +1,83 @@
+# vit: one Makefile for the library, the command, the tests and the benchmarks.
+# `make` builds build/libvit.a and build/vit; `make test` runs the Check
+# suites; `make asan` runs them under AddressSanitizer + UBSan in build/asan;
+# `make bench` runs the benchmark harness. Dependency files are generated.
+
+CC      ?= cc
+BUILD   ?= build
+STD     = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+WERROR  ?= -Werror
+OPT     ?= -O2 -g
+SAN     ?=
+PKGS    = openblas jansson libpng libjpeg
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CHECK_CFLAGS := $(shell pkg-config --cflags check)
+CHECK_LIBS   := $(shell pkg-config --libs check)
+CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -I. $(PKG_CFLAGS) -MMD -MP
+LDLIBS  = $(PKG_LIBS) -lm -lpthread
+
+LIB_SRC  := $(sort $(wildcard vit/*.c imgio/*.c text/*.c))
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+SUITES   := $(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRC)))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all test asan bench demo clean
+all: $(BUILD)/libvit.a $(BUILD)/vit
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libvit.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/vit: $(CLI_OBJ) $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvit.a $(LDLIBS)
+
+# The test runner learns its suites from the file names: tests/check_X.c
+# defines `Suite *X_suite(void)`.
+$(BUILD)/tests/suites.h: $(filter tests/check_%.c,$(TEST_SRC)) Makefile
+	@mkdir -p $(dir $@)
+	@printf '%s\n' $(foreach s,$(SUITES),'SUITE($(s))') > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BUILD)/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -c $< -o $@
+
+$(BUILD)/check_all: $(TEST_OBJ) $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libvit.a $(CHECK_LIBS) $(LDLIBS)
+
+# The suites read tests/fixtures relative to the repository root. Some
+# tests run the `vit` command, so it is built first.
+test: $(BUILD)/check_all $(BUILD)/vit
+	VIT_BIN=$(BUILD)/vit $(BUILD)/check_all
+
+# Check's fork mode is turned off so LeakSanitizer sees the whole run.
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  build/asan/check_all build/asan/vit
+	CK_FORK=no ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  VIT_BIN=build/asan/vit build/asan/check_all
+
+$(BUILD)/vit_bench: $(BENCH_OBJ) $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libvit.a $(LDLIBS)
+
+BENCH_MODEL ?= tests/fixtures/vit_tiny
+bench: $(BUILD)/vit_bench
+	$(BUILD)/vit_bench $(BENCH_MODEL)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

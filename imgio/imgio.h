@@ -1,0 +1,112 @@
+/*
+ * imgio: image bytes to pixels. This header is the whole interface of the
+ * leaf library that decodes JPEG (libjpeg-turbo) and PNG (libpng) from
+ * memory into 8-bit RGB, resamples with Pillow's filters and turns an image
+ * into the normalized float tensor a model expects, as the reference image
+ * processors of `transformers` do. It knows nothing of models: the caller
+ * fills an img_preprocess_cfg. Nothing here prints, exits or aborts; every
+ * fallible call returns an img_status and writes a sentence to `err`.
+ */
+#ifndef IMGIO_H
+#define IMGIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Append-only; img_status_str gives the fixed message of each. */
+#define IMG_STATUS_LIST(X)                                         \
+    X(IMG_OK, "ok")                                                \
+    X(IMG_E_ARG, "invalid argument")                               \
+    X(IMG_E_NOMEM, "out of memory")                                \
+    X(IMG_E_FORMAT, "not a supported image format")                \
+    X(IMG_E_CORRUPT, "corrupt or truncated image")                 \
+    X(IMG_E_LIMIT, "image exceeds a size limit")
+
+typedef enum {
+#define IMG_STATUS_ENUM(name, msg) name,
+    IMG_STATUS_LIST(IMG_STATUS_ENUM)
+#undef IMG_STATUS_ENUM
+} img_status;
+
+const char *img_status_str(img_status st);
+
+/* Limits checked from the file size and the image header, before any pixel
+ * memory is allocated. Zero in a field means "no limit" for that field. */
+typedef struct {
+    uint32_t max_width;
+    uint32_t max_height;
+    uint64_t max_pixels;  /* width * height */
+    size_t max_bytes;     /* size of the encoded file */
+} img_limits;
+
+/* 16384 x 16384, 64 Mpixel (2^26), 64 MiB encoded. */
+img_limits img_limits_default(void);
+
+/* An 8-bit RGB image, interleaved, rows top to bottom, no padding:
+ * pixel (x, y) channel c is rgb[(y * width + x) * 3 + c]. */
+typedef struct {
+    int width;
+    int height;
+    uint8_t *rgb;
+} img_rgb;
+
+/* Decodes a JPEG or PNG (detected from its content, not a name) into `out`
+ * as Pillow's Image.open(...).convert("RGB") would: grayscale replicated,
+ * alpha dropped, palette expanded, 16-bit reduced to 8. `lim` may be NULL
+ * (defaults). On failure `out` is left untouched and `err` (may be NULL)
+ * holds a sentence naming the problem — for an unsupported format, the
+ * format detected (GIF, WebP, BMP, TIFF, ...). The caller frees `out` with
+ * img_rgb_free. */
+img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
+                      img_rgb *out, char *err, size_t errlen);
+
+/* Frees the pixels and zeroes the struct; NULL and an empty image are fine. */
+void img_rgb_free(img_rgb *im);
+
+/* Pillow's resampling filters, numbered as PIL.Image.Resampling is (the
+ * `resample` value of preprocessor_config.json). */
+typedef enum {
+    IMG_NEAREST = 0,
+    IMG_LANCZOS = 1,
+    IMG_BILINEAR = 2,
+    IMG_BICUBIC = 3,
+    IMG_BOX = 4,
+    IMG_HAMMING = 5,
+} img_filter;
+
+/* Resizes `src` to out_w x out_h as Pillow's Image.resize(size, filter)
+ * does (separable two-pass convolution, support widened when shrinking,
+ * Pillow's fixed-point coefficients and rounding). `dst` receives a new
+ * image the caller frees. */
+img_status img_resize(const img_rgb *src, int out_w, int out_h, img_filter f,
+                      img_rgb *dst, char *err, size_t errlen);
+
+/* What a reference image processor (ViTImageProcessor, CLIPImageProcessor)
+ * does to an RGB image, in its order: resize, center crop, rescale,
+ * normalize; output planar float CHW. */
+typedef struct {
+    int do_resize;
+    img_filter resample;
+    int shortest_edge;        /* > 0: resize so the short side is this long,
+                                 the other side as the reference rounds it */
+    int size_h, size_w;       /* used when shortest_edge == 0: exact size */
+    int do_center_crop;
+    int crop_h, crop_w;
+    int do_rescale;
+    float rescale_factor;     /* usually 1/255 */
+    int do_normalize;
+    float mean[3], std[3];
+} img_preprocess_cfg;
+
+/* The output height and width that `cfg` gives for a src_w x src_h image. */
+void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
+                         int *out_h, int *out_w);
+
+/* Runs `cfg` on `src` and writes 3 x out_h x out_w floats (planar, channel
+ * first) to `out`, which must hold that many; out_h and out_w must be what
+ * img_preprocess_size gives, else IMG_E_ARG. Allocates only temporaries. */
+img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
+                          float *out, int out_h, int out_w,
+                          char *err, size_t errlen);
+
+#endif
