@@ -1,0 +1,182 @@
+/*
+ * libvit: Vision Transformer inference from Hugging Face checkpoints.
+ *
+ * This is the one public header of the library. It loads a model directory
+ * as `transformers` saves it (config.json, model.safetensors or a sharded
+ * index, preprocessor_config.json) and runs it with the same numbers as the
+ * reference. A worked example, classifying one file:
+ *
+ *     vit_error err;
+ *     vit_model *m;
+ *     vit_options opt = vit_options_default();
+ *     if (vit_model_load("models/vit-digits", &opt, &m, &err) != VIT_OK)
+ *         { fprintf(stderr, "%s\n", err.msg); return 1; }
+ *     vit_state *s;
+ *     vit_state_new(m, &s, &err);
+ *     vit_image img;
+ *     if (vit_image_read("cat.jpg", NULL, &img, &err) == VIT_OK) {
+ *         vit_prediction top[5];
+ *         if (vit_classify(s, &img, 1, 5, top, NULL, &err) == VIT_OK)
+ *             printf("%s %.3f\n", top[0].label, top[0].score);
+ *         vit_image_free(&img);
+ *     }
+ *     vit_state_free(s);
+ *     vit_model_free(m);
+ *
+ * Threads: a vit_model is immutable once loaded and may be shared by any
+ * number of threads; a vit_state holds one caller's scratch memory and must
+ * be used by one thread at a time. Give each thread its own state.
+ *
+ * Errors: every fallible call returns a vit_status and, when `err` is not
+ * NULL, writes one sentence naming the problem into err->msg. On failure,
+ * out-parameters are left untouched. The library never prints, exits or
+ * aborts on bad input. Freeing NULL is a harmless no-op everywhere.
+ */
+#ifndef VIT_H
+#define VIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Append-only: values are stable across versions. */
+#define VIT_STATUS_LIST(X)                                              \
+    X(VIT_OK, "ok")                                                     \
+    X(VIT_E_ARG, "invalid argument")                                    \
+    X(VIT_E_NOMEM, "out of memory")                                     \
+    X(VIT_E_IO, "input/output error")                                   \
+    X(VIT_E_CHECKPOINT, "bad checkpoint")                               \
+    X(VIT_E_CONFIG, "bad model configuration")                          \
+    X(VIT_E_UNSUPPORTED, "not supported")                               \
+    X(VIT_E_IMAGE, "bad image")                                         \
+    X(VIT_E_TOO_LARGE, "input exceeds a size limit")                    \
+    X(VIT_E_NO_HEAD, "the model has no head for this operation")
+
+typedef enum {
+#define VIT_STATUS_ENUM(name, msg) name,
+    VIT_STATUS_LIST(VIT_STATUS_ENUM)
+#undef VIT_STATUS_ENUM
+} vit_status;
+
+/* The fixed message of a status ("bad checkpoint"); never NULL. */
+const char *vit_status_str(vit_status st);
+
+/* The per-call detail of a failure. */
+typedef struct {
+    char msg[512];
+} vit_error;
+
+typedef struct vit_model vit_model;
+typedef struct vit_state vit_state;
+
+typedef struct {
+    int max_batch;           /* a state's arena holds this many images; a
+                                larger call is run in chunks (default 8) */
+    uint32_t max_width;      /* image limits, checked from the header */
+    uint32_t max_height;
+    uint64_t max_pixels;
+    size_t max_file_bytes;
+} vit_options;
+
+/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB. */
+vit_options vit_options_default(void);
+
+/* Loads a model directory. `opt` may be NULL (defaults). On success *out
+ * owns the model; free it with vit_model_free. */
+vit_status vit_model_load(const char *dir, const vit_options *opt,
+                          vit_model **out, vit_error *err);
+void vit_model_free(vit_model *m);
+
+typedef enum {
+    VIT_ARCH_VIT_CLASSIFIER = 1,  /* ViTForImageClassification */
+    VIT_ARCH_VIT_MODEL = 2,       /* ViTModel: embeddings, no labels */
+} vit_arch;
+
+typedef struct {
+    vit_arch arch;
+    const char *architecture;  /* as config.json names it */
+    int channels, image_h, image_w;  /* the pixel tensor a forward takes */
+    int num_labels;            /* 0 without a classification head */
+    int embed_dim;             /* length of vit_embed_* vectors */
+    int hidden_size, num_layers, num_heads, patch_size;
+} vit_model_info;
+
+/* Fills `info`; its strings live as long as the model. */
+void vit_model_get_info(const vit_model *m, vit_model_info *info);
+
+/* The label of class `id` (from config.json id2label), or NULL when out of
+ * range. The string lives as long as the model. */
+const char *vit_model_label(const vit_model *m, int id);
+
+/* A per-thread scratch arena sized for the model's max_batch. */
+vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err);
+void vit_state_free(vit_state *s);
+
+/* An 8-bit RGB image, interleaved, rows top to bottom. */
+typedef struct {
+    int width, height;
+    uint8_t *rgb;
+} vit_image;
+
+/* Decodes JPEG or PNG bytes (detected by content). `opt` supplies the size
+ * limits and may be NULL (defaults). An image past a limit is refused, from
+ * its header, before pixel memory is allocated. */
+vit_status vit_image_decode(const void *bytes, size_t n,
+                            const vit_options *opt, vit_image *out,
+                            vit_error *err);
+
+/* Reads and decodes a file; the file size limit is checked first. */
+vit_status vit_image_read(const char *path, const vit_options *opt,
+                          vit_image *out, vit_error *err);
+void vit_image_free(vit_image *img);
+
+/* Preprocesses `n` images as the model's preprocessor_config.json says into
+ * `pixels`, n x channels x image_h x image_w floats (see vit_model_info). */
+vit_status vit_preprocess(const vit_model *m, const vit_image *imgs, int n,
+                          float *pixels, vit_error *err);
+
+typedef struct {
+    int id;
+    float score;        /* softmax probability */
+    const char *label;  /* lives as long as the model */
+} vit_prediction;
+
+/* Classifies `n` preprocessed pixel tensors (n x C x H x W). Writes the
+ * top_k predictions of image i, best first, to out[i * top_k ...]; top_k is
+ * clamped to the number of labels, and the rest of each row is filled with
+ * id -1. `logits`, when not NULL, receives n x num_labels raw logits.
+ * VIT_E_NO_HEAD for a model without a classifier. */
+vit_status vit_classify_pixels(vit_state *s, const float *pixels, int n,
+                               int top_k, vit_prediction *out, float *logits,
+                               vit_error *err);
+
+/* vit_preprocess followed by vit_classify_pixels. */
+vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
+                        vit_prediction *out, float *logits, vit_error *err);
+
+/* The image embedding of `n` pixel tensors: n x embed_dim floats. For a
+ * ViTModel with a pooler it is the pooler output, otherwise the final
+ * layer-normed class token. */
+vit_status vit_embed_pixels(vit_state *s, const float *pixels, int n,
+                            float *out, vit_error *err);
+
+/* A float32 array from a .npy file (little-endian '<f4', C order), as used
+ * for already-preprocessed pixels. */
+typedef struct {
+    int ndim;
+    int64_t shape[8];
+    float *data;
+} vit_array;
+
+/* Reads a .npy file of float32 values; other dtypes, Fortran order and
+ * malformed headers are refused with a message. */
+vit_status vit_npy_read(const char *path, vit_array *out, vit_error *err);
+void vit_array_free(vit_array *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
