@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Makes the reference fixtures under tests/fixtures/ with `transformers`.
+
+Each model fixture is a tiny checkpoint of a supported architecture, made
+with a fixed seed and saved by `save_pretrained` exactly as users' models
+are, plus the reference outputs the C tests compare against:
+
+  ref_pixels.npy   (N, C, H, W) float32 pixel tensor fed to the model
+  ref_logits.npy   (N, num_labels) logits        [classifiers]
+  ref_hidden.npy   (N, T, D) last_hidden_state (after the final layernorm)
+  ref_embed.npy    (N, D) pooler output, or the class token without a pooler
+
+The C suite needs no Python: the fixtures are committed. Re-run this script
+when a case is added:
+
+    pip install torch transformers pillow safetensors numpy
+    python3 tests/gen_fixtures.py
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (ViTConfig, ViTForImageClassification,
+                          ViTImageProcessorPil, ViTModel)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures")
+
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven",
+          "eight", "nine, the \"last\" digit"]
+
+
+def tiny_config(**kw):
+    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, image_size=32, patch_size=8,
+                num_channels=3, layer_norm_eps=1e-12, hidden_act="gelu",
+                qkv_bias=True)
+    base.update(kw)
+    return ViTConfig(**base)
+
+
+def randomize(model, seed):
+    """Random weights of a realistic scale everywhere, including the
+    layernorm gains and biases that init leaves at 1 and 0, so that every
+    parameter changes the output and a mis-loaded one is caught."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layernorm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+
+
+def cast_like_saved(model, dtype):
+    """Rounds the weights to `dtype` and back, so that the float32 reference
+    runs on exactly the values the saved checkpoint holds."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(dtype).to(torch.float32))
+
+
+def save_dtype(model, path, dtype):
+    """save_pretrained, then rewrite the weights in `dtype` (F16 / BF16), as
+    a checkpoint published in half precision is stored."""
+    model.save_pretrained(path, safe_serialization=True)
+    if dtype is torch.float32:
+        return
+    f = os.path.join(path, "model.safetensors")
+    sd = load_file(f)
+    save_file({k: v.to(dtype).contiguous() for k, v in sd.items()}, f,
+              metadata={"format": "pt"})
+
+
+def write_processor(path, h, w):
+    ViTImageProcessorPil(size={"height": h, "width": w}, resample=2,
+                         image_mean=[0.5, 0.5, 0.5],
+                         image_std=[0.5, 0.5, 0.5]).save_pretrained(path)
+
+
+def npy(path, name, arr):
+    np.save(os.path.join(path, name), np.ascontiguousarray(arr, np.float32))
+
+
+def make_vit(name, cfg, seed, dtype=torch.float32, head=True, n=3,
+             shard=None):
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    torch.manual_seed(seed)
+    model = (ViTForImageClassification if head else ViTModel)(cfg).eval()
+    randomize(model, seed)
+    if dtype is not torch.float32:
+        cast_like_saved(model, dtype)
+    if shard:
+        model.save_pretrained(path, safe_serialization=True,
+                              max_shard_size=shard)
+    else:
+        save_dtype(model, path, dtype)
+    ih, iw = (cfg.image_size if isinstance(cfg.image_size, (list, tuple))
+              else (cfg.image_size, cfg.image_size))
+    write_processor(path, ih, iw)
+
+    g = torch.Generator().manual_seed(seed + 1)
+    pixels = torch.randn((n, cfg.num_channels, ih, iw), generator=g)
+    with torch.no_grad():
+        if head:
+            out = model(pixel_values=pixels, output_hidden_states=True)
+            hidden = model.vit.layernorm(out.hidden_states[-1])
+            npy(path, "ref_logits.npy", out.logits.numpy())
+            embed = hidden[:, 0]
+        else:
+            out = model(pixel_values=pixels)
+            hidden = out.last_hidden_state
+            embed = (out.pooler_output if out.pooler_output is not None
+                     else hidden[:, 0])
+    npy(path, "ref_pixels.npy", pixels.numpy())
+    npy(path, "ref_hidden.npy", hidden.numpy())
+    npy(path, "ref_embed.npy", embed.numpy())
+    print(f"{name}: {sorted(os.listdir(path))}")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    id2label = {i: l for i, l in enumerate(LABELS)}
+    label2id = {l: i for i, l in id2label.items()}
+    lab = dict(id2label=id2label, label2id=label2id)
+
+    make_vit("vit_tiny", tiny_config(**lab), seed=1)
+    make_vit("vit_nobias_f16",
+             tiny_config(qkv_bias=False, hidden_act="gelu_new", **lab),
+             seed=2, dtype=torch.float16)
+    make_vit("vit_bf16", tiny_config(layer_norm_eps=1e-6, **lab), seed=3,
+             dtype=torch.bfloat16)
+    make_vit("vit_sharded", tiny_config(num_hidden_layers=3, **lab),
+             seed=4, shard="20KB")
+    make_vit("vit_model", tiny_config(hidden_act="quick_gelu"), seed=5,
+             head=False)
+    make_vit("vit_rect",
+             tiny_config(image_size=[24, 40], patch_size=4, num_channels=1,
+                         hidden_size=48, num_attention_heads=6,
+                         intermediate_size=96, num_labels=5),
+             seed=6)
+
+    sys.path.insert(0, HERE)
+    try:
+        import gen_fixtures_images
+    except ImportError:
+        gen_fixtures_images = None
+    if gen_fixtures_images is not None:
+        gen_fixtures_images.generate(os.path.join(OUT, "images"))
+
+
+if __name__ == "__main__":
+    main()
