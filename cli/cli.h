@@ -1,0 +1,102 @@
+/*
+ * Private declarations shared by the files of cli/, the `vit` command: the
+ * subcommand entry points, the list of inputs gathered from the command line
+ * (files sniffed by content, directories walked in name order), the output
+ * formats and the progress line. Nothing here is part of libvit; cli/ uses
+ * only the public vit/vit.h, jansson and libc, and holds no model logic.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include "vit/vit.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CLI_VERSION "0.1.0"
+
+/* Exit statuses, as DESIGN.md fixes them for every subcommand. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
+
+/* `vit classify ...`; argv[0] is "classify". Returns the exit status. */
+int cli_classify_main(int argc, char **argv);
+
+/* Reports a failed input on stderr as `vit: PATH: reason`. A reason that
+ * already starts with "PATH: " (the .npy reader names its file) is not
+ * prefixed twice. */
+void cli_report(const char *path, const char *reason);
+
+/* ---- inputs (cli/inputs.c) ---- */
+
+typedef enum {
+    CLI_IN_IMAGE,  /* decode with vit_image_read */
+    CLI_IN_NPY,    /* preprocessed pixels, vit_npy_read */
+    CLI_IN_ERROR,  /* could not be gathered; `error` says why */
+} cli_input_kind;
+
+typedef struct {
+    char *path;   /* as named on the command line, or joined below a dir */
+    cli_input_kind kind;
+    char *error;  /* CLI_IN_ERROR only */
+} cli_input;
+
+typedef struct {
+    cli_input *v;
+    size_t n, cap;
+} cli_input_list;
+
+/* Turns the PATH arguments into inputs, in order. A file named explicitly
+ * is a .npy (by its magic or, failing that, its name) or else an image, so
+ * the decoder says what is wrong with a file that is neither. Directories
+ * are walked recursively, entries sorted by byte order of their names;
+ * there only JPEG and PNG files (by content) and .npy files are taken, and
+ * entries whose names start with '.' are skipped. A path that cannot be
+ * read becomes a CLI_IN_ERROR entry so it is reported in its place.
+ * Returns 0, or -1 when out of memory. */
+int cli_inputs_collect(char *const *paths, int n, cli_input_list *out);
+void cli_inputs_free(cli_input_list *l);
+
+/* ---- output (cli/output.c) ---- */
+
+typedef enum { CLI_FMT_TEXT, CLI_FMT_JSONL, CLI_FMT_CSV } cli_format;
+
+/* One classified image. */
+typedef struct {
+    const char *path;
+    const vit_prediction *top;  /* k predictions, best first; id -1 ends */
+    int k;
+    const float *logits;        /* num_labels values, or NULL */
+    int num_labels;
+} cli_result;
+
+/* Parses "text", "jsonl" or "csv"; returns 0, or -1 for anything else. */
+int cli_format_parse(const char *s, cli_format *out);
+
+/* Writes what precedes the first result (the csv header). */
+void cli_output_begin(FILE *f, cli_format fmt);
+
+/* Writes one result. Returns 0, or -1 when out of memory. */
+int cli_output_write(FILE *f, cli_format fmt, const cli_result *r);
+
+/* The shortest decimal text that reads back as exactly `x` (at most 9
+ * significant digits); "nan", "inf" and "-inf" for non-finite values. */
+void cli_float_str(char buf[32], float x);
+
+/* ---- progress (cli/progress.c) ---- */
+
+/* A single updating line on stderr, `[done/total] rate img/s`, shown only
+ * when stderr is a terminal and there is more than one batch of work. */
+typedef struct {
+    int tty;          /* stderr is a terminal */
+    int shown;        /* the line is on screen now */
+    size_t done, total, min_total;
+    double t0;        /* seconds, monotonic */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, size_t total, size_t batch);
+/* Redraws the line (when it should be shown) after `done`/`total` changed. */
+void cli_progress_draw(cli_progress *p);
+/* Erases the line, so other output can be written; draw brings it back. */
+void cli_progress_clear(cli_progress *p);
+
+#endif

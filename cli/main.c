@@ -1,0 +1,78 @@
+/*
+ * The entry point of the `vit` command: the top-level help and version, and
+ * dispatch to a subcommand by name. Each subcommand parses its own options
+ * and returns its exit status (0 all inputs done, 1 some input failed, 2 a
+ * usage error). Only subcommands that exist are listed here, so the help
+ * never promises one that does not work yet.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"classify", cli_classify_main,
+     "classify images with a ViT image-classification model"},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vit <command> [options] [args]\n"
+               "       vit --help | --version\n");
+}
+
+static void help(FILE *f)
+{
+    usage(f);
+    fprintf(f, "\nVision Transformer inference on Hugging Face checkpoints.\n"
+               "\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\noptions:\n"
+               "  -h, --help     show this help and exit\n"
+               "  -V, --version  print the version and exit\n"
+               "\nRun 'vit <command> --help' for the options of a command.\n");
+}
+
+void cli_report(const char *path, const char *reason)
+{
+    size_t n = strlen(path);
+    if (strncmp(reason, path, n) == 0 && reason[n] == ':' &&
+        reason[n + 1] == ' ')
+        reason += n + 2;
+    fprintf(stderr, "vit: %s: %s\n", path, reason);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        fprintf(stderr, "Run 'vit --help' for the list of commands.\n");
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        help(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("vit %s\n", CLI_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "vit: unknown %s '%s'\n",
+            cmd[0] == '-' ? "option" : "command", cmd);
+    usage(stderr);
+    fprintf(stderr, "Run 'vit --help' for the list of commands.\n");
+    return CLI_EXIT_USAGE;
+}
