@@ -27,7 +27,6 @@
 vit_status vit__fail(vit_error *err, vit_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#endif
 
 /* ---- checkpoint weights (safetensors.c) ---- */
 
@@ -71,3 +70,85 @@ const vit__tensor *vit__weights_find(const vit__weights *w, const char *name);
  * when missing, misshapen or of another dtype. */
 const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
                               const int64_t *shape, vit_error *err);
+
+/* ---- kernels (ops.c) ---- */
+
+typedef enum {
+    VIT_ACT_GELU,       /* exact, erf: "gelu" */
+    VIT_ACT_GELU_TANH,  /* "gelu_new", "gelu_pytorch_tanh", "gelu_fast" */
+    VIT_ACT_QUICK_GELU, /* x * sigmoid(1.702 x): OpenAI CLIP */
+    VIT_ACT_SILU,
+    VIT_ACT_RELU,
+    VIT_ACT_TANH,
+} vit__act;
+
+/* Maps a config's hidden_act string; -1 when unknown. */
+int vit__act_parse(const char *name);
+
+void vit__linear(float *out, const float *in, const float *w, const float *b,
+                 int M, int N, int K);
+void vit__layernorm(float *out, const float *in, const float *w,
+                    const float *b, int M, int C, float eps);
+void vit__activation(float *x, size_t n, vit__act act);
+void vit__softmax(float *x, int rows, int cols);
+void vit__attention(float *out, const float *q, const float *k,
+                    const float *v, float *scores, int B, int T, int D, int H,
+                    int causal);
+
+/* ---- the encoder stack (encoder.c) ---- */
+
+typedef struct {
+    const float *ln1_w, *ln1_b;          /* (D) */
+    const float *wq, *wk, *wv, *wo;      /* (D, D) */
+    const float *bq, *bk, *bv;           /* (D), NULL without qkv bias */
+    const float *bo;                     /* (D) */
+    const float *ln2_w, *ln2_b;          /* (D) */
+    const float *w1, *b1;                /* (F, D), (F) */
+    const float *w2, *b2;                /* (D, F), (D) */
+} vit__layer;
+
+typedef struct {
+    int D, H, F, L;  /* F: MLP (intermediate) size */
+    float eps;
+    vit__act act;
+    vit__layer *layers;  /* L of them */
+} vit__encoder;
+
+/* printf formats taking (prefix, layer index) for each tensor of a layer:
+ * how a model family names its encoder weights. */
+typedef struct {
+    const char *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
+    const char *ln2_w, *ln2_b, *w1, *b1, *w2, *b2;
+} vit__layer_names;
+
+/* Activation scratch for one forward of B sequences of T tokens. */
+typedef struct {
+    float *xn, *q, *k, *v, *ctx;  /* (B, T, D) each */
+    float *ff;                    /* (B, T, F) */
+    float *scores;                /* (T, T) */
+} vit__scratch;
+
+size_t vit__scratch_floats(int B, int T, int D, int F);
+void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
+                        int F);
+
+/* Binds e->L layers (e->D, e->F set) to tensors named by `nm`. */
+vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
+                             const vit__layer_names *nm, const char *prefix,
+                             int qkv_bias, vit_error *err);
+void vit__encoder_free(vit__encoder *e);
+void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
+                          int causal, const vit__scratch *s);
+
+/* ---- models (model.c) ---- */
+
+const vit_options *vit__model_options(const vit_model *m);
+const img_preprocess_cfg *vit__model_preprocess(const vit_model *m);
+
+/* Runs the ViT on B <= max_batch images; the final layer-normed hidden
+ * states, (B, T, D), are then at vit__state_hidden(s). */
+void vit__forward_hidden(vit_state *s, const float *pixels, int B);
+const float *vit__state_hidden(const vit_state *s);
+const vit_model *vit__state_model(const vit_state *s);
+
+#endif

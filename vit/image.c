@@ -1,0 +1,168 @@
+/*
+ * The library's image entry points: reading and decoding files within the
+ * caller's limits, and preprocessing images into the pixel tensor a model
+ * takes, by handing imgio the settings read from preprocessor_config.json.
+ * imgio's statuses are translated into vit's here and nowhere else.
+ */
+#include "vit/vit_impl.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static img_limits limits_of(const vit_options *opt)
+{
+    vit_options d = vit_options_default();
+    if (!opt)
+        opt = &d;
+    img_limits lim = {
+        .max_width = opt->max_width,
+        .max_height = opt->max_height,
+        .max_pixels = opt->max_pixels,
+        .max_bytes = opt->max_file_bytes,
+    };
+    return lim;
+}
+
+static vit_status from_img(img_status st)
+{
+    switch (st) {
+    case IMG_OK:
+        return VIT_OK;
+    case IMG_E_NOMEM:
+        return VIT_E_NOMEM;
+    case IMG_E_LIMIT:
+        return VIT_E_TOO_LARGE;
+    case IMG_E_ARG:
+        return VIT_E_ARG;
+    default:
+        return VIT_E_IMAGE;
+    }
+}
+
+vit_status vit_image_decode(const void *bytes, size_t n,
+                            const vit_options *opt, vit_image *out,
+                            vit_error *err)
+{
+    if (!out || (!bytes && n))
+        return vit__fail(err, VIT_E_ARG, "vit_image_decode: NULL argument");
+    img_limits lim = limits_of(opt);
+    img_rgb im;
+    char msg[sizeof err->msg];
+    img_status st = img_decode(bytes, n, &lim, &im, msg, sizeof msg);
+    if (st != IMG_OK)
+        return vit__fail(err, from_img(st), "%s", msg);
+    out->width = im.width;
+    out->height = im.height;
+    out->rgb = im.rgb;
+    return VIT_OK;
+}
+
+vit_status vit_image_read(const char *path, const vit_options *opt,
+                          vit_image *out, vit_error *err)
+{
+    if (!path || !out)
+        return vit__fail(err, VIT_E_ARG, "vit_image_read: NULL argument");
+    img_limits lim = limits_of(opt);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return vit__fail(err, VIT_E_IO, "%s", strerror(errno));
+    vit_status st = VIT_OK;
+    unsigned char *buf = NULL;
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = vit__fail(err, VIT_E_IO, "not a regular file");
+        goto out;
+    }
+    size_t size = (size_t)sb.st_size;
+    if (lim.max_bytes && size > lim.max_bytes) {
+        st = vit__fail(err, VIT_E_TOO_LARGE,
+                       "file is %zu bytes, over the %zu-byte limit", size,
+                       lim.max_bytes);
+        goto out;
+    }
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        st = vit__fail(err, VIT_E_NOMEM, "out of memory reading %zu bytes",
+                       size);
+        goto out;
+    }
+    if (fread(buf, 1, size, fp) != size) {
+        st = vit__fail(err, VIT_E_IO, "short read");
+        goto out;
+    }
+    st = vit_image_decode(buf, size, opt, out, err);
+out:
+    free(buf);
+    fclose(fp);
+    return st;
+}
+
+void vit_image_free(vit_image *img)
+{
+    if (!img)
+        return;
+    free(img->rgb);
+    memset(img, 0, sizeof *img);
+}
+
+vit_status vit_preprocess(const vit_model *m, const vit_image *imgs, int n,
+                          float *pixels, vit_error *err)
+{
+    if (!m || (n > 0 && (!imgs || !pixels)) || n < 0)
+        return vit__fail(err, VIT_E_ARG, "vit_preprocess: NULL argument");
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    if (info.channels != 3)
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "the model takes %d-channel input; images decode to "
+                         "RGB, so give it preprocessed pixels instead",
+                         info.channels);
+    const img_preprocess_cfg *cfg = vit__model_preprocess(m);
+    size_t per = (size_t)3 * info.image_h * info.image_w;
+    for (int i = 0; i < n; i++) {
+        int oh, ow;
+        img_preprocess_size(cfg, imgs[i].width, imgs[i].height, &oh, &ow);
+        if (oh != info.image_h || ow != info.image_w)
+            return vit__fail(err, VIT_E_IMAGE,
+                             "a %dx%d image preprocesses to %dx%d, but the "
+                             "model takes %dx%d",
+                             imgs[i].width, imgs[i].height, ow, oh,
+                             info.image_w, info.image_h);
+        img_rgb src = {imgs[i].width, imgs[i].height, imgs[i].rgb};
+        char msg[sizeof err->msg];
+        img_status st = img_preprocess(&src, cfg, pixels + (size_t)i * per,
+                                       oh, ow, msg, sizeof msg);
+        if (st != IMG_OK)
+            return vit__fail(err, from_img(st), "%s", msg);
+    }
+    return VIT_OK;
+}
+
+vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
+                        vit_prediction *out, float *logits, vit_error *err)
+{
+    if (!s)
+        return vit__fail(err, VIT_E_ARG, "vit_classify: NULL state");
+    const vit_model *m = vit__state_model(s);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    /* One chunk of max_batch images at a time, so memory stays bounded
+     * however many images the caller passes. */
+    size_t per = (size_t)info.channels * info.image_h * info.image_w;
+    int chunk = vit__model_options(m)->max_batch;
+    float *pixels = malloc((size_t)chunk * per * sizeof *pixels);
+    if (!pixels)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    vit_status st = VIT_OK;
+    for (int i = 0; i < n && st == VIT_OK; i += chunk) {
+        int b = n - i < chunk ? n - i : chunk;
+        st = vit_preprocess(m, imgs + i, b, pixels, err);
+        if (st == VIT_OK)
+            st = vit_classify_pixels(
+                s, pixels, b, top_k, out ? out + (size_t)i * top_k : NULL,
+                logits ? logits + (size_t)i * info.num_labels : NULL, err);
+    }
+    free(pixels);
+    return st;
+}
