@@ -248,12 +248,22 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     }
     m->P = ph;
     m->D = e->D;
-    if (e->D % e->H || m->Hi % m->P || m->Wi % m->P || !(eps > 0)) {
+    if (e->D % e->H) {
         st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: hidden_size %d must divide by num_attention_heads "
-                       "%d, image_size %dx%d by patch_size %d, and "
-                       "layer_norm_eps must be positive",
-                       path, e->D, e->H, m->Hi, m->Wi, m->P);
+                       "%s: hidden_size %d does not divide by "
+                       "num_attention_heads %d",
+                       path, e->D, e->H);
+        goto out;
+    }
+    if (m->Hi % m->P || m->Wi % m->P) {
+        st = vit__fail(err, VIT_E_CONFIG,
+                       "%s: image_size %dx%d does not divide by patch_size %d",
+                       path, m->Hi, m->Wi, m->P);
+        goto out;
+    }
+    if (!(eps > 0)) {
+        st = vit__fail(err, VIT_E_CONFIG,
+                       "%s: layer_norm_eps must be positive", path);
         goto out;
     }
     m->gh = m->Hi / m->P;

@@ -302,10 +302,10 @@ vit_status vit__weights_open(const char *dir, vit__weights **out,
             st = vit__fail(
                 err, VIT_E_UNSUPPORTED,
                 "%s holds only pytorch_model.bin; vit reads safetensors. "
-                "Convert it once in Python: `from transformers import "
-                "AutoModel; AutoModel.from_pretrained(DIR)."
-                "save_pretrained(DIR, safe_serialization=True)`, or download "
-                "the model.safetensors the hub publishes for most models",
+                "Download the model's model.safetensors (the hub has one "
+                "for most models), or convert once in Python with the class "
+                "config.json names: `ViTForImageClassification."
+                "from_pretrained(DIR).save_pretrained(DIR)`",
                 dir);
         else
             st = vit__fail(err, VIT_E_IO,
