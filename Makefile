@@ -24,15 +24,15 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 SUITES   := $(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRC)))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
-BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all test asan bench demo clean
 all: $(BUILD)/libvit.a $(BUILD)/vit
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -50,7 +50,7 @@ $(BUILD)/tests/suites.h: $(filter tests/check_%.c,$(TEST_SRC)) Makefile
 	@printf '%s\n' $(foreach s,$(SUITES),'SUITE($(s))') > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
-$(BUILD)/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
+$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
