@@ -550,6 +550,7 @@ void vit_model_get_info(const vit_model *m, vit_model_info *info)
     info->num_layers = m->enc.L;
     info->num_heads = m->enc.H;
     info->patch_size = m->P;
+    info->mlp_size = m->enc.F;
 }
 
 const char *vit_model_label(const vit_model *m, int id)

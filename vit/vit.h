@@ -102,6 +102,7 @@ typedef struct {
     int num_labels;            /* 0 without a classification head */
     int embed_dim;             /* length of vit_embed_* vectors */
     int hidden_size, num_layers, num_heads, patch_size;
+    int mlp_size;              /* intermediate_size */
 } vit_model_info;
 
 /* Fills `info`; its strings live as long as the model. */
