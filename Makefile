@@ -10,7 +10,7 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
-PKGS    = openblas jansson libpng libjpeg
+PKGS    = openblas jansson libpng libjpeg libpcre2-8 libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -70,11 +70,13 @@ asan:
 	CK_FORK=no ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  VIT_BIN=build/asan/vit build/asan/check_all
 
-$(BUILD)/vit_bench: $(BENCH_OBJ) $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libvit.a $(LDLIBS)
+# Each bench/X.c is a program of its own, build/X.
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
+$(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvit.a $(LDLIBS)
 
 BENCH_MODEL ?= tests/fixtures/vit_tiny
-bench: $(BUILD)/vit_bench
+bench: $(BENCH_BIN)
 	$(BUILD)/vit_bench $(BENCH_MODEL)
 
 clean:
