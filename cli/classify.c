@@ -120,6 +120,14 @@ typedef struct {
     int n_paths;
 } classify_args;
 
+static const char *long_name(const struct option *opts, int val)
+{
+    for (; opts->name; opts++)
+        if (opts->val == val)
+            return opts->name;
+    return "?";
+}
+
 /* Returns -1 when the arguments are fine, else the exit status. */
 static int parse_args(int argc, char **argv, classify_args *a)
 {
@@ -165,15 +173,18 @@ static int parse_args(int argc, char **argv, classify_args *a)
             help(stdout);
             return CLI_EXIT_OK;
         case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
+            return usage_error("option '--%s' needs an argument",
+                               long_name(longopts, optopt));
         default:
-            /* optopt is the character of an unknown short option; for a long
-             * one it is 0, or the option's value when it was given an
-             * argument it does not take. */
-            if (optopt > 0 && optopt < OPT_LOGITS)
-                return usage_error("unknown option '-%c'", optopt);
-            return usage_error("invalid option '%s'", argv[optind - 1]);
+            /* optopt is 0 for an unknown long option (then argv[optind-1]
+             * is it), the value of a long option given an argument it does
+             * not take, or else an unknown short option's character. */
+            if (optopt == 0)
+                return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (optopt == OPT_LOGITS || optopt == 'h')
+                return usage_error("option '--%s' takes no argument",
+                                   long_name(longopts, optopt));
+            return usage_error("unknown option '-%c'", optopt);
         }
     }
     if (!a->model_dir)
