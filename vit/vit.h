@@ -93,6 +93,9 @@ void vit_model_free(vit_model *m);
 typedef enum {
     VIT_ARCH_VIT_CLASSIFIER = 1,  /* ViTForImageClassification */
     VIT_ARCH_VIT_MODEL = 2,       /* ViTModel: embeddings, no labels */
+    VIT_ARCH_CLIP = 3,            /* CLIPModel: both towers */
+    VIT_ARCH_CLIP_VISION = 4,     /* CLIPVisionModelWithProjection */
+    VIT_ARCH_CLIP_TEXT = 5,       /* CLIPTextModelWithProjection */
 } vit_arch;
 
 typedef struct {
@@ -103,6 +106,9 @@ typedef struct {
     int embed_dim;             /* length of vit_embed_* vectors */
     int hidden_size, num_layers, num_heads, patch_size;
     int mlp_size;              /* intermediate_size */
+    int has_vision, has_text;  /* which towers the model has */
+    int text_max_len;          /* tokens per text, 0 without a text tower */
+    float logit_scale;         /* exp(logit_scale) of a CLIPModel, else 0 */
 } vit_model_info;
 
 /* Fills `info`; its strings live as long as the model. */
@@ -163,6 +169,45 @@ vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
  * layer-normed class token. */
 vit_status vit_embed_pixels(vit_state *s, const float *pixels, int n,
                             float *out, vit_error *err);
+
+/* vit_preprocess followed by vit_embed_pixels. */
+vit_status vit_embed_images(vit_state *s, const vit_image *imgs, int n,
+                            float *out, vit_error *err);
+
+/* The text embeddings of `n` strings (any bytes; invalid UTF-8 is
+ * replaced, overlong texts are truncated to text_max_len tokens), n x
+ * embed_dim floats, as get_text_features gives. VIT_E_NO_HEAD for a model
+ * without a text tower. */
+vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
+                           float *out, vit_error *err);
+
+/* Scales each of the n rows of `v` (n x dim) to unit L2 norm. */
+void vit_l2_normalize(float *v, int n, int dim);
+
+/* CLIP matching of n image and m text embeddings (as vit_embed_* return
+ * them, normalized or not): logits[i][j] = logit_scale * cos(image i,
+ * text j), what logits_per_image gives, and probs[i] their softmax over
+ * the m texts. Either output may be NULL. */
+vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
+                     const float *text_embeds, int k, float *logits,
+                     float *probs, vit_error *err);
+
+/* Zero-shot classification with a CLIP model: a label set whose prompts
+ * (`tmpl` with "{}" replaced by each label; NULL means "a photo of a {}.")
+ * are embedded once, then used like a classifier head. Immutable once
+ * made; may be shared by threads with the model. */
+typedef struct vit_zeroshot vit_zeroshot;
+vit_status vit_zeroshot_new(vit_state *s, const char *const *labels, int n,
+                            const char *tmpl, vit_zeroshot **out,
+                            vit_error *err);
+void vit_zeroshot_free(vit_zeroshot *z);
+
+/* As vit_classify_pixels, over the label set: logits are logit_scale *
+ * cos, scores their softmax, labels the set's. */
+vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
+                                        const float *pixels, int n, int top_k,
+                                        vit_prediction *out, float *logits,
+                                        vit_error *err);
 
 /* A float32 array from a .npy file (little-endian '<f4', C order), as used
  * for already-preprocessed pixels. */
