@@ -1,0 +1,188 @@
+/*
+ * The entry point of decoding: the status strings, the default limits and
+ * their check, the error-message helper, and img_decode itself, which looks
+ * at the first bytes of a buffer to tell JPEG and PNG (handed to jpeg.c and
+ * png.c) from the formats we refuse, so that the refusal can name what the
+ * caller actually sent.
+ */
+#include "imgio/imgio_impl.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *img_status_str(img_status st)
+{
+    switch (st) {
+#define IMG_STATUS_CASE(name, msg) \
+    case name:                     \
+        return msg;
+        IMG_STATUS_LIST(IMG_STATUS_CASE)
+#undef IMG_STATUS_CASE
+    }
+    return "unknown status";
+}
+
+img_limits img_limits_default(void)
+{
+    img_limits lim = {
+        .max_width = 16384,
+        .max_height = 16384,
+        .max_pixels = (uint64_t)1 << 26,
+        .max_bytes = (size_t)64 << 20,
+    };
+    return lim;
+}
+
+img_status img_fail(char *err, size_t errlen, img_status st, const char *fmt,
+                    ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* Formats one side of a limit, where zero means there is none. */
+static const char *limit_str(char *buf, size_t len, uint64_t v)
+{
+    if (v == 0)
+        snprintf(buf, len, "unlimited");
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
+                          char *err, size_t errlen)
+{
+    if (w == 0 || h == 0)
+        return img_fail(err, errlen, IMG_E_CORRUPT,
+                        "image header gives a size of %llux%llu; both sides "
+                        "must be at least 1",
+                        (unsigned long long)w, (unsigned long long)h);
+    if ((lim->max_width && w > lim->max_width) ||
+        (lim->max_height && h > lim->max_height)) {
+        char a[32], b[32];
+        return img_fail(err, errlen, IMG_E_LIMIT,
+                        "image is %llux%llu, larger than the %sx%s limit",
+                        (unsigned long long)w, (unsigned long long)h,
+                        limit_str(a, sizeof a, lim->max_width),
+                        limit_str(b, sizeof b, lim->max_height));
+    }
+    /* Both sides fit in 32 bits (PNG and JPEG headers cannot say more), so
+     * the product cannot overflow 64 bits. */
+    uint64_t px = w * h;
+    if (lim->max_pixels && px > lim->max_pixels)
+        return img_fail(err, errlen, IMG_E_LIMIT,
+                        "image is %llux%llu = %llu pixels, more than the "
+                        "%llu-pixel limit",
+                        (unsigned long long)w, (unsigned long long)h,
+                        (unsigned long long)px,
+                        (unsigned long long)lim->max_pixels);
+    /* Whatever the limits say, the pixels must be addressable: img_rgb
+     * holds int sides, and the decoders index with size_t. */
+    if (w > INT_MAX || h > INT_MAX || px > SIZE_MAX / 4 / 3 ||
+        px > (uint64_t)PTRDIFF_MAX / 4 / 3)
+        return img_fail(err, errlen, IMG_E_LIMIT,
+                        "image is %llux%llu, too large to hold in memory",
+                        (unsigned long long)w, (unsigned long long)h);
+    return IMG_OK;
+}
+
+/* Names a format we recognize but do not decode, or returns NULL. The
+ * signatures are the published magic numbers of each format; the check is
+ * only for a useful message, so false negatives merely give a vaguer one. */
+static const char *sniff_other(const uint8_t *b, size_t n)
+{
+#define HAS(off, lit) \
+    (n >= (off) + sizeof(lit) - 1 && memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
+    if (HAS(0, "GIF87a") || HAS(0, "GIF89a"))
+        return "GIF";
+    if (HAS(0, "RIFF") && HAS(8, "WEBP"))
+        return "WebP";
+    if (HAS(0, "BM") && n >= 14)
+        return "BMP";
+    if (HAS(0, "II*\0") || HAS(0, "MM\0*"))
+        return "TIFF";
+    if (HAS(4, "ftyp")) {
+        if (HAS(8, "avif") || HAS(8, "avis"))
+            return "AVIF";
+        if (HAS(8, "heic") || HAS(8, "heix") || HAS(8, "hevc") ||
+            HAS(8, "hevx") || HAS(8, "heim") || HAS(8, "heis") ||
+            HAS(8, "mif1") || HAS(8, "msf1"))
+            return "HEIC/HEIF";
+        return "ISO media (MP4/QuickTime/HEIF family)";
+    }
+    if (HAS(0, "\0\0\0\x0cjP  \r\n\x87\n") || HAS(0, "\xff\x4f\xff\x51"))
+        return "JPEG 2000";
+    if (HAS(0, "\xff\x0a") || HAS(0, "\0\0\0\x0cJXL \r\n\x87\n"))
+        return "JPEG XL";
+    if (HAS(0, "qoif"))
+        return "QOI";
+    if (HAS(0, "8BPS"))
+        return "Photoshop (PSD)";
+    if (HAS(0, "%PDF"))
+        return "PDF";
+    if (HAS(0, "<svg") || HAS(0, "<?xml"))
+        return "SVG/XML";
+    if (HAS(0, "\0\0\1\0") && n >= 6)
+        return "ICO";
+    if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7')
+        return "PNM (PBM/PGM/PPM/PAM)";
+#undef HAS
+    return NULL;
+}
+
+img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
+                      img_rgb *out, char *err, size_t errlen)
+{
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
+                                       '\n'};
+    const uint8_t *b = bytes;
+    img_limits def = img_limits_default();
+    if (!out || (!bytes && n > 0))
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "img_decode needs an output image and, for a "
+                        "non-empty buffer, its bytes");
+    if (!lim)
+        lim = &def;
+    if (n == 0)
+        return img_fail(err, errlen, IMG_E_FORMAT,
+                        "the image data is empty (0 bytes)");
+    if (lim->max_bytes && n > lim->max_bytes)
+        return img_fail(err, errlen, IMG_E_LIMIT,
+                        "image file is %zu bytes, larger than the %zu-byte "
+                        "limit",
+                        n, lim->max_bytes);
+    /* JPEG is told by SOI followed by the first marker's 0xFF; PNG by its
+     * full eight-byte signature, which also catches transfer damage. */
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return img_decode_jpeg(b, n, lim, out, err, errlen);
+    if (n >= 8 && memcmp(b, png_sig, 8) == 0)
+        return img_decode_png(b, n, lim, out, err, errlen);
+    const char *other = sniff_other(b, n);
+    if (other)
+        return img_fail(err, errlen, IMG_E_FORMAT,
+                        "%s images are not supported; convert to PNG or JPEG",
+                        other);
+    return img_fail(err, errlen, IMG_E_FORMAT,
+                    "not a JPEG or PNG image (the %zu bytes start with no "
+                    "known image signature)",
+                    n);
+}
+
+void img_rgb_free(img_rgb *im)
+{
+    if (!im)
+        return;
+    free(im->rgb);
+    im->rgb = NULL;
+    im->width = 0;
+    im->height = 0;
+}

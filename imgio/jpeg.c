@@ -1,0 +1,168 @@
+/*
+ * JPEG decoding with libjpeg-turbo, set up as Pillow sets it up (ISLOW
+ * inverse DCT, fancy upsampling: libjpeg's defaults) so that the pixels
+ * equal those of Image.open(f).convert("RGB"). This file owns the error
+ * plumbing libjpeg needs: its fatal errors come back through longjmp, its
+ * messages are kept instead of printed, and the one warning that means the
+ * data ran out is promoted to an error, because libjpeg would otherwise pad
+ * a truncated file with gray and call it a success.
+ */
+#include "imgio/imgio_impl.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jerror.h>
+#include <jpeglib.h>
+
+typedef struct {
+    struct jpeg_error_mgr pub;  /* first, so a j_common_ptr's err is ours */
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void on_error_exit(j_common_ptr c)
+{
+    jpeg_err *e = (jpeg_err *)c->err;
+    (*c->err->format_message)(c, e->msg);
+    longjmp(e->jump, 1);
+}
+
+/* libjpeg reports a premature end of data as a warning and goes on with
+ * invented gray pixels; Pillow refuses such a file ("image file is
+ * truncated"), and so do we. Other warnings (extraneous bytes before a
+ * marker, a bad Huffman code in one block) leave a usable image, and Pillow
+ * accepts them too, so they are only counted. */
+static void on_emit_message(j_common_ptr c, int level)
+{
+    if (level >= 0)
+        return;  /* trace messages */
+    if (c->err->msg_code == JWRN_JPEG_EOF)
+        on_error_exit(c);
+    c->err->num_warnings++;
+}
+
+/* The default would print to stderr; a library must not. */
+static void on_output_message(j_common_ptr c) { (void)c; }
+
+/* Pillow opens every four-component JPEG as "CMYK;I", that is, assuming
+ * Adobe's inverted storage, and then converts CMYK to RGB with its own
+ * formula, which this reproduces on the stored (inverted) samples. */
+static uint8_t muldiv255(int a, int b)
+{
+    int t = a * b + 128;
+    return (uint8_t)(((t >> 8) + t) >> 8);
+}
+
+static void cmyk_row_to_rgb(uint8_t *dst, const uint8_t *src, int w)
+{
+    for (int x = 0; x < w; x++, src += 4, dst += 3) {
+        int nk = src[3];  /* 255 - K with K = 255 - stored */
+        for (int c = 0; c < 3; c++)
+            dst[c] = (uint8_t)(nk - muldiv255(255 - src[c], nk));
+    }
+}
+
+img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
+                           const img_limits *lim, img_rgb *out, char *err,
+                           size_t errlen)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    /* Both are assigned after setjmp and freed after a longjmp, so they must
+     * be volatile to keep their values across it. */
+    uint8_t *volatile pix = NULL;
+    uint8_t *volatile row = NULL;
+    img_status st;
+
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = on_error_exit;
+    jerr.pub.emit_message = on_emit_message;
+    jerr.pub.output_message = on_output_message;
+    jerr.msg[0] = '\0';
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pix);
+        free(row);
+        return img_fail(err, errlen, IMG_E_CORRUPT,
+                        "JPEG decoding failed: %s", jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    /* libjpeg-turbo's jpeg_mem_src takes the size as unsigned long, which
+     * is 64 bits here; the file-size limit keeps real inputs far below. */
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+
+    st = img_check_dims(lim, cinfo.image_width, cinfo.image_height, err,
+                        errlen);
+    if (st != IMG_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return st;
+    }
+    switch (cinfo.jpeg_color_space) {
+    case JCS_GRAYSCALE:
+        cinfo.out_color_space = JCS_GRAYSCALE;
+        break;
+    case JCS_YCbCr:
+    case JCS_RGB:
+        cinfo.out_color_space = JCS_RGB;
+        break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+        cinfo.out_color_space = JCS_CMYK;
+        break;
+    default:
+        st = img_fail(err, errlen, IMG_E_FORMAT,
+                      "JPEG images with %d color components of unknown "
+                      "meaning are not supported",
+                      cinfo.num_components);
+        jpeg_destroy_decompress(&cinfo);
+        return st;
+    }
+
+    jpeg_start_decompress(&cinfo);
+    int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
+    int nc = cinfo.output_components;
+    pix = malloc((size_t)w * (size_t)h * 3);
+    if (nc != 3)
+        row = malloc((size_t)w * (size_t)nc);
+    if (!pix || (nc != 3 && !row)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pix);
+        free(row);
+        return img_fail(err, errlen, IMG_E_NOMEM,
+                        "out of memory for a %dx%d JPEG image", w, h);
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        uint8_t *dst = pix + (size_t)cinfo.output_scanline * (size_t)w * 3;
+        JSAMPROW rp = nc == 3 ? dst : row;
+        /* A memory source never suspends, so a short read is a bug in
+         * libjpeg's contract rather than bad input; fail rather than spin. */
+        if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) {
+            int at = (int)cinfo.output_scanline;
+            jpeg_destroy_decompress(&cinfo);
+            free(pix);
+            free(row);
+            return img_fail(err, errlen, IMG_E_CORRUPT,
+                            "JPEG decoding stopped at row %d of %d", at, h);
+        }
+        if (nc == 1) {
+            for (int x = 0; x < w; x++)
+                dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = row[x];
+        } else if (nc == 4) {
+            cmyk_row_to_rgb(dst, row, w);
+        }
+    }
+    /* jpeg_finish_decompress is skipped on purpose: it would only read on
+     * to the EOI marker, and a file whose pixels are all present but whose
+     * EOI is missing is still a good image. */
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    out->width = w;
+    out->height = h;
+    out->rgb = pix;
+    return IMG_OK;
+}
