@@ -1,0 +1,135 @@
+/*
+ * The steps of a reference image processor (transformers' ViT and CLIP
+ * processors on their Pillow backend) from an RGB image to the model's
+ * input tensor: the output size rule, then resize, center crop, rescale
+ * and normalize, with the reference's rounding of sizes and offsets and
+ * its order of float operations.
+ */
+#include "imgio/imgio_impl.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/* transformers' get_resize_output_image_size with default_to_square=False:
+ * the short side becomes `edge` and the long side is
+ * int(edge * long / short), a true division truncated. The product is
+ * exact in 64 bits and the division is correctly rounded in double, as is
+ * Python's int / int, so the truncation sees the same number. */
+static void shortest_edge_size(int edge, int w, int h, int *oh, int *ow)
+{
+    int sh = w <= h ? w : h, lg = w <= h ? h : w;
+    int nl = (int)((double)((int64_t)edge * lg) / (double)sh);
+    if (w <= h) {
+        *ow = edge;
+        *oh = nl;
+    } else {
+        *oh = edge;
+        *ow = nl;
+    }
+}
+
+void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
+                         int *out_h, int *out_w)
+{
+    int h = src_h, w = src_w;
+    if (cfg->do_resize) {
+        if (cfg->shortest_edge > 0 && src_w > 0 && src_h > 0) {
+            shortest_edge_size(cfg->shortest_edge, src_w, src_h, &h, &w);
+        } else {
+            h = cfg->size_h;
+            w = cfg->size_w;
+        }
+    }
+    if (cfg->do_center_crop) {
+        h = cfg->crop_h;
+        w = cfg->crop_w;
+    }
+    *out_h = h;
+    *out_w = w;
+}
+
+/* transformers rescales in float64 by the Python float in the config, then
+ * casts to float32. The config value reaches us as a float; for the value
+ * nearly every checkpoint uses, 1/255, we recover the double so that the
+ * product rounds as the reference's does (with the float, 126 of the 256
+ * possible values would come out one unit in the last place away). */
+static double rescale_factor(float f)
+{
+    return f == (float)(1.0 / 255.0) ? 1.0 / 255.0 : (double)f;
+}
+
+img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
+                          float *out, int out_h, int out_w, char *err,
+                          size_t errlen)
+{
+    if (!src || !cfg || !out || !src->rgb || src->width <= 0 ||
+        src->height <= 0)
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "img_preprocess needs a non-empty image, a "
+                        "configuration and an output buffer");
+    int rh, rw, eh, ew;
+    img_preprocess_size(cfg, src->width, src->height, &eh, &ew);
+    if (eh != out_h || ew != out_w)
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "output is %dx%d but the configuration gives %dx%d "
+                        "for a %dx%d image",
+                        out_w, out_h, ew, eh, src->width, src->height);
+    if (out_h <= 0 || out_w <= 0)
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "the configuration gives an empty %dx%d output",
+                        out_w, out_h);
+    if (cfg->do_normalize &&
+        (cfg->std[0] == 0 || cfg->std[1] == 0 || cfg->std[2] == 0))
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "normalization std has a zero entry");
+
+    /* Resize first, to the size before cropping. */
+    img_rgb resized = {0};
+    const img_rgb *im = src;
+    {
+        img_preprocess_cfg nocrop = *cfg;
+        nocrop.do_center_crop = 0;
+        img_preprocess_size(&nocrop, src->width, src->height, &rh, &rw);
+    }
+    if (cfg->do_resize && (rh != src->height || rw != src->width)) {
+        img_status st =
+            img_resize(src, rw, rh, cfg->resample, &resized, err, errlen);
+        if (st != IMG_OK)
+            return st;
+        im = &resized;
+    }
+
+    /* transformers' center_crop: top = (h - crop_h) // 2, a floor even
+     * when negative; a crop larger than the image pads with zeros placed
+     * so that this same offset holds. Without a crop the offsets are 0. */
+    int top = 0, left = 0;
+    if (cfg->do_center_crop) {
+        int dh = im->height - out_h, dw = im->width - out_w;
+        top = dh >= 0 ? dh / 2 : -((-dh + 1) / 2);
+        left = dw >= 0 ? dw / 2 : -((-dw + 1) / 2);
+    }
+
+    double scale = cfg->do_rescale ? rescale_factor(cfg->rescale_factor) : 1.0;
+    size_t plane = (size_t)out_h * (size_t)out_w;
+    for (int c = 0; c < 3; c++) {
+        float mean = cfg->mean[c], std = cfg->std[c];
+        for (int y = 0; y < out_h; y++) {
+            int sy = y + top;
+            float *o = out + (size_t)c * plane + (size_t)y * (size_t)out_w;
+            for (int x = 0; x < out_w; x++) {
+                int sx = x + left;
+                int v = 0;
+                if (sy >= 0 && sy < im->height && sx >= 0 && sx < im->width)
+                    v = im->rgb[((size_t)sy * (size_t)im->width + sx) * 3 + c];
+                /* float64 product cast to float32, then float32 subtract
+                 * and divide: numpy's order and precisions. */
+                float f = cfg->do_rescale ? (float)(v * scale) : (float)v;
+                if (cfg->do_normalize)
+                    f = (f - mean) / std;
+                o[x] = f;
+            }
+        }
+    }
+    img_rgb_free(&resized);
+    return IMG_OK;
+}
