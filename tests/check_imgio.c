@@ -1,0 +1,693 @@
+/*
+ * Tests of imgio/ against fixtures made by the references (Pillow for
+ * decoding and resampling, transformers' Pillow-backend processors for
+ * preprocessing), written by tests/gen_fixtures_images.py into
+ * tests/fixtures/images/ and listed in its manifest.txt: one loop test per
+ * manifest case, each printing its max difference. Then the inputs that
+ * must be refused, each its own test, and sweeps of truncated and damaged
+ * files that must never crash, leak or touch the output. Every test reads
+ * what it needs itself, so none depends on another having run.
+ */
+#include "imgio/imgio.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIXDIR "tests/fixtures/images/"
+
+/* ---------------------------------------------------------------- files */
+
+static uint8_t *read_all(const char *name, size_t *n)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIXDIR "%s", name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open fixture %s", path);
+    ck_assert(fseek(f, 0, SEEK_END) == 0);
+    long len = ftell(f);
+    ck_assert(len >= 0);
+    rewind(f);
+    uint8_t *b = malloc((size_t)len + 1);
+    ck_assert(b != NULL);
+    ck_assert(fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+/* A .npy array as numpy.save writes it: '|u1' or '<f4', C order. Enough of
+ * the format for our own fixtures; anything else fails the test. */
+typedef struct {
+    int ndim;
+    int shape[4];
+    size_t count;
+    int is_float;
+    void *data;  /* uint8_t or float */
+} npy;
+
+static npy npy_load(const char *name)
+{
+    size_t n;
+    uint8_t *b = read_all(name, &n);
+    npy a = {0};
+    ck_assert_msg(n >= 10 && memcmp(b, "\x93NUMPY", 6) == 0,
+                  "%s is not a .npy file", name);
+    size_t hlen = b[6] == 1 ? (size_t)(b[8] | b[9] << 8) : 0;
+    size_t off = b[6] == 1 ? 10 : 12;
+    if (b[6] != 1)
+        hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
+               (size_t)b[11] << 24;
+    ck_assert(off + hlen <= n);
+    char hdr[512];
+    ck_assert(hlen < sizeof hdr);
+    memcpy(hdr, b + off, hlen);
+    hdr[hlen] = '\0';
+    ck_assert_msg(strstr(hdr, "'fortran_order': False"), "%s: %s", name, hdr);
+    if (strstr(hdr, "'descr': '|u1'"))
+        a.is_float = 0;
+    else if (strstr(hdr, "'descr': '<f4'"))
+        a.is_float = 1;
+    else
+        ck_abort_msg("%s: unexpected dtype in %s", name, hdr);
+    const char *s = strstr(hdr, "'shape': (");
+    ck_assert(s != NULL);
+    s += strlen("'shape': (");
+    a.count = 1;
+    while (*s && *s != ')') {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s) {
+            s++;
+            continue;
+        }
+        ck_assert(a.ndim < 4);
+        a.shape[a.ndim++] = (int)v;
+        a.count *= (size_t)v;
+        s = end;
+    }
+    size_t esize = a.is_float ? 4 : 1;
+    ck_assert_msg(off + hlen + a.count * esize == n, "%s: size mismatch",
+                  name);
+    a.data = malloc(a.count * esize + 1);
+    ck_assert(a.data != NULL);
+    memcpy(a.data, b + off + hlen, a.count * esize);
+    free(b);
+    return a;
+}
+
+/* An HxWx3 uint8 .npy as an image. */
+static img_rgb npy_image(const char *name)
+{
+    npy a = npy_load(name);
+    ck_assert_msg(!a.is_float && a.ndim == 3 && a.shape[2] == 3,
+                  "%s is not an HxWx3 uint8 image", name);
+    img_rgb im = {.width = a.shape[1], .height = a.shape[0], .rgb = a.data};
+    return im;
+}
+
+/* The index-th manifest line of a kind ("decode", "resize", ...), without
+ * the kind; returns 0 when there is none. */
+static int manifest_line(const char *kind, int index, char *line, size_t len)
+{
+    FILE *f = fopen(FIXDIR "manifest.txt", "r");
+    if (!f)
+        return 0;
+    size_t kl = strlen(kind);
+    int found = 0;
+    while (fgets(line, (int)len, f)) {
+        if (strncmp(line, kind, kl) == 0 && line[kl] == ' ' && index-- == 0) {
+            memmove(line, line + kl + 1, strlen(line + kl + 1) + 1);
+            line[strcspn(line, "\r\n")] = '\0';
+            found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static int manifest_count(const char *kind)
+{
+    char line[1024];
+    int n = 0;
+    while (manifest_line(kind, n, line, sizeof line))
+        n++;
+    return n;
+}
+
+/* Compares two uint8 buffers: the largest difference and how many equal. */
+static int max_diff_u8(const uint8_t *a, const uint8_t *b, size_t n,
+                       size_t *same)
+{
+    int m = 0;
+    *same = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        if (d > m)
+            m = d;
+        if (d == 0)
+            (*same)++;
+    }
+    return m;
+}
+
+/* ------------------------------------------------- decoding vs Pillow */
+
+START_TEST(test_decode_case)
+{
+    char line[1024], name[256], exp[256];
+    ck_assert_msg(manifest_line("decode", _i, line, sizeof line),
+                  "manifest.txt has no decode case %d", _i);
+    ck_assert(sscanf(line, "%255s %255s", name, exp) == 2);
+    size_t n;
+    uint8_t *bytes = read_all(name, &n);
+    img_rgb im = npy_image(exp);
+    img_rgb got = {0};
+    char err[256] = "";
+    img_status st = img_decode(bytes, n, NULL, &got, err, sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s: %s (%s)", name, img_status_str(st), err);
+    ck_assert_msg(got.width == im.width && got.height == im.height,
+                  "%s: decoded %dx%d, Pillow %dx%d", name, got.width,
+                  got.height, im.width, im.height);
+    size_t total = (size_t)im.width * (size_t)im.height * 3, same;
+    int md = max_diff_u8(got.rgb, im.rgb, total, &same);
+    printf("imgio decode %-30s %3dx%-3d max diff %d, %zu/%zu identical\n",
+           name, im.width, im.height, md, same, total);
+    ck_assert_msg(md == 0, "%s: differs from Pillow by up to %d", name, md);
+    img_rgb_free(&got);
+    img_rgb_free(&im);
+    free(bytes);
+}
+END_TEST
+
+/* ------------------------------------------------- resizing vs Pillow */
+
+static const char *filter_name(int f)
+{
+    static const char *names[] = {"nearest", "lanczos", "bilinear",
+                                  "bicubic", "box",     "hamming"};
+    return f >= 0 && f < 6 ? names[f] : "?";
+}
+
+START_TEST(test_resize_case)
+{
+    char line[1024], src_name[256], exp[256];
+    int f, w, h;
+    ck_assert_msg(manifest_line("resize", _i, line, sizeof line),
+                  "manifest.txt has no resize case %d", _i);
+    ck_assert(sscanf(line, "%255s %d %d %d %255s", src_name, &f, &w, &h,
+                     exp) == 5);
+    img_rgb src = npy_image(src_name), want = npy_image(exp);
+    ck_assert(want.width == w && want.height == h);
+    img_rgb got = {0};
+    char err[256] = "";
+    img_status st = img_resize(&src, w, h, (img_filter)f, &got, err,
+                               sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s", err);
+    ck_assert(got.width == w && got.height == h);
+    size_t total = (size_t)w * (size_t)h * 3, same;
+    int md = max_diff_u8(got.rgb, want.rgb, total, &same);
+    double frac = (double)same / (double)total;
+    printf("imgio resize %-8s %3dx%-3d -> %3dx%-3d %-8s max diff %d, "
+           "%.3f%% identical\n",
+           src_name, src.width, src.height, w, h, filter_name(f), md,
+           100.0 * frac);
+    ck_assert_msg(md <= 1, "%s: max diff %d", exp, md);
+    ck_assert_msg(frac >= 0.999, "%s: only %.4f identical", exp, frac);
+    img_rgb_free(&got);
+    img_rgb_free(&src);
+    img_rgb_free(&want);
+}
+END_TEST
+
+START_TEST(test_resize_same_size_copies)
+{
+    img_rgb src = npy_image("src_a.npy"), got = {0};
+    ck_assert(img_resize(&src, src.width, src.height, IMG_BICUBIC, &got, NULL,
+                         0) == IMG_OK);
+    ck_assert(got.rgb != src.rgb);
+    ck_assert(memcmp(got.rgb, src.rgb, (size_t)src.width * src.height * 3) ==
+              0);
+    img_rgb_free(&got);
+    img_rgb_free(&src);
+}
+END_TEST
+
+START_TEST(test_resize_bad_args)
+{
+    img_rgb src = npy_image("src_a.npy");
+    img_rgb got = {.width = -7, .height = -7, .rgb = NULL};
+    char err[256] = "";
+    ck_assert(img_resize(&src, 0, 5, IMG_BILINEAR, &got, err, sizeof err) ==
+              IMG_E_ARG);
+    ck_assert(strlen(err) > 0);
+    ck_assert(img_resize(&src, 5, 5, (img_filter)42, &got, NULL, 0) ==
+              IMG_E_ARG);
+    ck_assert(img_resize(NULL, 5, 5, IMG_BILINEAR, &got, NULL, 0) ==
+              IMG_E_ARG);
+    ck_assert(got.width == -7 && got.rgb == NULL);
+    img_rgb_free(&src);
+}
+END_TEST
+
+/* ------------------------------------------ preprocessing vs transformers */
+
+/* Fills cfg from the manifest's key=value fields. */
+static void parse_cfg(char *fields, img_preprocess_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (char *tok = strtok(fields, " "); tok; tok = strtok(NULL, " ")) {
+        char *eq = strchr(tok, '=');
+        ck_assert(eq != NULL);
+        *eq = '\0';
+        const char *k = tok, *v = eq + 1;
+        if (!strcmp(k, "do_resize"))
+            cfg->do_resize = atoi(v);
+        else if (!strcmp(k, "resample"))
+            cfg->resample = (img_filter)atoi(v);
+        else if (!strcmp(k, "shortest_edge"))
+            cfg->shortest_edge = atoi(v);
+        else if (!strcmp(k, "size_h"))
+            cfg->size_h = atoi(v);
+        else if (!strcmp(k, "size_w"))
+            cfg->size_w = atoi(v);
+        else if (!strcmp(k, "do_center_crop"))
+            cfg->do_center_crop = atoi(v);
+        else if (!strcmp(k, "crop_h"))
+            cfg->crop_h = atoi(v);
+        else if (!strcmp(k, "crop_w"))
+            cfg->crop_w = atoi(v);
+        else if (!strcmp(k, "do_rescale"))
+            cfg->do_rescale = atoi(v);
+        else if (!strcmp(k, "rescale_factor"))
+            cfg->rescale_factor = strtof(v, NULL);
+        else if (!strcmp(k, "do_normalize"))
+            cfg->do_normalize = atoi(v);
+        else if (!strcmp(k, "mean"))
+            ck_assert(sscanf(v, "%f,%f,%f", &cfg->mean[0], &cfg->mean[1],
+                             &cfg->mean[2]) == 3);
+        else if (!strcmp(k, "std"))
+            ck_assert(sscanf(v, "%f,%f,%f", &cfg->std[0], &cfg->std[1],
+                             &cfg->std[2]) == 3);
+        else
+            ck_abort_msg("unknown manifest key %s", k);
+    }
+}
+
+START_TEST(test_preprocess_case)
+{
+    char line[1024], src_name[256], exp[256];
+    int used = 0;
+    ck_assert_msg(manifest_line("preprocess", _i, line, sizeof line),
+                  "manifest.txt has no preprocess case %d", _i);
+    ck_assert(sscanf(line, "%255s %255s %n", src_name, exp, &used) == 2);
+    img_preprocess_cfg cfg;
+    parse_cfg(line + used, &cfg);
+    img_rgb src = npy_image(src_name);
+    npy want = npy_load(exp);
+    ck_assert(want.is_float && want.ndim == 3 && want.shape[0] == 3);
+    int oh, ow;
+    img_preprocess_size(&cfg, src.width, src.height, &oh, &ow);
+    ck_assert_msg(oh == want.shape[1] && ow == want.shape[2],
+                  "%s: size %dx%d, reference %dx%d", exp, ow, oh,
+                  want.shape[2], want.shape[1]);
+    float *got = malloc(want.count * sizeof *got);
+    ck_assert(got != NULL);
+    char err[256] = "";
+    img_status st = img_preprocess(&src, &cfg, got, oh, ow, err, sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s: %s", exp, err);
+    const float *w = want.data;
+    double md = 0;
+    size_t same = 0;
+    for (size_t i = 0; i < want.count; i++) {
+        double d = fabs((double)got[i] - (double)w[i]);
+        if (d > md)
+            md = d;
+        same += got[i] == w[i];
+    }
+    printf("imgio preprocess %-24s %dx%d -> 3x%dx%d max diff %.3g, "
+           "%zu/%zu bit-identical\n",
+           exp, src.width, src.height, oh, ow, md, same, want.count);
+    ck_assert_msg(md <= 1.0 / 255, "%s: max diff %g", exp, md);
+    free(got);
+    free(want.data);
+    img_rgb_free(&src);
+}
+END_TEST
+
+START_TEST(test_preprocess_size_case)
+{
+    char line[256];
+    int se, w, h, eh, ew, oh, ow;
+    ck_assert(manifest_line("size", _i, line, sizeof line));
+    ck_assert(sscanf(line, "%d %d %d %d %d", &se, &w, &h, &eh, &ew) == 5);
+    img_preprocess_cfg cfg = {.do_resize = 1, .shortest_edge = se};
+    img_preprocess_size(&cfg, w, h, &oh, &ow);
+    ck_assert_msg(oh == eh && ow == ew,
+                  "shortest_edge %d on %dx%d: got %dx%d, transformers %dx%d",
+                  se, w, h, ow, oh, ew, eh);
+}
+END_TEST
+
+START_TEST(test_preprocess_bad_args)
+{
+    img_rgb src = npy_image("src_a.npy");
+    img_preprocess_cfg cfg = {.do_resize = 1, .resample = IMG_BILINEAR,
+                              .size_h = 8, .size_w = 9, .do_rescale = 1,
+                              .rescale_factor = 1 / 255.0f, .do_normalize = 1,
+                              .mean = {0.5f, 0.5f, 0.5f},
+                              .std = {0.5f, 0.5f, 0.5f}};
+    float out[3 * 8 * 9];
+    char err[256] = "";
+    /* The caller's size must be what img_preprocess_size says. */
+    ck_assert(img_preprocess(&src, &cfg, out, 9, 8, err, sizeof err) ==
+              IMG_E_ARG);
+    ck_assert(strlen(err) > 0);
+    ck_assert(img_preprocess(&src, &cfg, out, 8, 9, NULL, 0) == IMG_OK);
+    cfg.std[1] = 0;
+    ck_assert(img_preprocess(&src, &cfg, out, 8, 9, NULL, 0) == IMG_E_ARG);
+    cfg.std[1] = 0.5f;
+    cfg.resample = (img_filter)17;
+    ck_assert(img_preprocess(&src, &cfg, out, 8, 9, NULL, 0) == IMG_E_ARG);
+    ck_assert(img_preprocess(NULL, &cfg, out, 8, 9, NULL, 0) == IMG_E_ARG);
+    img_rgb_free(&src);
+}
+END_TEST
+
+/* ------------------------------------------------- inputs to refuse */
+
+/* Decodes and checks the status, that `out` was left alone and that the
+ * message contains `needle` (when not NULL). */
+static void expect_fail(const void *b, size_t n, const img_limits *lim,
+                        img_status want, const char *needle, const char *what)
+{
+    img_rgb out = {.width = 12345, .height = 678, .rgb = (uint8_t *)&out};
+    char err[512] = "";
+    img_status st = img_decode(b, n, lim, &out, err, sizeof err);
+    ck_assert_msg(st == want, "%s: got %s (%s), want %s", what,
+                  img_status_str(st), err, img_status_str(want));
+    ck_assert_msg(out.width == 12345 && out.height == 678 &&
+                      out.rgb == (uint8_t *)&out,
+                  "%s: output touched on failure", what);
+    ck_assert_msg(strlen(err) > 0, "%s: no message", what);
+    if (needle)
+        ck_assert_msg(strstr(err, needle), "%s: message \"%s\" lacks \"%s\"",
+                      what, err, needle);
+}
+
+START_TEST(test_bad_empty)
+{
+    expect_fail("", 0, NULL, IMG_E_FORMAT, "empty", "empty buffer");
+    expect_fail(NULL, 0, NULL, IMG_E_FORMAT, "empty", "NULL, 0");
+}
+END_TEST
+
+START_TEST(test_bad_three_bytes)
+{
+    expect_fail("abc", 3, NULL, IMG_E_FORMAT, NULL, "3 bytes");
+    /* Exactly a JPEG signature and nothing else. */
+    expect_fail("\xff\xd8\xff", 3, NULL, IMG_E_CORRUPT, "JPEG",
+                "JPEG signature only");
+}
+END_TEST
+
+static void truncated(const char *name, const char *needle)
+{
+    size_t n;
+    uint8_t *b = read_all(name, &n);
+    expect_fail(b, n / 2, NULL, IMG_E_CORRUPT, needle, name);
+    free(b);
+}
+
+START_TEST(test_bad_truncated_jpeg)
+{
+    truncated("jpg_420.jpg", "Premature end");
+    truncated("jpg_444.jpg", "Premature end");
+    truncated("jpg_progressive.jpg", "Premature end");
+    truncated("jpg_cmyk.jpg", "Premature end");
+}
+END_TEST
+
+START_TEST(test_bad_truncated_png)
+{
+    truncated("png_rgb8.png", "PNG");
+    truncated("png_interlaced_rgb8.png", "PNG");
+    truncated("png_gray16.png", "PNG");
+}
+END_TEST
+
+/* A small deterministic generator, so failures reproduce. */
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+START_TEST(test_bad_random_bytes)
+{
+    uint32_t seed = 12345;
+    uint8_t buf[2048];
+    for (int trial = 0; trial < 20; trial++) {
+        size_t n = 1 + lcg(&seed) % sizeof buf;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (uint8_t)lcg(&seed);
+        buf[0] = 0x42; /* not 0xFF or 0x89: no signature by chance */
+        expect_fail(buf, n, NULL, IMG_E_FORMAT, NULL, "random bytes");
+        /* Garbage after a valid signature goes to the decoder, which must
+         * refuse it cleanly. */
+        memcpy(buf, "\xff\xd8\xff", 3);
+        if (n >= 3)
+            expect_fail(buf, n, NULL, IMG_E_CORRUPT, "JPEG",
+                        "random bytes after a JPEG signature");
+        memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
+        if (n >= 8)
+            expect_fail(buf, n, NULL, IMG_E_CORRUPT, "PNG",
+                        "random bytes after a PNG signature");
+    }
+}
+END_TEST
+
+START_TEST(test_bad_gif)
+{
+    size_t n;
+    uint8_t *b = read_all("other.gif", &n);
+    expect_fail(b, n, NULL, IMG_E_FORMAT, "GIF images are not supported",
+                "GIF file");
+    free(b);
+    expect_fail("GIF89a", 6, NULL, IMG_E_FORMAT, "GIF", "GIF header only");
+}
+END_TEST
+
+START_TEST(test_bad_other_formats)
+{
+    static const struct {
+        const char *file, *name;
+    } cases[] = {{"other.webp", "WebP"},
+                 {"other.bmp", "BMP"},
+                 {"other.tif", "TIFF"},
+                 {"other.avif", "AVIF"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        uint8_t *b = read_all(cases[i].file, &n);
+        expect_fail(b, n, NULL, IMG_E_FORMAT, cases[i].name, cases[i].file);
+        free(b);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_png_huge_dims)
+{
+    size_t n;
+    uint8_t *b = read_all("bad_bigdim.png", &n);
+    expect_fail(b, n, NULL, IMG_E_LIMIT,
+                "image is 100000x100000, larger than the 16384x16384 limit",
+                "100000x100000 PNG");
+    /* With the side limits lifted, the pixel limit is the one named. */
+    img_limits lim = img_limits_default();
+    lim.max_width = lim.max_height = 0;
+    expect_fail(b, n, &lim, IMG_E_LIMIT, "67108864-pixel limit",
+                "100000x100000 PNG, pixel limit");
+    free(b);
+}
+END_TEST
+
+START_TEST(test_bad_png_zero_width)
+{
+    size_t n;
+    uint8_t *b = read_all("bad_zero_width.png", &n);
+    expect_fail(b, n, NULL, IMG_E_CORRUPT, "0x4", "zero-width PNG");
+    free(b);
+}
+END_TEST
+
+START_TEST(test_bad_png_crc)
+{
+    size_t n;
+    uint8_t *b = read_all("bad_crc.png", &n);
+    expect_fail(b, n, NULL, IMG_E_CORRUPT, "CRC", "PNG with a bad CRC");
+    free(b);
+}
+END_TEST
+
+START_TEST(test_limits)
+{
+    size_t n;
+    uint8_t *png = read_all("png_rgb8.png", &n);
+    size_t nj;
+    uint8_t *jpg = read_all("jpg_420.jpg", &nj);
+    img_limits lim = img_limits_default();
+    ck_assert(lim.max_width == 16384 && lim.max_height == 16384 &&
+              lim.max_pixels == (1u << 26) && lim.max_bytes == 64u << 20);
+
+    lim.max_bytes = 100;
+    expect_fail(png, n, &lim, IMG_E_LIMIT, "100-byte limit", "byte limit");
+    lim = img_limits_default();
+    lim.max_width = 36; /* the PNG is 37x29 */
+    expect_fail(png, n, &lim, IMG_E_LIMIT, "37x29, larger than the 36x16384",
+                "PNG width limit");
+    lim = img_limits_default();
+    lim.max_pixels = 1000;
+    expect_fail(png, n, &lim, IMG_E_LIMIT, "1000-pixel limit",
+                "PNG pixel limit");
+    lim = img_limits_default();
+    lim.max_height = 42; /* the JPEG is 61x43 */
+    expect_fail(jpg, nj, &lim, IMG_E_LIMIT, "61x43, larger than the 16384x42",
+                "JPEG height limit");
+
+    /* Zero means no limit, and limits met exactly pass. */
+    img_limits none = {0, 0, 0, 0}, exact = {61, 43, 61 * 43, 0};
+    img_rgb out = {0};
+    ck_assert(img_decode(png, n, &none, &out, NULL, 0) == IMG_OK);
+    img_rgb_free(&out);
+    ck_assert(img_decode(jpg, nj, &exact, &out, NULL, 0) == IMG_OK);
+    ck_assert(out.width == 61 && out.height == 43);
+    img_rgb_free(&out);
+    free(png);
+    free(jpg);
+}
+END_TEST
+
+/* Every prefix of a file must decode or fail cleanly; a JPEG may lose its
+ * EOI marker and a PNG its IEND and still decode. */
+static void sweep_truncation(const char *name)
+{
+    size_t n;
+    uint8_t *b = read_all(name, &n);
+    for (size_t cut = 0; cut < n; cut += 1 + cut / 64) {
+        img_rgb out = {.width = 1, .height = 1, .rgb = NULL};
+        char err[256] = "";
+        img_status st = img_decode(b, cut, NULL, &out, err, sizeof err);
+        if (st == IMG_OK) {
+            ck_assert_msg(cut + 12 >= n, "%s cut at %zu of %zu decoded", name,
+                          cut, n);
+            img_rgb_free(&out);
+        } else {
+            ck_assert_msg(st == IMG_E_CORRUPT || st == IMG_E_FORMAT,
+                          "%s cut at %zu: %s", name, cut, img_status_str(st));
+            ck_assert(out.width == 1 && out.rgb == NULL && err[0]);
+        }
+    }
+    free(b);
+}
+
+START_TEST(test_truncation_sweep)
+{
+    sweep_truncation("jpg_420.jpg");
+    sweep_truncation("jpg_progressive.jpg");
+    sweep_truncation("png_rgb8.png");
+    sweep_truncation("png_interlaced_rgba16.png");
+}
+END_TEST
+
+/* Damaged bytes may decode to something or fail, but never crash, leak or
+ * hand out a half-written image. ASan and UBSan watch this one. */
+START_TEST(test_damage_sweep)
+{
+    static const char *files[] = {"jpg_420.jpg", "jpg_progressive.jpg",
+                                  "png_rgb8.png", "png_pal8_trns.png"};
+    uint32_t seed = 777;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t n;
+        uint8_t *orig = read_all(files[f], &n);
+        uint8_t *b = malloc(n);
+        ck_assert(b != NULL);
+        for (int trial = 0; trial < 60; trial++) {
+            memcpy(b, orig, n);
+            for (int k = 0; k < 1 + trial % 4; k++)
+                b[lcg(&seed) % n] ^= (uint8_t)(1 + lcg(&seed) % 255);
+            img_rgb out = {0};
+            char err[256] = "";
+            img_status st = img_decode(b, n, NULL, &out, err, sizeof err);
+            if (st == IMG_OK) {
+                ck_assert(out.width > 0 && out.height > 0 && out.rgb);
+                img_rgb_free(&out);
+            } else {
+                ck_assert(out.rgb == NULL && err[0]);
+            }
+        }
+        free(b);
+        free(orig);
+    }
+}
+END_TEST
+
+START_TEST(test_api_misc)
+{
+    ck_assert_str_eq(img_status_str(IMG_OK), "ok");
+    ck_assert_str_eq(img_status_str(IMG_E_LIMIT),
+                     "image exceeds a size limit");
+    ck_assert(img_status_str((img_status)99) != NULL);
+    img_rgb_free(NULL);
+    img_rgb empty = {0};
+    img_rgb_free(&empty);
+    ck_assert(img_decode("abc", 3, NULL, NULL, NULL, 0) == IMG_E_ARG);
+    /* A one-byte message buffer still gets a terminated (empty) string. */
+    char tiny[1] = {'x'};
+    img_rgb out = {0};
+    ck_assert(img_decode("abc", 3, NULL, &out, tiny, sizeof tiny) ==
+              IMG_E_FORMAT);
+    ck_assert(tiny[0] == '\0');
+}
+END_TEST
+
+Suite *imgio_suite(void)
+{
+    Suite *s = suite_create("imgio");
+    TCase *tc = tcase_create("reference");
+    /* The manifest is only counted here; each test reads its own case. */
+    int nd = manifest_count("decode"), nr = manifest_count("resize");
+    int np = manifest_count("preprocess"), ns = manifest_count("size");
+    /* A missing manifest must fail, not pass with nothing run. */
+    tcase_add_loop_test(tc, test_decode_case, 0, nd ? nd : 1);
+    tcase_add_loop_test(tc, test_resize_case, 0, nr ? nr : 1);
+    tcase_add_loop_test(tc, test_preprocess_case, 0, np ? np : 1);
+    tcase_add_loop_test(tc, test_preprocess_size_case, 0, ns ? ns : 1);
+    tcase_add_test(tc, test_resize_same_size_copies);
+    tcase_add_test(tc, test_resize_bad_args);
+    tcase_add_test(tc, test_preprocess_bad_args);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    TCase *bad = tcase_create("bad_input");
+    tcase_add_test(bad, test_bad_empty);
+    tcase_add_test(bad, test_bad_three_bytes);
+    tcase_add_test(bad, test_bad_truncated_jpeg);
+    tcase_add_test(bad, test_bad_truncated_png);
+    tcase_add_test(bad, test_bad_random_bytes);
+    tcase_add_test(bad, test_bad_gif);
+    tcase_add_test(bad, test_bad_other_formats);
+    tcase_add_test(bad, test_bad_png_huge_dims);
+    tcase_add_test(bad, test_bad_png_zero_width);
+    tcase_add_test(bad, test_bad_png_crc);
+    tcase_add_test(bad, test_limits);
+    tcase_add_test(bad, test_truncation_sweep);
+    tcase_add_test(bad, test_damage_sweep);
+    tcase_add_test(bad, test_api_misc);
+    tcase_set_timeout(bad, 120);
+    suite_add_tcase(s, bad);
+    return s;
+}

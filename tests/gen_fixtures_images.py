@@ -1,0 +1,377 @@
+"""Fixtures for tests/check_imgio.c, made by the references: Pillow for
+decoding and resampling, transformers' Pillow-backend image processors for
+preprocessing. The C tests only read what this writes.
+
+generate(outdir) writes, into outdir:
+  - encoded inputs (PNG in many color types, bit depths and interlacing,
+    JPEG in several subsamplings, grayscale, progressive and CMYK, a few
+    deliberately broken files and files of formats we refuse);
+  - .npy arrays of what the reference gives for them (uint8 HxWx3 for
+    decoded and resized images, float32 3xHxW for processor outputs);
+  - manifest.txt, one case per line, which check_imgio.c walks:
+      decode IMAGE EXPECTED
+      resize SOURCE FILTER W H EXPECTED
+      preprocess SOURCE EXPECTED key=value...
+      size SHORTEST_EDGE W H OUT_H OUT_W
+
+Pillow cannot write 16-bit color, low-bit-depth gray, short palettes or
+Adam7 interlacing, so those PNGs are written by the small encoder below;
+what they decode to is still whatever Pillow says.
+
+In transformers 5 `ViTImageProcessor` and `CLIPImageProcessor` are the
+torchvision-backed processors (they fall back to the Pillow ones, with a
+warning, when torchvision is missing); the Pillow/NumPy path that older
+versions called the "slow" processor is `ViTImageProcessorPil` /
+`CLIPImageProcessorPil`, used here explicitly.
+"""
+
+import io
+import os
+import struct
+import sys
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image
+
+SEED = 20240611
+
+
+# ---------------------------------------------------------------- PNG writer
+
+
+def _chunk(kind, data):
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _pack_row(samples, depth):
+    """One scanline's samples (1-D ints) as bytes, MSB first for depth < 8."""
+    if depth == 16:
+        return samples.astype(">u2").tobytes()
+    if depth == 8:
+        return samples.astype(np.uint8).tobytes()
+    per = 8 // depth
+    pad = (-len(samples)) % per
+    s = np.concatenate([samples, np.zeros(pad, samples.dtype)]).astype(np.uint32)
+    s = s.reshape(-1, per)
+    v = np.zeros(s.shape[0], np.uint32)
+    for i in range(per):
+        v = (v << depth) | s[:, i]
+    return v.astype(np.uint8).tobytes()
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+         (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(a, color_type, depth, interlace=False, plte=None, trns=None,
+              ihdr_size=None):
+    """a: (h, w) or (h, w, channels) array of samples. Rows use filter type
+    0 except every third row, which uses Sub, so libpng's unfiltering runs."""
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    h, w, ch = a.shape
+    bpp = max(1, ch * depth // 8)
+
+    def rows_of(img):
+        out = b""
+        for y in range(img.shape[0]):
+            raw = _pack_row(img[y].reshape(-1), depth)
+            if y % 3 == 2:
+                r = np.frombuffer(raw, np.uint8).astype(np.int32)
+                sub = r.copy()
+                sub[bpp:] = (r[bpp:] - r[:-bpp]) & 0xFF
+                out += b"\x01" + sub.astype(np.uint8).tobytes()
+            else:
+                out += b"\x00" + raw
+        return out
+
+    if interlace:
+        data = b""
+        for x0, y0, dx, dy in ADAM7:
+            sub = a[y0::dy, x0::dx]
+            if sub.shape[0] and sub.shape[1]:
+                data += rows_of(sub)
+    else:
+        data = rows_of(a)
+    iw, ih = ihdr_size if ihdr_size else (w, h)
+    out = b"\x89PNG\r\n\x1a\n"
+    out += _chunk(b"IHDR", struct.pack(">IIBBBBB", iw, ih, depth, color_type,
+                                       0, 0, 1 if interlace else 0))
+    if plte is not None:
+        out += _chunk(b"PLTE", np.asarray(plte, np.uint8).tobytes())
+    if trns is not None:
+        out += _chunk(b"tRNS", trns)
+    out += _chunk(b"IDAT", zlib.compress(data, 9)) + _chunk(b"IEND", b"")
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def test_image(rng, w, h):
+    """Photo-like content: smooth gradients and a disc (so upsampling has
+    something to interpolate), hard edges and a patch of noise (so the
+    filters' negative lobes overshoot and the clamps are exercised)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 255 * x / max(w - 1, 1)
+    g = 255 * y / max(h - 1, 1)
+    b = 128 + 100 * np.sin(x / 3.0) * np.cos(y / 5.0)
+    img = np.stack([r, g, b], -1)
+    disc = (x - w * 0.6) ** 2 + (y - h * 0.4) ** 2 < (min(w, h) * 0.25) ** 2
+    img[disc] = [250, 20, 40]
+    img[: h // 4, w // 5: w // 5 + max(1, w // 8)] = [0, 0, 0]
+    img[h // 2:, : w // 4] = rng.integers(0, 256, (h - h // 2, w // 4, 3))
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def pillow_rgb(data):
+    with warnings.catch_warnings():
+        # Pillow suggests RGBA for palettes with tRNS; convert("RGB") is
+        # exactly what we mean to record.
+        warnings.simplefilter("ignore", UserWarning)
+        return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def pil_save(img, fmt, **kw):
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3,
+           "box": 4, "hamming": 5}
+
+
+# ---------------------------------------------------------------- cases
+
+
+def decode_cases(rng):
+    """(name, encoded bytes) pairs whose Pillow decoding is the expectation."""
+    out = []
+    rgb = test_image(rng, 37, 29)
+    alpha = rng.integers(0, 256, (29, 37), dtype=np.uint8)
+    gray = np.array(Image.fromarray(rgb).convert("L"))
+
+    # Pillow's own encoder, adaptive filters.
+    out.append(("png_rgb8.png", pil_save(Image.fromarray(rgb), "PNG")))
+    rgba = np.dstack([rgb, alpha])
+    out.append(("png_rgba8.png", pil_save(Image.fromarray(rgba), "PNG")))
+    out.append(("png_gray8.png", pil_save(Image.fromarray(gray), "PNG")))
+    la = Image.fromarray(np.dstack([gray, alpha]), "LA")
+    out.append(("png_graya8.png", pil_save(la, "PNG")))
+
+    # Palettes: 8-bit with tRNS (ignored by convert("RGB")), 2-bit, and an
+    # index past the end of a short palette (Pillow gives black).
+    pal = rng.integers(0, 256, (200, 3))
+    idx = rng.integers(0, 200, (29, 37))
+    trns = bytes(rng.integers(0, 256, 50, dtype=np.uint8))
+    out.append(("png_pal8_trns.png", png_bytes(idx, 3, 8, plte=pal, trns=trns)))
+    out.append(("png_pal2.png", png_bytes(rng.integers(0, 4, (29, 37)), 3, 2,
+                                          plte=pal[:4])))
+    out.append(("png_pal4_short.png",
+                png_bytes(rng.integers(0, 16, (29, 37)), 3, 4, plte=pal[:10])))
+
+    # 16 bits: color keeps the high byte; gray is clamped at 255, so most
+    # values are kept below 256 to see both sides of the clamp.
+    out.append(("png_rgb16.png",
+                png_bytes(rng.integers(0, 65536, (29, 37, 3)), 2, 16)))
+    out.append(("png_rgba16.png",
+                png_bytes(rng.integers(0, 65536, (29, 37, 4)), 6, 16)))
+    g16 = rng.integers(0, 256, (29, 37))
+    g16[rng.random((29, 37)) < 0.2] = rng.integers(256, 65536)
+    out.append(("png_gray16.png", png_bytes(g16, 0, 16)))
+    out.append(("png_gray16_trns.png", png_bytes(g16, 0, 16, trns=b"\x00\x10")))
+    out.append(("png_graya16.png",
+                png_bytes(rng.integers(0, 65536, (29, 37, 2)), 4, 16)))
+
+    # Low bit depths and tRNS on gray and RGB.
+    for d in (1, 2, 4):
+        out.append((f"png_gray{d}.png",
+                    png_bytes(rng.integers(0, 1 << d, (29, 37)), 0, d)))
+    out.append(("png_gray8_trns.png", png_bytes(gray, 0, 8, trns=b"\x00\x07")))
+    out.append(("png_rgb8_trns.png",
+                png_bytes(rgb, 2, 8, trns=b"\x00\x01\x00\x02\x00\x03")))
+
+    # Adam7, including sizes smaller than the 8x8 pattern.
+    out.append(("png_interlaced_rgb8.png", png_bytes(rgb, 2, 8, interlace=True)))
+    out.append(("png_interlaced_rgba16.png",
+                png_bytes(rng.integers(0, 65536, (29, 37, 4)), 6, 16,
+                          interlace=True)))
+    out.append(("png_interlaced_gray1_5x3.png",
+                png_bytes(rng.integers(0, 2, (3, 5)), 0, 1, interlace=True)))
+    out.append(("png_interlaced_pal4.png",
+                png_bytes(rng.integers(0, 16, (29, 37)), 3, 4, plte=pal[:16],
+                          interlace=True)))
+    out.append(("png_1x1.png", png_bytes(np.array([[[9, 99, 199]]]), 2, 8)))
+
+    # JPEG: sizes not multiples of the MCU so the edge blocks and the
+    # upsampler's edge cases are covered.
+    jrgb = Image.fromarray(test_image(rng, 61, 43))
+    out.append(("jpg_444.jpg", pil_save(jrgb, "JPEG", quality=92, subsampling=0)))
+    out.append(("jpg_422.jpg", pil_save(jrgb, "JPEG", quality=85, subsampling=1)))
+    out.append(("jpg_420.jpg", pil_save(jrgb, "JPEG", quality=75, subsampling=2)))
+    out.append(("jpg_gray.jpg", pil_save(jrgb.convert("L"), "JPEG", quality=90)))
+    out.append(("jpg_progressive.jpg",
+                pil_save(Image.fromarray(test_image(rng, 70, 51)), "JPEG",
+                         quality=80, progressive=True)))
+    out.append(("jpg_progressive_gray.jpg",
+                pil_save(jrgb.convert("L"), "JPEG", quality=80,
+                         progressive=True)))
+    out.append(("jpg_cmyk.jpg", pil_save(jrgb.convert("CMYK"), "JPEG",
+                                         quality=90)))
+    out.append(("jpg_1x1.jpg", pil_save(Image.new("RGB", (1, 1), (200, 30, 90)),
+                                        "JPEG")))
+    return out
+
+
+def broken_files(rng):
+    """Inputs that must be refused; the tests know what each should give."""
+    ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
+    out = {}
+    # IHDR claims 100000x100000 with a correct CRC; the IDAT is tiny.
+    out["bad_bigdim.png"] = png_bytes(rng.integers(0, 256, (1, 1, 3)), 2, 8,
+                                      ihdr_size=(100000, 100000))
+    out["bad_zero_width.png"] = png_bytes(rng.integers(0, 256, (4, 1, 3)), 2, 8,
+                                          ihdr_size=(0, 4))
+    bad = bytearray(ok)
+    bad[29] ^= 0xFF  # first byte of the IHDR CRC
+    out["bad_crc.png"] = bytes(bad)
+    small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    out["other.gif"] = pil_save(small, "GIF")
+    out["other.webp"] = pil_save(small, "WEBP")
+    out["other.bmp"] = pil_save(small, "BMP")
+    out["other.tif"] = pil_save(small, "TIFF")
+    # An ISO-BMFF header with an AVIF brand; the rest does not matter.
+    out["other.avif"] = struct.pack(">I", 24) + b"ftypavif" + b"\0" * 12
+    return out
+
+
+def resize_cases():
+    """(source name, w, h) for every filter."""
+    return [
+        ("src_a", 32, 24),    # exact 2x down
+        ("src_a", 17, 13),    # odd down
+        ("src_a", 5, 3),      # strong down: wide kernels
+        ("src_a", 63, 47),    # just below 1x
+        ("src_a", 90, 70),    # up, non-integer
+        ("src_a", 64, 20),    # vertical pass only
+        ("src_a", 23, 48),    # horizontal pass only
+        ("src_a", 70, 20),    # Pillow 13 runs these two vertical-first
+        ("src_a", 50, 9),
+        ("src_a", 60, 30),    # and this one horizontal-first
+        ("src_col", 3, 20),   # 1x57
+        ("src_col", 2, 113),
+        ("src_row", 37, 1),   # 500x1
+        ("src_row", 7, 3),
+        ("src_row", 999, 2),
+    ]
+
+
+def preprocess_cases():
+    """(name, source name, processor) triples."""
+    from transformers import CLIPImageProcessorPil, ViTImageProcessorPil
+    return [
+        # ViT: exact size, bilinear, mean = std = 0.5.
+        ("vit_40x36", "src_p", ViTImageProcessorPil(size={"height": 40, "width": 36})),
+        ("vit_bicubic_up", "src_q", ViTImageProcessorPil(
+            size={"height": 61, "width": 53}, resample=3)),
+        # CLIP: shortest edge, bicubic, center crop, CLIP mean/std.
+        ("clip_wide", "src_p", CLIPImageProcessorPil(
+            size={"shortest_edge": 40}, crop_size={"height": 32, "width": 36})),
+        ("clip_tall", "src_q", CLIPImageProcessorPil(
+            size={"shortest_edge": 33}, crop_size={"height": 30, "width": 29})),
+        # The crop is larger than the resized image: zero padding.
+        ("clip_pad", "src_p", CLIPImageProcessorPil(
+            size={"shortest_edge": 21}, crop_size={"height": 24, "width": 32})),
+        # No resize, odd crop offsets.
+        ("clip_noresize", "src_q", CLIPImageProcessorPil(
+            do_resize=False, crop_size={"height": 40, "width": 40})),
+    ]
+
+
+def processor_line(p):
+    """The processor's settings as the manifest's key=value fields."""
+    size = p.size
+    se = size.get("shortest_edge") or 0
+    fields = {
+        "do_resize": int(bool(p.do_resize)),
+        "resample": int(p.resample),
+        "shortest_edge": se,
+        "size_h": 0 if se else size["height"],
+        "size_w": 0 if se else size["width"],
+        "do_center_crop": int(bool(p.do_center_crop)),
+        "crop_h": p.crop_size["height"] if p.do_center_crop else 0,
+        "crop_w": p.crop_size["width"] if p.do_center_crop else 0,
+        "do_rescale": int(bool(p.do_rescale)),
+        "rescale_factor": repr(float(p.rescale_factor)),
+        "do_normalize": int(bool(p.do_normalize)),
+        "mean": ",".join(repr(float(v)) for v in p.image_mean),
+        "std": ",".join(repr(float(v)) for v in p.image_std),
+    }
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def generate(outdir: str) -> None:
+    rng = np.random.default_rng(SEED)
+    os.makedirs(outdir, exist_ok=True)
+    lines = []
+
+    for name, data in decode_cases(rng):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        np.save(os.path.join(outdir, exp), pillow_rgb(data))
+        lines.append(f"decode {name} {exp}")
+
+    for name, data in broken_files(rng).items():
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+
+    sources = {
+        "src_a": test_image(rng, 64, 48),
+        "src_col": test_image(rng, 1, 57),
+        "src_row": test_image(rng, 500, 1),
+        "src_p": test_image(rng, 64, 48),
+        "src_q": test_image(rng, 45, 70),
+    }
+    for name, a in sources.items():
+        np.save(os.path.join(outdir, name + ".npy"), a)
+
+    for src, w, h in resize_cases():
+        im = Image.fromarray(sources[src])
+        for fname, fnum in FILTERS.items():
+            exp = f"resize_{src}_{fname}_{w}x{h}.npy"
+            np.save(os.path.join(outdir, exp), np.array(im.resize((w, h), fnum)))
+            lines.append(f"resize {src}.npy {fnum} {w} {h} {exp}")
+
+    for name, src, proc in preprocess_cases():
+        out = proc(Image.fromarray(sources[src]), return_tensors="np")
+        px = np.asarray(out["pixel_values"][0], np.float32)
+        exp = f"pre_{name}.npy"
+        np.save(os.path.join(outdir, exp), px)
+        lines.append(f"preprocess {src}.npy {exp} {processor_line(proc)}")
+
+    # The shortest-edge size rule, straight from transformers, on sizes
+    # where the float division lands on or next to an integer.
+    from transformers.image_transforms import get_resize_output_image_size
+    for se, w, h in [(224, 1920, 1080), (224, 1080, 1920), (224, 1500, 1000),
+                     (224, 640, 480), (224, 333, 500), (224, 224, 224),
+                     (224, 100, 100), (224, 7, 3), (336, 1023, 767),
+                     (256, 4000, 3), (224, 225, 224), (33, 45, 70),
+                     (40, 64, 48), (21, 64, 48), (384, 1200, 900)]:
+        oh, ow = get_resize_output_image_size(
+            np.zeros((h, w, 3), np.uint8), se, default_to_square=False,
+            input_data_format="channels_last")
+        lines.append(f"size {se} {w} {h} {oh} {ow}")
+
+    with open(os.path.join(outdir, "manifest.txt"), "w") as f:
+        f.write("# written by tests/gen_fixtures_images.py; one case a line\n")
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    generate(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/images")
