@@ -100,8 +100,9 @@ img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
  * only for a useful message, so false negatives merely give a vaguer one. */
 static const char *sniff_other(const uint8_t *b, size_t n)
 {
-#define HAS(off, lit) \
-    (n >= (off) + sizeof(lit) - 1 && memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
+#define HAS(off, lit)                         \
+    (n >= (off) + sizeof(lit) - 1 &&          \
+     memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
     if (HAS(0, "GIF87a") || HAS(0, "GIF89a"))
         return "GIF";
     if (HAS(0, "RIFF") && HAS(8, "WEBP"))

@@ -78,7 +78,8 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
      * our limits before libpng runs at all; that way our message, not
      * libpng's own "exceeds user limit", names the limit. The check after
      * png_read_info below is the authoritative one. */
-    if (n >= 24 && be32(bytes + 8) == 13 && memcmp(bytes + 12, "IHDR", 4) == 0) {
+    if (n >= 24 && be32(bytes + 8) == 13 &&
+        memcmp(bytes + 12, "IHDR", 4) == 0) {
         st = img_check_dims(lim, be32(bytes + 16), be32(bytes + 20), err,
                             errlen);
         if (st != IMG_OK)
@@ -86,8 +87,8 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
     }
 
     png_src src = {.p = bytes, .n = n, .pos = 0, .msg = ""};
-    png_structp png =
-        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, on_error, on_warning);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src,
+                                             on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);

@@ -79,9 +79,11 @@ static double lanczos_fn(double x)
 
 static const filter *filter_for(img_filter f)
 {
-    static const filter box = {box_fn, 0.5}, bilinear = {bilinear_fn, 1.0},
-                        hamming = {hamming_fn, 1.0}, bicubic = {bicubic_fn, 2.0},
-                        lanczos = {lanczos_fn, 3.0};
+    static const filter box = {box_fn, 0.5};
+    static const filter bilinear = {bilinear_fn, 1.0};
+    static const filter hamming = {hamming_fn, 1.0};
+    static const filter bicubic = {bicubic_fn, 2.0};
+    static const filter lanczos = {lanczos_fn, 3.0};
     switch (f) {
     case IMG_BOX:
         return &box;
