@@ -79,6 +79,13 @@ BENCH_MODEL ?= tests/fixtures/vit_tiny
 bench: $(BENCH_BIN)
 	$(BUILD)/vit_bench $(BENCH_MODEL)
 
+# The main job on the default model. Until a trained model ships under
+# models/, that is the tiny random-weight checkpoint the tests use.
+DEMO_MODEL ?= tests/fixtures/vit_tiny
+DEMO_IMAGES ?= tests/fixtures/cli
+demo: all
+	$(BUILD)/vit classify --model $(DEMO_MODEL) --top-k 3 $(DEMO_IMAGES)
+
 clean:
 	rm -rf $(BUILD)
 

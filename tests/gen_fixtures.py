@@ -10,6 +10,16 @@ are, plus the reference outputs the C tests compare against:
   ref_hidden.npy   (N, T, D) last_hidden_state (after the final layernorm)
   ref_embed.npy    (N, D) pooler output, or the class token without a pooler
 
+and for CLIP models (tiny CLIPModel, and the separate towers saved as
+CLIPVisionModelWithProjection / CLIPTextModelWithProjection):
+
+  ref_pixels.npy        (N, C, H, W) pixels
+  ref_image_embeds.npy  (N, E) get_image_features (not normalized)
+  ref_ids.npy           (M, T) token ids as float32 (exact below 2^24),
+                        padded after the end-of-text token
+  ref_text_embeds.npy   (M, E) get_text_features (not normalized)
+  ref_logits_per_image.npy (N, M)
+
 The C suite needs no Python: the fixtures are committed. Re-run this script
 when a case is added:
 
@@ -24,8 +34,11 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import (ViTConfig, ViTForImageClassification,
-                          ViTImageProcessorPil, ViTModel)
+from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel,
+                          CLIPTextModelWithProjection,
+                          CLIPVisionModelWithProjection, ViTConfig,
+                          ViTForImageClassification, ViTImageProcessorPil,
+                          ViTModel)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
@@ -123,6 +136,101 @@ def make_vit(name, cfg, seed, dtype=torch.float32, head=True, n=3,
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
+def randomize_clip(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "logit_scale":
+                continue
+            if ("layer_norm" in name or "layrnorm" in name or
+                    "layernorm" in name) and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+
+
+def clip_ids(n, t, vocab, bos, eos, pad, seed):
+    """n sequences of different lengths <= t: bos, random ids below every
+    special id, eos, then padding to t."""
+    g = torch.Generator().manual_seed(seed)
+    low = min(bos, eos, pad, vocab)
+    ids = torch.full((n, t), pad, dtype=torch.long)
+    mask = torch.zeros((n, t), dtype=torch.long)
+    for i in range(n):
+        length = t - 3 * i if t - 3 * i >= 3 else 3
+        body = torch.randint(0, low, (length - 2,), generator=g)
+        ids[i, :length] = torch.cat([torch.tensor([bos]), body,
+                                     torch.tensor([eos])])
+        mask[i, :length] = 1
+    return ids, mask
+
+
+def make_clip(name, seed, hidden_act="quick_gelu", legacy_eos=True,
+              dtype=torch.float32, vocab=1000, towers="both", tokenizer=None):
+    """A tiny CLIPModel. legacy_eos: text_config.eos_token_id == 2, as in
+    the openai/clip-* configs, so transformers pools at the argmax id (the
+    real end-of-text id must then be the largest); otherwise it pools at
+    the first eos_token_id."""
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    eos = vocab - 1
+    bos = vocab - 2
+    pad = 1 if legacy_eos else eos
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=72,
+                num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, hidden_act=hidden_act,
+                bos_token_id=bos, eos_token_id=2 if legacy_eos else eos,
+                pad_token_id=pad, projection_dim=24)
+    vision = dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=6, image_size=32, patch_size=8,
+                  hidden_act=hidden_act, projection_dim=24)
+    cfg = CLIPConfig(text_config=text, vision_config=vision,
+                     projection_dim=24, logit_scale_init_value=2.6592)
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg).eval()
+    randomize_clip(model, seed)
+    if dtype is not torch.float32:
+        cast_like_saved(model, dtype)
+
+    g = torch.Generator().manual_seed(seed + 1)
+    pixels = torch.randn((3, 3, 32, 32), generator=g)
+    ids, mask = clip_ids(4, 16, vocab, bos, eos, pad, seed + 2)
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=pixels)
+        txt = model.get_text_features(input_ids=ids, attention_mask=mask)
+        img = getattr(img, "pooler_output", img)
+        txt = getattr(txt, "pooler_output", txt)
+        lpi = model(input_ids=ids, attention_mask=mask,
+                    pixel_values=pixels).logits_per_image
+
+    if towers == "both":
+        save_dtype(model, path, dtype)
+    else:
+        cls = (CLIPVisionModelWithProjection if towers == "vision"
+               else CLIPTextModelWithProjection)
+        sub = cfg.vision_config if towers == "vision" else cfg.text_config
+        sub.projection_dim = 24
+        part = cls(sub).eval()
+        missing = part.load_state_dict(model.state_dict(), strict=False)
+        assert not missing.missing_keys, missing.missing_keys
+        save_dtype(part, path, dtype)
+    if towers in ("both", "vision"):
+        CLIPImageProcessorPil(size={"shortest_edge": 32},
+                              crop_size={"height": 32, "width": 32}
+                              ).save_pretrained(path)
+        npy(path, "ref_pixels.npy", pixels.numpy())
+        npy(path, "ref_image_embeds.npy", img.numpy())
+    if towers in ("both", "text"):
+        npy(path, "ref_ids.npy", ids.numpy())
+        npy(path, "ref_text_embeds.npy", txt.numpy())
+    if towers == "both":
+        npy(path, "ref_logits_per_image.npy", lpi.numpy())
+    if tokenizer:
+        for f in os.listdir(tokenizer):
+            shutil.copy(os.path.join(tokenizer, f), path)
+    print(f"{name}: {sorted(os.listdir(path))}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     id2label = {i: l for i, l in enumerate(LABELS)}
@@ -144,6 +252,12 @@ def main():
                          hidden_size=48, num_attention_heads=6,
                          intermediate_size=96, num_labels=5),
              seed=6)
+
+    make_clip("clip_tiny", seed=11)
+    make_clip("clip_gelu_f16", seed=12, hidden_act="gelu", legacy_eos=False,
+              dtype=torch.float16)
+    make_clip("clip_vision", seed=13, towers="vision")
+    make_clip("clip_text", seed=13, towers="text", legacy_eos=False)
 
     sys.path.insert(0, HERE)
     try:
