@@ -10,7 +10,7 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
-PKGS    = openblas jansson libpng libjpeg libpcre2-8 libutf8proc
+PKGS    = openblas jansson libpng libjpeg libpcre2-8 libutf8proc libzmq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -19,12 +19,14 @@ CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -I. $(PKG_CFLAGS) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -lm -lpthread
 
 LIB_SRC  := $(sort $(wildcard vit/*.c imgio/*.c text/*.c))
+SVC_SRC  := $(sort $(wildcard service/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 SUITES   := $(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRC)))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+SVC_OBJ   := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
@@ -40,8 +42,20 @@ $(BUILD)/libvit.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/vit: $(CLI_OBJ) $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvit.a $(LDLIBS)
+# The service (worker, broker, client library) is an archive of its own on
+# top of libvit, so that the library proper never links ZeroMQ's users.
+# SVC_NO_CLIP: libvit's CLIP entry points have not landed yet; drop it then.
+SVC_DEFS ?= -DSVC_NO_CLIP
+$(BUILD)/obj/service/%.o: service/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SVC_DEFS) -c $< -o $@
+
+$(BUILD)/libvitsvc.a: $(SVC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/vit: $(CLI_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
 
 # The test runner learns its suites from the file names: tests/check_X.c
 # defines `Suite *X_suite(void)`.
@@ -54,8 +68,8 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
-$(BUILD)/check_all: $(TEST_OBJ) $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libvit.a $(CHECK_LIBS) $(LDLIBS)
+$(BUILD)/check_all: $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(CHECK_LIBS) $(LDLIBS)
 
 # The suites read tests/fixtures relative to the repository root. Some
 # tests run the `vit` command, so it is built first.
@@ -72,8 +86,8 @@ asan:
 
 # Each bench/X.c is a program of its own, build/X.
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
-$(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvit.a $(LDLIBS)
+$(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
 
 BENCH_MODEL ?= tests/fixtures/vit_tiny
 bench: $(BENCH_BIN)

@@ -21,6 +21,17 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
 /* `vit classify ...`; argv[0] is "classify". Returns the exit status. */
 int cli_classify_main(int argc, char **argv);
 
+/* `vit serve`, `vit broker` (cli/serve.c) and `vit client` (cli/client.c),
+ * the ZeroMQ service's commands. */
+int cli_serve_main(int argc, char **argv);
+int cli_broker_main(int argc, char **argv);
+int cli_client_main(int argc, char **argv);
+
+/* Reads a CURVE key file, CZMQ's zcert text (`public-key = "..."`,
+ * `secret-key = "..."`; `which` is "public" or "secret") or the bare 40 Z85
+ * characters. Returns 0, or -1 after reporting on stderr. */
+int cli_read_key(const char *path, const char *which, char key[41]);
+
 /* Reports a failed input on stderr as `vit: PATH: reason`. A reason that
  * already starts with "PATH: " (the .npy reader names its file) is not
  * prefixed twice. */

@@ -19,6 +19,7 @@ typedef struct {
 static const cli_command commands[] = {
     {"classify", cli_classify_main,
      "classify images with a ViT image-classification model"},
+    {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

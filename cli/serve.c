@@ -1,0 +1,279 @@
+/*
+ * `vit serve` and `vit broker`: their options, the signal handling a
+ * long-running server needs, and the log lines on stderr. The serving
+ * itself is service/'s (vit_serve, vit_broker). SIGTERM, or a first SIGINT,
+ * asks for a drain: work already accepted is finished and answered, new
+ * work is refused, then the process exits 0. A second SIGINT exits at once
+ * with status 130, for a person who does not want to wait.
+ */
+#include "cli/cli.h"
+#include "service/service.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGINT && g_stop) {
+        static const char msg[] = "vit: interrupted again; exiting now\n";
+        ssize_t rc = write(2, msg, sizeof msg - 1);
+        (void)rc;
+        _exit(130);
+    }
+    g_stop = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* A client that vanishes must not kill the server. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void log_line(void *ud, const char *line)
+{
+    fprintf(stderr, "vit %s: %s\n", (const char *)ud, line);
+}
+
+static int usage_error(const char *cmd, const char *usage, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
+static int usage_error(const char *cmd, const char *usage, const char *fmt,
+                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vit %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fputs(usage, stderr);
+    fprintf(stderr, "Run 'vit %s --help' for more.\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+/* A whole decimal number in [lo, hi], or -1. */
+static long long parse_num(const char *s, long long lo, long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    return v;
+}
+
+/* Reads a key file: CZMQ's zcert text (`secret-key = "..."`) or the bare 40
+ * characters. Returns 0 and the key, or -1 with a message on stderr. */
+int cli_read_key(const char *path, const char *which, char key[41])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_report(path, strerror(errno));
+        return -1;
+    }
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char tag[32];
+    snprintf(tag, sizeof tag, "%s-key", which);
+    const char *p = strstr(text, tag);
+    if (p && (p = strchr(p, '"')))
+        p++;
+    else if (!strstr(text, "-key"))
+        for (p = text; *p == ' ' || *p == '\n' || *p == '\t'; p++)
+            ;
+    if (p && strlen(p) >= 40) {
+        memcpy(key, p, 40);
+        key[40] = '\0';
+        const char *z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                          "QRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+        if (strspn(key, z85) == 40)
+            return 0;
+    }
+    fprintf(stderr, "vit: %s: no %s key (40 Z85 characters) found\n", path,
+            which);
+    return -1;
+}
+
+/* ---- vit serve ---- */
+
+static const char serve_usage[] =
+    "usage: vit serve --model DIR (--bind EP | --connect BROKER_EP) "
+    "[options]\n";
+
+static void serve_help(void)
+{
+    vit_serve_options d = vit_serve_options_default();
+    fputs(serve_usage, stdout);
+    printf(
+        "\nServe a model over ZeroMQ (the protocol is service/PROTOCOL.md): "
+        "directly\nto clients at --bind, or as a worker of a broker at "
+        "--connect.\n"
+        "\noptions:\n"
+        "  -m, --model DIR          the model directory (required)\n"
+        "  -b, --bind EP            serve clients here, e.g. "
+        "tcp://127.0.0.1:5555\n"
+        "  -c, --connect EP         connect to a broker's backend instead\n"
+        "  -n, --name NAME          the service name (default: the model "
+        "directory's\n"
+        "                           last component)\n"
+        "      --max-batch N        items per forward pass (%d)\n"
+        "      --max-delay-ms MS    wait at most this for a batch to fill "
+        "(%d)\n"
+        "      --max-queue N        requests held at once; more are refused\n"
+        "                           'overloaded' (%d)\n"
+        "      --decode-threads N   threads decoding images (%d)\n"
+        "      --deadline-ms MS     default deadline of a request (%d)\n"
+        "      --max-images N       images per request (%d)\n"
+        "      --max-texts N        texts per request (%d)\n"
+        "      --max-text-bytes N   bytes per text (%d)\n"
+        "      --max-image-bytes N  bytes per image (%zu)\n"
+        "      --max-request-bytes N  bytes of all images of a request "
+        "(%zu)\n"
+        "      --max-pixels N       pixels per decoded image (%llu)\n"
+        "      --heartbeat-ms MS    heartbeat interval with a broker (%d)\n"
+        "      --curve-secret-key FILE  encrypt with CURVE (direct mode)\n"
+        "      --allow-keys DIR     admit only the client public keys in "
+        "DIR\n"
+        "  -h, --help               show this help and exit\n"
+        "\nSIGTERM or Ctrl-C drains: accepted work is finished, new work is "
+        "refused,\nthen the exit status is 0. A second Ctrl-C exits at once "
+        "(130).\n",
+        d.max_batch, d.max_delay_ms, d.max_queue, d.decode_threads,
+        d.deadline_ms, d.max_images, d.max_texts, d.max_text_bytes,
+        d.max_image_bytes, d.max_request_bytes,
+        (unsigned long long)d.max_pixels, d.heartbeat_ms);
+}
+
+enum {
+    O_MAX_BATCH = 256, O_MAX_DELAY, O_MAX_QUEUE, O_DECODE, O_DEADLINE,
+    O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
+    O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
+    O_FRONTEND, O_BACKEND,
+};
+
+int cli_serve_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"bind", required_argument, NULL, 'b'},
+        {"connect", required_argument, NULL, 'c'},
+        {"name", required_argument, NULL, 'n'},
+        {"max-batch", required_argument, NULL, O_MAX_BATCH},
+        {"max-delay-ms", required_argument, NULL, O_MAX_DELAY},
+        {"max-queue", required_argument, NULL, O_MAX_QUEUE},
+        {"decode-threads", required_argument, NULL, O_DECODE},
+        {"deadline-ms", required_argument, NULL, O_DEADLINE},
+        {"max-images", required_argument, NULL, O_MAX_IMAGES},
+        {"max-texts", required_argument, NULL, O_MAX_TEXTS},
+        {"max-text-bytes", required_argument, NULL, O_MAX_TEXT_BYTES},
+        {"max-image-bytes", required_argument, NULL, O_MAX_IMAGE_BYTES},
+        {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
+        {"max-pixels", required_argument, NULL, O_MAX_PIXELS},
+        {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
+        {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
+        {"allow-keys", required_argument, NULL, O_ALLOW},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    vit_serve_options o = vit_serve_options_default();
+    char secret[41];
+    const char *secret_file = NULL;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:b:c:n:h", longopts, NULL)) != -1) {
+        long long v = 0;
+        const char *name = NULL;
+        long long lo = 1, hi = 1000000;
+        switch (c) {
+        case 'm': o.model_dir = optarg; continue;
+        case 'b': o.bind = optarg; continue;
+        case 'c': o.connect = optarg; continue;
+        case 'n': o.name = optarg; continue;
+        case O_CURVE_SECRET: secret_file = optarg; continue;
+        case O_ALLOW: o.allow_keys_dir = optarg; continue;
+        case 'h': serve_help(); return CLI_EXIT_OK;
+        case ':':
+            return usage_error("serve", serve_usage,
+                               "option '%s' needs an argument",
+                               argv[optind - 1]);
+        case '?':
+            return usage_error("serve", serve_usage, "unknown option '%s'",
+                               argv[optind - 1]);
+        case O_MAX_BATCH: name = "max-batch"; hi = 4096; break;
+        case O_MAX_DELAY: name = "max-delay-ms"; lo = 0; hi = 60000; break;
+        case O_MAX_QUEUE: name = "max-queue"; break;
+        case O_DECODE: name = "decode-threads"; hi = 64; break;
+        case O_DEADLINE: name = "deadline-ms"; hi = 86400000; break;
+        case O_MAX_IMAGES: name = "max-images"; hi = 100000; break;
+        case O_MAX_TEXTS: name = "max-texts"; hi = 100000; break;
+        case O_MAX_TEXT_BYTES: name = "max-text-bytes"; hi = 1 << 24; break;
+        case O_MAX_IMAGE_BYTES:
+        case O_MAX_REQ_BYTES: name = "max-*-bytes"; hi = 1LL << 31; break;
+        case O_MAX_PIXELS: name = "max-pixels"; hi = 1LL << 40; break;
+        case O_HEARTBEAT: name = "heartbeat-ms"; lo = 10; hi = 600000; break;
+        }
+        if ((v = parse_num(optarg, lo, hi)) < 0)
+            return usage_error("serve", serve_usage,
+                               "--%s needs an integer from %lld to %lld, not "
+                               "'%s'", name, lo, hi, optarg);
+        switch (c) {
+        case O_MAX_BATCH: o.max_batch = (int)v; break;
+        case O_MAX_DELAY: o.max_delay_ms = (int)v; break;
+        case O_MAX_QUEUE: o.max_queue = (int)v; break;
+        case O_DECODE: o.decode_threads = (int)v; break;
+        case O_DEADLINE: o.deadline_ms = (int)v; break;
+        case O_MAX_IMAGES: o.max_images = (int)v; break;
+        case O_MAX_TEXTS: o.max_texts = (int)v; break;
+        case O_MAX_TEXT_BYTES: o.max_text_bytes = (int)v; break;
+        case O_MAX_IMAGE_BYTES: o.max_image_bytes = (size_t)v; break;
+        case O_MAX_REQ_BYTES: o.max_request_bytes = (size_t)v; break;
+        case O_MAX_PIXELS: o.max_pixels = (uint64_t)v; break;
+        case O_HEARTBEAT: o.heartbeat_ms = (int)v; break;
+        }
+    }
+    if (optind < argc)
+        return usage_error("serve", serve_usage, "unexpected argument '%s'",
+                           argv[optind]);
+    if (!o.model_dir)
+        return usage_error("serve", serve_usage, "--model DIR is required");
+    if (!o.bind == !o.connect)
+        return usage_error("serve", serve_usage,
+                           "give exactly one of --bind and --connect");
+    if (o.allow_keys_dir && !secret_file)
+        return usage_error("serve", serve_usage,
+                           "--allow-keys needs --curve-secret-key");
+    if (secret_file && o.connect)
+        return usage_error("serve", serve_usage,
+                           "CURVE is for --bind; secure the broker instead");
+    if (secret_file) {
+        if (cli_read_key(secret_file, "secret", secret) != 0)
+            return CLI_EXIT_FAILED;
+        o.curve_secret_key = secret;
+    }
+    install_signals();
+    o.stop = &g_stop;
+    o.log = log_line;
+    o.log_ud = "serve";
+    vit_error err = {{0}};
+    vit_status st = vit_serve(&o, &err);
+    if (st != VIT_OK) {
+        fprintf(stderr, "vit serve: %s\n",
+                err.msg[0] ? err.msg : vit_status_str(st));
+        return CLI_EXIT_FAILED;
+    }
+    return CLI_EXIT_OK;
+}

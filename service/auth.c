@@ -1,0 +1,198 @@
+/*
+ * CURVE security for the sockets that face clients: making a socket a CURVE
+ * server, and the ZAP handler (ZeroMQ RFC 27) that decides who may connect.
+ * libzmq's CURVE server on its own admits any client that knows the
+ * server's public key; with this handler bound in the same context, only
+ * clients whose public key is listed in a file of the allowed-keys
+ * directory get through. A key file is either CZMQ's zcert text (a line
+ * `public-key = "<40 Z85 chars>"`) or just the 40 characters.
+ */
+#include "service/svc_impl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct svc_auth {
+    void *rep;
+    pthread_t th;
+    volatile int stop;
+    uint8_t (*keys)[32];
+    int n_keys;
+};
+
+static vit_status auth_fail(vit_error *err, vit_status st, const char *fmt,
+                            ...) __attribute__((format(printf, 3, 4)));
+static vit_status auth_fail(vit_error *err, vit_status st, const char *fmt,
+                            ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* Finds the public key in a key file's text; returns 0 and the Z85 key. */
+static int key_from_text(const char *text, char z85[41])
+{
+    const char *p = strstr(text, "public-key");
+    if (p) {
+        p = strchr(p, '"');
+        if (!p)
+            return -1;
+        p++;
+    } else {
+        p = text;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+    }
+    memcpy(z85, p, 40);
+    z85[40] = '\0';
+    if (strlen(z85) != 40 || !svc_key_valid(z85))
+        return -1;
+    const char *q = p + 40;
+    /* A bare key must be all the file holds (but whitespace). */
+    if (!strstr(text, "public-key"))
+        for (; *q; q++)
+            if (*q != ' ' && *q != '\n' && *q != '\r' && *q != '\t')
+                return -1;
+    return 0;
+}
+
+static int load_keys(svc_auth *a, const char *dir, vit_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        auth_fail(err, VIT_E_IO, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096], text[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        char z85[41];
+        if (key_from_text(text, z85) != 0)
+            continue;  /* not a key file (a README, a secret key) */
+        void *k = realloc(a->keys, (size_t)(a->n_keys + 1) * 32);
+        if (!k) {
+            closedir(d);
+            auth_fail(err, VIT_E_NOMEM, "out of memory");
+            return -1;
+        }
+        a->keys = k;
+        zmq_z85_decode(a->keys[a->n_keys++], z85);
+    }
+    closedir(d);
+    return 0;
+}
+
+static int allowed(const svc_auth *a, const zmq_msg_t *cred)
+{
+    if (zmq_msg_size((zmq_msg_t *)cred) != 32)
+        return 0;
+    const void *k = zmq_msg_data((zmq_msg_t *)cred);
+    for (int i = 0; i < a->n_keys; i++)
+        if (memcmp(a->keys[i], k, 32) == 0)
+            return 1;
+    return 0;
+}
+
+static void *auth_main(void *arg)
+{
+    svc_auth *a = arg;
+    while (!a->stop) {
+        zmq_pollitem_t it = {a->rep, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        svc_msg m;
+        if (svc_msg_recv(&m, a->rep, ZMQ_DONTWAIT, 16) != 0)
+            continue;
+        /* version, request id, domain, address, identity, mechanism,
+         * credentials... */
+        int ok = m.n >= 7 && svc_frame_is(&m, 0, "1.0") &&
+                 svc_frame_is(&m, 5, "CURVE") && allowed(a, &m.f[6]);
+        svc_msg r = {0};
+        int bad = svc_msg_add_str(&r, "1.0");
+        bad |= m.n > 1 ? svc_msg_add(&r, svc_data(&m, 1), svc_size(&m, 1))
+                       : svc_msg_add(&r, "", 0);
+        bad |= svc_msg_add_str(&r, ok ? "200" : "400");
+        bad |= svc_msg_add_str(&r, ok ? "OK" : "key not allowed");
+        bad |= svc_msg_add(&r, "", 0) | svc_msg_add(&r, "", 0);
+        if (bad)
+            svc_msg_close(&r);
+        else
+            svc_msg_send(&r, a->rep);
+        svc_msg_close(&m);
+    }
+    return NULL;
+}
+
+vit_status svc_auth_start(void *ctx, const char *dir, svc_auth **out,
+                          vit_error *err)
+{
+    svc_auth *a = calloc(1, sizeof *a);
+    if (!a)
+        return auth_fail(err, VIT_E_NOMEM, "out of memory");
+    if (load_keys(a, dir, err) != 0) {
+        free(a->keys);
+        free(a);
+        return VIT_E_IO;
+    }
+    int zero = 0;
+    a->rep = zmq_socket(ctx, ZMQ_REP);
+    if (!a->rep) {
+        free(a->keys);
+        free(a);
+        return auth_fail(err, VIT_E_IO, "zap socket: %s", zmq_strerror(errno));
+    }
+    zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind(a->rep, "inproc://zeromq.zap.01") != 0 ||
+        pthread_create(&a->th, NULL, auth_main, a) != 0) {
+        zmq_close(a->rep);
+        free(a->keys);
+        free(a);
+        return auth_fail(err, VIT_E_IO, "cannot start the ZAP handler");
+    }
+    *out = a;
+    return VIT_OK;
+}
+
+void svc_auth_stop(svc_auth *a)
+{
+    if (!a)
+        return;
+    a->stop = 1;
+    pthread_join(a->th, NULL);
+    zmq_close(a->rep);
+    free(a->keys);
+    free(a);
+}
+
+vit_status svc_curve_server(void *sock, const char *secret_z85,
+                            vit_error *err)
+{
+    int one = 1;
+    char key[41];
+    snprintf(key, sizeof key, "%s", secret_z85);
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, key, 41) != 0 ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "vit", 3) != 0)
+        return auth_fail(err, VIT_E_ARG, "cannot set up CURVE: %s",
+                         zmq_strerror(errno));
+    return VIT_OK;
+}

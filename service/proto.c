@@ -1,0 +1,159 @@
+/*
+ * The framing shared by the worker, the broker and the client: receiving
+ * and sending multipart messages as arrays of zmq_msg_t, building the JSON
+ * body of an error reply, and the monotonic clock every deadline is kept
+ * on. Frames are moved, not copied, wherever a message passes through.
+ */
+#include "service/svc_impl.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double svc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int grow(svc_msg *m)
+{
+    if (m->n < m->cap)
+        return 0;
+    int cap = m->cap ? 2 * m->cap : 8;
+    zmq_msg_t *f = realloc(m->f, (size_t)cap * sizeof *f);
+    if (!f)
+        return -1;
+    m->f = f;
+    m->cap = cap;
+    return 0;
+}
+
+void svc_msg_close(svc_msg *m)
+{
+    for (int i = 0; i < m->n; i++)
+        zmq_msg_close(&m->f[i]);
+    free(m->f);
+    *m = (svc_msg){0};
+}
+
+int svc_msg_recv(svc_msg *m, void *sock, int flags, int max)
+{
+    *m = (svc_msg){0};
+    for (;;) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, m->n == 0 && m->dropped == 0 ? flags
+                                                                   : 0) < 0) {
+            int e = errno;
+            zmq_msg_close(&part);
+            /* A message arrives whole or not at all, so a failure after the
+             * first part means the context is going away. */
+            svc_msg_close(m);
+            errno = e;
+            return -1;
+        }
+        int more = zmq_msg_more(&part);
+        if (m->n >= max || grow(m) != 0) {
+            zmq_msg_close(&part);
+            m->dropped++;
+        } else {
+            m->f[m->n++] = part;
+        }
+        if (!more)
+            return 0;
+    }
+}
+
+int svc_msg_send(svc_msg *m, void *sock)
+{
+    int rc = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (rc == 0 &&
+            zmq_msg_send(&m->f[i], sock, i + 1 < m->n ? ZMQ_SNDMORE : 0) < 0)
+            rc = -1;  /* the rest are closed below */
+        else if (rc == 0)
+            continue;  /* a sent message is owned by ZeroMQ */
+        zmq_msg_close(&m->f[i]);
+    }
+    free(m->f);
+    *m = (svc_msg){0};
+    return rc;
+}
+
+int svc_msg_add(svc_msg *m, const void *data, size_t n)
+{
+    if (grow(m) != 0)
+        return -1;
+    if (zmq_msg_init_size(&m->f[m->n], n) != 0)
+        return -1;
+    if (n)
+        memcpy(zmq_msg_data(&m->f[m->n]), data, n);
+    m->n++;
+    return 0;
+}
+
+int svc_msg_add_str(svc_msg *m, const char *s)
+{
+    return svc_msg_add(m, s, strlen(s));
+}
+
+int svc_msg_add_byte(svc_msg *m, unsigned char b)
+{
+    return svc_msg_add(m, &b, 1);
+}
+
+int svc_msg_add_move(svc_msg *m, zmq_msg_t *src)
+{
+    if (grow(m) != 0)
+        return -1;
+    zmq_msg_init(&m->f[m->n]);
+    zmq_msg_move(&m->f[m->n], src);
+    m->n++;
+    return 0;
+}
+
+int svc_msg_add_frame(svc_msg *to, svc_msg *from, int i)
+{
+    return svc_msg_add_move(to, &from->f[i]);
+}
+
+int svc_frame_is(const svc_msg *m, int i, const char *s)
+{
+    size_t n = strlen(s);
+    return i < m->n && svc_size(m, i) == n && memcmp(svc_data(m, i), s, n) == 0;
+}
+
+char *svc_error_body(const char *code, const char *message, int index,
+                     const char *field)
+{
+    json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
+    if (!e)  /* a message that is not valid UTF-8 */
+        e = json_pack("{s:s, s:s}", "code", code, "message", code);
+    if (!e)
+        return NULL;
+    if (index >= 0)
+        json_object_set_new(e, "index", json_integer(index));
+    if (field)
+        json_object_set_new(e, "field", json_string(field));
+    json_t *o = json_pack("{s:b, s:o}", "ok", 0, "error", e);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return s;
+}
+
+int svc_key_valid(const char *z85)
+{
+    static const char alphabet[] =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        ".-:+=^!/*?&<>()[]{}@%$#";
+    if (!z85 || strlen(z85) != 40)
+        return 0;
+    for (int i = 0; i < 40; i++)
+        if (!strchr(alphabet, z85[i]))
+            return 0;
+    return 1;
+}

@@ -1,0 +1,83 @@
+/*
+ * The public interface of vit's ZeroMQ service: the worker (`vit serve`)
+ * and the broker (`vit broker`), each a blocking call that runs until it is
+ * told to stop through a flag the caller's signal handler sets. The wire
+ * contract they speak is service/PROTOCOL.md; the client side is
+ * service/client.h. Like the rest of libvit these never print or exit: what
+ * a person should see is handed to the `log` callback, and failures come
+ * back as a vit_status with a message.
+ */
+#ifndef VIT_SERVICE_H
+#define VIT_SERVICE_H
+
+#include "vit/vit.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A line for a person (no trailing newline); called from the calling
+ * thread only. */
+typedef void (*vit_log_fn)(void *ud, const char *line);
+
+typedef struct {
+    const char *model_dir;   /* required */
+    const char *name;        /* service name; NULL: the model dir's last
+                                component */
+    const char *bind;        /* serve clients directly here, or */
+    const char *connect;     /* connect to a broker's backend here */
+    int max_batch;           /* items per forward pass (8) */
+    int max_delay_ms;        /* wait this long for a batch to fill (5) */
+    int max_queue;           /* requests held at once; past it `overloaded`
+                                (256) */
+    int decode_threads;      /* image decoding and preprocessing (2) */
+    int deadline_ms;         /* default per-request deadline (30000) */
+    int max_images;          /* per request (64) */
+    int max_texts;           /* per request (64) */
+    int max_text_bytes;      /* per text (4096) */
+    size_t max_image_bytes;  /* per image frame (16 MiB) */
+    size_t max_request_bytes;/* all data frames of a request (64 MiB) */
+    uint64_t max_pixels;     /* per decoded image (vit_options, 64 Mpixel) */
+    int heartbeat_ms;        /* with a broker (1000) */
+    const char *curve_secret_key; /* Z85 secret key: CURVE on the client
+                                     socket (direct mode only) */
+    const char *allow_keys_dir;   /* with CURVE: admit only these keys */
+    /* Read by the worker: 0 serve, 1 or more drain (finish what was
+     * accepted, refuse new work with shutting_down) and return. */
+    volatile sig_atomic_t *stop;
+    vit_log_fn log;
+    void *log_ud;
+} vit_serve_options;
+
+vit_serve_options vit_serve_options_default(void);
+
+/* Loads the model, serves until *opt->stop is set and the accepted work is
+ * answered, and returns VIT_OK; or a failure to start (bad model, endpoint
+ * in use) with a message. */
+vit_status vit_serve(const vit_serve_options *opt, vit_error *err);
+
+typedef struct {
+    const char *frontend;   /* clients connect here */
+    const char *backend;    /* workers connect here */
+    int heartbeat_ms;       /* (1000) */
+    int deadline_ms;        /* default per-request deadline (30000) */
+    size_t max_request_bytes; /* (64 MiB) ZMQ_MAXMSGSIZE on the frontend */
+    int max_queue;          /* requests waiting for a worker (10000) */
+    const char *curve_secret_key; /* CURVE on the frontend */
+    const char *allow_keys_dir;
+    volatile sig_atomic_t *stop;  /* nonzero: return */
+    vit_log_fn log;
+    void *log_ud;
+} vit_broker_options;
+
+vit_broker_options vit_broker_options_default(void);
+vit_status vit_broker(const vit_broker_options *opt, vit_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

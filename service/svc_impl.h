@@ -1,0 +1,94 @@
+/*
+ * Private declarations shared by the files of service/: the protocol's
+ * constants, a multipart message held as an array of zmq_msg_t (so frames
+ * move between sockets and threads without copies), the JSON bodies of
+ * error replies, the monotonic clock, and the ZAP handler. Nothing here is
+ * API; the prefix is svc_.
+ */
+#ifndef SVC_IMPL_H
+#define SVC_IMPL_H
+
+#include "vit/vit.h"
+
+#include <stddef.h>
+#include <zmq.h>
+
+#define SVC_CLIENT_PROTO "VITC01"
+#define SVC_WORKER_PROTO "VITW01"
+#define SVC_VERSION "0.1.0"
+
+/* Client commands (frame 2 of a client message). */
+enum { SVC_C_REQUEST = 1, SVC_C_PARTIAL = 2, SVC_C_FINAL = 3 };
+/* Worker commands (frame 2 of a worker message), as MDP/0.2 numbers them. */
+enum {
+    SVC_W_READY = 1,
+    SVC_W_REQUEST = 2,
+    SVC_W_PARTIAL = 3,
+    SVC_W_FINAL = 4,
+    SVC_W_HEARTBEAT = 5,
+    SVC_W_DISCONNECT = 6,
+};
+
+#define SVC_MAX_ID 255          /* request ids and addresses, bytes */
+#define SVC_MAX_HEADER 65536    /* the JSON header frame, bytes */
+#define SVC_HARD_SLACK 65536    /* ZMQ_MAXMSGSIZE = max_request_bytes + this */
+
+/* A multipart message. Frames past `max` on receipt are read and dropped
+ * (so one message cannot make us hold millions of frames) and counted in
+ * `dropped`. */
+typedef struct {
+    zmq_msg_t *f;
+    int n, cap;
+    int dropped;
+} svc_msg;
+
+/* Receives all parts of one message. Returns 0, or -1 with errno (EAGAIN
+ * with ZMQ_DONTWAIT and nothing there, EINTR, ETERM). */
+int svc_msg_recv(svc_msg *m, void *sock, int flags, int max);
+/* Sends all parts and empties `m` (also on failure). Returns 0 or -1. */
+int svc_msg_send(svc_msg *m, void *sock);
+void svc_msg_close(svc_msg *m);
+/* Appends a copy of `n` bytes; returns 0 or -1 (out of memory). */
+int svc_msg_add(svc_msg *m, const void *data, size_t n);
+int svc_msg_add_str(svc_msg *m, const char *s);
+int svc_msg_add_byte(svc_msg *m, unsigned char b);
+/* Appends frame `src`, taking its content (src is left empty). */
+int svc_msg_add_move(svc_msg *m, zmq_msg_t *src);
+/* Moves frame i of `from` to the end of `to`. */
+int svc_msg_add_frame(svc_msg *to, svc_msg *from, int i);
+
+static inline size_t svc_size(const svc_msg *m, int i)
+{
+    return zmq_msg_size(&m->f[i]);
+}
+static inline const unsigned char *svc_data(const svc_msg *m, int i)
+{
+    return (const unsigned char *)zmq_msg_data((zmq_msg_t *)&m->f[i]);
+}
+/* Frame i equals the string s. */
+int svc_frame_is(const svc_msg *m, int i, const char *s);
+
+/* Milliseconds on the monotonic clock. */
+double svc_now_ms(void);
+
+/* The body of an error reply, {"ok": false, "error": {...}}; `index` < 0
+ * and `field` NULL are left out. Returns a malloc'd string or NULL. */
+char *svc_error_body(const char *code, const char *message, int index,
+                     const char *field);
+
+/* Checks a Z85 key (40 characters). */
+int svc_key_valid(const char *z85);
+
+/* The ZAP handler (service/auth.c): a thread answering libzmq's
+ * authentication requests in `ctx`, admitting CURVE clients whose public
+ * key is listed in a file of `dir`. */
+typedef struct svc_auth svc_auth;
+vit_status svc_auth_start(void *ctx, const char *dir, svc_auth **out,
+                          vit_error *err);
+void svc_auth_stop(svc_auth *a);
+/* Makes `sock` a CURVE server with the Z85 secret key; the ZAP domain
+ * "vit" routes its handshakes to the handler. */
+vit_status svc_curve_server(void *sock, const char *secret_z85,
+                            vit_error *err);
+
+#endif
