@@ -1,0 +1,925 @@
+/*
+ * Tests of the ZeroMQ service as clients meet it: `vit serve` (VIT_BIN, set
+ * by `make test`) is started as a process on an ipc:// endpoint in a fresh
+ * temporary directory, driven through the client library and through raw
+ * DEALER sockets that send what a broken or hostile client would, and
+ * stopped with SIGTERM, whose exit status (0, and under `make asan` no
+ * leak) is part of each test. Every wait is bounded in time, and every
+ * process started here is killed and reaped, also when a test fails
+ * (teardown, and an exit handler for a forked test that dies).
+ */
+#define _XOPEN_SOURCE 700
+
+#include "service/client.h"
+#include "vit/vit.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MODEL "tests/fixtures/vit_tiny"
+#define NOISE_PNG "tests/fixtures/cli/noise.png"
+#define GRADIENT_JPG "tests/fixtures/cli/gradient.jpg"
+
+/* ---- processes ---- */
+
+#define MAX_PROCS 16
+static pid_t g_pids[MAX_PROCS];
+static char g_tmp[128];
+
+static const char *vit_bin(void)
+{
+    const char *b = getenv("VIT_BIN");
+    return b && *b ? b : "build/vit";
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_pids[i] == pid)
+            g_pids[i] = 0;
+}
+
+/* Waits up to timeout_ms for `pid`; returns its exit status (128 + signal
+ * when killed), or -1 after killing it because it did not exit. */
+static int reap(pid_t pid, int timeout_ms)
+{
+    double until = now_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            forget(pid);
+            return -1;
+        }
+        if (now_ms() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            forget(pid);
+            return -1;
+        }
+        sleep_ms(5);
+    }
+    forget(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void kill_all(void)
+{
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_pids[i] > 0) {
+            kill(g_pids[i], SIGKILL);
+            waitpid(g_pids[i], NULL, 0);
+            g_pids[i] = 0;
+        }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void cleanup(void)
+{
+    kill_all();
+    if (g_tmp[0]) {
+        nftw(g_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        g_tmp[0] = '\0';
+    }
+}
+
+static void setup(void)
+{
+    static int registered;
+    if (!registered) {
+        atexit(cleanup);
+        registered = 1;
+    }
+    /* ipc:// paths must be short (about 100 bytes), so /tmp, not $TMPDIR. */
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/vit_svc_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_tmp));
+}
+
+static void teardown(void)
+{
+    cleanup();
+}
+
+/* An ipc endpoint named `name` in the test's directory. */
+static void endpoint(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "ipc://%s/%s", g_tmp, name);
+}
+
+/* Starts `vit ARGS...` (NULL-terminated) with stderr to TMP/NAME.err. */
+static pid_t spawn(const char *name, ...)
+{
+    const char *argv[48];
+    int n = 0;
+    argv[n++] = vit_bin();
+    va_list ap;
+    va_start(ap, name);
+    while ((argv[n] = va_arg(ap, const char *)) != NULL) {
+        n++;
+        ck_assert_int_lt(n, 47);
+    }
+    va_end(ap);
+    char errpath[256];
+    snprintf(errpath, sizeof errpath, "%s/%s.err", g_tmp, name);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(in, 0);
+        dup2(err, 1);
+        dup2(err, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_pids[i] == 0) {
+            g_pids[i] = pid;
+            return pid;
+        }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    ck_abort_msg("too many processes");
+    return -1;
+}
+
+/* Sends SIGTERM and expects a clean exit (0) within 10 s. */
+static void stop_ok(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(reap(pid, 10000), 0);
+}
+
+/* ---- client helpers ---- */
+
+static vit_client *client(const char *ep, int timeout_ms, int retries)
+{
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = timeout_ms;
+    o.retries = retries;
+    vit_client *c = NULL;
+    vit_error err = {{0}};
+    ck_assert_msg(vit_client_new(ep, &o, &c, &err) == VIT_OK, "%s", err.msg);
+    return c;
+}
+
+/* A call that must get a reply; returns the parsed body. */
+static json_t *call(vit_client *c, const char *header, const vit_blob *b,
+                    int n)
+{
+    vit_reply r;
+    vit_error err = {{0}};
+    ck_assert_msg(vit_client_call(c, header, b, n, &r, &err) == VIT_OK, "%s",
+                  err.msg);
+    json_t *o = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(o);
+    vit_reply_free(&r);
+    return o;
+}
+
+/* Waits until the server at `ep` answers health (at most 20 s: a worker
+ * under ASan loads slowly on a busy machine). */
+static void wait_ready(const char *ep, pid_t pid)
+{
+    vit_client *c = client(ep, 200, 0);
+    double until = now_ms() + 20000;
+    for (;;) {
+        vit_reply r;
+        if (vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+            VIT_OK) {
+            vit_reply_free(&r);
+            break;
+        }
+        ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0,
+                      "the server exited before answering");
+        ck_assert_msg(now_ms() < until, "the server did not come up");
+    }
+    vit_client_free(c);
+}
+
+static pid_t start_worker(const char *ep, ...)
+{
+    const char *args[40] = {"serve", "--model", MODEL, "--bind", ep};
+    int n = 5;
+    va_list ap;
+    va_start(ap, ep);
+    while ((args[n] = va_arg(ap, const char *)) != NULL)
+        n++;
+    va_end(ap);
+    pid_t pid = spawn("worker", args[0], args[1], args[2], args[3], args[4],
+                      args[5], args[6], args[7], args[8], args[9], args[10],
+                      args[11], args[12], args[13], args[14], args[15],
+                      args[16], args[17], args[18], args[19], NULL);
+    wait_ready(ep, pid);
+    return pid;
+}
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static const char *err_code(json_t *o)
+{
+    json_t *e = json_object_get(o, "error");
+    const char *c = json_string_value(json_object_get(e, "code"));
+    return c ? c : (json_is_true(json_object_get(o, "ok")) ? "ok" : "?");
+}
+
+/* Runs `vit ARGS...`, capturing stdout into a malloc'd string. */
+static char *run_capture(int *code, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = vit_bin();
+    va_list ap;
+    va_start(ap, code);
+    while ((argv[n] = va_arg(ap, const char *)) != NULL)
+        n++;
+    va_end(ap);
+    FILE *out = tmpfile();
+    ck_assert_ptr_nonnull(out);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(fileno(out), 1);
+        dup2(devnull, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_pids[i] == 0) {
+            g_pids[i] = pid;
+            break;
+        }
+    *code = reap(pid, 30000);
+    long len = ftell(out);
+    char *s = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(s);
+    fseek(out, 0, SEEK_SET);
+    ck_assert_int_eq(fread(s, 1, (size_t)len, out), (size_t)len);
+    s[len] = '\0';
+    fclose(out);
+    return s;
+}
+
+/* ---- results over the wire equal the local command's ---- */
+
+START_TEST(test_wire_equals_local)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, NULL);
+    static const char *const fmts[] = {"text", "jsonl", "csv"};
+    for (int i = 0; i < 3; i++) {
+        int c1, c2;
+        char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
+                                   "--top-k", "3", "--format", fmts[i],
+                                   "tests/fixtures/cli", NULL);
+        char *local = run_capture(&c2, "classify", "--model", MODEL,
+                                  "--top-k", "3", "--format", fmts[i],
+                                  "tests/fixtures/cli", NULL);
+        ck_assert_int_eq(c1, 0);
+        ck_assert_int_eq(c2, 0);
+        ck_assert_msg(strlen(local) > 20, "local output: %s", local);
+        ck_assert_str_eq(remote, local);
+        free(remote);
+        free(local);
+    }
+    int c1, c2;
+    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
+                               "--logits", "--format", "jsonl", NOISE_PNG,
+                               GRADIENT_JPG, NULL);
+    char *local = run_capture(&c2, "classify", "--model", MODEL, "--logits",
+                              "--format", "jsonl", NOISE_PNG, GRADIENT_JPG,
+                              NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_str_eq(remote, local);
+    free(remote);
+    free(local);
+    stop_ok(w);
+}
+END_TEST
+
+/* ---- 8 clients x 200 requests against one worker ---- */
+
+typedef struct {
+    const char *ep;
+    int id, n;
+    const unsigned char *img[2];
+    size_t size[2];
+    vit_prediction want[2][3];
+    int ok, wrong, lost;
+} load_arg;
+
+static void *load_main(void *p)
+{
+    load_arg *a = p;
+    vit_client *c = NULL;
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 10000;
+    o.retries = 1;
+    if (vit_client_new(a->ep, &o, &c, NULL) != VIT_OK) {
+        a->lost = a->n;
+        return NULL;
+    }
+    for (int i = 0; i < a->n; i++) {
+        int which = (a->id + i) & 1;
+        vit_blob b = {a->img[which], a->size[which]};
+        vit_reply r;
+        if (vit_client_call(c, "{\"op\":\"classify\",\"top_k\":3}", &b, 1, &r,
+                            NULL) != VIT_OK) {
+            a->lost++;
+            continue;
+        }
+        json_t *o2 = json_loads(r.body, 0, NULL);
+        json_t *labels = json_object_get(
+            json_array_get(json_object_get(o2, "results"), 0), "labels");
+        int good = json_array_size(labels) == 3;
+        for (int j = 0; good && j < 3; j++) {
+            json_t *e = json_array_get(labels, (size_t)j);
+            float s = (float)json_real_value(json_object_get(e, "score"));
+            /* Scores may differ in the last bits with the batch's
+             * composition (the matrix kernels block by batch size). */
+            good = json_integer_value(json_object_get(e, "id")) ==
+                       a->want[which][j].id &&
+                   fabsf(s - a->want[which][j].score) < 1e-5f;
+        }
+        a->ok += good;
+        a->wrong += !good;
+        json_decref(o2);
+        vit_reply_free(&r);
+    }
+    vit_client_free(c);
+    return NULL;
+}
+
+START_TEST(test_concurrent_clients)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, "--max-delay-ms", "3", NULL);
+
+    /* The expected answers, from the library in this process. */
+    vit_model *m;
+    vit_state *s;
+    vit_error err = {{0}};
+    ck_assert(vit_model_load(MODEL, NULL, &m, &err) == VIT_OK);
+    ck_assert(vit_state_new(m, &s, &err) == VIT_OK);
+    load_arg proto = {.ep = ep, .n = 200};
+    const char *paths[2] = {NOISE_PNG, GRADIENT_JPG};
+    for (int k = 0; k < 2; k++) {
+        proto.img[k] = read_all(paths[k], &proto.size[k]);
+        vit_image img;
+        ck_assert(vit_image_decode(proto.img[k], proto.size[k], NULL, &img,
+                                   &err) == VIT_OK);
+        ck_assert(vit_classify(s, &img, 1, 3, proto.want[k], NULL, &err) ==
+                  VIT_OK);
+        vit_image_free(&img);
+    }
+    vit_state_free(s);
+    vit_model_free(m);
+
+    enum { N = 8 };
+    load_arg a[N];
+    pthread_t th[N];
+    double t0 = now_ms();
+    for (int i = 0; i < N; i++) {
+        a[i] = proto;
+        a[i].id = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, load_main, &a[i]), 0);
+    }
+    int ok = 0, wrong = 0, lost = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += a[i].ok;
+        wrong += a[i].wrong;
+        lost += a[i].lost;
+    }
+    double dt = now_ms() - t0;
+    printf("service: %d clients x %d requests: %d right, %d wrong, %d lost "
+           "in %.0f ms (%.0f requests/s)\n",
+           N, proto.n, ok, wrong, lost, dt, 1e3 * (ok + wrong) / dt);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert_int_eq(lost, 0);
+    ck_assert_int_eq(ok, N * proto.n);
+
+    vit_client *c = client(ep, 5000, 0);
+    json_t *mt = call(c, "{\"op\":\"metrics\"}", NULL, 0);
+    json_t *sizes = json_object_get(json_object_get(mt, "batches"), "sizes");
+    const char *key;
+    json_t *v;
+    int largest = 0;
+    json_object_foreach(sizes, key, v)
+    {
+        if (atoi(key) > largest)
+            largest = atoi(key);
+    }
+    char *dumped = json_dumps(json_object_get(mt, "batches"), JSON_COMPACT);
+    printf("service: batches %s\n", dumped);
+    free(dumped);
+    ck_assert_msg(largest > 1, "no batch held more than one image");
+    json_t *cl = json_object_get(json_object_get(mt, "requests"), "classify");
+    ck_assert_int_eq(json_integer_value(json_object_get(cl, "ok")),
+                     N * proto.n);
+    json_decref(mt);
+    vit_client_free(c);
+    free((void *)proto.img[0]);
+    free((void *)proto.img[1]);
+    stop_ok(w);
+}
+END_TEST
+
+/* ---- malformed input ---- */
+
+/* Sends raw frames on a DEALER and returns the reply body's error code
+ * (a static buffer), or NULL when no reply came within timeout_ms. */
+static const char *raw(void *sock, int timeout_ms, int n, ...)
+{
+    static char code[64];
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const void *data = va_arg(ap, const void *);
+        size_t size = va_arg(ap, size_t);
+        ck_assert_int_ge(zmq_send(sock, data, size,
+                                  i + 1 < n ? ZMQ_SNDMORE : 0), 0);
+    }
+    va_end(ap);
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return NULL;
+    /* The reply: "", VITC01, 0x03, service, request id, body, ... */
+    char frames[8][512];
+    int nf = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        ck_assert_int_ge(zmq_msg_recv(&m, sock, 0), 0);
+        more = zmq_msg_more(&m);
+        if (nf < 8) {
+            size_t len = zmq_msg_size(&m) < 511 ? zmq_msg_size(&m) : 511;
+            memcpy(frames[nf], zmq_msg_data(&m), len);
+            frames[nf][len] = '\0';
+            nf++;
+        }
+        zmq_msg_close(&m);
+    }
+    ck_assert_int_ge(nf, 6);
+    ck_assert_str_eq(frames[1], "VITC01");
+    ck_assert_int_eq(frames[2][0], 3);
+    json_t *o = json_loads(frames[5], 0, NULL);
+    ck_assert_ptr_nonnull(o);
+    snprintf(code, sizeof code, "%s", err_code(o));
+    json_decref(o);
+    return code;
+}
+
+#define S(x) (x), strlen(x)
+#define F(p, n) (const void *)(p), (size_t)(n)
+
+START_TEST(test_malformed_sweep)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, "--max-image-bytes", "100000",
+                           "--max-request-bytes", "300000", "--max-images",
+                           "4", "--max-pixels", "2000", NULL);
+    size_t png_n, jpg_n;
+    unsigned char *png = read_all(NOISE_PNG, &png_n);  /* 40 x 30 */
+    unsigned char *jpg = read_all(GRADIENT_JPG, &jpg_n);  /* 48 x 48 */
+    size_t big_n = 200000, huge_n = 1 << 20;
+    unsigned char *big = calloc(1, huge_n);
+    ck_assert_ptr_nonnull(big);
+
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    const char cmd = 1, bad_cmd = 9;
+    struct {
+        const char *what, *want;
+        const char *got;
+    } r[32];
+    int n = 0;
+#define CASE(what_, want_, ...)                                         \
+    do {                                                                \
+        r[n].what = what_;                                              \
+        r[n].want = want_;                                              \
+        r[n].got = raw(d, 5000, __VA_ARGS__);                           \
+        ck_assert_msg(r[n].got, "%s: no reply", what_);                 \
+        ck_assert_msg(strcmp(r[n].got, want_) == 0, "%s: got %s, want %s", \
+                      what_, r[n].got, want_);                          \
+        n++;                                                            \
+    } while (0)
+
+    CASE("one garbage frame", "bad_request", 1, S("garbage"));
+    CASE("one empty frame", "bad_request", 1, F("", 0));
+    CASE("delimiter only", "bad_request", 2, F("", 0), S("VITC01"));
+    CASE("no delimiter", "bad_request", 6, S("x"), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"health\"}"));
+    CASE("wrong protocol", "bad_request", 6, F("", 0), S("MDPC02"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"health\"}"));
+    CASE("wrong command", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&bad_cmd, 1), F("", 0), S("r"), S("{\"op\":\"health\"}"));
+    CASE("no header", "bad_request", 5, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"));
+    CASE("empty request id", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), F("", 0), S("{\"op\":\"health\"}"));
+    CASE("empty header", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), F("", 0));
+    CASE("bad JSON", "bad_request", 6, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\": \"classify\""));
+    CASE("JSON not an object", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("[1,2]"));
+    CASE("garbage header", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), F(big, 100));
+    CASE("no op", "missing_field", 6, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"top_k\":3}"));
+    CASE("op not a string", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":3}"));
+    CASE("unknown op", "unknown_op", 6, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"fly\"}"));
+    CASE("unknown service", "unknown_service", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), S("other_model"), S("r"), S("{\"op\":\"health\"}"));
+    CASE("bad version", "bad_request", 6, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"health\",\"v\":2}"));
+    CASE("bad top_k", "bad_request", 7, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"classify\",\"top_k\":0}"),
+         F(png, png_n));
+    CASE("classify without images", "missing_field", 6, F("", 0),
+         S("VITC01"), F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"classify\"}"));
+    CASE("health with data", "bad_request", 7, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"health\"}"),
+         F(png, png_n));
+    CASE("empty image", "bad_image", 7, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"classify\"}"), F("", 0));
+    CASE("garbage image", "bad_image", 7, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"classify\"}"), S("not an image"));
+    CASE("truncated PNG", "bad_image", 7, F("", 0), S("VITC01"), F(&cmd, 1),
+         F("", 0), S("r"), S("{\"op\":\"classify\"}"), F(png, png_n / 2));
+    CASE("PNG cut in its header", "bad_image", 7, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"embed_image\"}"),
+         F(png, 20));
+    CASE("image over max-pixels", "too_large", 7, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"classify\"}"),
+         F(jpg, jpg_n));
+    CASE("image over max-image-bytes", "too_large", 7, F("", 0),
+         S("VITC01"), F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"classify\"}"), F(big, big_n));
+    CASE("too many images", "too_large", 11, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"classify\"}"),
+         F(jpg, jpg_n), F(jpg, jpg_n), F(jpg, jpg_n), F(jpg, jpg_n),
+         F(jpg, jpg_n));
+    CASE("texts for a ViT", "no_text_tower", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"embed_text\",\"texts\":[\"a cat\"]}"));
+    CASE("match without texts", "missing_field", 7, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"match\"}"),
+         F(jpg, jpg_n));
+    CASE("texts not strings", "bad_request", 6, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"embed_text\",\"texts\":[1]}"));
+    /* A frame over ZMQ_MAXMSGSIZE is never read: the connection drops. */
+    ck_assert_ptr_null(raw(d, 500, 7, F("", 0), S("VITC01"), F(&cmd, 1),
+                           F("", 0), S("r"), S("{\"op\":\"classify\"}"),
+                           F(big, huge_n)));
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(big);
+    free(jpg);
+    printf("service: %d malformed requests answered with their codes\n", n);
+
+    /* Still healthy, and still right. */
+    vit_client *c = client(ep, 5000, 0);
+    json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")),
+                     "serving");
+    json_decref(h);
+    vit_blob b = {png, png_n};
+    json_t *o = call(c, "{\"op\":\"classify\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "ok");
+    json_decref(o);
+    free(png);
+    vit_client_free(c);
+    stop_ok(w);
+}
+END_TEST
+
+/* ---- info, embeddings ---- */
+
+START_TEST(test_info_and_embed)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, "--name", "digits", NULL);
+    vit_client *c = client(ep, 5000, 0);
+    json_t *o = call(c, "{\"op\":\"info\"}", NULL, 0);
+    json_t *m = json_object_get(o, "model");
+    ck_assert_str_eq(json_string_value(json_object_get(m, "name")), "digits");
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "num_labels")), 10);
+    int dim = (int)json_integer_value(json_object_get(m, "embed_dim"));
+    ck_assert_int_gt(dim, 0);
+    json_decref(o);
+
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    vit_blob b[2] = {{png, n}, {png, n}};
+    vit_reply r;
+    ck_assert(vit_client_call(c, "{\"op\":\"embed_image\"}", b, 2, &r, NULL) ==
+              VIT_OK);
+    ck_assert_str_eq(r.service, "digits");
+    ck_assert_int_eq(r.n_data, 1);
+    ck_assert_int_eq(r.data[0].size, 2 * dim * sizeof(float));
+
+    /* The same numbers as the library's. */
+    vit_model *model;
+    vit_state *s;
+    ck_assert(vit_model_load(MODEL, NULL, &model, NULL) == VIT_OK);
+    ck_assert(vit_state_new(model, &s, NULL) == VIT_OK);
+    vit_image img;
+    ck_assert(vit_image_decode(png, n, NULL, &img, NULL) == VIT_OK);
+    vit_model_info info;
+    vit_model_get_info(model, &info);
+    size_t chw = (size_t)info.channels * info.image_h * info.image_w;
+    float *px = malloc(chw * sizeof(float)), *e = malloc(dim * sizeof(float));
+    ck_assert(vit_preprocess(model, &img, 1, px, NULL) == VIT_OK);
+    ck_assert(vit_embed_pixels(s, px, 1, e, NULL) == VIT_OK);
+    const float *got = r.data[0].data;
+    double maxd = 0;
+    for (int i = 0; i < dim; i++) {
+        double dd = fabs((double)got[i] - e[i]) + fabs((double)got[dim + i] - e[i]);
+        maxd = dd > maxd ? dd : maxd;
+    }
+    printf("service: embed_image over the wire vs library: max diff %g\n",
+           maxd);
+    ck_assert(maxd < 1e-5);
+    free(px);
+    free(e);
+    vit_image_free(&img);
+    vit_state_free(s);
+    vit_model_free(model);
+    vit_reply_free(&r);
+    free(png);
+    vit_client_free(c);
+    stop_ok(w);
+}
+END_TEST
+
+/* ---- backpressure, deadlines, health while busy ---- */
+
+START_TEST(test_overload_deadline_health)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    /* A long batching delay keeps accepted work waiting in the queue. */
+    pid_t w = start_worker(ep, "--max-queue", "3", "--max-delay-ms", "400",
+                           "--max-batch", "64", NULL);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    const char cmd = 1;
+    /* 6 requests at once: 3 are queued, 3 refused at once; one more asks
+     * for a deadline shorter than the batching delay. */
+    for (int i = 0; i < 6; i++) {
+        char rid[8];
+        snprintf(rid, sizeof rid, "q%d", i);
+        const char *hdr = i == 0 ? "{\"op\":\"classify\",\"deadline_ms\":50}"
+                                 : "{\"op\":\"classify\"}";
+        zmq_send(d, "", 0, ZMQ_SNDMORE);
+        zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
+        zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
+        zmq_send(d, "", 0, ZMQ_SNDMORE);
+        zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
+        zmq_send(d, hdr, strlen(hdr), ZMQ_SNDMORE);
+        zmq_send(d, png, n, 0);
+    }
+    /* Health is answered while the queue is full and waiting. */
+    vit_client *c = client(ep, 5000, 0);
+    double until = now_ms() + 300, dt = 0;
+    for (int depth = 0; depth < 3;) {
+        double t0 = now_ms();
+        json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+        dt = now_ms() - t0 > dt ? now_ms() - t0 : dt;
+        depth = (int)json_integer_value(json_object_get(h, "queue_depth"));
+        json_decref(h);
+        ck_assert_msg(now_ms() < until, "the queue never held 3 (%d)", depth);
+    }
+    ck_assert_msg(dt < 100, "health took %.0f ms", dt);
+
+    int ok = 0, over = 0, late = 0;
+    for (int i = 0; i < 6; i++) {
+        zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+        ck_assert_int_eq(zmq_poll(&it, 1, 5000), 1);
+        char body[4096] = "";
+        int more = 1, k = 0;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, d, 0);
+            if (k++ == 5) {
+                size_t len = zmq_msg_size(&m) < 4095 ? zmq_msg_size(&m) : 4095;
+                memcpy(body, zmq_msg_data(&m), len);
+                body[len] = '\0';
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        json_t *o = json_loads(body, 0, NULL);
+        const char *code = err_code(o);
+        ok += strcmp(code, "ok") == 0;
+        over += strcmp(code, "overloaded") == 0;
+        late += strcmp(code, "deadline_exceeded") == 0;
+        json_decref(o);
+    }
+    printf("service: queue 3, 6 sent: %d ok, %d overloaded, %d past their "
+           "deadline\n", ok, over, late);
+    ck_assert_int_eq(over, 3);
+    ck_assert_int_eq(late, 1);
+    ck_assert_int_eq(ok, 2);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    vit_client_free(c);
+    free(png);
+    stop_ok(w);
+}
+END_TEST
+
+/* ---- SIGTERM under load ---- */
+
+START_TEST(test_sigterm_drains)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, "--max-delay-ms", "100", "--max-batch", "4",
+                           NULL);
+    size_t n;
+    unsigned char *jpg = read_all(GRADIENT_JPG, &n);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    const char cmd = 1;
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        char rid[8];
+        snprintf(rid, sizeof rid, "%d", i);
+        zmq_send(d, "", 0, ZMQ_SNDMORE);
+        zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
+        zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
+        zmq_send(d, "", 0, ZMQ_SNDMORE);
+        zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
+        zmq_send(d, "{\"op\":\"classify\"}", 17, ZMQ_SNDMORE);
+        zmq_send(d, jpg, n, 0);
+    }
+    /* Wait until the worker holds them all, then ask it to stop. */
+    vit_client *c = client(ep, 5000, 0);
+    double until = now_ms() + 5000;
+    for (;;) {
+        json_t *mt = call(c, "{\"op\":\"metrics\"}", NULL, 0);
+        json_t *cl = json_object_get(json_object_get(mt, "requests"),
+                                     "classify");
+        int done = (int)json_integer_value(json_object_get(cl, "ok"));
+        int depth = (int)json_integer_value(json_object_get(mt, "queue_depth"));
+        json_decref(mt);
+        if (done + depth >= N)
+            break;
+        ck_assert(now_ms() < until);
+        sleep_ms(2);
+    }
+    vit_client_free(c);
+    kill(w, SIGTERM);
+    int seen[N] = {0}, ok = 0;
+    for (int i = 0; i < N; i++) {
+        zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+        ck_assert_msg(zmq_poll(&it, 1, 10000) == 1, "only %d replies", i);
+        char rid[16] = "", body[64] = "";
+        int more = 1, k = 0;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, d, 0);
+            size_t len = zmq_msg_size(&m);
+            if (k == 4 && len < sizeof rid)
+                memcpy(rid, zmq_msg_data(&m), len);
+            if (k == 5)
+                memcpy(body, zmq_msg_data(&m), len < 63 ? len : 63);
+            k++;
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        int id = atoi(rid);
+        ck_assert(id >= 0 && id < N);
+        ck_assert_int_eq(seen[id], 0);
+        seen[id] = 1;
+        ok += strncmp(body, "{\"ok\":true", 10) == 0;
+    }
+    ck_assert_int_eq(ok, N);
+    ck_assert_int_eq(reap(w, 10000), 0);
+    printf("service: SIGTERM with %d requests held: all answered, exit 0\n",
+           N);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(jpg);
+}
+END_TEST
+
+/* A client against nothing gives up after its tries (Lazy Pirate), and a
+ * worker that comes up later is found by the next call. */
+START_TEST(test_client_retries)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "late");
+    vit_client *c = client(ep, 100, 2);
+    vit_reply r;
+    vit_error err = {{0}};
+    double t0 = now_ms();
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, &err) ==
+              VIT_E_IO);
+    double dt = now_ms() - t0;
+    ck_assert_msg(dt >= 290 && dt < 2000, "%.0f ms for 3 tries of 100", dt);
+    ck_assert(strstr(err.msg, "3 tries") != NULL);
+    pid_t w = start_worker(ep, NULL);
+    json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+    ck_assert(json_is_true(json_object_get(h, "ok")));
+    json_decref(h);
+    vit_client_free(c);
+    stop_ok(w);
+}
+END_TEST
+
+Suite *service_suite(void)
+{
+    Suite *s = suite_create("service");
+    TCase *tc = tcase_create("worker");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_wire_equals_local);
+    tcase_add_test(tc, test_concurrent_clients);
+    tcase_add_test(tc, test_malformed_sweep);
+    tcase_add_test(tc, test_info_and_embed);
+    tcase_add_test(tc, test_overload_deadline_health);
+    tcase_add_test(tc, test_sigterm_drains);
+    tcase_add_test(tc, test_client_retries);
+    suite_add_tcase(s, tc);
+    return s;
+}
