@@ -699,7 +699,9 @@ START_TEST(test_info_and_embed)
     float *px = malloc(chw * sizeof(float)), *e = malloc(dim * sizeof(float));
     ck_assert(vit_preprocess(model, &img, 1, px, NULL) == VIT_OK);
     ck_assert(vit_embed_pixels(s, px, 1, e, NULL) == VIT_OK);
-    const float *got = r.data[0].data;
+    /* Frames have no alignment; copy before reading floats. */
+    float *got = malloc(r.data[0].size);
+    memcpy(got, r.data[0].data, r.data[0].size);
     double maxd = 0;
     for (int i = 0; i < dim; i++) {
         double dd = fabs((double)got[i] - e[i]) + fabs((double)got[dim + i] - e[i]);
@@ -708,6 +710,7 @@ START_TEST(test_info_and_embed)
     printf("service: embed_image over the wire vs library: max diff %g\n",
            maxd);
     ck_assert(maxd < 1e-5);
+    free(got);
     free(px);
     free(e);
     vit_image_free(&img);
@@ -740,7 +743,7 @@ START_TEST(test_overload_deadline_health)
     /* 6 requests at once: 3 are queued, 3 refused at once; one more asks
      * for a deadline shorter than the batching delay. */
     for (int i = 0; i < 6; i++) {
-        char rid[8];
+        char rid[16];
         snprintf(rid, sizeof rid, "q%d", i);
         const char *hdr = i == 0 ? "{\"op\":\"classify\",\"deadline_ms\":50}"
                                  : "{\"op\":\"classify\"}";
@@ -821,7 +824,7 @@ START_TEST(test_sigterm_drains)
     const char cmd = 1;
     enum { N = 40 };
     for (int i = 0; i < N; i++) {
-        char rid[8];
+        char rid[16];
         snprintf(rid, sizeof rid, "%d", i);
         zmq_send(d, "", 0, ZMQ_SNDMORE);
         zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
