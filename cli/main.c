@@ -20,6 +20,7 @@ static const cli_command commands[] = {
     {"classify", cli_classify_main,
      "classify images with a ViT image-classification model"},
     {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},
+    {"broker", cli_broker_main, "route clients to workers by model (broker)"},
     {"client", cli_client_main, "send work to a vit worker or broker"},
 };
 

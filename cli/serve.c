@@ -277,3 +277,121 @@ int cli_serve_main(int argc, char **argv)
     }
     return CLI_EXIT_OK;
 }
+
+/* ---- vit broker ---- */
+
+static const char broker_usage[] =
+    "usage: vit broker --frontend EP --backend EP [options]\n";
+
+static void broker_help(void)
+{
+    vit_broker_options d = vit_broker_options_default();
+    fputs(broker_usage, stdout);
+    printf("\nRoute clients' requests to workers (vit serve --connect) by "
+           "model name,\nwith heartbeats, credit-based flow and re-sending "
+           "of the work a dead worker\nheld (service/PROTOCOL.md section "
+           "7).\n"
+           "\noptions:\n"
+           "  -f, --frontend EP        clients connect here\n"
+           "  -b, --backend EP         workers connect here\n"
+           "      --heartbeat-ms MS    heartbeat interval (%d)\n"
+           "      --deadline-ms MS     default deadline of a request (%d)\n"
+           "      --max-queue N        requests waiting for a worker (%d)\n"
+           "      --max-request-bytes N  largest frame a client may send "
+           "(%zu)\n"
+           "      --curve-secret-key FILE  encrypt the frontend with CURVE\n"
+           "      --allow-keys DIR     admit only the client public keys in "
+           "DIR\n"
+           "  -h, --help               show this help and exit\n"
+           "\nSIGTERM or Ctrl-C stops it (exit 0).\n",
+           d.heartbeat_ms, d.deadline_ms, d.max_queue, d.max_request_bytes);
+}
+
+int cli_broker_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"frontend", required_argument, NULL, 'f'},
+        {"backend", required_argument, NULL, 'b'},
+        {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
+        {"deadline-ms", required_argument, NULL, O_DEADLINE},
+        {"max-queue", required_argument, NULL, O_MAX_QUEUE},
+        {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
+        {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
+        {"allow-keys", required_argument, NULL, O_ALLOW},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    vit_broker_options o = vit_broker_options_default();
+    const char *secret_file = NULL;
+    char secret[41];
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":f:b:h", longopts, NULL)) != -1) {
+        long long v;
+        switch (c) {
+        case 'f': o.frontend = optarg; break;
+        case 'b': o.backend = optarg; break;
+        case O_CURVE_SECRET: secret_file = optarg; break;
+        case O_ALLOW: o.allow_keys_dir = optarg; break;
+        case 'h': broker_help(); return CLI_EXIT_OK;
+        case O_HEARTBEAT:
+            if ((v = parse_num(optarg, 10, 600000)) < 0)
+                return usage_error("broker", broker_usage,
+                                   "--heartbeat-ms needs 10 to 600000");
+            o.heartbeat_ms = (int)v;
+            break;
+        case O_DEADLINE:
+            if ((v = parse_num(optarg, 1, 86400000)) < 0)
+                return usage_error("broker", broker_usage,
+                                   "--deadline-ms needs a positive integer");
+            o.deadline_ms = (int)v;
+            break;
+        case O_MAX_QUEUE:
+            if ((v = parse_num(optarg, 1, 10000000)) < 0)
+                return usage_error("broker", broker_usage,
+                                   "--max-queue needs a positive integer");
+            o.max_queue = (int)v;
+            break;
+        case O_MAX_REQ_BYTES:
+            if ((v = parse_num(optarg, 1, 1LL << 31)) < 0)
+                return usage_error("broker", broker_usage,
+                                   "--max-request-bytes needs a positive "
+                                   "integer");
+            o.max_request_bytes = (size_t)v;
+            break;
+        case ':':
+            return usage_error("broker", broker_usage,
+                               "option '%s' needs an argument",
+                               argv[optind - 1]);
+        default:
+            return usage_error("broker", broker_usage, "unknown option '%s'",
+                               argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("broker", broker_usage,
+                           "unexpected argument '%s'", argv[optind]);
+    if (!o.frontend || !o.backend)
+        return usage_error("broker", broker_usage,
+                           "--frontend and --backend are required");
+    if (o.allow_keys_dir && !secret_file)
+        return usage_error("broker", broker_usage,
+                           "--allow-keys needs --curve-secret-key");
+    if (secret_file) {
+        if (cli_read_key(secret_file, "secret", secret) != 0)
+            return CLI_EXIT_FAILED;
+        o.curve_secret_key = secret;
+    }
+    install_signals();
+    o.stop = &g_stop;
+    o.log = log_line;
+    o.log_ud = "broker";
+    vit_error err = {{0}};
+    vit_status st = vit_broker(&o, &err);
+    if (st != VIT_OK) {
+        fprintf(stderr, "vit broker: %s\n",
+                err.msg[0] ? err.msg : vit_status_str(st));
+        return CLI_EXIT_FAILED;
+    }
+    return CLI_EXIT_OK;
+}

@@ -910,6 +910,206 @@ START_TEST(test_client_retries)
 }
 END_TEST
 
+/* ---- the broker ---- */
+
+/* Sends classify request `id` on a raw DEALER. */
+static void send_classify(void *d, int id, const void *img, size_t n)
+{
+    const char cmd = 1;
+    char rid[16];
+    snprintf(rid, sizeof rid, "%d", id);
+    zmq_send(d, "", 0, ZMQ_SNDMORE);
+    zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
+    zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
+    zmq_send(d, "", 0, ZMQ_SNDMORE);
+    zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
+    zmq_send(d, "{\"op\":\"classify\"}", 17, ZMQ_SNDMORE);
+    zmq_send(d, img, n, 0);
+}
+
+/* Receives one reply within timeout_ms: its request id, and whether it
+ * was a success. Returns -1 when none came. */
+static int recv_reply(void *d, int timeout_ms, int *ok)
+{
+    zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) != 1)
+        return -1;
+    char rid[16] = "", body[16] = "";
+    int more = 1, k = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, d, 0);
+        size_t len = zmq_msg_size(&m);
+        if (k == 4 && len < sizeof rid)
+            memcpy(rid, zmq_msg_data(&m), len);
+        if (k == 5)
+            memcpy(body, zmq_msg_data(&m), len < 15 ? len : 15);
+        k++;
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    *ok = strncmp(body, "{\"ok\":true", 10) == 0;
+    return atoi(rid);
+}
+
+static pid_t start_broker(const char *name, const char *front,
+                          const char *back)
+{
+    return spawn(name, "broker", "--frontend", front, "--backend", back,
+                 "--heartbeat-ms", "100", NULL);
+}
+
+static pid_t start_brokered_worker(const char *name, const char *back,
+                                   const char *svc)
+{
+    return spawn(name, "serve", "--model", MODEL, "--connect", back,
+                 "--name", svc, "--heartbeat-ms", "100", "--max-delay-ms",
+                 "20", NULL);
+}
+
+/* Waits until `n` workers of `svc` answer through the broker: asks for
+ * health until each worker has been seen... a broker hides which worker
+ * answered, so this waits for the broker's log instead. */
+static void wait_workers(const char *broker_err, int n)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, broker_err);
+    double until = now_ms() + 20000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int ready = 0;
+        char line[512];
+        while (f && fgets(line, sizeof line, f))
+            ready += strstr(line, " ready, credit") != NULL;
+        if (f)
+            fclose(f);
+        if (ready >= n)
+            return;
+        ck_assert_msg(now_ms() < until, "%d of %d workers came up", ready, n);
+        sleep_ms(10);
+    }
+}
+
+START_TEST(test_broker_worker_killed)
+{
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = start_broker("broker", front, back);
+    pid_t w[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "worker%d", i);
+        w[i] = start_brokered_worker(name, back, "tiny");
+    }
+    wait_workers("broker.err", 3);
+
+    size_t n;
+    unsigned char *jpg = read_all(GRADIENT_JPG, &n);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, front), 0);
+    enum { N = 300, WINDOW = 30 };
+    int replies[N] = {0}, sent = 0, got = 0, ok = 0, killed = 0;
+    double until = now_ms() + 60000;
+    while (got < N) {
+        while (sent < N && sent - got < WINDOW)
+            send_classify(d, sent++, jpg, n);
+        int good;
+        int id = recv_reply(d, 10000, &good);
+        ck_assert_msg(id >= 0, "no reply after %d of %d", got, N);
+        ck_assert(id < N);
+        replies[id]++;
+        ck_assert_msg(replies[id] == 1, "request %d answered twice", id);
+        got++;
+        ok += good;
+        if (got == N / 3 && !killed) {
+            /* Mid-load, with requests held by every worker. */
+            kill(w[1], SIGKILL);
+            ck_assert_int_eq(reap(w[1], 5000), 128 + SIGKILL);
+            killed = 1;
+        }
+        ck_assert(now_ms() < until);
+    }
+    /* No late duplicate arrives either. */
+    int good;
+    ck_assert_int_eq(recv_reply(d, 500, &good), -1);
+    ck_assert_int_eq(ok, N);
+    printf("service: broker, 3 workers, one SIGKILLed after %d replies: "
+           "%d of %d answered once each\n", N / 3, ok, N);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(jpg);
+    stop_ok(w[0]);
+    stop_ok(w[2]);
+    stop_ok(b);
+}
+END_TEST
+
+START_TEST(test_broker_restart_and_routing)
+{
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = start_broker("broker", front, back);
+    pid_t wa = start_brokered_worker("wa", back, "alpha");
+    pid_t wb = start_brokered_worker("wb", back, "beta");
+    wait_workers("broker.err", 2);
+
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 1000;
+    o.retries = 5;
+    const char *names[2] = {"alpha", "beta"};
+    vit_client *c[2];
+    for (int i = 0; i < 2; i++) {
+        o.service = names[i];
+        ck_assert(vit_client_new(front, &o, &c[i], NULL) == VIT_OK);
+    }
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    vit_blob img = {png, n};
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            /* The broker dies and comes back: workers reconnect, clients
+             * retry. */
+            kill(b, SIGKILL);
+            ck_assert_int_eq(reap(b, 5000), 128 + SIGKILL);
+            b = start_broker("broker2", front, back);
+        }
+        for (int i = 0; i < 20; i++) {
+            json_t *r = call(c[i & 1], "{\"op\":\"classify\"}", &img, 1);
+            ck_assert_str_eq(err_code(r), "ok");
+            json_decref(r);
+            /* Routed by name: the answer comes from that model. */
+            json_t *info = call(c[i & 1], "{\"op\":\"info\"}", NULL, 0);
+            ck_assert_str_eq(json_string_value(json_object_get(
+                                 json_object_get(info, "model"), "name")),
+                             names[i & 1]);
+            json_decref(info);
+        }
+    }
+    printf("service: broker restarted; alpha and beta served before and "
+           "after\n");
+    /* A model nobody serves is answered, not left waiting. */
+    o.service = "gamma";
+    vit_client *g;
+    ck_assert(vit_client_new(front, &o, &g, NULL) == VIT_OK);
+    json_t *r = call(g, "{\"op\":\"health\"}", NULL, 0);
+    ck_assert_str_eq(err_code(r), "unavailable");
+    json_decref(r);
+    vit_client_free(g);
+    for (int i = 0; i < 2; i++)
+        vit_client_free(c[i]);
+    free(png);
+    stop_ok(wa);
+    stop_ok(wb);
+    stop_ok(b);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -923,6 +1123,12 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_overload_deadline_health);
     tcase_add_test(tc, test_sigterm_drains);
     tcase_add_test(tc, test_client_retries);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("broker");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_broker_worker_killed);
+    tcase_add_test(tc, test_broker_restart_and_routing);
     suite_add_tcase(s, tc);
     return s;
 }

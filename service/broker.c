@@ -1,0 +1,583 @@
+/*
+ * The broker, `vit broker`: clients connect to its frontend, workers to its
+ * backend, and it routes each request to a worker of the model the request
+ * names (PROTOCOL.md section 7). It follows the Majordomo broker's shape
+ * with two changes that vit needs: a worker announces a credit (how many
+ * requests it takes at once, so that it can batch them), and the broker
+ * keeps every request until its reply has been forwarded, so that the work
+ * held by a worker that dies (silent for three heartbeats) or leaves is sent
+ * to another worker; a reply from a worker the broker has given up on is
+ * dropped, so no client gets two replies. One thread; a request's frames
+ * are shared with zmq_msg_copy, not copied, when they are (re)sent.
+ */
+#include "service/service.h"
+#include "service/svc_impl.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bworker bworker;
+
+/* A client request the broker holds until it is answered. */
+typedef struct breq {
+    unsigned char client[SVC_MAX_ID];
+    size_t client_len;
+    char service[SVC_MAX_ID + 1];
+    svc_msg frames;  /* request id, header, data ... */
+    double t_recv, deadline;
+    int sends;       /* how many workers it was sent to */
+    bworker *w;      /* the worker holding it, or NULL while queued */
+    struct breq *prev, *next;
+} breq;
+
+typedef struct {
+    breq *head, *tail;
+    int n;
+} breq_list;
+
+struct bworker {
+    unsigned char id[SVC_MAX_ID];
+    size_t id_len;
+    char service[SVC_MAX_ID + 1];
+    int credit, draining;
+    double hb, expiry, last_sent;
+    breq_list held;
+    bworker *next;
+};
+
+typedef struct {
+    vit_broker_options o;
+    void *front, *back;
+    bworker *workers;
+    breq_list queue;
+    uint64_t forwarded, resent, expired, refused;
+} broker;
+
+static void blog(broker *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void blog(broker *b, const char *fmt, ...)
+{
+    if (!b->o.log)
+        return;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    b->o.log(b->o.log_ud, line);
+}
+
+/* ---- lists ---- */
+
+static void list_remove(breq_list *l, breq *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
+    r->prev = r->next = NULL;
+    l->n--;
+}
+
+static void list_push_back(breq_list *l, breq *r)
+{
+    r->next = NULL;
+    r->prev = l->tail;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->n++;
+}
+
+static void list_push_front(breq_list *l, breq *r)
+{
+    r->prev = NULL;
+    r->next = l->head;
+    if (l->head)
+        l->head->prev = r;
+    else
+        l->tail = r;
+    l->head = r;
+    l->n++;
+}
+
+static void breq_free(breq *r)
+{
+    svc_msg_close(&r->frames);
+    free(r);
+}
+
+/* ---- sending ---- */
+
+/* A reply to a client: [client, "", VITC01, FINAL, service, rid, body,
+ * data ...]; the tail frames (from `from`, index >= first) are moved. */
+static void to_client(broker *b, const unsigned char *client,
+                      size_t client_len, const char *service,
+                      const void *rid, size_t rid_len, svc_msg *tail,
+                      int first, const char *body)
+{
+    svc_msg m = {0};
+    int bad = svc_msg_add(&m, client, client_len) | svc_msg_add(&m, "", 0) |
+              svc_msg_add_str(&m, SVC_CLIENT_PROTO) |
+              svc_msg_add_byte(&m, SVC_C_FINAL) |
+              svc_msg_add_str(&m, service) | svc_msg_add(&m, rid, rid_len);
+    if (body)
+        bad |= svc_msg_add_str(&m, body);
+    for (int i = first; tail && i < tail->n && !bad; i++)
+        bad |= svc_msg_add_frame(&m, tail, i);
+    if (bad)
+        svc_msg_close(&m);
+    else
+        svc_msg_send(&m, b->front);
+}
+
+static void refuse(broker *b, const unsigned char *client, size_t client_len,
+                   const void *rid, size_t rid_len, const char *code,
+                   const char *msg)
+{
+    char *body = svc_error_body(code, msg, -1, NULL);
+    if (body)
+        to_client(b, client, client_len, "", rid, rid_len, NULL, 0, body);
+    free(body);
+    b->refused++;
+}
+
+static void to_worker_cmd(broker *b, bworker *w, unsigned char cmd)
+{
+    svc_msg m = {0};
+    if (svc_msg_add(&m, w->id, w->id_len) | svc_msg_add(&m, "", 0) |
+        svc_msg_add_str(&m, SVC_WORKER_PROTO) | svc_msg_add_byte(&m, cmd))
+        svc_msg_close(&m);
+    else
+        svc_msg_send(&m, b->back);
+    w->last_sent = svc_now_ms();
+}
+
+/* Sends request `r` to worker `w`, keeping its frames for a re-send. */
+static int send_request(broker *b, bworker *w, breq *r)
+{
+    svc_msg m = {0};
+    int bad = svc_msg_add(&m, w->id, w->id_len) | svc_msg_add(&m, "", 0) |
+              svc_msg_add_str(&m, SVC_WORKER_PROTO) |
+              svc_msg_add_byte(&m, SVC_W_REQUEST) |
+              svc_msg_add(&m, r->client, r->client_len) |
+              svc_msg_add(&m, "", 0);
+    for (int i = 0; i < r->frames.n && !bad; i++) {
+        zmq_msg_t c;
+        zmq_msg_init(&c);
+        bad |= zmq_msg_copy(&c, &r->frames.f[i]) != 0 ||
+               svc_msg_add_move(&m, &c) != 0;
+        zmq_msg_close(&c);
+    }
+    if (bad) {
+        svc_msg_close(&m);
+        return -1;
+    }
+    svc_msg_send(&m, b->back);
+    w->last_sent = svc_now_ms();
+    return 0;
+}
+
+/* ---- workers ---- */
+
+static bworker *find_worker(broker *b, const unsigned char *id, size_t n)
+{
+    for (bworker *w = b->workers; w; w = w->next)
+        if (w->id_len == n && memcmp(w->id, id, n) == 0)
+            return w;
+    return NULL;
+}
+
+/* Drops a worker; the requests it held go back to the front of the queue,
+ * in their order, to be sent to another worker. */
+static void drop_worker(broker *b, bworker *w, const char *why)
+{
+    int n = w->held.n;
+    while (w->held.tail) {
+        breq *r = w->held.tail;
+        list_remove(&w->held, r);
+        r->w = NULL;
+        list_push_front(&b->queue, r);
+        b->resent++;
+    }
+    for (bworker **p = &b->workers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    blog(b, "worker for '%s' %s; %d request%s queued again", w->service, why,
+         n, n == 1 ? "" : "s");
+    free(w);
+}
+
+static int service_known(broker *b, const char *service)
+{
+    for (bworker *w = b->workers; w; w = w->next)
+        if (!*service || strcmp(w->service, service) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sends queued requests to workers with credit, least loaded first. */
+static void dispatch(broker *b)
+{
+    for (breq *r = b->queue.head, *nx; r; r = nx) {
+        nx = r->next;
+        bworker *best = NULL;
+        for (bworker *w = b->workers; w; w = w->next) {
+            if (w->draining || w->held.n >= w->credit)
+                continue;
+            if (*r->service && strcmp(w->service, r->service) != 0)
+                continue;
+            if (!best || w->held.n * best->credit < best->held.n * w->credit)
+                best = w;
+        }
+        if (!best)
+            continue;
+        if (send_request(b, best, r) != 0)
+            continue;
+        list_remove(&b->queue, r);
+        list_push_back(&best->held, r);
+        r->w = best;
+        r->sends++;
+    }
+}
+
+static int is_shutting_down(const svc_msg *m, int i)
+{
+    if (i >= m->n)
+        return 0;
+    json_t *o = json_loadb((const char *)svc_data(m, i), svc_size(m, i), 0,
+                           NULL);
+    const char *code = json_string_value(
+        json_object_get(json_object_get(o, "error"), "code"));
+    int yes = code && strcmp(code, "shutting_down") == 0;
+    json_decref(o);
+    return yes;
+}
+
+/* [wid, "", VITW01, cmd, ...] on the backend. */
+static void on_backend(broker *b, svc_msg *m)
+{
+    if (m->n < 4 || svc_size(m, 0) > SVC_MAX_ID || svc_size(m, 1) != 0 ||
+        !svc_frame_is(m, 2, SVC_WORKER_PROTO) || svc_size(m, 3) != 1)
+        return;  /* not a vit worker; nothing sensible to answer */
+    const unsigned char *id = svc_data(m, 0);
+    size_t id_len = svc_size(m, 0);
+    unsigned char cmd = svc_data(m, 3)[0];
+    bworker *w = find_worker(b, id, id_len);
+    double now = svc_now_ms();
+
+    if (cmd == SVC_W_READY) {
+        if (w)
+            drop_worker(b, w, "announced itself again");
+        if (m->n < 5 || svc_size(m, 4) > SVC_MAX_ID)
+            return;
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return;
+        memcpy(w->id, id, id_len);
+        w->id_len = id_len;
+        memcpy(w->service, svc_data(m, 4), svc_size(m, 4));
+        w->service[svc_size(m, 4)] = '\0';
+        w->credit = 1;
+        w->hb = b->o.heartbeat_ms;
+        if (m->n > 5) {
+            json_t *o = json_loadb((const char *)svc_data(m, 5),
+                                   svc_size(m, 5), 0, NULL);
+            json_int_t c = json_integer_value(json_object_get(o, "credit"));
+            json_int_t h =
+                json_integer_value(json_object_get(o, "heartbeat_ms"));
+            if (c >= 1)
+                w->credit = c > 100000 ? 100000 : (int)c;
+            if (h >= 10)
+                w->hb = (double)h;
+            json_decref(o);
+        }
+        w->expiry = now + 3 * (w->hb > b->o.heartbeat_ms ? w->hb
+                                                          : b->o.heartbeat_ms);
+        w->last_sent = now;
+        w->next = b->workers;
+        b->workers = w;
+        blog(b, "worker for '%s' ready, credit %d", w->service, w->credit);
+        return;
+    }
+    if (!w) {
+        /* Unknown (the broker restarted, or gave up on it): tell it to
+         * start a new session. */
+        if (cmd != SVC_W_DISCONNECT) {
+            bworker tmp = {.id_len = id_len};
+            memcpy(tmp.id, id, id_len);
+            to_worker_cmd(b, &tmp, SVC_W_DISCONNECT);
+        }
+        return;
+    }
+    w->expiry = now + 3 * (w->hb > b->o.heartbeat_ms ? w->hb
+                                                      : b->o.heartbeat_ms);
+    if (cmd == SVC_W_DISCONNECT) {
+        drop_worker(b, w, "left");
+        return;
+    }
+    if (cmd != SVC_W_FINAL || m->n < 8 || svc_size(m, 5) != 0)
+        return;  /* HEARTBEAT, or a malformed FINAL */
+    /* [wid, "", VITW01, FINAL, client, "", rid, body, data ...] */
+    const unsigned char *client = svc_data(m, 4);
+    size_t client_len = svc_size(m, 4);
+    breq *r = w->held.head;
+    for (; r; r = r->next)
+        if (r->client_len == client_len &&
+            memcmp(r->client, client, client_len) == 0 &&
+            r->frames.n > 0 && svc_size(m, 6) == svc_size(&r->frames, 0) &&
+            memcmp(svc_data(m, 6), svc_data(&r->frames, 0),
+                   svc_size(m, 6)) == 0)
+            break;
+    if (!r)
+        return;  /* not held (answered already): never a second reply */
+    list_remove(&w->held, r);
+    r->w = NULL;
+    if (is_shutting_down(m, 7)) {
+        /* The worker is draining: the request goes to another. */
+        w->draining = 1;
+        list_push_front(&b->queue, r);
+        b->resent++;
+        return;
+    }
+    to_client(b, r->client, r->client_len, w->service, svc_data(m, 6),
+              svc_size(m, 6), m, 7, NULL);
+    b->forwarded++;
+    breq_free(r);
+}
+
+/* [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
+static void on_frontend(broker *b, svc_msg *m)
+{
+    if (m->n < 1 || svc_size(m, 0) > SVC_MAX_ID)
+        return;
+    const unsigned char *client = svc_data(m, 0);
+    size_t client_len = svc_size(m, 0);
+    const void *rid = "";
+    size_t rid_len = 0;
+    if (m->n > 5 && svc_size(m, 5) <= SVC_MAX_ID) {
+        rid = svc_data(m, 5);
+        rid_len = svc_size(m, 5);
+    }
+    if (m->n < 7 || svc_size(m, 1) != 0 ||
+        !svc_frame_is(m, 2, SVC_CLIENT_PROTO) || svc_size(m, 3) != 1 ||
+        svc_data(m, 3)[0] != SVC_C_REQUEST) {
+        refuse(b, client, client_len, rid, rid_len, "bad_request",
+               "expected an empty delimiter frame, 'VITC01', the command "
+               "0x01, a service, a request id and a header");
+        return;
+    }
+    if (rid_len == 0 || svc_size(m, 4) > SVC_MAX_ID) {
+        refuse(b, client, client_len, "", 0, "bad_request",
+               "the request id and the service must be 1 to 255 bytes");
+        return;
+    }
+    if (b->queue.n >= b->o.max_queue) {
+        refuse(b, client, client_len, rid, rid_len, "overloaded",
+               "the broker's queue is full; try again later");
+        return;
+    }
+    breq *r = calloc(1, sizeof *r);
+    if (!r) {
+        refuse(b, client, client_len, rid, rid_len, "internal",
+               "out of memory");
+        return;
+    }
+    memcpy(r->client, client, client_len);
+    r->client_len = client_len;
+    memcpy(r->service, svc_data(m, 4), svc_size(m, 4));
+    r->service[svc_size(m, 4)] = '\0';
+    /* The deadline, when the header says one; the worker checks the rest
+     * of the header. */
+    double deadline = b->o.deadline_ms;
+    json_t *h = json_loadb((const char *)svc_data(m, 6), svc_size(m, 6), 0,
+                           NULL);
+    json_t *d = json_object_get(h, "deadline_ms");
+    if (json_is_integer(d) && json_integer_value(d) > 0)
+        deadline = (double)json_integer_value(d);
+    json_decref(h);
+    r->t_recv = svc_now_ms();
+    r->deadline = r->t_recv + deadline;
+    for (int i = 5; i < m->n; i++)
+        if (svc_msg_add_frame(&r->frames, m, i) != 0) {
+            breq_free(r);
+            refuse(b, client, client_len, rid, rid_len, "internal",
+                   "out of memory");
+            return;
+        }
+    list_push_back(&b->queue, r);
+}
+
+/* Answers queued requests whose deadline passed; drops silent workers and
+ * heartbeats the others. */
+static void timers(broker *b)
+{
+    double now = svc_now_ms();
+    for (bworker *w = b->workers, *nx; w; w = nx) {
+        nx = w->next;
+        if (now > w->expiry)
+            drop_worker(b, w, "is silent; dropped");
+        else if (now - w->last_sent >= b->o.heartbeat_ms)
+            to_worker_cmd(b, w, SVC_W_HEARTBEAT);
+    }
+    for (breq *r = b->queue.head, *nx; r; r = nx) {
+        nx = r->next;
+        /* A request for a model no worker serves waits three heartbeats,
+         * time for a restarting worker to come back, not its whole
+         * deadline. */
+        int known = service_known(b, r->service);
+        if (now <= r->deadline &&
+            (known || now - r->t_recv <= 3.0 * b->o.heartbeat_ms))
+            continue;
+        list_remove(&b->queue, r);
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 known ? "the deadline passed while the request waited for "
+                         "a worker"
+                       : "no worker serves '%s'",
+                 r->service);
+        refuse(b, r->client, r->client_len, svc_data(&r->frames, 0),
+               svc_size(&r->frames, 0),
+               known ? "deadline_exceeded" : "unavailable", msg);
+        b->expired++;
+        breq_free(r);
+    }
+}
+
+vit_broker_options vit_broker_options_default(void)
+{
+    return (vit_broker_options){
+        .heartbeat_ms = 1000,
+        .deadline_ms = 30000,
+        .max_request_bytes = (size_t)64 << 20,
+        .max_queue = 10000,
+    };
+}
+
+vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
+{
+    if (!opt->frontend || !opt->backend || opt->heartbeat_ms < 10 ||
+        opt->deadline_ms < 1 || opt->max_queue < 1 ||
+        opt->max_request_bytes < 1) {
+        if (err)
+            snprintf(err->msg, sizeof err->msg,
+                     "the broker needs a frontend and a backend, and "
+                     "positive limits");
+        return VIT_E_ARG;
+    }
+    if (opt->allow_keys_dir && !opt->curve_secret_key) {
+        if (err)
+            snprintf(err->msg, sizeof err->msg,
+                     "allowed keys need a CURVE secret key");
+        return VIT_E_ARG;
+    }
+    static volatile sig_atomic_t never;
+    broker b = {.o = *opt};
+    if (!b.o.stop)
+        b.o.stop = &never;
+    vit_status st = VIT_OK;
+    svc_auth *auth = NULL;
+    void *ctx = zmq_ctx_new();
+    if (!ctx) {
+        if (err)
+            snprintf(err->msg, sizeof err->msg, "zmq_ctx_new: %s",
+                     zmq_strerror(errno));
+        return VIT_E_IO;
+    }
+    int zero = 0;
+    int64_t maxmsg = (int64_t)opt->max_request_bytes + SVC_HARD_SLACK;
+    b.front = zmq_socket(ctx, ZMQ_ROUTER);
+    b.back = zmq_socket(ctx, ZMQ_ROUTER);
+    zmq_setsockopt(b.front, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b.back, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (opt->allow_keys_dir &&
+        (st = svc_auth_start(ctx, opt->allow_keys_dir, &auth, err)) != VIT_OK)
+        goto out;
+    if (opt->curve_secret_key &&
+        (st = svc_curve_server(b.front, opt->curve_secret_key, err)) !=
+            VIT_OK)
+        goto out;
+    if (zmq_bind(b.front, opt->frontend) != 0 ||
+        zmq_bind(b.back, opt->backend) != 0) {
+        if (err)
+            snprintf(err->msg, sizeof err->msg, "cannot bind %s / %s: %s",
+                     opt->frontend, opt->backend, zmq_strerror(errno));
+        st = VIT_E_IO;
+        goto out;
+    }
+    blog(&b, "clients on %s, workers on %s", opt->frontend, opt->backend);
+    double next_timers = 0;
+    while (!*b.o.stop) {
+        zmq_pollitem_t it[2] = {{b.back, 0, ZMQ_POLLIN, 0},
+                                {b.front, 0, ZMQ_POLLIN, 0}};
+        long timeout = opt->heartbeat_ms < 100 ? opt->heartbeat_ms : 100;
+        int rc = zmq_poll(it, 2, timeout);
+        if (rc < 0 && errno != EINTR) {
+            if (err)
+                snprintf(err->msg, sizeof err->msg, "zmq_poll: %s",
+                         zmq_strerror(errno));
+            st = VIT_E_IO;
+            break;
+        }
+        if (rc > 0 && (it[0].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 1024; k++) {
+                svc_msg m;
+                if (svc_msg_recv(&m, b.back, ZMQ_DONTWAIT, 1 << 16) != 0)
+                    break;
+                on_backend(&b, &m);
+                svc_msg_close(&m);
+            }
+        if (rc > 0 && (it[1].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 1024; k++) {
+                svc_msg m;
+                if (svc_msg_recv(&m, b.front, ZMQ_DONTWAIT, 1 << 16) != 0)
+                    break;
+                on_frontend(&b, &m);
+                svc_msg_close(&m);
+            }
+        double now = svc_now_ms();
+        if (now >= next_timers) {
+            timers(&b);
+            next_timers = now + 10;
+        }
+        dispatch(&b);
+    }
+    blog(&b, "stopped: %llu replies forwarded, %llu requests re-sent, %llu "
+             "refused",
+         (unsigned long long)b.forwarded, (unsigned long long)b.resent,
+         (unsigned long long)b.refused);
+out:
+    while (b.workers) {
+        bworker *w = b.workers;
+        b.workers = w->next;
+        while (w->held.head) {
+            breq *r = w->held.head;
+            list_remove(&w->held, r);
+            breq_free(r);
+        }
+        free(w);
+    }
+    while (b.queue.head) {
+        breq *r = b.queue.head;
+        list_remove(&b.queue, r);
+        breq_free(r);
+    }
+    zmq_close(b.front);
+    zmq_close(b.back);
+    svc_auth_stop(auth);
+    zmq_ctx_term(ctx);
+    return st;
+}
