@@ -999,7 +999,7 @@ START_TEST(test_broker_worker_killed)
     pid_t b = start_broker("broker", front, back);
     pid_t w[3];
     for (int i = 0; i < 3; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "worker%d", i);
         w[i] = start_brokered_worker(name, back, "tiny");
     }
