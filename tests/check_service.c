@@ -1110,6 +1110,103 @@ START_TEST(test_broker_restart_and_routing)
 }
 END_TEST
 
+/* ---- CURVE with an allow-list ---- */
+
+/* Writes a key file in CZMQ's zcert text; `secret` may be NULL. */
+static void write_cert(const char *path, const char *pub, const char *secret)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#   ZeroMQ CURVE certificate\nmetadata\ncurve\n"
+               "    public-key = \"%s\"\n", pub);
+    if (secret)
+        fprintf(f, "    secret-key = \"%s\"\n", secret);
+    fclose(f);
+}
+
+START_TEST(test_curve_allow_list)
+{
+    char srv_pub[41], srv_sec[41], a_pub[41], a_sec[41], b_pub[41], b_sec[41];
+    if (zmq_curve_keypair(srv_pub, srv_sec) != 0) {
+        printf("service: libzmq without CURVE; CURVE test skipped\n");
+        return;
+    }
+    ck_assert_int_eq(zmq_curve_keypair(a_pub, a_sec), 0);
+    ck_assert_int_eq(zmq_curve_keypair(b_pub, b_sec), 0);
+    char server_key[256], server_pub[256], allow[200], a_pub_file[256],
+        a_key_file[256];
+    snprintf(server_key, sizeof server_key, "%s/server.key_secret", g_tmp);
+    snprintf(server_pub, sizeof server_pub, "%s/server.key", g_tmp);
+    snprintf(allow, sizeof allow, "%s/allowed", g_tmp);
+    snprintf(a_pub_file, sizeof a_pub_file, "%s/a.key", allow);
+    snprintf(a_key_file, sizeof a_key_file, "%s/a.key_secret", g_tmp);
+    ck_assert_int_eq(mkdir(allow, 0700), 0);
+    write_cert(server_key, srv_pub, srv_sec);
+    write_cert(server_pub, srv_pub, NULL);
+    write_cert(a_pub_file, a_pub, NULL);
+    write_cert(a_key_file, a_pub, a_sec);
+
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = spawn("worker", "serve", "--model", MODEL, "--bind", ep,
+                    "--curve-secret-key", server_key, "--allow-keys", allow,
+                    NULL);
+    vit_client_options o = vit_client_options_default();
+    o.curve_server_key = srv_pub;
+    o.curve_public_key = a_pub;
+    o.curve_secret_key = a_sec;
+    o.timeout_ms = 300;
+    o.retries = 0;
+    vit_client *c;
+    ck_assert(vit_client_new(ep, &o, &c, NULL) == VIT_OK);
+    /* The listed key is served (once the worker is up). */
+    double until = now_ms() + 20000;
+    vit_reply r;
+    while (vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) !=
+           VIT_OK) {
+        ck_assert_msg(now_ms() < until, "the listed key was never served");
+        ck_assert_int_eq(waitpid(w, NULL, WNOHANG), 0);
+    }
+    ck_assert(strstr(r.body, "\"ok\":true") != NULL);
+    vit_reply_free(&r);
+    vit_client_free(c);
+
+    /* An unlisted key, and a fresh one, are refused: no reply at all. */
+    o.curve_public_key = b_pub;
+    o.curve_secret_key = b_sec;
+    ck_assert(vit_client_new(ep, &o, &c, NULL) == VIT_OK);
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+              VIT_E_IO);
+    vit_client_free(c);
+    o.curve_public_key = o.curve_secret_key = NULL;
+    ck_assert(vit_client_new(ep, &o, &c, NULL) == VIT_OK);
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+              VIT_E_IO);
+    vit_client_free(c);
+    /* So is a client without CURVE. */
+    c = client(ep, 300, 0);
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+              VIT_E_IO);
+    vit_client_free(c);
+
+    /* The command line client with the listed key file. */
+    int c1, c2;
+    char *remote = run_capture(&c1, "client", "--connect", ep,
+                               "--curve-server-key", server_pub,
+                               "--curve-key", a_key_file, "classify",
+                               NOISE_PNG, NULL);
+    char *local = run_capture(&c2, "classify", "--model", MODEL, NOISE_PNG,
+                              NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_str_eq(remote, local);
+    free(remote);
+    free(local);
+    printf("service: CURVE: the listed key served, unlisted and anonymous "
+           "refused\n");
+    stop_ok(w);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1123,6 +1220,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_overload_deadline_health);
     tcase_add_test(tc, test_sigterm_drains);
     tcase_add_test(tc, test_client_retries);
+    tcase_add_test(tc, test_curve_allow_list);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_add_checked_fixture(tc, setup, teardown);
