@@ -140,19 +140,32 @@ static const char *sniff_other(const uint8_t *b, size_t n)
     return NULL;
 }
 
-img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
-                      img_rgb *out, char *err, size_t errlen)
+img_decode_opts img_decode_opts_default(void)
+{
+    img_decode_opts o = {
+        .limits = img_limits_default(),
+        .exif_transpose = 1,
+        .composite_on_white = 0,
+        .fast_min_side = 0,
+    };
+    return o;
+}
+
+img_status img_decode_ex(const void *bytes, size_t n,
+                         const img_decode_opts *opt, img_rgb *out, char *err,
+                         size_t errlen)
 {
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
                                        '\n'};
     const uint8_t *b = bytes;
-    img_limits def = img_limits_default();
+    img_decode_opts def = img_decode_opts_default();
     if (!out || (!bytes && n > 0))
         return img_fail(err, errlen, IMG_E_ARG,
                         "img_decode needs an output image and, for a "
                         "non-empty buffer, its bytes");
-    if (!lim)
-        lim = &def;
+    if (!opt)
+        opt = &def;
+    const img_limits *lim = &opt->limits;
     if (n == 0)
         return img_fail(err, errlen, IMG_E_FORMAT,
                         "the image data is empty (0 bytes)");
@@ -163,19 +176,45 @@ img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
                         n, lim->max_bytes);
     /* JPEG is told by SOI followed by the first marker's 0xFF; PNG by its
      * full eight-byte signature, which also catches transfer damage. */
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        return img_decode_jpeg(b, n, lim, out, err, errlen);
-    if (n >= 8 && memcmp(b, png_sig, 8) == 0)
-        return img_decode_png(b, n, lim, out, err, errlen);
-    const char *other = sniff_other(b, n);
-    if (other)
+    img_rgb im = {0};
+    int orient = 1;
+    img_status st;
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+        st = img_decode_jpeg(b, n, opt, &im, &orient, err, errlen);
+    } else if (n >= 8 && memcmp(b, png_sig, 8) == 0) {
+        st = img_decode_png(b, n, opt, &im, &orient, err, errlen);
+    } else {
+        const char *other = sniff_other(b, n);
+        if (other)
+            return img_fail(err, errlen, IMG_E_FORMAT,
+                            "%s images are not supported; convert to PNG or "
+                            "JPEG",
+                            other);
         return img_fail(err, errlen, IMG_E_FORMAT,
-                        "%s images are not supported; convert to PNG or JPEG",
-                        other);
-    return img_fail(err, errlen, IMG_E_FORMAT,
-                    "not a JPEG or PNG image (the %zu bytes start with no "
-                    "known image signature)",
-                    n);
+                        "not a JPEG or PNG image (the %zu bytes start with "
+                        "no known image signature)",
+                        n);
+    }
+    if (st != IMG_OK)
+        return st;
+    if (opt->exif_transpose && (st = img_orient(&im, orient, err, errlen))) {
+        img_rgb_free(&im);
+        return st;
+    }
+    *out = im;
+    return IMG_OK;
+}
+
+img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
+                      img_rgb *out, char *err, size_t errlen)
+{
+    /* The behaviour img_decode has always had: Image.open + convert("RGB"),
+     * which neither turns the image nor composites its alpha. */
+    img_decode_opts o = img_decode_opts_default();
+    if (lim)
+        o.limits = *lim;
+    o.exif_transpose = 0;
+    return img_decode_ex(bytes, n, &o, out, err, errlen);
 }
 
 void img_rgb_free(img_rgb *im)

@@ -52,13 +52,59 @@ typedef struct {
 
 /* Decodes a JPEG or PNG (detected from its content, not a name) into `out`
  * as Pillow's Image.open(...).convert("RGB") would: grayscale replicated,
- * alpha dropped, palette expanded, 16-bit reduced to 8. `lim` may be NULL
- * (defaults). On failure `out` is left untouched and `err` (may be NULL)
+ * alpha dropped, palette expanded, 16-bit reduced to 8, EXIF orientation
+ * ignored (img_decode_ex can apply it). `lim` may be NULL (defaults). On failure `out` is left untouched and `err` (may be NULL)
  * holds a sentence naming the problem — for an unsupported format, the
  * format detected (GIF, WebP, BMP, TIFF, ...). The caller frees `out` with
  * img_rgb_free. */
 img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
                       img_rgb *out, char *err, size_t errlen);
+
+/* How img_decode_ex decodes. Start from img_decode_opts_default() and
+ * change fields, so that fields added later keep their defaults. */
+typedef struct {
+    img_limits limits;
+
+    /* Nonzero: turn the image upright by its EXIF Orientation (values 2..8:
+     * mirror, rotate by 90/180/270, transpose, transverse), found and
+     * applied as PIL.ImageOps.exif_transpose does, which transformers'
+     * load_image (and so every pipeline) calls before convert("RGB").
+     * Pillow reads the tag from a JPEG's Exif APP1 segments, a PNG's eXIf
+     * chunk or "exif" / "Raw profile type exif" text chunks, and, when
+     * none has one, from XMP's tiff:Orientation; so does this. Malformed
+     * metadata means "no rotation", never an error. The size limits apply
+     * to the image as stored, before it is turned. Default: 1. */
+    int exif_transpose;
+
+    /* Nonzero: composite transparent pixels onto white, as transformers'
+     * convert_to_rgb (CLIP's do_convert_rgb) does to a PIL image with an
+     * alpha band or a "transparency" entry: Image.alpha_composite over an
+     * opaque white background, with Pillow's integer rounding. It applies
+     * to PNGs with alpha (gray+alpha, RGBA, 8 or 16 bits) or a tRNS chunk
+     * (palette, gray, RGB); transparency keys are matched as Pillow matches
+     * them. JPEGs have no alpha. Zero: alpha is dropped, as
+     * convert("RGB") drops it (load_image, ViT). Default: 0. */
+    int composite_on_white;
+
+    /* > 0: a JPEG may be decoded shrunk by libjpeg's DCT scaling, by the
+     * largest of 1/2, 1/4 and 1/8 that keeps its shorter side at least this
+     * long (img_preprocess_min_side gives the value for a preprocessing
+     * configuration). This CHANGES THE PIXELS: the reference decodes at
+     * full size and lets the resize filter do all the shrinking, and no
+     * reduced-size decode reproduces that, so the result drifts from
+     * transformers' by a few levels. Much faster on large photos.
+     * 0: exact. Default: 0. */
+    int fast_min_side;
+} img_decode_opts;
+
+/* Default limits, exif_transpose on, the rest off. */
+img_decode_opts img_decode_opts_default(void);
+
+/* img_decode with options; `opt` may be NULL (the defaults, which turn the
+ * image by its EXIF orientation). Same contract as img_decode otherwise. */
+img_status img_decode_ex(const void *bytes, size_t n,
+                         const img_decode_opts *opt, img_rgb *out,
+                         char *err, size_t errlen);
 
 /* Frees the pixels and zeroes the struct; NULL and an empty image are fine. */
 void img_rgb_free(img_rgb *im);
@@ -101,6 +147,12 @@ typedef struct {
 /* The output height and width that `cfg` gives for a src_w x src_h image. */
 void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
                          int *out_h, int *out_w);
+
+/* The shorter side an image may be shrunk to before `cfg` runs without
+ * the resize having to enlarge it (for img_decode_opts.fast_min_side):
+ * the shortest edge, or the larger side of an exact size; 0 when cfg does
+ * not resize. */
+int img_preprocess_min_side(const img_preprocess_cfg *cfg);
 
 /* Runs `cfg` on `src` and writes 3 x out_h x out_w floats (planar, channel
  * first) to `out`, which must hold that many; out_h and out_w must be what

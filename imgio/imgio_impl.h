@@ -25,13 +25,42 @@ img_status img_fail(char *err, size_t errlen, img_status st, const char *fmt,
 img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
                           char *err, size_t errlen);
 
-/* The decoders behind img_decode. `bytes` holds a file that starts with the
- * format's signature; `lim` is not NULL. Same contract as img_decode. */
+/* The decoders behind img_decode_ex. `bytes` holds a file that starts with
+ * the format's signature; `opt` is not NULL. Same contract as img_decode,
+ * and *orient receives the EXIF orientation to apply (1 when
+ * opt->exif_transpose is off or the file has none); the decoder does not
+ * apply it. */
 img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
-                           const img_limits *lim, img_rgb *out, char *err,
-                           size_t errlen);
+                           const img_decode_opts *opt, img_rgb *out,
+                           int *orient, char *err, size_t errlen);
 img_status img_decode_png(const uint8_t *bytes, size_t n,
-                          const img_limits *lim, img_rgb *out, char *err,
-                          size_t errlen);
+                          const img_decode_opts *opt, img_rgb *out,
+                          int *orient, char *err, size_t errlen);
+
+/* EXIF orientation (exif.c). The readers return the Orientation value of
+ * one metadata source, or one of these: */
+#define IMG_ORIENT_ABSENT (-1) /* no Orientation tag: XMP may give one */
+#define IMG_ORIENT_BROKEN (-2) /* Pillow cannot read it: no rotation */
+
+/* A TIFF-structured EXIF block (Pillow's info["exif"], with or without the
+ * "Exif\0\0" prefix): its first directory's Orientation, 1..8, or 0 when
+ * the tag holds something that is not one of those numbers. */
+int img_tiff_orientation(const uint8_t *d, size_t n);
+
+/* The first tiff:Orientation digit in an XMP packet, 0..9. */
+int img_xmp_orientation(const uint8_t *x, size_t n);
+
+/* Combines what the EXIF block said with the XMP packet (when have_xmp)
+ * the way Pillow's getexif does: 2..8 to apply, else 1. */
+int img_exif_resolve(int from_exif, const uint8_t *xmp, size_t xmp_n,
+                     int have_xmp);
+
+/* The orientation a whole PNG file asks for, 1..8. */
+int img_png_orientation(const uint8_t *b, size_t n);
+
+/* Replaces im's pixels by their orientation-turned copy (2..8; any other
+ * value leaves the image as it is). On failure im is unchanged. */
+img_status img_orient(img_rgb *im, int orientation, char *err,
+                      size_t errlen);
 
 #endif

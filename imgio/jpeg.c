@@ -65,10 +65,52 @@ static void cmyk_row_to_rgb(uint8_t *dst, const uint8_t *src, int w)
     }
 }
 
-img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
-                           const img_limits *lim, img_rgb *out, char *err,
-                           size_t errlen)
+/* Where Pillow's JPEG reader finds EXIF: every APP1 segment that starts
+ * with "Exif\0\0", the first whole and the rest without that prefix,
+ * concatenated (a large block may be split across segments); and XMP, the
+ * last APP1 with Adobe's namespace header. Both are looked at only among
+ * the markers before the first scan, which are what jpeg_read_header has
+ * saved by the time this runs. Returns the orientation to apply, 1..8. */
+static int jpeg_orientation(j_decompress_ptr cinfo)
 {
+    static const char xmp_id[] = "http://ns.adobe.com/xap/1.0/";
+    const size_t xl = sizeof xmp_id; /* with its NUL */
+    size_t total = 0;
+    const uint8_t *xmp = NULL;
+    size_t xmp_n = 0;
+    for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
+        if (m->marker != JPEG_APP0 + 1)
+            continue;
+        if (m->data_length >= 6 && memcmp(m->data, "Exif\0\0", 6) == 0)
+            total += m->data_length;
+        else if (m->data_length >= xl && memcmp(m->data, xmp_id, xl) == 0)
+            xmp = m->data + xl, xmp_n = m->data_length - xl;
+    }
+    int o = IMG_ORIENT_ABSENT;
+    if (total > 0) {
+        uint8_t *exif = malloc(total);
+        if (!exif)
+            return 1; /* only metadata: decode upright rather than fail */
+        size_t k = 0;
+        for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
+            if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 ||
+                memcmp(m->data, "Exif\0\0", 6) != 0)
+                continue;
+            size_t skip = k == 0 ? 0 : 6;
+            memcpy(exif + k, m->data + skip, m->data_length - skip);
+            k += m->data_length - skip;
+        }
+        o = img_tiff_orientation(exif, k);
+        free(exif);
+    }
+    return img_exif_resolve(o, xmp, xmp_n, xmp != NULL);
+}
+
+img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
+                           const img_decode_opts *opt, img_rgb *out,
+                           int *orient, char *err, size_t errlen)
+{
+    const img_limits *lim = &opt->limits;
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     /* Both are assigned after setjmp and freed after a longjmp, so they must
@@ -94,7 +136,10 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
     /* libjpeg-turbo's jpeg_mem_src takes the size as unsigned long, which
      * is 64 bits here; the file-size limit keeps real inputs far below. */
     jpeg_mem_src(&cinfo, bytes, (unsigned long)n);
+    if (opt->exif_transpose)
+        jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(&cinfo, TRUE);
+    *orient = opt->exif_transpose ? jpeg_orientation(&cinfo) : 1;
 
     st = img_check_dims(lim, cinfo.image_width, cinfo.image_height, err,
                         errlen);

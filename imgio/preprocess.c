@@ -48,6 +48,15 @@ void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
     *out_w = w;
 }
 
+int img_preprocess_min_side(const img_preprocess_cfg *cfg)
+{
+    if (!cfg || !cfg->do_resize)
+        return 0;
+    if (cfg->shortest_edge > 0)
+        return cfg->shortest_edge;
+    return cfg->size_h > cfg->size_w ? cfg->size_h : cfg->size_w;
+}
+
 /* transformers rescales in float64 by the Python float in the config, then
  * casts to float32. The config value reaches us as a float; for the value
  * nearly every checkpoint uses, 1/255, we recover the double so that the
