@@ -9,6 +9,7 @@
  * what it needs itself, so none depends on another having run.
  */
 #include "imgio/imgio.h"
+#include "imgio/imgio_impl.h"
 
 #include <check.h>
 #include <math.h>
@@ -181,6 +182,71 @@ START_TEST(test_decode_case)
     img_rgb_free(&got);
     img_rgb_free(&im);
     free(bytes);
+}
+END_TEST
+
+/* Decoding with options ("decode_ex NAME EXPECTED key=value..."): EXIF
+ * orientation against Pillow's exif_transpose, alpha compositing against
+ * transformers' convert_to_rgb. */
+START_TEST(test_decode_ex_case)
+{
+    char line[1024], name[256], exp[256];
+    int used = 0;
+    ck_assert_msg(manifest_line("decode_ex", _i, line, sizeof line),
+                  "manifest.txt has no decode_ex case %d", _i);
+    ck_assert(sscanf(line, "%255s %255s %n", name, exp, &used) == 2);
+    img_decode_opts opt = img_decode_opts_default();
+    for (char *tok = strtok(line + used, " "); tok; tok = strtok(NULL, " ")) {
+        if (!strncmp(tok, "exif=", 5))
+            opt.exif_transpose = atoi(tok + 5);
+        else if (!strncmp(tok, "composite=", 10))
+            opt.composite_on_white = atoi(tok + 10);
+        else
+            ck_abort_msg("unknown decode_ex option %s", tok);
+    }
+    size_t n;
+    uint8_t *bytes = read_all(name, &n);
+    img_rgb im = npy_image(exp);
+    img_rgb got = {0};
+    char err[256] = "";
+    img_status st = img_decode_ex(bytes, n, &opt, &got, err, sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s: %s (%s)", name, img_status_str(st), err);
+    ck_assert_msg(got.width == im.width && got.height == im.height,
+                  "%s: decoded %dx%d, Pillow %dx%d", name, got.width,
+                  got.height, im.width, im.height);
+    size_t total = (size_t)im.width * (size_t)im.height * 3, same;
+    int md = max_diff_u8(got.rgb, im.rgb, total, &same);
+    printf("imgio decode_ex %-36s %3dx%-3d max diff %d, %zu/%zu identical\n",
+           name, im.width, im.height, md, same, total);
+    ck_assert_msg(md == 0, "%s: differs from Pillow by up to %d", name, md);
+    img_rgb_free(&got);
+    img_rgb_free(&im);
+    free(bytes);
+}
+END_TEST
+
+/* img_decode keeps its behaviour: no turning, whatever the file says;
+ * img_decode_ex with exif_transpose off gives the same pixels. */
+START_TEST(test_decode_ignores_exif)
+{
+    size_t n;
+    uint8_t *b = read_all("exif_jpg_6.jpg", &n);
+    img_rgb a = {0}, c = {0}, d = {0};
+    ck_assert(img_decode(b, n, NULL, &a, NULL, 0) == IMG_OK);
+    ck_assert(a.width == 29 && a.height == 17);
+    img_decode_opts opt = img_decode_opts_default();
+    ck_assert(opt.exif_transpose == 1 && opt.composite_on_white == 0 &&
+              opt.fast_min_side == 0);
+    ck_assert(img_decode_ex(b, n, NULL, &c, NULL, 0) == IMG_OK);
+    ck_assert(c.width == 17 && c.height == 29);
+    opt.exif_transpose = 0;
+    ck_assert(img_decode_ex(b, n, &opt, &d, NULL, 0) == IMG_OK);
+    ck_assert(d.width == 29 && d.height == 17);
+    ck_assert(memcmp(a.rgb, d.rgb, 29 * 17 * 3) == 0);
+    img_rgb_free(&a);
+    img_rgb_free(&c);
+    img_rgb_free(&d);
+    free(b);
 }
 END_TEST
 
@@ -608,7 +674,13 @@ END_TEST
 START_TEST(test_damage_sweep)
 {
     static const char *files[] = {"jpg_420.jpg", "jpg_progressive.jpg",
-                                  "png_rgb8.png", "png_pal8_trns.png"};
+                                  "png_rgb8.png", "png_pal8_trns.png",
+                                  "alpha_rgba16_interlaced.png",
+                                  "alpha_gray2_trns170.png",
+                                  "exif_png_rawprofile_z.png",
+                                  "exif_jpg_split8.jpg"};
+    img_decode_opts all = img_decode_opts_default();
+    all.composite_on_white = 1;
     uint32_t seed = 777;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         size_t n;
@@ -619,19 +691,103 @@ START_TEST(test_damage_sweep)
             memcpy(b, orig, n);
             for (int k = 0; k < 1 + trial % 4; k++)
                 b[lcg(&seed) % n] ^= (uint8_t)(1 + lcg(&seed) % 255);
-            img_rgb out = {0};
-            char err[256] = "";
-            img_status st = img_decode(b, n, NULL, &out, err, sizeof err);
-            if (st == IMG_OK) {
-                ck_assert(out.width > 0 && out.height > 0 && out.rgb);
-                img_rgb_free(&out);
-            } else {
-                ck_assert(out.rgb == NULL && err[0]);
+            for (int ex = 0; ex < 2; ex++) {
+                img_rgb out = {0};
+                char err[256] = "";
+                img_status st =
+                    ex ? img_decode_ex(b, n, &all, &out, err, sizeof err)
+                       : img_decode(b, n, NULL, &out, err, sizeof err);
+                if (st == IMG_OK) {
+                    ck_assert(out.width > 0 && out.height > 0 && out.rgb);
+                    img_rgb_free(&out);
+                } else {
+                    ck_assert(out.rgb == NULL && err[0]);
+                }
             }
         }
         free(b);
         free(orig);
     }
+}
+END_TEST
+
+/* The metadata readers see every prefix and many damaged copies of real
+ * metadata, each in a heap block of exactly its size, so that ASan
+ * reports a read one byte past the end. The answers must stay in range. */
+static void exif_readers_on(const uint8_t *b, size_t n)
+{
+    uint8_t *c = malloc(n ? n : 1);
+    ck_assert(c != NULL);
+    memcpy(c, b, n);
+    int t = img_tiff_orientation(c, n);
+    ck_assert(t == IMG_ORIENT_ABSENT || t == IMG_ORIENT_BROKEN ||
+              (t >= 0 && t <= 8));
+    int x = img_xmp_orientation(c, n);
+    ck_assert(x == IMG_ORIENT_ABSENT || (x >= 0 && x <= 9));
+    int p = img_png_orientation(c, n);
+    ck_assert(p >= 1 && p <= 8);
+    free(c);
+}
+
+START_TEST(test_exif_readers_bounded)
+{
+    static const char *files[] = {"exif_png_6.png", "exif_png_two.png",
+                                  "exif_png_rawprofile_z.png",
+                                  "exif_png_rawprofile_t.png",
+                                  "exif_png_itxt_zxmp3.png",
+                                  "exif_png_t_srational.png"};
+    uint32_t seed = 4242;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t n;
+        uint8_t *b = read_all(files[f], &n);
+        for (size_t cut = 0; cut <= n; cut++)
+            exif_readers_on(b, cut);
+        /* From each chunk start on, so the TIFF reader sees the eXIf data
+         * and the XMP reader the packets as their first bytes. */
+        for (size_t off = 8; off < n; off++)
+            exif_readers_on(b + off, n - off);
+        for (int trial = 0; trial < 300; trial++) {
+            uint8_t *d = malloc(n);
+            ck_assert(d != NULL);
+            memcpy(d, b, n);
+            for (int k = 0; k < 1 + trial % 6; k++)
+                d[lcg(&seed) % n] = (uint8_t)lcg(&seed);
+            exif_readers_on(d, n);
+            free(d);
+        }
+        free(b);
+    }
+}
+END_TEST
+
+/* Damaged Exif segments in a JPEG decode (upright or turned), never
+ * crash, and leave the output alone when they fail. */
+START_TEST(test_exif_jpeg_damage)
+{
+    size_t n;
+    uint8_t *orig = read_all("exif_jpg_split8.jpg", &n);
+    uint8_t *b = malloc(n);
+    ck_assert(b != NULL);
+    uint32_t seed = 99;
+    img_decode_opts opt = img_decode_opts_default();
+    for (int trial = 0; trial < 200; trial++) {
+        memcpy(b, orig, n);
+        /* The two APP1 segments are the first ~120 bytes. */
+        for (int k = 0; k < 1 + trial % 5; k++)
+            b[4 + lcg(&seed) % 120] = (uint8_t)lcg(&seed);
+        img_rgb out = {0};
+        char err[256] = "";
+        img_status st = img_decode_ex(b, n, &opt, &out, err, sizeof err);
+        if (st == IMG_OK) {
+            ck_assert((out.width == 29 && out.height == 17) ||
+                      (out.width == 17 && out.height == 29));
+            img_rgb_free(&out);
+        } else {
+            ck_assert(out.rgb == NULL && err[0]);
+        }
+    }
+    free(b);
+    free(orig);
 }
 END_TEST
 
@@ -662,7 +818,10 @@ Suite *imgio_suite(void)
     int nd = manifest_count("decode"), nr = manifest_count("resize");
     int np = manifest_count("preprocess"), ns = manifest_count("size");
     /* A missing manifest must fail, not pass with nothing run. */
+    int nx = manifest_count("decode_ex");
     tcase_add_loop_test(tc, test_decode_case, 0, nd ? nd : 1);
+    tcase_add_loop_test(tc, test_decode_ex_case, 0, nx ? nx : 1);
+    tcase_add_test(tc, test_decode_ignores_exif);
     tcase_add_loop_test(tc, test_resize_case, 0, nr ? nr : 1);
     tcase_add_loop_test(tc, test_preprocess_case, 0, np ? np : 1);
     tcase_add_loop_test(tc, test_preprocess_size_case, 0, ns ? ns : 1);
@@ -686,6 +845,8 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_limits);
     tcase_add_test(bad, test_truncation_sweep);
     tcase_add_test(bad, test_damage_sweep);
+    tcase_add_test(bad, test_exif_readers_bounded);
+    tcase_add_test(bad, test_exif_jpeg_damage);
     tcase_add_test(bad, test_api_misc);
     tcase_set_timeout(bad, 120);
     suite_add_tcase(s, bad);

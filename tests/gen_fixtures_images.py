@@ -250,6 +250,289 @@ def broken_files(rng):
     return out
 
 
+# ------------------------------------------------------- EXIF orientation
+
+
+def tiff_blob(entries, big=False, prefix=None, next_ifd=0, extra=b""):
+    """A TIFF-structured EXIF block with one directory at offset 8.
+    entries: (tag, type, count, value bytes or an int offset); values longer
+    than 4 bytes go after the directory, in order. prefix replaces the
+    4-byte magic."""
+    e = ">" if big else "<"
+    head = prefix if prefix is not None else (b"MM\0*" if big else b"II*\0")
+    out_of_line = b""
+    base = 8 + 2 + 12 * len(entries) + 4
+    ifd = struct.pack(e + "H", len(entries))
+    for tag, typ, count, val in entries:
+        if isinstance(val, int):  # an explicit offset, wherever it points
+            ifd += struct.pack(e + "HHII", tag, typ, count, val)
+        elif len(val) <= 4:
+            ifd += struct.pack(e + "HHI", tag, typ, count) + val.ljust(4, b"\0")
+        else:
+            ifd += struct.pack(e + "HHII", tag, typ, count,
+                               base + len(out_of_line))
+            out_of_line += val
+    return head + struct.pack(e + "I", 8) + ifd + struct.pack(
+        e + "I", next_ifd) + out_of_line + extra
+
+
+def short(v, big=False):
+    return struct.pack(">H" if big else "<H", v)
+
+
+def exif_of(orientation):
+    ex = Image.Exif()
+    ex[274] = orientation
+    ex[0x010F] = "vit test camera"  # Make: a second tag, out of line
+    return ex.tobytes()  # starts with b"Exif\0\0"
+
+
+def jpeg_with_app1(jpeg, segments):
+    """Inserts APP1 segments (payloads) right after SOI."""
+    out = jpeg[:2]
+    for s in segments:
+        out += b"\xff\xe1" + struct.pack(">H", len(s) + 2) + s
+    return out + jpeg[2:]
+
+
+def png_with_chunks(png, before=(), after=()):
+    """Inserts chunks (type, data) before the first IDAT and before IEND."""
+    i = png.index(b"IDAT") - 4
+    j = png.rindex(b"IEND") - 4
+    pre = b"".join(_chunk(t, d) for t, d in before)
+    post = b"".join(_chunk(t, d) for t, d in after)
+    return png[:i] + pre + png[i:j] + post + png[j:]
+
+
+def pillow_loaded(data, composite=False):
+    """What transformers gives: load_image's exif_transpose + convert("RGB"),
+    or, with composite, CLIP's convert_to_rgb on the opened image."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        im = Image.open(io.BytesIO(data))
+        if composite:
+            from transformers.image_transforms import convert_to_rgb
+            return np.asarray(convert_to_rgb(im, return_numpy=True))
+        from PIL import ImageOps
+        try:
+            return np.array(ImageOps.exif_transpose(im).convert("RGB"))
+        except (SyntaxError, struct.error, ValueError, TypeError):
+            # Pillow gives up on metadata it cannot parse, and load_image
+            # with it; vit decodes such a file without turning it.
+            return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+       b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="%d"/>'
+       b'</rdf:RDF></x:xmpmeta>')
+XMP_ELEM = (b'<x:xmpmeta><tiff:Orientation>%d</tiff:Orientation>'
+            b'</x:xmpmeta>')
+
+
+def exif_cases(rng):
+    """(name, bytes) pairs decoded with exif_transpose on; the expectation
+    is Pillow's exif_transpose(...).convert("RGB")."""
+    out = []
+    jsrc = Image.fromarray(test_image(rng, 29, 17))
+    psrc = Image.fromarray(test_image(rng, 13, 7))
+    for o in range(1, 9):
+        out.append((f"exif_jpg_{o}.jpg",
+                    pil_save(jsrc, "JPEG", quality=90, exif=exif_of(o))))
+        out.append((f"exif_png_{o}.png",
+                    pil_save(psrc, "PNG", exif=exif_of(o))))
+    plain_j = pil_save(jsrc, "JPEG", quality=90)
+    plain_p = pil_save(psrc, "PNG")
+    tb = tiff_blob
+    # JPEG: big-endian, an orientation split across two APP1 segments, the
+    # first of two Orientation entries winning, XMP alone and XMP ignored
+    # when EXIF has the tag.
+    out.append(("exif_jpg_mm6.jpg", jpeg_with_app1(plain_j, [
+        b"Exif\0\0" + tb([(274, 3, 1, short(6, True))], big=True)])))
+    blob = b"Exif\0\0" + tb([(0x010F, 2, 40, b"x" * 39 + b"\0"),
+                             (274, 3, 3, short(8) + short(1) + short(1))])
+    out.append(("exif_jpg_split8.jpg", jpeg_with_app1(plain_j, [
+        blob[:30], b"Exif\0\0" + blob[30:]])))
+    out.append(("exif_jpg_dup.jpg", jpeg_with_app1(plain_j, [
+        b"Exif\0\0" + tb([(274, 3, 1, short(5)), (274, 3, 1, short(3))])])))
+    out.append(("exif_jpg_xmp6.jpg", jpeg_with_app1(plain_j, [
+        b"http://ns.adobe.com/xap/1.0/\0" + XMP % 6])))
+    out.append(("exif_jpg_xmp_elem7.jpg", jpeg_with_app1(plain_j, [
+        b"Exif\0\0" + tb([(0x010F, 2, 4, b"abc\0")]),
+        b"http://ns.adobe.com/xap/1.0/\0" + XMP_ELEM % 7])))
+    out.append(("exif_jpg_exif_over_xmp.jpg", jpeg_with_app1(plain_j, [
+        b"http://ns.adobe.com/xap/1.0/\0" + XMP % 6,
+        b"Exif\0\0" + tb([(274, 3, 1, short(3))])])))
+    # PNG: eXIf after the image data, two eXIf (the last wins), tEXt
+    # "exif", zTXt and tEXt raw profiles, iTXt and zTXt... XMP.
+    out.append(("exif_png_after_idat.png", png_with_chunks(
+        plain_p, after=[(b"eXIf", tb([(274, 3, 1, short(6))]))])))
+    out.append(("exif_png_two.png", png_with_chunks(
+        plain_p, before=[(b"eXIf", tb([(274, 3, 1, short(2))]))],
+        after=[(b"eXIf", tb([(274, 3, 1, short(7))]))])))
+    out.append(("exif_png_text_exif.png", png_with_chunks(
+        plain_p, before=[(b"tEXt", b"exif\0Exif\0\0" +
+                          tb([(274, 3, 1, short(8))]))])))
+    raw = b"Exif\0\0" + tb([(274, 4, 1, struct.pack("<I", 6))])
+    hexs = raw.hex().encode()
+    prof = b"\nexif\n%8d\n" % len(raw) + b"\n".join(
+        hexs[i:i + 72] for i in range(0, len(hexs), 72)) + b"\n"
+    out.append(("exif_png_rawprofile_z.png", png_with_chunks(
+        plain_p, before=[(b"zTXt", b"Raw profile type exif\0\0" +
+                          zlib.compress(prof))])))
+    out.append(("exif_png_rawprofile_t.png", png_with_chunks(
+        plain_p, after=[(b"tEXt", b"Raw profile type exif\0" +
+                         prof.replace(b"\n" + hexs[:4], b"\n" + hexs[:2] +
+                                      b" " + hexs[2:4]))])))
+    out.append(("exif_png_itxt_xmp5.png", png_with_chunks(
+        plain_p, before=[(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" +
+                          XMP % 5)])))
+    out.append(("exif_png_itxt_zxmp3.png", png_with_chunks(
+        plain_p, after=[(b"iTXt", b"XML:com.adobe.xmp\0\1\0\0\0" +
+                         zlib.compress(XMP % 3))])))
+    # Orientation values of every TIFF type Pillow loads, and malformed
+    # blocks, each in a PNG eXIf after the image data (where libpng does
+    # not look, so only our reader and Pillow's see it).
+    le = "<"
+    blobs = {
+        "byte": tb([(274, 1, 1, b"\x06")]),
+        "ascii": tb([(274, 2, 2, b"6\0")]),
+        "long": tb([(274, 4, 1, struct.pack(le + "I", 8))]),
+        "rational": tb([(274, 5, 1, struct.pack(le + "II", 12, 2))]),
+        "rational_frac": tb([(274, 5, 1, struct.pack(le + "II", 13, 2))]),
+        "rational_zero": tb([(274, 5, 1, struct.pack(le + "II", 6, 0))]),
+        "sbyte": tb([(274, 6, 1, b"\x03")]),
+        "undefined": tb([(274, 7, 1, b"\x06")]),
+        "sshort": tb([(274, 8, 1, struct.pack(le + "h", 4))]),
+        "sshort_neg": tb([(274, 8, 1, struct.pack(le + "h", -6))]),
+        "slong": tb([(274, 9, 1, struct.pack(le + "i", 5))]),
+        "srational": tb([(274, 10, 1, struct.pack(le + "ii", -14, -2))]),
+        "float": tb([(274, 11, 1, struct.pack(le + "f", 6.0))]),
+        "float_frac": tb([(274, 11, 1, struct.pack(le + "f", 6.5))]),
+        "double": tb([(274, 12, 1, struct.pack(le + "d", 3.0))]),
+        "ifd": tb([(274, 13, 1, struct.pack(le + "I", 2))]),
+        "long8": tb([(274, 16, 1, struct.pack(le + "Q", 7))]),
+        "unknown_type": tb([(274, 99, 1, short(6)), (274, 3, 1, short(3))]),
+        "count0": tb([(274, 3, 0, b""), (274, 3, 1, short(8))]),
+        "big_value": tb([(274, 4, 1, struct.pack(le + "I", 65536 + 6))]),
+        "nine": tb([(274, 3, 1, short(9))]),
+        "bad_magic": tb([(274, 3, 1, short(6))], prefix=b"IX*\0"),
+        "swapped_magic": tb([(274, 3, 1, short(6))], prefix=b"II\0*"),
+        "bigtiff_le": tb([(274, 3, 1, short(6))], prefix=b"II+\0"),
+        "short_head": b"II*\0\x08\0",
+        "ifd_past_end": b"II*\0\xff\xff\0\0" + short(1) + b"\0" * 12,
+        "truncated_ifd": tb([(0x010F, 2, 4, b"abc\0"),
+                             (274, 3, 1, short(6))])[:8 + 2 + 12 + 7],
+        "entries_cut_later": tb([(274, 3, 1, short(6)),
+                                 (0x010F, 2, 4, b"abc\0")])[:8 + 2 + 12 + 3],
+        "offline_past_end": tb([(274, 3, 3, short(6) * 3)])[:-2],
+        "offline_read_stops": tb([(0x010F, 2, 10, 60),
+                                  (274, 3, 1, short(6))]),
+        "offline_too_big_skipped": tb([(0x0110, 2, 100000, 0),
+                                       (274, 3, 1, short(4))]),
+        "offline_total_too_big": tb([(0x0110, 2, 100000, 0),
+                                     (274, 3, 3, short(4) * 3)]),
+        "empty": b"",
+        "double_prefix": b"Exif\0\0" + tb([(274, 3, 1, short(6))]),
+    }
+    for name, b in blobs.items():
+        out.append((f"exif_png_t_{name}.png",
+                    png_with_chunks(plain_p, after=[(b"eXIf", b)])))
+    # XMP is consulted only when EXIF has no Orientation entry at all.
+    out.append(("exif_png_t_byte_blocks_xmp.png", png_with_chunks(
+        plain_p, before=[(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" +
+                          XMP % 6)],
+        after=[(b"eXIf", blobs["byte"])])))
+    out.append(("exif_png_t_absent_allows_xmp.png", png_with_chunks(
+        plain_p, before=[(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" +
+                          XMP % 6)],
+        after=[(b"eXIf", tb([(0x010F, 2, 4, b"abc\0")]))])))
+    return out
+
+
+# ------------------------------------------------------ alpha on white
+
+
+def alpha_cases(rng):
+    """(name, bytes) pairs decoded with composite_on_white on; the
+    expectation is transformers' convert_to_rgb on the opened image."""
+    out = []
+    h, w = 19, 23
+    rgb = test_image(rng, w, h)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[0, :4] = [0, 255, 1, 254]
+    gray = np.array(Image.fromarray(rgb).convert("L"))
+    out.append(("alpha_rgba8.png",
+                pil_save(Image.fromarray(np.dstack([rgb, alpha])), "PNG")))
+    out.append(("alpha_la8.png",
+                pil_save(Image.fromarray(np.dstack([gray, alpha]), "LA"),
+                         "PNG")))
+    # Every (value, alpha) pair once: x is the value, y the alpha.
+    v, a = np.meshgrid(np.arange(256), np.arange(256))
+    out.append(("alpha_la8_all_pairs.png",
+                png_bytes(np.dstack([v, a]), 4, 8)))
+    out.append(("alpha_rgba16.png",
+                png_bytes(rng.integers(0, 65536, (h, w, 4)), 6, 16)))
+    out.append(("alpha_la16.png",
+                png_bytes(rng.integers(0, 65536, (h, w, 2)), 4, 16)))
+    out.append(("alpha_rgba16_interlaced.png",
+                png_bytes(rng.integers(0, 65536, (h, w, 4)), 6, 16,
+                          interlace=True)))
+    # Palettes: per-entry alpha, one fully transparent entry (Pillow keeps
+    # it as an index), indices past the tRNS and past the palette.
+    pal = rng.integers(0, 256, (40, 3))
+    idx = rng.integers(0, 48, (h, w))
+    trns = bytes(rng.integers(0, 256, 30, dtype=np.uint8))
+    out.append(("alpha_pal8_trns.png",
+                png_bytes(idx, 3, 8, plte=pal, trns=trns)))
+    out.append(("alpha_pal8_one_clear.png",
+                png_bytes(idx % 40, 3, 8, plte=pal,
+                          trns=b"\xff" * 5 + b"\0" + b"\xff" * 3)))
+    out.append(("alpha_pal2_trns.png",
+                png_bytes(rng.integers(0, 4, (h, w)), 3, 2, plte=pal[:4],
+                          trns=b"\x00\x80")))
+    # Gray and RGB color keys, matched as Pillow matches them.
+    g8 = rng.integers(0, 256, (h, w))
+    g8[::3, ::2] = 7
+    out.append(("alpha_gray8_trns.png", png_bytes(g8, 0, 8, trns=b"\0\x07")))
+    out.append(("alpha_gray8_trns300.png",
+                png_bytes(g8, 0, 8, trns=b"\x01\x2c")))
+    g1 = rng.integers(0, 2, (h, w))
+    out.append(("alpha_gray1_trns.png", png_bytes(g1, 0, 1, trns=b"\0\x01")))
+    out.append(("alpha_gray1_trns0.png", png_bytes(g1, 0, 1, trns=b"\0\0")))
+    g2 = rng.integers(0, 4, (h, w))
+    out.append(("alpha_gray2_trns2.png", png_bytes(g2, 0, 2, trns=b"\0\x02")))
+    out.append(("alpha_gray2_trns170.png",
+                png_bytes(g2, 0, 2, trns=b"\0\xaa")))
+    out.append(("alpha_gray4_trns.png",
+                png_bytes(rng.integers(0, 16, (h, w)), 0, 4,
+                          trns=b"\0\x11")))
+    g16 = rng.integers(0, 300, (h, w))
+    g16[::4, ::3] = 16
+    g16[1::5, ::2] = 40000
+    out.append(("alpha_gray16_trns16.png",
+                png_bytes(g16, 0, 16, trns=b"\0\x10")))
+    out.append(("alpha_gray16_trns255.png",
+                png_bytes(g16, 0, 16, trns=b"\0\xff")))
+    out.append(("alpha_gray16_trns300.png",
+                png_bytes(g16, 0, 16, trns=b"\x01\x2c")))
+    r8 = rgb.copy()
+    r8[::4, ::3] = [1, 2, 3]
+    out.append(("alpha_rgb8_trns.png",
+                png_bytes(r8, 2, 8, trns=b"\0\x01\0\x02\0\x03")))
+    # 16-bit RGB: Pillow compares the high byte of each sample with the low
+    # byte of the key, so both kinds of near-miss are in the image.
+    r16 = rng.integers(0, 65536, (h, w, 3))
+    r16[::4, ::3] = [0x3400, 0x7800, 0xbc00]
+    r16[2::4, ::3] = [0x1234, 0x5678, 0x9abc]
+    out.append(("alpha_rgb16_trns.png",
+                png_bytes(r16, 2, 16, trns=b"\x12\x34\x56\x78\x9a\xbc")))
+    # No transparency at all: unchanged.
+    out.append(("alpha_none_rgb8.png", pil_save(Image.fromarray(rgb), "PNG")))
+    out.append(("alpha_none_jpg.jpg",
+                pil_save(Image.fromarray(rgb), "JPEG", quality=90)))
+    return out
+
+
 def resize_cases():
     """(source name, w, h) for every filter."""
     return [
@@ -326,6 +609,23 @@ def generate(outdir: str) -> None:
         exp = name.rsplit(".", 1)[0] + ".rgb.npy"
         np.save(os.path.join(outdir, exp), pillow_rgb(data))
         lines.append(f"decode {name} {exp}")
+
+    # Cases added after the first fixtures draw from their own generator,
+    # so that regenerating leaves the earlier files byte-identical.
+    rng2 = np.random.default_rng(SEED + 1)
+    for name, data in exif_cases(rng2):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        np.save(os.path.join(outdir, exp), pillow_loaded(data))
+        lines.append(f"decode_ex {name} {exp} exif=1 composite=0")
+
+    for name, data in alpha_cases(rng2):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        np.save(os.path.join(outdir, exp), pillow_loaded(data, True))
+        lines.append(f"decode_ex {name} {exp} exif=0 composite=1")
 
     for name, data in broken_files(rng).items():
         with open(os.path.join(outdir, name), "wb") as f:
