@@ -1207,6 +1207,60 @@ START_TEST(test_curve_allow_list)
 }
 END_TEST
 
+/* ---- the Python example client (pyzmq), written from PROTOCOL.md ---- */
+
+static const char *python(void)
+{
+    const char *p = getenv("VIT_PYTHON");
+    /* Debian's python3-zmq is for the system interpreter. */
+    return p && *p ? p : "/usr/bin/python3";
+}
+
+START_TEST(test_python_client)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s -c 'import zmq' >/dev/null 2>&1", python());
+    if (system(cmd) != 0) {
+        /* .ci/deps installs python3-zmq; a developer may not have it. */
+        printf("service: %s has no pyzmq; Python client test skipped\n",
+               python());
+        return;
+    }
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, NULL);
+    char out[256];
+    snprintf(out, sizeof out, "%s/py.txt", g_tmp);
+    snprintf(cmd, sizeof cmd,
+             "%s service/examples/vit_client.py --connect %s classify %s %s "
+             ">%s 2>&1",
+             python(), ep, NOISE_PNG, GRADIENT_JPG, out);
+    ck_assert_int_eq(system(cmd), 0);
+    size_t n;
+    char *got = (char *)read_all(out, &n);
+    got[n] = '\0';
+    int code;
+    char *local = run_capture(&code, "classify", "--model", MODEL, NOISE_PNG,
+                              GRADIENT_JPG, NULL);
+    ck_assert_int_eq(code, 0);
+    ck_assert_str_eq(got, local);
+    free(got);
+    free(local);
+    /* Its error path: a code it can act on. */
+    snprintf(cmd, sizeof cmd,
+             "%s service/examples/vit_client.py --connect %s embed-text hi "
+             ">%s 2>&1",
+             python(), ep, out);
+    ck_assert_int_ne(system(cmd), 0);
+    got = (char *)read_all(out, &n);
+    got[n] = '\0';
+    ck_assert_msg(strstr(got, "(no_text_tower)"), "%s", got);
+    free(got);
+    printf("service: the Python client's classify equals vit classify\n");
+    stop_ok(w);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1221,6 +1275,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_sigterm_drains);
     tcase_add_test(tc, test_client_retries);
     tcase_add_test(tc, test_curve_allow_list);
+    tcase_add_test(tc, test_python_client);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_add_checked_fixture(tc, setup, teardown);
