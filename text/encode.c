@@ -1,0 +1,182 @@
+/*
+ * The encoding pipeline, in CLIPTokenizerFast's order: repair the UTF-8,
+ * cut out the added tokens that match the raw text, normalize each stretch
+ * between them, cut out the added tokens that match normalized text, split
+ * what is left into words with the CLIP regex (PCRE2), BPE each word, and
+ * frame the ids with bos and eos. Tokens are produced left to right and the
+ * work stops as soon as the truncated result is complete, since nothing to
+ * the right of a word can change its tokens.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "text/text_impl.h"
+
+/* One call's state; everything a call allocates hangs here. */
+typedef struct {
+    txt_tokenizer *t;
+    txt_buf raw;           /* the repaired input, when it was not UTF-8 */
+    txt_buf norm;          /* the current stretch, normalized */
+    txt_norm_scratch nsc;
+    txt_bpe_scratch bsc;
+    pcre2_match_data *md;
+    int32_t *out;          /* the text's ids go here ... */
+    int n, cap;            /* ... n of them so far, room for cap */
+} enc;
+
+/* Each emit returns 0 to go on, 1 when the output is full, -1 on error. */
+static int emit_id(enc *e, int32_t id)
+{
+    if (e->n < e->cap)
+        e->out[e->n++] = id;
+    return e->n >= e->cap;
+}
+
+static int emit_word(enc *e, const uint8_t *w, size_t n)
+{
+    const int32_t *ids;
+    long k = txt_bpe_word(e->t, w, n, &e->bsc, &ids);
+    if (k < 0)
+        return -1;
+    for (long i = 0; i < k && e->n < e->cap; i++)
+        e->out[e->n++] = ids[i];
+    return e->n >= e->cap;
+}
+
+/* Splits normalized text into words and encodes them. What the regex does
+ * not match (spaces) is dropped. A match of the regex's special-token
+ * alternatives is cut in three, as the ByteLevel pre-tokenizer's own regex
+ * (GPT-2's) cuts it in the reference: "<|", the letters, "|>". */
+static int split_words(enc *e, const uint8_t *s, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        int rc = pcre2_match(e->t->re, s, n, off, PCRE2_NO_UTF_CHECK, e->md,
+                             NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return 0;
+        if (rc < 0)
+            return -1;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t a = ov[0], b = ov[1];
+        int r;
+        if ((b - a == 15 && !memcmp(s + a, "<|startoftext|>", 15)) ||
+            (b - a == 13 && !memcmp(s + a, "<|endoftext|>", 13))) {
+            if (!(r = emit_word(e, s + a, 2)) &&
+                !(r = emit_word(e, s + a + 2, b - a - 4)))
+                r = emit_word(e, s + b - 2, 2);
+        } else
+            r = emit_word(e, s + a, b - a);
+        if (r)
+            return r;
+        off = b > a ? b : b + 1;
+    }
+    return 0;
+}
+
+/* The leftmost, then longest, match in s[from..n) of the added tokens
+ * lo..hi-1; returns its position (n if none) and the token in *which. */
+static size_t find_added(const txt_tokenizer *t, int lo, int hi,
+                         const uint8_t *first, const uint8_t *s, size_t n,
+                         size_t from, int *which)
+{
+    if (lo == hi)
+        return n;
+    for (size_t i = from; i < n; i++) {
+        if (!first[s[i]])
+            continue;
+        int best = -1;
+        size_t bl = 0;
+        for (int k = lo; k < hi; k++) {
+            const txt_added *a = &t->added[k];
+            if (a->n > bl && a->n <= n - i && !memcmp(s + i, a->s, a->n))
+                best = k, bl = a->n;
+        }
+        if (best >= 0) {
+            *which = best;
+            return i;
+        }
+    }
+    return n;
+}
+
+/* One stretch of raw text between raw-matched added tokens. */
+static int stretch(enc *e, const uint8_t *s, size_t n)
+{
+    const txt_tokenizer *t = e->t;
+    e->norm.n = 0;
+    if (txt_normalize(s, n, &e->nsc, &e->norm))
+        return -1;
+    const uint8_t *p = e->norm.p;
+    size_t m = e->norm.n, pos = 0;
+    while (pos < m) {
+        int k = -1, r;
+        size_t at = find_added(t, t->n_added_raw, t->n_added, t->norm_first,
+                               p, m, pos, &k);
+        if (at > pos && (r = split_words(e, p + pos, at - pos)))
+            return r;
+        if (k < 0)
+            break;
+        if ((r = emit_id(e, t->added[k].id)))
+            return r;
+        pos = at + t->added[k].n;
+    }
+    return 0;
+}
+
+static int run(enc *e, const uint8_t *s, size_t n)
+{
+    const txt_tokenizer *t = e->t;
+    size_t pos = 0;
+    while (pos < n) {
+        int k = -1, r;
+        size_t at = find_added(t, 0, t->n_added_raw, t->raw_first, s, n, pos,
+                               &k);
+        if (at > pos && (r = stretch(e, s + pos, at - pos)))
+            return r;
+        if (k < 0)
+            break;
+        if ((r = emit_id(e, t->added[k].id)))
+            return r;
+        pos = at + t->added[k].n;
+    }
+    return 0;
+}
+
+int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
+               int max_ids)
+{
+    if (!t || max_ids < 0 || (max_ids > 0 && !ids) || (!text && len))
+        return -1;
+    if (max_ids == 0)
+        return 0;
+    ids[0] = t->bos;
+    if (max_ids == 1)
+        return 1;
+
+    enc e = {.t = t, .out = ids + 1, .cap = max_ids - 2};
+    int rc = 0;
+    if (e.cap > 0 && len > 0) {
+        const uint8_t *s = (const uint8_t *)text;
+        size_t n = len;
+        if (txt_utf8_valid_prefix(s, n) < n) {
+            if (txt_utf8_repair(s, n, &e.raw))
+                rc = -1;
+            s = e.raw.p, n = e.raw.n;
+        }
+        e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
+        if (!e.md)
+            rc = -1;
+        if (!rc)
+            rc = run(&e, s, n);
+        pcre2_match_data_free(e.md);
+        txt_buf_free(&e.raw);
+        txt_buf_free(&e.norm);
+        txt_norm_scratch_free(&e.nsc);
+        txt_bpe_scratch_free(&e.bsc);
+    }
+    if (rc < 0)
+        return -1;
+    ids[1 + e.n] = t->eos;
+    return e.n + 2;
+}

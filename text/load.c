@@ -1,0 +1,715 @@
+/*
+ * Loading a CLIP tokenizer from a Hugging Face model directory: the
+ * vocabulary and merges from tokenizer.json (checked to be CLIP's kind) or
+ * from vocab.json + merges.txt, the special and added tokens and
+ * model_max_length from tokenizer_config.json, and the derived tables the
+ * encoder needs (the symbol of each byte, the merge table, the split regex,
+ * the word cache). The vocabulary's string-to-id map lives only while
+ * loading: encoding works on ids alone. The status messages live here too.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "text/text_impl.h"
+
+static const char *const status_msg[] = {
+#define TXT_STATUS_MSG(name, msg) msg,
+    TXT_STATUS_LIST(TXT_STATUS_MSG)
+#undef TXT_STATUS_MSG
+};
+
+const char *txt_status_str(txt_status st)
+{
+    if ((unsigned)st >= sizeof status_msg / sizeof status_msg[0])
+        return "unknown status";
+    return status_msg[st];
+}
+
+txt_status txt_fail(char *err, size_t errlen, txt_status st, const char *fmt,
+                    ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* The split regex of transformers' CLIPTokenizer, for PCRE2. Two changes,
+ * neither altering what it matches on normalized text: `\s` is a plain
+ * space, the only whitespace normalization leaves; and the letter and
+ * number classes name the letters and digits of Unicode 15 and 16, which
+ * the reference's Oniguruma (Unicode 16) knows and PCRE2 10.42 (Unicode
+ * 14) does not. With a newer PCRE2 these ranges repeat what \p{L} and
+ * \p{N} already hold. */
+#define XL                                                                 \
+    "\\x{1C89}-\\x{1C8A}\\x{A7CB}-\\x{A7CD}\\x{A7DA}-\\x{A7DC}"            \
+    "\\x{105C0}-\\x{105F3}\\x{10D4A}-\\x{10D65}\\x{10D6F}-\\x{10D85}"      \
+    "\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}\\x{11380}-\\x{11389}"      \
+    "\\x{1138B}\\x{1138E}\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}"        \
+    "\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}"       \
+    "\\x{11F12}-\\x{11F33}\\x{1342F}\\x{13441}-\\x{13446}"                 \
+    "\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}\\x{16D40}-\\x{16D6C}"      \
+    "\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}"                  \
+    "\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}\\x{1E5D0}-\\x{1E5ED}"      \
+    "\\x{1E5F0}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define XN                                                                 \
+    "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}"      \
+    "\\x{11F50}-\\x{11F59}\\x{16130}-\\x{16139}\\x{16D70}-\\x{16D79}"      \
+    "\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"      \
+    "\\x{1E5F1}-\\x{1E5FA}"
+static const char split_pattern[] =
+    "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d"
+    "|[\\p{L}" XL "]+|[\\p{N}" XN "]|[^ \\p{L}\\p{N}" XL XN "]+";
+
+/* The Split regexes a CLIP tokenizer.json may hold: transformers' current
+ * one, and the older one without the special tokens. Either way the
+ * reference (transformers 5) splits with the current one. */
+static const char *const clip_regex[] = {
+    "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|"
+    "[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
+    "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
+};
+
+/* ---- the vocabulary while loading ---- */
+
+typedef struct {
+    const char *s;  /* NULL: empty slot */
+    size_t n;
+    int32_t id;
+} vslot;
+
+typedef struct {
+    char path[4096];     /* the file being read, for messages */
+    char *err;
+    size_t errlen;
+    vslot *map;
+    size_t mask;
+    int32_t max_id;
+    txt_added *added;
+    int n_added, cap_added;
+    txt_norm_scratch nsc;
+} loader;
+
+static uint64_t str_hash(const char *s, size_t n)
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+static int32_t vocab_get(const loader *L, const char *s, size_t n)
+{
+    for (size_t i = str_hash(s, n) & L->mask; L->map[i].s;
+         i = (i + 1) & L->mask)
+        if (L->map[i].n == n && !memcmp(L->map[i].s, s, n))
+            return L->map[i].id;
+    return -1;
+}
+
+static txt_status fail(loader *L, txt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static txt_status fail(loader *L, txt_status st, const char *fmt, ...)
+{
+    if (L->err && L->errlen) {
+        int k = snprintf(L->err, L->errlen, "%s: ", L->path);
+        if (k >= 0 && (size_t)k < L->errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(L->err + k, L->errlen - (size_t)k, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return st;
+}
+
+/* Builds the string-to-id map of a vocab object (keys stay owned by the
+ * JSON document). */
+static txt_status vocab_build(loader *L, json_t *vocab)
+{
+    if (!json_is_object(vocab))
+        return fail(L, TXT_E_FORMAT, "the vocabulary is not a JSON object");
+    size_t n = json_object_size(vocab), slots = 16;
+    if (n == 0)
+        return fail(L, TXT_E_FORMAT, "the vocabulary is empty");
+    while (slots < 2 * n)
+        slots *= 2;
+    L->map = calloc(slots, sizeof *L->map);
+    if (!L->map)
+        return fail(L, TXT_E_NOMEM, "no memory for the vocabulary");
+    L->mask = slots - 1;
+    const char *key;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach(vocab, key, klen, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= INT32_MAX)
+            return fail(L, TXT_E_FORMAT,
+                        "the id of \"%.40s\" is not an integer from 0 to "
+                        "2^31-2",
+                        key);
+        int32_t id = (int32_t)json_integer_value(v);
+        size_t i = str_hash(key, klen) & L->mask;
+        while (L->map[i].s)
+            i = (i + 1) & L->mask;
+        L->map[i] = (vslot){key, klen, id};
+        if (id > L->max_id)
+            L->max_id = id;
+    }
+    return TXT_OK;
+}
+
+/* Looks up merge number `rank`, the pair a b, and enters it. */
+static txt_status merge_add(loader *L, txt_tokenizer *t, uint32_t rank,
+                            const char *a, size_t an, const char *b,
+                            size_t bn)
+{
+    int32_t ia = vocab_get(L, a, an), ib = vocab_get(L, b, bn);
+    if (ia < 0 || ib < 0)
+        return fail(L, TXT_E_FORMAT,
+                    "merge %u (\"%.*s %.*s\"): \"%.*s\" is not in the "
+                    "vocabulary",
+                    rank + 1, (int)an, a, (int)bn, b,
+                    (int)(ia < 0 ? an : bn), ia < 0 ? a : b);
+    char buf[256];
+    char *cat = an + bn <= sizeof buf ? buf : malloc(an + bn);
+    if (!cat)
+        return fail(L, TXT_E_NOMEM, "out of memory");
+    memcpy(cat, a, an);
+    memcpy(cat + an, b, bn);
+    int32_t id = vocab_get(L, cat, an + bn);
+    if (cat != buf)
+        free(cat);
+    if (id < 0)
+        return fail(L, TXT_E_FORMAT,
+                    "merge %u (\"%.*s %.*s\"): the merged token is not in "
+                    "the vocabulary",
+                    rank + 1, (int)an, a, (int)bn, b);
+    txt_merges_put(t, ia, ib, rank, id);
+    return TXT_OK;
+}
+
+/* ---- added tokens ---- */
+
+/* Adds (or, for a content already there, updates) an added token. */
+static txt_status added_put(loader *L, const char *s, size_t n, int32_t id,
+                            int normalized)
+{
+    if (n == 0)
+        return fail(L, TXT_E_FORMAT, "an added token is empty");
+    for (int i = 0; i < L->n_added; i++)
+        if (L->added[i].n == n && !memcmp(L->added[i].s, s, n)) {
+            L->added[i].id = id;
+            L->added[i].normalized = normalized;
+            return TXT_OK;
+        }
+    if (L->n_added == L->cap_added) {
+        int cap = L->cap_added ? 2 * L->cap_added : 8;
+        txt_added *p = realloc(L->added, (size_t)cap * sizeof *p);
+        if (!p)
+            return fail(L, TXT_E_NOMEM, "out of memory");
+        L->added = p;
+        L->cap_added = cap;
+    }
+    uint8_t *c = malloc(n);
+    if (!c)
+        return fail(L, TXT_E_NOMEM, "out of memory");
+    memcpy(c, s, n);
+    L->added[L->n_added++] = (txt_added){c, n, id, normalized};
+    if (id > L->max_id)
+        L->max_id = id;
+    return TXT_OK;
+}
+
+static int flag_of(json_t *o, const char *k, int dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+/* One AddedToken object ({"content": ..., "normalized": ..., ...}). */
+static txt_status added_from_json(loader *L, json_t *o, int32_t id)
+{
+    json_t *c = json_object_get(o, "content");
+    if (!json_is_string(c))
+        return fail(L, TXT_E_FORMAT, "added token %d has no content", id);
+    if (flag_of(o, "lstrip", 0) || flag_of(o, "rstrip", 0) ||
+        flag_of(o, "single_word", 0))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "added token \"%.40s\" uses lstrip, rstrip or "
+                    "single_word, which CLIP's do not",
+                    json_string_value(c));
+    /* tokenizers' default: special tokens are matched on the raw text. */
+    int normalized = flag_of(o, "normalized", !flag_of(o, "special", 0));
+    return added_put(L, json_string_value(c), json_string_length(c), id,
+                     normalized);
+}
+
+/* ---- files ---- */
+
+static int file_exists(const char *dir, const char *name)
+{
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static txt_status json_open(loader *L, const char *dir, const char *name,
+                            size_t flags, json_t **out)
+{
+    snprintf(L->path, sizeof L->path, "%s/%s", dir, name);
+    json_error_t je;
+    *out = json_load_file(L->path, JSON_ALLOW_NUL | flags, &je);
+    if (!*out) {
+        FILE *f = fopen(L->path, "rb");
+        if (!f)
+            return fail(L, TXT_E_IO, "%s", strerror(errno));
+        fclose(f);
+        return fail(L, TXT_E_FORMAT, "line %d: %s", je.line, je.text);
+    }
+    return TXT_OK;
+}
+
+static int type_is(json_t *o, const char *type)
+{
+    json_t *t = json_object_get(o, "type");
+    return json_is_string(t) && !strcmp(json_string_value(t), type);
+}
+
+static int str_is(json_t *v, const char *s)
+{
+    return json_is_string(v) && !strcmp(json_string_value(v), s);
+}
+
+/* Checks that tokenizer.json describes CLIP's pipeline. */
+static txt_status check_clip_kind(loader *L, json_t *root)
+{
+    json_t *nz = json_object_get(root, "normalizer");
+    json_t *ns = json_object_get(nz, "normalizers");
+    json_t *rp = json_array_get(ns, 1);
+    if (!type_is(nz, "Sequence") || json_array_size(ns) != 3 ||
+        !type_is(json_array_get(ns, 0), "NFC") || !type_is(rp, "Replace") ||
+        !str_is(json_object_get(json_object_get(rp, "pattern"), "Regex"),
+                "\\s+") ||
+        !str_is(json_object_get(rp, "content"), " ") ||
+        !type_is(json_array_get(ns, 2), "Lowercase"))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the normalizer is not CLIP's (NFC, whitespace runs to "
+                    "one space, lowercase)");
+
+    json_t *pt = json_object_get(root, "pre_tokenizer");
+    json_t *ps = json_object_get(pt, "pretokenizers");
+    json_t *sp = json_array_get(ps, 0), *bl = json_array_get(ps, 1);
+    json_t *re = json_object_get(json_object_get(sp, "pattern"), "Regex");
+    int known = 0;
+    for (size_t i = 0; i < sizeof clip_regex / sizeof clip_regex[0]; i++)
+        known |= str_is(re, clip_regex[i]);
+    if (!type_is(pt, "Sequence") || json_array_size(ps) != 2 ||
+        !type_is(sp, "Split") || !known ||
+        !str_is(json_object_get(sp, "behavior"), "Removed") ||
+        !flag_of(sp, "invert", 0) || !type_is(bl, "ByteLevel") ||
+        flag_of(bl, "add_prefix_space", 1))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the pre-tokenizer is not CLIP's (the CLIP split regex, "
+                    "then ByteLevel without a prefix space)");
+
+    json_t *m = json_object_get(root, "model");
+    json_t *mt = json_object_get(m, "type");
+    if (!json_is_object(m) || (mt && !str_is(mt, "BPE")))
+        return fail(L, TXT_E_UNSUPPORTED, "the model is not BPE");
+    if (!str_is(json_object_get(m, "end_of_word_suffix"), "</w>"))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the BPE model's end_of_word_suffix is not \"</w>\"");
+    return TXT_OK;
+}
+
+/* Splits "a b" at its one space (the reference wants exactly two parts). */
+static int split_pair(const char *s, size_t n, size_t *an)
+{
+    const char *sp = memchr(s, ' ', n);
+    if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp - s) - 1))
+        return -1;
+    *an = (size_t)(sp - s);
+    return 0;
+}
+
+static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
+                                      const char *dir, json_t **root)
+{
+    txt_status st = json_open(L, dir, "tokenizer.json", 0, root);
+    if (st)
+        return st;
+    if ((st = check_clip_kind(L, *root)))
+        return st;
+    json_t *model = json_object_get(*root, "model");
+    if ((st = vocab_build(L, json_object_get(model, "vocab"))))
+        return st;
+    json_t *merges = json_object_get(model, "merges");
+    if (!json_is_array(merges))
+        return fail(L, TXT_E_FORMAT, "model.merges is not an array");
+    if (txt_merges_alloc(t, json_array_size(merges)))
+        return fail(L, TXT_E_NOMEM, "no memory for the merges");
+    size_t i;
+    json_t *m;
+    json_array_foreach(merges, i, m)
+    {
+        const char *a, *b;
+        size_t an, bn;
+        if (json_is_string(m)) {
+            const char *s = json_string_value(m);
+            size_t n = json_string_length(m);
+            if (split_pair(s, n, &an))
+                return fail(L, TXT_E_FORMAT,
+                            "merge %zu (\"%.40s\") is not two tokens "
+                            "separated by one space",
+                            i + 1, s);
+            a = s, b = s + an + 1, bn = n - an - 1;
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            an = json_string_length(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            bn = json_string_length(json_array_get(m, 1));
+        } else
+            return fail(L, TXT_E_FORMAT,
+                        "merge %zu is neither \"a b\" nor [\"a\", \"b\"]",
+                        i + 1);
+        if ((st = merge_add(L, t, (uint32_t)i, a, an, b, bn)))
+            return st;
+    }
+    json_t *added = json_object_get(*root, "added_tokens");
+    if (added && !json_is_array(added))
+        return fail(L, TXT_E_FORMAT, "added_tokens is not an array");
+    json_array_foreach(added, i, m)
+    {
+        json_t *id = json_object_get(m, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+            json_integer_value(id) >= INT32_MAX)
+            return fail(L, TXT_E_FORMAT, "added token %zu has no valid id",
+                        i + 1);
+        if ((st = added_from_json(L, m, (int32_t)json_integer_value(id))))
+            return st;
+    }
+    return TXT_OK;
+}
+
+static txt_status load_vocab_merges(loader *L, txt_tokenizer *t,
+                                    const char *dir, json_t **root)
+{
+    txt_status st = json_open(L, dir, "vocab.json", 0, root);
+    if (st)
+        return st;
+    if ((st = vocab_build(L, *root)))
+        return st;
+
+    snprintf(L->path, sizeof L->path, "%s/merges.txt", dir);
+    FILE *f = fopen(L->path, "rb");
+    if (!f)
+        return fail(L, TXT_E_IO, "%s", strerror(errno));
+    txt_buf b = {0};
+    size_t got = 0;
+    do {
+        if (txt_buf_reserve(&b, 65536)) {
+            fclose(f);
+            txt_buf_free(&b);
+            return fail(L, TXT_E_NOMEM, "out of memory");
+        }
+        got = fread(b.p + b.n, 1, 65536, f);
+        b.n += got;
+    } while (got > 0);
+    int ioerr = ferror(f);
+    fclose(f);
+    if (ioerr) {
+        txt_buf_free(&b);
+        return fail(L, TXT_E_IO, "read error");
+    }
+
+    size_t lines = 1;
+    for (size_t i = 0; i < b.n; i++)
+        lines += b.p[i] == '\n';
+    if (txt_merges_alloc(t, lines)) {
+        txt_buf_free(&b);
+        return fail(L, TXT_E_NOMEM, "no memory for the merges");
+    }
+    /* As Rust's BufRead::lines reads it: "\n" or "\r\n" ends a line, a
+     * final newline adds no empty line; lines starting "#version" are
+     * skipped, every other must be two tokens and one space. */
+    uint32_t rank = 0;
+    size_t line = 0;
+    for (size_t i = 0; i < b.n;) {
+        const uint8_t *nl = memchr(b.p + i, '\n', b.n - i);
+        size_t end = nl ? (size_t)(nl - b.p) : b.n, n = end - i;
+        const char *s = (const char *)b.p + i;
+        line++;
+        i = nl ? end + 1 : b.n;
+        if (n && s[n - 1] == '\r' && nl)
+            n--;
+        if (n >= 8 && !memcmp(s, "#version", 8))
+            continue;
+        size_t an;
+        if (split_pair(s, n, &an)) {
+            st = fail(L, TXT_E_FORMAT,
+                      "line %zu (\"%.*s\") is not two tokens separated by "
+                      "one space",
+                      line, (int)(n < 40 ? n : 40), s);
+            break;
+        }
+        if ((st = merge_add(L, t, rank++, s, an, s + an + 1, n - an - 1)))
+            break;
+    }
+    txt_buf_free(&b);
+    return st;
+}
+
+/* ---- special tokens ---- */
+
+/* The content of a special token in tokenizer_config.json (a string or an
+ * AddedToken object), or NULL. */
+static json_t *special_json(json_t *cfg, const char *key)
+{
+    json_t *v = json_object_get(cfg, key);
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    return json_is_string(v) ? v : NULL;
+}
+
+/* The id of a special token: an added token's, else the vocabulary's;
+ * registers it as an added token (special tokens are, in transformers).
+ * Returns -1 when the token is nowhere. */
+static int32_t special_id(loader *L, json_t *cfg, const char *key,
+                          const char *dflt, txt_status *st)
+{
+    json_t *v = special_json(cfg, key);
+    const char *s = v ? json_string_value(v) : dflt;
+    size_t n = v ? json_string_length(v) : strlen(dflt);
+    for (int i = 0; i < L->n_added; i++)
+        if (L->added[i].n == n && !memcmp(L->added[i].s, s, n))
+            return L->added[i].id;
+    int32_t id = vocab_get(L, s, n);
+    if (id >= 0 && n > 0)
+        *st = added_put(L, s, n, id, 0);
+    return id;
+}
+
+static void byte_symbols(loader *L, txt_tokenizer *t)
+{
+    /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for
+     * themselves, the others for U+0100 onwards in byte order. */
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+                        (b >= 0xAE && b <= 0xFF);
+        int cp = printable ? b : next++;
+        char s[8];
+        size_t n;
+        if (cp < 0x80)
+            s[0] = (char)cp, n = 1;
+        else
+            s[0] = (char)(0xC0 | cp >> 6), s[1] = (char)(0x80 | (cp & 0x3F)),
+            n = 2;
+        memcpy(s + n, "</w>", 4);
+        t->byte_id[b] = vocab_get(L, s, n);
+        t->byte_eow_id[b] = vocab_get(L, s, n + 4);
+    }
+}
+
+static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg,
+                         json_t *root)
+{
+    txt_status st = TXT_OK;
+    /* transformers 5 builds the post-processor and the unknown token from
+     * tokenizer_config.json (or CLIPTokenizer's defaults), not from
+     * tokenizer.json. */
+    json_t *munk = json_object_get(json_object_get(root, "model"),
+                                   "unk_token");
+    const char *unk = json_is_string(munk) ? json_string_value(munk)
+                                           : "<|endoftext|>";
+    t->bos = special_id(L, cfg, "bos_token", "<|startoftext|>", &st);
+    if (!st)
+        t->eos = special_id(L, cfg, "eos_token", "<|endoftext|>", &st);
+    if (!st)
+        t->unk = special_id(L, cfg, "unk_token", unk, &st);
+    if (!st)
+        t->pad = special_id(L, cfg, "pad_token", "<|endoftext|>", &st);
+    if (st)
+        return st;
+    if (t->bos < 0 || t->eos < 0) {
+        json_t *v = special_json(cfg, t->bos < 0 ? "bos_token" : "eos_token");
+        return fail(L, TXT_E_FORMAT, "the %s token \"%.40s\" is not in the "
+                    "vocabulary", t->bos < 0 ? "bos" : "eos",
+                    v ? json_string_value(v)
+                      : t->bos < 0 ? "<|startoftext|>" : "<|endoftext|>");
+    }
+
+    json_t *ml = json_object_get(cfg, "model_max_length");
+    if (json_is_number(ml) && json_number_value(ml) >= 1 &&
+        json_number_value(ml) <= (1 << 24))
+        t->max_length = (int)json_number_value(ml);
+
+    byte_symbols(L, t);
+
+    /* Raw-matched added tokens first, each group's contents normalized as
+     * the reference does before matching them. */
+    t->added = calloc((size_t)L->n_added + 1, sizeof *t->added);
+    if (!t->added)
+        return fail(L, TXT_E_NOMEM, "out of memory");
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < L->n_added; i++) {
+            txt_added *a = &L->added[i];
+            if (a->normalized != pass)
+                continue;
+            txt_added *d = &t->added[t->n_added++];
+            *d = *a;
+            a->s = NULL;
+            if (pass == 1) {
+                txt_buf nb = {0}, rb = {0};
+                if (txt_utf8_repair(d->s, d->n, &rb) ||
+                    txt_normalize(rb.p, rb.n, &L->nsc, &nb)) {
+                    txt_buf_free(&rb);
+                    txt_buf_free(&nb);
+                    return fail(L, TXT_E_NOMEM, "out of memory");
+                }
+                txt_buf_free(&rb);
+                free(d->s);
+                d->s = nb.p, d->n = nb.n;
+                if (d->n == 0) { /* normalized to nothing: never matches */
+                    free(d->s);
+                    t->n_added--;
+                    continue;
+                }
+            } else
+                t->n_added_raw++;
+            (pass ? t->norm_first : t->raw_first)[d->s[0]] = 1;
+        }
+    t->vocab_size = L->max_id + 1;
+
+    int ec;
+    PCRE2_SIZE eo;
+    t->re = pcre2_compile((PCRE2_SPTR)split_pattern, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF, &ec, &eo, NULL);
+    if (!t->re)
+        return txt_fail(L->err, L->errlen, TXT_E_LIBRARY,
+                        "PCRE2 cannot compile the split regex (error %d)",
+                        ec);
+    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional: speed only */
+    if (txt_cache_init(t))
+        return txt_fail(L->err, L->errlen, TXT_E_LIBRARY,
+                        "cannot set up the word cache");
+    return TXT_OK;
+}
+
+void txt_tokenizer_free(txt_tokenizer *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->n_added; i++)
+        free(t->added[i].s);
+    free(t->added);
+    free(t->merges);
+    pcre2_code_free(t->re);
+    txt_cache_free(t);
+    free(t);
+}
+
+txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
+                              char *err, size_t errlen)
+{
+    if (!dir || !out)
+        return txt_fail(err, errlen, TXT_E_ARG,
+                        "txt_tokenizer_load: NULL directory or out pointer");
+    loader L = {.err = err, .errlen = errlen, .max_id = -1};
+    json_t *cfg = NULL, *root = NULL;
+    txt_status st = TXT_OK;
+    txt_tokenizer *t = calloc(1, sizeof *t);
+    if (!t)
+        return txt_fail(err, errlen, TXT_E_NOMEM, "out of memory");
+    t->bos = t->eos = t->pad = t->unk = -1;
+
+    if (file_exists(dir, "tokenizer_config.json")) {
+        /* Reals, because transformers writes "no limit" as 1e30 in
+         * integer form, which jansson's integers cannot hold. */
+        if ((st = json_open(&L, dir, "tokenizer_config.json",
+                            JSON_DECODE_INT_AS_REAL, &cfg)))
+            goto done;
+        if (!json_is_object(cfg)) {
+            st = fail(&L, TXT_E_FORMAT, "not a JSON object");
+            goto done;
+        }
+    }
+    int has_json = file_exists(dir, "tokenizer.json");
+    if (has_json)
+        st = load_tokenizer_json(&L, t, dir, &root);
+    else if (file_exists(dir, "vocab.json") && file_exists(dir, "merges.txt"))
+        st = load_vocab_merges(&L, t, dir, &root);
+    else
+        st = txt_fail(err, errlen, TXT_E_NOTFOUND,
+                      "%s: no tokenizer.json, nor vocab.json and merges.txt",
+                      dir);
+    if (st)
+        goto done;
+
+    /* tokenizer_config.json's added_tokens_decoder, when present, is what
+     * transformers registers (with its "normalized" flags); it comes after
+     * tokenizer.json's list and overrides it token by token. */
+    json_t *atd = json_object_get(cfg, "added_tokens_decoder");
+    if (atd) {
+        snprintf(L.path, sizeof L.path, "%s/tokenizer_config.json", dir);
+        if (!json_is_object(atd)) {
+            st = fail(&L, TXT_E_FORMAT, "added_tokens_decoder is not an "
+                      "object");
+            goto done;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(atd, key, v)
+        {
+            char *end;
+            errno = 0;
+            long id = strtol(key, &end, 10);
+            if (*key == '\0' || *end || errno || id < 0 || id >= INT32_MAX) {
+                st = fail(&L, TXT_E_FORMAT, "added_tokens_decoder key \"%.20s\" "
+                          "is not an id", key);
+                goto done;
+            }
+            if ((st = added_from_json(&L, v, (int32_t)id)))
+                goto done;
+        }
+    }
+    if (!has_json || cfg)
+        snprintf(L.path, sizeof L.path, "%s/%s", dir,
+                 cfg ? "tokenizer_config.json" : "vocab.json");
+    st = finish(&L, t, cfg, root);
+
+done:
+    for (int i = 0; i < L.n_added; i++)
+        free(L.added[i].s);
+    free(L.added);
+    free(L.map);
+    txt_norm_scratch_free(&L.nsc);
+    json_decref(root);
+    json_decref(cfg);
+    if (st) {
+        txt_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return TXT_OK;
+}
+
+int32_t txt_bos_id(const txt_tokenizer *t) { return t ? t->bos : -1; }
+int32_t txt_eos_id(const txt_tokenizer *t) { return t ? t->eos : -1; }
+int32_t txt_pad_id(const txt_tokenizer *t) { return t ? t->pad : -1; }
+int txt_vocab_size(const txt_tokenizer *t) { return t ? t->vocab_size : 0; }
+int txt_max_length(const txt_tokenizer *t) { return t ? t->max_length : 0; }

@@ -1,0 +1,149 @@
+/*
+ * text: strings to CLIP token ids. This header is the whole interface of the
+ * leaf library that loads a CLIP byte-level BPE tokenizer from a Hugging Face
+ * model directory and turns any byte string into the token ids that
+ * `transformers`' CLIPTokenizerFast gives for it. It knows nothing of
+ * models. Nothing here prints, exits or aborts; every fallible call returns
+ * a txt_status and writes a sentence to `err`. A worked example:
+ *
+ *     char err[256];
+ *     txt_tokenizer *tok;
+ *     if (txt_tokenizer_load("models/clip", &tok, err, sizeof err) != TXT_OK)
+ *         { fprintf(stderr, "%s\n", err); return 1; }
+ *     int32_t ids[77];
+ *     int n = txt_encode(tok, "a photo of a cat", 16, ids, 77);
+ *     // ids[0] = bos (49406) ... ids[n-1] = eos (49407); pad the rest with
+ *     // txt_pad_id(tok) if the model wants a fixed length.
+ *     txt_tokenizer_free(tok);
+ *
+ * What txt_encode does, in the reference's order (transformers 5.x
+ * CLIPTokenizer, which rebuilds this pipeline itself whatever tokenizer.json
+ * says, so the files only supply the vocabulary, merges and special tokens):
+ *
+ *   1. Invalid UTF-8 is replaced, never rejected: each maximal ill-formed
+ *      subsequence becomes one U+FFFD, exactly as Python's
+ *      `bytes.decode("utf-8", "replace")` does (an unexpected continuation
+ *      byte, a byte that can never start a sequence, a truncated sequence,
+ *      an overlong form, a surrogate or a value above U+10FFFF). The
+ *      fixtures are made from Python strings decoded with that rule. NUL
+ *      bytes are ordinary characters; the input is length-delimited.
+ *   2. Added tokens (`<|startoftext|>`, `<|endoftext|>`, ...) are found in
+ *      the text, leftmost-longest, and become their own ids. Those marked
+ *      "normalized": false match the raw text only (so `<|ENDOFTEXT|>` is
+ *      ordinary text); those marked true match after normalization (the
+ *      openai checkpoints mark `<|startoftext|>` so, and `<|StartOfText|>`
+ *      then gives 49406).
+ *   3. The text between them is normalized: NFC, every run of White_Space
+ *      characters becomes one space, then each character is lowercased
+ *      with Rust's char::to_lowercase (so 'İ' becomes "i̇", two
+ *      characters, and final sigma is not special).
+ *   4. It is split into words by the regex
+ *      `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|
+ *      [\p{N}]|[^\s\p{L}\p{N}]+` with the spaces dropped (every digit is a
+ *      word of its own; "<|endoftext|>" left here is cut into "<|",
+ *      "endoftext", "|>" by the byte-level step that follows).
+ *   5. Each word's UTF-8 bytes are merged by BPE, its last byte carrying the
+ *      `</w>` end-of-word suffix; a symbol missing from the vocabulary
+ *      becomes the unknown token.
+ *   6. bos is put first and eos last (RobertaProcessing).
+ *
+ * The reference does this with Oniguruma (Unicode 16) for the regexes, the
+ * unicode-normalization-alignments crate (Unicode 9) for NFC and Rust's
+ * standard library (Unicode 17) for lowercasing. This library uses PCRE2
+ * and utf8proc, whose Unicode versions differ; text/normalize.c and
+ * text/encode.c carry small tables of the characters on which they
+ * disagree (new letters and digits, new case pairs, combining marks that
+ * NFC must leave alone). Checked exhaustively over every code point with
+ * PCRE2 10.42 (Unicode 14) and utf8proc 2.8.0 (Unicode 15); a newer utf8proc
+ * (Unicode 16 or later) may normalize a few characters of new scripts
+ * differently, which tests/check_text.c would report.
+ *
+ * Threads: a loaded tokenizer may be shared by any number of threads, and
+ * txt_encode may run on it concurrently. Its only mutable part is a cache of
+ * recently seen words, split into shards each guarded by a mutex.
+ */
+#ifndef TEXT_H
+#define TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Append-only; txt_status_str gives the fixed message of each. */
+#define TXT_STATUS_LIST(X)                                          \
+    X(TXT_OK, "ok")                                                 \
+    X(TXT_E_ARG, "invalid argument")                                \
+    X(TXT_E_NOMEM, "out of memory")                                 \
+    X(TXT_E_IO, "cannot read a tokenizer file")                     \
+    X(TXT_E_NOTFOUND, "no tokenizer files in the directory")        \
+    X(TXT_E_FORMAT, "malformed tokenizer file")                     \
+    X(TXT_E_UNSUPPORTED, "not a CLIP tokenizer")                    \
+    X(TXT_E_LIBRARY, "a library call failed")
+
+typedef enum {
+#define TXT_STATUS_ENUM(name, msg) name,
+    TXT_STATUS_LIST(TXT_STATUS_ENUM)
+#undef TXT_STATUS_ENUM
+} txt_status;
+
+/* The fixed message of a status ("malformed tokenizer file"); never NULL. */
+const char *txt_status_str(txt_status st);
+
+typedef struct txt_tokenizer txt_tokenizer;
+
+/* Loads the tokenizer of the model directory `dir`: `tokenizer.json` when it
+ * is there, else `vocab.json` + `merges.txt` (first line `#version: ...`);
+ * and, from `tokenizer_config.json` when present, the special tokens
+ * (bos_token, eos_token, unk_token, pad_token, as strings or AddedToken
+ * objects; CLIP's defaults otherwise), `added_tokens_decoder` and
+ * `model_max_length`. tokenizer.json's merges may be "a b" strings or
+ * ["a", "b"] pairs. A tokenizer.json whose normalizer, pre-tokenizer or
+ * model is not CLIP's gives TXT_E_UNSUPPORTED; a file that cannot be parsed,
+ * or a merge or special token missing from the vocabulary, TXT_E_FORMAT.
+ * On success *out owns the tokenizer (free it with txt_tokenizer_free); on
+ * failure *out is untouched and `err` (may be NULL) names the file and the
+ * problem. */
+txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
+                              char *err, size_t errlen);
+
+/* Frees the tokenizer; NULL is a harmless no-op. No txt_encode may be
+ * running on it. */
+void txt_tokenizer_free(txt_tokenizer *t);
+
+/* Tokenizes the `len` bytes at `text` (any bytes: see the rules above) and
+ * writes at most `max_ids` ids to `ids`. For max_ids >= 2 the result is
+ * what CLIPTokenizerFast gives with truncation=True, max_length=max_ids:
+ * bos, then as many of the text's tokens as fit in max_ids - 2, then eos.
+ * Below 2 the reference does not truncate at all, and the first max_ids ids
+ * of its output are written: [bos] for 1, nothing for 0. Nothing is padded.
+ * Only as much of the text as the truncated result needs is tokenized, so a
+ * long input costs little. Returns the number of ids written, or -1 when
+ * `t` or `ids` is NULL (with max_ids > 0), `text` is NULL with len > 0,
+ * max_ids is negative, or memory runs out. Safe to call from several threads
+ * on one tokenizer. */
+int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
+               int max_ids);
+
+/* The ids of the special tokens. pad is tokenizer_config.json's pad_token
+ * (CLIP's default is "<|endoftext|>", the same id as eos); -1 if the
+ * vocabulary has none. */
+int32_t txt_bos_id(const txt_tokenizer *t);
+int32_t txt_eos_id(const txt_tokenizer *t);
+int32_t txt_pad_id(const txt_tokenizer *t);
+
+/* The number of ids: one more than the largest id of the vocabulary and the
+ * added tokens (49408 for the openai checkpoints). */
+int txt_vocab_size(const txt_tokenizer *t);
+
+/* tokenizer_config.json's model_max_length (77 for CLIP), or 0 when it is
+ * absent or is transformers' "no limit" placeholder (above 2^24). */
+int txt_max_length(const txt_tokenizer *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * Private declarations of the text module: the tokenizer's layout, the
+ * growable buffers the pipeline works in, and the functions the files of
+ * text/ share (UTF-8 repair and normalization in normalize.c, the merge
+ * table and the word cache in bpe.c, file loading in load.c, the pipeline in
+ * encode.c). Nothing here is API.
+ */
+#ifndef TEXT_IMPL_H
+#define TEXT_IMPL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "text/text.h"
+
+/* A growable byte buffer. */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} txt_buf;
+
+/* Makes room for `extra` more bytes; 0 on success, -1 out of memory. */
+int txt_buf_reserve(txt_buf *b, size_t extra);
+void txt_buf_free(txt_buf *b);
+
+/* An added token: matched in the text before BPE and given its own id.
+ * `s` is the content as written, or its normalized form when `normalized`
+ * (it is then matched against normalized text). */
+typedef struct {
+    uint8_t *s;
+    size_t n;
+    int32_t id;
+    int normalized;
+} txt_added;
+
+/* One slot of the merge table: the pair (left id, right id) packed in
+ * `key` (TXT_NO_KEY when empty), its rank in merges.txt and the id of the
+ * merged symbol. */
+typedef struct {
+    uint64_t key;
+    uint32_t rank;
+    int32_t id;
+} txt_merge;
+
+#define TXT_NO_KEY UINT64_MAX
+
+/* The word cache: words of up to TXT_CACHE_WORD bytes and their ids, in
+ * shards each guarded by its own mutex so that threads seldom wait. A shard
+ * that fills up is emptied and starts again, which keeps the memory fixed
+ * and the common words (seen again soon) cached. */
+#define TXT_CACHE_SHARDS 16
+#define TXT_CACHE_SLOTS 2048      /* per shard, a power of two */
+#define TXT_CACHE_ARENA (96 * 1024)
+#define TXT_CACHE_WORD 64
+
+typedef struct {
+    pthread_mutex_t mu;
+    uint64_t *hash;     /* (slots) hash of each entry, 0 = empty */
+    uint32_t *off;      /* (slots) offset of each entry in arena */
+    uint8_t *arena;     /* entries: u16 word length, u16 id count, word
+                           bytes, ids (int32, unaligned) */
+    size_t used, count;
+} txt_cache_shard;
+
+struct txt_tokenizer {
+    int32_t byte_id[256];      /* the byte's symbol, -1 if not in vocab */
+    int32_t byte_eow_id[256];  /* the byte's symbol + "</w>" */
+    txt_merge *merges;         /* open addressing, mask + 1 slots */
+    size_t merge_mask;
+    txt_added *added;
+    int n_added;
+    int n_added_raw;           /* how many are matched on raw text */
+    uint8_t raw_first[256];    /* first bytes of the raw added tokens */
+    uint8_t norm_first[256];   /* first bytes of the normalized ones */
+    int32_t bos, eos, pad, unk;
+    int vocab_size, max_length;
+    pcre2_code *re;            /* the word-splitting regex */
+    txt_cache_shard cache[TXT_CACHE_SHARDS];
+};
+
+/* ---- normalize.c ---- */
+
+/* Length of the longest valid UTF-8 prefix of s[0..n). */
+size_t txt_utf8_valid_prefix(const uint8_t *s, size_t n);
+
+/* Appends s[0..n) to `out` with each maximal ill-formed subsequence
+ * replaced by U+FFFD (EF BF BD), as Python's decode(..., "replace").
+ * 0, or -1 out of memory. */
+int txt_utf8_repair(const uint8_t *s, size_t n, txt_buf *out);
+
+/* Scratch memory of the normalizer (a code point buffer). */
+typedef struct {
+    int32_t *cp;
+    size_t cap;
+} txt_norm_scratch;
+
+void txt_norm_scratch_free(txt_norm_scratch *sc);
+
+/* Appends the normalization of the valid UTF-8 s[0..n) to `out`: NFC as
+ * the reference's crate does it, White_Space runs to one space, then Rust's
+ * lowercase. 0, or -1 out of memory or a utf8proc failure. */
+int txt_normalize(const uint8_t *s, size_t n, txt_norm_scratch *sc,
+                  txt_buf *out);
+
+/* ---- bpe.c ---- */
+
+/* Inserts a merge (later duplicates win, as in the reference); 0 or -1 out
+ * of memory. The table must have been sized by txt_merges_alloc. */
+int txt_merges_alloc(txt_tokenizer *t, size_t n_merges);
+void txt_merges_put(txt_tokenizer *t, int32_t a, int32_t b, uint32_t rank,
+                    int32_t id);
+
+/* Scratch memory of one BPE run. */
+typedef struct {
+    int32_t *sym;       /* (n) symbol ids */
+    int32_t *prev, *next;
+    uint8_t *alive;
+    void *heap;         /* (cap) pending merges */
+    size_t cap, heap_cap;
+    int32_t *ids;       /* a word's resulting ids */
+    size_t ids_cap;
+} txt_bpe_scratch;
+
+void txt_bpe_scratch_free(txt_bpe_scratch *sc);
+
+/* BPE of one word (its UTF-8 bytes). On success *ids points into the
+ * scratch (valid until the next call) and the count is returned; -1 out of
+ * memory. Uses and fills the word cache. */
+long txt_bpe_word(txt_tokenizer *t, const uint8_t *w, size_t n,
+                  txt_bpe_scratch *sc, const int32_t **ids);
+
+int txt_cache_init(txt_tokenizer *t);
+void txt_cache_free(txt_tokenizer *t);
+
+/* ---- load.c ---- */
+
+/* Writes a message into err (if not NULL) and returns st. */
+txt_status txt_fail(char *err, size_t errlen, txt_status st, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+
+#endif
