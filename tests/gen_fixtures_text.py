@@ -1,0 +1,514 @@
+"""Fixtures for tests/check_text.c, made by the reference: transformers'
+CLIPTokenizerFast (transformers 5.x, backed by `tokenizers`). The C tests
+only read what this writes.
+
+generate(outdir) writes, into outdir:
+  bpe/      vocab.json + merges.txt built from OpenAI's merge list
+            (/work/shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz, or $CLIP_BPE)
+            exactly as the openai/clip-vit-* checkpoints hold them (49408
+            ids), and a tokenizer_config.json like theirs (model_max_length
+            77, "<|startoftext|>" marked normalized as theirs is);
+  json/     tokenizer.json + tokenizer_config.json, what save_pretrained of
+            the tokenizer loaded from bpe/ writes (tokenizer.json re-dumped
+            without indentation: same content, half the size);
+  tiny/     a small tokenizer.json whose merges are "a b" strings (the
+            older form), pad_token "!" and no model_max_length, with its own
+            cases;
+  cases.json
+            {"max_length": 77, "cases": [[hex input, ids truncated to 77,
+            ids untruncated or null when the same], ...],
+             "trunc": [[hex input, max_length, ids], ...],
+             "long": {...the 1 MB input's recipe and its ids...},
+             "tiny": [[hex input, ids], ...]}
+  blocks.json
+            every code point, 256 at a time: for block b the string is
+            "a{c}{c}!{c}1{c} " for each non-surrogate c of the block, and
+            the entry is [number of ids, FNV-1a 64 of the ids as
+            little-endian uint32, in hex] of its untruncated encoding. This
+            is the exhaustive check of normalization and the split classes.
+
+Inputs are bytes. Those that are not UTF-8 reach the reference as
+`bytes.decode("utf-8", "replace")`, the rule text.h documents.
+
+    python3 tests/gen_fixtures_text.py [OUTDIR]   (default tests/fixtures/text)
+"""
+
+import gzip
+import json
+import os
+import random
+import shutil
+import sys
+import warnings
+
+SEED = 20250611
+BPE_GZ = os.environ.get("CLIP_BPE",
+                        "/work/shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz")
+
+
+def bytes_to_unicode():
+    bs = (list(range(ord("!"), ord("~") + 1)) +
+          list(range(ord("¡"), ord("¬") + 1)) +
+          list(range(ord("®"), ord("ÿ") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def write_bpe_dir(d):
+    """vocab.json + merges.txt as openai/clip-vit-base-patch32 has them:
+    the 256 byte symbols, the same with </w>, one token per merge (the
+    first 49152 - 256 - 2 merges of the list), then the two specials."""
+    lines = gzip.open(BPE_GZ).read().decode("utf-8").split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m.split(" ")) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(vocab) == 49408 and len(set(vocab)) == 49408
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {"lstrip": False, "rstrip": False, "single_word": False,
+               "special": True}
+    cfg = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            "49406": dict(content="<|startoftext|>", normalized=True,
+                          **special),
+            "49407": dict(content="<|endoftext|>", normalized=False,
+                          **special),
+        },
+        "bos_token": "<|startoftext|>",
+        "clean_up_tokenization_spaces": True,
+        "do_lower_case": True,
+        "eos_token": "<|endoftext|>",
+        "errors": "replace",
+        "model_max_length": 77,
+        "pad_token": "<|endoftext|>",
+        "tokenizer_class": "CLIPTokenizer",
+        "unk_token": "<|endoftext|>",
+    }
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
+def write_tiny_dir(d, big_json):
+    """A small CLIP tokenizer.json with the merges as "a b" strings."""
+    b2u = bytes_to_unicode()
+    vocab = list(b2u.values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    words = ["the", "cat", "dog", "photo", "of", "a", "on", "mat", "hello",
+             "world", "ing", "er", "lo", "!!", "...", "12"]
+    merges = []
+    for w in words:
+        syms = [b2u[b] for b in w.encode()]
+        syms[-1] += "</w>"
+        while len(syms) > 1:
+            m = (syms[0], syms[1])
+            if " ".join(m) not in merges:
+                merges.append(" ".join(m))
+                if m[0] + m[1] not in vocab:
+                    vocab.append(m[0] + m[1])
+            syms = [m[0] + m[1]] + syms[2:]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    tj = json.loads(json.dumps(big_json))
+    tj["model"]["vocab"] = {t: i for i, t in enumerate(vocab)}
+    tj["model"]["merges"] = merges
+    n = len(vocab)
+    for a in tj["added_tokens"]:
+        a["id"] = n - 2 if a["content"] == "<|startoftext|>" else n - 1
+    tj["post_processor"]["cls"][1] = n - 2
+    tj["post_processor"]["sep"][1] = n - 1
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False)
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|startoftext|>",
+                   "eos_token": "<|endoftext|>",
+                   "unk_token": "<|endoftext|>", "pad_token": "!",
+                   "tokenizer_class": "CLIPTokenizer"}, f, indent=2)
+
+
+# ---- the inputs ----
+
+WORDS = """a about above across after again against all almost alone along
+already also although always among an and another any anyone anything are
+around as at away back be because been before behind being below beside
+best better between beyond big black blue both boy bright brown but by can
+car cat children city close cold could dark day did different do does dog
+done door down during each early earth eight end enough even evening ever
+every eye face far fast father few field fire first five floor flower fly
+food for forest four from front full garden girl give go good great green
+ground group hair half hand happy hard has have he head hear heart heavy
+help her here high hill him his hold home horse hot house how however
+image in inside into is it its just keep kind king know lady land large
+last late laugh left less let life light like line little live long look
+lot love low made make man many may me mean men might mind more morning
+most mother mountain move much music must my name near never new next
+night nine no north not nothing now number of off often old on once one
+only open or orange other our out outside over own page paper part people
+person photo picture place plant play point portrait power purple put
+quick quite rain red river road rock room round run said same sea second
+see seem set seven several she ship short should show side sky small snow
+so some something song soon sound south space stand star start still stone
+stop story street strong sun sure table take tall tell ten than that the
+their them then there these they thing think this those though three
+through time to together too top tree two under until up upon us use very
+walk wall want warm was watch water way we weather well went were west
+what wheel when where which while white who whole why wide will wind
+window winter with without woman wood word work world would write year
+yellow yes yet you young""".split()
+
+PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + [
+    "...", "!!", "?!", "--", "—", "–", "«", "»", "“", "”", "‘", "’", "…",
+    "·", "•", "¿", "¡", "§", "¶", "©", "®", "™", "°", "±", "×", "÷", "€",
+    "£", "¥", "¢", "‰", "†", "‡", "※", "〜", "。", "、", "「", "」", "【",
+    "】", "《", "》", "！", "？", "，", "：", "；"]
+
+EMOJI = ["😀", "😂", "🥲", "❤️", "❤", "👍", "👍🏻", "👍🏽", "👍🏿", "🙏🏾",
+         "👨‍👩‍👧‍👦", "👩‍💻", "🧑🏽‍🚀", "🏳️‍🌈", "🏴‍☠️", "🇺🇸", "🇯🇵", "🇫🇷🇩🇪",
+         "1️⃣", "#️⃣", "©️", "☺️", "✌🏼", "🤷‍♀️", "🐈", "🐕‍🦺", "🌍", "🔥",
+         "✨", "🎉", "🫠", "🪿", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👁‍🗨", "🧔‍♂️", "👩🏻‍❤️‍💋‍👨🏼"]
+
+SCRIPTS = [
+    "猫の写真", "一只猫坐在垫子上", "東京タワーの夜景", "我爱北京天安门",
+    "ひらがなとカタカナ", "ｆｕｌｌｗｉｄｔｈ　ｔｅｘｔ", "ﾊﾝｶｸｶﾀｶﾅ",
+    "고양이 사진", "안녕하세요 세계", "한국어 텍스트입니다",
+    "صورة قطة على السجادة", "مرحبا بالعالم", "العربية ١٢٣ ٤٥٦",
+    "बिल्ली की तस्वीर", "नमस्ते दुनिया", "हिन्दी १२३",
+    "รูปแมวบนเสื่อ", "สวัสดีชาวโลก", "ภาษาไทย ๑๒๓",
+    "תמונה של חתול", "שלום עולם", "Ελληνικά ΣΊΣΥΦΟΣ ΟΔΟΣ", "ΌΣΟΣ σοφός",
+    "Русский текст", "ПРИВЕТ МИР", "Українська ЇЖАК", "ქართული ᲛᲗᲐᲕᲠᲣᲚᲘ",
+    "Հայերեն ԱԲԳ", "ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ", "ꭰꭱꭲ", "İstanbul ISTANBUL ıi", "DİYARBAKIR",
+    "Straße STRASSE ẞ", "ǅemal ǈubljana ǋego", "ﬁne ﬂow ﬀ", "Ω Ω K Å",
+    "𐐀𐐁𐐂 Deseret", "𝐁𝐨𝐥𝐝 𝑖𝑡𝑎𝑙𝑖𝑐", "ⓐⓑⓒ Ⓐ", "ⅫⅣⅸ", "½ ¾ ⅓", "²³¹",
+    "①②③", "٣ ۴ ߂", "𝟙𝟚𝟛", "〇一二三", "Ⲁⲃⲅ Coptic", "ᚠᚢᚦ runes",
+    "ꓐꓑꓒ Lisu", "ߊߓߔ N'Ko", "ᠮᠣᠩᠭᠣᠯ", "ཀཁག Tibetan", "ሰላም Ethiopic",
+    "ᐃᓄᒃᑎᑐᑦ", "ꦧꦱꦗꦮ Javanese", "𓀀𓀁 hieroglyphs", "𒀀𒀁 cuneiform",
+    "Tiếng Việt có dấu", "Ngôn ngữ ĐỒNG NAI", "Türkçe ÇĞİÖŞÜ",
+    "Polski ŁÓDŹ żółć", "Čeština ŘÍJEN", "Română ȘȚ șț Ş ţ",
+    "Íslenska ÞÆÐ þæð", "Malti Ħ ħ Ġ ġ", "Ꞌ ꞌ Ɦ ɦ", "Ᵹ ꝼ"]
+
+WHITESPACE = ["\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x85", "\xa0",
+              "\u1680", "\u2000", "\u2003", "\u2007", "\u200a", "\u2028",
+              "\u2029", "\u202f", "\u205f", "\u3000", "\u180e", "\u200b",
+              "\u200c", "\u200d", "\u2060", "\ufeff", "  ", " \t\n "]
+
+COMBINING = ["\u0300", "\u0301", "\u0302", "\u0303", "\u0308", "\u030a",
+             "\u0327", "\u0328", "\u0323", "\u0331", "\u0345", "\u0334",
+             "\u05b0", "\u093c", "\u0f71", "\u0f72", "\u3099", "\u309a",
+             "\u07fd", "\u1abf", "\u1df6", "\u0898", "\U0001e130",
+             "\u0e38", "\u0e48", "\u0307"]
+
+SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
+
+
+def english_sentence(rng, n):
+    ws = [rng.choice(WORDS) for _ in range(n)]
+    r = rng.random()
+    if r < 0.5:
+        ws[0] = ws[0].capitalize()
+    elif r < 0.6:
+        ws = [w.upper() for w in ws]
+    elif r < 0.7:
+        ws = [w.title() for w in ws]
+    s = " ".join(ws)
+    return s + rng.choice([".", "!", "?", "", "...", " .", ",", ";"])
+
+
+def random_unicode(rng, n):
+    pools = [
+        lambda: chr(rng.randrange(0x20, 0x7F)),
+        lambda: chr(rng.randrange(0xA0, 0x250)),
+        lambda: chr(rng.randrange(0x370, 0x3FF)),
+        lambda: chr(rng.randrange(0x400, 0x52F)),
+        lambda: chr(rng.randrange(0x4E00, 0x9FFF)),
+        lambda: chr(rng.randrange(0xAC00, 0xD7A3)),
+        lambda: chr(rng.randrange(0x1100, 0x11FF)),
+        lambda: chr(rng.randrange(0x1F300, 0x1FAFF)),
+        lambda: rng.choice(COMBINING),
+        lambda: rng.choice(WHITESPACE),
+        lambda: rng.choice(PUNCT),
+        lambda: rng.choice(SPECIAL),
+        lambda: chr(rng.randrange(0x10000, 0x110000)),
+        lambda: chr(rng.randrange(0, 0x20)),
+        lambda: chr(rng.randrange(0xE000, 0xFFFF)),
+        lambda: rng.choice(["'s", "'S", "'ll", "'T", "'re", "'VE", "'m",
+                            "'D", "'", "’"]),
+        lambda: str(rng.randrange(0, 10 ** rng.randrange(1, 6))),
+    ]
+    return "".join(rng.choice(pools)() for _ in range(n))
+
+
+def build_cases():
+    rng = random.Random(SEED)
+    out = []
+
+    def add(s):
+        out.append(s.encode("utf-8", "surrogatepass")
+                   if isinstance(s, str) else s)
+
+    # Plain and edge inputs.
+    for s in ["", " ", "  ", "\t\n", "a", "A", "hello world",
+              "a photo of a cat", "A photo of a dog.", "Hello, World!",
+              "HELLO WORLD", "hElLo WoRlD", "x" * 200, "ab" * 100,
+              "the " * 100, "\x00", "a\x00b", "\x00\x00\x00", "\x00 \x00"]:
+        add(s)
+    # English sentences, some long enough to be truncated.
+    for i in range(500):
+        add(english_sentence(rng, rng.randrange(1, 25)))
+    for i in range(40):
+        add(" ".join(english_sentence(rng, rng.randrange(5, 20))
+                     for _ in range(rng.randrange(3, 12))))
+    # Punctuation runs.
+    for i in range(120):
+        add("".join(rng.choice(PUNCT) for _ in range(rng.randrange(1, 12))))
+    for i in range(60):
+        add(" ".join(rng.choice(WORDS) + "".join(
+            rng.choice(PUNCT) for _ in range(rng.randrange(0, 4)))
+            for _ in range(rng.randrange(1, 8))))
+    # Numbers: every digit is a token of its own.
+    for s in ["0", "7", "42", "1234567890", "3.14159", "1,000,000",
+              "12th", "2nd 3rd 4th", "v1.2.3", "+1 (555) 123-4567",
+              "2024-06-11", "100%", "$9.99", "1e10", "0x1F", "٣٤٥",
+              "१२३", "๑๒๓", "１２３", "Ⅻ", "½", "²", "①", "𝟙𝟚", "〇",
+              "a1b2c3", "1a2b3c", "99 bottles", "007"]:
+        add(s)
+    for i in range(80):
+        add(str(rng.randrange(0, 10 ** rng.randrange(1, 30))))
+    # Contractions, in any case.
+    for s in ["it's", "IT'S", "It'S", "don't", "DON'T", "we're", "WE'RE",
+              "they've", "THEY'VE", "I'm", "I'M", "you'll", "YOU'LL",
+              "she'd", "SHE'D", "'s", "'S", "'t", "'re", "'ve", "'m",
+              "'ll", "'LL", "'d", "'D", "''s", "'''", "it’s", "rock'n'roll",
+              "o'clock", "'sup", "'tis", "'twas", "y'all'd've",
+              "cats' toys", "the dog's bone", "'s'", "'ss", "'lll",
+              "!'s", "?'ll", "'s!", "1's", "'1", "'Ｓ", "'ſ", "'K"]:
+        add(s)
+    for i in range(60):
+        w = rng.choice(WORDS)
+        c = rng.choice(["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"])
+        if rng.random() < 0.5:
+            c = c.upper()
+        add(w + c + " " + rng.choice(WORDS))
+    # Mixed case.
+    for i in range(60):
+        add("".join(ch.upper() if rng.random() < 0.5 else ch
+                    for ch in english_sentence(rng, rng.randrange(1, 8))))
+    # Accents, composed and decomposed; NFC across marks.
+    import unicodedata
+    for s in ["café", "naïve", "résumé", "Ångström", "Zoë", "façade",
+              "jalapeño", "Øresund", "Crème Brûlée", "ŻÓŁĆ", "Ελλάδα"]:
+        add(s)
+        add(unicodedata.normalize("NFD", s))
+        add(unicodedata.normalize("NFKD", s))
+    for i in range(120):
+        base = rng.choice("aeiouAEIOUnNcCsSzZ\u1100\uac00\u0915\u0e01")
+        add(base + "".join(rng.choice(COMBINING)
+                           for _ in range(rng.randrange(1, 5))) +
+            rng.choice(["", "b", " x", "\u0301"]))
+    for s in ["\u1100\u1161", "\u1100\u1161\u11a8", "\uac00\u11a8",
+              "\u212b", "\u2126", "\u212a", "\u1e9b\u0323", "\u0344",
+              "\u0958", "\ufb2c", "\U0001d15e", "\U0002f800",
+              "\U00011935\U00011930", "\U00011938", "a\u0301\u07fd\u0334",
+              "e\u0334\u1abf\u0301", "\u0130\u0301", "I\u0307",
+              "\u0345\u0301a", "\u0301", "\u0301\u0301abc"]:
+        add(s)
+    # Emoji.
+    for e in EMOJI:
+        add(e)
+        add("I " + e + " it")
+    for i in range(60):
+        add("".join(rng.choice(EMOJI) for _ in range(rng.randrange(1, 6))))
+    # Scripts.
+    for s in SCRIPTS:
+        add(s)
+        add(s.upper())
+    for i in range(60):
+        add(" ".join(rng.choice(SCRIPTS) for _ in range(rng.randrange(2, 5))))
+    # Whitespace.
+    for w in WHITESPACE:
+        add("a" + w + "b")
+        add(w)
+        add(w + "word" + w)
+        add("1" + w + "2")
+    for i in range(60):
+        add("".join(rng.choice(WHITESPACE + ["x", "y", "!", "1"])
+                    for _ in range(rng.randrange(1, 20))))
+    # Control characters.
+    for c in list(range(0, 0x20)) + [0x7f] + list(range(0x80, 0xa0)):
+        add("a" + chr(c) + "b")
+    for i in range(20):
+        add("".join(chr(rng.randrange(0, 0x20)) + rng.choice(WORDS)
+                    for _ in range(rng.randrange(1, 5))))
+    # Invalid UTF-8 (the reference sees the "replace" decoding).
+    for b in [b"\x80", b"\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xc2",
+              b"\xc2\x41", b"\xe0\x80\x80", b"\xe0\xa0", b"\xe2\x82",
+              b"\xe2\x82\x41", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+              b"\xef\xbf\xbe", b"\xf0\x80\x80\x80", b"\xf0\x90\x80",
+              b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xf8\x88\x80\x80\x80",
+              b"\xfe", b"\xff", b"\xff\xfe\xfd", b"abc\xffdef",
+              b"caf\xe9", b"\xe9t\xe9", b"na\xefve", b"\xc3\x28",
+              b"\xa0\xa1", b"\xe2\x28\xa1", b"\xf0\x28\x8c\xbc",
+              b"\xf0\x9f\x98", b"\xf0\x9f\x98\x80\xf0\x9f",
+              b"<|endoftext|>\xff", b"\xff<|endoftext|>",
+              b"<|endof\xfftext|>", b"\xed\xa0\x80\xed\xb0\x80"]:
+        add(b)
+    for i in range(150):
+        s = bytearray(random_unicode(rng, rng.randrange(1, 12)).encode(
+            "utf-8", "surrogatepass"))
+        for _ in range(rng.randrange(1, 4)):
+            s.insert(rng.randrange(0, len(s) + 1), rng.randrange(0x80, 0x100))
+        add(bytes(s))
+    # Long inputs.
+    for i in range(30):
+        add(" ".join(english_sentence(rng, 20) for _ in range(15)))
+    add("a" * 5000)
+    add("ab " * 2000)
+    add("1" * 300)
+    add("!" * 3000)
+    add("supercalifragilisticexpialidocious" * 50)
+    add("猫" * 500)
+    add("😀" * 300)
+    # The special tokens inside text.
+    for s in ["<|startoftext|>", "<|endoftext|>",
+              "<|startoftext|>hello<|endoftext|>",
+              "a <|endoftext|> b", "a<|endoftext|>b", "<|endoftext|>!!",
+              "!!<|endoftext|>", "<|<|endoftext|>|>", "<|endoftext",
+              "endoftext|>", "<|endoftext|><|endoftext|>",
+              "<|ENDOFTEXT|>", "<|EndOfText|>!", "<|STARTOFTEXT|>",
+              "<|StartOfText|>", "x<|StartOfText|>y", "<| endoftext |>",
+              "<|startoftext|><|startoftext|>", "<|startoftext|>'s",
+              "<|endoftext|>'S", "İ<|endoftext|>", "<|endoftext|>\u0301",
+              "e<|endoftext|>\u0301", "<|startoftext|>\u0301",
+              "<|endoftext|>" * 40, "<|\uff45ndoftext|>",
+              "<|\u212aelvin|>", "\t<|endoftext|>\n", "<|ENDOFTEXT|>.",
+              "..<|startoftext|>..", "<|startoftext|>123"]:
+        add(s)
+    # Random byte strings and random Unicode.
+    for i in range(300):
+        add(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64))))
+    for i in range(300):
+        add(random_unicode(rng, rng.randrange(1, 40)))
+    # The characters on which utf8proc / PCRE2 and the reference differ.
+    lower_exc = ([0x130, 0x1c89] + list(range(0xa7cb, 0xa7dd)) +
+                 list(range(0x10d50, 0x10d66)) + list(range(0x16ea0, 0x16eb9)))
+    for c in lower_exc:
+        add("x" + chr(c) + "y " + chr(c))
+    for c in [0x7fd, 0x898, 0x8ca, 0x9fe, 0xc3c, 0xd3b, 0xeba, 0x1715,
+              0x1abf, 0x1dfa, 0xa82c, 0x10d24, 0x10eab, 0x10efd, 0x10f46,
+              0x11070, 0x1133b, 0x11943, 0x16ff0, 0x1e08f, 0x1e130, 0x1e4ec]:
+        add("a\u0301" + chr(c) + "\u0334b")
+        add("a" + chr(c) + "\u0301\u0316")
+    for c in [0x180e, 0x1c89, 0xa7cb, 0x105c0, 0x10d40, 0x10d4a, 0x11380,
+              0x116d0, 0x11f02, 0x11f50, 0x13460, 0x1e4d0, 0x1e4f0, 0x31350,
+              0x2ebf0, 0x1ccf0]:
+        add("ab" + chr(c) + chr(c) + "1" + chr(c) + "!" + chr(c) + "cd")
+    return out
+
+
+def block_string(b):
+    return "".join("a{0}{0}!{0}1{0} ".format(chr(c))
+                   for c in range(b * 256, b * 256 + 256)
+                   if not 0xD800 <= c < 0xE000)
+
+
+def fnv_ids(ids):
+    h = 0xCBF29CE484222325
+    for i in ids:
+        for byte in int(i).to_bytes(4, "little"):
+            h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+# The 1 MB input: this unit repeated and cut at 2^20 bytes.
+LONG_UNIT = "A photo of a cat, sitting on the mat! 123 café ".encode() + b"\xff\xfe "
+
+
+def generate(outdir):
+    import transformers
+    from transformers import CLIPTokenizerFast
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+
+    bpe_dir = os.path.join(outdir, "bpe")
+    json_dir = os.path.join(outdir, "json")
+    tiny_dir = os.path.join(outdir, "tiny")
+    for d in (bpe_dir, json_dir, tiny_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    write_bpe_dir(bpe_dir)
+    ref = CLIPTokenizerFast.from_pretrained(bpe_dir)
+    ref.save_pretrained(json_dir)
+    for name in os.listdir(json_dir):
+        if name not in ("tokenizer.json", "tokenizer_config.json"):
+            os.remove(os.path.join(json_dir, name))
+    tj_path = os.path.join(json_dir, "tokenizer.json")
+    with open(tj_path, encoding="utf-8") as f:
+        tj = json.load(f)
+    with open(tj_path, "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
+    ref_json = CLIPTokenizerFast.from_pretrained(json_dir)
+    write_tiny_dir(tiny_dir, tj)
+    ref_tiny = CLIPTokenizerFast.from_pretrained(tiny_dir)
+
+    def enc(tok, s, max_length=None):
+        if max_length is None:
+            return tok(s)["input_ids"]
+        return tok(s, truncation=True, max_length=max_length)["input_ids"]
+
+    cases, trunc, tiny = [], [], []
+    inputs = build_cases()
+    rng = random.Random(SEED + 1)
+    for b in inputs:
+        s = b.decode("utf-8", "replace")
+        full = enc(ref, s)
+        t77 = enc(ref, s, 77)
+        assert enc(ref_json, s) == full, s
+        cases.append([b.hex(), t77, None if full == t77 else full])
+        if rng.random() < 0.05:
+            ml = rng.randrange(0, 12)
+            trunc.append([b.hex(), ml, enc(ref, s, ml)])
+        if rng.random() < 0.1:
+            tiny.append([b.hex(), enc(ref_tiny, s)])
+    for s in ["the cat", "hello world!!", "a photo of the dog on a mat",
+              "hello!", "!!!", "wow!", "12 cats", "...", "<|endoftext|>",
+              "", "THE CAT", "photo's"]:
+        tiny.append([s.encode().hex(), enc(ref_tiny, s)])
+
+    raw = LONG_UNIT
+    big = (raw * (2 ** 20 // len(raw) + 1))[:2 ** 20]
+    bs = big.decode("utf-8", "replace")
+    full = enc(ref, bs)
+    long_case = {"unit_hex": raw.hex(), "bytes": len(big),
+                 "ids77": enc(ref, bs, 77), "n_full": len(full),
+                 "fnv_full": fnv_ids(full)}
+
+    with open(os.path.join(outdir, "cases.json"), "w") as f:
+        json.dump({"max_length": 77, "cases": cases, "trunc": trunc,
+                   "long": long_case, "tiny": tiny}, f,
+                  separators=(",", ":"))
+        f.write("\n")
+
+    blocks = []
+    for b in range(0x110000 // 256):
+        ids = enc(ref, block_string(b))
+        blocks.append([len(ids), fnv_ids(ids)])
+    with open(os.path.join(outdir, "blocks.json"), "w") as f:
+        json.dump(blocks, f, separators=(",", ":"))
+        f.write("\n")
+    print("text fixtures: %d cases, %d truncation cases, %d tiny cases, "
+          "%d blocks" % (len(cases), len(trunc), len(tiny), len(blocks)))
+
+
+if __name__ == "__main__":
+    generate(sys.argv[1] if len(sys.argv) > 1 else
+             os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "fixtures", "text"))
