@@ -1,0 +1,740 @@
+/*
+ * The tokenizer against the reference: every string of
+ * tests/fixtures/text/cases.json (made by CLIPTokenizerFast, see
+ * tests/gen_fixtures_text.py) must give exactly the reference's ids, both
+ * truncated to 77 and untruncated, from both loading paths (vocab.json +
+ * merges.txt, and tokenizer.json); every code point, through blocks.json;
+ * truncation at small lengths; a 1 MB input. Then the edges of the API and
+ * loading: malformed files give the right status and a message naming the
+ * file, and several threads share one tokenizer.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "text/text.h"
+
+#define TFX FIXTURES "/text"
+#define BIG (1 << 20)
+
+/* ---- helpers ---- */
+
+static json_t *cases_json(void)
+{
+    static json_t *root;
+    if (!root) {
+        json_error_t je;
+        root = json_load_file(TFX "/cases.json", 0, &je);
+        ck_assert_msg(root, "cases.json: %s", je.text);
+    }
+    return root;
+}
+
+static txt_tokenizer *load(const char *dir)
+{
+    char err[512] = "";
+    txt_tokenizer *t = NULL;
+    txt_status st = txt_tokenizer_load(dir, &t, err, sizeof err);
+    ck_assert_msg(st == TXT_OK, "%s: %s", txt_status_str(st), err);
+    return t;
+}
+
+/* Decodes a hex string; *n gets the byte count. */
+static unsigned char *unhex(const char *h, size_t *n)
+{
+    size_t len = strlen(h) / 2;
+    unsigned char *b = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned v;
+        sscanf(h + 2 * i, "%2x", &v);
+        b[i] = (unsigned char)v;
+    }
+    *n = len;
+    return b;
+}
+
+static void print_input(const unsigned char *s, size_t n)
+{
+    printf("  input (%zu bytes): \"", n);
+    for (size_t i = 0; i < n && i < 300; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7F && s[i] != '"' && s[i] != '\\')
+            putchar(s[i]);
+        else
+            printf("\\x%02x", s[i]);
+    }
+    printf(n > 300 ? "\"...\n" : "\"\n");
+}
+
+static void print_ids(const char *what, const int32_t *ids, int n)
+{
+    printf("  %s (%d):", what, n);
+    for (int i = 0; i < n && i < 120; i++)
+        printf(" %d", ids[i]);
+    printf(n > 120 ? " ...\n" : "\n");
+}
+
+/* Compares ids with a JSON array; on a mismatch prints both. */
+static int same_ids(const int32_t *ids, int n, json_t *ref)
+{
+    if ((size_t)n != json_array_size(ref))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] != json_integer_value(json_array_get(ref, (size_t)i)))
+            return 0;
+    return 1;
+}
+
+static void print_ref(json_t *ref)
+{
+    int n = (int)json_array_size(ref);
+    int32_t *r = malloc(((size_t)n + 1) * sizeof *r);
+    for (int i = 0; i < n; i++)
+        r[i] = (int32_t)json_integer_value(json_array_get(ref, (size_t)i));
+    print_ids("reference", r, n);
+    free(r);
+}
+
+static uint64_t fnv_ids(const int32_t *ids, int n)
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            h = (h ^ (((uint32_t)ids[i] >> (8 * k)) & 0xFF)) *
+                0x100000001B3ULL;
+    return h;
+}
+
+/* ---- the reference cases ---- */
+
+/* Runs every case of cases.json through the tokenizer of `dir`; returns
+ * the number of strings that did not match. */
+static int run_cases(const char *dir)
+{
+    txt_tokenizer *t = load(dir);
+    json_t *cases = json_object_get(cases_json(), "cases");
+    int max_len = (int)json_integer_value(
+        json_object_get(cases_json(), "max_length"));
+    int32_t *ids = malloc(BIG * sizeof *ids);
+    size_t i, total = json_array_size(cases);
+    int bad = 0;
+    json_t *c;
+    json_array_foreach(cases, i, c)
+    {
+        size_t n;
+        unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
+        json_t *r77 = json_array_get(c, 1), *rfull = json_array_get(c, 2);
+        if (json_is_null(rfull))
+            rfull = r77;
+        int k = txt_encode(t, (const char *)s, n, ids, max_len);
+        int ok = same_ids(ids, k, r77);
+        if (!ok && bad < 20) {
+            printf("%s: case %zu differs (max_length %d)\n", dir, i, max_len);
+            print_input(s, n);
+            print_ids("ours", ids, k);
+            print_ref(r77);
+        }
+        int k2 = txt_encode(t, (const char *)s, n, ids, BIG);
+        int ok2 = same_ids(ids, k2, rfull);
+        if (!ok2 && ok && bad < 20) {
+            printf("%s: case %zu differs (untruncated)\n", dir, i);
+            print_input(s, n);
+            print_ids("ours", ids, k2);
+            print_ref(rfull);
+        }
+        bad += !(ok && ok2);
+        free(s);
+    }
+    printf("text: %s: %zu of %zu strings give the reference's ids "
+           "(truncated to %d and untruncated)\n",
+           dir, total - (size_t)bad, total, max_len);
+    free(ids);
+    txt_tokenizer_free(t);
+    return bad;
+}
+
+START_TEST(reference_vocab_merges)
+{
+    ck_assert_int_eq(run_cases(TFX "/bpe"), 0);
+}
+END_TEST
+
+START_TEST(reference_tokenizer_json)
+{
+    ck_assert_int_eq(run_cases(TFX "/json"), 0);
+}
+END_TEST
+
+/* HF's truncation at small max_length; below 2 it does not truncate, and
+ * we write what fits. */
+START_TEST(reference_truncation)
+{
+    txt_tokenizer *t = load(TFX "/bpe");
+    json_t *tr = json_object_get(cases_json(), "trunc");
+    int32_t ids[BIG / 64];
+    size_t i;
+    json_t *c;
+    int bad = 0;
+    json_array_foreach(tr, i, c)
+    {
+        size_t n;
+        unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
+        int ml = (int)json_integer_value(json_array_get(c, 1));
+        json_t *ref = json_array_get(c, 2);
+        int k = txt_encode(t, (const char *)s, n, ids, ml);
+        int want = ml >= 2 ? (int)json_array_size(ref) : ml;
+        int ok = k == want;
+        for (int j = 0; ok && j < k; j++)
+            ok = ids[j] == json_integer_value(json_array_get(ref, (size_t)j));
+        if (!ok) {
+            printf("truncation case %zu, max_length %d differs\n", i, ml);
+            print_input(s, n);
+            print_ids("ours", ids, k);
+            print_ref(ref);
+            bad++;
+        }
+        free(s);
+    }
+    printf("text: %zu of %zu truncation cases match\n",
+           json_array_size(tr) - (size_t)bad, json_array_size(tr));
+    ck_assert_int_eq(bad, 0);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* The older tokenizer.json form ("a b" merges) and a laion-style
+ * tokenizer_config.json (pad_token "!", no model_max_length). */
+START_TEST(reference_tiny)
+{
+    txt_tokenizer *t = load(TFX "/tiny");
+    json_t *tiny = json_object_get(cases_json(), "tiny");
+    int32_t *ids = malloc(BIG * sizeof *ids);
+    size_t i;
+    json_t *c;
+    int bad = 0;
+    json_array_foreach(tiny, i, c)
+    {
+        size_t n;
+        unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
+        int k = txt_encode(t, (const char *)s, n, ids, BIG);
+        if (!same_ids(ids, k, json_array_get(c, 1))) {
+            printf("tiny case %zu differs\n", i);
+            print_input(s, n);
+            print_ids("ours", ids, k);
+            print_ref(json_array_get(c, 1));
+            bad++;
+        }
+        free(s);
+    }
+    printf("text: tiny: %zu of %zu strings match\n",
+           json_array_size(tiny) - (size_t)bad, json_array_size(tiny));
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_eq(txt_pad_id(t), 0); /* "!" */
+    ck_assert_int_eq(txt_max_length(t), 0);
+    free(ids);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* Every code point, 256 at a time, as gen_fixtures_text.py builds them. */
+START_TEST(reference_every_code_point)
+{
+    txt_tokenizer *t = load(TFX "/bpe");
+    json_error_t je;
+    json_t *blocks = json_load_file(TFX "/blocks.json", 0, &je);
+    ck_assert_msg(blocks, "blocks.json: %s", je.text);
+    int32_t *ids = malloc(BIG * sizeof *ids);
+    char *s = malloc(256 * 25);
+    int bad = 0;
+    size_t nb = json_array_size(blocks);
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = 0;
+        for (uint32_t c = (uint32_t)b * 256; c < (uint32_t)b * 256 + 256;
+             c++) {
+            if (c >= 0xD800 && c < 0xE000)
+                continue;
+            char u[4];
+            int k;
+            if (c < 0x80)
+                u[0] = (char)c, k = 1;
+            else if (c < 0x800)
+                u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 63)),
+                k = 2;
+            else if (c < 0x10000)
+                u[0] = (char)(0xE0 | c >> 12),
+                u[1] = (char)(0x80 | (c >> 6 & 63)),
+                u[2] = (char)(0x80 | (c & 63)), k = 3;
+            else
+                u[0] = (char)(0xF0 | c >> 18),
+                u[1] = (char)(0x80 | (c >> 12 & 63)),
+                u[2] = (char)(0x80 | (c >> 6 & 63)),
+                u[3] = (char)(0x80 | (c & 63)), k = 4;
+            /* "a{c}{c}!{c}1{c} " */
+            const char *pat = "acc!c1c ";
+            for (const char *p = pat; *p; p++) {
+                if (*p == 'c') {
+                    memcpy(s + n, u, (size_t)k);
+                    n += (size_t)k;
+                } else
+                    s[n++] = *p;
+            }
+        }
+        int k = txt_encode(t, s, n, ids, BIG);
+        json_t *e = json_array_get(blocks, b);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx",
+                 (unsigned long long)fnv_ids(ids, k));
+        if (k != json_integer_value(json_array_get(e, 0)) ||
+            strcmp(hex, json_string_value(json_array_get(e, 1)))) {
+            if (bad < 10)
+                printf("code points U+%04zX..U+%04zX: %d ids, hash %s; the "
+                       "reference has %lld ids, hash %s\n",
+                       b * 256, b * 256 + 255, k, hex,
+                       (long long)json_integer_value(json_array_get(e, 0)),
+                       json_string_value(json_array_get(e, 1)));
+            bad++;
+        }
+    }
+    printf("text: %zu of %zu blocks of 256 code points match\n",
+           nb - (size_t)bad, nb);
+    ck_assert_int_eq(bad, 0);
+    free(s);
+    free(ids);
+    json_decref(blocks);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* A 1 MB input: truncated quickly, and whole. */
+START_TEST(reference_one_megabyte)
+{
+    txt_tokenizer *t = load(TFX "/bpe");
+    json_t *lc = json_object_get(cases_json(), "long");
+    size_t un, n = (size_t)json_integer_value(json_object_get(lc, "bytes"));
+    unsigned char *unit =
+        unhex(json_string_value(json_object_get(lc, "unit_hex")), &un);
+    char *s = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)unit[i % un];
+    int32_t *ids = malloc(BIG * sizeof *ids);
+    int k = txt_encode(t, s, n, ids, 77);
+    ck_assert(same_ids(ids, k, json_object_get(lc, "ids77")));
+    k = txt_encode(t, s, n, ids, BIG);
+    ck_assert_int_eq(k, json_integer_value(json_object_get(lc, "n_full")));
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv_ids(ids, k));
+    ck_assert_str_eq(hex, json_string_value(json_object_get(lc, "fnv_full")));
+    printf("text: a 1 MB input gives the reference's %d ids\n", k);
+
+    /* One 1 MB word, and 1 MB of random bytes: no crash, 77 ids. */
+    memset(s, 'x', n);
+    ck_assert_int_eq(txt_encode(t, s, n, ids, 77), 77);
+    uint32_t r = 12345;
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)((r = r * 1103515245 + 12345) >> 16);
+    ck_assert_int_eq(txt_encode(t, s, n, ids, 77), 77);
+    ck_assert_int_eq(ids[76], 49407);
+    free(s);
+    free(unit);
+    free(ids);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* ---- the API ---- */
+
+START_TEST(both_formats_load)
+{
+    const char *dirs[] = {TFX "/bpe", TFX "/json"};
+    for (int i = 0; i < 2; i++) {
+        txt_tokenizer *t = load(dirs[i]);
+        ck_assert_int_eq(txt_vocab_size(t), 49408);
+        ck_assert_int_eq(txt_bos_id(t), 49406);
+        ck_assert_int_eq(txt_eos_id(t), 49407);
+        ck_assert_int_eq(txt_pad_id(t), 49407);
+        ck_assert_int_eq(txt_max_length(t), 77);
+        int32_t ids[8];
+        ck_assert_int_eq(txt_encode(t, "a photo of a cat", 16, ids, 8), 7);
+        int32_t want[] = {49406, 320, 1125, 539, 320, 2368, 49407};
+        for (int k = 0; k < 7; k++)
+            ck_assert_int_eq(ids[k], want[k]);
+        txt_tokenizer_free(t);
+    }
+    txt_tokenizer_free(NULL);
+    ck_assert_int_eq(txt_bos_id(NULL), -1);
+    ck_assert_int_eq(txt_vocab_size(NULL), 0);
+}
+END_TEST
+
+START_TEST(max_ids_edges)
+{
+    txt_tokenizer *t = load(TFX "/bpe");
+    int32_t ids[8] = {-5, -5, -5, -5, -5, -5, -5, -5};
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 0), 0);
+    ck_assert_int_eq(ids[0], -5);
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 1), 1);
+    ck_assert_int_eq(ids[0], 49406);
+    ck_assert_int_eq(ids[1], -5);
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 2), 2);
+    ck_assert_int_eq(ids[1], 49407);
+    ck_assert_int_eq(ids[2], -5);
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 3), 3);
+    ck_assert_int_eq(ids[1], 320);
+    ck_assert_int_eq(ids[2], 49407);
+    ck_assert_int_eq(txt_encode(t, "", 0, ids, 8), 2);
+    ck_assert_int_eq(txt_encode(t, NULL, 0, ids, 8), 2);
+    ck_assert_int_eq(txt_encode(t, NULL, 3, ids, 8), -1);
+    ck_assert_int_eq(txt_encode(t, "a", 1, ids, -1), -1);
+    ck_assert_int_eq(txt_encode(t, "a", 1, NULL, 4), -1);
+    ck_assert_int_eq(txt_encode(t, "a", 1, NULL, 0), 0);
+    ck_assert_int_eq(txt_encode(NULL, "a", 1, ids, 4), -1);
+    /* Length-delimited: the NUL and what follows are text. */
+    ck_assert_int_eq(txt_encode(t, "a\0b", 3, ids, 8), 5);
+    ck_assert_int_eq(ids[2], 444);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* Several threads on one tokenizer, its word cache shared. */
+typedef struct {
+    txt_tokenizer *t;
+    int bad;
+} thread_arg;
+
+static void *thread_main(void *p)
+{
+    thread_arg *a = p;
+    json_t *cases = json_object_get(cases_json(), "cases");
+    int32_t ids[80];
+    for (int rep = 0; rep < 3; rep++) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(cases, i, c)
+        {
+            size_t n;
+            unsigned char *s =
+                unhex(json_string_value(json_array_get(c, 0)), &n);
+            int k = txt_encode(a->t, (const char *)s, n, ids, 77);
+            a->bad += !same_ids(ids, k, json_array_get(c, 1));
+            free(s);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(threads_share_a_tokenizer)
+{
+    txt_tokenizer *t = load(TFX "/bpe");
+    cases_json();  /* parsed before the threads start */
+    pthread_t th[4];
+    thread_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thread_arg){t, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &a[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(a[i].bad, 0);
+    }
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* ---- malformed files ---- */
+
+static char *dir;
+
+static void dir_setup(void)
+{
+    dir = tu_tmpdir();
+    ck_assert_ptr_nonnull(dir);
+}
+
+static void dir_teardown(void)
+{
+    tu_rmrf(dir);
+    free(dir);
+    dir = NULL;
+}
+
+static void put(const char *name, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ck_assert_int_eq(tu_write(p, text, strlen(text)), 0);
+}
+
+static void put_json(const char *name, json_t *j)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ck_assert_int_eq(json_dump_file(j, p, JSON_COMPACT), 0);
+}
+
+static void copy_in(const char *src, const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ck_assert_int_eq(tu_copy(src, p), 0);
+}
+
+/* Loading `dir` fails with `want` and a message holding `needle`. */
+static void expect_fail(txt_status want, const char *needle)
+{
+    char err[512] = "";
+    txt_tokenizer *t = (txt_tokenizer *)&err;  /* must stay untouched */
+    txt_status st = txt_tokenizer_load(dir, &t, err, sizeof err);
+    printf("  %-22s %s\n", txt_status_str(st), err);
+    ck_assert_msg(st == want, "got %s (%s), want %s", txt_status_str(st),
+                  err, txt_status_str(want));
+    ck_assert_ptr_eq(t, (txt_tokenizer *)&err);
+    ck_assert_msg(strstr(err, needle), "message \"%s\" lacks \"%s\"", err,
+                  needle);
+}
+
+/* A small valid vocab.json: the byte symbols of "abc </w>" and two
+ * merges. */
+static const char small_vocab[] =
+    "{\"a\": 0, \"b\": 1, \"c\": 2, \"a</w>\": 3, \"b</w>\": 4, "
+    "\"c</w>\": 5, \"ab\": 6, \"abc</w>\": 7, \"<|startoftext|>\": 8, "
+    "\"<|endoftext|>\": 9}";
+
+START_TEST(small_files_load)
+{
+    put("vocab.json", small_vocab);
+    put("merges.txt", "#version: 0.2\r\na b\r\nab c</w>\r\n");
+    char err[256];
+    txt_tokenizer *t = NULL;
+    ck_assert_int_eq(txt_tokenizer_load(dir, &t, err, sizeof err), TXT_OK);
+    int32_t ids[16];
+    int n = txt_encode(t, "ABC abc ca xyz", 14, ids, 16);
+    /* x, y, z are not in this vocabulary: each is the unknown token,
+     * <|endoftext|> by default. */
+    int32_t want[] = {8, 7, 7, 2, 3, 9, 9, 9, 9};
+    ck_assert_int_eq(n, 9);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(ids[i], want[i]);
+    ck_assert_int_eq(txt_vocab_size(t), 10);
+    ck_assert_int_eq(txt_max_length(t), 0);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(no_files)
+{
+    expect_fail(TXT_E_NOTFOUND, "no tokenizer.json");
+    put("vocab.json", small_vocab);
+    expect_fail(TXT_E_NOTFOUND, "merges.txt");
+    char *keep = dir;
+    dir = "/nonexistent/vit-text";
+    expect_fail(TXT_E_NOTFOUND, "/nonexistent/vit-text");
+    dir = keep;
+    char err[64];
+    ck_assert_int_eq(txt_tokenizer_load(NULL, NULL, err, sizeof err),
+                     TXT_E_ARG);
+}
+END_TEST
+
+START_TEST(bad_vocab_json)
+{
+    put("merges.txt", "#version: 0.2\na b\n");
+    put("vocab.json", "{\"a\": 0, \"b\": ");
+    expect_fail(TXT_E_FORMAT, "vocab.json: line 1");
+    put("vocab.json", "[\"a\", \"b\"]");
+    expect_fail(TXT_E_FORMAT, "vocab.json: the vocabulary is not a JSON");
+    put("vocab.json", "{\"a\": \"zero\"}");
+    expect_fail(TXT_E_FORMAT, "vocab.json: the id of \"a\"");
+    put("vocab.json", "{\"a\": -4}");
+    expect_fail(TXT_E_FORMAT, "not an integer");
+    put("vocab.json", "{}");
+    expect_fail(TXT_E_FORMAT, "empty");
+}
+END_TEST
+
+START_TEST(bad_merges_txt)
+{
+    put("vocab.json", small_vocab);
+    put("merges.txt", "#version: 0.2\na b\nab c</w> x\n");
+    expect_fail(TXT_E_FORMAT, "merges.txt: line 3");
+    put("merges.txt", "#version: 0.2\na b\n\nab c</w>\n");
+    expect_fail(TXT_E_FORMAT, "merges.txt: line 3");
+    put("merges.txt", "#version: 0.2\na q\n");
+    expect_fail(TXT_E_FORMAT, "\"q\" is not in the vocabulary");
+    put("merges.txt", "b c\n");
+    expect_fail(TXT_E_FORMAT, "the merged token is not in the vocabulary");
+    put("merges.txt", "a b\n");
+    put("tokenizer_config.json", "{\"eos_token\": \"</s>\"}");
+    expect_fail(TXT_E_FORMAT, "the eos token \"</s>\"");
+    put("tokenizer_config.json", "{\"eos_token\": ");
+    expect_fail(TXT_E_FORMAT, "tokenizer_config.json: line 1");
+    put("tokenizer_config.json", "[1]");
+    expect_fail(TXT_E_FORMAT, "tokenizer_config.json: not a JSON object");
+}
+END_TEST
+
+/* Each mutation of the tiny fixture's tokenizer.json is one fault. */
+START_TEST(bad_tokenizer_json)
+{
+    json_error_t je;
+    json_t *good = json_load_file(TFX "/tiny/tokenizer.json", 0, &je);
+    ck_assert_ptr_nonnull(good);
+    json_t *j;
+
+    put("tokenizer.json", "{\"model\": {\"vocab\": {");
+    expect_fail(TXT_E_FORMAT, "tokenizer.json: line 1");
+
+    j = json_deep_copy(good);
+    json_object_set_new(j, "normalizer", json_null());
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "normalizer");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_array_remove(json_object_get(json_object_get(j, "normalizer"),
+                                      "normalizers"), 2);
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "normalizer");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_t *split = json_array_get(
+        json_object_get(json_object_get(j, "pre_tokenizer"), "pretokenizers"),
+        0);
+    json_object_set_new(json_object_get(split, "pattern"), "Regex",
+                        json_string("\\w+|[^\\w\\s]+"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "pre-tokenizer");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_object_get(j, "model"), "type",
+                        json_string("WordPiece"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "not BPE");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_object_get(j, "model"), "end_of_word_suffix",
+                        json_null());
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "end_of_word_suffix");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_array_append_new(json_object_get(json_object_get(j, "model"),
+                                          "merges"),
+                          json_pack("[sss]", "a", "b", "c"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_FORMAT, "neither");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_array_append_new(json_object_get(json_object_get(j, "model"),
+                                          "merges"),
+                          json_string("a  b"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_FORMAT, "one space");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_array_append_new(json_object_get(json_object_get(j, "model"),
+                                          "merges"),
+                          json_pack("[ss]", "zz", "b"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_FORMAT, "\"zz\" is not in the vocabulary");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_object_get(j, "model"), "vocab",
+                        json_pack("[s]", "a"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_FORMAT, "not a JSON object");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_array_get(json_object_get(j, "added_tokens"), 0),
+                        "lstrip", json_true());
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_UNSUPPORTED, "lstrip");
+    json_decref(j);
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_array_get(json_object_get(j, "added_tokens"), 0),
+                        "id", json_string("x"));
+    put_json("tokenizer.json", j);
+    expect_fail(TXT_E_FORMAT, "added token 1");
+    json_decref(j);
+
+    /* The untouched copy loads. */
+    put_json("tokenizer.json", good);
+    char err[256];
+    txt_tokenizer *t = NULL;
+    ck_assert_int_eq(txt_tokenizer_load(dir, &t, err, sizeof err), TXT_OK);
+    txt_tokenizer_free(t);
+    json_decref(good);
+}
+END_TEST
+
+/* merges.txt with Windows line endings is the same merges.txt. */
+START_TEST(crlf_merges)
+{
+    size_t n;
+    unsigned char *m = tu_read(TFX "/bpe/merges.txt", &n);
+    ck_assert_ptr_nonnull(m);
+    unsigned char *crlf = malloc(2 * n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i] == '\n')
+            crlf[k++] = '\r';
+        crlf[k++] = m[i];
+    }
+    char p[4096];
+    snprintf(p, sizeof p, "%s/merges.txt", dir);
+    ck_assert_int_eq(tu_write(p, crlf, k), 0);
+    copy_in(TFX "/bpe/vocab.json", "vocab.json");
+    free(m);
+    free(crlf);
+    txt_tokenizer *t = load(dir);
+    int32_t ids[16];
+    ck_assert_int_eq(txt_encode(t, "a photo of a cat", 16, ids, 16), 7);
+    ck_assert_int_eq(ids[2], 1125);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+Suite *text_suite(void)
+{
+    Suite *s = suite_create("text");
+    TCase *tc = tcase_create("reference");
+    tcase_add_test(tc, reference_vocab_merges);
+    tcase_add_test(tc, reference_tokenizer_json);
+    tcase_add_test(tc, reference_truncation);
+    tcase_add_test(tc, reference_tiny);
+    tcase_add_test(tc, reference_every_code_point);
+    tcase_add_test(tc, reference_one_megabyte);
+    tcase_set_timeout(tc, 300);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("api");
+    tcase_add_test(tc, both_formats_load);
+    tcase_add_test(tc, max_ids_edges);
+    tcase_add_test(tc, threads_share_a_tokenizer);
+    tcase_set_timeout(tc, 300);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bad_files");
+    tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+    tcase_add_test(tc, small_files_load);
+    tcase_add_test(tc, no_files);
+    tcase_add_test(tc, bad_vocab_json);
+    tcase_add_test(tc, bad_merges_txt);
+    tcase_add_test(tc, bad_tokenizer_json);
+    tcase_add_test(tc, crlf_merges);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
