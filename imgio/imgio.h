@@ -129,7 +129,9 @@ img_status img_resize(const img_rgb *src, int out_w, int out_h, img_filter f,
 
 /* What a reference image processor (ViTImageProcessor, CLIPImageProcessor)
  * does to an RGB image, in its order: resize, center crop, rescale,
- * normalize; output planar float CHW. */
+ * normalize; output planar float CHW. The reference's do_convert_rgb is
+ * not here: what it changes is alpha, which is gone once an image is
+ * decoded, so it is img_decode_opts.composite_on_white. */
 typedef struct {
     int do_resize;
     img_filter resample;

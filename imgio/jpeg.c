@@ -1,11 +1,16 @@
 /*
  * JPEG decoding with libjpeg-turbo, set up as Pillow sets it up (ISLOW
  * inverse DCT, fancy upsampling: libjpeg's defaults) so that the pixels
- * equal those of Image.open(f).convert("RGB"). This file owns the error
- * plumbing libjpeg needs: its fatal errors come back through longjmp, its
- * messages are kept instead of printed, and the one warning that means the
- * data ran out is promoted to an error, because libjpeg would otherwise pad
- * a truncated file with gray and call it a success.
+ * equal those of Image.open(f).convert("RGB"), for every kind libjpeg's
+ * 8-bit decoder reads: baseline, progressive and arithmetic-coded, any
+ * sampling (4:4:4, 4:2:2, 4:2:0, 4:1:1, 4:4:0), restart markers, gray,
+ * RGB, CMYK and YCCK. 12-bit, lossless and hierarchical JPEGs are refused
+ * as formats. This file owns the error plumbing libjpeg needs: its fatal
+ * errors come back through longjmp, its messages are kept instead of
+ * printed, and the one warning that means the data ran out is promoted to
+ * an error, because libjpeg would otherwise pad a truncated file with gray
+ * and call it a success. It also collects the EXIF and XMP segments the
+ * orientation comes from.
  */
 #include "imgio/imgio_impl.h"
 
@@ -126,9 +131,23 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
     jerr.pub.output_message = on_output_message;
     jerr.msg[0] = '\0';
     if (setjmp(jerr.jump)) {
+        int code = jerr.pub.msg_code;
+        int prec = jerr.pub.msg_parm.i[0];
         jpeg_destroy_decompress(&cinfo);
         free(pix);
         free(row);
+        /* Valid JPEGs of kinds libjpeg-turbo's 8-bit decoder (and so
+         * Pillow) does not handle are a format refusal, not damage. */
+        if (code == JERR_BAD_PRECISION)
+            return img_fail(err, errlen, IMG_E_FORMAT,
+                            "%d-bit JPEG images are not supported (only "
+                            "8-bit samples)",
+                            prec);
+        if (code == JERR_SOF_UNSUPPORTED)
+            return img_fail(err, errlen, IMG_E_FORMAT,
+                            "lossless and hierarchical JPEG images (SOF "
+                            "marker 0x%02x) are not supported",
+                            prec);
         return img_fail(err, errlen, IMG_E_CORRUPT,
                         "JPEG decoding failed: %s", jerr.msg);
     }

@@ -565,6 +565,22 @@ START_TEST(test_bad_other_formats)
 }
 END_TEST
 
+/* Well-formed JPEGs libjpeg-turbo's 8-bit decoder does not handle (nor
+ * Pillow, which uses it) are refused as a format, with its name. */
+START_TEST(test_bad_jpeg_unsupported_kinds)
+{
+    size_t n;
+    uint8_t *b = read_all("bad_jpeg_12bit.jpg", &n);
+    expect_fail(b, n, NULL, IMG_E_FORMAT,
+                "12-bit JPEG images are not supported", "12-bit JPEG");
+    free(b);
+    b = read_all("bad_jpeg_lossless.jpg", &n);
+    expect_fail(b, n, NULL, IMG_E_FORMAT, "lossless", "lossless JPEG");
+    expect_fail(b, n, NULL, IMG_E_FORMAT, "0xc3", "lossless JPEG");
+    free(b);
+}
+END_TEST
+
 START_TEST(test_bad_png_huge_dims)
 {
     size_t n;
@@ -839,6 +855,7 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_random_bytes);
     tcase_add_test(bad, test_bad_gif);
     tcase_add_test(bad, test_bad_other_formats);
+    tcase_add_test(bad, test_bad_jpeg_unsupported_kinds);
     tcase_add_test(bad, test_bad_png_huge_dims);
     tcase_add_test(bad, test_bad_png_zero_width);
     tcase_add_test(bad, test_bad_png_crc);

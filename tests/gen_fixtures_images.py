@@ -533,6 +533,53 @@ def alpha_cases(rng):
     return out
 
 
+# ------------------------------------------------ more JPEG variants
+
+# JPEGs Pillow cannot write (it maps 4:1:1 to 4:2:0, has no 4:4:0, writes
+# CMYK only untransformed and never arithmetic coding), committed as made
+# once by a throwaway C program on libjpeg-turbo 2.1.5's compressor: a
+# 53x35 synthetic image (gradients, a disc, scattered hard pixels) set up
+# with jpeg_set_defaults and quality 88, then
+#   jpg_ycck.jpg: input JCS_CMYK, jpeg_set_colorspace(JCS_YCCK), which
+#     writes an Adobe marker with transform 2; Y and K sampled 2x2;
+#   jpg_411.jpg: Y sampled 4x1, Cb and Cr 1x1 (4:1:1);
+#   jpg_440.jpg: Y sampled 1x2, Cb and Cr 1x1 (4:4:0);
+#   jpg_arith_progressive.jpg: arith_code = TRUE and
+#     jpeg_simple_progression.
+# What they decode to is whatever Pillow says, recorded here.
+COMMITTED_JPEGS = ["jpg_ycck.jpg", "jpg_411.jpg", "jpg_440.jpg",
+                   "jpg_arith_progressive.jpg"]
+
+
+def jpeg_variant_cases(rng):
+    """Restart markers (Pillow writes DRI), in baseline and progressive,
+    every few blocks and every row."""
+    src = Image.fromarray(test_image(rng, 71, 45))
+    return [
+        ("jpg_restart_blocks.jpg",
+         pil_save(src, "JPEG", quality=85, restart_marker_blocks=3)),
+        ("jpg_restart_rows.jpg",
+         pil_save(src, "JPEG", quality=85, subsampling=0,
+                  restart_marker_rows=1)),
+        ("jpg_restart_progressive.jpg",
+         pil_save(src, "JPEG", quality=85, progressive=True,
+                  restart_marker_blocks=2)),
+    ]
+
+
+def sof_patched(jpeg, marker=None, precision=None):
+    """The JPEG with its SOF marker replaced or its sample precision
+    changed: the 12-bit and lossless files libjpeg-turbo's 8-bit decoder
+    (and so Pillow) refuses."""
+    b = bytearray(jpeg)
+    i = b.index(b"\xff\xc0")
+    if marker is not None:
+        b[i + 1] = marker
+    if precision is not None:
+        b[i + 4] = precision
+    return bytes(b)
+
+
 def resize_cases():
     """(source name, w, h) for every filter."""
     return [
@@ -626,6 +673,24 @@ def generate(outdir: str) -> None:
         exp = name.rsplit(".", 1)[0] + ".rgb.npy"
         np.save(os.path.join(outdir, exp), pillow_loaded(data, True))
         lines.append(f"decode_ex {name} {exp} exif=0 composite=1")
+
+    for name, data in jpeg_variant_cases(rng2):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        np.save(os.path.join(outdir, exp), pillow_rgb(data))
+        lines.append(f"decode {name} {exp}")
+    for name in COMMITTED_JPEGS:
+        with open(os.path.join(outdir, name), "rb") as f:
+            data = f.read()
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        np.save(os.path.join(outdir, exp), pillow_rgb(data))
+        lines.append(f"decode {name} {exp}")
+    base = pil_save(Image.fromarray(test_image(rng2, 16, 8)), "JPEG")
+    for name, data in [("bad_jpeg_12bit.jpg", sof_patched(base, precision=12)),
+                       ("bad_jpeg_lossless.jpg", sof_patched(base, 0xC3))]:
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
 
     for name, data in broken_files(rng).items():
         with open(os.path.join(outdir, name), "wb") as f:
