@@ -133,6 +133,9 @@ static void serve_help(void)
         "      --max-batch N        items per forward pass (%d)\n"
         "      --max-delay-ms MS    wait at most this for a batch to fill "
         "(%d)\n"
+        "      --batch-wait MODE    adaptive: wait only while more images are "
+        "being\n"
+        "                           decoded (default); full: always wait\n"
         "      --max-queue N        requests held at once; more are refused\n"
         "                           'overloaded' (%d)\n"
         "      --decode-threads N   threads decoding images (%d)\n"
@@ -162,7 +165,7 @@ enum {
     O_MAX_BATCH = 256, O_MAX_DELAY, O_MAX_QUEUE, O_DECODE, O_DEADLINE,
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
-    O_FRONTEND, O_BACKEND,
+    O_FRONTEND, O_BACKEND, O_BATCH_WAIT,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -175,6 +178,7 @@ int cli_serve_main(int argc, char **argv)
         {"max-batch", required_argument, NULL, O_MAX_BATCH},
         {"max-delay-ms", required_argument, NULL, O_MAX_DELAY},
         {"max-queue", required_argument, NULL, O_MAX_QUEUE},
+        {"batch-wait", required_argument, NULL, O_BATCH_WAIT},
         {"decode-threads", required_argument, NULL, O_DECODE},
         {"deadline-ms", required_argument, NULL, O_DEADLINE},
         {"max-images", required_argument, NULL, O_MAX_IMAGES},
@@ -205,6 +209,13 @@ int cli_serve_main(int argc, char **argv)
         case 'n': o.name = optarg; continue;
         case O_CURVE_SECRET: secret_file = optarg; continue;
         case O_ALLOW: o.allow_keys_dir = optarg; continue;
+        case O_BATCH_WAIT:
+            if (strcmp(optarg, "full") != 0 && strcmp(optarg, "adaptive") != 0)
+                return usage_error("serve", serve_usage,
+                                   "--batch-wait is adaptive or full, not "
+                                   "'%s'", optarg);
+            o.batch_wait_full = strcmp(optarg, "full") == 0;
+            continue;
         case 'h': serve_help(); return CLI_EXIT_OK;
         case ':':
             return usage_error("serve", serve_usage,

@@ -32,6 +32,9 @@ typedef struct {
     const char *connect;     /* connect to a broker's backend here */
     int max_batch;           /* items per forward pass (8) */
     int max_delay_ms;        /* wait this long for a batch to fill (5) */
+    int batch_wait_full;     /* 0: wait only while more images are being
+                                decoded (a lone request runs at once);
+                                1: always wait up to max_delay_ms */
     int max_queue;           /* requests held at once; past it `overloaded`
                                 (256) */
     int decode_threads;      /* image decoding and preprocessing (2) */

@@ -135,6 +135,7 @@ typedef struct {
     req *dq_head, *dq_tail;       /* waiting for a decode thread */
     item *iq_head, *iq_tail;      /* waiting for the inference thread */
     int n_items;
+    int decoding;                 /* requests queued for or in decoding */
     int quit;                     /* threads exit */
     /* batch metrics, written by the inference thread under mu */
     uint64_t batch_hist[MAX_HIST];
@@ -292,6 +293,11 @@ static void *decode_main(void *arg)
             w->dq_tail = NULL;
         pthread_mutex_unlock(&w->mu);
         decode_one(w, a->push, r);
+        pthread_mutex_lock(&w->mu);
+        w->decoding--;
+        /* The batcher may be waiting for this request's images. */
+        pthread_cond_signal(&w->cv_infer);
+        pthread_mutex_unlock(&w->mu);
     }
     return NULL;
 }
@@ -611,8 +617,12 @@ static void *infer_main(void *arg)
         int n = 0;
         for (item *it = head; it && n < c->cap; it = it->next)
             n += same_key(head, it);
+        /* Wait for the batch to fill only while more work is on its way
+         * (being decoded): a lone request is not held back for nothing.
+         * batch_wait_full waits regardless, for open-loop traffic. */
         double wait = head->t_enq + w->o.max_delay_ms - now;
-        if (n < c->cap && wait > 0 && !w->quit) {
+        if (n < c->cap && wait > 0 && !w->quit &&
+            (w->decoding > 0 || w->o.batch_wait_full)) {
             struct timespec ts;
             abs_time(&ts, wait);
             pthread_cond_timedwait(&w->cv_infer, &w->mu, &ts);
@@ -976,11 +986,12 @@ static char *info_body(worker *w)
         "max_image_bytes", (json_int_t)w->o.max_image_bytes,
         "max_request_bytes", (json_int_t)w->o.max_request_bytes, "max_pixels",
         (json_int_t)w->o.max_pixels);
-    json_t *batching = json_pack("{s:i, s:i, s:i, s:i}", "max_batch",
+    json_t *batching = json_pack("{s:i, s:i, s:s, s:i, s:i}", "max_batch",
                                  w->o.max_batch, "max_delay_ms",
-                                 w->o.max_delay_ms, "max_queue",
-                                 w->o.max_queue, "decode_threads",
-                                 w->o.decode_threads);
+                                 w->o.max_delay_ms, "wait",
+                                 w->o.batch_wait_full ? "full" : "adaptive",
+                                 "max_queue", w->o.max_queue,
+                                 "decode_threads", w->o.decode_threads);
     return dump(json_pack("{s:b, s:s, s:s, s:s, s:o, s:o, s:o}", "ok", 1, "op",
                           "info", "version", SVC_VERSION, "protocol",
                           SVC_CLIENT_PROTO, "model", model, "limits", limits,
@@ -1114,6 +1125,7 @@ static void handle_request(io *x, svc_msg *m, int ri,
     pthread_mutex_lock(&w->mu);
     if (r->n_images > 0) {
         r->next = NULL;
+        w->decoding++;
         if (w->dq_tail)
             w->dq_tail->next = r;
         else

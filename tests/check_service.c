@@ -731,7 +731,7 @@ START_TEST(test_overload_deadline_health)
     endpoint(ep, sizeof ep, "w");
     /* A long batching delay keeps accepted work waiting in the queue. */
     pid_t w = start_worker(ep, "--max-queue", "3", "--max-delay-ms", "400",
-                           "--max-batch", "64", NULL);
+                           "--max-batch", "64", "--batch-wait", "full", NULL);
     size_t n;
     unsigned char *png = read_all(NOISE_PNG, &n);
     void *ctx = zmq_ctx_new();
@@ -813,7 +813,7 @@ START_TEST(test_sigterm_drains)
     char ep[200];
     endpoint(ep, sizeof ep, "w");
     pid_t w = start_worker(ep, "--max-delay-ms", "100", "--max-batch", "4",
-                           NULL);
+                           "--batch-wait", "full", NULL);
     size_t n;
     unsigned char *jpg = read_all(GRADIENT_JPG, &n);
     void *ctx = zmq_ctx_new();
