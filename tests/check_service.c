@@ -757,7 +757,7 @@ START_TEST(test_overload_deadline_health)
     }
     /* Health is answered while the queue is full and waiting. */
     vit_client *c = client(ep, 5000, 0);
-    double until = now_ms() + 300, dt = 0;
+    double until = now_ms() + 3000, dt = 0;
     for (int depth = 0; depth < 3;) {
         double t0 = now_ms();
         json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
@@ -766,7 +766,8 @@ START_TEST(test_overload_deadline_health)
         json_decref(h);
         ck_assert_msg(now_ms() < until, "the queue never held 3 (%d)", depth);
     }
-    ck_assert_msg(dt < 100, "health took %.0f ms", dt);
+    /* Well under the 400 ms the queued work waits. */
+    ck_assert_msg(dt < 250, "health took %.0f ms", dt);
 
     int ok = 0, over = 0, late = 0;
     for (int i = 0; i < 6; i++) {
@@ -965,7 +966,7 @@ static pid_t start_brokered_worker(const char *name, const char *back,
 {
     return spawn(name, "serve", "--model", MODEL, "--connect", back,
                  "--name", svc, "--heartbeat-ms", "100", "--max-delay-ms",
-                 "20", NULL);
+                 "20", "--batch-wait", "full", NULL);
 }
 
 /* Waits until `n` workers of `svc` answer through the broker: asks for
@@ -1038,8 +1039,23 @@ START_TEST(test_broker_worker_killed)
     int good;
     ck_assert_int_eq(recv_reply(d, 500, &good), -1);
     ck_assert_int_eq(ok, N);
-    printf("service: broker, 3 workers, one SIGKILLed after %d replies: "
-           "%d of %d answered once each\n", N / 3, ok, N);
+    /* The dead worker held requests, and the broker sent them again. */
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/broker.err", g_tmp);
+    FILE *f = fopen(path, "r");
+    int requeued = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "is silent; dropped; ");
+        if (p)
+            requeued = atoi(p + strlen("is silent; dropped; "));
+    }
+    if (f)
+        fclose(f);
+    ck_assert_msg(requeued > 0, "the killed worker held %d requests",
+                  requeued);
+    printf("service: broker, 3 workers, one SIGKILLed after %d replies "
+           "holding %d: %d of %d answered once each\n", N / 3, requeued, ok,
+           N);
     zmq_close(d);
     zmq_ctx_term(ctx);
     free(jpg);
@@ -1261,6 +1277,57 @@ START_TEST(test_python_client)
 }
 END_TEST
 
+/* SIGINT drains like SIGTERM (new work refused, health says so); a second
+ * SIGINT exits at once, whatever is still queued. */
+START_TEST(test_sigint_twice)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = start_worker(ep, "--max-delay-ms", "10000", "--max-batch", "64",
+                           "--batch-wait", "full", NULL);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    for (int i = 0; i < 3; i++)
+        send_classify(d, i, png, n);
+    vit_client *c = client(ep, 5000, 0);
+    double until = now_ms() + 5000;
+    for (int depth = 0; depth < 3;) {
+        json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+        depth = (int)json_integer_value(json_object_get(h, "queue_depth"));
+        json_decref(h);
+        ck_assert(now_ms() < until);
+    }
+    kill(w, SIGINT);
+    until = now_ms() + 5000;
+    for (;;) {
+        json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+        int draining = strcmp(json_string_value(json_object_get(h, "status")),
+                              "draining") == 0;
+        json_decref(h);
+        if (draining)
+            break;
+        ck_assert(now_ms() < until);
+    }
+    vit_blob b = {png, n};
+    json_t *o = call(c, "{\"op\":\"classify\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "shutting_down");
+    json_decref(o);
+    double t0 = now_ms();
+    kill(w, SIGINT);
+    ck_assert_int_eq(reap(w, 5000), 130);
+    ck_assert(now_ms() - t0 < 5000);
+    vit_client_free(c);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(png);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1282,6 +1349,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_broker_worker_killed);
     tcase_add_test(tc, test_broker_restart_and_routing);
+    tcase_add_test(tc, test_sigint_twice);
     suite_add_tcase(s, tc);
     return s;
 }
