@@ -123,7 +123,10 @@ static long cache_get(txt_tokenizer *t, uint64_t h, const uint8_t *w,
 {
     txt_cache_shard *sh = shard_of(t, h);
     long found = -1;
-    pthread_mutex_lock(&sh->mu);
+    /* A busy shard counts as a miss: redoing a short word's BPE costs
+     * about what waiting would. */
+    if (pthread_mutex_trylock(&sh->mu))
+        return -1;
     for (size_t i = h & (TXT_CACHE_SLOTS - 1); sh->hash[i];
          i = (i + 1) & (TXT_CACHE_SLOTS - 1)) {
         if (sh->hash[i] != h)
@@ -147,7 +150,8 @@ static void cache_put(txt_tokenizer *t, uint64_t h, const uint8_t *w,
 {
     txt_cache_shard *sh = shard_of(t, h);
     size_t need = 4 + n + ni * sizeof *ids;
-    pthread_mutex_lock(&sh->mu);
+    if (pthread_mutex_trylock(&sh->mu))
+        return;  /* busy: leave this word uncached */
     if (sh->count + 1 > TXT_CACHE_SLOTS * 3 / 4 ||
         sh->used + need > TXT_CACHE_ARENA) {
         memset(sh->hash, 0, TXT_CACHE_SLOTS * sizeof *sh->hash);

@@ -50,10 +50,12 @@
  * The reference does this with Oniguruma (Unicode 16) for the regexes, the
  * unicode-normalization-alignments crate (Unicode 9) for NFC and Rust's
  * standard library (Unicode 17) for lowercasing. This library uses PCRE2
- * and utf8proc, whose Unicode versions differ; text/normalize.c and
- * text/encode.c carry small tables of the characters on which they
- * disagree (new letters and digits, new case pairs, combining marks that
- * NFC must leave alone). Checked exhaustively over every code point with
+ * and utf8proc, whose Unicode versions differ; text/normalize.c (NFC,
+ * lowercase) and text/load.c (the regex's letter and number classes) carry
+ * small tables of the characters on which they disagree: new case pairs
+ * and 'İ', combining marks that the reference's NFC leaves alone, letters
+ * and digits of Unicode 15 and 16, and U+180E, which PCRE2's \s holds and
+ * Oniguruma's does not. Checked exhaustively over every code point with
  * PCRE2 10.42 (Unicode 14) and utf8proc 2.8.0 (Unicode 15); a newer utf8proc
  * (Unicode 16 or later) may normalize a few characters of new scripts
  * differently, which tests/check_text.c would report.
@@ -119,8 +121,8 @@ void txt_tokenizer_free(txt_tokenizer *t);
  * bos, then as many of the text's tokens as fit in max_ids - 2, then eos.
  * Below 2 the reference does not truncate at all, and the first max_ids ids
  * of its output are written: [bos] for 1, nothing for 0. Nothing is padded.
- * Only as much of the text as the truncated result needs is tokenized, so a
- * long input costs little. Returns the number of ids written, or -1 when
+ * Splitting and BPE stop as soon as the truncated result is complete, so a
+ * long input costs little more than its normalization. Returns the number of ids written, or -1 when
  * `t` or `ids` is NULL (with max_ids > 0), `text` is NULL with len > 0,
  * max_ids is negative, or memory runs out. Safe to call from several threads
  * on one tokenizer. */

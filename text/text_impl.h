@@ -49,9 +49,10 @@ typedef struct {
 #define TXT_NO_KEY UINT64_MAX
 
 /* The word cache: words of up to TXT_CACHE_WORD bytes and their ids, in
- * shards each guarded by its own mutex so that threads seldom wait. A shard
- * that fills up is emptied and starts again, which keeps the memory fixed
- * and the common words (seen again soon) cached. */
+ * shards each guarded by its own mutex, taken with trylock so that a thread
+ * never waits (a busy shard is a miss). A shard that fills up is emptied
+ * and starts again, which keeps the memory fixed and the common words
+ * (seen again soon) cached. */
 #define TXT_CACHE_SHARDS 16
 #define TXT_CACHE_SLOTS 2048      /* per shard, a power of two */
 #define TXT_CACHE_ARENA (96 * 1024)
