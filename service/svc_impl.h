@@ -31,7 +31,7 @@ enum {
 
 #define SVC_MAX_ID 255          /* request ids and addresses, bytes */
 #define SVC_MAX_HEADER 65536    /* the JSON header frame, bytes */
-#define SVC_HARD_SLACK 65536    /* ZMQ_MAXMSGSIZE = max_request_bytes + this */
+#define SVC_HARD_SLACK 65536    /* added to the frame cap, ZMQ_MAXMSGSIZE */
 
 /* A multipart message. Frames past `max` on receipt are read and dropped
  * (so one message cannot make us hold millions of frames) and counted in

@@ -1401,7 +1401,10 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         goto out;
     if (opt->bind) {
         x.front = zmq_socket(w->ctx, ZMQ_ROUTER);
-        int64_t maxmsg = (int64_t)opt->max_request_bytes + SVC_HARD_SLACK;
+        /* libzmq bounds each frame, not a whole message: the largest
+         * frame that can be valid is an image, and one up to twice that is
+         * still read so that it gets a clear too_large reply. */
+        int64_t maxmsg = 2 * (int64_t)opt->max_image_bytes + SVC_HARD_SLACK;
         int zero = 0;
         zmq_setsockopt(x.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
         zmq_setsockopt(x.front, ZMQ_LINGER, &zero, sizeof zero);
