@@ -1330,6 +1330,82 @@ START_TEST(test_sigint_twice)
 }
 END_TEST
 
+/* The broker answers what it cannot route: malformed requests, requests
+ * that wait past their deadline for a busy worker; and a stranger on the
+ * backend is told to disconnect. */
+START_TEST(test_broker_refusals)
+{
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = start_broker("broker", front, back);
+    /* Credit 1, and each request held for 1 s. */
+    pid_t w = spawn("worker", "serve", "--model", MODEL, "--connect", back,
+                    "--heartbeat-ms", "100", "--max-queue", "1",
+                    "--max-delay-ms", "1000", "--max-batch", "8",
+                    "--batch-wait", "full", NULL);
+    wait_workers("broker.err", 1);
+
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, front), 0);
+    const char cmd = 1;
+    const char *code = raw(d, 5000, 1, S("garbage"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               F("", 0), S("{\"op\":\"health\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    /* The worker validates what the broker passes on. */
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("r"), S("{\"op\":\"fly\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "unknown_op");
+
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    send_classify(d, 1, png, n);  /* takes the worker's one credit */
+    sleep_ms(100);
+    const char *hdr = "{\"op\":\"classify\",\"deadline_ms\":200}";
+    double t0 = now_ms();
+    code = raw(d, 5000, 7, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("2"), S(hdr), F(png, n));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "deadline_exceeded");
+    double dt = now_ms() - t0;
+    ck_assert_msg(dt >= 150 && dt < 900, "answered after %.0f ms", dt);
+    int ok;
+    ck_assert_int_eq(recv_reply(d, 5000, &ok), 1);
+    ck_assert(ok);
+
+    /* A DEALER that never said READY is told to disconnect. */
+    void *stranger = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_setsockopt(stranger, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(stranger, back), 0);
+    const char hb = 5;
+    zmq_send(stranger, "", 0, ZMQ_SNDMORE);
+    zmq_send(stranger, "VITW01", 6, ZMQ_SNDMORE);
+    zmq_send(stranger, &hb, 1, 0);
+    zmq_pollitem_t it = {stranger, 0, ZMQ_POLLIN, 0};
+    ck_assert_int_eq(zmq_poll(&it, 1, 5000), 1);
+    char f[3][16];
+    for (int i = 0; i < 3; i++) {
+        int len = zmq_recv(stranger, f[i], sizeof f[i], 0);
+        ck_assert_int_ge(len, 0);
+    }
+    ck_assert_int_eq(f[2][0], 6);  /* DISCONNECT */
+    zmq_close(stranger);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(png);
+    stop_ok(w);
+    stop_ok(b);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1351,6 +1427,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_broker_worker_killed);
     tcase_add_test(tc, test_broker_restart_and_routing);
+    tcase_add_test(tc, test_broker_refusals);
     tcase_add_test(tc, test_sigint_twice);
     suite_add_tcase(s, tc);
     return s;
