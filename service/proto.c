@@ -46,8 +46,15 @@ int svc_msg_recv(svc_msg *m, void *sock, int flags, int max)
     for (;;) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, m->n == 0 && m->dropped == 0 ? flags
-                                                                   : 0) < 0) {
+        int first = m->n == 0 && m->dropped == 0;
+        int rc;
+        /* Once the first part is in, the rest of the message is there too;
+         * a signal must not cut it in two, or its tail would be read as a
+         * message of its own. */
+        while ((rc = zmq_msg_recv(&part, sock, first ? flags : 0)) < 0 &&
+               !first && errno == EINTR)
+            ;
+        if (rc < 0) {
             int e = errno;
             zmq_msg_close(&part);
             /* A message arrives whole or not at all, so a failure after the

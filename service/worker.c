@@ -1209,6 +1209,9 @@ static void *broker_connect(io *x)
         return NULL;
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    /* A DEALER blocks when its queue to a dead broker is full; the I/O
+     * thread must never block, so such a send fails and is dropped. */
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &zero, sizeof zero);
     if (zmq_connect(s, w->o.connect) != 0) {
         zmq_close(s);
         return NULL;
