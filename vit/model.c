@@ -1,46 +1,44 @@
 /*
- * The ViT models: reading config.json and preprocessor_config.json of a
- * `google/vit-*`-style directory, binding ViTForImageClassification and
- * ViTModel to their checkpoint tensors, the per-thread state and its arena,
- * and the forward passes behind vit_classify_pixels and vit_embed_pixels.
+ * The models and the library's public entry points for them: reading
+ * config.json of a `google/vit-*` or `openai/clip-*` style directory,
+ * binding ViTForImageClassification, ViTModel, CLIPModel and the separate
+ * CLIP towers to their checkpoint tensors, the per-thread state and its
+ * arena, and the forward passes behind classify, embed and match.
  *
- * Dimension legend: B batch, C channels, (Hi, Wi) image size, P patch size,
- * NP = (Hi/P)(Wi/P) patches, T = NP + 1 tokens (class token first),
- * D hidden size, L labels, E embedding size.
+ * Dimension legend: B batch, T tokens, D hidden size, L labels,
+ * E embedding (projection or pooler) size.
  */
 #include "vit/vit_impl.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Caps on config values: far past any real ViT, low enough that products
- * of them cannot overflow an int or ask for absurd memory. */
-#define CFG_MAX_DIM 65536
-#define CFG_MAX_LAYERS 1024
 
 struct vit_model {
     vit_options opt;
     vit__weights *w;
     vit_arch arch;
     char *architecture;
-    int C, Hi, Wi, P, gh, gw, NP, T, D;
-    int qkv_bias;
-    vit__encoder enc;
-    const float *patch_w;  /* (D, C * P * P) */
-    const float *patch_b;  /* (D) */
-    const float *cls;      /* (D) */
-    const float *pos;      /* (T, D) */
-    const float *ln_w, *ln_b;  /* (D) final layernorm */
+    int has_vision, has_text;
+    vit__vision vis;
+    vit__text txt;
+    /* ViT heads */
     int num_labels;
     char **labels;             /* num_labels */
-    const float *head_w;       /* (L, D) */
+    const float *head_w;       /* (L, D) classifier */
     const float *head_b;       /* (L) */
-    int pool_dim;              /* E when a pooler exists, else 0 */
+    int pool_dim;              /* E of a ViTModel pooler, else 0 */
     vit__act pool_act;
     const float *pool_w;       /* (E, D) */
     const float *pool_b;       /* (E) */
+    /* CLIP heads */
+    int proj_dim;              /* E */
+    const float *vproj;        /* (E, D_vision) visual_projection */
+    const float *tproj;        /* (E, D_text) text_projection */
+    float logit_scale;         /* exp of the stored value */
+    txt_tokenizer *tok;
     img_preprocess_cfg pre;
 };
 
@@ -48,11 +46,13 @@ struct vit_state {
     const vit_model *m;
     int max_batch;
     float *arena;
-    float *x;        /* (B, T, D): the residual stream, then final hidden */
+    float *x;        /* (B, T, D): the residual stream of either tower */
     float *patches;  /* (B * NP, C * P * P) */
-    float *cls;      /* (B, D) gathered class tokens */
+    float *cls;      /* (B, D) pooled tokens */
     float *head;     /* (B, max(L, E)) */
-    vit__scratch s;
+    int32_t *ids;    /* (B, T_text) */
+    float *scratch;  /* what vit__scratch_carve divides, for either tower */
+    vit__scratch s;  /* the vision tower's division of it */
 };
 
 vit_options vit_options_default(void)
@@ -69,75 +69,6 @@ vit_options vit_options_default(void)
 }
 
 /* ---- config.json ---- */
-
-static vit_status cfg_int(json_t *o, const char *path, const char *key,
-                          int def, int lo, int hi, int *out, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return VIT_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo ||
-        json_integer_value(v) > hi)
-        return vit__fail(err, VIT_E_CONFIG,
-                         "%s: \"%s\" must be an integer from %d to %d", path,
-                         key, lo, hi);
-    *out = (int)json_integer_value(v);
-    return VIT_OK;
-}
-
-static vit_status cfg_bool(json_t *o, const char *path, const char *key,
-                           int def, int *out, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return VIT_OK;
-    }
-    if (!json_is_boolean(v))
-        return vit__fail(err, VIT_E_CONFIG, "%s: \"%s\" must be true or false",
-                         path, key);
-    *out = json_is_true(v);
-    return VIT_OK;
-}
-
-static vit_status cfg_act(json_t *o, const char *path, const char *key,
-                          const char *def, vit__act *out, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    const char *s = v ? json_string_value(v) : def;
-    if (!s)
-        return vit__fail(err, VIT_E_CONFIG, "%s: \"%s\" must be a string",
-                         path, key);
-    int a = vit__act_parse(s);
-    if (a < 0)
-        return vit__fail(err, VIT_E_UNSUPPORTED,
-                         "%s: activation \"%s\" is not supported", path, s);
-    *out = (vit__act)a;
-    return VIT_OK;
-}
-
-/* An image or patch size: an integer, or [height, width]. */
-static vit_status cfg_size2(json_t *o, const char *path, const char *key,
-                            int def, int *h, int *w, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (json_is_array(v) && json_array_size(v) == 2) {
-        json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1);
-        if (json_is_integer(a) && json_is_integer(b) &&
-            json_integer_value(a) > 0 && json_integer_value(a) <= CFG_MAX_DIM &&
-            json_integer_value(b) > 0 && json_integer_value(b) <= CFG_MAX_DIM) {
-            *h = (int)json_integer_value(a);
-            *w = (int)json_integer_value(b);
-            return VIT_OK;
-        }
-        return vit__fail(err, VIT_E_CONFIG, "%s: bad \"%s\"", path, key);
-    }
-    vit_status st = cfg_int(o, path, key, def, 1, CFG_MAX_DIM, h, err);
-    *w = *h;
-    return st;
-}
 
 static vit_status read_labels(vit_model *m, json_t *cfg, const char *path,
                               vit_error *err)
@@ -170,6 +101,92 @@ static vit_status read_labels(vit_model *m, json_t *cfg, const char *path,
     return VIT_OK;
 }
 
+/* The encoder fields every family shares, with the family's defaults. */
+static vit_status read_encoder(json_t *c, const char *path, vit__encoder *e,
+                               int d_def, int l_def, int h_def, int f_def,
+                               const char *act_def, double eps_def,
+                               vit_error *err)
+{
+    vit_status st;
+    double eps;
+    if ((st = vit__cfg_int(c, path, "hidden_size", d_def, 1, CFG_MAX_DIM,
+                           &e->D, err)) ||
+        (st = vit__cfg_int(c, path, "num_hidden_layers", l_def, 0,
+                           CFG_MAX_LAYERS, &e->L, err)) ||
+        (st = vit__cfg_int(c, path, "num_attention_heads", h_def, 1,
+                           CFG_MAX_DIM, &e->H, err)) ||
+        (st = vit__cfg_int(c, path, "intermediate_size", f_def, 1,
+                           4 * CFG_MAX_DIM, &e->F, err)) ||
+        (st = vit__cfg_act(c, path, "hidden_act", act_def, &e->act, err)) ||
+        (st = vit__cfg_float(c, path, "layer_norm_eps", eps_def, &eps, err)))
+        return st;
+    if (e->D % e->H)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: hidden_size %d does not divide by "
+                         "num_attention_heads %d",
+                         path, e->D, e->H);
+    if (!(eps > 0))
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: layer_norm_eps must be positive", path);
+    e->eps = (float)eps;
+    return VIT_OK;
+}
+
+static vit_status read_vision(json_t *c, const char *path, vit__vision *v,
+                              int clip, vit_error *err)
+{
+    int ph, pw;
+    vit_status st;
+    if ((st = read_encoder(c, path, &v->enc, 768, 12, 12, 3072,
+                           clip ? "quick_gelu" : "gelu", clip ? 1e-5 : 1e-12,
+                           err)) ||
+        (st = vit__cfg_int(c, path, "num_channels", 3, 1, 64, &v->C, err)) ||
+        (st = vit__cfg_size2(c, path, "image_size", 224, &v->Hi, &v->Wi,
+                             err)) ||
+        (st = vit__cfg_size2(c, path, "patch_size", clip ? 32 : 16, &ph, &pw,
+                             err)))
+        return st;
+    if (ph != pw)
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "%s: non-square patches (%dx%d)", path, ph, pw);
+    v->P = ph;
+    if ((int64_t)v->C * v->P * v->P > CFG_MAX_DIM * 16)
+        return vit__fail(err, VIT_E_CONFIG, "%s: patches too large", path);
+    return vit__vision_geometry(v, path, err);
+}
+
+static vit_status read_text(json_t *c, const char *path, vit__text *t,
+                            vit_error *err)
+{
+    vit_status st;
+    if ((st = read_encoder(c, path, &t->enc, 512, 12, 8, 2048, "quick_gelu",
+                           1e-5, err)) ||
+        (st = vit__cfg_int(c, path, "vocab_size", 49408, 1, CFG_MAX_VOCAB,
+                           &t->V, err)) ||
+        (st = vit__cfg_int(c, path, "max_position_embeddings", 77, 2, 4096,
+                           &t->Tmax, err)) ||
+        (st = vit__cfg_int(c, path, "eos_token_id", 49407, 0,
+                           CFG_MAX_VOCAB, &t->eos_id, err)) ||
+        (st = vit__cfg_int(c, path, "bos_token_id", 49406, 0,
+                           CFG_MAX_VOCAB, &t->bos_id, err)) ||
+        (st = vit__cfg_int(c, path, "pad_token_id", 1, 0, CFG_MAX_VOCAB,
+                           &t->pad_id, err)))
+        return st;
+    t->D = t->enc.D;
+    return VIT_OK;
+}
+
+/* A sub-config of a CLIPModel config, or the top level of a single-tower
+ * one. */
+static json_t *sub_config(json_t *cfg, const char *key, const char *path,
+                          vit_error *err)
+{
+    json_t *c = json_object_get(cfg, key);
+    if (!json_is_object(c))
+        vit__fail(err, VIT_E_CONFIG, "%s: \"%s\" is missing", path, key);
+    return json_is_object(c) ? c : NULL;
+}
+
 static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
 {
     char path[4096];
@@ -190,24 +207,37 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     const char *mt = json_string_value(json_object_get(cfg, "model_type"));
     json_t *archs = json_object_get(cfg, "architectures");
     const char *arch = json_string_value(json_array_get(archs, 0));
+    if (!mt)
+        mt = "vit";
     if (!arch)
-        arch = "ViTModel";
-    if (mt && strcmp(mt, "vit") != 0) {
+        arch = strcmp(mt, "clip") == 0               ? "CLIPModel"
+               : strcmp(mt, "clip_vision_model") == 0 ? "CLIPVisionModelWithProjection"
+               : strcmp(mt, "clip_text_model") == 0   ? "CLIPTextModelWithProjection"
+                                                      : "ViTModel";
+    static const struct {
+        const char *model_type, *arch;
+        vit_arch id;
+    } known[] = {
+        {"vit", "ViTForImageClassification", VIT_ARCH_VIT_CLASSIFIER},
+        {"vit", "ViTModel", VIT_ARCH_VIT_MODEL},
+        {"clip", "CLIPModel", VIT_ARCH_CLIP},
+        {"clip_vision_model", "CLIPVisionModelWithProjection",
+         VIT_ARCH_CLIP_VISION},
+        {"clip_text_model", "CLIPTextModelWithProjection",
+         VIT_ARCH_CLIP_TEXT},
+    };
+    m->arch = 0;
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strcmp(mt, known[i].model_type) == 0 &&
+            strcmp(arch, known[i].arch) == 0)
+            m->arch = known[i].id;
+    if (!m->arch) {
         st = vit__fail(err, VIT_E_UNSUPPORTED,
-                       "%s: model_type \"%s\" is not supported (vit reads "
-                       "\"vit\" models)",
-                       path, mt);
-        goto out;
-    }
-    if (strcmp(arch, "ViTForImageClassification") == 0)
-        m->arch = VIT_ARCH_VIT_CLASSIFIER;
-    else if (strcmp(arch, "ViTModel") == 0)
-        m->arch = VIT_ARCH_VIT_MODEL;
-    else {
-        st = vit__fail(err, VIT_E_UNSUPPORTED,
-                       "%s: architecture \"%s\" is not supported; vit runs "
-                       "ViTForImageClassification and ViTModel",
-                       path, arch);
+                       "%s: %s (model_type \"%s\") is not supported; vit runs "
+                       "ViTForImageClassification, ViTModel, CLIPModel, "
+                       "CLIPVisionModelWithProjection and "
+                       "CLIPTextModelWithProjection",
+                       path, arch, mt);
         goto out;
     }
     m->architecture = strdup(arch);
@@ -215,205 +245,47 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
         st = vit__fail(err, VIT_E_NOMEM, "out of memory");
         goto out;
     }
-    vit__encoder *e = &m->enc;
-    int ph, pw;
-    double eps = 1e-12;
-    json_t *je_eps = json_object_get(cfg, "layer_norm_eps");
-    if (je_eps && !json_is_number(je_eps)) {
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: \"layer_norm_eps\" must be a number", path);
-        goto out;
-    }
-    if (je_eps)
-        eps = json_number_value(je_eps);
-    e->eps = (float)eps;
-    if ((st = cfg_int(cfg, path, "hidden_size", 768, 1, CFG_MAX_DIM, &e->D,
-                      err)) ||
-        (st = cfg_int(cfg, path, "num_hidden_layers", 12, 0, CFG_MAX_LAYERS,
-                      &e->L, err)) ||
-        (st = cfg_int(cfg, path, "num_attention_heads", 12, 1, CFG_MAX_DIM,
-                      &e->H, err)) ||
-        (st = cfg_int(cfg, path, "intermediate_size", 3072, 1,
-                      4 * CFG_MAX_DIM, &e->F, err)) ||
-        (st = cfg_int(cfg, path, "num_channels", 3, 1, 64, &m->C, err)) ||
-        (st = cfg_size2(cfg, path, "image_size", 224, &m->Hi, &m->Wi, err)) ||
-        (st = cfg_size2(cfg, path, "patch_size", 16, &ph, &pw, err)) ||
-        (st = cfg_bool(cfg, path, "qkv_bias", 1, &m->qkv_bias, err)) ||
-        (st = cfg_act(cfg, path, "hidden_act", "gelu", &e->act, err)))
-        goto out;
-    if (ph != pw) {
-        st = vit__fail(err, VIT_E_UNSUPPORTED,
-                       "%s: non-square patches (%dx%d)", path, ph, pw);
-        goto out;
-    }
-    m->P = ph;
-    m->D = e->D;
-    if (e->D % e->H) {
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: hidden_size %d does not divide by "
-                       "num_attention_heads %d",
-                       path, e->D, e->H);
-        goto out;
-    }
-    if (m->Hi % m->P || m->Wi % m->P) {
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: image_size %dx%d does not divide by patch_size %d",
-                       path, m->Hi, m->Wi, m->P);
-        goto out;
-    }
-    if (!(eps > 0)) {
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: layer_norm_eps must be positive", path);
-        goto out;
-    }
-    m->gh = m->Hi / m->P;
-    m->gw = m->Wi / m->P;
-    m->NP = m->gh * m->gw;
-    m->T = m->NP + 1;
-    if ((int64_t)m->T * m->T > (1 << 28) ||
-        (int64_t)m->C * m->P * m->P > CFG_MAX_DIM * 16) {
-        st = vit__fail(err, VIT_E_CONFIG, "%s: %d tokens is too many", path,
-                       m->T);
-        goto out;
-    }
-    if (m->arch == VIT_ARCH_VIT_CLASSIFIER) {
-        if ((st = read_labels(m, cfg, path, err)))
+    if (m->arch == VIT_ARCH_VIT_CLASSIFIER || m->arch == VIT_ARCH_VIT_MODEL) {
+        m->has_vision = 1;
+        m->vis.post_all = 1;
+        if ((st = read_vision(cfg, path, &m->vis, 0, err)) ||
+            (st = vit__cfg_bool(cfg, path, "qkv_bias", 1, &m->vis.qkv_bias,
+                                err)))
             goto out;
-    } else {
-        if ((st = cfg_int(cfg, path, "pooler_output_size", e->D, 1,
-                          CFG_MAX_DIM, &m->pool_dim, err)) ||
-            (st = cfg_act(cfg, path, "pooler_act", "tanh", &m->pool_act, err)))
-            goto out;
-    }
-out:
-    json_decref(cfg);
-    return st;
-}
-
-/* ---- preprocessor_config.json ---- */
-
-static vit_status pre_size(json_t *o, const char *path, const char *key,
-                           int *h, int *w, int *shortest, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        return VIT_OK;
-    json_t *jh = json_object_get(v, "height"), *jw = json_object_get(v, "width");
-    json_t *js = json_object_get(v, "shortest_edge");
-    if (json_is_integer(v)) {
-        *h = *w = (int)json_integer_value(v);
-    } else if (json_is_integer(jh) && json_is_integer(jw)) {
-        *h = (int)json_integer_value(jh);
-        *w = (int)json_integer_value(jw);
-    } else if (shortest && json_is_integer(js)) {
-        *shortest = (int)json_integer_value(js);
-        if (*shortest < 1 || *shortest > CFG_MAX_DIM)
-            return vit__fail(err, VIT_E_CONFIG, "%s: bad \"%s\"", path, key);
-        return VIT_OK;
-    } else {
-        return vit__fail(err, VIT_E_CONFIG,
-                         "%s: \"%s\" must be an integer or have height and "
-                         "width%s",
-                         path, key, shortest ? " or shortest_edge" : "");
-    }
-    if (*h < 1 || *w < 1 || *h > CFG_MAX_DIM || *w > CFG_MAX_DIM)
-        return vit__fail(err, VIT_E_CONFIG, "%s: bad \"%s\"", path, key);
-    return VIT_OK;
-}
-
-static vit_status pre_floats3(json_t *o, const char *path, const char *key,
-                              float *out, vit_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        return VIT_OK;
-    if (json_is_number(v)) {
-        out[0] = out[1] = out[2] = (float)json_number_value(v);
-        return VIT_OK;
-    }
-    if (!json_is_array(v) || json_array_size(v) != 3)
-        return vit__fail(err, VIT_E_CONFIG,
-                         "%s: \"%s\" must be a list of 3 numbers", path, key);
-    for (int i = 0; i < 3; i++) {
-        json_t *x = json_array_get(v, (size_t)i);
-        if (!json_is_number(x))
-            return vit__fail(err, VIT_E_CONFIG,
-                             "%s: \"%s\" must be a list of 3 numbers", path,
-                             key);
-        out[i] = (float)json_number_value(x);
-    }
-    return VIT_OK;
-}
-
-static vit_status read_preprocessor(vit_model *m, const char *dir,
-                                    vit_error *err)
-{
-    /* ViTImageProcessor's defaults, used for whatever the file leaves out
-     * (and for all of it when there is no file). */
-    img_preprocess_cfg *p = &m->pre;
-    *p = (img_preprocess_cfg){
-        .do_resize = 1, .resample = IMG_BILINEAR, .size_h = m->Hi,
-        .size_w = m->Wi, .do_rescale = 1, .rescale_factor = 1.0f / 255.0f,
-        .do_normalize = 1, .mean = {0.5f, 0.5f, 0.5f},
-        .std = {0.5f, 0.5f, 0.5f},
-    };
-    char path[4096];
-    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-    if (access(path, F_OK) != 0)
-        return VIT_OK;
-    json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return vit__fail(err, VIT_E_CONFIG, "%s:%d: malformed JSON: %s", path,
-                         je.line, je.text);
-    }
-    vit_status st;
-    int resample;
-    json_t *rf = json_object_get(o, "rescale_factor");
-    if (json_is_number(rf))
-        p->rescale_factor = (float)json_number_value(rf);
-    if ((st = cfg_bool(o, path, "do_resize", 1, &p->do_resize, err)) ||
-        (st = cfg_bool(o, path, "do_center_crop", 0, &p->do_center_crop,
-                       err)) ||
-        (st = cfg_bool(o, path, "do_rescale", 1, &p->do_rescale, err)) ||
-        (st = cfg_bool(o, path, "do_normalize", 1, &p->do_normalize, err)) ||
-        (st = cfg_int(o, path, "resample", IMG_BILINEAR, 0, 5, &resample,
-                      err)) ||
-        (st = pre_size(o, path, "size", &p->size_h, &p->size_w,
-                       &p->shortest_edge, err)) ||
-        (st = pre_size(o, path, "crop_size", &p->crop_h, &p->crop_w, NULL,
-                       err)) ||
-        (st = pre_floats3(o, path, "image_mean", p->mean, err)) ||
-        (st = pre_floats3(o, path, "image_std", p->std, err)))
-        goto out;
-    p->resample = (img_filter)resample;
-    if (p->do_center_crop && p->crop_h == 0) {
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: do_center_crop is set but crop_size is missing",
-                       path);
+        if (m->arch == VIT_ARCH_VIT_CLASSIFIER)
+            st = read_labels(m, cfg, path, err);
+        else if (!(st = vit__cfg_int(cfg, path, "pooler_output_size",
+                                     m->vis.D, 1, CFG_MAX_DIM, &m->pool_dim,
+                                     err)))
+            st = vit__cfg_act(cfg, path, "pooler_act", "tanh", &m->pool_act,
+                              err);
         goto out;
     }
-    for (int c = 0; c < 3; c++)
-        if (p->do_normalize && p->std[c] == 0) {
-            st = vit__fail(err, VIT_E_CONFIG, "%s: image_std has a zero",
-                           path);
+    /* CLIP: projection_dim from the top level of a CLIPModel, or of the
+     * single tower's own config. */
+    m->has_vision = m->arch != VIT_ARCH_CLIP_TEXT;
+    m->has_text = m->arch != VIT_ARCH_CLIP_VISION;
+    m->vis.qkv_bias = m->txt.qkv_bias = 1;
+    json_t *vc = cfg, *tc = cfg;
+    if (m->arch == VIT_ARCH_CLIP) {
+        if (!(vc = sub_config(cfg, "vision_config", path, err)) ||
+            !(tc = sub_config(cfg, "text_config", path, err))) {
+            st = VIT_E_CONFIG;
             goto out;
         }
-    /* The tensor the processor makes must be the one the model takes,
-     * whenever that is known before seeing an image. */
-    int oh = 0, ow = 0;
-    if (p->do_center_crop)
-        oh = p->crop_h, ow = p->crop_w;
-    else if (p->do_resize && !p->shortest_edge)
-        oh = p->size_h, ow = p->size_w;
-    if (oh && (oh != m->Hi || ow != m->Wi))
-        st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: the processor makes %dx%d images but the model "
-                       "takes %dx%d",
-                       path, oh, ow, m->Hi, m->Wi);
+    }
+    double ls;
+    if ((st = vit__cfg_int(cfg, path, "projection_dim", 512, 1, CFG_MAX_DIM,
+                           &m->proj_dim, err)) ||
+        (st = vit__cfg_float(cfg, path, "logit_scale_init_value", 2.6592, &ls,
+                             err)))
+        goto out;
+    if (m->has_vision && (st = read_vision(vc, path, &m->vis, 1, err)))
+        goto out;
+    if (m->has_text && (st = read_text(tc, path, &m->txt, err)))
+        goto out;
 out:
-    json_decref(o);
+    json_decref(cfg);
     return st;
 }
 
@@ -438,6 +310,26 @@ static const vit__layer_names vit_names = {
     .b2 = "%sencoder.layer.%d.output.dense.bias",
 };
 
+static const vit__layer_names clip_names = {
+    .ln1_w = "%sencoder.layers.%d.layer_norm1.weight",
+    .ln1_b = "%sencoder.layers.%d.layer_norm1.bias",
+    .wq = "%sencoder.layers.%d.self_attn.q_proj.weight",
+    .bq = "%sencoder.layers.%d.self_attn.q_proj.bias",
+    .wk = "%sencoder.layers.%d.self_attn.k_proj.weight",
+    .bk = "%sencoder.layers.%d.self_attn.k_proj.bias",
+    .wv = "%sencoder.layers.%d.self_attn.v_proj.weight",
+    .bv = "%sencoder.layers.%d.self_attn.v_proj.bias",
+    .wo = "%sencoder.layers.%d.self_attn.out_proj.weight",
+    .bo = "%sencoder.layers.%d.self_attn.out_proj.bias",
+    .ln2_w = "%sencoder.layers.%d.layer_norm2.weight",
+    .ln2_b = "%sencoder.layers.%d.layer_norm2.bias",
+    .w1 = "%sencoder.layers.%d.mlp.fc1.weight",
+    .b1 = "%sencoder.layers.%d.mlp.fc1.bias",
+    .w2 = "%sencoder.layers.%d.mlp.fc2.weight",
+    .b2 = "%sencoder.layers.%d.mlp.fc2.bias",
+};
+
+/* Looks up prefix+name with the given shape (ndim of them used). */
 static const float *get(vit_model *m, const char *prefix, const char *name,
                         int ndim, int64_t d0, int64_t d1, int64_t d2,
                         int64_t d3, vit_error *err)
@@ -448,26 +340,27 @@ static const float *get(vit_model *m, const char *prefix, const char *name,
     return vit__weights_get(m->w, full, ndim, shape, err);
 }
 
-static vit_status bind_weights(vit_model *m, vit_error *err)
+static vit_status bind_vit(vit_model *m, vit_error *err)
 {
     /* ViTForImageClassification nests the ViTModel under "vit."; a bare
      * ViTModel saves it at the top level. */
     const char *px = vit__weights_find(m->w, "vit.embeddings.cls_token")
                          ? "vit."
                          : "";
-    int D = m->D;
-    if (!(m->patch_w = get(m, px, "embeddings.patch_embeddings.projection.weight",
-                           4, D, m->C, m->P, m->P, err)) ||
-        !(m->patch_b = get(m, px, "embeddings.patch_embeddings.projection.bias",
+    vit__vision *v = &m->vis;
+    int D = v->D;
+    if (!(v->patch_w = get(m, px, "embeddings.patch_embeddings.projection.weight",
+                           4, D, v->C, v->P, v->P, err)) ||
+        !(v->patch_b = get(m, px, "embeddings.patch_embeddings.projection.bias",
                            1, D, 0, 0, 0, err)) ||
-        !(m->cls = get(m, px, "embeddings.cls_token", 3, 1, 1, D, 0, err)) ||
-        !(m->pos = get(m, px, "embeddings.position_embeddings", 3, 1, m->T, D,
+        !(v->cls = get(m, px, "embeddings.cls_token", 3, 1, 1, D, 0, err)) ||
+        !(v->pos = get(m, px, "embeddings.position_embeddings", 3, 1, v->T, D,
                        0, err)) ||
-        !(m->ln_w = get(m, px, "layernorm.weight", 1, D, 0, 0, 0, err)) ||
-        !(m->ln_b = get(m, px, "layernorm.bias", 1, D, 0, 0, 0, err)))
+        !(v->post_w = get(m, px, "layernorm.weight", 1, D, 0, 0, 0, err)) ||
+        !(v->post_b = get(m, px, "layernorm.bias", 1, D, 0, 0, 0, err)))
         return VIT_E_CHECKPOINT;
-    vit_status st = vit__encoder_bind(&m->enc, m->w, &vit_names, px,
-                                      m->qkv_bias, err);
+    vit_status st = vit__encoder_bind(&v->enc, m->w, &vit_names, px,
+                                      v->qkv_bias, err);
     if (st)
         return st;
     if (m->arch == VIT_ARCH_VIT_CLASSIFIER) {
@@ -488,7 +381,110 @@ static vit_status bind_weights(vit_model *m, vit_error *err)
     return VIT_OK;
 }
 
+static vit_status bind_clip(vit_model *m, vit_error *err)
+{
+    vit_status st;
+    int E = m->proj_dim;
+    if (m->has_vision) {
+        vit__vision *v = &m->vis;
+        int D = v->D;
+        const char *px = "vision_model.";
+        if (!(v->patch_w = get(m, px, "embeddings.patch_embedding.weight", 4,
+                               D, v->C, v->P, v->P, err)) ||
+            !(v->cls = get(m, px, "embeddings.class_embedding", 1, D, 0, 0, 0,
+                           err)) ||
+            !(v->pos = get(m, px, "embeddings.position_embedding.weight", 2,
+                           v->T, D, 0, 0, err)) ||
+            !(v->pre_w = get(m, px, "pre_layrnorm.weight", 1, D, 0, 0, 0,
+                             err)) ||
+            !(v->pre_b = get(m, px, "pre_layrnorm.bias", 1, D, 0, 0, 0,
+                             err)) ||
+            !(v->post_w = get(m, px, "post_layernorm.weight", 1, D, 0, 0, 0,
+                              err)) ||
+            !(v->post_b = get(m, px, "post_layernorm.bias", 1, D, 0, 0, 0,
+                              err)) ||
+            !(m->vproj = get(m, "", "visual_projection.weight", 2, E, D, 0, 0,
+                             err)))
+            return VIT_E_CHECKPOINT;
+        if ((st = vit__encoder_bind(&v->enc, m->w, &clip_names, px, 1, err)))
+            return st;
+    }
+    if (m->has_text) {
+        vit__text *t = &m->txt;
+        int D = t->D;
+        const char *px = "text_model.";
+        if (!(t->tok = get(m, px, "embeddings.token_embedding.weight", 2,
+                           t->V, D, 0, 0, err)) ||
+            !(t->pos = get(m, px, "embeddings.position_embedding.weight", 2,
+                           t->Tmax, D, 0, 0, err)) ||
+            !(t->ln_w = get(m, px, "final_layer_norm.weight", 1, D, 0, 0, 0,
+                            err)) ||
+            !(t->ln_b = get(m, px, "final_layer_norm.bias", 1, D, 0, 0, 0,
+                            err)) ||
+            !(m->tproj = get(m, "", "text_projection.weight", 2, E, D, 0, 0,
+                             err)))
+            return VIT_E_CHECKPOINT;
+        if ((st = vit__encoder_bind(&t->enc, m->w, &clip_names, px, 1, err)))
+            return st;
+    }
+    if (m->arch == VIT_ARCH_CLIP) {
+        const float *ls = get(m, "", "logit_scale", 0, 0, 0, 0, 0, err);
+        if (!ls)
+            return VIT_E_CHECKPOINT;
+        m->logit_scale = expf(*ls);
+    }
+    return VIT_OK;
+}
+
 /* ---- load / free / info ---- */
+
+static vit_status load_preprocessor(vit_model *m, const char *dir,
+                                    vit_error *err)
+{
+    /* The reference processor's defaults for whatever the file leaves out
+     * (and for all of it when there is none): ViTImageProcessor resizes to
+     * the model's size with bilinear; CLIPImageProcessor resizes the
+     * shortest edge with bicubic, crops, and normalizes with OpenAI's
+     * statistics. */
+    img_preprocess_cfg def = {
+        .do_resize = 1, .resample = IMG_BILINEAR, .size_h = m->vis.Hi,
+        .size_w = m->vis.Wi, .do_rescale = 1,
+        .rescale_factor = 1.0f / 255.0f, .do_normalize = 1,
+        .mean = {0.5f, 0.5f, 0.5f}, .std = {0.5f, 0.5f, 0.5f},
+    };
+    if (m->arch == VIT_ARCH_CLIP || m->arch == VIT_ARCH_CLIP_VISION) {
+        def.resample = IMG_BICUBIC;
+        def.size_h = def.size_w = 0;
+        def.shortest_edge = m->vis.Hi < m->vis.Wi ? m->vis.Hi : m->vis.Wi;
+        def.do_center_crop = 1;
+        def.crop_h = m->vis.Hi;
+        def.crop_w = m->vis.Wi;
+        const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+        const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+        memcpy(def.mean, mean, sizeof mean);
+        memcpy(def.std, std, sizeof std);
+    }
+    return vit__read_preprocessor(dir, &def, m->vis.Hi, m->vis.Wi, &m->pre,
+                                  err);
+}
+
+/* A text tower's tokenizer: tokenizer.json, or vocab.json + merges.txt.
+ * A directory with neither still loads (token ids can be embedded); only
+ * vit_embed_texts then fails, saying what is missing. */
+static vit_status load_tokenizer(vit_model *m, const char *dir, vit_error *err)
+{
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/tokenizer.json", dir);
+    snprintf(b, sizeof b, "%s/vocab.json", dir);
+    if (access(a, F_OK) != 0 && access(b, F_OK) != 0)
+        return VIT_OK;
+    char msg[sizeof err->msg];
+    txt_status ts = txt_tokenizer_load(dir, &m->tok, msg, sizeof msg);
+    if (ts != TXT_OK)
+        return vit__fail(err, ts == TXT_E_NOMEM ? VIT_E_NOMEM : VIT_E_CONFIG,
+                         "%s", msg);
+    return VIT_OK;
+}
 
 vit_status vit_model_load(const char *dir, const vit_options *opt,
                           vit_model **out, vit_error *err)
@@ -503,19 +499,22 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
         m->opt.max_batch = 1;
     vit_status st;
     if ((st = read_config(m, dir, err)) ||
-        (st = read_preprocessor(m, dir, err)) ||
+        (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
         (st = vit__weights_open(dir, &m->w, err)))
         goto fail;
-    if ((st = bind_weights(m, err)) != VIT_OK) {
+    int clip = m->arch >= VIT_ARCH_CLIP;
+    if ((st = clip ? bind_clip(m, err) : bind_vit(m, err)) != VIT_OK) {
         /* Name the directory: the tensor-level message alone does not say
          * which model was being loaded. */
-        char inner[sizeof err->msg];
         if (err) {
+            char inner[sizeof err->msg];
             memcpy(inner, err->msg, sizeof inner);
             vit__fail(err, st, "%s: %s", dir, inner);
         }
         goto fail;
     }
+    if (m->has_text && (st = load_tokenizer(m, dir, err)))
+        goto fail;
     *out = m;
     return VIT_OK;
 fail:
@@ -527,30 +526,46 @@ void vit_model_free(vit_model *m)
 {
     if (!m)
         return;
-    vit__encoder_free(&m->enc);
+    vit__encoder_free(&m->vis.enc);
+    vit__encoder_free(&m->txt.enc);
     vit__weights_free(m->w);
     for (int i = 0; i < m->num_labels && m->labels; i++)
         free(m->labels[i]);
     free(m->labels);
     free(m->architecture);
+    txt_tokenizer_free(m->tok);
     free(m);
+}
+
+static int embed_dim(const vit_model *m)
+{
+    if (m->arch >= VIT_ARCH_CLIP)
+        return m->proj_dim;
+    return m->pool_dim ? m->pool_dim : m->vis.D;
 }
 
 void vit_model_get_info(const vit_model *m, vit_model_info *info)
 {
     memset(info, 0, sizeof *info);
+    const vit__encoder *e = m->has_vision ? &m->vis.enc : &m->txt.enc;
     info->arch = m->arch;
     info->architecture = m->architecture;
-    info->channels = m->C;
-    info->image_h = m->Hi;
-    info->image_w = m->Wi;
+    info->has_vision = m->has_vision;
+    info->has_text = m->has_text;
+    if (m->has_vision) {
+        info->channels = m->vis.C;
+        info->image_h = m->vis.Hi;
+        info->image_w = m->vis.Wi;
+        info->patch_size = m->vis.P;
+    }
     info->num_labels = m->arch == VIT_ARCH_VIT_CLASSIFIER ? m->num_labels : 0;
-    info->embed_dim = m->pool_dim ? m->pool_dim : m->D;
-    info->hidden_size = m->D;
-    info->num_layers = m->enc.L;
-    info->num_heads = m->enc.H;
-    info->patch_size = m->P;
-    info->mlp_size = m->enc.F;
+    info->embed_dim = embed_dim(m);
+    info->hidden_size = e->D;
+    info->num_layers = e->L;
+    info->num_heads = e->H;
+    info->mlp_size = e->F;
+    info->text_max_len = m->has_text ? m->txt.Tmax : 0;
+    info->logit_scale = m->logit_scale;
 }
 
 const char *vit_model_label(const vit_model *m, int id)
@@ -577,13 +592,30 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     vit_state *s = calloc(1, sizeof *s);
     if (!s)
         return vit__fail(err, VIT_E_NOMEM, "out of memory");
-    int B = m->opt.max_batch, T = m->T, D = m->D;
-    int heads = m->num_labels > m->pool_dim ? m->num_labels : m->pool_dim;
-    size_t cpp = (size_t)m->C * m->P * m->P;
-    size_t nx = (size_t)B * T * D, np = (size_t)B * m->NP * cpp,
-           nc = (size_t)B * D, nh = (size_t)B * (heads > 0 ? heads : 1);
-    size_t total = nx + np + nc + nh +
-                   vit__scratch_floats(B, T, D, m->enc.F);
+    /* One arena serves both towers: each buffer is as large as the larger
+     * tower needs, since a state runs one forward at a time. */
+    int B = m->opt.max_batch;
+    size_t nx = 0, np = 0, nscr = 0, D = 0;
+    if (m->has_vision) {
+        const vit__vision *v = &m->vis;
+        nx = (size_t)B * v->T * v->D;
+        np = vit__vision_floats(v, B);
+        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F);
+        D = (size_t)v->D;
+    }
+    if (m->has_text) {
+        const vit__text *t = &m->txt;
+        size_t tx = (size_t)B * t->Tmax * t->D;
+        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F);
+        nx = tx > nx ? tx : nx;
+        nscr = ts > nscr ? ts : nscr;
+        D = (size_t)t->D > D ? (size_t)t->D : D;
+    }
+    size_t heads = (size_t)(m->num_labels > embed_dim(m) ? m->num_labels
+                                                         : embed_dim(m));
+    size_t nc = (size_t)B * D, nh = (size_t)B * heads;
+    size_t nids = m->has_text ? (size_t)B * m->txt.Tmax : 0;
+    size_t total = nx + np + nc + nh + nscr + nids;
     s->arena = malloc(total * sizeof(float));
     if (!s->arena) {
         free(s);
@@ -598,7 +630,12 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     s->patches = s->x + nx;
     s->cls = s->patches + np;
     s->head = s->cls + nc;
-    vit__scratch_carve(&s->s, s->head + nh, B, T, D, m->enc.F);
+    s->ids = (int32_t *)(s->head + nh);
+    s->scratch = s->head + nh + nids;
+    if (m->has_vision)
+        vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
+                           m->vis.enc.F);
+    /* The text tower carves the same scratch at its own sizes per call. */
     *out = s;
     return VIT_OK;
 }
@@ -611,71 +648,26 @@ void vit_state_free(vit_state *s)
     free(s);
 }
 
-/* ---- forward ---- */
+const vit_model *vit__state_model(const vit_state *s) { return s->m; }
+const float *vit__state_hidden(const vit_state *s) { return s->x; }
 
-static void patch_embed(vit_state *s, const float *pixels, int B)
-{
-    /* pixels (B, C, Hi, Wi) -> patches (B * NP, C * P * P), the im2col of
-     * the stride-P convolution, in the weight's (c, ky, kx) order. */
-    const vit_model *m = s->m;
-    int C = m->C, P = m->P, Hi = m->Hi, Wi = m->Wi;
-    size_t cpp = (size_t)C * P * P;
-    for (int b = 0; b < B; b++)
-        for (int py = 0; py < m->gh; py++)
-            for (int px = 0; px < m->gw; px++) {
-                float *row = s->patches +
-                             ((size_t)b * m->NP + (size_t)py * m->gw + px) * cpp;
-                for (int c = 0; c < C; c++)
-                    for (int ky = 0; ky < P; ky++)
-                        memcpy(row + ((size_t)c * P + ky) * P,
-                               pixels + (((size_t)b * C + c) * Hi +
-                                         (size_t)py * P + ky) * Wi +
-                                   (size_t)px * P,
-                               (size_t)P * sizeof(float));
-            }
-    /* The patch tokens go to rows 1..NP of each sequence: one GEMM per
-     * image, writing with the sequence's stride. */
-    int D = m->D, T = m->T;
-    for (int b = 0; b < B; b++) {
-        float *x = s->x + (size_t)b * T * D;
-        memcpy(x, m->cls, (size_t)D * sizeof *x);
-        vit__linear(x + D, s->patches + (size_t)b * m->NP * cpp, m->patch_w,
-                    m->patch_b, m->NP, D, (int)cpp);
-        for (size_t i = 0; i < (size_t)T * D; i++)
-            x[i] += m->pos[i];
-    }
-}
+/* ---- forward ---- */
 
 void vit__forward_hidden(vit_state *s, const float *pixels, int B)
 {
-    const vit_model *m = s->m;
-    patch_embed(s, pixels, B);
-    vit__encoder_forward(&m->enc, s->x, B, m->T, 0, &s->s);
-    vit__layernorm(s->x, s->x, m->ln_w, m->ln_b, B * m->T, m->D, m->enc.eps);
+    vit__vision_forward(&s->m->vis, pixels, B, s->x, s->patches, &s->s);
 }
-
-const float *vit__state_hidden(const vit_state *s) { return s->x; }
-
-const vit_model *vit__state_model(const vit_state *s) { return s->m; }
 
 static void gather_cls(vit_state *s, int B)
 {
-    int D = s->m->D, T = s->m->T;
+    int D = s->m->vis.D, T = s->m->vis.T;
     for (int b = 0; b < B; b++)
         memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * T * D,
                (size_t)D * sizeof(float));
 }
 
-static vit_status check_run(vit_state *s, const void *pixels, int n,
-                            vit_error *err)
-{
-    if (!s || (!pixels && n > 0) || n < 0)
-        return vit__fail(err, VIT_E_ARG, "NULL state or pixels");
-    return VIT_OK;
-}
-
 static void top_k(const float *logits, int L, int k, vit_prediction *out,
-                  const vit_model *m, float *probs)
+                  char *const *labels, float *probs)
 {
     memcpy(probs, logits, (size_t)L * sizeof *probs);
     vit__softmax(probs, 1, L);
@@ -690,73 +682,384 @@ static void top_k(const float *logits, int L, int k, vit_prediction *out,
         }
         out[r].id = best;
         out[r].score = probs[best];
-        out[r].label = m->labels[best];
+        out[r].label = labels[best];
         probs[best] = -1;
     }
     for (int r = kk; r < k; r++)
         out[r] = (vit_prediction){.id = -1, .score = 0, .label = NULL};
 }
 
+static vit_status need_vision(const vit_state *s, const void *pixels, int n,
+                              vit_error *err)
+{
+    if (!s || (!pixels && n > 0) || n < 0)
+        return vit__fail(err, VIT_E_ARG, "NULL state or pixels");
+    if (!s->m->has_vision)
+        return vit__fail(err, VIT_E_NO_HEAD,
+                         "%s has no vision tower; it embeds text only",
+                         s->m->architecture);
+    return VIT_OK;
+}
+
+/* Runs the vision tower over n images in chunks of max_batch, calling
+ * `head` on each chunk's pooled tokens (s->cls, B x D_vision). */
+typedef void (*vision_head)(vit_state *s, int i0, int B, void *ctx);
+
+static void vision_chunks(vit_state *s, const float *pixels, int n,
+                          vision_head head, void *ctx)
+{
+    const vit__vision *v = &s->m->vis;
+    size_t per = (size_t)v->C * v->Hi * v->Wi;
+    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
+        int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
+        vit__forward_hidden(s, pixels + (size_t)i0 * per, B);
+        gather_cls(s, B);
+        head(s, i0, B, ctx);
+    }
+}
+
+typedef struct {
+    int top_k;
+    vit_prediction *out;
+    float *logits;
+    float *probs;
+    const vit_zeroshot *z;
+} classify_ctx;
+
+static void classify_head(vit_state *s, int i0, int B, void *p)
+{
+    classify_ctx *c = p;
+    const vit_model *m = s->m;
+    int L = m->num_labels;
+    vit__linear(s->head, s->cls, m->head_w, m->head_b, B, L, m->vis.D);
+    for (int b = 0; b < B; b++) {
+        const float *lg = s->head + (size_t)b * L;
+        if (c->logits)
+            memcpy(c->logits + (size_t)(i0 + b) * L, lg,
+                   (size_t)L * sizeof *lg);
+        if (c->top_k > 0)
+            top_k(lg, L, c->top_k, c->out + (size_t)(i0 + b) * c->top_k,
+                  m->labels, c->probs);
+    }
+}
+
 vit_status vit_classify_pixels(vit_state *s, const float *pixels, int n,
                                int top_k_n, vit_prediction *out,
                                float *logits, vit_error *err)
 {
-    vit_status st = check_run(s, pixels, n, err);
+    vit_status st = need_vision(s, pixels, n, err);
     if (st)
         return st;
     const vit_model *m = s->m;
     if (m->arch != VIT_ARCH_VIT_CLASSIFIER)
         return vit__fail(err, VIT_E_NO_HEAD,
-                         "%s has no classification head; use embeddings",
-                         m->architecture);
+                         "%s has no classification head; use embeddings%s",
+                         m->architecture,
+                         m->arch >= VIT_ARCH_CLIP
+                             ? ", or zero-shot labels"
+                             : "");
     if (top_k_n < 0 || (top_k_n > 0 && !out))
         return vit__fail(err, VIT_E_ARG, "bad top_k or NULL output");
-    size_t per = (size_t)m->C * m->Hi * m->Wi;
-    int L = m->num_labels, D = m->D;
-    float *probs = malloc((size_t)L * sizeof *probs);
-    if (!probs)
+    classify_ctx c = {top_k_n, out, logits, NULL, NULL};
+    c.probs = malloc((size_t)m->num_labels * sizeof *c.probs);
+    if (!c.probs)
         return vit__fail(err, VIT_E_NOMEM, "out of memory");
-    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
-        int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        vit__forward_hidden(s, pixels + (size_t)i0 * per, B);
-        gather_cls(s, B);
-        vit__linear(s->head, s->cls, m->head_w, m->head_b, B, L, D);
-        for (int b = 0; b < B; b++) {
-            const float *lg = s->head + (size_t)b * L;
-            if (logits)
-                memcpy(logits + (size_t)(i0 + b) * L, lg,
-                       (size_t)L * sizeof *lg);
-            if (top_k_n > 0)
-                top_k(lg, L, top_k_n, out + (size_t)(i0 + b) * top_k_n, m,
-                      probs);
-        }
-    }
-    free(probs);
+    vision_chunks(s, pixels, n, classify_head, &c);
+    free(c.probs);
     return VIT_OK;
+}
+
+static void embed_head(vit_state *s, int i0, int B, void *p)
+{
+    const vit_model *m = s->m;
+    int D = m->vis.D, E = embed_dim(m);
+    float *dst = (float *)p + (size_t)i0 * E;
+    if (m->arch >= VIT_ARCH_CLIP) {
+        vit__linear(dst, s->cls, m->vproj, NULL, B, E, D);
+    } else if (m->pool_dim) {
+        vit__linear(dst, s->cls, m->pool_w, m->pool_b, B, E, D);
+        vit__activation(dst, (size_t)B * E, m->pool_act);
+    } else {
+        memcpy(dst, s->cls, (size_t)B * D * sizeof *dst);
+    }
 }
 
 vit_status vit_embed_pixels(vit_state *s, const float *pixels, int n,
                             float *out, vit_error *err)
 {
-    vit_status st = check_run(s, pixels, n, err);
+    vit_status st = need_vision(s, pixels, n, err);
     if (st)
         return st;
     if (!out)
         return vit__fail(err, VIT_E_ARG, "NULL output");
+    vision_chunks(s, pixels, n, embed_head, out);
+    return VIT_OK;
+}
+
+/* ---- text ---- */
+
+static vit_status need_text(const vit_state *s, vit_error *err)
+{
+    if (!s)
+        return vit__fail(err, VIT_E_ARG, "NULL state");
+    if (!s->m->has_text)
+        return vit__fail(err, VIT_E_NO_HEAD,
+                         "%s has no text tower; it embeds images only",
+                         s->m->architecture);
+    return VIT_OK;
+}
+
+vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
+                          float *out, vit_error *err)
+{
+    vit_status st = need_text(s, err);
+    if (st)
+        return st;
     const vit_model *m = s->m;
-    size_t per = (size_t)m->C * m->Hi * m->Wi;
-    int D = m->D, E = m->pool_dim ? m->pool_dim : D;
+    const vit__text *t = &m->txt;
+    if (T < 1 || T > t->Tmax)
+        return vit__fail(err, VIT_E_ARG,
+                         "%d tokens per text; the model takes 1 to %d", T,
+                         t->Tmax);
+    for (size_t i = 0; i < (size_t)n * T; i++)
+        if (ids[i] < 0 || ids[i] >= t->V)
+            return vit__fail(err, VIT_E_ARG,
+                             "token id %d is outside the model's vocabulary "
+                             "of %d",
+                             ids[i], t->V);
+    vit__scratch sc;
+    int E = m->proj_dim;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        vit__forward_hidden(s, pixels + (size_t)i0 * per, B);
-        gather_cls(s, B);
-        float *dst = out + (size_t)i0 * E;
-        if (m->pool_dim) {
-            vit__linear(dst, s->cls, m->pool_w, m->pool_b, B, E, D);
-            vit__activation(dst, (size_t)B * E, m->pool_act);
+        vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F);
+        vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);
+        vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, NULL, B, E, t->D);
+    }
+    return VIT_OK;
+}
+
+vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
+                           float *out, vit_error *err)
+{
+    vit_status st = need_text(s, err);
+    if (st)
+        return st;
+    if (n < 0 || (n > 0 && (!texts || !out)))
+        return vit__fail(err, VIT_E_ARG, "NULL texts or output");
+    const vit_model *m = s->m;
+    if (!m->tok)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "the model directory has no tokenizer (tokenizer.json, "
+                         "or vocab.json and merges.txt)");
+    int Tm = m->txt.Tmax, E = m->proj_dim;
+    /* Tokenize a chunk, pad it to its longest text (the causal mask keeps
+     * padding from reaching the pooled token), and run it. */
+    enum { CHUNK = 64 };
+    int cap = s->max_batch < CHUNK ? s->max_batch : CHUNK;
+    for (int i0 = 0; i0 < n; i0 += cap) {
+        int B = n - i0 < cap ? n - i0 : cap;
+        int T = 1, len[CHUNK];
+        int32_t *ids = s->ids;
+        for (int b = 0; b < B; b++) {
+            if (!texts[i0 + b])
+                return vit__fail(err, VIT_E_ARG, "text %d is NULL", i0 + b);
+            len[b] = txt_encode(m->tok, texts[i0 + b], strlen(texts[i0 + b]),
+                                ids + (size_t)b * Tm, Tm);
+            T = len[b] > T ? len[b] : T;
+        }
+        /* Compact the rows from stride Tm to stride T, padding each. */
+        for (int b = 0; b < B; b++) {
+            int32_t *src = ids + (size_t)b * Tm, *dst = ids + (size_t)b * T;
+            memmove(dst, src, (size_t)len[b] * sizeof *dst);
+            for (int j = len[b]; j < T; j++)
+                dst[j] = m->txt.pad_id;
+        }
+        if ((st = vit__embed_ids(s, ids, B, T, out + (size_t)i0 * E, err)))
+            return st;
+    }
+    return VIT_OK;
+}
+
+/* ---- matching and zero-shot ---- */
+
+void vit_l2_normalize(float *v, int n, int dim)
+{
+    for (int i = 0; i < n; i++) {
+        float *r = v + (size_t)i * dim;
+        double ss = 0;
+        for (int d = 0; d < dim; d++)
+            ss += (double)r[d] * r[d];
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int d = 0; d < dim; d++)
+            r[d] *= inv;
+    }
+}
+
+vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
+                     const float *text_embeds, int k, float *logits,
+                     float *probs, vit_error *err)
+{
+    if (!m || n < 0 || k < 1 || (n && (!image_embeds || !text_embeds)))
+        return vit__fail(err, VIT_E_ARG, "vit_match: bad arguments");
+    if (m->arch != VIT_ARCH_CLIP)
+        return vit__fail(err, VIT_E_NO_HEAD,
+                         "%s has no logit_scale; matching needs a CLIPModel",
+                         m->architecture);
+    int E = m->proj_dim;
+    for (int i = 0; i < n; i++) {
+        const float *a = image_embeds + (size_t)i * E;
+        double na = 0;
+        for (int d = 0; d < E; d++)
+            na += (double)a[d] * a[d];
+        for (int j = 0; j < k; j++) {
+            const float *b = text_embeds + (size_t)j * E;
+            double dot = 0, nb = 0;
+            for (int d = 0; d < E; d++) {
+                dot += (double)a[d] * b[d];
+                nb += (double)b[d] * b[d];
+            }
+            double c = (na > 0 && nb > 0) ? dot / sqrt(na * nb) : 0;
+            float lg = (float)(m->logit_scale * c);
+            if (logits)
+                logits[(size_t)i * k + j] = lg;
+            if (probs)
+                probs[(size_t)i * k + j] = lg;
+        }
+        if (probs)
+            vit__softmax(probs + (size_t)i * k, 1, k);
+    }
+    return VIT_OK;
+}
+
+struct vit_zeroshot {
+    const vit_model *m;
+    int n;
+    char **labels;
+    float *embeds;  /* (n, E), L2-normalized */
+};
+
+void vit_zeroshot_free(vit_zeroshot *z)
+{
+    if (!z)
+        return;
+    for (int i = 0; i < z->n && z->labels; i++)
+        free(z->labels[i]);
+    free(z->labels);
+    free(z->embeds);
+    free(z);
+}
+
+/* Replaces each "{}" of tmpl with label. */
+static char *fill_template(const char *tmpl, const char *label)
+{
+    size_t n = 1, ll = strlen(label);
+    for (const char *p = tmpl; *p; p++)
+        n += (p[0] == '{' && p[1] == '}') ? ll : 1;
+    char *out = malloc(n), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = tmpl; *p; p++) {
+        if (p[0] == '{' && p[1] == '}') {
+            memcpy(o, label, ll);
+            o += ll;
+            p++;
         } else {
-            memcpy(dst, s->cls, (size_t)B * D * sizeof *dst);
+            *o++ = *p;
         }
     }
+    *o = 0;
+    return out;
+}
+
+vit_status vit_zeroshot_new(vit_state *s, const char *const *labels, int n,
+                            const char *tmpl, vit_zeroshot **out,
+                            vit_error *err)
+{
+    vit_status st = need_text(s, err);
+    if (st)
+        return st;
+    if (!labels || n < 1 || !out)
+        return vit__fail(err, VIT_E_ARG, "zero-shot needs at least one label");
+    if (s->m->arch != VIT_ARCH_CLIP)
+        return vit__fail(err, VIT_E_NO_HEAD,
+                         "zero-shot classification needs a CLIPModel with "
+                         "both towers");
+    if (!tmpl)
+        tmpl = "a photo of a {}.";
+    int E = s->m->proj_dim;
+    vit_zeroshot *z = calloc(1, sizeof *z);
+    char **prompts = calloc((size_t)n, sizeof *prompts);
+    if (!z || !prompts ||
+        !(z->labels = calloc((size_t)n, sizeof *z->labels)) ||
+        !(z->embeds = malloc((size_t)n * E * sizeof *z->embeds))) {
+        st = vit__fail(err, VIT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    z->m = s->m;
+    z->n = n;
+    for (int i = 0; i < n; i++) {
+        if (!labels[i]) {
+            st = vit__fail(err, VIT_E_ARG, "label %d is NULL", i);
+            goto out;
+        }
+        if (!(z->labels[i] = strdup(labels[i])) ||
+            !(prompts[i] = fill_template(tmpl, labels[i]))) {
+            st = vit__fail(err, VIT_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if ((st = vit_embed_texts(s, (const char *const *)prompts, n, z->embeds,
+                              err)))
+        goto out;
+    vit_l2_normalize(z->embeds, n, E);
+    *out = z;
+    z = NULL;
+out:
+    for (int i = 0; i < n && prompts; i++)
+        free(prompts[i]);
+    free(prompts);
+    vit_zeroshot_free(z);
+    return st;
+}
+
+static void zeroshot_head(vit_state *s, int i0, int B, void *p)
+{
+    classify_ctx *c = p;
+    const vit_model *m = s->m;
+    int E = m->proj_dim, L = c->z->n;
+    float *emb = s->head; /* (B, E) */
+    vit__linear(emb, s->cls, m->vproj, NULL, B, E, m->vis.D);
+    for (int b = 0; b < B; b++) {
+        float *row = c->probs; /* (L) logits, then reused by top_k */
+        vit_match(m, emb + (size_t)b * E, 1, c->z->embeds, L, row, NULL,
+                  NULL);
+        if (c->logits)
+            memcpy(c->logits + (size_t)(i0 + b) * L, row,
+                   (size_t)L * sizeof *row);
+        if (c->top_k > 0)
+            top_k(row, L, c->top_k, c->out + (size_t)(i0 + b) * c->top_k,
+                  c->z->labels, row + L);
+    }
+}
+
+vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
+                                        const float *pixels, int n, int top_k_n,
+                                        vit_prediction *out, float *logits,
+                                        vit_error *err)
+{
+    vit_status st = need_vision(s, pixels, n, err);
+    if (st)
+        return st;
+    if (!z || z->m != s->m)
+        return vit__fail(err, VIT_E_ARG,
+                         "the label set belongs to another model");
+    if (top_k_n < 0 || (top_k_n > 0 && !out))
+        return vit__fail(err, VIT_E_ARG, "bad top_k or NULL output");
+    classify_ctx c = {top_k_n, out, logits, NULL, z};
+    c.probs = malloc(2 * (size_t)z->n * sizeof *c.probs);
+    if (!c.probs)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    vision_chunks(s, pixels, n, zeroshot_head, &c);
+    free(c.probs);
     return VIT_OK;
 }

@@ -8,6 +8,9 @@
 
 #include "vit/vit.h"
 #include "imgio/imgio.h"
+#include "text/text.h"
+
+#include <jansson.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,15 +143,93 @@ void vit__encoder_free(vit__encoder *e);
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s);
 
+/* ---- config files (config.c) ---- */
+
+/* Caps on config values: far past any real model, low enough that products
+ * of them cannot overflow an int or ask for absurd memory. */
+#define CFG_MAX_DIM 65536
+#define CFG_MAX_LAYERS 1024
+#define CFG_MAX_VOCAB (1 << 22)
+
+/* Typed getters for a field of a config object: a missing or null field
+ * gives the default; a present one of the wrong type or range is an error
+ * naming `path` and the field. */
+vit_status vit__cfg_int(json_t *o, const char *path, const char *key, int def,
+                        int lo, int hi, int *out, vit_error *err);
+vit_status vit__cfg_bool(json_t *o, const char *path, const char *key,
+                         int def, int *out, vit_error *err);
+vit_status vit__cfg_float(json_t *o, const char *path, const char *key,
+                          double def, double *out, vit_error *err);
+vit_status vit__cfg_act(json_t *o, const char *path, const char *key,
+                        const char *def, vit__act *out, vit_error *err);
+/* An integer or a [height, width] pair. */
+vit_status vit__cfg_size2(json_t *o, const char *path, const char *key,
+                          int def, int *h, int *w, vit_error *err);
+
+/* DIR/preprocessor_config.json over the family's defaults `def`; checks
+ * that it makes model_h x model_w tensors where that is known upfront. */
+vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def,
+                                  int model_h, int model_w,
+                                  img_preprocess_cfg *p, vit_error *err);
+
+/* ---- the vision tower (vision.c) ---- */
+
+typedef struct {
+    int C, Hi, Wi, P;      /* channels, image size, patch size */
+    int gh, gw, NP, T, D;  /* patch grid, patches, tokens, hidden size */
+    int qkv_bias;
+    vit__encoder enc;
+    const float *patch_w;  /* (D, C * P * P) */
+    const float *patch_b;  /* (D), NULL for CLIP */
+    const float *cls;      /* (D) */
+    const float *pos;      /* (T, D) */
+    const float *pre_w, *pre_b;    /* (D) CLIP's pre_layrnorm, else NULL */
+    const float *post_w, *post_b;  /* (D) final layernorm */
+    int post_all;  /* layernorm every token (ViT) or the class token (CLIP) */
+} vit__vision;
+
+/* Derives the patch grid and token count from C, Hi, Wi, P and enc.D. */
+vit_status vit__vision_geometry(vit__vision *v, const char *path,
+                                vit_error *err);
+/* Floats of im2col scratch for B images. */
+size_t vit__vision_floats(const vit__vision *v, int B);
+/* pixels (B, C, Hi, Wi) -> x (B, T, D), final-layernormed as post_all says;
+ * patches: vit__vision_floats(v, B) of scratch. */
+void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
+                         float *x, float *patches, const vit__scratch *s);
+
+/* ---- CLIP's text tower (textmodel.c) ---- */
+
+typedef struct {
+    int V, Tmax, D;        /* vocabulary, max tokens, hidden size */
+    int bos_id, eos_id, pad_id;  /* eos_id == 2: pool at the argmax id */
+    int qkv_bias;
+    vit__encoder enc;
+    const float *tok;      /* (V, D) */
+    const float *pos;      /* (Tmax, D) */
+    const float *ln_w, *ln_b;  /* (D) final_layer_norm */
+} vit__text;
+
+/* Where transformers pools a sequence of T ids. */
+int vit__text_pool_index(const vit__text *t, const int32_t *ids, int T);
+/* ids (B, T) -> pooled (B, D); x: (B, T, D) of scratch. */
+void vit__text_forward(const vit__text *t, const int32_t *ids, int B, int T,
+                       float *x, float *pooled, const vit__scratch *s);
+
 /* ---- models (model.c) ---- */
 
 const vit_options *vit__model_options(const vit_model *m);
 const img_preprocess_cfg *vit__model_preprocess(const vit_model *m);
+const vit_model *vit__state_model(const vit_state *s);
 
-/* Runs the ViT on B <= max_batch images; the final layer-normed hidden
- * states, (B, T, D), are then at vit__state_hidden(s). */
+/* Runs the vision tower on B <= max_batch images; its output, (B, T, D),
+ * is then at vit__state_hidden(s). */
 void vit__forward_hidden(vit_state *s, const float *pixels, int B);
 const float *vit__state_hidden(const vit_state *s);
-const vit_model *vit__state_model(const vit_state *s);
+
+/* Text embeddings (n x E) of n rows of T token ids, padded after the
+ * end-of-text token. */
+vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
+                          float *out, vit_error *err);
 
 #endif

@@ -1,0 +1,240 @@
+/*
+ * CLIP against transformers: tiny CLIPModel checkpoints (quick_gelu and
+ * gelu, both end-of-text pooling conventions, F32 and F16, projection size
+ * unlike either hidden size) and the separate vision / text towers, saved
+ * by tests/gen_fixtures.py with the reference's get_image_features,
+ * get_text_features and logits_per_image for fixed pixels and token ids.
+ * The contract: within 1e-4 relative (max abs diff / max abs value).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "vit/vit_impl.h"
+
+#define TOL 1e-4
+
+static vit_array ref(const char *model, const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "/%s/%s", model, file);
+    vit_array a = {0};
+    vit_error err;
+    ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
+    return a;
+}
+
+static vit_model *load(const char *name, int max_batch, vit_state **s)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, FIXTURES "/%s", name);
+    vit_options opt = vit_options_default();
+    opt.max_batch = max_batch;
+    vit_model *m;
+    vit_error err;
+    ck_assert_msg(vit_model_load(dir, &opt, &m, &err) == VIT_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(vit_state_new(m, s, &err), VIT_OK);
+    return m;
+}
+
+/* The ids fixture is float32 (exact for ids below 2^24). */
+static int32_t *ids_of(const vit_array *a)
+{
+    size_t n = (size_t)a->shape[0] * a->shape[1];
+    int32_t *ids = malloc(n * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (int32_t)a->data[i];
+    return ids;
+}
+
+static void check_image_side(const char *name, vit_state *s, const float *px,
+                             int n, float *out)
+{
+    vit_array want = ref(name, "ref_image_embeds.npy");
+    vit_error err;
+    ck_assert_int_eq(vit_embed_pixels(s, px, n, out, &err), VIT_OK);
+    char what[128];
+    snprintf(what, sizeof what, "%s image embeds", name);
+    ck_assert(tu_rel_diff(what, out, want.data,
+                          (size_t)n * want.shape[1]) < TOL);
+    vit_array_free(&want);
+}
+
+static void check_text_side(const char *name, vit_state *s, float *out,
+                            int *n_out)
+{
+    vit_array ida = ref(name, "ref_ids.npy");
+    vit_array want = ref(name, "ref_text_embeds.npy");
+    int32_t *ids = ids_of(&ida);
+    int n = (int)ida.shape[0], T = (int)ida.shape[1];
+    vit_error err;
+    ck_assert_msg(vit__embed_ids(s, ids, n, T, out, &err) == VIT_OK, "%s",
+                  err.msg);
+    char what[128];
+    snprintf(what, sizeof what, "%s text embeds", name);
+    ck_assert(tu_rel_diff(what, out, want.data,
+                          (size_t)n * want.shape[1]) < TOL);
+    *n_out = n;
+    free(ids);
+    vit_array_free(&ida);
+    vit_array_free(&want);
+}
+
+static const char *full[] = {"clip_tiny", "clip_gelu_f16"};
+
+START_TEST(clip_model_matches_reference)
+{
+    const char *name = full[_i];
+    vit_state *s;
+    vit_model *m = load(name, 2, &s); /* 2: chunks of a larger call */
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_CLIP);
+    ck_assert(info.has_vision && info.has_text);
+    ck_assert_int_eq(info.embed_dim, 24);
+    /* The F32 fixture stores logit_scale_init_value exactly; the F16 one
+     * a rounding of it, which logits_per_image below checks. */
+    if (strcmp(name, "clip_tiny") == 0)
+        ck_assert_float_eq_tol(info.logit_scale, expf(2.6592f), 1e-4);
+
+    vit_array px = ref(name, "ref_pixels.npy");
+    int ni = (int)px.shape[0], nt;
+    float *img = malloc((size_t)ni * 24 * sizeof *img);
+    float *txt = malloc(16 * 24 * sizeof *txt);
+    check_image_side(name, s, px.data, ni, img);
+    check_text_side(name, s, txt, &nt);
+
+    vit_array lpi = ref(name, "ref_logits_per_image.npy");
+    float *logits = malloc((size_t)ni * nt * sizeof *logits);
+    float *probs = malloc((size_t)ni * nt * sizeof *probs);
+    vit_error err;
+    ck_assert_int_eq(vit_match(m, img, ni, txt, nt, logits, probs, &err),
+                     VIT_OK);
+    char what[128];
+    snprintf(what, sizeof what, "%s logits_per_image", name);
+    ck_assert(tu_rel_diff(what, logits, lpi.data, (size_t)ni * nt) < TOL);
+    /* probs: the softmax of the reference logits over the texts. */
+    for (int i = 0; i < ni; i++) {
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < nt; j++)
+            mx = fmax(mx, lpi.data[i * nt + j]);
+        for (int j = 0; j < nt; j++)
+            sum += exp(lpi.data[i * nt + j] - mx);
+        for (int j = 0; j < nt; j++)
+            ck_assert_float_eq_tol(probs[i * nt + j],
+                                   exp(lpi.data[i * nt + j] - mx) / sum, 1e-5);
+    }
+    free(img), free(txt), free(logits), free(probs);
+    vit_array_free(&px);
+    vit_array_free(&lpi);
+    vit_state_free(s);
+    vit_model_free(m);
+}
+END_TEST
+
+START_TEST(single_towers)
+{
+    vit_state *s;
+    vit_model *m = load("clip_vision", 8, &s);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_CLIP_VISION);
+    ck_assert(info.has_vision && !info.has_text);
+    vit_array px = ref("clip_vision", "ref_pixels.npy");
+    float out[16 * 24];
+    check_image_side("clip_vision", s, px.data, (int)px.shape[0], out);
+    /* Asking a vision-only model for text is a clear error. */
+    vit_error err;
+    const char *t[] = {"a photo"};
+    ck_assert_int_eq(vit_embed_texts(s, t, 1, out, &err), VIT_E_NO_HEAD);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no text tower"));
+    int32_t ids[3] = {1, 2, 3};
+    ck_assert_int_eq(vit__embed_ids(s, ids, 1, 3, out, &err), VIT_E_NO_HEAD);
+    vit_array_free(&px);
+    vit_state_free(s);
+    vit_model_free(m);
+
+    m = load("clip_text", 3, &s);
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_CLIP_TEXT);
+    ck_assert(!info.has_vision && info.has_text);
+    int nt;
+    check_text_side("clip_text", s, out, &nt);
+    float pixels[3 * 32 * 32] = {0};
+    ck_assert_int_eq(vit_embed_pixels(s, pixels, 1, out, &err), VIT_E_NO_HEAD);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no vision tower"));
+    /* No tokenizer files in this fixture: the message says what is
+     * missing. */
+    ck_assert_int_eq(vit_embed_texts(s, t, 1, out, &err), VIT_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no tokenizer"));
+    vit_state_free(s);
+    vit_model_free(m);
+}
+END_TEST
+
+START_TEST(pooling_conventions)
+{
+    /* eos_token_id == 2 pools at the argmax id; any other value at the
+     * first occurrence of eos_token_id (or 0 when absent). */
+    vit__text t = {.eos_id = 2};
+    int32_t a[] = {49406, 320, 49407, 49407, 1};
+    ck_assert_int_eq(vit__text_pool_index(&t, a, 5), 2);
+    t.eos_id = 7;
+    int32_t b[] = {5, 9, 7, 300, 7};
+    ck_assert_int_eq(vit__text_pool_index(&t, b, 5), 2);
+    int32_t c[] = {5, 9, 8};
+    ck_assert_int_eq(vit__text_pool_index(&t, c, 3), 0);
+}
+END_TEST
+
+START_TEST(bad_token_ids)
+{
+    vit_state *s;
+    vit_model *m = load("clip_tiny", 2, &s);
+    float out[24];
+    vit_error err;
+    int32_t ids[] = {998, 5, 1000};
+    ck_assert_int_eq(vit__embed_ids(s, ids, 1, 3, out, &err), VIT_E_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "outside the model's vocabulary"));
+    int32_t many[40] = {0};
+    ck_assert_int_eq(vit__embed_ids(s, many, 1, 40, out, &err), VIT_E_ARG);
+    vit_state_free(s);
+    vit_model_free(m);
+}
+END_TEST
+
+START_TEST(zeroshot_needs_clip)
+{
+    vit_state *s;
+    vit_model *m = load("vit_tiny", 2, &s);
+    vit_zeroshot *z;
+    vit_error err;
+    const char *labels[] = {"cat", "dog"};
+    ck_assert_int_eq(vit_zeroshot_new(s, labels, 2, NULL, &z, &err),
+                     VIT_E_NO_HEAD);
+    float e[32] = {1};
+    ck_assert_int_eq(vit_match(m, e, 1, e, 1, NULL, NULL, &err),
+                     VIT_E_NO_HEAD);
+    vit_state_free(s);
+    vit_model_free(m);
+}
+END_TEST
+
+Suite *clip_suite(void)
+{
+    Suite *s = suite_create("clip");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, clip_model_matches_reference, 0,
+                        sizeof full / sizeof *full);
+    tcase_add_test(tc, single_towers);
+    tcase_add_test(tc, pooling_conventions);
+    tcase_add_test(tc, bad_token_ids);
+    tcase_add_test(tc, zeroshot_needs_clip);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,83 @@
+/*
+ * The vision tower shared by ViT and CLIP: patch embedding (the stride-P
+ * convolution as one GEMM per image), class token and position embeddings,
+ * an optional layernorm before the encoder (CLIP's pre_layrnorm), the
+ * encoder, and the final layernorm over every token (ViT) or the class
+ * token only (CLIP's post_layernorm). Reading its config and binding its
+ * tensors is left to the model family; this file only computes.
+ *
+ * Dimension legend: B batch, C channels, (Hi, Wi) image size, P patch size,
+ * NP = (Hi/P)(Wi/P) patches, T = NP + 1 tokens (class token first),
+ * D hidden size.
+ */
+#include "vit/vit_impl.h"
+
+#include <string.h>
+
+vit_status vit__vision_geometry(vit__vision *v, const char *path,
+                                vit_error *err)
+{
+    if (v->Hi % v->P || v->Wi % v->P)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: image_size %dx%d does not divide by patch_size "
+                         "%d",
+                         path, v->Hi, v->Wi, v->P);
+    v->gh = v->Hi / v->P;
+    v->gw = v->Wi / v->P;
+    v->NP = v->gh * v->gw;
+    v->T = v->NP + 1;
+    v->D = v->enc.D;
+    if ((int64_t)v->T * v->T > (1 << 28))
+        return vit__fail(err, VIT_E_CONFIG, "%s: %d tokens is too many", path,
+                         v->T);
+    return VIT_OK;
+}
+
+size_t vit__vision_floats(const vit__vision *v, int B)
+{
+    /* The im2col buffer; the residual stream lives in the state. */
+    return (size_t)B * v->NP * v->C * v->P * v->P;
+}
+
+void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
+                         float *x, float *patches, const vit__scratch *s)
+{
+    /* pixels (B, C, Hi, Wi) -> patches (B * NP, C * P * P), the im2col of
+     * the stride-P convolution, in the weight's (c, ky, kx) order. */
+    int C = v->C, P = v->P, Hi = v->Hi, Wi = v->Wi, D = v->D, T = v->T;
+    size_t cpp = (size_t)C * P * P;
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < v->gh; py++)
+            for (int px = 0; px < v->gw; px++) {
+                float *row = patches +
+                             ((size_t)b * v->NP + (size_t)py * v->gw + px) * cpp;
+                for (int c = 0; c < C; c++)
+                    for (int ky = 0; ky < P; ky++)
+                        memcpy(row + ((size_t)c * P + ky) * P,
+                               pixels + (((size_t)b * C + c) * Hi +
+                                         (size_t)py * P + ky) * Wi +
+                                   (size_t)px * P,
+                               (size_t)P * sizeof(float));
+            }
+    /* The patch tokens go to rows 1..NP of each sequence: one GEMM per
+     * image, writing with the sequence's stride. x: (B, T, D). */
+    for (int b = 0; b < B; b++) {
+        float *xb = x + (size_t)b * T * D;
+        memcpy(xb, v->cls, (size_t)D * sizeof *xb);
+        vit__linear(xb + D, patches + (size_t)b * v->NP * cpp, v->patch_w,
+                    v->patch_b, v->NP, D, (int)cpp);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            xb[i] += v->pos[i];
+    }
+    if (v->pre_w)
+        vit__layernorm(x, x, v->pre_w, v->pre_b, B * T, D, v->enc.eps);
+    vit__encoder_forward(&v->enc, x, B, T, 0, s);
+    if (v->post_all) {
+        vit__layernorm(x, x, v->post_w, v->post_b, B * T, D, v->enc.eps);
+    } else {
+        for (int b = 0; b < B; b++) {
+            float *cls = x + (size_t)b * T * D;
+            vit__layernorm(cls, cls, v->post_w, v->post_b, 1, D, v->enc.eps);
+        }
+    }
+}
