@@ -14,6 +14,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 void vit__linear(float *out, const float *in, const float *w, const float *b,
@@ -52,27 +53,80 @@ void vit__layernorm(float *out, const float *in, const float *w,
     }
 }
 
+/* Branch-free float exp and erf, written so the compiler vectorizes the
+ * loops that call them (libm's expf and erff are scalar calls, and were a
+ * fifth of a forward pass). exp: Cody-Waite reduction by ln 2 and Cephes'
+ * degree-5 polynomial, within 2 ulp on [-87, 88] and 0 below; erf: a rational
+ * approximation on [-4, 4] (erf is +-1 in float beyond), within about
+ * 1e-7 absolute. */
+static inline float vexp(float x)
+{
+    float in = x;
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    /* Below -87 the result is under float's normal range: 0, which is
+     * also what a masked (-inf) attention score must give. */
+    return in < -87.0f ? 0.0f : p * scale;
+}
+
+static inline float verf(float x)
+{
+    x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return p / q;
+}
+
+/* Compiled for AVX-512, AVX2 and the baseline, picked at run time. */
+#define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+VIT_CLONES
 void vit__activation(float *x, size_t n, vit__act act)
 {
     switch (act) {
     case VIT_ACT_GELU:
         for (size_t i = 0; i < n; i++)
-            x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+            x[i] = 0.5f * x[i] * (1.0f + verf(x[i] * (float)M_SQRT1_2));
         break;
     case VIT_ACT_GELU_TANH:
+        /* tanh(u) = 1 - 2 / (exp(2u) + 1) */
         for (size_t i = 0; i < n; i++) {
             float v = x[i];
             float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-            x[i] = 0.5f * v * (1.0f + tanhf(u));
+            x[i] = 0.5f * v * (2.0f - 2.0f / (vexp(2.0f * u) + 1.0f));
         }
         break;
     case VIT_ACT_QUICK_GELU:
         for (size_t i = 0; i < n; i++)
-            x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+            x[i] = x[i] / (1.0f + vexp(-1.702f * x[i]));
         break;
     case VIT_ACT_SILU:
         for (size_t i = 0; i < n; i++)
-            x[i] = x[i] / (1.0f + expf(-x[i]));
+            x[i] = x[i] / (1.0f + vexp(-x[i]));
         break;
     case VIT_ACT_RELU:
         for (size_t i = 0; i < n; i++)
@@ -80,24 +134,29 @@ void vit__activation(float *x, size_t n, vit__act act)
         break;
     case VIT_ACT_TANH:
         for (size_t i = 0; i < n; i++)
-            x[i] = tanhf(x[i]);
+            x[i] = 1.0f - 2.0f / (vexp(2.0f * x[i]) + 1.0f);
         break;
     }
 }
 
+VIT_CLONES
 void vit__softmax(float *x, int rows, int cols)
 {
     for (int r = 0; r < rows; r++) {
         float *p = x + (size_t)r * cols;
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int c = 0; c < cols; c++)
             mx = p[c] > mx ? p[c] : mx;
-        double sum = 0;
-        for (int c = 0; c < cols; c++) {
-            p[c] = expf(p[c] - mx);
+        for (int c = 0; c < cols; c++)
+            p[c] = vexp(p[c] - mx);
+        /* Summed in vector lanes: the order differs from a serial sum by
+         * float rounding only. */
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < cols; c++)
             sum += p[c];
-        }
-        float inv = (float)(1.0 / sum);
+        float inv = 1.0f / sum;
         for (int c = 0; c < cols; c++)
             p[c] *= inv;
     }
