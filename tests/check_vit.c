@@ -208,32 +208,78 @@ START_TEST(causal_attention_matches_naive)
 }
 END_TEST
 
+/* The vectorized activations against their definitions in double, over a
+ * sweep wide enough to reach both saturated tails. */
 START_TEST(activations_match_definitions)
 {
-    float x[] = {-3.0f, -1.0f, -0.25f, 0.0f, 0.5f, 2.0f};
-    /* Values of torch.nn.functional.gelu (exact), gelu tanh approximation
-     * and quick_gelu at x, from their definitions in double. */
-    for (int a = VIT_ACT_GELU; a <= VIT_ACT_QUICK_GELU; a++) {
-        float y[6];
+    enum { N = 4001 };
+    static float x[N], y[N];
+    for (int i = 0; i < N; i++)
+        x[i] = -20.0f + 0.01f * i;
+    for (int a = VIT_ACT_GELU; a <= VIT_ACT_TANH; a++) {
         memcpy(y, x, sizeof x);
-        vit__activation(y, 6, (vit__act)a);
-        for (int i = 0; i < 6; i++) {
+        vit__activation(y, N, (vit__act)a);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
             double v = x[i], r;
-            if (a == VIT_ACT_GELU)
+            switch (a) {
+            case VIT_ACT_GELU:
                 r = 0.5 * v * (1 + erf(v / sqrt(2.0)));
-            else if (a == VIT_ACT_GELU_TANH)
+                break;
+            case VIT_ACT_GELU_TANH:
                 r = 0.5 * v *
                     (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
-            else
+                break;
+            case VIT_ACT_QUICK_GELU:
                 r = v / (1 + exp(-1.702 * v));
-            ck_assert_msg(fabs(y[i] - r) < 1e-6, "act %d at %g: %g vs %g", a,
-                          v, y[i], r);
+                break;
+            case VIT_ACT_SILU:
+                r = v / (1 + exp(-v));
+                break;
+            case VIT_ACT_RELU:
+                r = v > 0 ? v : 0;
+                break;
+            default:
+                r = tanh(v);
+            }
+            /* Error relative to the value's scale, floored at 1. */
+            double e = fabs(y[i] - r) / fmax(1.0, fabs(r));
+            worst = fmax(worst, e);
         }
+        printf("activation %d vs definition: max error %.3g\n", a, worst);
+        ck_assert_msg(worst < 1e-6, "activation %d: error %g", a, worst);
     }
     ck_assert_int_eq(vit__act_parse("gelu"), VIT_ACT_GELU);
     ck_assert_int_eq(vit__act_parse("quick_gelu"), VIT_ACT_QUICK_GELU);
     ck_assert_int_eq(vit__act_parse("gelu_new"), VIT_ACT_GELU_TANH);
     ck_assert_int_eq(vit__act_parse("mish!"), -1);
+}
+END_TEST
+
+START_TEST(softmax_matches_naive)
+{
+    /* Rows with large values, masked (-inf) entries and 1..40 columns:
+     * masked entries must come out exactly 0. */
+    float x[40], ref[40];
+    for (int cols = 1; cols <= 40; cols++) {
+        for (int c = 0; c < cols; c++)
+            x[c] = (c % 3 == 2 && c > 0) ? -INFINITY
+                                         : 50.0f * sinf((float)(c * cols));
+        double mx = -1e300, sum = 0;
+        for (int c = 0; c < cols; c++)
+            mx = fmax(mx, x[c]);
+        for (int c = 0; c < cols; c++)
+            sum += exp(x[c] - mx);
+        for (int c = 0; c < cols; c++)
+            ref[c] = (float)(exp(x[c] - mx) / sum);
+        vit__softmax(x, 1, cols);
+        for (int c = 0; c < cols; c++) {
+            ck_assert_msg(fabsf(x[c] - ref[c]) < 1e-6, "cols %d c %d: %g vs %g",
+                          cols, c, x[c], ref[c]);
+            if (ref[c] == 0)
+                ck_assert(x[c] == 0);
+        }
+    }
 }
 END_TEST
 
@@ -275,6 +321,7 @@ Suite *vit_suite(void)
     tcase_add_test(ops, linear_matches_naive);
     tcase_add_test(ops, causal_attention_matches_naive);
     tcase_add_test(ops, activations_match_definitions);
+    tcase_add_test(ops, softmax_matches_naive);
     tcase_add_test(ops, layernorm_matches_naive);
     suite_add_tcase(s, ops);
     return s;
