@@ -865,14 +865,23 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
                 return vit__fail(err, VIT_E_ARG, "text %d is NULL", i0 + b);
             len[b] = txt_encode(m->tok, texts[i0 + b], strlen(texts[i0 + b]),
                                 ids + (size_t)b * Tm, Tm);
+            if (len[b] < 0)
+                return vit__fail(err, VIT_E_NOMEM,
+                                 "out of memory tokenizing text %d", i0 + b);
             T = len[b] > T ? len[b] : T;
         }
-        /* Compact the rows from stride Tm to stride T, padding each. */
+        /* Compact the rows from stride Tm to stride T, padding each with
+         * the tokenizer's pad token, as CLIPProcessor(padding=True) does:
+         * the causal mask keeps padding from the pooled token, and with
+         * the argmax convention a pad id equal to eos still pools at the
+         * first eos. */
+        int32_t pad = txt_pad_id(m->tok) >= 0 ? txt_pad_id(m->tok)
+                                              : m->txt.pad_id;
         for (int b = 0; b < B; b++) {
             int32_t *src = ids + (size_t)b * Tm, *dst = ids + (size_t)b * T;
             memmove(dst, src, (size_t)len[b] * sizeof *dst);
             for (int j = len[b]; j < T; j++)
-                dst[j] = m->txt.pad_id;
+                dst[j] = pad;
         }
         if ((st = vit__embed_ids(s, ids, B, T, out + (size_t)i0 * E, err)))
             return st;
