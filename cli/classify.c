@@ -1,11 +1,9 @@
 /*
- * `vit classify`: its options, and the loop that feeds inputs to the
- * library in batches. Images are decoded and preprocessed one at a time into
- * a batch buffer, .npy arrays of preprocessed pixels are copied in as they
- * are, and each full batch goes through one vit_classify_pixels call; results
- * come out in input order. An input that fails is reported on stderr and the
- * run goes on. All model work is the library's; this file only moves pixels
- * and results between it and the output formats.
+ * `vit classify`: its options, and what each batch of images becomes: a
+ * vit_classify_pixels call on a ViT classifier, or, with --labels, a
+ * zero-shot vit_zeroshot_classify_pixels call on a CLIP model over the
+ * label set; the results go to the output formats. The batching of inputs
+ * is cli/batch.c's; all model work is the library's.
  */
 #include "cli/cli.h"
 
@@ -24,7 +22,8 @@ enum { OPT_LOGITS = 256 };
 
 static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
-    "                    [--logits] [--batch N] PATH...\n";
+    "                    [--logits] [--batch N]\n"
+    "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)
 {
@@ -35,7 +34,9 @@ static void help(FILE *f)
             "Face\n"
             "ViTForImageClassification directory (config.json, "
             "model.safetensors,\n"
-            "preprocessor_config.json). Results are printed in input order.\n"
+            "preprocessor_config.json), or zero-shot with a CLIPModel "
+            "directory and\n"
+            "--labels. Results are printed in input order.\n"
             "\n"
             "Each PATH is one of:\n"
             "  a JPEG or PNG file    decoded and preprocessed as the model's\n"
@@ -67,6 +68,15 @@ static void help(FILE *f)
             "and jsonl)\n"
             "  -b, --batch N       images per forward pass, 1 to %d (default "
             "%d)\n"
+            "  -l, --labels FILE   zero-shot with a CLIP model: one label per "
+            "line; each\n"
+            "                      becomes a prompt through --template, and "
+            "scores are\n"
+            "                      the softmax over labels of logit_scale * "
+            "cosine\n"
+            "  -t, --template T    the prompt for each label, '{}' standing "
+            "for it\n"
+            "                      (default 'a photo of a {}.')\n"
             "  -h, --help          show this help and exit\n"
             "\n"
             "Scores are softmax probabilities. When stderr is a terminal and "
@@ -115,6 +125,8 @@ typedef struct {
     cli_format fmt;
     int logits;
     int batch;  /* 0: the library's default */
+    const char *labels;    /* --labels FILE: zero-shot */
+    const char *template;  /* --template, or NULL for the default */
     char **paths;
     int n_paths;
 } classify_args;
@@ -136,13 +148,15 @@ static int parse_args(int argc, char **argv, classify_args *a)
         {"format", required_argument, NULL, 'f'},
         {"logits", no_argument, NULL, OPT_LOGITS},
         {"batch", required_argument, NULL, 'b'},
+        {"labels", required_argument, NULL, 'l'},
+        {"template", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     *a = (classify_args){.top_k = DEFAULT_TOP_K, .fmt = CLI_FMT_TEXT};
     opterr = 0;  /* the messages below say which subcommand complained */
     int c;
-    while ((c = getopt_long(argc, argv, ":m:k:f:b:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:k:f:b:l:t:h", longopts, NULL)) != -1) {
         long v;
         switch (c) {
         case 'm':
@@ -168,6 +182,15 @@ static int parse_args(int argc, char **argv, classify_args *a)
                                    "not '%s'", MAX_BATCH, optarg);
             a->batch = (int)v;
             break;
+        case 'l':
+            a->labels = optarg;
+            break;
+        case 't':
+            if (!strstr(optarg, "{}"))
+                return usage_error("--template needs '{}' where the label "
+                                   "goes, not '%s'", optarg);
+            a->template = optarg;
+            break;
         case 'h':
             help(stdout);
             return CLI_EXIT_OK;
@@ -190,6 +213,8 @@ static int parse_args(int argc, char **argv, classify_args *a)
         return usage_error("%s", "--model DIR is required");
     if (optind >= argc)
         return usage_error("%s", "no PATH given");
+    if (a->template && !a->labels)
+        return usage_error("%s", "--template goes with --labels");
     if (a->logits && a->fmt == CLI_FMT_CSV)
         return usage_error("%s", "--logits works with --format text or jsonl");
     a->paths = argv + optind;
@@ -197,191 +222,57 @@ static int parse_args(int argc, char **argv, classify_args *a)
     return -1;
 }
 
-/* The state of one run: the model, the batch being filled, the tallies. */
+/* What a batch of images becomes: predictions and their output. */
 typedef struct {
     const classify_args *args;
-    vit_options opt;
-    vit_model *model;
     vit_state *state;
-    vit_model_info info;
-    size_t chw;  /* floats per image */
-    int k;       /* top_k clamped to the number of labels */
-    int cap, n;  /* batch capacity and fill */
-    float *pixels;        /* (cap, C, H, W) */
+    vit_zeroshot *zs;     /* with --labels */
+    int k;                /* top_k clamped to the number of labels */
+    int L;                /* labels */
     vit_prediction *top;  /* (cap, k) */
-    float *logits;        /* (cap, num_labels), or NULL without --logits */
-    char **paths;         /* (cap) */
-    cli_progress prog;
-    int failed;
-    int oom;
-} classify_run;
+    float *logits;        /* (cap, L), or NULL without --logits */
+} classify_ctx;
 
-static void input_failed(classify_run *r, const char *path, const char *why)
+static vit_status classify_batch(void *p, const float *pixels, int n,
+                                 char *const *paths, vit_error *err)
 {
-    cli_progress_clear(&r->prog);
-    cli_report(path, why);
-    r->failed++;
-    r->prog.done++;
-    cli_progress_draw(&r->prog);
+    classify_ctx *c = p;
+    vit_status st =
+        c->zs ? vit_zeroshot_classify_pixels(c->state, c->zs, pixels, n, c->k,
+                                             c->top, c->logits, err)
+              : vit_classify_pixels(c->state, pixels, n, c->k, c->top,
+                                    c->logits, err);
+    if (st != VIT_OK)
+        return st;
+    for (int i = 0; i < n; i++) {
+        cli_result res = {
+            .path = paths[i],
+            .top = c->top + (size_t)i * c->k,
+            .k = c->k,
+            .logits = c->logits ? c->logits + (size_t)i * c->L : NULL,
+            .num_labels = c->L,
+        };
+        if (cli_output_write(stdout, c->args->fmt, &res) != 0)
+            return VIT_E_NOMEM;
+    }
+    return VIT_OK;
 }
 
-/* Classifies the images in the batch and prints their results. */
-static void flush(classify_run *r)
+/* Reads --labels: one label per line, blank lines skipped, a trailing \r
+ * dropped. Returns the count, or -1 after reporting. */
+static int read_labels(const char *path, char ***out)
 {
-    if (r->n == 0)
-        return;
-    vit_error err = {{0}};
-    int L = r->info.num_labels;
-    vit_status st = vit_classify_pixels(r->state, r->pixels, r->n, r->k,
-                                        r->top, r->logits, &err);
-    cli_progress_clear(&r->prog);
-    for (int i = 0; i < r->n; i++) {
-        if (st != VIT_OK) {
-            cli_report(r->paths[i], err.msg[0] ? err.msg : vit_status_str(st));
-            r->failed++;
-        } else if (!r->oom) {
-            cli_result res = {
-                .path = r->paths[i],
-                .top = r->top + (size_t)i * r->k,
-                .k = r->k,
-                .logits = r->logits ? r->logits + (size_t)i * L : NULL,
-                .num_labels = L,
-            };
-            if (cli_output_write(stdout, r->args->fmt, &res) != 0)
-                r->oom = 1;
-        }
-        free(r->paths[i]);
+    char **v = NULL;
+    int n;
+    if ((n = cli_read_lines(path, &v)) < 0)
+        return -1;
+    if (n == 0) {
+        cli_report(path, "no labels in the file");
+        cli_free_lines(v, n);
+        return -1;
     }
-    r->prog.done += (size_t)r->n;
-    r->n = 0;
-    if (r->prog.tty)
-        fflush(stdout);  /* the results go to the screen before the line */
-    cli_progress_draw(&r->prog);
-}
-
-/* Takes the image just written to pixels[n]; `path` is owned. */
-static void commit(classify_run *r, char *path)
-{
-    if (!path) {
-        r->oom = 1;
-        return;
-    }
-    r->paths[r->n++] = path;
-    if (r->n == r->cap)
-        flush(r);
-}
-
-static float *slot(classify_run *r)
-{
-    return r->pixels + (size_t)r->n * r->chw;
-}
-
-static void do_image(classify_run *r, const char *path)
-{
-    vit_error err = {{0}};
-    vit_image img;
-    vit_status st = vit_image_read(path, &r->opt, &img, &err);
-    if (st != VIT_OK) {
-        input_failed(r, path, err.msg[0] ? err.msg : vit_status_str(st));
-        return;
-    }
-    st = vit_preprocess(r->model, &img, 1, slot(r), &err);
-    vit_image_free(&img);
-    if (st != VIT_OK) {
-        input_failed(r, path, err.msg[0] ? err.msg : vit_status_str(st));
-        return;
-    }
-    commit(r, strdup(path));
-}
-
-static void shape_str(char *buf, size_t size, const int64_t *shape, int ndim)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, size - o, "(");
-    for (int i = 0; i < ndim && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? "," : "",
-                              (long long)shape[i]);
-    if (o < size)
-        snprintf(buf + o, size - o, ")");
-}
-
-static void do_npy(classify_run *r, const char *path)
-{
-    vit_error err = {{0}};
-    vit_array a;
-    vit_status st = vit_npy_read(path, &a, &err);
-    if (st != VIT_OK) {
-        input_failed(r, path, err.msg[0] ? err.msg : vit_status_str(st));
-        return;
-    }
-    const int64_t *s = a.shape;
-    int C = r->info.channels, H = r->info.image_h, W = r->info.image_w;
-    int64_t count = -1;
-    if (a.ndim == 3 && s[0] == C && s[1] == H && s[2] == W)
-        count = 1;
-    else if (a.ndim == 4 && s[0] >= 0 && s[1] == C && s[2] == H && s[3] == W)
-        count = s[0];
-    if (count < 0) {
-        char got[160], msg[320];
-        shape_str(got, sizeof got, a.shape, a.ndim < 8 ? a.ndim : 8);
-        snprintf(msg, sizeof msg,
-                 "pixel array of shape %s; the model takes (%d,%d,%d) or "
-                 "(N,%d,%d,%d)",
-                 got, C, H, W, C, H, W);
-        vit_array_free(&a);
-        input_failed(r, path, msg);
-        return;
-    }
-    /* The file was counted as one input; it holds `count`. */
-    r->prog.total = r->prog.total + (size_t)count - 1;
-    for (int64_t i = 0; i < count && !r->oom; i++) {
-        memcpy(slot(r), a.data + (size_t)i * r->chw, r->chw * sizeof(float));
-        char *name;
-        if (a.ndim == 3) {
-            name = strdup(path);
-        } else {
-            size_t len = strlen(path) + 24;
-            if ((name = malloc(len)))
-                snprintf(name, len, "%s[%lld]", path, (long long)i);
-        }
-        commit(r, name);
-    }
-    vit_array_free(&a);
-}
-
-static int run_inputs(classify_run *r, const cli_input_list *in)
-{
-    cli_progress_init(&r->prog, in->n, (size_t)r->cap);
-    cli_output_begin(stdout, r->args->fmt);
-    for (size_t i = 0; i < in->n && !r->oom; i++) {
-        const cli_input *x = &in->v[i];
-        switch (x->kind) {
-        case CLI_IN_ERROR:
-            input_failed(r, x->path, x->error);
-            break;
-        case CLI_IN_IMAGE:
-            do_image(r, x->path);
-            break;
-        case CLI_IN_NPY:
-            do_npy(r, x->path);
-            break;
-        }
-    }
-    if (!r->oom)
-        flush(r);
-    cli_progress_clear(&r->prog);
-    for (int i = 0; i < r->n; i++)
-        free(r->paths[i]);
-    r->n = 0;
-    if (r->oom) {
-        fprintf(stderr, "vit: out of memory\n");
-        return CLI_EXIT_FAILED;
-    }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
-        return CLI_EXIT_FAILED;
-    }
-    return r->failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    *out = v;
+    return n;
 }
 
 int cli_classify_main(int argc, char **argv)
@@ -391,56 +282,69 @@ int cli_classify_main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    classify_run r = {.args = &args, .opt = vit_options_default()};
+    vit_options opt = vit_options_default();
+    classify_ctx c = {.args = &args};
+    cli_batch b = {.opt = &opt, .run = classify_batch, .ctx = &c};
     cli_input_list in = {0};
     vit_error err = {{0}};
+    vit_model_info info;
+    char **labels = NULL;
+    int nlabels = 0;
     rc = CLI_EXIT_FAILED;
     if (args.batch > 0)
-        r.opt.max_batch = args.batch;
-    vit_status st = vit_model_load(args.model_dir, &r.opt, &r.model, &err);
+        opt.max_batch = args.batch;
+    if (args.labels && (nlabels = read_labels(args.labels, &labels)) < 0)
+        return CLI_EXIT_FAILED;
+    vit_status st = vit_model_load(args.model_dir, &opt, &b.model, &err);
     if (st != VIT_OK) {
         cli_report(args.model_dir, err.msg[0] ? err.msg : vit_status_str(st));
-        return CLI_EXIT_FAILED;
-    }
-    vit_model_get_info(r.model, &r.info);
-    if (r.info.num_labels <= 0) {
-        cli_report(args.model_dir, "the model has no classification head "
-                                   "(num_labels is 0)");
         goto done;
     }
-    if (vit_state_new(r.model, &r.state, &err) != VIT_OK) {
+    vit_model_get_info(b.model, &info);
+    if (!args.labels && info.num_labels <= 0) {
+        cli_report(args.model_dir,
+                   info.arch == VIT_ARCH_CLIP
+                       ? "a CLIP model has no fixed labels; give them with "
+                         "--labels FILE"
+                       : "the model has no classification head "
+                         "(num_labels is 0)");
+        goto done;
+    }
+    if (vit_state_new(b.model, &c.state, &err) != VIT_OK) {
         cli_report(args.model_dir, err.msg);
         goto done;
     }
-
-    r.cap = r.opt.max_batch > 0 ? r.opt.max_batch : 1;
-    r.k = args.top_k < r.info.num_labels ? args.top_k : r.info.num_labels;
-    r.chw = (size_t)r.info.channels * (size_t)r.info.image_h *
-            (size_t)r.info.image_w;
-    size_t L = (size_t)r.info.num_labels, cap = (size_t)r.cap;
-    if (r.chw == 0 || r.chw > SIZE_MAX / sizeof(float) / cap) {
-        cli_report(args.model_dir, "the pixel batch is too large for memory");
-        goto done;
+    if (args.labels) {
+        st = vit_zeroshot_new(c.state, (const char *const *)labels, nlabels,
+                              args.template, &c.zs, &err);
+        if (st != VIT_OK) {
+            cli_report(args.model_dir, err.msg);
+            goto done;
+        }
+        c.L = nlabels;
+    } else {
+        c.L = info.num_labels;
     }
-    r.pixels = malloc(cap * r.chw * sizeof(float));
-    r.top = malloc(cap * (size_t)r.k * sizeof *r.top);
-    r.paths = malloc(cap * sizeof *r.paths);
+    b.cap = opt.max_batch > 0 ? opt.max_batch : 1;
+    c.k = args.top_k < c.L ? args.top_k : c.L;
+    c.top = malloc((size_t)b.cap * (size_t)c.k * sizeof *c.top);
     if (args.logits)
-        r.logits = malloc(cap * L * sizeof(float));
-    if (!r.pixels || !r.top || !r.paths || (args.logits && !r.logits) ||
+        c.logits = malloc((size_t)b.cap * (size_t)c.L * sizeof(float));
+    if (!c.top || (args.logits && !c.logits) ||
         cli_inputs_collect(args.paths, args.n_paths, &in) != 0) {
         fprintf(stderr, "vit: out of memory\n");
         goto done;
     }
-    rc = run_inputs(&r, &in);
+    cli_output_begin(stdout, args.fmt);
+    rc = cli_batch_inputs(&b, &in);
 
 done:
     cli_inputs_free(&in);
-    free(r.pixels);
-    free(r.top);
-    free(r.logits);
-    free(r.paths);
-    vit_state_free(r.state);
-    vit_model_free(r.model);
+    free(c.top);
+    free(c.logits);
+    vit_zeroshot_free(c.zs);
+    cli_free_lines(labels, nlabels);
+    vit_state_free(c.state);
+    vit_model_free(b.model);
     return rc;
 }

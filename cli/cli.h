@@ -21,6 +21,10 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
 /* `vit classify ...`; argv[0] is "classify". Returns the exit status. */
 int cli_classify_main(int argc, char **argv);
 
+/* `vit embed` (cli/embed.c) and `vit match` (cli/match.c), for CLIP. */
+int cli_embed_main(int argc, char **argv);
+int cli_match_main(int argc, char **argv);
+
 /* `vit serve`, `vit broker` (cli/serve.c) and `vit client` (cli/client.c),
  * the ZeroMQ service's commands. */
 int cli_serve_main(int argc, char **argv);
@@ -36,6 +40,12 @@ int cli_read_key(const char *path, const char *which, char key[41]);
  * already starts with "PATH: " (the .npy reader names its file) is not
  * prefixed twice. */
 void cli_report(const char *path, const char *reason);
+
+/* Reads one item per line (blank lines skipped, line ends dropped) into
+ * *out, freed with cli_free_lines. Returns the count, or -1 after
+ * reporting `path` on stderr. */
+int cli_read_lines(const char *path, char ***out);
+void cli_free_lines(char **v, int n);
 
 /* ---- inputs (cli/inputs.c) ---- */
 
@@ -93,6 +103,30 @@ int cli_output_write(FILE *f, cli_format fmt, const cli_result *r);
  * significant digits); "nan", "inf" and "-inf" for non-finite values. */
 void cli_float_str(char buf[32], float x);
 
+/* JSON pieces for the JSONL outputs (jansson): a string with invalid
+ * UTF-8 replaced by U+FFFD, a float printed as cli_float_str does (null if
+ * not finite), an array of floats; cli_json_line writes one object as a
+ * line. Each returns NULL / -1 when out of memory. */
+typedef struct json_t json_t;
+json_t *cli_json_text(const char *s);
+json_t *cli_json_float(float x);
+json_t *cli_json_floats(const float *v, int n);
+int cli_json_line(FILE *f, json_t *obj);
+
+/* `{"<key>": name, "embedding": [...]}` as a line. */
+int cli_embedding_write(FILE *f, const char *key, const char *name,
+                        const float *v, int dim);
+
+/* One image's match against n texts: text (a block: the path, then each
+ * text's probability) or jsonl (`{"path", "scores": [{"text", "score",
+ * "logit"}, ...]}`), in the texts' order. */
+int cli_match_write(FILE *f, cli_format fmt, const char *path,
+                    char *const *texts, int n, const float *probs,
+                    const float *logits);
+
+/* A (rows, cols) float32 .npy file. Returns 0, or -1 on a write error. */
+int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
+
 /* ---- progress (cli/progress.c) ---- */
 
 /* A single updating line on stderr, `[done/total] rate img/s`, shown only
@@ -109,5 +143,41 @@ void cli_progress_init(cli_progress *p, size_t total, size_t batch);
 void cli_progress_draw(cli_progress *p);
 /* Erases the line, so other output can be written; draw brings it back. */
 void cli_progress_clear(cli_progress *p);
+
+/* ---- the image batch driver (cli/batch.c) ---- */
+
+/* Runs n preprocessed images (n x C x H x W at pixels), named paths[i], and
+ * writes their results. Returns VIT_OK, or a failure with `err` set, which
+ * is then reported for every image of the batch. */
+typedef vit_status (*cli_batch_fn)(void *ctx, const float *pixels, int n,
+                                   char *const *paths, vit_error *err);
+
+/* Feeds a list of inputs to the library in batches: images are decoded and
+ * preprocessed one at a time into the batch buffer, .npy arrays of
+ * preprocessed pixels are copied in as they are, and each full batch (and
+ * the last, partial one) is handed to `run`. A failed input is reported on
+ * stderr as `vit: PATH: reason` and counted; the rest go on. Results come
+ * out in input order because batches run in order. */
+typedef struct {
+    /* Set by the caller. */
+    vit_model *model;
+    const vit_options *opt;  /* image size limits */
+    int cap;                 /* images per batch */
+    cli_batch_fn run;
+    void *ctx;
+    /* The driver's own. */
+    vit_model_info info;
+    size_t chw;  /* floats per image */
+    int n;       /* images in the batch being filled */
+    float *pixels;
+    char **paths;
+    cli_progress prog;
+    int failed;
+    int oom;     /* set by the driver, or by `run` when output failed */
+} cli_batch;
+
+/* Processes the inputs; returns the exit status: 0 when every input was
+ * done, 1 when one failed or memory ran out (said on stderr). */
+int cli_batch_inputs(cli_batch *b, const cli_input_list *in);
 
 #endif

@@ -74,7 +74,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 
 /* A JSON string of `s`. File names are bytes, not always UTF-8, and JSON
  * text must be; a byte that is not part of valid UTF-8 becomes U+FFFD. */
-static json_t *json_text(const char *s)
+json_t *cli_json_text(const char *s)
 {
     json_t *j = json_string(s);
     if (j)
@@ -104,7 +104,7 @@ static json_t *json_text(const char *s)
 
 /* A JSON number that prints as cli_float_str does (dumped with
  * JSON_REAL_PRECISION(9)); JSON has no NaN or infinity, so those are null. */
-static json_t *json_float(float x)
+json_t *cli_json_float(float x)
 {
     if (!isfinite(x))
         return json_null();
@@ -120,7 +120,7 @@ static int write_jsonl(FILE *f, const cli_result *r)
     int rc = -1;
     if (!obj || !labels)
         goto done;
-    if (json_object_set_new(obj, "path", json_text(r->path)) != 0)
+    if (json_object_set_new(obj, "path", cli_json_text(r->path)) != 0)
         goto done;
     for (int i = 0; i < r->k && r->top[i].id >= 0; i++) {
         const vit_prediction *p = &r->top[i];
@@ -129,8 +129,8 @@ static int write_jsonl(FILE *f, const cli_result *r)
             goto done;
         if (json_object_set_new(e, "id", json_integer(p->id)) != 0 ||
             json_object_set_new(e, "label",
-                                json_text(p->label ? p->label : "")) != 0 ||
-            json_object_set_new(e, "score", json_float(p->score)) != 0)
+                                cli_json_text(p->label ? p->label : "")) != 0 ||
+            json_object_set_new(e, "score", cli_json_float(p->score)) != 0)
             goto done;
     }
     if (json_object_set(obj, "labels", labels) != 0)
@@ -140,15 +140,10 @@ static int write_jsonl(FILE *f, const cli_result *r)
         if (!lg || json_object_set_new(obj, "logits", lg) != 0)
             goto done;
         for (int i = 0; i < r->num_labels; i++)
-            if (json_array_append_new(lg, json_float(r->logits[i])) != 0)
+            if (json_array_append_new(lg, cli_json_float(r->logits[i])) != 0)
                 goto done;
     }
-    /* Without JSON_COMPACT jansson separates with ", " and ": ", as in
-     * {"path": "a.jpg", "labels": [...]}; without JSON_INDENT, one line. */
-    if (json_dumpf(obj, f, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) != 0)
-        goto done;
-    fputc('\n', f);
-    rc = 0;
+    rc = cli_json_line(f, obj);
 done:
     json_decref(labels);
     json_decref(obj);
@@ -224,4 +219,94 @@ int cli_output_write(FILE *f, cli_format fmt, const cli_result *r)
         return 0;
     }
     return 0;
+}
+
+int cli_json_line(FILE *f, json_t *obj)
+{
+    /* Without JSON_COMPACT jansson separates with ", " and ": ", as in
+     * {"path": "a.jpg", "labels": [...]}; without JSON_INDENT, one line. */
+    if (json_dumpf(obj, f, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) != 0)
+        return -1;
+    fputc('\n', f);
+    return 0;
+}
+
+json_t *cli_json_floats(const float *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, cli_json_float(v[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+int cli_embedding_write(FILE *f, const char *key, const char *name,
+                        const float *v, int dim)
+{
+    json_t *obj = json_object();
+    int rc = -1;
+    if (obj && json_object_set_new(obj, key, cli_json_text(name)) == 0 &&
+        json_object_set_new(obj, "embedding", cli_json_floats(v, dim)) == 0)
+        rc = cli_json_line(f, obj);
+    json_decref(obj);
+    return rc;
+}
+
+int cli_match_write(FILE *f, cli_format fmt, const char *path,
+                    char *const *texts, int n, const float *probs,
+                    const float *logits)
+{
+    if (fmt == CLI_FMT_TEXT) {
+        fprintf(f, "%s\n", path);
+        for (int j = 0; j < n; j++)
+            fprintf(f, "  %.4f  %s\n", (double)probs[j], texts[j]);
+        return 0;
+    }
+    json_t *obj = json_object(), *scores = json_array();
+    int rc = -1;
+    if (!obj || !scores ||
+        json_object_set_new(obj, "path", cli_json_text(path)) != 0 ||
+        json_object_set(obj, "scores", scores) != 0)
+        goto done;
+    for (int j = 0; j < n; j++) {
+        json_t *e = json_object();
+        if (!e || json_array_append_new(scores, e) != 0 ||
+            json_object_set_new(e, "text", cli_json_text(texts[j])) != 0 ||
+            json_object_set_new(e, "score", cli_json_float(probs[j])) != 0 ||
+            json_object_set_new(e, "logit", cli_json_float(logits[j])) != 0)
+            goto done;
+    }
+    rc = cli_json_line(f, obj);
+done:
+    json_decref(scores);
+    json_decref(obj);
+    return rc;
+}
+
+int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols)
+{
+    /* NumPy format 1.0: magic, version, header length, then a dict padded
+     * with spaces so the data starts on a 64-byte boundary. */
+    char dict[128];
+    int dn = snprintf(dict, sizeof dict,
+                      "{'descr': '<f4', 'fortran_order': False, "
+                      "'shape': (%zu, %zu), }",
+                      rows, cols);
+    size_t total = 10 + (size_t)dn + 1;
+    size_t pad = (64 - total % 64) % 64;
+    unsigned hlen = (unsigned)((size_t)dn + pad + 1);
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                             (unsigned char)(hlen & 0xff),
+                             (unsigned char)(hlen >> 8)};
+    if (fwrite(pre, 1, 10, f) != 10 || fwrite(dict, 1, (size_t)dn, f) != (size_t)dn)
+        return -1;
+    for (size_t i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    if (rows > 0 && cols > 0 &&
+        fwrite(v, sizeof *v, rows * cols, f) != rows * cols)
+        return -1;
+    return ferror(f) ? -1 : 0;
 }

@@ -1,0 +1,247 @@
+/*
+ * `vit match`: zero-shot matching of images against a list of texts with a
+ * CLIP model. The texts are embedded once; each batch of images is
+ * embedded and matched, and every image gets the softmax over the texts of
+ * logit_scale * cosine — what logits_per_image.softmax(-1) gives in
+ * transformers. The batching of images is cli/batch.c's.
+ */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_TEXTS_FILE = 256 };
+
+static const char usage_line[] =
+    "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
+    "                 [--format text|jsonl] [--batch N] PATH...\n";
+
+static void help(FILE *f)
+{
+    fputs(usage_line, f);
+    fputs("\n"
+          "Match images against texts with a CLIPModel directory: for each "
+          "image,\n"
+          "the probability of each text, the softmax over the texts of\n"
+          "logit_scale * cosine similarity (logits_per_image.softmax(-1)).\n"
+          "Images are JPEG/PNG files, .npy pixel arrays or directories, as "
+          "for\n"
+          "'vit classify'.\n"
+          "\n"
+          "options:\n"
+          "  -m, --model DIR       the model directory (required)\n"
+          "  -t, --text STR        a text to match against (repeatable)\n"
+          "      --texts-file FILE texts, one per line\n"
+          "  -f, --format FMT      text (default): each image's path, then "
+          "each\n"
+          "                        text's probability; jsonl: {\"path\", "
+          "\"scores\":\n"
+          "                        [{\"text\", \"score\", \"logit\"}, ...]} "
+          "per image\n"
+          "  -b, --batch N         images per forward pass (default 8)\n"
+          "  -h, --help            show this help and exit\n"
+          "\n"
+          "Exit status: 0 if every image was matched, 1 if any failed (each\n"
+          "reported on stderr as 'vit: PATH: reason') or the model could not\n"
+          "be loaded, 2 for a usage error.\n",
+          f);
+}
+
+static int usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vit match: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fputs(usage_line, stderr);
+    fputs("Run 'vit match --help' for more.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+typedef struct {
+    const char *model_dir, *texts_file;
+    cli_format fmt;
+    int batch;
+    char **texts;
+    int n_texts;
+    char **paths;
+    int n_paths;
+} match_args;
+
+static int parse_args(int argc, char **argv, match_args *a)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"text", required_argument, NULL, 't'},
+        {"texts-file", required_argument, NULL, OPT_TEXTS_FILE},
+        {"format", required_argument, NULL, 'f'},
+        {"batch", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *a = (match_args){.fmt = CLI_FMT_TEXT};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:t:f:b:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            a->model_dir = optarg;
+            break;
+        case 't': {
+            char **nv = realloc(a->texts, (size_t)(a->n_texts + 1) * sizeof *nv);
+            if (!nv)
+                return CLI_EXIT_FAILED;
+            nv[a->n_texts++] = optarg;
+            a->texts = nv;
+            break;
+        }
+        case OPT_TEXTS_FILE:
+            a->texts_file = optarg;
+            break;
+        case 'f':
+            if (cli_format_parse(optarg, &a->fmt) != 0 ||
+                a->fmt == CLI_FMT_CSV)
+                return usage_error("unknown format '%s' (text or jsonl)",
+                                   optarg);
+            break;
+        case 'b': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 4096)
+                return usage_error("--batch needs an integer from 1 to 4096, "
+                                   "not '%s'", optarg);
+            a->batch = (int)v;
+            break;
+        }
+        case 'h':
+            help(stdout);
+            return CLI_EXIT_OK;
+        case ':':
+            return usage_error("option '%s' needs an argument",
+                               argv[optind - 1]);
+        default:
+            if (optopt == 0 || optopt >= 256)
+                return usage_error("unknown option '%s'", argv[optind - 1]);
+            return usage_error("unknown option '-%c'", optopt);
+        }
+    }
+    if (!a->model_dir)
+        return usage_error("%s", "--model DIR is required");
+    if (!a->n_texts && !a->texts_file)
+        return usage_error("%s", "give the texts with --text STR or "
+                                 "--texts-file FILE");
+    if (optind >= argc)
+        return usage_error("%s", "no PATH given");
+    a->paths = argv + optind;
+    a->n_paths = argc - optind;
+    return -1;
+}
+
+typedef struct {
+    const match_args *args;
+    vit_model *model;
+    vit_state *state;
+    int dim, k;
+    float *text_emb;  /* (k, dim) */
+    float *img_emb;   /* (cap, dim) */
+    float *logits, *probs;  /* (cap, k) */
+} match_ctx;
+
+static vit_status match_batch(void *p, const float *pixels, int n,
+                              char *const *paths, vit_error *err)
+{
+    match_ctx *c = p;
+    vit_status st = vit_embed_pixels(c->state, pixels, n, c->img_emb, err);
+    if (st == VIT_OK)
+        st = vit_match(c->model, c->img_emb, n, c->text_emb, c->k, c->logits,
+                       c->probs, err);
+    if (st != VIT_OK)
+        return st;
+    for (int i = 0; i < n; i++)
+        if (cli_match_write(stdout, c->args->fmt, paths[i], c->args->texts,
+                            c->k, c->probs + (size_t)i * c->k,
+                            c->logits + (size_t)i * c->k) != 0)
+            return VIT_E_NOMEM;
+    return VIT_OK;
+}
+
+int cli_match_main(int argc, char **argv)
+{
+    match_args a;
+    int rc = parse_args(argc, argv, &a);
+    char **file_texts = NULL;
+    int n_file = 0;
+    vit_options opt = vit_options_default();
+    match_ctx c = {.args = &a};
+    cli_input_list in = {0};
+    vit_error err = {{0}};
+    if (rc >= 0)
+        goto out;
+    rc = CLI_EXIT_FAILED;
+    if (a.texts_file) {
+        if ((n_file = cli_read_lines(a.texts_file, &file_texts)) < 0)
+            goto out;
+        char **nv = realloc(a.texts, (size_t)(a.n_texts + n_file) * sizeof *nv);
+        if (!nv)
+            goto out;
+        memcpy(nv + a.n_texts, file_texts, (size_t)n_file * sizeof *nv);
+        a.texts = nv;
+        a.n_texts += n_file;
+    }
+    if (a.n_texts == 0) {
+        cli_report(a.texts_file, "no texts in the file");
+        goto out;
+    }
+    if (a.batch > 0)
+        opt.max_batch = a.batch;
+    if (vit_model_load(a.model_dir, &opt, &c.model, &err) != VIT_OK ||
+        vit_state_new(c.model, &c.state, &err) != VIT_OK) {
+        cli_report(a.model_dir, err.msg);
+        goto out;
+    }
+    vit_model_info info;
+    vit_model_get_info(c.model, &info);
+    if (info.arch != VIT_ARCH_CLIP) {
+        cli_report(a.model_dir, "matching needs a CLIPModel directory (both "
+                                "towers and logit_scale)");
+        goto out;
+    }
+    c.dim = info.embed_dim;
+    c.k = a.n_texts;
+    size_t cap = (size_t)opt.max_batch;
+    c.text_emb = malloc((size_t)c.k * (size_t)c.dim * sizeof(float));
+    c.img_emb = malloc(cap * (size_t)c.dim * sizeof(float));
+    c.logits = malloc(cap * (size_t)c.k * sizeof(float));
+    c.probs = malloc(cap * (size_t)c.k * sizeof(float));
+    if (!c.text_emb || !c.img_emb || !c.logits || !c.probs ||
+        cli_inputs_collect(a.paths, a.n_paths, &in) != 0) {
+        fprintf(stderr, "vit: out of memory\n");
+        goto out;
+    }
+    if (vit_embed_texts(c.state, (const char *const *)a.texts, c.k, c.text_emb,
+                        &err) != VIT_OK) {
+        cli_report(a.model_dir, err.msg);
+        goto out;
+    }
+    cli_batch b = {.model = c.model, .opt = &opt, .cap = (int)cap,
+                   .run = match_batch, .ctx = &c};
+    rc = cli_batch_inputs(&b, &in);
+out:
+    cli_inputs_free(&in);
+    free(c.text_emb);
+    free(c.img_emb);
+    free(c.logits);
+    free(c.probs);
+    vit_state_free(c.state);
+    vit_model_free(c.model);
+    cli_free_lines(file_texts, n_file);
+    free(a.texts);
+    return rc;
+}
