@@ -72,31 +72,86 @@ void vit__encoder_free(vit__encoder *e)
     e->layers = NULL;
 }
 
+/* One layer's work for the pool: rows of the residual stream are split
+ * among the threads for everything row-wise (layernorms, projections, the
+ * MLP, residual adds); (sequence, head) pairs for attention. Two rounds a
+ * layer, so a thread carries one block of rows through several ops while
+ * it is still in cache. */
+typedef struct {
+    const vit__encoder *e;
+    const vit__layer *y;
+    float *x;
+    int B, T, causal;
+    const vit__scratch *s;
+} layer_job;
+
+static void phase_qkv(void *c, int w, int n)
+{
+    const layer_job *j = c;
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, r0, r1;
+    vit__split(j->B * j->T, w, n, &r0, &r1);
+    if (r0 == r1)
+        return;
+    size_t o = (size_t)r0 * D;
+    int m = r1 - r0;
+    vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D, j->e->eps);
+    vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
+    vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
+    vit__linear(s->v + o, s->xn + o, y->wv, y->bv, m, D, D);
+}
+
+static void phase_attention(void *c, int w, int n)
+{
+    const layer_job *j = c;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, H = j->e->H, dh = D / H, T = j->T, p0, p1;
+    float *scores = s->scores + (size_t)w * T * T;
+    vit__split(j->B * H, w, n, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        size_t o = (size_t)(p / H) * T * D + (size_t)(p % H) * dh;
+        vit__attention_head(s->ctx + o, s->q + o, s->k + o, s->v + o, scores,
+                            T, D, dh, j->causal);
+    }
+}
+
+static void phase_mlp(void *c, int w, int n)
+{
+    const layer_job *j = c;
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, F = j->e->F, r0, r1;
+    vit__split(j->B * j->T, w, n, &r0, &r1);
+    if (r0 == r1)
+        return;
+    int m = r1 - r0;
+    size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
+    float *x = j->x + o;
+    linear_acc(x, s->ctx + o, y->wo, y->bo, m, D, D);
+    vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D, j->e->eps);
+    vit__linear(s->ff + of, s->xn + o, y->w1, y->b1, m, F, D);
+    vit__activation(s->ff + of, (size_t)m * F, j->e->act);
+    linear_acc(x, s->ff + of, y->w2, y->b2, m, D, F);
+}
+
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s)
 {
     /* x: (B, T, D), updated in place. */
-    int D = e->D, F = e->F, M = B * T;
+    layer_job j = {e, NULL, x, B, T, causal, s};
     for (int l = 0; l < e->L; l++) {
-        const vit__layer *y = &e->layers[l];
-        vit__layernorm(s->xn, x, y->ln1_w, y->ln1_b, M, D, e->eps);
-        vit__linear(s->q, s->xn, y->wq, y->bq, M, D, D);
-        vit__linear(s->k, s->xn, y->wk, y->bk, M, D, D);
-        vit__linear(s->v, s->xn, y->wv, y->bv, M, D, D);
-        vit__attention(s->ctx, s->q, s->k, s->v, s->scores, B, T, D, e->H,
-                       causal);
-        linear_acc(x, s->ctx, y->wo, y->bo, M, D, D);
-        vit__layernorm(s->xn, x, y->ln2_w, y->ln2_b, M, D, e->eps);
-        vit__linear(s->ff, s->xn, y->w1, y->b1, M, F, D);
-        vit__activation(s->ff, (size_t)M * F, e->act);
-        linear_acc(x, s->ff, y->w2, y->b2, M, D, F);
+        j.y = &e->layers[l];
+        vit__pool_run(s->pool, phase_qkv, &j);
+        vit__pool_run(s->pool, phase_attention, &j);
+        vit__pool_run(s->pool, phase_mlp, &j);
     }
 }
 
-size_t vit__scratch_floats(int B, int T, int D, int F)
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads)
 {
     size_t M = (size_t)B * T;
-    return 5 * M * D + M * F + (size_t)T * T;
+    return 5 * M * D + M * F + (size_t)threads * T * T;
 }
 
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,

@@ -10,6 +10,7 @@
  */
 #include "vit/vit_impl.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -53,6 +54,7 @@ struct vit_state {
     int32_t *ids;    /* (B, T_text) */
     float *scratch;  /* what vit__scratch_carve divides, for either tower */
     vit__scratch s;  /* the vision tower's division of it */
+    vit__pool *pool;
 };
 
 vit_options vit_options_default(void)
@@ -595,18 +597,24 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     /* One arena serves both towers: each buffer is as large as the larger
      * tower needs, since a state runs one forward at a time. */
     int B = m->opt.max_batch;
+    int threads = m->opt.threads > 0 ? m->opt.threads
+                                     : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    if (threads > 256)
+        threads = 256;
     size_t nx = 0, np = 0, nscr = 0, D = 0;
     if (m->has_vision) {
         const vit__vision *v = &m->vis;
         nx = (size_t)B * v->T * v->D;
         np = vit__vision_floats(v, B);
-        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F);
+        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads);
         D = (size_t)v->D;
     }
     if (m->has_text) {
         const vit__text *t = &m->txt;
         size_t tx = (size_t)B * t->Tmax * t->D;
-        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F);
+        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F, threads);
         nx = tx > nx ? tx : nx;
         nscr = ts > nscr ? ts : nscr;
         D = (size_t)t->D > D ? (size_t)t->D : D;
@@ -624,6 +632,16 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
                          "(max_batch %d)",
                          total * sizeof(float) >> 20, B);
     }
+    if (!(s->pool = vit__pool_new(threads))) {
+        free(s->arena);
+        free(s);
+        return vit__fail(err, VIT_E_NOMEM, "cannot start %d threads",
+                         threads);
+    }
+    /* The pool splits every GEMM among its threads; OpenBLAS threading
+     * them again would oversubscribe the cores. */
+    if (threads > 1)
+        openblas_set_num_threads(1);
     s->m = m;
     s->max_batch = B;
     s->x = s->arena;
@@ -635,6 +653,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     if (m->has_vision)
         vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
                            m->vis.enc.F);
+    s->s.pool = s->pool;
     /* The text tower carves the same scratch at its own sizes per call. */
     *out = s;
     return VIT_OK;
@@ -644,6 +663,7 @@ void vit_state_free(vit_state *s)
 {
     if (!s)
         return;
+    vit__pool_free(s->pool);
     free(s->arena);
     free(s);
 }
@@ -832,6 +852,7 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F);
+        sc.pool = s->pool;
         vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);
         vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, NULL, B, E, t->D);
     }

@@ -161,32 +161,36 @@ void vit__softmax(float *x, int rows, int cols)
     }
 }
 
+void vit__attention_head(float *out, const float *q, const float *k,
+                         const float *v, float *scores, int T, int ld, int dh,
+                         int causal)
+{
+    /* One head of one sequence: q, k, v, out are (T, dh) views with row
+     * stride ld; scores: (T, T) scratch. */
+    float scale = 1.0f / sqrtf((float)dh);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q,
+                ld, k, ld, 0.0f, scores, T);
+    if (causal)
+        for (int i = 0; i < T; i++)
+            for (int j = i + 1; j < T; j++)
+                scores[(size_t)i * T + j] = -INFINITY;
+    vit__softmax(scores, T, T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
+                scores, T, v, ld, 0.0f, out, ld);
+}
+
 void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *scores, int B, int T, int D, int H,
                     int causal)
 {
-    /* q, k, v, out: (B, T, D) with head h in columns [h*dh, (h+1)*dh);
-     * scores: (T, T) scratch, one head at a time. */
+    /* q, k, v, out: (B, T, D) with head h in columns [h*dh, (h+1)*dh). */
     int dh = D / H;
-    float scale = 1.0f / sqrtf((float)dh);
-    for (int b = 0; b < B; b++) {
-        size_t base = (size_t)b * T * D;
+    for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            const float *qh = q + base + (size_t)h * dh;
-            const float *kh = k + base + (size_t)h * dh;
-            const float *vh = v + base + (size_t)h * dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh,
-                        scale, qh, D, kh, D, 0.0f, scores, T);
-            if (causal)
-                for (int i = 0; i < T; i++)
-                    for (int j = i + 1; j < T; j++)
-                        scores[(size_t)i * T + j] = -INFINITY;
-            vit__softmax(scores, T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T,
-                        1.0f, scores, T, vh, D, 0.0f,
-                        out + base + (size_t)h * dh, D);
+            size_t o = (size_t)b * T * D + (size_t)h * dh;
+            vit__attention_head(out + o, q + o, k + o, v + o, scores, T, D, dh,
+                                causal);
         }
-    }
 }
 
 int vit__act_parse(const char *name)

@@ -39,45 +39,74 @@ size_t vit__vision_floats(const vit__vision *v, int B)
     return (size_t)B * v->NP * v->C * v->P * v->P;
 }
 
-void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
-                         float *x, float *patches, const vit__scratch *s)
+typedef struct {
+    const vit__vision *v;
+    const float *pixels;
+    float *x, *patches;
+    int B;
+} vision_job;
+
+/* Images split among the threads: im2col, the patch GEMM, class token and
+ * position embeddings, and CLIP's pre-encoder layernorm. */
+static void phase_embed(void *arg, int w, int n)
 {
-    /* pixels (B, C, Hi, Wi) -> patches (B * NP, C * P * P), the im2col of
-     * the stride-P convolution, in the weight's (c, ky, kx) order. */
+    const vision_job *j = arg;
+    const vit__vision *v = j->v;
     int C = v->C, P = v->P, Hi = v->Hi, Wi = v->Wi, D = v->D, T = v->T;
     size_t cpp = (size_t)C * P * P;
-    for (int b = 0; b < B; b++)
+    int b0, b1;
+    vit__split(j->B, w, n, &b0, &b1);
+    for (int b = b0; b < b1; b++) {
+        /* pixels (C, Hi, Wi) -> patches (NP, C * P * P), the im2col of the
+         * stride-P convolution, in the weight's (c, ky, kx) order. */
+        float *pb = j->patches + (size_t)b * v->NP * cpp;
+        const float *img = j->pixels + (size_t)b * C * Hi * Wi;
         for (int py = 0; py < v->gh; py++)
             for (int px = 0; px < v->gw; px++) {
-                float *row = patches +
-                             ((size_t)b * v->NP + (size_t)py * v->gw + px) * cpp;
+                float *row = pb + ((size_t)py * v->gw + px) * cpp;
                 for (int c = 0; c < C; c++)
                     for (int ky = 0; ky < P; ky++)
                         memcpy(row + ((size_t)c * P + ky) * P,
-                               pixels + (((size_t)b * C + c) * Hi +
-                                         (size_t)py * P + ky) * Wi +
-                                   (size_t)px * P,
+                               img + ((size_t)c * Hi + (size_t)py * P + ky) *
+                                         Wi + (size_t)px * P,
                                (size_t)P * sizeof(float));
             }
-    /* The patch tokens go to rows 1..NP of each sequence: one GEMM per
-     * image, writing with the sequence's stride. x: (B, T, D). */
-    for (int b = 0; b < B; b++) {
-        float *xb = x + (size_t)b * T * D;
+        /* The patch tokens go to rows 1..NP of the sequence. */
+        float *xb = j->x + (size_t)b * T * D;
         memcpy(xb, v->cls, (size_t)D * sizeof *xb);
-        vit__linear(xb + D, patches + (size_t)b * v->NP * cpp, v->patch_w,
-                    v->patch_b, v->NP, D, (int)cpp);
+        vit__linear(xb + D, pb, v->patch_w, v->patch_b, v->NP, D, (int)cpp);
         for (size_t i = 0; i < (size_t)T * D; i++)
             xb[i] += v->pos[i];
+        if (v->pre_w)
+            vit__layernorm(xb, xb, v->pre_w, v->pre_b, T, D, v->enc.eps);
     }
-    if (v->pre_w)
-        vit__layernorm(x, x, v->pre_w, v->pre_b, B * T, D, v->enc.eps);
-    vit__encoder_forward(&v->enc, x, B, T, 0, s);
+}
+
+/* The final layernorm: every token (ViT) or the class tokens (CLIP). */
+static void phase_final(void *c, int w, int n)
+{
+    const vision_job *j = c;
+    const vit__vision *v = j->v;
+    int D = v->D, T = v->T, r0, r1;
     if (v->post_all) {
-        vit__layernorm(x, x, v->post_w, v->post_b, B * T, D, v->enc.eps);
-    } else {
-        for (int b = 0; b < B; b++) {
-            float *cls = x + (size_t)b * T * D;
-            vit__layernorm(cls, cls, v->post_w, v->post_b, 1, D, v->enc.eps);
-        }
+        vit__split(j->B * T, w, n, &r0, &r1);
+        float *x = j->x + (size_t)r0 * D;
+        vit__layernorm(x, x, v->post_w, v->post_b, r1 - r0, D, v->enc.eps);
+        return;
     }
+    vit__split(j->B, w, n, &r0, &r1);
+    for (int b = r0; b < r1; b++) {
+        float *cls = j->x + (size_t)b * T * D;
+        vit__layernorm(cls, cls, v->post_w, v->post_b, 1, D, v->enc.eps);
+    }
+}
+
+void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
+                         float *x, float *patches, const vit__scratch *s)
+{
+    /* pixels (B, C, Hi, Wi) -> x (B, T, D). */
+    vision_job j = {v, pixels, x, patches, B};
+    vit__pool_run(s->pool, phase_embed, &j);
+    vit__encoder_forward(&v->enc, x, B, v->T, 0, s);
+    vit__pool_run(s->pool, phase_final, &j);
 }

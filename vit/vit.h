@@ -79,9 +79,15 @@ typedef struct {
     uint32_t max_height;
     uint64_t max_pixels;
     size_t max_file_bytes;
+    int threads;             /* threads each state computes with; 0: one
+                                per online CPU. Above 1, vit splits the
+                                work itself and sets OpenBLAS to one thread
+                                (openblas_set_num_threads, process-wide);
+                                at 1, OpenBLAS threads its GEMMs as it is
+                                set to. */
 } vit_options;
 
-/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB. */
+/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0. */
 vit_options vit_options_default(void);
 
 /* Loads a model directory. `opt` may be NULL (defaults). On success *out

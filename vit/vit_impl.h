@@ -94,9 +94,30 @@ void vit__layernorm(float *out, const float *in, const float *w,
                     const float *b, int M, int C, float eps);
 void vit__activation(float *x, size_t n, vit__act act);
 void vit__softmax(float *x, int rows, int cols);
+/* One (sequence, head): q, k, v, out (T, dh) with row stride ld. */
+void vit__attention_head(float *out, const float *q, const float *k,
+                         const float *v, float *scores, int T, int ld, int dh,
+                         int causal);
+/* Every head of B sequences, (B, T, D) each, one after another. */
 void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *scores, int B, int T, int D, int H,
                     int causal);
+
+/* ---- the thread pool (pool.c) ---- */
+
+typedef struct vit__pool vit__pool;
+/* Runs as worker `index` of `n`; each splits the work by its index. */
+typedef void (*vit__pool_fn)(void *ctx, int index, int n);
+
+/* n threads including the caller; NULL when out of memory or threads. */
+vit__pool *vit__pool_new(int n);
+void vit__pool_free(vit__pool *p);
+int vit__pool_size(const vit__pool *p);
+/* Runs fn on every thread of the pool (NULL: the caller alone) and waits
+ * for all of them. */
+void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx);
+/* The index-th of n contiguous near-equal parts of [0, total). */
+void vit__split(int total, int index, int n, int *begin, int *end);
 
 /* ---- the encoder stack (encoder.c) ---- */
 
@@ -124,14 +145,16 @@ typedef struct {
     const char *ln2_w, *ln2_b, *w1, *b1, *w2, *b2;
 } vit__layer_names;
 
-/* Activation scratch for one forward of B sequences of T tokens. */
+/* Activation scratch for one forward of B sequences of T tokens, and the
+ * threads that run it. */
 typedef struct {
     float *xn, *q, *k, *v, *ctx;  /* (B, T, D) each */
     float *ff;                    /* (B, T, F) */
-    float *scores;                /* (T, T) */
+    float *scores;                /* (threads, T, T) */
+    vit__pool *pool;              /* NULL: the caller alone */
 } vit__scratch;
 
-size_t vit__scratch_floats(int B, int T, int D, int F);
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads);
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
                         int F);
 

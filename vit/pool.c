@@ -1,0 +1,133 @@
+/*
+ * The thread pool a vit_state runs its forward passes on: n - 1 worker
+ * threads plus the calling thread, all running the same function over a
+ * static split of the work, then meeting at the end. A forward pass makes
+ * a few such rounds per layer, so a round is a generation counter under
+ * one mutex and two condition variables, not a queue of tasks.
+ *
+ * One pool per state keeps states independent: threads that each own a
+ * state never share workers.
+ */
+#include "vit/vit_impl.h"
+
+#include <pthread.h>
+
+struct vit__pool {
+    int n;  /* threads, the caller included */
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    unsigned long gen;   /* rounds started */
+    int pending;         /* workers still running this round */
+    int quit;
+    vit__pool_fn fn;
+    void *ctx;
+};
+
+typedef struct {
+    vit__pool *p;
+    int index;
+} worker_arg;
+
+static void *worker_main(void *a)
+{
+    worker_arg *w = a;
+    vit__pool *p = w->p;
+    int index = w->index;
+    free(w);
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit)
+            pthread_cond_wait(&p->start, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->gen;
+        vit__pool_fn fn = p->fn;
+        void *ctx = p->ctx;
+        pthread_mutex_unlock(&p->mu);
+        fn(ctx, index, p->n);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+vit__pool *vit__pool_new(int n)
+{
+    vit__pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n = n < 1 ? 1 : n;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->n > 1) {
+        p->threads = calloc((size_t)p->n - 1, sizeof *p->threads);
+        if (!p->threads) {
+            vit__pool_free(p);
+            return NULL;
+        }
+        for (int i = 1; i < p->n; i++) {
+            worker_arg *w = malloc(sizeof *w);
+            if (!w || (w->p = p, w->index = i,
+                       pthread_create(&p->threads[i - 1], NULL, worker_main,
+                                      w) != 0)) {
+                free(w);
+                p->n = i; /* the workers started so far */
+                vit__pool_free(p);
+                return NULL;
+            }
+        }
+    }
+    return p;
+}
+
+void vit__pool_free(vit__pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n && p->threads; i++)
+        pthread_join(p->threads[i - 1], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int vit__pool_size(const vit__pool *p) { return p ? p->n : 1; }
+
+void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx)
+{
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->pending = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void vit__split(int total, int index, int n, int *begin, int *end)
+{
+    /* Contiguous, sizes differing by at most one. */
+    int base = total / n, extra = total % n;
+    *begin = index * base + (index < extra ? index : extra);
+    *end = *begin + base + (index < extra ? 1 : 0);
+}
