@@ -148,6 +148,9 @@ static void serve_help(void)
         "(%zu)\n"
         "      --max-pixels N       pixels per decoded image (%llu)\n"
         "      --heartbeat-ms MS    heartbeat interval with a broker (%d)\n"
+        "      --metrics-bind EP    serve Prometheus metrics over HTTP here,\n"
+        "                           e.g. tcp://127.0.0.1:9100 (port * for "
+        "any)\n"
         "      --curve-secret-key FILE  encrypt with CURVE (direct mode)\n"
         "      --allow-keys DIR     admit only the client public keys in "
         "DIR\n"
@@ -165,7 +168,7 @@ enum {
     O_MAX_BATCH = 256, O_MAX_DELAY, O_MAX_QUEUE, O_DECODE, O_DEADLINE,
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
-    O_FRONTEND, O_BACKEND, O_BATCH_WAIT,
+    O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -179,6 +182,7 @@ int cli_serve_main(int argc, char **argv)
         {"max-delay-ms", required_argument, NULL, O_MAX_DELAY},
         {"max-queue", required_argument, NULL, O_MAX_QUEUE},
         {"batch-wait", required_argument, NULL, O_BATCH_WAIT},
+        {"metrics-bind", required_argument, NULL, O_METRICS_BIND},
         {"decode-threads", required_argument, NULL, O_DECODE},
         {"deadline-ms", required_argument, NULL, O_DEADLINE},
         {"max-images", required_argument, NULL, O_MAX_IMAGES},
@@ -209,6 +213,7 @@ int cli_serve_main(int argc, char **argv)
         case 'n': o.name = optarg; continue;
         case O_CURVE_SECRET: secret_file = optarg; continue;
         case O_ALLOW: o.allow_keys_dir = optarg; continue;
+        case O_METRICS_BIND: o.metrics_bind = optarg; continue;
         case O_BATCH_WAIT:
             if (strcmp(optarg, "full") != 0 && strcmp(optarg, "adaptive") != 0)
                 return usage_error("serve", serve_usage,

@@ -46,6 +46,9 @@ typedef struct {
     size_t max_request_bytes;/* all data frames of a request (64 MiB) */
     uint64_t max_pixels;     /* per decoded image (vit_options, 64 Mpixel) */
     int heartbeat_ms;        /* with a broker (1000) */
+    const char *metrics_bind;  /* an HTTP endpoint (tcp://HOST:PORT, port *
+                                  for any) serving GET with the metrics in
+                                  Prometheus text; NULL for none */
     const char *curve_secret_key; /* Z85 secret key: CURVE on the client
                                      socket (direct mode only) */
     const char *allow_keys_dir;   /* with CURVE: admit only these keys */

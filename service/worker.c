@@ -93,6 +93,7 @@ struct req {
     size_t rid_len;
     op_t op;
     int top_k, k, want_logits, normalize;
+    int prometheus;  /* metrics in Prometheus text */
     double t_recv, deadline;
 
     svc_msg data;  /* the image frames, data.f[0 .. n_images) */
@@ -754,6 +755,17 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
         goto done;
     r->deadline = r->t_recv + (double)deadline;
     r->top_k = (int)top_k;
+    json_t *fmt = json_object_get(h, "format");
+    if (r->op == OP_METRICS && fmt) {
+        if (!json_is_string(fmt) ||
+            (strcmp(json_string_value(fmt), "json") != 0 &&
+             strcmp(json_string_value(fmt), "prometheus") != 0)) {
+            rejectf(rj, C_BAD_REQUEST, -1, "format",
+                    "'format' is \"json\" or \"prometheus\"");
+            goto done;
+        }
+        r->prometheus = strcmp(json_string_value(fmt), "prometheus") == 0;
+    }
 
     int n_data = m->n - hi - 1 + m->dropped;
     int takes_images = r->op == OP_CLASSIFY || r->op == OP_EMBED_IMAGE ||
@@ -1051,6 +1063,68 @@ static char *metrics_body(worker *w)
                           batches, "latency_ms", lat));
 }
 
+/* The same counters in Prometheus' text exposition format (0.0.4), for
+ * the `metrics` operation with "format": "prometheus" and the HTTP
+ * endpoint of --metrics-bind. */
+static char *metrics_prometheus(worker *w)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "# HELP vit_requests_total Replies sent, by operation and "
+               "code.\n# TYPE vit_requests_total counter\n");
+    for (int op = 0; op < N_OPS; op++)
+        for (int c = 0; c < N_CODES; c++)
+            if (w->counts[op][c])
+                fprintf(f, "vit_requests_total{model=\"%s\",op=\"%s\","
+                           "code=\"%s\"} %llu\n",
+                        w->name, op_names[op], code_names[c],
+                        (unsigned long long)w->counts[op][c]);
+    fprintf(f, "# HELP vit_queue_depth Requests accepted and not yet "
+               "answered.\n# TYPE vit_queue_depth gauge\n"
+               "vit_queue_depth{model=\"%s\"} %d\n",
+            w->name, queue_depth(w));
+    fprintf(f, "# HELP vit_batch_size Items per forward pass.\n"
+               "# TYPE vit_batch_size histogram\n");
+    pthread_mutex_lock(&w->mu);
+    uint64_t cum = 0;
+    for (int le = 1; le <= w->o.max_batch && le < MAX_HIST; le *= 2) {
+        for (int i = le / 2 + 1; i <= le; i++)
+            cum += w->batch_hist[i];
+        fprintf(f, "vit_batch_size_bucket{model=\"%s\",le=\"%d\"} %llu\n",
+                w->name, le, (unsigned long long)cum);
+    }
+    fprintf(f, "vit_batch_size_bucket{model=\"%s\",le=\"+Inf\"} %llu\n"
+               "vit_batch_size_sum{model=\"%s\"} %llu\n"
+               "vit_batch_size_count{model=\"%s\"} %llu\n",
+            w->name, (unsigned long long)w->batches, w->name,
+            (unsigned long long)w->batch_items, w->name,
+            (unsigned long long)w->batches);
+    pthread_mutex_unlock(&w->mu);
+    size_t n = w->n_lat < LAT_RING ? (size_t)w->n_lat : LAT_RING;
+    double sorted[LAT_RING];
+    memcpy(sorted, w->lat, n * sizeof(double));
+    qsort(sorted, n, sizeof(double), cmp_double);
+    fprintf(f, "# HELP vit_request_latency_seconds Receipt to reply, over "
+               "the last %d work requests.\n"
+               "# TYPE vit_request_latency_seconds summary\n", LAT_RING);
+    static const double q[] = {0.5, 0.9, 0.99};
+    for (int i = 0; i < 3; i++)
+        fprintf(f, "vit_request_latency_seconds{model=\"%s\",quantile=\"%g\"}"
+                   " %.6f\n", w->name, q[i],
+                n ? sorted[(size_t)((double)(n - 1) * q[i] + 0.5)] / 1e3
+                  : 0.0);
+    fprintf(f, "vit_request_latency_seconds_count{model=\"%s\"} %llu\n",
+            w->name, (unsigned long long)w->n_lat);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 /* Handles the part of a request from the request id on: frames
  * [ri] request id, [ri+1] header, [ri+2 ...] data. */
 static void handle_request(io *x, svc_msg *m, int ri,
@@ -1090,8 +1164,17 @@ static void handle_request(io *x, svc_msg *m, int ri,
                                   "health", "status",
                                   *w->o.stop ? "draining" : "serving",
                                   "queue_depth", queue_depth(w)));
-        else
-            body = r->op == OP_INFO ? info_body(w) : metrics_body(w);
+        else if (r->op == OP_INFO)
+            body = info_body(w);
+        else if (r->prometheus) {
+            char *text = metrics_prometheus(w);
+            body = text ? dump(json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "op",
+                                         "metrics", "format", "prometheus",
+                                         "text", text))
+                        : NULL;
+            free(text);
+        } else
+            body = metrics_body(w);
         if (!body) {
             rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
             goto reject;
@@ -1197,6 +1280,47 @@ static void handle_done(io *x, done_msg *d)
     free(d->data);
     req_free(r);
     free(d);
+}
+
+/* One read on the metrics endpoint (a ZMQ_STREAM socket: [peer, bytes]).
+ * A scrape's request line arrives in its first packet, so each GET is
+ * answered at once and the connection closed (HTTP/1.0). */
+static void handle_http(worker *w, void *http, svc_msg *m)
+{
+    if (m->n != 2 || svc_size(m, 1) == 0)
+        return;  /* a connection opened or closed */
+    int get = svc_size(m, 1) >= 4 && memcmp(svc_data(m, 1), "GET ", 4) == 0;
+    char *text = get ? metrics_prometheus(w) : NULL;
+    char head[160];
+    snprintf(head, sizeof head,
+             "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+             text ? "200 OK" : get ? "500 Internal Server Error"
+                                   : "405 Method Not Allowed",
+             text ? strlen(text) : 0);
+    svc_msg r = {0};
+    int bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0));
+    bad |= svc_msg_add_str(&r, head);
+    if (!bad)
+        svc_msg_send(&r, http);
+    else
+        svc_msg_close(&r);
+    if (text) {
+        bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0)) |
+              svc_msg_add_str(&r, text);
+        if (!bad)
+            svc_msg_send(&r, http);
+        else
+            svc_msg_close(&r);
+    }
+    /* An empty frame to a peer closes its connection. */
+    bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0)) |
+          svc_msg_add(&r, "", 0);
+    if (!bad)
+        svc_msg_send(&r, http);
+    else
+        svc_msg_close(&r);
+    free(text);
 }
 
 /* ---- the broker connection ---- */
@@ -1350,7 +1474,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     pthread_t infer_th;
     infer_ctx ic = {0};
     io x = {.w = w, .brokered = opt->connect != NULL};
-    void *pull = NULL;
+    void *pull = NULL, *http = NULL;
     svc_auth *auth = NULL;
 
     st = vit_model_load(opt->model_dir, &w->vopt, &w->model, err);
@@ -1429,6 +1553,23 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         }
     }
 
+    if (opt->metrics_bind) {
+        http = zmq_socket(w->ctx, ZMQ_STREAM);
+        int zero = 0;
+        if (http)
+            zmq_setsockopt(http, ZMQ_LINGER, &zero, sizeof zero);
+        if (!http || zmq_bind(http, opt->metrics_bind) != 0) {
+            st = fail(err, VIT_E_IO, "cannot bind %s: %s", opt->metrics_bind,
+                      zmq_strerror(errno));
+            goto out;
+        }
+        char ep[256];
+        size_t n = sizeof ep;
+        if (zmq_getsockopt(http, ZMQ_LAST_ENDPOINT, ep, &n) == 0)
+            logf_(w, "metrics on http://%s/metrics",
+                  strncmp(ep, "tcp://", 6) == 0 ? ep + 6 : ep);
+    }
+
     /* The pipeline threads. Each gets its own PUSH socket: ZeroMQ sockets
      * are not shared between threads. */
     ic.push = zmq_socket(w->ctx, ZMQ_PUSH);
@@ -1467,9 +1608,10 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         }
         if (*w->o.stop && w->inflight == 0)
             break;
-        zmq_pollitem_t items[2] = {{pull, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[3] = {{pull, 0, ZMQ_POLLIN, 0},
+                                   {http, 0, ZMQ_POLLIN, 0},
                                    {x.front, 0, ZMQ_POLLIN, 0}};
-        int n_items = x.front ? 2 : 1;
+        int n_items = x.front ? 3 : 2;
         long timeout = 100;  /* the stop flag is looked at this often */
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
@@ -1487,7 +1629,14 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                 handle_done(&x, d);
             }
         }
-        if (rc > 0 && n_items > 1 && (items[1].revents & ZMQ_POLLIN)) {
+        if (rc > 0 && http && (items[1].revents & ZMQ_POLLIN)) {
+            svc_msg m;
+            if (svc_msg_recv(&m, http, ZMQ_DONTWAIT, 4) == 0) {
+                handle_http(w, http, &m);
+                svc_msg_close(&m);
+            }
+        }
+        if (rc > 0 && n_items > 2 && (items[2].revents & ZMQ_POLLIN)) {
             for (int burst = 0; burst < 256; burst++) {
                 svc_msg m;
                 if (svc_msg_recv(&m, x.front, ZMQ_DONTWAIT, max_frames) != 0)
@@ -1570,6 +1719,8 @@ out:
     }
     if (x.front)
         zmq_close(x.front);
+    if (http)
+        zmq_close(http);
     svc_auth_stop(auth);
     if (w->ctx)
         zmq_ctx_term(w->ctx);

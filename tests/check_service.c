@@ -13,6 +13,7 @@
 #include "service/client.h"
 #include "vit/vit.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -668,7 +671,8 @@ START_TEST(test_info_and_embed)
 {
     char ep[200];
     endpoint(ep, sizeof ep, "w");
-    pid_t w = start_worker(ep, "--name", "digits", NULL);
+    pid_t w = start_worker(ep, "--name", "digits", "--metrics-bind",
+                           "tcp://127.0.0.1:*", NULL);
     vit_client *c = client(ep, 5000, 0);
     json_t *o = call(c, "{\"op\":\"info\"}", NULL, 0);
     json_t *m = json_object_get(o, "model");
@@ -720,6 +724,46 @@ START_TEST(test_info_and_embed)
     vit_model_free(model);
     vit_reply_free(&r);
     free(png);
+
+    /* Metrics as Prometheus text: by the operation, and over HTTP. */
+    o = call(c, "{\"op\":\"metrics\",\"format\":\"prometheus\"}", NULL, 0);
+    const char *text = json_string_value(json_object_get(o, "text"));
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "vit_requests_total{model=\"digits\","
+                               "op=\"embed_image\",code=\"ok\"} 1\n"),
+                  "%s", text);
+    json_decref(o);
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/worker.err", g_tmp);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int port = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "http://127.0.0.1:");
+        if (p)
+            port = atoi(p + strlen("http://127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const char get[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    ck_assert_int_eq(write(fd, get, sizeof get - 1), (ssize_t)(sizeof get - 1));
+    char resp[16384];
+    size_t rn = 0;
+    for (ssize_t k; rn < sizeof resp - 1 &&
+                    (k = read(fd, resp + rn, sizeof resp - 1 - rn)) > 0;)
+        rn += (size_t)k;
+    resp[rn] = '\0';
+    close(fd);
+    ck_assert_msg(strncmp(resp, "HTTP/1.0 200 OK", 15) == 0, "%s", resp);
+    ck_assert(strstr(resp, "vit_batch_size_bucket{model=\"digits\",le=\"2\"}"));
+    printf("service: metrics over HTTP, %zu bytes\n", rn);
     vit_client_free(c);
     stop_ok(w);
 }
