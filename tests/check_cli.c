@@ -17,6 +17,7 @@
  */
 #define _XOPEN_SOURCE 700 /* posix_openpt, nftw */
 
+#include "testutil.h"
 #include "vit/vit.h"
 
 #include <check.h>
@@ -42,104 +43,13 @@
 
 /* ---- running the command ---- */
 
-typedef struct {
-    int code;   /* exit status, or 128 + signal */
-    char *out;  /* stdout, NUL-terminated */
-    char *err;  /* stderr */
-} run_result;
-
-static const char *vit_bin(void)
-{
-    const char *b = getenv("VIT_BIN");
-    return b && *b ? b : "build/vit";
-}
-
-static char *slurp_fd(int fd)
-{
-    size_t n = 0, cap = 4096;
-    char *s = malloc(cap);
-    ck_assert_ptr_nonnull(s);
-    lseek(fd, 0, SEEK_SET);
-    for (;;) {
-        ssize_t got = read(fd, s + n, cap - n - 1);
-        if (got < 0 && errno == EINTR)
-            continue;
-        ck_assert_int_ge(got, 0);
-        if (got == 0)
-            break;
-        n += (size_t)got;
-        if (cap - n < 2) {
-            s = realloc(s, cap *= 2);
-            ck_assert_ptr_nonnull(s);
-        }
-    }
-    s[n] = '\0';
-    return s;
-}
-
-/* Runs the binary with `args` (NULL-terminated, argv[0] excluded). When
- * err_fd >= 0 the child's stderr goes there instead of being captured. */
-static void run_argv_fd(run_result *r, const char *const *args, int err_fd)
-{
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = vit_bin();
-    for (; args[n - 1]; n++) {
-        ck_assert_int_lt(n, 63);
-        argv[n] = args[n - 1];
-    }
-    argv[n] = NULL;
-
-    FILE *out = tmpfile(), *err = tmpfile();
-    ck_assert(out && err);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        dup2(in, 0);
-        dup2(fileno(out), 1);
-        dup2(err_fd >= 0 ? err_fd : fileno(err), 2);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r->out = slurp_fd(fileno(out));
-    r->err = slurp_fd(fileno(err));
-    fclose(out);
-    fclose(err);
-}
-
-static void run_argv(run_result *r, const char *const *args)
-{
-    run_argv_fd(r, args, -1);
-}
-
-/* run(&r, "classify", "--model", M, NULL) */
-static void run(run_result *r, ...)
-{
-    const char *args[64];
-    int n = 0;
-    va_list ap;
-    va_start(ap, r);
-    while ((args[n] = va_arg(ap, const char *)) != NULL) {
-        n++;
-        ck_assert_int_lt(n, 63);
-    }
-    va_end(ap);
-    run_argv(r, args);
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-    r->out = r->err = NULL;
-}
+/* The runner lives in testutil.c; these names keep the tests short. */
+typedef tu_run_result run_result;
+#define run tu_run
+#define run_argv tu_run_argv
+#define run_argv_fd tu_run_argv_fd
+#define run_free tu_run_free
+#define vit_bin tu_vit_bin
 
 static int count_lines(const char *s)
 {

@@ -231,6 +231,78 @@ def make_clip(name, seed, hidden_act="quick_gelu", legacy_eos=True,
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
+def make_clip_tok(name, seed):
+    """A tiny CLIPModel with the real CLIP vocabulary and tokenizer files,
+    F16, for the path from strings and image files to embeddings, matches
+    and zero-shot labels, all through the reference's own tokenizer and
+    image processor."""
+    import json
+    from PIL import Image
+    from transformers import CLIPTokenizerFast
+    sys.path.insert(0, HERE)
+    import gen_fixtures_text
+
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=77, hidden_act="quick_gelu",
+                bos_token_id=49406, eos_token_id=2, pad_token_id=1,
+                projection_dim=24)
+    vision = dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=6, image_size=32, patch_size=8,
+                  hidden_act="quick_gelu", projection_dim=24)
+    cfg = CLIPConfig(text_config=text, vision_config=vision,
+                     projection_dim=24, logit_scale_init_value=2.6592)
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg).eval()
+    randomize_clip(model, seed)
+    cast_like_saved(model, torch.float16)
+    save_dtype(model, path, torch.float16)
+    gen_fixtures_text.write_bpe_dir(path)
+    proc = CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                 crop_size={"height": 32, "width": 32})
+    proc.save_pretrained(path)
+    tok = CLIPTokenizerFast.from_pretrained(path)
+
+    texts = ["a photo of a cat", "A Photo Of A DOG!", "the number 7",
+             "ünïcödé and emoji 🐈‍⬛ 日本語", "",
+             " ".join(["a long caption that goes on"] * 20)]
+    images = ["tests/fixtures/cli/gradient.jpg", "tests/fixtures/cli/noise.png"]
+    labels = ["cat", "dog", "seven"]
+    template = "a photo of a {}."
+    root = os.path.dirname(HERE)
+
+    def text_features(strings):
+        t = tok(strings, padding=True, truncation=True, max_length=77,
+                return_tensors="pt")
+        with torch.no_grad():
+            f = model.get_text_features(input_ids=t["input_ids"],
+                                        attention_mask=t["attention_mask"])
+        return getattr(f, "pooler_output", f)
+
+    with torch.no_grad():
+        pil = [Image.open(os.path.join(root, f)) for f in images]
+        pixels = proc(images=pil, return_tensors="pt")["pixel_values"]
+        img = model.get_image_features(pixel_values=pixels)
+        img = getattr(img, "pooler_output", img)
+        txt = text_features(texts)
+        match = model(pixel_values=pixels,
+                      **tok(texts[:3], padding=True, return_tensors="pt"))
+        zs = model(pixel_values=pixels,
+                   **tok([template.replace("{}", l) for l in labels],
+                         padding=True, return_tensors="pt"))
+    npy(path, "ref_str_text_embeds.npy", txt.numpy())
+    npy(path, "ref_file_image_embeds.npy", img.numpy())
+    npy(path, "ref_match_logits.npy", match.logits_per_image.numpy())
+    npy(path, "ref_zeroshot_logits.npy", zs.logits_per_image.numpy())
+    with open(os.path.join(path, "ref_inputs.json"), "w") as f:
+        json.dump({"texts": texts, "images": images,
+                   "match_texts": texts[:3], "labels": labels,
+                   "template": template}, f, ensure_ascii=False, indent=1)
+    print(f"{name}: {sorted(os.listdir(path))}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     id2label = {i: l for i, l in enumerate(LABELS)}
@@ -258,6 +330,7 @@ def main():
               dtype=torch.float16)
     make_clip("clip_vision", seed=13, towers="vision")
     make_clip("clip_text", seed=13, towers="text", legacy_eos=False)
+    make_clip_tok("clip_tok", seed=14)
 
     sys.path.insert(0, HERE)
     try:

@@ -4,7 +4,12 @@
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
 
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,3 +96,97 @@ int tu_copy(const char *src, const char *dst)
     free(b);
     return r;
 }
+
+
+const char *tu_vit_bin(void)
+{
+    const char *b = getenv("VIT_BIN");
+    return b && *b ? b : "build/vit";
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    ck_assert_ptr_nonnull(s);
+    lseek(fd, 0, SEEK_SET);
+    for (;;) {
+        ssize_t got = read(fd, s + n, cap - n - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        ck_assert_int_ge(got, 0);
+        if (got == 0)
+            break;
+        n += (size_t)got;
+        if (cap - n < 2) {
+            s = realloc(s, cap *= 2);
+            ck_assert_ptr_nonnull(s);
+        }
+    }
+    s[n] = '\0';
+    return s;
+}
+
+/* Runs the binary with `args` (NULL-terminated, argv[0] excluded). When
+ * err_fd >= 0 the child's stderr goes there instead of being captured. */
+void tu_run_argv_fd(tu_run_result *r, const char *const *args, int err_fd)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = tu_vit_bin();
+    for (; args[n - 1]; n++) {
+        ck_assert_int_lt(n, 63);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+
+    FILE *out = tmpfile(), *err = tmpfile();
+    ck_assert(out && err);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(fileno(out), 1);
+        dup2(err_fd >= 0 ? err_fd : fileno(err), 2);
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r->out = slurp_fd(fileno(out));
+    r->err = slurp_fd(fileno(err));
+    fclose(out);
+    fclose(err);
+}
+
+void tu_run_argv(tu_run_result *r, const char *const *args)
+{
+    tu_run_argv_fd(r, args, -1);
+}
+
+void tu_run(tu_run_result *r, ...)
+{
+    const char *args[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, r);
+    while ((args[n] = va_arg(ap, const char *)) != NULL) {
+        n++;
+        ck_assert_int_lt(n, 63);
+    }
+    va_end(ap);
+    tu_run_argv(r, args);
+}
+
+void tu_run_free(tu_run_result *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+

@@ -25,4 +25,23 @@ unsigned char *tu_read(const char *path, size_t *n);
 /* Writes `n` bytes; returns 0 on success. */
 int tu_write(const char *path, const void *data, size_t n);
 
+/* ---- running the vit command ---- */
+
+typedef struct {
+    int code;   /* exit status, or 128 + signal */
+    char *out;  /* stdout, NUL-terminated */
+    char *err;  /* stderr */
+} tu_run_result;
+
+/* The binary under test: $VIT_BIN (set by `make test`), else build/vit. */
+const char *tu_vit_bin(void);
+/* Runs the binary with `args` (NULL-terminated, argv[0] excluded), stdin
+ * from /dev/null. When err_fd >= 0 the child's stderr goes there instead of
+ * being captured. Check assertions fail the test on system errors. */
+void tu_run_argv_fd(tu_run_result *r, const char *const *args, int err_fd);
+void tu_run_argv(tu_run_result *r, const char *const *args);
+/* tu_run(&r, "classify", "--model", M, NULL) */
+void tu_run(tu_run_result *r, ...);
+void tu_run_free(tu_run_result *r);
+
 #endif

@@ -1,0 +1,343 @@
+/*
+ * The CLIP commands end to end, against transformers: `vit embed` (texts
+ * and image files, normalized or not, JSONL and .npy), `vit match` and
+ * `vit classify --labels` on tests/fixtures/clip_tok, a tiny CLIPModel
+ * with the real CLIP vocabulary, whose reference outputs were made from the
+ * same strings and files by CLIPTokenizerFast, CLIPImageProcessor and the
+ * model (tests/gen_fixtures.py). Also the library's vit_embed_texts on those
+ * strings, and the errors a wrong model or wrong options give.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "vit/vit.h"
+
+#define TOK FIXTURES "/clip_tok"
+#define TOL 1e-4
+
+static json_t *inputs(void)
+{
+    json_t *j = json_load_file(TOK "/ref_inputs.json", 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+static vit_array ref(const char *file)
+{
+    char path[256];
+    snprintf(path, sizeof path, TOK "/%s", file);
+    vit_array a;
+    vit_error err;
+    ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
+    return a;
+}
+
+/* Collects `key` (an array of numbers, or of objects whose `sub` is a
+ * number) from each JSONL line of `out` into a new array of rows x cols. */
+static float *jsonl_floats(const char *out, const char *key, const char *sub,
+                           int rows, int cols)
+{
+    float *v = calloc((size_t)rows * cols, sizeof *v);
+    const char *p = out;
+    for (int r = 0; r < rows; r++) {
+        const char *nl = strchr(p, '\n');
+        ck_assert_ptr_nonnull(nl);
+        json_t *o = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        json_t *a = json_object_get(o, key);
+        ck_assert_int_eq(json_array_size(a), cols);
+        for (int c = 0; c < cols; c++) {
+            json_t *e = json_array_get(a, (size_t)c);
+            v[r * cols + c] =
+                (float)json_number_value(sub ? json_object_get(e, sub) : e);
+        }
+        json_decref(o);
+        p = nl + 1;
+    }
+    ck_assert_str_eq(p, "");
+    return v;
+}
+
+static void normalize_rows(float *v, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int c = 0; c < cols; c++)
+            ss += (double)v[r * cols + c] * v[r * cols + c];
+        for (int c = 0; c < cols; c++)
+            v[r * cols + c] = (float)(v[r * cols + c] / sqrt(ss));
+    }
+}
+
+/* argv: "embed", "--model", TOK, extra..., then --text for each string. */
+static void embed_texts_cli(tu_run_result *r, json_t *texts, const char *extra)
+{
+    const char *args[64] = {"embed", "--model", TOK};
+    int n = 3;
+    if (extra)
+        args[n++] = extra;
+    for (size_t i = 0; i < json_array_size(texts); i++) {
+        args[n++] = "--text";
+        args[n++] = json_string_value(json_array_get(texts, i));
+    }
+    args[n] = NULL;
+    tu_run_argv(r, args);
+}
+
+START_TEST(embed_texts_match_reference)
+{
+    json_t *in = inputs();
+    json_t *texts = json_object_get(in, "texts");
+    int n = (int)json_array_size(texts);
+    vit_array want = ref("ref_str_text_embeds.npy");
+    int E = (int)want.shape[1];
+    tu_run_result r;
+    embed_texts_cli(&r, texts, "--no-normalize");
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    float *got = jsonl_floats(r.out, "embedding", NULL, n, E);
+    ck_assert(tu_rel_diff("vit embed --text --no-normalize", got, want.data,
+                          (size_t)n * E) < TOL);
+    free(got);
+    tu_run_free(&r);
+
+    /* Normalized by default: the reference rows scaled to unit length. */
+    embed_texts_cli(&r, texts, NULL);
+    ck_assert_int_eq(r.code, 0);
+    got = jsonl_floats(r.out, "embedding", NULL, n, E);
+    normalize_rows(want.data, n, E);
+    ck_assert(tu_rel_diff("vit embed --text", got, want.data, (size_t)n * E) <
+              TOL);
+    free(got);
+    tu_run_free(&r);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
+START_TEST(library_embeds_strings)
+{
+    json_t *in = inputs();
+    json_t *texts = json_object_get(in, "texts");
+    int n = (int)json_array_size(texts);
+    const char *s[16];
+    for (int i = 0; i < n; i++)
+        s[i] = json_string_value(json_array_get(texts, i));
+    vit_array want = ref("ref_str_text_embeds.npy");
+    vit_options opt = vit_options_default();
+    opt.max_batch = 4; /* the strings span two chunks */
+    vit_model *m;
+    vit_state *st;
+    vit_error err;
+    ck_assert_int_eq(vit_model_load(TOK, &opt, &m, &err), VIT_OK);
+    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    float *got = malloc((size_t)n * want.shape[1] * sizeof *got);
+    ck_assert_msg(vit_embed_texts(st, s, n, got, &err) == VIT_OK, "%s",
+                  err.msg);
+    ck_assert(tu_rel_diff("vit_embed_texts", got, want.data,
+                          (size_t)n * want.shape[1]) < TOL);
+    free(got);
+    vit_state_free(st);
+    vit_model_free(m);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
+START_TEST(embed_images_jsonl_and_npy)
+{
+    json_t *in = inputs();
+    json_t *imgs = json_object_get(in, "images");
+    const char *a = json_string_value(json_array_get(imgs, 0));
+    const char *b = json_string_value(json_array_get(imgs, 1));
+    vit_array want = ref("ref_file_image_embeds.npy");
+    int E = (int)want.shape[1];
+    tu_run_result r;
+    tu_run(&r, "embed", "--model", TOK, "--no-normalize", "--image", a, b,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    float *got = jsonl_floats(r.out, "embedding", NULL, 2, E);
+    ck_assert(tu_rel_diff("vit embed --image --no-normalize", got, want.data,
+                          (size_t)2 * E) < TOL);
+    ck_assert_ptr_nonnull(strstr(r.out, "{\"path\": \"tests/fixtures/cli/"));
+    free(got);
+    tu_run_free(&r);
+
+    /* .npy: one (2, E) array of the normalized rows. */
+    char *dir = tu_tmpdir(), out[512];
+    snprintf(out, sizeof out, "%s/e.npy", dir);
+    tu_run(&r, "embed", "--model", TOK, "--format", "npy", "--out", out, a, b,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_str_eq(r.out, "");
+    vit_array npy;
+    vit_error err;
+    ck_assert_int_eq(vit_npy_read(out, &npy, &err), VIT_OK);
+    ck_assert_int_eq(npy.ndim, 2);
+    ck_assert_int_eq(npy.shape[0], 2);
+    ck_assert_int_eq(npy.shape[1], E);
+    normalize_rows(want.data, 2, E);
+    ck_assert(tu_rel_diff("vit embed --format npy", npy.data, want.data,
+                          (size_t)2 * E) < TOL);
+    vit_array_free(&npy);
+    tu_run_free(&r);
+    tu_rmrf(dir);
+    free(dir);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
+START_TEST(match_matches_reference)
+{
+    json_t *in = inputs();
+    json_t *texts = json_object_get(in, "match_texts");
+    json_t *imgs = json_object_get(in, "images");
+    int k = (int)json_array_size(texts);
+    const char *args[32] = {"match", "--model", TOK, "--format", "jsonl"};
+    int n = 5;
+    for (int i = 0; i < k; i++) {
+        args[n++] = "--text";
+        args[n++] = json_string_value(json_array_get(texts, (size_t)i));
+    }
+    args[n++] = json_string_value(json_array_get(imgs, 0));
+    args[n++] = json_string_value(json_array_get(imgs, 1));
+    args[n] = NULL;
+    tu_run_result r;
+    tu_run_argv(&r, args);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    vit_array want = ref("ref_match_logits.npy");
+    float *logits = jsonl_floats(r.out, "scores", "logit", 2, k);
+    float *probs = jsonl_floats(r.out, "scores", "score", 2, k);
+    ck_assert(tu_rel_diff("vit match logits_per_image", logits, want.data,
+                          (size_t)2 * k) < TOL);
+    for (int i = 0; i < 2; i++) {
+        /* logits_per_image.softmax(-1), from the reference logits */
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < k; j++)
+            mx = fmax(mx, want.data[i * k + j]);
+        for (int j = 0; j < k; j++)
+            sum += exp(want.data[i * k + j] - mx);
+        for (int j = 0; j < k; j++)
+            ck_assert_float_eq_tol(probs[i * k + j],
+                                   exp(want.data[i * k + j] - mx) / sum, 1e-5);
+    }
+    free(logits);
+    free(probs);
+    tu_run_free(&r);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
+START_TEST(zero_shot_classify)
+{
+    json_t *in = inputs();
+    json_t *labels = json_object_get(in, "labels");
+    json_t *imgs = json_object_get(in, "images");
+    int L = (int)json_array_size(labels);
+    char *dir = tu_tmpdir(), file[512];
+    snprintf(file, sizeof file, "%s/labels.txt", dir);
+    FILE *f = fopen(file, "w");
+    for (int i = 0; i < L; i++) /* CRLF and a blank line are tolerated */
+        fprintf(f, "%s\r\n\n", json_string_value(json_array_get(labels, i)));
+    fclose(f);
+    tu_run_result r;
+    tu_run(&r, "classify", "--model", TOK, "--labels", file, "--template",
+           json_string_value(json_object_get(in, "template")), "--format",
+           "jsonl", "--logits", "-k", "3",
+           json_string_value(json_array_get(imgs, 0)),
+           json_string_value(json_array_get(imgs, 1)), NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    vit_array want = ref("ref_zeroshot_logits.npy");
+    float *got = jsonl_floats(r.out, "logits", NULL, 2, L);
+    ck_assert(tu_rel_diff("vit classify --labels logits", got, want.data,
+                          (size_t)2 * L) < TOL);
+    /* The top label is the reference's argmax, named from the file. */
+    const char *line = r.out;
+    for (int i = 0; i < 2; i++) {
+        int best = 0;
+        for (int j = 1; j < L; j++)
+            if (want.data[i * L + j] > want.data[i * L + best])
+                best = j;
+        char expect[128];
+        snprintf(expect, sizeof expect, "\"labels\": [{\"id\": %d, \"label\": "
+                 "\"%s\"", best,
+                 json_string_value(json_array_get(labels, (size_t)best)));
+        ck_assert_msg(strstr(line, expect), "line %d lacks %s", i, expect);
+        line = strchr(line, '\n') + 1;
+    }
+    free(got);
+    tu_run_free(&r);
+    tu_rmrf(dir);
+    free(dir);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
+START_TEST(wrong_models_and_options)
+{
+    tu_run_result r;
+    /* A vision-only CLIP has no text tower. */
+    tu_run(&r, "embed", "--model", FIXTURES "/clip_vision", "--text", "a cat",
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "no text tower"));
+    tu_run_free(&r);
+    /* Matching needs a CLIPModel. */
+    tu_run(&r, "match", "--model", FIXTURES "/vit_tiny", "--text", "a cat",
+           "tests/fixtures/cli/noise.png", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "CLIPModel"));
+    tu_run_free(&r);
+    /* A CLIP model has no labels of its own. */
+    tu_run(&r, "classify", "--model", TOK, "tests/fixtures/cli/noise.png",
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "--labels"));
+    tu_run_free(&r);
+    /* Usage errors exit 2. */
+    const char *const bad[][8] = {
+        {"embed", "--model", TOK, NULL},
+        {"embed", "--model", TOK, "--text", "a", "x.png", NULL},
+        {"embed", "--model", TOK, "--format", "csv", "--text", "a", NULL},
+        {"match", "--model", TOK, "x.png", NULL},
+        {"match", "--model", TOK, "--text", "a", NULL},
+        {"classify", "--model", TOK, "--template", "no slot", "x.png", NULL},
+        {"classify", "--model", TOK, "--template", "a {}", "x.png", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tu_run_argv(&r, bad[i]);
+        ck_assert_msg(r.code == 2, "case %zu: exit %d, %s", i, r.code, r.err);
+        ck_assert_ptr_nonnull(strstr(r.err, "usage: vit"));
+        tu_run_free(&r);
+    }
+    /* One bad image among good ones: reported, the rest embedded. */
+    tu_run(&r, "embed", "--model", TOK, "tests/fixtures/cli/noise.png",
+           FIXTURES "/clip_tok/config.json", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "vit: " FIXTURES "/clip_tok/config.json"));
+    ck_assert_ptr_nonnull(strstr(r.out, "noise.png"));
+    tu_run_free(&r);
+}
+END_TEST
+
+Suite *clipcli_suite(void)
+{
+    Suite *s = suite_create("clipcli");
+    TCase *tc = tcase_create("commands");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, embed_texts_match_reference);
+    tcase_add_test(tc, library_embeds_strings);
+    tcase_add_test(tc, embed_images_jsonl_and_npy);
+    tcase_add_test(tc, match_matches_reference);
+    tcase_add_test(tc, zero_shot_classify);
+    tcase_add_test(tc, wrong_models_and_options);
+    suite_add_tcase(s, tc);
+    return s;
+}
