@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Full-size agreement check, outside the test suite: a ViT-B/16 checkpoint
-in the exact layout of google/vit-base-patch16-224 (768 wide, 12 layers,
-12 heads, 224x224, patch 16, 1000 classes) with random weights, run by
-`transformers` and by `build/vit classify` on the same pixel tensor; the
-logits must agree within 1e-4 relative (max abs diff / max abs value).
+"""Full-size agreement checks, outside the test suite, with random weights
+in the exact layouts of real checkpoints, run by `transformers` and by
+`build/vit` on the same inputs; results must agree within 1e-4 relative
+(max abs diff / max abs value):
+
+  vit   google/vit-base-patch16-224 (768 wide, 12 layers, 12 heads,
+        224x224, patch 16, 1000 classes): `vit classify --logits` on a
+        pixel tensor;
+  clip  openai/clip-vit-base-patch32 (vision 768 x 12, patch 32; text
+        512 x 12 with the real CLIP vocabulary; projection 512): image
+        embeddings of a pixel tensor and text embeddings of real strings
+        through `vit embed --no-normalize`.
 
     pip install torch transformers safetensors numpy
-    make && python3 bench/fullsize.py [--cache DIR] [--images N]
+    make && python3 bench/fullsize.py [vit|clip|all] [--cache DIR]
 
 The checkpoint is made once into the cache directory (default
 ~/.cache/vit-bench) and reused; it is never committed.
@@ -48,13 +55,79 @@ def vit_b16(cache):
     return path
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
-    ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
-    args = ap.parse_args()
-    os.makedirs(args.cache, exist_ok=True)
+def clip_b32(cache):
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import gen_fixtures_text
+    path = os.path.join(cache, "clip-vit-base-patch32-random")
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        torch.manual_seed(0)
+        cfg = CLIPConfig(
+            text_config=dict(hidden_size=512, intermediate_size=2048,
+                             num_hidden_layers=12, num_attention_heads=8,
+                             max_position_embeddings=77, eos_token_id=2,
+                             bos_token_id=49406, pad_token_id=1),
+            vision_config=dict(hidden_size=768, intermediate_size=3072,
+                               num_hidden_layers=12, num_attention_heads=12,
+                               image_size=224, patch_size=32),
+            projection_dim=512)
+        model = CLIPModel(cfg).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+        model.save_pretrained(path)
+        CLIPImageProcessorPil().save_pretrained(path)
+        gen_fixtures_text.write_bpe_dir(path)
+    return path
+
+
+def rel(got, ref):
+    return np.abs(got - ref).max() / np.abs(ref).max()
+
+
+def run_vit(args, name, flags):
+    out = subprocess.run([args.vit] + flags, check=True, capture_output=True,
+                         text=True)
+    return out.stdout.splitlines()
+
+
+def check_clip(args):
+    from transformers import CLIPModel, CLIPTokenizerFast
+    path = clip_b32(args.cache)
+    model = CLIPModel.from_pretrained(path).eval()
+    tok = CLIPTokenizerFast.from_pretrained(path)
+    texts = ["a photo of a cat", "a diagram of a transformer", "",
+             "Ünïcödé, emoji 🐈 and 日本語",
+             " ".join(["a caption long enough to be truncated"] * 15)]
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn((args.images, 3, 224, 224), generator=g)
+    with torch.no_grad():
+        t = tok(texts, padding=True, truncation=True, max_length=77,
+                return_tensors="pt")
+        ref_t = model.get_text_features(**t)
+        ref_i = model.get_image_features(pixel_values=pixels)
+    ref_t = getattr(ref_t, "pooler_output", ref_t).numpy()
+    ref_i = getattr(ref_i, "pooler_output", ref_i).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = os.path.join(tmp, "pixels.npy")
+        np.save(npy, pixels.numpy())
+        img = run_vit(args, "image", ["embed", "--model", path,
+                                      "--no-normalize", npy])
+    flags = ["embed", "--model", path, "--no-normalize"]
+    for s in texts:
+        flags += ["--text", s]
+    txt = run_vit(args, "text", flags)
+    got_i = np.array([json.loads(l)["embedding"] for l in img], np.float32)
+    got_t = np.array([json.loads(l)["embedding"] for l in txt], np.float32)
+    ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
+    print(f"CLIP ViT-B/32 random weights: image embeddings of "
+          f"{args.images} images relative {ri:.3g}; text embeddings of "
+          f"{len(texts)} strings relative {rt:.3g}")
+    return 0 if ri < 1e-4 and rt < 1e-4 else 1
+
+
+def check_vit(args):
     path = vit_b16(args.cache)
 
     model = ViTForImageClassification.from_pretrained(path).eval()
@@ -78,6 +151,23 @@ def main():
           f"diff {diff:.3g}, max |ref| {np.abs(ref).max():.3g}, relative "
           f"{rel:.3g}; top-1 identical: {same_top1}")
     return 0 if rel < 1e-4 and same_top1 else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("which", nargs="?", default="all",
+                    choices=["vit", "clip", "all"])
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
+    args = ap.parse_args()
+    os.makedirs(args.cache, exist_ok=True)
+    rc = 0
+    if args.which in ("vit", "all"):
+        rc |= check_vit(args)
+    if args.which in ("clip", "all"):
+        rc |= check_clip(args)
+    return rc
 
 
 if __name__ == "__main__":
