@@ -49,12 +49,6 @@ $(BUILD)/libvit.a: $(LIB_OBJ)
 
 # The service (worker, broker, client library) is an archive of its own on
 # top of libvit, so that the library proper never links ZeroMQ's users.
-# SVC_NO_CLIP: libvit's CLIP entry points have not landed yet; drop it then.
-SVC_DEFS ?= -DSVC_NO_CLIP
-$(BUILD)/obj/service/%.o: service/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SVC_DEFS) -c $< -o $@
-
 $(BUILD)/libvitsvc.a: $(SVC_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

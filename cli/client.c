@@ -28,9 +28,12 @@ static const char usage_line[] =
     "...\n"
     "  COMMAND: classify [--top-k K] [--format text|jsonl|csv] [--logits]\n"
     "                    [--batch N] PATH...\n"
-    "           embed [--normalize] (--image PATH... | --text STR...)\n"
-    "           match --text STR [--text STR]... [--top-k K] [--format FMT] "
-    "PATH...\n"
+    "           embed [--format jsonl|npy] [--out FILE] [--no-normalize]\n"
+    "                 [--batch N] (--image PATH... | --text STR... |\n"
+    "                 --texts-file FILE)\n"
+    "           match (--text STR)... [--texts-file FILE] [--format "
+    "text|jsonl]\n"
+    "                 [--batch N] PATH...\n"
     "           info | health | metrics\n";
 
 static void help(void)
@@ -49,10 +52,9 @@ static void help(void)
           "      --curve-server-key FILE  the server's public key: use "
           "CURVE\n"
           "      --curve-key FILE    this client's key pair (zcert text)\n"
-          "\nclassify prints what 'vit classify' prints; embed prints one "
-          "JSON object\nper line with the embedding; match prints the texts "
-          "ranked by probability\nin the formats of classify; info, health "
-          "and metrics print the server's\nJSON.\n"
+          "\nclassify, embed and match take the options of the local "
+          "commands (less\n--model) and print exactly what they print; "
+          "info, health and metrics\nprint the server's JSON.\n"
           "\nExit status: 0 all done, 1 some input failed or no reply, 2 "
           "usage error.\n",
           stdout);
@@ -130,16 +132,22 @@ typedef struct {
     size_t size;
 } pending;
 
+typedef enum { OP_CLASSIFY, OP_MATCH, OP_EMBED } client_op;
+
 typedef struct {
     vit_client *c;
-    const char *endpoint;
     cli_format fmt;
+    client_op op;
     int top_k, logits, batch, normalize;
-    const char *op;           /* classify, match, embed_image */
-    const char **texts;       /* match */
+    char **texts;  /* match and embed --text; owned */
     int n_texts;
     pending *q;
     int nq;
+    /* embed output: jsonl lines, or npy rows kept for the end */
+    FILE *out;
+    int npy, dim;
+    float *rows;
+    size_t n_rows, cap_rows;
     int failed, dead, oom;
 } run;
 
@@ -153,8 +161,8 @@ static void fail_input(run *r, const char *path, const char *why)
  * command's. */
 static const char *strip_index(const char *msg)
 {
-    if (strncmp(msg, "image ", 6) == 0) {
-        const char *p = msg + 6;
+    if (strncmp(msg, "image ", 6) == 0 || strncmp(msg, "text ", 5) == 0) {
+        const char *p = msg + (msg[0] == 'i' ? 6 : 5);
         while (*p >= '0' && *p <= '9')
             p++;
         if (p[0] == ':' && p[1] == ' ')
@@ -168,54 +176,106 @@ static float jf(json_t *x)
     return json_is_number(x) ? (float)json_number_value(x) : NAN;
 }
 
-static int cmp_pred(const void *a, const void *b)
+/* Reads a JSON array of n numbers into v; returns 0, or -1 when it is not
+ * one. */
+static int jfloats(json_t *a, float *v, int n)
 {
-    const vit_prediction *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score < y->score ? 1 : -1;
-    return x->id - y->id;
+    if (!json_is_array(a) || (int)json_array_size(a) != n)
+        return -1;
+    for (int j = 0; j < n; j++)
+        v[j] = jf(json_array_get(a, (size_t)j));
+    return 0;
 }
 
-/* Prints the result of image i of a successful reply. */
+/* Embedding rows for the output: a JSON line each, or kept for the .npy. */
+static void sink_rows(run *r, const float *v, int n, int dim,
+                      const char *key, char *const *names)
+{
+    if (!r->npy) {
+        for (int i = 0; i < n && !r->oom; i++)
+            if (cli_embedding_write(r->out, key, names[i],
+                                    v + (size_t)i * dim, dim) != 0)
+                r->oom = 1;
+        return;
+    }
+    if (r->dim && r->dim != dim) {
+        r->oom = 1;  /* cannot happen with one server; not worth a message */
+        return;
+    }
+    r->dim = dim;
+    if (r->n_rows + (size_t)n > r->cap_rows) {
+        size_t cap = r->cap_rows ? 2 * r->cap_rows : 64;
+        while (cap < r->n_rows + (size_t)n)
+            cap *= 2;
+        float *nr = realloc(r->rows, cap * (size_t)dim * sizeof *nr);
+        if (!nr) {
+            r->oom = 1;
+            return;
+        }
+        r->rows = nr;
+        r->cap_rows = cap;
+    }
+    memcpy(r->rows + r->n_rows * (size_t)dim, v,
+           (size_t)n * (size_t)dim * sizeof *v);
+    r->n_rows += (size_t)n;
+}
+
+/* The float32 rows of an embed reply (count x dim), copied out of the
+ * frame (which has no alignment); NULL when the reply is malformed. */
+static float *reply_rows(const vit_reply *rep, json_t *o, int count,
+                         int *dim)
+{
+    *dim = (int)json_integer_value(json_object_get(o, "dim"));
+    if (rep->n_data != 1 || *dim <= 0 ||
+        json_integer_value(json_object_get(o, "count")) != count ||
+        rep->data[0].size != (size_t)count * (size_t)*dim * sizeof(float))
+        return NULL;
+    float *v = malloc(rep->data[0].size);
+    if (v)
+        memcpy(v, rep->data[0].data, rep->data[0].size);
+    return v;
+}
+
+/* Prints the result of one image of a classify or match reply. */
 static void print_one(run *r, json_t *res, const char *path)
 {
+    if (r->op == OP_MATCH) {
+        float *p = malloc((size_t)r->n_texts * 2 * sizeof(float));
+        if (!p) {
+            r->oom = 1;
+            return;
+        }
+        if (jfloats(json_object_get(res, "probs"), p, r->n_texts) != 0 ||
+            jfloats(json_object_get(res, "logits"), p + r->n_texts,
+                    r->n_texts) != 0)
+            fail_input(r, path, "the reply has no scores for every text");
+        else if (cli_match_write(stdout, r->fmt, path, r->texts, r->n_texts,
+                                 p, p + r->n_texts) != 0)
+            r->oom = 1;
+        free(p);
+        return;
+    }
     vit_prediction top[1000];
-    float logits_buf[1];
     float *logits = NULL;
     int k = 0, L = 0;
-    if (strcmp(r->op, "classify") == 0) {
-        json_t *labels = json_object_get(res, "labels");
-        for (size_t j = 0; j < json_array_size(labels) && k < 1000; j++) {
-            json_t *e = json_array_get(labels, j);
-            top[k].id = (int)json_integer_value(json_object_get(e, "id"));
-            top[k].label = json_string_value(json_object_get(e, "label"));
-            top[k].score = jf(json_object_get(e, "score"));
-            k++;
-        }
-        json_t *lg = json_object_get(res, "logits");
-        if (r->logits && json_is_array(lg)) {
-            L = (int)json_array_size(lg);
-            logits = malloc((size_t)(L ? L : 1) * sizeof(float));
-            if (!logits) {
-                r->oom = 1;
-                return;
-            }
-            for (int j = 0; j < L; j++)
-                logits[j] = jf(json_array_get(lg, (size_t)j));
-        }
-    } else {  /* match: the texts as labels, ranked by probability */
-        json_t *pr = json_object_get(res, "probs");
-        int n = (int)json_array_size(pr);
-        for (int j = 0; j < n && j < 1000; j++) {
-            top[j].id = j;
-            top[j].label = j < r->n_texts ? r->texts[j] : "";
-            top[j].score = jf(json_array_get(pr, (size_t)j));
-        }
-        n = n < 1000 ? n : 1000;
-        qsort(top, (size_t)n, sizeof *top, cmp_pred);
-        k = r->top_k < n ? r->top_k : n;
+    json_t *labels = json_object_get(res, "labels");
+    for (size_t j = 0; j < json_array_size(labels) && k < 1000; j++) {
+        json_t *e = json_array_get(labels, j);
+        top[k].id = (int)json_integer_value(json_object_get(e, "id"));
+        top[k].label = json_string_value(json_object_get(e, "label"));
+        top[k].score = jf(json_object_get(e, "score"));
+        k++;
     }
-    (void)logits_buf;
+    json_t *lg = json_object_get(res, "logits");
+    if (r->logits && json_is_array(lg)) {
+        L = (int)json_array_size(lg);
+        logits = malloc((size_t)(L ? L : 1) * sizeof(float));
+        if (!logits) {
+            r->oom = 1;
+            return;
+        }
+        jfloats(lg, logits, L);
+    }
     cli_result cr = {.path = path, .top = top, .k = k, .logits = logits,
                      .num_labels = L};
     if (cli_output_write(stdout, r->fmt, &cr) != 0)
@@ -223,11 +283,38 @@ static void print_one(run *r, json_t *res, const char *path)
     free(logits);
 }
 
+/* The header of an image request. */
+static char *image_header(run *r)
+{
+    static const char *const ops[] = {"classify", "match", "embed_image"};
+    json_t *h = json_pack("{s:s}", "op", ops[r->op]);
+    if (!h)
+        return NULL;
+    if (r->op == OP_CLASSIFY) {
+        json_object_set_new(h, "top_k", json_integer(r->top_k));
+        if (r->logits)
+            json_object_set_new(h, "logits", json_true());
+    } else if (r->op == OP_EMBED) {
+        json_object_set_new(h, "normalize", json_boolean(r->normalize));
+    } else {
+        json_t *t = json_array();
+        for (int i = 0; i < r->n_texts; i++)
+            json_array_append_new(t, json_string(r->texts[i]));
+        json_object_set_new(h, "texts", t);
+    }
+    char *hs = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    return hs;
+}
+
 /* Sends the queued images in one request; on bad_image drops that image
  * and sends the rest again. Empties the queue. */
 static void flush(run *r)
 {
     int lo = 0;
+    char *hs = r->nq ? image_header(r) : NULL;
+    if (r->nq && !hs)
+        r->oom = 1;
     while (lo < r->nq && !r->oom) {
         int n = r->nq - lo;
         if (r->dead) {
@@ -236,25 +323,7 @@ static void flush(run *r)
             break;
         }
         vit_blob *b = malloc((size_t)n * sizeof *b);
-        json_t *h = json_pack("{s:s}", "op", r->op);
-        char *hs = NULL;
-        if (h && strcmp(r->op, "classify") == 0) {
-            json_object_set_new(h, "top_k", json_integer(r->top_k));
-            if (r->logits)
-                json_object_set_new(h, "logits", json_true());
-        }
-        if (h && r->texts) {
-            json_t *t = json_array();
-            for (int i = 0; i < r->n_texts; i++)
-                json_array_append_new(t, json_string(r->texts[i]));
-            json_object_set_new(h, "texts", t);
-        }
-        if (h)
-            hs = json_dumps(h, JSON_COMPACT);
-        json_decref(h);
-        if (!b || !hs) {
-            free(b);
-            free(hs);
+        if (!b) {
             r->oom = 1;
             break;
         }
@@ -264,7 +333,6 @@ static void flush(run *r)
         vit_error err = {{0}};
         vit_status st = vit_client_call(r->c, hs, b, n, &rep, &err);
         free(b);
-        free(hs);
         if (st != VIT_OK) {
             fprintf(stderr, "vit client: %s\n", err.msg);
             r->dead = 1;
@@ -276,7 +344,7 @@ static void flush(run *r)
             if ((strcmp(code, "bad_image") == 0 ||
                  strcmp(code, "too_large") == 0) &&
                 idx >= 0 && idx < n) {
-                /* Report the images before it as not yet done: they are
+                /* Report that image in its place; the ones before it are
                  * sent again with the rest. */
                 pending bad = r->q[lo + idx];
                 memmove(&r->q[lo + 1], &r->q[lo], (size_t)idx * sizeof *r->q);
@@ -294,18 +362,36 @@ static void flush(run *r)
             continue;
         }
         json_t *o = json_loads(rep.body, 0, NULL);
-        json_t *res = json_object_get(o, "results");
-        for (int i = 0; i < n; i++) {
-            json_t *x = json_array_get(res, (size_t)i);
-            if (!x)
-                fail_input(r, r->q[lo + i].path, "the reply has no result");
-            else
-                print_one(r, x, r->q[lo + i].path);
+        if (r->op == OP_EMBED) {
+            int dim;
+            float *v = reply_rows(&rep, o, n, &dim);
+            char **names = malloc((size_t)n * sizeof *names);
+            if (v && names) {
+                for (int i = 0; i < n; i++)
+                    names[i] = r->q[lo + i].path;
+                sink_rows(r, v, n, dim, "path", names);
+            } else {
+                for (int i = 0; i < n; i++)
+                    fail_input(r, r->q[lo + i].path, "a malformed reply");
+            }
+            free(v);
+            free(names);
+        } else {
+            json_t *res = json_object_get(o, "results");
+            for (int i = 0; i < n; i++) {
+                json_t *x = json_array_get(res, (size_t)i);
+                if (!x)
+                    fail_input(r, r->q[lo + i].path,
+                               "the reply has no result");
+                else
+                    print_one(r, x, r->q[lo + i].path);
+            }
         }
         json_decref(o);
         vit_reply_free(&rep);
         lo = r->nq;
     }
+    free(hs);
     for (int i = 0; i < r->nq; i++) {
         free(r->q[i].path);
         free(r->q[i].bytes);
@@ -319,6 +405,7 @@ static void add_image(run *r, const char *path)
     size_t n = 0;
     unsigned char *bytes = read_file(path, &n, &why);
     if (!bytes) {
+        flush(r);  /* keep the reports in input order */
         fail_input(r, path, why);
         return;
     }
@@ -333,7 +420,7 @@ static void add_image(run *r, const char *path)
         flush(r);
 }
 
-/* classify and match: PATH... through the inputs walker. */
+/* Image inputs through the local commands' walker: files and directories. */
 static int images_main(run *r, char **paths, int n_paths)
 {
     cli_input_list in = {0};
@@ -344,11 +431,12 @@ static int images_main(run *r, char **paths, int n_paths)
         fprintf(stderr, "vit: out of memory\n");
         return CLI_EXIT_FAILED;
     }
-    cli_output_begin(stdout, r->fmt);
+    if (r->op == OP_CLASSIFY)
+        cli_output_begin(stdout, r->fmt);
     for (size_t i = 0; i < in.n && !r->oom; i++) {
         const cli_input *x = &in.v[i];
         if (x->kind == CLI_IN_ERROR) {
-            flush(r);  /* keep the reports in input order */
+            flush(r);
             fail_input(r, x->path, x->error);
         } else if (x->kind == CLI_IN_NPY) {
             flush(r);
@@ -363,12 +451,59 @@ static int images_main(run *r, char **paths, int n_paths)
         flush(r);
     free(r->q);
     cli_inputs_free(&in);
-    if (r->oom) {
-        fprintf(stderr, "vit: out of memory\n");
-        return CLI_EXIT_FAILED;
+    return 0;
+}
+
+/* embed --text: the texts in requests of up to --batch each. */
+static void texts_main(run *r)
+{
+    for (int i = 0; i < r->n_texts && !r->oom && !r->dead; i += r->batch) {
+        int n = r->n_texts - i < r->batch ? r->n_texts - i : r->batch;
+        json_t *h = json_pack("{s:s, s:b}", "op", "embed_text", "normalize",
+                              r->normalize);
+        json_t *t = json_array();
+        for (int j = 0; j < n; j++)
+            json_array_append_new(t, json_string(r->texts[i + j]));
+        json_object_set_new(h, "texts", t);
+        char *hs = json_dumps(h, JSON_COMPACT);
+        json_decref(h);
+        if (!hs) {
+            for (int j = 0; j < n; j++)
+                fail_input(r, r->texts[i + j], "not valid UTF-8");
+            continue;
+        }
+        vit_reply rep;
+        vit_error err = {{0}};
+        vit_status st = vit_client_call(r->c, hs, NULL, 0, &rep, &err);
+        free(hs);
+        if (st != VIT_OK) {
+            fprintf(stderr, "vit client: %s\n", err.msg);
+            r->dead = 1;
+            for (int j = i; j < r->n_texts; j++)
+                fail_input(r, r->texts[j], "no reply from the server");
+            break;
+        }
+        char code[32], msg[512];
+        int idx;
+        if (vit_reply_error(&rep, code, msg, sizeof msg, &idx)) {
+            for (int j = 0; j < n; j++)
+                if (idx < 0 || idx == j)
+                    fail_input(r, r->texts[i + j], strip_index(msg));
+            vit_reply_free(&rep);
+            continue;
+        }
+        json_t *o = json_loads(rep.body, 0, NULL);
+        int dim;
+        float *v = reply_rows(&rep, o, n, &dim);
+        if (v)
+            sink_rows(r, v, n, dim, "text", r->texts + i);
+        else
+            for (int j = 0; j < n; j++)
+                fail_input(r, r->texts[i + j], "a malformed reply");
+        free(v);
+        json_decref(o);
+        vit_reply_free(&rep);
     }
-    fflush(stdout);
-    return r->failed || r->dead ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 static int simple_op(run *r, const char *op)
@@ -400,133 +535,36 @@ static int simple_op(run *r, const char *op)
     return rc;
 }
 
-/* Prints one embedding as {"path"|"text": ..., "embedding": [...]}. */
-static int print_embedding(const char *key, const char *what, const float *v,
-                           int dim)
+static int add_text(run *r, const char *t)
 {
-    json_t *o = json_object(), *a = json_array();
-    json_t *name = json_string(what);
-    json_object_set_new(o, key, name ? name : json_string("?"));
-    for (int i = 0; i < dim; i++) {
-        char buf[32];
-        cli_float_str(buf, v[i]);
-        json_array_append_new(a, isfinite(v[i]) ? json_real(strtod(buf, NULL))
-                                                : json_null());
-    }
-    json_object_set_new(o, "embedding", a);
-    int rc = json_dumpf(o, stdout, JSON_PRESERVE_ORDER |
-                                       JSON_REAL_PRECISION(9));
-    fputc('\n', stdout);
-    json_decref(o);
-    return rc;
-}
-
-/* Sends one embed request; prints count rows named by names[]. */
-static int embed_call(run *r, const char *header, const vit_blob *b, int n,
-                      const char *key, char *const *names)
-{
-    vit_reply rep;
-    vit_error err = {{0}};
-    if (vit_client_call(r->c, header, b, n, &rep, &err) != VIT_OK) {
-        fprintf(stderr, "vit client: %s\n", err.msg);
-        r->dead = 1;
+    char **v = realloc(r->texts, (size_t)(r->n_texts + 1) * sizeof *v);
+    if (!v || !(v[r->n_texts] = strdup(t))) {
+        if (v)
+            r->texts = v;
         return -1;
     }
-    char code[32], msg[512];
-    int idx;
-    if (vit_reply_error(&rep, code, msg, sizeof msg, &idx)) {
-        if (idx >= 0 && idx < n)
-            fail_input(r, names[idx], strip_index(msg));
-        else
-            fprintf(stderr, "vit client: embed: %s (%s)\n", msg, code);
-        r->failed++;
-        vit_reply_free(&rep);
-        return -1;
-    }
-    json_t *o = json_loads(rep.body, 0, NULL);
-    int count = (int)json_integer_value(json_object_get(o, "count"));
-    int dim = (int)json_integer_value(json_object_get(o, "dim"));
-    json_decref(o);
-    if (rep.n_data != 1 || count != n || dim <= 0 ||
-        rep.data[0].size != (size_t)count * dim * sizeof(float)) {
-        fprintf(stderr, "vit client: embed: a malformed reply\n");
-        r->failed++;
-        vit_reply_free(&rep);
-        return -1;
-    }
-    float *v = malloc(rep.data[0].size);
-    if (v) {
-        memcpy(v, rep.data[0].data, rep.data[0].size);
-        for (int i = 0; i < count; i++)
-            print_embedding(key, names[i], v + (size_t)i * dim, dim);
-    }
-    free(v);
-    vit_reply_free(&rep);
+    r->texts = v;
+    r->n_texts++;
     return 0;
 }
 
-static int embed_main(run *r, int argc, char **argv)
+static int add_texts_file(run *r, const char *path)
 {
-    static const struct option lo[] = {
-        {"image", no_argument, NULL, 'i'},
-        {"text", no_argument, NULL, 't'},
-        {"normalize", no_argument, NULL, 'n'},
-        {NULL, 0, NULL, 0},
-    };
-    int texts = 0, images = 0, c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "+:itn", lo, NULL)) != -1) {
-        if (c == 'i')
-            images = 1;
-        else if (c == 't')
-            texts = 1;
-        else if (c == 'n')
-            r->normalize = 1;
-        else
-            return usage_error("embed: unknown option '%s'", argv[optind - 1]);
-    }
-    if (texts == images)
-        return usage_error("embed needs exactly one of --image and --text");
-    if (optind >= argc)
-        return usage_error("embed: nothing to embed");
-    char **items = argv + optind;
-    int n = argc - optind;
-    if (texts) {
-        json_t *h = json_pack("{s:s, s:b}", "op", "embed_text", "normalize",
-                              r->normalize);
-        json_t *t = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(t, json_string(items[i]));
-        json_object_set_new(h, "texts", t);
-        char *hs = json_dumps(h, JSON_COMPACT);
-        json_decref(h);
-        if (!hs)
-            return usage_error("embed: a text is not valid UTF-8");
-        embed_call(r, hs, NULL, 0, "text", items);
-        free(hs);
-    } else {
-        char hs[64];
-        snprintf(hs, sizeof hs, "{\"op\":\"embed_image\",\"normalize\":%s}",
-                 r->normalize ? "true" : "false");
-        for (int i = 0; i < n && !r->dead; i++) {
-            const char *why = NULL;
-            size_t size = 0;
-            unsigned char *bytes = read_file(items[i], &size, &why);
-            if (!bytes) {
-                fail_input(r, items[i], why);
-                continue;
-            }
-            vit_blob b = {bytes, size};
-            embed_call(r, hs, &b, 1, "path", &items[i]);
-            free(bytes);
-        }
-    }
-    fflush(stdout);
-    return r->failed || r->dead ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    char **lines;
+    int n = cli_read_lines(path, &lines);
+    if (n < 0)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = add_text(r, lines[i]);
+    cli_free_lines(lines, n);
+    return rc;
 }
 
-/* classify and match share their options. */
-static int images_cmd(run *r, int argc, char **argv, int is_match)
+enum { O_TEXTS_FILE = 300, O_NO_NORMALIZE };
+
+/* classify, match and embed: the local commands' options, less --model. */
+static int work_cmd(run *r, int argc, char **argv, client_op op)
 {
     static const struct option lo[] = {
         {"top-k", required_argument, NULL, 'k'},
@@ -534,63 +572,144 @@ static int images_cmd(run *r, int argc, char **argv, int is_match)
         {"logits", no_argument, NULL, 'l'},
         {"batch", required_argument, NULL, 'b'},
         {"text", required_argument, NULL, 't'},
+        {"texts-file", required_argument, NULL, O_TEXTS_FILE},
+        {"image", required_argument, NULL, 'i'},
+        {"out", required_argument, NULL, 'o'},
+        {"no-normalize", no_argument, NULL, O_NO_NORMALIZE},
         {NULL, 0, NULL, 0},
     };
-    const char *cmd = is_match ? "match" : "classify";
-    int c;
+    static const char *const names[] = {"classify", "match", "embed"};
+    const char *cmd = names[op];
+    char **images = NULL;
+    int n_images = 0, c, rc = CLI_EXIT_USAGE;
+    const char *out_path = NULL;
     long v;
+    r->op = op;
+    r->normalize = 1;
     optind = 0;
-    while ((c = getopt_long(argc, argv, ":k:f:lb:t:", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":k:f:lb:t:i:o:", lo, NULL)) != -1) {
+        int ok = 1;
         switch (c) {
         case 'k':
-            if ((v = parse_int(optarg, 1, 1000)) < 0)
-                return usage_error("%s: --top-k needs an integer from 1 to "
-                                   "1000, not '%s'", cmd, optarg);
-            r->top_k = (int)v;
+            ok = op == OP_CLASSIFY && (v = parse_int(optarg, 1, 1000)) > 0;
+            if (ok)
+                r->top_k = (int)v;
             break;
         case 'f':
-            if (cli_format_parse(optarg, &r->fmt) != 0)
-                return usage_error("%s: unknown format '%s'", cmd, optarg);
+            if (op == OP_EMBED) {
+                ok = strcmp(optarg, "jsonl") == 0 ||
+                     strcmp(optarg, "npy") == 0;
+                r->npy = strcmp(optarg, "npy") == 0;
+            } else {
+                ok = cli_format_parse(optarg, &r->fmt) == 0 &&
+                     (op == OP_CLASSIFY || r->fmt != CLI_FMT_CSV);
+            }
             break;
         case 'l':
-            if (is_match)
-                return usage_error("match: --logits is for classify");
+            ok = op == OP_CLASSIFY;
             r->logits = 1;
             break;
         case 'b':
-            if ((v = parse_int(optarg, 1, 4096)) < 0)
-                return usage_error("%s: --batch needs an integer from 1 to "
-                                   "4096, not '%s'", cmd, optarg);
-            r->batch = (int)v;
+            ok = (v = parse_int(optarg, 1, 4096)) > 0;
+            if (ok)
+                r->batch = (int)v;
             break;
         case 't':
-            if (!is_match)
-                return usage_error("classify: --text is for match");
-            {
-                const char **t = realloc(r->texts, (size_t)(r->n_texts + 1) *
-                                                       sizeof *t);
-                if (!t)
-                    return usage_error("out of memory");
-                r->texts = t;
-                r->texts[r->n_texts++] = optarg;
+            ok = op != OP_CLASSIFY;
+            if (ok && add_text(r, optarg) != 0)
+                goto oom;
+            break;
+        case O_TEXTS_FILE:
+            ok = op != OP_CLASSIFY;
+            if (ok && add_texts_file(r, optarg) != 0) {
+                rc = CLI_EXIT_FAILED;
+                goto done;
             }
             break;
+        case 'i': {
+            ok = op == OP_EMBED;
+            char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
+            if (!ni)
+                goto oom;
+            images = ni;
+            images[n_images++] = optarg;
+            break;
+        }
+        case 'o':
+            ok = op == OP_EMBED;
+            out_path = optarg;
+            break;
+        case O_NO_NORMALIZE:
+            ok = op == OP_EMBED;
+            r->normalize = 0;
+            break;
         case ':':
-            return usage_error("%s: option '%s' needs an argument", cmd,
-                               argv[optind - 1]);
+            usage_error("%s: option '%s' needs an argument", cmd,
+                        argv[optind - 1]);
+            goto done;
         default:
-            return usage_error("%s: unknown option '%s'", cmd,
-                               argv[optind - 1]);
+            usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
+            goto done;
+        }
+        if (!ok) {
+            usage_error("%s: bad or unsupported option '%s'", cmd,
+                        argv[optind - 1]);
+            goto done;
         }
     }
-    if (is_match && r->n_texts == 0)
-        return usage_error("match needs at least one --text");
-    if (optind >= argc)
-        return usage_error("%s: no PATH given", cmd);
-    if (r->logits && r->fmt == CLI_FMT_CSV)
-        return usage_error("--logits works with --format text or jsonl");
-    r->op = cmd;
-    return images_main(r, argv + optind, argc - optind);
+    for (int i = optind; i < argc; i++) {
+        char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
+        if (!ni)
+            goto oom;
+        images = ni;
+        images[n_images++] = argv[i];
+    }
+    if (op == OP_MATCH && r->n_texts == 0) {
+        usage_error("match needs at least one --text");
+        goto done;
+    }
+    if (op == OP_EMBED && !n_images == !r->n_texts) {
+        usage_error("embed needs images or texts, not both");
+        goto done;
+    }
+    if (op != OP_EMBED && n_images == 0) {
+        usage_error("%s: no PATH given", cmd);
+        goto done;
+    }
+    if (r->logits && r->fmt == CLI_FMT_CSV) {
+        usage_error("--logits works with --format text or jsonl");
+        goto done;
+    }
+    r->out = stdout;
+    if (out_path && !(r->out = fopen(out_path, "wb"))) {
+        cli_report(out_path, strerror(errno));
+        r->out = NULL;
+        rc = CLI_EXIT_FAILED;
+        goto done;
+    }
+    if (n_images)
+        images_main(r, images, n_images);
+    else
+        texts_main(r);
+    if (r->oom)
+        goto oom;
+    if (r->npy && cli_npy_write(r->out, r->rows, r->n_rows,
+                                (size_t)(r->dim ? r->dim : 1)) != 0)
+        r->failed++;
+    if (fflush(r->out) != 0 || ferror(r->out)) {
+        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
+        r->failed++;
+    }
+    rc = r->failed || r->dead ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    goto done;
+oom:
+    fprintf(stderr, "vit: out of memory\n");
+    rc = CLI_EXIT_FAILED;
+done:
+    if (r->out && r->out != stdout)
+        fclose(r->out);
+    free(images);
+    return rc;
 }
 
 int cli_client_main(int argc, char **argv)
@@ -667,8 +786,7 @@ int cli_client_main(int argc, char **argv)
         o.curve_secret_key = sec;
     }
 
-    run r = {.endpoint = endpoint, .fmt = CLI_FMT_TEXT, .top_k = 5,
-             .batch = DEFAULT_BATCH};
+    run r = {.fmt = CLI_FMT_TEXT, .top_k = 5, .batch = DEFAULT_BATCH};
     vit_error err = {{0}};
     if (vit_client_new(endpoint, &o, &r.c, &err) != VIT_OK) {
         fprintf(stderr, "vit client: %s\n", err.msg);
@@ -678,16 +796,19 @@ int cli_client_main(int argc, char **argv)
     char **sub_argv = argv + optind;
     int rc;
     if (strcmp(cmd, "classify") == 0)
-        rc = images_cmd(&r, sub_argc, sub_argv, 0);
+        rc = work_cmd(&r, sub_argc, sub_argv, OP_CLASSIFY);
     else if (strcmp(cmd, "match") == 0)
-        rc = images_cmd(&r, sub_argc, sub_argv, 1);
+        rc = work_cmd(&r, sub_argc, sub_argv, OP_MATCH);
     else if (strcmp(cmd, "embed") == 0)
-        rc = embed_main(&r, sub_argc, sub_argv);
+        rc = work_cmd(&r, sub_argc, sub_argv, OP_EMBED);
     else if (sub_argc > 1)
         rc = usage_error("%s takes no arguments", cmd);
     else
         rc = simple_op(&r, cmd);
+    for (int i = 0; i < r.n_texts; i++)
+        free(r.texts[i]);
     free(r.texts);
+    free(r.rows);
     vit_client_free(r.c);
     return rc;
 }

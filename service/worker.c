@@ -374,47 +374,6 @@ static void to_le(float *v, size_t n)
     }
 }
 
-/* libvit's CLIP entry points. A build made while they were still being
- * written (-DSVC_NO_CLIP) answers the text operations `internal`, saying
- * so, rather than failing to link. */
-#ifdef SVC_NO_CLIP
-static vit_status no_clip(vit_error *err)
-{
-    if (err)
-        snprintf(err->msg, sizeof err->msg,
-                 "this build of vit has no CLIP support");
-    return VIT_E_UNSUPPORTED;
-}
-static vit_status embed_texts(vit_state *s, const char *const *t, int n,
-                              float *out, vit_error *err)
-{
-    (void)s, (void)t, (void)n, (void)out;
-    return no_clip(err);
-}
-static vit_status match(const vit_model *m, const float *a, int n,
-                        const float *b, int k, float *lg, float *pr,
-                        vit_error *err)
-{
-    (void)m, (void)a, (void)n, (void)b, (void)k, (void)lg, (void)pr;
-    return no_clip(err);
-}
-static void l2_normalize(float *v, int n, int dim)
-{
-    for (int i = 0; i < n; i++) {
-        double ss = 0;
-        for (int j = 0; j < dim; j++)
-            ss += (double)v[(size_t)i * dim + j] * v[(size_t)i * dim + j];
-        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-        for (int j = 0; j < dim; j++)
-            v[(size_t)i * dim + j] *= inv;
-    }
-}
-#else
-#define embed_texts vit_embed_texts
-#define match vit_match
-#define l2_normalize vit_l2_normalize
-#endif
-
 /* Builds the reply of a request whose items are all computed. */
 static void finish_ok(infer_ctx *c, req *r)
 {
@@ -452,7 +411,7 @@ static void finish_ok(infer_ctx *c, req *r)
         int n = r->op == OP_EMBED_IMAGE ? r->n_images : r->n_texts;
         float *v = r->op == OP_EMBED_IMAGE ? r->img_emb : r->txt_emb;
         if (r->normalize)
-            l2_normalize(v, n, D);
+            vit_l2_normalize(v, n, D);
         json_object_set_new(o, "count", json_integer(n));
         json_object_set_new(o, "dim", json_integer(D));
         json_object_set_new(o, "dtype", json_string("float32"));
@@ -468,7 +427,7 @@ static void finish_ok(infer_ctx *c, req *r)
         size_t nm = (size_t)r->n_images * r->n_texts;
         float *lg = malloc(nm * sizeof(float)), *pr = malloc(nm * sizeof(float));
         vit_error err = {{0}};
-        vit_status st = lg && pr ? match(w->model, r->img_emb, r->n_images,
+        vit_status st = lg && pr ? vit_match(w->model, r->img_emb, r->n_images,
                                              r->txt_emb, r->n_texts, lg, pr,
                                              &err)
                                  : VIT_E_NOMEM;
@@ -522,7 +481,7 @@ static void run_batch(infer_ctx *c, int n)
     if (kind == K_TEXT) {
         for (int i = 0; i < n; i++)
             c->texts[i] = b[i]->r->texts[b[i]->idx];
-        st = embed_texts(c->state, c->texts, n, c->emb, &err);
+        st = vit_embed_texts(c->state, c->texts, n, c->emb, &err);
     } else {
         for (int i = 0; i < n; i++)
             memcpy(c->pixels + (size_t)i * w->chw,
