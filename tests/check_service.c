@@ -34,7 +34,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define MODEL "tests/fixtures/vit_tiny"
+#define FIXTURES_DIR "tests/fixtures"
+#define MODEL FIXTURES_DIR "/vit_tiny"
 #define NOISE_PNG "tests/fixtures/cli/noise.png"
 #define GRADIENT_JPG "tests/fixtures/cli/gradient.jpg"
 
@@ -1450,6 +1451,141 @@ START_TEST(test_broker_refusals)
 }
 END_TEST
 
+/* ---- CLIP: texts, images, matching ---- */
+
+/* A CLIP model with a tokenizer: the clip_tiny weights (vocabulary 1000)
+ * with the tiny tokenizer of the text suite (544 ids), linked into one
+ * directory. The numbers are not the reference's; the test compares the
+ * service with the local commands on the same directory. */
+static void clip_model_dir(char *out, size_t size)
+{
+    snprintf(out, size, "%s/clip", g_tmp);
+    ck_assert_int_eq(mkdir(out, 0700), 0);
+    static const char *const files[][2] = {
+        {FIXTURES_DIR "/clip_tiny", "config.json"},
+        {FIXTURES_DIR "/clip_tiny", "model.safetensors"},
+        {FIXTURES_DIR "/clip_tiny", "preprocessor_config.json"},
+        {FIXTURES_DIR "/text/tiny", "tokenizer.json"},
+        {FIXTURES_DIR "/text/tiny", "tokenizer_config.json"},
+    };
+    char cwd[1024];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char src[1400], dst[400];
+        snprintf(src, sizeof src, "%s/%s/%s", cwd, files[i][0], files[i][1]);
+        snprintf(dst, sizeof dst, "%s/%s", out, files[i][1]);
+        ck_assert_int_eq(symlink(src, dst), 0);
+    }
+}
+
+START_TEST(test_clip_over_the_wire)
+{
+    char model[256], ep[200];
+    clip_model_dir(model, sizeof model);
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = spawn("worker", "serve", "--model", model, "--bind", ep, NULL);
+    wait_ready(ep, w);
+    /* The same output as the local commands, each format. */
+    static const char *const cases[][8] = {
+        {"embed", "--text", "a photo of a cat", "--text", "hello", NULL},
+        {"embed", "--no-normalize", NOISE_PNG, GRADIENT_JPG, NULL},
+        {"match", "--text", "cat", "--text", "a dog", NOISE_PNG, GRADIENT_JPG,
+         NULL},
+        {"match", "--format", "jsonl", "--text", "cat", "--text", "a dog",
+         "tests/fixtures/cli"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *const *a = cases[i];
+        int c1, c2;
+        char *remote = run_capture(&c1, "client", "--connect", ep, a[0], a[1],
+                                   a[2], a[3], a[4], a[5], a[6], a[7], NULL);
+        char *local = run_capture(&c2, a[0], "--model", model, a[1], a[2],
+                                  a[3], a[4], a[5], a[6], a[7], NULL);
+        ck_assert_int_eq(c2, 0);
+        ck_assert_int_eq(c1, 0);
+        ck_assert_msg(strlen(local) > 20, "%s: %s", a[0], local);
+        ck_assert_str_eq(remote, local);
+        free(remote);
+        free(local);
+    }
+    /* The wire format of embed_text: count x dim little-endian floats. */
+    vit_client *c = client(ep, 5000, 0);
+    vit_reply r;
+    ck_assert(vit_client_call(c, "{\"op\":\"embed_text\",\"texts\":[\"a\","
+                                 "\"b\",\"c\"],\"normalize\":true}",
+                              NULL, 0, &r, NULL) == VIT_OK);
+    json_t *o = json_loads(r.body, 0, NULL);
+    int dim = (int)json_integer_value(json_object_get(o, "dim"));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "count")), 3);
+    ck_assert_int_gt(dim, 0);
+    ck_assert_int_eq(r.n_data, 1);
+    ck_assert_int_eq(r.data[0].size, (size_t)3 * dim * sizeof(float));
+    float *v = malloc(r.data[0].size);
+    memcpy(v, r.data[0].data, r.data[0].size);
+    for (int i = 0; i < 3; i++) {
+        double ss = 0;
+        for (int j = 0; j < dim; j++)
+            ss += (double)v[i * dim + j] * v[i * dim + j];
+        ck_assert_msg(fabs(ss - 1) < 1e-5, "norm^2 %g", ss);
+    }
+    free(v);
+    json_decref(o);
+    vit_reply_free(&r);
+    /* A CLIPModel has no classifier. */
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    vit_blob b = {png, n};
+    o = call(c, "{\"op\":\"classify\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "no_head");
+    json_decref(o);
+    free(png);
+    vit_client_free(c);
+    printf("service: CLIP embed (texts, images) and match over the wire "
+           "equal the local commands\n");
+    stop_ok(w);
+}
+END_TEST
+
+/* A model with one tower answers the other tower's operations with a
+ * code, not a crash. */
+START_TEST(test_clip_single_towers)
+{
+    char ev[200], et[200];
+    endpoint(ev, sizeof ev, "vision");
+    endpoint(et, sizeof et, "text");
+    pid_t wv = spawn("vision", "serve", "--model", FIXTURES_DIR "/clip_vision",
+                     "--bind", ev, NULL);
+    pid_t wt = spawn("text", "serve", "--model", FIXTURES_DIR "/clip_text",
+                     "--bind", et, NULL);
+    wait_ready(ev, wv);
+    wait_ready(et, wt);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    vit_blob b = {png, n};
+    vit_client *cv = client(ev, 5000, 0), *ct = client(et, 5000, 0);
+    json_t *o = call(cv, "{\"op\":\"embed_text\",\"texts\":[\"a\"]}", NULL, 0);
+    ck_assert_str_eq(err_code(o), "no_text_tower");
+    json_decref(o);
+    o = call(cv, "{\"op\":\"match\",\"texts\":[\"a\"]}", &b, 1);
+    ck_assert_str_eq(err_code(o), "no_text_tower");
+    json_decref(o);
+    o = call(cv, "{\"op\":\"embed_image\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "ok");
+    json_decref(o);
+    o = call(ct, "{\"op\":\"embed_image\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "no_vision_tower");
+    json_decref(o);
+    o = call(ct, "{\"op\":\"classify\"}", &b, 1);
+    ck_assert_str_eq(err_code(o), "no_vision_tower");
+    json_decref(o);
+    vit_client_free(cv);
+    vit_client_free(ct);
+    free(png);
+    stop_ok(wv);
+    stop_ok(wt);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1465,6 +1601,8 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_client_retries);
     tcase_add_test(tc, test_curve_allow_list);
     tcase_add_test(tc, test_python_client);
+    tcase_add_test(tc, test_clip_over_the_wire);
+    tcase_add_test(tc, test_clip_single_towers);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_add_checked_fixture(tc, setup, teardown);
