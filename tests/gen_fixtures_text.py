@@ -22,7 +22,9 @@ generate(outdir) writes, into outdir:
              "tiny": [[hex input, ids], ...]}
   blocks.json
             every code point, 256 at a time: for block b the string is
-            "a{c}{c}!{c}1{c} " for each non-surrogate c of the block, and
+            "a{c}{c}!{c}1{c}\uac00{c}\u0301 " for each non-surrogate c of
+            the block (letters, digits, punctuation and space around it, a
+            Hangul LV syllable before it, a combining mark after it), and
             the entry is [number of ids, FNV-1a 64 of the ids as
             little-endian uint32, in hex] of its untruncated encoding. This
             is the exhaustive check of normalization and the split classes.
@@ -319,6 +321,8 @@ def build_cases():
               "\u212b", "\u2126", "\u212a", "\u1e9b\u0323", "\u0344",
               "\u0958", "\ufb2c", "\U0001d15e", "\U0002f800",
               "\U00011935\U00011930", "\U00011938", "a\u0301\u07fd\u0334",
+              "\uac8c\u11a7", "\u1100\u1161\u11a7", "\uac00\u11a7\u11a8",
+              "\uac00\u11a8", "\u1100\u1161\u11a8\u11a7",
               "e\u0334\u1abf\u0301", "\u0130\u0301", "I\u0307",
               "\u0345\u0301a", "\u0301", "\u0301\u0301abc"]:
         add(s)
@@ -416,7 +420,7 @@ def build_cases():
 
 
 def block_string(b):
-    return "".join("a{0}{0}!{0}1{0} ".format(chr(c))
+    return "".join("a{0}{0}!{0}1{0}\uac00{0}\u0301 ".format(chr(c))
                    for c in range(b * 256, b * 256 + 256)
                    if not 0xD800 <= c < 0xE000)
 

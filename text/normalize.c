@@ -151,13 +151,18 @@ static int utf8_decode(const uint8_t *s, int32_t *cp)
  * added since (the reference gives them class 0 and so never reorders
  * them) and Dives Akuru's U+11938 = U+11935 U+11930 (never decomposed or
  * composed there). To the reference all of these are plain starters that
- * combine with nothing, so NFC is run on the stretches between them. */
+ * combine with nothing, so NFC is run on the stretches between them.
+ * U+11A7 is here for another reason: it is the Hangul T base, not itself a
+ * trailing consonant, and utf8proc 2.8 wrongly composes an LV syllable
+ * with it (adding T index 0, which swallows the U+11A7); it composes with
+ * nothing in Unicode. */
 static const struct {
     int32_t lo, hi;
 } nfc_inert[] = {
     {0x7FD, 0x7FD},     {0x898, 0x89F},     {0x8CA, 0x8D3},
     {0x9FE, 0x9FE},     {0xC3C, 0xC3C},     {0xD3B, 0xD3C},
-    {0xEBA, 0xEBA},     {0x1715, 0x1715},   {0x1ABF, 0x1ACE},
+    {0xEBA, 0xEBA},     {0x11A7, 0x11A7},   {0x1715, 0x1715},
+    {0x1ABF, 0x1ACE},
     {0x1DF6, 0x1DFA},   {0xA82C, 0xA82C},   {0x10D24, 0x10D27},
     {0x10EAB, 0x10EAC}, {0x10EFD, 0x10EFF}, {0x10F46, 0x10F50},
     {0x10F82, 0x10F85}, {0x11070, 0x11070}, {0x1133B, 0x1133B},
