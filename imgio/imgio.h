@@ -37,9 +37,16 @@ typedef struct {
     uint32_t max_height;
     uint64_t max_pixels;  /* width * height */
     size_t max_bytes;     /* size of the encoded file */
+    /* The decoder's working memory besides the output pixels: libjpeg's
+     * whole-image coefficient arrays for a progressive JPEG (up to 8
+     * bytes a pixel). It is always capped at what the header's geometry
+     * can need; a nonzero value caps it lower. Also refused, whatever the
+     * limits: a JPEG of more than 500 scans (a CPU-time bomb). */
+    size_t max_decoder_memory;
 } img_limits;
 
-/* 16384 x 16384, 64 Mpixel (2^26), 64 MiB encoded. */
+/* 16384 x 16384, 64 Mpixel (2^26), 64 MiB encoded, decoder memory as the
+ * header needs. */
 img_limits img_limits_default(void);
 
 /* An 8-bit RGB image, interleaved, rows top to bottom, no padding:

@@ -25,6 +25,18 @@ img_status img_fail(char *err, size_t errlen, img_status st, const char *fmt,
 img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
                           char *err, size_t errlen);
 
+/* The window [wx, wx + ww) x [wy, wy + wh) of what img_resize(src, out_w,
+ * out_h, f) gives, byte for byte, written to dst (ww * wh * 3 bytes, rows
+ * packed) without computing the rest: what preprocessing needs when it
+ * crops right after resizing. The window must lie inside the output. */
+img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
+                             img_filter f, int wx, int wy, int ww, int wh,
+                             uint8_t *dst, char *err, size_t errlen);
+
+/* Nonzero: img_resize uses its plain C loops even where a SIMD version
+ * runs (they give identical bytes; the tests compare them). */
+extern int img_resize_plain;
+
 /* The decoders behind img_decode_ex. `bytes` holds a file that starts with
  * the format's signature; `opt` is not NULL. Same contract as img_decode,
  * and *orient receives the EXIF orientation to apply (1 when

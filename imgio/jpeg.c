@@ -14,7 +14,9 @@
  */
 #include "imgio/imgio_impl.h"
 
+#include <limits.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,32 @@ typedef struct {
     struct jpeg_error_mgr pub;  /* first, so a j_common_ptr's err is ours */
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
+    int too_many_scans;         /* the progress monitor stopped the decode */
 } jpeg_err;
+
+/* A progressive JPEG may hold any number of scans, and libjpeg walks every
+ * block of the image for each; a small file of thousands of empty scans
+ * would keep a core busy for minutes. Real encoders write about ten
+ * (mozjpeg's tuned scripts under twenty); libjpeg-turbo's own tools and
+ * fuzzers stop at 500, and so do we. */
+#define MAX_SCANS 500
+
+typedef struct {
+    struct jpeg_progress_mgr pub;
+    jpeg_err *err;
+} scan_guard;
+
+static void on_progress(j_common_ptr c)
+{
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    scan_guard *g = (scan_guard *)c->progress;
+    if (d->input_scan_number > MAX_SCANS) {
+        g->err->too_many_scans = 1;
+        snprintf(g->err->msg, sizeof g->err->msg,
+                 "more than %d scans", MAX_SCANS);
+        longjmp(g->err->jump, 1);
+    }
+}
 
 static void on_error_exit(j_common_ptr c)
 {
@@ -111,6 +138,27 @@ static int jpeg_orientation(j_decompress_ptr cinfo)
     return img_exif_resolve(o, xmp, xmp_n, xmp != NULL);
 }
 
+/* The bytes of the whole-image coefficient array libjpeg allocates for a
+ * file read in more than one scan (progressive, or sequential with the
+ * components in separate scans: the first scan, read by jpeg_read_header,
+ * then lacks some), as jdcoefct.c sizes it; 0 for a single-scan file,
+ * which is decoded a row of blocks at a time. */
+static uint64_t coef_bytes(j_decompress_ptr c)
+{
+    if (!c->progressive_mode && c->comps_in_scan >= c->num_components)
+        return 0;
+    uint64_t total = 0;
+    for (int ci = 0; ci < c->num_components; ci++) {
+        const jpeg_component_info *k = &c->comp_info[ci];
+        uint64_t hs = (uint64_t)k->h_samp_factor;
+        uint64_t vs = (uint64_t)k->v_samp_factor;
+        uint64_t wb = (k->width_in_blocks + hs - 1) / hs * hs;
+        uint64_t hb = (k->height_in_blocks + vs - 1) / vs * vs;
+        total += wb * hb * DCTSIZE2 * sizeof(JCOEF);
+    }
+    return total;
+}
+
 img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
                            const img_decode_opts *opt, img_rgb *out,
                            int *orient, char *err, size_t errlen)
@@ -130,14 +178,29 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
     jerr.pub.emit_message = on_emit_message;
     jerr.pub.output_message = on_output_message;
     jerr.msg[0] = '\0';
+    scan_guard guard = {.err = &jerr};
+    guard.pub.progress_monitor = on_progress;
+    jerr.too_many_scans = 0;
     if (setjmp(jerr.jump)) {
         int code = jerr.pub.msg_code;
+        int scans = jerr.too_many_scans;
+        long cap = cinfo.mem ? cinfo.mem->max_memory_to_use : 0;
         int prec = jerr.pub.msg_parm.i[0];
         jpeg_destroy_decompress(&cinfo);
         free(pix);
         free(row);
         /* Valid JPEGs of kinds libjpeg-turbo's 8-bit decoder (and so
          * Pillow) does not handle are a format refusal, not damage. */
+        if (scans)
+            return img_fail(err, errlen, IMG_E_LIMIT,
+                            "JPEG has more than %d scans; refused as a "
+                            "likely denial of service",
+                            MAX_SCANS);
+        if (code == JERR_NO_BACKING_STORE)
+            return img_fail(err, errlen, IMG_E_LIMIT,
+                            "JPEG decoding needs more working memory than "
+                            "the %ld-byte decoder limit",
+                            cap);
         if (code == JERR_BAD_PRECISION)
             return img_fail(err, errlen, IMG_E_FORMAT,
                             "%d-bit JPEG images are not supported (only "
@@ -152,6 +215,7 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
                         "JPEG decoding failed: %s", jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &guard.pub;
     /* libjpeg-turbo's jpeg_mem_src takes the size as unsigned long, which
      * is 64 bits here; the file-size limit keeps real inputs far below. */
     jpeg_mem_src(&cinfo, bytes, (unsigned long)n);
@@ -187,6 +251,44 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
         return st;
     }
 
+    /* libjpeg's one big allocation besides our output is the whole-image
+     * coefficient array of a progressive or multi-scan file (two bytes a
+     * coefficient, every block of every component, padded to whole MCUs),
+     * allocated as decoding starts, before any of the data that would
+     * justify it has been read. It is counted here from the header and
+     * held to the caller's cap; max_memory_to_use is set too, for the
+     * libjpeg-turbo versions that honour it (2.1, which Debian 12 ships,
+     * ignores it: its memory manager has no backing store to fall back
+     * on). */
+    {
+        uint64_t need = coef_bytes(&cinfo);
+        if (lim->max_decoder_memory && need > lim->max_decoder_memory) {
+            st = img_fail(err, errlen, IMG_E_LIMIT,
+                          "JPEG decoding needs %llu bytes of coefficient "
+                          "memory, more than the %zu-byte decoder limit",
+                          (unsigned long long)need, lim->max_decoder_memory);
+            jpeg_destroy_decompress(&cinfo);
+            return st;
+        }
+        uint64_t cap = need + ((uint64_t)32 << 20);
+        if (lim->max_decoder_memory && lim->max_decoder_memory < cap)
+            cap = lim->max_decoder_memory;
+        cinfo.mem->max_memory_to_use =
+            cap > (uint64_t)LONG_MAX ? LONG_MAX : (long)cap;
+    }
+    /* Opt-in reduced decoding: libjpeg's DCT scaling by 1/8, 1/4 or 1/2,
+     * the largest that keeps the shorter side at least fast_min_side. */
+    if (opt->fast_min_side > 0) {
+        uint64_t ms = cinfo.image_width < cinfo.image_height
+                          ? cinfo.image_width
+                          : cinfo.image_height;
+        for (unsigned d = 8; d >= 2; d /= 2)
+            if ((ms + d - 1) / d >= (uint64_t)opt->fast_min_side) {
+                cinfo.scale_num = 1;
+                cinfo.scale_denom = d;
+                break;
+            }
+    }
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
     int nc = cinfo.output_components;
@@ -202,10 +304,24 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
     }
     while (cinfo.output_scanline < cinfo.output_height) {
         uint8_t *dst = pix + (size_t)cinfo.output_scanline * (size_t)w * 3;
-        JSAMPROW rp = nc == 3 ? dst : row;
-        /* A memory source never suspends, so a short read is a bug in
-         * libjpeg's contract rather than bad input; fail rather than spin. */
-        if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) {
+        /* RGB rows are read straight into place, a whole iMCU row (up to
+         * 16) per call, which saves libjpeg a copy through its own buffer;
+         * others go one by one through `row` to be converted. */
+        JSAMPROW rp[16];
+        JDIMENSION want = 1;
+        if (nc == 3) {
+            want = cinfo.output_height - cinfo.output_scanline;
+            if (want > 16)
+                want = 16;
+            for (JDIMENSION i = 0; i < want; i++)
+                rp[i] = dst + (size_t)i * (size_t)w * 3;
+        } else {
+            rp[0] = row;
+        }
+        /* A memory source never suspends, so reading no row at all is a
+         * bug in libjpeg's contract rather than bad input; fail rather than
+         * spin. */
+        if (jpeg_read_scanlines(&cinfo, rp, want) == 0) {
             int at = (int)cinfo.output_scanline;
             jpeg_destroy_decompress(&cinfo);
             free(pix);

@@ -156,6 +156,13 @@ static int max_diff_u8(const uint8_t *a, const uint8_t *b, size_t n,
     return m;
 }
 
+/* A small deterministic generator, so failures reproduce. */
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
 /* ------------------------------------------------- decoding vs Pillow */
 
 START_TEST(test_decode_case)
@@ -317,6 +324,78 @@ START_TEST(test_resize_bad_args)
               IMG_E_ARG);
     ck_assert(got.width == -7 && got.rgb == NULL);
     img_rgb_free(&src);
+}
+END_TEST
+
+/* The SIMD passes and the windowed resize against the plain full resize,
+ * byte for byte, on noise (every clamp and negative lobe exercised), over
+ * shapes that take each pass order, single passes, upscales, thin images
+ * and windows touching every edge. */
+START_TEST(test_resize_simd_and_windows)
+{
+    static const int shapes[][4] = {
+        {1920 / 8, 1080 / 8, 50, 28}, {97, 61, 23, 40}, {61, 97, 40, 23},
+        {64, 48, 90, 70},             {64, 48, 64, 20}, {64, 48, 23, 48},
+        {64, 48, 70, 20},             {64, 48, 50, 9},  {1, 57, 3, 20},
+        {500, 1, 37, 1},              {7, 5, 3, 2},     {3, 3, 200, 2},
+        {300, 17, 13, 300},
+    };
+    uint32_t seed = 2024;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int sw = shapes[si][0], sh = shapes[si][1];
+        int ow = shapes[si][2], oh = shapes[si][3];
+        img_rgb src = {sw, sh, malloc((size_t)sw * sh * 3)};
+        ck_assert(src.rgb != NULL);
+        for (size_t i = 0; i < (size_t)sw * sh * 3; i++)
+            src.rgb[i] = (uint8_t)lcg(&seed);
+        for (int f = 0; f < 6; f++) {
+            img_rgb plain = {0}, simd = {0};
+            img_resize_plain = 1;
+            ck_assert(img_resize(&src, ow, oh, (img_filter)f, &plain, NULL,
+                                 0) == IMG_OK);
+            img_resize_plain = 0;
+            ck_assert(img_resize(&src, ow, oh, (img_filter)f, &simd, NULL,
+                                 0) == IMG_OK);
+            ck_assert_msg(memcmp(plain.rgb, simd.rgb,
+                                 (size_t)ow * oh * 3) == 0,
+                          "%dx%d -> %dx%d %s: SIMD differs from plain", sw,
+                          sh, ow, oh, filter_name(f));
+            for (int t = 0; t < 12; t++) {
+                int wx = (int)(lcg(&seed) % (uint32_t)ow);
+                int wy = (int)(lcg(&seed) % (uint32_t)oh);
+                if (t == 0)
+                    wx = wy = 0;
+                int ww = 1 + (int)(lcg(&seed) % (uint32_t)(ow - wx));
+                int wh = 1 + (int)(lcg(&seed) % (uint32_t)(oh - wy));
+                if (t == 1)
+                    ww = ow - wx, wh = oh - wy; /* to the far edges */
+                uint8_t *win = malloc((size_t)ww * wh * 3);
+                ck_assert(win != NULL);
+                img_resize_plain = t % 2;
+                ck_assert(img_resize_window(&src, ow, oh, (img_filter)f, wx,
+                                            wy, ww, wh, win, NULL,
+                                            0) == IMG_OK);
+                img_resize_plain = 0;
+                for (int y = 0; y < wh; y++)
+                    ck_assert_msg(
+                        memcmp(win + (size_t)y * ww * 3,
+                               plain.rgb + ((size_t)(wy + y) * ow + wx) * 3,
+                               (size_t)ww * 3) == 0,
+                        "%dx%d -> %dx%d %s: window %dx%d at (%d, %d) row %d "
+                        "differs",
+                        sw, sh, ow, oh, filter_name(f), ww, wh, wx, wy, y);
+                free(win);
+            }
+            img_rgb_free(&plain);
+            img_rgb_free(&simd);
+        }
+        img_rgb_free(&src);
+    }
+    /* A window outside the output is an argument error. */
+    img_rgb one = {2, 2, (uint8_t[12]){0}};
+    uint8_t buf[12];
+    ck_assert(img_resize_window(&one, 4, 4, IMG_BILINEAR, 3, 0, 2, 1, buf,
+                                NULL, 0) == IMG_E_ARG);
 }
 END_TEST
 
@@ -506,13 +585,6 @@ START_TEST(test_bad_truncated_png)
 }
 END_TEST
 
-/* A small deterministic generator, so failures reproduce. */
-static uint32_t lcg(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
 START_TEST(test_bad_random_bytes)
 {
     uint32_t seed = 12345;
@@ -641,7 +713,7 @@ START_TEST(test_limits)
                 "JPEG height limit");
 
     /* Zero means no limit, and limits met exactly pass. */
-    img_limits none = {0, 0, 0, 0}, exact = {61, 43, 61 * 43, 0};
+    img_limits none = {0, 0, 0, 0, 0}, exact = {61, 43, 61 * 43, 0, 0};
     img_rgb out = {0};
     ck_assert(img_decode(png, n, &none, &out, NULL, 0) == IMG_OK);
     img_rgb_free(&out);
@@ -650,6 +722,85 @@ START_TEST(test_limits)
     img_rgb_free(&out);
     free(png);
     free(jpg);
+}
+END_TEST
+
+/* libjpeg's working memory is capped: a progressive JPEG needs its whole
+ * coefficient array (2 bytes per coefficient: 70x51 at 4:2:0 is about
+ * 11 KB), so a 4 KB cap refuses it with the limit named, while a baseline
+ * one, which needs no such array, still decodes. */
+START_TEST(test_jpeg_decoder_memory_cap)
+{
+    size_t n;
+    uint8_t *prog = read_all("jpg_progressive.jpg", &n);
+    img_limits lim = img_limits_default();
+    ck_assert(lim.max_decoder_memory == 0);
+    lim.max_decoder_memory = 4096;
+    expect_fail(prog, n, &lim, IMG_E_LIMIT,
+                "coefficient memory, more than the 4096-byte decoder limit",
+                "progressive JPEG over the memory cap");
+    img_rgb out = {0};
+    lim.max_decoder_memory = 1 << 20;
+    ck_assert(img_decode(prog, n, &lim, &out, NULL, 0) == IMG_OK);
+    img_rgb_free(&out);
+    free(prog);
+    uint8_t *base = read_all("jpg_420.jpg", &n);
+    lim.max_decoder_memory = 4096;
+    ck_assert(img_decode(base, n, &lim, &out, NULL, 0) == IMG_OK);
+    img_rgb_free(&out);
+    free(base);
+}
+END_TEST
+
+/* A progressive JPEG of 501 scans is refused before the 501st is decoded,
+ * while the same file cut to 500 scans decodes: libjpeg walks the whole
+ * image for every scan, so scans are a CPU-time bomb. The extra scans
+ * repeat the first refinement scan of the luma DC, which libjpeg accepts
+ * (a warning) and which changes no pixel. */
+START_TEST(test_jpeg_scan_limit)
+{
+    size_t n;
+    uint8_t *b = read_all("jpg_progressive_gray.jpg", &n);
+    /* Find the second SOS (the first DC refinement or AC scan) and its
+     * length up to the next marker. */
+    size_t sos[2] = {0, 0};
+    int found = 0;
+    for (size_t i = 2; i + 1 < n && found < 2; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xda)
+            sos[found++] = i;
+    ck_assert(found == 2);
+    size_t end = sos[1] + 2;
+    end += (size_t)(b[end] << 8 | b[end + 1]); /* the SOS header */
+    while (end + 1 < n && !(b[end] == 0xff && b[end + 1] != 0 &&
+                            !(b[end + 1] >= 0xd0 && b[end + 1] <= 0xd7)))
+        end++;
+    size_t scan = end - sos[1];
+    for (int extra = 499; extra <= 500; extra++) {
+        /* The file has its own scans; pad to 500 or 501 in total. */
+        int own = 0;
+        for (size_t i = 2; i + 1 < n; i++)
+            own += b[i] == 0xff && b[i + 1] == 0xda;
+        int add = extra + 1 - own;
+        size_t m = n + (size_t)add * scan;
+        uint8_t *c = malloc(m);
+        ck_assert(c != NULL);
+        memcpy(c, b, end);
+        for (int k = 0; k < add; k++)
+            memcpy(c + end + (size_t)k * scan, b + sos[1], scan);
+        memcpy(c + end + (size_t)add * scan, b + end, n - end);
+        img_rgb out = {0};
+        char err[256] = "";
+        img_status st = img_decode(c, m, NULL, &out, err, sizeof err);
+        if (extra == 499) {
+            ck_assert_msg(st == IMG_OK, "500 scans: %s", err);
+            img_rgb_free(&out);
+        } else {
+            ck_assert_msg(st == IMG_E_LIMIT && strstr(err, "500 scans"),
+                          "501 scans: %s (%s)", img_status_str(st), err);
+        }
+        free(c);
+    }
+    free(b);
 }
 END_TEST
 
@@ -843,6 +994,7 @@ Suite *imgio_suite(void)
     tcase_add_loop_test(tc, test_preprocess_size_case, 0, ns ? ns : 1);
     tcase_add_test(tc, test_resize_same_size_copies);
     tcase_add_test(tc, test_resize_bad_args);
+    tcase_add_test(tc, test_resize_simd_and_windows);
     tcase_add_test(tc, test_preprocess_bad_args);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
@@ -860,6 +1012,8 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_png_zero_width);
     tcase_add_test(bad, test_bad_png_crc);
     tcase_add_test(bad, test_limits);
+    tcase_add_test(bad, test_jpeg_decoder_memory_cap);
+    tcase_add_test(bad, test_jpeg_scan_limit);
     tcase_add_test(bad, test_truncation_sweep);
     tcase_add_test(bad, test_damage_sweep);
     tcase_add_test(bad, test_exif_readers_bounded);
