@@ -103,6 +103,24 @@ DEMO_IMAGES ?= tests/fixtures/cli
 demo: all
 	$(BUILD)/vit classify --model $(DEMO_MODEL) --top-k 3 $(DEMO_IMAGES)
 
+# libFuzzer targets for the image decoders, built with clang's fuzzer,
+# ASan and UBSan (Debian: clang and libclang-rt-14-dev; not needed for the
+# rest). Run e.g. build/fuzz/fuzz_jpeg -max_total_time=600 NEWDIR
+# tests/fuzz/corpus/jpeg, with NEWDIR a scratch directory for what it finds.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_PKGS   = libpng zlib libjpeg
+IMGIO_SRC  := $(sort $(wildcard imgio/*.c))
+.PHONY: fuzz
+fuzz: $(BUILD)/fuzz/fuzz_jpeg $(BUILD)/fuzz/fuzz_png
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(IMGIO_SRC) \
+                 $(wildcard imgio/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(STD) $(WARN) $(WERROR) $(FUZZ_FLAGS) -I. \
+	  $(shell pkg-config --cflags $(FUZZ_PKGS)) -o $@ $< $(IMGIO_SRC) \
+	  $(shell pkg-config --libs $(FUZZ_PKGS)) -lm
+
 clean:
 	rm -rf $(BUILD)
 

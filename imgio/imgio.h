@@ -60,8 +60,9 @@ typedef struct {
 /* Decodes a JPEG or PNG (detected from its content, not a name) into `out`
  * as Pillow's Image.open(...).convert("RGB") would: grayscale replicated,
  * alpha dropped, palette expanded, 16-bit reduced to 8, EXIF orientation
- * ignored (img_decode_ex can apply it). `lim` may be NULL (defaults). On failure `out` is left untouched and `err` (may be NULL)
- * holds a sentence naming the problem — for an unsupported format, the
+ * ignored (img_decode_ex can apply it). `lim` may be NULL (defaults). On
+ * failure `out` is left untouched and `err` (may be NULL) holds a sentence
+ * naming the problem — for an unsupported format, the
  * format detected (GIF, WebP, BMP, TIFF, ...). The caller frees `out` with
  * img_rgb_free. */
 img_status img_decode(const void *bytes, size_t n, const img_limits *lim,

@@ -13,6 +13,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <zlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -687,6 +688,126 @@ START_TEST(test_bad_png_crc)
 }
 END_TEST
 
+/* The DHT segments of a JPEG: offsets of their payloads. */
+static int find_dht(const uint8_t *b, size_t n, size_t *at, int max)
+{
+    int k = 0;
+    for (size_t i = 2; i + 4 < n && k < max; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xc4)
+            at[k++] = i + 4;
+    return k;
+}
+
+/* A Huffman table whose code counts add up to more codes than its 16
+ * lengths can hold is refused by name; tables with their counts or
+ * symbols scrambled decode to something or fail, never crash. */
+START_TEST(test_bad_jpeg_huffman_tables)
+{
+    size_t n;
+    uint8_t *orig = read_all("jpg_420.jpg", &n);
+    size_t at[8];
+    int nt = find_dht(orig, n, at, 8);
+    ck_assert(nt >= 1);
+    uint8_t *b = malloc(n);
+    ck_assert(b != NULL);
+    memcpy(b, orig, n);
+    /* Class/id byte, then 16 counts: all 255 claims 4080 codes. */
+    memset(b + at[0] + 1, 0xff, 16);
+    expect_fail(b, n, NULL, IMG_E_CORRUPT, "Huffman", "bogus DHT counts");
+    uint32_t seed = 31337;
+    for (int trial = 0; trial < 400; trial++) {
+        memcpy(b, orig, n);
+        size_t t = at[lcg(&seed) % (uint32_t)nt];
+        size_t seglen = (size_t)(orig[t - 2] << 8 | orig[t - 1]) - 2;
+        for (int k = 0; k < 1 + trial % 8; k++)
+            b[t + lcg(&seed) % seglen] = (uint8_t)lcg(&seed);
+        img_rgb out = {0};
+        char err[256] = "";
+        img_decode_opts opt = img_decode_opts_default();
+        opt.fast_min_side = trial % 3 ? 0 : 8;
+        img_status st = img_decode_ex(b, n, &opt, &out, err, sizeof err);
+        if (st == IMG_OK)
+            img_rgb_free(&out);
+        else
+            ck_assert(out.rgb == NULL && err[0]);
+    }
+    free(b);
+    free(orig);
+}
+END_TEST
+
+/* A decompression bomb, made here with zlib: a 16384x16384 1-bit PNG of
+ * zeros is about 33 KB of file and would be 768 MiB of RGB. The pixel
+ * limit refuses it from the header; the same kind of file within the
+ * limits (16384x256) decodes to exactly the promised size. */
+static uint8_t *zero_png(uint32_t w, uint32_t h, size_t *n)
+{
+    size_t row = 1 + (w + 7) / 8, raw_n = row * h;
+    uint8_t *raw = calloc(raw_n, 1);
+    uLongf zn = compressBound((uLong)raw_n);
+    uint8_t *z = malloc(zn);
+    ck_assert(raw && z);
+    ck_assert(compress2(z, &zn, raw, (uLong)raw_n, 9) == Z_OK);
+    free(raw);
+    uint8_t *b = malloc(8 + 25 + 12 + zn + 12);
+    ck_assert(b != NULL);
+    size_t k = 0;
+    memcpy(b, "\x89PNG\r\n\x1a\n", 8);
+    k = 8;
+    uint8_t ihdr[13] = {w >> 24, w >> 16 & 255, w >> 8 & 255, w & 255,
+                        h >> 24, h >> 16 & 255, h >> 8 & 255, h & 255,
+                        1,       0,             0,            0,
+                        0};
+    const struct {
+        const char *type;
+        const uint8_t *d;
+        size_t len;
+    } chunks[] = {{"IHDR", ihdr, 13}, {"IDAT", z, zn}, {"IEND", NULL, 0}};
+    for (int c = 0; c < 3; c++) {
+        size_t len = chunks[c].len;
+        uint8_t hdr[8] = {len >> 24, len >> 16 & 255, len >> 8 & 255,
+                          len & 255};
+        memcpy(hdr + 4, chunks[c].type, 4);
+        memcpy(b + k, hdr, 8);
+        if (len)
+            memcpy(b + k + 8, chunks[c].d, len);
+        uLong crc = crc32(0, hdr + 4, 4);
+        if (len)
+            crc = crc32(crc, chunks[c].d, (uInt)len);
+        uint8_t cb[4] = {crc >> 24, crc >> 16 & 255, crc >> 8 & 255,
+                         crc & 255};
+        memcpy(b + k + 8 + len, cb, 4);
+        k += 12 + len;
+    }
+    free(z);
+    *n = k;
+    return b;
+}
+
+START_TEST(test_bad_png_bomb)
+{
+    size_t n;
+    uint8_t *b = zero_png(16384, 16384, &n);
+    ck_assert_msg(n < 64 * 1024, "bomb is %zu bytes", n);
+    expect_fail(b, n, NULL, IMG_E_LIMIT, "67108864-pixel limit",
+                "16384x16384 zero PNG");
+    free(b);
+    b = zero_png(16384, 256, &n);
+    img_limits lim = img_limits_default();
+    lim.max_pixels = (uint64_t)16384 * 256;
+    img_rgb out = {0};
+    char err[256] = "";
+    ck_assert_msg(img_decode(b, n, &lim, &out, err, sizeof err) == IMG_OK,
+                  "%s", err);
+    ck_assert(out.width == 16384 && out.height == 256);
+    ck_assert(out.rgb[0] == 0 && out.rgb[(size_t)16384 * 256 * 3 - 1] == 0);
+    img_rgb_free(&out);
+    lim.max_pixels -= 1;
+    expect_fail(b, n, &lim, IMG_E_LIMIT, "pixel limit", "one pixel over");
+    free(b);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     size_t n;
@@ -1011,6 +1132,8 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_png_huge_dims);
     tcase_add_test(bad, test_bad_png_zero_width);
     tcase_add_test(bad, test_bad_png_crc);
+    tcase_add_test(bad, test_bad_jpeg_huffman_tables);
+    tcase_add_test(bad, test_bad_png_bomb);
     tcase_add_test(bad, test_limits);
     tcase_add_test(bad, test_jpeg_decoder_memory_cap);
     tcase_add_test(bad, test_jpeg_scan_limit);
