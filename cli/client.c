@@ -27,7 +27,8 @@ static const char usage_line[] =
     "                  [--curve-server-key FILE --curve-key FILE] COMMAND "
     "...\n"
     "  COMMAND: classify [--top-k K] [--format text|jsonl|csv] [--logits]\n"
-    "                    [--batch N] PATH...\n"
+    "                    [--batch N] [--labels FILE [--template T]] "
+    "PATH...\n"
     "           embed [--format jsonl|npy] [--out FILE] [--no-normalize]\n"
     "                 [--batch N] (--image PATH... | --text STR... |\n"
     "                 --texts-file FILE)\n"
@@ -139,8 +140,9 @@ typedef struct {
     cli_format fmt;
     client_op op;
     int top_k, logits, batch, normalize;
-    char **texts;  /* match and embed --text; owned */
+    char **texts;  /* match and embed --text, classify --labels; owned */
     int n_texts;
+    const char *template;  /* classify --template */
     pending *q;
     int nq;
     /* embed output: jsonl lines, or npy rows kept for the end */
@@ -290,17 +292,20 @@ static char *image_header(run *r)
     json_t *h = json_pack("{s:s}", "op", ops[r->op]);
     if (!h)
         return NULL;
+    if (r->op == OP_EMBED)
+        json_object_set_new(h, "normalize", json_boolean(r->normalize));
     if (r->op == OP_CLASSIFY) {
         json_object_set_new(h, "top_k", json_integer(r->top_k));
         if (r->logits)
             json_object_set_new(h, "logits", json_true());
-    } else if (r->op == OP_EMBED) {
-        json_object_set_new(h, "normalize", json_boolean(r->normalize));
-    } else {
+        if (r->template)
+            json_object_set_new(h, "template", json_string(r->template));
+    }
+    if (r->n_texts) {  /* match's texts, or classify's zero-shot labels */
         json_t *t = json_array();
         for (int i = 0; i < r->n_texts; i++)
             json_array_append_new(t, json_string(r->texts[i]));
-        json_object_set_new(h, "texts", t);
+        json_object_set_new(h, r->op == OP_MATCH ? "texts" : "labels", t);
     }
     char *hs = json_dumps(h, JSON_COMPACT);
     json_decref(h);
@@ -561,7 +566,7 @@ static int add_texts_file(run *r, const char *path)
     return rc;
 }
 
-enum { O_TEXTS_FILE = 300, O_NO_NORMALIZE };
+enum { O_TEXTS_FILE = 300, O_NO_NORMALIZE, O_LABELS, O_TEMPLATE };
 
 /* classify, match and embed: the local commands' options, less --model. */
 static int work_cmd(run *r, int argc, char **argv, client_op op)
@@ -576,6 +581,8 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         {"image", required_argument, NULL, 'i'},
         {"out", required_argument, NULL, 'o'},
         {"no-normalize", no_argument, NULL, O_NO_NORMALIZE},
+        {"labels", required_argument, NULL, O_LABELS},
+        {"template", required_argument, NULL, O_TEMPLATE},
         {NULL, 0, NULL, 0},
     };
     static const char *const names[] = {"classify", "match", "embed"};
@@ -643,6 +650,25 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
             ok = op == OP_EMBED;
             r->normalize = 0;
             break;
+        case O_LABELS:
+            ok = op == OP_CLASSIFY;
+            if (ok) {
+                int before = r->n_texts;
+                if (add_texts_file(r, optarg) != 0) {
+                    rc = CLI_EXIT_FAILED;
+                    goto done;
+                }
+                if (r->n_texts == before) {
+                    cli_report(optarg, "no labels in the file");
+                    rc = CLI_EXIT_FAILED;
+                    goto done;
+                }
+            }
+            break;
+        case O_TEMPLATE:
+            ok = op == OP_CLASSIFY && strstr(optarg, "{}") != NULL;
+            r->template = optarg;
+            break;
         case ':':
             usage_error("%s: option '%s' needs an argument", cmd,
                         argv[optind - 1]);
@@ -674,6 +700,10 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
     }
     if (op != OP_EMBED && n_images == 0) {
         usage_error("%s: no PATH given", cmd);
+        goto done;
+    }
+    if (r->template && !r->n_texts) {
+        usage_error("--template goes with --labels");
         goto done;
     }
     if (r->logits && r->fmt == CLI_FMT_CSV) {

@@ -72,7 +72,8 @@ static const char *const code_names[N_CODES] = {
 
 /* ---- requests and items ---- */
 
-typedef enum { K_CLASSIFY, K_EMBED_IMAGE, K_TEXT } item_kind;
+/* K_ZEROSHOT: classify over a label set of the request's (CLIP). */
+typedef enum { K_CLASSIFY, K_ZEROSHOT, K_EMBED_IMAGE, K_TEXT } item_kind;
 
 typedef struct req req;
 
@@ -100,6 +101,11 @@ struct req {
     int n_images;
     char **texts;
     int n_texts;
+    char **labels;          /* zero-shot classify: the label set */
+    int n_labels;
+    char *tmpl;             /* its prompt template, or NULL */
+    char *zs_key;           /* template and labels, to find the set */
+    int L;                  /* labels a classify scores (logits per image) */
 
     /* filled by the pipeline */
     float *pixels;          /* (n_images, C, H, W) */
@@ -172,6 +178,11 @@ static void req_free(req *r)
     for (int i = 0; i < r->n_texts; i++)
         free(r->texts[i]);
     free(r->texts);
+    for (int i = 0; i < r->n_labels; i++)
+        free(r->labels[i]);
+    free(r->labels);
+    free(r->tmpl);
+    free(r->zs_key);
     free(r->pixels);
     free(r->top);
     free(r->logits);
@@ -316,6 +327,14 @@ typedef struct {
     float *emb;           /* (cap, D) */
     const char **texts;   /* (cap) */
     item **batch;         /* (cap) */
+    /* Zero-shot label sets, embedded once and kept for the next requests
+     * that name the same set; the least recently used goes first. */
+    struct {
+        char *key;
+        vit_zeroshot *z;
+        uint64_t used;
+    } zs[8];
+    uint64_t zs_clock;
 } infer_ctx;
 
 static void unlink_item_locked(worker *w, item *it)
@@ -344,7 +363,45 @@ static void purge_req_locked(worker *w, req *r)
 
 static int same_key(const item *a, const item *b)
 {
-    return a->kind == b->kind && (a->kind != K_CLASSIFY || a->r->k == b->r->k);
+    if (a->kind != b->kind)
+        return 0;
+    if (a->kind == K_ZEROSHOT)
+        return a->r->k == b->r->k && strcmp(a->r->zs_key, b->r->zs_key) == 0;
+    return a->kind != K_CLASSIFY || a->r->k == b->r->k;
+}
+
+/* The label set of request `r`, from the cache or made now (which runs the
+ * text tower over its prompts, on this thread's state). */
+static vit_status zs_get(infer_ctx *c, const req *r, vit_zeroshot **out,
+                         vit_error *err)
+{
+    int slot = 0;
+    for (int i = 0; i < 8; i++) {
+        if (c->zs[i].key && strcmp(c->zs[i].key, r->zs_key) == 0) {
+            c->zs[i].used = ++c->zs_clock;
+            *out = c->zs[i].z;
+            return VIT_OK;
+        }
+        if (c->zs[i].used < c->zs[slot].used)
+            slot = i;
+    }
+    vit_zeroshot *z;
+    vit_status st = vit_zeroshot_new(c->state, (const char *const *)r->labels,
+                                     r->n_labels, r->tmpl, &z, err);
+    if (st != VIT_OK)
+        return st;
+    char *key = strdup(r->zs_key);
+    if (!key) {
+        vit_zeroshot_free(z);
+        return VIT_E_NOMEM;
+    }
+    free(c->zs[slot].key);
+    vit_zeroshot_free(c->zs[slot].z);
+    c->zs[slot].key = key;
+    c->zs[slot].z = z;
+    c->zs[slot].used = ++c->zs_clock;
+    *out = z;
+    return VIT_OK;
 }
 
 static json_t *jfloat(float x)
@@ -384,6 +441,7 @@ static void finish_ok(infer_ctx *c, req *r)
     if (!o)
         goto oom;
     if (r->op == OP_CLASSIFY) {
+        L = r->L;
         json_t *res = json_array();
         json_object_set_new(o, "results", res);
         for (int i = 0; i < r->n_images; i++) {
@@ -394,9 +452,12 @@ static void finish_ok(infer_ctx *c, req *r)
                 const vit_prediction *p = &r->top[(size_t)i * r->k + j];
                 if (p->id < 0)
                     break;
+                /* A label set's strings may be evicted from the cache by
+                 * now; the request holds its own. */
+                const char *label = r->labels ? r->labels[p->id] : p->label;
                 json_array_append_new(
                     labels, json_pack("{s:i, s:s, s:o}", "id", p->id, "label",
-                                      p->label ? p->label : "", "score",
+                                      label ? label : "", "score",
                                       jfloat(p->score)));
             }
             if (r->want_logits) {
@@ -474,9 +535,9 @@ static void run_batch(infer_ctx *c, int n)
     item **b = c->batch;
     vit_error err = {{0}};
     vit_status st;
-    int L = w->info.num_labels, D = w->info.embed_dim;
+    int D = w->info.embed_dim;
     item_kind kind = b[0]->kind;
-    int k = b[0]->r->k;
+    int k = b[0]->r->k, L = b[0]->r->L;
 
     if (kind == K_TEXT) {
         for (int i = 0; i < n; i++)
@@ -487,9 +548,16 @@ static void run_batch(infer_ctx *c, int n)
             memcpy(c->pixels + (size_t)i * w->chw,
                    b[i]->r->pixels + (size_t)b[i]->idx * w->chw,
                    w->chw * sizeof(float));
+        vit_zeroshot *z = NULL;
         if (kind == K_CLASSIFY)
             st = vit_classify_pixels(c->state, c->pixels, n, k, c->top,
                                      c->logits, &err);
+        else if (kind == K_ZEROSHOT &&
+                 (st = zs_get(c, b[0]->r, &z, &err)) == VIT_OK)
+            st = vit_zeroshot_classify_pixels(c->state, z, c->pixels, n, k,
+                                              c->top, c->logits, &err);
+        else if (kind == K_ZEROSHOT)
+            ;  /* the label set could not be made: st says why */
         else
             st = vit_embed_pixels(c->state, c->pixels, n, c->emb, &err);
     }
@@ -507,9 +575,9 @@ static void run_batch(infer_ctx *c, int n)
         if (st != VIT_OK) {
             code_t code = C_INTERNAL;
             if (st == VIT_E_NO_HEAD)
-                code = kind == K_TEXT ? C_NO_TEXT_TOWER
-                       : kind == K_CLASSIFY ? C_NO_HEAD
-                                            : C_NO_VISION_TOWER;
+                code = kind == K_TEXT || kind == K_ZEROSHOT ? C_NO_TEXT_TOWER
+                       : kind == K_CLASSIFY               ? C_NO_HEAD
+                                                          : C_NO_VISION_TOWER;
             pthread_mutex_lock(&w->mu);
             purge_req_locked(w, r);
             pthread_mutex_unlock(&w->mu);
@@ -521,7 +589,7 @@ static void run_batch(infer_ctx *c, int n)
             continue;
         }
         int x = b[i]->idx;
-        if (kind == K_CLASSIFY) {
+        if (kind == K_CLASSIFY || kind == K_ZEROSHOT) {
             memcpy(r->top + (size_t)x * k, c->top + (size_t)i * k,
                    (size_t)k * sizeof *r->top);
             if (r->want_logits)
@@ -670,6 +738,62 @@ static int has_vision(const vit_model_info *in)
     return in->has_vision ||
            (in->arch != VIT_ARCH_CLIP_TEXT && in->image_h > 0 &&
             in->image_w > 0);
+}
+
+/* Zero-shot classify: "labels" (strings, like "texts") and an optional
+ * "template" with "{}" where each label goes. Builds the set's cache key. */
+static int parse_labels(worker *w, json_t *labels, json_t *tmpl, req *r,
+                        reject *rj)
+{
+    if (!labels)
+        return rejectf(rj, C_MISSING_FIELD, -1, "labels",
+                       "'template' goes with 'labels'");
+    if (!json_is_array(labels) || json_array_size(labels) == 0)
+        return rejectf(rj, C_BAD_REQUEST, -1, "labels",
+                       "'labels' must be a non-empty array of strings");
+    size_t n = json_array_size(labels);
+    if (n > (size_t)w->o.max_texts)
+        return rejectf(rj, C_TOO_LARGE, -1, "labels",
+                       "%zu labels; the limit is %d", n, w->o.max_texts);
+    if (tmpl && (!json_is_string(tmpl) ||
+                 !strstr(json_string_value(tmpl), "{}") ||
+                 json_string_length(tmpl) > (size_t)w->o.max_text_bytes))
+        return rejectf(rj, C_BAD_REQUEST, -1, "template",
+                       "'template' must be a string with '{}' where the "
+                       "label goes, at most %d bytes", w->o.max_text_bytes);
+    size_t keylen = tmpl ? strlen(json_string_value(tmpl)) + 2 : 2;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(labels, i);
+        if (!json_is_string(x))
+            return rejectf(rj, C_BAD_REQUEST, (int)i, "labels",
+                           "label %zu is not a string", i);
+        if (json_string_length(x) > (size_t)w->o.max_text_bytes)
+            return rejectf(rj, C_TOO_LARGE, (int)i, "labels",
+                           "label %zu is %zu bytes; the limit is %d", i,
+                           json_string_length(x), w->o.max_text_bytes);
+        keylen += strlen(json_string_value(x)) + 1;
+    }
+    if (!w->info.has_text)
+        return rejectf(rj, C_NO_TEXT_TOWER, -1, NULL,
+                       "model '%s' has no text tower for zero-shot labels",
+                       w->name);
+    r->labels = calloc(n, sizeof *r->labels);
+    r->zs_key = malloc(keylen);
+    if (tmpl)
+        r->tmpl = strdup(json_string_value(tmpl));
+    if (!r->labels || !r->zs_key || (tmpl && !r->tmpl))
+        return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    /* Template and labels joined by separators no label can hold (a
+     * label ends at its first NUL, like a text). */
+    size_t o = (size_t)sprintf(r->zs_key, "%s\x1f",
+                               tmpl ? json_string_value(tmpl) : "");
+    for (size_t i = 0; i < n; i++, r->n_labels++) {
+        const char *x = json_string_value(json_array_get(labels, i));
+        if (!(r->labels[i] = strdup(x)))
+            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        o += (size_t)sprintf(r->zs_key + o, "%s\x1e", x);
+    }
+    return 0;
 }
 
 /* Parses header frame `hi` of `m` and the data frames after it into `r`.
@@ -828,7 +952,12 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
                 "model '%s' has no vision tower", w->name);
         goto done;
     }
-    if (r->op == OP_CLASSIFY && w->info.num_labels <= 0) {
+    json_t *labels = json_object_get(h, "labels");
+    json_t *tmpl = json_object_get(h, "template");
+    if (r->op == OP_CLASSIFY && (labels || tmpl) &&
+        parse_labels(w, labels, tmpl, r, rj) != 0)
+        goto done;
+    if (r->op == OP_CLASSIFY && !r->labels && w->info.num_labels <= 0) {
         rejectf(rj, C_NO_HEAD, -1, NULL,
                 "model '%s' has no classification head", w->name);
         goto done;
@@ -850,8 +979,9 @@ done:
 /* Allocates the result buffers and items of an accepted request. */
 static int req_prepare(worker *w, req *r)
 {
-    int L = w->info.num_labels, D = w->info.embed_dim;
+    int D = w->info.embed_dim;
     size_t ni = (size_t)r->n_images, nt = (size_t)r->n_texts;
+    int L = r->L = r->labels ? r->n_labels : w->info.num_labels;
     r->k = r->top_k < L ? r->top_k : L;
     if (r->op == OP_CLASSIFY) {
         r->top = malloc(ni * (size_t)r->k * sizeof *r->top);
@@ -868,7 +998,9 @@ static int req_prepare(worker *w, req *r)
     r->items = calloc(ni + nt, sizeof *r->items);
     if (!r->items)
         return -1;
-    item_kind ik = r->op == OP_CLASSIFY ? K_CLASSIFY : K_EMBED_IMAGE;
+    item_kind ik = r->op != OP_CLASSIFY ? K_EMBED_IMAGE
+                   : r->labels          ? K_ZEROSHOT
+                                        : K_CLASSIFY;
     for (size_t i = 0; i < ni; i++)
         r->items[i] = (item){.r = r, .kind = ik, .idx = (int)i};
     for (size_t i = 0; i < nt; i++)
@@ -1443,7 +1575,9 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     w->chw = (size_t)w->info.channels * w->info.image_h * w->info.image_w;
     if ((st = vit_state_new(w->model, &ic.state, err)) != VIT_OK)
         goto out;
-    int L = w->info.num_labels > 0 ? w->info.num_labels : 1;
+    /* Room for a classifier's labels or a zero-shot set's (max_texts). */
+    int L = w->info.num_labels > opt->max_texts ? w->info.num_labels
+                                                : opt->max_texts;
     int D = w->info.embed_dim > 0 ? w->info.embed_dim : 1;
     ic.w = w;
     ic.cap = opt->max_batch;
@@ -1696,6 +1830,10 @@ out:
     free(ic.batch);
     free(dec);
     free(dargs);
+    for (int i = 0; i < 8; i++) {
+        free(ic.zs[i].key);
+        vit_zeroshot_free(ic.zs[i].z);
+    }
     vit_state_free(ic.state);
     vit_model_free(w->model);
     free(w);

@@ -559,7 +559,7 @@ START_TEST(test_malformed_sweep)
     struct {
         const char *what, *want;
         const char *got;
-    } r[32];
+    } r[40];
     int n = 0;
 #define CASE(what_, want_, ...)                                         \
     do {                                                                \
@@ -637,6 +637,16 @@ START_TEST(test_malformed_sweep)
     CASE("match without texts", "missing_field", 7, F("", 0), S("VITC01"),
          F(&cmd, 1), F("", 0), S("r"), S("{\"op\":\"match\"}"),
          F(jpg, jpg_n));
+    CASE("zero-shot labels for a ViT", "no_text_tower", 7, F("", 0),
+         S("VITC01"), F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"classify\",\"labels\":[\"a\"]}"), F(png, png_n));
+    CASE("template without labels", "missing_field", 7, F("", 0),
+         S("VITC01"), F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"classify\",\"template\":\"a {}\"}"), F(png, png_n));
+    CASE("template without {}", "bad_request", 7, F("", 0), S("VITC01"),
+         F(&cmd, 1), F("", 0), S("r"),
+         S("{\"op\":\"classify\",\"labels\":[\"a\"],\"template\":\"x\"}"),
+         F(png, png_n));
     CASE("texts not strings", "bad_request", 6, F("", 0), S("VITC01"),
          F(&cmd, 1), F("", 0), S("r"),
          S("{\"op\":\"embed_text\",\"texts\":[1]}"));
@@ -1451,7 +1461,16 @@ START_TEST(test_broker_refusals)
 }
 END_TEST
 
-/* ---- CLIP: texts, images, matching ---- */
+/* ---- CLIP: texts, images, matching, zero-shot labels ---- */
+
+static int tu_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int rc = fputs(text, f) < 0;
+    return fclose(f) != 0 || rc ? -1 : 0;
+}
 
 /* A CLIP model with a tokenizer: the clip_tiny weights (vocabulary 1000)
  * with the tiny tokenizer of the text suite (544 ids), linked into one
@@ -1485,8 +1504,14 @@ START_TEST(test_clip_over_the_wire)
     endpoint(ep, sizeof ep, "w");
     pid_t w = spawn("worker", "serve", "--model", model, "--bind", ep, NULL);
     wait_ready(ep, w);
+    char labels[300];
+    snprintf(labels, sizeof labels, "%s/labels.txt", g_tmp);
+    ck_assert_int_eq(tu_write_text(labels, "cat\ndog\na bird\n"), 0);
     /* The same output as the local commands, each format. */
-    static const char *const cases[][8] = {
+    const char *const cases[][8] = {
+        {"classify", "--labels", labels, NOISE_PNG, GRADIENT_JPG, NULL},
+        {"classify", "--format", "jsonl", "--logits", "--labels", labels,
+         "--template", "a picture of {}"},
         {"embed", "--text", "a photo of a cat", "--text", "hello", NULL},
         {"embed", "--no-normalize", NOISE_PNG, GRADIENT_JPG, NULL},
         {"match", "--text", "cat", "--text", "a dog", NOISE_PNG, GRADIENT_JPG,
@@ -1496,11 +1521,14 @@ START_TEST(test_clip_over_the_wire)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *const *a = cases[i];
+        /* Case 1 fills all 8 slots; its image comes last. */
+        const char *last = i == 1 ? GRADIENT_JPG : NULL;
         int c1, c2;
         char *remote = run_capture(&c1, "client", "--connect", ep, a[0], a[1],
-                                   a[2], a[3], a[4], a[5], a[6], a[7], NULL);
+                                   a[2], a[3], a[4], a[5], a[6], a[7], last,
+                                   NULL);
         char *local = run_capture(&c2, a[0], "--model", model, a[1], a[2],
-                                  a[3], a[4], a[5], a[6], a[7], NULL);
+                                  a[3], a[4], a[5], a[6], a[7], last, NULL);
         ck_assert_int_eq(c2, 0);
         ck_assert_int_eq(c1, 0);
         ck_assert_msg(strlen(local) > 20, "%s: %s", a[0], local);
@@ -1540,8 +1568,8 @@ START_TEST(test_clip_over_the_wire)
     json_decref(o);
     free(png);
     vit_client_free(c);
-    printf("service: CLIP embed (texts, images) and match over the wire "
-           "equal the local commands\n");
+    printf("service: CLIP embed (texts, images), match and zero-shot "
+           "classify over the wire equal the local commands\n");
     stop_ok(w);
 }
 END_TEST
