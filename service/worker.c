@@ -1553,6 +1553,20 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         snprintf(w->name, sizeof w->name, "%s", opt->name);
     else
         name_from_dir(w->name, sizeof w->name, opt->model_dir);
+    /* The name travels in frames, JSON and Prometheus labels: keep it
+     * plain. */
+    for (const char *p = w->name; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\' ||
+            (unsigned char)*p == 0x7f) {
+            free(w);
+            return fail(err, VIT_E_ARG,
+                        "the service name has a control character, a quote "
+                        "or a backslash; give another with --name");
+        }
+    if (!w->name[0]) {
+        free(w);
+        return fail(err, VIT_E_ARG, "the service name is empty");
+    }
     w->vopt = vit_options_default();
     w->vopt.max_batch = opt->max_batch;
     w->vopt.max_pixels = opt->max_pixels;
