@@ -1113,6 +1113,25 @@ START_TEST(test_broker_worker_killed)
     printf("service: broker, 3 workers, one SIGKILLed after %d replies "
            "holding %d: %d of %d answered once each\n", N / 3, requeued, ok,
            N);
+    /* Credit let each worker hold several requests: batches behind the
+     * broker held more than one image. */
+    vit_client_options o = vit_client_options_default();
+    o.service = "tiny";
+    vit_client *c;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    json_t *mt = call(c, "{\"op\":\"metrics\"}", NULL, 0);
+    json_t *sizes = json_object_get(json_object_get(mt, "batches"), "sizes");
+    const char *key;
+    json_t *val;
+    int largest = 0;
+    json_object_foreach(sizes, key, val)
+    {
+        if (atoi(key) > largest)
+            largest = atoi(key);
+    }
+    ck_assert_msg(largest > 1, "no batch behind the broker held more than one");
+    json_decref(mt);
+    vit_client_free(c);
     zmq_close(d);
     zmq_ctx_term(ctx);
     free(jpg);
