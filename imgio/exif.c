@@ -208,7 +208,7 @@ int img_xmp_orientation(const uint8_t *x, size_t n)
     return IMG_ORIENT_ABSENT;
 }
 
-/* ------------------------------------------------------------------ JPEG */
+/* ------------------------------------------------------ both formats */
 
 int img_exif_resolve(int from_exif, const uint8_t *xmp, size_t xmp_n,
                      int have_xmp)
@@ -273,7 +273,13 @@ typedef struct {
     size_t xmp_n;
     int have_xmp;
     uint8_t *owned[3];     /* inflated exif-raw / xmp texts, or NULL */
+    size_t inflated;       /* bytes inflated so far, all chunks together */
 } png_meta;
+
+/* Pillow stops at 64 MiB of text in all (MAX_TEXT_MEMORY); past that we
+ * inflate nothing more, so that thousands of small compressed chunks of
+ * 1 MiB each cannot keep a core busy. */
+#define TEXT_TOTAL_MAX ((size_t)64 << 20)
 
 static void meta_set(png_meta *m, int which, const uint8_t *p, size_t n,
                      uint8_t *owned)
@@ -340,7 +346,10 @@ static void png_text(png_meta *m, int kind, const uint8_t *d, size_t n)
         return;
     uint8_t *buf = NULL;
     if (compressed) {
+        if (m->inflated >= TEXT_TOTAL_MAX)
+            return;
         buf = inflate_text(v, vn, &vn);
+        m->inflated += buf ? vn : TEXT_MAX; /* a failure may have worked */
         if (!buf)
             return;
         v = buf;
