@@ -242,6 +242,57 @@ START_TEST(reference_tiny)
 }
 END_TEST
 
+/* Special tokens as older configurations give them: AddedToken objects
+ * with their own "normalized" flags, tokens missing from the vocabulary
+ * (new ids), a legacy special_tokens_map.json. */
+START_TEST(reference_special_tokens)
+{
+    const char *names[] = {"specials", "legacy"};
+    int32_t ids[256];
+    for (int d = 0; d < 2; d++) {
+        char dir_[256];
+        snprintf(dir_, sizeof dir_, TFX "/%s", names[d]);
+        txt_tokenizer *t = load(dir_);
+        json_t *sp = json_object_get(json_object_get(cases_json(),
+                                                     "specials"), names[d]);
+        ck_assert_int_eq(txt_vocab_size(t),
+                         json_integer_value(json_object_get(sp, "vocab_size")));
+        ck_assert_int_eq(txt_bos_id(t),
+                         json_integer_value(json_object_get(sp, "bos")));
+        ck_assert_int_eq(txt_eos_id(t),
+                         json_integer_value(json_object_get(sp, "eos")));
+        ck_assert_int_eq(txt_pad_id(t),
+                         json_integer_value(json_object_get(sp, "pad")));
+        ck_assert_int_eq(txt_max_length(t),
+                         json_integer_value(json_object_get(sp, "max_length")));
+        size_t i;
+        json_t *c;
+        int bad = 0;
+        json_array_foreach(json_object_get(sp, "cases"), i, c)
+        {
+            size_t n;
+            unsigned char *s =
+                unhex(json_string_value(json_array_get(c, 0)), &n);
+            int k = txt_encode(t, (const char *)s, n, ids, 256);
+            if (!same_ids(ids, k, json_array_get(c, 1))) {
+                printf("%s case %zu differs\n", names[d], i);
+                print_input(s, n);
+                print_ids("ours", ids, k);
+                print_ref(json_array_get(c, 1));
+                bad++;
+            }
+            free(s);
+        }
+        printf("text: %s: %zu of %zu strings match\n", names[d],
+               json_array_size(json_object_get(sp, "cases")) - (size_t)bad,
+               json_array_size(json_object_get(sp, "cases")));
+        fflush(stdout);
+        ck_assert_int_eq(bad, 0);
+        txt_tokenizer_free(t);
+    }
+}
+END_TEST
+
 /* Every code point, 256 at a time, as gen_fixtures_text.py builds them. */
 START_TEST(reference_every_code_point)
 {
@@ -572,8 +623,10 @@ START_TEST(bad_merges_txt)
     put("merges.txt", "b c\n");
     expect_fail(TXT_E_FORMAT, "the merged token is not in the vocabulary");
     put("merges.txt", "a b\n");
-    put("tokenizer_config.json", "{\"eos_token\": \"</s>\"}");
-    expect_fail(TXT_E_FORMAT, "the eos token \"</s>\"");
+    put("tokenizer_config.json", "{\"bos_token\": \"\"}");
+    expect_fail(TXT_E_FORMAT, "the bos token is empty");
+    put("tokenizer_config.json", "{\"eos_token\": {\"normalized\": true}}");
+    expect_fail(TXT_E_FORMAT, "a special token has no content");
     put("tokenizer_config.json", "{\"eos_token\": ");
     expect_fail(TXT_E_FORMAT, "tokenizer_config.json: line 1");
     put("tokenizer_config.json", "[1]");
@@ -719,6 +772,7 @@ Suite *text_suite(void)
     tcase_add_test(tc, reference_tokenizer_json);
     tcase_add_test(tc, reference_truncation);
     tcase_add_test(tc, reference_tiny);
+    tcase_add_test(tc, reference_special_tokens);
     tcase_add_test(tc, reference_every_code_point);
     tcase_add_test(tc, reference_one_megabyte);
     tcase_set_timeout(tc, 300);

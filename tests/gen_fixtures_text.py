@@ -14,12 +14,21 @@ generate(outdir) writes, into outdir:
   tiny/     a small tokenizer.json whose merges are "a b" strings (the
             older form), pad_token "!" and no model_max_length, with its own
             cases;
+  specials/ the same tokenizer.json with an older-style tokenizer_config.json:
+            special tokens as AddedToken objects with their own "normalized"
+            flags, and special tokens missing from the vocabulary (which
+            transformers appends with new ids);
+  legacy/   the same as vocab.json + merges.txt, with a legacy
+            special_tokens_map.json that overrides tokenizer_config.json;
   cases.json
             {"max_length": 77, "cases": [[hex input, ids truncated to 77,
             ids untruncated or null when the same], ...],
              "trunc": [[hex input, max_length, ids], ...],
              "long": {...the 1 MB input's recipe and its ids...},
-             "tiny": [[hex input, ids], ...]}
+             "tiny": [[hex input, ids], ...],
+             "specials": {"specials": {"vocab_size", "bos", "eos", "pad",
+                           "max_length", "cases": [[hex, ids], ...]},
+                          "legacy": {...}}}
   blocks.json
             every code point, 256 at a time: for block b the string is
             "a{c}{c}!{c}1{c}\uac00{c}\u0301 " for each non-surrogate c of
@@ -102,8 +111,39 @@ def write_bpe_dir(d):
         json.dump(cfg, f, indent=2)
 
 
-def write_tiny_dir(d, big_json):
-    """A small CLIP tokenizer.json with the merges as "a b" strings."""
+SPECIALS_CONFIG = {
+    "bos_token": {"__type": "AddedToken", "content": "<|startoftext|>",
+                  "lstrip": False, "normalized": True, "rstrip": False,
+                  "single_word": False},
+    "eos_token": "</s>",
+    "unk_token": {"__type": "AddedToken", "content": "<|endoftext|>",
+                  "lstrip": False, "normalized": True, "rstrip": False,
+                  "single_word": False},
+    "pad_token": {"__type": "AddedToken", "content": "<Pad>",
+                  "lstrip": False, "normalized": True, "rstrip": False,
+                  "single_word": False, "special": True},
+    "mask_token": "<mask>",
+    "model_max_length": 1e30,
+    "tokenizer_class": "CLIPTokenizer",
+}
+
+
+LEGACY_CONFIG = {"bos_token": "<|startoftext|>", "mask_token": "<mask>",
+                 "model_max_length": 64, "tokenizer_class": "CLIPTokenizer"}
+LEGACY_MAP = {
+    "bos_token": {"content": "<|startoftext|>", "lstrip": False,
+                  "normalized": True, "rstrip": False, "single_word": False},
+    "eos_token": {"content": "<|endoftext|>", "lstrip": False,
+                  "normalized": True, "rstrip": False, "single_word": False},
+    "unk_token": "<|endoftext|>",
+    "pad_token": "<|endoftext|>",
+}
+
+
+def write_tiny_dir(d, big_json, config=None, smap=None):
+    """A small CLIP tokenizer.json with the merges as "a b" strings; with
+    `smap`, vocab.json + merges.txt and a legacy special_tokens_map.json
+    instead."""
     b2u = bytes_to_unicode()
     vocab = list(b2u.values())
     vocab = vocab + [v + "</w>" for v in vocab]
@@ -130,13 +170,23 @@ def write_tiny_dir(d, big_json):
     tj["post_processor"]["cls"][1] = n - 2
     tj["post_processor"]["sep"][1] = n - 1
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
-        json.dump(tj, f, ensure_ascii=False)
+    if smap is None:
+        with open(os.path.join(d, "tokenizer.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump(tj, f, ensure_ascii=False)
+    else:
+        with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(tj["model"]["vocab"], f, ensure_ascii=False)
+        with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+        with open(os.path.join(d, "special_tokens_map.json"), "w") as f:
+            json.dump(smap, f, indent=2)
     with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": "<|startoftext|>",
-                   "eos_token": "<|endoftext|>",
-                   "unk_token": "<|endoftext|>", "pad_token": "!",
-                   "tokenizer_class": "CLIPTokenizer"}, f, indent=2)
+        json.dump(config or {"bos_token": "<|startoftext|>",
+                             "eos_token": "<|endoftext|>",
+                             "unk_token": "<|endoftext|>", "pad_token": "!",
+                             "tokenizer_class": "CLIPTokenizer"},
+                  f, indent=2)
 
 
 # ---- the inputs ----
@@ -446,7 +496,9 @@ def generate(outdir):
     bpe_dir = os.path.join(outdir, "bpe")
     json_dir = os.path.join(outdir, "json")
     tiny_dir = os.path.join(outdir, "tiny")
-    for d in (bpe_dir, json_dir, tiny_dir):
+    spec_dir = os.path.join(outdir, "specials")
+    legacy_dir = os.path.join(outdir, "legacy")
+    for d in (bpe_dir, json_dir, tiny_dir, spec_dir, legacy_dir):
         shutil.rmtree(d, ignore_errors=True)
     write_bpe_dir(bpe_dir)
     ref = CLIPTokenizerFast.from_pretrained(bpe_dir)
@@ -462,6 +514,18 @@ def generate(outdir):
     ref_json = CLIPTokenizerFast.from_pretrained(json_dir)
     write_tiny_dir(tiny_dir, tj)
     ref_tiny = CLIPTokenizerFast.from_pretrained(tiny_dir)
+    write_tiny_dir(spec_dir, tj, SPECIALS_CONFIG)
+    ref_spec = CLIPTokenizerFast.from_pretrained(spec_dir)
+    write_tiny_dir(legacy_dir, tj, LEGACY_CONFIG, LEGACY_MAP)
+    ref_legacy = CLIPTokenizerFast.from_pretrained(legacy_dir)
+    specials = {}
+    for name, r in (("specials", ref_spec), ("legacy", ref_legacy)):
+        specials[name] = {"vocab_size": len(r), "bos": r.bos_token_id,
+                          "eos": r.eos_token_id, "pad": r.pad_token_id,
+                          "max_length": (r.model_max_length
+                                         if r.model_max_length <= 2 ** 24
+                                         else 0),
+                          "cases": []}
 
     def enc(tok, s, max_length=None):
         if max_length is None:
@@ -486,6 +550,12 @@ def generate(outdir):
               "hello!", "!!!", "wow!", "12 cats", "...", "<|endoftext|>",
               "", "THE CAT", "photo's"]:
         tiny.append([s.encode().hex(), enc(ref_tiny, s)])
+    for s in ["the cat", "<|startoftext|>", "<|StartOfText|>",
+              "<|endoftext|>", "<|EndOfText|>", "</s>", "</S>", "<pad>",
+              "<Pad>", "<PAD>x", "<mask>", "<MASK>", "a</s>b<mask>c<pad>d",
+              "x<|ENDOFTEXT|>y", "", "hello world"]:
+        for name, r in (("specials", ref_spec), ("legacy", ref_legacy)):
+            specials[name]["cases"].append([s.encode().hex(), enc(r, s)])
 
     raw = LONG_UNIT
     big = (raw * (2 ** 20 // len(raw) + 1))[:2 ** 20]
@@ -497,7 +567,8 @@ def generate(outdir):
 
     with open(os.path.join(outdir, "cases.json"), "w") as f:
         json.dump({"max_length": 77, "cases": cases, "trunc": trunc,
-                   "long": long_case, "tiny": tiny}, f,
+                   "long": long_case, "tiny": tiny,
+                   "specials": specials}, f,
                   separators=(",", ":"))
         f.write("\n")
 

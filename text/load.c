@@ -249,10 +249,12 @@ static txt_status added_from_json(loader *L, json_t *o, int32_t id)
                     "added token \"%.40s\" uses lstrip, rstrip or "
                     "single_word, which CLIP's do not",
                     json_string_value(c));
-    /* tokenizers' default: special tokens are matched on the raw text. */
+    /* tokenizers' default: special tokens are matched on the raw text.
+     * Its add_tokens takes the vocabulary's id when there is one. */
     int normalized = flag_of(o, "normalized", !flag_of(o, "special", 0));
-    return added_put(L, json_string_value(c), json_string_length(c), id,
-                     normalized);
+    int32_t vid = vocab_get(L, json_string_value(c), json_string_length(c));
+    return added_put(L, json_string_value(c), json_string_length(c),
+                     vid >= 0 ? vid : id, normalized);
 }
 
 /* ---- files ---- */
@@ -345,7 +347,8 @@ static int split_pair(const char *s, size_t n, size_t *an)
 }
 
 static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
-                                      const char *dir, json_t **root)
+                                      const char *dir, int use_added,
+                                      json_t **root)
 {
     txt_status st = json_open(L, dir, "tokenizer.json", 0, root);
     if (st)
@@ -392,6 +395,8 @@ static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
     json_t *added = json_object_get(*root, "added_tokens");
     if (added && !json_is_array(added))
         return fail(L, TXT_E_FORMAT, "added_tokens is not an array");
+    if (!use_added)
+        return TXT_OK;
     json_array_foreach(added, i, m)
     {
         json_t *id = json_object_get(m, "id");
@@ -475,32 +480,96 @@ static txt_status load_vocab_merges(loader *L, txt_tokenizer *t,
 
 /* ---- special tokens ---- */
 
-/* The content of a special token in tokenizer_config.json (a string or an
- * AddedToken object), or NULL. */
-static json_t *special_json(json_t *cfg, const char *key)
+/* transformers (tokenization_utils_base / _tokenizers) registers added
+ * tokens in this order, a later registration of the same content setting
+ * its flags: first the "decoder" (tokenizer_config.json's
+ * added_tokens_decoder, or, when there is none, tokenizer.json's
+ * added_tokens), then each special token below whose content the decoder
+ * lacks: an AddedToken object with its own "normalized" flag, a string as
+ * a raw-matched token. A special token missing from the vocabulary gets the
+ * next new id, as tokenizers' add_tokens gives it. */
+static const char *const special_keys[] = {
+    "bos_token", "eos_token", "unk_token", "sep_token",
+    "pad_token", "cls_token", "mask_token",
+};
+
+/* CLIPTokenizer's defaults for the keys it names. */
+static const char *special_default(const char *key)
 {
-    json_t *v = json_object_get(cfg, key);
-    if (json_is_object(v))
-        v = json_object_get(v, "content");
-    return json_is_string(v) ? v : NULL;
+    if (!strcmp(key, "bos_token"))
+        return "<|startoftext|>";
+    if (!strcmp(key, "eos_token") || !strcmp(key, "unk_token") ||
+        !strcmp(key, "pad_token"))
+        return "<|endoftext|>";
+    return NULL;
 }
 
-/* The id of a special token: an added token's, else the vocabulary's;
- * registers it as an added token (special tokens are, in transformers).
- * Returns -1 when the token is nowhere. */
-static int32_t special_id(loader *L, json_t *cfg, const char *key,
-                          const char *dflt, txt_status *st)
+/* Registers one special token; *id gets its id (-1 if it has none). */
+static txt_status special_put(loader *L, json_t *v, const char *dflt,
+                              int n_file, int32_t *id)
 {
-    json_t *v = special_json(cfg, key);
-    const char *s = v ? json_string_value(v) : dflt;
-    size_t n = v ? json_string_length(v) : strlen(dflt);
+    const char *s = dflt;
+    size_t n = dflt ? strlen(dflt) : 0;
+    int normalized = 0;
+    *id = -1;
+    if (json_is_object(v)) {
+        json_t *c = json_object_get(v, "content");
+        if (!json_is_string(c))
+            return fail(L, TXT_E_FORMAT, "a special token has no content");
+        s = json_string_value(c);
+        n = json_string_length(c);
+        /* AddedToken's default: normalized unless special. */
+        normalized = flag_of(v, "normalized", !flag_of(v, "special", 0));
+    } else if (json_is_string(v)) {
+        s = json_string_value(v);
+        n = json_string_length(v);
+    }
+    if (!s || n == 0)
+        return TXT_OK;
     for (int i = 0; i < L->n_added; i++)
-        if (L->added[i].n == n && !memcmp(L->added[i].s, s, n))
-            return L->added[i].id;
-    int32_t id = vocab_get(L, s, n);
-    if (id >= 0 && n > 0)
-        *st = added_put(L, s, n, id, 0);
-    return id;
+        if (L->added[i].n == n && !memcmp(L->added[i].s, s, n)) {
+            if (i < n_file) {  /* the decoder's token stands */
+                *id = L->added[i].id;
+                return TXT_OK;
+            }
+            *id = L->added[i].id;
+            break;
+        }
+    if (*id < 0)
+        *id = vocab_get(L, s, n);
+    if (*id < 0)
+        *id = L->max_id + 1;
+    return added_put(L, s, n, *id, normalized);
+}
+
+static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
+                           json_t *smap)
+{
+    int n_file = L->n_added;
+    for (size_t k = 0; k < sizeof special_keys / sizeof *special_keys; k++) {
+        const char *key = special_keys[k];
+        json_t *v = json_object_get(smap, key);
+        if (!v || json_is_null(v))
+            v = json_object_get(cfg, key);
+        int32_t id;
+        txt_status st = special_put(L, v, v && !json_is_null(v)
+                                              ? NULL : special_default(key),
+                                    n_file, &id);
+        if (st)
+            return st;
+        if (!strcmp(key, "bos_token"))
+            t->bos = id;
+        else if (!strcmp(key, "eos_token"))
+            t->eos = id;
+        else if (!strcmp(key, "unk_token"))
+            t->unk = id;
+        else if (!strcmp(key, "pad_token"))
+            t->pad = id;
+    }
+    if (t->bos < 0 || t->eos < 0)
+        return fail(L, TXT_E_FORMAT, "the %s token is empty",
+                    t->bos < 0 ? "bos" : "eos");
+    return TXT_OK;
 }
 
 static void byte_symbols(loader *L, txt_tokenizer *t)
@@ -525,34 +594,8 @@ static void byte_symbols(loader *L, txt_tokenizer *t)
     }
 }
 
-static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg,
-                         json_t *root)
+static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
 {
-    txt_status st = TXT_OK;
-    /* transformers 5 builds the post-processor and the unknown token from
-     * tokenizer_config.json (or CLIPTokenizer's defaults), not from
-     * tokenizer.json. */
-    json_t *munk = json_object_get(json_object_get(root, "model"),
-                                   "unk_token");
-    const char *unk = json_is_string(munk) ? json_string_value(munk)
-                                           : "<|endoftext|>";
-    t->bos = special_id(L, cfg, "bos_token", "<|startoftext|>", &st);
-    if (!st)
-        t->eos = special_id(L, cfg, "eos_token", "<|endoftext|>", &st);
-    if (!st)
-        t->unk = special_id(L, cfg, "unk_token", unk, &st);
-    if (!st)
-        t->pad = special_id(L, cfg, "pad_token", "<|endoftext|>", &st);
-    if (st)
-        return st;
-    if (t->bos < 0 || t->eos < 0) {
-        json_t *v = special_json(cfg, t->bos < 0 ? "bos_token" : "eos_token");
-        return fail(L, TXT_E_FORMAT, "the %s token \"%.40s\" is not in the "
-                    "vocabulary", t->bos < 0 ? "bos" : "eos",
-                    v ? json_string_value(v)
-                      : t->bos < 0 ? "<|startoftext|>" : "<|endoftext|>");
-    }
-
     json_t *ml = json_object_get(cfg, "model_max_length");
     if (json_is_number(ml) && json_number_value(ml) >= 1 &&
         json_number_value(ml) <= (1 << 24))
@@ -630,7 +673,7 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
         return txt_fail(err, errlen, TXT_E_ARG,
                         "txt_tokenizer_load: NULL directory or out pointer");
     loader L = {.err = err, .errlen = errlen, .max_id = -1};
-    json_t *cfg = NULL, *root = NULL;
+    json_t *cfg = NULL, *root = NULL, *smap = NULL;
     txt_status st = TXT_OK;
     txt_tokenizer *t = calloc(1, sizeof *t);
     if (!t)
@@ -648,9 +691,10 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
             goto done;
         }
     }
+    json_t *atd = json_object_get(cfg, "added_tokens_decoder");
     int has_json = file_exists(dir, "tokenizer.json");
     if (has_json)
-        st = load_tokenizer_json(&L, t, dir, &root);
+        st = load_tokenizer_json(&L, t, dir, !atd, &root);
     else if (file_exists(dir, "vocab.json") && file_exists(dir, "merges.txt"))
         st = load_vocab_merges(&L, t, dir, &root);
     else
@@ -661,9 +705,9 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
         goto done;
 
     /* tokenizer_config.json's added_tokens_decoder, when present, is what
-     * transformers registers (with its "normalized" flags); it comes after
-     * tokenizer.json's list and overrides it token by token. */
-    json_t *atd = json_object_get(cfg, "added_tokens_decoder");
+     * transformers registers (with its "normalized" flags), and then
+     * tokenizer.json's added_tokens are not read. Without it, the legacy
+     * special_tokens_map.json overrides the config's special tokens. */
     if (atd) {
         snprintf(L.path, sizeof L.path, "%s/tokenizer_config.json", dir);
         if (!json_is_object(atd)) {
@@ -687,10 +731,21 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
                 goto done;
         }
     }
-    if (!has_json || cfg)
-        snprintf(L.path, sizeof L.path, "%s/%s", dir,
-                 cfg ? "tokenizer_config.json" : "vocab.json");
-    st = finish(&L, t, cfg, root);
+    if (!atd && file_exists(dir, "special_tokens_map.json")) {
+        if ((st = json_open(&L, dir, "special_tokens_map.json", 0, &smap)))
+            goto done;
+        if (!json_is_object(smap)) {
+            st = fail(&L, TXT_E_FORMAT, "not a JSON object");
+            goto done;
+        }
+    }
+    snprintf(L.path, sizeof L.path, "%s/%s", dir,
+             smap ? "special_tokens_map.json"
+                  : cfg ? "tokenizer_config.json"
+                        : has_json ? "tokenizer.json" : "vocab.json");
+    if ((st = specials(&L, t, cfg, smap)))
+        goto done;
+    st = finish(&L, t, cfg);
 
 done:
     for (int i = 0; i < L.n_added; i++)
@@ -700,6 +755,7 @@ done:
     txt_norm_scratch_free(&L.nsc);
     json_decref(root);
     json_decref(cfg);
+    json_decref(smap);
     if (st) {
         txt_tokenizer_free(t);
         return st;

@@ -99,12 +99,18 @@ typedef struct txt_tokenizer txt_tokenizer;
 /* Loads the tokenizer of the model directory `dir`: `tokenizer.json` when it
  * is there, else `vocab.json` + `merges.txt` (first line `#version: ...`);
  * and, from `tokenizer_config.json` when present, the special tokens
- * (bos_token, eos_token, unk_token, pad_token, as strings or AddedToken
- * objects; CLIP's defaults otherwise), `added_tokens_decoder` and
- * `model_max_length`. tokenizer.json's merges may be "a b" strings or
- * ["a", "b"] pairs. A tokenizer.json whose normalizer, pre-tokenizer or
- * model is not CLIP's gives TXT_E_UNSUPPORTED; a file that cannot be parsed,
- * or a merge or special token missing from the vocabulary, TXT_E_FORMAT.
+ * (bos_token, eos_token, unk_token, pad_token, ..., as strings or
+ * AddedToken objects; CLIP's defaults otherwise), `added_tokens_decoder`
+ * and `model_max_length`, and from a legacy `special_tokens_map.json` the
+ * special tokens it overrides. Added tokens and their "normalized" flags
+ * are registered as transformers 5 registers them (the decoder, else
+ * tokenizer.json's added_tokens, then the special tokens the decoder
+ * lacks, a later one winning); a special token missing from the vocabulary
+ * gets a new id after it, as there. tokenizer.json's merges may be "a b"
+ * strings or ["a", "b"] pairs. A tokenizer.json whose normalizer,
+ * pre-tokenizer or model is not CLIP's gives TXT_E_UNSUPPORTED; a file that
+ * cannot be parsed, or a merge whose tokens are not in the vocabulary,
+ * TXT_E_FORMAT.
  * On success *out owns the tokenizer (free it with txt_tokenizer_free); on
  * failure *out is untouched and `err` (may be NULL) names the file and the
  * problem. */
