@@ -531,6 +531,13 @@ static const char *raw(void *sock, int timeout_ms, int n, ...)
     return code;
 }
 
+/* A fixed pseudo-random sequence (Numerical Recipes' LCG). */
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
 #define S(x) (x), strlen(x)
 #define F(p, n) (const void *)(p), (size_t)(n)
 
@@ -650,6 +657,65 @@ START_TEST(test_malformed_sweep)
     CASE("texts not strings", "bad_request", 6, F("", 0), S("VITC01"),
          F(&cmd, 1), F("", 0), S("r"),
          S("{\"op\":\"embed_text\",\"texts\":[1]}"));
+    /* Random messages from a fixed seed: any number of frames of random
+     * bytes, sometimes behind a valid envelope or header, sometimes with a
+     * mangled copy of a real image. Each gets a reply with some code. */
+    uint32_t seed = 12345;
+#define RND() lcg(&seed)
+    static const char *const headers[] = {
+        "{\"op\":\"classify\"}", "{\"op\":\"embed_image\"}",
+        "{\"op\":\"match\",\"texts\":[\"a\"]}", "{\"op\":\"health\"}",
+        "{\"op\":\"classify\",\"top_k\":\"x\"}", "{}", "null", "{\"op\":"};
+    int fuzz = 0;
+    for (int it = 0; it < 300; it++) {
+        int nf = 1 + (int)(RND() % 10);
+        unsigned char frame[400];
+        for (int f = 0; f < nf; f++) {
+            size_t len = RND() % sizeof frame;
+            const void *data = frame;
+            int envelope = RND() % 4 != 0;
+            if (envelope && f == 0)
+                len = 0;
+            else if (envelope && f == 1)
+                data = "VITC01", len = 6;
+            else if (envelope && f == 2)
+                data = &cmd, len = 1;
+            else if (envelope && f == 5) {
+                const char *h = headers[RND() % 8];
+                data = h, len = strlen(h);
+            } else if (f >= 6 && RND() % 2) {
+                /* A real image with bytes flipped or cut. */
+                len = RND() % png_n;
+                memcpy(big, png, png_n);
+                for (int k = 0; k < 8; k++) {
+                    size_t at = RND() % png_n;
+                    big[at] ^= (unsigned char)RND();
+                }
+                data = big;
+            } else {
+                for (size_t k = 0; k < len; k++)
+                    frame[k] = (unsigned char)RND();
+            }
+            ck_assert_int_ge(zmq_send(d, data, len,
+                                      f + 1 < nf ? ZMQ_SNDMORE : 0), 0);
+        }
+        zmq_pollitem_t pi = {d, 0, ZMQ_POLLIN, 0};
+        ck_assert_msg(zmq_poll(&pi, 1, 5000) == 1, "message %d: no reply", it);
+        int more = 1, k = 0;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            ck_assert_int_ge(zmq_msg_recv(&m, d, 0), 0);
+            if (k == 1)
+                ck_assert_int_eq(zmq_msg_size(&m), 6);
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+            k++;
+        }
+        ck_assert_int_ge(k, 6);
+        fuzz++;
+    }
+#undef RND
     /* A frame over ZMQ_MAXMSGSIZE is never read: the connection drops. */
     ck_assert_ptr_null(raw(d, 500, 7, F("", 0), S("VITC01"), F(&cmd, 1),
                            F("", 0), S("r"), S("{\"op\":\"classify\"}"),
@@ -658,7 +724,8 @@ START_TEST(test_malformed_sweep)
     zmq_ctx_term(ctx);
     free(big);
     free(jpg);
-    printf("service: %d malformed requests answered with their codes\n", n);
+    printf("service: %d malformed requests answered with their codes, %d "
+           "random ones answered\n", n, fuzz);
 
     /* Still healthy, and still right. */
     vit_client *c = client(ep, 5000, 0);
