@@ -68,7 +68,8 @@ static void do_image(cli_batch *b, const char *path)
 {
     vit_error err = {{0}};
     vit_image img;
-    vit_status st = vit_image_read(path, b->opt, &img, &err);
+    vit_status st =
+        vit_image_read(path, vit_model_options(b->model), &img, &err);
     if (st != VIT_OK) {
         input_failed(b, path, err.msg[0] ? err.msg : vit_status_str(st));
         return;

@@ -18,11 +18,11 @@
 #define MAX_TOP_K 1000000
 #define DEFAULT_TOP_K 5
 
-enum { OPT_LOGITS = 256 };
+enum { OPT_LOGITS = 256, OPT_NO_EXIF };
 
 static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
-    "                    [--logits] [--batch N]\n"
+    "                    [--logits] [--batch N] [--no-exif-rotate]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)
@@ -68,6 +68,10 @@ static void help(FILE *f)
             "and jsonl)\n"
             "  -b, --batch N       images per forward pass, 1 to %d (default "
             "%d)\n"
+            "      --no-exif-rotate\n"
+            "                      keep images as stored, not turned upright by\n"
+            "                      their EXIF orientation (transformers' load_image\n"
+            "                      applies it, and so does vit by default)\n"
             "  -l, --labels FILE   zero-shot with a CLIP model: one label per "
             "line; each\n"
             "                      becomes a prompt through --template, and "
@@ -125,6 +129,7 @@ typedef struct {
     cli_format fmt;
     int logits;
     int batch;  /* 0: the library's default */
+    int no_exif;           /* --no-exif-rotate */
     const char *labels;    /* --labels FILE: zero-shot */
     const char *template;  /* --template, or NULL for the default */
     char **paths;
@@ -149,6 +154,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
         {"logits", no_argument, NULL, OPT_LOGITS},
         {"batch", required_argument, NULL, 'b'},
         {"labels", required_argument, NULL, 'l'},
+        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"template", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -185,6 +191,9 @@ static int parse_args(int argc, char **argv, classify_args *a)
         case 'l':
             a->labels = optarg;
             break;
+        case OPT_NO_EXIF:
+            a->no_exif = 1;
+            break;
         case 't':
             if (!strstr(optarg, "{}"))
                 return usage_error("--template needs '{}' where the label "
@@ -203,7 +212,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
              * not take, or else an unknown short option's character. */
             if (optopt == 0)
                 return usage_error("unknown option '%s'", argv[optind - 1]);
-            if (optopt == OPT_LOGITS || optopt == 'h')
+            if (optopt == OPT_LOGITS || optopt == OPT_NO_EXIF || optopt == 'h')
                 return usage_error("option '--%s' takes no argument",
                                    long_name(longopts, optopt));
             return usage_error("unknown option '-%c'", optopt);
@@ -284,7 +293,7 @@ int cli_classify_main(int argc, char **argv)
 
     vit_options opt = vit_options_default();
     classify_ctx c = {.args = &args};
-    cli_batch b = {.opt = &opt, .run = classify_batch, .ctx = &c};
+    cli_batch b = {.run = classify_batch, .ctx = &c};
     cli_input_list in = {0};
     vit_error err = {{0}};
     vit_model_info info;
@@ -293,6 +302,8 @@ int cli_classify_main(int argc, char **argv)
     rc = CLI_EXIT_FAILED;
     if (args.batch > 0)
         opt.max_batch = args.batch;
+    if (args.no_exif)
+        opt.exif_transpose = 0;
     if (args.labels && (nlabels = read_labels(args.labels, &labels)) < 0)
         return CLI_EXIT_FAILED;
     vit_status st = vit_model_load(args.model_dir, &opt, &b.model, &err);

@@ -160,8 +160,7 @@ typedef vit_status (*cli_batch_fn)(void *ctx, const float *pixels, int n,
  * out in input order because batches run in order. */
 typedef struct {
     /* Set by the caller. */
-    vit_model *model;
-    const vit_options *opt;  /* image size limits */
+    vit_model *model;        /* images are read with its options */
     int cap;                 /* images per batch */
     cli_batch_fn run;
     void *ctx;

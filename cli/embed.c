@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE };
+enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE, OPT_NO_EXIF };
 
 static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
-    "                 [--no-normalize] [--batch N]\n"
+    "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 
 static void help(FILE *f)
@@ -47,6 +47,9 @@ static void help(FILE *f)
           "  -o, --out FILE        write there instead of stdout\n"
           "      --no-normalize    the raw projection, not L2-normalized\n"
           "  -b, --batch N         inputs per forward pass (default 8)\n"
+          "      --no-exif-rotate  keep images as stored, not turned upright\n"
+          "                        by their EXIF orientation (which\n"
+          "                        transformers' load_image applies)\n"
           "  -h, --help            show this help and exit\n"
           "\n"
           "Exit status: 0 if every input was embedded, 1 if any failed (each\n"
@@ -73,7 +76,7 @@ static int usage_error(const char *fmt, ...)
 
 typedef struct {
     const char *model_dir, *out, *texts_file;
-    int npy, normalize, batch;
+    int npy, normalize, batch, no_exif;
     char **images, **texts;
     int n_images, n_texts;
 } embed_args;
@@ -98,6 +101,7 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"format", required_argument, NULL, 'f'},
         {"out", required_argument, NULL, 'o'},
         {"no-normalize", no_argument, NULL, OPT_NO_NORMALIZE},
+        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"batch", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -136,6 +140,9 @@ static int parse_args(int argc, char **argv, embed_args *a)
             break;
         case OPT_NO_NORMALIZE:
             a->normalize = 0;
+            break;
+        case OPT_NO_EXIF:
+            a->no_exif = 1;
             break;
         case 'b': {
             char *end;
@@ -262,6 +269,8 @@ int cli_embed_main(int argc, char **argv)
     vit_options opt = vit_options_default();
     if (a.batch > 0)
         opt.max_batch = a.batch;
+    if (a.no_exif)
+        opt.exif_transpose = 0;
     vit_model *m = NULL;
     sink k = {.npy = a.npy, .normalize = a.normalize, .f = stdout};
     cli_input_list in = {0};
@@ -298,7 +307,7 @@ int cli_embed_main(int argc, char **argv)
         rc = failed < 0 ? CLI_EXIT_FAILED
                         : (failed ? CLI_EXIT_FAILED : CLI_EXIT_OK);
     } else {
-        cli_batch b = {.model = m, .opt = &opt, .cap = opt.max_batch,
+        cli_batch b = {.model = m, .cap = opt.max_batch,
                        .run = image_batch, .ctx = &k};
         if (cli_inputs_collect(a.images, a.n_images, &in) != 0) {
             fprintf(stderr, "vit: out of memory\n");

@@ -12,11 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_TEXTS_FILE = 256 };
+enum { OPT_TEXTS_FILE = 256, OPT_NO_EXIF };
 
 static const char usage_line[] =
     "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
-    "                 [--format text|jsonl] [--batch N] PATH...\n";
+    "                 [--format text|jsonl] [--batch N] [--no-exif-rotate]\n"
+    "                 PATH...\n";
 
 static void help(FILE *f)
 {
@@ -41,6 +42,9 @@ static void help(FILE *f)
           "                        [{\"text\", \"score\", \"logit\"}, ...]} "
           "per image\n"
           "  -b, --batch N         images per forward pass (default 8)\n"
+          "      --no-exif-rotate  keep images as stored, not turned upright\n"
+          "                        by their EXIF orientation (which\n"
+          "                        transformers' load_image applies)\n"
           "  -h, --help            show this help and exit\n"
           "\n"
           "Exit status: 0 if every image was matched, 1 if any failed (each\n"
@@ -68,7 +72,7 @@ static int usage_error(const char *fmt, ...)
 typedef struct {
     const char *model_dir, *texts_file;
     cli_format fmt;
-    int batch;
+    int batch, no_exif;
     char **texts;
     int n_texts;
     char **paths;
@@ -83,6 +87,7 @@ static int parse_args(int argc, char **argv, match_args *a)
         {"texts-file", required_argument, NULL, OPT_TEXTS_FILE},
         {"format", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},
+        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -104,6 +109,9 @@ static int parse_args(int argc, char **argv, match_args *a)
         }
         case OPT_TEXTS_FILE:
             a->texts_file = optarg;
+            break;
+        case OPT_NO_EXIF:
+            a->no_exif = 1;
             break;
         case 'f':
             if (cli_format_parse(optarg, &a->fmt) != 0 ||
@@ -201,6 +209,8 @@ int cli_match_main(int argc, char **argv)
     }
     if (a.batch > 0)
         opt.max_batch = a.batch;
+    if (a.no_exif)
+        opt.exif_transpose = 0;
     if (vit_model_load(a.model_dir, &opt, &c.model, &err) != VIT_OK ||
         vit_state_new(c.model, &c.state, &err) != VIT_OK) {
         cli_report(a.model_dir, err.msg);
@@ -230,7 +240,7 @@ int cli_match_main(int argc, char **argv)
         cli_report(a.model_dir, err.msg);
         goto out;
     }
-    cli_batch b = {.model = c.model, .opt = &opt, .cap = (int)cap,
+    cli_batch b = {.model = c.model, .cap = (int)cap,
                    .run = match_batch, .ctx = &c};
     rc = cli_batch_inputs(&b, &in);
 out:

@@ -74,6 +74,17 @@ static void normalize_rows(float *v, int rows, int cols)
     }
 }
 
+/* Appends every string of the JSON array to args[*n...]. */
+static void add_all(const char **args, int *n, json_t *a, const char *flag)
+{
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        if (flag)
+            args[(*n)++] = flag;
+        args[(*n)++] = json_string_value(json_array_get(a, i));
+    }
+    args[*n] = NULL;
+}
+
 /* argv: "embed", "--model", TOK, extra..., then --text for each string. */
 static void embed_texts_cli(tu_run_result *r, json_t *texts, const char *extra)
 {
@@ -148,41 +159,60 @@ START_TEST(library_embeds_strings)
 }
 END_TEST
 
+/* The image files include a JPEG stored sideways (EXIF orientation 6) and
+ * an RGBA PNG: the reference opened them with transformers' load_image. */
 START_TEST(embed_images_jsonl_and_npy)
 {
     json_t *in = inputs();
     json_t *imgs = json_object_get(in, "images");
-    const char *a = json_string_value(json_array_get(imgs, 0));
-    const char *b = json_string_value(json_array_get(imgs, 1));
+    int n = (int)json_array_size(imgs);
     vit_array want = ref("ref_file_image_embeds.npy");
     int E = (int)want.shape[1];
     tu_run_result r;
-    tu_run(&r, "embed", "--model", TOK, "--no-normalize", "--image", a, b,
-           NULL);
+    const char *args[32] = {"embed", "--model", TOK, "--no-normalize"};
+    int na = 4;
+    add_all(args, &na, imgs, "--image");
+    tu_run_argv(&r, args);
     ck_assert_msg(r.code == 0, "%s", r.err);
-    float *got = jsonl_floats(r.out, "embedding", NULL, 2, E);
+    float *got = jsonl_floats(r.out, "embedding", NULL, n, E);
     ck_assert(tu_rel_diff("vit embed --image --no-normalize", got, want.data,
-                          (size_t)2 * E) < TOL);
+                          (size_t)n * E) < TOL);
     ck_assert_ptr_nonnull(strstr(r.out, "{\"path\": \"tests/fixtures/cli/"));
     free(got);
     tu_run_free(&r);
 
-    /* .npy: one (2, E) array of the normalized rows. */
+    /* Without the EXIF turn the sideways JPEG is another picture. */
+    const char *sideways = json_string_value(json_array_get(imgs, 2));
+    tu_run(&r, "embed", "--model", TOK, "--no-normalize", "--no-exif-rotate",
+           sideways, NULL);
+    ck_assert_int_eq(r.code, 0);
+    got = jsonl_floats(r.out, "embedding", NULL, 1, E);
+    double d = tu_rel_diff("--no-exif-rotate vs the turned reference", got,
+                           want.data + 2 * E, (size_t)E);
+    ck_assert_msg(d > 1e-2, "--no-exif-rotate changed nothing (%g)", d);
+    free(got);
+    tu_run_free(&r);
+
+    /* .npy: one (n, E) array of the normalized rows. */
     char *dir = tu_tmpdir(), out[512];
     snprintf(out, sizeof out, "%s/e.npy", dir);
-    tu_run(&r, "embed", "--model", TOK, "--format", "npy", "--out", out, a, b,
-           NULL);
+    na = 0;
+    const char *a2[32] = {"embed", "--model", TOK, "--format", "npy", "--out",
+                          out};
+    na = 7;
+    add_all(a2, &na, imgs, NULL);
+    tu_run_argv(&r, a2);
     ck_assert_msg(r.code == 0, "%s", r.err);
     ck_assert_str_eq(r.out, "");
     vit_array npy;
     vit_error err;
     ck_assert_int_eq(vit_npy_read(out, &npy, &err), VIT_OK);
     ck_assert_int_eq(npy.ndim, 2);
-    ck_assert_int_eq(npy.shape[0], 2);
+    ck_assert_int_eq(npy.shape[0], n);
     ck_assert_int_eq(npy.shape[1], E);
-    normalize_rows(want.data, 2, E);
+    normalize_rows(want.data, n, E);
     ck_assert(tu_rel_diff("vit embed --format npy", npy.data, want.data,
-                          (size_t)2 * E) < TOL);
+                          (size_t)n * E) < TOL);
     vit_array_free(&npy);
     tu_run_free(&r);
     tu_rmrf(dir);
@@ -204,18 +234,17 @@ START_TEST(match_matches_reference)
         args[n++] = "--text";
         args[n++] = json_string_value(json_array_get(texts, (size_t)i));
     }
-    args[n++] = json_string_value(json_array_get(imgs, 0));
-    args[n++] = json_string_value(json_array_get(imgs, 1));
-    args[n] = NULL;
+    add_all(args, &n, imgs, NULL);
+    int ni = (int)json_array_size(imgs);
     tu_run_result r;
     tu_run_argv(&r, args);
     ck_assert_msg(r.code == 0, "%s", r.err);
     vit_array want = ref("ref_match_logits.npy");
-    float *logits = jsonl_floats(r.out, "scores", "logit", 2, k);
-    float *probs = jsonl_floats(r.out, "scores", "score", 2, k);
+    float *logits = jsonl_floats(r.out, "scores", "logit", ni, k);
+    float *probs = jsonl_floats(r.out, "scores", "score", ni, k);
     ck_assert(tu_rel_diff("vit match logits_per_image", logits, want.data,
-                          (size_t)2 * k) < TOL);
-    for (int i = 0; i < 2; i++) {
+                          (size_t)ni * k) < TOL);
+    for (int i = 0; i < ni; i++) {
         /* logits_per_image.softmax(-1), from the reference logits */
         double mx = -1e30, sum = 0;
         for (int j = 0; j < k; j++)
@@ -247,19 +276,22 @@ START_TEST(zero_shot_classify)
         fprintf(f, "%s\r\n\n", json_string_value(json_array_get(labels, i)));
     fclose(f);
     tu_run_result r;
-    tu_run(&r, "classify", "--model", TOK, "--labels", file, "--template",
-           json_string_value(json_object_get(in, "template")), "--format",
-           "jsonl", "--logits", "-k", "3",
-           json_string_value(json_array_get(imgs, 0)),
-           json_string_value(json_array_get(imgs, 1)), NULL);
+    const char *args[32] = {
+        "classify", "--model", TOK, "--labels", file, "--template",
+        json_string_value(json_object_get(in, "template")), "--format",
+        "jsonl", "--logits", "-k", "3"};
+    int na = 12;
+    add_all(args, &na, imgs, NULL);
+    int ni = (int)json_array_size(imgs);
+    tu_run_argv(&r, args);
     ck_assert_msg(r.code == 0, "%s", r.err);
     vit_array want = ref("ref_zeroshot_logits.npy");
-    float *got = jsonl_floats(r.out, "logits", NULL, 2, L);
+    float *got = jsonl_floats(r.out, "logits", NULL, ni, L);
     ck_assert(tu_rel_diff("vit classify --labels logits", got, want.data,
-                          (size_t)2 * L) < TOL);
+                          (size_t)ni * L) < TOL);
     /* The top label is the reference's argmax, named from the file. */
     const char *line = r.out;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < ni; i++) {
         int best = 0;
         for (int j = 1; j < L; j++)
             if (want.data[i * L + j] > want.data[i * L + best])

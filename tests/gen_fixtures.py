@@ -237,8 +237,8 @@ def make_clip_tok(name, seed):
     and zero-shot labels, all through the reference's own tokenizer and
     image processor."""
     import json
-    from PIL import Image
     from transformers import CLIPTokenizerFast
+    from transformers.image_utils import load_image
     sys.path.insert(0, HERE)
     import gen_fixtures_text
 
@@ -268,7 +268,12 @@ def make_clip_tok(name, seed):
     texts = ["a photo of a cat", "A Photo Of A DOG!", "the number 7",
              "ünïcödé and emoji 🐈‍⬛ 日本語", "",
              " ".join(["a long caption that goes on"] * 20)]
-    images = ["tests/fixtures/cli/gradient.jpg", "tests/fixtures/cli/noise.png"]
+    # Files as transformers' load_image opens them (EXIF orientation
+    # applied, then convert("RGB"), which drops alpha): a plain JPEG and
+    # PNG, a JPEG stored sideways (orientation 6) and an RGBA PNG.
+    images = ["tests/fixtures/cli/gradient.jpg", "tests/fixtures/cli/noise.png",
+              "tests/fixtures/images/exif_jpg_6.jpg",
+              "tests/fixtures/images/alpha_rgba8.png"]
     labels = ["cat", "dog", "seven"]
     template = "a photo of a {}."
     root = os.path.dirname(HERE)
@@ -282,7 +287,7 @@ def make_clip_tok(name, seed):
         return getattr(f, "pooler_output", f)
 
     with torch.no_grad():
-        pil = [Image.open(os.path.join(root, f)) for f in images]
+        pil = [load_image(os.path.join(root, f)) for f in images]
         pixels = proc(images=pil, return_tensors="pt")["pixel_values"]
         img = model.get_image_features(pixel_values=pixels)
         img = getattr(img, "pooler_output", img)

@@ -24,6 +24,18 @@ static img_limits limits_of(const vit_options *opt)
     return lim;
 }
 
+static img_decode_opts decode_opts_of(const vit_options *opt)
+{
+    vit_options d = vit_options_default();
+    if (!opt)
+        opt = &d;
+    img_decode_opts o = img_decode_opts_default();
+    o.limits = limits_of(opt);
+    o.exif_transpose = opt->exif_transpose != 0;
+    o.composite_on_white = opt->alpha_over_white != 0;
+    return o;
+}
+
 static vit_status from_img(img_status st)
 {
     switch (st) {
@@ -46,10 +58,10 @@ vit_status vit_image_decode(const void *bytes, size_t n,
 {
     if (!out || (!bytes && n))
         return vit__fail(err, VIT_E_ARG, "vit_image_decode: NULL argument");
-    img_limits lim = limits_of(opt);
+    img_decode_opts o = decode_opts_of(opt);
     img_rgb im;
     char msg[sizeof err->msg];
-    img_status st = img_decode(bytes, n, &lim, &im, msg, sizeof msg);
+    img_status st = img_decode_ex(bytes, n, &o, &im, msg, sizeof msg);
     if (st != IMG_OK)
         return vit__fail(err, from_img(st), "%s", msg);
     out->width = im.width;

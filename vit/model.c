@@ -66,6 +66,7 @@ vit_options vit_options_default(void)
         .max_height = lim.max_height,
         .max_pixels = lim.max_pixels,
         .max_file_bytes = lim.max_bytes,
+        .exif_transpose = 1,
     };
     return o;
 }
@@ -579,6 +580,8 @@ const char *vit_model_label(const vit_model *m, int id)
 }
 
 const vit_options *vit__model_options(const vit_model *m) { return &m->opt; }
+
+const vit_options *vit_model_options(const vit_model *m) { return &m->opt; }
 
 const img_preprocess_cfg *vit__model_preprocess(const vit_model *m)
 {

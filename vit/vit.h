@@ -85,9 +85,20 @@ typedef struct {
                                 (openblas_set_num_threads, process-wide);
                                 at 1, OpenBLAS threads its GEMMs as it is
                                 set to. */
+    int exif_transpose;      /* nonzero: turn images upright by their EXIF
+                                orientation, as transformers' load_image
+                                does (default 1) */
+    int alpha_over_white;    /* 0 (default): drop alpha, as load_image's
+                                convert("RGB") does before any processor
+                                sees the image; 1: composite transparent
+                                pixels onto white, as CLIPImageProcessor's
+                                do_convert_rgb does to a PIL image passed
+                                to it unconverted */
 } vit_options;
 
-/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0. */
+/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0;
+ * images as transformers' load_image gives them: EXIF orientation applied,
+ * alpha dropped. */
 vit_options vit_options_default(void);
 
 /* Loads a model directory. `opt` may be NULL (defaults). On success *out
@@ -117,6 +128,11 @@ typedef struct {
     float logit_scale;         /* exp(logit_scale) of a CLIPModel, else 0 */
 } vit_model_info;
 
+/* The options the model was loaded with, which is what to decode images
+ * for it with: vit_image_read(path, vit_model_options(m), ...). Lives as
+ * long as the model. */
+const vit_options *vit_model_options(const vit_model *m);
+
 /* Fills `info`; its strings live as long as the model. */
 void vit_model_get_info(const vit_model *m, vit_model_info *info);
 
@@ -134,9 +150,10 @@ typedef struct {
     uint8_t *rgb;
 } vit_image;
 
-/* Decodes JPEG or PNG bytes (detected by content). `opt` supplies the size
- * limits and may be NULL (defaults). An image past a limit is refused, from
- * its header, before pixel memory is allocated. */
+/* Decodes JPEG or PNG bytes (detected by content) as transformers'
+ * load_image does. `opt` supplies the size limits, EXIF and alpha handling,
+ * and may be NULL (defaults). An image past a limit is refused, from its
+ * header, before pixel memory is allocated. */
 vit_status vit_image_decode(const void *bytes, size_t n,
                             const vit_options *opt, vit_image *out,
                             vit_error *err);
