@@ -1252,6 +1252,46 @@ START_TEST(test_broker_restart_and_routing)
     }
     printf("service: broker restarted; alpha and beta served before and "
            "after\n");
+    /* Random bytes on both of the broker's sockets change nothing. */
+    void *ctx = zmq_ctx_new();
+    void *fs = zmq_socket(ctx, ZMQ_DEALER), *bs = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(fs, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(bs, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(fs, front), 0);
+    ck_assert_int_eq(zmq_connect(bs, back), 0);
+    uint32_t seed = 777;
+    for (int it = 0; it < 200; it++) {
+        void *sock = it & 1 ? bs : fs;
+        int nf = 1 + (int)(lcg(&seed) % 9);
+        for (int f = 0; f < nf; f++) {
+            unsigned char fr[64];
+            size_t len = lcg(&seed) % sizeof fr;
+            for (size_t k = 0; k < len; k++)
+                fr[k] = (unsigned char)lcg(&seed);
+            if (f == 1 && (it & 2)) /* sometimes a real protocol frame */
+                memcpy(fr, it & 1 ? "VITW01" : "VITC01", len = 6);
+            zmq_send(sock, fr, len, f + 1 < nf ? ZMQ_SNDMORE : 0);
+        }
+        if (sock == fs) {  /* a client always gets an answer */
+            zmq_pollitem_t pi = {fs, 0, ZMQ_POLLIN, 0};
+            ck_assert_int_eq(zmq_poll(&pi, 1, 5000), 1);
+            int more = 1;
+            while (more) {
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                zmq_msg_recv(&m, fs, 0);
+                more = zmq_msg_more(&m);
+                zmq_msg_close(&m);
+            }
+        }
+    }
+    zmq_close(fs);
+    zmq_close(bs);
+    zmq_ctx_term(ctx);
+    json_t *after = call(c[0], "{\"op\":\"classify\"}", &img, 1);
+    ck_assert_str_eq(err_code(after), "ok");
+    json_decref(after);
     /* A model nobody serves is answered, not left waiting. */
     o.service = "gamma";
     vit_client *g;
