@@ -456,21 +456,40 @@ img_status img_orient(img_rgb *im, int orientation, char *err, size_t errlen)
     if (orientation < 2 || orientation > 8)
         return IMG_OK;
     int w = im->width, h = im->height;
-    int swap = orientation >= 5;  /* the last four exchange the sides */
-    int ow = swap ? h : w, oh = swap ? w : h;
+    if (orientation <= 4) {
+        /* Mirror, 180 and flip keep the shape: done in place, by swapping
+         * pixels pairwise, with no second image in memory. */
+        uint8_t *p = im->rgb, t[3];
+        size_t row = (size_t)w * 3;
+        if (orientation != 4) /* mirror each row (180 = mirror + flip) */
+            for (int y = 0; y < h; y++)
+                for (int a = 0, b = w - 1; a < b; a++, b--) {
+                    uint8_t *pa = p + (size_t)y * row + (size_t)a * 3;
+                    uint8_t *pb = p + (size_t)y * row + (size_t)b * 3;
+                    memcpy(t, pa, 3);
+                    memcpy(pa, pb, 3);
+                    memcpy(pb, t, 3);
+                }
+        if (orientation != 2) /* swap rows top to bottom */
+            for (int a = 0, b = h - 1; a < b; a++, b--)
+                for (size_t i = 0; i < row; i++) {
+                    uint8_t v = p[(size_t)a * row + i];
+                    p[(size_t)a * row + i] = p[(size_t)b * row + i];
+                    p[(size_t)b * row + i] = v;
+                }
+        return IMG_OK;
+    }
+    int ow = h, oh = w; /* the last four exchange the sides */
     uint8_t *dst = malloc((size_t)w * (size_t)h * 3);
     if (!dst)
         return img_fail(err, errlen, IMG_E_NOMEM,
                         "out of memory rotating a %dx%d image", w, h);
     const uint8_t *src = im->rgb;
     /* For each output pixel the source pixel is (sx, sy) = (ax + bx*x +
-     * cx*y, ay + by*x + cy*y); Pillow's eight transposes are these maps. */
-    long ax = 0, bx = 1, cx = 0, ay = 0, by = 0, cy = 1;
+     * cx*y, ay + by*x + cy*y); Pillow's four side-exchanging transposes
+     * are these maps. */
+    long ax = 0, bx = 0, cx = 1, ay = 0, by = 1, cy = 0; /* transpose */
     switch (orientation) {
-    case 2: ax = w - 1, bx = -1; break;                       /* mirror */
-    case 3: ax = w - 1, bx = -1, ay = h - 1, cy = -1; break;  /* 180 */
-    case 4: ay = h - 1, cy = -1; break;                       /* flip */
-    case 5: bx = 0, cx = 1, by = 1, cy = 0; break;            /* transpose */
     case 6: bx = 0, cx = 1, ay = h - 1, by = -1, cy = 0; break; /* 90 cw */
     case 7: ax = w - 1, bx = 0, cx = -1, ay = h - 1, by = -1, cy = 0; break;
     case 8: ax = w - 1, bx = 0, cx = -1, by = 1, cy = 0; break; /* 90 ccw */
