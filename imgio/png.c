@@ -137,6 +137,29 @@ static void set_key(conv *c, int ctype, int depth, const png_color_16 *k)
     }
 }
 
+/* libpng allocates an ancillary chunk's whole stated length before it
+ * reads the chunk (its "chunk data is too large" check is only a warning
+ * when reading), so a 94-byte file whose iTXt claims 1.9 GB had it
+ * allocate 1.9 GB (found by fuzzing). A chunk before the image data that
+ * runs past the end of the file can never be read, so libpng would fail
+ * on it anyway; saying so first, without the allocation, changes no
+ * outcome. From the first IDAT on, libpng streams the image data and
+ * allocates nothing by chunk length (we never read the chunks after it
+ * with libpng). Returns the offset of the first such chunk, or 0. */
+static size_t overrunning_chunk(const uint8_t *b, size_t n)
+{
+    size_t pos = 8;
+    while (n >= 8 && pos <= n - 8) {
+        uint32_t len = be32(b + pos);
+        if (memcmp(b + pos + 4, "IDAT", 4) == 0)
+            return 0;
+        if ((uint64_t)len + 12 > n - pos)
+            return pos;
+        pos += (size_t)len + 12;
+    }
+    return 0;
+}
+
 img_status img_decode_png(const uint8_t *bytes, size_t n,
                           const img_decode_opts *opt, img_rgb *out,
                           int *orient, char *err, size_t errlen)
@@ -153,6 +176,17 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
                             errlen);
         if (st != IMG_OK)
             return st;
+    }
+
+    size_t bad = overrunning_chunk(bytes, n);
+    if (bad) {
+        const uint8_t *t = bytes + bad + 4;
+        return img_fail(err, errlen, IMG_E_CORRUPT,
+                        "PNG decoding failed: a chunk of type "
+                        "%02x%02x%02x%02x at byte %zu claims %lu bytes, "
+                        "more than the %zu left in the file",
+                        t[0], t[1], t[2], t[3], bad,
+                        (unsigned long)be32(bytes + bad), n - bad - 8);
     }
 
     png_src src = {.p = bytes, .n = n, .pos = 0, .msg = ""};

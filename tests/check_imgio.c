@@ -808,6 +808,21 @@ START_TEST(test_bad_png_bomb)
 }
 END_TEST
 
+/* Fuzzing finding (PNG, 94 bytes): an iTXt chunk before the image data
+ * claiming 1,950,701,684 bytes made libpng allocate that much before
+ * finding the file too short. Refused before libpng runs, naming the
+ * chunk; the fuzz target's malloc limit guards the allocation itself. */
+START_TEST(test_fuzz_png_huge_chunk)
+{
+    size_t n;
+    uint8_t *b = read_all("bad_fuzz_png_huge_itxt.png", &n);
+    ck_assert(n == 94);
+    expect_fail(b, n, NULL, IMG_E_CORRUPT, "claims 1950701684 bytes",
+                "PNG with a 1.9 GB iTXt");
+    free(b);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     size_t n;
@@ -1134,6 +1149,7 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_png_crc);
     tcase_add_test(bad, test_bad_jpeg_huffman_tables);
     tcase_add_test(bad, test_bad_png_bomb);
+    tcase_add_test(bad, test_fuzz_png_huge_chunk);
     tcase_add_test(bad, test_limits);
     tcase_add_test(bad, test_jpeg_decoder_memory_cap);
     tcase_add_test(bad, test_jpeg_scan_limit);
