@@ -40,8 +40,9 @@ $(BUILD)/obj/%.o: %.c
 
 # The elementwise kernels are written for the vectorizer, which GCC runs
 # in full only at -O3; -fopenmp-simd honours their `omp simd` reductions
-# (no OpenMP runtime is involved).
-$(BUILD)/obj/vit/ops.o: CFLAGS += -O3 -fopenmp-simd
+# (no OpenMP runtime is involved); -fno-trapping-math lets it turn their
+# clamps into selects (nothing here reads floating-point exception flags).
+$(BUILD)/obj/vit/ops.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
 
 # The resampler's inner loops are written for the vectorizer, whose full
 # cost model needs -O3; the rest of the library stays at OPT.

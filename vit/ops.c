@@ -65,7 +65,9 @@ static inline float vexp(float x)
 {
     float in = x;
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    /* floor(v + 0.5), not roundf: the vectorizer has an instruction for
+     * floor, while roundf is a libm call. */
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -147,6 +149,7 @@ void vit__softmax(float *x, int rows, int cols)
 #pragma omp simd reduction(max : mx)
         for (int c = 0; c < cols; c++)
             mx = p[c] > mx ? p[c] : mx;
+#pragma omp simd
         for (int c = 0; c < cols; c++)
             p[c] = vexp(p[c] - mx);
         /* Summed in vector lanes: the order differs from a serial sum by
