@@ -6,6 +6,20 @@
  * processors of `transformers` do. It knows nothing of models: the caller
  * fills an img_preprocess_cfg. Nothing here prints, exits or aborts; every
  * fallible call returns an img_status and writes a sentence to `err`.
+ *
+ *     img_decode_opts opt = img_decode_opts_default(); // EXIF applied
+ *     opt.composite_on_white = 1;                     // CLIP's convert
+ *     img_rgb im;
+ *     char err[256];
+ *     if (img_decode_ex(bytes, n, &opt, &im, err, sizeof err) != IMG_OK)
+ *         ...err says why...
+ *     int oh, ow;
+ *     img_preprocess_size(&cfg, im.width, im.height, &oh, &ow);
+ *     float *x = malloc(sizeof *x * 3 * oh * ow);     // 3 x oh x ow
+ *     img_preprocess(&im, &cfg, x, oh, ow, err, sizeof err);
+ *     img_rgb_free(&im);
+ *
+ * All functions are reentrant: no state is shared between calls.
  */
 #ifndef IMGIO_H
 #define IMGIO_H
@@ -62,9 +76,8 @@ typedef struct {
  * alpha dropped, palette expanded, 16-bit reduced to 8, EXIF orientation
  * ignored (img_decode_ex can apply it). `lim` may be NULL (defaults). On
  * failure `out` is left untouched and `err` (may be NULL) holds a sentence
- * naming the problem — for an unsupported format, the
- * format detected (GIF, WebP, BMP, TIFF, ...). The caller frees `out` with
- * img_rgb_free. */
+ * naming the problem — for an unsupported format, the format detected
+ * (GIF, WebP, BMP, TIFF, ...). The caller frees `out` with img_rgb_free. */
 img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
                       img_rgb *out, char *err, size_t errlen);
 
@@ -80,8 +93,10 @@ typedef struct {
      * Pillow reads the tag from a JPEG's Exif APP1 segments, a PNG's eXIf
      * chunk or "exif" / "Raw profile type exif" text chunks, and, when
      * none has one, from XMP's tiff:Orientation; so does this. Malformed
-     * metadata means "no rotation", never an error. The size limits apply
-     * to the image as stored, before it is turned. Default: 1. */
+     * metadata means "no rotation", never an error (where Pillow raises on
+     * it, load_image fails; we decode the image upright as stored). The
+     * size limits apply to the image as stored, before it is turned.
+     * Default: 1. */
     int exif_transpose;
 
     /* Nonzero: composite transparent pixels onto white, as transformers'
@@ -100,8 +115,9 @@ typedef struct {
      * configuration). This CHANGES THE PIXELS: the reference decodes at
      * full size and lets the resize filter do all the shrinking, and no
      * reduced-size decode reproduces that, so the result drifts from
-     * transformers' by a few levels. Much faster on large photos.
-     * 0: exact. Default: 0. */
+     * transformers' by a few levels (up to 11/255 on bench/imgio_bench's
+     * photo). Faster on large photos (there, 8.4 -> 5.4 ms to decode).
+     * No effect on PNGs. 0: exact. Default: 0. */
     int fast_min_side;
 } img_decode_opts;
 
