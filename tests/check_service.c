@@ -1400,9 +1400,36 @@ START_TEST(test_curve_allow_list)
     ck_assert_str_eq(remote, local);
     free(remote);
     free(local);
-    printf("service: CURVE: the listed key served, unlisted and anonymous "
-           "refused\n");
     stop_ok(w);
+
+    /* The same on a broker's frontend. */
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = spawn("broker", "broker", "--frontend", front, "--backend",
+                    back, "--heartbeat-ms", "100", "--curve-secret-key",
+                    server_key, "--allow-keys", allow, NULL);
+    pid_t bw = start_brokered_worker("bworker", back, "tiny");
+    wait_workers("broker.err", 1);
+    o.curve_public_key = a_pub;
+    o.curve_secret_key = a_sec;
+    o.timeout_ms = 5000;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+    ck_assert_str_eq(err_code(h), "ok");
+    json_decref(h);
+    vit_client_free(c);
+    o.curve_public_key = b_pub;
+    o.curve_secret_key = b_sec;
+    o.timeout_ms = 300;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+              VIT_E_IO);
+    vit_client_free(c);
+    printf("service: CURVE on a worker and on a broker: the listed key "
+           "served, unlisted and anonymous refused\n");
+    stop_ok(bw);
+    stop_ok(b);
 }
 END_TEST
 
