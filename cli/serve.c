@@ -139,6 +139,8 @@ static void serve_help(void)
         "      --max-queue N        requests held at once; more are refused\n"
         "                           'overloaded' (%d)\n"
         "      --decode-threads N   threads decoding images (%d)\n"
+        "      --threads N          threads of each forward pass (0: one per "
+        "CPU)\n"
         "      --deadline-ms MS     default deadline of a request (%d)\n"
         "      --max-images N       images per request (%d)\n"
         "      --max-texts N        texts per request (%d)\n"
@@ -168,7 +170,7 @@ enum {
     O_MAX_BATCH = 256, O_MAX_DELAY, O_MAX_QUEUE, O_DECODE, O_DEADLINE,
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
-    O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND,
+    O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -184,6 +186,7 @@ int cli_serve_main(int argc, char **argv)
         {"batch-wait", required_argument, NULL, O_BATCH_WAIT},
         {"metrics-bind", required_argument, NULL, O_METRICS_BIND},
         {"decode-threads", required_argument, NULL, O_DECODE},
+        {"threads", required_argument, NULL, O_THREADS},
         {"deadline-ms", required_argument, NULL, O_DEADLINE},
         {"max-images", required_argument, NULL, O_MAX_IMAGES},
         {"max-texts", required_argument, NULL, O_MAX_TEXTS},
@@ -233,6 +236,7 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_DELAY: name = "max-delay-ms"; lo = 0; hi = 60000; break;
         case O_MAX_QUEUE: name = "max-queue"; break;
         case O_DECODE: name = "decode-threads"; hi = 64; break;
+        case O_THREADS: name = "threads"; lo = 0; hi = 1024; break;
         case O_DEADLINE: name = "deadline-ms"; hi = 86400000; break;
         case O_MAX_IMAGES: name = "max-images"; hi = 100000; break;
         case O_MAX_TEXTS: name = "max-texts"; hi = 100000; break;
@@ -251,6 +255,7 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_DELAY: o.max_delay_ms = (int)v; break;
         case O_MAX_QUEUE: o.max_queue = (int)v; break;
         case O_DECODE: o.decode_threads = (int)v; break;
+        case O_THREADS: o.threads = (int)v; break;
         case O_DEADLINE: o.deadline_ms = (int)v; break;
         case O_MAX_IMAGES: o.max_images = (int)v; break;
         case O_MAX_TEXTS: o.max_texts = (int)v; break;

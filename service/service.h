@@ -38,6 +38,8 @@ typedef struct {
     int max_queue;           /* requests held at once; past it `overloaded`
                                 (256) */
     int decode_threads;      /* image decoding and preprocessing (2) */
+    int threads;             /* threads of each forward pass (vit_options;
+                                0: one per online CPU) */
     int deadline_ms;         /* default per-request deadline (30000) */
     int max_images;          /* per request (64) */
     int max_texts;           /* per request (64) */

@@ -1525,6 +1525,7 @@ static vit_status check_opts(const vit_serve_options *o, vit_error *err)
         return fail(err, VIT_E_ARG, "give exactly one of bind and connect");
     if (o->max_batch < 1 || o->max_batch > 4096 || o->max_delay_ms < 0 ||
         o->max_queue < 1 || o->decode_threads < 1 || o->decode_threads > 64 ||
+        o->threads < 0 || o->threads > 1024 ||
         o->deadline_ms < 1 || o->max_images < 1 || o->max_texts < 1 ||
         o->max_text_bytes < 1 || o->max_image_bytes < 1 ||
         o->max_request_bytes < 1 || o->heartbeat_ms < 10)
@@ -1569,6 +1570,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     }
     w->vopt = vit_options_default();
     w->vopt.max_batch = opt->max_batch;
+    w->vopt.threads = opt->threads;
     w->vopt.max_pixels = opt->max_pixels;
     w->vopt.max_file_bytes = opt->max_image_bytes;
     w->t_start = svc_now_ms();
