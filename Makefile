@@ -93,9 +93,11 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 $(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
 
+# `vit bench` times the model; the bench programs time the parts
+# (tokenizer, image decoding, the service, the index) and are run by hand.
 BENCH_MODEL ?= tests/fixtures/vit_tiny
-bench: $(BENCH_BIN)
-	$(BUILD)/vit_bench $(BENCH_MODEL)
+bench: $(BENCH_BIN) $(BUILD)/vit
+	$(BUILD)/vit bench --model $(BENCH_MODEL) --profile
 
 # The main job on the default model. Until a trained model ships under
 # models/, that is the tiny random-weight checkpoint the tests use.

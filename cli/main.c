@@ -21,6 +21,7 @@ static const cli_command commands[] = {
      "classify images with a ViT classifier, or zero-shot with CLIP"},
     {"embed", cli_embed_main, "embed images or texts (CLIP, ViT)"},
     {"match", cli_match_main, "match images against texts (CLIP)"},
+    {"bench", cli_bench_main, "time a model here, against the sgemm peak"},
     {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},
     {"broker", cli_broker_main, "route clients to workers by model (broker)"},
     {"client", cli_client_main, "send work to a vit worker or broker"},

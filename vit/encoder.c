@@ -96,10 +96,14 @@ static void phase_qkv(void *c, int w, int n)
         return;
     size_t o = (size_t)r0 * D;
     int m = r1 - r0;
-    vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D, j->e->eps);
-    vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
-    vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
-    vit__linear(s->v + o, s->xn + o, y->wv, y->bv, m, D, D);
+    double mm = 2.0 * m * D * D;
+    VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
+             vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D,
+                            j->e->eps));
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 3 * mm,
+             vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
+             vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
+             vit__linear(s->v + o, s->xn + o, y->wv, y->bv, m, D, D));
 }
 
 static void phase_attention(void *c, int w, int n)
@@ -112,7 +116,7 @@ static void phase_attention(void *c, int w, int n)
     for (int p = p0; p < p1; p++) {
         size_t o = (size_t)(p / H) * T * D + (size_t)(p % H) * dh;
         vit__attention_head(s->ctx + o, s->q + o, s->k + o, s->v + o, scores,
-                            T, D, dh, j->causal);
+                            T, D, dh, j->causal, s->prof ? &s->prof[w] : NULL);
     }
 }
 
@@ -128,11 +132,17 @@ static void phase_mlp(void *c, int w, int n)
     int m = r1 - r0;
     size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
     float *x = j->x + o;
-    linear_acc(x, s->ctx + o, y->wo, y->bo, m, D, D);
-    vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D, j->e->eps);
-    vit__linear(s->ff + of, s->xn + o, y->w1, y->b1, m, F, D);
-    vit__activation(s->ff + of, (size_t)m * F, j->e->act);
-    linear_acc(x, s->ff + of, y->w2, y->b2, m, D, F);
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * D,
+             linear_acc(x, s->ctx + o, y->wo, y->bo, m, D, D));
+    VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
+             vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D,
+                            j->e->eps));
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * F * D,
+             vit__linear(s->ff + of, s->xn + o, y->w1, y->b1, m, F, D));
+    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
+             vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * F,
+             linear_acc(x, s->ff + of, y->w2, y->b2, m, D, F));
 }
 
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,

@@ -55,7 +55,10 @@ struct vit_state {
     float *scratch;  /* what vit__scratch_carve divides, for either tower */
     vit__scratch s;  /* the vision tower's division of it */
     vit__pool *pool;
+    vit__prof *prof; /* one per thread */
 };
+
+_Static_assert(VIT_PROF_N == VIT_PROFILE_OPS, "profile kinds");
 
 vit_options vit_options_default(void)
 {
@@ -635,7 +638,9 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
                          "(max_batch %d)",
                          total * sizeof(float) >> 20, B);
     }
-    if (!(s->pool = vit__pool_new(threads))) {
+    s->prof = calloc((size_t)threads, sizeof *s->prof);
+    if (!s->prof || !(s->pool = vit__pool_new(threads))) {
+        free(s->prof);
         free(s->arena);
         free(s);
         return vit__fail(err, VIT_E_NOMEM, "cannot start %d threads",
@@ -643,8 +648,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     }
     /* The pool splits every GEMM among its threads; OpenBLAS threading
      * them again would oversubscribe the cores. */
-    if (threads > 1)
-        openblas_set_num_threads(1);
+    openblas_set_num_threads(1);
     s->m = m;
     s->max_batch = B;
     s->x = s->arena;
@@ -667,11 +671,38 @@ void vit_state_free(vit_state *s)
     if (!s)
         return;
     vit__pool_free(s->pool);
+    free(s->prof);
     free(s->arena);
     free(s);
 }
 
 const vit_model *vit__state_model(const vit_state *s) { return s->m; }
+
+void vit_state_profile_enable(vit_state *s, int on)
+{
+    if (!s)
+        return;
+    memset(s->prof, 0, (size_t)vit__pool_size(s->pool) * sizeof *s->prof);
+    s->s.prof = on ? s->prof : NULL;
+}
+
+int vit_state_profile_get(const vit_state *s, vit_profile_entry *out)
+{
+    static const char *names[VIT_PROF_N] = {
+        "patch embedding", "layernorm", "matmul",
+        "attention",       "softmax",   "activation",
+    };
+    int n = vit__pool_size(s->pool);
+    for (int k = 0; k < VIT_PROF_N; k++) {
+        out[k] = (vit_profile_entry){.op = names[k]};
+        for (int w = 0; w < n; w++) {
+            out[k].thread_seconds += s->prof[w].sec[k];
+            out[k].gflop += s->prof[w].flop[k] * 1e-9;
+            out[k].calls += s->prof[w].calls[k];
+        }
+    }
+    return n;
+}
 const float *vit__state_hidden(const vit_state *s) { return s->x; }
 
 /* ---- forward ---- */
@@ -856,6 +887,7 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F);
         sc.pool = s->pool;
+        sc.prof = s->s.prof;
         vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);
         vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, NULL, B, E, t->D);
     }

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* Compiled for AVX-512, AVX2 and the baseline, picked at run time. */
 #define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -164,22 +165,41 @@ void vit__softmax(float *x, int rows, int cols)
     }
 }
 
+double vit__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 void vit__attention_head(float *out, const float *q, const float *k,
                          const float *v, float *scores, int T, int ld, int dh,
-                         int causal)
+                         int causal, vit__prof *prof)
 {
     /* One head of one sequence: q, k, v, out are (T, dh) views with row
      * stride ld; scores: (T, T) scratch. */
     float scale = 1.0f / sqrtf((float)dh);
+    double t0 = prof ? vit__now() : 0, t1 = 0, t2 = 0;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q,
                 ld, k, ld, 0.0f, scores, T);
     if (causal)
         for (int i = 0; i < T; i++)
             for (int j = i + 1; j < T; j++)
                 scores[(size_t)i * T + j] = -INFINITY;
+    if (prof)
+        t1 = vit__now();
     vit__softmax(scores, T, T);
+    if (prof)
+        t2 = vit__now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f,
                 scores, T, v, ld, 0.0f, out, ld);
+    if (prof) {
+        prof->sec[VIT_PROF_ATTENTION] += (t1 - t0) + (vit__now() - t2);
+        prof->flop[VIT_PROF_ATTENTION] += 4.0 * T * T * dh;
+        prof->calls[VIT_PROF_ATTENTION]++;
+        prof->sec[VIT_PROF_SOFTMAX] += t2 - t1;
+        prof->calls[VIT_PROF_SOFTMAX]++;
+    }
 }
 
 void vit__attention(float *out, const float *q, const float *k,
@@ -192,7 +212,7 @@ void vit__attention(float *out, const float *q, const float *k,
         for (int h = 0; h < H; h++) {
             size_t o = (size_t)b * T * D + (size_t)h * dh;
             vit__attention_head(out + o, q + o, k + o, v + o, scores, T, D, dh,
-                                causal);
+                                causal, NULL);
         }
 }
 
@@ -216,4 +236,35 @@ int vit__act_parse(const char *name)
         if (strcmp(name, acts[i].name) == 0)
             return (int)acts[i].act;
     return -1;
+}
+
+double vit_sgemm_gflops(int M, int N, int K, int threads)
+{
+    if (M < 1 || N < 1 || K < 1)
+        return 0;
+    float *a = malloc((size_t)M * K * sizeof *a),
+          *b = malloc((size_t)N * K * sizeof *b),
+          *c = malloc((size_t)M * N * sizeof *c);
+    double best = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            a[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            b[i] = (float)(i % 5) * 0.1f;
+        openblas_set_num_threads(threads > 0 ? threads : 1);
+        for (int r = 0; r < 4; r++) {
+            double t = vit__now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
+                        a, K, b, K, 0.0f, c, N);
+            t = vit__now() - t;
+            double g = 2.0 * M * N * K / t / 1e9;
+            if (r > 0 && g > best) /* the first run warms caches, threads */
+                best = g;
+        }
+        openblas_set_num_threads(1);
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
 }

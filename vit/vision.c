@@ -44,6 +44,7 @@ typedef struct {
     const float *pixels;
     float *x, *patches;
     int B;
+    const vit__scratch *s;
 } vision_job;
 
 /* Images split among the threads: im2col, the patch GEMM, class token and
@@ -56,6 +57,7 @@ static void phase_embed(void *arg, int w, int n)
     size_t cpp = (size_t)C * P * P;
     int b0, b1;
     vit__split(j->B, w, n, &b0, &b1);
+    double t0 = j->s->prof ? vit__now() : 0;
     for (int b = b0; b < b1; b++) {
         /* pixels (C, Hi, Wi) -> patches (NP, C * P * P), the im2col of the
          * stride-P convolution, in the weight's (c, ky, kx) order. */
@@ -80,6 +82,12 @@ static void phase_embed(void *arg, int w, int n)
         if (v->pre_w)
             vit__layernorm(xb, xb, v->pre_w, v->pre_b, T, D, v->enc.eps);
     }
+    if (j->s->prof) {
+        vit__prof *p = &j->s->prof[w];
+        p->sec[VIT_PROF_PATCH] += vit__now() - t0;
+        p->flop[VIT_PROF_PATCH] += 2.0 * (b1 - b0) * v->NP * (double)cpp * D;
+        p->calls[VIT_PROF_PATCH]++;
+    }
 }
 
 /* The final layernorm: every token (ViT) or the class tokens (CLIP). */
@@ -91,7 +99,9 @@ static void phase_final(void *c, int w, int n)
     if (v->post_all) {
         vit__split(j->B * T, w, n, &r0, &r1);
         float *x = j->x + (size_t)r0 * D;
-        vit__layernorm(x, x, v->post_w, v->post_b, r1 - r0, D, v->enc.eps);
+        VIT_PROF(j->s, w, VIT_PROF_LAYERNORM, 0,
+                 vit__layernorm(x, x, v->post_w, v->post_b, r1 - r0, D,
+                                v->enc.eps));
         return;
     }
     vit__split(j->B, w, n, &r0, &r1);
@@ -105,7 +115,7 @@ void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
                          float *x, float *patches, const vit__scratch *s)
 {
     /* pixels (B, C, Hi, Wi) -> x (B, T, D). */
-    vision_job j = {v, pixels, x, patches, B};
+    vision_job j = {v, pixels, x, patches, B, s};
     vit__pool_run(s->pool, phase_embed, &j);
     vit__encoder_forward(&v->enc, x, B, v->T, 0, s);
     vit__pool_run(s->pool, phase_final, &j);

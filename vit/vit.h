@@ -80,11 +80,10 @@ typedef struct {
     uint64_t max_pixels;
     size_t max_file_bytes;
     int threads;             /* threads each state computes with; 0: one
-                                per online CPU. Above 1, vit splits the
-                                work itself and sets OpenBLAS to one thread
-                                (openblas_set_num_threads, process-wide);
-                                at 1, OpenBLAS threads its GEMMs as it is
-                                set to. */
+                                per online CPU. vit splits the work among
+                                them itself, so it sets OpenBLAS to one
+                                thread (openblas_set_num_threads, which is
+                                process-wide) when a state is made. */
     int exif_transpose;      /* nonzero: turn images upright by their EXIF
                                 orientation, as transformers' load_image
                                 does (default 1) */
@@ -231,6 +230,32 @@ vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
                                         const float *pixels, int n, int top_k,
                                         vit_prediction *out, float *logits,
                                         vit_error *err);
+
+/* Where a state's forward passes spend their time, by kind of op, summed
+ * over its threads since profiling was last enabled: "patch embedding",
+ * "layernorm", "matmul" (the linear layers), "attention" (its two batched
+ * products), "softmax", "activation". Preprocessing happens outside a
+ * state; time it around vit_preprocess. */
+typedef struct {
+    const char *op;
+    double thread_seconds;  /* summed over threads */
+    double gflop;           /* floating-point work, 0 where not counted */
+    long calls;
+} vit_profile_entry;
+
+#define VIT_PROFILE_OPS 6
+
+/* Turns profiling on (and clears the counters) or off. Off costs nothing;
+ * on costs two clock reads per op. */
+void vit_state_profile_enable(vit_state *s, int on);
+/* Fills out[0 .. VIT_PROFILE_OPS-1]; returns the number of threads the
+ * state runs (divide thread_seconds by it for wall time). */
+int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
+
+/* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
+ * of a few runs after a warm-up: the ceiling a forward pass is measured
+ * against. Leaves OpenBLAS on one thread, as states want it. */
+double vit_sgemm_gflops(int M, int N, int K, int threads);
 
 /* A float32 array from a .npy file (little-endian '<f4', C order), as used
  * for already-preprocessed pixels. */

@@ -95,9 +95,10 @@ void vit__layernorm(float *out, const float *in, const float *w,
 void vit__activation(float *x, size_t n, vit__act act);
 void vit__softmax(float *x, int rows, int cols);
 /* One (sequence, head): q, k, v, out (T, dh) with row stride ld. */
+struct vit__prof_s;
 void vit__attention_head(float *out, const float *q, const float *k,
                          const float *v, float *scores, int T, int ld, int dh,
-                         int causal);
+                         int causal, struct vit__prof_s *prof);
 /* Every head of B sequences, (B, T, D) each, one after another. */
 void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *scores, int B, int T, int D, int H,
@@ -145,6 +146,40 @@ typedef struct {
     const char *ln2_w, *ln2_b, *w1, *b1, *w2, *b2;
 } vit__layer_names;
 
+/* Per-thread profile counters, by vit_profile_entry kind. */
+enum {
+    VIT_PROF_PATCH,
+    VIT_PROF_LAYERNORM,
+    VIT_PROF_MATMUL,
+    VIT_PROF_ATTENTION,
+    VIT_PROF_SOFTMAX,
+    VIT_PROF_ACTIVATION,
+    VIT_PROF_N
+};
+typedef struct vit__prof_s {
+    double sec[VIT_PROF_N], flop[VIT_PROF_N];
+    long calls[VIT_PROF_N];
+    char pad[64]; /* threads' counters on separate cache lines */
+} vit__prof;
+
+double vit__now(void);
+
+/* Times `stmt` as op `kind` of worker `w` with `flops` of work when the
+ * scratch is profiling. */
+#define VIT_PROF(s, w, kind, flops, stmt)                                   \
+    do {                                                                    \
+        if ((s)->prof) {                                                    \
+            double t0_ = vit__now();                                        \
+            stmt;                                                           \
+            vit__prof *p_ = &(s)->prof[w];                                  \
+            p_->sec[kind] += vit__now() - t0_;                              \
+            p_->flop[kind] += (double)(flops);                              \
+            p_->calls[kind]++;                                              \
+        } else {                                                            \
+            stmt;                                                           \
+        }                                                                   \
+    } while (0)
+
 /* Activation scratch for one forward of B sequences of T tokens, and the
  * threads that run it. */
 typedef struct {
@@ -152,6 +187,7 @@ typedef struct {
     float *ff;                    /* (B, T, F) */
     float *scores;                /* (threads, T, T) */
     vit__pool *pool;              /* NULL: the caller alone */
+    vit__prof *prof;              /* one per thread, NULL: not profiling */
 } vit__scratch;
 
 size_t vit__scratch_floats(int B, int T, int D, int F, int threads);
