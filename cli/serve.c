@@ -138,6 +138,8 @@ static void serve_help(void)
         "                           decoded (default); full: always wait\n"
         "      --max-queue N        requests held at once; more are refused\n"
         "                           'overloaded' (%d)\n"
+        "      --max-queue-bytes N  image bytes and pixels held at once "
+        "(%zu)\n"
         "      --decode-threads N   threads decoding images (%d)\n"
         "      --threads N          threads of each forward pass (0: one per "
         "CPU)\n"
@@ -160,7 +162,8 @@ static void serve_help(void)
         "\nSIGTERM or Ctrl-C drains: accepted work is finished, new work is "
         "refused,\nthen the exit status is 0. A second Ctrl-C exits at once "
         "(130).\n",
-        d.max_batch, d.max_delay_ms, d.max_queue, d.decode_threads,
+        d.max_batch, d.max_delay_ms, d.max_queue, d.max_queue_bytes,
+        d.decode_threads,
         d.deadline_ms, d.max_images, d.max_texts, d.max_text_bytes,
         d.max_image_bytes, d.max_request_bytes,
         (unsigned long long)d.max_pixels, d.heartbeat_ms);
@@ -171,6 +174,7 @@ enum {
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
+    O_MAX_QUEUE_BYTES,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -184,6 +188,7 @@ int cli_serve_main(int argc, char **argv)
         {"max-delay-ms", required_argument, NULL, O_MAX_DELAY},
         {"max-queue", required_argument, NULL, O_MAX_QUEUE},
         {"batch-wait", required_argument, NULL, O_BATCH_WAIT},
+        {"max-queue-bytes", required_argument, NULL, O_MAX_QUEUE_BYTES},
         {"metrics-bind", required_argument, NULL, O_METRICS_BIND},
         {"decode-threads", required_argument, NULL, O_DECODE},
         {"threads", required_argument, NULL, O_THREADS},
@@ -243,6 +248,7 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_TEXT_BYTES: name = "max-text-bytes"; hi = 1 << 24; break;
         case O_MAX_IMAGE_BYTES:
         case O_MAX_REQ_BYTES: name = "max-*-bytes"; hi = 1LL << 31; break;
+        case O_MAX_QUEUE_BYTES: name = "max-queue-bytes"; hi = 1LL << 40; break;
         case O_MAX_PIXELS: name = "max-pixels"; hi = 1LL << 40; break;
         case O_HEARTBEAT: name = "heartbeat-ms"; lo = 10; hi = 600000; break;
         }
@@ -262,6 +268,7 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_TEXT_BYTES: o.max_text_bytes = (int)v; break;
         case O_MAX_IMAGE_BYTES: o.max_image_bytes = (size_t)v; break;
         case O_MAX_REQ_BYTES: o.max_request_bytes = (size_t)v; break;
+        case O_MAX_QUEUE_BYTES: o.max_queue_bytes = (size_t)v; break;
         case O_MAX_PIXELS: o.max_pixels = (uint64_t)v; break;
         case O_HEARTBEAT: o.heartbeat_ms = (int)v; break;
         }
@@ -318,6 +325,7 @@ static void broker_help(void)
            "      --heartbeat-ms MS    heartbeat interval (%d)\n"
            "      --deadline-ms MS     default deadline of a request (%d)\n"
            "      --max-queue N        requests waiting for a worker (%d)\n"
+           "      --max-queue-bytes N  bytes of the requests held (%zu)\n"
            "      --max-request-bytes N  largest frame a client may send "
            "(%zu)\n"
            "      --curve-secret-key FILE  encrypt the frontend with CURVE\n"
@@ -325,7 +333,8 @@ static void broker_help(void)
            "DIR\n"
            "  -h, --help               show this help and exit\n"
            "\nSIGTERM or Ctrl-C stops it (exit 0).\n",
-           d.heartbeat_ms, d.deadline_ms, d.max_queue, d.max_request_bytes);
+           d.heartbeat_ms, d.deadline_ms, d.max_queue, d.max_queue_bytes,
+           d.max_request_bytes);
 }
 
 int cli_broker_main(int argc, char **argv)
@@ -336,6 +345,7 @@ int cli_broker_main(int argc, char **argv)
         {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
         {"deadline-ms", required_argument, NULL, O_DEADLINE},
         {"max-queue", required_argument, NULL, O_MAX_QUEUE},
+        {"max-queue-bytes", required_argument, NULL, O_MAX_QUEUE_BYTES},
         {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
         {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
         {"allow-keys", required_argument, NULL, O_ALLOW},
@@ -379,6 +389,13 @@ int cli_broker_main(int argc, char **argv)
                                    "--max-request-bytes needs a positive "
                                    "integer");
             o.max_request_bytes = (size_t)v;
+            break;
+        case O_MAX_QUEUE_BYTES:
+            if ((v = parse_num(optarg, 1, 1LL << 40)) < 0)
+                return usage_error("broker", broker_usage,
+                                   "--max-queue-bytes needs a positive "
+                                   "integer");
+            o.max_queue_bytes = (size_t)v;
             break;
         case ':':
             return usage_error("broker", broker_usage,

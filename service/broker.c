@@ -30,6 +30,7 @@ typedef struct breq {
     svc_msg frames;  /* request id, header, data ... */
     double t_recv, deadline;
     int sends;       /* how many workers it was sent to */
+    size_t cost;     /* its frames' bytes */
     bworker *w;      /* the worker holding it, or NULL while queued */
     struct breq *prev, *next;
 } breq;
@@ -54,6 +55,7 @@ typedef struct {
     void *front, *back;
     bworker *workers;
     breq_list queue;
+    size_t held_bytes;  /* frames of every request held, queued or sent */
     uint64_t forwarded, resent, expired, refused;
 } broker;
 
@@ -111,8 +113,9 @@ static void list_push_front(breq_list *l, breq *r)
     l->n++;
 }
 
-static void breq_free(breq *r)
+static void breq_free(broker *b, breq *r)
 {
+    b->held_bytes -= r->cost;
     svc_msg_close(&r->frames);
     free(r);
 }
@@ -355,7 +358,7 @@ static void on_backend(broker *b, svc_msg *m)
     to_client(b, r->client, r->client_len, w->service, svc_data(m, 6),
               svc_size(m, 6), m, 7, NULL);
     b->forwarded++;
-    breq_free(r);
+    breq_free(b, r);
 }
 
 /* [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
@@ -410,13 +413,25 @@ static void on_frontend(broker *b, svc_msg *m)
     json_decref(h);
     r->t_recv = svc_now_ms();
     r->deadline = r->t_recv + deadline;
+    size_t cost = 0;
+    for (int i = 5; i < m->n; i++)
+        cost += svc_size(m, i);
+    if (b->held_bytes > 0 && b->held_bytes + cost > b->o.max_queue_bytes) {
+        free(r);
+        refuse(b, client, client_len, rid, rid_len, "overloaded",
+               "the broker holds too many bytes of work; try again later");
+        return;
+    }
     for (int i = 5; i < m->n; i++)
         if (svc_msg_add_frame(&r->frames, m, i) != 0) {
-            breq_free(r);
+            svc_msg_close(&r->frames);
+            free(r);
             refuse(b, client, client_len, rid, rid_len, "internal",
                    "out of memory");
             return;
         }
+    r->cost = cost;
+    b->held_bytes += cost;
     list_push_back(&b->queue, r);
 }
 
@@ -452,7 +467,7 @@ static void timers(broker *b)
                svc_size(&r->frames, 0),
                known ? "deadline_exceeded" : "unavailable", msg);
         b->expired++;
-        breq_free(r);
+        breq_free(b, r);
     }
 }
 
@@ -463,6 +478,7 @@ vit_broker_options vit_broker_options_default(void)
         .deadline_ms = 30000,
         .max_request_bytes = (size_t)64 << 20,
         .max_queue = 10000,
+        .max_queue_bytes = (size_t)1 << 30,
     };
 }
 
@@ -470,7 +486,7 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
 {
     if (!opt->frontend || !opt->backend || opt->heartbeat_ms < 10 ||
         opt->deadline_ms < 1 || opt->max_queue < 1 ||
-        opt->max_request_bytes < 1) {
+        opt->max_queue_bytes < 1 || opt->max_request_bytes < 1) {
         if (err)
             snprintf(err->msg, sizeof err->msg,
                      "the broker needs a frontend and a backend, and "
@@ -566,14 +582,14 @@ out:
         while (w->held.head) {
             breq *r = w->held.head;
             list_remove(&w->held, r);
-            breq_free(r);
+            breq_free(&b, r);
         }
         free(w);
     }
     while (b.queue.head) {
         breq *r = b.queue.head;
         list_remove(&b.queue, r);
-        breq_free(r);
+        breq_free(&b, r);
     }
     zmq_close(b.front);
     zmq_close(b.back);

@@ -58,7 +58,8 @@ typedef struct {
 /* A reply. `body` is the JSON object of frame 5, NUL-terminated; `data`
  * the binary frames after it (embeddings: little-endian float32, at no
  * particular alignment, so copy them out before reading them as floats),
- * `service` the name of the model that answered. All owned by the reply; free with vit_reply_free. */
+ * `service` the name of the model that answered. All owned by the reply;
+ * free with vit_reply_free. */
 typedef struct {
     char *body;
     char *service;

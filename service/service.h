@@ -37,6 +37,9 @@ typedef struct {
                                 1: always wait up to max_delay_ms */
     int max_queue;           /* requests held at once; past it `overloaded`
                                 (256) */
+    size_t max_queue_bytes;  /* image bytes and pixels held at once; past
+                                it `overloaded` (1 GiB; one request is
+                                always taken) */
     int decode_threads;      /* image decoding and preprocessing (2) */
     int threads;             /* threads of each forward pass (vit_options;
                                 0: one per online CPU) */
@@ -75,6 +78,8 @@ typedef struct {
     int deadline_ms;        /* default per-request deadline (30000) */
     size_t max_request_bytes; /* (64 MiB) ZMQ_MAXMSGSIZE on the frontend */
     int max_queue;          /* requests waiting for a worker (10000) */
+    size_t max_queue_bytes; /* bytes of the requests held (1 GiB; one
+                               request is always taken) */
     const char *curve_secret_key; /* CURVE on the frontend */
     const char *allow_keys_dir;
     volatile sig_atomic_t *stop;  /* nonzero: return */

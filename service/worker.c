@@ -96,6 +96,7 @@ struct req {
     int top_k, k, want_logits, normalize;
     int prometheus;  /* metrics in Prometheus text */
     double t_recv, deadline;
+    size_t cost;  /* bytes held while queued (max_queue_bytes) */
 
     svc_msg data;  /* the image frames, data.f[0 .. n_images) */
     int n_images;
@@ -150,6 +151,7 @@ typedef struct {
 
     /* I/O thread only */
     int inflight;
+    size_t held_bytes;  /* image bytes and pixels of inflight requests */
     uint64_t counts[N_OPS][N_CODES];
     double lat[LAT_RING];
     uint64_t n_lat;
@@ -486,7 +488,8 @@ static void finish_ok(infer_ctx *c, req *r)
             r->txt_emb = NULL;
     } else if (r->op == OP_MATCH) {
         size_t nm = (size_t)r->n_images * r->n_texts;
-        float *lg = malloc(nm * sizeof(float)), *pr = malloc(nm * sizeof(float));
+        float *lg = malloc(nm * sizeof(float));
+        float *pr = malloc(nm * sizeof(float));
         vit_error err = {{0}};
         vit_status st = lg && pr ? vit_match(w->model, r->img_emb, r->n_images,
                                              r->txt_emb, r->n_texts, lg, pr,
@@ -507,8 +510,9 @@ static void finish_ok(infer_ctx *c, req *r)
         for (int i = 0; i < r->n_images; i++) {
             json_t *a = json_array(), *b = json_array();
             for (int j = 0; j < r->n_texts; j++) {
-                json_array_append_new(a, jfloat(lg[(size_t)i * r->n_texts + j]));
-                json_array_append_new(b, jfloat(pr[(size_t)i * r->n_texts + j]));
+                size_t at = (size_t)i * r->n_texts + j;
+                json_array_append_new(a, jfloat(lg[at]));
+                json_array_append_new(b, jfloat(pr[at]));
             }
             json_array_append_new(res, json_pack("{s:o, s:o}", "logits", a,
                                                  "probs", b));
@@ -810,8 +814,9 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
                            JSON_REJECT_DUPLICATES, &jerr);
     int rc = -1;
     if (!h || !json_is_object(h)) {
-        rejectf(rj, C_BAD_REQUEST, -1, NULL, "the header is not a JSON object%s%s",
-                h ? "" : ": ", h ? "" : jerr.text);
+        rejectf(rj, C_BAD_REQUEST, -1, NULL,
+                "the header is not a JSON object%s%s", h ? "" : ": ",
+                h ? "" : jerr.text);
         goto done;
     }
     json_t *op = json_object_get(h, "op");
@@ -1089,11 +1094,13 @@ static char *info_body(worker *w)
         "max_image_bytes", (json_int_t)w->o.max_image_bytes,
         "max_request_bytes", (json_int_t)w->o.max_request_bytes, "max_pixels",
         (json_int_t)w->o.max_pixels);
-    json_t *batching = json_pack("{s:i, s:i, s:s, s:i, s:i}", "max_batch",
-                                 w->o.max_batch, "max_delay_ms",
+    json_t *batching = json_pack("{s:i, s:i, s:s, s:i, s:I, s:i}",
+                                 "max_batch", w->o.max_batch, "max_delay_ms",
                                  w->o.max_delay_ms, "wait",
                                  w->o.batch_wait_full ? "full" : "adaptive",
                                  "max_queue", w->o.max_queue,
+                                 "max_queue_bytes",
+                                 (json_int_t)w->o.max_queue_bytes,
                                  "decode_threads", w->o.decode_threads);
     return dump(json_pack("{s:b, s:s, s:s, s:s, s:o, s:o, s:o}", "ok", 1, "op",
                           "info", "version", SVC_VERSION, "protocol",
@@ -1287,6 +1294,20 @@ static void handle_request(io *x, svc_msg *m, int ri,
                 w->o.max_queue);
         goto reject;
     }
+    /* The memory a request holds until it is answered: its image bytes,
+     * then its pixel tensors. max_queue requests of max_request_bytes each
+     * could be far more than the machine has, so bytes are bounded too. */
+    size_t cost = 0;
+    for (int i = 0; i < r->data.n; i++)
+        cost += svc_size(&r->data, i);
+    cost += (size_t)r->n_images * w->chw * sizeof(float);
+    if (w->held_bytes > 0 && w->held_bytes + cost > w->o.max_queue_bytes) {
+        rejectf(&rj, C_OVERLOADED, -1, NULL,
+                "the queue holds %zu MiB of work; try again later",
+                w->held_bytes >> 20);
+        goto reject;
+    }
+    r->cost = cost;
     if (req_prepare(w, r) != 0) {
         rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
         goto reject;
@@ -1296,6 +1317,7 @@ static void handle_request(io *x, svc_msg *m, int ri,
     memcpy(r->rid, rid, rid_len);
     r->rid_len = rid_len;
     w->inflight++;
+    w->held_bytes += r->cost;
     pthread_mutex_lock(&w->mu);
     if (r->n_images > 0) {
         r->next = NULL;
@@ -1367,6 +1389,7 @@ static void handle_done(io *x, done_msg *d)
     count(w, r->op, d->body ? d->code : C_INTERNAL);
     w->lat[w->n_lat++ % LAT_RING] = svc_now_ms() - r->t_recv;
     w->inflight--;
+    w->held_bytes -= r->cost;
     free(d->body);
     free(d->data);
     req_free(r);
@@ -1492,6 +1515,7 @@ vit_serve_options vit_serve_options_default(void)
         .max_batch = 8,
         .max_delay_ms = 5,
         .max_queue = 256,
+        .max_queue_bytes = (size_t)1 << 30,
         .decode_threads = 2,
         .deadline_ms = 30000,
         .max_images = 64,
@@ -1528,6 +1552,7 @@ static vit_status check_opts(const vit_serve_options *o, vit_error *err)
         o->threads < 0 || o->threads > 1024 ||
         o->deadline_ms < 1 || o->max_images < 1 || o->max_texts < 1 ||
         o->max_text_bytes < 1 || o->max_image_bytes < 1 ||
+        o->max_queue_bytes < 1 ||
         o->max_request_bytes < 1 || o->heartbeat_ms < 10)
         return fail(err, VIT_E_ARG, "a serve option is out of range");
     if (o->curve_secret_key && !svc_key_valid(o->curve_secret_key))

@@ -788,7 +788,8 @@ START_TEST(test_info_and_embed)
     memcpy(got, r.data[0].data, r.data[0].size);
     double maxd = 0;
     for (int i = 0; i < dim; i++) {
-        double dd = fabs((double)got[i] - e[i]) + fabs((double)got[dim + i] - e[i]);
+        double dd = fabs((double)got[i] - e[i]) +
+                    fabs((double)got[dim + i] - e[i]);
         maxd = dd > maxd ? dd : maxd;
     }
     printf("service: embed_image over the wire vs library: max diff %g\n",
@@ -1767,6 +1768,44 @@ START_TEST(test_clip_single_towers)
 }
 END_TEST
 
+/* Bytes are bounded as well as requests: a request is refused when the
+ * work held would pass --max-queue-bytes, though one is always taken. */
+START_TEST(test_queue_bytes)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    /* One noise.png request holds its 3 KB or so plus 12 KB of pixels. */
+    pid_t w = start_worker(ep, "--max-queue-bytes", "20000", "--max-delay-ms",
+                           "300", "--max-batch", "64", "--batch-wait", "full",
+                           NULL);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    for (int i = 0; i < 3; i++)
+        send_classify(d, i, png, n);
+    int ok = 0, over = 0;
+    for (int i = 0; i < 3; i++) {
+        int good;
+        int id = recv_reply(d, 5000, &good);
+        ck_assert_int_ge(id, 0);
+        ok += good;
+        over += !good;
+        if (!good)
+            ck_assert_int_ne(id, 0);  /* the first is always taken */
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(over, 2);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(png);
+    stop_ok(w);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1792,6 +1831,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_broker_restart_and_routing);
     tcase_add_test(tc, test_broker_refusals);
     tcase_add_test(tc, test_sigint_twice);
+    tcase_add_test(tc, test_queue_bytes);
     suite_add_tcase(s, tc);
     return s;
 }
