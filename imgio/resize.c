@@ -333,8 +333,6 @@ hpass_pairs(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
     }
 }
 
-/* Compiled twice: for SSSE3, and for AVX2, whose three-operand encoding
- * drops the register copies SSE needs. */
 __attribute__((target("ssse3"))) static void
 hpass_ssse3(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
             int col0, int sw_px, int rows, const coeffs *c,
@@ -343,12 +341,70 @@ hpass_ssse3(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
     hpass_pairs(dst, dstride, src, sstride, col0, sw_px, rows, c, pw, x0, nx);
 }
 
+/* With AVX2, four rows at a time: rows y and y+1 in the two 128-bit
+ * halves of one register, y+2 and y+3 in another, the same weights
+ * broadcast to both halves; a leftover one to three rows go through the
+ * SSSE3 kernel. */
 __attribute__((target("avx2"))) static void
 hpass_avx2(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
            int col0, int sw_px, int rows, const coeffs *c,
            const pair_weights *pw, int x0, int nx)
 {
-    hpass_pairs(dst, dstride, src, sstride, col0, sw_px, rows, c, pw, x0, nx);
+    const __m256i spread = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1));
+    int y = 0;
+    for (; y + 4 <= rows; y += 4) {
+        const uint8_t *in = src + (size_t)y * sstride;
+        uint8_t *o = dst + (size_t)y * dstride;
+        for (int x = x0; x < x0 + nx; x++, o += 3) {
+            const int32_t *k = c->k + (size_t)x * (size_t)c->ksize;
+            const __m128i *w =
+                (const __m128i *)(pw->kw + (size_t)(x - x0) *
+                                               (size_t)pw->npairs * 16);
+            int f = c->first[x] - col0, n = c->len[x];
+            int pairs = n / 2;
+            if (pairs > 0 && f + 2 * pairs - 2 > sw_px - 3)
+                pairs = sw_px - 3 - f >= 0 ? (sw_px - 3 - f) / 2 + 1 : 0;
+            const uint8_t *p = in + (size_t)f * 3;
+            __m256i hia = _mm256_setzero_si256(), loa = hia, hib = hia,
+                    lob = hia;
+            for (int q = 0; q < pairs; q++, p += 6, w += 2) {
+                __m256i wh = _mm256_broadcastsi128_si256(_mm_loadu_si128(w));
+                __m256i wl =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(w + 1));
+                __m256i va = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(
+                        _mm_loadl_epi64((const __m128i *)p)),
+                    _mm_loadl_epi64((const __m128i *)(p + sstride)), 1);
+                __m256i vb = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(
+                        _mm_loadl_epi64((const __m128i *)(p + 2 * sstride))),
+                    _mm_loadl_epi64((const __m128i *)(p + 3 * sstride)), 1);
+                va = _mm256_shuffle_epi8(va, spread);
+                vb = _mm256_shuffle_epi8(vb, spread);
+                hia = _mm256_add_epi32(hia, _mm256_madd_epi16(va, wh));
+                loa = _mm256_add_epi32(loa, _mm256_madd_epi16(va, wl));
+                hib = _mm256_add_epi32(hib, _mm256_madd_epi16(vb, wh));
+                lob = _mm256_add_epi32(lob, _mm256_madd_epi16(vb, wl));
+            }
+            const uint8_t *pr = in + (size_t)(f + 2 * pairs) * 3;
+            finish_pixel(o, _mm256_castsi256_si128(hia),
+                         _mm256_castsi256_si128(loa), pr, k, 2 * pairs, n);
+            finish_pixel(o + dstride, _mm256_extracti128_si256(hia, 1),
+                         _mm256_extracti128_si256(loa, 1), pr + sstride, k,
+                         2 * pairs, n);
+            finish_pixel(o + 2 * dstride, _mm256_castsi256_si128(hib),
+                         _mm256_castsi256_si128(lob), pr + 2 * sstride, k,
+                         2 * pairs, n);
+            finish_pixel(o + 3 * dstride, _mm256_extracti128_si256(hib, 1),
+                         _mm256_extracti128_si256(lob, 1), pr + 3 * sstride,
+                         k, 2 * pairs, n);
+        }
+    }
+    if (y < rows)
+        hpass_pairs(dst + (size_t)y * dstride, dstride,
+                    src + (size_t)y * sstride, sstride, col0, sw_px,
+                    rows - y, c, pw, x0, nx);
 }
 #endif
 
