@@ -449,12 +449,14 @@ static void timers(broker *b)
     }
     for (breq *r = b->queue.head, *nx; r; r = nx) {
         nx = r->next;
-        /* A request for a model no worker serves waits three heartbeats,
-         * time for a restarting worker to come back, not its whole
-         * deadline. */
+        /* A request for a model no worker serves waits long enough for
+         * restarting workers to come back (three heartbeats, at least 2
+         * s), not its whole deadline. */
         int known = service_known(b, r->service);
-        if (now <= r->deadline &&
-            (known || now - r->t_recv <= 3.0 * b->o.heartbeat_ms))
+        double grace = 3.0 * b->o.heartbeat_ms;
+        if (grace < 2000)
+            grace = 2000;
+        if (now <= r->deadline && (known || now - r->t_recv <= grace))
             continue;
         list_remove(&b->queue, r);
         char msg[400];

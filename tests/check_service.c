@@ -1297,7 +1297,7 @@ START_TEST(test_broker_restart_and_routing)
     o.service = "gamma";
     vit_client *g;
     ck_assert(vit_client_new(front, &o, &g, NULL) == VIT_OK);
-    json_t *r = call(g, "{\"op\":\"health\"}", NULL, 0);
+    json_t *r = call(g, "{\"op\":\"health\",\"deadline_ms\":300}", NULL, 0);
     ck_assert_str_eq(err_code(r), "unavailable");
     json_decref(r);
     vit_client_free(g);
@@ -1806,6 +1806,41 @@ START_TEST(test_queue_bytes)
 }
 END_TEST
 
+/* The commands' usage errors (2) and failures to start (1). */
+START_TEST(test_command_errors)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w");
+    static const char *const usage[][6] = {
+        {"serve", NULL},
+        {"serve", "--model", MODEL, NULL},
+        {"serve", "--model", MODEL, "--max-batch", "0", NULL},
+        {"broker", "--frontend", "ipc:///nonexistent/x", NULL},
+        {"client", "classify", NOISE_PNG, NULL},
+        {"client", "--connect", "ipc:///nonexistent/x", "fly", NULL},
+    };
+    for (size_t i = 0; i < sizeof usage / sizeof *usage; i++) {
+        int code;
+        char *out = run_capture(&code, usage[i][0], usage[i][1], usage[i][2],
+                                usage[i][3], usage[i][4], NULL);
+        ck_assert_msg(code == 2, "%s %s: exit %d", usage[i][0],
+                      usage[i][1] ? usage[i][1] : "", code);
+        free(out);
+    }
+    int code;
+    char *out = run_capture(&code, "serve", "--model", "/nonexistent", "--bind",
+                            ep, NULL);
+    ck_assert_int_eq(code, 1);
+    free(out);
+    /* No server: the client gives up after its tries, exit 1. */
+    out = run_capture(&code, "client", "--connect", ep, "--timeout", "100",
+                      "--retries", "1", "classify", NOISE_PNG, NULL);
+    ck_assert_int_eq(code, 1);
+    ck_assert_str_eq(out, "");
+    free(out);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1819,6 +1854,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_overload_deadline_health);
     tcase_add_test(tc, test_sigterm_drains);
     tcase_add_test(tc, test_client_retries);
+    tcase_add_test(tc, test_command_errors);
     tcase_add_test(tc, test_curve_allow_list);
     tcase_add_test(tc, test_python_client);
     tcase_add_test(tc, test_clip_over_the_wire);
