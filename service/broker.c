@@ -31,6 +31,8 @@ typedef struct breq {
     double t_recv, deadline;
     int sends;       /* how many workers it was sent to */
     size_t cost;     /* its frames' bytes */
+    int control;     /* health, info or metrics: answered by a worker at
+                        once, so it needs no credit */
     bworker *w;      /* the worker holding it, or NULL while queued */
     struct breq *prev, *next;
 } breq;
@@ -238,7 +240,7 @@ static void dispatch(broker *b)
         nx = r->next;
         bworker *best = NULL;
         for (bworker *w = b->workers; w; w = w->next) {
-            if (w->draining || w->held.n >= w->credit)
+            if (w->draining || (w->held.n >= w->credit && !r->control))
                 continue;
             if (*r->service && strcmp(w->service, r->service) != 0)
                 continue;
@@ -410,6 +412,9 @@ static void on_frontend(broker *b, svc_msg *m)
     json_t *d = json_object_get(h, "deadline_ms");
     if (json_is_integer(d) && json_integer_value(d) > 0)
         deadline = (double)json_integer_value(d);
+    const char *op = json_string_value(json_object_get(h, "op"));
+    r->control = op && (strcmp(op, "health") == 0 ||
+                        strcmp(op, "info") == 0 || strcmp(op, "metrics") == 0);
     json_decref(h);
     r->t_recv = svc_now_ms();
     r->deadline = r->t_recv + deadline;

@@ -1578,6 +1578,13 @@ START_TEST(test_broker_refusals)
     unsigned char *png = read_all(NOISE_PNG, &n);
     send_classify(d, 1, png, n);  /* takes the worker's one credit */
     sleep_ms(100);
+    /* health needs no credit: answered while the worker is full. */
+    double th = now_ms();
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("h"), S("{\"op\":\"health\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "ok");
+    ck_assert_msg(now_ms() - th < 500, "health took %.0f ms", now_ms() - th);
     const char *hdr = "{\"op\":\"classify\",\"deadline_ms\":200}";
     double t0 = now_ms();
     code = raw(d, 5000, 7, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
