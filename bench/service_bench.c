@@ -8,7 +8,11 @@
  * endpoint in a temporary directory; each client is a thread with its own
  * vit_client sending one image per request.
  *
- *   build/service_bench [--seconds S] [MODEL_DIR [IMAGE...]]
+ *   build/service_bench [--seconds S] [--decode-threads N] [--threads N]
+ *                       [MODEL_DIR [IMAGE...]]
+ *
+ * On a small machine the decode threads take cores from the forward pass;
+ * --decode-threads and --threads (the worker's options) show the trade.
  */
 #define _XOPEN_SOURCE 700
 
@@ -53,9 +57,10 @@ static blob read_file(const char *path)
 
 /* Images per second of the local pipeline over `seconds`. */
 static double local_rate(const char *model_dir, const blob *imgs, int n_imgs,
-                         double seconds)
+                         double seconds, int threads)
 {
     vit_options opt = vit_options_default();
+    opt.threads = threads;
     vit_model *m;
     vit_state *s;
     vit_error err = {{0}};
@@ -159,9 +164,18 @@ static void *serve_main(void *p)
 int main(int argc, char **argv)
 {
     double seconds = 3;
-    int ai = 1;
-    if (ai + 1 < argc && strcmp(argv[ai], "--seconds") == 0) {
-        seconds = atof(argv[ai + 1]);
+    int ai = 1, decode_threads = 2, threads = 0;
+    while (ai + 1 < argc && strncmp(argv[ai], "--", 2) == 0) {
+        if (strcmp(argv[ai], "--seconds") == 0)
+            seconds = atof(argv[ai + 1]);
+        else if (strcmp(argv[ai], "--decode-threads") == 0)
+            decode_threads = atoi(argv[ai + 1]);
+        else if (strcmp(argv[ai], "--threads") == 0)
+            threads = atoi(argv[ai + 1]);
+        else {
+            fprintf(stderr, "service_bench: unknown option %s\n", argv[ai]);
+            return 2;
+        }
         ai += 2;
     }
     const char *model = ai < argc ? argv[ai++] : "tests/fixtures/vit_tiny";
@@ -178,9 +192,10 @@ int main(int argc, char **argv)
         }
     }
 
-    double local = local_rate(model, imgs, n_imgs, seconds);
-    printf("model %s, %d image(s), %.0f s per measurement\n", model, n_imgs,
-           seconds);
+    double local = local_rate(model, imgs, n_imgs, seconds, threads);
+    printf("model %s, %d image(s), %.0f s per measurement, %d decode "
+           "threads, forward threads %d (0: one per CPU)\n",
+           model, n_imgs, seconds, decode_threads, threads);
     printf("local pipeline (decode, preprocess, classify in batches of 8): "
            "%.0f images/s\n", local);
 
@@ -191,6 +206,8 @@ int main(int argc, char **argv)
     static volatile sig_atomic_t stop;
     serve_arg sa = {.o = vit_serve_options_default()};
     sa.o.model_dir = model;
+    sa.o.decode_threads = decode_threads;
+    sa.o.threads = threads;
     sa.o.bind = ep;
     sa.o.stop = &stop;
     pthread_t st;
