@@ -10,7 +10,8 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
-PKGS    = openblas jansson libpng zlib libjpeg libpcre2-8 libutf8proc libzmq
+PKGS    = openblas jansson libpng zlib libjpeg libpcre2-8 libutf8proc libzmq \
+          sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -18,7 +19,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check)
 CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -I. $(PKG_CFLAGS) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -lm -lpthread
 
-LIB_SRC  := $(sort $(wildcard vit/*.c imgio/*.c text/*.c))
+LIB_SRC  := $(sort $(wildcard vit/*.c imgio/*.c text/*.c index/*.c))
 SVC_SRC  := $(sort $(wildcard service/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))

@@ -1,0 +1,773 @@
+/*
+ * The durable half of the index: one SQLite file in WAL mode holding the
+ * items (key/path, content hash, size, mtime, model id, time added,
+ * metadata JSON), their vectors as float32 BLOBs in a table of their own
+ * (so listing items never pages vectors in), and in a small key/value
+ * table the model the vectors came from. Every write happens inside a
+ * batch transaction the caller opens and commits, with synchronous=FULL,
+ * so a process killed at any instant leaves the last committed batch and
+ * nothing of the one in flight. The file is marked with an application id
+ * so that another program's database is refused rather than altered.
+ */
+#include "index/index.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define APP_ID 0x56495431 /* "VIT1" */
+#define SCHEMA_VERSION 1
+
+enum {
+    Q_GET_PATH,
+    Q_GET_HASH,
+    Q_INSERT_ITEM,
+    Q_UPDATE_ITEM,
+    Q_PUT_VEC,
+    Q_MOVE,
+    Q_FETCH,
+    Q_COUNT
+};
+
+static const char *const sql_text[Q_COUNT] = {
+    [Q_GET_PATH] = "SELECT id, path, hash, size, mtime_ns, added, meta "
+                   "FROM items WHERE path = ?1",
+    [Q_GET_HASH] = "SELECT id, path, hash, size, mtime_ns, added, meta "
+                   "FROM items WHERE hash = ?1 ORDER BY id LIMIT 1",
+    [Q_INSERT_ITEM] = "INSERT INTO items(path, hash, size, mtime_ns, "
+                      "model_id, added, meta) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    [Q_UPDATE_ITEM] = "UPDATE items SET hash=?2, size=?3, mtime_ns=?4, "
+                      "model_id=?5, added=?6, meta=?7 WHERE id=?1",
+    [Q_PUT_VEC] = "INSERT OR REPLACE INTO vectors(id, v) VALUES (?1, ?2)",
+    [Q_MOVE] = "UPDATE items SET path=?2, size=?3, mtime_ns=?4 WHERE id=?1",
+    [Q_FETCH] = "SELECT v FROM vectors WHERE id = ?1",
+};
+
+struct idx_store {
+    sqlite3 *db;
+    char *path;
+    int dim;           /* 0 until a model is recorded */
+    char model_id[420];
+    sqlite3_stmt *q[Q_COUNT];
+};
+
+static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* An SQLite failure as a status: a file that is no database is a format
+ * error, a full disk or an I/O error is I/O, the rest is the database's. */
+static idx_status db_fail(idx_store *s, idx_error *err, const char *what)
+{
+    int code = sqlite3_extended_errcode(s->db) & 0xff;
+    idx_status st = code == SQLITE_NOTADB || code == SQLITE_CORRUPT
+                        ? IDX_E_FORMAT
+                    : code == SQLITE_NOMEM ? IDX_E_NOMEM
+                    : code == SQLITE_IOERR || code == SQLITE_FULL ||
+                            code == SQLITE_CANTOPEN || code == SQLITE_READONLY
+                        ? IDX_E_IO
+                        : IDX_E_DB;
+    return fail(err, st, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static idx_status exec(idx_store *s, const char *sql, idx_error *err)
+{
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, err, sql);
+    return IDX_OK;
+}
+
+/* One integer from a query (a pragma); -1 on failure. */
+static int64_t query_int(idx_store *s, const char *sql)
+{
+    sqlite3_stmt *q;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+static const char schema[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE items("
+    "  id INTEGER PRIMARY KEY,"
+    "  path TEXT NOT NULL UNIQUE,"
+    "  hash BLOB,"
+    "  size INTEGER NOT NULL DEFAULT -1,"
+    "  mtime_ns INTEGER NOT NULL DEFAULT 0,"
+    "  model_id TEXT NOT NULL,"
+    "  added REAL NOT NULL,"
+    "  meta TEXT CHECK (meta IS NULL OR json_valid(meta)));"
+    "CREATE INDEX items_hash ON items(hash) WHERE hash IS NOT NULL;"
+    "CREATE TABLE vectors(id INTEGER PRIMARY KEY, v BLOB NOT NULL);";
+
+static idx_status read_meta_dim(idx_store *s)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT key, value FROM meta WHERE key IN "
+                           "('dim', 'model_id')",
+                           -1, &q, NULL) != SQLITE_OK)
+        return IDX_E_DB;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(q, 0);
+        const char *v = (const char *)sqlite3_column_text(q, 1);
+        if (k && v && strcmp(k, "dim") == 0)
+            s->dim = atoi(v);
+        else if (k && v)
+            snprintf(s->model_id, sizeof s->model_id, "%s", v);
+    }
+    sqlite3_finalize(q);
+    return IDX_OK;
+}
+
+idx_status idx_store_open(const char *path, idx_open_mode mode,
+                          idx_store **out, idx_error *err)
+{
+    if (!path || !out)
+        return fail(err, IDX_E_ARG, "no index path");
+    struct stat sb;
+    if (mode == IDX_OPEN_READ && stat(path, &sb) != 0)
+        return fail(err, IDX_E_IO, "%s: %s", path, strerror(errno));
+    idx_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(path))) {
+        free(s);
+        return fail(err, IDX_E_NOMEM, "out of memory");
+    }
+    int flags = mode == IDX_OPEN_READ
+                    ? SQLITE_OPEN_READONLY
+                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    idx_status st;
+    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        st = s->db ? db_fail(s, err, "open")
+                   : fail(err, IDX_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* Another process's `index add` may hold the write lock for one
+     * batch; wait for it rather than fail. Readers never wait in WAL. */
+    sqlite3_busy_timeout(s->db, 10000);
+    int64_t app = query_int(s, "PRAGMA application_id");
+    if (app < 0) {
+        st = db_fail(s, err, "reading the header");
+        goto fail;
+    }
+    int64_t tables = query_int(s, "SELECT count(*) FROM sqlite_master");
+    if (app != APP_ID && !(app == 0 && tables == 0)) {
+        st = fail(err, IDX_E_FORMAT,
+                  "%s: not a vit index (a database of another program)",
+                  path);
+        goto fail;
+    }
+    if (app != APP_ID) {
+        if (mode == IDX_OPEN_READ) {
+            st = fail(err, IDX_E_FORMAT, "%s: not a vit index (empty file)",
+                      path);
+            goto fail;
+        }
+        /* A new index. WAL is a property of the file once set. */
+        char setup[512];
+        snprintf(setup, sizeof setup,
+                 "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE; "
+                 "PRAGMA application_id=%d; PRAGMA user_version=%d;",
+                 APP_ID, SCHEMA_VERSION);
+        if ((st = exec(s, setup, err)) != IDX_OK)
+            goto fail;
+        if ((st = exec(s, schema, err)) != IDX_OK ||
+            (st = exec(s, "COMMIT", err)) != IDX_OK) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+    } else if (query_int(s, "PRAGMA user_version") > SCHEMA_VERSION) {
+        st = fail(err, IDX_E_FORMAT,
+                  "%s: an index of a newer schema than this vit reads", path);
+        goto fail;
+    }
+    if (mode != IDX_OPEN_READ &&
+        (st = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                   err)) != IDX_OK)
+        goto fail;
+    for (int i = 0; i < Q_COUNT; i++)
+        if (sqlite3_prepare_v3(s->db, sql_text[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &s->q[i],
+                               NULL) != SQLITE_OK) {
+            st = db_fail(s, err, "preparing a statement");
+            goto fail;
+        }
+    if (read_meta_dim(s) != IDX_OK) {
+        st = db_fail(s, err, "reading the model");
+        goto fail;
+    }
+    *out = s;
+    return IDX_OK;
+fail:
+    idx_store_close(s);
+    return st;
+}
+
+void idx_store_close(idx_store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+idx_status idx_store_model(idx_store *s, idx_model *out, int *has,
+                           idx_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT key, value FROM meta", -1, &q,
+                           NULL) != SQLITE_OK)
+        return db_fail(s, err, "reading the model");
+    idx_model m;
+    memset(&m, 0, sizeof m);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(q, 0);
+        const char *v = (const char *)sqlite3_column_text(q, 1);
+        if (!k || !v)
+            continue;
+        if (strcmp(k, "model_id") == 0)
+            snprintf(m.id, sizeof m.id, "%s", v), n++;
+        else if (strcmp(k, "fingerprint") == 0)
+            snprintf(m.fingerprint, sizeof m.fingerprint, "%s", v), n++;
+        else if (strcmp(k, "name") == 0)
+            snprintf(m.name, sizeof m.name, "%s", v);
+        else if (strcmp(k, "architecture") == 0)
+            snprintf(m.architecture, sizeof m.architecture, "%s", v);
+        else if (strcmp(k, "dir") == 0)
+            snprintf(m.dir, sizeof m.dir, "%s", v);
+        else if (strcmp(k, "dim") == 0)
+            m.dim = atoi(v), n++;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, err, "reading the model");
+    *has = n == 3;
+    if (*has)
+        *out = m;
+    return IDX_OK;
+}
+
+static int put_meta(idx_store *s, const char *k, const char *v)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO meta(key, value) "
+                           "VALUES (?1, ?2)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(q, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, v, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+idx_status idx_store_check_model(idx_store *s, const idx_model *m,
+                                 int record, idx_error *err)
+{
+    idx_model have;
+    int has = 0;
+    idx_status st = idx_store_model(s, &have, &has, err);
+    if (st != IDX_OK)
+        return st;
+    if (has) {
+        if (strcmp(have.fingerprint, m->fingerprint) != 0 ||
+            have.dim != m->dim)
+            return fail(err, IDX_E_MODEL,
+                        "%s: the index was built with model %s (%d-d), not "
+                        "%s (%d-d); vectors of different models cannot be "
+                        "compared (use a new index, or the model %s)",
+                        s->path, have.id, have.dim, m->id, m->dim,
+                        have.dir[0] ? have.dir : have.name);
+        /* The same weights found in another directory: remember where, so
+         * that search finds them without --model. */
+        if (record && strcmp(have.dir, m->dir) != 0 &&
+            put_meta(s, "dir", m->dir) != 0)
+            return db_fail(s, err, "recording the model's directory");
+        return IDX_OK;
+    }
+    if (!record)
+        return fail(err, IDX_E_MODEL, "%s: the index has no model yet",
+                    s->path);
+    char dim[16];
+    snprintf(dim, sizeof dim, "%d", m->dim);
+    if ((st = exec(s, "SAVEPOINT model", err)) != IDX_OK)
+        return st;
+    if (put_meta(s, "model_id", m->id) || put_meta(s, "fingerprint",
+                                                   m->fingerprint) ||
+        put_meta(s, "name", m->name) ||
+        put_meta(s, "architecture", m->architecture) ||
+        put_meta(s, "dir", m->dir) || put_meta(s, "dim", dim)) {
+        st = db_fail(s, err, "recording the model");
+        sqlite3_exec(s->db, "ROLLBACK TO model; RELEASE model", NULL, NULL,
+                     NULL);
+        return st;
+    }
+    if ((st = exec(s, "RELEASE model", err)) != IDX_OK)
+        return st;
+    s->dim = m->dim;
+    snprintf(s->model_id, sizeof s->model_id, "%s", m->id);
+    return IDX_OK;
+}
+
+void idx_item_free(idx_item *it)
+{
+    if (!it)
+        return;
+    free(it->path);
+    free(it->meta);
+    it->path = it->meta = NULL;
+}
+
+static char *col_strdup(sqlite3_stmt *q, int c)
+{
+    const unsigned char *t = sqlite3_column_text(q, c);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static idx_status get_item(idx_store *s, sqlite3_stmt *q, idx_item *out,
+                           int *found, idx_error *err)
+{
+    int rc = sqlite3_step(q);
+    *found = 0;
+    idx_status st = IDX_OK;
+    if (rc == SQLITE_ROW) {
+        idx_item it;
+        memset(&it, 0, sizeof it);
+        it.id = sqlite3_column_int64(q, 0);
+        it.path = col_strdup(q, 1);
+        if (sqlite3_column_bytes(q, 2) == 32) {
+            memcpy(it.hash, sqlite3_column_blob(q, 2), 32);
+            it.has_hash = 1;
+        }
+        it.size = sqlite3_column_int64(q, 3);
+        it.mtime_ns = sqlite3_column_int64(q, 4);
+        it.added = sqlite3_column_double(q, 5);
+        it.meta = col_strdup(q, 6);
+        if (!it.path || (sqlite3_column_type(q, 6) != SQLITE_NULL &&
+                         !it.meta)) {
+            idx_item_free(&it);
+            st = fail(err, IDX_E_NOMEM, "out of memory");
+        } else {
+            *out = it;
+            *found = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        st = db_fail(s, err, "looking an item up");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return st;
+}
+
+idx_status idx_store_get_path(idx_store *s, const char *path, idx_item *out,
+                              int *found, idx_error *err)
+{
+    sqlite3_stmt *q = s->q[Q_GET_PATH];
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+    return get_item(s, q, out, found, err);
+}
+
+idx_status idx_store_get_hash(idx_store *s, const uint8_t hash[32],
+                              idx_item *out, int *found, idx_error *err)
+{
+    sqlite3_stmt *q = s->q[Q_GET_HASH];
+    sqlite3_bind_blob(q, 1, hash, 32, SQLITE_STATIC);
+    return get_item(s, q, out, found, err);
+}
+
+idx_status idx_store_begin(idx_store *s, idx_error *err)
+{
+    /* IMMEDIATE takes the write lock now, so a batch never fails halfway
+     * because another writer got there first. */
+    return exec(s, "BEGIN IMMEDIATE", err);
+}
+
+idx_status idx_store_commit(idx_store *s, idx_error *err)
+{
+    idx_status st = exec(s, "COMMIT", err);
+    if (st != IDX_OK)
+        idx_store_rollback(s);
+    return st;
+}
+
+void idx_store_rollback(idx_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Vectors are stored little-endian whatever the host. */
+static void to_le(uint32_t *w, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    for (size_t i = 0; i < n; i++)
+        w[i] = __builtin_bswap32(w[i]);
+#else
+    (void)w, (void)n;
+#endif
+}
+
+static int step_done(sqlite3_stmt *q)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+idx_status idx_store_put(idx_store *s, const idx_item *it, const float *vec,
+                         int64_t *id, int *replaced, idx_error *err)
+{
+    if (s->dim <= 0)
+        return fail(err, IDX_E_ARG, "%s: no model recorded yet", s->path);
+    if (!it->path || !vec)
+        return fail(err, IDX_E_ARG, "an item needs a key and a vector");
+    if (it->meta) {
+        /* Refused here rather than by the CHECK, with a clearer message. */
+        sqlite3_stmt *q;
+        int ok = 0;
+        if (sqlite3_prepare_v2(s->db, "SELECT json_valid(?1) AND "
+                                      "json_type(?1) = 'object'",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, it->meta, -1, SQLITE_STATIC);
+            ok = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0);
+            sqlite3_finalize(q);
+        }
+        if (!ok)
+            return fail(err, IDX_E_ARG, "%s: metadata is not a JSON object",
+                        it->path);
+    }
+    idx_item old;
+    int found;
+    idx_status st = idx_store_get_path(s, it->path, &old, &found, err);
+    if (st != IDX_OK)
+        return st;
+    int64_t the_id = found ? old.id : 0;
+    if (found)
+        idx_item_free(&old);
+    sqlite3_stmt *q = s->q[found ? Q_UPDATE_ITEM : Q_INSERT_ITEM];
+    if (found)
+        sqlite3_bind_int64(q, 1, the_id);
+    else
+        sqlite3_bind_text(q, 1, it->path, -1, SQLITE_STATIC);
+    if (it->has_hash)
+        sqlite3_bind_blob(q, 2, it->hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, it->size);
+    sqlite3_bind_int64(q, 4, it->mtime_ns);
+    sqlite3_bind_text(q, 5, s->model_id, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 6, it->added > 0 ? it->added : now_s());
+    if (it->meta)
+        sqlite3_bind_text(q, 7, it->meta, -1, SQLITE_STATIC);
+    if (step_done(q) != 0)
+        return db_fail(s, err, "writing an item");
+    if (!found)
+        the_id = sqlite3_last_insert_rowid(s->db);
+
+    size_t nb = (size_t)s->dim * sizeof(float);
+    uint32_t *le = malloc(nb);
+    if (!le)
+        return fail(err, IDX_E_NOMEM, "out of memory");
+    memcpy(le, vec, nb);
+    to_le(le, (size_t)s->dim);
+    q = s->q[Q_PUT_VEC];
+    sqlite3_bind_int64(q, 1, the_id);
+    sqlite3_bind_blob(q, 2, le, (int)nb, SQLITE_STATIC);
+    int bad = step_done(q);
+    free(le);
+    if (bad)
+        return db_fail(s, err, "writing a vector");
+    *id = the_id;
+    if (replaced)
+        *replaced = found;
+    return IDX_OK;
+}
+
+idx_status idx_store_move(idx_store *s, int64_t id, const char *path,
+                          int64_t size, int64_t mtime_ns, idx_error *err)
+{
+    sqlite3_stmt *q = s->q[Q_MOVE];
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_text(q, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, size);
+    sqlite3_bind_int64(q, 4, mtime_ns);
+    if (step_done(q) != 0)
+        return db_fail(s, err, "moving an item");
+    return IDX_OK;
+}
+
+static int push_id(int64_t **ids, size_t *n, int64_t id)
+{
+    /* Capacity is 16, then each power of two as the count reaches it. */
+    if (*n == 0 || (*n >= 16 && (*n & (*n - 1)) == 0)) {
+        size_t cap = *n ? 2 * *n : 16;
+        int64_t *v = realloc(*ids, cap * sizeof *v);
+        if (!v)
+            return -1;
+        *ids = v;
+    }
+    (*ids)[(*n)++] = id;
+    return 0;
+}
+
+idx_status idx_store_remove(idx_store *s, const char *path, int under,
+                            int64_t **ids, size_t *n, idx_error *err)
+{
+    /* A directory's files are the keys in [P/, P0): '0' follows '/', so
+     * the range walks the path index instead of the whole table. */
+    size_t len = strlen(path);
+    while (under && len > 1 && path[len - 1] == '/')
+        len--;
+    char *lo = malloc(len + 2), *hi = malloc(len + 2);
+    if (!lo || !hi) {
+        free(lo);
+        free(hi);
+        return fail(err, IDX_E_NOMEM, "out of memory");
+    }
+    memcpy(lo, path, len);
+    memcpy(hi, path, len);
+    lo[len] = '/', hi[len] = '0';
+    lo[len + 1] = hi[len + 1] = '\0';
+    sqlite3_stmt *q;
+    idx_status st = IDX_OK;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id FROM items WHERE path = ?1 OR "
+                           "(?2 AND path >= ?3 AND path < ?4)",
+                           -1, &q, NULL) != SQLITE_OK) {
+        st = db_fail(s, err, "removing");
+        goto out;
+    }
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, under);
+    sqlite3_bind_text(q, 3, lo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, hi, -1, SQLITE_STATIC);
+    size_t first = *n;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (push_id(ids, n, sqlite3_column_int64(q, 0)) != 0) {
+            st = fail(err, IDX_E_NOMEM, "out of memory");
+            break;
+        }
+    if (st == IDX_OK && rc != SQLITE_DONE)
+        st = db_fail(s, err, "removing");
+    sqlite3_finalize(q);
+    if (st != IDX_OK)
+        goto out;
+    sqlite3_stmt *d1, *d2;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM vectors WHERE id = ?1", -1,
+                           &d1, NULL) != SQLITE_OK) {
+        st = db_fail(s, err, "removing");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM items WHERE id = ?1", -1, &d2,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(d1);
+        st = db_fail(s, err, "removing");
+        goto out;
+    }
+    for (size_t i = first; i < *n && st == IDX_OK; i++) {
+        sqlite3_bind_int64(d1, 1, (*ids)[i]);
+        sqlite3_bind_int64(d2, 1, (*ids)[i]);
+        if (step_done(d1) != 0 || step_done(d2) != 0)
+            st = db_fail(s, err, "removing");
+    }
+    sqlite3_finalize(d1);
+    sqlite3_finalize(d2);
+out:
+    free(lo);
+    free(hi);
+    return st;
+}
+
+int idx_store_fetch(void *store, int64_t id, float *out)
+{
+    idx_store *s = store;
+    sqlite3_stmt *q = s->q[Q_FETCH];
+    sqlite3_bind_int64(q, 1, id);
+    int ok = -1;
+    size_t nb = (size_t)s->dim * sizeof(float);
+    if (sqlite3_step(q) == SQLITE_ROW &&
+        (size_t)sqlite3_column_bytes(q, 0) == nb) {
+        memcpy(out, sqlite3_column_blob(q, 0), nb);
+        to_le((uint32_t *)out, (size_t)s->dim);
+        ok = 0;
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return ok;
+}
+
+static int64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
+{
+    idx_stats x;
+    memset(&x, 0, sizeof x);
+    idx_status st = idx_store_model(s, &x.model, &x.has_model, err);
+    if (st != IDX_OK)
+        return st;
+    x.dim = x.has_model ? x.model.dim : 0;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*), count(hash), "
+                           "coalesce(min(added), 0), coalesce(max(added), 0), "
+                           "(SELECT coalesce(sum(length(v)), 0) FROM vectors) "
+                           "FROM items",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_fail(s, err, "counting");
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        st = db_fail(s, err, "counting");
+        sqlite3_finalize(q);
+        return st;
+    }
+    x.items = sqlite3_column_int64(q, 0);
+    x.with_hash = sqlite3_column_int64(q, 1);
+    x.first_added = sqlite3_column_double(q, 2);
+    x.last_added = sqlite3_column_double(q, 3);
+    x.vector_bytes = sqlite3_column_int64(q, 4);
+    sqlite3_finalize(q);
+    size_t n = strlen(s->path);
+    char *wal = malloc(n + 5);
+    if (!wal)
+        return fail(err, IDX_E_NOMEM, "out of memory");
+    memcpy(wal, s->path, n);
+    memcpy(wal + n, "-wal", 5);
+    x.file_bytes = file_size(s->path) + file_size(wal);
+    free(wal);
+    *out = x;
+    return IDX_OK;
+}
+
+idx_status idx_store_each(idx_store *s,
+                          int (*fn)(void *ud, int64_t id, const char *path),
+                          void *ud, idx_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, path FROM items ORDER BY id",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_fail(s, err, "listing");
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (fn(ud, sqlite3_column_int64(q, 0),
+               (const char *)sqlite3_column_text(q, 1)))
+            break;
+    idx_status st = IDX_OK;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = db_fail(s, err, "listing");
+    sqlite3_finalize(q);
+    return st;
+}
+
+idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
+                          idx_matrix **out, idx_error *err)
+{
+    if (s->dim <= 0)
+        return fail(err, IDX_E_ARG, "%s: the index is empty (no model yet)",
+                    s->path);
+    idx_matrix *m;
+    idx_status st = idx_matrix_new(s->dim, p, keep_f32, &m, err);
+    if (st != IDX_OK)
+        return st;
+    enum { CHUNK = 4096 };
+    size_t nb = (size_t)s->dim * sizeof(float);
+    float *vecs = malloc(CHUNK * nb);
+    int64_t *ids = malloc(CHUNK * sizeof *ids);
+    char **keys = calloc(CHUNK, sizeof *keys);
+    sqlite3_stmt *q = NULL;
+    if (!vecs || !ids || !keys) {
+        st = fail(err, IDX_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* One read transaction: the rows seen are one committed state, even
+     * while a writer commits batches. */
+    if ((st = exec(s, "BEGIN", err)) != IDX_OK)
+        goto out;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT i.id, i.path, v.v FROM items i "
+                           "JOIN vectors v ON v.id = i.id ORDER BY i.id",
+                           -1, &q, NULL) != SQLITE_OK) {
+        st = db_fail(s, err, "loading the vectors");
+        goto out;
+    }
+    int n = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((size_t)sqlite3_column_bytes(q, 2) != nb) {
+            st = fail(err, IDX_E_FORMAT,
+                      "%s: item %lld has a vector of %d bytes, not %zu",
+                      s->path, (long long)sqlite3_column_int64(q, 0),
+                      sqlite3_column_bytes(q, 2), nb);
+            break;
+        }
+        ids[n] = sqlite3_column_int64(q, 0);
+        memcpy(vecs + (size_t)n * (size_t)s->dim, sqlite3_column_blob(q, 2),
+               nb);
+        to_le((uint32_t *)(vecs + (size_t)n * (size_t)s->dim),
+              (size_t)s->dim);
+        if (!(keys[n] = col_strdup(q, 1))) {
+            st = fail(err, IDX_E_NOMEM, "out of memory");
+            break;
+        }
+        if (++n == CHUNK) {
+            st = idx_matrix_add(m, n, ids, keys, vecs, err);
+            for (int i = 0; i < n; i++)
+                free(keys[i]), keys[i] = NULL;
+            n = 0;
+            if (st != IDX_OK)
+                break;
+        }
+    }
+    if (st == IDX_OK && rc != SQLITE_DONE)
+        st = db_fail(s, err, "loading the vectors");
+    if (st == IDX_OK && n)
+        st = idx_matrix_add(m, n, ids, keys, vecs, err);
+    for (int i = 0; i < CHUNK; i++)
+        free(keys[i]);
+out:
+    sqlite3_finalize(q);
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    free(vecs);
+    free(ids);
+    free(keys);
+    if (st != IDX_OK) {
+        idx_matrix_free(m);
+        return st;
+    }
+    *out = m;
+    return IDX_OK;
+}
