@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -164,9 +165,15 @@ static pid_t spawn(const char *name, ...)
     char errpath[256];
     snprintf(errpath, sizeof errpath, "%s/%s.err", g_tmp, name);
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* Dies with the test process, even one killed by a timeout that
+         * leaves no chance to clean up. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         int in = open("/dev/null", O_RDONLY);
         int err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(in, 0);
@@ -293,9 +300,15 @@ static char *run_capture(int *code, ...)
     FILE *out = tmpfile();
     ck_assert_ptr_nonnull(out);
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* Dies with the test process, even one killed by a timeout that
+         * leaves no chance to clean up. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(fileno(out), 1);
