@@ -77,9 +77,11 @@ $(BUILD)/check_all: $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(CHECK_LIBS) $(LDLIBS)
 
 # The suites read tests/fixtures relative to the repository root. Some
-# tests run the `vit` command, so it is built first.
+# tests run the `vit` command, so it is built first. models/fetch_test.py
+# tests models/fetch against a stand-in hub on 127.0.0.1 (no network).
 test: $(BUILD)/check_all $(BUILD)/vit
 	VIT_BIN=$(BUILD)/vit $(BUILD)/check_all
+	VIT_BIN=$(BUILD)/vit python3 models/fetch_test.py
 
 # Check's fork mode is turned off so LeakSanitizer sees the whole run.
 asan:
