@@ -33,6 +33,10 @@ int cli_serve_main(int argc, char **argv);
 int cli_broker_main(int argc, char **argv);
 int cli_client_main(int argc, char **argv);
 
+/* `vit index add|remove|stats|search` (cli/index.c), the image–text
+ * search index. */
+int cli_index_main(int argc, char **argv);
+
 /* Reads a CURVE key file, CZMQ's zcert text (`public-key = "..."`,
  * `secret-key = "..."`; `which` is "public" or "secret") or the bare 40 Z85
  * characters. Returns 0, or -1 after reporting on stderr. */
@@ -131,7 +135,8 @@ int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
 
 /* ---- progress (cli/progress.c) ---- */
 
-/* A single updating line on stderr, `[done/total] rate img/s`, shown only
+/* A single updating line on stderr, `[done/total] rate img/s, ETA m:ss`,
+ * shown only
  * when stderr is a terminal and there is more than one batch of work. */
 typedef struct {
     int tty;          /* stderr is a terminal */

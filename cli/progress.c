@@ -1,7 +1,7 @@
 /*
- * The progress line of long runs: `[done/total] rate img/s` on stderr,
- * redrawn in place with a carriage return. It is drawn only when stderr is a
- * terminal, so logs and pipes never see it, and only when the work is more
+ * The progress line of long runs: `[done/total] rate img/s, ETA m:ss` on
+ * stderr, redrawn in place with a carriage return. It is drawn only when
+ * stderr is a terminal, so logs and pipes never see it, and only when the work is more
  * than one batch, so a quick run prints nothing extra. The caller erases it
  * before writing anything else to the terminal.
  */
@@ -33,8 +33,14 @@ void cli_progress_draw(cli_progress *p)
         return;
     double dt = now_s() - p->t0;
     double rate = dt > 0 ? (double)p->done / dt : 0.0;
-    /* \033[K erases what a longer previous line left to the right. */
-    fprintf(stderr, "\r[%zu/%zu] %.1f img/s\033[K", p->done, p->total, rate);
+    /* \033[K erases what a longer previous line left to the right. The
+     * ETA is the rate so far applied to what is left. */
+    fprintf(stderr, "\r[%zu/%zu] %.1f img/s", p->done, p->total, rate);
+    if (rate > 0 && p->done < p->total) {
+        long eta = (long)((double)(p->total - p->done) / rate + 0.5);
+        fprintf(stderr, ", ETA %ld:%02ld", eta / 60, eta % 60);
+    }
+    fputs("\033[K", stderr);
     fflush(stderr);
     p->shown = 1;
 }

@@ -191,6 +191,9 @@ idx_status idx_store_move(idx_store *s, int64_t id, const char *path,
 idx_status idx_store_remove(idx_store *s, const char *path, int under,
                             int64_t **ids, size_t *n, idx_error *err);
 
+/* Removes item `id`; IDX_E_NOTFOUND when there is none. */
+idx_status idx_store_remove_id(idx_store *s, int64_t id, idx_error *err);
+
 /* Reads the vector of item `id` into out (dim floats). IDX_E_NOTFOUND when
  * there is no such item. Shaped as idx_fetch_fn so that a search can
  * re-rank from the store: pass idx_store_fetch and the store. */

@@ -610,6 +610,28 @@ out:
     return st;
 }
 
+idx_status idx_store_remove_id(idx_store *s, int64_t id, idx_error *err)
+{
+    static const char *const sql[2] = {"DELETE FROM vectors WHERE id = ?1",
+                                       "DELETE FROM items WHERE id = ?1"};
+    int changed = 0;
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK)
+            return db_fail(s, err, "removing");
+        sqlite3_bind_int64(q, 1, id);
+        int bad = step_done(q);
+        sqlite3_finalize(q);
+        if (bad)
+            return db_fail(s, err, "removing");
+        changed = sqlite3_changes(s->db);
+    }
+    if (!changed)
+        return fail(err, IDX_E_NOTFOUND, "%s: no item %lld", s->path,
+                    (long long)id);
+    return IDX_OK;
+}
+
 int idx_store_fetch(void *store, int64_t id, float *out)
 {
     idx_store *s = store;

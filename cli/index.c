@@ -1,0 +1,1109 @@
+/*
+ * `vit index`: the command line of the image–text search index (index/).
+ * `add` embeds image files and directories into an index file in batches,
+ * one SQLite transaction per batch, skipping files already indexed and
+ * unchanged (path, size and mtime), and recognizing moved or copied files
+ * by their content hash so that they are not embedded again; `remove`
+ * takes items (or whole directories, or the files that are gone) out;
+ * `stats` describes an index; `search` embeds text or image queries with
+ * the index's own model and prints the best matches, as text, JSONL or a
+ * self-contained HTML page (cli/index_html.c). Embedding is the library's,
+ * storage and search the index module's; this file wires them together.
+ */
+#include "cli/cli.h"
+#include "cli/index_html.h"
+#include "index/index.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { OPT_NO_EXIF = 256, OPT_MISSING, OPT_HTML, OPT_PREFIX, OPT_PRECISION };
+
+static const char usage_text[] =
+    "usage: vit index add    --model DIR --index PATH [--batch N]\n"
+    "                        [--format text|jsonl] [--no-exif-rotate] "
+    "PATH...\n"
+    "       vit index remove --index PATH [--missing] [PATH...]\n"
+    "       vit index stats  --index PATH [--format text|jsonl]\n"
+    "       vit index search --index PATH (--text STR | --image FILE)...\n"
+    "                        [-k K] [--format text|jsonl] [--prefix P]\n"
+    "                        [--precision fp32|fp16|int8] [--html FILE]\n"
+    "                        [--model DIR]\n";
+
+static void help(FILE *f)
+{
+    fputs(usage_text, f);
+    fputs(
+        "\n"
+        "An index is one SQLite file of images and their embeddings, made by\n"
+        "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
+        "then searched by text or by example image.\n"
+        "\n"
+        "add      embeds JPEG/PNG files and directories (recursively) in\n"
+        "         batches, each batch committed at once: an add that is\n"
+        "         interrupted keeps what it committed, and running it again\n"
+        "         does the rest. Files indexed before and unchanged (same\n"
+        "         path, size and mtime) are skipped; a file whose content is\n"
+        "         already indexed under another path is recorded as moved\n"
+        "         (the old path is gone) or copied, without embedding.\n"
+        "remove   removes the items of each PATH (a file, or every file\n"
+        "         below a directory); --missing also removes every item\n"
+        "         whose file no longer exists.\n"
+        "stats    the model, the number of items, sizes and dates.\n"
+        "search   the K items most similar to each query, best first (the\n"
+        "         score is the cosine similarity). The model recorded in the\n"
+        "         index embeds the queries; --model DIR names another copy\n"
+        "         of it. A different model is refused.\n"
+        "\n"
+        "options:\n"
+        "  -m, --model DIR       the model directory (add: required)\n"
+        "  -x, --index PATH      the index file (required; add creates it)\n"
+        "  -b, --batch N         images per forward pass and per committed\n"
+        "                        transaction (default 32)\n"
+        "  -f, --format FMT      text (default) or jsonl\n"
+        "  -t, --text STR        a text query (repeatable)\n"
+        "  -i, --image FILE      an image query (repeatable)\n"
+        "  -k, --top-k K         results per query (default 10)\n"
+        "      --prefix P        only items whose path starts with P (a\n"
+        "                        directory that exists is made absolute)\n"
+        "      --precision P     fp32 (default), fp16 or int8: the matrix\n"
+        "                        scanned in memory; fp16/int8 candidates are\n"
+        "                        re-scored in fp32\n"
+        "      --html FILE       also write the results as a web page with\n"
+        "                        thumbnails, self-contained\n"
+        "      --missing         remove: items whose files are gone\n"
+        "      --no-exif-rotate  keep images as stored\n"
+        "  -h, --help            show this help and exit\n"
+        "\n"
+        "Exit status: 0 if everything was done, 1 if an input failed (each\n"
+        "reported on stderr as 'vit: PATH: reason') or the index or model\n"
+        "could not be used, 2 for a usage error.\n",
+        f);
+}
+
+static const char *sub_name = "index";
+
+static int usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vit %s: ", sub_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fputs(usage_text, stderr);
+    fputs("Run 'vit index --help' for more.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+typedef struct {
+    char kind;       /* 't' text, 'i' image */
+    const char *s;
+} query_arg;
+
+typedef struct {
+    const char *model_dir, *index, *html, *prefix;
+    int batch, k, jsonl, no_exif, missing;
+    idx_precision precision;
+    query_arg *queries;
+    int nq;
+    char **paths;
+    int npaths;
+} index_args;
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, index_args *a)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"index", required_argument, NULL, 'x'},
+        {"batch", required_argument, NULL, 'b'},
+        {"format", required_argument, NULL, 'f'},
+        {"text", required_argument, NULL, 't'},
+        {"image", required_argument, NULL, 'i'},
+        {"top-k", required_argument, NULL, 'k'},
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"precision", required_argument, NULL, OPT_PRECISION},
+        {"html", required_argument, NULL, OPT_HTML},
+        {"missing", no_argument, NULL, OPT_MISSING},
+        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:x:b:f:t:i:k:h", longopts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            a->model_dir = optarg;
+            break;
+        case 'x':
+            a->index = optarg;
+            break;
+        case 'b':
+            if (parse_int(optarg, 1, 4096, &a->batch))
+                return usage_error("--batch needs an integer from 1 to 4096, "
+                                   "not '%s'", optarg);
+            break;
+        case 'k':
+            if (parse_int(optarg, 1, 100000, &a->k))
+                return usage_error("--top-k needs an integer from 1 to "
+                                   "100000, not '%s'", optarg);
+            break;
+        case 'f':
+            if (strcmp(optarg, "text") == 0)
+                a->jsonl = 0;
+            else if (strcmp(optarg, "jsonl") == 0)
+                a->jsonl = 1;
+            else
+                return usage_error("unknown format '%s' (text or jsonl)",
+                                   optarg);
+            break;
+        case 't':
+        case 'i': {
+            query_arg *v = realloc(a->queries, (size_t)(a->nq + 1) * sizeof *v);
+            if (!v) {
+                fprintf(stderr, "vit: out of memory\n");
+                return CLI_EXIT_FAILED;
+            }
+            a->queries = v;
+            v[a->nq++] = (query_arg){(char)c, optarg};
+            break;
+        }
+        case OPT_PREFIX:
+            a->prefix = optarg;
+            break;
+        case OPT_PRECISION:
+            if (idx_precision_parse(optarg, &a->precision) != 0)
+                return usage_error("unknown precision '%s' (fp32, fp16 or "
+                                   "int8)", optarg);
+            break;
+        case OPT_HTML:
+            a->html = optarg;
+            break;
+        case OPT_MISSING:
+            a->missing = 1;
+            break;
+        case OPT_NO_EXIF:
+            a->no_exif = 1;
+            break;
+        case 'h':
+            help(stdout);
+            return CLI_EXIT_OK;
+        case ':':
+            return usage_error("option '%s' needs an argument",
+                               argv[optind - 1]);
+        default:
+            if (optopt == 0 || optopt >= 256)
+                return usage_error("unknown option '%s'", argv[optind - 1]);
+            return usage_error("unknown option '-%c'", optopt);
+        }
+    }
+    a->paths = argv + optind;
+    a->npaths = argc - optind;
+    if (!a->index)
+        return usage_error("%s", "--index PATH is required");
+    return -1;
+}
+
+/* An absolute path for `p` without touching the file system beyond
+ * getcwd: ".", ".." and repeated slashes are resolved as text, so that a
+ * file that no longer exists can still be named. malloc'd, or NULL. */
+static char *abs_lexical(const char *p)
+{
+    char cwd[PATH_MAX] = "";
+    if (p[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return NULL;
+    size_t n = strlen(cwd) + strlen(p) + 2;
+    char *in = malloc(n), *out = malloc(n + 1);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return NULL;
+    }
+    snprintf(in, n, "%s/%s", cwd, p);
+    size_t o = 0;
+    for (char *tok = strtok(in, "/"); tok; tok = strtok(NULL, "/")) {
+        if (strcmp(tok, ".") == 0)
+            continue;
+        if (strcmp(tok, "..") == 0) {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+            continue;
+        }
+        out[o++] = '/';
+        size_t l = strlen(tok);
+        memcpy(out + o, tok, l);
+        o += l;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    free(in);
+    return out;
+}
+
+/* The key a file is indexed under: its real path, so that one file has
+ * one key however it is named. */
+static char *key_of(const char *p)
+{
+    char *r = realpath(p, NULL);
+    return r ? r : abs_lexical(p);
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static void report_idx(const char *what, const idx_error *err, idx_status st)
+{
+    cli_report(what, err->msg[0] ? err->msg : idx_status_str(st));
+}
+
+/* Loads the model and fingerprints it. */
+static int load_model(const char *dir, int batch, int no_exif,
+                      vit_model **m, vit_model_info *info, idx_model *id)
+{
+    vit_options opt = vit_options_default();
+    opt.max_batch = batch;
+    if (no_exif)
+        opt.exif_transpose = 0;
+    vit_error err = {{0}};
+    if (vit_model_load(dir, &opt, m, &err) != VIT_OK) {
+        cli_report(dir, err.msg);
+        return -1;
+    }
+    vit_model_get_info(*m, info);
+    idx_error ie = {{0}};
+    idx_status st = idx_model_fingerprint(dir, info->architecture,
+                                          info->embed_dim, id, &ie);
+    if (st != IDX_OK) {
+        report_idx(dir, &ie, st);
+        vit_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- add ---- */
+
+typedef struct {
+    char *key;     /* absolute path: the item's key and what is decoded */
+    int64_t size, mtime;
+    uint8_t hash[32];
+} pending;
+
+typedef struct {
+    idx_store *s;
+    vit_state *state;
+    float *emb;
+    int dim, jsonl;
+    pending *v;
+    size_t n, cap, next;
+    long added, updated, moved, copied, unchanged;
+    /* The cheap changes (moves, copies, touched files) wait here for one
+     * transaction of their own, flushed every CHEAP_BATCH. */
+    struct cheap {
+        int kind;  /* 'm' move, 'c' copy, 'u' touched, same content */
+        int64_t id;
+        char *key, *from;
+        int64_t size, mtime;
+        uint8_t hash[32];
+    } *cheap;
+    size_t ncheap;
+    int fatal;  /* the store failed: stop */
+} add_ctx;
+
+#define CHEAP_BATCH 256
+
+static void print_status(add_ctx *c, const char *key, const char *status,
+                         const char *from)
+{
+    if (!c->jsonl)
+        return;
+    json_t *o = json_object();
+    if (!o)
+        return;
+    json_object_set_new(o, "path", cli_json_text(key));
+    json_object_set_new(o, "status", json_string(status));
+    if (from)
+        json_object_set_new(o, "from", cli_json_text(from));
+    cli_json_line(stdout, o);
+    json_decref(o);
+}
+
+static void cheap_free(add_ctx *c)
+{
+    for (size_t i = 0; i < c->ncheap; i++) {
+        free(c->cheap[i].key);
+        free(c->cheap[i].from);
+    }
+    c->ncheap = 0;
+}
+
+static int flush_cheap(add_ctx *c, const char *index)
+{
+    if (!c->ncheap)
+        return 0;
+    idx_error err = {{0}};
+    idx_status st = idx_store_begin(c->s, &err);
+    float *vec = malloc((size_t)c->dim * sizeof *vec);
+    if (!vec)
+        st = IDX_E_NOMEM;
+    for (size_t i = 0; i < c->ncheap && st == IDX_OK; i++) {
+        struct cheap *x = &c->cheap[i];
+        if (x->kind == 'c') {
+            if (idx_store_fetch(c->s, x->id, vec) != 0) {
+                st = IDX_E_DB;
+                snprintf(err.msg, sizeof err.msg,
+                         "%s: the vector of item %lld is missing", index,
+                         (long long)x->id);
+                break;
+            }
+            idx_item it = {.path = x->key, .has_hash = 1, .size = x->size,
+                           .mtime_ns = x->mtime};
+            memcpy(it.hash, x->hash, 32);
+            int64_t id;
+            st = idx_store_put(c->s, &it, vec, &id, NULL, &err);
+        } else {
+            st = idx_store_move(c->s, x->id, x->key, x->size, x->mtime, &err);
+        }
+    }
+    free(vec);
+    if (st == IDX_OK)
+        st = idx_store_commit(c->s, &err);
+    else
+        idx_store_rollback(c->s);
+    if (st != IDX_OK) {
+        report_idx(index, &err, st);
+        c->fatal = 1;
+        cheap_free(c);
+        return -1;
+    }
+    for (size_t i = 0; i < c->ncheap; i++) {
+        struct cheap *x = &c->cheap[i];
+        if (x->kind == 'm')
+            c->moved++, print_status(c, x->key, "moved", x->from);
+        else if (x->kind == 'c')
+            c->copied++, print_status(c, x->key, "copied", x->from);
+        else
+            c->unchanged++, print_status(c, x->key, "unchanged", NULL);
+    }
+    fflush(stdout);
+    cheap_free(c);
+    return 0;
+}
+
+static int push_cheap(add_ctx *c, int kind, int64_t id, const char *key,
+                      const char *from, const pending *p, const char *index)
+{
+    if (!c->cheap &&
+        !(c->cheap = malloc(CHEAP_BATCH * sizeof *c->cheap)))
+        return -1;
+    struct cheap *x = &c->cheap[c->ncheap];
+    *x = (struct cheap){.kind = kind, .id = id, .size = p->size,
+                        .mtime = p->mtime};
+    memcpy(x->hash, p->hash, 32);
+    x->key = strdup(key);
+    x->from = from ? strdup(from) : NULL;
+    if (!x->key || (from && !x->from)) {
+        free(x->key);
+        free(x->from);
+        return -1;
+    }
+    if (++c->ncheap == CHEAP_BATCH)
+        return flush_cheap(c, index);
+    return 0;
+}
+
+static int push_pending(add_ctx *c, const pending *p)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        pending *v = realloc(c->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = *p;
+    return 0;
+}
+
+/* Decides what one image file needs. Returns 0 (decided, or reported as
+ * failed: *failed is set), or -1 when out of memory or the store failed. */
+static int classify_file(add_ctx *c, const char *path, const char *index,
+                         int *failed)
+{
+    char *key = key_of(path);
+    if (!key)
+        return -1;
+    struct stat sb;
+    if (stat(key, &sb) != 0) {
+        cli_report(path, strerror(errno));
+        *failed = 1;
+        free(key);
+        return 0;
+    }
+    pending p = {.key = key, .size = (int64_t)sb.st_size,
+                 .mtime = mtime_ns(&sb)};
+    idx_error err = {{0}};
+    idx_item old;
+    int found;
+    idx_status st = idx_store_get_path(c->s, key, &old, &found, &err);
+    if (st != IDX_OK)
+        goto store_failed;
+    if (found && old.size == p.size && old.mtime_ns == p.mtime) {
+        idx_item_free(&old);
+        c->unchanged++;
+        print_status(c, key, "unchanged", NULL);
+        free(key);
+        return 0;
+    }
+    if ((st = idx_sha256_file(key, p.hash, &err)) != IDX_OK) {
+        if (found)
+            idx_item_free(&old);
+        if (st == IDX_E_NOMEM)
+            goto store_failed;
+        cli_report(path, strerror(errno));
+        *failed = 1;
+        free(key);
+        return 0;
+    }
+    if (found && old.has_hash && memcmp(old.hash, p.hash, 32) == 0) {
+        /* Touched, not changed: the vector stands. */
+        int64_t id = old.id;
+        idx_item_free(&old);
+        int rc = push_cheap(c, 'u', id, key, NULL, &p, index);
+        free(key);
+        return rc;
+    }
+    if (found)
+        idx_item_free(&old);
+    idx_item same;
+    int has_same;
+    if ((st = idx_store_get_hash(c->s, p.hash, &same, &has_same, &err)) !=
+        IDX_OK)
+        goto store_failed;
+    if (has_same) {
+        /* The same bytes are indexed under another path: if that file is
+         * gone it moved here, else this is a copy. Either way the vector
+         * is known. */
+        struct stat os;
+        int gone = !found && stat(same.path, &os) != 0 && errno == ENOENT;
+        int rc = push_cheap(c, gone ? 'm' : 'c', same.id, key, same.path, &p,
+                            index);
+        idx_item_free(&same);
+        free(key);
+        return rc;
+    }
+    if (push_pending(c, &p) != 0) {
+        free(key);
+        return -1;
+    }
+    return 0;
+store_failed:
+    report_idx(index, &err, st);
+    free(key);
+    c->fatal = 1;
+    return -1;
+}
+
+/* The batch driver's callback: embeds a batch and commits it whole. */
+static vit_status add_batch(void *ctx, const float *pixels, int n,
+                            char *const *paths, vit_error *err)
+{
+    add_ctx *c = ctx;
+    if (c->fatal) {
+        snprintf(err->msg, sizeof err->msg, "not added: the index failed");
+        return VIT_E_IO;
+    }
+    vit_status vs = vit_embed_pixels(c->state, pixels, n, c->emb, err);
+    if (vs != VIT_OK)
+        return vs;
+    /* Unit vectors: inner product is then cosine similarity, which is
+     * what search ranks by. */
+    vit_l2_normalize(c->emb, n, c->dim);
+    idx_error ie = {{0}};
+    idx_status st = idx_store_begin(c->s, &ie);
+    int replaced[4096];
+    for (int i = 0; i < n && st == IDX_OK; i++) {
+        while (c->next < c->n && strcmp(c->v[c->next].key, paths[i]) != 0)
+            c->next++;
+        if (c->next == c->n) {
+            st = IDX_E_ARG;
+            snprintf(ie.msg, sizeof ie.msg, "internal: lost track of %s",
+                     paths[i]);
+            break;
+        }
+        const pending *p = &c->v[c->next];
+        idx_item it = {.path = p->key, .has_hash = 1, .size = p->size,
+                       .mtime_ns = p->mtime};
+        memcpy(it.hash, p->hash, 32);
+        int64_t id;
+        st = idx_store_put(c->s, &it, c->emb + (size_t)i * (size_t)c->dim, &id,
+                           &replaced[i], &ie);
+    }
+    if (st == IDX_OK)
+        st = idx_store_commit(c->s, &ie);
+    else
+        idx_store_rollback(c->s);
+    if (st != IDX_OK) {
+        c->fatal = 1;
+        /* The store's message names the index; it may fill err->msg. */
+        snprintf(err->msg, sizeof err->msg, "%.*s", (int)sizeof err->msg - 1,
+                 ie.msg[0] ? ie.msg : idx_status_str(st));
+        return st == IDX_E_NOMEM ? VIT_E_NOMEM : VIT_E_IO;
+    }
+    /* Said only now: a line on stdout means the item is committed. */
+    for (int i = 0; i < n; i++) {
+        print_status(c, paths[i], replaced[i] ? "updated" : "added", NULL);
+        if (replaced[i])
+            c->updated++;
+        else
+            c->added++;
+    }
+    fflush(stdout);
+    return VIT_OK;
+}
+
+static int index_add(index_args *a)
+{
+    if (!a->model_dir)
+        return usage_error("%s", "--model DIR is required");
+    if (a->npaths == 0)
+        return usage_error("%s", "nothing to add: give image files or "
+                                 "directories");
+    if (a->nq || a->html || a->prefix || a->missing)
+        return usage_error("%s", "add takes --model, --index, --batch, "
+                                 "--format and paths");
+    int batch = a->batch ? a->batch : 32;
+    int rc = CLI_EXIT_FAILED, failed = 0;
+    vit_model *m = NULL;
+    vit_model_info info;
+    idx_model mid;
+    add_ctx c = {.jsonl = a->jsonl};
+    cli_input_list in = {0}, todo = {0};
+    if (load_model(a->model_dir, batch, a->no_exif, &m, &info, &mid) != 0)
+        return CLI_EXIT_FAILED;
+    if (!info.has_vision) {
+        cli_report(a->model_dir, "the model has no vision tower to embed "
+                                 "images with");
+        goto out;
+    }
+    idx_error err = {{0}};
+    idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &c.s, &err);
+    if (st == IDX_OK)
+        st = idx_store_check_model(c.s, &mid, 1, &err);
+    if (st != IDX_OK) {
+        report_idx(a->index, &err, st);
+        goto out;
+    }
+    vit_error ve = {{0}};
+    c.dim = info.embed_dim;
+    if (vit_state_new(m, &c.state, &ve) != VIT_OK) {
+        cli_report(a->model_dir, ve.msg);
+        goto out;
+    }
+    if (!(c.emb = malloc((size_t)batch * (size_t)c.dim * sizeof *c.emb)) ||
+        cli_inputs_collect(a->paths, a->npaths, &in) != 0)
+        goto oom;
+
+    /* First what each file needs, without embedding anything; then the
+     * files to embed, in batches. */
+    for (size_t i = 0; i < in.n && !c.fatal; i++) {
+        const cli_input *x = &in.v[i];
+        if (x->kind == CLI_IN_ERROR) {
+            cli_report(x->path, x->error);
+            failed++;
+        } else if (x->kind == CLI_IN_NPY) {
+            cli_report(x->path, "not an image file; an index holds JPEG "
+                                "and PNG files");
+            failed++;
+        } else {
+            int f = 0;
+            if (classify_file(&c, x->path, a->index, &f) != 0 && !c.fatal)
+                goto oom;
+            failed += f;
+        }
+    }
+    if (!c.fatal && flush_cheap(&c, a->index) != 0 && !c.fatal)
+        goto oom;
+    if (c.fatal)
+        goto out;
+    for (size_t i = 0; i < c.n; i++) {
+        if (todo.n == todo.cap) {
+            size_t cap = todo.cap ? 2 * todo.cap : 64;
+            cli_input *v = realloc(todo.v, cap * sizeof *v);
+            if (!v)
+                goto oom;
+            todo.v = v;
+            todo.cap = cap;
+        }
+        /* The driver's list borrows the keys; they are freed with c.v. */
+        todo.v[todo.n++] = (cli_input){c.v[i].key, CLI_IN_IMAGE, NULL};
+    }
+    cli_batch b = {.model = m, .cap = batch, .run = add_batch, .ctx = &c};
+    int brc = todo.n ? cli_batch_inputs(&b, &todo) : CLI_EXIT_OK;
+    if (brc != CLI_EXIT_OK || failed || c.fatal)
+        rc = CLI_EXIT_FAILED;
+    else
+        rc = CLI_EXIT_OK;
+    if (!a->jsonl) {
+        idx_stats s;
+        idx_error e2 = {{0}};
+        long total = idx_store_stats(c.s, &s, &e2) == IDX_OK ? (long)s.items
+                                                              : -1;
+        printf("added %ld, updated %ld, moved %ld, copied %ld, unchanged "
+               "%ld, failed %ld; %ld items in %s\n",
+               c.added, c.updated, c.moved, c.copied, c.unchanged,
+               (long)failed + (long)b.failed, total, a->index);
+    }
+    goto out;
+oom:
+    fprintf(stderr, "vit: out of memory\n");
+    rc = CLI_EXIT_FAILED;
+out:
+    cheap_free(&c);
+    free(c.cheap);
+    for (size_t i = 0; i < c.n; i++)
+        free(c.v[i].key);
+    free(c.v);
+    free(todo.v);
+    cli_inputs_free(&in);
+    free(c.emb);
+    vit_state_free(c.state);
+    idx_store_close(c.s);
+    vit_model_free(m);
+    return rc;
+}
+
+/* ---- remove ---- */
+
+typedef struct {
+    int64_t *ids;
+    size_t n, cap;
+    int oom;
+} id_list;
+
+static int collect_missing(void *ud, int64_t id, const char *path)
+{
+    id_list *l = ud;
+    struct stat sb;
+    if (path[0] != '/' || stat(path, &sb) == 0 || errno != ENOENT)
+        return 0;  /* only files, and only when surely gone */
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        int64_t *v = realloc(l->ids, cap * sizeof *v);
+        if (!v) {
+            l->oom = 1;
+            return 1;
+        }
+        l->ids = v;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+static int index_remove(index_args *a)
+{
+    if (a->npaths == 0 && !a->missing)
+        return usage_error("%s", "nothing to remove: give paths or "
+                                 "--missing");
+    idx_store *s = NULL;
+    idx_error err = {{0}};
+    idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
+    idx_store_close(s);  /* only to refuse a file that is no index */
+    s = NULL;
+    if (st == IDX_OK)
+        st = idx_store_open(a->index, IDX_OPEN_WRITE, &s, &err);
+    if (st != IDX_OK) {
+        report_idx(a->index, &err, st);
+        return CLI_EXIT_FAILED;
+    }
+    int64_t *ids = NULL;
+    size_t n = 0;
+    id_list gone = {0};
+    int rc = CLI_EXIT_OK;
+    if (a->missing && (st = idx_store_each(s, collect_missing, &gone,
+                                           &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (gone.oom) {
+        fprintf(stderr, "vit: out of memory\n");
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    /* One transaction: a remove is all or nothing. */
+    if ((st = idx_store_begin(s, &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    for (int i = 0; i < a->npaths && st == IDX_OK; i++) {
+        char *key = key_of(a->paths[i]);
+        if (!key) {
+            st = IDX_E_NOMEM;
+            snprintf(err.msg, sizeof err.msg, "out of memory");
+            break;
+        }
+        size_t before = n;
+        st = idx_store_remove(s, key, 1, &ids, &n, &err);
+        /* A key given over the service is no path: try it as it is. */
+        if (st == IDX_OK && n == before && strcmp(key, a->paths[i]) != 0)
+            st = idx_store_remove(s, a->paths[i], 0, &ids, &n, &err);
+        if (st == IDX_OK && n == before) {
+            cli_report(a->paths[i], "not in the index");
+            rc = CLI_EXIT_FAILED;
+        }
+        free(key);
+    }
+    for (size_t i = 0; i < gone.n && st == IDX_OK; i++) {
+        st = idx_store_remove_id(s, gone.ids[i], &err);
+        if (st == IDX_OK)
+            n++;
+    }
+    if (st == IDX_OK)
+        st = idx_store_commit(s, &err);
+    else
+        idx_store_rollback(s);
+    if (st != IDX_OK) {
+        report_idx(a->index, &err, st);
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (a->jsonl)
+        printf("{\"removed\": %zu}\n", n);
+    else
+        printf("removed %zu item%s from %s\n", n, n == 1 ? "" : "s",
+               a->index);
+out:
+    free(ids);
+    free(gone.ids);
+    idx_store_close(s);
+    return rc;
+}
+
+/* ---- stats ---- */
+
+static void time_str(char *buf, size_t n, double t)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    if (t <= 0 || !localtime_r(&s, &tm))
+        snprintf(buf, n, "-");
+    else
+        strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void size_str(char *buf, size_t n, double b)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4)
+        b /= 1024, i++;
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static int index_stats(index_args *a)
+{
+    if (a->npaths || a->nq || a->model_dir)
+        return usage_error("%s", "stats takes --index and --format only");
+    idx_store *s;
+    idx_error err = {{0}};
+    idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
+    idx_stats x;
+    if (st == IDX_OK)
+        st = idx_store_stats(s, &x, &err);
+    idx_store_close(s);
+    if (st != IDX_OK) {
+        report_idx(a->index, &err, st);
+        return CLI_EXIT_FAILED;
+    }
+    char t0[32], t1[32];
+    time_str(t0, sizeof t0, x.first_added);
+    time_str(t1, sizeof t1, x.last_added);
+    if (a->jsonl) {
+        json_t *o = json_object();
+        json_object_set_new(o, "index", cli_json_text(a->index));
+        json_object_set_new(o, "items", json_integer(x.items));
+        json_object_set_new(o, "files", json_integer(x.with_hash));
+        json_object_set_new(o, "dim", json_integer(x.dim));
+        json_object_set_new(o, "vector_bytes", json_integer(x.vector_bytes));
+        json_object_set_new(o, "file_bytes", json_integer(x.file_bytes));
+        json_object_set_new(o, "model", x.has_model
+                                            ? cli_json_text(x.model.id)
+                                            : json_null());
+        json_object_set_new(o, "model_dir", x.has_model
+                                                ? cli_json_text(x.model.dir)
+                                                : json_null());
+        json_object_set_new(o, "fingerprint",
+                            x.has_model ? json_string(x.model.fingerprint)
+                                        : json_null());
+        json_object_set_new(o, "first_added", json_real(x.first_added));
+        json_object_set_new(o, "last_added", json_real(x.last_added));
+        int bad = !o || cli_json_line(stdout, o) != 0;
+        json_decref(o);
+        if (bad) {
+            fprintf(stderr, "vit: out of memory\n");
+            return CLI_EXIT_FAILED;
+        }
+        return CLI_EXIT_OK;
+    }
+    char fb[32], vb[32];
+    size_str(fb, sizeof fb, (double)x.file_bytes);
+    size_str(vb, sizeof vb, (double)x.vector_bytes);
+    printf("index    %s (%s)\n", a->index, fb);
+    if (x.has_model)
+        printf("model    %s, %d-d\n         %s\n", x.model.id, x.dim,
+               x.model.dir);
+    else
+        printf("model    none yet\n");
+    printf("items    %lld (%lld files)\n", (long long)x.items,
+           (long long)x.with_hash);
+    printf("vectors  %s float32\n", vb);
+    printf("added    %s .. %s\n", t0, t1);
+    return CLI_EXIT_OK;
+}
+
+/* ---- search ---- */
+
+static int index_search(index_args *a)
+{
+    if (a->nq == 0)
+        return usage_error("%s", "give a query: --text STR or --image FILE");
+    if (a->npaths)
+        return usage_error("unexpected argument '%s' (queries are --text "
+                           "and --image)", a->paths[0]);
+    int k = a->k ? a->k : 10;
+    int rc = CLI_EXIT_FAILED;
+    idx_store *s = NULL;
+    idx_matrix *mx = NULL;
+    vit_model *m = NULL;
+    vit_state *state = NULL;
+    float *q = NULL;
+    idx_hit *hits = NULL;
+    char *prefix = NULL;
+    idx_error err = {{0}};
+    idx_model have, mid;
+    int has = 0;
+    idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
+    if (st == IDX_OK)
+        st = idx_store_model(s, &have, &has, &err);
+    if (st != IDX_OK) {
+        report_idx(a->index, &err, st);
+        goto out;
+    }
+    if (!has) {
+        cli_report(a->index, "the index is empty");
+        goto out;
+    }
+    const char *dir = a->model_dir ? a->model_dir : have.dir;
+    vit_model_info info;
+    int nq = a->nq;
+    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, &m, &info, &mid) != 0)
+        goto out;
+    if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        goto out;
+    }
+    vit_error ve = {{0}};
+    if (vit_state_new(m, &state, &ve) != VIT_OK) {
+        cli_report(dir, ve.msg);
+        goto out;
+    }
+    size_t d = (size_t)info.embed_dim;
+    if (!(q = malloc((size_t)nq * d * sizeof *q)) ||
+        !(hits = calloc((size_t)nq * (size_t)k, sizeof *hits)))
+        goto oom;
+    for (int i = 0; i < nq; i++) {
+        vit_status vs;
+        if (a->queries[i].kind == 't') {
+            const char *t = a->queries[i].s;
+            vs = vit_embed_texts(state, &t, 1, q + (size_t)i * d, &ve);
+            if (vs != VIT_OK) {
+                cli_report(dir, ve.msg);
+                goto out;
+            }
+        } else {
+            vit_image img;
+            vs = vit_image_read(a->queries[i].s, vit_model_options(m), &img,
+                                &ve);
+            if (vs == VIT_OK) {
+                /* vit_embed_images is declared but not in the library
+                 * yet: preprocess, then embed the pixels. */
+                size_t chw = (size_t)info.channels * (size_t)info.image_h *
+                             (size_t)info.image_w;
+                float *px = malloc(chw * sizeof *px);
+                vs = px ? vit_preprocess(m, &img, 1, px, &ve) : VIT_E_NOMEM;
+                if (vs == VIT_OK)
+                    vs = vit_embed_pixels(state, px, 1, q + (size_t)i * d,
+                                          &ve);
+                free(px);
+                vit_image_free(&img);
+            }
+            if (vs != VIT_OK) {
+                cli_report(a->queries[i].s, ve.msg);
+                goto out;
+            }
+        }
+    }
+    vit_l2_normalize(q, nq, (int)d);
+    if ((st = idx_store_load(s, a->precision, 0, &mx, &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        goto out;
+    }
+    idx_search_opts o = idx_search_opts_default();
+    o.k = k;
+    o.fetch = idx_store_fetch;
+    o.fetch_ud = s;
+    if (a->prefix) {
+        /* A directory given as a path matches the keys, which are real
+         * paths; anything else (a key prefix from the service) as is. */
+        struct stat sb;
+        if (stat(a->prefix, &sb) == 0) {
+            char *r = key_of(a->prefix);
+            size_t n = r ? strlen(r) : 0;
+            if (r && S_ISDIR(sb.st_mode) && r[n - 1] != '/') {
+                char *t = realloc(r, n + 2);
+                if (t) {
+                    t[n] = '/';
+                    t[n + 1] = '\0';
+                }
+                r = t;
+            }
+            if (!r)
+                goto oom;
+            prefix = r;
+        }
+        o.prefix = prefix ? prefix : a->prefix;
+    }
+    if ((st = idx_matrix_search(mx, q, nq, &o, hits, &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        goto out;
+    }
+    for (int i = 0; i < nq; i++) {
+        const idx_hit *h = hits + (size_t)i * (size_t)k;
+        if (a->jsonl) {
+            json_t *obj = json_object(), *res = json_array();
+            json_object_set_new(obj, a->queries[i].kind == 't' ? "text"
+                                                               : "image",
+                                cli_json_text(a->queries[i].s));
+            for (int j = 0; j < k && h[j].id >= 0; j++) {
+                json_t *r = json_object();
+                json_object_set_new(r, "rank", json_integer(j + 1));
+                json_object_set_new(r, "score", cli_json_float(h[j].score));
+                json_object_set_new(r, "path", cli_json_text(h[j].key));
+                json_object_set_new(r, "id", json_integer(h[j].id));
+                json_array_append_new(res, r);
+            }
+            json_object_set_new(obj, "results", res);
+            int bad = !obj || !res || cli_json_line(stdout, obj) != 0;
+            json_decref(obj);
+            if (bad)
+                goto oom;
+        } else {
+            printf("%s\n", a->queries[i].s);
+            for (int j = 0; j < k && h[j].id >= 0; j++)
+                printf("  %.4f  %s\n", (double)h[j].score, h[j].key);
+        }
+    }
+    rc = CLI_EXIT_OK;
+    if (a->html) {
+        cli_html_query *hq = calloc((size_t)nq, sizeof *hq);
+        if (!hq)
+            goto oom;
+        for (int i = 0; i < nq; i++)
+            hq[i] = (cli_html_query){a->queries[i].kind == 'i',
+                                     a->queries[i].s};
+        if (cli_index_html(a->html, hq, nq, hits, k, vit_model_options(m)) !=
+            0)
+            rc = CLI_EXIT_FAILED;
+        free(hq);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAILED;
+    }
+    goto out;
+oom:
+    fprintf(stderr, "vit: out of memory\n");
+    rc = CLI_EXIT_FAILED;
+out:
+    if (hits)
+        idx_hits_free(hits, (size_t)a->nq * (size_t)k);
+    free(hits);
+    free(q);
+    free(prefix);
+    idx_matrix_free(mx);
+    vit_state_free(state);
+    vit_model_free(m);
+    idx_store_close(s);
+    return rc;
+}
+
+int cli_index_main(int argc, char **argv)
+{
+    if (argc < 2) {
+        sub_name = "index";
+        return usage_error("%s", "give a subcommand: add, remove, stats or "
+                                 "search");
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        help(stdout);
+        return CLI_EXIT_OK;
+    }
+    static const struct {
+        const char *name;
+        int (*run)(index_args *a);
+    } subs[] = {{"add", index_add},
+                {"remove", index_remove},
+                {"stats", index_stats},
+                {"search", index_search}};
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        if (strcmp(sub, subs[i].name) != 0)
+            continue;
+        static char name[32];
+        snprintf(name, sizeof name, "index %s", sub);
+        sub_name = name;
+        index_args a = {0};
+        int rc = parse_args(argc - 1, argv + 1, &a);
+        if (rc < 0)
+            rc = subs[i].run(&a);
+        free(a.queries);
+        return rc;
+    }
+    return usage_error("unknown subcommand '%s' (add, remove, stats or "
+                       "search)", sub);
+}
