@@ -20,6 +20,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -641,6 +642,31 @@ def test_stall_times_out(c):
     part = os.path.join(staging(d), "model.safetensors.part")
     check(os.path.getsize(part) == 1000, "partial download not kept")
     shutil.rmtree(staging(d))
+
+
+def test_interrupted(c):
+    d = c.out("sigint")
+    c.state.stall["model.safetensors"] = 1000
+    part = os.path.join(staging(d), "model.safetensors.part")
+    p = subprocess.Popen([sys.executable, FETCH, "test/vit-tiny", d],
+                         cwd=c.tmp, env=c.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (os.path.exists(part) and os.path.getsize(part) == 1000):
+            check(time.monotonic() < deadline and p.poll() is None,
+                  "the download never started")
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        so, se = p.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check(p.returncode == 130 and "interrupted" in se and "resume" in se,
+          "rc %d, %r" % (p.returncode, se))
+    check(os.path.getsize(part) == 1000 and not os.path.exists(d),
+          "partial download not kept as it was")
 
 
 def test_locked_staging(c):
