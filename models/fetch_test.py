@@ -274,20 +274,22 @@ class Ctx:
             srv.shutdown()
             srv.server_close()
 
-    def env(self, token=None, hf_home=None):
+    def env(self, token=None, hf_home=None, endpoint=None):
         env = {k: v for k, v in os.environ.items()
                if not k.upper().startswith(("HF_", "HUGGINGFACE"))
                and k.lower() not in ("http_proxy", "https_proxy",
                                      "all_proxy", "no_proxy")}
-        env["HF_ENDPOINT"] = self.hub_url
+        env["HF_ENDPOINT"] = endpoint or self.hub_url
         env["HF_HOME"] = hf_home or os.path.join(self.tmp, "hf-home-empty")
         if token:
             env["HF_TOKEN"] = token
         return env
 
-    def fetch(self, *args, token=None, hf_home=None, script=FETCH):
+    def fetch(self, *args, token=None, hf_home=None, script=FETCH,
+              endpoint=None):
         p = subprocess.run([sys.executable, script] + list(args),
-                           cwd=self.tmp, env=self.env(token, hf_home),
+                           cwd=self.tmp,
+                           env=self.env(token, hf_home, endpoint),
                            capture_output=True, text=True,
                            timeout=RUN_TIMEOUT)
         return p.returncode, p.stdout, p.stderr
@@ -582,6 +584,14 @@ def test_existing_dir(c):
     check(rc == 0 and so.strip(), "second fetch rc %d, %r" % (rc, se))
     check(all(m == "HEAD" for _, m, _, _ in c.state.log),
           "up-to-date DIR downloaded again")
+    # The hub out of reach (a port nothing listens on): DIR stays usable.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = "http://127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    rc, so, se = c.fetch("test/vit-tiny", d, endpoint=closed)
+    check(rc == 0 and "cannot check" in se and so.strip(),
+          "offline: rc %d, %r" % (rc, se))
     # The revision moved on: say so, touch nothing.
     repo = c.state.repos["test/vit-tiny"]
     old = repo.commit
