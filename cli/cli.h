@@ -136,8 +136,8 @@ int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
 /* ---- progress (cli/progress.c) ---- */
 
 /* A single updating line on stderr, `[done/total] rate img/s, ETA m:ss`,
- * shown only
- * when stderr is a terminal and there is more than one batch of work. */
+ * shown only when stderr is a terminal and there is more than one batch of
+ * work. */
 typedef struct {
     int tty;          /* stderr is a terminal */
     int shown;        /* the line is on screen now */

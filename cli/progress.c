@@ -1,9 +1,9 @@
 /*
  * The progress line of long runs: `[done/total] rate img/s, ETA m:ss` on
  * stderr, redrawn in place with a carriage return. It is drawn only when
- * stderr is a terminal, so logs and pipes never see it, and only when the work is more
- * than one batch, so a quick run prints nothing extra. The caller erases it
- * before writing anything else to the terminal.
+ * stderr is a terminal, so logs and pipes never see it, and only when the
+ * work is more than one batch, so a quick run prints nothing extra. The
+ * caller erases it before writing anything else to the terminal.
  */
 #include "cli/cli.h"
 

@@ -166,6 +166,11 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
      * batch; wait for it rather than fail. Readers never wait in WAL. */
     sqlite3_busy_timeout(s->db, 10000);
     int64_t app = query_int(s, "PRAGMA application_id");
+    if (app < 0 && (sqlite3_errcode(s->db) == SQLITE_NOTADB)) {
+        st = fail(err, IDX_E_FORMAT,
+                  "%s: not a vit index (not an SQLite database)", path);
+        goto fail;
+    }
     if (app < 0) {
         st = db_fail(s, err, "reading the header");
         goto fail;

@@ -540,6 +540,689 @@ START_TEST(model_fingerprint)
 }
 END_TEST
 
+/* ---- the command ---- */
+
+/* n distinct noise PNGs of 40 x 40, dir/img00.png ... */
+static void make_pngs(const char *dir, int first, int n, uint64_t seed)
+{
+    uint8_t px[40 * 40 * 3];
+    for (int i = first; i < first + n; i++) {
+        rng_state = seed + (uint64_t)i * 7919;
+        for (size_t j = 0; j < sizeof px; j++) {
+            rng_state ^= rng_state >> 12;
+            rng_state ^= rng_state << 25;
+            rng_state ^= rng_state >> 27;
+            px[j] = (uint8_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 56);
+        }
+        png_image im;
+        memset(&im, 0, sizeof im);
+        im.version = PNG_IMAGE_VERSION;
+        im.width = im.height = 40;
+        im.format = PNG_FORMAT_RGB;
+        char path[600];
+        snprintf(path, sizeof path, "%s/img%02d.png", dir, i);
+        ck_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL));
+    }
+}
+
+static int count_str(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub))
+        n++;
+    return n;
+}
+
+typedef struct {
+    char *dir, *imgs, *index;
+} cli_fx;
+
+static void cli_fx_new(cli_fx *f, int n)
+{
+    f->dir = tu_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    f->imgs = malloc(600);
+    f->index = malloc(600);
+    snprintf(f->imgs, 600, "%s/imgs", f->dir);
+    snprintf(f->index, 600, "%s/photos.vidx", f->dir);
+    ck_assert_int_eq(mkdir(f->imgs, 0755), 0);
+    make_pngs(f->imgs, 0, n, 42);
+}
+
+static void cli_fx_free(cli_fx *f)
+{
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->imgs);
+    free(f->index);
+}
+
+/* The JSON of search line `line` (0-based) of out. */
+static json_t *jsonl_line(const char *out, int line)
+{
+    const char *p = out;
+    for (int i = 0; i < line; i++) {
+        p = strchr(p, '\n');
+        ck_assert_ptr_nonnull(p);
+        p++;
+    }
+    const char *nl = strchr(p, '\n');
+    ck_assert_ptr_nonnull(nl);
+    json_t *j = json_loadb(p, (size_t)(nl - p), 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+START_TEST(cli_add_skip_move_copy_remove)
+{
+    cli_fx f;
+    cli_fx_new(&f, 6);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, "--batch",
+           "4", f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_msg(strstr(r.out, "added 6, updated 0, moved 0, copied 0, "
+                                "unchanged 0, failed 0; 6 items"), "%s", r.out);
+    tu_run_free(&r);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_int_eq(r.code, 0);
+    ck_assert_msg(strstr(r.out, "added 0, updated 0, moved 0, copied 0, "
+                                "unchanged 6"), "%s", r.out);
+    tu_run_free(&r);
+
+    /* A move, a copy, a touch (same bytes, new mtime) and an edit. */
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/img00.png", f.imgs);
+    snprintf(b, sizeof b, "%s/renamed.png", f.imgs);
+    ck_assert_int_eq(rename(a, b), 0);
+    snprintf(a, sizeof a, "%s/img01.png", f.imgs);
+    snprintf(b, sizeof b, "%s/copy.png", f.imgs);
+    ck_assert_int_eq(tu_copy(a, b), 0);
+    snprintf(a, sizeof a, "%s/img02.png", f.imgs);
+    struct timespec ts[2] = {{1000000, 0}, {1000000, 0}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, a, ts, 0), 0);
+    make_pngs(f.imgs, 3, 1, 777);  /* img03.png, new content */
+    tu_run(&r, "index", "add", "--format", "jsonl", "--model", TOK, "--index",
+           f.index, f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    printf("%s", r.out);
+    ck_assert_int_eq(count_str(r.out, "\"status\": \"moved\""), 1);
+    ck_assert_int_eq(count_str(r.out, "\"status\": \"copied\""), 1);
+    ck_assert_int_eq(count_str(r.out, "\"status\": \"updated\""), 1);
+    ck_assert_int_eq(count_str(r.out, "\"status\": \"unchanged\""), 4);
+    ck_assert_int_eq(count_str(r.out, "\"status\": \"added\""), 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "renamed.png\", \"status\": "
+                                        "\"moved\", \"from\": \""));
+    tu_run_free(&r);
+
+    /* Each image finds itself first, at cosine 1: the vectors stored are
+     * the image's own, moved and copied ones included. */
+    const char *names[] = {"renamed.png", "copy.png", "img01.png",
+                           "img03.png", "img05.png"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(a, sizeof a, "%s/%s", f.imgs, names[i]);
+        tu_run(&r, "index", "search", "--index", f.index, "--image", a, "-k",
+               "2", "--format", "jsonl", NULL);
+        ck_assert_msg(r.code == 0, "%s", r.err);
+        json_t *j = jsonl_line(r.out, 0);
+        json_t *top = json_array_get(json_object_get(j, "results"), 0);
+        const char *p = json_string_value(json_object_get(top, "path"));
+        double sc = json_number_value(json_object_get(top, "score"));
+        /* copy.png and img01.png are the same bytes: either may lead. */
+        if (i == 1 || i == 2)
+            ck_assert(strstr(p, "copy.png") || strstr(p, "img01.png"));
+        else
+            ck_assert_msg(strstr(p, names[i]), "%s for %s", p, names[i]);
+        ck_assert_msg(fabs(sc - 1.0) < 1e-5, "score %g", sc);
+        json_decref(j);
+        tu_run_free(&r);
+    }
+
+    tu_run(&r, "index", "stats", "--index", f.index, "--format", "jsonl",
+           NULL);
+    ck_assert_int_eq(r.code, 0);
+    json_t *st = jsonl_line(r.out, 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "items")), 7);
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "dim")), 24);
+    ck_assert(strncmp(json_string_value(json_object_get(st, "model")),
+                      "clip_tok/CLIPModel@", 19) == 0);
+    json_decref(st);
+    tu_run_free(&r);
+
+    /* Remove one file by name, the gone ones with --missing, and a path
+     * that is not there (exit 1). */
+    snprintf(a, sizeof a, "%s/copy.png", f.imgs);
+    tu_run(&r, "index", "remove", "--index", f.index, a, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "removed 1 item from "));
+    tu_run_free(&r);
+    snprintf(a, sizeof a, "%s/img04.png", f.imgs);
+    ck_assert_int_eq(unlink(a), 0);
+    tu_run(&r, "index", "remove", "--index", f.index, "--missing", NULL);
+    ck_assert_int_eq(r.code, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "removed 1 item"));
+    tu_run_free(&r);
+    tu_run(&r, "index", "remove", "--index", f.index, "/no/such/file.png",
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "not in the index"));
+    tu_run_free(&r);
+    /* A whole directory. */
+    tu_run(&r, "index", "remove", "--index", f.index, f.imgs, NULL);
+    ck_assert_int_eq(r.code, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "removed 5 items"));
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
+START_TEST(cli_search_formats_prefix_precision)
+{
+    cli_fx f;
+    cli_fx_new(&f, 8);
+    char sub[700];
+    snprintf(sub, sizeof sub, "%s/sub", f.imgs);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    make_pngs(sub, 20, 4, 99);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+
+    /* Text: the default text output, then JSONL in each precision, which
+     * after re-ranking agree exactly with fp32 on 12 items. */
+    tu_run(&r, "index", "search", "--index", f.index, "--text",
+           "a photo of a cat", "-k", "3", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert(strncmp(r.out, "a photo of a cat\n  ", 19) == 0);
+    ck_assert_int_eq(count_str(r.out, "\n  "), 3);
+    tu_run_free(&r);
+    char *first = NULL;
+    const char *precs[] = {"fp32", "fp16", "int8"};
+    for (int i = 0; i < 3; i++) {
+        tu_run(&r, "index", "search", "--index", f.index, "--text",
+               "a photo of a cat", "--text", "the number 7", "-k", "12",
+               "--format", "jsonl", "--precision", precs[i], NULL);
+        ck_assert_msg(r.code == 0, "%s", r.err);
+        json_t *j = jsonl_line(r.out, 1);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "text")),
+                         "the number 7");
+        ck_assert_int_eq(json_array_size(json_object_get(j, "results")), 12);
+        json_decref(j);
+        /* The same items in the same order, scores equal but for the
+         * rounding of sgemm (fp32, two queries) against the SIMD dot
+         * product that re-ranks. */
+        if (!first) {
+            first = strdup(r.out);
+        } else {
+            for (int line = 0; line < 2; line++) {
+                json_t *x = jsonl_line(r.out, line), *y = jsonl_line(first,
+                                                                    line);
+                json_t *rx = json_object_get(x, "results"),
+                       *ry = json_object_get(y, "results");
+                for (size_t h = 0; h < 12; h++) {
+                    json_t *hx = json_array_get(rx, h),
+                           *hy = json_array_get(ry, h);
+                    ck_assert_str_eq(
+                        json_string_value(json_object_get(hx, "path")),
+                        json_string_value(json_object_get(hy, "path")));
+                    ck_assert(fabs(json_number_value(json_object_get(
+                                       hx, "score")) -
+                                   json_number_value(json_object_get(
+                                       hy, "score"))) < 1e-6);
+                }
+                json_decref(x);
+                json_decref(y);
+            }
+        }
+        tu_run_free(&r);
+    }
+    free(first);
+
+    /* --prefix: only the subdirectory's four. */
+    tu_run(&r, "index", "search", "--index", f.index, "--text", "a cat",
+           "-k", "10", "--format", "jsonl", "--prefix", sub, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    json_t *j = jsonl_line(r.out, 0);
+    json_t *res = json_object_get(j, "results");
+    ck_assert_int_eq(json_array_size(res), 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert(strstr(json_string_value(json_object_get(
+                             json_array_get(res, i), "path")),
+                         "/imgs/sub/img2"));
+    json_decref(j);
+    tu_run_free(&r);
+
+    /* Usage errors and a file that is not an index. */
+    tu_run(&r, "index", "search", "--index", f.index, NULL);
+    ck_assert_int_eq(r.code, 2);
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", f.index, "--text", "x",
+           "--precision", "fp8", NULL);
+    ck_assert_int_eq(r.code, 2);
+    tu_run_free(&r);
+    tu_run(&r, "index", "frobnicate", NULL);
+    ck_assert_int_eq(r.code, 2);
+    tu_run_free(&r);
+    tu_run(&r, "index", "add", "--index", f.index, f.imgs, NULL);
+    ck_assert_int_eq(r.code, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "--model DIR is required"));
+    tu_run_free(&r);
+    tu_run(&r, "index", "stats", "--index", TOK "/config.json", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "not a vit index"));
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
+START_TEST(cli_model_mismatch_refused)
+{
+    cli_fx f;
+    cli_fx_new(&f, 3);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    /* Another CLIP, same architecture: its vectors mean something else. */
+    make_pngs(f.imgs, 10, 1, 5);
+    tu_run(&r, "index", "add", "--model", FIXTURES "/clip_tiny", "--index",
+           f.index, f.imgs, NULL);
+    ck_assert_int_eq(r.code, 1);
+    printf("%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.err, "the index was built with model "
+                                        "clip_tok/CLIPModel@"));
+    ck_assert_ptr_nonnull(strstr(r.err, "not clip_tiny/CLIPModel@"));
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", f.index, "--model",
+           FIXTURES "/clip_tiny", "--text", "a cat", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "the index was built with model"));
+    tu_run_free(&r);
+    /* Nothing was added by the refused run. */
+    tu_run(&r, "index", "stats", "--index", f.index, "--format", "jsonl",
+           NULL);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"items\": 3,"));
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Starts `vit index add --format jsonl --batch 1` with stdout into the
+ * file `out`; returns the pid. */
+static pid_t start_add(const char *index, const char *imgs, const char *out)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(o, 1);
+        dup2(nul, 2);
+        execl(tu_vit_bin(), tu_vit_bin(), "index", "add", "--format", "jsonl",
+              "--batch", "1", "--model", TOK, "--index", index, imgs,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The index after a crash: it opens, passes integrity_check, has a vector
+ * of the right size for every item, and holds every path `out` reported
+ * committed. Returns the number of items. */
+static int check_after_crash(const char *index, const char *out)
+{
+    size_t n = 0;
+    char *text = (char *)tu_read(out, &n);
+    text = realloc(text, n + 1);
+    text[n] = '\0';
+    struct stat sb;
+    if (stat(index, &sb) != 0) {
+        /* Killed before the file was made: nothing can have been said. */
+        ck_assert_str_eq(text, "");
+        free(text);
+        return 0;
+    }
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open_v2(index, &db, SQLITE_OPEN_READWRITE, NULL),
+                     SQLITE_OK);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q,
+                                        NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    int items = -1;
+    /* Tables may not exist yet if the kill came before the first commit
+     * that created them; then nothing can have been reported either. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM items), "
+                           "(SELECT count(*) FROM vectors), "
+                           "(SELECT count(*) FROM vectors WHERE length(v) "
+                           "!= 96), (SELECT count(*) FROM items i WHERE NOT "
+                           "EXISTS (SELECT 1 FROM vectors v WHERE v.id = "
+                           "i.id))",
+                           -1, &q, NULL) == SQLITE_OK) {
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+        items = sqlite3_column_int(q, 0);
+        ck_assert_int_eq(sqlite3_column_int(q, 1), items);
+        ck_assert_int_eq(sqlite3_column_int(q, 2), 0);
+        ck_assert_int_eq(sqlite3_column_int(q, 3), 0);
+        sqlite3_finalize(q);
+    } else {
+        items = 0;
+    }
+    int reported = 0;
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        ck_assert_msg(j != NULL, "a torn line on stdout: %s", line);
+        const char *p = json_string_value(json_object_get(j, "path"));
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM items "
+                                                "WHERE path = ?1",
+                                            -1, &q, NULL), SQLITE_OK);
+        sqlite3_bind_text(q, 1, p, -1, SQLITE_TRANSIENT);
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+        ck_assert_msg(sqlite3_column_int(q, 0) == 1,
+                      "%s was reported committed but is not in the index", p);
+        sqlite3_finalize(q);
+        json_decref(j);
+        reported++;
+    }
+    free(text);
+    sqlite3_close(db);
+    return items;
+}
+
+#define CRASH_IMAGES 32
+#define CRASH_RUNS 24
+
+START_TEST(cli_add_survives_sigkill)
+{
+    cli_fx f;
+    cli_fx_new(&f, CRASH_IMAGES);
+    char out[700];
+    snprintf(out, sizeof out, "%s/out.jsonl", f.dir);
+    /* How long a whole add takes here, to spread the kills over it. */
+    double t0 = mono_s();
+    int status;
+    pid_t pid = start_add(f.index, f.imgs, out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    double full = mono_s() - t0;
+    ck_assert_int_eq(check_after_crash(f.index, out), CRASH_IMAGES);
+    printf("a whole add of %d images, a batch each: %.3f s\n", CRASH_IMAGES,
+           full);
+
+    rng_state = 20240611;
+    int killed = 0, finished = 0, fresh = 0, mid = 0;
+    double deadline = mono_s() + 90;
+    int prev = 0;
+    unlink(f.index);
+    for (int run = 0; run < CRASH_RUNS && mono_s() < deadline; run++) {
+        rng_state ^= rng_state >> 12;
+        rng_state ^= rng_state << 25;
+        rng_state ^= rng_state >> 27;
+        double u = ((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53;
+        /* Loading the model takes a good part of a run: one kill in four
+         * anywhere, the rest in the second half, where batches commit. */
+        if (run % 4)
+            u = 0.5 + u / 2;
+        pid = start_add(f.index, f.imgs, out);
+        struct timespec d = {0, (long)(u * full * 1e9)};
+        while (d.tv_nsec >= 1000000000)
+            d.tv_sec++, d.tv_nsec -= 1000000000;
+        nanosleep(&d, NULL);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status))
+            killed++;
+        else
+            finished++;
+        int items = check_after_crash(f.index, out);
+        ck_assert_int_ge(items, prev);  /* nothing committed is lost */
+        mid += items > 0 && items < CRASH_IMAGES;
+        if (items == CRASH_IMAGES) {
+            /* Done: start again from nothing, so that later kills still
+             * land in the middle of work. */
+            char wal[720], shm[720];
+            snprintf(wal, sizeof wal, "%s-wal", f.index);
+            snprintf(shm, sizeof shm, "%s-shm", f.index);
+            unlink(f.index);
+            unlink(wal);
+            unlink(shm);
+            fresh++;
+            prev = 0;
+        } else {
+            prev = items;
+        }
+    }
+    /* Resume: running add again completes the rest. */
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    printf("after the kills: %s", r.out);
+    tu_run_free(&r);
+    ck_assert_int_eq(check_after_crash(f.index, "/dev/null"), CRASH_IMAGES);
+    printf("%d runs killed with SIGKILL, %d finished first, %d left a "
+           "partial index, %d restarts from empty\n",
+           killed, finished, mid, fresh);
+    ck_assert_int_ge(killed + finished, 20);
+    ck_assert_int_ge(killed, 10);
+    ck_assert_int_ge(mid, 5);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* Runs argv with stdout into `out`, killed after `secs`. Returns the exit
+ * status, or -1 when it had to be killed. */
+static int run_bounded(char *const *argv, const char *out, int secs)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(o, 1);
+        dup2(nul, 2);
+        setpgid(0, 0);  /* so that its helper processes die with it */
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    double end = mono_s() + secs;
+    int status;
+    while (mono_s() < end) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        struct timespec d = {0, 20000000};
+        nanosleep(&d, NULL);
+    }
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static int have_program(const char *name)
+{
+    const char *path = getenv("PATH");
+    char *copy = strdup(path ? path : "/usr/bin:/bin");
+    int found = 0;
+    for (char *dir = strtok(copy, ":"); dir && !found;
+         dir = strtok(NULL, ":")) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        found = access(p, X_OK) == 0;
+    }
+    free(copy);
+    return found;
+}
+
+/* The page opened in headless Chromium: a script appended to a copy of it
+ * counts the images that decoded (naturalWidth > 0). One deliberately
+ * broken image is added too, to show the check can fail. */
+START_TEST(cli_html_renders_in_chromium)
+{
+    ck_assert_msg(have_program("chromium"),
+                  "Debian's chromium is needed for this test (sh .ci/deps "
+                  "installs it)");
+    cli_fx f;
+    cli_fx_new(&f, 5);
+    /* A JPEG and an image query too. */
+    char a[700], html[700], page[700], out[700], profile[700], url[800];
+    snprintf(a, sizeof a, "%s/g.jpg", f.imgs);
+    ck_assert_int_eq(tu_copy(FIXTURES "/cli/gradient.jpg", a), 0);
+    snprintf(html, sizeof html, "%s/results.html", f.dir);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", f.index, "--text",
+           "a photo of a <b>cat</b> & \"dog\"", "--image", a, "-k", "4",
+           "--html", html, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    size_t n;
+    char *doc = (char *)tu_read(html, &n);
+    ck_assert_ptr_nonnull(doc);
+    doc = realloc(doc, n + 1);
+    doc[n] = '\0';
+    /* 4 + 4 hits and the query image; escaped text; nothing external. */
+    ck_assert_int_eq(count_str(doc, "<img "), 9);
+    ck_assert_int_eq(count_str(doc, "src=\"data:image/png;base64,"), 9);
+    ck_assert_ptr_nonnull(strstr(doc, "&lt;b&gt;cat&lt;/b&gt; &amp; "
+                                      "&quot;dog&quot;"));
+    ck_assert_ptr_null(strstr(doc, "http"));
+    ck_assert_ptr_null(strstr(doc, "<script"));
+    printf("results page: %zu bytes for 9 thumbnails\n", n);
+
+    static const char check[] =
+        "<img id=\"broken\" src=\"data:image/png;base64,iVBORw0KGgoAAAA\">"
+        "<script>window.addEventListener('load', function () {"
+        "var im = document.images, ok = 0;"
+        "for (var i = 0; i < im.length; i++)"
+        "  if (im[i].complete && im[i].naturalWidth > 0) ok++;"
+        "var p = document.createElement('p'); p.id = 'vit-check';"
+        "p.textContent = 'images=' + im.length + ' rendered=' + ok;"
+        "document.body.appendChild(p);});</script>\n";
+    snprintf(page, sizeof page, "%s/check.html", f.dir);
+    FILE *pf = fopen(page, "w");
+    ck_assert_ptr_nonnull(pf);
+    fwrite(doc, 1, n, pf);
+    fputs(check, pf);
+    fclose(pf);
+    free(doc);
+
+    snprintf(out, sizeof out, "%s/dom.html", f.dir);
+    snprintf(profile, sizeof profile, "--user-data-dir=%s/profile", f.dir);
+    snprintf(url, sizeof url, "file://%s", page);
+    char *argv[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--no-first-run", "--disable-extensions", profile,
+                    "--virtual-time-budget=5000", "--dump-dom", url, NULL};
+    double t0 = mono_s();
+    int rc = run_bounded(argv, out, 90);
+    ck_assert_msg(rc == 0, "chromium exited %d", rc);
+    char *dom = (char *)tu_read(out, &n);
+    ck_assert_ptr_nonnull(dom);
+    dom = realloc(dom, n + 1);
+    dom[n] = '\0';
+    const char *res = strstr(dom, "<p id=\"vit-check\">");
+    if (res)
+        res += strlen("<p id=\"vit-check\">");
+    ck_assert_msg(res != NULL, "no result from the page's check");
+    printf("chromium (%.1f s): %.*s\n", mono_s() - t0, 24, res);
+    fflush(stdout);
+    ck_assert(strncmp(res, "images=10 rendered=9<", 21) == 0);
+    free(dom);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* Text search on the shipped CLIP model, whose held-out digits have known
+ * classes: precision@10 of "a handwritten {digit}." over the ten
+ * classes. */
+START_TEST(shipped_model_precision_at_10)
+{
+    const char *model = "models/clip-digits", *held = "models/digits-heldout";
+    char labels_path[256];
+    snprintf(labels_path, sizeof labels_path, "%s/labels.csv", held);
+    if (access(model, R_OK) != 0 || access(labels_path, R_OK) != 0) {
+        printf("models/clip-digits is not shipped yet: precision@10 not "
+               "measured\n");
+        return;
+    }
+    char *dir = tu_tmpdir(), index[600];
+    snprintf(index, sizeof index, "%s/digits.vidx", dir);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", model, "--index", index, "--batch",
+           "64", held, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    printf("%s", r.out);
+    tu_run_free(&r);
+    size_t n;
+    char *csv = (char *)tu_read(labels_path, &n);
+    csv = realloc(csv, n + 1);
+    csv[n] = '\0';
+    static const char *const words[10] = {"zero", "one", "two", "three",
+                                          "four", "five", "six", "seven",
+                                          "eight", "nine"};
+    const char *args[64] = {"index", "search", "--index", index, "-k", "10",
+                            "--format", "jsonl"};
+    int na = 8;
+    char texts[10][64];
+    for (int c = 0; c < 10; c++) {
+        snprintf(texts[c], sizeof texts[c], "a handwritten %s.", words[c]);
+        args[na++] = "--text";
+        args[na++] = texts[c];
+    }
+    args[na] = NULL;
+    tu_run_argv(&r, args);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    int right = 0;
+    printf("precision@10 by class:");
+    for (int c = 0; c < 10; c++) {
+        json_t *j = jsonl_line(r.out, c);
+        json_t *res = json_object_get(j, "results");
+        ck_assert_int_eq(json_array_size(res), 10);
+        int rc = 0;
+        for (size_t i = 0; i < 10; i++) {
+            const char *p = json_string_value(
+                json_object_get(json_array_get(res, i), "path"));
+            const char *base = strrchr(p, '/') + 1;
+            char key[64];
+            snprintf(key, sizeof key, "\n%s,%s\n", base, words[c]);
+            rc += strstr(csv, key) != NULL;
+        }
+        printf(" %s %d/10", words[c], rc);
+        right += rc;
+        json_decref(j);
+    }
+    printf("\nshipped CLIP, text search \"a handwritten {}.\" over %s: "
+           "precision@10 %.3f (chance 0.100)\n", held, right / 100.0);
+    tu_run_free(&r);
+    free(csv);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -551,6 +1234,15 @@ Suite *index_suite(void)
     tcase_add_test(t, matrix_add_remove_replace_prefix);
     tcase_add_test(t, store_round_trip);
     tcase_add_test(t, model_fingerprint);
+    suite_add_tcase(s, t);
+    t = tcase_create("command");
+    tcase_set_timeout(t, 240);
+    tcase_add_test(t, cli_add_skip_move_copy_remove);
+    tcase_add_test(t, cli_search_formats_prefix_precision);
+    tcase_add_test(t, cli_model_mismatch_refused);
+    tcase_add_test(t, cli_add_survives_sigkill);
+    tcase_add_test(t, cli_html_renders_in_chromium);
+    tcase_add_test(t, shipped_model_precision_at_10);
     suite_add_tcase(s, t);
     return s;
 }
