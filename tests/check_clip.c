@@ -161,7 +161,7 @@ START_TEST(single_towers)
     m = load("clip_text", 3, &s);
     vit_model_get_info(m, &info);
     ck_assert_int_eq(info.arch, VIT_ARCH_CLIP_TEXT);
-    ck_assert(!info.has_vision && info.has_text);
+    ck_assert(!info.has_vision && info.has_text && !info.has_tokenizer);
     int nt;
     check_text_side("clip_text", s, out, &nt);
     float pixels[3 * 32 * 32] = {0};

@@ -146,6 +146,9 @@ START_TEST(library_embeds_strings)
     vit_error err;
     ck_assert_int_eq(vit_model_load(TOK, &opt, &m, &err), VIT_OK);
     ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert(info.has_vision && info.has_text && info.has_tokenizer);
     float *got = malloc((size_t)n * want.shape[1] * sizeof *got);
     ck_assert_msg(vit_embed_texts(st, s, n, got, &err) == VIT_OK, "%s",
                   err.msg);

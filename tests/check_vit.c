@@ -120,6 +120,7 @@ START_TEST(reads_config)
     vit_model_get_info(m, &info);
     ck_assert_int_eq(info.arch, VIT_ARCH_VIT_CLASSIFIER);
     ck_assert_str_eq(info.architecture, "ViTForImageClassification");
+    ck_assert(info.has_vision && !info.has_text && !info.has_tokenizer);
     ck_assert_int_eq(info.num_labels, 10);
     ck_assert_int_eq(info.hidden_size, 32);
     ck_assert_int_eq(info.num_layers, 2);

@@ -558,6 +558,7 @@ void vit_model_get_info(const vit_model *m, vit_model_info *info)
     info->architecture = m->architecture;
     info->has_vision = m->has_vision;
     info->has_text = m->has_text;
+    info->has_tokenizer = m->tok != NULL;
     if (m->has_vision) {
         info->channels = m->vis.C;
         info->image_h = m->vis.Hi;

@@ -123,6 +123,8 @@ typedef struct {
     int hidden_size, num_layers, num_heads, patch_size;
     int mlp_size;              /* intermediate_size */
     int has_vision, has_text;  /* which towers the model has */
+    int has_tokenizer;         /* texts can be embedded (a text tower and
+                                  its tokenizer files) */
     int text_max_len;          /* tokens per text, 0 without a text tower */
     float logit_scale;         /* exp(logit_scale) of a CLIPModel, else 0 */
 } vit_model_info;
