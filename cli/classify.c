@@ -18,11 +18,12 @@
 #define MAX_TOP_K 1000000
 #define DEFAULT_TOP_K 5
 
-enum { OPT_LOGITS = 256, OPT_NO_EXIF };
+enum { OPT_LOGITS = 256 };
 
 static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
     "                    [--logits] [--batch N] [--no-exif-rotate]\n"
+    "                    [--fast-decode]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)
@@ -68,10 +69,6 @@ static void help(FILE *f)
             "and jsonl)\n"
             "  -b, --batch N       images per forward pass, 1 to %d (default "
             "%d)\n"
-            "      --no-exif-rotate\n"
-            "                      keep images as stored, not turned upright by\n"
-            "                      their EXIF orientation (transformers' load_image\n"
-            "                      applies it, and so does vit by default)\n"
             "  -l, --labels FILE   zero-shot with a CLIP model: one label per "
             "line; each\n"
             "                      becomes a prompt through --template, and "
@@ -82,6 +79,7 @@ static void help(FILE *f)
             "for it\n"
             "                      (default 'a photo of a {}.')\n"
             "  -h, --help          show this help and exit\n"
+            "%s"
             "\n"
             "Scores are softmax probabilities. When stderr is a terminal and "
             "there\n"
@@ -93,7 +91,8 @@ static void help(FILE *f)
             "still\n"
             "processed) or the model could not be loaded, 2 for a usage "
             "error.\n",
-            DEFAULT_TOP_K, MAX_BATCH, vit_options_default().max_batch);
+            DEFAULT_TOP_K, MAX_BATCH, vit_options_default().max_batch,
+            cli_decode_help);
 }
 
 static int usage_error(const char *fmt, ...)
@@ -129,7 +128,7 @@ typedef struct {
     cli_format fmt;
     int logits;
     int batch;  /* 0: the library's default */
-    int no_exif;           /* --no-exif-rotate */
+    cli_decode_flags dec;
     const char *labels;    /* --labels FILE: zero-shot */
     const char *template;  /* --template, or NULL for the default */
     char **paths;
@@ -154,7 +153,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
         {"logits", no_argument, NULL, OPT_LOGITS},
         {"batch", required_argument, NULL, 'b'},
         {"labels", required_argument, NULL, 'l'},
-        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
+        CLI_DECODE_LONGOPTS,
         {"template", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -164,6 +163,8 @@ static int parse_args(int argc, char **argv, classify_args *a)
     int c;
     while ((c = getopt_long(argc, argv, ":m:k:f:b:l:t:h", longopts, NULL)) != -1) {
         long v;
+        if (cli_decode_flag(c, &a->dec))
+            continue;
         switch (c) {
         case 'm':
             a->model_dir = optarg;
@@ -191,9 +192,6 @@ static int parse_args(int argc, char **argv, classify_args *a)
         case 'l':
             a->labels = optarg;
             break;
-        case OPT_NO_EXIF:
-            a->no_exif = 1;
-            break;
         case 't':
             if (!strstr(optarg, "{}"))
                 return usage_error("--template needs '{}' where the label "
@@ -212,7 +210,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
              * not take, or else an unknown short option's character. */
             if (optopt == 0)
                 return usage_error("unknown option '%s'", argv[optind - 1]);
-            if (optopt == OPT_LOGITS || optopt == OPT_NO_EXIF || optopt == 'h')
+            if (optopt == OPT_LOGITS || optopt >= CLI_OPT_NO_EXIF || optopt == 'h')
                 return usage_error("option '--%s' takes no argument",
                                    long_name(longopts, optopt));
             return usage_error("unknown option '-%c'", optopt);
@@ -302,8 +300,7 @@ int cli_classify_main(int argc, char **argv)
     rc = CLI_EXIT_FAILED;
     if (args.batch > 0)
         opt.max_batch = args.batch;
-    if (args.no_exif)
-        opt.exif_transpose = 0;
+    cli_decode_apply(&args.dec, &opt);
     if (args.labels && (nlabels = read_labels(args.labels, &labels)) < 0)
         return CLI_EXIT_FAILED;
     vit_status st = vit_model_load(args.model_dir, &opt, &b.model, &err);

@@ -47,6 +47,27 @@ int cli_read_key(const char *path, const char *which, char key[41]);
  * prefixed twice. */
 void cli_report(const char *path, const char *reason);
 
+/* The image decoding options every image command takes. */
+typedef struct {
+    int no_exif;      /* --no-exif-rotate */
+    int fast_decode;  /* --fast-decode */
+} cli_decode_flags;
+
+enum { CLI_OPT_NO_EXIF = 0x1000, CLI_OPT_FAST_DECODE };
+
+/* Their getopt_long entries, for a command's option table. */
+#define CLI_DECODE_LONGOPTS                                          \
+    {"no-exif-rotate", no_argument, NULL, CLI_OPT_NO_EXIF},          \
+        {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE}
+
+/* Their lines for a command's --help. */
+extern const char cli_decode_help[];
+
+/* Records getopt's `c` when it is one of them; returns 1 if it was. */
+int cli_decode_flag(int c, cli_decode_flags *f);
+/* Sets them in the options a model is loaded with. */
+void cli_decode_apply(const cli_decode_flags *f, vit_options *opt);
+
 /* Reads one item per line (blank lines skipped, line ends dropped) into
  * *out, freed with cli_free_lines. Returns the count, or -1 after
  * reporting `path` on stderr. */

@@ -14,11 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE, OPT_NO_EXIF };
+enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE };
 
 static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
     "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
+    "                 [--fast-decode]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 
 static void help(FILE *f)
@@ -47,10 +48,10 @@ static void help(FILE *f)
           "  -o, --out FILE        write there instead of stdout\n"
           "      --no-normalize    the raw projection, not L2-normalized\n"
           "  -b, --batch N         inputs per forward pass (default 8)\n"
-          "      --no-exif-rotate  keep images as stored, not turned upright\n"
-          "                        by their EXIF orientation (which\n"
-          "                        transformers' load_image applies)\n"
-          "  -h, --help            show this help and exit\n"
+          "  -h, --help            show this help and exit\n",
+          f);
+    fputs(cli_decode_help, f);
+    fputs(
           "\n"
           "Exit status: 0 if every input was embedded, 1 if any failed (each\n"
           "reported on stderr as 'vit: PATH: reason') or the model could not\n"
@@ -76,7 +77,8 @@ static int usage_error(const char *fmt, ...)
 
 typedef struct {
     const char *model_dir, *out, *texts_file;
-    int npy, normalize, batch, no_exif;
+    int npy, normalize, batch;
+    cli_decode_flags dec;
     char **images, **texts;
     int n_images, n_texts;
 } embed_args;
@@ -101,7 +103,7 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"format", required_argument, NULL, 'f'},
         {"out", required_argument, NULL, 'o'},
         {"no-normalize", no_argument, NULL, OPT_NO_NORMALIZE},
-        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
+        CLI_DECODE_LONGOPTS,
         {"batch", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -111,6 +113,8 @@ static int parse_args(int argc, char **argv, embed_args *a)
     int c;
     while ((c = getopt_long(argc, argv, ":m:i:t:f:o:b:h", longopts, NULL)) !=
            -1) {
+        if (cli_decode_flag(c, &a->dec))
+            continue;
         switch (c) {
         case 'm':
             a->model_dir = optarg;
@@ -140,9 +144,6 @@ static int parse_args(int argc, char **argv, embed_args *a)
             break;
         case OPT_NO_NORMALIZE:
             a->normalize = 0;
-            break;
-        case OPT_NO_EXIF:
-            a->no_exif = 1;
             break;
         case 'b': {
             char *end;
@@ -269,8 +270,7 @@ int cli_embed_main(int argc, char **argv)
     vit_options opt = vit_options_default();
     if (a.batch > 0)
         opt.max_batch = a.batch;
-    if (a.no_exif)
-        opt.exif_transpose = 0;
+    cli_decode_apply(&a.dec, &opt);
     vit_model *m = NULL;
     sink k = {.npy = a.npy, .normalize = a.normalize, .f = stdout};
     cli_input_list in = {0};

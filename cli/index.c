@@ -839,7 +839,7 @@ static int index_stats(index_args *a)
 {
     if (a->npaths || a->nq || a->model_dir)
         return usage_error("%s", "stats takes --index and --format only");
-    idx_store *s;
+    idx_store *s = NULL;
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
     idx_stats x;

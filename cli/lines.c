@@ -1,7 +1,8 @@
 /*
- * Reading small text files of one item per line, as --labels and
- * --texts-file take them: blank lines are skipped, a trailing carriage
- * return is dropped, and the file is reported when it cannot be read.
+ * Small pieces the subcommands share: reading files of one item per line,
+ * as --labels and --texts-file take them (blank lines skipped, a trailing
+ * carriage return dropped, the file reported when it cannot be read), and
+ * the image decoding options every image command takes.
  */
 #include "cli/cli.h"
 
@@ -59,4 +60,34 @@ void cli_free_lines(char **v, int n)
     for (int i = 0; i < n && v; i++)
         free(v[i]);
     free(v);
+}
+
+const char cli_decode_help[] =
+    "      --no-exif-rotate\n"
+    "          keep images as stored, not turned upright by their EXIF\n"
+    "          orientation (transformers' load_image applies it, and so does\n"
+    "          vit by default)\n"
+    "      --fast-decode\n"
+    "          let libjpeg decode large JPEGs shrunk (DCT scaling), as far as\n"
+    "          the model's resize allows: several times faster on photos,\n"
+    "          but it CHANGES PIXELS, drifting a few levels from the\n"
+    "          reference's\n";
+
+int cli_decode_flag(int c, cli_decode_flags *f)
+{
+    if (c == CLI_OPT_NO_EXIF)
+        f->no_exif = 1;
+    else if (c == CLI_OPT_FAST_DECODE)
+        f->fast_decode = 1;
+    else
+        return 0;
+    return 1;
+}
+
+void cli_decode_apply(const cli_decode_flags *f, vit_options *opt)
+{
+    if (f->no_exif)
+        opt->exif_transpose = 0;
+    if (f->fast_decode)
+        opt->fast_decode = 1;
 }

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_TEXTS_FILE = 256, OPT_NO_EXIF };
+enum { OPT_TEXTS_FILE = 256 };
 
 static const char usage_line[] =
     "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
     "                 [--format text|jsonl] [--batch N] [--no-exif-rotate]\n"
-    "                 PATH...\n";
+    "                 [--fast-decode] PATH...\n";
 
 static void help(FILE *f)
 {
@@ -42,10 +42,10 @@ static void help(FILE *f)
           "                        [{\"text\", \"score\", \"logit\"}, ...]} "
           "per image\n"
           "  -b, --batch N         images per forward pass (default 8)\n"
-          "      --no-exif-rotate  keep images as stored, not turned upright\n"
-          "                        by their EXIF orientation (which\n"
-          "                        transformers' load_image applies)\n"
-          "  -h, --help            show this help and exit\n"
+          "  -h, --help            show this help and exit\n",
+          f);
+    fputs(cli_decode_help, f);
+    fputs(
           "\n"
           "Exit status: 0 if every image was matched, 1 if any failed (each\n"
           "reported on stderr as 'vit: PATH: reason') or the model could not\n"
@@ -72,7 +72,8 @@ static int usage_error(const char *fmt, ...)
 typedef struct {
     const char *model_dir, *texts_file;
     cli_format fmt;
-    int batch, no_exif;
+    int batch;
+    cli_decode_flags dec;
     char **texts;
     int n_texts;
     char **paths;
@@ -87,7 +88,7 @@ static int parse_args(int argc, char **argv, match_args *a)
         {"texts-file", required_argument, NULL, OPT_TEXTS_FILE},
         {"format", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},
-        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
+        CLI_DECODE_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -95,6 +96,8 @@ static int parse_args(int argc, char **argv, match_args *a)
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":m:t:f:b:h", longopts, NULL)) != -1) {
+        if (cli_decode_flag(c, &a->dec))
+            continue;
         switch (c) {
         case 'm':
             a->model_dir = optarg;
@@ -109,9 +112,6 @@ static int parse_args(int argc, char **argv, match_args *a)
         }
         case OPT_TEXTS_FILE:
             a->texts_file = optarg;
-            break;
-        case OPT_NO_EXIF:
-            a->no_exif = 1;
             break;
         case 'f':
             if (cli_format_parse(optarg, &a->fmt) != 0 ||
@@ -209,8 +209,7 @@ int cli_match_main(int argc, char **argv)
     }
     if (a.batch > 0)
         opt.max_batch = a.batch;
-    if (a.no_exif)
-        opt.exif_transpose = 0;
+    cli_decode_apply(&a.dec, &opt);
     if (vit_model_load(a.model_dir, &opt, &c.model, &err) != VIT_OK ||
         vit_state_new(c.model, &c.state, &err) != VIT_OK) {
         cli_report(a.model_dir, err.msg);

@@ -196,6 +196,20 @@ START_TEST(embed_images_jsonl_and_npy)
     free(got);
     tu_run_free(&r);
 
+    /* --fast-decode lets libjpeg shrink the 256x192 photo before the
+     * 32-pixel resize: not the reference's pixels, but near them. */
+    const char *photo = json_string_value(json_array_get(imgs, 4));
+    ck_assert_ptr_nonnull(strstr(photo, "photo.jpg"));
+    tu_run(&r, "embed", "--model", TOK, "--no-normalize", "--fast-decode",
+           photo, NULL);
+    ck_assert_int_eq(r.code, 0);
+    got = jsonl_floats(r.out, "embedding", NULL, 1, E);
+    d = tu_rel_diff("--fast-decode vs the reference", got, want.data + 4 * E,
+                    (size_t)E);
+    ck_assert_msg(d > 1e-6 && d < 0.2, "--fast-decode differs by %g", d);
+    free(got);
+    tu_run_free(&r);
+
     /* .npy: one (n, E) array of the normalized rows. */
     char *dir = tu_tmpdir(), out[512];
     snprintf(out, sizeof out, "%s/e.npy", dir);

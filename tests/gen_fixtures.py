@@ -231,6 +231,21 @@ def make_clip(name, seed, hidden_act="quick_gelu", legacy_eos=True,
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
+def make_photo(path, seed):
+    """A photo-like 256x192 JPEG: smooth gradients, shapes and noise, large
+    enough for libjpeg's DCT scaling (vit's --fast-decode) to apply."""
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:192, 0:256]
+    img = np.stack([x, y, (x + y) // 2], -1).astype(np.float32)
+    img += rng.normal(0, 8, img.shape)
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    d.ellipse((60, 40, 150, 130), fill=(200, 40, 60))
+    d.rectangle((170, 100, 240, 180), fill=(30, 160, 90))
+    im.save(path, quality=90)
+
+
 def make_clip_tok(name, seed):
     """A tiny CLIPModel with the real CLIP vocabulary and tokenizer files,
     F16, for the path from strings and image files to embeddings, matches
@@ -271,9 +286,11 @@ def make_clip_tok(name, seed):
     # Files as transformers' load_image opens them (EXIF orientation
     # applied, then convert("RGB"), which drops alpha): a plain JPEG and
     # PNG, a JPEG stored sideways (orientation 6) and an RGBA PNG.
+    make_photo(os.path.join(OUT, "cli", "photo.jpg"), seed)
     images = ["tests/fixtures/cli/gradient.jpg", "tests/fixtures/cli/noise.png",
               "tests/fixtures/images/exif_jpg_6.jpg",
-              "tests/fixtures/images/alpha_rgba8.png"]
+              "tests/fixtures/images/alpha_rgba8.png",
+              "tests/fixtures/cli/photo.jpg"]
     labels = ["cat", "dog", "seven"]
     template = "a photo of a {}."
     root = os.path.dirname(HERE)

@@ -33,6 +33,7 @@ static img_decode_opts decode_opts_of(const vit_options *opt)
     o.limits = limits_of(opt);
     o.exif_transpose = opt->exif_transpose != 0;
     o.composite_on_white = opt->alpha_over_white != 0;
+    o.fast_min_side = opt->fast_decode ? opt->decode_min_side : 0;
     return o;
 }
 

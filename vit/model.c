@@ -521,6 +521,9 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     }
     if (m->has_text && (st = load_tokenizer(m, dir, err)))
         goto fail;
+    m->opt.decode_min_side =
+        m->opt.fast_decode && m->has_vision ? img_preprocess_min_side(&m->pre)
+                                            : 0;
     *out = m;
     return VIT_OK;
 fail:

@@ -93,6 +93,16 @@ typedef struct {
                                 pixels onto white, as CLIPImageProcessor's
                                 do_convert_rgb does to a PIL image passed
                                 to it unconverted */
+    int fast_decode;         /* nonzero: let a large JPEG be decoded
+                                shrunk by libjpeg's DCT scaling, as far as
+                                the model's resize allows. Several times
+                                faster on photos, but it CHANGES PIXELS:
+                                the tensor drifts from the reference's by
+                                a few levels. Default 0 (exact). */
+    int decode_min_side;     /* set by vit_model_load from fast_decode and
+                                the model's preprocessing: the shorter side
+                                a JPEG may be shrunk to (0: no shrinking).
+                                Leave 0; read it via vit_model_options. */
 } vit_options;
 
 /* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0;
