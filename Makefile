@@ -102,30 +102,18 @@ BENCH_MODEL ?= tests/fixtures/vit_tiny
 bench: $(BENCH_BIN) $(BUILD)/vit
 	$(BUILD)/vit bench --model $(BENCH_MODEL) --profile
 
-# The main job on the default model. Until a trained model ships under
-# models/, that is the tiny random-weight checkpoint the tests use.
-DEMO_MODEL ?= tests/fixtures/vit_tiny
-DEMO_IMAGES ?= tests/fixtures/cli
+# The main job on the shipped default models: the ViT trained on
+# handwritten digits classifies the sample images, then the CLIP trained
+# beside it labels them zero-shot from prompts it never saw in training.
+DEMO_IMAGES ?= models/samples
 demo: all
-	$(BUILD)/vit classify --model $(DEMO_MODEL) --top-k 3 $(DEMO_IMAGES)
-
-# libFuzzer targets for the image decoders, built with clang's fuzzer,
-# ASan and UBSan (Debian: clang and libclang-rt-14-dev; not needed for the
-# rest). Run e.g. build/fuzz/fuzz_jpeg -max_total_time=600 NEWDIR
-# tests/fuzz/corpus/jpeg, with NEWDIR a scratch directory for what it finds.
-FUZZ_CC    ?= clang
-FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_PKGS   = libpng zlib libjpeg
-IMGIO_SRC  := $(sort $(wildcard imgio/*.c))
-.PHONY: fuzz
-fuzz: $(BUILD)/fuzz/fuzz_jpeg $(BUILD)/fuzz/fuzz_png
-$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(IMGIO_SRC) \
-                 $(wildcard imgio/*.h)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(STD) $(WARN) $(WERROR) $(FUZZ_FLAGS) -I. \
-	  $(shell pkg-config --cflags $(FUZZ_PKGS)) -o $@ $< $(IMGIO_SRC) \
-	  $(shell pkg-config --libs $(FUZZ_PKGS)) -lm
+	$(BUILD)/vit classify --model models/vit-digits --top-k 2 $(DEMO_IMAGES)
+	$(BUILD)/vit classify --model models/clip-digits \
+	  --labels models/clip-digits/labels.txt --template "a handwritten {}." \
+	  --top-k 1 $(DEMO_IMAGES)
+	$(BUILD)/vit match --model models/clip-digits --text "the number 7" \
+	  --text "a handwritten three." --text "a photo of a zero." \
+	  models/samples/seven.jpg models/samples/three.jpg models/samples/zero.png
 
 clean:
 	rm -rf $(BUILD)
