@@ -10,7 +10,6 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -48,34 +47,13 @@ static void help(FILE *f)
           f);
 }
 
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vit bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_line, stderr);
-    fputs("Run 'vit bench --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("bench", usage_line, __VA_ARGS__)
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static long parse_pos(const char *s, long hi)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    return (*end || end == s || v < 1 || v > hi) ? -1 : v;
 }
 
 /* Multiply-adds of one image's forward through the vision tower, counted
@@ -177,13 +155,13 @@ int cli_bench_main(int argc, char **argv)
             dir = optarg;
             break;
         case 'b':
-            if ((v = parse_pos(optarg, 4096)) < 0 || nb == 16)
+            if ((v = cli_parse_long(optarg, 1, 4096)) < 0 || nb == 16)
                 return usage_error("--batch needs 1 to 4096 (16 at most), "
                                    "not '%s'", optarg);
             batches[nb++] = (int)v;
             break;
         case 't':
-            if ((v = parse_pos(optarg, 256)) < 0 || nt == 16)
+            if ((v = cli_parse_long(optarg, 1, 256)) < 0 || nt == 16)
                 return usage_error("--threads needs 1 to 256 (16 at most), "
                                    "not '%s'", optarg);
             threads[nt++] = (int)v;

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,32 +94,7 @@ static void help(FILE *f)
             cli_decode_help);
 }
 
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vit classify: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_line, stderr);
-    fputs("Run 'vit classify --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
-
-/* A whole decimal integer in [lo, hi], or -1. */
-static long parse_int(const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    return v;
-}
+#define usage_error(...) cli_usage_error("classify", usage_line, __VA_ARGS__)
 
 typedef struct {
     const char *model_dir;
@@ -170,7 +144,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
             a->model_dir = optarg;
             break;
         case 'k':
-            if ((v = parse_int(optarg, 1, MAX_TOP_K)) < 0)
+            if ((v = cli_parse_long(optarg, 1, MAX_TOP_K)) < 0)
                 return usage_error("--top-k needs a positive integer, not '%s'",
                                    optarg);
             a->top_k = (int)v;
@@ -184,7 +158,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
             a->logits = 1;
             break;
         case 'b':
-            if ((v = parse_int(optarg, 1, MAX_BATCH)) < 0)
+            if ((v = cli_parse_long(optarg, 1, MAX_BATCH)) < 0)
                 return usage_error("--batch needs an integer from 1 to %d, "
                                    "not '%s'", MAX_BATCH, optarg);
             a->batch = (int)v;

@@ -42,6 +42,15 @@ int cli_index_main(int argc, char **argv);
  * characters. Returns 0, or -1 after reporting on stderr. */
 int cli_read_key(const char *path, const char *which, char key[41]);
 
+/* A usage error of `vit CMD`: prints `vit CMD: message`, the command's
+ * usage lines and a pointer to its --help on stderr; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A whole decimal integer in [lo, hi], or -1. */
+long cli_parse_long(const char *s, long lo, long hi);
+
 /* Reports a failed input on stderr as `vit: PATH: reason`. A reason that
  * already starts with "PATH: " (the .npy reader names its file) is not
  * prefixed twice. */

@@ -14,7 +14,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,30 +60,7 @@ static void help(void)
           stdout);
 }
 
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vit client: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_line, stderr);
-    fputs("Run 'vit client --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
-
-static long parse_int(const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    return v;
-}
+#define usage_error(...) cli_usage_error("client", usage_line, __VA_ARGS__)
 
 /* Reads a whole file; NULL with *why set on failure. */
 static unsigned char *read_file(const char *path, size_t *n, const char **why)
@@ -598,7 +574,7 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         int ok = 1;
         switch (c) {
         case 'k':
-            ok = op == OP_CLASSIFY && (v = parse_int(optarg, 1, 1000)) > 0;
+            ok = op == OP_CLASSIFY && (v = cli_parse_long(optarg, 1, 1000)) > 0;
             if (ok)
                 r->top_k = (int)v;
             break;
@@ -617,7 +593,7 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
             r->logits = 1;
             break;
         case 'b':
-            ok = (v = parse_int(optarg, 1, 4096)) > 0;
+            ok = (v = cli_parse_long(optarg, 1, 4096)) > 0;
             if (ok)
                 r->batch = (int)v;
             break;
@@ -768,13 +744,13 @@ int cli_client_main(int argc, char **argv)
         case 'S': server_key_file = optarg; break;
         case 'K': key_file = optarg; break;
         case 't':
-            if ((v = parse_int(optarg, 1, 86400000)) < 0)
+            if ((v = cli_parse_long(optarg, 1, 86400000)) < 0)
                 return usage_error("--timeout needs a positive number of "
                                    "milliseconds, not '%s'", optarg);
             o.timeout_ms = (int)v;
             break;
         case 'r':
-            if ((v = parse_int(optarg, 0, 1000)) < 0)
+            if ((v = cli_parse_long(optarg, 0, 1000)) < 0)
                 return usage_error("--retries needs an integer from 0 to "
                                    "1000, not '%s'", optarg);
             o.retries = (int)v;

@@ -59,21 +59,7 @@ static void help(FILE *f)
           f);
 }
 
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vit embed: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_line, stderr);
-    fputs("Run 'vit embed --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("embed", usage_line, __VA_ARGS__)
 
 typedef struct {
     const char *model_dir, *out, *texts_file;
@@ -146,9 +132,8 @@ static int parse_args(int argc, char **argv, embed_args *a)
             a->normalize = 0;
             break;
         case 'b': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > 4096)
+            long v = cli_parse_long(optarg, 1, 4096);
+            if (v < 0)
                 return usage_error("--batch needs an integer from 1 to 4096, "
                                    "not '%s'", optarg);
             a->batch = (int)v;

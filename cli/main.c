@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -82,4 +85,27 @@ int main(int argc, char **argv)
     usage(stderr);
     fprintf(stderr, "Run 'vit --help' for the list of commands.\n");
     return CLI_EXIT_USAGE;
+}
+
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vit %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fputs(usage, stderr);
+    fprintf(stderr, "Run 'vit %s --help' for more.\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+long cli_parse_long(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    return v;
 }

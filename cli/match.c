@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,21 +52,7 @@ static void help(FILE *f)
           f);
 }
 
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vit match: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_line, stderr);
-    fputs("Run 'vit match --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("match", usage_line, __VA_ARGS__)
 
 typedef struct {
     const char *model_dir, *texts_file;
@@ -120,9 +105,8 @@ static int parse_args(int argc, char **argv, match_args *a)
                                    optarg);
             break;
         case 'b': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > 4096)
+            long v = cli_parse_long(optarg, 1, 4096);
+            if (v < 0)
                 return usage_error("--batch needs an integer from 1 to 4096, "
                                    "not '%s'", optarg);
             a->batch = (int)v;

@@ -47,21 +47,7 @@ static void log_line(void *ud, const char *line)
     fprintf(stderr, "vit %s: %s\n", (const char *)ud, line);
 }
 
-static int usage_error(const char *cmd, const char *usage, const char *fmt,
-                       ...) __attribute__((format(printf, 3, 4)));
-static int usage_error(const char *cmd, const char *usage, const char *fmt,
-                       ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vit %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage, stderr);
-    fprintf(stderr, "Run 'vit %s --help' for more.\n", cmd);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error cli_usage_error
 
 /* A whole decimal number in [lo, hi], or -1. */
 static long long parse_num(const char *s, long long lo, long long hi)

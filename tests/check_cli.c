@@ -7,7 +7,8 @@
  * decoded images, against the library called directly. Every test works in
  * its own temporary directory, removed afterwards.
  *
- * tests/fixtures/cli/ holds two small images made with Pillow:
+ * tests/fixtures/cli/ holds small images made with Pillow (photo.jpg, a
+ * larger one, by tests/gen_fixtures.py); the first two so:
  *   r = numpy.random.default_rng(0)
  *   Image.fromarray(r.integers(0, 256, (30, 40, 3), dtype=numpy.uint8))
  *        .save("noise.png")
@@ -466,7 +467,8 @@ END_TEST
  * called directly: the command only moves pixels and results. */
 START_TEST(test_images_match_library)
 {
-    static const char *const files[] = {GRADIENT_JPG, NOISE_PNG};
+    static const char *const files[] = {GRADIENT_JPG, NOISE_PNG,
+                                        "tests/fixtures/cli/photo.jpg"};
     vit_error err = {{0}};
     vit_model *m;
     ck_assert_msg(vit_model_load(MODEL, NULL, &m, &err) == VIT_OK, "%s",
@@ -487,8 +489,8 @@ START_TEST(test_images_match_library)
         "tests/fixtures/cli", NULL);
     ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
     char *lines[8];
-    ck_assert_int_eq(split_lines(r.out, lines, 8), 2);
-    for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(split_lines(r.out, lines, 8), 3);
+    for (int i = 0; i < 3; i++) {
         vit_image img;
         ck_assert_msg(vit_image_read(files[i], NULL, &img, &err) == VIT_OK,
                       "%s", err.msg);
