@@ -44,7 +44,6 @@ numpy scikit-learn mlxtend. Takes a few minutes of CPU per model:
 """
 import argparse
 import csv
-import gzip
 import json
 import os
 import random
@@ -62,8 +61,6 @@ SEED = 20240605
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven",
          "eight", "nine"]
 DIGITS = [str(i) for i in range(10)]
-BPE = os.path.join(HERE, "..", "..", "shared", "clip-bpe",
-                   "bpe_simple_vocab_16e6.txt.gz")
 
 # Captions for CLIP training: each template is filled with the class name
 # as a word ("seven") or as a numeral ("7"), at random.
@@ -289,36 +286,12 @@ def per_class(pred, y):
 
 # ---- CLIP ----
 
-def bytes_to_unicode():
-    """GPT-2 / CLIP byte -> printable character table, in CLIP's order."""
-    bs = (list(range(ord("!"), ord("~") + 1)) +
-          list(range(ord("¡"), ord("¬") + 1)) +
-          list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def write_clip_vocab(path):
     """vocab.json + merges.txt as the openai/clip-* checkpoints have them,
-    from CLIP's own merge list: 256 byte symbols, the same with </w>, one
-    entry per merge, then <|startoftext|> and <|endoftext|>."""
-    lines = gzip.open(BPE).read().decode("utf-8").split("\n")
-    merges = lines[1:49152 - 256 - 2 + 1]
-    vocab = list(bytes_to_unicode().values())
-    vocab += [v + "</w>" for v in vocab]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == 49408 and len(set(vocab)) == 49408
-    with open(os.path.join(path, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(path, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    built from CLIP's own merge list the way the tokenizer fixtures are."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    import gen_fixtures_text
+    gen_fixtures_text.write_vocab_merges(path)
 
 
 def clip_tokenizer(path):

@@ -251,7 +251,6 @@ def make_clip_tok(name, seed):
     F16, for the path from strings and image files to embeddings, matches
     and zero-shot labels, all through the reference's own tokenizer and
     image processor."""
-    import json
     from transformers import CLIPTokenizerFast
     from transformers.image_utils import load_image
     sys.path.insert(0, HERE)

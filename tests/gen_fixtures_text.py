@@ -4,7 +4,8 @@ only read what this writes.
 
 generate(outdir) writes, into outdir:
   bpe/      vocab.json + merges.txt built from OpenAI's merge list
-            (/work/shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz, or $CLIP_BPE)
+            (../shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz beside the
+            repository, or $CLIP_BPE)
             exactly as the openai/clip-vit-* checkpoints hold them (49408
             ids), and a tokenizer_config.json like theirs (model_max_length
             77, "<|startoftext|>" marked normalized as theirs is);
@@ -53,8 +54,9 @@ import sys
 import warnings
 
 SEED = 20250611
-BPE_GZ = os.environ.get("CLIP_BPE",
-                        "/work/shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz")
+BPE_GZ = os.environ.get("CLIP_BPE", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+    "clip-bpe", "bpe_simple_vocab_16e6.txt.gz"))
 
 
 def bytes_to_unicode():
@@ -71,7 +73,7 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def write_bpe_dir(d):
+def write_vocab_merges(d):
     """vocab.json + merges.txt as openai/clip-vit-base-patch32 has them:
     the 256 byte symbols, the same with </w>, one token per merge (the
     first 49152 - 256 - 2 merges of the list), then the two specials."""
@@ -87,6 +89,11 @@ def write_bpe_dir(d):
         json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
     with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def write_bpe_dir(d):
+    """write_vocab_merges, and a tokenizer_config.json like openai's."""
+    write_vocab_merges(d)
     special = {"lstrip": False, "rstrip": False, "single_word": False,
                "special": True}
     cfg = {
