@@ -621,6 +621,8 @@ static int index_add(index_args *a)
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &c.s, &err);
     if (st == IDX_OK)
+        st = idx_store_claim(c.s, &err);
+    if (st == IDX_OK)
         st = idx_store_check_model(c.s, &mid, 1, &err);
     if (st != IDX_OK) {
         report_idx(a->index, &err, st);
@@ -745,6 +747,8 @@ static int index_remove(index_args *a)
     s = NULL;
     if (st == IDX_OK)
         st = idx_store_open(a->index, IDX_OPEN_WRITE, &s, &err);
+    if (st == IDX_OK)
+        st = idx_store_claim(s, &err);
     if (st != IDX_OK) {
         report_idx(a->index, &err, st);
         return CLI_EXIT_FAILED;

@@ -144,6 +144,10 @@ static void serve_help(void)
         "      --curve-secret-key FILE  encrypt with CURVE (direct mode)\n"
         "      --allow-keys DIR     admit only the client public keys in "
         "DIR\n"
+        "      --index PATH         an embedding index to search and add to\n"
+        "                           (index_* and search_* operations; made\n"
+        "                           by 'vit index add' or created here)\n"
+        "      --index-precision P  fp32 (default), fp16 or int8 in memory\n"
         "  -h, --help               show this help and exit\n"
         "\nSIGTERM or Ctrl-C drains: accepted work is finished, new work is "
         "refused,\nthen the exit status is 0. A second Ctrl-C exits at once "
@@ -160,7 +164,7 @@ enum {
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
-    O_MAX_QUEUE_BYTES,
+    O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -188,6 +192,8 @@ int cli_serve_main(int argc, char **argv)
         {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
         {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
         {"allow-keys", required_argument, NULL, O_ALLOW},
+        {"index", required_argument, NULL, O_INDEX},
+        {"index-precision", required_argument, NULL, O_INDEX_PRECISION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -208,6 +214,19 @@ int cli_serve_main(int argc, char **argv)
         case O_CURVE_SECRET: secret_file = optarg; continue;
         case O_ALLOW: o.allow_keys_dir = optarg; continue;
         case O_METRICS_BIND: o.metrics_bind = optarg; continue;
+        case O_INDEX: o.index_path = optarg; continue;
+        case O_INDEX_PRECISION:
+            if (strcmp(optarg, "fp32") == 0)
+                o.index_precision = 0;
+            else if (strcmp(optarg, "fp16") == 0)
+                o.index_precision = 1;
+            else if (strcmp(optarg, "int8") == 0)
+                o.index_precision = 2;
+            else
+                return usage_error("serve", serve_usage,
+                                   "--index-precision is fp32, fp16 or int8, "
+                                   "not '%s'", optarg);
+            continue;
         case O_BATCH_WAIT:
             if (strcmp(optarg, "full") != 0 && strcmp(optarg, "adaptive") != 0)
                 return usage_error("serve", serve_usage,

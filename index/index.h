@@ -132,6 +132,12 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
                           idx_store **out, idx_error *err);
 void idx_store_close(idx_store *s);
 
+/* Claims the index for this handle's writes: an exclusive flock(2) on
+ * the file, held until the handle is closed, so that one writer at a time
+ * (a serving worker, or one `vit index add`) owns it. IDX_E_IO, saying
+ * so, when another process holds it. Readers need no claim. */
+idx_status idx_store_claim(idx_store *s, idx_error *err);
+
 /* The model recorded in the index; *has = 0 (and `out` untouched) while
  * none is, which is until the first add. */
 idx_status idx_store_model(idx_store *s, idx_model *out, int *has,

@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define APP_ID 0x56495431 /* "VIT1" */
 #define SCHEMA_VERSION 1
@@ -52,6 +55,7 @@ struct idx_store {
     sqlite3 *db;
     char *path;
     int dim;           /* 0 until a model is recorded */
+    int lock_fd;       /* the writer's claim (flock), or -1 */
     char model_id[420];
     sqlite3_stmt *q[Q_COUNT];
 };
@@ -152,6 +156,7 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
         free(s);
         return fail(err, IDX_E_NOMEM, "out of memory");
     }
+    s->lock_fd = -1;
     int flags = mode == IDX_OPEN_READ
                     ? SQLITE_OPEN_READONLY
                     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -235,8 +240,34 @@ void idx_store_close(idx_store *s)
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);  /* releases the claim */
     free(s->path);
     free(s);
+}
+
+idx_status idx_store_claim(idx_store *s, idx_error *err)
+{
+    if (s->lock_fd >= 0)
+        return IDX_OK;
+    /* flock, not fcntl: SQLite's own locks are fcntl locks, which a
+     * second descriptor of ours would disturb; the two kinds do not
+     * interact on Linux. */
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, IDX_E_IO, "%s: %s", s->path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return fail(err, IDX_E_IO,
+                        "%s: another process is writing to this index (a "
+                        "worker serving it, or another 'vit index add'); "
+                        "add through that worker, or wait", s->path);
+        return fail(err, IDX_E_IO, "%s: %s", s->path, strerror(e));
+    }
+    s->lock_fd = fd;
+    return IDX_OK;
 }
 
 idx_status idx_store_model(idx_store *s, idx_model *out, int *has,

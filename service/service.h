@@ -57,6 +57,10 @@ typedef struct {
     const char *curve_secret_key; /* Z85 secret key: CURVE on the client
                                      socket (direct mode only) */
     const char *allow_keys_dir;   /* with CURVE: admit only these keys */
+    const char *index_path;  /* an embedding index (vit index) to search
+                                and add to; NULL: none */
+    int index_precision;     /* its in-memory matrix: 0 fp32, 1 fp16,
+                                2 int8 (idx_precision) */
     /* Read by the worker: 0 serve, 1 or more drain (finish what was
      * accepted, refuse new work with shutting_down) and return. */
     volatile sig_atomic_t *stop;

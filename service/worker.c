@@ -14,6 +14,7 @@
  */
 #include "service/service.h"
 #include "service/svc_impl.h"
+#include "service/svc_index.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -35,13 +36,20 @@ typedef enum {
     OP_INFO,
     OP_HEALTH,
     OP_METRICS,
+    OP_INDEX_ADD,     /* the embedding index, with --index */
+    OP_INDEX_REMOVE,
+    OP_SEARCH_TEXT,
+    OP_SEARCH_IMAGE,
+    OP_INDEX_STATS,
     OP_INVALID,  /* a request too malformed to have an op */
     N_OPS
 } op_t;
 
 static const char *const op_names[N_OPS] = {
-    "classify", "embed_image", "embed_text", "match",
-    "info",     "health",      "metrics",    "invalid",
+    "classify",     "embed_image",  "embed_text",   "match",
+    "info",         "health",       "metrics",      "index_add",
+    "index_remove", "search_text",  "search_image", "index_stats",
+    "invalid",
 };
 
 /* The codes of PROTOCOL.md section 4, and "ok". */
@@ -52,7 +60,7 @@ static const char *const op_names[N_OPS] = {
     X(NO_VISION_TOWER, "no_vision_tower") X(NO_HEAD, "no_head")          \
     X(UNKNOWN_SERVICE, "unknown_service") X(OVERLOADED, "overloaded")    \
     X(DEADLINE, "deadline_exceeded") X(SHUTTING_DOWN, "shutting_down")   \
-    X(INTERNAL, "internal")
+    X(INTERNAL, "internal") X(NO_INDEX, "no_index")
 
 typedef enum {
 #define CODE_ENUM(name, str) C_##name,
@@ -108,6 +116,14 @@ struct req {
     char *zs_key;           /* template and labels, to find the set */
     int L;                  /* labels a classify scores (logits per image) */
 
+    /* the index operations */
+    char **ids;             /* index_add, index_remove: the items' keys */
+    int n_ids;
+    char **metas;           /* index_add: metadata objects as text */
+    float *given;           /* index_add of embeddings: (n_ids, D) */
+    int search_k;           /* search_*: results per query */
+    char *prefix;           /* search_*: only keys starting with it */
+
     /* filled by the pipeline */
     float *pixels;          /* (n_images, C, H, W) */
     vit_prediction *top;    /* (n_images, k) */
@@ -137,6 +153,7 @@ typedef struct {
     vit_options vopt;
     size_t chw;
     void *ctx;
+    svc_index *ix;  /* with --index, else NULL */
 
     pthread_mutex_t mu;
     pthread_cond_t cv_decode, cv_infer;
@@ -191,6 +208,15 @@ static void req_free(req *r)
     free(r->img_emb);
     free(r->txt_emb);
     free(r->items);
+    for (int i = 0; i < r->n_ids; i++) {
+        free(r->ids[i]);
+        if (r->metas)
+            free(r->metas[i]);
+    }
+    free(r->ids);
+    free(r->metas);
+    free(r->given);
+    free(r->prefix);
     free(r);
 }
 
@@ -433,11 +459,56 @@ static void to_le(float *v, size_t n)
     }
 }
 
+/* The index writer's answer to a job of request `r` (svc_ix_done_fn). */
+static void ix_done(void *push, void *rv, char *body, const char *code,
+                    const char *msg)
+{
+    req *r = rv;
+    if (body) {
+        done_msg d = {.r = r, .code = C_OK, .body = body};
+        hand_back(push, &d);
+        return;
+    }
+    finish_error(push, r,
+                 strcmp(code, "bad_request") == 0 ? C_BAD_REQUEST : C_INTERNAL,
+                 msg, -1);
+}
+
+/* Hands an index_add or index_remove to the index writer, which answers
+ * it once committed; the job takes the request's keys and `vecs`.
+ * Returns -1, having changed nothing, when out of memory. */
+static int ix_submit(worker *w, req *r, float *vecs)
+{
+    svc_ix_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->remove = r->op == OP_INDEX_REMOVE;
+    j->n = r->n_ids;
+    j->keys = r->ids;
+    j->metas = r->metas;
+    j->vecs = vecs;
+    j->req = r;
+    j->op = op_names[r->op];
+    r->ids = NULL;
+    r->metas = NULL;
+    r->n_ids = 0;
+    svc_ix_submit(w->ix, j);
+    return 0;
+}
+
 /* Builds the reply of a request whose items are all computed. */
 static void finish_ok(infer_ctx *c, req *r)
 {
     worker *w = c->w;
     done_msg d = {.r = r, .code = C_OK};
+    if (r->op == OP_INDEX_ADD) {
+        if (ix_submit(w, r, r->img_emb) != 0) {
+            finish_error(c->push, r, C_INTERNAL, "out of memory", -1);
+            return;
+        }
+        r->img_emb = NULL;
+        return;
+    }
     int L = w->info.num_labels, D = w->info.embed_dim;
     json_t *o = json_pack("{s:b, s:s}", "ok", 1, "op", op_names[r->op]);
     if (!o)
@@ -486,6 +557,20 @@ static void finish_ok(infer_ctx *c, req *r)
             r->img_emb = NULL;
         else
             r->txt_emb = NULL;
+    } else if (r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE) {
+        /* The search runs here, on the inference thread, under the
+         * matrix's read lock; the index writer never holds it longer than
+         * a copy of finished rows. */
+        int n = r->op == OP_SEARCH_IMAGE ? r->n_images : r->n_texts;
+        float *v = r->op == OP_SEARCH_IMAGE ? r->img_emb : r->txt_emb;
+        char msg[256];
+        json_t *res = svc_ix_search(w->ix, v, n, r->search_k, r->prefix, msg);
+        if (!res) {
+            json_decref(o);
+            finish_error(c->push, r, C_INTERNAL, msg, -1);
+            return;
+        }
+        json_object_set_new(o, "results", res);
     } else if (r->op == OP_MATCH) {
         size_t nm = (size_t)r->n_images * r->n_texts;
         float *lg = malloc(nm * sizeof(float));
@@ -800,6 +885,113 @@ static int parse_labels(worker *w, json_t *labels, json_t *tmpl, req *r,
     return 0;
 }
 
+/* An array of n strings (n 0: any length from 1 to max) into *out. */
+static int get_strings(json_t *h, const char *key, int n, int max,
+                       size_t max_bytes, char ***out, int *count, reject *rj)
+{
+    json_t *a = json_object_get(h, key);
+    if (!a)
+        return rejectf(rj, C_MISSING_FIELD, -1, key, "'%s' is required",
+                       key);
+    size_t na = json_is_array(a) ? json_array_size(a) : 0;
+    if (!json_is_array(a) || na == 0 || (n > 0 && na != (size_t)n) ||
+        na > (size_t)max)
+        return n > 0 ? rejectf(rj, C_BAD_REQUEST, -1, key,
+                               "'%s' must be an array of %d strings, one "
+                               "per item", key, n)
+                     : rejectf(rj, C_BAD_REQUEST, -1, key,
+                               "'%s' must be an array of 1 to %d strings",
+                               key, max);
+    for (size_t i = 0; i < na; i++) {
+        json_t *x = json_array_get(a, i);
+        if (!json_is_string(x) || json_string_length(x) == 0 ||
+            json_string_length(x) > max_bytes)
+            return rejectf(rj, C_BAD_REQUEST, (int)i, key,
+                           "%s %zu must be a string of 1 to %zu bytes", key,
+                           i, max_bytes);
+    }
+    *out = calloc(na, sizeof **out);
+    if (!*out)
+        return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    for (size_t i = 0; i < na; i++, (*count)++)
+        if (!((*out)[i] = strdup(json_string_value(json_array_get(a, i)))))
+            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    return 0;
+}
+
+/* The fields of the index operations: ids and metadata for index_add,
+ * ids for index_remove, k and prefix for the searches; for index_add of
+ * given embeddings, the vectors from the one data frame. */
+static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
+                       req *r, reject *rj)
+{
+    int D = svc_ix_dim(w->ix);
+    if (r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE) {
+        long k = 10;
+        if (get_int(h, "k", 1, 1000, &k, rj))
+            return -1;
+        r->search_k = (int)k;
+        json_t *p = json_object_get(h, "prefix");
+        if (p && !json_is_string(p))
+            return rejectf(rj, C_BAD_REQUEST, -1, "prefix",
+                           "'prefix' must be a string");
+        if (p && !(r->prefix = strdup(json_string_value(p))))
+            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        return 0;
+    }
+    if (r->op == OP_INDEX_STATS)
+        return 0;
+    if (r->op == OP_INDEX_REMOVE)
+        return get_strings(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
+    /* index_add */
+    int n = 0;
+    if (given) {
+        size_t bytes = svc_size(m, hi + 1);
+        if (bytes == 0 || bytes % ((size_t)D * 4) != 0)
+            return rejectf(rj, C_BAD_REQUEST, -1, "embeddings",
+                           "the data frame holds %zu bytes, not a whole "
+                           "number of %d-float vectors", bytes, D);
+        n = (int)(bytes / ((size_t)D * 4));
+    } else {
+        n = m->n - hi - 1 + m->dropped;
+    }
+    if (get_strings(h, "ids", n, 1 << 20, 4096, &r->ids, &r->n_ids, rj))
+        return -1;
+    json_t *meta = json_object_get(h, "metadata");
+    if (meta) {
+        if (!json_is_array(meta) || json_array_size(meta) != (size_t)n)
+            return rejectf(rj, C_BAD_REQUEST, -1, "metadata",
+                           "'metadata' must be an array of %d objects (or "
+                           "nulls), one per item", n);
+        if (!(r->metas = calloc((size_t)n, sizeof *r->metas)))
+            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        for (int i = 0; i < n; i++) {
+            json_t *x = json_array_get(meta, (size_t)i);
+            if (json_is_null(x))
+                continue;
+            if (!json_is_object(x))
+                return rejectf(rj, C_BAD_REQUEST, i, "metadata",
+                               "metadata %d is not an object", i);
+            if (!(r->metas[i] = json_dumps(x, JSON_COMPACT |
+                                                  JSON_PRESERVE_ORDER)))
+                return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        }
+    }
+    if (given) {
+        size_t bytes = (size_t)n * (size_t)D * 4;
+        if (!(r->given = malloc(bytes)))
+            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        memcpy(r->given, svc_data(m, hi + 1), bytes);
+        to_le(r->given, (size_t)n * (size_t)D);  /* a swap is its inverse */
+        for (size_t i = 0; i < (size_t)n * (size_t)D; i++)
+            if (!isfinite(r->given[i]))
+                return rejectf(rj, C_BAD_REQUEST, (int)(i / (size_t)D),
+                               "embeddings", "vector %zu is not finite",
+                               i / (size_t)D);
+    }
+    return 0;
+}
+
 /* Parses header frame `hi` of `m` and the data frames after it into `r`.
  * The op is known (r->op) as soon as it could be read, for the metrics. */
 static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
@@ -856,10 +1048,29 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
     }
 
     int n_data = m->n - hi - 1 + m->dropped;
+    int is_index = r->op == OP_INDEX_ADD || r->op == OP_INDEX_REMOVE ||
+                   r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE ||
+                   r->op == OP_INDEX_STATS;
+    if (is_index && !w->ix) {
+        rejectf(rj, C_NO_INDEX, -1, NULL,
+                "this worker serves no index (vit serve --index PATH)");
+        goto done;
+    }
+    /* index_add of vectors computed elsewhere: one data frame of floats. */
+    int given = r->op == OP_INDEX_ADD &&
+                json_is_true(json_object_get(h, "embeddings"));
     int takes_images = r->op == OP_CLASSIFY || r->op == OP_EMBED_IMAGE ||
-                       r->op == OP_MATCH;
-    int takes_texts = r->op == OP_EMBED_TEXT || r->op == OP_MATCH;
-    if (!takes_images && n_data > 0) {
+                       r->op == OP_MATCH || r->op == OP_SEARCH_IMAGE ||
+                       (r->op == OP_INDEX_ADD && !given);
+    int takes_texts = r->op == OP_EMBED_TEXT || r->op == OP_MATCH ||
+                      r->op == OP_SEARCH_TEXT;
+    if (given && n_data != 1) {
+        rejectf(rj, C_BAD_REQUEST, -1, "embeddings",
+                "index_add with \"embeddings\": true takes one data frame "
+                "of float32 vectors");
+        goto done;
+    }
+    if (!takes_images && !given && n_data > 0) {
         rejectf(rj, C_BAD_REQUEST, -1, "images",
                 "operation '%s' takes no data frames", op_names[r->op]);
         goto done;
@@ -967,6 +1178,8 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
                 "model '%s' has no classification head", w->name);
         goto done;
     }
+    if (is_index && parse_index(w, h, m, hi, given, r, rj) != 0)
+        goto done;
     if (takes_images) {
         for (int i = hi + 1; i < m->n; i++)
             if (svc_msg_add_frame(&r->data, m, i) != 0) {
@@ -995,7 +1208,8 @@ static int req_prepare(worker *w, req *r)
         if (r->want_logits && !(r->logits = malloc(ni * L * sizeof(float))))
             return -1;
     }
-    if ((r->op == OP_EMBED_IMAGE || r->op == OP_MATCH) &&
+    if ((r->op == OP_EMBED_IMAGE || r->op == OP_MATCH ||
+         r->op == OP_SEARCH_IMAGE || r->op == OP_INDEX_ADD) && ni &&
         !(r->img_emb = malloc(ni * D * sizeof(float))))
         return -1;
     if (nt && !(r->txt_emb = malloc(nt * D * sizeof(float))))
@@ -1255,9 +1469,14 @@ static void handle_request(io *x, svc_msg *m, int ri,
     r->t_recv = svc_now_ms();
     if (parse_body(w, m, ri + 1, r, &rj) != 0)
         goto reject;
-    if (r->op == OP_HEALTH || r->op == OP_INFO || r->op == OP_METRICS) {
+    if (r->op == OP_HEALTH || r->op == OP_INFO || r->op == OP_METRICS ||
+        r->op == OP_INDEX_STATS) {
         char *body;
-        if (r->op == OP_HEALTH)
+        if (r->op == OP_INDEX_STATS)
+            body = dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
+                                  "index_stats", "index",
+                                  svc_ix_stats(w->ix)));
+        else if (r->op == OP_HEALTH)
             body = dump(json_pack("{s:b, s:s, s:s, s:i}", "ok", 1, "op",
                                   "health", "status",
                                   *w->o.stop ? "draining" : "serving",
@@ -1318,6 +1537,17 @@ static void handle_request(io *x, svc_msg *m, int ri,
     r->rid_len = rid_len;
     w->inflight++;
     w->held_bytes += r->cost;
+    if (r->op == OP_INDEX_REMOVE || (r->op == OP_INDEX_ADD && r->given)) {
+        /* Nothing to compute: straight to the index writer. */
+        if (ix_submit(w, r, r->given) != 0) {
+            w->inflight--;
+            w->held_bytes -= r->cost;
+            rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
+            goto reject;
+        }
+        r->given = NULL;
+        return;
+    }
     pthread_mutex_lock(&w->mu);
     if (r->n_images > 0) {
         r->next = NULL;
@@ -1656,6 +1886,13 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         st = fail(err, VIT_E_IO, "inproc socket: %s", zmq_strerror(errno));
         goto out;
     }
+    if (opt->index_path &&
+        (st = svc_ix_open(opt->index_path,
+                          (idx_precision)opt->index_precision,
+                          opt->model_dir, &w->info, w->ctx,
+                          "inproc://vit-done", ix_done, &w->ix, err)) !=
+            VIT_OK)
+        goto out;
     if (opt->allow_keys_dir &&
         (st = svc_auth_start(w->ctx, opt->allow_keys_dir, &auth, err)) !=
             VIT_OK)
@@ -1725,6 +1962,14 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
             st = fail(err, VIT_E_IO, "cannot start a decode thread");
             goto out;
         }
+    }
+    if (w->ix) {
+        json_t *sx = svc_ix_stats(w->ix);
+        logf_(w, "index %s: %lld items, %s",
+              opt->index_path,
+              (long long)json_integer_value(json_object_get(sx, "items")),
+              json_string_value(json_object_get(sx, "model")));
+        json_decref(sx);
     }
     logf_(w, "serving '%s' (%s) %s %s, batch %d, delay %d ms, queue %d",
           w->name, w->info.architecture ? w->info.architecture : "?",
@@ -1830,6 +2075,9 @@ out:
         pthread_join(infer_th, NULL);
     if (ic.push)
         zmq_close(ic.push);
+    /* The index writer finishes what was queued before the replies left
+     * unsent are freed below. */
+    svc_ix_close(w->ix);
     if (pull) {
         /* Replies that were never sent (a failed start) are freed. */
         done_msg *d;

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <png.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "index/index.h"
+#include "service/client.h"
 #include "testutil.h"
 
 #define TOK FIXTURES "/clip_tok"
@@ -976,17 +978,47 @@ START_TEST(cli_add_survives_sigkill)
         rng_state ^= rng_state << 25;
         rng_state ^= rng_state >> 27;
         double u = ((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53;
-        /* Loading the model takes a good part of a run: one kill in four
-         * anywhere, the rest in the second half, where batches commit. */
-        if (run % 4)
+        /* Loading the model takes a good part of a run: of the timed kills,
+         * one in two anywhere, the rest in the second half. */
+        if (run % 4 == 2)
             u = 0.5 + u / 2;
+        int left = CRASH_IMAGES - prev, reaped = 0;
         pid = start_add(f.index, f.imgs, out);
-        struct timespec d = {0, (long)(u * full * 1e9)};
-        while (d.tv_nsec >= 1000000000)
-            d.tv_sec++, d.tv_nsec -= 1000000000;
-        nanosleep(&d, NULL);
-        kill(pid, SIGKILL);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        if (run % 2 && left > 2) {
+            /* Half the runs: once m batches are reported committed (m at
+             * random), then a random moment later, within the next few
+             * batches. */
+            int m = 1 + (int)(u * (left - 2));
+            double until = mono_s() + 20;
+            for (;;) {
+                size_t nb = 0;
+                char *t = (char *)tu_read(out, &nb);
+                int lines = 0;
+                for (size_t i = 0; t && i < nb; i++)
+                    lines += t[i] == '\n';
+                free(t);
+                if (lines >= m || mono_s() > until)
+                    break;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                    reaped = 1;
+                    break;
+                }
+                struct timespec d = {0, 500000};
+                nanosleep(&d, NULL);
+            }
+            struct timespec d = {0, (long)(u * 20e6)};
+            nanosleep(&d, NULL);
+        } else {
+            /* The others at any moment of a whole run, loading included. */
+            struct timespec d = {0, (long)(u * full * 1e9)};
+            while (d.tv_nsec >= 1000000000)
+                d.tv_sec++, d.tv_nsec -= 1000000000;
+            nanosleep(&d, NULL);
+        }
+        if (!reaped) {
+            kill(pid, SIGKILL);
+            ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        }
         if (WIFSIGNALED(status))
             killed++;
         else
@@ -1223,6 +1255,311 @@ START_TEST(shipped_model_precision_at_10)
 }
 END_TEST
 
+/* ---- over the service ---- */
+
+/* Starts `vit serve --model TOK --bind EP [--index PATH]`, stderr to a
+ * file in dir; returns the pid once it answers health. */
+static pid_t start_worker(const char *dir, const char *ep, const char *index)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/worker.log", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(e, 2);
+        if (index)
+            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
+                  "--bind", ep, "--index", index, (char *)NULL);
+        else
+            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
+                  "--bind", ep, (char *)NULL);
+        _exit(127);
+    }
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 500;
+    o.retries = 0;
+    for (int i = 0; i < 200; i++) {
+        vit_client *c;
+        vit_error err;
+        vit_reply r;
+        ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
+        vit_status st = vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r,
+                                        &err);
+        vit_client_free(c);
+        if (st == VIT_OK) {
+            vit_reply_free(&r);
+            return pid;
+        }
+        int status;
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0,
+                      "the worker exited; see %s", log);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    ck_abort_msg("the worker did not answer health");
+    return -1;
+}
+
+static int stop_worker(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    double end = mono_s() + 30;
+    int status;
+    while (mono_s() < end) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        struct timespec d = {0, 10000000};
+        nanosleep(&d, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+/* One call; the body parsed. */
+static json_t *call(vit_client *c, const char *header, const vit_blob *f,
+                    int n)
+{
+    vit_reply r;
+    vit_error err;
+    ck_assert_msg(vit_client_call(c, header, f, n, &r, &err) == VIT_OK, "%s",
+                  err.msg);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_msg(j != NULL, "%s", r.body);
+    vit_reply_free(&r);
+    return j;
+}
+
+static const char *err_code(json_t *j)
+{
+    return json_string_value(
+        json_object_get(json_object_get(j, "error"), "code"));
+}
+
+#define BULK_REQS 10
+#define BULK_N 4000  /* ids per request: the header stays under 64 KiB */
+
+typedef struct {
+    const char *ep;
+    const float *vecs;   /* (BULK_REQS * BULK_N, 24) */
+    volatile int done;
+    int added;
+    double ms_max;       /* the slowest add request */
+} add_job;
+
+static void *big_add(void *arg)
+{
+    add_job *a = arg;
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 60000;
+    o.retries = 0;
+    vit_client *c;
+    vit_error err;
+    if (vit_client_new(a->ep, &o, &c, &err) != VIT_OK)
+        return NULL;
+    size_t cap = (size_t)BULK_N * 16 + 128;
+    char *h = malloc(cap);
+    for (int q = 0; q < BULK_REQS; q++) {
+        size_t o2 = (size_t)snprintf(h, cap, "{\"op\":\"index_add\","
+                                             "\"embeddings\":true,\"ids\":[");
+        for (int i = 0; i < BULK_N; i++)
+            o2 += (size_t)snprintf(h + o2, cap - o2, "%s\"bulk%d\"",
+                                   i ? "," : "", q * BULK_N + i);
+        snprintf(h + o2, cap - o2, "]}");
+        vit_blob b = {a->vecs + (size_t)q * BULK_N * 24,
+                      (size_t)BULK_N * 24 * 4};
+        vit_reply r;
+        double t0 = mono_s();
+        if (vit_client_call(c, h, &b, 1, &r, &err) == VIT_OK) {
+            json_t *j = json_loads(r.body, 0, NULL);
+            a->added += (int)json_integer_value(json_object_get(j, "added"));
+            json_decref(j);
+            vit_reply_free(&r);
+        }
+        double ms = (mono_s() - t0) * 1e3;
+        a->ms_max = ms > a->ms_max ? ms : a->ms_max;
+    }
+    free(h);
+    vit_client_free(c);
+    a->done = 1;
+    return NULL;
+}
+
+START_TEST(service_index_operations)
+{
+    cli_fx f;
+    cli_fx_new(&f, 4);
+    tu_run_result rr;
+    tu_run(&rr, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(rr.code == 0, "%s", rr.err);
+    tu_run_free(&rr);
+    char ep[700], img[700];
+    snprintf(ep, sizeof ep, "ipc://%s/w", f.dir);
+    pid_t pid = start_worker(f.dir, ep, f.index);
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 20000;
+    vit_client *c;
+    vit_error err;
+    ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
+
+    /* The worker is the index's only writer: `vit index add` is refused
+     * while it serves it. */
+    tu_run(&rr, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_int_eq(rr.code, 1);
+    ck_assert_msg(strstr(rr.err, "another process is writing to this index"),
+                  "%s", rr.err);
+    tu_run_free(&rr);
+
+    json_t *j = call(c, "{\"op\":\"index_stats\"}", NULL, 0);
+    json_t *ix = json_object_get(j, "index");
+    ck_assert_int_eq(json_integer_value(json_object_get(ix, "items")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(ix, "dim")), 24);
+    json_decref(j);
+
+    /* An indexed file's bytes find that file first, at cosine 1. */
+    snprintf(img, sizeof img, "%s/img02.png", f.imgs);
+    size_t n;
+    unsigned char *bytes = tu_read(img, &n);
+    vit_blob b = {bytes, n};
+    j = call(c, "{\"op\":\"search_image\",\"k\":2}", &b, 1);
+    json_t *top = json_array_get(json_array_get(json_object_get(j,
+                                                                "results"),
+                                                0), 0);
+    ck_assert_msg(json_is_true(json_object_get(j, "ok")), "%s",
+                  json_dumps(j, 0));
+    char *real = realpath(img, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(top, "id")), real);
+    ck_assert(fabs(json_number_value(json_object_get(top, "score")) - 1) <
+              1e-5);
+    free(real);
+    json_decref(j);
+
+    /* Images added over the wire, with ids and metadata. */
+    vit_blob two[2] = {b, b};
+    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"cat-1\",\"cat-2\"],"
+                "\"metadata\":[{\"album\":\"x\"},null]}", two, 2);
+    ck_assert_msg(json_integer_value(json_object_get(j, "added")) == 2, "%s",
+                  json_dumps(j, 0));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "items")), 6);
+    json_decref(j);
+    j = call(c, "{\"op\":\"search_image\",\"k\":3,\"prefix\":\"cat-\"}", &b,
+             1);
+    json_t *res = json_array_get(json_object_get(j, "results"), 0);
+    ck_assert_int_eq(json_array_size(res), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *h = json_array_get(res, i);
+        const char *id = json_string_value(json_object_get(h, "id"));
+        json_t *meta = json_object_get(h, "metadata");
+        if (strcmp(id, "cat-1") == 0)
+            ck_assert_str_eq(json_string_value(json_object_get(meta,
+                                                               "album")),
+                             "x");
+        else
+            ck_assert(json_is_null(meta));
+    }
+    json_decref(j);
+    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\",\"a dog\"],"
+                "\"k\":5}", NULL, 0);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "results")), 2);
+    ck_assert_int_eq(json_array_size(json_array_get(json_object_get(j,
+                                                                    "results"),
+                                                    1)), 5);
+    json_decref(j);
+
+    /* Bad requests get their codes. */
+    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"a\",\"b\"]}", &b, 1);
+    ck_assert_str_eq(err_code(j), "bad_request");
+    json_decref(j);
+    j = call(c, "{\"op\":\"index_remove\"}", NULL, 0);
+    ck_assert_str_eq(err_code(j), "missing_field");
+    json_decref(j);
+    vit_blob odd = {bytes, 10};
+    j = call(c, "{\"op\":\"index_add\",\"embeddings\":true,\"ids\":[\"q\"]}",
+             &odd, 1);
+    ck_assert_str_eq(err_code(j), "bad_request");
+    json_decref(j);
+
+    /* Adds of given vectors, one transaction each, back to back, while
+     * searches go on: a search never waits for a batch being written. */
+    int N = BULK_REQS * BULK_N;
+    float *vecs = malloc((size_t)N * 24 * sizeof *vecs);
+    rng_state = 77;
+    for (int i = 0; i < N * 24; i++)
+        vecs[i] = (float)rnd_normal();
+    add_job a = {.ep = ep, .vecs = vecs};
+    pthread_t th;
+    double t0 = mono_s();
+    ck_assert_int_eq(pthread_create(&th, NULL, big_add, &a), 0);
+    int during = 0;
+    double worst = 0;
+    while (!a.done) {
+        double s0 = mono_s();
+        j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\"],\"k\":3}",
+                 NULL, 0);
+        ck_assert(json_is_true(json_object_get(j, "ok")));
+        json_decref(j);
+        double ms = (mono_s() - s0) * 1e3;
+        if (!a.done) {
+            during++;
+            worst = ms > worst ? ms : worst;
+        }
+    }
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.added, N);
+    printf("service: %d vectors added in %d requests over %.0f ms (slowest "
+           "%.0f ms); %d searches answered meanwhile, slowest %.1f ms\n", N,
+           BULK_REQS, (mono_s() - t0) * 1e3, a.ms_max, during, worst);
+    ck_assert_int_ge(during, 3);
+    free(vecs);
+
+    /* Remove, by id. */
+    j = call(c, "{\"op\":\"index_remove\",\"ids\":[\"cat-1\",\"bulk7\","
+                "\"nope\"]}", NULL, 0);
+    ck_assert_msg(json_integer_value(json_object_get(j, "removed")) == 2,
+                  "%s", json_dumps(j, 0));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "items")),
+                     6 + N - 2);
+    json_decref(j);
+    free(bytes);
+    vit_client_free(c);
+    ck_assert_int_eq(stop_worker(pid), 0);
+
+    /* What the worker committed is in the file, for `vit index` too. */
+    tu_run(&rr, "index", "stats", "--index", f.index, "--format", "jsonl",
+           NULL);
+    char want[64];
+    snprintf(want, sizeof want, "\"items\": %d,", 6 + N - 2);
+    ck_assert_msg(strstr(rr.out, want), "%s", rr.out);
+    tu_run_free(&rr);
+
+    /* Without --index: no_index. And another model's index is refused at
+     * start. */
+    char ep2[700];
+    snprintf(ep2, sizeof ep2, "ipc://%s/w2", f.dir);
+    pid = start_worker(f.dir, ep2, NULL);
+    ck_assert_int_eq(vit_client_new(ep2, &o, &c, &err), VIT_OK);
+    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
+    ck_assert_str_eq(err_code(j), "no_index");
+    json_decref(j);
+    vit_client_free(c);
+    ck_assert_int_eq(stop_worker(pid), 0);
+    tu_run(&rr, "serve", "--model", FIXTURES "/clip_tiny", "--bind", ep2,
+           "--index", f.index, NULL);
+    ck_assert_int_ne(rr.code, 0);
+    ck_assert_msg(strstr(rr.err, "the index was built with model"), "%s",
+                  rr.err);
+    tu_run_free(&rr);
+    cli_fx_free(&f);
+}
+END_TEST
+
 Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -1243,6 +1580,7 @@ Suite *index_suite(void)
     tcase_add_test(t, cli_add_survives_sigkill);
     tcase_add_test(t, cli_html_renders_in_chromium);
     tcase_add_test(t, shipped_model_precision_at_10);
+    tcase_add_test(t, service_index_operations);
     suite_add_tcase(s, t);
     return s;
 }
