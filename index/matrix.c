@@ -355,16 +355,13 @@ static int have_avx2(void)
 #endif
 
 /* The environment variable IDX_NO_SIMD=1 forces the plain C kernels, so
- * that tests can check both paths on one machine. */
+ * that tests can check both paths on one machine. Read at each search
+ * (a search is long; getenv is not). */
 static int use_simd(void)
 {
 #ifdef IDX_X86
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("IDX_NO_SIMD");
-        v = have_avx2() && !(e && e[0] == '1');
-    }
-    return v;
+    const char *e = getenv("IDX_NO_SIMD");
+    return have_avx2() && !(e && e[0] == '1');
 #else
     return 0;
 #endif
@@ -373,11 +370,11 @@ static int use_simd(void)
 /* q16 / qs: the query quantized for the int8 kernel (quantize_query), or
  * NULL. */
 static void dot_rows(const idx_matrix *m, float *out, size_t r0, size_t n,
-                     const float *q, const int16_t *q16, float qs)
+                     const float *q, const int16_t *q16, float qs, int simd)
 {
     int d = m->dim;
 #ifdef IDX_X86
-    if (use_simd()) {
+    if (simd) {
         if (m->prec == IDX_FP32)
             dot_f32_avx2(out, (const float *)m->data + r0 * (size_t)d, q, n,
                          d);
@@ -403,13 +400,14 @@ static void dot_rows(const idx_matrix *m, float *out, size_t r0, size_t n,
 }
 
 /* Rows [r0, r0 + n) as fp32 into out (n, d); int8 rows are scaled. */
-static void rows_f32(const idx_matrix *m, float *out, size_t r0, size_t n)
+static void rows_f32(const idx_matrix *m, float *out, size_t r0, size_t n,
+                     int simd)
 {
     size_t d = (size_t)m->dim;
     if (m->prec == IDX_FP16) {
         const uint16_t *in = (const uint16_t *)m->data + r0 * d;
 #ifdef IDX_X86
-        if (use_simd()) {
+        if (simd) {
             to_f32_f16_avx2(out, in, n * d);
             return;
         }
@@ -418,7 +416,7 @@ static void rows_f32(const idx_matrix *m, float *out, size_t r0, size_t n)
     } else {
         const int8_t *in = (const int8_t *)m->data + r0 * d;
 #ifdef IDX_X86
-        if (use_simd()) {
+        if (simd) {
             rows_i8_avx2(out, in, m->scale + r0, n, d);
             return;
         }
@@ -814,6 +812,7 @@ typedef struct {
     const float *q;       /* (nq, d) */
     int nq;
     const uint8_t *mask;  /* (n) rows allowed, or NULL for all */
+    int simd;             /* use the AVX2 kernels */
     size_t r0, r1;
     heap *heaps;          /* (nq) */
     int oom;
@@ -837,7 +836,7 @@ static void *scan_main(void *arg)
     }
     int16_t *q16 = NULL;
     float qs = 0;
-    if (nq == 1 && m->prec == IDX_INT8 && use_simd()) {
+    if (nq == 1 && m->prec == IDX_INT8 && j->simd) {
         if (!(q16 = malloc(d * sizeof *q16))) {
             free(scores);
             free(a);
@@ -849,7 +848,7 @@ static void *scan_main(void *arg)
     for (size_t r = j->r0; r < j->r1; r += BLOCK_ROWS) {
         size_t b = j->r1 - r < BLOCK_ROWS ? j->r1 - r : BLOCK_ROWS;
         if (nq == 1) {
-            dot_rows(m, scores, r, b, j->q, q16, qs);
+            dot_rows(m, scores, r, b, j->q, q16, qs, j->simd);
             heap *h = &j->heaps[0];
             float mn = heap_min(h);
             for (size_t i = 0; i < b; i++)
@@ -862,7 +861,7 @@ static void *scan_main(void *arg)
         /* scores (b, nq) = rows (b, d) . q^T (d, nq) */
         const float *rows = (const float *)m->data + r * d;
         if (m->prec != IDX_FP32) {
-            rows_f32(m, a, r, b);
+            rows_f32(m, a, r, b, j->simd);
             rows = a;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, nq,
@@ -910,11 +909,11 @@ static int online_cpus(void)
     return n > 0 ? (int)(n < 256 ? n : 256) : 1;
 }
 
-static float dot_f32_exact(const float *a, const float *b, int d)
+static float dot_f32_exact(const float *a, const float *b, int d, int simd)
 {
     float s = 0;
 #ifdef IDX_X86
-    if (use_simd()) {
+    if (simd) {
         dot_f32_avx2(&s, a, b, 1, d);
         return s;
     }
@@ -965,6 +964,7 @@ idx_status idx_matrix_search(idx_matrix *m, const float *queries, int nq,
             mask[r] = strncmp(m->keys[r], o->prefix, pl) == 0;
     }
 
+    int simd = use_simd();
     int T = o->threads > 0 ? o->threads : online_cpus();
     size_t tmax = n * d / MIN_WORK_PER_THREAD + 1;
     if ((size_t)T > tmax)
@@ -990,6 +990,7 @@ idx_status idx_matrix_search(idx_matrix *m, const float *queries, int nq,
         j->q = queries;
         j->nq = nq;
         j->mask = mask;
+        j->simd = simd;
         j->r0 = blocks * (size_t)t / (size_t)T * BLOCK_ROWS;
         j->r1 = blocks * (size_t)(t + 1) / (size_t)T * BLOCK_ROWS;
         if (j->r1 > n)
@@ -1034,7 +1035,7 @@ idx_status idx_matrix_search(idx_matrix *m, const float *queries, int nq,
                         const float *x = m->f32 ? m->f32 + r * d : v32;
                         if (!m->f32 && o->fetch(o->fetch_ud, m->ids[r], v32))
                             continue;  /* gone from the store meanwhile */
-                        s = dot_f32_exact(x, qv, m->dim);
+                        s = dot_f32_exact(x, qv, m->dim, simd);
                     }
                     all[na++] = (ranked){s, m->ids[r], r};
                 }
