@@ -164,6 +164,41 @@ END_TEST
 
 /* The image files include a JPEG stored sideways (EXIF orientation 6) and
  * an RGBA PNG: the reference opened them with transformers' load_image. */
+/* The library's image entry point on the same files, in chunks of 2. */
+START_TEST(library_embeds_image_files)
+{
+    json_t *in = inputs();
+    json_t *imgs = json_object_get(in, "images");
+    int n = (int)json_array_size(imgs);
+    vit_array want = ref("ref_file_image_embeds.npy");
+    vit_options opt = vit_options_default();
+    opt.max_batch = 2;
+    vit_model *m;
+    vit_state *st;
+    vit_error err;
+    ck_assert_int_eq(vit_model_load(TOK, &opt, &m, &err), VIT_OK);
+    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_image im[8];
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(vit_image_read(json_string_value(json_array_get(imgs, i)),
+                                     vit_model_options(m), &im[i],
+                                     &err) == VIT_OK,
+                      "%s", err.msg);
+    float *got = malloc((size_t)n * want.shape[1] * sizeof *got);
+    ck_assert_msg(vit_embed_images(st, im, n, got, &err) == VIT_OK, "%s",
+                  err.msg);
+    ck_assert(tu_rel_diff("vit_embed_images", got, want.data,
+                          (size_t)n * want.shape[1]) < TOL);
+    for (int i = 0; i < n; i++)
+        vit_image_free(&im[i]);
+    free(got);
+    vit_state_free(st);
+    vit_model_free(m);
+    vit_array_free(&want);
+    json_decref(in);
+}
+END_TEST
+
 START_TEST(embed_images_jsonl_and_npy)
 {
     json_t *in = inputs();
@@ -383,6 +418,7 @@ Suite *clipcli_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, embed_texts_match_reference);
     tcase_add_test(tc, library_embeds_strings);
+    tcase_add_test(tc, library_embeds_image_files);
     tcase_add_test(tc, embed_images_jsonl_and_npy);
     tcase_add_test(tc, match_matches_reference);
     tcase_add_test(tc, zero_shot_classify);

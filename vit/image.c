@@ -152,16 +152,25 @@ vit_status vit_preprocess(const vit_model *m, const vit_image *imgs, int n,
     return VIT_OK;
 }
 
-vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
-                        vit_prediction *out, float *logits, vit_error *err)
+/* What runs on each chunk of preprocessed images: image i0 of the call is
+ * the chunk's first. */
+typedef vit_status (*chunk_fn)(vit_state *s, const float *pixels, int i0,
+                               int b, void *ctx, vit_error *err);
+
+/* Preprocesses and runs `n` images one chunk of max_batch at a time, so
+ * memory stays bounded however many images the caller passes. */
+static vit_status image_chunks(vit_state *s, const vit_image *imgs, int n,
+                               chunk_fn fn, void *ctx, vit_error *err)
 {
-    if (!s)
-        return vit__fail(err, VIT_E_ARG, "vit_classify: NULL state");
+    if (!s || n < 0 || (n > 0 && !imgs))
+        return vit__fail(err, VIT_E_ARG, "NULL state or images");
     const vit_model *m = vit__state_model(s);
     vit_model_info info;
     vit_model_get_info(m, &info);
-    /* One chunk of max_batch images at a time, so memory stays bounded
-     * however many images the caller passes. */
+    if (!info.has_vision)
+        return vit__fail(err, VIT_E_NO_HEAD,
+                         "%s has no vision tower; it embeds text only",
+                         info.architecture);
     size_t per = (size_t)info.channels * info.image_h * info.image_w;
     int chunk = vit__model_options(m)->max_batch;
     float *pixels = malloc((size_t)chunk * per * sizeof *pixels);
@@ -172,10 +181,52 @@ vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
         int b = n - i < chunk ? n - i : chunk;
         st = vit_preprocess(m, imgs + i, b, pixels, err);
         if (st == VIT_OK)
-            st = vit_classify_pixels(
-                s, pixels, b, top_k, out ? out + (size_t)i * top_k : NULL,
-                logits ? logits + (size_t)i * info.num_labels : NULL, err);
+            st = fn(s, pixels, i, b, ctx, err);
     }
     free(pixels);
     return st;
+}
+
+typedef struct {
+    int top_k, num_labels;
+    vit_prediction *out;
+    float *logits;
+} classify_ctx;
+
+static vit_status classify_chunk(vit_state *s, const float *pixels, int i0,
+                                 int b, void *p, vit_error *err)
+{
+    classify_ctx *c = p;
+    return vit_classify_pixels(
+        s, pixels, b, c->top_k, c->out ? c->out + (size_t)i0 * c->top_k : NULL,
+        c->logits ? c->logits + (size_t)i0 * c->num_labels : NULL, err);
+}
+
+vit_status vit_classify(vit_state *s, const vit_image *imgs, int n, int top_k,
+                        vit_prediction *out, float *logits, vit_error *err)
+{
+    if (!s)
+        return vit__fail(err, VIT_E_ARG, "vit_classify: NULL state");
+    vit_model_info info;
+    vit_model_get_info(vit__state_model(s), &info);
+    classify_ctx c = {top_k, info.num_labels, out, logits};
+    return image_chunks(s, imgs, n, classify_chunk, &c, err);
+}
+
+static vit_status embed_chunk(vit_state *s, const float *pixels, int i0,
+                              int b, void *p, vit_error *err)
+{
+    const vit_model *m = vit__state_model(s);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    return vit_embed_pixels(s, pixels, b, (float *)p + (size_t)i0 * info.embed_dim,
+                            err);
+}
+
+vit_status vit_embed_images(vit_state *s, const vit_image *imgs, int n,
+                            float *out, vit_error *err)
+{
+    if (!out)
+        return vit__fail(err, VIT_E_ARG, "vit_embed_images: NULL output");
+    return image_chunks(s, imgs, n, embed_chunk, out, err);
 }

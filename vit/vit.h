@@ -265,7 +265,7 @@ void vit_state_profile_enable(vit_state *s, int on);
 int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
 
 /* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
- * of a few runs after a warm-up: the ceiling a forward pass is measured
+ * of the runs of half a second after a warm-up: the ceiling a forward pass is measured
  * against. Leaves OpenBLAS on one thread, as states want it. */
 double vit_sgemm_gflops(int M, int N, int K, int threads);
 
