@@ -217,6 +217,10 @@ typedef struct {
 } idx_stats;
 
 idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err);
+/* The same without reading the vectors (a scan of the items alone):
+ * vector_bytes is then items x dim x 4, what float32 vectors take. */
+idx_status idx_store_stats_quick(idx_store *s, idx_stats *out,
+                                 idx_error *err);
 
 /* Calls fn for every item (id order) with its key; nonzero from fn stops
  * with IDX_OK. Used to find items whose files are gone. */

@@ -692,7 +692,8 @@ static int64_t file_size(const char *path)
     return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
 }
 
-idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
+static idx_status stats(idx_store *s, idx_stats *out, int vectors,
+                        idx_error *err)
 {
     idx_stats x;
     memset(&x, 0, sizeof x);
@@ -702,10 +703,15 @@ idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
     x.dim = x.has_model ? x.model.dim : 0;
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT count(*), count(hash), "
-                           "coalesce(min(added), 0), coalesce(max(added), 0), "
-                           "(SELECT coalesce(sum(length(v)), 0) FROM vectors) "
-                           "FROM items",
+                           vectors
+                               ? "SELECT count(*), count(hash), "
+                                 "coalesce(min(added), 0), "
+                                 "coalesce(max(added), 0), "
+                                 "(SELECT coalesce(sum(length(v)), 0) "
+                                 "FROM vectors) FROM items"
+                               : "SELECT count(*), count(hash), "
+                                 "coalesce(min(added), 0), "
+                                 "coalesce(max(added), 0), 0 FROM items",
                            -1, &q, NULL) != SQLITE_OK)
         return db_fail(s, err, "counting");
     if (sqlite3_step(q) != SQLITE_ROW) {
@@ -717,7 +723,8 @@ idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
     x.with_hash = sqlite3_column_int64(q, 1);
     x.first_added = sqlite3_column_double(q, 2);
     x.last_added = sqlite3_column_double(q, 3);
-    x.vector_bytes = sqlite3_column_int64(q, 4);
+    x.vector_bytes = vectors ? sqlite3_column_int64(q, 4)
+                             : x.items * (int64_t)x.dim * 4;
     sqlite3_finalize(q);
     size_t n = strlen(s->path);
     char *wal = malloc(n + 5);
@@ -729,6 +736,17 @@ idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
     free(wal);
     *out = x;
     return IDX_OK;
+}
+
+idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err)
+{
+    return stats(s, out, 1, err);
+}
+
+idx_status idx_store_stats_quick(idx_store *s, idx_stats *out,
+                                 idx_error *err)
+{
+    return stats(s, out, 0, err);
 }
 
 idx_status idx_store_each(idx_store *s,

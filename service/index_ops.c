@@ -8,10 +8,12 @@
  */
 #include "service/svc_index.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 struct svc_index {
@@ -31,7 +33,25 @@ struct svc_index {
     int started;
     void *push;
     svc_ix_done_fn done;
+
+    /* What index_stats tells beyond the matrix (files, dates), as of the
+     * last time the writer had nothing queued; under mu. */
+    idx_stats cached;
+    int stale;  /* the writer's own: a commit since the last refresh */
 };
+
+/* Reads the item counts and dates again (a scan of the items, not of the
+ * vectors). On the writer thread, or before it starts. */
+static void refresh_stats(svc_index *ix)
+{
+    idx_stats x;
+    if (idx_store_stats_quick(ix->wr, &x, NULL) != IDX_OK)
+        return;  /* keep the last: stats are informative */
+    pthread_mutex_lock(&ix->mu);
+    ix->cached = x;
+    pthread_mutex_unlock(&ix->mu);
+    ix->stale = 0;
+}
 
 static vit_status ix_fail(vit_error *err, vit_status st, const idx_error *e,
                           const char *what)
@@ -86,11 +106,22 @@ static void run_job(svc_index *ix, svc_ix_job *j)
         st = idx_store_commit(ix->wr, &err);
     else
         idx_store_rollback(ix->wr);
+    if (st == IDX_OK)
+        ix->stale = 1;
     if (st == IDX_OK && !j->remove)
         st = idx_matrix_add(ix->m, j->n, ids, j->keys, j->vecs, &err);
     else if (st == IDX_OK)
         idx_matrix_remove(ix->m, ids, nids);
     free(ids);
+    if (st == IDX_OK) {
+        /* With nothing more to write, the stats are read again before the
+         * reply: a stats request sent after it sees this job. */
+        pthread_mutex_lock(&ix->mu);
+        int idle = !ix->head;
+        pthread_mutex_unlock(&ix->mu);
+        if (idle)
+            refresh_stats(ix);
+    }
     if (st != IDX_OK) {
         const char *code = st == IDX_E_ARG ? "bad_request" : "internal";
         ix->done(ix->push, j->req, NULL, code,
@@ -127,6 +158,13 @@ static void *writer_main(void *arg)
         run_job(ix, j);
         svc_ix_job_free(j);
         pthread_mutex_lock(&ix->mu);
+        if (!ix->head && ix->stale) {
+            /* Idle after a burst whose last job still saw others queued
+             * (or whose refresh failed): bring the stats up to date. */
+            pthread_mutex_unlock(&ix->mu);
+            refresh_stats(ix);
+            pthread_mutex_lock(&ix->mu);
+        }
     }
     pthread_mutex_unlock(&ix->mu);
     return NULL;
@@ -177,6 +215,8 @@ vit_status svc_ix_open(const char *path, idx_precision prec,
         is = idx_store_open(path, IDX_OPEN_READ, &ix->rd, &e);
     if (is == IDX_OK)
         is = idx_store_load(ix->wr, prec, 1, &ix->m, &e);
+    if (is == IDX_OK)
+        is = idx_store_stats_quick(ix->wr, &ix->cached, &e);
     if (is != IDX_OK) {
         st = ix_fail(err, is == IDX_E_NOMEM ? VIT_E_NOMEM : VIT_E_IO, &e,
                      "index: ");
@@ -266,9 +306,10 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
                 idx_item_free(&it);
             }
             json_array_append_new(
-                row, json_pack("{s:s, s:f, s:o}", "id", h->key, "score",
-                               (double)h->score,
-                               "metadata", meta ? meta : json_null()));
+                row, json_pack("{s:s, s:f, s:o, s:I}", "id", h->key, "score",
+                               (double)h->score, "metadata",
+                               meta ? meta : json_null(), "rowid",
+                               (json_int_t)h->id));
         }
         json_array_append_new(all, row ? row : json_null());
     }
@@ -279,11 +320,43 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
     return all;
 }
 
+static long long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+static json_int_t us(double t)
+{
+    return (json_int_t)floor(t * 1e6);
+}
+
 json_t *svc_ix_stats(svc_index *ix)
 {
-    return json_pack("{s:I, s:i, s:s, s:s, s:s, s:s}", "items",
-                     (json_int_t)idx_matrix_rows(ix->m), "dim", ix->dim,
-                     "model", ix->model.id, "fingerprint",
-                     ix->model.fingerprint, "precision",
-                     idx_precision_str(ix->prec), "path", ix->path);
+    idx_stats x;
+    pthread_mutex_lock(&ix->mu);
+    x = ix->cached;
+    pthread_mutex_unlock(&ix->mu);
+    json_int_t items = (json_int_t)idx_matrix_rows(ix->m);
+    size_t n = strlen(ix->path);
+    char *wal = malloc(n + 5);
+    if (!wal)
+        return NULL;
+    memcpy(wal, ix->path, n);
+    memcpy(wal + n, "-wal", 5);
+    long long bytes = file_size(ix->path) + file_size(wal);
+    free(wal);
+    /* Dates in whole microseconds: exact in JSON, whose reals the worker
+     * writes with 9 digits. */
+    return json_pack("{s:I, s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, "
+                     "s:I, s:I}",
+                     "items", items, "dim", ix->dim, "model", ix->model.id,
+                     "fingerprint", ix->model.fingerprint, "precision",
+                     idx_precision_str(ix->prec), "path", ix->path, "files",
+                     (json_int_t)x.with_hash, "vector_bytes",
+                     items * (json_int_t)ix->dim * 4, "file_bytes",
+                     (json_int_t)bytes, "model_dir",
+                     x.has_model ? x.model.dir : ix->model.dir,
+                     "first_added_us", us(x.first_added),
+                     "last_added_us", us(x.last_added));
 }

@@ -58,14 +58,17 @@ void svc_ix_job_free(svc_ix_job *job);
 
 /* Searches nq queries (nq x dim, normalized here) for the k best items,
  * whose keys start with `prefix` (NULL: all). Returns a JSON array of nq
- * arrays of {"id", "score", "metadata"} (new reference), or NULL with
- * `msg` set. Called from one thread (the inference thread): it uses the
+ * arrays of {"id", "score", "metadata", "rowid"} (new reference), or
+ * NULL with `msg` set. Called from one thread (the inference thread): it uses the
  * index's read connection for the metadata. */
 json_t *svc_ix_search(svc_index *ix, float *queries, int nq, int k,
                       const char *prefix, char msg[256]);
 
-/* {"items", "dim", "model", "fingerprint", "precision", "path"}: what
- * index_stats answers, from memory. */
+/* {"items", "dim", "model", "fingerprint", "precision", "path", "files",
+ * "vector_bytes", "file_bytes", "model_dir", "first_added",
+ * "last_added"}: what index_stats answers, from memory (the counts and
+ * dates the writer last read) and the file's size; never waits for the
+ * writer. */
 json_t *svc_ix_stats(svc_index *ix);
 
 int svc_ix_dim(const svc_index *ix);
