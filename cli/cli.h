@@ -163,6 +163,47 @@ int cli_match_write(FILE *f, cli_format fmt, const char *path,
 /* A (rows, cols) float32 .npy file. Returns 0, or -1 on a write error. */
 int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
 
+/* ---- the index's output (cli/index.c), shared by `vit index` and
+ * `vit client`, so that both print the same thing ---- */
+
+/* One search result. */
+typedef struct {
+    const char *key;  /* the item's key: a file's real path, or an id */
+    float score;      /* cosine similarity */
+    long long id;     /* the item's row id in the index; -1 when unknown
+                         (then not printed) */
+} cli_hit;
+
+/* One query's n results, best first: text is the query on a line, then
+ * `  SCORE  KEY` for each; jsonl is one line `{"text"|"image": query,
+ * "results": [{"rank", "score", "path", "id"}]}`. Returns 0, or -1 when
+ * out of memory. */
+int cli_search_write(FILE *f, int jsonl, int is_image, const char *query,
+                     const cli_hit *h, int n);
+
+/* What `stats` shows of an index. */
+typedef struct {
+    const char *index;  /* the file, as named */
+    long long items, files, vector_bytes, file_bytes;
+    int dim;
+    const char *model, *model_dir, *fingerprint;  /* NULL: no model yet */
+    double first_added, last_added;  /* s since the epoch; 0: none */
+} cli_index_stats;
+
+/* text (a few aligned lines) or jsonl (one object). 0, or -1 when out of
+ * memory. */
+int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *s);
+
+/* The key a file is indexed under: its real path, or when it does not
+ * exist its absolute path, resolved as text. malloc'd; NULL if out of
+ * memory. */
+char *cli_index_key(const char *path);
+
+/* A --prefix filter: an existing directory becomes its real path with a
+ * trailing '/', an existing file its real path, anything else stays as it
+ * is (a prefix of ids). malloc'd; NULL if out of memory. */
+char *cli_index_prefix(const char *p);
+
 /* ---- progress (cli/progress.c) ---- */
 
 /* A single updating line on stderr, `[done/total] rate img/s, ETA m:ss`,

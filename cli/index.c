@@ -276,6 +276,33 @@ static char *key_of(const char *p)
     return r ? r : abs_lexical(p);
 }
 
+char *cli_index_key(const char *path)
+{
+    return key_of(path);
+}
+
+char *cli_index_prefix(const char *p)
+{
+    /* A directory given as a path matches the keys, which are real paths;
+     * anything else (a key prefix from the service) as is. */
+    struct stat sb;
+    if (stat(p, &sb) != 0)
+        return strdup(p);
+    char *r = key_of(p);
+    size_t n = r ? strlen(r) : 0;
+    if (r && S_ISDIR(sb.st_mode) && r[n - 1] != '/') {
+        char *t = realloc(r, n + 2);
+        if (t) {
+            t[n] = '/';
+            t[n + 1] = '\0';
+        } else {
+            free(r);
+        }
+        r = t;
+    }
+    return r;
+}
+
 static int64_t mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
@@ -839,6 +866,50 @@ static void size_str(char *buf, size_t n, double b)
     snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
+int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
+{
+    char t0[32], t1[32];
+    time_str(t0, sizeof t0, x->first_added);
+    time_str(t1, sizeof t1, x->last_added);
+    if (jsonl) {
+        json_t *o = json_object();
+        if (!o)
+            return -1;
+        json_object_set_new(o, "index", cli_json_text(x->index));
+        json_object_set_new(o, "items", json_integer(x->items));
+        json_object_set_new(o, "files", json_integer(x->files));
+        json_object_set_new(o, "dim", json_integer(x->dim));
+        json_object_set_new(o, "vector_bytes", json_integer(x->vector_bytes));
+        json_object_set_new(o, "file_bytes", json_integer(x->file_bytes));
+        json_object_set_new(o, "model", x->model ? cli_json_text(x->model)
+                                                 : json_null());
+        json_object_set_new(o, "model_dir", x->model_dir
+                                                ? cli_json_text(x->model_dir)
+                                                : json_null());
+        json_object_set_new(o, "fingerprint",
+                            x->fingerprint ? json_string(x->fingerprint)
+                                           : json_null());
+        json_object_set_new(o, "first_added", json_real(x->first_added));
+        json_object_set_new(o, "last_added", json_real(x->last_added));
+        int bad = cli_json_line(f, o) != 0;
+        json_decref(o);
+        return bad ? -1 : 0;
+    }
+    char fb[32], vb[32];
+    size_str(fb, sizeof fb, (double)x->file_bytes);
+    size_str(vb, sizeof vb, (double)x->vector_bytes);
+    fprintf(f, "index    %s (%s)\n", x->index, fb);
+    if (x->model)
+        fprintf(f, "model    %s, %d-d\n         %s\n", x->model, x->dim,
+                x->model_dir ? x->model_dir : "-");
+    else
+        fprintf(f, "model    none yet\n");
+    fprintf(f, "items    %lld (%lld files)\n", x->items, x->files);
+    fprintf(f, "vectors  %s float32\n", vb);
+    fprintf(f, "added    %s .. %s\n", t0, t1);
+    return 0;
+}
+
 static int index_stats(index_args *a)
 {
     if (a->npaths || a->nq || a->model_dir)
@@ -854,50 +925,51 @@ static int index_stats(index_args *a)
         report_idx(a->index, &err, st);
         return CLI_EXIT_FAILED;
     }
-    char t0[32], t1[32];
-    time_str(t0, sizeof t0, x.first_added);
-    time_str(t1, sizeof t1, x.last_added);
-    if (a->jsonl) {
-        json_t *o = json_object();
-        json_object_set_new(o, "index", cli_json_text(a->index));
-        json_object_set_new(o, "items", json_integer(x.items));
-        json_object_set_new(o, "files", json_integer(x.with_hash));
-        json_object_set_new(o, "dim", json_integer(x.dim));
-        json_object_set_new(o, "vector_bytes", json_integer(x.vector_bytes));
-        json_object_set_new(o, "file_bytes", json_integer(x.file_bytes));
-        json_object_set_new(o, "model", x.has_model
-                                            ? cli_json_text(x.model.id)
-                                            : json_null());
-        json_object_set_new(o, "model_dir", x.has_model
-                                                ? cli_json_text(x.model.dir)
-                                                : json_null());
-        json_object_set_new(o, "fingerprint",
-                            x.has_model ? json_string(x.model.fingerprint)
-                                        : json_null());
-        json_object_set_new(o, "first_added", json_real(x.first_added));
-        json_object_set_new(o, "last_added", json_real(x.last_added));
-        int bad = !o || cli_json_line(stdout, o) != 0;
-        json_decref(o);
-        if (bad) {
-            fprintf(stderr, "vit: out of memory\n");
-            return CLI_EXIT_FAILED;
-        }
-        return CLI_EXIT_OK;
+    cli_index_stats cs = {
+        .index = a->index, .items = (long long)x.items,
+        .files = (long long)x.with_hash, .dim = x.dim,
+        .vector_bytes = (long long)x.vector_bytes,
+        .file_bytes = (long long)x.file_bytes,
+        .model = x.has_model ? x.model.id : NULL,
+        .model_dir = x.has_model ? x.model.dir : NULL,
+        .fingerprint = x.has_model ? x.model.fingerprint : NULL,
+        .first_added = x.first_added, .last_added = x.last_added};
+    if (cli_index_stats_write(stdout, a->jsonl, &cs) != 0) {
+        fprintf(stderr, "vit: out of memory\n");
+        return CLI_EXIT_FAILED;
     }
-    char fb[32], vb[32];
-    size_str(fb, sizeof fb, (double)x.file_bytes);
-    size_str(vb, sizeof vb, (double)x.vector_bytes);
-    printf("index    %s (%s)\n", a->index, fb);
-    if (x.has_model)
-        printf("model    %s, %d-d\n         %s\n", x.model.id, x.dim,
-               x.model.dir);
-    else
-        printf("model    none yet\n");
-    printf("items    %lld (%lld files)\n", (long long)x.items,
-           (long long)x.with_hash);
-    printf("vectors  %s float32\n", vb);
-    printf("added    %s .. %s\n", t0, t1);
     return CLI_EXIT_OK;
+}
+
+int cli_search_write(FILE *f, int jsonl, int is_image, const char *query,
+                     const cli_hit *h, int n)
+{
+    if (!jsonl) {
+        fprintf(f, "%s\n", query);
+        for (int j = 0; j < n; j++)
+            fprintf(f, "  %.4f  %s\n", (double)h[j].score, h[j].key);
+        return 0;
+    }
+    json_t *obj = json_object(), *res = json_array();
+    if (!obj || !res) {
+        json_decref(obj);
+        json_decref(res);
+        return -1;
+    }
+    json_object_set_new(obj, is_image ? "image" : "text", cli_json_text(query));
+    for (int j = 0; j < n; j++) {
+        json_t *r = json_object();
+        json_object_set_new(r, "rank", json_integer(j + 1));
+        json_object_set_new(r, "score", cli_json_float(h[j].score));
+        json_object_set_new(r, "path", cli_json_text(h[j].key));
+        if (h[j].id >= 0)
+            json_object_set_new(r, "id", json_integer(h[j].id));
+        json_array_append_new(res, r);
+    }
+    json_object_set_new(obj, "results", res);
+    int bad = cli_json_line(f, obj) != 0;
+    json_decref(obj);
+    return bad ? -1 : 0;
 }
 
 /* ---- search ---- */
@@ -918,6 +990,7 @@ static int index_search(index_args *a)
     float *q = NULL;
     idx_hit *hits = NULL;
     char *prefix = NULL;
+    cli_hit *ch = NULL;
     idx_error err = {{0}};
     idx_model have, mid;
     int has = 0;
@@ -992,55 +1065,24 @@ static int index_search(index_args *a)
     o.fetch = idx_store_fetch;
     o.fetch_ud = s;
     if (a->prefix) {
-        /* A directory given as a path matches the keys, which are real
-         * paths; anything else (a key prefix from the service) as is. */
-        struct stat sb;
-        if (stat(a->prefix, &sb) == 0) {
-            char *r = key_of(a->prefix);
-            size_t n = r ? strlen(r) : 0;
-            if (r && S_ISDIR(sb.st_mode) && r[n - 1] != '/') {
-                char *t = realloc(r, n + 2);
-                if (t) {
-                    t[n] = '/';
-                    t[n + 1] = '\0';
-                }
-                r = t;
-            }
-            if (!r)
-                goto oom;
-            prefix = r;
-        }
-        o.prefix = prefix ? prefix : a->prefix;
+        if (!(prefix = cli_index_prefix(a->prefix)))
+            goto oom;
+        o.prefix = prefix;
     }
     if ((st = idx_matrix_search(mx, q, nq, &o, hits, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
     }
+    if (!(ch = malloc((size_t)k * sizeof *ch)))
+        goto oom;
     for (int i = 0; i < nq; i++) {
         const idx_hit *h = hits + (size_t)i * (size_t)k;
-        if (a->jsonl) {
-            json_t *obj = json_object(), *res = json_array();
-            json_object_set_new(obj, a->queries[i].kind == 't' ? "text"
-                                                               : "image",
-                                cli_json_text(a->queries[i].s));
-            for (int j = 0; j < k && h[j].id >= 0; j++) {
-                json_t *r = json_object();
-                json_object_set_new(r, "rank", json_integer(j + 1));
-                json_object_set_new(r, "score", cli_json_float(h[j].score));
-                json_object_set_new(r, "path", cli_json_text(h[j].key));
-                json_object_set_new(r, "id", json_integer(h[j].id));
-                json_array_append_new(res, r);
-            }
-            json_object_set_new(obj, "results", res);
-            int bad = !obj || !res || cli_json_line(stdout, obj) != 0;
-            json_decref(obj);
-            if (bad)
-                goto oom;
-        } else {
-            printf("%s\n", a->queries[i].s);
-            for (int j = 0; j < k && h[j].id >= 0; j++)
-                printf("  %.4f  %s\n", (double)h[j].score, h[j].key);
-        }
+        int n = 0;
+        for (; n < k && h[n].id >= 0; n++)
+            ch[n] = (cli_hit){h[n].key, h[n].score, (long long)h[n].id};
+        if (cli_search_write(stdout, a->jsonl, a->queries[i].kind == 'i',
+                             a->queries[i].s, ch, n) != 0)
+            goto oom;
     }
     rc = CLI_EXIT_OK;
     if (a->html) {
@@ -1069,6 +1111,7 @@ out:
     free(hits);
     free(q);
     free(prefix);
+    free(ch);
     idx_matrix_free(mx);
     vit_state_free(state);
     vit_model_free(m);
