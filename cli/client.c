@@ -2,10 +2,12 @@
  * `vit client`: the command-line client of a vit worker or broker. It
  * parses options, reads image files, sends them with service/client.h in
  * requests of up to --batch images, and prints the answers with the same
- * output code as the local commands (cli/output.c), so `vit client ...
- * classify` prints exactly what `vit classify` prints for the same inputs.
- * When the server refuses one image of a request (bad_image), that image is
- * reported and the rest are sent again without it.
+ * output code as the local commands (cli/output.c, and cli/index.c's for
+ * the index), so `vit client ... classify` prints exactly what `vit
+ * classify` prints for the same inputs, and `vit client ... search` what
+ * `vit index search` prints on the same index. When the server refuses one
+ * image of a request (bad_image), that image is reported and the rest are
+ * sent again without it.
  */
 #include "cli/cli.h"
 #include "service/client.h"
@@ -16,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 #define DEFAULT_BATCH 8
@@ -34,6 +37,11 @@ static const char usage_line[] =
     "           match (--text STR)... [--texts-file FILE] [--format "
     "text|jsonl]\n"
     "                 [--batch N] PATH...\n"
+    "           search (--text STR | --image FILE)... [-k K] [--prefix P]\n"
+    "                  [--format text|jsonl]\n"
+    "           index-add [--batch N] [--format text|jsonl] PATH...\n"
+    "           index-remove [--format text|jsonl] PATH...\n"
+    "           index-stats [--format text|jsonl]\n"
     "           info | health | metrics\n";
 
 static void help(void)
@@ -55,6 +63,20 @@ static void help(void)
           "\nclassify, embed and match take the options of the local "
           "commands (less\n--model) and print exactly what they print; "
           "info, health and metrics\nprint the server's JSON.\n"
+          "\nsearch, index-add, index-remove and index-stats use the index "
+          "of a worker\nstarted with --index PATH, and print what `vit "
+          "index search|add|remove|stats`\nprint. index-add sends the "
+          "image files (directories walked as `vit index\nadd` walks "
+          "them) keyed by their real paths, in requests of at most the\n"
+          "server's max images (and --batch); the server embeds them, "
+          "replacing an item\nof the same key. index-remove removes the "
+          "items keyed by each PATH's real path\n(or by PATH as given: "
+          "an id), and for a directory those of the image files\nnow in "
+          "it. search -k is at most 1000; --prefix P as for `vit index "
+          "search`.\nsearch sends its texts together and its images "
+          "together; texts and images\nmixed are searched in one batch "
+          "locally, so there the scores may differ\nfrom `vit index "
+          "search` in float32's last digit.\n"
           "\nExit status: 0 all done, 1 some input failed or no reply, 2 "
           "usage error.\n",
           stdout);
@@ -107,9 +129,13 @@ typedef struct {
     char *path;
     unsigned char *bytes;
     size_t size;
+    char *key;  /* index-add: the item's id, the file's real path */
 } pending;
 
-typedef enum { OP_CLASSIFY, OP_MATCH, OP_EMBED } client_op;
+typedef enum { OP_CLASSIFY, OP_MATCH, OP_EMBED, OP_INDEX_ADD } client_op;
+
+/* index-add's requests stay under the server's 64 KiB header. */
+#define MAX_ID_BYTES (48 << 10)
 
 typedef struct {
     vit_client *c;
@@ -121,6 +147,10 @@ typedef struct {
     const char *template;  /* classify --template */
     pending *q;
     int nq;
+    size_t q_bytes, q_id_bytes;  /* what the queued images take */
+    size_t max_bytes;            /* index-add: the server's per request */
+    long added;                  /* index-add: items committed */
+    long long items;             /* index-add: in the index after */
     /* embed output: jsonl lines, or npy rows kept for the end */
     FILE *out;
     int npy, dim;
@@ -261,13 +291,26 @@ static void print_one(run *r, json_t *res, const char *path)
     free(logits);
 }
 
-/* The header of an image request. */
-static char *image_header(run *r)
+/* The header of an image request for the queued images lo ... */
+static char *image_header(run *r, int lo)
 {
-    static const char *const ops[] = {"classify", "match", "embed_image"};
+    static const char *const ops[] = {"classify", "match", "embed_image",
+                                      "index_add"};
     json_t *h = json_pack("{s:s}", "op", ops[r->op]);
     if (!h)
         return NULL;
+    if (r->op == OP_INDEX_ADD) {
+        json_t *ids = json_array();
+        for (int i = lo; ids && i < r->nq; i++)
+            if (json_array_append_new(ids, json_string(r->q[i].key)) != 0) {
+                json_decref(ids);
+                ids = NULL;
+            }
+        if (!ids || json_object_set_new(h, "ids", ids) != 0) {
+            json_decref(h);
+            return NULL;
+        }
+    }
     if (r->op == OP_EMBED)
         json_object_set_new(h, "normalize", json_boolean(r->normalize));
     if (r->op == OP_CLASSIFY) {
@@ -293,9 +336,6 @@ static char *image_header(run *r)
 static void flush(run *r)
 {
     int lo = 0;
-    char *hs = r->nq ? image_header(r) : NULL;
-    if (r->nq && !hs)
-        r->oom = 1;
     while (lo < r->nq && !r->oom) {
         int n = r->nq - lo;
         if (r->dead) {
@@ -303,8 +343,11 @@ static void flush(run *r)
                 fail_input(r, r->q[i].path, "no reply from the server");
             break;
         }
-        vit_blob *b = malloc((size_t)n * sizeof *b);
+        /* Made for each try: index_add's ids follow the images sent. */
+        char *hs = image_header(r, lo);
+        vit_blob *b = hs ? malloc((size_t)n * sizeof *b) : NULL;
         if (!b) {
+            free(hs);
             r->oom = 1;
             break;
         }
@@ -314,6 +357,7 @@ static void flush(run *r)
         vit_error err = {{0}};
         vit_status st = vit_client_call(r->c, hs, b, n, &rep, &err);
         free(b);
+        free(hs);
         if (st != VIT_OK) {
             fprintf(stderr, "vit client: %s\n", err.msg);
             r->dead = 1;
@@ -343,7 +387,27 @@ static void flush(run *r)
             continue;
         }
         json_t *o = json_loads(rep.body, 0, NULL);
-        if (r->op == OP_EMBED) {
+        if (r->op == OP_INDEX_ADD) {
+            json_t *added = json_object_get(o, "added");
+            if (!json_is_integer(added)) {
+                for (int i = 0; i < n; i++)
+                    fail_input(r, r->q[lo + i].path, "a malformed reply");
+            } else {
+                /* Committed: said per file as `vit index add` says it. */
+                r->added += (long)json_integer_value(added);
+                r->items = json_integer_value(json_object_get(o, "items"));
+                for (int i = 0; i < n && r->fmt == CLI_FMT_JSONL; i++) {
+                    json_t *l = json_object();
+                    json_object_set_new(l, "path",
+                                        cli_json_text(r->q[lo + i].key));
+                    json_object_set_new(l, "status", json_string("added"));
+                    if (!l || cli_json_line(stdout, l) != 0)
+                        r->oom = 1;
+                    json_decref(l);
+                }
+                fflush(stdout);
+            }
+        } else if (r->op == OP_EMBED) {
             int dim;
             float *v = reply_rows(&rep, o, n, &dim);
             char **names = malloc((size_t)n * sizeof *names);
@@ -372,12 +436,13 @@ static void flush(run *r)
         vit_reply_free(&rep);
         lo = r->nq;
     }
-    free(hs);
     for (int i = 0; i < r->nq; i++) {
         free(r->q[i].path);
         free(r->q[i].bytes);
+        free(r->q[i].key);
     }
     r->nq = 0;
+    r->q_bytes = r->q_id_bytes = 0;
 }
 
 static void add_image(run *r, const char *path)
@@ -390,13 +455,39 @@ static void add_image(run *r, const char *path)
         fail_input(r, path, why);
         return;
     }
+    char *key = NULL;
+    if (r->op == OP_INDEX_ADD) {
+        if (!(key = cli_index_key(path))) {
+            free(bytes);
+            r->oom = 1;
+            return;
+        }
+        json_t *k = json_string(key);
+        if (!k) {
+            free(key);
+            free(bytes);
+            flush(r);
+            fail_input(r, path, "the path is not valid UTF-8, and ids are "
+                                "JSON strings");
+            return;
+        }
+        json_decref(k);
+        /* Within the server's limits: the header's ids and the request's
+         * bytes. */
+        if (r->nq && (r->q_id_bytes + strlen(key) + 8 > MAX_ID_BYTES ||
+                      (r->max_bytes && r->q_bytes + n > r->max_bytes)))
+            flush(r);
+    }
     char *p = strdup(path);
     if (!p) {
         free(bytes);
+        free(key);
         r->oom = 1;
         return;
     }
-    r->q[r->nq++] = (pending){p, bytes, n};
+    r->q[r->nq++] = (pending){p, bytes, n, key};
+    r->q_bytes += n;
+    r->q_id_bytes += key ? strlen(key) + 8 : 0;
     if (r->nq == r->batch)
         flush(r);
 }
@@ -718,6 +809,604 @@ done:
     return rc;
 }
 
+/* ---- the index: search, index-add, index-remove, index-stats ---- */
+
+/* Sends one request. Returns 0 with the body parsed in *out; 1 for an
+ * error reply, with its code and message (said by the caller); -1 when no
+ * reply came or it was malformed, said here. */
+static int call_json(run *r, const char *cmd, const char *header,
+                     const vit_blob *b, int n, json_t **out, char code[32],
+                     char msg[512])
+{
+    vit_reply rep;
+    vit_error err = {{0}};
+    *out = NULL;
+    if (vit_client_call(r->c, header, b, n, &rep, &err) != VIT_OK) {
+        fprintf(stderr, "vit client: %s\n", err.msg);
+        r->dead = 1;
+        return -1;
+    }
+    int rc = 0;
+    if (vit_reply_error(&rep, code, msg, 512, NULL))
+        rc = 1;
+    else if (!(*out = json_loads(rep.body, 0, NULL))) {
+        fprintf(stderr, "vit client: %s: a malformed reply\n", cmd);
+        rc = -1;
+    }
+    vit_reply_free(&rep);
+    return rc;
+}
+
+/* A request with nothing to say about its error but the error. */
+static json_t *call_or_say(run *r, const char *cmd, const char *header)
+{
+    json_t *o;
+    char code[32], msg[512];
+    if (call_json(r, cmd, header, NULL, 0, &o, code, msg) == 1)
+        fprintf(stderr, "vit client: %s: %s (%s)\n", cmd, msg, code);
+    return o;
+}
+
+/* The index the server serves, as index_stats describes it: NULL (said)
+ * when it serves none. */
+static json_t *index_info(run *r, const char *cmd)
+{
+    json_t *o = call_or_say(r, cmd, "{\"op\":\"index_stats\"}");
+    json_t *ix = json_object_get(o, "index");
+    if (o && !json_is_object(ix)) {
+        fprintf(stderr, "vit client: %s: a malformed reply\n", cmd);
+        ix = NULL;
+    }
+    json_incref(ix);
+    json_decref(o);
+    return ix;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static long long jint(json_t *o, const char *key)
+{
+    json_t *x = json_object_get(o, key);
+    return json_is_number(x) ? (long long)json_number_value(x) : 0;
+}
+
+/* --format text|jsonl, for the index commands. */
+static int index_format(run *r, const char *cmd, const char *s)
+{
+    if (strcmp(s, "text") == 0)
+        r->fmt = CLI_FMT_TEXT;
+    else if (strcmp(s, "jsonl") == 0)
+        r->fmt = CLI_FMT_JSONL;
+    else
+        return usage_error("%s: unknown format '%s' (text or jsonl)", cmd, s);
+    return 0;
+}
+
+static int stats_cmd(run *r, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
+        if (c == 'f') {
+            if (index_format(r, "index-stats", optarg) != 0)
+                return CLI_EXIT_USAGE;
+        } else if (c == ':') {
+            return usage_error("index-stats: option '%s' needs an argument",
+                               argv[optind - 1]);
+        } else {
+            return usage_error("index-stats: unknown option '%s'",
+                               argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("index-stats takes no arguments");
+    json_t *ix = index_info(r, "index-stats");
+    if (!ix)
+        return CLI_EXIT_FAILED;
+    cli_index_stats s = {
+        .index = jstr(ix, "path") ? jstr(ix, "path") : "-",
+        .items = jint(ix, "items"), .files = jint(ix, "files"),
+        .dim = (int)jint(ix, "dim"), .vector_bytes = jint(ix, "vector_bytes"),
+        .file_bytes = jint(ix, "file_bytes"), .model = jstr(ix, "model"),
+        .model_dir = jstr(ix, "model_dir"),
+        .fingerprint = jstr(ix, "fingerprint"),
+        .first_added = (double)jint(ix, "first_added_us") / 1e6,
+        .last_added = (double)jint(ix, "last_added_us") / 1e6};
+    int rc = cli_index_stats_write(stdout, r->fmt == CLI_FMT_JSONL, &s);
+    json_decref(ix);
+    if (rc != 0) {
+        fprintf(stderr, "vit: out of memory\n");
+        return CLI_EXIT_FAILED;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* A search request for queries v[0 .. n) of one kind ('t' texts, 'i'
+ * image files, whose bytes are b). Returns 0 with each query's result
+ * array in res[i] (new references); 1 for a refused image (reported;
+ * *bad is its position), -1 when the search cannot go on (said). */
+static int search_request(run *r, char kind, char **v, const vit_blob *b,
+                          int n, int k, const char *prefix, json_t **res,
+                          int *bad)
+{
+    json_t *h = json_pack("{s:s, s:i}", "op",
+                          kind == 't' ? "search_text" : "search_image", "k",
+                          k);
+    if (h && prefix)
+        json_object_set_new(h, "prefix", json_string(prefix));
+    if (h && kind == 't') {
+        json_t *t = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(t, json_string(v[i]));
+        json_object_set_new(h, "texts", t);
+    }
+    char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(h);
+    if (!hs) {
+        fprintf(stderr, "vit: out of memory\n");
+        return -1;
+    }
+    json_t *o;
+    char code[32], msg[512];
+    int idx = -1;
+    int rc = call_json(r, "search", hs, b, kind == 'i' ? n : 0, &o, code,
+                       msg);
+    free(hs);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
+        /* Which image: the message names it ("image 3: ..."). */
+        if (kind == 'i' && (strcmp(code, "bad_image") == 0 ||
+                            strcmp(code, "too_large") == 0) &&
+            sscanf(msg, "image %d:", &idx) == 1 && idx >= 0 && idx < n) {
+            cli_report(v[idx], strip_index(msg));
+            *bad = idx;
+            return 1;
+        }
+        fprintf(stderr, "vit client: search: %s (%s)\n", msg, code);
+        return -1;
+    }
+    json_t *all = json_object_get(o, "results");
+    if (json_array_size(all) != (size_t)n) {
+        fprintf(stderr, "vit client: search: a malformed reply\n");
+        json_decref(o);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        res[i] = json_incref(json_array_get(all, (size_t)i));
+    json_decref(o);
+    return 0;
+}
+
+/* Prints one query's results as `vit index search` does. */
+static int search_print(run *r, char kind, const char *query, json_t *res)
+{
+    size_t n = json_array_size(res);
+    cli_hit *hits = malloc((n ? n : 1) * sizeof *hits);
+    if (!hits)
+        return -1;
+    for (size_t j = 0; j < n; j++) {
+        json_t *x = json_array_get(res, j);
+        json_t *id = json_object_get(x, "rowid");
+        hits[j] = (cli_hit){jstr(x, "id") ? jstr(x, "id") : "",
+                            jf(json_object_get(x, "score")),
+                            json_is_integer(id) ? json_integer_value(id)
+                                                : -1};
+    }
+    int rc = cli_search_write(stdout, r->fmt == CLI_FMT_JSONL, kind == 'i',
+                              query, hits, (int)n);
+    free(hits);
+    return rc;
+}
+
+/* The queries of one kind, in requests of at most `max` (and, for images,
+ * max_bytes), so that the server searches them together as `vit index
+ * search` does. Results land in res[] at the queries' places. Returns the
+ * number of queries that failed, or -1 when the rest cannot be done. */
+static int search_kind(run *r, char kind, char **q, int nq, const int *pos,
+                       int max, size_t max_bytes, int k, const char *prefix,
+                       json_t **res)
+{
+    char **v = malloc((size_t)(max ? max : 1) * sizeof *v);
+    int *vp = malloc((size_t)(max ? max : 1) * sizeof *vp);
+    vit_blob *b = calloc((size_t)(max ? max : 1), sizeof *b);
+    json_t **got = calloc((size_t)(max ? max : 1), sizeof *got);
+    int failed = 0, i = 0;
+    if (!v || !vp || !b || !got) {
+        fprintf(stderr, "vit: out of memory\n");
+        failed = -1;
+    }
+    while (failed >= 0 && i < nq) {
+        int n = 0;
+        size_t bytes = 0;
+        for (; i < nq && n < max; i++) {
+            if (kind == 'i') {
+                const char *why = "";
+                size_t sz = 0;
+                unsigned char *d = read_file(q[i], &sz, &why);
+                if (!d) {
+                    cli_report(q[i], why);
+                    failed++;
+                    continue;
+                }
+                if (n && bytes + sz > max_bytes) {
+                    free(d);
+                    break;  /* this one starts the next request */
+                }
+                b[n] = (vit_blob){d, sz};
+                bytes += sz;
+            }
+            v[n] = q[i];
+            vp[n++] = pos[i];
+        }
+        while (n > 0) {
+            int bad = -1;
+            int rc = search_request(r, kind, v, b, n, k, prefix, got, &bad);
+            if (rc < 0) {
+                failed = -1;
+                break;
+            }
+            if (rc == 0) {
+                for (int j = 0; j < n; j++)
+                    res[vp[j]] = got[j];
+                break;
+            }
+            /* Without the refused image, again. */
+            failed++;
+            free((void *)b[bad].data);
+            memmove(v + bad, v + bad + 1, (size_t)(n - bad - 1) * sizeof *v);
+            memmove(vp + bad, vp + bad + 1,
+                    (size_t)(n - bad - 1) * sizeof *vp);
+            memmove(b + bad, b + bad + 1, (size_t)(n - bad - 1) * sizeof *b);
+            n--;
+        }
+        for (int j = 0; j < n && kind == 'i'; j++)
+            free((void *)b[j].data);
+    }
+    free(v);
+    free(vp);
+    free(b);
+    free(got);
+    return failed;
+}
+
+static int search_cmd(run *r, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"text", required_argument, NULL, 't'},
+        {"image", required_argument, NULL, 'i'},
+        {"top-k", required_argument, NULL, 'k'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    size_t cap = (size_t)argc + 1;
+    char *kinds = calloc(cap, 1);
+    char **queries = calloc(cap, sizeof *queries);
+    char **texts = calloc(cap, sizeof *texts);
+    char **images = calloc(cap, sizeof *images);
+    int *tpos = calloc(cap, sizeof *tpos), *ipos = calloc(cap, sizeof *ipos);
+    json_t **res = calloc(cap, sizeof *res);
+    const char *prefix_arg = NULL;
+    char *prefix = NULL;
+    int nq = 0, nt = 0, ni = 0, k = 10, c, rc = CLI_EXIT_USAGE;
+    long v;
+    if (!kinds || !queries || !texts || !images || !tpos || !ipos || !res) {
+        fprintf(stderr, "vit: out of memory\n");
+        rc = CLI_EXIT_FAILED;
+        goto done;
+    }
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":t:i:k:f:", lo, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tpos[nt] = nq;
+            texts[nt++] = optarg;
+            kinds[nq] = 't';
+            queries[nq++] = optarg;
+            break;
+        case 'i':
+            ipos[ni] = nq;
+            images[ni++] = optarg;
+            kinds[nq] = 'i';
+            queries[nq++] = optarg;
+            break;
+        case 'k':
+            if ((v = cli_parse_long(optarg, 1, 1000)) < 0) {
+                usage_error("search: -k needs an integer from 1 to 1000, "
+                            "not '%s'", optarg);
+                goto done;
+            }
+            k = (int)v;
+            break;
+        case 'p':
+            prefix_arg = optarg;
+            break;
+        case 'f':
+            if (index_format(r, "search", optarg) != 0)
+                goto done;
+            break;
+        case ':':
+            usage_error("search: option '%s' needs an argument",
+                        argv[optind - 1]);
+            goto done;
+        default:
+            usage_error("search: unknown option '%s'", argv[optind - 1]);
+            goto done;
+        }
+    }
+    if (optind < argc) {
+        usage_error("search: unexpected argument '%s' (queries are --text "
+                    "and --image)", argv[optind]);
+        goto done;
+    }
+    if (nq == 0) {
+        usage_error("search: give a query: --text STR or --image FILE");
+        goto done;
+    }
+    rc = CLI_EXIT_FAILED;
+    if (prefix_arg && !(prefix = cli_index_prefix(prefix_arg))) {
+        fprintf(stderr, "vit: out of memory\n");
+        goto done;
+    }
+    /* How many queries the server takes in one request: asked only when
+     * there are several. */
+    long long max_t = 1, max_i = 1, max_req = 0;
+    if (nt > 1 || ni > 1) {
+        json_t *info = call_or_say(r, "search", "{\"op\":\"info\"}");
+        if (!info)
+            goto done;
+        json_t *lim = json_object_get(info, "limits");
+        max_t = jint(lim, "max_texts");
+        max_i = jint(lim, "max_images");
+        max_req = jint(lim, "max_request_bytes");
+        json_decref(info);
+    }
+    max_t = max_t < 1 ? 1 : max_t > 4096 ? 4096 : max_t;
+    max_i = max_i < 1 ? 1 : max_i > 4096 ? 4096 : max_i;
+    size_t max_bytes = max_req > (1 << 20) ? (size_t)max_req - (1 << 20)
+                                            : (size_t)MAX_FILE_BYTES;
+    int ft = nt ? search_kind(r, 't', texts, nt, tpos, (int)max_t, 0, k,
+                              prefix, res)
+                : 0;
+    int fi = ft >= 0 && ni ? search_kind(r, 'i', images, ni, ipos, (int)max_i,
+                                         max_bytes, k, prefix, res)
+                           : 0;
+    rc = ft || fi ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    for (int i = 0; i < nq && ft >= 0 && fi >= 0; i++) {
+        if (res[i] && search_print(r, kinds[i], queries[i], res[i]) != 0) {
+            fprintf(stderr, "vit: out of memory\n");
+            rc = CLI_EXIT_FAILED;
+            break;
+        }
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAILED;
+    }
+done:
+    for (int i = 0; res && i < nq; i++)
+        json_decref(res[i]);
+    free(res);
+    free(kinds);
+    free(queries);
+    free(texts);
+    free(images);
+    free(tpos);
+    free(ipos);
+    free(prefix);
+    return rc;
+}
+
+static int index_add_cmd(run *r, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"batch", required_argument, NULL, 'b'},
+        {"format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    int c, batch = 0;
+    long v;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":b:f:", lo, NULL)) != -1) {
+        if (c == 'b') {
+            if ((v = cli_parse_long(optarg, 1, 4096)) < 0)
+                return usage_error("index-add: --batch needs an integer "
+                                   "from 1 to 4096, not '%s'", optarg);
+            batch = (int)v;
+        } else if (c == 'f') {
+            if (index_format(r, "index-add", optarg) != 0)
+                return CLI_EXIT_USAGE;
+        } else if (c == ':') {
+            return usage_error("index-add: option '%s' needs an argument",
+                               argv[optind - 1]);
+        } else {
+            return usage_error("index-add: unknown option '%s'",
+                               argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error("index-add: nothing to add: give image files or "
+                           "directories");
+    /* The server's index (none: said, and nothing is read) and limits. */
+    json_t *ix = index_info(r, "index-add");
+    if (!ix)
+        return CLI_EXIT_FAILED;
+    json_t *info = call_or_say(r, "index-add", "{\"op\":\"info\"}");
+    if (!info) {
+        json_decref(ix);
+        return CLI_EXIT_FAILED;
+    }
+    json_t *lim = json_object_get(info, "limits");
+    long long max_images = jint(lim, "max_images");
+    long long max_req = jint(lim, "max_request_bytes");
+    json_decref(info);
+    r->op = OP_INDEX_ADD;
+    r->batch = max_images > 0 ? (int)(max_images < 4096 ? max_images : 4096)
+                              : DEFAULT_BATCH;
+    if (batch && batch < r->batch)
+        r->batch = batch;
+    /* Room for the header and the frames' overhead. */
+    r->max_bytes = max_req > (1 << 20) ? (size_t)max_req - (1 << 20) : 0;
+    r->items = jint(ix, "items");
+    int rc = images_main(r, argv + optind, argc - optind);
+    if (r->failed || r->dead || r->oom)
+        rc = CLI_EXIT_FAILED;
+    if (r->oom)
+        fprintf(stderr, "vit: out of memory\n");
+    if (r->fmt == CLI_FMT_TEXT)
+        printf("added %ld, failed %d; %lld items in %s\n", r->added,
+               r->failed, r->items, jstr(ix, "path") ? jstr(ix, "path") : "-");
+    json_decref(ix);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAILED;
+    }
+    return rc;
+}
+
+/* The ids of one PATH of index-remove: its key, the PATH as given (an id
+ * added over the service), and for a directory the keys of the image
+ * files in it. Returns a JSON array, or NULL when out of memory. */
+static json_t *remove_ids(char *path)
+{
+    json_t *ids = json_array();
+    char *key = cli_index_key(path);
+    if (!ids || !key)
+        goto oom;
+    json_t *s = json_string(key);
+    if (s)
+        json_array_append_new(ids, s);
+    if (strcmp(key, path) != 0 && (s = json_string(path)))
+        json_array_append_new(ids, s);
+    free(key);
+    key = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cli_input_list in = {0};
+        if (cli_inputs_collect(&path, 1, &in) != 0) {
+            cli_inputs_free(&in);
+            goto oom;
+        }
+        for (size_t i = 0; i < in.n; i++) {
+            if (in.v[i].kind != CLI_IN_IMAGE)
+                continue;
+            char *k = cli_index_key(in.v[i].path);
+            if (!k) {
+                cli_inputs_free(&in);
+                goto oom;
+            }
+            if ((s = json_string(k)))
+                json_array_append_new(ids, s);
+            free(k);
+        }
+        cli_inputs_free(&in);
+    }
+    return ids;
+oom:
+    free(key);
+    json_decref(ids);
+    return NULL;
+}
+
+static int index_remove_cmd(run *r, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
+        if (c == 'f') {
+            if (index_format(r, "index-remove", optarg) != 0)
+                return CLI_EXIT_USAGE;
+        } else if (c == ':') {
+            return usage_error("index-remove: option '%s' needs an argument",
+                               argv[optind - 1]);
+        } else {
+            return usage_error("index-remove: unknown option '%s'",
+                               argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error("index-remove: nothing to remove: give paths or "
+                           "ids");
+    json_t *ix = index_info(r, "index-remove");
+    if (!ix)
+        return CLI_EXIT_FAILED;
+    int rc = CLI_EXIT_OK;
+    long long removed = 0;
+    for (int i = optind; i < argc && !r->dead; i++) {
+        json_t *all = remove_ids(argv[i]);
+        if (!all) {
+            fprintf(stderr, "vit: out of memory\n");
+            rc = CLI_EXIT_FAILED;
+            break;
+        }
+        /* In requests whose ids stay under the 64 KiB header. */
+        long long here = 0;
+        size_t n = json_array_size(all), j = 0;
+        int failed = 0;
+        while (j < n && !failed) {
+            json_t *ids = json_array();
+            size_t bytes = 0;
+            for (; j < n && (json_array_size(ids) == 0 ||
+                             bytes < MAX_ID_BYTES - 4096 - 8); j++) {
+                json_t *x = json_array_get(all, j);
+                bytes += strlen(json_string_value(x)) + 8;
+                json_array_append(ids, x);
+            }
+            json_t *h = json_pack("{s:s, s:o}", "op", "index_remove", "ids",
+                                  ids);
+            char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
+            json_decref(h);
+            json_t *o = NULL;
+            char code[32], msg[512];
+            int cr = hs ? call_json(r, "index-remove", hs, NULL, 0, &o, code,
+                                    msg)
+                        : -1;
+            if (!hs)
+                fprintf(stderr, "vit: out of memory\n");
+            else if (cr > 0)
+                fprintf(stderr, "vit client: index-remove: %s (%s)\n", msg,
+                        code);
+            free(hs);
+            if (cr != 0) {
+                failed = 1;
+            } else {
+                here += jint(o, "removed");
+                json_decref(o);
+            }
+        }
+        json_decref(all);
+        if (failed) {
+            rc = CLI_EXIT_FAILED;
+            break;
+        }
+        if (here == 0) {
+            cli_report(argv[i], "not in the index");
+            rc = CLI_EXIT_FAILED;
+        }
+        removed += here;
+    }
+    if (r->fmt == CLI_FMT_JSONL)
+        printf("{\"removed\": %lld}\n", removed);
+    else
+        printf("removed %lld item%s from %s\n", removed,
+               removed == 1 ? "" : "s",
+               jstr(ix, "path") ? jstr(ix, "path") : "-");
+    json_decref(ix);
+    return rc;
+}
+
 int cli_client_main(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -771,8 +1460,10 @@ int cli_client_main(int argc, char **argv)
         return usage_error("no COMMAND given");
     const char *cmd = argv[optind];
     int known = 0;
-    static const char *const cmds[] = {"classify", "embed", "match", "info",
-                                       "health", "metrics"};
+    static const char *const cmds[] = {
+        "classify",  "embed",        "match",       "info",  "health",
+        "metrics",   "search",       "index-add",   "index-remove",
+        "index-stats"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         known |= strcmp(cmd, cmds[i]) == 0;
     if (!known)
@@ -807,6 +1498,14 @@ int cli_client_main(int argc, char **argv)
         rc = work_cmd(&r, sub_argc, sub_argv, OP_MATCH);
     else if (strcmp(cmd, "embed") == 0)
         rc = work_cmd(&r, sub_argc, sub_argv, OP_EMBED);
+    else if (strcmp(cmd, "search") == 0)
+        rc = search_cmd(&r, sub_argc, sub_argv);
+    else if (strcmp(cmd, "index-add") == 0)
+        rc = index_add_cmd(&r, sub_argc, sub_argv);
+    else if (strcmp(cmd, "index-remove") == 0)
+        rc = index_remove_cmd(&r, sub_argc, sub_argv);
+    else if (strcmp(cmd, "index-stats") == 0)
+        rc = stats_cmd(&r, sub_argc, sub_argv);
     else if (sub_argc > 1)
         rc = usage_error("%s takes no arguments", cmd);
     else
