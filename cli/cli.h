@@ -23,9 +23,10 @@ int cli_classify_main(int argc, char **argv);
 
 /* `vit embed` (cli/embed.c) and `vit match` (cli/match.c), for CLIP. */
 int cli_embed_main(int argc, char **argv);
+int cli_match_main(int argc, char **argv);
+
 /* `vit bench` (cli/bench.c). */
 int cli_bench_main(int argc, char **argv);
-int cli_match_main(int argc, char **argv);
 
 /* `vit serve`, `vit broker` (cli/serve.c) and `vit client` (cli/client.c),
  * the ZeroMQ service's commands. */
