@@ -1264,69 +1264,6 @@ END_TEST
 
 /* ---- over the service ---- */
 
-/* Starts `vit serve --model TOK --bind EP [--index PATH]`, stderr to a
- * file in dir; returns the pid once it answers health. */
-static pid_t start_worker(const char *dir, const char *ep, const char *index)
-{
-    char log[700];
-    snprintf(log, sizeof log, "%s/worker.log", dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(e, 2);
-        if (index)
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
-                  "--bind", ep, "--index", index, (char *)NULL);
-        else
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
-                  "--bind", ep, (char *)NULL);
-        _exit(127);
-    }
-    vit_client_options o = vit_client_options_default();
-    o.timeout_ms = 500;
-    o.retries = 0;
-    for (int i = 0; i < 200; i++) {
-        vit_client *c;
-        vit_error err;
-        vit_reply r;
-        ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
-        vit_status st = vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r,
-                                        &err);
-        vit_client_free(c);
-        if (st == VIT_OK) {
-            vit_reply_free(&r);
-            return pid;
-        }
-        int status;
-        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0,
-                      "the worker exited; see %s", log);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    ck_abort_msg("the worker did not answer health");
-    return -1;
-}
-
-static int stop_worker(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    double end = mono_s() + 30;
-    int status;
-    while (mono_s() < end) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-        struct timespec d = {0, 10000000};
-        nanosleep(&d, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
 
 /* One call; the body parsed. */
 static json_t *call(vit_client *c, const char *header, const vit_blob *f,
@@ -1408,7 +1345,7 @@ START_TEST(service_index_operations)
     tu_run_free(&rr);
     char ep[700], img[700];
     snprintf(ep, sizeof ep, "ipc://%s/w", f.dir);
-    pid_t pid = start_worker(f.dir, ep, f.index);
+    pid_t pid = tu_serve_start(TOK, f.dir, ep, f.index);
     vit_client_options o = vit_client_options_default();
     o.timeout_ms = 20000;
     vit_client *c;
@@ -1536,7 +1473,7 @@ START_TEST(service_index_operations)
     json_decref(j);
     free(bytes);
     vit_client_free(c);
-    ck_assert_int_eq(stop_worker(pid), 0);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
 
     /* What the worker committed is in the file, for `vit index` too. */
     tu_run(&rr, "index", "stats", "--index", f.index, "--format", "jsonl",
@@ -1550,13 +1487,13 @@ START_TEST(service_index_operations)
      * start. */
     char ep2[700];
     snprintf(ep2, sizeof ep2, "ipc://%s/w2", f.dir);
-    pid = start_worker(f.dir, ep2, NULL);
+    pid = tu_serve_start(TOK, f.dir, ep2, NULL);
     ck_assert_int_eq(vit_client_new(ep2, &o, &c, &err), VIT_OK);
     j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
     ck_assert_str_eq(err_code(j), "no_index");
     json_decref(j);
     vit_client_free(c);
-    ck_assert_int_eq(stop_worker(pid), 0);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
     tu_run(&rr, "serve", "--model", FIXTURES "/clip_tiny", "--bind", ep2,
            "--index", f.index, NULL);
     ck_assert_int_ne(rr.code, 0);

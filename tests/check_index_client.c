@@ -12,19 +12,14 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <png.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "service/client.h"
@@ -54,83 +49,6 @@ static void noise_pngs(const char *dir, int first, int n, uint64_t seed)
         snprintf(path, sizeof path, "%s/img%02d.png", dir, i);
         ck_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL));
     }
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* `vit serve --model TOK --bind EP [--index PATH]`, its stderr in
- * dir/worker.log; returns once it answers health. */
-static pid_t start_worker(const char *dir, const char *ep, const char *index)
-{
-    char log[700];
-    snprintf(log, sizeof log, "%s/worker.log", dir);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Never outlive the test, whatever becomes of it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(e, 2);
-        if (index)
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
-                  "--bind", ep, "--index", index, (char *)NULL);
-        else
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", TOK,
-                  "--bind", ep, (char *)NULL);
-        _exit(127);
-    }
-    vit_client_options o = vit_client_options_default();
-    o.timeout_ms = 500;
-    o.retries = 0;
-    for (int i = 0; i < 120; i++) {
-        vit_client *c;
-        vit_error err;
-        vit_reply r;
-        ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
-        vit_status st = vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r,
-                                        &err);
-        vit_client_free(c);
-        if (st == VIT_OK) {
-            vit_reply_free(&r);
-            return pid;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            ck_abort_msg("the worker exited; see %s", log);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    ck_abort_msg("the worker did not answer health");
-    return -1;
-}
-
-/* SIGTERM, then SIGKILL after 30 s; returns the exit status. */
-static int stop_worker(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    double end = now_s() + 30;
-    int status;
-    while (now_s() < end) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-        struct timespec d = {0, 10000000};
-        nanosleep(&d, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
 }
 
 /* Runs `vit index search --index INDEX ARGS...` or `vit client --connect
@@ -269,7 +187,7 @@ START_TEST(client_search_and_stats_match_local)
     ck_assert_int_eq(count_str(want[2], "\"rank\""), 3);  /* sub/ only */
     ck_assert_int_eq(count_str(want[3], "\n  "), 10);
 
-    pid_t pid = start_worker(f.dir, f.ep, f.index);
+    pid_t pid = tu_serve_start(TOK, f.dir, f.ep, f.index);
     for (int i = 0; i < NQ; i++) {
         search(&r, f.ep, NULL, qs[i]);
         ck_assert_msg(r.code == 0, "query %d: %s", i, r.err);
@@ -296,7 +214,7 @@ START_TEST(client_search_and_stats_match_local)
         tu_run_free(&l);
         tu_run_free(&r);
     }
-    ck_assert_int_eq(stop_worker(pid), 0);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
     tu_rmrf(f.dir);
 }
 END_TEST
@@ -314,7 +232,7 @@ START_TEST(client_add_remove_over_the_wire)
     snprintf(more, sizeof more, "%s/more", f.dir);
     ck_assert_int_eq(mkdir(more, 0755), 0);
     noise_pngs(more, 30, 5, 7);
-    pid_t pid = start_worker(f.dir, f.ep, f.index);
+    pid_t pid = tu_serve_start(TOK, f.dir, f.ep, f.index);
 
     /* A directory, in requests of 2: one line per image once committed. */
     tu_run(&r, "client", "--connect", f.ep, "--timeout", TIMEOUT,
@@ -398,7 +316,7 @@ START_TEST(client_add_remove_over_the_wire)
     ck_assert_str_eq(r.out, l.out);
     tu_run_free(&l);
     tu_run_free(&r);
-    ck_assert_int_eq(stop_worker(pid), 0);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
     tu_rmrf(f.dir);
 }
 END_TEST
@@ -418,7 +336,7 @@ START_TEST(client_index_errors)
     tu_run_free(&r);
 
     /* A worker without --index. */
-    pid_t pid = start_worker(f.dir, f.ep, NULL);
+    pid_t pid = tu_serve_start(TOK, f.dir, f.ep, NULL);
     char img[700];
     snprintf(img, sizeof img, "%s/img01.png", f.imgs);
     const char *cmds[][4] = {
@@ -455,7 +373,7 @@ START_TEST(client_index_errors)
     tu_run(&r, "client", "--connect", f.ep, "index-add", NULL);
     ck_assert_int_eq(r.code, 2);
     tu_run_free(&r);
-    ck_assert_int_eq(stop_worker(pid), 0);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
     tu_rmrf(f.dir);
 }
 END_TEST

@@ -9,7 +9,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
+
+#include "service/client.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,3 +195,78 @@ void tu_run_free(tu_run_result *r)
     r->out = r->err = NULL;
 }
 
+
+static double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
+                     const char *index)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/worker.log", dir);
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Never outlive the test, whatever becomes of it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(e, 2);
+        if (index)
+            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", model,
+                  "--bind", ep, "--index", index, (char *)NULL);
+        else
+            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", model,
+                  "--bind", ep, (char *)NULL);
+        _exit(127);
+    }
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 500;
+    o.retries = 0;
+    for (int i = 0; i < 200; i++) {
+        vit_client *c;
+        vit_error err;
+        vit_reply r;
+        ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
+        vit_status st = vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r,
+                                        &err);
+        vit_client_free(c);
+        if (st == VIT_OK) {
+            vit_reply_free(&r);
+            return pid;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            ck_abort_msg("the worker exited; see %s", log);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    ck_abort_msg("the worker did not answer health");
+    return -1;
+}
+
+int tu_serve_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    double end = tu_now() + 30;
+    int status;
+    while (tu_now() < end) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        struct timespec d = {0, 10000000};
+        nanosleep(&d, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}

@@ -44,4 +44,17 @@ void tu_run_argv(tu_run_result *r, const char *const *args);
 void tu_run(tu_run_result *r, ...);
 void tu_run_free(tu_run_result *r);
 
+/* ---- a vit worker for service tests ---- */
+
+#include <sys/types.h>
+
+/* Starts `vit serve --model MODEL --bind EP [--index INDEX]` (stderr to
+ * DIR/worker.log; the worker dies with the test process) and returns its
+ * pid once it answers health; fails the test otherwise. */
+pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
+                     const char *index);
+/* SIGTERM, then SIGKILL after 30 s; returns the exit status (-1 if it had
+ * to be killed). */
+int tu_serve_stop(pid_t pid);
+
 #endif
