@@ -885,7 +885,10 @@ static int index_format(run *r, const char *cmd, const char *s)
     return 0;
 }
 
-static int stats_cmd(run *r, int argc, char **argv)
+/* Parses the options of a subcommand that takes only --format; returns
+ * -1 when they are fine, else the exit status. */
+static int format_only_options(run *r, const char *name, int argc,
+                               char **argv)
 {
     static const struct option lo[] = {
         {"format", required_argument, NULL, 'f'},
@@ -895,16 +898,24 @@ static int stats_cmd(run *r, int argc, char **argv)
     optind = 0;
     while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
         if (c == 'f') {
-            if (index_format(r, "index-stats", optarg) != 0)
+            if (index_format(r, name, optarg) != 0)
                 return CLI_EXIT_USAGE;
         } else if (c == ':') {
-            return usage_error("index-stats: option '%s' needs an argument",
+            return usage_error("%s: option '%s' needs an argument", name,
                                argv[optind - 1]);
         } else {
-            return usage_error("index-stats: unknown option '%s'",
+            return usage_error("%s: unknown option '%s'", name,
                                argv[optind - 1]);
         }
     }
+    return -1;
+}
+
+static int stats_cmd(run *r, int argc, char **argv)
+{
+    int rc0 = format_only_options(r, "index-stats", argc, argv);
+    if (rc0 >= 0)
+        return rc0;
     if (optind < argc)
         return usage_error("index-stats takes no arguments");
     json_t *ix = index_info(r, "index-stats");
@@ -1318,24 +1329,9 @@ oom:
 
 static int index_remove_cmd(run *r, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
-        if (c == 'f') {
-            if (index_format(r, "index-remove", optarg) != 0)
-                return CLI_EXIT_USAGE;
-        } else if (c == ':') {
-            return usage_error("index-remove: option '%s' needs an argument",
-                               argv[optind - 1]);
-        } else {
-            return usage_error("index-remove: unknown option '%s'",
-                               argv[optind - 1]);
-        }
-    }
+    int rc0 = format_only_options(r, "index-remove", argc, argv);
+    if (rc0 >= 0)
+        return rc0;
     if (optind >= argc)
         return usage_error("index-remove: nothing to remove: give paths or "
                            "ids");
