@@ -43,7 +43,8 @@ $(BUILD)/obj/%.o: %.c
 # in full only at -O3; -fopenmp-simd honours their `omp simd` reductions
 # (no OpenMP runtime is involved); -fno-trapping-math lets it turn their
 # clamps into selects (nothing here reads floating-point exception flags).
-$(BUILD)/obj/vit/ops.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
+# The int8 kernels' quantization and scaling loops are written the same way.
+$(BUILD)/obj/vit/ops.o $(BUILD)/obj/vit/qgemm.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
 
 # The resampler's inner loops are written for the vectorizer, whose full
 # cost model needs -O3; the rest of the library stays at OPT.

@@ -22,7 +22,7 @@ enum { OPT_LOGITS = 256 };
 static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
     "                    [--logits] [--batch N] [--no-exif-rotate]\n"
-    "                    [--fast-decode]\n"
+    "                    [--fast-decode] [--precision fp32|int8]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)
@@ -137,7 +137,10 @@ static int parse_args(int argc, char **argv, classify_args *a)
     int c;
     while ((c = getopt_long(argc, argv, ":m:k:f:b:l:t:h", longopts, NULL)) != -1) {
         long v;
-        if (cli_decode_flag(c, &a->dec))
+        int dec = cli_decode_flag(c, &a->dec);
+        if (dec < 0)
+            return usage_error("%s", cli_decode_error);
+        if (dec)
             continue;
         switch (c) {
         case 'm':

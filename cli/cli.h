@@ -57,24 +57,28 @@ long cli_parse_long(const char *s, long lo, long hi);
  * prefixed twice. */
 void cli_report(const char *path, const char *reason);
 
-/* The image decoding options every image command takes. */
+/* The image decoding and compute options every image command takes. */
 typedef struct {
     int no_exif;      /* --no-exif-rotate */
     int fast_decode;  /* --fast-decode */
+    int int8;         /* --precision int8 */
 } cli_decode_flags;
 
-enum { CLI_OPT_NO_EXIF = 0x1000, CLI_OPT_FAST_DECODE };
+enum { CLI_OPT_NO_EXIF = 0x1000, CLI_OPT_FAST_DECODE, CLI_OPT_PRECISION };
 
 /* Their getopt_long entries, for a command's option table. */
 #define CLI_DECODE_LONGOPTS                                          \
     {"no-exif-rotate", no_argument, NULL, CLI_OPT_NO_EXIF},          \
-        {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE}
+        {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE},     \
+        {"precision", required_argument, NULL, CLI_OPT_PRECISION}
 
 /* Their lines for a command's --help. */
 extern const char cli_decode_help[];
 
-/* Records getopt's `c` when it is one of them; returns 1 if it was. */
+/* Records getopt's `c` (with optarg) when it is one of them: 1 if it was,
+ * 0 if not, -1 for a bad value, with cli_decode_error saying why. */
 int cli_decode_flag(int c, cli_decode_flags *f);
+extern char cli_decode_error[128];
 /* Sets them in the options a model is loaded with. */
 void cli_decode_apply(const cli_decode_flags *f, vit_options *opt);
 

@@ -19,7 +19,7 @@ enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE };
 static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
     "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
-    "                 [--fast-decode]\n"
+    "                 [--fast-decode] [--precision fp32|int8]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 
 static void help(FILE *f)
@@ -99,7 +99,10 @@ static int parse_args(int argc, char **argv, embed_args *a)
     int c;
     while ((c = getopt_long(argc, argv, ":m:i:t:f:o:b:h", longopts, NULL)) !=
            -1) {
-        if (cli_decode_flag(c, &a->dec))
+        int dec = cli_decode_flag(c, &a->dec);
+        if (dec < 0)
+            return usage_error("%s", cli_decode_error);
+        if (dec)
             continue;
         switch (c) {
         case 'm':

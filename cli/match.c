@@ -16,7 +16,7 @@ enum { OPT_TEXTS_FILE = 256 };
 static const char usage_line[] =
     "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
     "                 [--format text|jsonl] [--batch N] [--no-exif-rotate]\n"
-    "                 [--fast-decode] PATH...\n";
+    "                 [--fast-decode] [--precision fp32|int8] PATH...\n";
 
 static void help(FILE *f)
 {
@@ -81,7 +81,10 @@ static int parse_args(int argc, char **argv, match_args *a)
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":m:t:f:b:h", longopts, NULL)) != -1) {
-        if (cli_decode_flag(c, &a->dec))
+        int dec = cli_decode_flag(c, &a->dec);
+        if (dec < 0)
+            return usage_error("%s", cli_decode_error);
+        if (dec)
             continue;
         switch (c) {
         case 'm':

@@ -17,16 +17,6 @@
 
 #define TOL 1e-4
 
-static vit_array ref(const char *model, const char *file)
-{
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "/%s/%s", model, file);
-    vit_array a = {0};
-    vit_error err;
-    ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
-    return a;
-}
-
 static vit_model *load(const char *name, int max_batch, vit_state **s)
 {
     char dir[512];
@@ -54,7 +44,7 @@ static int32_t *ids_of(const vit_array *a)
 static void check_image_side(const char *name, vit_state *s, const float *px,
                              int n, float *out)
 {
-    vit_array want = ref(name, "ref_image_embeds.npy");
+    vit_array want = tu_fixture(name, "ref_image_embeds.npy");
     vit_error err;
     ck_assert_int_eq(vit_embed_pixels(s, px, n, out, &err), VIT_OK);
     char what[128];
@@ -67,8 +57,8 @@ static void check_image_side(const char *name, vit_state *s, const float *px,
 static void check_text_side(const char *name, vit_state *s, float *out,
                             int *n_out)
 {
-    vit_array ida = ref(name, "ref_ids.npy");
-    vit_array want = ref(name, "ref_text_embeds.npy");
+    vit_array ida = tu_fixture(name, "ref_ids.npy");
+    vit_array want = tu_fixture(name, "ref_text_embeds.npy");
     int32_t *ids = ids_of(&ida);
     int n = (int)ida.shape[0], T = (int)ida.shape[1];
     vit_error err;
@@ -101,14 +91,14 @@ START_TEST(clip_model_matches_reference)
     if (strcmp(name, "clip_tiny") == 0)
         ck_assert_float_eq_tol(info.logit_scale, expf(2.6592f), 1e-4);
 
-    vit_array px = ref(name, "ref_pixels.npy");
+    vit_array px = tu_fixture(name, "ref_pixels.npy");
     int ni = (int)px.shape[0], nt;
     float *img = malloc((size_t)ni * 24 * sizeof *img);
     float *txt = malloc(16 * 24 * sizeof *txt);
     check_image_side(name, s, px.data, ni, img);
     check_text_side(name, s, txt, &nt);
 
-    vit_array lpi = ref(name, "ref_logits_per_image.npy");
+    vit_array lpi = tu_fixture(name, "ref_logits_per_image.npy");
     float *logits = malloc((size_t)ni * nt * sizeof *logits);
     float *probs = malloc((size_t)ni * nt * sizeof *probs);
     vit_error err;
@@ -144,7 +134,7 @@ START_TEST(single_towers)
     vit_model_get_info(m, &info);
     ck_assert_int_eq(info.arch, VIT_ARCH_CLIP_VISION);
     ck_assert(info.has_vision && !info.has_text);
-    vit_array px = ref("clip_vision", "ref_pixels.npy");
+    vit_array px = tu_fixture("clip_vision", "ref_pixels.npy");
     float out[16 * 24];
     check_image_side("clip_vision", s, px.data, (int)px.shape[0], out);
     /* Asking a vision-only model for text is a clear error. */

@@ -254,6 +254,57 @@ START_TEST(test_clip_zero_shot_heldout)
 }
 END_TEST
 
+/* The int8 mode (--precision int8) against PyTorch's fp32 labels: it
+ * changes numbers, so the contract is agreement on at least 99% of the
+ * held-out images, not identity. */
+static void check_int8_agreement(const char *const *args, const char *pred_csv)
+{
+    static ref_row rows[MAX_ROWS];
+    int n = read_predictions(pred_csv, rows);
+    int code;
+    char *out = run_vit(args, &code);
+    ck_assert_msg(code == 0, "vit exited with %d", code);
+    int lines = 0, agree = 0;
+    for (char *line = out; *line;) {
+        char *nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        *nl = '\0';
+        json_t *obj = json_loads(line, 0, NULL);
+        ck_assert_ptr_nonnull(obj);
+        const char *path = json_string_value(json_object_get(obj, "path"));
+        const char *base = strrchr(path, '/');
+        ref_row *r = find_row(rows, n, base ? base + 1 : path);
+        ck_assert_msg(r != NULL && !r->seen, "%s: unknown or twice", path);
+        r->seen = 1;
+        json_t *top = json_array_get(json_object_get(obj, "labels"), 0);
+        const char *label = json_string_value(json_object_get(top, "label"));
+        ck_assert_ptr_nonnull(label);
+        agree += strcmp(label, r->pred) == 0;
+        json_decref(obj);
+        lines++;
+        line = nl + 1;
+    }
+    printf("%s, int8: top-1 agrees with PyTorch's fp32 on %d/%d\n", pred_csv,
+           agree, lines);
+    ck_assert_int_eq(lines, N_HELDOUT);
+    ck_assert_int_ge(agree * 100, lines * 99);
+    free(out);
+}
+
+START_TEST(test_int8_heldout)
+{
+    const char *vit[] = {"classify", "--model", VIT_DIR, "--precision", "int8",
+                         "--format", "jsonl", "--top-k", "1", "--batch", "64",
+                         HELDOUT, NULL};
+    check_int8_agreement(vit, HELDOUT "/predictions-vit.csv");
+    const char *clip[] = {"classify", "--model", CLIP_DIR, "--precision",
+                          "int8", "--labels", CLIP_DIR "/labels.txt",
+                          "--template", CLIP_TEMPLATE, "--format", "jsonl",
+                          "--top-k", "1", "--batch", "64", HELDOUT, NULL};
+    check_int8_agreement(clip, HELDOUT "/predictions-clip.csv");
+}
+END_TEST
+
 /* The labels file lists every held-out image once, with a class name. */
 START_TEST(test_heldout_labels)
 {
@@ -284,6 +335,7 @@ Suite *models_suite(void)
     tcase_add_test(tc, test_heldout_labels);
     tcase_add_test(tc, test_vit_heldout);
     tcase_add_test(tc, test_clip_zero_shot_heldout);
+    tcase_add_test(tc, test_int8_heldout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,16 +20,6 @@
 static const char *models[] = {"vit_tiny", "vit_nobias_f16", "vit_bf16",
                                "vit_sharded", "vit_model", "vit_rect"};
 
-static vit_array load_ref(const char *model, const char *file)
-{
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "/%s/%s", model, file);
-    vit_array a = {0};
-    vit_error err;
-    ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
-    return a;
-}
-
 /* Runs with max_batch 2 over 3 images, so batching and the chunking of a
  * larger call are both exercised. */
 START_TEST(matches_reference)
@@ -48,14 +38,14 @@ START_TEST(matches_reference)
     vit_state *s;
     ck_assert_int_eq(vit_state_new(m, &s, &err), VIT_OK);
 
-    vit_array px = load_ref(name, "ref_pixels.npy");
+    vit_array px = tu_fixture(name, "ref_pixels.npy");
     int n = (int)px.shape[0];
     ck_assert_int_eq(px.shape[1], info.channels);
     ck_assert_int_eq(px.shape[2], info.image_h);
     ck_assert_int_eq(px.shape[3], info.image_w);
 
     /* The last hidden state, two images in one forward. */
-    vit_array hid = load_ref(name, "ref_hidden.npy");
+    vit_array hid = tu_fixture(name, "ref_hidden.npy");
     size_t per = (size_t)hid.shape[1] * hid.shape[2];
     vit__forward_hidden(s, px.data, 2);
     snprintf(what, sizeof what, "%s last_hidden_state", name);
@@ -63,7 +53,7 @@ START_TEST(matches_reference)
               TOL);
 
     /* The embedding, through the public call. */
-    vit_array emb = load_ref(name, "ref_embed.npy");
+    vit_array emb = tu_fixture(name, "ref_embed.npy");
     ck_assert_int_eq(emb.shape[1], info.embed_dim);
     float *e = malloc((size_t)n * info.embed_dim * sizeof *e);
     ck_assert_int_eq(vit_embed_pixels(s, px.data, n, e, &err), VIT_OK);
@@ -73,7 +63,7 @@ START_TEST(matches_reference)
     free(e);
 
     if (info.arch == VIT_ARCH_VIT_CLASSIFIER) {
-        vit_array lg = load_ref(name, "ref_logits.npy");
+        vit_array lg = tu_fixture(name, "ref_logits.npy");
         int L = info.num_labels;
         ck_assert_int_eq(lg.shape[1], L);
         float *logits = malloc((size_t)n * L * sizeof *logits);

@@ -38,6 +38,16 @@ double tu_rel_diff(const char *what, const float *got, const float *ref,
     return rel;
 }
 
+vit_array tu_fixture(const char *model, const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "/%s/%s", model, file);
+    vit_array a = {0};
+    vit_error err;
+    ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
+    return a;
+}
+
 char *tu_tmpdir(void)
 {
     const char *t = getenv("TMPDIR");

@@ -14,6 +14,11 @@
 double tu_rel_diff(const char *what, const float *got, const float *ref,
                    size_t n);
 
+/* FIXTURES/model/file, a reference array saved by tests/gen_fixtures.py;
+ * fails the test when it cannot be read. */
+#include "vit/vit.h"
+vit_array tu_fixture(const char *model, const char *file);
+
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it. */
 char *tu_tmpdir(void);
 /* Removes a directory tree made by the tests. */

@@ -66,8 +66,32 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
     return VIT_OK;
 }
 
+vit_status vit__encoder_quantize(vit__encoder *e, vit_error *err)
+{
+    int D = e->D, F = e->F;
+    for (int l = 0; l < e->L; l++) {
+        vit__layer *y = &e->layers[l];
+        const float *qkv[] = {y->wq, y->wk, y->wv}, *bqkv[] = {y->bq, y->bk,
+                                                               y->bv};
+        vit_status st;
+        if ((st = vit__qweight_pack(&y->qkv, qkv, bqkv, 3, D, D, err)) ||
+            (st = vit__qweight_pack(&y->o, &y->wo, &y->bo, 1, D, D, err)) ||
+            (st = vit__qweight_pack(&y->fc1, &y->w1, &y->b1, 1, F, D, err)) ||
+            (st = vit__qweight_pack(&y->fc2, &y->w2, &y->b2, 1, D, F, err)))
+            return st;
+    }
+    e->int8 = 1;
+    return VIT_OK;
+}
+
 void vit__encoder_free(vit__encoder *e)
 {
+    for (int l = 0; e->layers && l < e->L; l++) {
+        vit__qweight_free(&e->layers[l].qkv);
+        vit__qweight_free(&e->layers[l].o);
+        vit__qweight_free(&e->layers[l].fc1);
+        vit__qweight_free(&e->layers[l].fc2);
+    }
     free(e->layers);
     e->layers = NULL;
 }
@@ -85,6 +109,18 @@ typedef struct {
     const vit__scratch *s;
 } layer_job;
 
+/* out = in (m rows from row r0 of the stream) @ q, in int8: the rows are
+ * quantized into the scratch at the same row offset. */
+static void qlinear(const vit__scratch *s, int w, const vit__qout *o,
+                    const float *in, int r0, int m, const vit__qweight *q)
+{
+    uint8_t *a = s->qa + (size_t)r0 * s->qa_row;
+    VIT_PROF(s, w, VIT_PROF_QUANTIZE, 0,
+             vit__quantize_rows(a, s->qs + r0, s->qz + r0, in, m, q->K));
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
+             vit__qlinear(o, a, s->qs + r0, s->qz + r0, q, m));
+}
+
 static void phase_qkv(void *c, int w, int n)
 {
     const layer_job *j = c;
@@ -100,6 +136,11 @@ static void phase_qkv(void *c, int w, int n)
     VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
              vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D,
                             j->e->eps));
+    if (j->e->int8) {
+        vit__qout qo = {{s->q + o, s->k + o, s->v + o}, D, D, 0};
+        qlinear(s, w, &qo, s->xn + o, r0, m, &y->qkv);
+        return;
+    }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 3 * mm,
              vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
              vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
@@ -132,6 +173,18 @@ static void phase_mlp(void *c, int w, int n)
     int m = r1 - r0;
     size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
     float *x = j->x + o;
+    if (j->e->int8) {
+        vit__qout to_x = {{x}, D, D, 1}, to_ff = {{s->ff + of}, F, F, 0};
+        qlinear(s, w, &to_x, s->ctx + o, r0, m, &y->o);
+        VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
+                 vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D,
+                                j->e->eps));
+        qlinear(s, w, &to_ff, s->xn + o, r0, m, &y->fc1);
+        VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
+                 vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+        qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2);
+        return;
+    }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * D,
              linear_acc(x, s->ctx + o, y->wo, y->bo, m, D, D));
     VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
@@ -158,21 +211,41 @@ void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
     }
 }
 
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads)
+/* Quantized rows and their scales and zero points, in floats. */
+static size_t qscratch_floats(size_t M, int D, int F)
+{
+    size_t row = vit__qact_stride(F > D ? F : D);
+    return (M * row + 3) / 4 + 2 * M + 16; /* + 16: 64-byte alignment */
+}
+
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8)
 {
     size_t M = (size_t)B * T;
-    return 5 * M * D + M * F + (size_t)threads * T * T;
+    return 5 * M * D + M * F + (size_t)threads * T * T +
+           (int8 ? qscratch_floats(M, D, F) : 0);
 }
 
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F)
+                        int F, int int8)
 {
-    size_t MD = (size_t)B * T * D;
+    size_t M = (size_t)B * T, MD = M * D;
     s->xn = mem;
     s->q = s->xn + MD;
     s->k = s->q + MD;
     s->v = s->k + MD;
     s->ctx = s->v + MD;
     s->ff = s->ctx + MD;
-    s->scores = s->ff + (size_t)B * T * F;
+    float *end = s->ff + M * F;
+    s->qa = NULL;
+    s->qs = NULL;
+    s->qz = NULL;
+    s->qa_row = vit__qact_stride(F > D ? F : D);
+    if (int8) {
+        s->qs = end;
+        s->qz = (int32_t *)(s->qs + M);
+        uintptr_t p = (uintptr_t)(s->qz + M);
+        s->qa = (uint8_t *)((p + 63) & ~(uintptr_t)63);
+        end += qscratch_floats(M, D, F);
+    }
+    s->scores = end; /* last: one (T, T) matrix per thread */
 }

@@ -504,6 +504,12 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     if (m->opt.max_batch < 1)
         m->opt.max_batch = 1;
     vit_status st;
+    if (m->opt.precision != VIT_PRECISION_FP32 &&
+        m->opt.precision != VIT_PRECISION_INT8) {
+        st = vit__fail(err, VIT_E_ARG, "unknown precision %d",
+                       (int)m->opt.precision);
+        goto fail;
+    }
     if ((st = read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
         (st = vit__weights_open(dir, &m->w, err)))
@@ -519,6 +525,10 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
         }
         goto fail;
     }
+    if (m->opt.precision == VIT_PRECISION_INT8 &&
+        ((m->has_vision && (st = vit__encoder_quantize(&m->vis.enc, err))) ||
+         (m->has_text && (st = vit__encoder_quantize(&m->txt.enc, err)))))
+        goto fail;
     if (m->has_text && (st = load_tokenizer(m, dir, err)))
         goto fail;
     m->opt.decode_min_side =
@@ -618,13 +628,15 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
         const vit__vision *v = &m->vis;
         nx = (size_t)B * v->T * v->D;
         np = vit__vision_floats(v, B);
-        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads);
+        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads,
+                                   v->enc.int8);
         D = (size_t)v->D;
     }
     if (m->has_text) {
         const vit__text *t = &m->txt;
         size_t tx = (size_t)B * t->Tmax * t->D;
-        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F, threads);
+        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F, threads,
+                                        t->enc.int8);
         nx = tx > nx ? tx : nx;
         nscr = ts > nscr ? ts : nscr;
         D = (size_t)t->D > D ? (size_t)t->D : D;
@@ -663,7 +675,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     s->scratch = s->head + nh + nids;
     if (m->has_vision)
         vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
-                           m->vis.enc.F);
+                           m->vis.enc.F, m->vis.enc.int8);
     s->s.pool = s->pool;
     /* The text tower carves the same scratch at its own sizes per call. */
     *out = s;
@@ -695,6 +707,7 @@ int vit_state_profile_get(const vit_state *s, vit_profile_entry *out)
     static const char *names[VIT_PROF_N] = {
         "patch embedding", "layernorm", "matmul",
         "attention",       "softmax",   "activation",
+        "quantize",
     };
     int n = vit__pool_size(s->pool);
     for (int k = 0; k < VIT_PROF_N; k++) {
@@ -889,7 +902,8 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
     int E = m->proj_dim;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F);
+        vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F,
+                           t->enc.int8);
         sc.pool = s->pool;
         sc.prof = s->s.prof;
         vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);

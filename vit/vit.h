@@ -72,6 +72,18 @@ typedef struct {
 typedef struct vit_model vit_model;
 typedef struct vit_state vit_state;
 
+/* How the encoder's matrix products are computed. */
+typedef enum {
+    VIT_PRECISION_FP32 = 0, /* float32 throughout: the reference's numbers
+                               (default) */
+    VIT_PRECISION_INT8 = 1, /* the four products of every encoder layer in
+                               int8 (weights per output channel, activations
+                               per token, int32 sums); everything else in
+                               float32. Faster where the CPU has AVX-512
+                               VNNI, and CHANGES NUMBERS: outputs drift from
+                               the reference's by about a percent. */
+} vit_precision;
+
 typedef struct {
     int max_batch;           /* a state's arena holds this many images; a
                                 larger call is run in chunks (default 8) */
@@ -99,6 +111,7 @@ typedef struct {
                                 faster on photos, but it CHANGES PIXELS:
                                 the tensor drifts from the reference's by
                                 a few levels. Default 0 (exact). */
+    vit_precision precision; /* default VIT_PRECISION_FP32 */
     int decode_min_side;     /* set by vit_model_load from fast_decode and
                                 the model's preprocessing: the shorter side
                                 a JPEG may be shrunk to (0: no shrinking).
@@ -255,7 +268,7 @@ typedef struct {
     long calls;
 } vit_profile_entry;
 
-#define VIT_PROFILE_OPS 6
+#define VIT_PROFILE_OPS 7
 
 /* Turns profiling on (and clears the counters) or off. Off costs nothing;
  * on costs two clock reads per op. */
@@ -263,6 +276,10 @@ void vit_state_profile_enable(vit_state *s, int on);
 /* Fills out[0 .. VIT_PROFILE_OPS-1]; returns the number of threads the
  * state runs (divide thread_seconds by it for wall time). */
 int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
+
+/* The kernel int8 products run on here: "AVX-512 VNNI" or "portable C"
+ * (same results, much slower). */
+const char *vit_int8_kernel(void);
 
 /* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
  * of the runs of half a second after a warm-up: the ceiling a forward pass is measured

@@ -94,6 +94,47 @@ void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *scores, int B, int T, int D, int H,
                     int causal);
 
+/* ---- the int8 linear layer (qgemm.c) ---- */
+
+#define VIT_QMR 8  /* rows of the kernel's tile */
+#define VIT_QNR 48 /* columns: three vectors of 16 int32 lanes */
+
+/* A weight matrix quantized per output channel to int8 and packed: panel
+ * n / QNR holds Kp / 4 groups of QNR lanes x 4 bytes. */
+typedef struct {
+    int N, K, Np, Kp;
+    int8_t *w;
+    float *scale;    /* (Np) w[n][k] ~ scale[n] * q[n][k] */
+    int32_t *colsum; /* (Np) sum over k of q[n][k] */
+    float *bias;     /* (Np) or NULL */
+} vit__qweight;
+
+/* Where a product's columns go: column n to out[n / seg] at row stride ld,
+ * column n % seg; stored, or added to what is there. Fused projections
+ * (query, key and value) write three matrices from one product. */
+typedef struct {
+    float *out[3];
+    int seg, ld, accumulate;
+} vit__qout;
+
+/* Quantizes and packs `nparts` (Npart, K) matrices stacked as one (nparts *
+ * Npart, K) weight, each with its bias (biases or its entries may be NULL). */
+vit_status vit__qweight_pack(vit__qweight *q, const float *const *parts,
+                             const float *const *biases, int nparts,
+                             int Npart, int K, vit_error *err);
+void vit__qweight_free(vit__qweight *q);
+/* Bytes per quantized activation row of K features. */
+size_t vit__qact_stride(int K);
+/* in (M, K) -> a (M rows of vit__qact_stride(K) bytes), per row scale and
+ * zero point. */
+void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
+                        const float *in, int M, int K);
+/* The product of M quantized rows and q, into o. */
+void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
+                  const int32_t *az, const vit__qweight *q, int M);
+/* Tests: run the portable kernel even where VNNI is there (on: 1). */
+void vit__qkernel_force_portable(int on);
+
 /* ---- the thread pool (pool.c) ---- */
 
 typedef struct vit__pool vit__pool;
@@ -120,12 +161,15 @@ typedef struct {
     const float *ln2_w, *ln2_b;          /* (D) */
     const float *w1, *b1;                /* (F, D), (F) */
     const float *w2, *b2;                /* (D, F), (D) */
+    /* VIT_PRECISION_INT8: the four products in int8; else zeroed. */
+    vit__qweight qkv, o, fc1, fc2;
 } vit__layer;
 
 typedef struct {
     int D, H, F, L;  /* F: MLP (intermediate) size */
     float eps;
     vit__act act;
+    int int8;            /* the layers' products run in int8 */
     vit__layer *layers;  /* L of them */
 } vit__encoder;
 
@@ -144,6 +188,7 @@ enum {
     VIT_PROF_ATTENTION,
     VIT_PROF_SOFTMAX,
     VIT_PROF_ACTIVATION,
+    VIT_PROF_QUANTIZE,
     VIT_PROF_N
 };
 typedef struct vit__prof_s {
@@ -176,18 +221,28 @@ typedef struct {
     float *xn, *q, *k, *v, *ctx;  /* (B, T, D) each */
     float *ff;                    /* (B, T, F) */
     float *scores;                /* (threads, T, T) */
+    uint8_t *qa;                  /* int8 mode: (B * T) quantized rows of
+                                     up to max(D, F) features, qa_row bytes
+                                     apart; a thread quantizes rows r0.. of
+                                     any width from qa + r0 * qa_row */
+    size_t qa_row;
+    float *qs;                    /* (B * T) their scales */
+    int32_t *qz;                  /* (B * T) their zero points */
     vit__pool *pool;              /* NULL: the caller alone */
     vit__prof *prof;              /* one per thread, NULL: not profiling */
 } vit__scratch;
 
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads);
+/* int8: the encoder runs in int8 and needs room for quantized rows. */
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8);
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F);
+                        int F, int int8);
 
 /* Binds e->L layers (e->D, e->F set) to tensors named by `nm`. */
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
                              const vit__layer_names *nm, const char *prefix,
                              int qkv_bias, vit_error *err);
+/* Quantizes the bound layers' four products to int8 (sets e->int8). */
+vit_status vit__encoder_quantize(vit__encoder *e, vit_error *err);
 void vit__encoder_free(vit__encoder *e);
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s);
