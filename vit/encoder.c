@@ -66,7 +66,8 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
     return VIT_OK;
 }
 
-vit_status vit__encoder_quantize(vit__encoder *e, vit_error *err)
+vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
+                                 vit_error *err)
 {
     int D = e->D, F = e->F;
     for (int l = 0; l < e->L; l++) {
@@ -79,6 +80,12 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit_error *err)
             (st = vit__qweight_pack(&y->fc1, &y->w1, &y->b1, 1, F, D, err)) ||
             (st = vit__qweight_pack(&y->fc2, &y->w2, &y->b2, 1, D, F, err)))
             return st;
+        const float **done[] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w1,
+                                &y->w2};
+        for (size_t i = 0; i < sizeof done / sizeof *done; i++) {
+            vit__weights_release(w, *done[i]);
+            *done[i] = NULL;
+        }
     }
     e->int8 = 1;
     return VIT_OK;

@@ -526,8 +526,10 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
         goto fail;
     }
     if (m->opt.precision == VIT_PRECISION_INT8 &&
-        ((m->has_vision && (st = vit__encoder_quantize(&m->vis.enc, err))) ||
-         (m->has_text && (st = vit__encoder_quantize(&m->txt.enc, err)))))
+        ((m->has_vision &&
+          (st = vit__encoder_quantize(&m->vis.enc, m->w, err))) ||
+         (m->has_text &&
+          (st = vit__encoder_quantize(&m->txt.enc, m->w, err)))))
         goto fail;
     if (m->has_text && (st = load_tokenizer(m, dir, err)))
         goto fail;

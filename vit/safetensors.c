@@ -428,3 +428,27 @@ const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
     }
     return f;
 }
+
+void vit__weights_release(vit__weights *w, const float *data)
+{
+    for (size_t i = 0; i < w->nowned; i++)
+        if (w->owned[i] == data) {
+            free(w->owned[i]);
+            w->owned[i] = NULL;
+            return;
+        }
+    /* In place in a mapping: hand the whole pages it covers back to the
+     * kernel (clean file pages; were they read again, they would come
+     * back from the file). */
+    for (size_t i = 0; i < w->ntensors; i++) {
+        const vit__tensor *t = &w->tensors[i];
+        if ((const void *)t->data != (const void *)data)
+            continue;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+        uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+        if (b > a)
+            madvise((void *)a, b - a, MADV_DONTNEED);
+        return;
+    }
+}

@@ -63,6 +63,9 @@ const vit__tensor *vit__weights_find(const vit__weights *w, const char *name);
  * when missing, misshapen or of another dtype. */
 const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
                               const int64_t *shape, vit_error *err);
+/* Gives back the memory behind `data` (from vit__weights_get), which must
+ * not be read again: a copy is freed, mapped pages are dropped. */
+void vit__weights_release(vit__weights *w, const float *data);
 
 /* ---- kernels (ops.c) ---- */
 
@@ -241,8 +244,10 @@ void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
                              const vit__layer_names *nm, const char *prefix,
                              int qkv_bias, vit_error *err);
-/* Quantizes the bound layers' four products to int8 (sets e->int8). */
-vit_status vit__encoder_quantize(vit__encoder *e, vit_error *err);
+/* Quantizes the bound layers' four products to int8 (sets e->int8), then
+ * releases their float32 weights. */
+vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
+                                 vit_error *err);
 void vit__encoder_free(vit__encoder *e);
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s);
