@@ -10,7 +10,14 @@ in the exact layouts of real checkpoints, run by `transformers` and by
   clip  openai/clip-vit-base-patch32 (vision 768 x 12, patch 32; text
         512 x 12 with the real CLIP vocabulary; projection 512): image
         embeddings of a pixel tensor and text embeddings of real strings
-        through `vit embed --no-normalize`.
+        through `vit embed --no-normalize`;
+  clip16  openai/clip-vit-base-patch16: the same with 16-pixel patches
+        (197 image tokens).
+
+Each is run again with `--precision int8`, which changes numbers: for it
+the script prints the smallest cosine similarity between vit's and the
+reference's output vectors (and, for the classifier, how many top-1
+labels agree) and asks for a cosine of at least 0.999.
 
     pip install torch transformers safetensors numpy
     make && python3 bench/fullsize.py [vit|clip|all] [--cache DIR]
@@ -55,11 +62,11 @@ def vit_b16(cache):
     return path
 
 
-def clip_b32(cache):
+def clip_b32(cache, patch=32):
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import gen_fixtures_text
-    path = os.path.join(cache, "clip-vit-base-patch32-random")
+    path = os.path.join(cache, f"clip-vit-base-patch{patch}-random")
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         torch.manual_seed(0)
         cfg = CLIPConfig(
@@ -69,7 +76,7 @@ def clip_b32(cache):
                              bos_token_id=49406, pad_token_id=1),
             vision_config=dict(hidden_size=768, intermediate_size=3072,
                                num_hidden_layers=12, num_attention_heads=12,
-                               image_size=224, patch_size=32),
+                               image_size=224, patch_size=patch),
             projection_dim=512)
         model = CLIPModel(cfg).eval()
         with torch.no_grad():
@@ -86,15 +93,24 @@ def rel(got, ref):
     return np.abs(got - ref).max() / np.abs(ref).max()
 
 
+def min_cosine(got, ref):
+    got, ref = got.astype(np.float64), ref.astype(np.float64)
+    return float(((got * ref).sum(1) / np.linalg.norm(got, axis=1)
+                  / np.linalg.norm(ref, axis=1)).min())
+
+
+INT8_MIN_COSINE = 0.999
+
+
 def run_vit(args, name, flags):
     out = subprocess.run([args.vit] + flags, check=True, capture_output=True,
                          text=True)
     return out.stdout.splitlines()
 
 
-def check_clip(args):
+def check_clip(args, patch=32):
     from transformers import CLIPModel, CLIPTokenizerFast
-    path = clip_b32(args.cache)
+    path = clip_b32(args.cache, patch)
     model = CLIPModel.from_pretrained(path).eval()
     tok = CLIPTokenizerFast.from_pretrained(path)
     texts = ["a photo of a cat", "a diagram of a transformer", "",
@@ -109,22 +125,32 @@ def check_clip(args):
         ref_i = model.get_image_features(pixel_values=pixels)
     ref_t = getattr(ref_t, "pooler_output", ref_t).numpy()
     ref_i = getattr(ref_i, "pooler_output", ref_i).numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        npy = os.path.join(tmp, "pixels.npy")
-        np.save(npy, pixels.numpy())
-        img = run_vit(args, "image", ["embed", "--model", path,
-                                      "--no-normalize", npy])
-    flags = ["embed", "--model", path, "--no-normalize"]
-    for s in texts:
-        flags += ["--text", s]
-    txt = run_vit(args, "text", flags)
-    got_i = np.array([json.loads(l)["embedding"] for l in img], np.float32)
-    got_t = np.array([json.loads(l)["embedding"] for l in txt], np.float32)
+    def embed(precision):
+        with tempfile.TemporaryDirectory() as tmp:
+            npy = os.path.join(tmp, "pixels.npy")
+            np.save(npy, pixels.numpy())
+            img = run_vit(args, "image", ["embed", "--model", path,
+                                          "--precision", precision,
+                                          "--no-normalize", npy])
+        flags = ["embed", "--model", path, "--precision", precision,
+                 "--no-normalize"]
+        for s in texts:
+            flags += ["--text", s]
+        txt = run_vit(args, "text", flags)
+        return (np.array([json.loads(l)["embedding"] for l in img], np.float32),
+                np.array([json.loads(l)["embedding"] for l in txt], np.float32))
+
+    got_i, got_t = embed("fp32")
     ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
-    print(f"CLIP ViT-B/32 random weights: image embeddings of "
+    print(f"CLIP ViT-B/{patch} random weights: image embeddings of "
           f"{args.images} images relative {ri:.3g}; text embeddings of "
           f"{len(texts)} strings relative {rt:.3g}")
-    return 0 if ri < 1e-4 and rt < 1e-4 else 1
+    q_i, q_t = embed("int8")
+    ci, ct = min_cosine(q_i, ref_i), min_cosine(q_t, ref_t)
+    print(f"  int8: cosine to the reference at least {ci:.6f} (images), "
+          f"{ct:.6f} (texts)")
+    ok = ri < 1e-4 and rt < 1e-4
+    return 0 if ok and min(ci, ct) >= INT8_MIN_COSINE else 1
 
 
 def check_vit(args):
@@ -136,27 +162,35 @@ def check_vit(args):
     with torch.no_grad():
         ref = model(pixel_values=pixels).logits.numpy()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        npy = os.path.join(tmp, "pixels.npy")
-        np.save(npy, pixels.numpy())
-        out = subprocess.run([args.vit, "classify", "--model", path,
-                              "--format", "jsonl", "--logits", "--top-k", "1",
-                              npy], check=True, capture_output=True, text=True)
-    got = np.array([json.loads(l)["logits"] for l in out.stdout.splitlines()],
-                   np.float32)
+    def logits(precision):
+        with tempfile.TemporaryDirectory() as tmp:
+            npy = os.path.join(tmp, "pixels.npy")
+            np.save(npy, pixels.numpy())
+            out = run_vit(args, "logits", [
+                "classify", "--model", path, "--precision", precision,
+                "--format", "jsonl", "--logits", "--top-k", "1", npy])
+        return np.array([json.loads(l)["logits"] for l in out], np.float32)
+
+    got = logits("fp32")
     diff = np.abs(got - ref).max()
     rel = diff / np.abs(ref).max()
     same_top1 = (got.argmax(1) == ref.argmax(1)).all()
     print(f"ViT-B/16 random weights, {args.images} images: logits max abs "
           f"diff {diff:.3g}, max |ref| {np.abs(ref).max():.3g}, relative "
           f"{rel:.3g}; top-1 identical: {same_top1}")
-    return 0 if rel < 1e-4 and same_top1 else 1
+    q = logits("int8")
+    c = min_cosine(q, ref)
+    agree = int((q.argmax(1) == ref.argmax(1)).sum())
+    print(f"  int8: logits cosine to the reference at least {c:.6f}; top-1 "
+          f"agrees on {agree} of {len(ref)}")
+    ok = rel < 1e-4 and same_top1
+    return 0 if ok and c >= INT8_MIN_COSINE else 1
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("which", nargs="?", default="all",
-                    choices=["vit", "clip", "all"])
+                    choices=["vit", "clip", "clip16", "all"])
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
@@ -167,6 +201,8 @@ def main():
         rc |= check_vit(args)
     if args.which in ("clip", "all"):
         rc |= check_clip(args)
+    if args.which in ("clip16", "all"):
+        rc |= check_clip(args, 16)
     return rc
 
 
