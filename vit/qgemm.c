@@ -106,39 +106,84 @@ void vit__qweight_free(vit__qweight *q)
     memset(q, 0, sizeof *q);
 }
 
-VIT_CLONES
-void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
-                        const float *in, int M, int K)
+/* A row's scale and zero point: its range always holds 0, so that zero
+ * padding and exact zeros stay exact. */
+static void row_range(float lo, float hi, float *scale, float *inv,
+                      int32_t *zero)
 {
-    /* The range always holds 0, so zero padding and exact zeros stay exact;
-     * nearbyintf rounds half to even, like the vector conversion. */
+    float s = (hi - lo) / 255.0f;
+    if (!(s > 0))
+        s = 1.0f;
+    float z = nearbyintf(-lo * (1.0f / s));
+    *scale = s;
+    *inv = 1.0f / s;
+    *zero = (int32_t)(z > 255.0f ? 255.0f : z);
+}
+
+/* u = clamp(round(x / s) + z, 0, 255), rounding half to even (nearbyintf
+ * under the default rounding mode; the vector conversion does the same). */
+static void quantize_rows_c(uint8_t *a, float *scale, int32_t *zero,
+                            const float *in, int M, int K)
+{
     size_t lda = vit__qact_stride(K);
     for (int i = 0; i < M; i++) {
         const float *x = in + (size_t)i * K;
         uint8_t *u = a + (size_t)i * lda;
-        float lo = 0, hi = 0;
-#pragma omp simd reduction(min : lo) reduction(max : hi)
+        float lo = 0, hi = 0, inv;
         for (int k = 0; k < K; k++) {
             lo = x[k] < lo ? x[k] : lo;
             hi = x[k] > hi ? x[k] : hi;
         }
-        float s = (hi - lo) / 255.0f;
-        if (!(s > 0))
-            s = 1.0f;
-        float inv = 1.0f / s;
-        float z = nearbyintf(-lo * inv);
-        z = z > 255.0f ? 255.0f : z;
+        row_range(lo, hi, &scale[i], &inv, &zero[i]);
         for (int k = 0; k < K; k++) {
-            float v = nearbyintf(x[k] * inv) + z;
-            v = v < 0 ? 0 : (v > 255.0f ? 255.0f : v);
-            u[k] = (uint8_t)(int)v;
+            float v = nearbyintf(x[k] * inv) + (float)zero[i];
+            u[k] = (uint8_t)(v < 0 ? 0 : (v > 255.0f ? 255 : (int)v));
         }
-        for (size_t k = (size_t)K; k < lda; k++)
-            u[k] = 0;
-        scale[i] = s;
-        zero[i] = (int32_t)z;
+        memset(u + K, 0, lda - (size_t)K);
     }
 }
+
+#ifdef VIT_HAVE_VNNI_KERNEL
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void
+quantize_rows_avx512(uint8_t *a, float *scale, int32_t *zero, const float *in,
+                     int M, int K)
+{
+    size_t lda = vit__qact_stride(K);
+    for (int i = 0; i < M; i++) {
+        const float *x = in + (size_t)i * K;
+        uint8_t *u = a + (size_t)i * lda;
+        __m512 vlo = _mm512_setzero_ps(), vhi = vlo;
+        int k = 0;
+        for (; k + 16 <= K; k += 16) {
+            __m512 v = _mm512_loadu_ps(x + k);
+            vlo = _mm512_min_ps(vlo, v);
+            vhi = _mm512_max_ps(vhi, v);
+        }
+        if (k < K) {
+            __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+            vlo = _mm512_min_ps(vlo, v);
+            vhi = _mm512_max_ps(vhi, v);
+        }
+        float inv;
+        row_range(_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi),
+                  &scale[i], &inv, &zero[i]);
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i vz = _mm512_set1_epi32(zero[i]), v0 = _mm512_setzero_si512(),
+                v255 = _mm512_set1_epi32(255);
+        for (k = 0; k < K; k += 16) {
+            __mmask16 m = K - k >= 16 ? (__mmask16)0xffff
+                                      : (__mmask16)((1u << (K - k)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+            __m512i q = _mm512_add_epi32(
+                _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), vz);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, v0), v255);
+            _mm_mask_storeu_epi8(u + k, m, _mm512_cvtepi32_epi8(q));
+        }
+        memset(u + K, 0, lda - (size_t)K);
+    }
+}
+#endif
 
 /* c (VIT_QMR x VIT_QNR) = rows a[0..QMR) (k4 groups of 4 bytes each) times
  * a packed panel b (k4 groups of QNR x 4). */
@@ -204,18 +249,42 @@ qkernel_vnni(const uint8_t *const *a, const int8_t *b, int k4, int32_t *c)
 
 static int force_portable = -1; /* -1: not decided yet */
 
+static int cpu_has_vnni(void)
+{
+    static int has = -1; /* every thread finds the same answer */
+#ifdef VIT_HAVE_VNNI_KERNEL
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") &&
+              __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512vnni");
+    }
+#else
+    has = 0;
+#endif
+    return has;
+}
+
+void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
+                        const float *in, int M, int K)
+{
+#ifdef VIT_HAVE_VNNI_KERNEL
+    if (force_portable != 1 && cpu_has_vnni()) {
+        quantize_rows_avx512(a, scale, zero, in, M, K);
+        return;
+    }
+#endif
+    quantize_rows_c(a, scale, zero, in, M, K);
+}
+
 void vit__qkernel_force_portable(int on) { force_portable = on ? 1 : 0; }
 
 static qkernel_fn pick_kernel(void)
 {
 #ifdef VIT_HAVE_VNNI_KERNEL
-    if (force_portable != 1) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") &&
-            __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vnni"))
-            return qkernel_vnni;
-    }
+    if (force_portable != 1 && cpu_has_vnni())
+        return qkernel_vnni;
 #endif
     return qkernel_c;
 }
