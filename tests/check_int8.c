@@ -101,7 +101,7 @@ START_TEST(qlinear_matches_definition)
     uint8_t *a = aligned_alloc(64, (size_t)M * lda);
     float *as = malloc((size_t)M * sizeof *as);
     int32_t *az = malloc((size_t)M * sizeof *az);
-    vit__quantize_rows(a, as, az, x, M, K);
+    vit__quantize_rows(a, as, az, x, M, K, NULL, NULL);
 
     double *want = malloc((size_t)M * N * sizeof *want);
     reference(want, x, (const float *const *)wp, bias, P, Np, M, K);
@@ -111,7 +111,7 @@ START_TEST(qlinear_matches_definition)
         got[portable] = malloc((size_t)M * N * sizeof(float));
         for (size_t i = 0; i < (size_t)M * N; i++)
             got[portable][i] = acc ? 0.5f : NAN;
-        vit__qout o = {{NULL}, Np, Np, acc};
+        vit__qout o = {{NULL}, Np, Np, acc, 0, NULL, NULL};
         for (int p = 0; p < P; p++)
             o.out[p] = got[portable] + (size_t)p * M * Np;
         vit__qkernel_force_portable(portable);
@@ -159,9 +159,9 @@ START_TEST(quantize_rows_within_half_step)
     float s[M], s2[M];
     int32_t z[M], z2[M];
     vit__qkernel_force_portable(1);
-    vit__quantize_rows(a2, s2, z2, x, M, K);
+    vit__quantize_rows(a2, s2, z2, x, M, K, NULL, NULL);
     vit__qkernel_force_portable(0);
-    vit__quantize_rows(a, s, z, x, M, K);
+    vit__quantize_rows(a, s, z, x, M, K, NULL, NULL);
     /* The vector and portable paths give the same bytes. */
     ck_assert(memcmp(a, a2, M * lda) == 0);
     ck_assert(memcmp(s, s2, sizeof s) == 0 && memcmp(z, z2, sizeof z) == 0);
@@ -181,6 +181,54 @@ START_TEST(quantize_rows_within_half_step)
             ck_assert_int_eq(a[i * lda + k], 0);
     }
     free(a);
+}
+END_TEST
+
+/* The MLP's first product applies the activation to each tile as it is
+ * stored and keeps every row's range, which quantizing the result then
+ * uses instead of finding it: both as if done in separate passes. */
+START_TEST(epilogue_activation_and_ranges)
+{
+    enum { M = 11, N = 100, K = 40 };
+    unsigned seed = 5;
+    float x[M * K], w[N * K], plain[M * N], fused[M * N], lo[M], hi[M];
+    for (int i = 0; i < M * K; i++)
+        x[i] = frand(&seed);
+    for (int i = 0; i < N * K; i++)
+        w[i] = frand(&seed);
+    const float *wp[] = {w};
+    vit__qweight q;
+    vit_error err;
+    ck_assert_int_eq(vit__qweight_pack(&q, wp, NULL, 1, N, K, &err), VIT_OK);
+    size_t lda = vit__qact_stride(K), ldf = vit__qact_stride(N);
+    uint8_t *a = aligned_alloc(64, M * lda);
+    uint8_t *q1 = aligned_alloc(64, M * ldf), *q2 = aligned_alloc(64, M * ldf);
+    float as[M], s1[M], s2[M];
+    int32_t az[M], z1[M], z2[M];
+    vit__quantize_rows(a, as, az, x, M, K, NULL, NULL);
+    vit__qout o = {{plain}, N, N, 0, 0, NULL, NULL};
+    vit__qlinear(&o, a, as, az, &q, M);
+    vit__activation(plain, M * N, VIT_ACT_GELU);
+    for (int i = 0; i < M; i++)
+        lo[i] = hi[i] = 0;
+    vit__qout f = {{fused}, N, N, 0, 1 + VIT_ACT_GELU, lo, hi};
+    vit__qlinear(&f, a, as, az, &q, M);
+    ck_assert(memcmp(plain, fused, sizeof plain) == 0);
+    for (int i = 0; i < M; i++) {
+        float mn = 0, mx = 0;
+        for (int n = 0; n < N; n++) {
+            mn = fminf(mn, plain[i * N + n]);
+            mx = fmaxf(mx, plain[i * N + n]);
+        }
+        ck_assert_float_eq(lo[i], mn);
+        ck_assert_float_eq(hi[i], mx);
+    }
+    vit__quantize_rows(q1, s1, z1, plain, M, N, NULL, NULL);
+    vit__quantize_rows(q2, s2, z2, plain, M, N, lo, hi);
+    ck_assert(memcmp(q1, q2, M * ldf) == 0);
+    ck_assert(memcmp(s1, s2, sizeof s1) == 0 && memcmp(z1, z2, sizeof z1) == 0);
+    vit__qweight_free(&q);
+    free(a), free(q1), free(q2);
 }
 END_TEST
 
@@ -320,6 +368,7 @@ Suite *int8_suite(void)
     tcase_add_loop_test(tc, qlinear_matches_definition, 0,
                         (int)(sizeof shapes / sizeof *shapes));
     tcase_add_test(tc, quantize_rows_within_half_step);
+    tcase_add_test(tc, epilogue_activation_and_ranges);
     tcase_add_test(tc, kernel_follows_the_cpu);
     suite_add_tcase(s, tc);
     tc = tcase_create("models");

@@ -116,16 +116,76 @@ typedef struct {
     const vit__scratch *s;
 } layer_job;
 
-/* out = in (m rows from row r0 of the stream) @ q, in int8: the rows are
- * quantized into the scratch at the same row offset. */
-static void qlinear(const vit__scratch *s, int w, const vit__qout *o,
-                    const float *in, int r0, int m, const vit__qweight *q)
+/* ---- int8: quantized rows for the products, fused with their producers */
+
+/* Rows [r0, r0 + m) of the stream: layernormed one at a time through a
+ * row of `tmp` still in cache, then quantized into the scratch, so no
+ * float32 copy of the normalized rows is written out. */
+static void layernorm_quantize(const vit__scratch *s, int w, const float *x,
+                               const float *g, const float *b, float eps,
+                               int r0, int m, int D, float *tmp)
 {
     uint8_t *a = s->qa + (size_t)r0 * s->qa_row;
-    VIT_PROF(s, w, VIT_PROF_QUANTIZE, 0,
-             vit__quantize_rows(a, s->qs + r0, s->qz + r0, in, m, q->K));
+    size_t lda = vit__qact_stride(D);
+    VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
+             for (int i = 0; i < m; i++) {
+                 vit__layernorm(tmp, x + (size_t)i * D, g, b, 1, D, eps);
+                 vit__quantize_rows(a + i * lda, s->qs + r0 + i,
+                                    s->qz + r0 + i, tmp, 1, D, NULL, NULL);
+             });
+}
+
+/* The product of the quantized rows [r0, r0 + m) and q, into o. */
+static void qproduct(const vit__scratch *s, int w, const vit__qout *o,
+                     int r0, int m, const vit__qweight *q)
+{
     VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
-             vit__qlinear(o, a, s->qs + r0, s->qz + r0, q, m));
+             vit__qlinear(o, s->qa + (size_t)r0 * s->qa_row, s->qs + r0,
+                          s->qz + r0, q, m));
+}
+
+/* in (m rows from row r0) quantized, with their ranges when the product
+ * that made them kept them, then times q into o. */
+static void qlinear(const vit__scratch *s, int w, const vit__qout *o,
+                    const float *in, int r0, int m, const vit__qweight *q,
+                    const float *lo, const float *hi)
+{
+    VIT_PROF(s, w, VIT_PROF_QUANTIZE, 0,
+             vit__quantize_rows(s->qa + (size_t)r0 * s->qa_row, s->qs + r0,
+                                s->qz + r0, in, m, q->K, lo, hi));
+    qproduct(s, w, o, r0, m, q);
+}
+
+static void qkv_int8(const layer_job *j, int w, int r0, int m)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D;
+    size_t o = (size_t)r0 * D;
+    layernorm_quantize(s, w, j->x + o, y->ln1_w, y->ln1_b, j->e->eps, r0, m,
+                       D, s->xn + o);
+    vit__qout qo = {{s->q + o, s->k + o, s->v + o}, D, D, 0, 0, NULL, NULL};
+    qproduct(s, w, &qo, r0, m, &y->qkv);
+}
+
+static void mlp_int8(const layer_job *j, int w, int r0, int m)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, F = j->e->F;
+    size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
+    float *x = j->x + o, *lo = s->qlo + r0, *hi = s->qhi + r0;
+    vit__qout to_x = {{x}, D, D, 1, 0, NULL, NULL};
+    /* The activation runs on each tile as it is stored, which also keeps
+     * each row's range for quantizing it next. */
+    vit__qout to_ff = {{s->ff + of}, F, F, 0, 1 + (int)j->e->act, lo, hi};
+    qlinear(s, w, &to_x, s->ctx + o, r0, m, &y->o, NULL, NULL);
+    layernorm_quantize(s, w, x, y->ln2_w, y->ln2_b, j->e->eps, r0, m, D,
+                       s->xn + o);
+    for (int i = 0; i < m; i++)
+        lo[i] = hi[i] = 0;
+    qproduct(s, w, &to_ff, r0, m, &y->fc1);
+    qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2, lo, hi);
 }
 
 static void phase_qkv(void *c, int w, int n)
@@ -140,14 +200,13 @@ static void phase_qkv(void *c, int w, int n)
     size_t o = (size_t)r0 * D;
     int m = r1 - r0;
     double mm = 2.0 * m * D * D;
+    if (j->e->int8) {
+        qkv_int8(j, w, r0, m);
+        return;
+    }
     VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
              vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D,
                             j->e->eps));
-    if (j->e->int8) {
-        vit__qout qo = {{s->q + o, s->k + o, s->v + o}, D, D, 0};
-        qlinear(s, w, &qo, s->xn + o, r0, m, &y->qkv);
-        return;
-    }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 3 * mm,
              vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
              vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
@@ -181,15 +240,7 @@ static void phase_mlp(void *c, int w, int n)
     size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
     float *x = j->x + o;
     if (j->e->int8) {
-        vit__qout to_x = {{x}, D, D, 1}, to_ff = {{s->ff + of}, F, F, 0};
-        qlinear(s, w, &to_x, s->ctx + o, r0, m, &y->o);
-        VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
-                 vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D,
-                                j->e->eps));
-        qlinear(s, w, &to_ff, s->xn + o, r0, m, &y->fc1);
-        VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
-                 vit__activation(s->ff + of, (size_t)m * F, j->e->act));
-        qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2);
+        mlp_int8(j, w, r0, m);
         return;
     }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * D,
@@ -222,7 +273,7 @@ void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
 static size_t qscratch_floats(size_t M, int D, int F)
 {
     size_t row = vit__qact_stride(F > D ? F : D);
-    return (M * row + 3) / 4 + 2 * M + 16; /* + 16: 64-byte alignment */
+    return (M * row + 3) / 4 + 4 * M + 16; /* + 16: 64-byte alignment */
 }
 
 size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8)
@@ -246,11 +297,14 @@ void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
     s->qa = NULL;
     s->qs = NULL;
     s->qz = NULL;
+    s->qlo = s->qhi = NULL;
     s->qa_row = vit__qact_stride(F > D ? F : D);
     if (int8) {
         s->qs = end;
         s->qz = (int32_t *)(s->qs + M);
-        uintptr_t p = (uintptr_t)(s->qz + M);
+        s->qlo = (float *)(s->qz + M);
+        s->qhi = s->qlo + M;
+        uintptr_t p = (uintptr_t)(s->qhi + M);
         s->qa = (uint8_t *)((p + 63) & ~(uintptr_t)63);
         end += qscratch_floats(M, D, F);
     }

@@ -123,16 +123,22 @@ static void row_range(float lo, float hi, float *scale, float *inv,
 /* u = clamp(round(x / s) + z, 0, 255), rounding half to even (nearbyintf
  * under the default rounding mode; the vector conversion does the same). */
 static void quantize_rows_c(uint8_t *a, float *scale, int32_t *zero,
-                            const float *in, int M, int K)
+                            const float *in, int M, int K, const float *rlo,
+                            const float *rhi)
 {
     size_t lda = vit__qact_stride(K);
     for (int i = 0; i < M; i++) {
         const float *x = in + (size_t)i * K;
         uint8_t *u = a + (size_t)i * lda;
         float lo = 0, hi = 0, inv;
-        for (int k = 0; k < K; k++) {
-            lo = x[k] < lo ? x[k] : lo;
-            hi = x[k] > hi ? x[k] : hi;
+        if (rlo) {
+            lo = rlo[i];
+            hi = rhi[i];
+        } else {
+            for (int k = 0; k < K; k++) {
+                lo = x[k] < lo ? x[k] : lo;
+                hi = x[k] > hi ? x[k] : hi;
+            }
         }
         row_range(lo, hi, &scale[i], &inv, &zero[i]);
         for (int k = 0; k < K; k++) {
@@ -146,28 +152,32 @@ static void quantize_rows_c(uint8_t *a, float *scale, int32_t *zero,
 #ifdef VIT_HAVE_VNNI_KERNEL
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void
 quantize_rows_avx512(uint8_t *a, float *scale, int32_t *zero, const float *in,
-                     int M, int K)
+                     int M, int K, const float *rlo, const float *rhi)
 {
     size_t lda = vit__qact_stride(K);
     for (int i = 0; i < M; i++) {
         const float *x = in + (size_t)i * K;
         uint8_t *u = a + (size_t)i * lda;
-        __m512 vlo = _mm512_setzero_ps(), vhi = vlo;
-        int k = 0;
-        for (; k + 16 <= K; k += 16) {
-            __m512 v = _mm512_loadu_ps(x + k);
-            vlo = _mm512_min_ps(vlo, v);
-            vhi = _mm512_max_ps(vhi, v);
-        }
-        if (k < K) {
-            __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-            __m512 v = _mm512_maskz_loadu_ps(m, x + k);
-            vlo = _mm512_min_ps(vlo, v);
-            vhi = _mm512_max_ps(vhi, v);
-        }
         float inv;
-        row_range(_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi),
-                  &scale[i], &inv, &zero[i]);
+        int k = 0;
+        if (rlo) {
+            row_range(rlo[i], rhi[i], &scale[i], &inv, &zero[i]);
+        } else {
+            __m512 vlo = _mm512_setzero_ps(), vhi = vlo;
+            for (; k + 16 <= K; k += 16) {
+                __m512 v = _mm512_loadu_ps(x + k);
+                vlo = _mm512_min_ps(vlo, v);
+                vhi = _mm512_max_ps(vhi, v);
+            }
+            if (k < K) {
+                __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+                vlo = _mm512_min_ps(vlo, v);
+                vhi = _mm512_max_ps(vhi, v);
+            }
+            row_range(_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi),
+                      &scale[i], &inv, &zero[i]);
+        }
         __m512 vinv = _mm512_set1_ps(inv);
         __m512i vz = _mm512_set1_epi32(zero[i]), v0 = _mm512_setzero_si512(),
                 v255 = _mm512_set1_epi32(255);
@@ -267,15 +277,16 @@ static int cpu_has_vnni(void)
 }
 
 void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
-                        const float *in, int M, int K)
+                        const float *in, int M, int K, const float *lo,
+                        const float *hi)
 {
 #ifdef VIT_HAVE_VNNI_KERNEL
     if (force_portable != 1 && cpu_has_vnni()) {
-        quantize_rows_avx512(a, scale, zero, in, M, K);
+        quantize_rows_avx512(a, scale, zero, in, M, K, lo, hi);
         return;
     }
 #endif
-    quantize_rows_c(a, scale, zero, in, M, K);
+    quantize_rows_c(a, scale, zero, in, M, K, lo, hi);
 }
 
 void vit__qkernel_force_portable(int on) { force_portable = on ? 1 : 0; }
@@ -323,6 +334,17 @@ static void epilogue(const vit__qout *o, const vit__qweight *q,
                 for (int j = 0; j < len; j++)
                     dst[j] = (float)(cn[j] - za * cs[j]) * (sa * sc[j]) +
                              (bi ? bi[j] : 0.0f);
+            }
+            if (o->act)
+                vit__activation(dst, (size_t)len, (vit__act)(o->act - 1));
+            if (o->lo) {
+                float lo = o->lo[i], hi = o->hi[i];
+                for (int j = 0; j < len; j++) {
+                    lo = dst[j] < lo ? dst[j] : lo;
+                    hi = dst[j] > hi ? dst[j] : hi;
+                }
+                o->lo[i] = lo;
+                o->hi[i] = hi;
             }
             n += len;
         }

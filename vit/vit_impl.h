@@ -118,6 +118,9 @@ typedef struct {
 typedef struct {
     float *out[3];
     int seg, ld, accumulate;
+    int act;       /* 1 + a vit__act applied to stored outputs; 0: none */
+    float *lo, *hi; /* per row of the product: lowered / raised to its
+                       outputs' least / greatest (after act), or NULL */
 } vit__qout;
 
 /* Quantizes and packs `nparts` (Npart, K) matrices stacked as one (nparts *
@@ -129,9 +132,11 @@ void vit__qweight_free(vit__qweight *q);
 /* Bytes per quantized activation row of K features. */
 size_t vit__qact_stride(int K);
 /* in (M, K) -> a (M rows of vit__qact_stride(K) bytes), per row scale and
- * zero point. */
+ * zero point. lo, hi: each row's least and greatest value, with 0 between
+ * (a vit__qout's, from the product that made `in`), or NULL to find them. */
 void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
-                        const float *in, int M, int K);
+                        const float *in, int M, int K, const float *lo,
+                        const float *hi);
 /* The product of M quantized rows and q, into o. */
 void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
                   const int32_t *az, const vit__qweight *q, int M);
@@ -231,6 +236,7 @@ typedef struct {
     size_t qa_row;
     float *qs;                    /* (B * T) their scales */
     int32_t *qz;                  /* (B * T) their zero points */
+    float *qlo, *qhi;             /* (B * T) ranges of the MLP's rows */
     vit__pool *pool;              /* NULL: the caller alone */
     vit__prof *prof;              /* one per thread, NULL: not profiling */
 } vit__scratch;
