@@ -42,7 +42,7 @@ static const char usage_line[] =
     "           index-add [--batch N] [--format text|jsonl] PATH...\n"
     "           index-remove [--format text|jsonl] PATH...\n"
     "           index-stats [--format text|jsonl]\n"
-    "           info | health | metrics\n";
+    "           info | health | metrics | broker-info\n";
 
 static void help(void)
 {
@@ -62,7 +62,10 @@ static void help(void)
           "      --curve-key FILE    this client's key pair (zcert text)\n"
           "\nclassify, embed and match take the options of the local "
           "commands (less\n--model) and print exactly what they print; "
-          "info, health and metrics\nprint the server's JSON.\n"
+          "info, health and metrics\nprint the server's JSON (behind a "
+          "broker, a worker's). broker-info prints\nthe broker's own: the "
+          "models it serves, their live workers and queued\nrequests, "
+          "and its counters (service mmi.broker).\n"
           "\nsearch, index-add, index-remove and index-stats use the index "
           "of a worker\nstarted with --index PATH, and print what `vit "
           "index search|add|remove|stats`\nprint. index-add sends the "
@@ -578,7 +581,7 @@ static void texts_main(run *r)
     }
 }
 
-static int simple_op(run *r, const char *op)
+static int simple_op(run *r, const char *cmd, const char *op)
 {
     char header[64];
     snprintf(header, sizeof header, "{\"op\":\"%s\"}", op);
@@ -591,7 +594,7 @@ static int simple_op(run *r, const char *op)
     char code[32], msg[512];
     int rc = CLI_EXIT_OK;
     if (vit_reply_error(&rep, code, msg, sizeof msg, NULL)) {
-        fprintf(stderr, "vit client: %s: %s (%s)\n", op, msg, code);
+        fprintf(stderr, "vit client: %s: %s (%s)\n", cmd, msg, code);
         rc = CLI_EXIT_FAILED;
     } else {
         json_t *o = json_loads(rep.body, 0, NULL);
@@ -1459,13 +1462,20 @@ int cli_client_main(int argc, char **argv)
     static const char *const cmds[] = {
         "classify",  "embed",        "match",       "info",  "health",
         "metrics",   "search",       "index-add",   "index-remove",
-        "index-stats"};
+        "index-stats", "broker-info"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         known |= strcmp(cmd, cmds[i]) == 0;
     if (!known)
         return usage_error("unknown command '%s'", cmd);
     if (key_file && !server_key_file)
         return usage_error("--curve-key needs --curve-server-key");
+    if (strcmp(cmd, "broker-info") == 0) {
+        /* The broker answers its reserved service itself. */
+        if (o.service && *o.service)
+            return usage_error("broker-info asks the broker itself; "
+                               "--service does not go with it");
+        o.service = "mmi.broker";
+    }
     if (server_key_file) {
         if (cli_read_key(server_key_file, "public", server_key) != 0)
             return CLI_EXIT_FAILED;
@@ -1505,7 +1515,8 @@ int cli_client_main(int argc, char **argv)
     else if (sub_argc > 1)
         rc = usage_error("%s takes no arguments", cmd);
     else
-        rc = simple_op(&r, cmd);
+        rc = simple_op(&r, cmd,
+                       strcmp(cmd, "broker-info") == 0 ? "info" : cmd);
     for (int i = 0; i < r.n_texts; i++)
         free(r.texts[i]);
     free(r.texts);

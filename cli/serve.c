@@ -141,9 +141,19 @@ static void serve_help(void)
         "      --metrics-bind EP    serve Prometheus metrics over HTTP here,\n"
         "                           e.g. tcp://127.0.0.1:9100 (port * for "
         "any)\n"
-        "      --curve-secret-key FILE  encrypt with CURVE (direct mode)\n"
-        "      --allow-keys DIR     admit only the client public keys in "
-        "DIR\n"
+        "      --curve-secret-key FILE  with --bind: encrypt with CURVE, "
+        "this server's\n"
+        "                           key pair (a CZMQ certificate)\n"
+        "      --allow-keys DIR     with --bind: admit only the client "
+        "public keys\n"
+        "                           in DIR\n"
+        "      --curve-server-key FILE  with --connect: the broker's backend "
+        "public key;\n"
+        "                           CURVE to the broker\n"
+        "      --curve-key FILE     with --connect: this worker's key pair; "
+        "its public\n"
+        "                           key must be in the broker's "
+        "--allow-worker-keys\n"
         "      --index PATH         an embedding index to search and add to\n"
         "                           (index_* and search_* operations; made\n"
         "                           by 'vit index add' or created here)\n"
@@ -164,7 +174,8 @@ enum {
     O_MAX_IMAGES, O_MAX_TEXTS, O_MAX_TEXT_BYTES, O_MAX_IMAGE_BYTES,
     O_MAX_REQ_BYTES, O_MAX_PIXELS, O_HEARTBEAT, O_CURVE_SECRET, O_ALLOW,
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
-    O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION,
+    O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION, O_CURVE_SERVER,
+    O_CURVE_KEY, O_ALLOW_WORKERS, O_BACKEND_SECRET,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -192,14 +203,16 @@ int cli_serve_main(int argc, char **argv)
         {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
         {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
         {"allow-keys", required_argument, NULL, O_ALLOW},
+        {"curve-server-key", required_argument, NULL, O_CURVE_SERVER},
+        {"curve-key", required_argument, NULL, O_CURVE_KEY},
         {"index", required_argument, NULL, O_INDEX},
         {"index-precision", required_argument, NULL, O_INDEX_PRECISION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vit_serve_options o = vit_serve_options_default();
-    char secret[41];
-    const char *secret_file = NULL;
+    char secret[41], server_key[41], pub[41];
+    const char *secret_file = NULL, *server_key_file = NULL, *key_file = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":m:b:c:n:h", longopts, NULL)) != -1) {
@@ -213,6 +226,8 @@ int cli_serve_main(int argc, char **argv)
         case 'n': o.name = optarg; continue;
         case O_CURVE_SECRET: secret_file = optarg; continue;
         case O_ALLOW: o.allow_keys_dir = optarg; continue;
+        case O_CURVE_SERVER: server_key_file = optarg; continue;
+        case O_CURVE_KEY: key_file = optarg; continue;
         case O_METRICS_BIND: o.metrics_bind = optarg; continue;
         case O_INDEX: o.index_path = optarg; continue;
         case O_INDEX_PRECISION:
@@ -286,15 +301,34 @@ int cli_serve_main(int argc, char **argv)
     if (!o.bind == !o.connect)
         return usage_error("serve", serve_usage,
                            "give exactly one of --bind and --connect");
+    if (o.connect && (secret_file || o.allow_keys_dir))
+        return usage_error("serve", serve_usage,
+                           "--curve-secret-key and --allow-keys are for "
+                           "--bind; with --connect, CURVE takes "
+                           "--curve-server-key and --curve-key");
+    if (o.bind && (server_key_file || key_file))
+        return usage_error("serve", serve_usage,
+                           "--curve-server-key and --curve-key are for "
+                           "--connect; with --bind, CURVE takes "
+                           "--curve-secret-key");
     if (o.allow_keys_dir && !secret_file)
         return usage_error("serve", serve_usage,
                            "--allow-keys needs --curve-secret-key");
-    if (secret_file && o.connect)
+    if (!server_key_file != !key_file)
         return usage_error("serve", serve_usage,
-                           "CURVE is for --bind; secure the broker instead");
+                           "--curve-server-key and --curve-key go together");
     if (secret_file) {
         if (cli_read_key(secret_file, "secret", secret) != 0)
             return CLI_EXIT_FAILED;
+        o.curve_secret_key = secret;
+    }
+    if (server_key_file) {
+        if (cli_read_key(server_key_file, "public", server_key) != 0 ||
+            cli_read_key(key_file, "public", pub) != 0 ||
+            cli_read_key(key_file, "secret", secret) != 0)
+            return CLI_EXIT_FAILED;
+        o.curve_server_key = server_key;
+        o.curve_public_key = pub;
         o.curve_secret_key = secret;
     }
     install_signals();
@@ -323,7 +357,8 @@ static void broker_help(void)
     printf("\nRoute clients' requests to workers (vit serve --connect) by "
            "model name,\nwith heartbeats, credit-based flow and re-sending "
            "of the work a dead worker\nheld (service/PROTOCOL.md section "
-           "7).\n"
+           "7). The service name mmi.broker is the\nbroker's own: `vit "
+           "client --connect FRONTEND broker-info` prints what it\nserves.\n"
            "\noptions:\n"
            "  -f, --frontend EP        clients connect here\n"
            "  -b, --backend EP         workers connect here\n"
@@ -333,9 +368,18 @@ static void broker_help(void)
            "      --max-queue-bytes N  bytes of the requests held (%zu)\n"
            "      --max-request-bytes N  largest frame a client may send "
            "(%zu)\n"
-           "      --curve-secret-key FILE  encrypt the frontend with CURVE\n"
+           "      --curve-secret-key FILE  the broker's key pair: encrypt "
+           "the frontend\n"
+           "                           with CURVE (and the backend, with\n"
+           "                           --allow-worker-keys)\n"
            "      --allow-keys DIR     admit only the client public keys in "
            "DIR\n"
+           "      --allow-worker-keys DIR  encrypt the backend with CURVE and "
+           "admit only\n"
+           "                           the worker public keys in DIR\n"
+           "      --backend-curve-secret-key FILE  a key pair for the "
+           "backend of its own\n"
+           "                           (default: --curve-secret-key's)\n"
            "  -h, --help               show this help and exit\n"
            "\nSIGTERM or Ctrl-C stops it (exit 0).\n",
            d.heartbeat_ms, d.deadline_ms, d.max_queue, d.max_queue_bytes,
@@ -354,12 +398,15 @@ int cli_broker_main(int argc, char **argv)
         {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
         {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
         {"allow-keys", required_argument, NULL, O_ALLOW},
+        {"allow-worker-keys", required_argument, NULL, O_ALLOW_WORKERS},
+        {"backend-curve-secret-key", required_argument, NULL,
+         O_BACKEND_SECRET},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vit_broker_options o = vit_broker_options_default();
-    const char *secret_file = NULL;
-    char secret[41];
+    const char *secret_file = NULL, *back_file = NULL;
+    char secret[41], back_secret[41];
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":f:b:h", longopts, NULL)) != -1) {
@@ -369,6 +416,8 @@ int cli_broker_main(int argc, char **argv)
         case 'b': o.backend = optarg; break;
         case O_CURVE_SECRET: secret_file = optarg; break;
         case O_ALLOW: o.allow_keys_dir = optarg; break;
+        case O_ALLOW_WORKERS: o.allow_worker_keys_dir = optarg; break;
+        case O_BACKEND_SECRET: back_file = optarg; break;
         case 'h': broker_help(); return CLI_EXIT_OK;
         case O_HEARTBEAT:
             if ((v = parse_num(optarg, 10, 600000)) < 0)
@@ -420,10 +469,23 @@ int cli_broker_main(int argc, char **argv)
     if (o.allow_keys_dir && !secret_file)
         return usage_error("broker", broker_usage,
                            "--allow-keys needs --curve-secret-key");
+    if (back_file && !o.allow_worker_keys_dir)
+        return usage_error("broker", broker_usage,
+                           "--backend-curve-secret-key goes with "
+                           "--allow-worker-keys");
+    if (o.allow_worker_keys_dir && !secret_file && !back_file)
+        return usage_error("broker", broker_usage,
+                           "--allow-worker-keys needs --curve-secret-key or "
+                           "--backend-curve-secret-key");
     if (secret_file) {
         if (cli_read_key(secret_file, "secret", secret) != 0)
             return CLI_EXIT_FAILED;
         o.curve_secret_key = secret;
+    }
+    if (back_file) {
+        if (cli_read_key(back_file, "secret", back_secret) != 0)
+            return CLI_EXIT_FAILED;
+        o.backend_curve_secret_key = back_secret;
     }
     install_signals();
     o.stop = &g_stop;

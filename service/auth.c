@@ -1,10 +1,14 @@
 /*
- * CURVE security for the sockets that face clients: making a socket a CURVE
- * server, and the ZAP handler (ZeroMQ RFC 27) that decides who may connect.
- * libzmq's CURVE server on its own admits any client that knows the
- * server's public key; with this handler bound in the same context, only
- * clients whose public key is listed in a file of the allowed-keys
- * directory get through. A key file is either CZMQ's zcert text (a line
+ * CURVE security: making a socket a CURVE server, and the ZAP handler
+ * (ZeroMQ RFC 27) that decides who may connect. libzmq's CURVE server on
+ * its own admits any peer that knows the server's public key; with this
+ * handler bound in the same context, every CURVE handshake of the context
+ * is put to it, and it answers by the socket's ZAP domain: a domain with an
+ * allow-list admits only the public keys listed in the files of its
+ * directory, a domain without one admits any key, an unknown domain none.
+ * A broker has two domains, its clients' (SVC_ZAP_CLIENTS) and its
+ * workers' (SVC_ZAP_WORKERS), so a key allowed on one socket is not
+ * allowed on the other. A key file is either CZMQ's zcert text (a line
  * `public-key = "<40 Z85 chars>"`) or just the 40 characters.
  */
 #include "service/svc_impl.h"
@@ -17,12 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+    char name[32];
+    int any;             /* no allow-list: any key */
+    uint8_t (*keys)[32];
+    int n_keys;
+} auth_domain;
+
 struct svc_auth {
     void *rep;
     pthread_t th;
     volatile int stop;
-    uint8_t (*keys)[32];
-    int n_keys;
+    auth_domain d[SVC_AUTH_MAX_DOMAINS];
+    int n;
 };
 
 static vit_status auth_fail(vit_error *err, vit_status st, const char *fmt,
@@ -66,13 +77,11 @@ static int key_from_text(const char *text, char z85[41])
     return 0;
 }
 
-static int load_keys(svc_auth *a, const char *dir, vit_error *err)
+static vit_status load_keys(auth_domain *a, const char *dir, vit_error *err)
 {
     DIR *d = opendir(dir);
-    if (!d) {
-        auth_fail(err, VIT_E_IO, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
+    if (!d)
+        return auth_fail(err, VIT_E_IO, "%s: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
@@ -91,24 +100,39 @@ static int load_keys(svc_auth *a, const char *dir, vit_error *err)
         void *k = realloc(a->keys, (size_t)(a->n_keys + 1) * 32);
         if (!k) {
             closedir(d);
-            auth_fail(err, VIT_E_NOMEM, "out of memory");
-            return -1;
+            return auth_fail(err, VIT_E_NOMEM, "out of memory");
         }
         a->keys = k;
         zmq_z85_decode(a->keys[a->n_keys++], z85);
     }
     closedir(d);
-    return 0;
+    /* Keys are read once, at start: an empty list would admit nobody,
+     * ever, which is never what was meant. */
+    if (a->n_keys == 0)
+        return auth_fail(err, VIT_E_ARG,
+                         "%s: no public key found (CZMQ certificate files, "
+                         "or files of the 40 Z85 characters of a key)", dir);
+    return VIT_OK;
 }
 
-static int allowed(const svc_auth *a, const zmq_msg_t *cred)
+/* ZAP request frames: version, request id, domain, address, identity,
+ * mechanism, credentials (the client's 32-byte public key). */
+static int allowed(const svc_auth *a, const svc_msg *m)
 {
-    if (zmq_msg_size((zmq_msg_t *)cred) != 32)
+    if (m->n < 7 || !svc_frame_is(m, 0, "1.0") ||
+        !svc_frame_is(m, 5, "CURVE") || svc_size(m, 6) != 32)
         return 0;
-    const void *k = zmq_msg_data((zmq_msg_t *)cred);
-    for (int i = 0; i < a->n_keys; i++)
-        if (memcmp(a->keys[i], k, 32) == 0)
+    for (int i = 0; i < a->n; i++) {
+        const auth_domain *d = &a->d[i];
+        if (!svc_frame_is(m, 2, d->name))
+            continue;
+        if (d->any)
             return 1;
+        for (int k = 0; k < d->n_keys; k++)
+            if (memcmp(d->keys[k], svc_data(m, 6), 32) == 0)
+                return 1;
+        return 0;
+    }
     return 0;
 }
 
@@ -122,10 +146,7 @@ static void *auth_main(void *arg)
         svc_msg m;
         if (svc_msg_recv(&m, a->rep, ZMQ_DONTWAIT, 16) != 0)
             continue;
-        /* version, request id, domain, address, identity, mechanism,
-         * credentials... */
-        int ok = m.n >= 7 && svc_frame_is(&m, 0, "1.0") &&
-                 svc_frame_is(&m, 5, "CURVE") && allowed(a, &m.f[6]);
+        int ok = allowed(a, &m);
         svc_msg r = {0};
         int bad = svc_msg_add_str(&r, "1.0");
         bad |= m.n > 1 ? svc_msg_add(&r, svc_data(&m, 1), svc_size(&m, 1))
@@ -142,30 +163,43 @@ static void *auth_main(void *arg)
     return NULL;
 }
 
-vit_status svc_auth_start(void *ctx, const char *dir, svc_auth **out,
-                          vit_error *err)
+static void auth_free(svc_auth *a)
 {
+    for (int i = 0; i < a->n; i++)
+        free(a->d[i].keys);
+    free(a);
+}
+
+vit_status svc_auth_start(void *ctx, const svc_auth_domain *domains, int n,
+                          svc_auth **out, vit_error *err)
+{
+    if (n < 1 || n > SVC_AUTH_MAX_DOMAINS)
+        return auth_fail(err, VIT_E_ARG, "bad ZAP domains");
     svc_auth *a = calloc(1, sizeof *a);
     if (!a)
         return auth_fail(err, VIT_E_NOMEM, "out of memory");
-    if (load_keys(a, dir, err) != 0) {
-        free(a->keys);
-        free(a);
-        return VIT_E_IO;
+    for (; a->n < n; a->n++) {
+        auth_domain *d = &a->d[a->n];
+        snprintf(d->name, sizeof d->name, "%s", domains[a->n].domain);
+        d->any = !domains[a->n].dir;
+        vit_status st = d->any ? VIT_OK : load_keys(d, domains[a->n].dir, err);
+        if (st != VIT_OK) {
+            a->n++;
+            auth_free(a);
+            return st;
+        }
     }
     int zero = 0;
     a->rep = zmq_socket(ctx, ZMQ_REP);
     if (!a->rep) {
-        free(a->keys);
-        free(a);
+        auth_free(a);
         return auth_fail(err, VIT_E_IO, "zap socket: %s", zmq_strerror(errno));
     }
     zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind(a->rep, "inproc://zeromq.zap.01") != 0 ||
         pthread_create(&a->th, NULL, auth_main, a) != 0) {
         zmq_close(a->rep);
-        free(a->keys);
-        free(a);
+        auth_free(a);
         return auth_fail(err, VIT_E_IO, "cannot start the ZAP handler");
     }
     *out = a;
@@ -179,20 +213,34 @@ void svc_auth_stop(svc_auth *a)
     a->stop = 1;
     pthread_join(a->th, NULL);
     zmq_close(a->rep);
-    free(a->keys);
-    free(a);
+    auth_free(a);
 }
 
 vit_status svc_curve_server(void *sock, const char *secret_z85,
-                            vit_error *err)
+                            const char *domain, vit_error *err)
 {
     int one = 1;
     char key[41];
     snprintf(key, sizeof key, "%s", secret_z85);
     if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
         zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, key, 41) != 0 ||
-        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "vit", 3) != 0)
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0)
         return auth_fail(err, VIT_E_ARG, "cannot set up CURVE: %s",
+                         zmq_strerror(errno));
+    return VIT_OK;
+}
+
+vit_status svc_curve_client(void *sock, const char *server, const char *pub,
+                            const char *secret, vit_error *err)
+{
+    char k[3][41];
+    snprintf(k[0], 41, "%s", server);
+    snprintf(k[1], 41, "%s", pub);
+    snprintf(k[2], 41, "%s", secret);
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k[0], 41) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k[1], 41) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k[2], 41) != 0)
+        return auth_fail(err, VIT_E_ARG, "CURVE keys refused: %s",
                          zmq_strerror(errno));
     return VIT_OK;
 }

@@ -9,6 +9,11 @@
  * to another worker; a reply from a worker the broker has given up on is
  * dropped, so no client gets two replies. One thread; a request's frames
  * are shared with zmq_msg_copy, not copied, when they are (re)sent.
+ * Requests to the reserved service `mmi.broker` (Majordomo's MMI names)
+ * are answered by the broker itself: what it serves, with how many workers
+ * and how much queued. CURVE may secure both sockets, each with its own
+ * allow-list (ZAP domain): clients on the frontend, workers on the
+ * backend.
  */
 #include "service/service.h"
 #include "service/svc_impl.h"
@@ -58,7 +63,8 @@ typedef struct {
     bworker *workers;
     breq_list queue;
     size_t held_bytes;  /* frames of every request held, queued or sent */
-    uint64_t forwarded, resent, expired, refused;
+    uint64_t received, forwarded, resent, expired, refused;
+    double t_start;
 } broker;
 
 static void blog(broker *b, const char *fmt, ...)
@@ -146,15 +152,23 @@ static void to_client(broker *b, const unsigned char *client,
         svc_msg_send(&m, b->front);
 }
 
-static void refuse(broker *b, const unsigned char *client, size_t client_len,
-                   const void *rid, size_t rid_len, const char *code,
-                   const char *msg)
+static void refuse_field(broker *b, const unsigned char *client,
+                         size_t client_len, const void *rid, size_t rid_len,
+                         const char *code, const char *field,
+                         const char *msg)
 {
-    char *body = svc_error_body(code, msg, -1, NULL);
+    char *body = svc_error_body(code, msg, -1, field);
     if (body)
         to_client(b, client, client_len, "", rid, rid_len, NULL, 0, body);
     free(body);
     b->refused++;
+}
+
+static void refuse(broker *b, const unsigned char *client, size_t client_len,
+                   const void *rid, size_t rid_len, const char *code,
+                   const char *msg)
+{
+    refuse_field(b, client, client_len, rid, rid_len, code, NULL, msg);
 }
 
 static void to_worker_cmd(broker *b, bworker *w, unsigned char cmd)
@@ -286,8 +300,11 @@ static void on_backend(broker *b, svc_msg *m)
     if (cmd == SVC_W_READY) {
         if (w)
             drop_worker(b, w, "announced itself again");
-        if (m->n < 5 || svc_size(m, 4) > SVC_MAX_ID)
-            return;
+        if (m->n < 5 || svc_size(m, 4) == 0 || svc_size(m, 4) > SVC_MAX_ID ||
+            (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&
+             memcmp(svc_data(m, 4), SVC_MMI_PREFIX,
+                    strlen(SVC_MMI_PREFIX)) == 0))
+            return;  /* no name, or one of the broker's own */
         w = calloc(1, sizeof *w);
         if (!w)
             return;
@@ -363,11 +380,115 @@ static void on_backend(broker *b, svc_msg *m)
     breq_free(b, r);
 }
 
+/* ---- the broker's own service, mmi.broker ---- */
+
+/* The entry of `name` in the services object, made when missing. */
+static json_t *service_entry(json_t *services, const char *name)
+{
+    json_t *e = json_object_get(services, name);
+    if (!e) {
+        e = json_pack("{s:i, s:i, s:i, s:i, s:i}", "workers", 0, "draining",
+                      0, "credit", 0, "in_flight", 0, "queued", 0);
+        json_object_set_new(services, name, e);
+    }
+    return e;
+}
+
+static void add_to(json_t *o, const char *key, json_int_t n)
+{
+    json_object_set_new(o, key,
+                        json_integer(json_integer_value(
+                                         json_object_get(o, key)) + n));
+}
+
+/* What the broker has: each service a worker announced or a queued
+ * request names, with its live workers, their credit, the requests they
+ * hold and the requests queued for it; and the broker's counters. */
+static char *broker_info(broker *b)
+{
+    json_t *services = json_object();
+    for (bworker *w = b->workers; w; w = w->next) {
+        json_t *e = service_entry(services, w->service);
+        add_to(e, "workers", 1);
+        add_to(e, "draining", w->draining);
+        add_to(e, "credit", w->credit);
+        add_to(e, "in_flight", w->held.n);
+    }
+    int any = 0;
+    for (breq *r = b->queue.head; r; r = r->next)
+        if (*r->service)
+            add_to(service_entry(services, r->service), "queued", 1);
+        else
+            any++;
+    json_t *o = json_pack(
+        "{s:b, s:s, s:s, s:s, s:s, s:f, s:i, s:o, s:i, s:i, s:I, "
+        "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:I, s:I}}",
+        "ok", 1, "op", "info", "role", "broker", "version", SVC_VERSION,
+        "protocol", SVC_CLIENT_PROTO, "uptime_s",
+        (svc_now_ms() - b->t_start) / 1e3, "heartbeat_ms",
+        b->o.heartbeat_ms, "services", services, "queued_any", any,
+        "queue_depth", b->queue.n, "held_bytes", (json_int_t)b->held_bytes,
+        "requests", "received", (json_int_t)b->received, "forwarded",
+        (json_int_t)b->forwarded, "resent", (json_int_t)b->resent,
+        "expired", (json_int_t)b->expired, "refused",
+        (json_int_t)b->refused, "limits", "max_queue", b->o.max_queue,
+        "max_queue_bytes", (json_int_t)b->o.max_queue_bytes,
+        "max_request_bytes", (json_int_t)b->o.max_request_bytes);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* A request to a reserved `mmi.` service, answered here at once:
+ * [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
+static void on_mmi(broker *b, svc_msg *m, const unsigned char *client,
+                   size_t client_len, const void *rid, size_t rid_len)
+{
+    if (!svc_frame_is(m, 4, SVC_MMI_BROKER)) {
+        refuse(b, client, client_len, rid, rid_len, "unknown_service",
+               "of the reserved 'mmi.' services the broker answers "
+               "'" SVC_MMI_BROKER "' only");
+        return;
+    }
+    json_t *h = json_loadb((const char *)svc_data(m, 6), svc_size(m, 6),
+                           0, NULL);
+    json_t *op = json_object_get(h, "op");
+    const char *ops = json_string_value(op);
+    char *body = NULL;
+    if (!json_is_object(h))
+        refuse(b, client, client_len, rid, rid_len, "bad_request",
+               "the header is not a JSON object");
+    else if (!op)
+        refuse_field(b, client, client_len, rid, rid_len, "missing_field",
+                     "op", "the header has no 'op'");
+    else if (!ops)
+        refuse_field(b, client, client_len, rid, rid_len, "bad_request",
+                     "op", "'op' must be a string");
+    else if (strcmp(ops, "info") != 0 && strcmp(ops, "health") != 0)
+        refuse_field(b, client, client_len, rid, rid_len, "unknown_op", "op",
+                     "the broker ('" SVC_MMI_BROKER "') answers 'info' and "
+                     "'health'");
+    else if (m->n > 7)
+        refuse_field(b, client, client_len, rid, rid_len, "bad_request",
+                     "images", "the broker's operations take no data frames");
+    else if (strcmp(ops, "health") == 0)
+        body = svc_health_body("serving", b->queue.n);
+    else if (!(body = broker_info(b)))
+        refuse(b, client, client_len, rid, rid_len, "internal",
+               "out of memory");
+    if (body)
+        to_client(b, client, client_len, SVC_MMI_BROKER, rid, rid_len, NULL,
+                  0, body);
+    free(body);
+    json_decref(h);
+}
+
 /* [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
 static void on_frontend(broker *b, svc_msg *m)
 {
     if (m->n < 1 || svc_size(m, 0) > SVC_MAX_ID)
         return;
+    b->received++;
     const unsigned char *client = svc_data(m, 0);
     size_t client_len = svc_size(m, 0);
     const void *rid = "";
@@ -387,6 +508,11 @@ static void on_frontend(broker *b, svc_msg *m)
     if (rid_len == 0 || svc_size(m, 4) > SVC_MAX_ID) {
         refuse(b, client, client_len, "", 0, "bad_request",
                "the request id and the service must be 1 to 255 bytes");
+        return;
+    }
+    if (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&
+        memcmp(svc_data(m, 4), SVC_MMI_PREFIX, strlen(SVC_MMI_PREFIX)) == 0) {
+        on_mmi(b, m, client, client_len, rid, rid_len);
         return;
     }
     if (b->queue.n >= b->o.max_queue) {
@@ -500,14 +626,28 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
                      "positive limits");
         return VIT_E_ARG;
     }
-    if (opt->allow_keys_dir && !opt->curve_secret_key) {
+    const char *back_key = opt->backend_curve_secret_key
+                               ? opt->backend_curve_secret_key
+                               : opt->curve_secret_key;
+    const char *why =
+        opt->allow_keys_dir && !opt->curve_secret_key
+            ? "allowed client keys need a CURVE secret key"
+        : opt->backend_curve_secret_key && !opt->allow_worker_keys_dir
+            ? "a CURVE key for the backend goes with allowed worker keys"
+        : opt->allow_worker_keys_dir && !back_key
+            ? "allowed worker keys need a CURVE secret key"
+        : (opt->curve_secret_key && !svc_key_valid(opt->curve_secret_key)) ||
+                (opt->backend_curve_secret_key &&
+                 !svc_key_valid(opt->backend_curve_secret_key))
+            ? "a CURVE secret key is not 40 Z85 characters"
+            : NULL;
+    if (why) {
         if (err)
-            snprintf(err->msg, sizeof err->msg,
-                     "allowed keys need a CURVE secret key");
+            snprintf(err->msg, sizeof err->msg, "%s", why);
         return VIT_E_ARG;
     }
     static volatile sig_atomic_t never;
-    broker b = {.o = *opt};
+    broker b = {.o = *opt, .t_start = svc_now_ms()};
     if (!b.o.stop)
         b.o.stop = &never;
     vit_status st = VIT_OK;
@@ -526,11 +666,25 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
     zmq_setsockopt(b.front, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(b.back, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(b.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (opt->allow_keys_dir &&
-        (st = svc_auth_start(ctx, opt->allow_keys_dir, &auth, err)) != VIT_OK)
+    /* Once a ZAP handler runs, it answers for every CURVE socket of the
+     * context: a frontend without an allow-list is given a domain that
+     * admits any client. */
+    svc_auth_domain dom[2];
+    int n_dom = 0;
+    if (opt->allow_keys_dir ||
+        (opt->curve_secret_key && opt->allow_worker_keys_dir))
+        dom[n_dom++] = (svc_auth_domain){SVC_ZAP_CLIENTS, opt->allow_keys_dir};
+    if (opt->allow_worker_keys_dir)
+        dom[n_dom++] =
+            (svc_auth_domain){SVC_ZAP_WORKERS, opt->allow_worker_keys_dir};
+    if (n_dom && (st = svc_auth_start(ctx, dom, n_dom, &auth, err)) != VIT_OK)
         goto out;
     if (opt->curve_secret_key &&
-        (st = svc_curve_server(b.front, opt->curve_secret_key, err)) !=
+        (st = svc_curve_server(b.front, opt->curve_secret_key,
+                               SVC_ZAP_CLIENTS, err)) != VIT_OK)
+        goto out;
+    if (opt->allow_worker_keys_dir &&
+        (st = svc_curve_server(b.back, back_key, SVC_ZAP_WORKERS, err)) !=
             VIT_OK)
         goto out;
     if (zmq_bind(b.front, opt->frontend) != 0 ||
@@ -541,7 +695,12 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
         st = VIT_E_IO;
         goto out;
     }
-    blog(&b, "clients on %s, workers on %s", opt->frontend, opt->backend);
+    blog(&b, "clients on %s%s, workers on %s%s", opt->frontend,
+         !opt->curve_secret_key ? ""
+         : opt->allow_keys_dir  ? " (CURVE, listed keys)"
+                                : " (CURVE)",
+         opt->backend, opt->allow_worker_keys_dir ? " (CURVE, listed keys)"
+                                                  : "");
     double next_timers = 0;
     while (!*b.o.stop) {
         zmq_pollitem_t it[2] = {{b.back, 0, ZMQ_POLLIN, 0},

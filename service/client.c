@@ -59,12 +59,11 @@ static vit_status open_sock(vit_client *c, vit_error *err)
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     if (c->server_key[0]) {
-        if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server_key, 41) != 0 ||
-            zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->public_key, 41) != 0 ||
-            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->secret_key, 41) != 0) {
+        vit_status st = svc_curve_client(s, c->server_key, c->public_key,
+                                         c->secret_key, err);
+        if (st != VIT_OK) {
             zmq_close(s);
-            return cfail(err, VIT_E_ARG, "CURVE keys refused: %s",
-                         zmq_strerror(errno));
+            return st;
         }
     }
     if (zmq_connect(s, c->endpoint) != 0) {

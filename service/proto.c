@@ -164,3 +164,12 @@ int svc_key_valid(const char *z85)
             return 0;
     return 1;
 }
+
+char *svc_health_body(const char *status, int queue_depth)
+{
+    json_t *o = json_pack("{s:b, s:s, s:s, s:i}", "ok", 1, "op", "health",
+                          "status", status, "queue_depth", queue_depth);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return s;
+}

@@ -54,9 +54,17 @@ typedef struct {
     const char *metrics_bind;  /* an HTTP endpoint (tcp://HOST:PORT, port *
                                   for any) serving GET with the metrics in
                                   Prometheus text; NULL for none */
-    const char *curve_secret_key; /* Z85 secret key: CURVE on the client
-                                     socket (direct mode only) */
-    const char *allow_keys_dir;   /* with CURVE: admit only these keys */
+    /* CURVE (Z85 keys, 40 characters). Direct (bind): curve_secret_key
+     * is the server's, and puts CURVE on the socket facing clients;
+     * allow_keys_dir then admits only the client public keys listed in
+     * its files. With a broker (connect): curve_server_key is the
+     * broker's backend public key, and the worker's own key pair,
+     * curve_public_key and curve_secret_key, must be in the broker's
+     * allow-list of workers. */
+    const char *curve_secret_key;
+    const char *allow_keys_dir;
+    const char *curve_server_key;
+    const char *curve_public_key;
     const char *index_path;  /* an embedding index (vit index) to search
                                 and add to; NULL: none */
     int index_precision;     /* its in-memory matrix: 0 fp32, 1 fp16,
@@ -84,8 +92,14 @@ typedef struct {
     int max_queue;          /* requests waiting for a worker (10000) */
     size_t max_queue_bytes; /* bytes of the requests held (1 GiB; one
                                request is always taken) */
-    const char *curve_secret_key; /* CURVE on the frontend */
-    const char *allow_keys_dir;
+    const char *curve_secret_key; /* CURVE on the frontend (Z85) */
+    const char *allow_keys_dir;   /* with it: admit only these clients */
+    /* CURVE on the backend: only the workers whose public keys are listed
+     * in the files of allow_worker_keys_dir are admitted. The backend's
+     * secret key is backend_curve_secret_key, or when that is NULL
+     * curve_secret_key. */
+    const char *allow_worker_keys_dir;
+    const char *backend_curve_secret_key;
     volatile sig_atomic_t *stop;  /* nonzero: return */
     vit_log_fn log;
     void *log_ud;

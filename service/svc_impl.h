@@ -29,6 +29,10 @@ enum {
     SVC_W_DISCONNECT = 6,
 };
 
+/* Service names a broker answers itself (Majordomo's MMI, RFC 8). */
+#define SVC_MMI_PREFIX "mmi."
+#define SVC_MMI_BROKER "mmi.broker"
+
 #define SVC_MAX_ID 255          /* request ids and addresses, bytes */
 #define SVC_MAX_HEADER 65536    /* the JSON header frame, bytes */
 #define SVC_HARD_SLACK 65536    /* added to the frame cap, ZMQ_MAXMSGSIZE */
@@ -76,19 +80,37 @@ double svc_now_ms(void);
 char *svc_error_body(const char *code, const char *message, int index,
                      const char *field);
 
+/* The body of a health reply, {"ok": true, "op": "health", "status":
+ * ..., "queue_depth": ...}; malloc'd, or NULL. */
+char *svc_health_body(const char *status, int queue_depth);
+
 /* Checks a Z85 key (40 characters). */
 int svc_key_valid(const char *z85);
 
 /* The ZAP handler (service/auth.c): a thread answering libzmq's
- * authentication requests in `ctx`, admitting CURVE clients whose public
- * key is listed in a file of `dir`. */
+ * authentication requests in `ctx`. Once it runs, every CURVE handshake in
+ * the context is put to it, and it decides by the server socket's ZAP
+ * domain: a domain with a `dir` admits the client public keys listed in
+ * the files of `dir` (one that holds none is an error), a domain with a
+ * NULL dir admits any key, a domain not given admits none. */
+#define SVC_ZAP_CLIENTS "vit"          /* sockets facing clients */
+#define SVC_ZAP_WORKERS "vit-workers"  /* a broker's backend */
+#define SVC_AUTH_MAX_DOMAINS 2
+typedef struct {
+    const char *domain;
+    const char *dir;
+} svc_auth_domain;
 typedef struct svc_auth svc_auth;
-vit_status svc_auth_start(void *ctx, const char *dir, svc_auth **out,
-                          vit_error *err);
+vit_status svc_auth_start(void *ctx, const svc_auth_domain *domains, int n,
+                          svc_auth **out, vit_error *err);
 void svc_auth_stop(svc_auth *a);
-/* Makes `sock` a CURVE server with the Z85 secret key; the ZAP domain
- * "vit" routes its handshakes to the handler. */
+/* Makes `sock` a CURVE server with the Z85 secret key; its handshakes go
+ * to the handler's `domain`. */
 vit_status svc_curve_server(void *sock, const char *secret_z85,
-                            vit_error *err);
+                            const char *domain, vit_error *err);
+/* Makes `sock` a CURVE client of the server with public key `server`,
+ * with the key pair `pub`, `secret` (all Z85). */
+vit_status svc_curve_client(void *sock, const char *server, const char *pub,
+                            const char *secret, vit_error *err);
 
 #endif

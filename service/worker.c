@@ -1235,6 +1235,11 @@ typedef struct {
     void *front;     /* ROUTER (direct) or DEALER (to the broker) */
     int brokered;
     double last_send;
+    void *mon;       /* with a broker: the DEALER's handshake events */
+    unsigned n_connects;
+    int shook;       /* the connection's handshake is done */
+    int told;        /* a handshake failure was logged (until one
+                        succeeds) */
 } io;
 
 /* Sends a reply with body `body` (not freed) and optional data. */
@@ -1477,10 +1482,8 @@ static void handle_request(io *x, svc_msg *m, int ri,
                                   "index_stats", "index",
                                   svc_ix_stats(w->ix)));
         else if (r->op == OP_HEALTH)
-            body = dump(json_pack("{s:b, s:s, s:s, s:i}", "ok", 1, "op",
-                                  "health", "status",
-                                  *w->o.stop ? "draining" : "serving",
-                                  "queue_depth", queue_depth(w)));
+            body = svc_health_body(*w->o.stop ? "draining" : "serving",
+                                   queue_depth(w));
         else if (r->op == OP_INFO)
             body = info_body(w);
         else if (r->prometheus) {
@@ -1669,21 +1672,57 @@ static void handle_http(worker *w, void *http, svc_msg *m)
 
 /* ---- the broker connection ---- */
 
-static void *broker_connect(io *x)
+/* Opens a session with the broker: a new DEALER (with CURVE when the
+ * worker has the broker's key), a monitor of its handshakes, and READY.
+ * Returns 0, or -1 with errno. */
+static int broker_connect(io *x)
 {
     worker *w = x->w;
     void *s = zmq_socket(w->ctx, ZMQ_DEALER);
     if (!s)
-        return NULL;
+        return -1;
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     /* A DEALER blocks when its queue to a dead broker is full; the I/O
      * thread must never block, so such a send fails and is dropped. */
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &zero, sizeof zero);
-    if (zmq_connect(s, w->o.connect) != 0) {
+    if (w->o.curve_server_key &&
+        svc_curve_client(s, w->o.curve_server_key, w->o.curve_public_key,
+                         w->o.curve_secret_key, NULL) != VIT_OK) {
         zmq_close(s);
-        return NULL;
+        errno = EINVAL;
+        return -1;
     }
+    /* A broker that refuses this worker (CURVE on one side only, or a key
+     * not in its allow-list) only ever looks silent; its handshake events
+     * say why, once, in the log. */
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://vit-broker-handshakes-%u",
+             ++x->n_connects);
+    if (zmq_socket_monitor(s, ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                      ZMQ_EVENT_DISCONNECTED) == 0) {
+        x->shook = 0;
+        x->mon = zmq_socket(w->ctx, ZMQ_PAIR);
+        if (x->mon) {
+            zmq_setsockopt(x->mon, ZMQ_LINGER, &zero, sizeof zero);
+            if (zmq_connect(x->mon, ep) != 0) {
+                zmq_close(x->mon);
+                x->mon = NULL;
+            }
+        }
+    }
+    if (zmq_connect(s, w->o.connect) != 0) {
+        int e = errno;
+        if (x->mon)
+            zmq_close(x->mon);
+        x->mon = NULL;
+        zmq_close(s);
+        errno = e;
+        return -1;
+    }
+    x->front = s;
     char ready[64];
     snprintf(ready, sizeof ready, "{\"credit\":%d,\"heartbeat_ms\":%d}",
              w->o.max_queue, w->o.heartbeat_ms);
@@ -1695,7 +1734,71 @@ static void *broker_connect(io *x)
     else
         svc_msg_send(&m, s);
     x->last_send = svc_now_ms();
-    return s;
+    return 0;
+}
+
+static void broker_close(io *x)
+{
+    if (x->mon)
+        zmq_close(x->mon);
+    if (x->front)
+        zmq_close(x->front);
+    x->mon = x->front = NULL;
+}
+
+/* One event of the broker connection's monitor: [event u16, value u32],
+ * [endpoint]. Returns 1 when a handshake succeeded (the broker is there
+ * from now on, so its silence counts from now). The broker cuts a
+ * handshake short when only one side has CURVE, or when the key this
+ * worker has for it is not its key: seen here as a protocol error, or,
+ * when the broker closed first, as a connection lost before its handshake
+ * was done. A failure is logged once, until a handshake succeeds. */
+static int handle_monitor(io *x)
+{
+    svc_msg m;
+    if (svc_msg_recv(&m, x->mon, ZMQ_DONTWAIT, 2) != 0)
+        return 0;
+    uint16_t ev = 0;
+    uint32_t val = 0;
+    if (m.n >= 1 && svc_size(&m, 0) >= 6) {
+        memcpy(&ev, svc_data(&m, 0), 2);
+        memcpy(&val, svc_data(&m, 0) + 2, 4);
+    }
+    svc_msg_close(&m);
+    worker *w = x->w;
+    if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        x->shook = 1;
+        x->told = 0;
+        return 1;
+    }
+    int cut = ev == ZMQ_EVENT_DISCONNECTED && !x->shook;
+    if (ev == ZMQ_EVENT_DISCONNECTED)
+        x->shook = 0;
+    if (x->told || !(cut || ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                     ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        return 0;
+    x->told = 1;
+    const char *ep = w->o.connect;
+    int mismatch = ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                   val == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH;
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        logf_(w, "the broker at %s refused this worker's CURVE key (ZAP "
+                 "status %u): it admits only the workers whose public keys "
+                 "are in its --allow-worker-keys", ep, (unsigned)val);
+    else if (!w->o.curve_server_key)
+        logf_(w, "the broker at %s %s: this worker needs the broker's "
+                 "public key and a key pair of its own", ep,
+              mismatch ? "uses CURVE on its backend"
+                       : "cut the handshake short; if it uses CURVE on its "
+                         "backend");
+    else if (mismatch)
+        logf_(w, "the broker at %s does not use CURVE on its backend, and "
+                 "this worker does", ep);
+    else
+        logf_(w, "the broker at %s cut the CURVE handshake short: its "
+                 "backend has no CURVE, or its public key is not the one "
+                 "this worker was given", ep);
+    return 0;
 }
 
 static void send_cmd(io *x, unsigned char cmd)
@@ -1785,11 +1888,23 @@ static vit_status check_opts(const vit_serve_options *o, vit_error *err)
         o->max_queue_bytes < 1 ||
         o->max_request_bytes < 1 || o->heartbeat_ms < 10)
         return fail(err, VIT_E_ARG, "a serve option is out of range");
-    if (o->curve_secret_key && !svc_key_valid(o->curve_secret_key))
-        return fail(err, VIT_E_ARG, "the CURVE secret key is not 40 Z85 "
-                                    "characters");
-    if (o->allow_keys_dir && !o->curve_secret_key)
+    if ((o->curve_secret_key && !svc_key_valid(o->curve_secret_key)) ||
+        (o->curve_public_key && !svc_key_valid(o->curve_public_key)) ||
+        (o->curve_server_key && !svc_key_valid(o->curve_server_key)))
+        return fail(err, VIT_E_ARG, "a CURVE key is not 40 Z85 characters");
+    if (o->bind && (o->curve_server_key || o->curve_public_key))
+        return fail(err, VIT_E_ARG, "a server public key and a key pair are "
+                                    "for a worker of a broker (connect)");
+    if (o->bind && o->allow_keys_dir && !o->curve_secret_key)
         return fail(err, VIT_E_ARG, "allowed keys need a CURVE secret key");
+    if (o->connect && o->allow_keys_dir)
+        return fail(err, VIT_E_ARG, "allowed keys are for direct mode (bind); "
+                                    "a broker admits its workers itself");
+    if (o->connect && (o->curve_server_key || o->curve_public_key ||
+                       o->curve_secret_key) &&
+        !(o->curve_server_key && o->curve_public_key && o->curve_secret_key))
+        return fail(err, VIT_E_ARG, "CURVE to a broker needs its public key "
+                                    "and the worker's key pair");
     return VIT_OK;
 }
 
@@ -1822,6 +1937,12 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     if (!w->name[0]) {
         free(w);
         return fail(err, VIT_E_ARG, "the service name is empty");
+    }
+    if (strncmp(w->name, SVC_MMI_PREFIX, strlen(SVC_MMI_PREFIX)) == 0) {
+        free(w);
+        return fail(err, VIT_E_ARG,
+                    "service names starting with '" SVC_MMI_PREFIX "' are "
+                    "the broker's own; give another with --name");
     }
     w->vopt = vit_options_default();
     w->vopt.max_batch = opt->max_batch;
@@ -1894,8 +2015,10 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
             VIT_OK)
         goto out;
     if (opt->allow_keys_dir &&
-        (st = svc_auth_start(w->ctx, opt->allow_keys_dir, &auth, err)) !=
-            VIT_OK)
+        (st = svc_auth_start(w->ctx,
+                             &(svc_auth_domain){SVC_ZAP_CLIENTS,
+                                                opt->allow_keys_dir},
+                             1, &auth, err)) != VIT_OK)
         goto out;
     if (opt->bind) {
         x.front = zmq_socket(w->ctx, ZMQ_ROUTER);
@@ -1907,8 +2030,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         zmq_setsockopt(x.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
         zmq_setsockopt(x.front, ZMQ_LINGER, &zero, sizeof zero);
         if (opt->curve_secret_key &&
-            (st = svc_curve_server(x.front, opt->curve_secret_key, err)) !=
-                VIT_OK)
+            (st = svc_curve_server(x.front, opt->curve_secret_key,
+                                   SVC_ZAP_CLIENTS, err)) != VIT_OK)
             goto out;
         if (zmq_bind(x.front, opt->bind) != 0) {
             st = fail(err, VIT_E_IO, "cannot bind %s: %s", opt->bind,
@@ -1916,8 +2039,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
             goto out;
         }
     } else {
-        x.front = broker_connect(&x);
-        if (!x.front) {
+        if (broker_connect(&x) != 0) {
             st = fail(err, VIT_E_IO, "cannot connect to %s: %s", opt->connect,
                       zmq_strerror(errno));
             goto out;
@@ -1987,10 +2109,11 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         }
         if (*w->o.stop && w->inflight == 0)
             break;
-        zmq_pollitem_t items[3] = {{pull, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{pull, 0, ZMQ_POLLIN, 0},
                                    {http, 0, ZMQ_POLLIN, 0},
-                                   {x.front, 0, ZMQ_POLLIN, 0}};
-        int n_items = x.front ? 3 : 2;
+                                   {x.front, 0, ZMQ_POLLIN, 0},
+                                   {x.mon, 0, ZMQ_POLLIN, 0}};
+        int n_items = !x.front ? 2 : x.mon ? 4 : 3;
         long timeout = 100;  /* the stop flag is looked at this often */
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
@@ -2015,6 +2138,9 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                 svc_msg_close(&m);
             }
         }
+        if (rc > 0 && n_items > 3 && (items[3].revents & ZMQ_POLLIN) &&
+            handle_monitor(&x))  /* before the DEALER may be closed */
+            last_heard = now;
         if (rc > 0 && n_items > 2 && (items[2].revents & ZMQ_POLLIN)) {
             for (int burst = 0; burst < 256; burst++) {
                 svc_msg m;
@@ -2026,8 +2152,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                     if (handle_broker(&x, &m)) {
                         /* The broker does not know us (it restarted):
                          * start a new session. */
-                        zmq_close(x.front);
-                        x.front = NULL;
+                        broker_close(&x);
                         reconnect_at = now;
                         svc_msg_close(&m);
                         break;
@@ -2042,13 +2167,12 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
             if (x.front && now - last_heard > 3 * hb) {
                 logf_(w, "broker silent for %.0f ms; reconnecting",
                       now - last_heard);
-                zmq_close(x.front);
-                x.front = NULL;
+                broker_close(&x);
                 reconnect_at = now + backoff;
                 backoff = backoff * 2 < 32000 ? backoff * 2 : 32000;
             }
             if (!x.front && now >= reconnect_at && !*w->o.stop) {
-                x.front = broker_connect(&x);
+                broker_connect(&x);
                 last_heard = now;
             }
             if (x.front && now - x.last_send >= hb)
@@ -2099,8 +2223,7 @@ out:
         purge_req_locked(w, r);
         req_free(r);
     }
-    if (x.front)
-        zmq_close(x.front);
+    broker_close(&x);
     if (http)
         zmq_close(http);
     svc_auth_stop(auth);

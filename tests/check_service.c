@@ -499,6 +499,35 @@ START_TEST(test_concurrent_clients)
 }
 END_TEST
 
+/* ---- raw DEALER sockets ---- */
+
+/* A DEALER in `ctx` connected to `ep`, closing at once when closed. */
+static void *dealer(void *ctx, const char *ep)
+{
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    ck_assert_ptr_nonnull(d);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    return d;
+}
+
+/* Sends a request (PROTOCOL.md 2.1) with one image frame, or none when
+ * `img` is NULL. */
+static void send_req(void *d, const char *service, const char *rid,
+                     const char *header, const void *img, size_t n)
+{
+    const char cmd = 1;
+    zmq_send(d, "", 0, ZMQ_SNDMORE);
+    zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
+    zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
+    zmq_send(d, service, strlen(service), ZMQ_SNDMORE);
+    zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
+    zmq_send(d, header, strlen(header), img ? ZMQ_SNDMORE : 0);
+    if (img)
+        zmq_send(d, img, n, 0);
+}
+
 /* ---- malformed input ---- */
 
 /* Sends raw frames on a DEALER and returns the reply body's error code
@@ -571,10 +600,7 @@ START_TEST(test_malformed_sweep)
     ck_assert_ptr_nonnull(big);
 
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    void *d = dealer(ctx, ep);
     const char cmd = 1, bad_cmd = 9;
     struct {
         const char *what, *want;
@@ -873,11 +899,7 @@ START_TEST(test_overload_deadline_health)
     size_t n;
     unsigned char *png = read_all(NOISE_PNG, &n);
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, ep), 0);
-    const char cmd = 1;
+    void *d = dealer(ctx, ep);
     /* 6 requests at once: 3 are queued, 3 refused at once; one more asks
      * for a deadline shorter than the batching delay. */
     for (int i = 0; i < 6; i++) {
@@ -885,13 +907,7 @@ START_TEST(test_overload_deadline_health)
         snprintf(rid, sizeof rid, "q%d", i);
         const char *hdr = i == 0 ? "{\"op\":\"classify\",\"deadline_ms\":50}"
                                  : "{\"op\":\"classify\"}";
-        zmq_send(d, "", 0, ZMQ_SNDMORE);
-        zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
-        zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
-        zmq_send(d, "", 0, ZMQ_SNDMORE);
-        zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
-        zmq_send(d, hdr, strlen(hdr), ZMQ_SNDMORE);
-        zmq_send(d, png, n, 0);
+        send_req(d, "", rid, hdr, png, n);
     }
     /* Health is answered while the queue is full and waiting. */
     vit_client *c = client(ep, 5000, 0);
@@ -956,22 +972,12 @@ START_TEST(test_sigterm_drains)
     size_t n;
     unsigned char *jpg = read_all(GRADIENT_JPG, &n);
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, ep), 0);
-    const char cmd = 1;
+    void *d = dealer(ctx, ep);
     enum { N = 40 };
     for (int i = 0; i < N; i++) {
         char rid[16];
         snprintf(rid, sizeof rid, "%d", i);
-        zmq_send(d, "", 0, ZMQ_SNDMORE);
-        zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
-        zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
-        zmq_send(d, "", 0, ZMQ_SNDMORE);
-        zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
-        zmq_send(d, "{\"op\":\"classify\"}", 17, ZMQ_SNDMORE);
-        zmq_send(d, jpg, n, 0);
+        send_req(d, "", rid, "{\"op\":\"classify\"}", jpg, n);
     }
     /* Wait until the worker holds them all, then ask it to stop. */
     vit_client *c = client(ep, 5000, 0);
@@ -1054,16 +1060,9 @@ END_TEST
 /* Sends classify request `id` on a raw DEALER. */
 static void send_classify(void *d, int id, const void *img, size_t n)
 {
-    const char cmd = 1;
     char rid[16];
     snprintf(rid, sizeof rid, "%d", id);
-    zmq_send(d, "", 0, ZMQ_SNDMORE);
-    zmq_send(d, "VITC01", 6, ZMQ_SNDMORE);
-    zmq_send(d, &cmd, 1, ZMQ_SNDMORE);
-    zmq_send(d, "", 0, ZMQ_SNDMORE);
-    zmq_send(d, rid, strlen(rid), ZMQ_SNDMORE);
-    zmq_send(d, "{\"op\":\"classify\"}", 17, ZMQ_SNDMORE);
-    zmq_send(d, img, n, 0);
+    send_req(d, "", rid, "{\"op\":\"classify\"}", img, n);
 }
 
 /* Receives one reply within timeout_ms: its request id, and whether it
@@ -1107,6 +1106,16 @@ static pid_t start_brokered_worker(const char *name, const char *back,
                  "20", "--batch-wait", "full", NULL);
 }
 
+/* A worker of the broker at `back`, named `name`, with credit 1 and each
+ * request held `delay_ms` by its batch wait. */
+static pid_t start_slow_worker(const char *name, const char *back,
+                               const char *delay_ms)
+{
+    return spawn(name, "serve", "--model", MODEL, "--connect", back,
+                 "--name", name, "--heartbeat-ms", "100", "--max-queue", "1",
+                 "--max-delay-ms", delay_ms, "--batch-wait", "full", NULL);
+}
+
 /* Waits until `n` workers of `svc` answer through the broker: asks for
  * health until each worker has been seen... a broker hides which worker
  * answered, so this waits for the broker's log instead. */
@@ -1147,10 +1156,7 @@ START_TEST(test_broker_worker_killed)
     size_t n;
     unsigned char *jpg = read_all(GRADIENT_JPG, &n);
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, front), 0);
+    void *d = dealer(ctx, front);
     enum { N = 300, WINDOW = 30 };
     int replies[N] = {0}, sent = 0, got = 0, ok = 0, killed = 0;
     double until = now_ms() + 60000;
@@ -1447,6 +1453,214 @@ START_TEST(test_curve_allow_list)
 }
 END_TEST
 
+/* ---- CURVE between workers and the broker ---- */
+
+/* Waits until the file TMP/NAME holds `text`; fails after 20 s. */
+static void wait_log(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    double until = now_ms() + 20000;
+    for (;;) {
+        size_t n = 0;
+        FILE *f = fopen(path, "rb");
+        char buf[8192];
+        if (f) {
+            n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+        }
+        buf[n] = '\0';
+        if (strstr(buf, text))
+            return;
+        ck_assert_msg(now_ms() < until, "%s never said '%s': %s", name,
+                      text, buf);
+        sleep_ms(10);
+    }
+}
+
+/* Whether the file TMP/NAME holds `text`. */
+static int log_has(const char *name, const char *text)
+{
+    char path[256], buf[16384];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+/* A fresh key pair written as TMP/NAME.key_secret (both keys) and
+ * TMP/NAME.key (the public key only), or DIR/NAME.key when `dir` names an
+ * allow-list directory in TMP. */
+static void key_pair(const char *name, const char *dir, char pub[41],
+                     char sec[41])
+{
+    ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.key_secret", g_tmp, name);
+    write_cert(path, pub, sec);
+    if (dir)
+        snprintf(path, sizeof path, "%s/%s/%s.key", g_tmp, dir, name);
+    else
+        snprintf(path, sizeof path, "%s/%s.key", g_tmp, name);
+    write_cert(path, pub, NULL);
+}
+
+static pid_t start_curve_worker(const char *name, const char *back,
+                                const char *server_pub_file,
+                                const char *key_name)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s/%s.key_secret", g_tmp, key_name);
+    return spawn(name, "serve", "--model", MODEL, "--connect", back,
+                 "--name", name, "--heartbeat-ms", "100",
+                 "--curve-server-key", server_pub_file, "--curve-key", key,
+                 NULL);
+}
+
+/* The broker's backend is a CURVE server with its own allow-list: a worker
+ * whose key is listed is served end to end; one with an unlisted key (even
+ * a key the frontend admits) and one without CURVE never join, never get
+ * work, and say why in their logs. The two allow-lists are separate: a
+ * worker's key does not admit a client either. */
+START_TEST(test_curve_workers)
+{
+    char srv_pub[41], srv_sec[41];
+    if (zmq_curve_keypair(srv_pub, srv_sec) != 0) {
+        printf("service: libzmq without CURVE; CURVE test skipped\n");
+        return;
+    }
+    char clients[256], workers[256], server_key[256], server_pub[256];
+    snprintf(clients, sizeof clients, "%s/clients", g_tmp);
+    snprintf(workers, sizeof workers, "%s/workers", g_tmp);
+    ck_assert_int_eq(mkdir(clients, 0700), 0);
+    ck_assert_int_eq(mkdir(workers, 0700), 0);
+    snprintf(server_key, sizeof server_key, "%s/srv.key_secret", g_tmp);
+    snprintf(server_pub, sizeof server_pub, "%s/srv.key", g_tmp);
+    write_cert(server_key, srv_pub, srv_sec);
+    write_cert(server_pub, srv_pub, NULL);
+    char g_pub[41], g_sec[41], c_pub[41], c_sec[41];
+    key_pair("good", "workers", g_pub, g_sec);
+    key_pair("client", "clients", c_pub, c_sec);
+
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = spawn("broker", "broker", "--frontend", front, "--backend",
+                    back, "--heartbeat-ms", "100", "--curve-secret-key",
+                    server_key, "--allow-keys", clients,
+                    "--allow-worker-keys", workers, NULL);
+    pid_t wg = start_curve_worker("good", back, server_pub, "good");
+    pid_t wi = start_curve_worker("intruder", back, server_pub, "client");
+    pid_t wp = spawn("plain", "serve", "--model", MODEL, "--connect", back,
+                     "--name", "plain", "--heartbeat-ms", "100", NULL);
+    wait_workers("broker.err", 1);
+    wait_log("intruder.err", "refused this worker's CURVE key");
+    wait_log("plain.err", "needs the broker's public key and a key pair");
+
+    vit_client_options o = vit_client_options_default();
+    o.curve_server_key = srv_pub;
+    o.curve_public_key = c_pub;
+    o.curve_secret_key = c_sec;
+    o.timeout_ms = 5000;
+    o.retries = 0;
+    vit_client *c;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    /* Any model: every request is answered by the listed worker. */
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    vit_blob img = {png, n};
+    for (int i = 0; i < 10; i++) {
+        vit_reply r;
+        ck_assert(vit_client_call(c, "{\"op\":\"classify\",\"top_k\":1}",
+                                  &img, 1, &r, NULL) == VIT_OK);
+        ck_assert_msg(strstr(r.body, "\"ok\":true"), "%s", r.body);
+        ck_assert_str_eq(r.service, "good");
+        vit_reply_free(&r);
+    }
+    vit_client_free(c);
+    /* The refused workers' models are unavailable. */
+    const char *refused[] = {"intruder", "plain"};
+    for (int i = 0; i < 2; i++) {
+        o.service = refused[i];
+        ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+        json_t *r = call(c, "{\"op\":\"health\",\"deadline_ms\":300}", NULL,
+                         0);
+        ck_assert_str_eq(err_code(r), "unavailable");
+        json_decref(r);
+        vit_client_free(c);
+    }
+    /* The broker knows one worker, of 'good'. */
+    o.service = "mmi.broker";
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    json_t *info = call(c, "{\"op\":\"info\"}", NULL, 0);
+    json_t *svcs = json_object_get(info, "services");
+    ck_assert_int_eq(json_object_size(svcs), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(svcs, "good"), "workers")),
+                     1);
+    json_decref(info);
+    vit_client_free(c);
+    ck_assert(!log_has("broker.err", "'intruder' ready"));
+    ck_assert(!log_has("broker.err", "'plain' ready"));
+    /* A worker's key is no client's. */
+    o.service = NULL;
+    o.curve_public_key = g_pub;
+    o.curve_secret_key = g_sec;
+    o.timeout_ms = 300;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    vit_reply r;
+    ck_assert(vit_client_call(c, "{\"op\":\"health\"}", NULL, 0, &r, NULL) ==
+              VIT_E_IO);
+    vit_client_free(c);
+    stop_ok(wg);
+    stop_ok(wi);
+    stop_ok(wp);
+    stop_ok(b);
+
+    /* A key pair for the backend alone; the frontend stays plain. */
+    char bk_pub[41], bk_sec[41], bk_pub_file[256], bk_key_file[256];
+    key_pair("backend", NULL, bk_pub, bk_sec);
+    snprintf(bk_pub_file, sizeof bk_pub_file, "%s/backend.key", g_tmp);
+    snprintf(bk_key_file, sizeof bk_key_file, "%s/backend.key_secret",
+             g_tmp);
+    endpoint(front, sizeof front, "front2");
+    endpoint(back, sizeof back, "back2");
+    b = spawn("broker2", "broker", "--frontend", front, "--backend", back,
+              "--heartbeat-ms", "100", "--backend-curve-secret-key",
+              bk_key_file, "--allow-worker-keys", workers, NULL);
+    wg = start_curve_worker("good2", back, bk_pub_file, "good");
+    wi = start_curve_worker("wrong-server", back, server_pub, "good");
+    wait_workers("broker2.err", 1);
+    c = client(front, 5000, 0);
+    json_t *cl = call(c, "{\"op\":\"classify\"}", &img, 1);
+    ck_assert_str_eq(err_code(cl), "ok");
+    json_decref(cl);
+    vit_client_free(c);
+    /* A worker holding another server key never completes a handshake. */
+    wait_log("wrong-server.err", "its public key is not the one");
+    ck_assert(!log_has("broker2.err", "'wrong-server' ready"));
+    free(png);
+    stop_ok(wg);
+    stop_ok(wi);
+    stop_ok(b);
+    /* An allow-list with no key in it is refused at start. */
+    char empty[256];
+    snprintf(empty, sizeof empty, "%s/empty", g_tmp);
+    ck_assert_int_eq(mkdir(empty, 0700), 0);
+    int code;
+    char *out = run_capture(&code, "broker", "--frontend", front, "--backend",
+                            back, "--backend-curve-secret-key", bk_key_file,
+                            "--allow-worker-keys", empty, NULL);
+    ck_assert_int_eq(code, 1);
+    free(out);
+    printf("service: CURVE between workers and a broker: the listed worker "
+           "served, an unlisted key and a plain worker refused\n");
+}
+END_TEST
+
 /* ---- the Python example client (pyzmq), written from PROTOCOL.md ---- */
 
 static const char *python(void)
@@ -1512,10 +1726,7 @@ START_TEST(test_sigint_twice)
     size_t n;
     unsigned char *png = read_all(NOISE_PNG, &n);
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    void *d = dealer(ctx, ep);
     for (int i = 0; i < 3; i++)
         send_classify(d, i, png, n);
     vit_client *c = client(ep, 5000, 0);
@@ -1561,18 +1772,11 @@ START_TEST(test_broker_refusals)
     endpoint(front, sizeof front, "front");
     endpoint(back, sizeof back, "back");
     pid_t b = start_broker("broker", front, back);
-    /* Credit 1, and each request held for 1 s. */
-    pid_t w = spawn("worker", "serve", "--model", MODEL, "--connect", back,
-                    "--heartbeat-ms", "100", "--max-queue", "1",
-                    "--max-delay-ms", "1000", "--max-batch", "8",
-                    "--batch-wait", "full", NULL);
+    pid_t w = start_slow_worker("worker", back, "1000");
     wait_workers("broker.err", 1);
 
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, front), 0);
+    void *d = dealer(ctx, front);
     const char cmd = 1;
     const char *code = raw(d, 5000, 1, S("garbage"));
     ck_assert_ptr_nonnull(code);
@@ -1611,9 +1815,7 @@ START_TEST(test_broker_refusals)
     ck_assert(ok);
 
     /* A DEALER that never said READY is told to disconnect. */
-    void *stranger = zmq_socket(ctx, ZMQ_DEALER);
-    zmq_setsockopt(stranger, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(stranger, back), 0);
+    void *stranger = dealer(ctx, back);
     const char hb = 5;
     zmq_send(stranger, "", 0, ZMQ_SNDMORE);
     zmq_send(stranger, "VITW01", 6, ZMQ_SNDMORE);
@@ -1631,6 +1833,136 @@ START_TEST(test_broker_refusals)
     zmq_ctx_term(ctx);
     free(png);
     stop_ok(w);
+    stop_ok(b);
+}
+END_TEST
+
+/* The broker's own service, mmi.broker: what it serves, with how many
+ * workers, how much is held and queued per model, and its counters; read
+ * through the library and through `vit client broker-info`. */
+START_TEST(test_broker_info)
+{
+    char front[200], back[200];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    pid_t b = start_broker("broker", front, back);
+    pid_t wa = start_slow_worker("alpha", back, "500");
+    pid_t wb = start_brokered_worker("beta", back, "beta");
+    wait_workers("broker.err", 2);
+
+    void *ctx = zmq_ctx_new();
+    void *d = dealer(ctx, front);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    for (int i = 0; i < 3; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "%d", i);
+        send_req(d, "alpha", rid, "{\"op\":\"classify\"}", png, n);
+    }
+    send_req(d, "gamma", "g", "{\"op\":\"health\",\"deadline_ms\":500}",
+             NULL, 0);
+    sleep_ms(150);
+
+    vit_client_options o = vit_client_options_default();
+    o.service = "mmi.broker";
+    vit_client *c;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    /* Answered by the broker at once, while alpha is busy. */
+    double t0 = now_ms();
+    vit_reply rep;
+    ck_assert(vit_client_call(c, "{\"op\":\"info\"}", NULL, 0, &rep, NULL) ==
+              VIT_OK);
+    ck_assert_msg(now_ms() - t0 < 500, "info took %.0f ms", now_ms() - t0);
+    ck_assert_str_eq(rep.service, "mmi.broker");
+    json_t *info = json_loads(rep.body, 0, NULL);
+    vit_reply_free(&rep);
+    ck_assert_str_eq(err_code(info), "ok");
+    ck_assert_str_eq(json_string_value(json_object_get(info, "role")),
+                     "broker");
+    json_t *svcs = json_object_get(info, "services");
+#define SVC_FIELD(svc, key) \
+    json_integer_value(json_object_get(json_object_get(svcs, svc), key))
+    ck_assert_int_eq(json_object_size(svcs), 3);
+    ck_assert_int_eq(SVC_FIELD("alpha", "workers"), 1);
+    ck_assert_int_eq(SVC_FIELD("alpha", "credit"), 1);
+    ck_assert_int_eq(SVC_FIELD("alpha", "in_flight"), 1);
+    ck_assert_int_eq(SVC_FIELD("alpha", "queued"), 2);
+    ck_assert_int_eq(SVC_FIELD("beta", "workers"), 1);
+    ck_assert_int_eq(SVC_FIELD("beta", "credit"), 256);
+    ck_assert_int_eq(SVC_FIELD("beta", "in_flight"), 0);
+    ck_assert_int_eq(SVC_FIELD("beta", "queued"), 0);
+    ck_assert_int_eq(SVC_FIELD("gamma", "workers"), 0);
+    ck_assert_int_eq(SVC_FIELD("gamma", "queued"), 1);
+#undef SVC_FIELD
+    ck_assert_int_eq(json_integer_value(json_object_get(info, "queue_depth")),
+                     3);
+    json_t *reqs = json_object_get(info, "requests");
+    ck_assert_int_eq(json_integer_value(json_object_get(reqs, "received")),
+                     5);  /* four above, and this info */
+    ck_assert_int_eq(json_integer_value(json_object_get(reqs, "forwarded")),
+                     0);
+    json_decref(info);
+
+    /* The three classify replies, then the counters again. */
+    int got = 0;
+    double until = now_ms() + 10000;
+    while (got < 4) {
+        int ok;
+        ck_assert_msg(recv_reply(d, 5000, &ok) >= 0, "%d replies", got);
+        got++;
+        ck_assert(now_ms() < until);
+    }
+    info = call(c, "{\"op\":\"info\"}", NULL, 0);
+    reqs = json_object_get(info, "requests");
+    ck_assert_int_eq(json_integer_value(json_object_get(reqs, "forwarded")),
+                     3);
+    ck_assert_int_eq(json_integer_value(json_object_get(reqs, "expired")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(info, "queue_depth")),
+                     0);
+    json_decref(info);
+    /* The broker's own health; other ops and mmi names are refused. */
+    json_t *h = call(c, "{\"op\":\"health\"}", NULL, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")),
+                     "serving");
+    json_decref(h);
+    json_t *bad = call(c, "{\"op\":\"classify\"}", NULL, 0);
+    ck_assert_str_eq(err_code(bad), "unknown_op");
+    json_decref(bad);
+    bad = call(c, "[1]", NULL, 0);
+    ck_assert_str_eq(err_code(bad), "bad_request");
+    json_decref(bad);
+    vit_client_free(c);
+    o.service = "mmi.service";
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    bad = call(c, "{\"op\":\"info\"}", NULL, 0);
+    ck_assert_str_eq(err_code(bad), "unknown_service");
+    json_decref(bad);
+    vit_client_free(c);
+
+    /* The command prints it. */
+    int code;
+    char *out = run_capture(&code, "client", "--connect", front,
+                            "broker-info", NULL);
+    ck_assert_int_eq(code, 0);
+    json_t *printed = json_loads(out, 0, NULL);
+    ck_assert_msg(printed != NULL, "%s", out);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(
+                         json_object_get(printed, "services"), "beta"),
+                         "workers")),
+                     1);
+    json_decref(printed);
+    free(out);
+    out = run_capture(&code, "client", "--connect", front, "--service",
+                      "beta", "broker-info", NULL);
+    ck_assert_int_eq(code, 2);
+    free(out);
+    printf("service: mmi.broker info: per-model workers, credit, in flight "
+           "and queued, and the broker's counters\n");
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    free(png);
+    stop_ok(wa);
+    stop_ok(wb);
     stop_ok(b);
 }
 END_TEST
@@ -1801,10 +2133,7 @@ START_TEST(test_queue_bytes)
     size_t n;
     unsigned char *png = read_all(NOISE_PNG, &n);
     void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    ck_assert_int_eq(zmq_connect(d, ep), 0);
+    void *d = dealer(ctx, ep);
     for (int i = 0; i < 3; i++)
         send_classify(d, i, png, n);
     int ok = 0, over = 0;
@@ -1831,18 +2160,30 @@ START_TEST(test_command_errors)
 {
     char ep[200];
     endpoint(ep, sizeof ep, "w");
-    static const char *const usage[][6] = {
+    static const char *const usage[][8] = {
         {"serve", NULL},
         {"serve", "--model", MODEL, NULL},
         {"serve", "--model", MODEL, "--max-batch", "0", NULL},
         {"broker", "--frontend", "ipc:///nonexistent/x", NULL},
         {"client", "classify", NOISE_PNG, NULL},
         {"client", "--connect", "ipc:///nonexistent/x", "fly", NULL},
+        /* CURVE: each side's options, and what goes together */
+        {"serve", "--model", MODEL, "--connect", "ipc:///n/x",
+         "--curve-secret-key", NOISE_PNG, NULL},
+        {"serve", "--model", MODEL, "--bind", "ipc:///n/x",
+         "--curve-server-key", NOISE_PNG, NULL},
+        {"serve", "--model", MODEL, "--connect", "ipc:///n/x",
+         "--curve-key", NOISE_PNG, NULL},
+        {"broker", "-f", "ipc:///n/x", "-b", "ipc:///n/y",
+         "--allow-worker-keys", "/n", NULL},
+        {"broker", "-f", "ipc:///n/x", "-b", "ipc:///n/y",
+         "--backend-curve-secret-key", NOISE_PNG, NULL},
     };
     for (size_t i = 0; i < sizeof usage / sizeof *usage; i++) {
         int code;
         char *out = run_capture(&code, usage[i][0], usage[i][1], usage[i][2],
-                                usage[i][3], usage[i][4], NULL);
+                                usage[i][3], usage[i][4], usage[i][5],
+                                usage[i][6], NULL);
         ck_assert_msg(code == 2, "%s %s: exit %d", usage[i][0],
                       usage[i][1] ? usage[i][1] : "", code);
         free(out);
@@ -1850,6 +2191,11 @@ START_TEST(test_command_errors)
     int code;
     char *out = run_capture(&code, "serve", "--model", "/nonexistent", "--bind",
                             ep, NULL);
+    ck_assert_int_eq(code, 1);
+    free(out);
+    /* mmi. names are the broker's own. */
+    out = run_capture(&code, "serve", "--model", MODEL, "--bind", ep,
+                      "--name", "mmi.x", NULL);
     ck_assert_int_eq(code, 1);
     free(out);
     /* No server: the client gives up after its tries, exit 1. */
@@ -1888,6 +2234,8 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_broker_refusals);
     tcase_add_test(tc, test_sigint_twice);
     tcase_add_test(tc, test_queue_bytes);
+    tcase_add_test(tc, test_curve_workers);
+    tcase_add_test(tc, test_broker_info);
     suite_add_tcase(s, tc);
     return s;
 }

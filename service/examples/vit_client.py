@@ -12,8 +12,9 @@ python3-zmq).
     vit_client.py --connect EP embed-text TEXT...
     vit_client.py --connect EP match --text T [--text T]... IMAGE...
     vit_client.py --connect EP info|health|metrics
+    vit_client.py --connect BROKER_EP --service mmi.broker info|health
 
-classify prints what `vit classify` prints (text format); the others print
+(the last asks the broker itself, PROTOCOL.md section 7.2). classify prints what `vit classify` prints (text format); the others print
 JSON, one object per line.
 """
 import argparse
