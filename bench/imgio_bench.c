@@ -12,6 +12,7 @@
  * largest difference the fast path makes to the final tensor.
  */
 #include "imgio/imgio.h"
+#include "bench/photo.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -20,7 +21,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <jpeglib.h>
+/* The scene this benchmark has always timed, at 1920x1080. */
+static const photo_scene scene = {0.004f, 1300, 600, 180, 300, 700, 500, 900,
+                                  {0, 0, 0}};
 
 /* Wall time, and this thread's CPU time: on a shared, loaded machine the
  * second is the steadier measure of what one core spends. */
@@ -29,102 +32,6 @@ static double clock_ms(clockid_t id)
     struct timespec ts;
     clock_gettime(id, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static uint32_t rng_state = 12345;
-static double urand(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (double)(rng_state >> 8) / 16777216.0;
-}
-
-/* Value noise on a grid of `cell` pixels, bilinearly interpolated. */
-static float *noise_layer(int w, int h, int cell)
-{
-    int gw = w / cell + 2, gh = h / cell + 2;
-    float *g = malloc((size_t)gw * gh * sizeof *g);
-    float *o = malloc((size_t)w * h * sizeof *o);
-    if (!g || !o)
-        exit(1);
-    for (int i = 0; i < gw * gh; i++)
-        g[i] = (float)urand();
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float fx = (float)x / cell, fy = (float)y / cell;
-            int ix = (int)fx, iy = (int)fy;
-            float tx = fx - ix, ty = fy - iy;
-            float a = g[iy * gw + ix], b = g[iy * gw + ix + 1];
-            float c = g[(iy + 1) * gw + ix], d = g[(iy + 1) * gw + ix + 1];
-            o[(size_t)y * w + x] = (a * (1 - tx) + b * tx) * (1 - ty) +
-                                   (c * (1 - tx) + d * tx) * ty;
-        }
-    free(g);
-    return o;
-}
-
-static uint8_t *synthetic_photo(int w, int h)
-{
-    uint8_t *px = malloc((size_t)w * h * 3);
-    float *n1 = noise_layer(w, h, 160), *n2 = noise_layer(w, h, 24);
-    float *n3 = noise_layer(w, h, 4);
-    if (!px)
-        exit(1);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            size_t i = (size_t)y * w + x;
-            /* A sky-to-ground gradient, hills, objects with edges, texture
-             * and per-pixel noise. */
-            float sky = (float)y / h;
-            float hill = 0.55f + 0.15f * sinf(x * 0.004f) + 0.1f * n1[i];
-            float base[3];
-            if (sky < hill) {
-                base[0] = 90 + 80 * sky, base[1] = 140 + 60 * sky,
-                base[2] = 220 - 40 * sky;
-            } else {
-                base[0] = 70 + 60 * n2[i], base[1] = 110 + 70 * n1[i],
-                base[2] = 40 + 30 * n2[i];
-            }
-            float dx = x - 1300.0f, dy = y - 600.0f;
-            if (dx * dx + dy * dy < 180.0f * 180.0f)
-                base[0] = 200, base[1] = 60 + 40 * n2[i], base[2] = 50;
-            if (x > 300 && x < 700 && y > 500 && y < 900)
-                base[0] = 160 + 50 * n3[i], base[1] = 150, base[2] = 140;
-            for (int c = 0; c < 3; c++) {
-                float v = base[c] + 40 * (n3[i] - 0.5f) +
-                          12 * (float)(urand() - 0.5);
-                px[i * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-        }
-    free(n1);
-    free(n2);
-    free(n3);
-    return px;
-}
-
-static uint8_t *encode_jpeg(const uint8_t *px, int w, int h, size_t *n)
-{
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr e;
-    unsigned char *buf = NULL;
-    unsigned long len = 0;
-    c.err = jpeg_std_error(&e);
-    jpeg_create_compress(&c);
-    jpeg_mem_dest(&c, &buf, &len);
-    c.image_width = (JDIMENSION)w;
-    c.image_height = (JDIMENSION)h;
-    c.input_components = 3;
-    c.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&c);
-    jpeg_set_quality(&c, 90, TRUE); /* 2x2 luma sampling: 4:2:0 */
-    jpeg_start_compress(&c, TRUE);
-    while (c.next_scanline < c.image_height) {
-        JSAMPROW r = (JSAMPROW)(px + (size_t)c.next_scanline * w * 3);
-        jpeg_write_scanlines(&c, &r, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    *n = len;
-    return buf;
 }
 
 static uint8_t *read_file(const char *path, size_t *n)
@@ -219,7 +126,7 @@ int main(int argc, char **argv)
     uint8_t *jpg;
     if (argc > 2 && strcmp(argv[1], "--save") == 0) {
         /* The synthetic JPEG, for timing other decoders on the same file. */
-        uint8_t *px = synthetic_photo(1920, 1080);
+        uint8_t *px = synthetic_photo(1920, 1080, &scene);
         jpg = encode_jpeg(px, 1920, 1080, &n);
         FILE *f = fopen(argv[2], "wb");
         if (!f || fwrite(jpg, 1, n, f) != n || fclose(f) != 0) {
@@ -238,7 +145,7 @@ int main(int argc, char **argv)
         }
         printf("imgio_bench: %s, %zu bytes\n", argv[1], n);
     } else {
-        uint8_t *px = synthetic_photo(1920, 1080);
+        uint8_t *px = synthetic_photo(1920, 1080, &scene);
         jpg = encode_jpeg(px, 1920, 1080, &n);
         free(px);
         printf("imgio_bench: synthetic 1920x1080 photo, JPEG quality 90 "
