@@ -236,27 +236,35 @@ typedef vit_status (*cli_batch_fn)(void *ctx, const float *pixels, int n,
                                    char *const *paths, vit_error *err);
 
 /* Feeds a list of inputs to the library in batches: images are decoded and
- * preprocessed one at a time into the batch buffer, .npy arrays of
- * preprocessed pixels are copied in as they are, and each full batch (and
- * the last, partial one) is handed to `run`. A failed input is reported on
- * stderr as `vit: PATH: reason` and counted; the rest go on. Results come
- * out in input order because batches run in order. */
+ * preprocessed into a batch buffer, .npy arrays of preprocessed pixels are
+ * copied in as they are, and each full batch (and the last, partial one)
+ * is handed to `run`, on the calling thread. Decode threads fill the next
+ * batch while `run` works on one (cli/batch.c); the batches are the same
+ * whatever their number: consecutive inputs that did not fail, all full
+ * but the last. A failed input is reported on stderr as `vit: PATH:
+ * reason` and counted; the rest go on. Results come out in input order
+ * because batches run in order. */
 typedef struct {
     /* Set by the caller. */
     vit_model *model;        /* images are read with its options */
     int cap;                 /* images per batch */
     cli_batch_fn run;
     void *ctx;
+    int decode_threads;      /* 0: $VIT_DECODE_THREADS if set (0 there
+                                means none), else one per CPU; -1: none,
+                                decode in turn with `run` on the calling
+                                thread */
     /* The driver's own. */
     vit_model_info info;
     size_t chw;  /* floats per image */
-    int n;       /* images in the batch being filled */
-    float *pixels;
-    char **paths;
     cli_progress prog;
     int failed;
     int oom;     /* set by the driver, or by `run` when output failed */
 } cli_batch;
+
+/* The number of decode threads cli_batch_inputs starts for a
+ * decode_threads setting (0 for none). */
+int cli_batch_decode_threads(int requested);
 
 /* Processes the inputs; returns the exit status: 0 when every input was
  * done, 1 when one failed or memory ran out (said on stderr). */
