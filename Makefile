@@ -32,7 +32,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all test asan bench demo clean
+.PHONY: all test asan bench bench-dir demo clean
 all: $(BUILD)/libvit.a $(BUILD)/vit
 
 $(BUILD)/obj/%.o: %.c
@@ -97,11 +97,25 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 $(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
 
-# `vit bench` times the model; the bench programs time the parts
-# (tokenizer, image decoding, the service, the index) and are run by hand.
+# `vit bench` times the model, then `vit classify DIR` end to end against
+# the forward alone on BENCH_PHOTOS_N photo-like 640x480 JPEGs, made once
+# by build/make_photos into BENCH_PHOTOS (`make bench-dir` runs that part
+# alone); the bench programs time the parts (tokenizer, image decoding, the
+# service, the index) and are run by hand. For the full-size numbers of
+# bench/RESULTS.md: BENCH_MODEL=~/.cache/vit-bench/vit-base-patch16-224-random
+# (made by bench/fullsize.py).
 BENCH_MODEL ?= tests/fixtures/vit_tiny
+BENCH_PHOTOS_N ?= 1000
+BENCH_PHOTOS ?= $(HOME)/.cache/vit-bench/photos-$(BENCH_PHOTOS_N)-640x480
+BENCH_DIR_ARGS ?= --threads 2 --batch 8
 bench: $(BENCH_BIN) $(BUILD)/vit
 	$(BUILD)/vit bench --model $(BENCH_MODEL) --profile
+	$(MAKE) bench-dir
+
+bench-dir: $(BUILD)/make_photos $(BUILD)/vit
+	$(BUILD)/make_photos $(BENCH_PHOTOS) $(BENCH_PHOTOS_N) 640 480
+	$(BUILD)/vit bench --model $(BENCH_MODEL) --dir $(BENCH_PHOTOS) \
+	  $(BENCH_DIR_ARGS)
 
 # The main job on the shipped default models: the ViT trained on
 # handwritten digits classifies the sample images, then the CLIP trained

@@ -1,26 +1,53 @@
 /*
- * `vit bench`: how fast a model runs here. For each thread count and batch
- * size it times the forward pass on synthetic pixels and reports ms per
- * image, images/s and achieved GFLOP/s next to the OpenBLAS sgemm peak
- * measured in the same run at the model's own largest GEMM shape, so the
- * result reads as a ratio that survives a noisy, shared machine; also the
- * time to load and reach the first result, preprocessing time, peak
- * resident memory, and with --profile where the time goes by kind of op.
+ * `vit bench`: how fast a model runs here, and in how much memory. For each
+ * thread count and batch size it times the forward pass on synthetic
+ * pixels and reports ms per image, images/s and achieved GFLOP/s next to
+ * the OpenBLAS sgemm peak measured in the same run at the model's own
+ * largest GEMM shape, so the result reads as a ratio that survives a noisy,
+ * shared machine; also the time to load and reach the first result,
+ * preprocessing time, with --profile where the time goes by kind of op,
+ * and for each case the peak resident memory of a fresh process that
+ * loads the model and runs one forward, against the weights and the
+ * activation arena.
+ *
+ * With --dir it times instead what `vit classify DIR` does: the directory
+ * walked, every image decoded and preprocessed and classified through the
+ * batch driver (cli/batch.c), results written (to /dev/null), against the
+ * forward alone on as many images at the same batch size and threads,
+ * the two taken in turns so that both see the same machine.
  */
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
-enum { OPT_PROFILE = 256, OPT_SECONDS };
+enum {
+    OPT_PROFILE = 256,
+    OPT_SECONDS,
+    OPT_DIR,
+    OPT_IMAGES,
+    OPT_ROUNDS,
+    OPT_DECODE_THREADS,
+    OPT_PROBE,
+    MAX_CASES = 16,
+    MAX_DECODE = 4,
+};
 
 static const char usage_line[] =
     "usage: vit bench --model DIR [--batch N]... [--threads N]... "
     "[--profile]\n"
-    "                 [--seconds S]\n";
+    "                 [--seconds S] [--precision fp32|int8]\n"
+    "       vit bench --model DIR --dir IMAGES [--images N] [--rounds R]\n"
+    "                 [--decode-threads N]... [--batch N]... [--threads N]..."
+    "\n"
+    "                 [--fast-decode] [--no-exif-rotate] "
+    "[--precision fp32|int8]\n";
 
 static void help(FILE *f)
 {
@@ -30,12 +57,27 @@ static void help(FILE *f)
           "count and batch size: ms per image, images/s, achieved GFLOP/s and\n"
           "its ratio to the OpenBLAS sgemm peak measured in the same run, on\n"
           "as many threads, at the model's largest GEMM shape (the MLP's).\n"
+          "Then, for every case, the memory of a fresh process that loads the\n"
+          "model and runs one forward: the weights (checkpoint files mapped,\n"
+          "and any float32 copies), the activation arena, the peak resident\n"
+          "memory and (peak - weights) / arena.\n"
+          "\n"
+          "With --dir, time what `vit classify IMAGES` does instead: walk the\n"
+          "directory, decode, preprocess and classify every image through the\n"
+          "same batch driver, writing the results to /dev/null; next to the\n"
+          "forward alone on as many images at the same batch size and\n"
+          "threads. The images are split into rounds, and each round times\n"
+          "the forward and the end-to-end run in turns, so that both see the\n"
+          "same machine; the ratio is end-to-end images/s over forward\n"
+          "images/s. `make bench-dir` makes a set of photo-like JPEGs\n"
+          "(build/make_photos) and runs this.\n"
           "\n"
           "options:\n"
           "  -m, --model DIR     the model directory (required); a CLIP model\n"
           "                      is timed on its image tower\n"
           "  -b, --batch N       a batch size to time (repeatable; default 1, "
-          "8, 32)\n"
+          "8, 32,\n"
+          "                      with --dir 8)\n"
           "  -t, --threads N     a thread count to time (repeatable; default: "
           "one per\n"
           "                      CPU)\n"
@@ -43,8 +85,22 @@ static void help(FILE *f)
           "op\n"
           "      --seconds S     time each case for at least S seconds "
           "(default 2)\n"
+          "      --dir IMAGES    time `vit classify IMAGES` end to end (a\n"
+          "                      directory or file, walked as classify walks "
+          "it)\n"
+          "      --images N      with --dir: only the first N images\n"
+          "      --rounds R      with --dir: rounds to split the images into\n"
+          "                      (default 4)\n"
+          "      --decode-threads N\n"
+          "                      with --dir: threads decoding ahead of the "
+          "model\n"
+          "                      (repeatable, each timed; 0: decode in turn "
+          "with\n"
+          "                      the model; default: as classify, one per "
+          "CPU)\n"
           "  -h, --help          show this help and exit\n",
           f);
+    fputs(cli_decode_help, f);
 }
 
 #define usage_error(...) cli_usage_error("bench", usage_line, __VA_ARGS__)
@@ -71,17 +127,178 @@ static double forward_flops(const vit_model_info *in)
            2 * D * (in->num_labels ? in->num_labels : in->embed_dim);
 }
 
+/* As `vit classify` asks by default. */
+#define BENCH_TOP_K 5
+
+/* A state and the buffers one forward of up to B images needs. */
 typedef struct {
     vit_state *s;
-    int classifier;
-    float *px, *out;
+    int classifier, dim, k;
+    float *px, *out;        /* B synthetic images; B x dim outputs */
+    vit_prediction *top;    /* B x k */
 } bench_run;
 
-static vit_status forward(bench_run *r, int B, vit_error *err)
+/* A forward as `vit classify` (top-k) or `vit embed` runs it. */
+static vit_status forward(bench_run *r, const float *px, int B,
+                          vit_error *err)
 {
     return r->classifier
-               ? vit_classify_pixels(r->s, r->px, B, 0, NULL, r->out, err)
-               : vit_embed_pixels(r->s, r->px, B, r->out, err);
+               ? vit_classify_pixels(r->s, px, B, r->k, r->top, NULL, err)
+               : vit_embed_pixels(r->s, px, B, r->out, err);
+}
+
+static vit_status bench_run_new(bench_run *r, const vit_model *m, int B,
+                                vit_error *err)
+{
+    vit_model_info in;
+    vit_model_get_info(m, &in);
+    *r = (bench_run){.classifier = in.num_labels > 0};
+    r->dim = r->classifier ? in.num_labels : in.embed_dim;
+    r->k = r->classifier ? (in.num_labels < BENCH_TOP_K ? in.num_labels
+                                                        : BENCH_TOP_K)
+                         : 0;
+    size_t per = (size_t)in.channels * in.image_h * in.image_w;
+    r->px = malloc((size_t)B * per * sizeof *r->px);
+    r->out = malloc((size_t)B * r->dim * sizeof *r->out);
+    r->top = malloc((size_t)B * (r->k ? r->k : 1) * sizeof *r->top);
+    if (!r->px || !r->out || !r->top) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return VIT_E_NOMEM;
+    }
+    for (size_t i = 0; i < (size_t)B * per; i++)
+        r->px[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    return vit_state_new(m, &r->s, err);
+}
+
+static void bench_run_free(bench_run *r)
+{
+    vit_state_free(r->s);
+    free(r->px);
+    free(r->out);
+    free(r->top);
+    *r = (bench_run){0};
+}
+
+/* ---- memory: a fresh process for each case ---- */
+
+typedef struct {
+    int ok, threads;
+    vit_memory mem;
+    double start_kib;  /* VmRSS before the model is loaded */
+    double peak_kib;   /* VmHWM after one forward */
+} mem_probe;
+
+/* A field of /proc/self/status in kB ("VmHWM"), or -1. */
+static double status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t n = strlen(key);
+    double v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            v = atof(line + n + 1);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* `vit bench --model DIR --probe-memory T,B`, run by probe_memory in a
+ * process of its own: loads the model for T threads and batch B, runs one
+ * forward of B images and prints what its memory came to. */
+static int run_probe(const char *dir, const vit_options *base, const char *arg)
+{
+    int threads, B;
+    if (sscanf(arg, "%d,%d", &threads, &B) != 2 || threads < 0 || B < 1)
+        return CLI_EXIT_USAGE;
+    double start = status_kib("VmRSS");
+    vit_options o = *base;
+    o.threads = threads;
+    o.max_batch = B;
+    vit_model *m = NULL;
+    vit_error err;
+    bench_run r = {0};
+    int rc = CLI_EXIT_FAILED;
+    if (vit_model_load(dir, &o, &m, &err) == VIT_OK &&
+        bench_run_new(&r, m, B, &err) == VIT_OK &&
+        forward(&r, r.px, B, &err) == VIT_OK) {
+        vit_profile_entry e[VIT_PROFILE_OPS];
+        vit_memory mem;
+        vit_state_memory(r.s, &mem);
+        printf("%d %zu %zu %zu %.0f %.0f\n", vit_state_profile_get(r.s, e),
+               mem.weights_mapped, mem.weights_copied, mem.arena, start,
+               status_kib("VmHWM"));
+        rc = CLI_EXIT_OK;
+    } else {
+        cli_report(dir, err.msg);
+    }
+    bench_run_free(&r);
+    vit_model_free(m);
+    return rc;
+}
+
+/* Runs this program again as `bench --probe-memory` for one case, so that
+ * the peak is that of a process that only classifies at batch B. */
+static mem_probe probe_memory(const char *dir, const cli_decode_flags *dec,
+                              int threads, int B)
+{
+    mem_probe p = {0};
+    char tb[48];
+    snprintf(tb, sizeof tb, "%d,%d", threads, B);
+    char *args[] = {"vit",  "bench", "--model", (char *)dir, "--probe-memory",
+                    tb,     "--precision", dec->int8 ? "int8" : "fp32", NULL};
+    int fd[2];
+    if (pipe(fd) != 0)
+        return p;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        if (dup2(fd[1], STDOUT_FILENO) >= 0)
+            execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(fd[1]);
+    char line[256] = "";
+    size_t n = 0;
+    ssize_t got;
+    while (pid > 0 && n + 1 < sizeof line &&
+           (got = read(fd[0], line + n, sizeof line - 1 - n)) > 0)
+        n += (size_t)got;
+    line[n] = 0;
+    close(fd[0]);
+    int status = -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    p.ok = status == 0 &&
+           sscanf(line, "%d %zu %zu %zu %lf %lf", &p.threads,
+                  &p.mem.weights_mapped, &p.mem.weights_copied, &p.mem.arena,
+                  &p.start_kib, &p.peak_kib) == 6;
+    return p;
+}
+
+static void print_memory(const mem_probe *p, const int *batches, int n)
+{
+    const double MiB = 1024.0 * 1024.0;
+    printf("%7s %6s %9s %8s %8s %8s %10s %8s\n", "threads", "batch",
+           "weights", "copied", "arena", "at start", "peak RSS",
+           "ratio");
+    for (int i = 0; i < n; i++) {
+        if (!p[i].ok) {
+            printf("%7s %6d   (the probe failed)\n", "-", batches[i]);
+            continue;
+        }
+        double w = (double)(p[i].mem.weights_mapped + p[i].mem.weights_copied);
+        double rss = p[i].peak_kib * 1024.0;
+        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %10.1f %8.2f\n",
+               p[i].threads, batches[i], p[i].mem.weights_mapped / MiB,
+               p[i].mem.weights_copied / MiB, p[i].mem.arena / MiB,
+               p[i].start_kib / 1024, rss / MiB,
+               (rss - w) / (double)p[i].mem.arena);
+    }
 }
 
 static void print_profile(vit_state *s)
@@ -132,6 +349,152 @@ static void time_preprocess(vit_model *m, const vit_model_info *in)
     free(px);
 }
 
+/* ---- --dir: end to end, as `vit classify DIR` ---- */
+
+typedef struct {
+    bench_run *r;
+    FILE *sink;  /* /dev/null */
+} dir_ctx;
+
+/* The batch callback: what classify_batch (or embed's) does, printed to
+ * the sink. */
+static vit_status dir_batch(void *p, const float *pixels, int n,
+                            char *const *paths, vit_error *err)
+{
+    dir_ctx *c = p;
+    bench_run *r = c->r;
+    vit_status st = forward(r, pixels, n, err);
+    for (int i = 0; st == VIT_OK && i < n; i++) {
+        int rc;
+        if (r->classifier) {
+            cli_result res = {.path = paths[i],
+                              .top = r->top + (size_t)i * r->k,
+                              .k = r->k};
+            rc = cli_output_write(c->sink, CLI_FMT_TEXT, &res);
+        } else {
+            rc = cli_embedding_write(c->sink, "path", paths[i],
+                                     r->out + (size_t)i * r->dim, r->dim);
+        }
+        if (rc != 0)
+            st = VIT_E_NOMEM;
+    }
+    return st;
+}
+
+typedef struct {
+    const char *model;
+    vit_options opt;
+    cli_input_list in;  /* the first n of what the walk found */
+    double walk_s;
+    int rounds;
+    int decode[MAX_DECODE], nd;
+} dir_bench;
+
+/* One case (threads, batch): rounds of the forward alone and of each
+ * decode-threads setting end to end, over the same images, in turns. */
+static int dir_case(dir_bench *d, int threads, int B, FILE *sink)
+{
+    vit_options o = d->opt;
+    o.threads = threads;
+    o.max_batch = B;
+    vit_model *m = NULL;
+    vit_error err;
+    bench_run r = {0};
+    if (vit_model_load(d->model, &o, &m, &err) != VIT_OK ||
+        bench_run_new(&r, m, B, &err) != VIT_OK ||
+        forward(&r, r.px, B, &err) != VIT_OK) { /* and warm */
+        cli_report(d->model, err.msg);
+        bench_run_free(&r);
+        vit_model_free(m);
+        return -1;
+    }
+    vit_profile_entry e[VIT_PROFILE_OPS];
+    int nthreads = vit_state_profile_get(r.s, e);
+    size_t N = d->in.n;
+    size_t per = ((N + (size_t)d->rounds - 1) / (size_t)d->rounds +
+                  (size_t)B - 1) / (size_t)B * (size_t)B;
+    double t_fwd = 0, t_e2e[MAX_DECODE] = {0};
+    int failed = 0;
+    dir_ctx ctx = {&r, sink};
+    for (size_t off = 0, round = 0; off < N; off += per, round++) {
+        size_t n = N - off < per ? N - off : per;
+        /* Every other round runs the steps in the opposite order. */
+        for (int step = 0; step <= d->nd; step++) {
+            int k = round % 2 ? d->nd - step : step;
+            double t0 = now();
+            if (k == 0) {
+                for (size_t i = 0; i < n; i += (size_t)B)
+                    forward(&r, r.px, n - i < (size_t)B ? (int)(n - i) : B,
+                            &err);
+                t_fwd += now() - t0;
+                continue;
+            }
+            cli_input_list part = {d->in.v + off, n, n};
+            cli_batch b = {.model = m, .cap = B, .run = dir_batch,
+                           .ctx = &ctx, .decode_threads = d->decode[k - 1]};
+            if (cli_batch_inputs(&b, &part) != CLI_EXIT_OK)
+                failed = 1;
+            t_e2e[k - 1] += now() - t0;
+        }
+    }
+    double fwd = (double)N / t_fwd;
+    for (int k = 0; k < d->nd; k++) {
+        /* The walk is part of `vit classify DIR`; it was done once. */
+        double e2e = (double)N / (t_e2e[k] + d->walk_s);
+        printf("%7d %6d %7d %8zu %13.2f %13.2f %7.3f\n", nthreads, B,
+               cli_batch_decode_threads(d->decode[k]), N, fwd, e2e,
+               e2e / fwd);
+    }
+    fflush(stdout);
+    bench_run_free(&r);
+    vit_model_free(m);
+    return failed;
+}
+
+static int bench_dir(dir_bench *d, const char *images, long max_images,
+                     const int *threads, int nt, const int *batches, int nb)
+{
+    char *paths[1] = {(char *)images};
+    double t0 = now();
+    if (cli_inputs_collect(paths, 1, &d->in) != 0) {
+        fprintf(stderr, "vit: out of memory\n");
+        return CLI_EXIT_FAILED;
+    }
+    d->walk_s = now() - t0;
+    size_t found = d->in.n;
+    if (max_images > 0 && (size_t)max_images < d->in.n)
+        d->in.n = (size_t)max_images;
+    int rc = CLI_EXIT_FAILED;
+    FILE *sink = fopen("/dev/null", "w");
+    if (!sink) {
+        perror("vit: /dev/null");
+        goto done;
+    }
+    if (d->in.n == 0) {
+        cli_report(images, "no JPEG, PNG or .npy files there");
+        goto done;
+    }
+    /* The walk's time, for the images timed. */
+    d->walk_s *= (double)d->in.n / (double)found;
+    printf("images %s: %zu of %zu, walked in %.1f ms; %d rounds, the "
+           "forward alone and end to end in turns\n",
+           images, d->in.n, found, d->walk_s * 1e3, d->rounds);
+    printf("%7s %6s %7s %8s %13s %13s %7s\n", "threads", "batch", "decode",
+           "images", "forward img/s", "end-to-end", "ratio");
+    rc = CLI_EXIT_OK;
+    for (int ti = 0; ti < nt; ti++)
+        for (int bi = 0; bi < nb; bi++)
+            if (dir_case(d, threads[ti], batches[bi], sink) != 0)
+                rc = CLI_EXIT_FAILED;
+    printf("\npeak resident memory %.1f MiB\n", status_kib("VmHWM") / 1024);
+done:
+    if (sink)
+        fclose(sink);
+    d->in.n = found;
+    cli_inputs_free(&d->in);
+    return rc;
+}
+
 int cli_bench_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -140,28 +503,42 @@ int cli_bench_main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"profile", no_argument, NULL, OPT_PROFILE},
         {"seconds", required_argument, NULL, OPT_SECONDS},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"images", required_argument, NULL, OPT_IMAGES},
+        {"rounds", required_argument, NULL, OPT_ROUNDS},
+        {"decode-threads", required_argument, NULL, OPT_DECODE_THREADS},
+        {"probe-memory", required_argument, NULL, OPT_PROBE},
+        CLI_DECODE_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL;
-    int batches[16], nb = 0, threads[16], nt = 0, profile = 0;
+    const char *dir = NULL, *images = NULL, *probe = NULL;
+    int batches[MAX_CASES], nb = 0, threads[MAX_CASES], nt = 0, profile = 0;
     double seconds = 2;
+    long max_images = 0;
+    dir_bench d = {.rounds = 4};
+    cli_decode_flags dec = {0};
     opterr = 0;
     int c;
     long v;
     while ((c = getopt_long(argc, argv, ":m:b:t:h", longopts, NULL)) != -1) {
+        int df = cli_decode_flag(c, &dec);
+        if (df < 0)
+            return usage_error("%s", cli_decode_error);
+        if (df)
+            continue;
         switch (c) {
         case 'm':
             dir = optarg;
             break;
         case 'b':
-            if ((v = cli_parse_long(optarg, 1, 4096)) < 0 || nb == 16)
+            if ((v = cli_parse_long(optarg, 1, 4096)) < 0 || nb == MAX_CASES)
                 return usage_error("--batch needs 1 to 4096 (16 at most), "
                                    "not '%s'", optarg);
             batches[nb++] = (int)v;
             break;
         case 't':
-            if ((v = cli_parse_long(optarg, 1, 256)) < 0 || nt == 16)
+            if ((v = cli_parse_long(optarg, 1, 256)) < 0 || nt == MAX_CASES)
                 return usage_error("--threads needs 1 to 256 (16 at most), "
                                    "not '%s'", optarg);
             threads[nt++] = (int)v;
@@ -174,6 +551,29 @@ int cli_bench_main(int argc, char **argv)
             if (!(seconds > 0 && seconds <= 600))
                 return usage_error("--seconds needs a number of seconds, "
                                    "not '%s'", optarg);
+            break;
+        case OPT_PROBE:
+            probe = optarg;
+            break;
+        case OPT_DIR:
+            images = optarg;
+            break;
+        case OPT_IMAGES:
+            if ((max_images = cli_parse_long(optarg, 1, 100000000)) < 0)
+                return usage_error("--images needs a positive integer, not "
+                                   "'%s'", optarg);
+            break;
+        case OPT_ROUNDS:
+            if ((v = cli_parse_long(optarg, 1, 1000)) < 0)
+                return usage_error("--rounds needs 1 to 1000, not '%s'",
+                                   optarg);
+            d.rounds = (int)v;
+            break;
+        case OPT_DECODE_THREADS:
+            if ((v = cli_parse_long(optarg, 0, 16)) < 0 || d.nd == MAX_DECODE)
+                return usage_error("--decode-threads needs 0 to 16 (4 at "
+                                   "most), not '%s'", optarg);
+            d.decode[d.nd++] = v ? (int)v : -1; /* cli_batch's "none" */
             break;
         case 'h':
             help(stdout);
@@ -189,12 +589,21 @@ int cli_bench_main(int argc, char **argv)
         return usage_error("%s", "--model DIR is required");
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!images && (max_images || d.nd || d.rounds != 4))
+        return usage_error("%s", "--images, --rounds and --decode-threads "
+                                 "go with --dir");
+    if (images && profile)
+        return usage_error("%s", "--profile does not go with --dir");
     if (!nb) {
         batches[0] = 1, batches[1] = 8, batches[2] = 32;
-        nb = 3;
+        nb = images ? 1 : 3;
+        if (images)
+            batches[0] = 8;
     }
     if (!nt)
         threads[nt++] = 0;
+    if (!d.nd)
+        d.decode[d.nd++] = 0;
     int maxb = 1;
     for (int i = 0; i < nb; i++)
         maxb = batches[i] > maxb ? batches[i] : maxb;
@@ -203,7 +612,11 @@ int cli_bench_main(int argc, char **argv)
     vit_error err;
     vit_model *m = NULL;
     bench_run r = {0};
+    mem_probe mem[MAX_CASES][MAX_CASES];
     vit_options opt = vit_options_default();
+    cli_decode_apply(&dec, &opt);
+    if (probe)
+        return run_probe(dir, &opt, probe);
     opt.max_batch = maxb;
     double t0 = now();
     if (vit_model_load(dir, &opt, &m, &err) != VIT_OK) {
@@ -217,23 +630,22 @@ int cli_bench_main(int argc, char **argv)
         cli_report(dir, "vit bench times image towers; this model has none");
         goto done;
     }
-    size_t per = (size_t)in.channels * in.image_h * in.image_w;
-    int dim = in.num_labels ? in.num_labels : in.embed_dim;
-    r.classifier = in.num_labels > 0;
-    r.px = malloc((size_t)maxb * per * sizeof *r.px);
-    r.out = malloc((size_t)maxb * dim * sizeof *r.out);
-    if (!r.px || !r.out) {
-        fprintf(stderr, "vit: out of memory\n");
-        goto done;
-    }
-    for (size_t i = 0; i < (size_t)maxb * per; i++)
-        r.px[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-
-    int T = (in.image_h / in.patch_size) * (in.image_w / in.patch_size) + 1;
     double flops = forward_flops(&in);
     printf("model %s (%s): %dx%d, hidden %d, %d layers, %.2f GFLOP/image\n",
            dir, in.architecture, in.image_h, in.image_w, in.hidden_size,
            in.num_layers, flops / 1e9);
+    if (images) {
+        vit_model_free(m);
+        d.model = dir;
+        d.opt = opt;
+        return bench_dir(&d, images, max_images, threads, nt, batches, nb);
+    }
+    /* Before this process holds any memory of its own. */
+    for (int ti = 0; ti < nt; ti++)
+        for (int i = 0; i < nb; i++)
+            mem[ti][i] = probe_memory(dir, &dec, threads[ti], batches[i]);
+
+    int T = (in.image_h / in.patch_size) * (in.image_w / in.patch_size) + 1;
     time_preprocess(m, &in);
     for (int ti = 0; ti < nt; ti++) {
         vit_model *mt = m;
@@ -250,11 +662,10 @@ int cli_bench_main(int argc, char **argv)
             mt = own;
         }
         t0 = now();
-        if (vit_state_new(mt, &r.s, &err) != VIT_OK ||
-            forward(&r, 1, &err) != VIT_OK) {
+        if (bench_run_new(&r, mt, maxb, &err) != VIT_OK ||
+            forward(&r, r.px, 1, &err) != VIT_OK) {
             cli_report(dir, err.msg);
-            vit_state_free(r.s);
-            r.s = NULL;
+            bench_run_free(&r);
             vit_model_free(own);
             goto done;
         }
@@ -269,12 +680,12 @@ int cli_bench_main(int argc, char **argv)
             int B = batches[i];
             double peak = vit_sgemm_gflops(B * T, in.mlp_size, in.hidden_size,
                                            n);
-            forward(&r, B, &err); /* warm */
+            forward(&r, r.px, B, &err); /* warm */
             vit_state_profile_enable(r.s, profile);
             int reps = 0;
             double t = now(), el;
             do {
-                forward(&r, B, &err);
+                forward(&r, r.px, B, &err);
                 reps++;
                 el = now() - t;
             } while (el < seconds && reps < 100000);
@@ -286,17 +697,20 @@ int cli_bench_main(int argc, char **argv)
                 print_profile(r.s);
             vit_state_profile_enable(r.s, 0);
         }
-        vit_state_free(r.s);
-        r.s = NULL;
+        bench_run_free(&r);
         vit_model_free(own);
     }
+    printf("\nmemory in MiB, a fresh process for each case (load, one "
+           "forward);\nratio: (peak RSS - weights - copied) / arena\n");
+    for (int ti = 0; ti < nt; ti++)
+        print_memory(mem[ti], batches, nb);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("\npeak resident memory %.1f MiB\n", ru.ru_maxrss / 1024.0);
+    printf("peak resident memory of this run %.1f MiB\n",
+           ru.ru_maxrss / 1024.0);
     rc = CLI_EXIT_OK;
 done:
-    free(r.px);
-    free(r.out);
+    bench_run_free(&r);
     vit_model_free(m);
     return rc;
 }

@@ -1,8 +1,11 @@
 /*
  * `vit bench` on the tiny fixture model: it runs every requested thread
  * count and batch size, prints the sgemm ratio and, with --profile, a row
- * per kind of op whose shares add up to 100%; and it refuses bad options.
- * What it measures is not checked here (timings are for benchmarks).
+ * per kind of op whose shares add up to 100%, and a memory row per case;
+ * with --dir it times a directory end to end for each decode-threads
+ * setting; it refuses bad options. What it measures is not checked here
+ * (timings are for benchmarks); the memory accounting it reports is
+ * (vit_state_memory).
  */
 #include <check.h>
 #include <stdio.h>
@@ -10,6 +13,9 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "vit/vit.h"
+
+#include <sys/stat.h>
 
 START_TEST(bench_runs_and_profiles)
 {
@@ -41,6 +47,23 @@ START_TEST(bench_runs_and_profiles)
         tables++;
     }
     ck_assert_int_eq(tables, 4);
+    /* A memory row for each case, from a process that ran it. */
+    const char *mem = strstr(r.out, "(peak RSS - weights - copied) / arena");
+    ck_assert_ptr_nonnull(mem);
+    int rows = 0;
+    for (const char *q = mem; (q = strchr(q, '\n')); ) {
+        q++;
+        int t, b;
+        double w, copied, arena, start, peak, ratio;
+        if (sscanf(q, "%d %d %lf %lf %lf %lf %lf %lf", &t, &b, &w, &copied,
+                   &arena, &start, &peak, &ratio) != 8)
+            continue;
+        ck_assert(t == 1 || t == 2);
+        ck_assert(b == 1 || b == 3);
+        ck_assert(copied == 0 && start > 0 && peak >= start && ratio > 0);
+        rows++;
+    }
+    ck_assert_int_eq(rows, 4);
     tu_run_free(&r);
 
     const char *const bad[][6] = {
@@ -61,12 +84,98 @@ START_TEST(bench_runs_and_profiles)
 }
 END_TEST
 
+/* --dir: a row for each decode-threads setting, with a ratio. */
+START_TEST(bench_dir_runs)
+{
+    tu_run_result r;
+    tu_run(&r, "bench", "--model", FIXTURES "/vit_tiny", "--dir",
+           FIXTURES "/cli", "--batch", "2", "--threads", "1",
+           "--decode-threads", "0", "--decode-threads", "2", "--rounds", "2",
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "3 of 3"));
+    const char *head = strstr(r.out, "forward img/s");
+    ck_assert_ptr_nonnull(head);
+    const char *q = strchr(head, '\n') + 1;
+    for (int want = 0; want <= 2; want += 2) {
+        int t, b, d;
+        long n;
+        double fwd, e2e, ratio;
+        ck_assert_int_eq(sscanf(q, "%d %d %d %ld %lf %lf %lf", &t, &b, &d, &n,
+                                &fwd, &e2e, &ratio), 7);
+        ck_assert(t == 1 && b == 2 && d == want && n == 3);
+        ck_assert(fwd > 0 && e2e > 0 && ratio > 0);
+        ck_assert_double_eq_tol(ratio, e2e / fwd, 0.01 * ratio + 0.001);
+        q = strchr(q, '\n') + 1;
+    }
+    tu_run_free(&r);
+    /* --images takes the first N. */
+    tu_run(&r, "bench", "--model", FIXTURES "/vit_tiny", "--dir",
+           FIXTURES "/cli", "--images", "1", "--threads", "1", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "1 of 3"));
+    tu_run_free(&r);
+    const char *const bad[][8] = {
+        {"bench", "--model", FIXTURES "/vit_tiny", "--images", "3", NULL},
+        {"bench", "--model", FIXTURES "/vit_tiny", "--dir", FIXTURES "/cli",
+         "--decode-threads", "-1", NULL},
+        {"bench", "--model", FIXTURES "/vit_tiny", "--dir", FIXTURES "/cli",
+         "--profile", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tu_run_argv(&r, bad[i]);
+        ck_assert_msg(r.code == 2, "case %zu: exit %d", i, r.code);
+        tu_run_free(&r);
+    }
+}
+END_TEST
+
+/* What vit bench reports as memory: F32 weights are mapped and used in
+ * place, BF16 ones widened into copies; the arena grows with max_batch. */
+START_TEST(state_memory)
+{
+    const char *models[] = {FIXTURES "/vit_tiny", FIXTURES "/vit_bf16"};
+    for (int i = 0; i < 2; i++) {
+        size_t arena[2];
+        for (int j = 0; j < 2; j++) {
+            vit_options o = vit_options_default();
+            o.max_batch = j ? 8 : 1;
+            o.threads = 1;
+            vit_model *m;
+            vit_state *st;
+            vit_error err;
+            ck_assert_msg(vit_model_load(models[i], &o, &m, &err) == VIT_OK,
+                          "%s", err.msg);
+            ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+            vit_memory mem;
+            vit_state_memory(st, &mem);
+            char path[256];
+            snprintf(path, sizeof path, "%s/model.safetensors", models[i]);
+            struct stat sb;
+            ck_assert_int_eq(stat(path, &sb), 0);
+            ck_assert_uint_eq(mem.weights_mapped, (size_t)sb.st_size);
+            if (i == 0)
+                ck_assert_uint_eq(mem.weights_copied, 0);
+            else /* BF16 widened: twice the bytes, less the header */
+                ck_assert_uint_gt(mem.weights_copied, mem.weights_mapped);
+            arena[j] = mem.arena;
+            vit_state_free(st);
+            vit_model_free(m);
+        }
+        ck_assert_uint_gt(arena[0], 0);
+        ck_assert_uint_gt(arena[1], 4 * arena[0]);
+    }
+}
+END_TEST
+
 Suite *bench_suite(void)
 {
     Suite *s = suite_create("bench");
     TCase *tc = tcase_create("vit bench");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, bench_runs_and_profiles);
+    tcase_add_test(tc, bench_dir_runs);
+    tcase_add_test(tc, state_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1148,3 +1148,20 @@ vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
     free(c.probs);
     return VIT_OK;
 }
+
+/* ---- memory ---- */
+
+#include <malloc.h> /* malloc_usable_size: what each block really holds */
+
+void vit_state_memory(const vit_state *s, vit_memory *out)
+{
+    *out = (vit_memory){0};
+    if (!s)
+        return;
+    const vit__weights *w = s->m->w;
+    for (size_t i = 0; i < w->nmaps; i++)
+        out->weights_mapped += w->maps[i].len;
+    for (size_t i = 0; i < w->nowned; i++)
+        out->weights_copied += malloc_usable_size(w->owned[i]);
+    out->arena = malloc_usable_size(s->arena);
+}

@@ -168,6 +168,19 @@ const char *vit_model_label(const vit_model *m, int id);
 vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err);
 void vit_state_free(vit_state *s);
 
+/* The memory behind a state, in bytes. The checkpoint's files are mapped
+ * and F32 tensors used where they lie (their pages belong to the page
+ * cache and are shared by every process that maps the files); F16 and
+ * BF16 tensors, and F32 ones stored unaligned, are widened into float32
+ * copies the model owns; the arena holds a forward's activations for
+ * max_batch images. */
+typedef struct {
+    size_t weights_mapped;  /* the files, as mapped */
+    size_t weights_copied;  /* float32 copies made at load */
+    size_t arena;           /* this state's activation arena */
+} vit_memory;
+void vit_state_memory(const vit_state *s, vit_memory *out);
+
 /* An 8-bit RGB image, interleaved, rows top to bottom. */
 typedef struct {
     int width, height;
