@@ -48,7 +48,7 @@ struct vit_state {
     int max_batch;
     float *arena;
     float *x;        /* (B, T, D): the residual stream of either tower */
-    float *patches;  /* (B * NP, C * P * P) */
+    float *patches;  /* (B * NP, C * P * P), over the scratch */
     float *cls;      /* (B, D) pooled tokens */
     float *head;     /* (B, max(L, E)) */
     int32_t *ids;    /* (B, T_text) */
@@ -647,7 +647,9 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
                                                          : embed_dim(m));
     size_t nc = (size_t)B * D, nh = (size_t)B * heads;
     size_t nids = m->has_text ? (size_t)B * m->txt.Tmax : 0;
-    size_t total = nx + np + nc + nh + nscr + nids;
+    /* The im2col buffer is done with before the encoder first writes its
+     * scratch, so one region serves both. */
+    size_t total = nx + nc + nh + nids + (np > nscr ? np : nscr);
     s->arena = malloc(total * sizeof(float));
     if (!s->arena) {
         free(s);
@@ -670,11 +672,11 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     s->m = m;
     s->max_batch = B;
     s->x = s->arena;
-    s->patches = s->x + nx;
-    s->cls = s->patches + np;
+    s->cls = s->x + nx;
     s->head = s->cls + nc;
     s->ids = (int32_t *)(s->head + nh);
     s->scratch = s->head + nh + nids;
+    s->patches = s->scratch;
     if (m->has_vision)
         vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
                            m->vis.enc.F, m->vis.enc.int8);
