@@ -1,15 +1,24 @@
 /*
  * The service benchmark: requests per second and p50/p99 latency of
  * `classify` over ZeroMQ at 1, 4 and 16 concurrent clients, and the ratio
- * of the served throughput to the local pipeline's (decode, preprocess and
- * classify in batches, as `vit classify` does) on the same images in the
- * same run. Ratios, not absolute numbers: machines are shared and noisy.
+ * of the served throughput at 16 clients to the local pipeline's (decode,
+ * preprocess and classify in batches of 8, one thread decoding then the
+ * forward pass, on the same images) in the same run. Ratios, not absolute
+ * numbers: machines are shared and noisy. For the same reason the ratio is
+ * taken over alternating slices, local then served, --rounds times, so
+ * that both see the same load from whatever else the machine runs; each
+ * round's ratio is printed too.
+ *
  * The worker runs in this process (vit_serve on a thread) on an ipc://
  * endpoint in a temporary directory; each client is a thread with its own
- * vit_client sending one image per request.
+ * vit_client sending one image per request and the next one as soon as the
+ * reply is in (closed loop). For each served measurement the worker's own
+ * counters say how full its batches were (items per forward pass), how
+ * busy its inference thread was, and the forward time per image; CPU
+ * ms/image is this whole process's CPU time (clients included) per image.
  *
- *   build/service_bench [--seconds S] [--decode-threads N] [--threads N]
- *                       [MODEL_DIR [IMAGE...]]
+ *   build/service_bench [--seconds S] [--rounds R] [--decode-threads N]
+ *                       [--threads N] [MODEL_DIR [IMAGE...]]
  *
  * On a small machine the decode threads take cores from the forward pass;
  * --decode-threads and --threads (the worker's options) show the trade.
@@ -20,10 +29,12 @@
 #include "service/service.h"
 #include "vit/vit.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +43,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds this process has used, all threads. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 typedef struct {
@@ -55,50 +75,80 @@ static blob read_file(const char *path)
     return b;
 }
 
-/* Images per second of the local pipeline over `seconds`. */
-static double local_rate(const char *model_dir, const blob *imgs, int n_imgs,
-                         double seconds, int threads)
-{
-    vit_options opt = vit_options_default();
-    opt.threads = threads;
+/* ---- the local pipeline ---- */
+
+typedef struct {
+    vit_options opt;
     vit_model *m;
     vit_state *s;
+    size_t chw;
+    float *px;
+    vit_prediction *top;
+    long done;  /* images so far, to cycle through the inputs */
+} local_pipe;
+
+static void local_open(local_pipe *p, const char *model_dir, int threads)
+{
+    p->opt = vit_options_default();
+    p->opt.threads = threads;
     vit_error err = {{0}};
-    if (vit_model_load(model_dir, &opt, &m, &err) != VIT_OK ||
-        vit_state_new(m, &s, &err) != VIT_OK) {
+    if (vit_model_load(model_dir, &p->opt, &p->m, &err) != VIT_OK ||
+        vit_state_new(p->m, &p->s, &err) != VIT_OK) {
         fprintf(stderr, "service_bench: %s\n", err.msg);
         exit(1);
     }
     vit_model_info info;
-    vit_model_get_info(m, &info);
-    int B = opt.max_batch;
-    size_t chw = (size_t)info.channels * info.image_h * info.image_w;
-    float *px = malloc((size_t)B * chw * sizeof(float));
-    vit_prediction *top = malloc((size_t)B * 5 * sizeof *top);
-    long done = 0;
-    double t0 = now_s();
+    vit_model_get_info(p->m, &info);
+    p->chw = (size_t)info.channels * info.image_h * info.image_w;
+    p->px = malloc((size_t)p->opt.max_batch * p->chw * sizeof(float));
+    p->top = malloc((size_t)p->opt.max_batch * 5 * sizeof *p->top);
+}
+
+static void local_close(local_pipe *p)
+{
+    free(p->px);
+    free(p->top);
+    vit_state_free(p->s);
+    vit_model_free(p->m);
+}
+
+typedef struct {
+    double rate;     /* images (or requests) per second */
+    double cpu_ms;   /* process CPU ms per image */
+    double p50, p99; /* ms, served only */
+    long failed;
+    double batch, busy, fwd_ms;  /* the worker's, served only */
+} result;
+
+/* Decodes, preprocesses and classifies batches of max_batch images for
+ * `seconds` (whole batches). */
+static result local_run(local_pipe *p, const blob *imgs, int n_imgs,
+                        double seconds)
+{
+    int B = p->opt.max_batch;
+    long n = 0;
+    double t0 = now_s(), c0 = cpu_s();
     while (now_s() - t0 < seconds) {
         for (int i = 0; i < B; i++) {
-            const blob *b = &imgs[(done + i) % n_imgs];
+            const blob *b = &imgs[(p->done + i) % n_imgs];
             vit_image img;
-            if (vit_image_decode(b->data, b->size, &opt, &img, NULL) !=
+            if (vit_image_decode(b->data, b->size, &p->opt, &img, NULL) !=
                 VIT_OK) {
                 fprintf(stderr, "service_bench: an image does not decode\n");
                 exit(1);
             }
-            vit_preprocess(m, &img, 1, px + (size_t)i * chw, NULL);
+            vit_preprocess(p->m, &img, 1, p->px + (size_t)i * p->chw, NULL);
             vit_image_free(&img);
         }
-        vit_classify_pixels(s, px, B, 5, top, NULL, NULL);
-        done += B;
+        vit_classify_pixels(p->s, p->px, B, 5, p->top, NULL, NULL);
+        p->done += B;
+        n += B;
     }
-    double rate = (double)done / (now_s() - t0);
-    free(px);
-    free(top);
-    vit_state_free(s);
-    vit_model_free(m);
-    return rate;
+    return (result){.rate = (double)n / (now_s() - t0),
+                    .cpu_ms = 1e3 * (cpu_s() - c0) / (double)n};
 }
+
+/* ---- served ---- */
 
 typedef struct {
     const char *ep;
@@ -114,7 +164,7 @@ static void *client_main(void *p)
     client_arg *a = p;
     vit_client *c;
     vit_client_options o = vit_client_options_default();
-    o.timeout_ms = 30000;
+    o.timeout_ms = 120000;
     if (vit_client_new(a->ep, &o, &c, NULL) != VIT_OK) {
         a->failed++;
         return NULL;
@@ -142,10 +192,82 @@ static void *client_main(void *p)
     return NULL;
 }
 
+/* The worker's batch counters: forward passes, the items in them, and the
+ * seconds spent computing them. */
+static void batch_counts(const char *ep, long *batches, long *items,
+                         double *busy)
+{
+    *batches = *items = 0;
+    *busy = 0;
+    vit_client *c;
+    vit_reply r;
+    if (vit_client_new(ep, NULL, &c, NULL) != VIT_OK)
+        return;
+    if (vit_client_call(c, "{\"op\":\"metrics\"}", NULL, 0, &r, NULL) ==
+        VIT_OK) {
+        json_t *o = json_loads(r.body, 0, NULL);
+        json_t *b = json_object_get(o, "batches");
+        *batches = (long)json_integer_value(json_object_get(b, "count"));
+        *items = (long)json_integer_value(json_object_get(b, "items"));
+        *busy = json_real_value(json_object_get(b, "busy_s"));
+        json_decref(o);
+        vit_reply_free(&r);
+    }
+    vit_client_free(c);
+}
+
 static int cmp_d(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
+}
+
+/* C clients for `seconds`; requests answered after that are counted, with
+ * the time they took. */
+static result served_run(const char *ep, const blob *imgs, int n_imgs, int C,
+                         double seconds)
+{
+    client_arg *a = calloc((size_t)C, sizeof *a);
+    pthread_t *th = calloc((size_t)C, sizeof *th);
+    long b0, i0, b1, i1;
+    double u0, u1;
+    batch_counts(ep, &b0, &i0, &u0);
+    double t0 = now_s(), c0 = cpu_s();
+    for (int i = 0; i < C; i++) {
+        a[i] = (client_arg){.ep = ep, .imgs = imgs, .n_imgs = n_imgs,
+                            .id = i, .until = t0 + seconds};
+        pthread_create(&th[i], NULL, client_main, &a[i]);
+    }
+    long total = 0, failed = 0;
+    for (int i = 0; i < C; i++) {
+        pthread_join(th[i], NULL);
+        total += a[i].n;
+        failed += a[i].failed;
+    }
+    double dt = now_s() - t0, dc = cpu_s() - c0;
+    batch_counts(ep, &b1, &i1, &u1);
+    double *all = malloc((size_t)(total ? total : 1) * sizeof(double));
+    long o = 0;
+    for (int i = 0; i < C; i++) {
+        memcpy(all + o, a[i].lat, (size_t)a[i].n * sizeof(double));
+        o += a[i].n;
+        free(a[i].lat);
+    }
+    qsort(all, (size_t)total, sizeof(double), cmp_d);
+    result r = {
+        .rate = (double)(total - failed) / dt,
+        .cpu_ms = total ? 1e3 * dc / (double)total : 0,
+        .p50 = total ? 1e3 * all[(long)(0.5 * (total - 1))] : 0,
+        .p99 = total ? 1e3 * all[(long)(0.99 * (total - 1))] : 0,
+        .failed = failed,
+        .batch = b1 > b0 ? (double)(i1 - i0) / (double)(b1 - b0) : 0,
+        .busy = (u1 - u0) / dt,
+        .fwd_ms = i1 > i0 ? 1e3 * (u1 - u0) / (double)(i1 - i0) : 0,
+    };
+    free(all);
+    free(a);
+    free(th);
+    return r;
 }
 
 typedef struct {
@@ -164,10 +286,12 @@ static void *serve_main(void *p)
 int main(int argc, char **argv)
 {
     double seconds = 3;
-    int ai = 1, decode_threads = 2, threads = 0;
+    int ai = 1, decode_threads = 2, threads = 0, rounds = 2;
     while (ai + 1 < argc && strncmp(argv[ai], "--", 2) == 0) {
         if (strcmp(argv[ai], "--seconds") == 0)
             seconds = atof(argv[ai + 1]);
+        else if (strcmp(argv[ai], "--rounds") == 0)
+            rounds = atoi(argv[ai + 1]);
         else if (strcmp(argv[ai], "--decode-threads") == 0)
             decode_threads = atoi(argv[ai + 1]);
         else if (strcmp(argv[ai], "--threads") == 0)
@@ -178,6 +302,8 @@ int main(int argc, char **argv)
         }
         ai += 2;
     }
+    if (rounds < 1)
+        rounds = 1;
     const char *model = ai < argc ? argv[ai++] : "tests/fixtures/vit_tiny";
     static const char *const dflt[] = {"tests/fixtures/cli/noise.png",
                                        "tests/fixtures/cli/gradient.jpg"};
@@ -192,13 +318,8 @@ int main(int argc, char **argv)
         }
     }
 
-    double local = local_rate(model, imgs, n_imgs, seconds, threads);
-    printf("model %s, %d image(s), %.0f s per measurement, %d decode "
-           "threads, forward threads %d (0: one per CPU)\n",
-           model, n_imgs, seconds, decode_threads, threads);
-    printf("local pipeline (decode, preprocess, classify in batches of 8): "
-           "%.0f images/s\n", local);
-
+    local_pipe lp = {0};
+    local_open(&lp, model, threads);
     char dir[] = "/tmp/vit_bench_XXXXXX", ep[64];
     if (!mkdtemp(dir))
         return 1;
@@ -228,50 +349,46 @@ int main(int argc, char **argv)
     }
     vit_client_free(probe);
 
-    printf("\n%8s %12s %10s %10s %8s\n", "clients", "requests/s", "p50 ms",
-           "p99 ms", "failed");
+    printf("model %s, %d image(s), %.0f s per measurement, %d decode "
+           "threads, forward threads %d (0: one per CPU)\n",
+           model, n_imgs, seconds, decode_threads, threads);
+    result loc = local_run(&lp, imgs, n_imgs, seconds);
+    printf("local pipeline (decode, preprocess, classify in batches of %d): "
+           "%.2f images/s, %.0f CPU ms/image\n", lp.opt.max_batch, loc.rate,
+           loc.cpu_ms);
+
+    printf("\n%7s %11s %9s %9s %6s %6s %5s %10s %10s\n", "clients",
+           "requests/s", "p50 ms", "p99 ms", "failed", "batch", "busy",
+           "fwd ms/img", "CPU ms/img");
     static const int conc[] = {1, 4, 16};
-    double served16 = 0;
     for (int k = 0; k < 3; k++) {
-        int C = conc[k];
-        client_arg *a = calloc((size_t)C, sizeof *a);
-        pthread_t *th = calloc((size_t)C, sizeof *th);
-        double t0 = now_s();
-        for (int i = 0; i < C; i++) {
-            a[i] = (client_arg){.ep = ep, .imgs = imgs, .n_imgs = n_imgs,
-                                .id = i, .until = t0 + seconds};
-            pthread_create(&th[i], NULL, client_main, &a[i]);
-        }
-        long total = 0, failed = 0;
-        for (int i = 0; i < C; i++) {
-            pthread_join(th[i], NULL);
-            total += a[i].n;
-            failed += a[i].failed;
-        }
-        double dt = now_s() - t0;
-        double *all = malloc((size_t)(total ? total : 1) * sizeof(double));
-        long o = 0;
-        for (int i = 0; i < C; i++) {
-            memcpy(all + o, a[i].lat, (size_t)a[i].n * sizeof(double));
-            o += a[i].n;
-            free(a[i].lat);
-        }
-        qsort(all, (size_t)total, sizeof(double), cmp_d);
-        double rate = (double)(total - failed) / dt;
-        printf("%8d %12.0f %10.2f %10.2f %8ld\n", C, rate,
-               total ? 1e3 * all[(long)(0.5 * (total - 1))] : 0,
-               total ? 1e3 * all[(long)(0.99 * (total - 1))] : 0, failed);
-        if (C == 16)
-            served16 = rate;
-        free(all);
-        free(a);
-        free(th);
+        result r = served_run(ep, imgs, n_imgs, conc[k], seconds);
+        printf("%7d %11.2f %9.1f %9.1f %6ld %6.2f %4.0f%% %10.0f %10.0f\n",
+               conc[k], r.rate, r.p50, r.p99, r.failed, r.batch,
+               100 * r.busy, r.fwd_ms, r.cpu_ms);
     }
-    printf("\nserved / local throughput at 16 clients: %.2f (target >= "
-           "0.9)\n", served16 / local);
+
+    printf("\nserved (16 clients) / local, in alternating slices of %.0f "
+           "s:\n", seconds);
+    double tl = 0, ts = 0;
+    for (int i = 0; i < rounds; i++) {
+        result l = local_run(&lp, imgs, n_imgs, seconds);
+        result s = served_run(ep, imgs, n_imgs, 16, seconds);
+        printf("  round %d: local %.2f images/s (%.0f CPU ms/img), served "
+               "%.2f/s (%.0f CPU ms/img, batch %.2f, busy %.0f%%): %.2f\n",
+               i + 1, l.rate, l.cpu_ms, s.rate, s.cpu_ms, s.batch,
+               100 * s.busy, s.rate / l.rate);
+        /* The slices are equally long: the ratio of the summed rates is
+         * that of the images each side did in all its slices. */
+        tl += l.rate;
+        ts += s.rate;
+    }
+    printf("served / local throughput at 16 clients: %.2f (target >= "
+           "0.9)\n", ts / tl);
 
     stop = 1;
     pthread_join(st, NULL);
+    local_close(&lp);
     char path[96];
     snprintf(path, sizeof path, "%s/w", dir);
     unlink(path);

@@ -32,8 +32,12 @@ typedef struct {
     const char *connect;     /* connect to a broker's backend here */
     int max_batch;           /* items per forward pass (8) */
     int max_delay_ms;        /* wait this long for a batch to fill (5) */
-    int batch_wait_full;     /* 0: wait only while more images are being
-                                decoded (a lone request runs at once);
+    int batch_wait_full;     /* 0 (adaptive): wait up to max_delay_ms
+                                while more images are being decoded, and
+                                after a forward pass at most 1/16 of a
+                                full batch's time for the clients just
+                                answered to send again (a lone request
+                                on a fast model runs at once);
                                 1: always wait up to max_delay_ms */
     int max_queue;           /* requests held at once; past it `overloaded`
                                 (256) */

@@ -165,6 +165,7 @@ typedef struct {
     /* batch metrics, written by the inference thread under mu */
     uint64_t batch_hist[MAX_HIST];
     uint64_t batches, batch_items;
+    double busy_ms;               /* in forward passes */
 
     /* I/O thread only */
     int inflight;
@@ -363,6 +364,8 @@ typedef struct {
         uint64_t used;
     } zs[8];
     uint64_t zs_clock;
+    double free_since;    /* when the last forward pass ended */
+    double item_ms;       /* its time per item */
 } infer_ctx;
 
 static void unlink_item_locked(worker *w, item *it)
@@ -627,6 +630,7 @@ static void run_batch(infer_ctx *c, int n)
     int D = w->info.embed_dim;
     item_kind kind = b[0]->kind;
     int k = b[0]->r->k, L = b[0]->r->L;
+    double t0 = svc_now_ms();
 
     if (kind == K_TEXT) {
         for (int i = 0; i < n; i++)
@@ -651,7 +655,10 @@ static void run_batch(infer_ctx *c, int n)
             st = vit_embed_pixels(c->state, c->pixels, n, c->emb, &err);
     }
 
+    double t1 = svc_now_ms();
+    c->item_ms = (t1 - t0) / n;
     pthread_mutex_lock(&w->mu);
+    w->busy_ms += t1 - t0;
     w->batches++;
     w->batch_items += (uint64_t)n;
     w->batch_hist[n < MAX_HIST ? n : MAX_HIST - 1]++;
@@ -692,6 +699,8 @@ static void run_batch(infer_ctx *c, int n)
         if (--r->pending == 0)
             finish_ok(c, r);
     }
+    /* The replies are on their way: their clients may send again. */
+    c->free_since = svc_now_ms();
 }
 
 static void abs_time(struct timespec *ts, double ms_from_now)
@@ -700,6 +709,34 @@ static void abs_time(struct timespec *ts, double ms_from_now)
     double ns = (double)ts->tv_nsec + ms_from_now * 1e6;
     ts->tv_sec += (time_t)(ns / 1e9);
     ts->tv_nsec = (long)fmod(ns, 1e9);
+}
+
+/* How much longer a batch that is not full waits for more items, in ms.
+ * `full`: until its oldest item has waited max_delay_ms. Adaptive: that
+ * long while more images are being decoded; and, whatever is queued, a
+ * short while for the clients just answered to send again (closed-loop
+ * clients do, within a millisecond or two): counted from when the oldest
+ * item arrived or the last forward pass ended, whichever is later, and at
+ * most max_delay_ms and a sixteenth of what a full batch takes (from the
+ * last pass's time per item), so that it never costs more than about 1/16
+ * of the throughput; a model that computes in microseconds hardly waits,
+ * as a lone request should not. Without that wait, a pass that ran part
+ * of the clients' requests (they arrived a little apart) stays apart from
+ * the rest: when it ends, the rest are queued and run at once, and so on,
+ * in alternate part-full batches for as long as the clients keep sending.
+ */
+static double batch_wait(const infer_ctx *c, const item *head, double now)
+{
+    const worker *w = c->w;
+    double to_full = head->t_enq + w->o.max_delay_ms - now;
+    if (w->o.batch_wait_full)
+        return to_full;
+    double from = head->t_enq > c->free_since ? head->t_enq : c->free_since;
+    double limit = c->item_ms * c->cap / 16;
+    if (limit > w->o.max_delay_ms)
+        limit = w->o.max_delay_ms;
+    double back = from + limit - now;
+    return w->decoding > 0 && to_full > back ? to_full : back;
 }
 
 static void *infer_main(void *arg)
@@ -734,12 +771,8 @@ static void *infer_main(void *arg)
         int n = 0;
         for (item *it = head; it && n < c->cap; it = it->next)
             n += same_key(head, it);
-        /* Wait for the batch to fill only while more work is on its way
-         * (being decoded): a lone request is not held back for nothing.
-         * batch_wait_full waits regardless, for open-loop traffic. */
-        double wait = head->t_enq + w->o.max_delay_ms - now;
-        if (n < c->cap && wait > 0 && !w->quit &&
-            (w->decoding > 0 || w->o.batch_wait_full)) {
+        double wait = batch_wait(c, head, now);
+        if (n < c->cap && wait > 0 && !w->quit) {
             struct timespec ts;
             abs_time(&ts, wait);
             pthread_cond_timedwait(&w->cv_infer, &w->mu, &ts);
@@ -1359,9 +1392,10 @@ static char *metrics_body(worker *w)
         json_object_set_new(sizes, key,
                             json_integer((json_int_t)w->batch_hist[i]));
     }
-    json_t *batches = json_pack("{s:I, s:I, s:o}", "count",
+    json_t *batches = json_pack("{s:I, s:I, s:f, s:o}", "count",
                                 (json_int_t)w->batches, "items",
-                                (json_int_t)w->batch_items, "sizes", sizes);
+                                (json_int_t)w->batch_items, "busy_s",
+                                w->busy_ms / 1e3, "sizes", sizes);
     pthread_mutex_unlock(&w->mu);
 
     size_t n = w->n_lat < LAT_RING ? (size_t)w->n_lat : LAT_RING;
@@ -1419,6 +1453,11 @@ static char *metrics_prometheus(worker *w)
             w->name, (unsigned long long)w->batches, w->name,
             (unsigned long long)w->batch_items, w->name,
             (unsigned long long)w->batches);
+    fprintf(f, "# HELP vit_inference_busy_seconds_total Time spent in "
+               "forward passes.\n"
+               "# TYPE vit_inference_busy_seconds_total counter\n"
+               "vit_inference_busy_seconds_total{model=\"%s\"} %.6f\n",
+            w->name, w->busy_ms / 1e3);
     pthread_mutex_unlock(&w->mu);
     size_t n = w->n_lat < LAT_RING ? (size_t)w->n_lat : LAT_RING;
     double sorted[LAT_RING];

@@ -11,6 +11,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "service/client.h"
+#include "testutil.h"
 #include "vit/vit.h"
 
 #include <arpa/inet.h>
@@ -527,6 +528,205 @@ static void send_req(void *d, const char *service, const char *rid,
     if (img)
         zmq_send(d, img, n, 0);
 }
+
+/* ---- batches stay full under closed-loop clients ---- */
+
+/* Appends tensor NAME of `n` floats with the shape (dims) to a safetensors
+ * header being built in `h`, at data offset *off. */
+static void st_tensor(char *h, size_t size, size_t *off, const char *name,
+                      int nd, const int *dims)
+{
+    size_t n = 1, len = strlen(h);
+    len += (size_t)snprintf(h + len, size - len, "%s\"%s\":{\"dtype\":\"F32\","
+                            "\"shape\":[", len > 1 ? "," : "", name);
+    for (int i = 0; i < nd; i++) {
+        n *= (size_t)dims[i];
+        len += (size_t)snprintf(h + len, size - len, "%s%d", i ? "," : "",
+                                dims[i]);
+    }
+    snprintf(h + len, size - len, "],\"data_offsets\":[%zu,%zu]}", *off,
+             *off + 4 * n);
+    *off += 4 * n;
+}
+
+/* A ViT classifier in TMP/slow whose forward pass takes much longer than a
+ * client's round trip, for tests of batching: 160x160 images, hidden size
+ * 256, 4 layers (0.7 GFLOP an image, tens of ms), all weights zero (a
+ * sparse file). */
+static void slow_model(char *dir, size_t size)
+{
+    enum { D = 256, F = 1024, LAYERS = 4, T = 101, LABELS = 10 };
+    snprintf(dir, size, "%s/slow", g_tmp);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"architectures\": [\"ViTForImageClassification\"], "
+             "\"model_type\": \"vit\", \"hidden_size\": %d, "
+             "\"intermediate_size\": %d, \"num_attention_heads\": 4, "
+             "\"num_hidden_layers\": %d, \"image_size\": 160, "
+             "\"patch_size\": 16, \"num_channels\": 3, \"hidden_act\": "
+             "\"gelu\", \"layer_norm_eps\": 1e-12, \"qkv_bias\": true, "
+             "\"id2label\": {\"0\": \"a\", \"1\": \"b\", \"2\": \"c\", "
+             "\"3\": \"d\", \"4\": \"e\", \"5\": \"f\", \"6\": \"g\", "
+             "\"7\": \"h\", \"8\": \"i\", \"9\": \"j\"}}",
+             D, F, LAYERS);
+    ck_assert_int_eq(tu_write(path, cfg, strlen(cfg)), 0);
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    const char *pre = "{\"do_normalize\": true, \"do_rescale\": true, "
+                      "\"do_resize\": true, \"image_mean\": [0.5, 0.5, 0.5], "
+                      "\"image_std\": [0.5, 0.5, 0.5], \"resample\": 2, "
+                      "\"rescale_factor\": 0.00392156862745098, \"size\": "
+                      "{\"height\": 160, \"width\": 160}}";
+    ck_assert_int_eq(tu_write(path, pre, strlen(pre)), 0);
+
+    static char h[16384];
+    size_t off = 0;
+    strcpy(h, "{");
+    const int d1[] = {D}, dd[] = {D, D}, fd[] = {F, D}, df[] = {D, F},
+              f1[] = {F}, cls[] = {1, 1, D}, pos[] = {1, T, D},
+              patch[] = {D, 3, 16, 16}, head[] = {LABELS, D},
+              l1[] = {LABELS};
+    st_tensor(h, sizeof h, &off, "classifier.bias", 1, l1);
+    st_tensor(h, sizeof h, &off, "classifier.weight", 2, head);
+    st_tensor(h, sizeof h, &off, "vit.embeddings.cls_token", 3, cls);
+    st_tensor(h, sizeof h, &off,
+              "vit.embeddings.patch_embeddings.projection.bias", 1, d1);
+    st_tensor(h, sizeof h, &off,
+              "vit.embeddings.patch_embeddings.projection.weight", 4, patch);
+    st_tensor(h, sizeof h, &off, "vit.embeddings.position_embeddings", 3,
+              pos);
+    st_tensor(h, sizeof h, &off, "vit.layernorm.bias", 1, d1);
+    st_tensor(h, sizeof h, &off, "vit.layernorm.weight", 1, d1);
+    static const struct {
+        const char *name;
+        int which;  /* 0 (D), 1 (D, D), 2 (F), 3 (F, D), 4 (D, F) */
+    } per_layer[] = {
+        {"attention.attention.key.bias", 0},
+        {"attention.attention.key.weight", 1},
+        {"attention.attention.query.bias", 0},
+        {"attention.attention.query.weight", 1},
+        {"attention.attention.value.bias", 0},
+        {"attention.attention.value.weight", 1},
+        {"attention.output.dense.bias", 0},
+        {"attention.output.dense.weight", 1},
+        {"intermediate.dense.bias", 2},
+        {"intermediate.dense.weight", 3},
+        {"layernorm_after.bias", 0},
+        {"layernorm_after.weight", 0},
+        {"layernorm_before.bias", 0},
+        {"layernorm_before.weight", 0},
+        {"output.dense.bias", 0},
+        {"output.dense.weight", 4},
+    };
+    const int *shapes[] = {d1, dd, f1, fd, df};
+    const int nds[] = {1, 2, 1, 2, 2};
+    for (int l = 0; l < LAYERS; l++)
+        for (size_t k = 0; k < sizeof per_layer / sizeof *per_layer; k++) {
+            char name[128];
+            snprintf(name, sizeof name, "vit.encoder.layer.%d.%s", l,
+                     per_layer[k].name);
+            st_tensor(h, sizeof h, &off, name, nds[per_layer[k].which],
+                      shapes[per_layer[k].which]);
+        }
+    strcat(h, "}");
+    size_t hl = strlen(h);
+    while (hl % 8)
+        h[hl++] = ' ';
+    h[hl] = '\0';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(out, 0);
+    uint64_t n = hl;
+    ck_assert_int_eq(write(out, &n, 8), 8);
+    ck_assert_int_eq(write(out, h, hl), (ssize_t)hl);
+    ck_assert_int_eq(ftruncate(out, (off_t)(8 + hl + off)), 0);
+    close(out);
+}
+
+typedef struct {
+    const char *ep;
+    const unsigned char *img;
+    size_t n;
+    int requests, ok;
+} loop_arg;
+
+/* A closed-loop client: each request sent when the last one's reply is
+ * in. */
+static void *loop_main(void *p)
+{
+    loop_arg *a = p;
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = 60000;
+    o.retries = 0;
+    vit_client *c;
+    if (vit_client_new(a->ep, &o, &c, NULL) != VIT_OK)
+        return NULL;
+    vit_blob b = {a->img, a->n};
+    for (int i = 0; i < a->requests; i++) {
+        vit_reply r;
+        if (vit_client_call(c, "{\"op\":\"classify\",\"top_k\":1}", &b, 1,
+                            &r, NULL) != VIT_OK)
+            break;
+        a->ok += !vit_reply_error(&r, NULL, NULL, 0, NULL);
+        vit_reply_free(&r);
+    }
+    vit_client_free(c);
+    return NULL;
+}
+
+/* Four closed-loop clients on a worker whose batches hold four: one client
+ * starts first, so that its first request is computed alone while the
+ * other three arrive. When that pass ends the three are queued, and a
+ * worker that ran them at once would keep the clients in two groups
+ * forever, in passes of one and three; it waits the moment it takes the
+ * first client to send again, and from then on every pass is full. */
+START_TEST(test_batches_stay_full)
+{
+    char model[256], ep[200];
+    slow_model(model, sizeof model);
+    endpoint(ep, sizeof ep, "w");
+    pid_t w = spawn("worker", "serve", "--model", model, "--bind", ep,
+                    "--max-batch", "4", "--max-delay-ms", "50", NULL);
+    wait_ready(ep, w);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    enum { C = 4, R = 8 };
+    loop_arg a[C];
+    pthread_t th[C];
+    for (int i = 0; i < C; i++) {
+        a[i] = (loop_arg){.ep = ep, .img = png, .n = n, .requests = R};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, loop_main, &a[i]), 0);
+        if (i == 0)
+            sleep_ms(5);
+    }
+    int ok = 0;
+    for (int i = 0; i < C; i++) {
+        pthread_join(th[i], NULL);
+        ok += a[i].ok;
+    }
+    ck_assert_int_eq(ok, C * R);
+    vit_client *c = client(ep, 5000, 0);
+    json_t *mt = call(c, "{\"op\":\"metrics\"}", NULL, 0);
+    json_t *b = json_object_get(mt, "batches");
+    long passes = (long)json_integer_value(json_object_get(b, "count"));
+    char *sizes = json_dumps(json_object_get(b, "sizes"), JSON_COMPACT);
+    printf("service: 4 closed-loop clients x %d requests, batches of up to "
+           "4: %ld passes, sizes %s, %.2f s computing\n", R, passes, sizes,
+           json_real_value(json_object_get(b, "busy_s")));
+    /* 32 items: 8 full passes (and one first and one last part-full one
+     * at most) where the groups join; 16 where they stay apart. */
+    ck_assert_msg(passes <= 11, "%ld passes for %d items: %s", passes,
+                  C * R, sizes);
+    ck_assert(json_real_value(json_object_get(b, "busy_s")) > 0);
+    free(sizes);
+    json_decref(mt);
+    vit_client_free(c);
+    free(png);
+    stop_ok(w);
+}
+END_TEST
 
 /* ---- malformed input ---- */
 
@@ -2215,6 +2415,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_wire_equals_local);
     tcase_add_test(tc, test_concurrent_clients);
+    tcase_add_test(tc, test_batches_stay_full);
     tcase_add_test(tc, test_malformed_sweep);
     tcase_add_test(tc, test_info_and_embed);
     tcase_add_test(tc, test_overload_deadline_health);
