@@ -154,7 +154,8 @@ typedef struct {
     const char *ep;
     const blob *imgs;
     int n_imgs, id;
-    double until;
+    pthread_barrier_t *go;  /* all clients start together */
+    const double *until;
     double *lat;  /* seconds per request */
     long n, cap, failed;
 } client_arg;
@@ -165,11 +166,13 @@ static void *client_main(void *p)
     vit_client *c;
     vit_client_options o = vit_client_options_default();
     o.timeout_ms = 120000;
-    if (vit_client_new(a->ep, &o, &c, NULL) != VIT_OK) {
+    vit_status st = vit_client_new(a->ep, &o, &c, NULL);
+    pthread_barrier_wait(a->go);
+    if (st != VIT_OK) {
         a->failed++;
         return NULL;
     }
-    for (long i = a->id; now_s() < a->until; i++) {
+    for (long i = a->id; now_s() < *a->until; i++) {
         const blob *b = &a->imgs[i % a->n_imgs];
         vit_blob vb = {b->data, b->size};
         vit_reply r;
@@ -222,22 +225,27 @@ static int cmp_d(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-/* C clients for `seconds`; requests answered after that are counted, with
- * the time they took. */
+/* C clients, connected first and then let go together, for `seconds`;
+ * requests answered after that are counted, with the time they took. */
 static result served_run(const char *ep, const blob *imgs, int n_imgs, int C,
                          double seconds)
 {
     client_arg *a = calloc((size_t)C, sizeof *a);
     pthread_t *th = calloc((size_t)C, sizeof *th);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)C + 1);
+    double until = 0;
     long b0, i0, b1, i1;
     double u0, u1;
     batch_counts(ep, &b0, &i0, &u0);
-    double t0 = now_s(), c0 = cpu_s();
     for (int i = 0; i < C; i++) {
         a[i] = (client_arg){.ep = ep, .imgs = imgs, .n_imgs = n_imgs,
-                            .id = i, .until = t0 + seconds};
+                            .id = i, .go = &go, .until = &until};
         pthread_create(&th[i], NULL, client_main, &a[i]);
     }
+    double t0 = now_s(), c0 = cpu_s();
+    until = t0 + seconds;
+    pthread_barrier_wait(&go);
     long total = 0, failed = 0;
     for (int i = 0; i < C; i++) {
         pthread_join(th[i], NULL);
@@ -245,6 +253,7 @@ static result served_run(const char *ep, const blob *imgs, int n_imgs, int C,
         failed += a[i].failed;
     }
     double dt = now_s() - t0, dc = cpu_s() - c0;
+    pthread_barrier_destroy(&go);
     batch_counts(ep, &b1, &i1, &u1);
     double *all = malloc((size_t)(total ? total : 1) * sizeof(double));
     long o = 0;
@@ -354,7 +363,7 @@ int main(int argc, char **argv)
            model, n_imgs, seconds, decode_threads, threads);
     result loc = local_run(&lp, imgs, n_imgs, seconds);
     printf("local pipeline (decode, preprocess, classify in batches of %d): "
-           "%.2f images/s, %.0f CPU ms/image\n", lp.opt.max_batch, loc.rate,
+           "%.2f images/s, %.1f CPU ms/image\n", lp.opt.max_batch, loc.rate,
            loc.cpu_ms);
 
     printf("\n%7s %11s %9s %9s %6s %6s %5s %10s %10s\n", "clients",
@@ -363,7 +372,7 @@ int main(int argc, char **argv)
     static const int conc[] = {1, 4, 16};
     for (int k = 0; k < 3; k++) {
         result r = served_run(ep, imgs, n_imgs, conc[k], seconds);
-        printf("%7d %11.2f %9.1f %9.1f %6ld %6.2f %4.0f%% %10.0f %10.0f\n",
+        printf("%7d %11.2f %9.1f %9.1f %6ld %6.2f %4.0f%% %10.1f %10.1f\n",
                conc[k], r.rate, r.p50, r.p99, r.failed, r.batch,
                100 * r.busy, r.fwd_ms, r.cpu_ms);
     }
