@@ -283,9 +283,9 @@ static mem_probe probe_memory(const char *dir, const cli_decode_flags *dec,
 static void print_memory(const mem_probe *p, const int *batches, int n)
 {
     const double MiB = 1024.0 * 1024.0;
-    printf("%7s %6s %9s %8s %8s %8s %10s %8s\n", "threads", "batch",
+    printf("%7s %6s %9s %8s %8s %8s %10s %8s %11s\n", "threads", "batch",
            "weights", "copied", "arena", "at start", "peak RSS",
-           "ratio");
+           "ratio", "less start");
     for (int i = 0; i < n; i++) {
         if (!p[i].ok) {
             printf("%7s %6d   (the probe failed)\n", "-", batches[i]);
@@ -293,11 +293,12 @@ static void print_memory(const mem_probe *p, const int *batches, int n)
         }
         double w = (double)(p[i].mem.weights_mapped + p[i].mem.weights_copied);
         double rss = p[i].peak_kib * 1024.0;
-        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %10.1f %8.2f\n",
+        double start = p[i].start_kib * 1024.0;
+        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %10.1f %8.2f %11.2f\n",
                p[i].threads, batches[i], p[i].mem.weights_mapped / MiB,
                p[i].mem.weights_copied / MiB, p[i].mem.arena / MiB,
-               p[i].start_kib / 1024, rss / MiB,
-               (rss - w) / (double)p[i].mem.arena);
+               start / MiB, rss / MiB, (rss - w) / (double)p[i].mem.arena,
+               (rss - start - w) / (double)p[i].mem.arena);
     }
 }
 
@@ -701,7 +702,9 @@ int cli_bench_main(int argc, char **argv)
         vit_model_free(own);
     }
     printf("\nmemory in MiB, a fresh process for each case (load, one "
-           "forward);\nratio: (peak RSS - weights - copied) / arena\n");
+           "forward);\nratio: (peak RSS - weights - copied) / arena; less "
+           "start: the same less\nthe RSS before loading (the program and "
+           "its shared libraries)\n");
     for (int ti = 0; ti < nt; ti++)
         print_memory(mem[ti], batches, nb);
     struct rusage ru;

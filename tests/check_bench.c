@@ -54,13 +54,14 @@ START_TEST(bench_runs_and_profiles)
     for (const char *q = mem; (q = strchr(q, '\n')); ) {
         q++;
         int t, b;
-        double w, copied, arena, start, peak, ratio;
-        if (sscanf(q, "%d %d %lf %lf %lf %lf %lf %lf", &t, &b, &w, &copied,
-                   &arena, &start, &peak, &ratio) != 8)
+        double w, copied, arena, start, peak, ratio, less;
+        if (sscanf(q, "%d %d %lf %lf %lf %lf %lf %lf %lf", &t, &b, &w,
+                   &copied, &arena, &start, &peak, &ratio, &less) != 9)
             continue;
         ck_assert(t == 1 || t == 2);
         ck_assert(b == 1 || b == 3);
         ck_assert(copied == 0 && start > 0 && peak >= start && ratio > 0);
+        ck_assert(less < ratio);
         rows++;
     }
     ck_assert_int_eq(rows, 4);
