@@ -348,6 +348,35 @@ START_TEST(clip_int8_near_reference)
 }
 END_TEST
 
+/* The state's memory report counts the int8 weights, and only in int8. */
+START_TEST(memory_counts_int8_weights)
+{
+    vit_state *s;
+    vit_model *m = load_int8("vit_tiny", &s);
+    vit_memory q, f;
+    vit_state_memory(s, &q);
+    vit_state_free(s);
+    vit_model_free(m);
+    vit_options opt = vit_options_default();
+    vit_error err;
+    ck_assert_int_eq(vit_model_load(FIXTURES "/vit_tiny", &opt, &m, &err),
+                     VIT_OK);
+    ck_assert_int_eq(vit_state_new(m, &s, &err), VIT_OK);
+    vit_state_memory(s, &f);
+    vit_state_free(s);
+    vit_model_free(m);
+    ck_assert_uint_eq(f.weights_int8, 0);
+    ck_assert_uint_eq(f.weights_dropped, 0);
+    /* vit_tiny: 2 layers of D 32, F 64, with biases. Per layer: q, k, v
+     * (96 rows, padded to 96), the output (32 -> 48), the MLP (64 -> 96,
+     * 32 -> 48) with 12 bytes per padded row of scale, colsum and bias. */
+    size_t want = 2 * ((96 * 32 + 96 * 12) + (48 * 32 + 48 * 12) +
+                       (96 * 32 + 96 * 12) + (48 * 64 + 48 * 12));
+    ck_assert_uint_eq(q.weights_int8, want);
+    ck_assert(q.weights_mapped == f.weights_mapped);
+}
+END_TEST
+
 START_TEST(unknown_precision_refused)
 {
     vit_options opt = vit_options_default();
@@ -378,6 +407,7 @@ Suite *int8_suite(void)
     tcase_add_loop_test(tc, clip_int8_near_reference, 0,
                         (int)(sizeof clips / sizeof *clips));
     tcase_add_test(tc, unknown_precision_refused);
+    tcase_add_test(tc, memory_counts_int8_weights);
     suite_add_tcase(s, tc);
     return s;
 }

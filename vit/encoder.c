@@ -91,6 +91,21 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
     return VIT_OK;
 }
 
+size_t vit__encoder_int8_bytes(const vit__encoder *e)
+{
+    size_t n = 0;
+    for (int l = 0; e->int8 && l < e->L; l++) {
+        const vit__qweight *q[] = {&e->layers[l].qkv, &e->layers[l].o,
+                                   &e->layers[l].fc1, &e->layers[l].fc2};
+        for (int i = 0; i < 4; i++)
+            n += (size_t)q[i]->Np * q[i]->Kp +
+                 (size_t)q[i]->Np * (sizeof *q[i]->scale +
+                                     sizeof *q[i]->colsum +
+                                     (q[i]->bias ? sizeof *q[i]->bias : 0));
+    }
+    return n;
+}
+
 void vit__encoder_free(vit__encoder *e)
 {
     for (int l = 0; e->layers && l < e->L; l++) {

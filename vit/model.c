@@ -1166,4 +1166,7 @@ void vit_state_memory(const vit_state *s, vit_memory *out)
     for (size_t i = 0; i < w->nowned; i++)
         out->weights_copied += malloc_usable_size(w->owned[i]);
     out->arena = malloc_usable_size(s->arena);
+    out->weights_int8 = vit__encoder_int8_bytes(&s->m->vis.enc) +
+                        vit__encoder_int8_bytes(&s->m->txt.enc);
+    out->weights_dropped = w->dropped;
 }

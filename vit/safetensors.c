@@ -447,8 +447,8 @@ void vit__weights_release(vit__weights *w, const float *data)
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
         uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
-        if (b > a)
-            madvise((void *)a, b - a, MADV_DONTNEED);
+        if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0)
+            w->dropped += b - a;
         return;
     }
 }

@@ -178,6 +178,12 @@ typedef struct {
     size_t weights_mapped;  /* the files, as mapped */
     size_t weights_copied;  /* float32 copies made at load */
     size_t arena;           /* this state's activation arena */
+    size_t weights_int8;    /* VIT_PRECISION_INT8: the quantized products'
+                               packed weights */
+    size_t weights_dropped; /* ... and the mapped bytes of their float32
+                               originals, given back to the kernel (their
+                               copies, if any, are freed and not counted
+                               above) */
 } vit_memory;
 void vit_state_memory(const vit_state *s, vit_memory *out);
 

@@ -50,6 +50,7 @@ typedef struct {
     size_t nmaps;
     float **owned;  /* float32 copies of F16/BF16/unaligned tensors */
     size_t nowned;
+    size_t dropped; /* mapped bytes given back by vit__weights_release */
 } vit__weights;
 
 /* Maps and validates DIR/model.safetensors or the shards its index names. */
@@ -254,6 +255,8 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
  * releases their float32 weights. */
 vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
                                  vit_error *err);
+/* Bytes of the int8 weights vit__encoder_quantize made. */
+size_t vit__encoder_int8_bytes(const vit__encoder *e);
 void vit__encoder_free(vit__encoder *e);
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s);
