@@ -10,21 +10,7 @@
  */
 #include "vit/vit_impl.h"
 
-#include <cblas.h>
 #include <string.h>
-
-/* out (M, N) += in (M, K) @ w (N, K)^T + b: the residual connection folded
- * into the GEMM's accumulate. */
-static void linear_acc(float *out, const float *in, const float *w,
-                       const float *b, int M, int N, int K)
-{
-    if (b)
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                out[(size_t)i * N + j] += b[j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K,
-                w, K, 1.0f, out, N);
-}
 
 static const float *bind(vit__weights *w, const char *fmt, const char *prefix,
                          int layer, int d0, int d1, vit_error *err)
@@ -120,9 +106,10 @@ void vit__encoder_free(vit__encoder *e)
 
 /* One layer's work for the pool: rows of the residual stream are split
  * among the threads for everything row-wise (layernorms, projections, the
- * MLP, residual adds); (sequence, head) pairs for attention. Two rounds a
+ * MLP, residual adds); (sequence, head) pairs for attention. Three rounds a
  * layer, so a thread carries one block of rows through several ops while
- * it is still in cache. */
+ * it is still in cache. Thin batches in float32 split the products'
+ * columns instead (see split_columns). */
 typedef struct {
     const vit__encoder *e;
     const vit__layer *y;
@@ -203,29 +190,104 @@ static void mlp_int8(const layer_job *j, int w, int r0, int m)
     qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2, lo, hi);
 }
 
+/* ---- float32: the products through vit__sgemm on a block of rows and
+ * columns; a thread's packing scratch lies past the attention scores. */
+
+/* Per thread, for every product of M rows. */
+static size_t pack_floats(int M, int D, int F)
+{
+    size_t a = vit__sgemm_pack_floats(M, D), b = vit__sgemm_pack_floats(M, F);
+    return a > b ? a : b;
+}
+
+static float *pack_scratch(const layer_job *j, int w, int n)
+{
+    return j->s->scores + (size_t)n * j->T * j->T +
+           (size_t)w * pack_floats(j->B * j->T, j->e->D, j->e->F);
+}
+
+/* Rows [r0, r1) x columns [c0, c1) of op's product of in (K features). */
+static void product(const layer_job *j, int w, int n, vit__sgemm_op op,
+                    const float *in, int K, int r0, int r1, int c0, int c1)
+{
+    for (int i = 0; i < 3; i++)
+        if (op.out[i])
+            op.out[i] += (size_t)r0 * op.ld;
+    VIT_PROF(j->s, w, VIT_PROF_MATMUL, 2.0 * (r1 - r0) * (c1 - c0) * K,
+             vit__sgemm(&op, in + (size_t)r0 * K, r1 - r0, K, c0, c1,
+                        pack_scratch(j, w, n)));
+}
+
+static void layernorm_rows(const layer_job *j, int w, const float *g,
+                           const float *b, int r0, int r1)
+{
+    int D = j->e->D;
+    size_t o = (size_t)r0 * D;
+    VIT_PROF(j->s, w, VIT_PROF_LAYERNORM, 0,
+             vit__layernorm(j->s->xn + o, j->x + o, g, b, r1 - r0, D,
+                            j->e->eps));
+}
+
+static void qkv_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
+                    int c1)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D;
+    vit__sgemm_op op = {{y->wq, y->wk, y->wv}, {y->bq, y->bk, y->bv},
+                        {s->q, s->k, s->v}, D, D, 0};
+    product(j, w, n, op, s->xn, D, r0, r1, c0, c1);
+}
+
+/* x += ctx @ wo^T + bo: the residual connection folded into the product. */
+static void attn_out_f32(const layer_job *j, int w, int n, int r0, int r1,
+                         int c0, int c1)
+{
+    const vit__layer *y = j->y;
+    int D = j->e->D;
+    vit__sgemm_op op = {{y->wo}, {y->bo}, {j->x}, D, D, 1};
+    product(j, w, n, op, j->s->ctx, D, r0, r1, c0, c1);
+}
+
+/* ff = act(xn @ w1^T + b1) */
+static void fc1_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
+                    int c1)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, F = j->e->F;
+    vit__sgemm_op op = {{y->w1}, {y->b1}, {s->ff}, F, F, 0};
+    product(j, w, n, op, s->xn, D, r0, r1, c0, c1);
+    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
+             for (int r = r0; r < r1; r++) vit__activation(
+                 s->ff + (size_t)r * F + c0, (size_t)(c1 - c0), j->e->act));
+}
+
+/* x += ff @ w2^T + b2 */
+static void fc2_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
+                    int c1)
+{
+    const vit__layer *y = j->y;
+    int D = j->e->D, F = j->e->F;
+    vit__sgemm_op op = {{y->w2}, {y->b2}, {j->x}, D, D, 1};
+    product(j, w, n, op, j->s->ff, F, r0, r1, c0, c1);
+}
+
 static void phase_qkv(void *c, int w, int n)
 {
     const layer_job *j = c;
     const vit__layer *y = j->y;
-    const vit__scratch *s = j->s;
     int D = j->e->D, r0, r1;
     vit__split(j->B * j->T, w, n, &r0, &r1);
     if (r0 == r1)
         return;
-    size_t o = (size_t)r0 * D;
     int m = r1 - r0;
-    double mm = 2.0 * m * D * D;
     if (j->e->int8) {
         qkv_int8(j, w, r0, m);
         return;
     }
-    VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
-             vit__layernorm(s->xn + o, j->x + o, y->ln1_w, y->ln1_b, m, D,
-                            j->e->eps));
-    VIT_PROF(s, w, VIT_PROF_MATMUL, 3 * mm,
-             vit__linear(s->q + o, s->xn + o, y->wq, y->bq, m, D, D);
-             vit__linear(s->k + o, s->xn + o, y->wk, y->bk, m, D, D);
-             vit__linear(s->v + o, s->xn + o, y->wv, y->bv, m, D, D));
+    layernorm_rows(j, w, y->ln1_w, y->ln1_b, r0, r1);
+    qkv_f32(j, w, n, r0, r1, 0, 3 * D);
 }
 
 static void phase_attention(void *c, int w, int n)
@@ -246,29 +308,67 @@ static void phase_mlp(void *c, int w, int n)
 {
     const layer_job *j = c;
     const vit__layer *y = j->y;
-    const vit__scratch *s = j->s;
     int D = j->e->D, F = j->e->F, r0, r1;
     vit__split(j->B * j->T, w, n, &r0, &r1);
     if (r0 == r1)
         return;
     int m = r1 - r0;
-    size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
-    float *x = j->x + o;
     if (j->e->int8) {
         mlp_int8(j, w, r0, m);
         return;
     }
-    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * D,
-             linear_acc(x, s->ctx + o, y->wo, y->bo, m, D, D));
-    VIT_PROF(s, w, VIT_PROF_LAYERNORM, 0,
-             vit__layernorm(s->xn + o, x, y->ln2_w, y->ln2_b, m, D,
-                            j->e->eps));
-    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * F * D,
-             vit__linear(s->ff + of, s->xn + o, y->w1, y->b1, m, F, D));
-    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
-             vit__activation(s->ff + of, (size_t)m * F, j->e->act));
-    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * D * F,
-             linear_acc(x, s->ff + of, y->w2, y->b2, m, D, F));
+    attn_out_f32(j, w, n, r0, r1, 0, D);
+    layernorm_rows(j, w, y->ln2_w, y->ln2_b, r0, r1);
+    fc1_f32(j, w, n, r0, r1, 0, F);
+    fc2_f32(j, w, n, r0, r1, 0, D);
+}
+
+/* Thin batches split each product's columns (its weight rows) among the
+ * threads, so that each reads only its share of the weights, with a round
+ * between every two products; the layernorms still split rows. */
+
+/* The index-th of n parts of [0, N) in whole tiles of VIT_SMR columns. */
+static void split_cols(int N, int index, int n, int *c0, int *c1)
+{
+    int t = (N + VIT_SMR - 1) / VIT_SMR;
+    vit__split(t, index, n, c0, c1);
+    *c0 = *c0 * VIT_SMR < N ? *c0 * VIT_SMR : N;
+    *c1 = *c1 * VIT_SMR < N ? *c1 * VIT_SMR : N;
+}
+
+#define COLUMN_PHASE(name, fn, N)                                          \
+    static void name(void *c, int w, int n)                                \
+    {                                                                      \
+        const layer_job *j = c;                                            \
+        int c0, c1;                                                        \
+        split_cols(N, w, n, &c0, &c1);                                     \
+        if (c0 < c1)                                                       \
+            fn(j, w, n, 0, j->B * j->T, c0, c1);                           \
+    }
+COLUMN_PHASE(cols_qkv, qkv_f32, 3 * j->e->D)
+COLUMN_PHASE(cols_attn_out, attn_out_f32, j->e->D)
+COLUMN_PHASE(cols_fc1, fc1_f32, j->e->F)
+COLUMN_PHASE(cols_fc2, fc2_f32, j->e->D)
+#undef COLUMN_PHASE
+
+#define ROW_PHASE(name, g, b)                                              \
+    static void name(void *c, int w, int n)                                \
+    {                                                                      \
+        const layer_job *j = c;                                            \
+        int r0, r1;                                                        \
+        vit__split(j->B * j->T, w, n, &r0, &r1);                           \
+        layernorm_rows(j, w, j->y->g, j->y->b, r0, r1);                    \
+    }
+ROW_PHASE(rows_ln1, ln1_w, ln1_b)
+ROW_PHASE(rows_ln2, ln2_w, ln2_b)
+#undef ROW_PHASE
+
+/* Whether n threads split the columns of M rows' products: when a share
+ * of the rows would be less than two of the kernel's panels (most of it in
+ * its slower tails, each thread reading all of the weights). */
+static int split_columns(int M, int n)
+{
+    return n > 1 && M / n < 2 * VIT_SNR;
 }
 
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
@@ -276,8 +376,19 @@ void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
 {
     /* x: (B, T, D), updated in place. */
     layer_job j = {e, NULL, x, B, T, causal, s};
+    int cols = !e->int8 && split_columns(B * T, vit__pool_size(s->pool));
     for (int l = 0; l < e->L; l++) {
         j.y = &e->layers[l];
+        if (cols) {
+            vit__pool_run(s->pool, rows_ln1, &j);
+            vit__pool_run(s->pool, cols_qkv, &j);
+            vit__pool_run(s->pool, phase_attention, &j);
+            vit__pool_run(s->pool, cols_attn_out, &j);
+            vit__pool_run(s->pool, rows_ln2, &j);
+            vit__pool_run(s->pool, cols_fc1, &j);
+            vit__pool_run(s->pool, cols_fc2, &j);
+            continue;
+        }
         vit__pool_run(s->pool, phase_qkv, &j);
         vit__pool_run(s->pool, phase_attention, &j);
         vit__pool_run(s->pool, phase_mlp, &j);
@@ -295,7 +406,8 @@ size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8)
 {
     size_t M = (size_t)B * T;
     return 5 * M * D + M * F + (size_t)threads * T * T +
-           (int8 ? qscratch_floats(M, D, F) : 0);
+           (int8 ? qscratch_floats(M, D, F)
+                 : (size_t)threads * pack_floats((int)M, D, F));
 }
 
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
@@ -323,5 +435,6 @@ void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
         s->qa = (uint8_t *)((p + 63) & ~(uintptr_t)63);
         end += qscratch_floats(M, D, F);
     }
-    s->scores = end; /* last: one (T, T) matrix per thread */
+    s->scores = end; /* last: one (T, T) matrix per thread, then float32's
+                        packing scratch */
 }

@@ -144,6 +144,34 @@ void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
 /* Tests: run the portable kernel even where VNNI is there (on: 1). */
 void vit__qkernel_force_portable(int on);
 
+/* ---- the float32 linear layer (sgemm.c) ---- */
+
+#define VIT_SMR 8  /* weight rows (output features) of the kernel's tile */
+#define VIT_SNR 48 /* activation rows: three vectors of 16 float lanes */
+
+/* A float32 product's columns: column n is row n % seg of the nn.Linear
+ * weight w[n / seg], (seg, K) read in place, plus b[n / seg][n % seg] (b[i]
+ * may be NULL), and goes to out[n / seg] column n % seg at row stride ld,
+ * stored or added to what is there. Fused projections (query, key and
+ * value) are one product of three segments. */
+typedef struct {
+    const float *w[3], *b[3];
+    float *out[3];
+    int seg, ld, accumulate;
+} vit__sgemm_op;
+
+/* Floats of packing scratch vit__sgemm needs for M rows of K features (or
+ * fewer rows). */
+size_t vit__sgemm_pack_floats(int M, int K);
+/* Columns [n0, n1) of the product of in (M, K) and op's weights. pack:
+ * vit__sgemm_pack_floats(M, K) floats of the calling thread's own. */
+void vit__sgemm(const vit__sgemm_op *op, const float *in, int M, int K,
+                int n0, int n1, float *pack);
+/* Whether the AVX-512 kernel runs (else OpenBLAS). */
+int vit__sgemm_native(void);
+/* Tests: OpenBLAS even where AVX-512 is there (on: 1). */
+void vit__sgemm_force_fallback(int on);
+
 /* ---- the thread pool (pool.c) ---- */
 
 typedef struct vit__pool vit__pool;

@@ -1,0 +1,438 @@
+/*
+ * The float32 linear layer of the encoder, out [+]= in @ w^T + b, with w
+ * in nn.Linear's (N, K) layout read where it lies (an F32 checkpoint's
+ * memory map: it is never copied or packed).
+ *
+ * OpenBLAS packs the whole weight matrix on every call, which at the thin
+ * products of one image (a few hundred rows, split between threads) costs
+ * as much as the multiply. Here the product is computed transposed,
+ * C^T = W X^T: the weights are the broadcast operand, eight rows n..n+7
+ * read in place, one scalar per row per k, and it is the activations that
+ * are packed, per call, into panels of 48 rows transposed (X^T[k][48]:
+ * M x K floats a call, cheap next to the product). The micro-kernel holds
+ * an 8 x 48 tile of C^T in 24 zmm accumulators of 16 rows each; the
+ * epilogue transposes it in registers into out, with the bias and the
+ * accumulate. A panel (48 x K floats) stays in L2 while every weight row
+ * of the call streams past it once.
+ *
+ * The AVX-512 kernel runs where the CPU has it; elsewhere, and for shapes
+ * where OpenBLAS is measured faster, the product goes to cblas_sgemm. Every
+ * output element is one chain of FMAs in k order, whatever the split of
+ * the work, so results do not depend on the number of threads.
+ *
+ * Dimension legend: M rows (tokens), N output features, K input features.
+ */
+#include "vit/vit_impl.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define VIT_HAVE_AVX512_SGEMM 1
+#endif
+
+/* Rows of activations packed per chunk: whole panels of VIT_SNR rows, as
+ * many as fit this many floats (at least one). */
+#define CHUNK_FLOATS (160 * 1024)
+
+static int chunk_panels(int M, int K)
+{
+    int n = CHUNK_FLOATS / VIT_SNR / K;
+    n = n > 0 ? n : 1;
+    return M / VIT_SNR < n ? M / VIT_SNR : n;
+}
+
+/* One run of a product's columns inside one output segment. */
+typedef struct {
+    const float *w, *b; /* its first weight row and bias entry */
+    float *out;         /* its first column, row 0 */
+    int n;              /* columns */
+} piece;
+
+/* Columns [n0, n1) of the product as runs inside segments: at most 3. */
+static int pieces(const vit__sgemm_op *o, int K, int n0, int n1, piece *p)
+{
+    int np = 0;
+    for (int n = n0; n < n1;) {
+        int s = n / o->seg, c = n - s * o->seg;
+        int len = (s + 1) * o->seg < n1 ? (s + 1) * o->seg - n : n1 - n;
+        p[np].w = o->w[s] + (size_t)c * K;
+        p[np].b = o->b[s] ? o->b[s] + c : NULL;
+        p[np].out = o->out[s] + c;
+        p[np].n = len;
+        np++;
+        n += len;
+    }
+    return np;
+}
+
+static void sgemm_blas(const piece *p, int np, const float *in, int M, int K,
+                       int ld, int accumulate)
+{
+    for (int i = 0; i < np; i++) {
+        if (p[i].b)
+            for (int r = 0; r < M; r++) {
+                float *dst = p[i].out + (size_t)r * ld;
+                if (accumulate)
+                    for (int j = 0; j < p[i].n; j++)
+                        dst[j] += p[i].b[j];
+                else
+                    memcpy(dst, p[i].b, (size_t)p[i].n * sizeof *dst);
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, p[i].n, K,
+                    1.0f, in, K, p[i].w, K,
+                    accumulate || p[i].b ? 1.0f : 0.0f, p[i].out, ld);
+    }
+}
+
+
+#ifdef VIT_HAVE_AVX512_SGEMM
+#define AVX512 __attribute__((target("avx512f,avx512vl")))
+
+/* The 16 x 16 transpose: r[i] lane j becomes r[j] lane i. */
+AVX512 static inline __attribute__((always_inline)) void
+transpose16(__m512 *r)
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* u[4a + q], 128-bit lane L: rows 4a..4a+3 at column 4L + q. */
+    for (int a = 0; a < 16; a += 4) {
+        u[a] = _mm512_shuffle_ps(t[a], t[a + 2], 0x44);
+        u[a + 1] = _mm512_shuffle_ps(t[a], t[a + 2], 0xee);
+        u[a + 2] = _mm512_shuffle_ps(t[a + 1], t[a + 3], 0x44);
+        u[a + 3] = _mm512_shuffle_ps(t[a + 1], t[a + 3], 0xee);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+        __m512 v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xdd);
+        __m512 w0 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+        __m512 w1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xdd);
+        r[q] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[8 + q] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+        r[4 + q] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[12 + q] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+    }
+}
+
+size_t vit__sgemm_pack_floats(int M, int K)
+{
+    /* + 16: 64-byte alignment */
+    return (size_t)chunk_panels(M, K) * VIT_SNR * (size_t)K + 16;
+}
+
+/* rows (<= 16) rows of in (row stride K) -> the panel's 16 lanes from
+ * `lane`: p[k * W + lane + i] = in[i][k], zeros past `rows`. */
+AVX512 static void pack16(float *p, int W, int lane, const float *in, int K,
+                          int rows)
+{
+    for (int k = 0; k < K; k += 16) {
+        int kn = K - k < 16 ? K - k : 16;
+        __mmask16 km = (__mmask16)((1u << kn) - 1);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(km, in + (size_t)i * K + k)
+                            : _mm512_setzero_ps();
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            if (i < kn)
+                _mm512_store_ps(p + (size_t)(k + i) * W + lane, r[i]);
+    }
+}
+
+/* One k step of the kernel: the panel's three vectors at k, times each
+ * row's weight at k broadcast. */
+#define SSTEP(k)                                                            \
+    {                                                                       \
+        __m512 x0 = _mm512_load_ps(p + (size_t)(k) * VIT_SNR);              \
+        __m512 x1 = _mm512_load_ps(p + (size_t)(k) * VIT_SNR + 16);         \
+        __m512 x2 = _mm512_load_ps(p + (size_t)(k) * VIT_SNR + 32);         \
+        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)                 \
+        {                                                                   \
+            __m512 b = _mm512_set1_ps(wr[r][k]);                            \
+            c[r][0] = _mm512_fmadd_ps(b, x0, c[r][0]);                      \
+            c[r][1] = _mm512_fmadd_ps(b, x1, c[r][1]);                      \
+            c[r][2] = _mm512_fmadd_ps(b, x2, c[r][2]);                      \
+        }                                                                   \
+    }
+
+/* tile (8 x 48) = weight rows w[0..8) (K floats each) times the panel p
+ * (K x 48). On the way, the rows of the next call, nx (or NULL), are
+ * prefetched into L2, so that thin products, which use each row once per
+ * chunk, find them there; and the output's 48 rows at out (ld apart), so
+ * that storing the tile does not wait for them. */
+AVX512 static void skernel(const float *const *w, const float *const *nx,
+                           const float *p, int K, float *tile,
+                           const float *out, int ld)
+{
+    __m512 c[8][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++)
+            c[r][v] = _mm512_setzero_ps();
+    const float *wr[8];
+    for (int r = 0; r < 8; r++)
+        wr[r] = w[r];
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        if (nx)
+            for (int r = 0; r < 8; r++)
+                _mm_prefetch((const char *)(nx[r] + k), _MM_HINT_T1);
+        if (k < 16 * VIT_SNR)
+            _mm_prefetch((const char *)(out + (size_t)(k / 16) * ld),
+                         _MM_HINT_T0);
+#pragma GCC unroll 16
+        for (int kk = 0; kk < 16; kk++)
+            SSTEP(k + kk)
+    }
+    for (; k < K; k++)
+        SSTEP(k)
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++)
+            _mm512_store_ps(tile + r * VIT_SNR + 16 * v, c[r][v]);
+}
+#undef SSTEP
+
+/* The upper 8 lanes (extractf32x8 would need AVX512DQ). */
+AVX512 static inline __m256 high256(__m512 v)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* out (rows m, columns n..n+nr) [+]= tile^T + b, for m < mr and nr <= 8:
+ * each group of 16 tile columns is transposed in registers into 16 rows
+ * of 8 floats. */
+AVX512 static void store_tile(float *out, int ld, const float *tile,
+                              const float *b, int mr, int nr, int accumulate)
+{
+    __mmask8 nm = (__mmask8)((1u << nr) - 1);
+    for (int g = 0; g * 16 < mr; g++) {
+        __m512 a[8], t[8], u[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            a[r] = _mm512_load_ps(tile + r * VIT_SNR + 16 * g);
+            if (b && r < nr)
+                a[r] = _mm512_add_ps(a[r], _mm512_set1_ps(b[r]));
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+        }
+        /* u[4h + q], 128-bit lane L: rows 4h..4h+3 at column 4L + q. */
+#pragma GCC unroll 2
+        for (int h = 0; h < 8; h += 4) {
+            u[h] = _mm512_shuffle_ps(t[h], t[h + 2], 0x44);
+            u[h + 1] = _mm512_shuffle_ps(t[h], t[h + 2], 0xee);
+            u[h + 2] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+            u[h + 3] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0xee);
+        }
+        int cols = mr - g * 16 < 16 ? mr - g * 16 : 16;
+        float *dst = out + (size_t)g * 16 * ld;
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            /* Columns q, 4 + q (lanes 0, 1) and 8 + q, 12 + q (2, 3). */
+            __m512 lo = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+            __m512 hi = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xee);
+            lo = _mm512_shuffle_f32x4(lo, lo, 0xd8);
+            hi = _mm512_shuffle_f32x4(hi, hi, 0xd8);
+            __m256 col[4] = {_mm512_castps512_ps256(lo), high256(lo),
+                             _mm512_castps512_ps256(hi), high256(hi)};
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                int c = q + 4 * s;
+                if (c >= cols)
+                    continue;
+                float *d = dst + (size_t)c * ld;
+                __m256 v = col[s];
+                if (accumulate)
+                    v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(nm, d));
+                _mm256_mask_storeu_ps(d, nm, v);
+            }
+        }
+    }
+}
+
+/* The sums of 8 vectors, in order. */
+AVX512 static inline __attribute__((always_inline)) __m256
+reduce8(const __m512 *c)
+{
+    __m512 y[4], z[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        y[i] = _mm512_add_ps(_mm512_unpacklo_ps(c[2 * i], c[2 * i + 1]),
+                             _mm512_unpackhi_ps(c[2 * i], c[2 * i + 1]));
+    /* z[h], 128-bit lane L: lane L's partial sums of c[4h..4h+3]. */
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        z[h] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * h], y[2 * h + 1], 0x44),
+                             _mm512_shuffle_ps(y[2 * h], y[2 * h + 1], 0xee));
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88),
+                             _mm512_shuffle_f32x4(z[0], z[1], 0xdd));
+    s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, 0xb1));
+    return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s, s, 0x08));
+}
+
+/* out (T rows, ld apart; columns n..n+nr) [+]= x (T rows, K floats each)
+ * times weight rows w[0..8) + b, as dot products along k: for the rows
+ * past a chunk's last whole panel, while those weight rows are in cache. */
+AVX512 static inline __attribute__((always_inline)) void
+dot_rows(float *out, int ld, const float *x, const float *const *w, int K,
+         const float *b, int nr, int accumulate, const int T)
+{
+    __m512 c[3][8];
+#pragma GCC unroll 3
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            c[t][r] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 km = K - k < 16 ? (__mmask16)((1u << (K - k)) - 1)
+                                  : (__mmask16)0xffff;
+        __m512 xv[3];
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm512_maskz_loadu_ps(km, x + (size_t)t * K + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            __m512 wv = _mm512_maskz_loadu_ps(km, w[r] + k);
+#pragma GCC unroll 3
+            for (int t = 0; t < T; t++)
+                c[t][r] = _mm512_fmadd_ps(xv[t], wv, c[t][r]);
+        }
+    }
+    __mmask8 nm = (__mmask8)((1u << nr) - 1);
+    __m256 bias = b ? _mm256_maskz_loadu_ps(nm, b) : _mm256_setzero_ps();
+#pragma GCC unroll 3
+    for (int t = 0; t < T; t++) {
+        float *d = out + (size_t)t * ld;
+        __m256 v = _mm256_add_ps(reduce8(c[t]), bias);
+        if (accumulate)
+            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(nm, d));
+        _mm256_mask_storeu_ps(d, nm, v);
+    }
+}
+
+AVX512 static void dot1(float *out, int ld, const float *x,
+                        const float *const *w, int K, const float *b, int nr,
+                        int accumulate)
+{
+    dot_rows(out, ld, x, w, K, b, nr, accumulate, 1);
+}
+AVX512 static void dot2(float *out, int ld, const float *x,
+                        const float *const *w, int K, const float *b, int nr,
+                        int accumulate)
+{
+    dot_rows(out, ld, x, w, K, b, nr, accumulate, 2);
+}
+AVX512 static void dot3(float *out, int ld, const float *x,
+                        const float *const *w, int K, const float *b, int nr,
+                        int accumulate)
+{
+    dot_rows(out, ld, x, w, K, b, nr, accumulate, 3);
+}
+
+/* The weight rows of the block of 8 columns from column n of piece i, a
+ * short block repeating its last row (those results are not stored);
+ * returns the block's columns. */
+static int block_rows(const piece *p, int i, int n, int K, const float **wr)
+{
+    int nr = p[i].n - n < VIT_SMR ? p[i].n - n : VIT_SMR;
+    for (int r = 0; r < VIT_SMR; r++)
+        wr[r] = p[i].w + (size_t)(n + (r < nr ? r : nr - 1)) * K;
+    return nr;
+}
+
+static void sgemm_avx512(const piece *p, int np, const float *in, int M,
+                         int K, int ld, int accumulate, float *pack)
+{
+    float tile[8 * VIT_SNR] __attribute__((aligned(64)));
+    float *panels = (float *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
+    int cp = chunk_panels(M, K);
+    for (int m0 = 0; m0 < M;) {
+        /* A chunk: up to cp whole panels, and the last chunk's rows past
+         * them. */
+        int rows = M - m0;
+        if (rows >= (cp + 1) * VIT_SNR)
+            rows = cp * VIT_SNR;
+        int full = rows / VIT_SNR;
+        const float *x = in + (size_t)m0 * K;
+        for (int i = 0; i < full * 3; i++)
+            pack16(panels + (size_t)i / 3 * K * VIT_SNR, VIT_SNR, 16 * (i % 3),
+                   x + (size_t)16 * i * K, K, 16);
+        /* The blocks of 8 columns, the next one's weight rows in nx. */
+        const float *wr[VIT_SMR], *nx[VIT_SMR];
+        int i = 0, n = 0, nr = block_rows(p, i, n, K, wr);
+        while (nr) {
+            int ni = i, nn = n + VIT_SMR;
+            if (nn >= p[ni].n)
+                ni++, nn = 0;
+            int nnr = ni < np ? block_rows(p, ni, nn, K, nx) : 0;
+            const float *b = p[i].b ? p[i].b + n : NULL;
+            float *o = p[i].out + (size_t)m0 * ld + n;
+            for (int j = 0; j < full; j++) {
+                float *oj = o + (size_t)j * VIT_SNR * ld;
+                skernel(wr, j == 0 && nnr ? nx : NULL,
+                        panels + (size_t)j * K * VIT_SNR, K, tile, oj, ld);
+                store_tile(oj, ld, tile, b, VIT_SNR, nr, accumulate);
+            }
+            for (int t = full * VIT_SNR; t < rows; t += 3) {
+                float *ot = o + (size_t)t * ld;
+                const float *xt = x + (size_t)t * K;
+                if (rows - t >= 3)
+                    dot3(ot, ld, xt, wr, K, b, nr, accumulate);
+                else if (rows - t == 2)
+                    dot2(ot, ld, xt, wr, K, b, nr, accumulate);
+                else
+                    dot1(ot, ld, xt, wr, K, b, nr, accumulate);
+            }
+            i = ni, n = nn, nr = nnr;
+            memcpy(wr, nx, sizeof wr);
+        }
+        m0 += rows;
+    }
+}
+#endif
+
+static int force_fallback;
+
+void vit__sgemm_force_fallback(int on) { force_fallback = on; }
+
+int vit__sgemm_native(void)
+{
+#ifdef VIT_HAVE_AVX512_SGEMM
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512vl");
+    }
+    return have && !force_fallback;
+#else
+    return 0;
+#endif
+}
+
+void vit__sgemm(const vit__sgemm_op *o, const float *in, int M, int K,
+                int n0, int n1, float *pack)
+{
+    if (M < 1 || n1 <= n0)
+        return;
+    piece p[3];
+    int np = pieces(o, K, n0, n1, p);
+#ifdef VIT_HAVE_AVX512_SGEMM
+    if (vit__sgemm_native()) {
+        sgemm_avx512(p, np, in, M, K, o->ld, o->accumulate, pack);
+        return;
+    }
+#endif
+    sgemm_blas(p, np, in, M, K, o->ld, o->accumulate);
+}
