@@ -3,7 +3,8 @@
  * OpenBLAS fallback against the product in double precision, on shapes
  * with tails in rows (panels of 48, the rows past them), columns (tiles of
  * 8, segments that end inside a tile) and k (vectors of 16), with and
- * without bias, stored and accumulated; columns outside the asked range
+ * without bias, stored (with or without an activation) and accumulated;
+ * columns outside the asked range
  * are left alone, and the kernel gives the same bits for a product split
  * by columns as for the whole.
  */
@@ -22,27 +23,41 @@ static float frand(unsigned *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+enum { NONE = 0, GELU = 1 + VIT_ACT_GELU, QUICK = 1 + VIT_ACT_QUICK_GELU };
+
 static const struct {
-    int M, seg, nseg, K, n0, n1, bias, accumulate;
+    int M, seg, nseg, K, n0, n1, bias, accumulate, act;
 } shapes[] = {
-    {1, 8, 1, 16, 0, 8, 1, 0},        /* one row, one tile, one vector */
-    {2, 7, 1, 1, 0, 7, 0, 0},         /* K = 1, short tile */
-    {3, 9, 1, 17, 0, 9, 1, 1},        /* k tail, a tile and one column */
-    {47, 16, 1, 100, 0, 16, 1, 0},    /* rows short of a panel */
-    {48, 24, 1, 33, 0, 24, 0, 1},     /* one whole panel */
-    {50, 20, 1, 64, 0, 20, 1, 1},     /* a panel and two rows */
-    {97, 10, 3, 45, 0, 30, 1, 0},     /* fused q, k, v: tiles across segments */
-    {197, 10, 3, 31, 3, 27, 1, 1},    /* a column range inside segments */
-    {60, 40, 1, 3000, 8, 37, 1, 0},   /* long k: one panel a chunk */
-    {250, 50, 1, 3000, 0, 50, 0, 1},  /* several chunks, rows past them */
-    {400, 13, 1, 200, 0, 13, 1, 0},   /* several panels a chunk */
+    {1, 8, 1, 16, 0, 8, 1, 0, GELU},   /* one row, one tile, one vector */
+    {2, 7, 1, 1, 0, 7, 0, 0, NONE},    /* K = 1, short tile */
+    {3, 9, 1, 17, 0, 9, 1, 1, NONE},   /* k tail, a tile and one column */
+    {47, 16, 1, 100, 0, 16, 1, 0, QUICK}, /* rows short of a panel */
+    {48, 24, 1, 33, 0, 24, 0, 1, NONE},   /* one whole panel */
+    {50, 20, 1, 64, 0, 20, 1, 1, NONE},   /* a panel and two rows */
+    {97, 10, 3, 45, 0, 30, 1, 0, NONE},   /* fused q, k, v: tiles across
+                                             segments */
+    {197, 10, 3, 31, 3, 27, 1, 1, NONE},  /* a column range inside segments */
+    {60, 40, 1, 3000, 8, 37, 1, 0, GELU}, /* long k: one panel a chunk */
+    {250, 50, 1, 3000, 0, 50, 0, 1, NONE}, /* several chunks, rows past
+                                              them */
+    {400, 13, 1, 200, 0, 13, 1, 0, GELU}, /* several panels a chunk */
 };
+
+static double activation(double x, int act)
+{
+    if (act == GELU)
+        return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    if (act == QUICK)
+        return x / (1.0 + exp(-1.702 * x));
+    return x;
+}
 
 /* out as vit__sgemm must leave it: columns [n0, n1) of the product, the
  * rest as it was. */
 static void reference(float *ref, const float *out0, const float *x,
                       const float *const *w, const float *const *b, int M,
-                      int seg, int nseg, int K, int n0, int n1, int acc)
+                      int seg, int nseg, int K, int n0, int n1, int acc,
+                      int act)
 {
     int N = seg * nseg;
     for (int s = 0; s < nseg; s++)
@@ -58,6 +73,7 @@ static void reference(float *ref, const float *out0, const float *x,
                 for (int k = 0; k < K; k++)
                     sum += (double)x[(size_t)i * K + k] *
                            w[s][(size_t)c * K + k];
+                sum = activation(sum, act);
                 ref[o] = (float)(acc ? out0[o] + sum : sum);
             }
 }
@@ -78,7 +94,8 @@ START_TEST(sgemm_matches_double)
         x[i] = frand(&seed);
     for (size_t i = 0; i < nout; i++)
         out0[i] = frand(&seed);
-    vit__sgemm_op op = {.seg = seg, .ld = seg, .accumulate = acc};
+    vit__sgemm_op op = {.seg = seg, .ld = seg, .accumulate = acc,
+                        .act = shapes[_i].act};
     for (int s = 0; s < nseg; s++) {
         w[s] = malloc((size_t)seg * K * sizeof *w[s]);
         for (size_t i = 0; i < (size_t)seg * K; i++)
@@ -92,7 +109,7 @@ START_TEST(sgemm_matches_double)
         op.b[s] = b[s];
     }
     reference(ref, out0, x, (const float *const *)w, (const float *const *)b,
-              M, seg, nseg, K, n0, n1, acc);
+              M, seg, nseg, K, n0, n1, acc, shapes[_i].act);
     for (int fallback = 0; fallback < 2; fallback++) {
         vit__sgemm_force_fallback(fallback);
         char what[64];
@@ -155,7 +172,7 @@ START_TEST(sgemm_model_shapes)
         w[i] = frand(&seed) * 0.05f;
     for (int i = 0; i < N; i++)
         b[i] = frand(&seed);
-    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0};
+    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
     vit__sgemm(&op, x, M, K, N / 2, N, pack);
     vit__sgemm_force_fallback(1);
     op.out[0] = ref;

@@ -235,7 +235,7 @@ static void qkv_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
     const vit__scratch *s = j->s;
     int D = j->e->D;
     vit__sgemm_op op = {{y->wq, y->wk, y->wv}, {y->bq, y->bk, y->bv},
-                        {s->q, s->k, s->v}, D, D, 0};
+                        {s->q, s->k, s->v}, D, D, 0, 0};
     product(j, w, n, op, s->xn, D, r0, r1, c0, c1);
 }
 
@@ -245,22 +245,20 @@ static void attn_out_f32(const layer_job *j, int w, int n, int r0, int r1,
 {
     const vit__layer *y = j->y;
     int D = j->e->D;
-    vit__sgemm_op op = {{y->wo}, {y->bo}, {j->x}, D, D, 1};
+    vit__sgemm_op op = {{y->wo}, {y->bo}, {j->x}, D, D, 1, 0};
     product(j, w, n, op, j->s->ctx, D, r0, r1, c0, c1);
 }
 
-/* ff = act(xn @ w1^T + b1) */
+/* ff = act(xn @ w1^T + b1), the activation run on each tile as it is
+ * stored. */
 static void fc1_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
                     int c1)
 {
     const vit__layer *y = j->y;
-    const vit__scratch *s = j->s;
     int D = j->e->D, F = j->e->F;
-    vit__sgemm_op op = {{y->w1}, {y->b1}, {s->ff}, F, F, 0};
-    product(j, w, n, op, s->xn, D, r0, r1, c0, c1);
-    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
-             for (int r = r0; r < r1; r++) vit__activation(
-                 s->ff + (size_t)r * F + c0, (size_t)(c1 - c0), j->e->act));
+    vit__sgemm_op op = {{y->w1}, {y->b1}, {j->s->ff}, F, F, 0,
+                        1 + (int)j->e->act};
+    product(j, w, n, op, j->s->xn, D, r0, r1, c0, c1);
 }
 
 /* x += ff @ w2^T + b2 */
@@ -269,7 +267,7 @@ static void fc2_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
 {
     const vit__layer *y = j->y;
     int D = j->e->D, F = j->e->F;
-    vit__sgemm_op op = {{y->w2}, {y->b2}, {j->x}, D, D, 1};
+    vit__sgemm_op op = {{y->w2}, {y->b2}, {j->x}, D, D, 1, 0};
     product(j, w, n, op, j->s->ff, F, r0, r1, c0, c1);
 }
 

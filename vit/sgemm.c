@@ -12,13 +12,19 @@
  * M x K floats a call, cheap next to the product). The micro-kernel holds
  * an 8 x 48 tile of C^T in 24 zmm accumulators of 16 rows each; the
  * epilogue transposes it in registers into out, with the bias and the
- * accumulate. A panel (48 x K floats) stays in L2 while every weight row
- * of the call streams past it once.
+ * accumulate. The activations are packed a chunk of panels at a time (what
+ * stays in L2 next to the weights), and the weights stream past each chunk
+ * once, a block of 8 rows serving all of the chunk's panels: one image's
+ * rows are one chunk, so a thin product reads its weights once.
  *
- * The AVX-512 kernel runs where the CPU has it; elsewhere, and for shapes
- * where OpenBLAS is measured faster, the product goes to cblas_sgemm. Every
- * output element is one chain of FMAs in k order, whatever the split of
- * the work, so results do not depend on the number of threads.
+ * The rows past a chunk's last whole panel are computed as dot products
+ * along k (16 lanes, then summed) while the block's weight rows are still
+ * in cache, so no panel is padded. Each output column is computed the same
+ * way whatever block of columns it is asked in: splitting a product by
+ * columns gives the same bits.
+ *
+ * The AVX-512 kernel runs where the CPU has it; elsewhere the product goes
+ * to cblas_sgemm.
  *
  * Dimension legend: M rows (tokens), N output features, K input features.
  */
@@ -68,8 +74,9 @@ static int pieces(const vit__sgemm_op *o, int K, int n0, int n1, piece *p)
 }
 
 static void sgemm_blas(const piece *p, int np, const float *in, int M, int K,
-                       int ld, int accumulate)
+                       const vit__sgemm_op *o)
 {
+    int ld = o->ld, accumulate = o->accumulate;
     for (int i = 0; i < np; i++) {
         if (p[i].b)
             for (int r = 0; r < M; r++) {
@@ -83,6 +90,9 @@ static void sgemm_blas(const piece *p, int np, const float *in, int M, int K,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, p[i].n, K,
                     1.0f, in, K, p[i].w, K,
                     accumulate || p[i].b ? 1.0f : 0.0f, p[i].out, ld);
+        for (int r = 0; o->act && r < M; r++)
+            vit__activation(p[i].out + (size_t)r * ld, (size_t)p[i].n,
+                            (vit__act)(o->act - 1));
     }
 }
 
@@ -207,12 +217,20 @@ AVX512 static inline __m256 high256(__m512 v)
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-/* out (rows m, columns n..n+nr) [+]= tile^T + b, for m < mr and nr <= 8:
- * each group of 16 tile columns is transposed in registers into 16 rows
- * of 8 floats. */
-AVX512 static void store_tile(float *out, int ld, const float *tile,
-                              const float *b, int mr, int nr, int accumulate)
+/* out (rows m, columns n..n+nr) [+]= act(tile^T + b), for m < mr and
+ * nr <= 8, as o says: each group of 16 tile columns is transposed in
+ * registers into 16 rows of 8 floats. */
+AVX512 static void store_tile(float *out, float *tile, const float *b,
+                              int mr, int nr, const vit__sgemm_op *o)
 {
+    int ld = o->ld, accumulate = o->accumulate;
+    if (o->act) {
+        for (int r = 0; b && r < nr; r++)
+            for (int m = 0; m < mr; m++)
+                tile[r * VIT_SNR + m] += b[r];
+        vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
+        b = NULL;
+    }
     __mmask8 nm = (__mmask8)((1u << nr) - 1);
     for (int g = 0; g * 16 < mr; g++) {
         __m512 a[8], t[8], u[8];
@@ -285,9 +303,10 @@ reduce8(const __m512 *c)
  * times weight rows w[0..8) + b, as dot products along k: for the rows
  * past a chunk's last whole panel, while those weight rows are in cache. */
 AVX512 static inline __attribute__((always_inline)) void
-dot_rows(float *out, int ld, const float *x, const float *const *w, int K,
-         const float *b, int nr, int accumulate, const int T)
+dot_rows(float *out, const float *x, const float *const *w, int K,
+         const float *b, int nr, const vit__sgemm_op *o, const int T)
 {
+    int ld = o->ld;
     __m512 c[3][8];
 #pragma GCC unroll 3
     for (int t = 0; t < T; t++)
@@ -315,29 +334,35 @@ dot_rows(float *out, int ld, const float *x, const float *const *w, int K,
     for (int t = 0; t < T; t++) {
         float *d = out + (size_t)t * ld;
         __m256 v = _mm256_add_ps(reduce8(c[t]), bias);
-        if (accumulate)
+        if (o->act) {
+            float a[8];
+            _mm256_storeu_ps(a, v);
+            vit__activation(a, 8, (vit__act)(o->act - 1));
+            v = _mm256_loadu_ps(a);
+        }
+        if (o->accumulate)
             v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(nm, d));
         _mm256_mask_storeu_ps(d, nm, v);
     }
 }
 
-AVX512 static void dot1(float *out, int ld, const float *x,
-                        const float *const *w, int K, const float *b, int nr,
-                        int accumulate)
+AVX512 static void dot1(float *out, const float *x, const float *const *w,
+                        int K, const float *b, int nr,
+                        const vit__sgemm_op *o)
 {
-    dot_rows(out, ld, x, w, K, b, nr, accumulate, 1);
+    dot_rows(out, x, w, K, b, nr, o, 1);
 }
-AVX512 static void dot2(float *out, int ld, const float *x,
-                        const float *const *w, int K, const float *b, int nr,
-                        int accumulate)
+AVX512 static void dot2(float *out, const float *x, const float *const *w,
+                        int K, const float *b, int nr,
+                        const vit__sgemm_op *o)
 {
-    dot_rows(out, ld, x, w, K, b, nr, accumulate, 2);
+    dot_rows(out, x, w, K, b, nr, o, 2);
 }
-AVX512 static void dot3(float *out, int ld, const float *x,
-                        const float *const *w, int K, const float *b, int nr,
-                        int accumulate)
+AVX512 static void dot3(float *out, const float *x, const float *const *w,
+                        int K, const float *b, int nr,
+                        const vit__sgemm_op *o)
 {
-    dot_rows(out, ld, x, w, K, b, nr, accumulate, 3);
+    dot_rows(out, x, w, K, b, nr, o, 3);
 }
 
 /* The weight rows of the block of 8 columns from column n of piece i, a
@@ -352,8 +377,9 @@ static int block_rows(const piece *p, int i, int n, int K, const float **wr)
 }
 
 static void sgemm_avx512(const piece *p, int np, const float *in, int M,
-                         int K, int ld, int accumulate, float *pack)
+                         int K, const vit__sgemm_op *op, float *pack)
 {
+    int ld = op->ld;
     float tile[8 * VIT_SNR] __attribute__((aligned(64)));
     float *panels = (float *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
     int cp = chunk_panels(M, K);
@@ -382,17 +408,17 @@ static void sgemm_avx512(const piece *p, int np, const float *in, int M,
                 float *oj = o + (size_t)j * VIT_SNR * ld;
                 skernel(wr, j == 0 && nnr ? nx : NULL,
                         panels + (size_t)j * K * VIT_SNR, K, tile, oj, ld);
-                store_tile(oj, ld, tile, b, VIT_SNR, nr, accumulate);
+                store_tile(oj, tile, b, VIT_SNR, nr, op);
             }
             for (int t = full * VIT_SNR; t < rows; t += 3) {
                 float *ot = o + (size_t)t * ld;
                 const float *xt = x + (size_t)t * K;
                 if (rows - t >= 3)
-                    dot3(ot, ld, xt, wr, K, b, nr, accumulate);
+                    dot3(ot, xt, wr, K, b, nr, op);
                 else if (rows - t == 2)
-                    dot2(ot, ld, xt, wr, K, b, nr, accumulate);
+                    dot2(ot, xt, wr, K, b, nr, op);
                 else
-                    dot1(ot, ld, xt, wr, K, b, nr, accumulate);
+                    dot1(ot, xt, wr, K, b, nr, op);
             }
             i = ni, n = nn, nr = nnr;
             memcpy(wr, nx, sizeof wr);
@@ -430,9 +456,9 @@ void vit__sgemm(const vit__sgemm_op *o, const float *in, int M, int K,
     int np = pieces(o, K, n0, n1, p);
 #ifdef VIT_HAVE_AVX512_SGEMM
     if (vit__sgemm_native()) {
-        sgemm_avx512(p, np, in, M, K, o->ld, o->accumulate, pack);
+        sgemm_avx512(p, np, in, M, K, o, pack);
         return;
     }
 #endif
-    sgemm_blas(p, np, in, M, K, o->ld, o->accumulate);
+    sgemm_blas(p, np, in, M, K, o);
 }

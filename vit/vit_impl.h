@@ -158,6 +158,7 @@ typedef struct {
     const float *w[3], *b[3];
     float *out[3];
     int seg, ld, accumulate;
+    int act; /* stored outputs: 1 + the vit__act applied to them; 0: none */
 } vit__sgemm_op;
 
 /* Floats of packing scratch vit__sgemm needs for M rows of K features (or
