@@ -41,6 +41,8 @@ static const struct {
     {250, 50, 1, 3000, 0, 50, 0, 1, NONE}, /* several chunks, rows past
                                               them */
     {400, 13, 1, 200, 0, 13, 1, 0, GELU}, /* several panels a chunk */
+    {100, 24, 1, 800, 0, 24, 1, 0, NONE}, /* two k blocks, bias in the
+                                             first */
 };
 
 static double activation(double x, int act)

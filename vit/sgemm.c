@@ -40,13 +40,29 @@
 
 /* Rows of activations packed per chunk: whole panels of VIT_SNR rows, as
  * many as fit this many floats (at least one). */
+#ifndef CHUNK_FLOATS
 #define CHUNK_FLOATS (160 * 1024)
+#endif
+/* Longest run of k packed at once: longer K is taken in near-equal blocks,
+ * so that a chunk holds several panels and the weights are read once per
+ * chunk, not once per panel. */
+#define KC_MAX 768
 
-static int chunk_panels(int M, int K)
+static int chunk_panels(int M, int kc)
 {
-    int n = CHUNK_FLOATS / VIT_SNR / K;
+    int n = CHUNK_FLOATS / VIT_SNR / kc;
     n = n > 0 ? n : 1;
     return M / VIT_SNR < n ? M / VIT_SNR : n;
+}
+
+/* The k block for K features: all of them with an activation, which needs
+ * the whole sum at once. */
+static int k_block(int K, int act)
+{
+    if (act || K <= KC_MAX)
+        return K;
+    int nb = (K + KC_MAX - 1) / KC_MAX;
+    return ((K + nb - 1) / nb + 15) / 16 * 16;
 }
 
 /* One run of a product's columns inside one output segment. */
@@ -130,14 +146,17 @@ transpose16(__m512 *r)
 
 size_t vit__sgemm_pack_floats(int M, int K)
 {
-    /* + 16: 64-byte alignment */
-    return (size_t)chunk_panels(M, K) * VIT_SNR * (size_t)K + 16;
+    /* The most of either k block; + 16: 64-byte alignment. */
+    size_t a = (size_t)chunk_panels(M, K) * VIT_SNR * (size_t)K,
+           b = (size_t)chunk_panels(M, k_block(K, 0)) * VIT_SNR *
+               (size_t)k_block(K, 0);
+    return (a > b ? a : b) + 16;
 }
 
-/* rows (<= 16) rows of in (row stride K) -> the panel's 16 lanes from
- * `lane`: p[k * W + lane + i] = in[i][k], zeros past `rows`. */
-AVX512 static void pack16(float *p, int W, int lane, const float *in, int K,
-                          int rows)
+/* rows (<= 16) rows of in (row stride ld) -> the panel's 16 lanes from
+ * `lane`: p[k * W + lane + i] = in[i][k] for k < K, zeros past `rows`. */
+AVX512 static void pack16(float *p, int W, int lane, const float *in,
+                          size_t ld, int K, int rows)
 {
     for (int k = 0; k < K; k += 16) {
         int kn = K - k < 16 ? K - k : 16;
@@ -145,7 +164,7 @@ AVX512 static void pack16(float *p, int W, int lane, const float *in, int K,
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? _mm512_maskz_loadu_ps(km, in + (size_t)i * K + k)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(km, in + i * ld + k)
                             : _mm512_setzero_ps();
         transpose16(r);
 #pragma GCC unroll 16
@@ -299,12 +318,13 @@ reduce8(const __m512 *c)
     return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s, s, 0x08));
 }
 
-/* out (T rows, ld apart; columns n..n+nr) [+]= x (T rows, K floats each)
- * times weight rows w[0..8) + b, as dot products along k: for the rows
- * past a chunk's last whole panel, while those weight rows are in cache. */
+/* out (T rows, o->ld apart; columns n..n+nr) [+]= x (T rows, ldx apart, K
+ * floats each) times weight rows w[0..8) + b, as dot products along k: for
+ * the rows past a chunk's last whole panel, while those weight rows are in
+ * cache. */
 AVX512 static inline __attribute__((always_inline)) void
-dot_rows(float *out, const float *x, const float *const *w, int K,
-         const float *b, int nr, const vit__sgemm_op *o, const int T)
+dot_rows(float *out, const float *x, size_t ldx, const float *const *w,
+         int K, const float *b, int nr, const vit__sgemm_op *o, const int T)
 {
     int ld = o->ld;
     __m512 c[3][8];
@@ -319,7 +339,7 @@ dot_rows(float *out, const float *x, const float *const *w, int K,
         __m512 xv[3];
 #pragma GCC unroll 3
         for (int t = 0; t < T; t++)
-            xv[t] = _mm512_maskz_loadu_ps(km, x + (size_t)t * K + k);
+            xv[t] = _mm512_maskz_loadu_ps(km, x + t * ldx + k);
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             __m512 wv = _mm512_maskz_loadu_ps(km, w[r] + k);
@@ -346,82 +366,102 @@ dot_rows(float *out, const float *x, const float *const *w, int K,
     }
 }
 
-AVX512 static void dot1(float *out, const float *x, const float *const *w,
-                        int K, const float *b, int nr,
+AVX512 static void dot1(float *out, const float *x, size_t ldx,
+                        const float *const *w, int K, const float *b, int nr,
                         const vit__sgemm_op *o)
 {
-    dot_rows(out, x, w, K, b, nr, o, 1);
+    dot_rows(out, x, ldx, w, K, b, nr, o, 1);
 }
-AVX512 static void dot2(float *out, const float *x, const float *const *w,
-                        int K, const float *b, int nr,
+AVX512 static void dot2(float *out, const float *x, size_t ldx,
+                        const float *const *w, int K, const float *b, int nr,
                         const vit__sgemm_op *o)
 {
-    dot_rows(out, x, w, K, b, nr, o, 2);
+    dot_rows(out, x, ldx, w, K, b, nr, o, 2);
 }
-AVX512 static void dot3(float *out, const float *x, const float *const *w,
-                        int K, const float *b, int nr,
+AVX512 static void dot3(float *out, const float *x, size_t ldx,
+                        const float *const *w, int K, const float *b, int nr,
                         const vit__sgemm_op *o)
 {
-    dot_rows(out, x, w, K, b, nr, o, 3);
+    dot_rows(out, x, ldx, w, K, b, nr, o, 3);
 }
 
-/* The weight rows of the block of 8 columns from column n of piece i, a
- * short block repeating its last row (those results are not stored);
- * returns the block's columns. */
-static int block_rows(const piece *p, int i, int n, int K, const float **wr)
+/* The weight rows of the block of 8 columns from column n of piece i, from
+ * k0 on, a short block repeating its last row (those results are not
+ * stored); returns the block's columns. */
+static int block_rows(const piece *p, int i, int n, int K, int k0,
+                      const float **wr)
 {
     int nr = p[i].n - n < VIT_SMR ? p[i].n - n : VIT_SMR;
     for (int r = 0; r < VIT_SMR; r++)
-        wr[r] = p[i].w + (size_t)(n + (r < nr ? r : nr - 1)) * K;
+        wr[r] = p[i].w + (size_t)(n + (r < nr ? r : nr - 1)) * K + k0;
     return nr;
+}
+
+/* Columns kn of k from k0 for rows (a chunk) of x (row stride K): `full`
+ * panels packed, the rest as dot products; ep: the epilogue for this k
+ * block. */
+static void chunk_block(const piece *p, int np, const float *x, int rows,
+                        int K, int k0, int kn, const vit__sgemm_op *ep,
+                        float *panels)
+{
+    float tile[8 * VIT_SNR] __attribute__((aligned(64)));
+    int full = rows / VIT_SNR, ld = ep->ld;
+    for (int i = 0; i < full * 3; i++)
+        pack16(panels + (size_t)i / 3 * kn * VIT_SNR, VIT_SNR, 16 * (i % 3),
+               x + (size_t)16 * i * K + k0, (size_t)K, kn, 16);
+    /* The blocks of 8 columns, the next one's weight rows in nx. */
+    const float *wr[VIT_SMR], *nx[VIT_SMR];
+    int i = 0, n = 0, nr = block_rows(p, i, n, K, k0, wr);
+    while (nr) {
+        int ni = i, nn = n + VIT_SMR;
+        if (nn >= p[ni].n)
+            ni++, nn = 0;
+        int nnr = ni < np ? block_rows(p, ni, nn, K, k0, nx) : 0;
+        const float *b = p[i].b && k0 == 0 ? p[i].b + n : NULL;
+        float *o = p[i].out + n;
+        for (int j = 0; j < full; j++) {
+            float *oj = o + (size_t)j * VIT_SNR * ld;
+            skernel(wr, j == 0 && nnr ? nx : NULL,
+                    panels + (size_t)j * kn * VIT_SNR, kn, tile, oj, ld);
+            store_tile(oj, tile, b, VIT_SNR, nr, ep);
+        }
+        for (int t = full * VIT_SNR; t < rows; t += 3) {
+            float *ot = o + (size_t)t * ld;
+            const float *xt = x + (size_t)t * K + k0;
+            if (rows - t >= 3)
+                dot3(ot, xt, (size_t)K, wr, kn, b, nr, ep);
+            else if (rows - t == 2)
+                dot2(ot, xt, (size_t)K, wr, kn, b, nr, ep);
+            else
+                dot1(ot, xt, (size_t)K, wr, kn, b, nr, ep);
+        }
+        i = ni, n = nn, nr = nnr;
+        memcpy(wr, nx, sizeof wr);
+    }
 }
 
 static void sgemm_avx512(const piece *p, int np, const float *in, int M,
                          int K, const vit__sgemm_op *op, float *pack)
 {
-    int ld = op->ld;
-    float tile[8 * VIT_SNR] __attribute__((aligned(64)));
     float *panels = (float *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
-    int cp = chunk_panels(M, K);
+    int kc = k_block(K, op->act), cp = chunk_panels(M, kc);
+    piece q[3];
     for (int m0 = 0; m0 < M;) {
         /* A chunk: up to cp whole panels, and the last chunk's rows past
          * them. */
         int rows = M - m0;
         if (rows >= (cp + 1) * VIT_SNR)
             rows = cp * VIT_SNR;
-        int full = rows / VIT_SNR;
-        const float *x = in + (size_t)m0 * K;
-        for (int i = 0; i < full * 3; i++)
-            pack16(panels + (size_t)i / 3 * K * VIT_SNR, VIT_SNR, 16 * (i % 3),
-                   x + (size_t)16 * i * K, K, 16);
-        /* The blocks of 8 columns, the next one's weight rows in nx. */
-        const float *wr[VIT_SMR], *nx[VIT_SMR];
-        int i = 0, n = 0, nr = block_rows(p, i, n, K, wr);
-        while (nr) {
-            int ni = i, nn = n + VIT_SMR;
-            if (nn >= p[ni].n)
-                ni++, nn = 0;
-            int nnr = ni < np ? block_rows(p, ni, nn, K, nx) : 0;
-            const float *b = p[i].b ? p[i].b + n : NULL;
-            float *o = p[i].out + (size_t)m0 * ld + n;
-            for (int j = 0; j < full; j++) {
-                float *oj = o + (size_t)j * VIT_SNR * ld;
-                skernel(wr, j == 0 && nnr ? nx : NULL,
-                        panels + (size_t)j * K * VIT_SNR, K, tile, oj, ld);
-                store_tile(oj, tile, b, VIT_SNR, nr, op);
-            }
-            for (int t = full * VIT_SNR; t < rows; t += 3) {
-                float *ot = o + (size_t)t * ld;
-                const float *xt = x + (size_t)t * K;
-                if (rows - t >= 3)
-                    dot3(ot, xt, wr, K, b, nr, op);
-                else if (rows - t == 2)
-                    dot2(ot, xt, wr, K, b, nr, op);
-                else
-                    dot1(ot, xt, wr, K, b, nr, op);
-            }
-            i = ni, n = nn, nr = nnr;
-            memcpy(wr, nx, sizeof wr);
+        for (int i = 0; i < np; i++) {
+            q[i] = p[i];
+            q[i].out += (size_t)m0 * op->ld;
+        }
+        /* The k blocks after the first add to what it stored. */
+        vit__sgemm_op ep = *op;
+        for (int k0 = 0; k0 < K; k0 += kc) {
+            chunk_block(q, np, in + (size_t)m0 * K, rows, K, k0,
+                        K - k0 < kc ? K - k0 : kc, &ep, panels);
+            ep.accumulate = 1;
         }
         m0 += rows;
     }
