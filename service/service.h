@@ -47,6 +47,7 @@ typedef struct {
     int decode_threads;      /* image decoding and preprocessing (2) */
     int threads;             /* threads of each forward pass (vit_options;
                                 0: one per online CPU) */
+    int precision;           /* the model's vit_precision (fp32) */
     int deadline_ms;         /* default per-request deadline (30000) */
     int max_images;          /* per request (64) */
     int max_texts;           /* per request (64) */

@@ -371,6 +371,38 @@ START_TEST(test_wire_equals_local)
 }
 END_TEST
 
+/* A worker in int8 says so, and answers as the local command in int8
+ * does: each row's quantization is its own, so batching with other
+ * requests changes nothing. */
+START_TEST(test_int8_worker)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "w8");
+    pid_t w = start_worker(ep, "--precision", "int8", NULL);
+    int c1, c2;
+    char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_msg(strstr(info, "\"precision\": \"int8\"") != NULL, "%s",
+                  info);
+    free(info);
+    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
+                               "--logits", "--format", "jsonl",
+                               "tests/fixtures/cli", NULL);
+    char *local = run_capture(&c2, "classify", "--model", MODEL,
+                              "--precision", "int8", "--logits", "--format",
+                              "jsonl", "tests/fixtures/cli", NULL);
+    char *fp32 = run_capture(&c2, "classify", "--model", MODEL, "--logits",
+                             "--format", "jsonl", "tests/fixtures/cli", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_int_eq(c2, 0);
+    ck_assert_msg(strlen(local) > 20, "local output: %s", local);
+    ck_assert_str_eq(remote, local);
+    ck_assert_str_ne(local, fp32); /* int8 really ran */
+    free(remote), free(local), free(fp32);
+    stop_ok(w);
+}
+END_TEST
+
 /* ---- 8 clients x 200 requests against one worker ---- */
 
 typedef struct {
@@ -2416,6 +2448,7 @@ Suite *service_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_wire_equals_local);
+    tcase_add_test(tc, test_int8_worker);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_batches_stay_full);
     tcase_add_test(tc, test_malformed_sweep);
