@@ -40,9 +40,7 @@
 
 /* Rows of activations packed per chunk: whole panels of VIT_SNR rows, as
  * many as fit this many floats (at least one). */
-#ifndef CHUNK_FLOATS
 #define CHUNK_FLOATS (160 * 1024)
-#endif
 /* Longest run of k packed at once: longer K is taken in near-equal blocks,
  * so that a chunk holds several panels and the weights are read once per
  * chunk, not once per panel. */
@@ -112,7 +110,6 @@ static void sgemm_blas(const piece *p, int np, const float *in, int M, int K,
     }
 }
 
-
 #ifdef VIT_HAVE_AVX512_SGEMM
 #define AVX512 __attribute__((target("avx512f,avx512vl")))
 
@@ -153,10 +150,10 @@ size_t vit__sgemm_pack_floats(int M, int K)
     return (a > b ? a : b) + 16;
 }
 
-/* rows (<= 16) rows of in (row stride ld) -> the panel's 16 lanes from
- * `lane`: p[k * W + lane + i] = in[i][k] for k < K, zeros past `rows`. */
-AVX512 static void pack16(float *p, int W, int lane, const float *in,
-                          size_t ld, int K, int rows)
+/* 16 rows of in (row stride ld) -> the panel's 16 lanes from `lane`:
+ * p[k * VIT_SNR + lane + i] = in[i][k] for k < K. */
+AVX512 static void pack16(float *p, int lane, const float *in, size_t ld,
+                          int K)
 {
     for (int k = 0; k < K; k += 16) {
         int kn = K - k < 16 ? K - k : 16;
@@ -164,13 +161,12 @@ AVX512 static void pack16(float *p, int W, int lane, const float *in,
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? _mm512_maskz_loadu_ps(km, in + i * ld + k)
-                            : _mm512_setzero_ps();
+            r[i] = _mm512_maskz_loadu_ps(km, in + i * ld + k);
         transpose16(r);
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
             if (i < kn)
-                _mm512_store_ps(p + (size_t)(k + i) * W + lane, r[i]);
+                _mm512_store_ps(p + (size_t)(k + i) * VIT_SNR + lane, r[i]);
     }
 }
 
@@ -407,8 +403,8 @@ static void chunk_block(const piece *p, int np, const float *x, int rows,
     float tile[8 * VIT_SNR] __attribute__((aligned(64)));
     int full = rows / VIT_SNR, ld = ep->ld;
     for (int i = 0; i < full * 3; i++)
-        pack16(panels + (size_t)i / 3 * kn * VIT_SNR, VIT_SNR, 16 * (i % 3),
-               x + (size_t)16 * i * K + k0, (size_t)K, kn, 16);
+        pack16(panels + (size_t)i / 3 * kn * VIT_SNR, 16 * (i % 3),
+               x + (size_t)16 * i * K + k0, (size_t)K, kn);
     /* The blocks of 8 columns, the next one's weight rows in nx. */
     const float *wr[VIT_SMR], *nx[VIT_SMR];
     int i = 0, n = 0, nr = block_rows(p, i, n, K, k0, wr);

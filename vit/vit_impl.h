@@ -158,8 +158,8 @@ typedef struct {
     const float *w[3], *b[3];
     float *out[3];
     int seg, ld, accumulate;
-    int act; /* 1 + a vit__act applied to the product plus bias (before
-                it is added, when accumulating); 0: none */
+    int act; /* 1 + a vit__act applied to the stored outputs (products
+                that are not accumulated); 0: none */
 } vit__sgemm_op;
 
 /* Floats of packing scratch vit__sgemm needs for M rows of K features (or
