@@ -191,6 +191,48 @@ START_TEST(sgemm_model_shapes)
 }
 END_TEST
 
+/* The encoder's ways of splitting a layer between threads: rows (a thread
+ * per block of rows), columns (every thread all rows, its share of the
+ * weights), and grids of both, on vit_rect (61 tokens) with four images,
+ * the fourth a copy of the first: 244 rows make two row groups of 122 for
+ * 2, 4 and 6 threads, none for 3 and 5. Each within the fixture's
+ * tolerance of transformers. */
+START_TEST(encoder_splits_match_reference)
+{
+    static const int threads[] = {1, 2, 3, 4, 5, 6};
+    vit_options opt = vit_options_default();
+    opt.max_batch = 4;
+    opt.threads = threads[_i];
+    vit_model *m;
+    vit_state *st;
+    vit_error err;
+    ck_assert_msg(vit_model_load(FIXTURES "/vit_rect", &opt, &m, &err) ==
+                      VIT_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_array px = tu_fixture("vit_rect", "ref_pixels.npy");
+    vit_array hid = tu_fixture("vit_rect", "ref_hidden.npy");
+    size_t img = (size_t)px.shape[1] * px.shape[2] * px.shape[3];
+    size_t per = (size_t)hid.shape[1] * hid.shape[2];
+    float *four = malloc(4 * img * sizeof *four);
+    float *ref = malloc(4 * per * sizeof *ref);
+    memcpy(four, px.data, 3 * img * sizeof *four);
+    memcpy(four + 3 * img, px.data, img * sizeof *four);
+    memcpy(ref, hid.data, 3 * per * sizeof *ref);
+    memcpy(ref + 3 * per, hid.data, per * sizeof *ref);
+    vit__forward_hidden(st, four, 4);
+    char what[64];
+    snprintf(what, sizeof what, "vit_rect, %d threads", threads[_i]);
+    ck_assert(tu_rel_diff(what, vit__state_hidden(st), ref, 4 * per) < 1e-4);
+    free(four);
+    free(ref);
+    vit_array_free(&px);
+    vit_array_free(&hid);
+    vit_state_free(st);
+    vit_model_free(m);
+}
+END_TEST
+
 Suite *sgemm_suite(void)
 {
     Suite *s = suite_create("sgemm");
@@ -199,6 +241,7 @@ Suite *sgemm_suite(void)
     tcase_add_loop_test(tc, sgemm_matches_double, 0,
                         (int)(sizeof shapes / sizeof *shapes));
     tcase_add_loop_test(tc, sgemm_model_shapes, 0, 12);
+    tcase_add_loop_test(tc, encoder_splits_match_reference, 0, 6);
     suite_add_tcase(s, tc);
     return s;
 }

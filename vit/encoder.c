@@ -109,7 +109,7 @@ void vit__encoder_free(vit__encoder *e)
  * MLP, residual adds); (sequence, head) pairs for attention. Three rounds a
  * layer, so a thread carries one block of rows through several ops while
  * it is still in cache. Thin batches in float32 split the products'
- * columns instead (see split_columns). */
+ * columns too (see row_groups). */
 typedef struct {
     const vit__encoder *e;
     const vit__layer *y;
@@ -321,33 +321,51 @@ static void phase_mlp(void *c, int w, int n)
     fc2_f32(j, w, n, r0, r1, 0, D);
 }
 
-/* Thin batches split each product's columns (its weight rows) among the
- * threads, so that each reads only its share of the weights, with a round
- * between every two products; the layernorms still split rows. */
+/* Thin batches split each product into a grid of row groups by column
+ * groups, one cell a thread, so that each thread reads only its share of
+ * the weights, with a round between every two products; the layernorms
+ * still split rows. */
 
-/* The index-th of n parts of [0, N) in whole tiles of VIT_SMR columns. */
-static void split_cols(int N, int index, int n, int *c0, int *c1)
+/* How many row groups n threads make of M rows: the most (a divisor of n)
+ * that leaves each group at least two of the kernel's panels (the rows past
+ * them are slower, and each thread of a group packs all of its rows). When
+ * it is n, the layer splits rows only, each thread reading all of the
+ * weights. */
+static int row_groups(int M, int n)
 {
+    for (int g = n; g > 1; g--)
+        if (n % g == 0 && M / g >= 2 * VIT_SNR)
+            return g;
+    return 1;
+}
+
+/* Thread w's cell of an M x N product: rows [r0, r1), columns [c0, c1) in
+ * whole tiles of VIT_SMR columns. */
+static void grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
+                      int *c1)
+{
+    int gr = row_groups(M, n), gc = n / gr;
     int t = (N + VIT_SMR - 1) / VIT_SMR;
-    vit__split(t, index, n, c0, c1);
+    vit__split(M, w / gc, gr, r0, r1);
+    vit__split(t, w % gc, gc, c0, c1);
     *c0 = *c0 * VIT_SMR < N ? *c0 * VIT_SMR : N;
     *c1 = *c1 * VIT_SMR < N ? *c1 * VIT_SMR : N;
 }
 
-#define COLUMN_PHASE(name, fn, N)                                          \
+#define GRID_PHASE(name, fn, N)                                            \
     static void name(void *c, int w, int n)                                \
     {                                                                      \
         const layer_job *j = c;                                            \
-        int c0, c1;                                                        \
-        split_cols(N, w, n, &c0, &c1);                                     \
-        if (c0 < c1)                                                       \
-            fn(j, w, n, 0, j->B * j->T, c0, c1);                           \
+        int r0, r1, c0, c1;                                                \
+        grid_cell(j->B * j->T, N, w, n, &r0, &r1, &c0, &c1);               \
+        if (r0 < r1 && c0 < c1)                                            \
+            fn(j, w, n, r0, r1, c0, c1);                                   \
     }
-COLUMN_PHASE(cols_qkv, qkv_f32, 3 * j->e->D)
-COLUMN_PHASE(cols_attn_out, attn_out_f32, j->e->D)
-COLUMN_PHASE(cols_fc1, fc1_f32, j->e->F)
-COLUMN_PHASE(cols_fc2, fc2_f32, j->e->D)
-#undef COLUMN_PHASE
+GRID_PHASE(grid_qkv, qkv_f32, 3 * j->e->D)
+GRID_PHASE(grid_attn_out, attn_out_f32, j->e->D)
+GRID_PHASE(grid_fc1, fc1_f32, j->e->F)
+GRID_PHASE(grid_fc2, fc2_f32, j->e->D)
+#undef GRID_PHASE
 
 #define ROW_PHASE(name, g, b)                                              \
     static void name(void *c, int w, int n)                                \
@@ -361,30 +379,23 @@ ROW_PHASE(rows_ln1, ln1_w, ln1_b)
 ROW_PHASE(rows_ln2, ln2_w, ln2_b)
 #undef ROW_PHASE
 
-/* Whether n threads split the columns of M rows' products: when a share
- * of the rows would be less than two of the kernel's panels (most of it in
- * its slower tails, each thread reading all of the weights). */
-static int split_columns(int M, int n)
-{
-    return n > 1 && M / n < 2 * VIT_SNR;
-}
-
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s)
 {
     /* x: (B, T, D), updated in place. */
     layer_job j = {e, NULL, x, B, T, causal, s};
-    int cols = !e->int8 && split_columns(B * T, vit__pool_size(s->pool));
+    int n = vit__pool_size(s->pool);
+    int grid = !e->int8 && row_groups(B * T, n) < n;
     for (int l = 0; l < e->L; l++) {
         j.y = &e->layers[l];
-        if (cols) {
+        if (grid) {
             vit__pool_run(s->pool, rows_ln1, &j);
-            vit__pool_run(s->pool, cols_qkv, &j);
+            vit__pool_run(s->pool, grid_qkv, &j);
             vit__pool_run(s->pool, phase_attention, &j);
-            vit__pool_run(s->pool, cols_attn_out, &j);
+            vit__pool_run(s->pool, grid_attn_out, &j);
             vit__pool_run(s->pool, rows_ln2, &j);
-            vit__pool_run(s->pool, cols_fc1, &j);
-            vit__pool_run(s->pool, cols_fc2, &j);
+            vit__pool_run(s->pool, grid_fc1, &j);
+            vit__pool_run(s->pool, grid_fc2, &j);
             continue;
         }
         vit__pool_run(s->pool, phase_qkv, &j);
