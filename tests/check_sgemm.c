@@ -196,7 +196,7 @@ END_TEST
  * weights), and grids of both, on vit_rect (61 tokens) with four images,
  * the fourth a copy of the first: 244 rows make two row groups of 122 for
  * 2, 4 and 6 threads, none for 3 and 5. Each within the fixture's
- * tolerance of transformers. */
+ * tolerance of transformers, with the kernel and with OpenBLAS. */
 START_TEST(encoder_splits_match_reference)
 {
     static const int threads[] = {1, 2, 3, 4, 5, 6};
@@ -220,10 +220,16 @@ START_TEST(encoder_splits_match_reference)
     memcpy(four + 3 * img, px.data, img * sizeof *four);
     memcpy(ref, hid.data, 3 * per * sizeof *ref);
     memcpy(ref + 3 * per, hid.data, per * sizeof *ref);
-    vit__forward_hidden(st, four, 4);
-    char what[64];
-    snprintf(what, sizeof what, "vit_rect, %d threads", threads[_i]);
-    ck_assert(tu_rel_diff(what, vit__state_hidden(st), ref, 4 * per) < 1e-4);
+    for (int fallback = 0; fallback < 2; fallback++) {
+        vit__sgemm_force_fallback(fallback);
+        vit__forward_hidden(st, four, 4);
+        char what[64];
+        snprintf(what, sizeof what, "vit_rect, %d threads%s", threads[_i],
+                 fallback ? ", OpenBLAS" : "");
+        ck_assert(tu_rel_diff(what, vit__state_hidden(st), ref, 4 * per) <
+                  1e-4);
+    }
+    vit__sgemm_force_fallback(0);
     free(four);
     free(ref);
     vit_array_free(&px);
