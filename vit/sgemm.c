@@ -241,8 +241,10 @@ AVX512 static void store_tile(float *out, float *tile, const float *b,
     int ld = o->ld, accumulate = o->accumulate;
     if (o->act) {
         for (int r = 0; b && r < nr; r++)
-            for (int m = 0; m < mr; m++)
-                tile[r * VIT_SNR + m] += b[r];
+            for (float *t = tile + r * VIT_SNR; t < tile + (r + 1) * VIT_SNR;
+                 t += 16)
+                _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t),
+                                                 _mm512_set1_ps(b[r])));
         vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
         b = NULL;
     }
