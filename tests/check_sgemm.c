@@ -88,8 +88,9 @@ START_TEST(sgemm_matches_double)
     size_t nout = (size_t)nseg * M * seg;
     unsigned seed = 11 + (unsigned)_i;
     float *x = malloc((size_t)M * K * sizeof *x);
-    float *out0 = malloc(nout * sizeof *out0), *ref = malloc(nout * sizeof *ref);
-    float *out = malloc(nout * sizeof *out), *half = malloc(nout * sizeof *half);
+    float *out0 = malloc(nout * sizeof *out0);
+    float *ref = malloc(nout * sizeof *ref), *out = malloc(nout * sizeof *out);
+    float *half = malloc(nout * sizeof *half);
     float *pack = malloc(vit__sgemm_pack_floats(M, K) * sizeof *pack);
     float *w[3] = {NULL}, *b[3] = {NULL};
     for (size_t i = 0; i < (size_t)M * K; i++)
