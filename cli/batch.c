@@ -10,7 +10,11 @@
  * order, each decodes and preprocesses one into a buffer of its own, then
  * waits for its input's turn and copies the pixels into the next slot of
  * the batch being filled. While the calling thread runs the callback on one
- * batch buffer, the threads fill the other. Because slots are given out in
+ * batch buffer, the threads fill the other. One thread decodes at first,
+ * and another joins each time the model had to wait for a batch: a model
+ * that keeps every core busy (ViT-B/16 on a few cores) is not slowed by
+ * threads that would only take cores from it, and a fast one gets as many
+ * as it needs. Because slots are given out in
  * input order and a failed input takes none, the batches are exactly those
  * of decoding one input after another (every batch full but the last), so
  * the numbers do not depend on how many threads decode. A failure is
@@ -47,6 +51,7 @@ typedef struct {
     cli_batch *b;
     const cli_input_list *in;
     int threaded;
+    int threads, active;  /* decode threads started; allowed to work */
     pthread_mutex_t mu;
     pthread_cond_t turn_cv, free_cv, ready_cv;
     batch_buf buf[NBUF];
@@ -254,11 +259,17 @@ static void *decode_main(void *arg)
     pipeline *p = arg;
     float *staging = malloc(p->b->chw * sizeof(float));
     pthread_mutex_lock(&p->mu);
+    int me = p->threads++;
     if (!staging) {
         p->stop = 1;
         wake_all(p);
     }
-    while (!p->stop && p->next < p->in->n) {
+    for (;;) {
+        /* Past the ones allowed to work, a thread waits to be called. */
+        while (!p->stop && p->next < p->in->n && me >= p->active)
+            pthread_cond_wait(&p->turn_cv, &p->mu);
+        if (p->stop || p->next >= p->in->n)
+            break;
         size_t i = p->next++;
         const cli_input *x = &p->in->v[i];
         pthread_mutex_unlock(&p->mu);
@@ -379,12 +390,19 @@ static void run_in_turn(pipeline *p)
 }
 
 /* The calling thread's part with decode threads: runs the batches in
- * order as they become ready. */
-static void run_batches(pipeline *p)
+ * order as they become ready. One thread decodes at first; each time a
+ * batch after the first is not ready when the model wants it, decoding is
+ * what holds the model up, and one more thread joins in. While the model
+ * is the slower, the others stay asleep and take no core from it. */
+static void run_batches(pipeline *p, int max_threads)
 {
     pthread_mutex_lock(&p->mu);
     for (;;) {
         const batch_buf *f = &p->buf[p->ran % (size_t)p->nbuf];
+        if (!f->ready && !p->done && p->ran > 0 && p->active < max_threads) {
+            p->active++;
+            pthread_cond_broadcast(&p->turn_cv);
+        }
         while (!f->ready && !p->done && !p->stop)
             pthread_cond_wait(&p->ready_cv, &p->mu);
         if (p->stop || !f->ready)
@@ -426,7 +444,7 @@ int cli_batch_inputs(cli_batch *b, const cli_input_list *in)
     if ((size_t)nthreads > in->n)
         nthreads = (int)in->n;
     pipeline p = {.b = b, .in = in, .threaded = nthreads > 0,
-                  .nbuf = nthreads > 0 ? NBUF : 1};
+                  .nbuf = nthreads > 0 ? NBUF : 1, .active = 1};
     p.ftail = &p.fhead;
     p.done = in->n == 0;
     p.total = in->n;
@@ -450,7 +468,7 @@ int cli_batch_inputs(cli_batch *b, const cli_input_list *in)
         if (started == 0)
             b->oom = 1;
         else
-            run_batches(&p);
+            run_batches(&p, started);
     } else if (!b->oom) {
         run_in_turn(&p);
     }

@@ -92,12 +92,15 @@ static void help(FILE *f)
           "      --rounds R      with --dir: rounds to split the images into\n"
           "                      (default 4)\n"
           "      --decode-threads N\n"
-          "                      with --dir: threads decoding ahead of the "
+          "                      with --dir: at most N threads decoding "
+          "ahead of\n"
+          "                      the model, one at first and more while the "
           "model\n"
-          "                      (repeatable, each timed; 0: decode in turn "
-          "with\n"
-          "                      the model; default: as classify, one per "
-          "CPU)\n"
+          "                      waits (repeatable, each timed; 0: decode in "
+          "turn\n"
+          "                      with the model; default: as classify, up to "
+          "one\n"
+          "                      per CPU)\n"
           "  -h, --help          show this help and exit\n",
           f);
     fputs(cli_decode_help, f);

@@ -250,10 +250,12 @@ typedef struct {
     int cap;                 /* images per batch */
     cli_batch_fn run;
     void *ctx;
-    int decode_threads;      /* 0: $VIT_DECODE_THREADS if set (0 there
-                                means none), else one per CPU; -1: none,
-                                decode in turn with `run` on the calling
-                                thread */
+    int decode_threads;      /* the most threads decoding ahead of `run`
+                                (one, then more while `run` waits for
+                                batches); 0: $VIT_DECODE_THREADS if set (0
+                                there means none), else one per CPU; -1:
+                                none, decode in turn with `run` on the
+                                calling thread */
     /* The driver's own. */
     vit_model_info info;
     size_t chw;  /* floats per image */
@@ -262,8 +264,8 @@ typedef struct {
     int oom;     /* set by the driver, or by `run` when output failed */
 } cli_batch;
 
-/* The number of decode threads cli_batch_inputs starts for a
- * decode_threads setting (0 for none). */
+/* The most decode threads cli_batch_inputs uses for a decode_threads
+ * setting (0 for none). */
 int cli_batch_decode_threads(int requested);
 
 /* Processes the inputs; returns the exit status: 0 when every input was
