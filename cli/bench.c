@@ -59,7 +59,8 @@ static void help(FILE *f)
           "as many threads, at the model's largest GEMM shape (the MLP's).\n"
           "Then, for every case, the memory of a fresh process that loads the\n"
           "model and runs one forward: the weights (checkpoint files mapped,\n"
-          "and any float32 copies), the activation arena, the peak resident\n"
+          "any float32 copies, and int8 ones with --precision int8), the\n"
+          "activation arena, the peak resident\n"
           "memory and (peak - weights) / arena, and that ratio less what the\n"
           "process held before loading (the program and its libraries).\n"
           "\n"
@@ -232,9 +233,11 @@ static int run_probe(const char *dir, const vit_options *base, const char *arg)
         vit_profile_entry e[VIT_PROFILE_OPS];
         vit_memory mem;
         vit_state_memory(r.s, &mem);
-        printf("%d %zu %zu %zu %.0f %.0f\n", vit_state_profile_get(r.s, e),
-               mem.weights_mapped, mem.weights_copied, mem.arena, start,
-               status_kib("VmHWM"));
+        /* int8: the mapped pages given back are not resident. */
+        printf("%d %zu %zu %zu %.0f %.0f %zu\n",
+               vit_state_profile_get(r.s, e),
+               mem.weights_mapped - mem.weights_dropped, mem.weights_copied,
+               mem.arena, start, status_kib("VmHWM"), mem.weights_int8);
         rc = CLI_EXIT_OK;
     } else {
         cli_report(dir, err.msg);
@@ -279,29 +282,31 @@ static mem_probe probe_memory(const char *dir, const cli_decode_flags *dec,
     if (pid > 0)
         waitpid(pid, &status, 0);
     p.ok = status == 0 &&
-           sscanf(line, "%d %zu %zu %zu %lf %lf", &p.threads,
+           sscanf(line, "%d %zu %zu %zu %lf %lf %zu", &p.threads,
                   &p.mem.weights_mapped, &p.mem.weights_copied, &p.mem.arena,
-                  &p.start_kib, &p.peak_kib) == 6;
+                  &p.start_kib, &p.peak_kib, &p.mem.weights_int8) == 7;
     return p;
 }
 
 static void print_memory(const mem_probe *p, const int *batches, int n)
 {
     const double MiB = 1024.0 * 1024.0;
-    printf("%7s %6s %9s %8s %8s %8s %10s %8s %11s\n", "threads", "batch",
-           "weights", "copied", "arena", "at start", "peak RSS",
-           "ratio", "less start");
+    printf("%7s %6s %9s %8s %8s %8s %8s %10s %8s %11s\n", "threads",
+           "batch", "weights", "copied", "int8", "arena", "at start",
+           "peak RSS", "ratio", "less start");
     for (int i = 0; i < n; i++) {
         if (!p[i].ok) {
             printf("%7s %6d   (the probe failed)\n", "-", batches[i]);
             continue;
         }
-        double w = (double)(p[i].mem.weights_mapped + p[i].mem.weights_copied);
+        double w = (double)(p[i].mem.weights_mapped +
+                            p[i].mem.weights_copied + p[i].mem.weights_int8);
         double rss = p[i].peak_kib * 1024.0;
         double start = p[i].start_kib * 1024.0;
-        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %10.1f %8.2f %11.2f\n",
+        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %8.1f %10.1f %8.2f %11.2f\n",
                p[i].threads, batches[i], p[i].mem.weights_mapped / MiB,
-               p[i].mem.weights_copied / MiB, p[i].mem.arena / MiB,
+               p[i].mem.weights_copied / MiB, p[i].mem.weights_int8 / MiB,
+               p[i].mem.arena / MiB,
                start / MiB, rss / MiB, (rss - w) / (double)p[i].mem.arena,
                (rss - start - w) / (double)p[i].mem.arena);
     }
@@ -707,9 +712,10 @@ int cli_bench_main(int argc, char **argv)
         vit_model_free(own);
     }
     printf("\nmemory in MiB, a fresh process for each case (load, one "
-           "forward);\nratio: (peak RSS - weights - copied) / arena; less "
-           "start: the same less\nthe RSS before loading (the program and "
-           "its shared libraries)\n");
+           "forward);\nratio: (peak RSS - weights - copied - int8) / arena; "
+           "less start: the same\nless the RSS before loading (the program "
+           "and its shared libraries); with\n--precision int8, weights are "
+           "the mapped pages not given back\n");
     for (int ti = 0; ti < nt; ti++)
         print_memory(mem[ti], batches, nb);
     struct rusage ru;

@@ -48,19 +48,22 @@ START_TEST(bench_runs_and_profiles)
     }
     ck_assert_int_eq(tables, 4);
     /* A memory row for each case, from a process that ran it. */
-    const char *mem = strstr(r.out, "(peak RSS - weights - copied) / arena");
+    const char *mem =
+        strstr(r.out, "(peak RSS - weights - copied - int8) / arena");
     ck_assert_ptr_nonnull(mem);
     int rows = 0;
     for (const char *q = mem; (q = strchr(q, '\n')); ) {
         q++;
         int t, b;
-        double w, copied, arena, start, peak, ratio, less;
-        if (sscanf(q, "%d %d %lf %lf %lf %lf %lf %lf %lf", &t, &b, &w,
-                   &copied, &arena, &start, &peak, &ratio, &less) != 9)
+        double w, copied, int8, arena, start, peak, ratio, less;
+        if (sscanf(q, "%d %d %lf %lf %lf %lf %lf %lf %lf %lf", &t, &b, &w,
+                   &copied, &int8, &arena, &start, &peak, &ratio,
+                   &less) != 10)
             continue;
         ck_assert(t == 1 || t == 2);
         ck_assert(b == 1 || b == 3);
-        ck_assert(copied == 0 && start > 0 && peak >= start && ratio > 0);
+        ck_assert(copied == 0 && int8 == 0 && start > 0 && peak >= start &&
+                  ratio > 0);
         ck_assert(less < ratio);
         rows++;
     }
