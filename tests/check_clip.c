@@ -19,16 +19,9 @@
 
 static vit_model *load(const char *name, int max_batch, vit_state **s)
 {
-    char dir[512];
-    snprintf(dir, sizeof dir, FIXTURES "/%s", name);
     vit_options opt = vit_options_default();
     opt.max_batch = max_batch;
-    vit_model *m;
-    vit_error err;
-    ck_assert_msg(vit_model_load(dir, &opt, &m, &err) == VIT_OK, "%s",
-                  err.msg);
-    ck_assert_int_eq(vit_state_new(m, s, &err), VIT_OK);
-    return m;
+    return tu_load_fixture(name, &opt, s);
 }
 
 /* The ids fixture is float32 (exact for ids below 2^24). */

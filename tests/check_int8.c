@@ -262,17 +262,10 @@ static double min_cosine(const float *got, const float *want, int rows,
 
 static vit_model *load_int8(const char *name, vit_state **s)
 {
-    char dir[512];
-    snprintf(dir, sizeof dir, FIXTURES "/%s", name);
     vit_options opt = vit_options_default();
     opt.precision = VIT_PRECISION_INT8;
     opt.max_batch = 2;
-    vit_model *m;
-    vit_error err;
-    ck_assert_msg(vit_model_load(dir, &opt, &m, &err) == VIT_OK, "%s",
-                  err.msg);
-    ck_assert_int_eq(vit_state_new(m, s, &err), VIT_OK);
-    return m;
+    return tu_load_fixture(name, &opt, s);
 }
 
 #define MIN_COSINE 0.999

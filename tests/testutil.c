@@ -48,6 +48,19 @@ vit_array tu_fixture(const char *model, const char *file)
     return a;
 }
 
+vit_model *tu_load_fixture(const char *name, const vit_options *opt,
+                           vit_state **s)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, FIXTURES "/%s", name);
+    vit_model *m;
+    vit_error err;
+    ck_assert_msg(vit_model_load(dir, opt, &m, &err) == VIT_OK, "%s",
+                  err.msg);
+    ck_assert_msg(vit_state_new(m, s, &err) == VIT_OK, "%s", err.msg);
+    return m;
+}
+
 char *tu_tmpdir(void)
 {
     const char *t = getenv("TMPDIR");

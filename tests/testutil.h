@@ -18,6 +18,10 @@ double tu_rel_diff(const char *what, const float *got, const float *ref,
  * fails the test when it cannot be read. */
 #include "vit/vit.h"
 vit_array tu_fixture(const char *model, const char *file);
+/* Loads FIXTURES/name with `opt` and makes a state for it; fails the test
+ * when either cannot be done. */
+vit_model *tu_load_fixture(const char *name, const vit_options *opt,
+                           vit_state **s);
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it. */
 char *tu_tmpdir(void);
