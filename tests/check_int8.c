@@ -153,6 +153,8 @@ START_TEST(quantize_rows_within_half_step)
         x[K + k] = fabsf(x[K + k]); /* a row of one sign */
     memset(x + 2 * K, 0, K * sizeof *x); /* and one of zeros */
     x[3 * K + 9] = 0;
+    x[4 * K + 11] = NAN; /* bad pixels: a number comes out, the same on
+                            both paths */
     size_t lda = vit__qact_stride(K);
     ck_assert_uint_eq(lda % 64, 0);
     uint8_t *a = aligned_alloc(64, M * lda), *a2 = aligned_alloc(64, M * lda);
@@ -170,6 +172,8 @@ START_TEST(quantize_rows_within_half_step)
         ck_assert(s[i] > 0);
         ck_assert(z[i] >= 0 && z[i] <= 255);
         for (int k = 0; k < K; k++) {
+            if (isnan(x[i * K + k]))
+                continue;
             float back = s[i] * (float)(a[i * lda + k] - z[i]);
             ck_assert_msg(fabsf(back - x[i * K + k]) <= s[i] * 0.5001f,
                           "row %d, %d: %g back as %g", i, k, x[i * K + k],

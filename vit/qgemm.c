@@ -80,8 +80,9 @@ vit_status vit__qweight_pack(vit__qweight *q, const float *const *parts,
         int lane = n % VIT_QNR;
         int32_t sum = 0;
         for (int k = 0; k < K; k++) {
+            /* Written so that NaN becomes a number (-127), not UB. */
             float v = nearbyintf(row[k] * inv);
-            v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+            v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f;
             int8_t iv = (int8_t)v;
             panel[(size_t)(k / 4) * VIT_QNR * 4 + (size_t)lane * 4 + k % 4] =
                 iv;
@@ -111,6 +112,8 @@ void vit__qweight_free(vit__qweight *q)
 static void row_range(float lo, float hi, float *scale, float *inv,
                       int32_t *zero)
 {
+    lo = lo <= 0 ? lo : 0; /* NaN (from NaN inputs) counts as 0 */
+    hi = hi >= 0 ? hi : 0;
     float s = (hi - lo) / 255.0f;
     if (!(s > 0))
         s = 1.0f;
@@ -143,7 +146,7 @@ static void quantize_rows_c(uint8_t *a, float *scale, int32_t *zero,
         row_range(lo, hi, &scale[i], &inv, &zero[i]);
         for (int k = 0; k < K; k++) {
             float v = nearbyintf(x[k] * inv) + (float)zero[i];
-            u[k] = (uint8_t)(v < 0 ? 0 : (v > 255.0f ? 255 : (int)v));
+            u[k] = (uint8_t)(v >= 0 ? (v <= 255.0f ? (int)v : 255) : 0);
         }
         memset(u + K, 0, lda - (size_t)K);
     }
@@ -166,14 +169,14 @@ quantize_rows_avx512(uint8_t *a, float *scale, int32_t *zero, const float *in,
             __m512 vlo = _mm512_setzero_ps(), vhi = vlo;
             for (; k + 16 <= K; k += 16) {
                 __m512 v = _mm512_loadu_ps(x + k);
-                vlo = _mm512_min_ps(vlo, v);
-                vhi = _mm512_max_ps(vhi, v);
+                vlo = _mm512_min_ps(v, vlo); /* a NaN in v keeps vlo */
+                vhi = _mm512_max_ps(v, vhi);
             }
             if (k < K) {
                 __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
                 __m512 v = _mm512_maskz_loadu_ps(m, x + k);
-                vlo = _mm512_min_ps(vlo, v);
-                vhi = _mm512_max_ps(vhi, v);
+                vlo = _mm512_min_ps(v, vlo);
+                vhi = _mm512_max_ps(v, vhi);
             }
             row_range(_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi),
                       &scale[i], &inv, &zero[i]);
@@ -354,9 +357,7 @@ static void epilogue(const vit__qout *o, const vit__qweight *q,
 void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
                   const int32_t *az, const vit__qweight *q, int M)
 {
-    static qkernel_fn kern;
-    if (!kern || force_portable >= 0)
-        kern = pick_kernel();
+    qkernel_fn kern = pick_kernel();
     size_t lda = vit__qact_stride(q->K);
     int k4 = q->Kp / 4;
     int chunk = (int)(QCHUNK_BYTES / lda) / VIT_QMR * VIT_QMR;
