@@ -17,8 +17,8 @@ struct vit__pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    unsigned long gen;   /* rounds started */
-    int pending;         /* workers still running this round */
+    unsigned long gen;     /* rounds started */
+    unsigned long pending; /* workers still running this round */
     int quit;
     vit__pool_fn fn;
     void *ctx;
@@ -28,6 +28,27 @@ typedef struct {
     vit__pool *p;
     int index;
 } worker_arg;
+
+/* How long a thread spins before it sleeps on a condition variable: a
+ * worker for the next round, the caller for the workers to finish. Inside
+ * a forward pass rounds come microseconds apart, while waking a sleeping
+ * thread can take a tenth of a millisecond (on a virtual machine its vCPU
+ * has halted), which a forward of one image would pay at every round. */
+#define SPIN_SECONDS 200e-6
+
+/* Spins while (*v == val) == equal, for at most SPIN_SECONDS. */
+static void spin(const unsigned long *v, unsigned long val, int equal)
+{
+    double t0 = vit__now();
+    for (int i = 1; (__atomic_load_n(v, __ATOMIC_ACQUIRE) == val) == equal;
+         i++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (i % 64 == 0 && vit__now() - t0 > SPIN_SECONDS)
+            return;
+    }
+}
 
 static void *worker_main(void *a)
 {
@@ -48,8 +69,11 @@ static void *worker_main(void *a)
         pthread_mutex_unlock(&p->mu);
         fn(ctx, index, p->n);
         pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
+        if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELEASE) == 0)
             pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+        spin(&p->gen, seen, 1);
+        pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -113,11 +137,12 @@ void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx)
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->gen++;
+    __atomic_store_n(&p->pending, (unsigned long)p->n - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->gen, p->gen + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
+    spin(&p->pending, 0, 0);
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0)
         pthread_cond_wait(&p->done, &p->mu);
