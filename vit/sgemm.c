@@ -434,7 +434,8 @@ static void chunk_block(const piece *p, int np, const float *x, int rows,
                 dot1(ot, xt, (size_t)K, wr, kn, b, nr, ep);
         }
         i = ni, n = nn, nr = nnr;
-        memcpy(wr, nx, sizeof wr);
+        if (nr)
+            memcpy(wr, nx, sizeof wr);
     }
 }
 
