@@ -25,7 +25,14 @@ void vit__linear(float *out, const float *in, const float *w, const float *b,
                  int M, int N, int K)
 {
     /* out (M, N) = in (M, K) @ w (N, K)^T + b (N); w is PyTorch's
-     * nn.Linear layout, used as stored. */
+     * nn.Linear layout, used as stored. Fewer rows than a panel of vit's
+     * GEMM need no packing scratch: they run there, as dot products, and
+     * OpenBLAS does not pack all of w for them. */
+    if (M < VIT_SNR && vit__sgemm_native()) {
+        vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+        vit__sgemm(&op, in, M, K, 0, N, NULL);
+        return;
+    }
     if (b)
         for (int i = 0; i < M; i++)
             memcpy(out + (size_t)i * N, b, (size_t)N * sizeof *out);

@@ -47,7 +47,8 @@ typedef struct {
     const vit__scratch *s;
 } vision_job;
 
-/* Images split among the threads: im2col, the patch GEMM, class token and
+/* Token rows of the batch split among the threads, so that the patches of
+ * one image are shared too: im2col, the patch GEMM, class token and
  * position embeddings, and CLIP's pre-encoder layernorm. */
 static void phase_embed(void *arg, int w, int n)
 {
@@ -55,37 +56,46 @@ static void phase_embed(void *arg, int w, int n)
     const vit__vision *v = j->v;
     int C = v->C, P = v->P, Hi = v->Hi, Wi = v->Wi, D = v->D, T = v->T;
     size_t cpp = (size_t)C * P * P;
-    int b0, b1;
-    vit__split(j->B, w, n, &b0, &b1);
-    double t0 = j->s->prof ? vit__now() : 0;
-    for (int b = b0; b < b1; b++) {
+    int r0, r1;
+    vit__split(j->B * T, w, n, &r0, &r1);
+    double t0 = j->s->prof ? vit__now() : 0, flop = 0;
+    for (int b = r0 / T; b < j->B && b * T < r1; b++) {
+        /* Token rows [a, e) of image b; token t > 0 is patch t - 1. */
+        int a = r0 > b * T ? r0 - b * T : 0;
+        int e = r1 < (b + 1) * T ? r1 - b * T : T;
+        int p0 = (a > 0 ? a : 1) - 1, p1 = e - 1;
         /* pixels (C, Hi, Wi) -> patches (NP, C * P * P), the im2col of the
          * stride-P convolution, in the weight's (c, ky, kx) order. */
         float *pb = j->patches + (size_t)b * v->NP * cpp;
         const float *img = j->pixels + (size_t)b * C * Hi * Wi;
-        for (int py = 0; py < v->gh; py++)
-            for (int px = 0; px < v->gw; px++) {
-                float *row = pb + ((size_t)py * v->gw + px) * cpp;
-                for (int c = 0; c < C; c++)
-                    for (int ky = 0; ky < P; ky++)
-                        memcpy(row + ((size_t)c * P + ky) * P,
-                               img + ((size_t)c * Hi + (size_t)py * P + ky) *
-                                         Wi + (size_t)px * P,
-                               (size_t)P * sizeof(float));
-            }
+        for (int p = p0; p < p1; p++) {
+            int py = p / v->gw, px = p % v->gw;
+            float *row = pb + (size_t)p * cpp;
+            for (int c = 0; c < C; c++)
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(row + ((size_t)c * P + ky) * P,
+                           img + ((size_t)c * Hi + (size_t)py * P + ky) * Wi +
+                               (size_t)px * P,
+                           (size_t)P * sizeof(float));
+        }
         /* The patch tokens go to rows 1..NP of the sequence. */
         float *xb = j->x + (size_t)b * T * D;
-        memcpy(xb, v->cls, (size_t)D * sizeof *xb);
-        vit__linear(xb + D, pb, v->patch_w, v->patch_b, v->NP, D, (int)cpp);
-        for (size_t i = 0; i < (size_t)T * D; i++)
+        if (a == 0)
+            memcpy(xb, v->cls, (size_t)D * sizeof *xb);
+        if (p1 > p0)
+            vit__linear(xb + (size_t)(1 + p0) * D, pb + (size_t)p0 * cpp,
+                        v->patch_w, v->patch_b, p1 - p0, D, (int)cpp);
+        for (size_t i = (size_t)a * D; i < (size_t)e * D; i++)
             xb[i] += v->pos[i];
         if (v->pre_w)
-            vit__layernorm(xb, xb, v->pre_w, v->pre_b, T, D, v->enc.eps);
+            vit__layernorm(xb + (size_t)a * D, xb + (size_t)a * D, v->pre_w,
+                           v->pre_b, e - a, D, v->enc.eps);
+        flop += 2.0 * (p1 - p0) * (double)cpp * D;
     }
     if (j->s->prof) {
         vit__prof *p = &j->s->prof[w];
         p->sec[VIT_PROF_PATCH] += vit__now() - t0;
-        p->flop[VIT_PROF_PATCH] += 2.0 * (b1 - b0) * v->NP * (double)cpp * D;
+        p->flop[VIT_PROF_PATCH] += flop;
         p->calls[VIT_PROF_PATCH]++;
     }
 }

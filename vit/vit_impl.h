@@ -166,7 +166,8 @@ typedef struct {
  * fewer rows). */
 size_t vit__sgemm_pack_floats(int M, int K);
 /* Columns [n0, n1) of the product of in (M, K) and op's weights. pack:
- * vit__sgemm_pack_floats(M, K) floats of the calling thread's own. */
+ * vit__sgemm_pack_floats(M, K) floats of the calling thread's own (none,
+ * NULL, for M < VIT_SNR). */
 void vit__sgemm(const vit__sgemm_op *op, const float *in, int M, int K,
                 int n0, int n1, float *pack);
 /* Whether the AVX-512 kernel runs (else OpenBLAS). */
