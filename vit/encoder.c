@@ -339,10 +339,8 @@ static int row_groups(int M, int n)
     return 1;
 }
 
-/* Thread w's cell of an M x N product: rows [r0, r1), columns [c0, c1) in
- * whole tiles of VIT_SMR columns. */
-static void grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
-                      int *c1)
+void vit__grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
+                    int *c1)
 {
     int gr = row_groups(M, n), gc = n / gr;
     int t = (N + VIT_SMR - 1) / VIT_SMR;
@@ -357,7 +355,7 @@ static void grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
     {                                                                      \
         const layer_job *j = c;                                            \
         int r0, r1, c0, c1;                                                \
-        grid_cell(j->B * j->T, N, w, n, &r0, &r1, &c0, &c1);               \
+        vit__grid_cell(j->B * j->T, N, w, n, &r0, &r1, &c0, &c1);          \
         if (r0 < r1 && c0 < c1)                                            \
             fn(j, w, n, r0, r1, c0, c1);                                   \
     }

@@ -48,7 +48,7 @@ struct vit_state {
     int max_batch;
     float *arena;
     float *x;        /* (B, T, D): the residual stream of either tower */
-    float *patches;  /* (B * NP, C * P * P), over the scratch */
+    float *patches;  /* (B * T, C * P * P) im2col, over the scratch */
     float *cls;      /* (B, D) pooled tokens */
     float *head;     /* (B, max(L, E)) */
     int32_t *ids;    /* (B, T_text) */
@@ -629,7 +629,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     if (m->has_vision) {
         const vit__vision *v = &m->vis;
         nx = (size_t)B * v->T * v->D;
-        np = vit__vision_floats(v, B);
+        np = vit__vision_floats(v, B, threads);
         nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads,
                                    v->enc.int8);
         D = (size_t)v->D;

@@ -175,6 +175,13 @@ int vit__sgemm_native(void);
 /* Tests: OpenBLAS even where AVX-512 is there (on: 1). */
 void vit__sgemm_force_fallback(int on);
 
+/* Thread w of n's cell of a float32 product of M rows and N columns: rows
+ * [r0, r1), columns [c0, c1) in whole tiles of VIT_SMR. Thin products
+ * split columns too, so that each thread reads only its share of the
+ * weights (encoder.c). */
+void vit__grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
+                    int *c1);
+
 /* ---- the thread pool (pool.c) ---- */
 
 typedef struct vit__pool vit__pool;
@@ -340,10 +347,11 @@ typedef struct {
 /* Derives the patch grid and token count from C, Hi, Wi, P and enc.D. */
 vit_status vit__vision_geometry(vit__vision *v, const char *path,
                                 vit_error *err);
-/* Floats of im2col scratch for B images. */
-size_t vit__vision_floats(const vit__vision *v, int B);
+/* Floats of scratch for B images on `threads` threads: the im2col rows
+ * and each thread's packing scratch for the patch product. */
+size_t vit__vision_floats(const vit__vision *v, int B, int threads);
 /* pixels (B, C, Hi, Wi) -> x (B, T, D), final-layernormed as post_all says;
- * patches: vit__vision_floats(v, B) of scratch. */
+ * patches: vit__vision_floats(v, B, threads of s->pool) of scratch. */
 void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
                          float *x, float *patches, const vit__scratch *s);
 
