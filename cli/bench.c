@@ -58,9 +58,9 @@ static void help(FILE *f)
           "its ratio to the OpenBLAS sgemm peak measured in the same run, on\n"
           "as many threads, at the model's largest GEMM shape (the MLP's).\n"
           "Then, for every case, the memory of a fresh process that loads the\n"
-          "model and runs one forward: the weights (checkpoint files mapped,\n"
-          "any float32 copies, and int8 ones with --precision int8), the\n"
-          "activation arena, the peak resident\n"
+          "model and runs one forward: the weights (the pages of the mapped\n"
+          "checkpoint it holds, any float32 copies, and int8 ones with\n"
+          "--precision int8), the activation arena, the peak resident\n"
           "memory and (peak - weights) / arena, and that ratio less what the\n"
           "process held before loading (the program and its libraries).\n"
           "\n"
@@ -233,10 +233,13 @@ static int run_probe(const char *dir, const vit_options *base, const char *arg)
         vit_profile_entry e[VIT_PROFILE_OPS];
         vit_memory mem;
         vit_state_memory(r.s, &mem);
-        /* int8: the mapped pages given back are not resident. */
+        /* The checkpoint's pages this process holds: not the pages int8
+         * gave back, nor those no forward read (a CLIP text tower). */
+        size_t held = mem.weights_resident
+                          ? mem.weights_resident
+                          : mem.weights_mapped - mem.weights_dropped;
         printf("%d %zu %zu %zu %.0f %.0f %zu\n",
-               vit_state_profile_get(r.s, e),
-               mem.weights_mapped - mem.weights_dropped, mem.weights_copied,
+               vit_state_profile_get(r.s, e), held, mem.weights_copied,
                mem.arena, start, status_kib("VmHWM"), mem.weights_int8);
         rc = CLI_EXIT_OK;
     } else {
@@ -714,8 +717,9 @@ int cli_bench_main(int argc, char **argv)
     printf("\nmemory in MiB, a fresh process for each case (load, one "
            "forward);\nratio: (peak RSS - weights - copied - int8) / arena; "
            "less start: the same\nless the RSS before loading (the program "
-           "and its shared libraries); with\n--precision int8, weights are "
-           "the mapped pages not given back\n");
+           "and its shared libraries); weights:\nthe mapped checkpoint's "
+           "pages the process holds (not those --precision int8\ngave back, "
+           "nor a text tower's that image work never reads)\n");
     for (int ti = 0; ti < nt; ti++)
         print_memory(mem[ti], batches, nb);
     struct rusage ru;

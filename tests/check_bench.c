@@ -16,6 +16,7 @@
 #include "vit/vit.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 START_TEST(bench_runs_and_profiles)
 {
@@ -172,6 +173,45 @@ START_TEST(state_memory)
 }
 END_TEST
 
+/* The mapped pages the process holds: after a forward, every page of the
+ * checkpoint (it reads every tensor), and no other mapping's. */
+START_TEST(state_memory_resident)
+{
+    vit_options o = vit_options_default();
+    o.max_batch = 2;
+    o.threads = 1;
+    vit_model *m;
+    vit_state *st;
+    vit_error err;
+    ck_assert_msg(vit_model_load(FIXTURES "/vit_tiny", &o, &m, &err) ==
+                      VIT_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_memory mem;
+    vit_state_memory(st, &mem);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t all = (mem.weights_mapped + page - 1) / page * page;
+    ck_assert_uint_le(mem.weights_resident, all);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    float *px = calloc((size_t)2 * info.channels * info.image_h *
+                           info.image_w,
+                       sizeof *px);
+    float *out = malloc((size_t)2 * info.num_labels * sizeof *out);
+    ck_assert_ptr_nonnull(px);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(vit_classify_pixels(st, px, 2, 0, NULL, out, &err),
+                     VIT_OK);
+    vit_state_memory(st, &mem);
+    ck_assert_uint_ge(mem.weights_resident, all - page);
+    ck_assert_uint_le(mem.weights_resident, all);
+    free(px);
+    free(out);
+    vit_state_free(st);
+    vit_model_free(m);
+}
+END_TEST
+
 Suite *bench_suite(void)
 {
     Suite *s = suite_create("bench");
@@ -180,6 +220,7 @@ Suite *bench_suite(void)
     tcase_add_test(tc, bench_runs_and_profiles);
     tcase_add_test(tc, bench_dir_runs);
     tcase_add_test(tc, state_memory);
+    tcase_add_test(tc, state_memory_resident);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1155,6 +1155,35 @@ vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
 
 #include <malloc.h> /* malloc_usable_size: what each block really holds */
 
+/* The resident bytes of w's mappings in this process: the Rss of each
+ * /proc/self/smaps area that starts inside one of them. */
+static size_t mapped_resident(const vit__weights *w)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    size_t total = 0;
+    int inside = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, kib;
+        /* An area's first line: "start-end perms offset dev inode path";
+         * its fields' lines start with a name and a colon. */
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            inside = 0;
+            for (size_t i = 0; i < w->nmaps; i++) {
+                uintptr_t a = (uintptr_t)w->maps[i].addr;
+                if (lo >= a && lo < a + w->maps[i].len)
+                    inside = 1;
+            }
+        } else if (inside && sscanf(line, "Rss: %lu kB", &kib) == 1) {
+            total += (size_t)kib * 1024;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
 void vit_state_memory(const vit_state *s, vit_memory *out)
 {
     *out = (vit_memory){0};
@@ -1169,4 +1198,5 @@ void vit_state_memory(const vit_state *s, vit_memory *out)
     out->weights_int8 = vit__encoder_int8_bytes(&s->m->vis.enc) +
                         vit__encoder_int8_bytes(&s->m->txt.enc);
     out->weights_dropped = w->dropped;
+    out->weights_resident = mapped_resident(w);
 }

@@ -184,6 +184,11 @@ typedef struct {
                                originals, given back to the kernel (their
                                copies, if any, are freed and not counted
                                above) */
+    size_t weights_resident; /* of the mapped bytes, those resident in this
+                                process now (what its forwards read: a CLIP
+                                checkpoint's text tower stays unread by
+                                image work), from /proc/self/smaps; 0 where
+                                that cannot be read */
 } vit_memory;
 void vit_state_memory(const vit_state *s, vit_memory *out);
 
