@@ -179,22 +179,105 @@ AVX512 static void pack16(float *p, int lane, const float *in, size_t ld,
         __m512 x2 = _mm512_load_ps(p + (size_t)(k) * VIT_SNR + 32);         \
         _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)                 \
         {                                                                   \
-            __m512 b = _mm512_set1_ps(wr[r][k]);                            \
-            c[r][0] = _mm512_fmadd_ps(b, x0, c[r][0]);                      \
-            c[r][1] = _mm512_fmadd_ps(b, x1, c[r][1]);                      \
-            c[r][2] = _mm512_fmadd_ps(b, x2, c[r][2]);                      \
+            __m512 wk = _mm512_set1_ps(wr[r][k]);                           \
+            c[r][0] = _mm512_fmadd_ps(wk, x0, c[r][0]);                     \
+            c[r][1] = _mm512_fmadd_ps(wk, x1, c[r][1]);                     \
+            c[r][2] = _mm512_fmadd_ps(wk, x2, c[r][2]);                     \
         }                                                                   \
     }
 
-/* tile (8 x 48) = weight rows w[0..8) (K floats each) times the panel p
- * (K x 48). On the way, the rows of the next call, nx (or NULL), are
- * prefetched into L2, so that thin products, which use each row once per
- * chunk, find them there; and the output's 48 rows at out (ld apart), so
- * that storing the tile does not wait for them. */
-AVX512 static void skernel(const float *const *w, const float *const *nx,
-                           const float *p, int K, float *tile,
-                           const float *out, int ld)
+/* The upper 8 lanes (extractf32x8 would need AVX512DQ). */
+AVX512 static inline __m256 high256(__m512 v)
 {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* 16 rows of out (ld apart; the first `cols` of them), columns 0..nr of
+ * each, [+]= a^T + b: a[r] lane i is column r of row i, transposed in
+ * registers into 16 rows of 8 floats. */
+AVX512 static inline __attribute__((always_inline)) void
+store_group(float *dst, __m512 *a, const float *b, int cols, int nr, int ld,
+            int accumulate)
+{
+    __m512 t[8], u[8];
+    __mmask8 nm = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        if (b && r < nr)
+            a[r] = _mm512_add_ps(a[r], _mm512_set1_ps(b[r]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+    }
+    /* u[4h + q], 128-bit lane L: rows 4h..4h+3 at column 4L + q. */
+#pragma GCC unroll 2
+    for (int h = 0; h < 8; h += 4) {
+        u[h] = _mm512_shuffle_ps(t[h], t[h + 2], 0x44);
+        u[h + 1] = _mm512_shuffle_ps(t[h], t[h + 2], 0xee);
+        u[h + 2] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+        u[h + 3] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0xee);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        /* Columns q, 4 + q (lanes 0, 1) and 8 + q, 12 + q (2, 3). */
+        __m512 lo = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+        __m512 hi = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xee);
+        lo = _mm512_shuffle_f32x4(lo, lo, 0xd8);
+        hi = _mm512_shuffle_f32x4(hi, hi, 0xd8);
+        __m256 col[4] = {_mm512_castps512_ps256(lo), high256(lo),
+                         _mm512_castps512_ps256(hi), high256(hi)};
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            int c = q + 4 * s;
+            if (c >= cols)
+                continue;
+            float *d = dst + (size_t)c * ld;
+            __m256 v = col[s];
+            if (accumulate)
+                v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(nm, d));
+            _mm256_mask_storeu_ps(d, nm, v);
+        }
+    }
+}
+
+/* out (rows m, columns n..n+nr) [+]= act(tile^T + b), for m < mr and
+ * nr <= 8, as o says. */
+AVX512 static void store_tile(float *out, float *tile, const float *b,
+                              int mr, int nr, const vit__sgemm_op *o)
+{
+    if (o->act) {
+        for (int r = 0; b && r < nr; r++)
+            for (float *t = tile + r * VIT_SNR; t < tile + (r + 1) * VIT_SNR;
+                 t += 16)
+                _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t),
+                                                 _mm512_set1_ps(b[r])));
+        vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
+        b = NULL;
+    }
+    for (int g = 0; g * 16 < mr; g++) {
+        __m512 a[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_load_ps(tile + r * VIT_SNR + 16 * g);
+        store_group(out + (size_t)g * 16 * o->ld, a, b,
+                    mr - g * 16 < 16 ? mr - g * 16 : 16, nr, o->ld,
+                    o->accumulate);
+    }
+}
+
+/* out's 48 rows (o->ld apart), columns 0..nr, [+]= the tile (8 x 48) of
+ * weight rows w[0..8) (K floats each) times the panel p (K x 48), + b, as
+ * o says: stored from the registers it was summed in, or, with an
+ * activation, through `tile`. On the way, the rows of the next call, nx
+ * (or NULL), are prefetched into L2, so that thin products, which use each
+ * row once per chunk, find them there; and out's rows, so that storing
+ * does not wait for them. */
+AVX512 static void skernel(const float *const *w, const float *const *nx,
+                           const float *p, int K, float *tile, float *out,
+                           const float *b, int nr, const vit__sgemm_op *o)
+{
+    int ld = o->ld;
     __m512 c[8][3];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++)
@@ -218,83 +301,26 @@ AVX512 static void skernel(const float *const *w, const float *const *nx,
     }
     for (; k < K; k++)
         SSTEP(k)
+    if (o->act) {
 #pragma GCC unroll 8
-    for (int r = 0; r < 8; r++)
+        for (int r = 0; r < 8; r++)
 #pragma GCC unroll 3
-        for (int v = 0; v < 3; v++)
-            _mm512_store_ps(tile + r * VIT_SNR + 16 * v, c[r][v]);
+            for (int v = 0; v < 3; v++)
+                _mm512_store_ps(tile + r * VIT_SNR + 16 * v, c[r][v]);
+        store_tile(out, tile, b, VIT_SNR, nr, o);
+        return;
+    }
+#pragma GCC unroll 3
+    for (int v = 0; v < 3; v++) {
+        __m512 a[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = c[r][v];
+        store_group(out + (size_t)v * 16 * ld, a, b, 16, nr, ld,
+                    o->accumulate);
+    }
 }
 #undef SSTEP
-
-/* The upper 8 lanes (extractf32x8 would need AVX512DQ). */
-AVX512 static inline __m256 high256(__m512 v)
-{
-    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-}
-
-/* out (rows m, columns n..n+nr) [+]= act(tile^T + b), for m < mr and
- * nr <= 8, as o says: each group of 16 tile columns is transposed in
- * registers into 16 rows of 8 floats. */
-AVX512 static void store_tile(float *out, float *tile, const float *b,
-                              int mr, int nr, const vit__sgemm_op *o)
-{
-    int ld = o->ld, accumulate = o->accumulate;
-    if (o->act) {
-        for (int r = 0; b && r < nr; r++)
-            for (float *t = tile + r * VIT_SNR; t < tile + (r + 1) * VIT_SNR;
-                 t += 16)
-                _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t),
-                                                 _mm512_set1_ps(b[r])));
-        vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
-        b = NULL;
-    }
-    __mmask8 nm = (__mmask8)((1u << nr) - 1);
-    for (int g = 0; g * 16 < mr; g++) {
-        __m512 a[8], t[8], u[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            a[r] = _mm512_load_ps(tile + r * VIT_SNR + 16 * g);
-            if (b && r < nr)
-                a[r] = _mm512_add_ps(a[r], _mm512_set1_ps(b[r]));
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < 8; i += 2) {
-            t[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
-            t[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
-        }
-        /* u[4h + q], 128-bit lane L: rows 4h..4h+3 at column 4L + q. */
-#pragma GCC unroll 2
-        for (int h = 0; h < 8; h += 4) {
-            u[h] = _mm512_shuffle_ps(t[h], t[h + 2], 0x44);
-            u[h + 1] = _mm512_shuffle_ps(t[h], t[h + 2], 0xee);
-            u[h + 2] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0x44);
-            u[h + 3] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0xee);
-        }
-        int cols = mr - g * 16 < 16 ? mr - g * 16 : 16;
-        float *dst = out + (size_t)g * 16 * ld;
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) {
-            /* Columns q, 4 + q (lanes 0, 1) and 8 + q, 12 + q (2, 3). */
-            __m512 lo = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
-            __m512 hi = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xee);
-            lo = _mm512_shuffle_f32x4(lo, lo, 0xd8);
-            hi = _mm512_shuffle_f32x4(hi, hi, 0xd8);
-            __m256 col[4] = {_mm512_castps512_ps256(lo), high256(lo),
-                             _mm512_castps512_ps256(hi), high256(hi)};
-#pragma GCC unroll 4
-            for (int s = 0; s < 4; s++) {
-                int c = q + 4 * s;
-                if (c >= cols)
-                    continue;
-                float *d = dst + (size_t)c * ld;
-                __m256 v = col[s];
-                if (accumulate)
-                    v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(nm, d));
-                _mm256_mask_storeu_ps(d, nm, v);
-            }
-        }
-    }
-}
 
 /* The sums of 8 vectors, in order. */
 AVX512 static inline __attribute__((always_inline)) __m256
@@ -420,8 +446,8 @@ static void chunk_block(const piece *p, int np, const float *x, int rows,
         for (int j = 0; j < full; j++) {
             float *oj = o + (size_t)j * VIT_SNR * ld;
             skernel(wr, j == 0 && nnr ? nx : NULL,
-                    panels + (size_t)j * kn * VIT_SNR, kn, tile, oj, ld);
-            store_tile(oj, tile, b, VIT_SNR, nr, ep);
+                    panels + (size_t)j * kn * VIT_SNR, kn, tile, oj, b, nr,
+                    ep);
         }
         for (int t = full * VIT_SNR; t < rows; t += 3) {
             float *ot = o + (size_t)t * ld;
