@@ -1,0 +1,143 @@
+/*
+ * The float32 GEMM against the machine's own limit: on one thread, the
+ * fused multiply-add peak (independent AVX-512 FMAs, nothing else), then
+ * vit's GEMM (vit/sgemm.c) and OpenBLAS sgemm at the encoder's shapes, all
+ * three in turns, each the best of its rounds, so that the ratios survive
+ * a shared machine. Shapes: ViT-B/16's q/k/v, fc1 and fc2 for one image
+ * (197 rows) and for a thread's half of a batch of 8 (788 rows); or the
+ * M K N given on the command line.
+ *
+ *     build/gemm_bench [--rounds R] [M K N]
+ */
+#include "vit/vit_impl.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* GFLOP/s of 12 independent chains of 16-lane FMAs: two FMA units of four
+ * cycles' latency need at least eight in flight. */
+__attribute__((target("avx512f"), noinline)) static double fma_peak(void)
+{
+    __m512 a[12], m = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-9f);
+    for (int i = 0; i < 12; i++)
+        a[i] = _mm512_set1_ps((float)i);
+    long n = 4000000;
+    double t = vit__now();
+    for (long k = 0; k < n; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            a[i] = _mm512_fmadd_ps(a[i], m, c);
+    t = vit__now() - t;
+    float sink[16];
+    _mm512_storeu_ps(sink, a[0]);
+    for (int i = 1; i < 12; i++)
+        _mm512_storeu_ps(sink, _mm512_add_ps(_mm512_loadu_ps(sink), a[i]));
+    volatile float keep = sink[0];
+    (void)keep;
+    return (double)n * 12 * 32 / t / 1e9;
+}
+#else
+static double fma_peak(void) { return 0; }
+#endif
+
+void openblas_set_num_threads(int);
+
+static float *filled(size_t n, unsigned seed)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; p && i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (float)((seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+    return p;
+}
+
+/* Seconds of the best of `reps` runs of one product. */
+static double best_of(int reps, int ours, const vit__sgemm_op *op,
+                      const float *x, const float *w, float *out, int M,
+                      int K, int N, float *pack)
+{
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t = vit__now();
+        if (ours)
+            vit__sgemm(op, x, M, K, 0, N, pack);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
+                        1.0f, x, K, w, K, 0.0f, out, N);
+        t = vit__now() - t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+static void shape(int M, int K, int N, int rounds)
+{
+    float *x = filled((size_t)M * K, 1), *w = filled((size_t)N * K, 2);
+    float *b = filled((size_t)N, 3), *out = malloc((size_t)M * N * 4);
+    float *pack = malloc(vit__sgemm_pack_floats(M, K) * sizeof *pack);
+    if (!x || !w || !b || !out || !pack) {
+        fprintf(stderr, "gemm_bench: out of memory\n");
+        exit(1);
+    }
+    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+    double peak = 0, ours = 1e30, blas = 1e30, flop = 2.0 * M * K * N;
+    best_of(1, 1, &op, x, w, out, M, K, N, pack); /* warm-up */
+    best_of(1, 0, &op, x, w, out, M, K, N, pack);
+    for (int r = 0; r < rounds; r++) {
+        double p = fma_peak(), o, s;
+        /* Alternate which GEMM goes first. */
+        if (r % 2) {
+            s = best_of(3, 0, &op, x, w, out, M, K, N, pack);
+            o = best_of(3, 1, &op, x, w, out, M, K, N, pack);
+        } else {
+            o = best_of(3, 1, &op, x, w, out, M, K, N, pack);
+            s = best_of(3, 0, &op, x, w, out, M, K, N, pack);
+        }
+        peak = p > peak ? p : peak;
+        ours = o < ours ? o : ours;
+        blas = s < blas ? s : blas;
+    }
+    printf("%5d %5d %5d %10.1f %9.1f %5.1f%% %9.1f %5.1f%%\n", M, K, N, peak,
+           flop / ours / 1e9, 100 * flop / ours / 1e9 / peak,
+           flop / blas / 1e9, 100 * flop / blas / 1e9 / peak);
+    fflush(stdout);
+    free(x);
+    free(w);
+    free(b);
+    free(out);
+    free(pack);
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = 5, a = 1;
+    if (a + 1 < argc && strcmp(argv[a], "--rounds") == 0) {
+        rounds = atoi(argv[a + 1]);
+        a += 2;
+    }
+    if (rounds < 1 || (argc - a != 0 && argc - a != 3)) {
+        fprintf(stderr, "usage: gemm_bench [--rounds R] [M K N]\n");
+        return 2;
+    }
+    openblas_set_num_threads(1);
+    printf("one thread; vit's GEMM: %s\n",
+           vit__sgemm_native() ? "AVX-512 kernel" : "OpenBLAS (no AVX-512)");
+    printf("%5s %5s %5s %10s %9s %6s %9s %6s\n", "M", "K", "N", "FMA peak",
+           "vit", "", "OpenBLAS", "");
+    if (argc - a == 3) {
+        shape(atoi(argv[a]), atoi(argv[a + 1]), atoi(argv[a + 2]), rounds);
+        return 0;
+    }
+    static const int shapes[][3] = {{197, 768, 2304}, {197, 768, 3072},
+                                    {197, 3072, 768}, {788, 768, 2304},
+                                    {788, 768, 3072}, {788, 3072, 768}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        shape(shapes[i][0], shapes[i][1], shapes[i][2], rounds);
+    return 0;
+}
