@@ -11,6 +11,7 @@
 #include "vit/vit_impl.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 struct vit__pool {
     int n;  /* threads, the caller included */
@@ -20,6 +21,7 @@ struct vit__pool {
     unsigned long gen;     /* rounds started */
     unsigned long pending; /* workers still running this round */
     int quit;
+    int resting; /* set by vit__pool_rest, cleared by the next round */
     vit__pool_fn fn;
     void *ctx;
 };
@@ -31,13 +33,21 @@ typedef struct {
 
 /* How long a thread spins before it sleeps on a condition variable: a
  * worker for the next round, the caller for the workers to finish. Inside
- * a forward pass rounds come microseconds apart, while waking a sleeping
- * thread can take a tenth of a millisecond (on a virtual machine its vCPU
- * has halted), which a forward of one image would pay at every round. */
-#define SPIN_SECONDS 200e-6
+ * a forward pass the next round comes as soon as the slowest thread ends
+ * this one, which on a shared machine can be milliseconds behind the
+ * others, while waking a sleeping thread takes a tenth of a millisecond or
+ * more (on a virtual machine its vCPU has halted), paid at every one of a
+ * forward's 40 to 90 rounds. Past SPIN_RESTING a spinning thread yields
+ * its core to any other thread that wants it; between forward passes
+ * (vit__pool_rest) a worker spins only that long, so that it does not hold
+ * a core that decoding or the caller could use. */
+#define SPIN_SECONDS 5e-3
+#define SPIN_RESTING 200e-6
 
-/* Spins while (*v == val) == equal, for at most SPIN_SECONDS. */
-static void spin(const unsigned long *v, unsigned long val, int equal)
+/* Spins while (*v == val) == equal, for at most SPIN_SECONDS, or
+ * SPIN_RESTING once the pool rests. */
+static void spin(vit__pool *p, const unsigned long *v, unsigned long val,
+                 int equal)
 {
     double t0 = vit__now();
     for (int i = 1; (__atomic_load_n(v, __ATOMIC_ACQUIRE) == val) == equal;
@@ -45,8 +55,17 @@ static void spin(const unsigned long *v, unsigned long val, int equal)
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-        if (i % 64 == 0 && vit__now() - t0 > SPIN_SECONDS)
-            return;
+        if (i % 64 == 0) {
+            double t = vit__now() - t0;
+            if (t > SPIN_SECONDS ||
+                (t > SPIN_RESTING &&
+                 __atomic_load_n(&p->resting, __ATOMIC_RELAXED)))
+                return;
+            /* Past the short spin, let any other thread wanting this
+             * core (a descheduled worker, a decoder) run first. */
+            if (t > SPIN_RESTING)
+                sched_yield();
+        }
     }
 }
 
@@ -72,7 +91,7 @@ static void *worker_main(void *a)
         if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELEASE) == 0)
             pthread_cond_signal(&p->done);
         pthread_mutex_unlock(&p->mu);
-        spin(&p->gen, seen, 1);
+        spin(p, &p->gen, seen, 1);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -135,6 +154,7 @@ void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx)
         return;
     }
     pthread_mutex_lock(&p->mu);
+    __atomic_store_n(&p->resting, 0, __ATOMIC_RELAXED);
     p->fn = fn;
     p->ctx = ctx;
     __atomic_store_n(&p->pending, (unsigned long)p->n - 1, __ATOMIC_RELAXED);
@@ -142,11 +162,17 @@ void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx)
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    spin(&p->pending, 0, 0);
+    spin(p, &p->pending, 0, 0);
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+void vit__pool_rest(vit__pool *p)
+{
+    if (p)
+        __atomic_store_n(&p->resting, 1, __ATOMIC_RELAXED);
 }
 
 void vit__split(int total, int index, int n, int *begin, int *end)

@@ -44,6 +44,7 @@ void vit__text_forward(const vit__text *t, const int32_t *ids, int B, int T,
                 row[d] = te[d] + pe[d];
         }
     vit__encoder_forward(&t->enc, x, B, T, 1, s);
+    vit__pool_rest(s->pool);
     /* The layernorm is per token, so only the pooled rows need it. */
     for (int b = 0; b < B; b++) {
         int p = vit__text_pool_index(t, ids + (size_t)b * T, T);

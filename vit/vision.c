@@ -172,4 +172,5 @@ void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
     vit__pool_run(s->pool, phase_tokens, &j);
     vit__encoder_forward(&v->enc, x, B, v->T, 0, s);
     vit__pool_run(s->pool, phase_final, &j);
+    vit__pool_rest(s->pool);
 }

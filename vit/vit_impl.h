@@ -195,6 +195,9 @@ int vit__pool_size(const vit__pool *p);
 /* Runs fn on every thread of the pool (NULL: the caller alone) and waits
  * for all of them. */
 void vit__pool_run(vit__pool *p, vit__pool_fn fn, void *ctx);
+/* The end of a forward pass: the workers stop spinning for the next round
+ * soon (it may be a while), until the next vit__pool_run. */
+void vit__pool_rest(vit__pool *p);
 /* The index-th of n contiguous near-equal parts of [0, total). */
 void vit__split(int total, int index, int n, int *begin, int *end);
 
