@@ -18,8 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Compiled for AVX-512, AVX2 and the baseline, picked at run time. */
-#define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 void vit__linear(float *out, const float *in, const float *w, const float *b,
                  int M, int N, int K)

@@ -28,8 +28,6 @@
 #define VIT_HAVE_VNNI_KERNEL 1
 #endif
 
-#define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
 /* Rows of an A chunk kept in cache while every column panel passes over it
  * (its bytes, Kp per row). */
 #define QCHUNK_BYTES (192 * 1024)
@@ -262,10 +260,10 @@ qkernel_vnni(const uint8_t *const *a, const int8_t *b, int k4, int32_t *c)
 
 static int force_portable = -1; /* -1: not decided yet */
 
+#ifdef VIT_HAVE_VNNI_KERNEL
 static int cpu_has_vnni(void)
 {
     static int has = -1; /* every thread finds the same answer */
-#ifdef VIT_HAVE_VNNI_KERNEL
     if (has < 0) {
         __builtin_cpu_init();
         has = __builtin_cpu_supports("avx512f") &&
@@ -273,11 +271,9 @@ static int cpu_has_vnni(void)
               __builtin_cpu_supports("avx512vl") &&
               __builtin_cpu_supports("avx512vnni");
     }
-#else
-    has = 0;
-#endif
     return has;
 }
+#endif
 
 void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
                         const float *in, int M, int K, const float *lo,

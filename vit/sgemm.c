@@ -110,6 +110,15 @@ static void sgemm_blas(const piece *p, int np, const float *in, int M, int K,
     }
 }
 
+size_t vit__sgemm_pack_floats(int M, int K)
+{
+    /* The most of either k block; + 16: 64-byte alignment. */
+    size_t a = (size_t)chunk_panels(M, K) * VIT_SNR * (size_t)K,
+           b = (size_t)chunk_panels(M, k_block(K, 0)) * VIT_SNR *
+               (size_t)k_block(K, 0);
+    return (a > b ? a : b) + 16;
+}
+
 #ifdef VIT_HAVE_AVX512_SGEMM
 #define AVX512 __attribute__((target("avx512f,avx512vl")))
 
@@ -139,15 +148,6 @@ transpose16(__m512 *r)
         r[4 + q] = _mm512_shuffle_f32x4(v1, w1, 0x88);
         r[12 + q] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
     }
-}
-
-size_t vit__sgemm_pack_floats(int M, int K)
-{
-    /* The most of either k block; + 16: 64-byte alignment. */
-    size_t a = (size_t)chunk_panels(M, K) * VIT_SNR * (size_t)K,
-           b = (size_t)chunk_panels(M, k_block(K, 0)) * VIT_SNR *
-               (size_t)k_block(K, 0);
-    return (a > b ? a : b) + 16;
 }
 
 /* 16 rows of in (row stride ld) -> the panel's 16 lanes from `lane`:

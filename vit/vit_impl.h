@@ -16,6 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Compiled for AVX-512, AVX2 and the baseline, picked at run time (x86-64;
+ * elsewhere the baseline alone). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VIT_CLONES
+#endif
+
 /* Sets err->msg (when err is not NULL) and returns st. */
 vit_status vit__fail(vit_error *err, vit_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
