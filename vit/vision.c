@@ -1,10 +1,11 @@
 /*
  * The vision tower shared by ViT and CLIP: patch embedding (the stride-P
- * convolution as one GEMM over the batch's tokens), class token and position embeddings,
- * an optional layernorm before the encoder (CLIP's pre_layrnorm), the
- * encoder, and the final layernorm over every token (ViT) or the class
- * token only (CLIP's post_layernorm). Reading its config and binding its
- * tensors is left to the model family; this file only computes.
+ * convolution as one GEMM over the batch's tokens), class token and
+ * position embeddings, an optional layernorm before the encoder (CLIP's
+ * pre_layrnorm), the encoder, and the final layernorm over every token
+ * (ViT) or the class token only (CLIP's post_layernorm). Reading its
+ * config and binding its tensors is left to the model family; this file
+ * only computes.
  *
  * Dimension legend: B batch, C channels, (Hi, Wi) image size, P patch size,
  * NP = (Hi/P)(Wi/P) patches, T = NP + 1 tokens (class token first),
