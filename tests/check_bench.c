@@ -180,13 +180,9 @@ START_TEST(state_memory_resident)
     vit_options o = vit_options_default();
     o.max_batch = 2;
     o.threads = 1;
-    vit_model *m;
     vit_state *st;
     vit_error err;
-    ck_assert_msg(vit_model_load(FIXTURES "/vit_tiny", &o, &m, &err) ==
-                      VIT_OK,
-                  "%s", err.msg);
-    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_model *m = tu_load_fixture("vit_tiny", &o, &st);
     vit_memory mem;
     vit_state_memory(st, &mem);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);

@@ -205,13 +205,8 @@ START_TEST(encoder_splits_match_reference)
     vit_options opt = vit_options_default();
     opt.max_batch = 4;
     opt.threads = threads[_i];
-    vit_model *m;
     vit_state *st;
-    vit_error err;
-    ck_assert_msg(vit_model_load(FIXTURES "/vit_rect", &opt, &m, &err) ==
-                      VIT_OK,
-                  "%s", err.msg);
-    ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
+    vit_model *m = tu_load_fixture("vit_rect", &opt, &st);
     vit_array px = tu_fixture("vit_rect", "ref_pixels.npy");
     vit_array hid = tu_fixture("vit_rect", "ref_hidden.npy");
     size_t img = (size_t)px.shape[1] * px.shape[2] * px.shape[3];
