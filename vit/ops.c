@@ -18,7 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-
 void vit__linear(float *out, const float *in, const float *w, const float *b,
                  int M, int N, int K)
 {

@@ -283,8 +283,10 @@ vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
 /* Where a state's forward passes spend their time, by kind of op, summed
  * over its threads since profiling was last enabled: "patch embedding",
  * "layernorm", "matmul" (the linear layers), "attention" (its two batched
- * products), "softmax", "activation". Preprocessing happens outside a
- * state; time it around vit_preprocess. */
+ * products), "softmax", "activation" (0 at present: the MLP's runs in its
+ * first product's epilogue, counted as matmul), "quantize" (int8's
+ * activations). Preprocessing happens outside a state; time it around
+ * vit_preprocess. */
 typedef struct {
     const char *op;
     double thread_seconds;  /* summed over threads */
