@@ -241,35 +241,10 @@ store_group(float *dst, __m512 *a, const float *b, int cols, int nr, int ld,
     }
 }
 
-/* out (rows m, columns n..n+nr) [+]= act(tile^T + b), for m < mr and
- * nr <= 8, as o says. */
-AVX512 static void store_tile(float *out, float *tile, const float *b,
-                              int mr, int nr, const vit__sgemm_op *o)
-{
-    if (o->act) {
-        for (int r = 0; b && r < nr; r++)
-            for (float *t = tile + r * VIT_SNR; t < tile + (r + 1) * VIT_SNR;
-                 t += 16)
-                _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t),
-                                                 _mm512_set1_ps(b[r])));
-        vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
-        b = NULL;
-    }
-    for (int g = 0; g * 16 < mr; g++) {
-        __m512 a[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            a[r] = _mm512_load_ps(tile + r * VIT_SNR + 16 * g);
-        store_group(out + (size_t)g * 16 * o->ld, a, b,
-                    mr - g * 16 < 16 ? mr - g * 16 : 16, nr, o->ld,
-                    o->accumulate);
-    }
-}
-
 /* out's 48 rows (o->ld apart), columns 0..nr, [+]= the tile (8 x 48) of
  * weight rows w[0..8) (K floats each) times the panel p (K x 48), + b, as
- * o says: stored from the registers it was summed in, or, with an
- * activation, through `tile`. On the way, the rows of the next call, nx
+ * o says: stored from the registers it was summed in (with an activation,
+ * after it has run on the tile in `tile`). On the way, the rows of the next call, nx
  * (or NULL), are prefetched into L2, so that thin products, which use each
  * row once per chunk, find them there; and out's rows, so that storing
  * does not wait for them. */
@@ -302,13 +277,22 @@ AVX512 static void skernel(const float *const *w, const float *const *nx,
     for (; k < K; k++)
         SSTEP(k)
     if (o->act) {
+        /* The bias, then the activation over the whole tile in memory. */
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            __m512 br = _mm512_set1_ps(b && r < nr ? b[r] : 0.0f);
+#pragma GCC unroll 3
+            for (int v = 0; v < 3; v++)
+                _mm512_store_ps(tile + r * VIT_SNR + 16 * v,
+                                _mm512_add_ps(c[r][v], br));
+        }
+        vit__activation(tile, 8 * VIT_SNR, (vit__act)(o->act - 1));
+        b = NULL;
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
 #pragma GCC unroll 3
             for (int v = 0; v < 3; v++)
-                _mm512_store_ps(tile + r * VIT_SNR + 16 * v, c[r][v]);
-        store_tile(out, tile, b, VIT_SNR, nr, o);
-        return;
+                c[r][v] = _mm512_load_ps(tile + r * VIT_SNR + 16 * v);
     }
 #pragma GCC unroll 3
     for (int v = 0; v < 3; v++) {
