@@ -75,6 +75,9 @@ enum { CLI_OPT_NO_EXIF = 0x1000, CLI_OPT_FAST_DECODE, CLI_OPT_PRECISION };
 /* Their lines for a command's --help. */
 extern const char cli_decode_help[];
 
+/* A --precision value: "fp32" 0, "int8" 1, anything else -1. */
+int cli_precision_int8(const char *s);
+
 /* Records getopt's `c` (with optarg) when it is one of them: 1 if it was,
  * 0 if not, -1 for a bad value, with cli_decode_error saying why. */
 int cli_decode_flag(int c, cli_decode_flags *f);

@@ -83,6 +83,13 @@ const char cli_decode_help[] =
 
 char cli_decode_error[128];
 
+int cli_precision_int8(const char *s)
+{
+    if (strcmp(s, "fp32") == 0)
+        return 0;
+    return strcmp(s, "int8") == 0 ? 1 : -1;
+}
+
 int cli_decode_flag(int c, cli_decode_flags *f)
 {
     if (c == CLI_OPT_NO_EXIF) {
@@ -90,8 +97,9 @@ int cli_decode_flag(int c, cli_decode_flags *f)
     } else if (c == CLI_OPT_FAST_DECODE) {
         f->fast_decode = 1;
     } else if (c == CLI_OPT_PRECISION) {
-        if (strcmp(optarg, "fp32") == 0 || strcmp(optarg, "int8") == 0) {
-            f->int8 = optarg[0] == 'i';
+        int int8 = cli_precision_int8(optarg);
+        if (int8 >= 0) {
+            f->int8 = int8;
         } else {
             snprintf(cli_decode_error, sizeof cli_decode_error,
                      "--precision is fp32 or int8, not '%s'", optarg);

@@ -252,14 +252,15 @@ int cli_serve_main(int argc, char **argv)
                                    "--index-precision is fp32, fp16 or int8, "
                                    "not '%s'", optarg);
             continue;
-        case O_PRECISION:
-            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "int8") != 0)
+        case O_PRECISION: {
+            int int8 = cli_precision_int8(optarg);
+            if (int8 < 0)
                 return usage_error("serve", serve_usage,
                                    "--precision is fp32 or int8, not '%s'",
                                    optarg);
-            o.precision = optarg[0] == 'i' ? VIT_PRECISION_INT8
-                                           : VIT_PRECISION_FP32;
+            o.precision = int8 ? VIT_PRECISION_INT8 : VIT_PRECISION_FP32;
             continue;
+        }
         case O_BATCH_WAIT:
             if (strcmp(optarg, "full") != 0 && strcmp(optarg, "adaptive") != 0)
                 return usage_error("serve", serve_usage,
