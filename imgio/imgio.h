@@ -109,6 +109,16 @@ typedef struct {
      * convert("RGB") drops it (load_image, ViT). Default: 0. */
     int composite_on_white;
 
+    /* Nonzero (and composite_on_white zero): paint white the pixels of
+     * the transparency colour that a PNG's tRNS chunk leaves on the RGB
+     * image transformers' load_image makes, as transformers 5's
+     * convert_to_rgb (the processors' do_convert_rgb) does: Pillow keeps
+     * that colour in info["transparency"] through convert("RGB"), and
+     * convert_to_rgb composites such an image on white. Alpha channels
+     * and palette alpha other than one fully transparent entry are gone
+     * by then and change nothing. Default: 0. */
+    int transparency_white;
+
     /* > 0: a JPEG may be decoded shrunk by libjpeg's DCT scaling, by the
      * largest of 1/2, 1/4 and 1/8 that keeps its shorter side at least this
      * long (img_preprocess_min_side gives the value for a preprocessing
@@ -151,23 +161,46 @@ typedef enum {
 img_status img_resize(const img_rgb *src, int out_w, int out_h, img_filter f,
                       img_rgb *dst, char *err, size_t errlen);
 
-/* What a reference image processor (ViTImageProcessor, CLIPImageProcessor)
+/* Which implementation of the reference processor's steps to reproduce.
+ * transformers 5 has two for every image processor: the Pillow/NumPy one
+ * (`CLIPImageProcessorPil`, ...) and the torchvision one it picks whenever
+ * torchvision is installed (`CLIPImageProcessor`, ..., once called the
+ * "fast" processors). They differ by a level or so per pixel: torchvision
+ * resizes with PyTorch's own antialiased kernels, pads a too-small image
+ * for the crop the other way round when the difference is odd, and
+ * normalizes in float32 with the rescale folded into mean and std. */
+typedef enum {
+    IMG_BACKEND_PIL = 0,
+    IMG_BACKEND_TORCHVISION = 1,
+} img_backend;
+
+/* What a reference image processor (transformers' ViT and CLIP processors)
  * does to an RGB image, in its order: resize, center crop, rescale,
- * normalize; output planar float CHW. The reference's do_convert_rgb is
- * not here: what it changes is alpha, which is gone once an image is
- * decoded, so it is img_decode_opts.composite_on_white. */
+ * normalize; output planar float CHW. The resize's output size follows
+ * the processor's `size` (transformers' SizeDict), one of:
+ *   shortest_edge > 0, longest_edge 0: the short side becomes
+ *     shortest_edge, the long one keeps the aspect ratio (truncated);
+ *   shortest_edge > 0, longest_edge > 0: the same, unless the long side
+ *     would pass longest_edge (get_size_with_aspect_ratio);
+ *   max_h > 0, max_w > 0: the largest size of the image's aspect ratio
+ *     that fits in max_w x max_h;
+ *   otherwise size_h x size_w exactly.
+ * The reference's do_convert_rgb is not here: what it changes is alpha and
+ * the transparency colour, which decoding resolves (img_decode_opts). */
 typedef struct {
     int do_resize;
     img_filter resample;
-    int shortest_edge;        /* > 0: resize so the short side is this long,
-                                 the other side as the reference rounds it */
-    int size_h, size_w;       /* used when shortest_edge == 0: exact size */
+    int shortest_edge;
+    int longest_edge;
+    int max_h, max_w;
+    int size_h, size_w;
     int do_center_crop;
     int crop_h, crop_w;
     int do_rescale;
     float rescale_factor;     /* usually 1/255 */
     int do_normalize;
     float mean[3], std[3];
+    img_backend backend;      /* default (0): Pillow's */
 } img_preprocess_cfg;
 
 /* The output height and width that `cfg` gives for a src_w x src_h image. */
@@ -177,7 +210,7 @@ void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
 /* The shorter side an image may be shrunk to before `cfg` runs without
  * the resize having to enlarge it (for img_decode_opts.fast_min_side):
  * the shortest edge, or the larger side of an exact size; 0 when cfg does
- * not resize. */
+ * not resize or its size depends on the image in another way. */
 int img_preprocess_min_side(const img_preprocess_cfg *cfg);
 
 /* Runs `cfg` on `src` and writes 3 x out_h x out_w floats (planar, channel

@@ -137,6 +137,65 @@ static void set_key(conv *c, int ctype, int depth, const png_color_16 *k)
     }
 }
 
+/* The transparency colour that survives transformers' load_image, whose
+ * convert("RGB") keeps Pillow's info["transparency"] (as converted for
+ * the new mode), which convert_to_rgb then paints white. What survives,
+ * by what Pillow made of the tRNS chunk:
+ *   palette, one fully transparent entry and every other opaque: the
+ *     colour of that entry (so every pixel of that colour turns white,
+ *     whatever its index); any other palette tRNS is dropped;
+ *   gray of 2, 4 or 8 bits: the key, clamped to 255, as a gray colour,
+ *     compared with the samples scaled to 8 bits;
+ *   1-bit and 16-bit gray: the key stays an integer, which Pillow's RGB
+ *     conversion compares as the colour (key, 0, 0): only a key of 0
+ *     (black) ever matches a gray pixel;
+ *   RGB: the key's low bytes, compared as for convert("RGBA") (set_key).
+ * Returns 1 and fills the key in c when there is one. */
+static int load_image_key(png_structp png, png_infop info, int ctype,
+                          int depth, conv *c)
+{
+    png_bytep alpha = NULL;
+    int na = 0;
+    png_color_16p k = NULL;
+    if (png_get_tRNS(png, info, &alpha, &na, &k) != PNG_INFO_tRNS)
+        return 0;
+    if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        png_colorp pal = NULL;
+        int np = 0, clear = -1;
+        if (!alpha || !png_get_PLTE(png, info, &pal, &np))
+            return 0;
+        for (int i = 0; i < na; i++) {
+            if (alpha[i] == 0 && clear < 0)
+                clear = i;
+            else if (alpha[i] != 255)
+                return 0;
+        }
+        if (clear < 0 || clear >= np)
+            return 0;
+        c->key = 1;
+        c->kr = pal[clear].red;
+        c->kg = pal[clear].green;
+        c->kb = pal[clear].blue;
+        return 1;
+    }
+    if (!k)
+        return 0;
+    if (ctype == PNG_COLOR_TYPE_GRAY) {
+        if (depth == 1 || depth == 16) {
+            if (k->gray != 0)
+                return 0;
+            c->key = 1;
+            c->kr = 0;
+            return 1;
+        }
+        c->key = 1;
+        c->kr = k->gray > 255 ? 255 : k->gray;
+        return 1;
+    }
+    set_key(c, ctype, depth, k);
+    return 1;
+}
+
 /* libpng allocates an ancillary chunk's whole stated length before it
  * reads the chunk (its "chunk data is too large" check is only a warning
  * when reading), so a 94-byte file whose iTXt claims 1.9 GB had it
@@ -237,6 +296,8 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
     if (cv.composite && ctype != PNG_COLOR_TYPE_PALETTE &&
         png_get_tRNS(png, info, NULL, NULL, &key) == PNG_INFO_tRNS && key)
         set_key(&cv, ctype, depth, key);
+    else if (!cv.composite && opt->transparency_white)
+        load_image_key(png, info, ctype, depth, &cv);
     if (ctype == PNG_COLOR_TYPE_PALETTE)
         png_set_palette_to_rgb(png);  /* alpha from tRNS: RGBA */
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8)

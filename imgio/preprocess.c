@@ -7,6 +7,7 @@
  */
 #include "imgio/imgio_impl.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -28,17 +29,62 @@ static void shortest_edge_size(int edge, int w, int h, int *oh, int *ow)
     }
 }
 
+/* transformers' get_size_with_aspect_ratio((h, w), edge, longest), the
+ * rule of a {"shortest_edge", "longest_edge"} size: when the long side
+ * would pass `longest`, the short side becomes round(longest * short /
+ * long) (Python's round: half to even, which rint is in the default
+ * rounding mode) and the long side is computed from the unrounded value.
+ * Each float operation is Python's, in its order. */
+static void aspect_size(int edge, int longest, int w, int h, int *oh,
+                        int *ow)
+{
+    double mn = w < h ? w : h, mx = w < h ? h : w, raw = 0;
+    int size = edge;
+    if (mx / mn * size > longest) {
+        raw = (double)longest * mn / mx;
+        size = (int)rint(raw);
+    }
+    if ((h <= w && h == size) || (w <= h && w == size)) {
+        *oh = h;
+        *ow = w;
+    } else if (w < h) {
+        *ow = size;
+        *oh = raw > 0 ? (int)(raw * h / w)
+                      : (int)((double)((int64_t)size * h) / (double)w);
+    } else {
+        *oh = size;
+        *ow = raw > 0 ? (int)(raw * w / h)
+                      : (int)((double)((int64_t)size * w) / (double)h);
+    }
+}
+
+/* transformers' get_image_size_for_max_height_width: the image scaled by
+ * min(max_h / h, max_w / w), each side truncated. */
+static void max_hw_size(int max_h, int max_w, int w, int h, int *oh,
+                        int *ow)
+{
+    double sh = (double)max_h / h, sw = (double)max_w / w;
+    double s = sh < sw ? sh : sw;
+    *oh = (int)(h * s);
+    *ow = (int)(w * s);
+}
+
 void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
                          int *out_h, int *out_w)
 {
     int h = src_h, w = src_w;
-    if (cfg->do_resize) {
-        if (cfg->shortest_edge > 0 && src_w > 0 && src_h > 0) {
+    if (cfg->do_resize && src_w > 0 && src_h > 0 &&
+        (cfg->shortest_edge > 0 || (cfg->max_h > 0 && cfg->max_w > 0))) {
+        if (cfg->shortest_edge > 0 && cfg->longest_edge > 0)
+            aspect_size(cfg->shortest_edge, cfg->longest_edge, src_w, src_h,
+                        &h, &w);
+        else if (cfg->shortest_edge > 0)
             shortest_edge_size(cfg->shortest_edge, src_w, src_h, &h, &w);
-        } else {
-            h = cfg->size_h;
-            w = cfg->size_w;
-        }
+        else
+            max_hw_size(cfg->max_h, cfg->max_w, src_w, src_h, &h, &w);
+    } else if (cfg->do_resize) {
+        h = cfg->size_h;
+        w = cfg->size_w;
     }
     if (cfg->do_center_crop) {
         h = cfg->crop_h;
@@ -54,6 +100,11 @@ int img_preprocess_min_side(const img_preprocess_cfg *cfg)
         return 0;
     if (cfg->shortest_edge > 0)
         return cfg->shortest_edge;
+    /* The result fits in max_w x max_h, so its short side is at most the
+     * larger of the two: shrinking the source's short side to that never
+     * makes the resize enlarge. */
+    if (cfg->max_h > 0 && cfg->max_w > 0)
+        return cfg->max_h > cfg->max_w ? cfg->max_h : cfg->max_w;
     return cfg->size_h > cfg->size_w ? cfg->size_h : cfg->size_w;
 }
 
@@ -65,6 +116,37 @@ int img_preprocess_min_side(const img_preprocess_cfg *cfg)
 static double rescale_factor(float f)
 {
     return f == (float)(1.0 / 255.0) ? 1.0 / 255.0 : (double)f;
+}
+
+/* Rescale and normalize, fused into one table per channel: each of the
+ * 256 possible inputs goes through exactly the reference's operations,
+ * once. The Pillow backend runs numpy's: the float64 product cast to
+ * float32, then float32 subtract and divide. The torchvision backend
+ * folds the rescale into mean and std (each a float32 times the float32
+ * of 1 / rescale_factor) and subtracts and divides in float32; rescaling
+ * alone is a float32 product. */
+static void normalize_table(const img_preprocess_cfg *cfg, float lut[3][256])
+{
+    double scale = cfg->do_rescale ? rescale_factor(cfg->rescale_factor) : 1.0;
+    int tv = cfg->backend == IMG_BACKEND_TORCHVISION;
+    for (int c = 0; c < 3; c++) {
+        float mean = cfg->mean[c], std = cfg->std[c];
+        if (tv && cfg->do_rescale && cfg->do_normalize) {
+            float inv = (float)(1.0 / scale);
+            mean *= inv;
+            std *= inv;
+        }
+        for (int v = 0; v < 256; v++) {
+            float f = (float)v;
+            if (tv && cfg->do_rescale && !cfg->do_normalize)
+                f *= (float)scale;
+            else if (!tv && cfg->do_rescale)
+                f = (float)(v * scale);
+            if (cfg->do_normalize)
+                f = (f - mean) / std;
+            lut[c][v] = f;
+        }
+    }
 }
 
 img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
@@ -95,8 +177,10 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
     /* The size before cropping, and the crop's offsets in it:
      * transformers' center_crop takes top = (h - crop_h) // 2, a floor
      * even when negative; a crop larger than the image pads with zeros
-     * placed so that this same offset holds. Without a crop the offsets
-     * are 0 and the output is the whole resized image. */
+     * placed so that this same offset holds. The torchvision backend pads
+     * (crop_h - h) // 2 above instead, the floor of the other sign, so its
+     * top is one row lower when the difference is odd. Without a crop the
+     * offsets are 0 and the output is the whole resized image. */
     {
         img_preprocess_cfg nocrop = *cfg;
         nocrop.do_center_crop = 0;
@@ -111,8 +195,9 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
     int top = 0, left = 0;
     if (cfg->do_center_crop) {
         int dh = rh - out_h, dw = rw - out_w;
-        top = dh >= 0 ? dh / 2 : -((-dh + 1) / 2);
-        left = dw >= 0 ? dw / 2 : -((-dw + 1) / 2);
+        int tv = cfg->backend == IMG_BACKEND_TORCHVISION;
+        top = dh >= 0 ? dh / 2 : tv ? -(-dh / 2) : -((-dh + 1) / 2);
+        left = dw >= 0 ? dw / 2 : tv ? -(-dw / 2) : -((-dw + 1) / 2);
     }
     /* The part of the resized image the crop keeps: only it is resized
      * (img_resize_window gives exactly those pixels of the full resize),
@@ -146,19 +231,8 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
         }
     }
 
-    /* Rescale and normalize, fused into one table per channel: each of the
-     * 256 possible inputs goes through exactly the reference's operations
-     * (the float64 product cast to float32, then float32 subtract and
-     * divide: numpy's order and precisions), once. */
-    double scale = cfg->do_rescale ? rescale_factor(cfg->rescale_factor) : 1.0;
     float lut[3][256];
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) {
-            float f = cfg->do_rescale ? (float)(v * scale) : (float)v;
-            if (cfg->do_normalize)
-                f = (f - cfg->mean[c]) / cfg->std[c];
-            lut[c][v] = f;
-        }
+    normalize_table(cfg, lut);
     size_t plane = (size_t)out_h * (size_t)out_w;
     for (int c = 0; c < 3; c++) {
         const float *t = lut[c];

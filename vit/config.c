@@ -81,40 +81,155 @@ vit_status vit__cfg_size2(json_t *o, const char *path, const char *key,
 }
 
 
-static vit_status pre_size(json_t *o, const char *path, const char *key,
-                           int *h, int *w, int *shortest, vit_error *err)
+/* ---- preprocessor_config.json, as transformers 5 reads it ---- */
+
+/* The image processor classes vit reproduces, by the names a
+ * preprocessor_config.json gives them: transformers 5's (the torchvision
+ * one, its "Pil" twin, and the "Fast" name 4.x saved) and the
+ * FeatureExtractor names older repositories still ship, which
+ * AutoImageProcessor reads as the ImageProcessor of the same stem. */
+static const struct {
+    const char *stem;
+    int clip;
+} processors[] = {
+    {"ViT", 0},
+    {"CLIP", 1},
+};
+
+
+/* 1 and *clip set when `name` is one of the classes above. */
+static int processor_named(const char *name, int *clip)
+{
+    static const char *const suffixes[] = {
+        "ImageProcessor", "ImageProcessorFast", "ImageProcessorPil",
+        "FeatureExtractor",
+    };
+    for (size_t i = 0; i < sizeof processors / sizeof *processors; i++) {
+        size_t n = strlen(processors[i].stem);
+        if (strncmp(name, processors[i].stem, n) != 0)
+            continue;
+        for (size_t j = 0; j < sizeof suffixes / sizeof *suffixes; j++)
+            if (strcmp(name + n, suffixes[j]) == 0) {
+                *clip = processors[i].clip;
+                return 1;
+            }
+    }
+    return 0;
+}
+
+/* The class defaults of ViTImageProcessor and CLIPImageProcessor. Their
+ * sizes are the classes' own (224), not the model's: a file that leaves
+ * `size` out gets what transformers gives it. */
+static void processor_defaults(int clip, vit__processor *pr)
+{
+    img_preprocess_cfg d = {
+        .do_resize = 1, .resample = IMG_BILINEAR, .size_h = 224,
+        .size_w = 224, .do_rescale = 1, .rescale_factor = 1.0f / 255.0f,
+        .do_normalize = 1, .mean = {0.5f, 0.5f, 0.5f},
+        .std = {0.5f, 0.5f, 0.5f},
+    };
+    pr->convert_rgb = 0;
+    if (clip) {
+        const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+        const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+        d.resample = IMG_BICUBIC;
+        d.size_h = d.size_w = 0;
+        d.shortest_edge = 224;
+        d.do_center_crop = 1;
+        d.crop_h = d.crop_w = 224;
+        memcpy(d.mean, mean, sizeof mean);
+        memcpy(d.std, std, sizeof std);
+        pr->convert_rgb = 1;
+    }
+    pr->cfg = d;
+}
+
+static int pos_int(json_t *v, int *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > CFG_MAX_DIM)
+        return 0;
+    *out = (int)json_integer_value(v);
+    return 1;
+}
+
+/* A size as transformers' get_size_dict reads it: an integer (a square, or
+ * the shortest edge when the class does not default to a square), a
+ * [height, width] list, or a dict with exactly one of the key sets
+ * transformers accepts. The form is kept in `p` (for crop_size, only
+ * height and width are meaningful: *other is set when the dict has any
+ * other form). */
+typedef struct {
+    int h, w, shortest, longest, max_h, max_w;
+    int other; /* a valid form without height and width */
+} size_form;
+
+static vit_status read_size(json_t *o, const char *path, const char *key,
+                            int square, size_form *f, vit_error *err)
 {
     json_t *v = json_object_get(o, key);
-    if (!v)
+    memset(f, 0, sizeof *f);
+    int n = 0;
+    if (json_is_integer(v)) {
+        if (!pos_int(v, square ? &f->h : &f->shortest))
+            goto bad;
+        if (square)
+            f->w = f->h;
         return VIT_OK;
+    }
+    if (json_is_array(v)) {
+        if (json_array_size(v) != 2 || !pos_int(json_array_get(v, 0), &f->h) ||
+            !pos_int(json_array_get(v, 1), &f->w))
+            goto bad;
+        return VIT_OK;
+    }
+    if (!json_is_object(v))
+        goto bad;
+    n = (int)json_object_size(v);
     json_t *jh = json_object_get(v, "height"), *jw = json_object_get(v, "width");
     json_t *js = json_object_get(v, "shortest_edge");
-    if (json_is_integer(v)) {
-        *h = *w = (int)json_integer_value(v);
-    } else if (json_is_integer(jh) && json_is_integer(jw)) {
-        *h = (int)json_integer_value(jh);
-        *w = (int)json_integer_value(jw);
-    } else if (shortest && json_is_integer(js)) {
-        *shortest = (int)json_integer_value(js);
-        if (*shortest < 1 || *shortest > CFG_MAX_DIM)
-            return vit__fail(err, VIT_E_CONFIG, "%s: bad \"%s\"", path, key);
-        return VIT_OK;
+    json_t *jl = json_object_get(v, "longest_edge");
+    json_t *jmh = json_object_get(v, "max_height");
+    json_t *jmw = json_object_get(v, "max_width");
+    if (n == 2 && jh && jw) {
+        if (!pos_int(jh, &f->h) || !pos_int(jw, &f->w))
+            goto bad;
+    } else if ((n == 1 && js) || (n == 2 && js && jl)) {
+        if (!pos_int(js, &f->shortest) || (jl && !pos_int(jl, &f->longest)))
+            goto bad;
+        f->other = 1;
+    } else if (n == 1 && jl) {
+        if (!pos_int(jl, &f->longest))
+            goto bad;
+        f->other = 1;
+    } else if (n == 2 && jmh && jmw) {
+        if (!pos_int(jmh, &f->max_h) || !pos_int(jmw, &f->max_w))
+            goto bad;
+        f->other = 1;
+    } else if (n == 2 && json_object_get(v, "min_pixels") &&
+               json_object_get(v, "max_pixels")) {
+        f->other = 1;
     } else {
         return vit__fail(err, VIT_E_CONFIG,
-                         "%s: \"%s\" must be an integer or have height and "
-                         "width%s",
-                         path, key, shortest ? " or shortest_edge" : "");
+                         "%s: \"%s\" must have the keys height and width, "
+                         "shortest_edge, shortest_edge and longest_edge, "
+                         "longest_edge, or max_height and max_width (as "
+                         "transformers reads it)",
+                         path, key);
     }
-    if (*h < 1 || *w < 1 || *h > CFG_MAX_DIM || *w > CFG_MAX_DIM)
-        return vit__fail(err, VIT_E_CONFIG, "%s: bad \"%s\"", path, key);
     return VIT_OK;
+bad:
+    return vit__fail(err, VIT_E_CONFIG,
+                     "%s: \"%s\" must be a positive integer, a [height, "
+                     "width] list or a dict of positive integers",
+                     path, key);
 }
 
 static vit_status pre_floats3(json_t *o, const char *path, const char *key,
                               float *out, vit_error *err)
 {
     json_t *v = json_object_get(o, key);
-    if (!v)
+    if (!v || json_is_null(v))
         return VIT_OK;
     if (json_is_number(v)) {
         out[0] = out[1] = out[2] = (float)json_number_value(v);
@@ -122,28 +237,63 @@ static vit_status pre_floats3(json_t *o, const char *path, const char *key,
     }
     if (!json_is_array(v) || json_array_size(v) != 3)
         return vit__fail(err, VIT_E_CONFIG,
-                         "%s: \"%s\" must be a list of 3 numbers", path, key);
+                         "%s: \"%s\" must be a number or a list of 3 numbers",
+                         path, key);
     for (int i = 0; i < 3; i++) {
         json_t *x = json_array_get(v, (size_t)i);
         if (!json_is_number(x))
             return vit__fail(err, VIT_E_CONFIG,
-                             "%s: \"%s\" must be a list of 3 numbers", path,
-                             key);
+                             "%s: \"%s\" must be a number or a list of 3 "
+                             "numbers",
+                             path, key);
         out[i] = (float)json_number_value(x);
     }
     return VIT_OK;
 }
 
-
-vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def,
-                                  int model_h, int model_w,
-                                  img_preprocess_cfg *p, vit_error *err)
+/* Which class the file asks for, as AutoImageProcessor resolves it:
+ * image_processor_type, else feature_extractor_type, else the model's own
+ * (model_clip). Code from the model's repository (auto_map) is not run. */
+static vit_status processor_class(json_t *o, const char *path, int model_clip,
+                                  int *clip, vit_error *err)
 {
-    *p = *def;
+    json_t *am = json_object_get(o, "auto_map");
+    const char *t = json_string_value(json_object_get(o, "image_processor_type"));
+    if (!t && !json_object_get(am, "AutoImageProcessor") &&
+        !json_object_get(am, "AutoFeatureExtractor"))
+        t = json_string_value(json_object_get(o, "feature_extractor_type"));
+    if (!t && (json_object_get(am, "AutoImageProcessor") ||
+               json_object_get(am, "AutoFeatureExtractor")))
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "%s: the image processor is code of the model's own "
+                         "(auto_map), which vit does not run",
+                         path);
+    if (!t) {
+        *clip = model_clip;
+        return VIT_OK;
+    }
+    if (!processor_named(t, clip))
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "%s: image processor %s is not supported; vit "
+                         "reproduces ViTImageProcessor and CLIPImageProcessor "
+                         "(also under their Fast, Pil and FeatureExtractor "
+                         "names)",
+                         path, t);
+    return VIT_OK;
+}
+
+vit_status vit__read_preprocessor(const char *dir, int model_clip,
+                                  int model_h, int model_w,
+                                  vit__processor *pr, vit_error *err)
+{
+    memset(pr, 0, sizeof *pr);
+    processor_defaults(model_clip, pr);
     char path[4096];
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-    if (access(path, F_OK) != 0)
+    if (access(path, F_OK) != 0) {
+        pr->missing = 1;
         return VIT_OK;
+    }
     json_error_t je;
     json_t *o = json_load_file(path, 0, &je);
     if (!json_is_object(o)) {
@@ -152,10 +302,20 @@ vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def
                          je.line, je.text);
     }
     vit_status st;
-    int resample;
+    int clip = model_clip, resample, square = !model_clip;
+    size_form size, crop;
+    if ((st = processor_class(o, path, model_clip, &clip, err)))
+        goto out;
+    processor_defaults(clip, pr);
+    img_preprocess_cfg *p = &pr->cfg;
     json_t *rf = json_object_get(o, "rescale_factor");
-    if (json_is_number(rf))
+    if (json_is_number(rf)) {
         p->rescale_factor = (float)json_number_value(rf);
+    } else if (rf && !json_is_null(rf)) {
+        st = vit__fail(err, VIT_E_CONFIG,
+                       "%s: \"rescale_factor\" must be a number", path);
+        goto out;
+    }
     if ((st = vit__cfg_bool(o, path, "do_resize", p->do_resize,
                             &p->do_resize, err)) ||
         (st = vit__cfg_bool(o, path, "do_center_crop", p->do_center_crop,
@@ -164,24 +324,48 @@ vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def
                             &p->do_rescale, err)) ||
         (st = vit__cfg_bool(o, path, "do_normalize", p->do_normalize,
                             &p->do_normalize, err)) ||
+        (st = vit__cfg_bool(o, path, "do_convert_rgb", pr->convert_rgb,
+                            &pr->convert_rgb, err)) ||
+        (st = vit__cfg_bool(o, path, "default_to_square", !clip, &square,
+                            err)) ||
         (st = vit__cfg_int(o, path, "resample", (int)p->resample, 0, 5,
-                           &resample, err)))
-        goto out;
-    if (json_object_get(o, "size")) {
-        p->shortest_edge = p->size_h = p->size_w = 0;
-        if ((st = pre_size(o, path, "size", &p->size_h, &p->size_w,
-                           &p->shortest_edge, err)))
-            goto out;
-    }
-    if ((st = pre_size(o, path, "crop_size", &p->crop_h, &p->crop_w, NULL,
-                       err)) ||
+                           &resample, err)) ||
         (st = pre_floats3(o, path, "image_mean", p->mean, err)) ||
         (st = pre_floats3(o, path, "image_std", p->std, err)))
         goto out;
     p->resample = (img_filter)resample;
+    json_t *js = json_object_get(o, "size");
+    if (js && !json_is_null(js)) {
+        if ((st = read_size(o, path, "size", square, &size, err)))
+            goto out;
+        p->size_h = size.h;
+        p->size_w = size.w;
+        p->shortest_edge = size.shortest;
+        p->longest_edge = size.longest;
+        p->max_h = size.max_h;
+        p->max_w = size.max_w;
+        if (p->do_resize && !size.shortest && !size.max_h && !size.h) {
+            /* transformers' resize refuses these too. */
+            st = vit__fail(err, VIT_E_CONFIG,
+                           "%s: a \"size\" of %s cannot resize an image (it "
+                           "needs height and width, shortest_edge, or "
+                           "max_height and max_width)",
+                           path, size.longest ? "longest_edge alone"
+                                              : "min_pixels and max_pixels");
+            goto out;
+        }
+    }
+    json_t *jc = json_object_get(o, "crop_size");
+    if (jc && !json_is_null(jc)) {
+        if ((st = read_size(o, path, "crop_size", 1, &crop, err)))
+            goto out;
+        p->crop_h = crop.h;
+        p->crop_w = crop.w;
+    }
     if (p->do_center_crop && p->crop_h == 0) {
         st = vit__fail(err, VIT_E_CONFIG,
-                       "%s: do_center_crop is set but crop_size is missing",
+                       "%s: do_center_crop is set but crop_size has no "
+                       "height and width",
                        path);
         goto out;
     }
@@ -196,7 +380,7 @@ vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def
     int oh = 0, ow = 0;
     if (p->do_center_crop)
         oh = p->crop_h, ow = p->crop_w;
-    else if (p->do_resize && !p->shortest_edge)
+    else if (p->do_resize && p->size_h)
         oh = p->size_h, ow = p->size_w;
     if (oh && (oh != model_h || ow != model_w))
         st = vit__fail(err, VIT_E_CONFIG,

@@ -33,6 +33,7 @@ static img_decode_opts decode_opts_of(const vit_options *opt)
     o.limits = limits_of(opt);
     o.exif_transpose = opt->exif_transpose != 0;
     o.composite_on_white = opt->alpha_over_white != 0;
+    o.transparency_white = opt->convert_rgb != 0;
     o.fast_min_side = opt->fast_decode ? opt->decode_min_side : 0;
     return o;
 }
@@ -131,7 +132,15 @@ vit_status vit_preprocess(const vit_model *m, const vit_image *imgs, int n,
                          "the model takes %d-channel input; images decode to "
                          "RGB, so give it preprocessed pixels instead",
                          info.channels);
-    const img_preprocess_cfg *cfg = vit__model_preprocess(m);
+    const vit__processor *pr = vit__model_processor(m);
+    const img_preprocess_cfg *cfg = &pr->cfg;
+    if (n > 0 && pr->missing)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "the model directory has no preprocessor_config.json, "
+                         "so how to resize and normalize its images is not "
+                         "known (transformers refuses such a directory too); "
+                         "add the file its image processor saves, or give "
+                         "preprocessed pixels (.npy)");
     size_t per = (size_t)3 * info.image_h * info.image_w;
     for (int i = 0; i < n; i++) {
         int oh, ow;

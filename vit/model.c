@@ -40,7 +40,7 @@ struct vit_model {
     const float *tproj;        /* (E, D_text) text_projection */
     float logit_scale;         /* exp of the stored value */
     txt_tokenizer *tok;
-    img_preprocess_cfg pre;
+    vit__processor proc;
 };
 
 struct vit_state {
@@ -447,31 +447,14 @@ static vit_status bind_clip(vit_model *m, vit_error *err)
 static vit_status load_preprocessor(vit_model *m, const char *dir,
                                     vit_error *err)
 {
-    /* The reference processor's defaults for whatever the file leaves out
-     * (and for all of it when there is none): ViTImageProcessor resizes to
-     * the model's size with bilinear; CLIPImageProcessor resizes the
-     * shortest edge with bicubic, crops, and normalizes with OpenAI's
-     * statistics. */
-    img_preprocess_cfg def = {
-        .do_resize = 1, .resample = IMG_BILINEAR, .size_h = m->vis.Hi,
-        .size_w = m->vis.Wi, .do_rescale = 1,
-        .rescale_factor = 1.0f / 255.0f, .do_normalize = 1,
-        .mean = {0.5f, 0.5f, 0.5f}, .std = {0.5f, 0.5f, 0.5f},
-    };
-    if (m->arch == VIT_ARCH_CLIP || m->arch == VIT_ARCH_CLIP_VISION) {
-        def.resample = IMG_BICUBIC;
-        def.size_h = def.size_w = 0;
-        def.shortest_edge = m->vis.Hi < m->vis.Wi ? m->vis.Hi : m->vis.Wi;
-        def.do_center_crop = 1;
-        def.crop_h = m->vis.Hi;
-        def.crop_w = m->vis.Wi;
-        const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
-        const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-        memcpy(def.mean, mean, sizeof mean);
-        memcpy(def.std, std, sizeof std);
-    }
-    return vit__read_preprocessor(dir, &def, m->vis.Hi, m->vis.Wi, &m->pre,
-                                  err);
+    int clip = m->arch == VIT_ARCH_CLIP || m->arch == VIT_ARCH_CLIP_VISION;
+    vit_status st = vit__read_preprocessor(dir, clip, m->vis.Hi, m->vis.Wi,
+                                           &m->proc, err);
+    m->proc.cfg.backend = m->opt.preprocess == VIT_PREPROCESS_TORCHVISION
+                              ? IMG_BACKEND_TORCHVISION
+                              : IMG_BACKEND_PIL;
+    m->opt.convert_rgb = m->proc.convert_rgb;
+    return st;
 }
 
 /* A text tower's tokenizer: tokenizer.json, or vocab.json + merges.txt.
@@ -510,6 +493,13 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
                        (int)m->opt.precision);
         goto fail;
     }
+    if (m->opt.preprocess != VIT_PREPROCESS_PIL &&
+        m->opt.preprocess != VIT_PREPROCESS_TORCHVISION) {
+        st = vit__fail(err, VIT_E_ARG, "unknown preprocessing backend %d",
+                       (int)m->opt.preprocess);
+        goto fail;
+    }
+    m->opt.convert_rgb = 0;
     if ((st = read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
         (st = vit__weights_open(dir, &m->w, err)))
@@ -534,7 +524,7 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     if (m->has_text && (st = load_tokenizer(m, dir, err)))
         goto fail;
     m->opt.decode_min_side =
-        m->opt.fast_decode && m->has_vision ? img_preprocess_min_side(&m->pre)
+        m->opt.fast_decode && m->has_vision ? img_preprocess_min_side(&m->proc.cfg)
                                             : 0;
     *out = m;
     return VIT_OK;
@@ -602,9 +592,9 @@ const vit_options *vit__model_options(const vit_model *m) { return &m->opt; }
 
 const vit_options *vit_model_options(const vit_model *m) { return &m->opt; }
 
-const img_preprocess_cfg *vit__model_preprocess(const vit_model *m)
+const vit__processor *vit__model_processor(const vit_model *m)
 {
-    return &m->pre;
+    return &m->proc;
 }
 
 /* ---- state ---- */

@@ -84,6 +84,18 @@ typedef enum {
                                the reference's by about a percent. */
 } vit_precision;
 
+/* Which of transformers 5's two implementations of a model's image
+ * processor to reproduce (both bit for bit). */
+typedef enum {
+    VIT_PREPROCESS_PIL = 0,         /* Pillow and NumPy: the `...Pil`
+                                       classes, and what transformers runs
+                                       without torchvision (default) */
+    VIT_PREPROCESS_TORCHVISION = 1, /* torchvision: the classes
+                                       AutoImageProcessor picks whenever
+                                       torchvision is installed; a level or
+                                       so apart from Pillow's per pixel */
+} vit_preprocess_backend;
+
 typedef struct {
     int max_batch;           /* a state's arena holds this many images; a
                                 larger call is run in chunks (default 8) */
@@ -116,6 +128,13 @@ typedef struct {
                                 the model's preprocessing: the shorter side
                                 a JPEG may be shrunk to (0: no shrinking).
                                 Leave 0; read it via vit_model_options. */
+    vit_preprocess_backend preprocess; /* default VIT_PREPROCESS_PIL */
+    int convert_rgb;         /* set by vit_model_load from the processor's
+                                do_convert_rgb: nonzero paints white the
+                                pixels of a PNG's transparency colour, as
+                                transformers 5 does (see imgio.h's
+                                transparency_white). Leave 0; read it via
+                                vit_model_options. */
 } vit_options;
 
 /* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0;

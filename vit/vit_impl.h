@@ -333,11 +333,21 @@ vit_status vit__cfg_act(json_t *o, const char *path, const char *key,
 vit_status vit__cfg_size2(json_t *o, const char *path, const char *key,
                           int def, int *h, int *w, vit_error *err);
 
-/* DIR/preprocessor_config.json over the family's defaults `def`; checks
- * that it makes model_h x model_w tensors where that is known upfront. */
-vit_status vit__read_preprocessor(const char *dir, const img_preprocess_cfg *def,
+/* The image processor a model directory describes. */
+typedef struct {
+    img_preprocess_cfg cfg;
+    int convert_rgb; /* do_convert_rgb */
+    int missing;     /* there is no preprocessor_config.json */
+} vit__processor;
+
+/* DIR/preprocessor_config.json read as transformers 5 reads it: the class
+ * it names (or the model's, CLIP's when model_clip), that class's
+ * defaults under what the file sets. Checks that it makes model_h x
+ * model_w tensors where that is known upfront. A missing file is not an
+ * error here (pr->missing): a model can still take preprocessed pixels. */
+vit_status vit__read_preprocessor(const char *dir, int model_clip,
                                   int model_h, int model_w,
-                                  img_preprocess_cfg *p, vit_error *err);
+                                  vit__processor *pr, vit_error *err);
 
 /* ---- the vision tower (vision.c) ---- */
 
@@ -387,7 +397,7 @@ void vit__text_forward(const vit__text *t, const int32_t *ids, int B, int T,
 /* ---- models (model.c) ---- */
 
 const vit_options *vit__model_options(const vit_model *m);
-const img_preprocess_cfg *vit__model_preprocess(const vit_model *m);
+const vit__processor *vit__model_processor(const vit_model *m);
 const vit_model *vit__state_model(const vit_state *s);
 
 /* Runs the vision tower on B <= max_batch images; its output, (B, T, D),
