@@ -75,4 +75,17 @@ int img_png_orientation(const uint8_t *b, size_t n);
 img_status img_orient(img_rgb *im, int orientation, char *err,
                       size_t errlen);
 
+/* The window [wx, wx + ww) x [wy, wy + wh) of what torchvision's
+ * v2.functional.resize(antialias=True) gives for the uint8 image src at
+ * out_w x out_h with filter f (transformers' "fast" image processors),
+ * byte for byte, written to dst (ww * wh * 3 bytes, rows packed,
+ * interleaved RGB like img_rgb). Same argument contract as
+ * img_resize_window; NEAREST is torchvision's NEAREST_EXACT, which
+ * transformers maps PIL's NEAREST to. BOX and HAMMING, which torchvision
+ * cannot apply to a tensor, give IMG_E_ARG unless the size is unchanged
+ * (torchvision then returns the image as it is, and so does this). */
+img_status img_resize_window_tv(const img_rgb *src, int out_w, int out_h,
+                                img_filter f, int wx, int wy, int ww, int wh,
+                                uint8_t *dst, char *err, size_t errlen);
+
 #endif
