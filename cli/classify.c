@@ -23,6 +23,7 @@ static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
     "                    [--logits] [--batch N] [--no-exif-rotate]\n"
     "                    [--fast-decode] [--precision fp32|int8]\n"
+    "                    [--preprocess pil|torchvision]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)

@@ -62,21 +62,31 @@ typedef struct {
     int no_exif;      /* --no-exif-rotate */
     int fast_decode;  /* --fast-decode */
     int int8;         /* --precision int8 */
+    int torchvision;  /* --preprocess torchvision */
 } cli_decode_flags;
 
-enum { CLI_OPT_NO_EXIF = 0x1000, CLI_OPT_FAST_DECODE, CLI_OPT_PRECISION };
+enum {
+    CLI_OPT_NO_EXIF = 0x1000,
+    CLI_OPT_FAST_DECODE,
+    CLI_OPT_PRECISION,
+    CLI_OPT_PREPROCESS
+};
 
 /* Their getopt_long entries, for a command's option table. */
 #define CLI_DECODE_LONGOPTS                                          \
     {"no-exif-rotate", no_argument, NULL, CLI_OPT_NO_EXIF},          \
         {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE},     \
-        {"precision", required_argument, NULL, CLI_OPT_PRECISION}
+        {"precision", required_argument, NULL, CLI_OPT_PRECISION},   \
+        {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}
 
 /* Their lines for a command's --help. */
 extern const char cli_decode_help[];
 
 /* A --precision value: "fp32" 0, "int8" 1, anything else -1. */
 int cli_precision_int8(const char *s);
+
+/* A --preprocess value: "pil" 0, "torchvision" 1, anything else -1. */
+int cli_preprocess_torchvision(const char *s);
 
 /* Records getopt's `c` (with optarg) when it is one of them: 1 if it was,
  * 0 if not, -1 for a bad value, with cli_decode_error saying why. */

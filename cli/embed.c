@@ -20,6 +20,7 @@ static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
     "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
     "                 [--fast-decode] [--precision fp32|int8]\n"
+    "                 [--preprocess pil|torchvision]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 
 static void help(FILE *f)

@@ -25,18 +25,25 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_NO_EXIF = 256, OPT_MISSING, OPT_HTML, OPT_PREFIX, OPT_PRECISION };
+enum {
+    OPT_NO_EXIF = 256,
+    OPT_MISSING,
+    OPT_HTML,
+    OPT_PREFIX,
+    OPT_PRECISION,
+    OPT_PREPROCESS
+};
 
 static const char usage_text[] =
     "usage: vit index add    --model DIR --index PATH [--batch N]\n"
-    "                        [--format text|jsonl] [--no-exif-rotate] "
-    "PATH...\n"
+    "                        [--format text|jsonl] [--no-exif-rotate]\n"
+    "                        [--preprocess pil|torchvision] PATH...\n"
     "       vit index remove --index PATH [--missing] [PATH...]\n"
     "       vit index stats  --index PATH [--format text|jsonl]\n"
     "       vit index search --index PATH (--text STR | --image FILE)...\n"
     "                        [-k K] [--format text|jsonl] [--prefix P]\n"
     "                        [--precision fp32|fp16|int8] [--html FILE]\n"
-    "                        [--model DIR]\n";
+    "                        [--model DIR] [--preprocess pil|torchvision]\n";
 
 static void help(FILE *f)
 {
@@ -81,6 +88,10 @@ static void help(FILE *f)
         "                        thumbnails, self-contained\n"
         "      --missing         remove: items whose files are gone\n"
         "      --no-exif-rotate  keep images as stored\n"
+        "      --preprocess B    pil (default) or torchvision: which of\n"
+        "                        transformers' two image processors to\n"
+        "                        reproduce for images (see vit classify\n"
+        "                        --help); use the same for add and search\n"
         "  -h, --help            show this help and exit\n"
         "\n"
         "Exit status: 0 if everything was done, 1 if an input failed (each\n"
@@ -114,7 +125,7 @@ typedef struct {
 
 typedef struct {
     const char *model_dir, *index, *html, *prefix;
-    int batch, k, jsonl, no_exif, missing;
+    int batch, k, jsonl, no_exif, missing, torchvision;
     idx_precision precision;
     query_arg *queries;
     int nq;
@@ -149,6 +160,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"html", required_argument, NULL, OPT_HTML},
         {"missing", no_argument, NULL, OPT_MISSING},
         {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
+        {"preprocess", required_argument, NULL, OPT_PREPROCESS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -209,6 +221,11 @@ static int parse_args(int argc, char **argv, index_args *a)
             break;
         case OPT_NO_EXIF:
             a->no_exif = 1;
+            break;
+        case OPT_PREPROCESS:
+            if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
+                return usage_error("--preprocess is pil or torchvision, not "
+                                   "'%s'", optarg);
             break;
         case 'h':
             help(stdout);
@@ -315,12 +332,15 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
 
 /* Loads the model and fingerprints it. */
 static int load_model(const char *dir, int batch, int no_exif,
-                      vit_model **m, vit_model_info *info, idx_model *id)
+                      int torchvision, vit_model **m, vit_model_info *info,
+                      idx_model *id)
 {
     vit_options opt = vit_options_default();
     opt.max_batch = batch;
     if (no_exif)
         opt.exif_transpose = 0;
+    if (torchvision)
+        opt.preprocess = VIT_PREPROCESS_TORCHVISION;
     vit_error err = {{0}};
     if (vit_model_load(dir, &opt, m, &err) != VIT_OK) {
         cli_report(dir, err.msg);
@@ -638,7 +658,8 @@ static int index_add(index_args *a)
     idx_model mid;
     add_ctx c = {.jsonl = a->jsonl};
     cli_input_list in = {0}, todo = {0};
-    if (load_model(a->model_dir, batch, a->no_exif, &m, &info, &mid) != 0)
+    if (load_model(a->model_dir, batch, a->no_exif, a->torchvision, &m,
+                   &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
         cli_report(a->model_dir, "the model has no vision tower to embed "
@@ -1008,7 +1029,8 @@ static int index_search(index_args *a)
     const char *dir = a->model_dir ? a->model_dir : have.dir;
     vit_model_info info;
     int nq = a->nq;
-    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, &m, &info, &mid) != 0)
+    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, a->torchvision, &m,
+                   &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);

@@ -64,6 +64,13 @@ void cli_free_lines(char **v, int n)
     free(v);
 }
 
+#define PREPROCESS_HELP \
+    "      --preprocess pil|torchvision\n"  \
+    "          which of transformers' two image processors to reproduce, bit\n"  \
+    "          for bit: pil (default), the Pillow one (`CLIPImageProcessorPil`,\n"  \
+    "          ...), or torchvision, the one transformers picks whenever\n"  \
+    "          torchvision is installed; they differ by a level or so a pixel\n"
+
 const char cli_decode_help[] =
     "      --no-exif-rotate\n"
     "          keep images as stored, not turned upright by their EXIF\n"
@@ -79,9 +86,17 @@ const char cli_decode_help[] =
     "          matrix products in int8 (weights per output channel,\n"
     "          activations per token), about twice as fast where the CPU has\n"
     "          AVX-512 VNNI, but it CHANGES NUMBERS: scores drift by about a\n"
-    "          percent, and top labels can differ where two are close\n";
+    "          percent, and top labels can differ where two are close\n"
+    PREPROCESS_HELP;
 
 char cli_decode_error[128];
+
+int cli_preprocess_torchvision(const char *s)
+{
+    if (strcmp(s, "pil") == 0)
+        return 0;
+    return strcmp(s, "torchvision") == 0 ? 1 : -1;
+}
 
 int cli_precision_int8(const char *s)
 {
@@ -105,6 +120,14 @@ int cli_decode_flag(int c, cli_decode_flags *f)
                      "--precision is fp32 or int8, not '%s'", optarg);
             return -1;
         }
+    } else if (c == CLI_OPT_PREPROCESS) {
+        int tv = cli_preprocess_torchvision(optarg);
+        if (tv < 0) {
+            snprintf(cli_decode_error, sizeof cli_decode_error,
+                     "--preprocess is pil or torchvision, not '%s'", optarg);
+            return -1;
+        }
+        f->torchvision = tv;
     } else {
         return 0;
     }
@@ -119,4 +142,6 @@ void cli_decode_apply(const cli_decode_flags *f, vit_options *opt)
         opt->fast_decode = 1;
     if (f->int8)
         opt->precision = VIT_PRECISION_INT8;
+    if (f->torchvision)
+        opt->preprocess = VIT_PREPROCESS_TORCHVISION;
 }

@@ -138,6 +138,9 @@ static void serve_help(void)
         "VNNI, but\n"
         "                           it CHANGES NUMBERS (see vit classify "
         "--help)\n"
+        "      --preprocess B       pil (default) or torchvision: which of\n"
+        "                           transformers' two image processors to\n"
+        "                           reproduce (see vit classify --help)\n"
         "      --deadline-ms MS     default deadline of a request (%d)\n"
         "      --max-images N       images per request (%d)\n"
         "      --max-texts N        texts per request (%d)\n"
@@ -185,6 +188,7 @@ enum {
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
     O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION, O_CURVE_SERVER,
     O_CURVE_KEY, O_ALLOW_WORKERS, O_BACKEND_SECRET, O_PRECISION,
+    O_PREPROCESS,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -217,6 +221,7 @@ int cli_serve_main(int argc, char **argv)
         {"index", required_argument, NULL, O_INDEX},
         {"index-precision", required_argument, NULL, O_INDEX_PRECISION},
         {"precision", required_argument, NULL, O_PRECISION},
+        {"preprocess", required_argument, NULL, O_PREPROCESS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -259,6 +264,16 @@ int cli_serve_main(int argc, char **argv)
                                    "--precision is fp32 or int8, not '%s'",
                                    optarg);
             o.precision = int8 ? VIT_PRECISION_INT8 : VIT_PRECISION_FP32;
+            continue;
+        }
+        case O_PREPROCESS: {
+            int tv = cli_preprocess_torchvision(optarg);
+            if (tv < 0)
+                return usage_error("serve", serve_usage,
+                                   "--preprocess is pil or torchvision, not "
+                                   "'%s'",
+                                   optarg);
+            o.preprocess = tv ? VIT_PREPROCESS_TORCHVISION : VIT_PREPROCESS_PIL;
             continue;
         }
         case O_BATCH_WAIT:

@@ -48,6 +48,7 @@ typedef struct {
     int threads;             /* threads of each forward pass (vit_options;
                                 0: one per online CPU) */
     int precision;           /* the model's vit_precision (fp32) */
+    int preprocess;          /* its vit_preprocess_backend (pil) */
     int deadline_ms;         /* default per-request deadline (30000) */
     int max_images;          /* per request (64) */
     int max_texts;           /* per request (64) */

@@ -1331,7 +1331,7 @@ static char *info_body(worker *w)
     const vit_model_info *in = &w->info;
     json_t *model = json_pack(
         "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:b, "
-        "s:i, s:s}",
+        "s:i, s:s, s:s}",
         "name", w->name, "architecture",
         in->architecture ? in->architecture : "", "channels", in->channels,
         "image_h", in->image_h, "image_w", in->image_w, "num_labels",
@@ -1340,7 +1340,10 @@ static char *info_body(worker *w)
         in->num_heads, "patch_size", in->patch_size, "has_vision",
         has_vision(in), "has_text", in->has_text, "text_max_len",
         in->text_max_len, "precision",
-        w->vopt.precision == VIT_PRECISION_INT8 ? "int8" : "fp32");
+        w->vopt.precision == VIT_PRECISION_INT8 ? "int8" : "fp32",
+        "preprocess",
+        w->vopt.preprocess == VIT_PREPROCESS_TORCHVISION ? "torchvision"
+                                                          : "pil");
     json_t *limits = json_pack(
         "{s:i, s:i, s:i, s:I, s:I, s:I}", "max_images", w->o.max_images,
         "max_texts", w->o.max_texts, "max_text_bytes", w->o.max_text_bytes,
@@ -1988,6 +1991,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     w->vopt.max_batch = opt->max_batch;
     w->vopt.threads = opt->threads;
     w->vopt.precision = (vit_precision)opt->precision;
+    w->vopt.preprocess = (vit_preprocess_backend)opt->preprocess;
     w->vopt.max_pixels = opt->max_pixels;
     w->vopt.max_file_bytes = opt->max_image_bytes;
     w->t_start = svc_now_ms();

@@ -360,6 +360,9 @@ def main():
         gen_fixtures_images = None
     if gen_fixtures_images is not None:
         gen_fixtures_images.generate(os.path.join(OUT, "images"))
+    # After the models it links to.
+    import gen_fixtures_hub
+    gen_fixtures_hub.generate()
 
 
 if __name__ == "__main__":

@@ -252,8 +252,10 @@ static vit_status pre_floats3(json_t *o, const char *path, const char *key,
 }
 
 /* Which class the file asks for, as AutoImageProcessor resolves it:
- * image_processor_type, else feature_extractor_type, else the model's own
- * (model_clip). Code from the model's repository (auto_map) is not run. */
+ * image_processor_type; else, unless the file points to code of the
+ * repository's own (auto_map, which transformers runs only when told to
+ * trust it, and vit never), feature_extractor_type; else the model's own
+ * class (CLIP's when model_clip). */
 static vit_status processor_class(json_t *o, const char *path, int model_clip,
                                   int *clip, vit_error *err)
 {
@@ -262,12 +264,6 @@ static vit_status processor_class(json_t *o, const char *path, int model_clip,
     if (!t && !json_object_get(am, "AutoImageProcessor") &&
         !json_object_get(am, "AutoFeatureExtractor"))
         t = json_string_value(json_object_get(o, "feature_extractor_type"));
-    if (!t && (json_object_get(am, "AutoImageProcessor") ||
-               json_object_get(am, "AutoFeatureExtractor")))
-        return vit__fail(err, VIT_E_UNSUPPORTED,
-                         "%s: the image processor is code of the model's own "
-                         "(auto_map), which vit does not run",
-                         path);
     if (!t) {
         *clip = model_clip;
         return VIT_OK;

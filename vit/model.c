@@ -454,6 +454,14 @@ static vit_status load_preprocessor(vit_model *m, const char *dir,
                               ? IMG_BACKEND_TORCHVISION
                               : IMG_BACKEND_PIL;
     m->opt.convert_rgb = m->proc.convert_rgb;
+    img_filter f = m->proc.cfg.resample;
+    if (st == VIT_OK && m->proc.cfg.backend == IMG_BACKEND_TORCHVISION &&
+        m->proc.cfg.do_resize && (f == IMG_BOX || f == IMG_HAMMING))
+        st = vit__fail(err, VIT_E_UNSUPPORTED,
+                       "%s/preprocessor_config.json: torchvision has no %s "
+                       "filter (transformers' torchvision processor fails on "
+                       "it too); preprocess with pil",
+                       dir, f == IMG_BOX ? "box" : "hamming");
     return st;
 }
 
