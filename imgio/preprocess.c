@@ -217,8 +217,11 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
                 return img_fail(err, errlen, IMG_E_NOMEM,
                                 "out of memory resizing to %dx%d", rw, rh);
             img_status st =
-                img_resize_window(src, rw, rh, cfg->resample, wx0, wy0, ww,
-                                  wh, resized, err, errlen);
+                cfg->backend == IMG_BACKEND_TORCHVISION
+                    ? img_resize_window_tv(src, rw, rh, cfg->resample, wx0,
+                                           wy0, ww, wh, resized, err, errlen)
+                    : img_resize_window(src, rw, rh, cfg->resample, wx0,
+                                        wy0, ww, wh, resized, err, errlen);
             if (st != IMG_OK) {
                 free(resized);
                 return st;
