@@ -4,8 +4,7 @@ only read what this writes.
 
 generate(outdir) writes, into outdir:
   bpe/      vocab.json + merges.txt built from OpenAI's merge list
-            (../shared/clip-bpe/bpe_simple_vocab_16e6.txt.gz beside the
-            repository, or $CLIP_BPE)
+            (text/clip-bpe/bpe_simple_vocab_16e6.txt.gz, or $CLIP_BPE)
             exactly as the openai/clip-vit-* checkpoints hold them (49408
             ids), and a tokenizer_config.json like theirs (model_max_length
             77, "<|startoftext|>" marked normalized as theirs is);
@@ -55,8 +54,8 @@ import warnings
 
 SEED = 20250611
 BPE_GZ = os.environ.get("CLIP_BPE", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-    "clip-bpe", "bpe_simple_vocab_16e6.txt.gz"))
+    os.path.dirname(os.path.abspath(__file__)), "..", "text", "clip-bpe",
+    "bpe_simple_vocab_16e6.txt.gz"))
 
 
 def bytes_to_unicode():
