@@ -292,8 +292,9 @@ int cli_classify_main(int argc, char **argv)
                    info.arch == VIT_ARCH_CLIP
                        ? "a CLIP model has no fixed labels; give them with "
                          "--labels FILE"
-                       : "the model has no classification head "
-                         "(num_labels is 0)");
+                       : "the model has no classification head (a "
+                         "ViTModel gives embeddings: use 'vit embed "
+                         "--image')");
         goto done;
     }
     if (vit_state_new(b.model, &c.state, &err) != VIT_OK) {

@@ -58,7 +58,12 @@ void cli_report(const char *path, const char *reason)
     if (strncmp(reason, path, n) == 0 && reason[n] == ':' &&
         reason[n + 1] == ' ')
         reason += n + 2;
-    fprintf(stderr, "vit: %s: %s\n", path, reason);
+    else if (n && strncmp(reason, path, n) == 0 && reason[n] == '/')
+        path = NULL; /* the reason names a file inside PATH itself */
+    if (path)
+        fprintf(stderr, "vit: %s: %s\n", path, reason);
+    else
+        fprintf(stderr, "vit: %s\n", reason);
 }
 
 int main(int argc, char **argv)

@@ -276,6 +276,34 @@ START_TEST(no_processor_command)
 }
 END_TEST
 
+/* The messages a new user meets: a ViTModel asked to classify points to
+ * vit embed; an unsupported architecture names its directory once. */
+START_TEST(messages)
+{
+    tu_run_result r;
+    tu_run(&r, "classify", "--model", FIXTURES "/vit_model",
+           HUB "/photos/tiny.png", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "vit embed"), "%s", r.err);
+    tu_run_free(&r);
+
+    char *tmp = tu_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    const char cfg[] = "{\"architectures\": [\"DeiTForImageClassification\"],"
+                       " \"model_type\": \"deit\"}";
+    ck_assert_int_eq(tu_write(path, cfg, sizeof cfg - 1), 0);
+    tu_run(&r, "classify", "--model", tmp, HUB "/photos/tiny.png", NULL);
+    ck_assert_int_eq(r.code, 1);
+    const char *first = strstr(r.err, tmp);
+    ck_assert_msg(first && !strstr(first + strlen(tmp), tmp),
+                  "the directory is not named once: %s", r.err);
+    ck_assert_msg(strstr(r.err, "DeiTForImageClassification"), "%s", r.err);
+    tu_run_free(&r);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+END_TEST
+
 Suite *hub_suite(void)
 {
     Suite *s = suite_create("hub");
@@ -287,6 +315,7 @@ Suite *hub_suite(void)
     tcase_add_loop_test(tc, refused, 0, nr);
     tcase_add_test(tc, embed_command);
     tcase_add_test(tc, no_processor_command);
+    tcase_add_test(tc, messages);
     suite_add_tcase(s, tc);
     return s;
 }
