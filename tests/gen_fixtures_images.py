@@ -13,10 +13,18 @@ generate(outdir) writes, into outdir:
       resize SOURCE FILTER W H EXPECTED
       preprocess SOURCE EXPECTED key=value...
       size SHORTEST_EDGE W H OUT_H OUT_W
+      resize_tv SOURCE FILTER W H EXPECTED
 
 Pillow cannot write 16-bit color, low-bit-depth gray, short palettes or
 Adam7 interlacing, so those PNGs are written by the small encoder below;
 what they decode to is still whatever Pillow says.
+
+The resize_tv cases are made by torchvision instead: what
+v2.functional.resize(antialias=True) gives for a uint8 CHW tensor on
+the CPU, the resize of transformers' torchvision-backed ("fast")
+processors, with PIL's filter numbers mapped as those processors map
+them (NEAREST is NEAREST_EXACT; torchvision has no BOX or HAMMING for
+tensors).
 
 In transformers 5 `ViTImageProcessor` and `CLIPImageProcessor` are the
 torchvision-backed processors (they fall back to the Pillow ones, with a
@@ -601,6 +609,34 @@ def resize_cases():
     ]
 
 
+def resize_tv_photo_sources(rng):
+    """Photo-like sources for the torchvision resize only, with the sizes
+    each is resized to: a 640x480 to 224 on its short side, very wide and
+    very tall images (wide kernels one way, few taps the other, and one
+    side shrunk while the other grows), a tiny one enlarged a lot."""
+    return [
+        ("src_photo", test_image(rng, 640, 480), [(298, 224)]),
+        ("src_wide", test_image(rng, 1000, 33), [(100, 7), (61, 50)]),
+        ("src_tall", test_image(rng, 33, 1000), [(7, 100), (50, 61)]),
+        ("src_tiny", test_image(rng, 7, 9), [(224, 288)]),
+    ]
+
+
+TV_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}
+
+
+def torchvision_resize(a, w, h, fnum):
+    """What transformers' TorchvisionBackend.resize does to the HxWx3 uint8
+    array a for PIL filter fnum, back as HxWx3 uint8."""
+    import torch
+    import torchvision.transforms.v2.functional as tvF
+    from transformers.image_utils import pil_torch_interpolation_mapping
+    t = torch.from_numpy(a).permute(2, 0, 1).contiguous()
+    out = tvF.resize(t, [h, w], interpolation=pil_torch_interpolation_mapping[fnum],
+                     antialias=True)
+    return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
+
+
 def preprocess_cases():
     """(name, source name, processor) triples."""
     from transformers import CLIPImageProcessorPil, ViTImageProcessorPil
@@ -732,6 +768,22 @@ def generate(outdir: str) -> None:
             np.zeros((h, w, 3), np.uint8), se, default_to_square=False,
             input_data_format="channels_last")
         lines.append(f"size {se} {w} {h} {oh} {ow}")
+
+    # torchvision's resize (transformers' fast processors) on the Pillow
+    # cases' sources and sizes, then on photo-like sources of its own
+    # generator, so that the files above stay byte-identical.
+    tv_cases = [(src, sources[src], [(w, h)]) for src, w, h in resize_cases()]
+    rng3 = np.random.default_rng(SEED + 2)
+    for name, a, sizes in resize_tv_photo_sources(rng3):
+        np.save(os.path.join(outdir, name + ".npy"), a)
+        tv_cases.append((name, a, sizes))
+    for src, a, sizes in tv_cases:
+        for w, h in sizes:
+            for fname, fnum in TV_FILTERS.items():
+                exp = f"resize_tv_{src}_{fname}_{w}x{h}.npy"
+                np.save(os.path.join(outdir, exp),
+                        torchvision_resize(a, w, h, fnum))
+                lines.append(f"resize_tv {src}.npy {fnum} {w} {h} {exp}")
 
     with open(os.path.join(outdir, "manifest.txt"), "w") as f:
         f.write("# written by tests/gen_fixtures_images.py; one case a line\n")
