@@ -5,7 +5,9 @@
  * because what matters is exactness to that reference, and nothing we link
  * computes it: Pillow's resampling (resize.c) differs in the weights'
  * precision, the cubic's arithmetic, the pass order and NEAREST's rule, so
- * the two disagree by a level or more on a good share of pixels.
+ * the two disagree on about 0.4 to 1% of the bytes of our test images, by
+ * up to 18 levels where the filters overshoot, and NEAREST picks other
+ * pixels on some sizes.
  *
  * Re-derived from torchvision's resize_image and PyTorch's CPU upsampling
  * kernels (the separable antialiased path of UpSampleKernel.cpp and its AVX
@@ -379,11 +381,10 @@ img_status img_resize_window_tv(const img_rgb *src, int out_w, int out_h,
     int sw = src->width, sh = src->height;
     int ok = 1;
     if (sw == out_w && sh == out_h) {
-        /* torchvision returns the image itself, whatever the filter. */
-        for (int y = 0; y < wh; y++)
-            memcpy(dst + (size_t)y * (size_t)ww * 3,
-                   src->rgb + ((size_t)(wy + y) * (size_t)sw + (size_t)wx) * 3,
-                   (size_t)ww * 3);
+        /* torchvision hands the image back, whatever the filter, as Pillow
+         * does: img_resize_window's copy of the window. */
+        return img_resize_window(src, out_w, out_h, f, wx, wy, ww, wh, dst,
+                                 err, errlen);
     } else if (f == IMG_BOX || f == IMG_HAMMING) {
         return img_fail(err, errlen, IMG_E_ARG,
                         "torchvision cannot resize an image tensor with %s: "

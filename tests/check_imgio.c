@@ -267,34 +267,55 @@ static const char *filter_name(int f)
     return f >= 0 && f < 6 ? names[f] : "?";
 }
 
-START_TEST(test_resize_case)
+/* The index-th manifest case of `kind`, its difference printed:
+ * "resize" is img_resize against Pillow, which may differ by one level on
+ * 0.1% of the bytes; "resize_tv" is img_resize_window_tv against
+ * torchvision, which must match exactly. */
+static void check_resize_case(const char *kind, int index)
 {
     char line[1024], src_name[256], exp[256];
-    int f, w, h;
-    ck_assert_msg(manifest_line("resize", _i, line, sizeof line),
-                  "manifest.txt has no resize case %d", _i);
+    int f, w, h, tv = strcmp(kind, "resize_tv") == 0;
+    ck_assert_msg(manifest_line(kind, index, line, sizeof line),
+                  "manifest.txt has no %s case %d", kind, index);
     ck_assert(sscanf(line, "%255s %d %d %d %255s", src_name, &f, &w, &h,
                      exp) == 5);
     img_rgb src = npy_image(src_name), want = npy_image(exp);
     ck_assert(want.width == w && want.height == h);
     img_rgb got = {0};
     char err[256] = "";
-    img_status st = img_resize(&src, w, h, (img_filter)f, &got, err,
-                               sizeof err);
+    img_status st;
+    if (tv) {
+        got = (img_rgb){w, h, malloc((size_t)w * (size_t)h * 3)};
+        ck_assert(got.rgb != NULL);
+        st = img_resize_window_tv(&src, w, h, (img_filter)f, 0, 0, w, h,
+                                  got.rgb, err, sizeof err);
+    } else {
+        st = img_resize(&src, w, h, (img_filter)f, &got, err, sizeof err);
+    }
     ck_assert_msg(st == IMG_OK, "%s", err);
     ck_assert(got.width == w && got.height == h);
     size_t total = (size_t)w * (size_t)h * 3, same;
     int md = max_diff_u8(got.rgb, want.rgb, total, &same);
     double frac = (double)same / (double)total;
-    printf("imgio resize %-8s %3dx%-3d -> %3dx%-3d %-8s max diff %d, "
+    printf("imgio %s %-8s %3dx%-3d -> %3dx%-3d %-8s max diff %d, "
            "%.3f%% identical\n",
-           src_name, src.width, src.height, w, h, filter_name(f), md,
+           kind, src_name, src.width, src.height, w, h, filter_name(f), md,
            100.0 * frac);
-    ck_assert_msg(md <= 1, "%s: max diff %d", exp, md);
-    ck_assert_msg(frac >= 0.999, "%s: only %.4f identical", exp, frac);
+    if (tv) {
+        ck_assert_msg(md == 0, "%s: max diff %d, %zu of %zu bytes differ",
+                      exp, md, total - same, total);
+    } else {
+        ck_assert_msg(md <= 1, "%s: max diff %d", exp, md);
+        ck_assert_msg(frac >= 0.999, "%s: only %.4f identical", exp, frac);
+    }
     img_rgb_free(&got);
     img_rgb_free(&src);
     img_rgb_free(&want);
+}
+
+START_TEST(test_resize_case)
+{
+    check_resize_case("resize", _i);
 }
 END_TEST
 
@@ -327,6 +348,47 @@ START_TEST(test_resize_bad_args)
     img_rgb_free(&src);
 }
 END_TEST
+
+/* Windows of src resized as shape says ({src w, src h, out w, out h}) by
+ * fn (img_resize_window or img_resize_window_tv, which take the same
+ * arguments), byte for byte against that region of `full`, the whole
+ * output: 12 random ones, the first at the origin, the second reaching
+ * the far edges, alternately with img_resize's plain loops and SIMD. */
+typedef img_status (*window_fn)(const img_rgb *src, int out_w, int out_h,
+                                img_filter f, int wx, int wy, int ww, int wh,
+                                uint8_t *dst, char *err, size_t errlen);
+
+static void check_windows(window_fn fn, const img_rgb *src,
+                          const int shape[4], img_filter f,
+                          const uint8_t *full, uint32_t *seed)
+{
+    int ow = shape[2], oh = shape[3];
+    for (int t = 0; t < 12; t++) {
+        int wx = (int)(lcg(seed) % (uint32_t)ow);
+        int wy = (int)(lcg(seed) % (uint32_t)oh);
+        if (t == 0)
+            wx = wy = 0;
+        int ww = 1 + (int)(lcg(seed) % (uint32_t)(ow - wx));
+        int wh = 1 + (int)(lcg(seed) % (uint32_t)(oh - wy));
+        if (t == 1)
+            ww = ow - wx, wh = oh - wy;
+        uint8_t *win = malloc((size_t)ww * wh * 3);
+        ck_assert(win != NULL);
+        img_resize_plain = t % 2;
+        ck_assert(fn(src, ow, oh, f, wx, wy, ww, wh, win, NULL, 0) ==
+                  IMG_OK);
+        img_resize_plain = 0;
+        for (int y = 0; y < wh; y++)
+            ck_assert_msg(memcmp(win + (size_t)y * ww * 3,
+                                 full + ((size_t)(wy + y) * ow + wx) * 3,
+                                 (size_t)ww * 3) == 0,
+                          "%dx%d -> %dx%d %s: window %dx%d at (%d, %d) row "
+                          "%d differs",
+                          shape[0], shape[1], ow, oh, filter_name(f), ww, wh,
+                          wx, wy, y);
+        free(win);
+    }
+}
 
 /* The SIMD passes and the windowed resize against the plain full resize,
  * byte for byte, on noise (every clamp and negative lobe exercised), over
@@ -361,32 +423,8 @@ START_TEST(test_resize_simd_and_windows)
                                  (size_t)ow * oh * 3) == 0,
                           "%dx%d -> %dx%d %s: SIMD differs from plain", sw,
                           sh, ow, oh, filter_name(f));
-            for (int t = 0; t < 12; t++) {
-                int wx = (int)(lcg(&seed) % (uint32_t)ow);
-                int wy = (int)(lcg(&seed) % (uint32_t)oh);
-                if (t == 0)
-                    wx = wy = 0;
-                int ww = 1 + (int)(lcg(&seed) % (uint32_t)(ow - wx));
-                int wh = 1 + (int)(lcg(&seed) % (uint32_t)(oh - wy));
-                if (t == 1)
-                    ww = ow - wx, wh = oh - wy; /* to the far edges */
-                uint8_t *win = malloc((size_t)ww * wh * 3);
-                ck_assert(win != NULL);
-                img_resize_plain = t % 2;
-                ck_assert(img_resize_window(&src, ow, oh, (img_filter)f, wx,
-                                            wy, ww, wh, win, NULL,
-                                            0) == IMG_OK);
-                img_resize_plain = 0;
-                for (int y = 0; y < wh; y++)
-                    ck_assert_msg(
-                        memcmp(win + (size_t)y * ww * 3,
-                               plain.rgb + ((size_t)(wy + y) * ow + wx) * 3,
-                               (size_t)ww * 3) == 0,
-                        "%dx%d -> %dx%d %s: window %dx%d at (%d, %d) row %d "
-                        "differs",
-                        sw, sh, ow, oh, filter_name(f), ww, wh, wx, wy, y);
-                free(win);
-            }
+            check_windows(img_resize_window, &src, shapes[si],
+                          (img_filter)f, plain.rgb, &seed);
             img_rgb_free(&plain);
             img_rgb_free(&simd);
         }
@@ -397,6 +435,96 @@ START_TEST(test_resize_simd_and_windows)
     uint8_t buf[12];
     ck_assert(img_resize_window(&one, 4, 4, IMG_BILINEAR, 3, 0, 2, 1, buf,
                                 NULL, 0) == IMG_E_ARG);
+}
+END_TEST
+
+/* ------------------------------- resizing vs torchvision (fast processors) */
+
+START_TEST(test_resize_tv_case)
+{
+    check_resize_case("resize_tv", _i);
+}
+END_TEST
+
+/* Windows of the torchvision resize against the same region of the whole
+ * output, byte for byte, on noise, over shapes that take one pass or both,
+ * upscales, thin images and windows touching every edge. */
+START_TEST(test_resize_tv_windows)
+{
+    static const int shapes[][4] = {
+        {1920 / 8, 1080 / 8, 50, 28}, {97, 61, 23, 40}, {61, 97, 40, 23},
+        {64, 48, 90, 70},             {64, 48, 64, 20}, {64, 48, 23, 48},
+        {1, 57, 3, 20},               {500, 1, 37, 1},  {7, 5, 3, 2},
+        {3, 3, 200, 2},               {300, 17, 13, 300},
+    };
+    static const img_filter filters[] = {IMG_NEAREST, IMG_LANCZOS,
+                                         IMG_BILINEAR, IMG_BICUBIC};
+    uint32_t seed = 2025;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int sw = shapes[si][0], sh = shapes[si][1];
+        int ow = shapes[si][2], oh = shapes[si][3];
+        img_rgb src = {sw, sh, malloc((size_t)sw * sh * 3)};
+        uint8_t *full = malloc((size_t)ow * oh * 3);
+        ck_assert(src.rgb != NULL && full != NULL);
+        for (size_t i = 0; i < (size_t)sw * sh * 3; i++)
+            src.rgb[i] = (uint8_t)lcg(&seed);
+        for (size_t fi = 0; fi < sizeof filters / sizeof filters[0]; fi++) {
+            img_filter f = filters[fi];
+            ck_assert(img_resize_window_tv(&src, ow, oh, f, 0, 0, ow, oh,
+                                           full, NULL, 0) == IMG_OK);
+            check_windows(img_resize_window_tv, &src, shapes[si], f, full,
+                          &seed);
+        }
+        free(full);
+        img_rgb_free(&src);
+    }
+}
+END_TEST
+
+/* BOX and HAMMING are refused with a sentence, unless the size does not
+ * change (torchvision then hands the image back, whatever the filter);
+ * the argument checks are img_resize_window's. */
+START_TEST(test_resize_tv_args)
+{
+    img_rgb src = npy_image("src_a.npy");
+    size_t n = (size_t)src.width * src.height * 3;
+    uint8_t *out = malloc(n);
+    ck_assert(out != NULL);
+    char err[256] = "";
+    for (int f = IMG_BOX; f <= IMG_HAMMING; f++) {
+        err[0] = '\0';
+        ck_assert(img_resize_window_tv(&src, 32, 24, (img_filter)f, 0, 0, 32,
+                                       24, out, err, sizeof err) ==
+                  IMG_E_ARG);
+        ck_assert_msg(strstr(err, "torchvision") != NULL, "%s", err);
+        ck_assert(img_resize_window_tv(&src, src.width, 7, (img_filter)f, 0,
+                                       0, 1, 1, out, NULL, 0) == IMG_E_ARG);
+        memset(out, 0, n);
+        ck_assert(img_resize_window_tv(&src, src.width, src.height,
+                                       (img_filter)f, 0, 0, src.width,
+                                       src.height, out, NULL,
+                                       0) == IMG_OK);
+        ck_assert(memcmp(out, src.rgb, n) == 0);
+    }
+    /* A window of the unchanged image is that region of the source. */
+    ck_assert(img_resize_window_tv(&src, src.width, src.height, IMG_BICUBIC,
+                                   5, 7, 3, 2, out, NULL, 0) == IMG_OK);
+    for (int y = 0; y < 2; y++)
+        ck_assert(memcmp(out + (size_t)y * 9,
+                         src.rgb + ((size_t)(7 + y) * src.width + 5) * 3,
+                         9) == 0);
+    ck_assert(img_resize_window_tv(&src, 5, 5, (img_filter)42, 0, 0, 5, 5,
+                                   out, NULL, 0) == IMG_E_ARG);
+    ck_assert(img_resize_window_tv(&src, 0, 5, IMG_BILINEAR, 0, 0, 1, 1, out,
+                                   err, sizeof err) == IMG_E_ARG);
+    ck_assert(img_resize_window_tv(&src, 4, 4, IMG_BILINEAR, 3, 0, 2, 1, out,
+                                   NULL, 0) == IMG_E_ARG);
+    ck_assert(img_resize_window_tv(NULL, 4, 4, IMG_BILINEAR, 0, 0, 4, 4, out,
+                                   NULL, 0) == IMG_E_ARG);
+    ck_assert(img_resize_window_tv(&src, 4, 4, IMG_BILINEAR, 0, 0, 4, 4, NULL,
+                                   NULL, 0) == IMG_E_ARG);
+    free(out);
+    img_rgb_free(&src);
 }
 END_TEST
 
@@ -1122,15 +1250,19 @@ Suite *imgio_suite(void)
     int np = manifest_count("preprocess"), ns = manifest_count("size");
     /* A missing manifest must fail, not pass with nothing run. */
     int nx = manifest_count("decode_ex");
+    int nt = manifest_count("resize_tv");
     tcase_add_loop_test(tc, test_decode_case, 0, nd ? nd : 1);
     tcase_add_loop_test(tc, test_decode_ex_case, 0, nx ? nx : 1);
     tcase_add_test(tc, test_decode_ignores_exif);
     tcase_add_loop_test(tc, test_resize_case, 0, nr ? nr : 1);
+    tcase_add_loop_test(tc, test_resize_tv_case, 0, nt ? nt : 1);
     tcase_add_loop_test(tc, test_preprocess_case, 0, np ? np : 1);
     tcase_add_loop_test(tc, test_preprocess_size_case, 0, ns ? ns : 1);
     tcase_add_test(tc, test_resize_same_size_copies);
     tcase_add_test(tc, test_resize_bad_args);
     tcase_add_test(tc, test_resize_simd_and_windows);
+    tcase_add_test(tc, test_resize_tv_windows);
+    tcase_add_test(tc, test_resize_tv_args);
     tcase_add_test(tc, test_preprocess_bad_args);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
