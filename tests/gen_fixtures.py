@@ -363,6 +363,24 @@ def main():
     # After the models it links to.
     import gen_fixtures_hub
     gen_fixtures_hub.generate()
+    write_versions()
+
+
+def write_versions():
+    """tests/fixtures/VERSIONS: the reference versions used."""
+    import PIL
+    import tokenizers
+    import torchvision
+    import transformers
+    with open(os.path.join(OUT, "VERSIONS"), "w") as f:
+        f.write("# The reference versions the committed fixtures were made "
+                "with.\n# tests/gen_fixtures.py rewrites this file when it "
+                "regenerates them all;\n# tests/fixtures/hub/manifest.json "
+                "records the same for the hub fixtures.\n")
+        for name, mod in [("transformers", transformers), ("torch", torch),
+                          ("torchvision", torchvision), ("Pillow", PIL),
+                          ("numpy", np), ("tokenizers", tokenizers)]:
+            f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 
 if __name__ == "__main__":
