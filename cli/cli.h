@@ -55,7 +55,7 @@ long cli_parse_long(const char *s, long lo, long hi);
 /* Reports a failed input on stderr as `vit: PATH: reason`. A reason that
  * already starts with "PATH: " (the .npy reader names its file) is not
  * prefixed twice, and one that names a file inside PATH ("PATH/config.json:
- * ...") is printed as it is. */
+ * ...") names it from PATH on ("vit: PATH: config.json: ..."). */
 void cli_report(const char *path, const char *reason);
 
 /* The image decoding and compute options every image command takes. */

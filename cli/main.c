@@ -59,11 +59,8 @@ void cli_report(const char *path, const char *reason)
         reason[n + 1] == ' ')
         reason += n + 2;
     else if (n && strncmp(reason, path, n) == 0 && reason[n] == '/')
-        path = NULL; /* the reason names a file inside PATH itself */
-    if (path)
-        fprintf(stderr, "vit: %s: %s\n", path, reason);
-    else
-        fprintf(stderr, "vit: %s\n", reason);
+        reason += n + 1; /* "PATH/config.json: ..." names PATH once */
+    fprintf(stderr, "vit: %s: %s\n", path, reason);
 }
 
 int main(int argc, char **argv)

@@ -403,6 +403,37 @@ START_TEST(test_int8_worker)
 }
 END_TEST
 
+/* A worker preprocessing as torchvision does says so, and answers as the
+ * local command with --preprocess torchvision does. */
+START_TEST(test_torchvision_worker)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "wtv");
+    pid_t w = start_worker(ep, "--preprocess", "torchvision", NULL);
+    int c1, c2;
+    char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_msg(strstr(info, "\"preprocess\": \"torchvision\"") != NULL,
+                  "%s", info);
+    free(info);
+    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
+                               "--logits", "--format", "jsonl",
+                               "tests/fixtures/cli", NULL);
+    char *local = run_capture(&c2, "classify", "--model", MODEL,
+                              "--preprocess", "torchvision", "--logits",
+                              "--format", "jsonl", "tests/fixtures/cli", NULL);
+    char *pil = run_capture(&c2, "classify", "--model", MODEL, "--logits",
+                            "--format", "jsonl", "tests/fixtures/cli", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_int_eq(c2, 0);
+    ck_assert_msg(strlen(local) > 20, "local output: %s", local);
+    ck_assert_str_eq(remote, local);
+    ck_assert_str_ne(local, pil); /* the other resize really ran */
+    free(remote), free(local), free(pil);
+    stop_ok(w);
+}
+END_TEST
+
 /* ---- 8 clients x 200 requests against one worker ---- */
 
 typedef struct {
@@ -2449,6 +2480,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_wire_equals_local);
     tcase_add_test(tc, test_int8_worker);
+    tcase_add_test(tc, test_torchvision_worker);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_batches_stay_full);
     tcase_add_test(tc, test_malformed_sweep);
