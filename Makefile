@@ -19,7 +19,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check)
 CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -I. $(PKG_CFLAGS) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -lm -lpthread
 
-LIB_SRC  := $(sort $(wildcard vit/*.c imgio/*.c text/*.c index/*.c))
+LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c index/*.c))
 SVC_SRC  := $(sort $(wildcard service/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
