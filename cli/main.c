@@ -76,7 +76,14 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-        printf("vit %s\n", CLI_VERSION);
+        char cpu[256];
+        vit_error err = {{0}};
+        vit_status st = vit_cpu_path(NULL, cpu, sizeof cpu, &err);
+        printf("vit %s\ncpu: %s\n", CLI_VERSION, cpu);
+        if (st != VIT_OK) {
+            fprintf(stderr, "vit: %s\n", err.msg);
+            return CLI_EXIT_FAILED;
+        }
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)

@@ -10,6 +10,7 @@
  * 0..255 after each pass, so the intermediate image is 8-bit too.
  */
 #include "imgio/imgio_impl.h"
+#include "cpu/cpu.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -418,9 +419,13 @@ static void pass_horizontal(uint8_t *dst, size_t dstride, const uint8_t *src,
 {
 #if IMG_X86
     pair_weights pw;
-    if (!img_resize_plain && __builtin_cpu_supports("ssse3") &&
+    /* SSSE3 is past the baseline: VIT_ISA=generic runs the plain loops
+     * (which give the same bytes), unless the CPU has nothing better. */
+    const cpu_info *cpu = cpu_get();
+    if (!img_resize_plain && cpu->ssse3 &&
+        (cpu->isa > CPU_ISA_GENERIC || cpu->best == CPU_ISA_GENERIC) &&
         pair_weights_build(&pw, c, x0, nx)) {
-        if (__builtin_cpu_supports("avx2"))
+        if (cpu_avx2())
             hpass_avx2(dst, dstride, src, sstride, col0, sw_px, rows, c, &pw,
                        x0, nx);
         else

@@ -12,6 +12,7 @@
  * Removal swaps the last row into the hole, keeping the matrix dense.
  */
 #include "index/index.h"
+#include "cpu/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -342,16 +343,7 @@ AVX2 static void from_f32_f16_avx2(uint16_t *out, const float *in, size_t n)
         out[i] = idx_f32_to_f16(in[i]);
 }
 
-static int have_avx2(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c");
-    }
-    return v;
-}
+static int have_avx2(void) { return cpu_avx2() && cpu_get()->f16c; }
 #endif
 
 /* The environment variable IDX_NO_SIMD=1 forces the plain C kernels, so

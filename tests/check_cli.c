@@ -266,9 +266,43 @@ START_TEST(test_version)
     run_result r;
     run(&r, "--version", NULL);
     ck_assert_int_eq(r.code, 0);
-    ck_assert_str_eq(r.out, "vit 0.1.0\n");
+    /* The version, then the CPU path and the features it was chosen by. */
+    ck_assert_msg(strncmp(r.out, "vit 0.1.0\ncpu: ", 15) == 0, "%s", r.out);
+    const char *path = r.out + 15;
+    ck_assert_msg(!strncmp(path, "generic (", 9) || !strncmp(path, "avx2 (", 6) ||
+                      !strncmp(path, "avx512 (", 8) || !strncmp(path, "amx (", 5),
+                  "%s", r.out);
     ck_assert_str_eq(r.err, "");
     run_free(&r);
+}
+END_TEST
+
+/* VIT_ISA caps the path, and a value that names none is an error that
+ * stops the model from loading, saying what the values are. */
+START_TEST(test_vit_isa)
+{
+    const char *was = getenv("VIT_ISA");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("VIT_ISA", "generic", 1);
+    run_result r;
+    run(&r, "--version", NULL);
+    ck_assert_int_eq(r.code, 0);
+    ck_assert_msg(strstr(r.out, "cpu: generic ("), "%s", r.out);
+    run_free(&r);
+    setenv("VIT_ISA", "sse9", 1);
+    run(&r, "--version", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "VIT_ISA=sse9 is not a path"), "%s", r.err);
+    run_free(&r);
+    run(&r, "classify", "--model", MODEL, REF_PIXELS, NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "generic, avx2, avx512 and amx"), "%s", r.err);
+    run_free(&r);
+    if (saved)
+        setenv("VIT_ISA", saved, 1);
+    else
+        unsetenv("VIT_ISA");
+    free(saved);
 }
 END_TEST
 
@@ -807,6 +841,7 @@ Suite *cli_suite(void)
 
     TCase *tc = tcase_create("usage");
     tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_vit_isa);
     tcase_add_loop_test(tc, test_help, 0, 2);
     tcase_add_loop_test(tc, test_classify_help, 0, 2);
     tcase_add_loop_test(tc, test_usage_error, 0, N_USAGE_CASES);

@@ -74,6 +74,17 @@ vit_options vit_options_default(void)
     return o;
 }
 
+vit_status vit_cpu_path(const char **path, char *detail, size_t n,
+                        vit_error *err)
+{
+    if (path)
+        *path = cpu_isa_name(cpu_get()->isa);
+    if (detail && n)
+        cpu_describe(detail, n);
+    const char *e = cpu_isa_error();
+    return e ? vit__fail(err, VIT_E_ARG, "%s", e) : VIT_OK;
+}
+
 /* ---- config.json ---- */
 
 static vit_status read_labels(vit_model *m, json_t *cfg, const char *path,
@@ -501,6 +512,8 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
                        (int)m->opt.precision);
         goto fail;
     }
+    if ((st = vit_cpu_path(NULL, NULL, 0, err)) != VIT_OK)
+        goto fail;
     if (m->opt.preprocess != VIT_PREPROCESS_PIL &&
         m->opt.preprocess != VIT_PREPROCESS_TORCHVISION) {
         st = vit__fail(err, VIT_E_ARG, "unknown preprocessing backend %d",

@@ -37,9 +37,9 @@ void vit__linear(float *out, const float *in, const float *w, const float *b,
                 w, K, b ? 1.0f : 0.0f, out, N);
 }
 
-VIT_CLONES
-void vit__layernorm(float *out, const float *in, const float *w,
-                    const float *b, int M, int C, float eps)
+static VIT_BODY void layernorm_body(float *out, const float *in,
+                                    const float *w, const float *b, int M,
+                                    int C, float eps)
 {
     /* Two passes, so the variance is not the difference of two large
      * numbers; the sums run in vector lanes. */
@@ -110,8 +110,7 @@ static inline float verf(float x)
     return p / q;
 }
 
-VIT_CLONES
-void vit__activation(float *x, size_t n, vit__act act)
+static VIT_BODY void activation_body(float *x, size_t n, vit__act act)
 {
     switch (act) {
     case VIT_ACT_GELU:
@@ -145,14 +144,23 @@ void vit__activation(float *x, size_t n, vit__act act)
     }
 }
 
-VIT_CLONES
-void vit__softmax(float *x, int rows, int cols)
+static VIT_BODY void softmax_body(float *x, int rows, int cols)
 {
     for (int r = 0; r < rows; r++) {
         float *p = x + (size_t)r * cols;
+        /* The maximum in 16 lanes, written out (clang cannot vectorize an
+         * omp simd max reduction); any order gives the same maximum. */
+        float m16[16];
+        for (int j = 0; j < 16; j++)
+            m16[j] = -INFINITY;
+        int c16 = cols / 16 * 16;
+        for (int c = 0; c < c16; c += 16)
+            for (int j = 0; j < 16; j++)
+                m16[j] = p[c + j] > m16[j] ? p[c + j] : m16[j];
         float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int c = 0; c < cols; c++)
+        for (int j = 0; j < 16; j++)
+            mx = m16[j] > mx ? m16[j] : mx;
+        for (int c = c16; c < cols; c++)
             mx = p[c] > mx ? p[c] : mx;
 #pragma omp simd
         for (int c = 0; c < cols; c++)
@@ -167,6 +175,29 @@ void vit__softmax(float *x, int rows, int cols)
         for (int c = 0; c < cols; c++)
             p[c] *= inv;
     }
+}
+
+/* Each compiled for every path of the CPU table. */
+VIT_PATHS(layernorm, (float *out, const float *in, const float *w,
+                      const float *b, int M, int C, float eps),
+          (out, in, w, b, M, C, eps))
+VIT_PATHS(activation, (float *x, size_t n, vit__act act), (x, n, act))
+VIT_PATHS(softmax, (float *x, int rows, int cols), (x, rows, cols))
+
+void vit__layernorm(float *out, const float *in, const float *w,
+                    const float *b, int M, int C, float eps)
+{
+    VIT_PICK(layernorm, (out, in, w, b, M, C, eps));
+}
+
+void vit__activation(float *x, size_t n, vit__act act)
+{
+    VIT_PICK(activation, (x, n, act));
+}
+
+void vit__softmax(float *x, int rows, int cols)
+{
+    VIT_PICK(softmax, (x, rows, cols));
 }
 
 double vit__now(void)

@@ -326,6 +326,15 @@ int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
  * (same results, much slower). */
 const char *vit_int8_kernel(void);
 
+/* The CPU path vit's kernels run ("generic", "avx2", "avx512", "amx"):
+ * the best the CPU has, capped by the environment variable
+ * VIT_ISA=generic|avx2|avx512|amx (read once per process). `detail`, when
+ * not NULL, receives the path and the features detected as one line, e.g.
+ * "avx512 (avx2 fma f16c avx512f ...)". VIT_E_ARG, with err saying so,
+ * when VIT_ISA names no path (vit_model_load then refuses to load). */
+vit_status vit_cpu_path(const char **path, char *detail, size_t n,
+                        vit_error *err);
+
 /* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
  * of the runs of half a second after a warm-up: the ceiling a forward pass is measured
  * against. Leaves OpenBLAS on one thread, as states want it. */

@@ -12,6 +12,8 @@
 
 #include <jansson.h>
 
+#include "cpu/cpu.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,34 @@
 #define VIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VIT_CLONES
+#endif
+
+/* A void function compiled from one body for each path of the CPU table
+ * (AVX-512, AVX2 + FMA, the baseline), the copy picked at each call by
+ * cpu/cpu.h, so that VIT_ISA caps it as it caps every kernel:
+ *
+ *     static VIT_BODY void f_body(float *x, int n) { ... }
+ *     VIT_PATHS(f, (float *x, int n), (x, n))
+ *     void f(float *x, int n) { VIT_PICK(f, (x, n)); }
+ *
+ * Elsewhere than x86-64 the three copies are the same. */
+#define VIT_BODY inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VIT_PATHS(name, params, args)                                       \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))  \
+    static void name##_avx512 params { name##_body args; }                  \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params      \
+    {                                                                       \
+        name##_body args;                                                   \
+    }                                                                       \
+    static void name##_generic params { name##_body args; }
+#define VIT_PICK(name, args)                                                \
+    (cpu_avx512() ? name##_avx512 args                                      \
+                  : cpu_avx2() ? name##_avx2 args : name##_generic args)
+#else
+#define VIT_PATHS(name, params, args)                                       \
+    static void name##_generic params { name##_body args; }
+#define VIT_PICK(name, args) name##_generic args
 #endif
 
 /* Sets err->msg (when err is not NULL) and returns st. */
