@@ -1,5 +1,6 @@
 # vit: one Makefile for the library, the command, the tests and the benchmarks.
-# `make` builds build/libvit.a and build/vit; `make test` runs the Check
+# `make` builds build/libvit.a, build/vit and the bench programs (build/X
+# for bench/X.c); `make test` runs the Check
 # suites; `make asan` runs them under AddressSanitizer + UBSan in build/asan;
 # `make bench` runs the benchmark harness. Dependency files are generated.
 
@@ -94,6 +95,9 @@ asan:
 
 # Each bench/X.c is a program of its own, build/X.
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
+# `make` builds them too, so that every build (and CI's, with -Werror)
+# compiles them.
+all: $(BENCH_BIN)
 $(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
 

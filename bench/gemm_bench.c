@@ -1,6 +1,7 @@
 /*
  * The float32 GEMM against the machine's own limit: on one thread, the
- * fused multiply-add peak (independent AVX-512 FMAs, nothing else), then
+ * fused multiply-add peak of the CPU path that runs (vit_fma_peak_gflops:
+ * independent vector FMAs, nothing else; VIT_ISA caps the path), then
  * vit's GEMM (vit/sgemm.c) and OpenBLAS sgemm at the encoder's shapes, all
  * three in turns, each the best of its rounds, so that the ratios survive
  * a shared machine. Shapes: ViT-B/16's q/k/v, fc1 and fc2 for one image
@@ -15,35 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-/* GFLOP/s of 12 independent chains of 16-lane FMAs: two FMA units of four
- * cycles' latency need at least eight in flight. */
-__attribute__((target("avx512f"), noinline)) static double fma_peak(void)
-{
-    __m512 a[12], m = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-9f);
-    for (int i = 0; i < 12; i++)
-        a[i] = _mm512_set1_ps((float)i);
-    long n = 4000000;
-    double t = vit__now();
-    for (long k = 0; k < n; k++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++)
-            a[i] = _mm512_fmadd_ps(a[i], m, c);
-    t = vit__now() - t;
-    float sink[16];
-    _mm512_storeu_ps(sink, a[0]);
-    for (int i = 1; i < 12; i++)
-        _mm512_storeu_ps(sink, _mm512_add_ps(_mm512_loadu_ps(sink), a[i]));
-    volatile float keep = sink[0];
-    (void)keep;
-    return (double)n * 12 * 32 / t / 1e9;
-}
-#else
-static double fma_peak(void) { return 0; }
-#endif
 
 void openblas_set_num_threads(int);
 
@@ -90,7 +62,7 @@ static void shape(int M, int K, int N, int rounds)
     best_of(1, 1, &op, x, w, out, M, K, N, pack); /* warm-up */
     best_of(1, 0, &op, x, w, out, M, K, N, pack);
     for (int r = 0; r < rounds; r++) {
-        double p = fma_peak(), o, s;
+        double p = vit_fma_peak_gflops(1), o, s;
         /* Alternate which GEMM goes first. */
         if (r % 2) {
             s = best_of(3, 0, &op, x, w, out, M, K, N, pack);
@@ -126,8 +98,9 @@ int main(int argc, char **argv)
         return 2;
     }
     openblas_set_num_threads(1);
-    printf("one thread; vit's GEMM: %s\n",
-           vit__sgemm_native() ? "AVX-512 kernel" : "OpenBLAS (no AVX-512)");
+    char cpu[256];
+    vit_cpu_path(NULL, cpu, sizeof cpu, NULL);
+    printf("one thread; cpu: %s\n", cpu);
     printf("%5s %5s %5s %10s %9s %6s %9s %6s\n", "M", "K", "N", "FMA peak",
            "vit", "", "OpenBLAS", "");
     if (argc - a == 3) {

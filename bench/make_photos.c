@@ -54,9 +54,21 @@ int main(int argc, char **argv)
         printf("%s: %ld photos of %dx%d already there\n", dir, n, w, h);
         return 0;
     }
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "make_photos: %s: %s\n", dir, strerror(errno));
-        return 1;
+    /* The directory and its parents (~/.cache/vit-bench on a fresh
+     * machine), as mkdir -p makes them. */
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        int last = *p == '\0';
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "make_photos: %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        if (last)
+            break;
+        *p = '/';
     }
     size_t bytes = 0;
     for (long i = 0; i < n; i++) {

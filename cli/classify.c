@@ -23,7 +23,7 @@ static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
     "                    [--logits] [--batch N] [--no-exif-rotate]\n"
     "                    [--fast-decode] [--precision fp32|int8]\n"
-    "                    [--preprocess pil|torchvision]\n"
+    "                    [--preprocess pil|torchvision] [--threads N]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 
 static void help(FILE *f)
@@ -79,7 +79,7 @@ static void help(FILE *f)
             "for it\n"
             "                      (default 'a photo of a {}.')\n"
             "  -h, --help          show this help and exit\n"
-            "%s"
+            "%s%s"
             "\n"
             "Scores are softmax probabilities. When stderr is a terminal and "
             "there\n"
@@ -92,7 +92,7 @@ static void help(FILE *f)
             "processed) or the model could not be loaded, 2 for a usage "
             "error.\n",
             DEFAULT_TOP_K, MAX_BATCH, vit_options_default().max_batch,
-            cli_decode_help);
+            cli_decode_help, cli_threads_help);
 }
 
 #define usage_error(...) cli_usage_error("classify", usage_line, __VA_ARGS__)
@@ -129,6 +129,7 @@ static int parse_args(int argc, char **argv, classify_args *a)
         {"batch", required_argument, NULL, 'b'},
         {"labels", required_argument, NULL, 'l'},
         CLI_DECODE_LONGOPTS,
+        CLI_THREADS_LONGOPT,
         {"template", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},

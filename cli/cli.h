@@ -64,13 +64,15 @@ typedef struct {
     int fast_decode;  /* --fast-decode */
     int int8;         /* --precision int8 */
     int torchvision;  /* --preprocess torchvision */
+    int threads;      /* --threads N (0: one per CPU) */
 } cli_decode_flags;
 
 enum {
     CLI_OPT_NO_EXIF = 0x1000,
     CLI_OPT_FAST_DECODE,
     CLI_OPT_PRECISION,
-    CLI_OPT_PREPROCESS
+    CLI_OPT_PREPROCESS,
+    CLI_OPT_THREADS
 };
 
 /* Their getopt_long entries, for a command's option table. */
@@ -79,9 +81,12 @@ enum {
         {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE},     \
         {"precision", required_argument, NULL, CLI_OPT_PRECISION},   \
         {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}
+/* --threads N, for the commands that run one model on one thread count. */
+#define CLI_THREADS_LONGOPT {"threads", required_argument, NULL, CLI_OPT_THREADS}
 
-/* Their lines for a command's --help. */
+/* Their lines for a command's --help; and --threads's. */
 extern const char cli_decode_help[];
+extern const char cli_threads_help[];
 
 /* A --precision value: "fp32" 0, "int8" 1, anything else -1. */
 int cli_precision_int8(const char *s);

@@ -20,7 +20,7 @@ static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
     "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
     "                 [--fast-decode] [--precision fp32|int8]\n"
-    "                 [--preprocess pil|torchvision]\n"
+    "                 [--preprocess pil|torchvision] [--threads N]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 
 static void help(FILE *f)
@@ -52,6 +52,7 @@ static void help(FILE *f)
           "  -h, --help            show this help and exit\n",
           f);
     fputs(cli_decode_help, f);
+    fputs(cli_threads_help, f);
     fputs(
           "\n"
           "Exit status: 0 if every input was embedded, 1 if any failed (each\n"
@@ -91,6 +92,7 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"out", required_argument, NULL, 'o'},
         {"no-normalize", no_argument, NULL, OPT_NO_NORMALIZE},
         CLI_DECODE_LONGOPTS,
+        CLI_THREADS_LONGOPT,
         {"batch", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},

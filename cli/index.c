@@ -31,19 +31,22 @@ enum {
     OPT_HTML,
     OPT_PREFIX,
     OPT_PRECISION,
-    OPT_PREPROCESS
+    OPT_PREPROCESS,
+    OPT_THREADS
 };
 
 static const char usage_text[] =
     "usage: vit index add    --model DIR --index PATH [--batch N]\n"
     "                        [--format text|jsonl] [--no-exif-rotate]\n"
-    "                        [--preprocess pil|torchvision] PATH...\n"
+    "                        [--preprocess pil|torchvision] [--threads N]\n"
+    "                        PATH...\n"
     "       vit index remove --index PATH [--missing] [PATH...]\n"
     "       vit index stats  --index PATH [--format text|jsonl]\n"
     "       vit index search --index PATH (--text STR | --image FILE)...\n"
     "                        [-k K] [--format text|jsonl] [--prefix P]\n"
     "                        [--precision fp32|fp16|int8] [--html FILE]\n"
-    "                        [--model DIR] [--preprocess pil|torchvision]\n";
+    "                        [--model DIR] [--preprocess pil|torchvision]\n"
+    "                        [--threads N]\n";
 
 static void help(FILE *f)
 {
@@ -92,6 +95,8 @@ static void help(FILE *f)
         "                        transformers' two image processors to\n"
         "                        reproduce for images (see vit classify\n"
         "                        --help); use the same for add and search\n"
+        "      --threads N       threads each forward pass computes with\n"
+        "                        (default 0: one per CPU)\n"
         "  -h, --help            show this help and exit\n"
         "\n"
         "Exit status: 0 if everything was done, 1 if an input failed (each\n"
@@ -125,7 +130,7 @@ typedef struct {
 
 typedef struct {
     const char *model_dir, *index, *html, *prefix;
-    int batch, k, jsonl, no_exif, missing, torchvision;
+    int batch, k, jsonl, no_exif, missing, torchvision, threads;
     idx_precision precision;
     query_arg *queries;
     int nq;
@@ -161,6 +166,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"missing", no_argument, NULL, OPT_MISSING},
         {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"preprocess", required_argument, NULL, OPT_PREPROCESS},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -221,6 +227,11 @@ static int parse_args(int argc, char **argv, index_args *a)
             break;
         case OPT_NO_EXIF:
             a->no_exif = 1;
+            break;
+        case OPT_THREADS:
+            if ((a->threads = (int)cli_parse_long(optarg, 0, 1024)) < 0)
+                return usage_error("--threads is a number from 0 to 1024, "
+                                   "not '%s'", optarg);
             break;
         case OPT_PREPROCESS:
             if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
@@ -332,11 +343,12 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
 
 /* Loads the model and fingerprints it. */
 static int load_model(const char *dir, int batch, int no_exif,
-                      int torchvision, vit_model **m, vit_model_info *info,
-                      idx_model *id)
+                      int torchvision, int threads, vit_model **m,
+                      vit_model_info *info, idx_model *id)
 {
     vit_options opt = vit_options_default();
     opt.max_batch = batch;
+    opt.threads = threads;
     if (no_exif)
         opt.exif_transpose = 0;
     if (torchvision)
@@ -658,8 +670,8 @@ static int index_add(index_args *a)
     idx_model mid;
     add_ctx c = {.jsonl = a->jsonl};
     cli_input_list in = {0}, todo = {0};
-    if (load_model(a->model_dir, batch, a->no_exif, a->torchvision, &m,
-                   &info, &mid) != 0)
+    if (load_model(a->model_dir, batch, a->no_exif, a->torchvision,
+                   a->threads, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
         cli_report(a->model_dir, "the model has no vision tower to embed "
@@ -1029,8 +1041,8 @@ static int index_search(index_args *a)
     const char *dir = a->model_dir ? a->model_dir : have.dir;
     vit_model_info info;
     int nq = a->nq;
-    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, a->torchvision, &m,
-                   &info, &mid) != 0)
+    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, a->torchvision,
+                   a->threads, &m, &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);

@@ -89,6 +89,11 @@ const char cli_decode_help[] =
     "          percent, and top labels can differ where two are close\n"
     PREPROCESS_HELP;
 
+const char cli_threads_help[] =
+    "      --threads N\n"
+    "          threads each forward pass computes with (default 0: one per\n"
+    "          CPU); images are decoded on threads of their own\n";
+
 char cli_decode_error[128];
 
 int cli_preprocess_torchvision(const char *s)
@@ -120,6 +125,14 @@ int cli_decode_flag(int c, cli_decode_flags *f)
                      "--precision is fp32 or int8, not '%s'", optarg);
             return -1;
         }
+    } else if (c == CLI_OPT_THREADS) {
+        long n = cli_parse_long(optarg, 0, 1024);
+        if (n < 0) {
+            snprintf(cli_decode_error, sizeof cli_decode_error,
+                     "--threads is a number from 0 to 1024, not '%s'", optarg);
+            return -1;
+        }
+        f->threads = (int)n;
     } else if (c == CLI_OPT_PREPROCESS) {
         int tv = cli_preprocess_torchvision(optarg);
         if (tv < 0) {
@@ -144,4 +157,6 @@ void cli_decode_apply(const cli_decode_flags *f, vit_options *opt)
         opt->precision = VIT_PRECISION_INT8;
     if (f->torchvision)
         opt->preprocess = VIT_PREPROCESS_TORCHVISION;
+    if (f->threads)
+        opt->threads = f->threads;
 }

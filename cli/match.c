@@ -17,7 +17,7 @@ static const char usage_line[] =
     "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
     "                 [--format text|jsonl] [--batch N] [--no-exif-rotate]\n"
     "                 [--fast-decode] [--precision fp32|int8]\n"
-    "                 [--preprocess pil|torchvision] PATH...\n";
+    "                 [--preprocess pil|torchvision] [--threads N] PATH...\n";
 
 static void help(FILE *f)
 {
@@ -45,6 +45,7 @@ static void help(FILE *f)
           "  -h, --help            show this help and exit\n",
           f);
     fputs(cli_decode_help, f);
+    fputs(cli_threads_help, f);
     fputs(
           "\n"
           "Exit status: 0 if every image was matched, 1 if any failed (each\n"
@@ -75,6 +76,7 @@ static int parse_args(int argc, char **argv, match_args *a)
         {"format", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},
         CLI_DECODE_LONGOPTS,
+        CLI_THREADS_LONGOPT,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };

@@ -27,7 +27,8 @@ START_TEST(bench_runs_and_profiles)
     ck_assert_msg(r.code == 0, "%s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "1 threads:"));
     ck_assert_ptr_nonnull(strstr(r.out, "2 threads:"));
-    ck_assert_ptr_nonnull(strstr(r.out, "sgemm peak"));
+    ck_assert_ptr_nonnull(strstr(r.out, "FMA peak"));
+    ck_assert_ptr_nonnull(strstr(r.out, "cpu: "));
     ck_assert_ptr_nonnull(strstr(r.out, "peak resident memory"));
     /* Four profiles (2 thread counts x 2 batches), each of six ops whose
      * shares sum to 100. */

@@ -335,6 +335,12 @@ const char *vit_int8_kernel(void);
 vit_status vit_cpu_path(const char **path, char *detail, size_t n,
                         vit_error *err);
 
+/* The float32 FMA peak, GFLOP/s, of `threads` threads (0: one per online
+ * CPU) on the path vit_cpu_path names: independent vector FMAs on every
+ * thread at once, the best of three runs of about 0.1 s. What no product
+ * can beat: the reference vit bench measures a forward pass against. */
+double vit_fma_peak_gflops(int threads);
+
 /* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
  * of the runs of half a second after a warm-up: the ceiling a forward pass is measured
  * against. Leaves OpenBLAS on one thread, as states want it. */
