@@ -1326,12 +1326,20 @@ static int queue_depth(worker *w)
     return w->inflight;
 }
 
+/* The CPU path the kernels run (vit_cpu_path). */
+static const char *cpu_path(void)
+{
+    const char *p = "generic";
+    vit_cpu_path(&p, NULL, 0, NULL);
+    return p;
+}
+
 static char *info_body(worker *w)
 {
     const vit_model_info *in = &w->info;
     json_t *model = json_pack(
         "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:b, "
-        "s:i, s:s, s:s}",
+        "s:i, s:s, s:s, s:s}",
         "name", w->name, "architecture",
         in->architecture ? in->architecture : "", "channels", in->channels,
         "image_h", in->image_h, "image_w", in->image_w, "num_labels",
@@ -1343,7 +1351,8 @@ static char *info_body(worker *w)
         w->vopt.precision == VIT_PRECISION_INT8 ? "int8" : "fp32",
         "preprocess",
         w->vopt.preprocess == VIT_PREPROCESS_TORCHVISION ? "torchvision"
-                                                          : "pil");
+                                                          : "pil",
+        "cpu", cpu_path());
     json_t *limits = json_pack(
         "{s:i, s:i, s:i, s:I, s:I, s:I}", "max_images", w->o.max_images,
         "max_texts", w->o.max_texts, "max_text_bytes", w->o.max_text_bytes,

@@ -415,6 +415,7 @@ START_TEST(test_torchvision_worker)
     ck_assert_int_eq(c1, 0);
     ck_assert_msg(strstr(info, "\"preprocess\": \"torchvision\"") != NULL,
                   "%s", info);
+    ck_assert_msg(strstr(info, "\"cpu\": \"") != NULL, "%s", info);
     free(info);
     char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
                                "--logits", "--format", "jsonl",
