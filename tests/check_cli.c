@@ -281,8 +281,7 @@ END_TEST
  * stops the model from loading, saying what the values are. */
 START_TEST(test_vit_isa)
 {
-    const char *was = getenv("VIT_ISA");
-    char *saved = was ? strdup(was) : NULL;
+    char *saved = tu_env_save("VIT_ISA");
     setenv("VIT_ISA", "generic", 1);
     run_result r;
     run(&r, "--version", NULL);
@@ -298,11 +297,7 @@ START_TEST(test_vit_isa)
     ck_assert_int_eq(r.code, 1);
     ck_assert_msg(strstr(r.err, "generic, avx2, avx512 and amx"), "%s", r.err);
     run_free(&r);
-    if (saved)
-        setenv("VIT_ISA", saved, 1);
-    else
-        unsetenv("VIT_ISA");
-    free(saved);
+    tu_env_restore("VIT_ISA", saved);
 }
 END_TEST
 

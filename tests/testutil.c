@@ -38,6 +38,21 @@ double tu_rel_diff(const char *what, const float *got, const float *ref,
     return rel;
 }
 
+char *tu_env_save(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? strdup(v) : NULL;
+}
+
+void tu_env_restore(const char *name, char *saved)
+{
+    if (saved)
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+    free(saved);
+}
+
 vit_array tu_fixture(const char *model, const char *file)
 {
     char path[512];

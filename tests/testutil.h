@@ -23,6 +23,13 @@ vit_array tu_fixture(const char *model, const char *file);
 vit_model *tu_load_fixture(const char *name, const vit_options *opt,
                            vit_state **s);
 
+/* An environment variable's value (NULL when unset), to be put back by
+ * tu_env_restore, which frees it: tests that set one for the `vit`
+ * processes they run leave it as it was (Check may run them all in one
+ * process). */
+char *tu_env_save(const char *name);
+void tu_env_restore(const char *name, char *saved);
+
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it. */
 char *tu_tmpdir(void);
 /* Removes a directory tree made by the tests. */
