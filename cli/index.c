@@ -336,6 +336,19 @@ static int64_t mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
+/* Whether a file is as it was when its item was recorded: the same size
+ * and mtime, and no change of its inode since (its ctime, which a rename
+ * and every write set, before the record's time). Size and mtime alone
+ * are not enough: a file renamed over another of the same size written
+ * in the same clock tick (a copied batch of images, say) keeps its own
+ * mtime, and would keep the other's vector. */
+static int same_as_recorded(const struct stat *st, const idx_item *old)
+{
+    double ctime = (double)st->st_ctim.tv_sec + 1e-9 * st->st_ctim.tv_nsec;
+    return old->size == (int64_t)st->st_size &&
+           old->mtime_ns == mtime_ns(st) && ctime < old->added;
+}
+
 static void report_idx(const char *what, const idx_error *err, idx_status st)
 {
     cli_report(what, err->msg[0] ? err->msg : idx_status_str(st));
@@ -395,6 +408,7 @@ typedef struct {
         char *key, *from;
         int64_t size, mtime;
         uint8_t hash[32];
+        float *vec; /* a copy's vector, read when it was decided */
     } *cheap;
     size_t ncheap;
     int fatal;  /* the store failed: stop */
@@ -423,6 +437,7 @@ static void cheap_free(add_ctx *c)
     for (size_t i = 0; i < c->ncheap; i++) {
         free(c->cheap[i].key);
         free(c->cheap[i].from);
+        free(c->cheap[i].vec);
     }
     c->ncheap = 0;
 }
@@ -433,29 +448,18 @@ static int flush_cheap(add_ctx *c, const char *index)
         return 0;
     idx_error err = {{0}};
     idx_status st = idx_store_begin(c->s, &err);
-    float *vec = malloc((size_t)c->dim * sizeof *vec);
-    if (!vec)
-        st = IDX_E_NOMEM;
     for (size_t i = 0; i < c->ncheap && st == IDX_OK; i++) {
         struct cheap *x = &c->cheap[i];
         if (x->kind == 'c') {
-            if (idx_store_fetch(c->s, x->id, vec) != 0) {
-                st = IDX_E_DB;
-                snprintf(err.msg, sizeof err.msg,
-                         "%s: the vector of item %lld is missing", index,
-                         (long long)x->id);
-                break;
-            }
             idx_item it = {.path = x->key, .has_hash = 1, .size = x->size,
                            .mtime_ns = x->mtime};
             memcpy(it.hash, x->hash, 32);
             int64_t id;
-            st = idx_store_put(c->s, &it, vec, &id, NULL, &err);
+            st = idx_store_put(c->s, &it, x->vec, &id, NULL, &err);
         } else {
             st = idx_store_move(c->s, x->id, x->key, x->size, x->mtime, &err);
         }
     }
-    free(vec);
     if (st == IDX_OK)
         st = idx_store_commit(c->s, &err);
     else
@@ -480,6 +484,16 @@ static int flush_cheap(add_ctx *c, const char *index)
     return 0;
 }
 
+/* The new path of a move queued in this batch of cheap changes that takes
+ * item id, or NULL. */
+static const char *claimed(const add_ctx *c, int64_t id)
+{
+    for (size_t i = 0; i < c->ncheap; i++)
+        if (c->cheap[i].kind == 'm' && c->cheap[i].id == id)
+            return c->cheap[i].key;
+    return NULL;
+}
+
 static int push_cheap(add_ctx *c, int kind, int64_t id, const char *key,
                       const char *from, const pending *p, const char *index)
 {
@@ -492,9 +506,27 @@ static int push_cheap(add_ctx *c, int kind, int64_t id, const char *key,
     memcpy(x->hash, p->hash, 32);
     x->key = strdup(key);
     x->from = from ? strdup(from) : NULL;
-    if (!x->key || (from && !x->from)) {
+    /* A copy's vector is read now, while item id still holds the bytes it
+     * was found by: a change queued before the flush may give that item
+     * other bytes (a file rewritten, then copied from its old content). */
+    if (kind == 'c')
+        x->vec = malloc((size_t)c->dim * sizeof *x->vec);
+    if (!x->key || (from && !x->from) || (kind == 'c' && !x->vec)) {
         free(x->key);
         free(x->from);
+        free(x->vec);
+        return -1;
+    }
+    if (kind == 'c' && idx_store_fetch(c->s, id, x->vec) != 0) {
+        idx_error err = {{0}};
+        snprintf(err.msg, sizeof err.msg,
+                 "%s: the vector of item %lld is missing", index,
+                 (long long)id);
+        report_idx(index, &err, IDX_E_DB);
+        c->fatal = 1;
+        free(x->key);
+        free(x->from);
+        free(x->vec);
         return -1;
     }
     if (++c->ncheap == CHEAP_BATCH)
@@ -539,7 +571,7 @@ static int classify_file(add_ctx *c, const char *path, const char *index,
     idx_status st = idx_store_get_path(c->s, key, &old, &found, &err);
     if (st != IDX_OK)
         goto store_failed;
-    if (found && old.size == p.size && old.mtime_ns == p.mtime) {
+    if (found && same_as_recorded(&sb, &old)) {
         idx_item_free(&old);
         c->unchanged++;
         print_status(c, key, "unchanged", NULL);
@@ -566,20 +598,51 @@ static int classify_file(add_ctx *c, const char *path, const char *index,
     }
     if (found)
         idx_item_free(&old);
-    idx_item same;
-    int has_same;
-    if ((st = idx_store_get_hash(c->s, p.hash, &same, &has_same, &err)) !=
-        IDX_OK)
-        goto store_failed;
-    if (has_same) {
-        /* The same bytes are indexed under another path: if that file is
-         * gone it moved here, else this is a copy. Either way the vector
-         * is known. */
+    /* The same bytes may be indexed already: then the vector is known. If
+     * one of those items' files is gone, and no move queued in this batch
+     * has claimed that item, the file moved here; otherwise it is a copy.
+     * Deciding against the queued moves as well as the committed items
+     * keeps two files (a renamed file and a copy of it, or two renamed
+     * twins) from claiming one item, which would lose one of them. */
+    int64_t after = 0, move_id = -1, copy_id = -1;
+    char *from = NULL;
+    for (;;) {
+        idx_item same;
+        int has_same;
+        if ((st = idx_store_get_hash(c->s, p.hash, after, &same, &has_same,
+                                     &err)) != IDX_OK) {
+            free(from);
+            goto store_failed;
+        }
+        if (!has_same)
+            break;
+        after = same.id;
         struct stat os;
-        int gone = !found && stat(same.path, &os) != 0 && errno == ENOENT;
-        int rc = push_cheap(c, gone ? 'm' : 'c', same.id, key, same.path, &p,
-                            index);
+        const char *to = claimed(c, same.id);
+        int gone = !found && !to && stat(same.path, &os) != 0 &&
+                   errno == ENOENT;
+        if (gone || copy_id < 0) {
+            /* A copy names where the bytes are now. */
+            free(from);
+            from = strdup(to ? to : same.path);
+            copy_id = same.id;
+        }
         idx_item_free(&same);
+        if (!from) {
+            free(key);
+            return -1;
+        }
+        if (gone) {
+            move_id = copy_id;
+            break;
+        }
+        if (found)
+            break; /* a copy onto an indexed path: the first will do */
+    }
+    if (copy_id >= 0) {
+        int rc = push_cheap(c, move_id >= 0 ? 'm' : 'c', copy_id, key, from,
+                            &p, index);
+        free(from);
         free(key);
         return rc;
     }

@@ -166,12 +166,14 @@ typedef struct {
 
 void idx_item_free(idx_item *it);
 
-/* Looks an item up by key (path) or by content hash (the lowest id among
- * those with that hash). *found = 0 when there is none. */
+/* Looks an item up by key (path), or by content hash: the lowest id above
+ * `after` among those with that hash (after = 0: the first; the id of the
+ * last one found: the next). *found = 0 when there is none. */
 idx_status idx_store_get_path(idx_store *s, const char *path, idx_item *out,
                               int *found, idx_error *err);
 idx_status idx_store_get_hash(idx_store *s, const uint8_t hash[32],
-                              idx_item *out, int *found, idx_error *err);
+                              int64_t after, idx_item *out, int *found,
+                              idx_error *err);
 
 /* One transaction per batch: everything between begin and commit becomes
  * durable together or not at all (synchronous=FULL: a commit that
@@ -187,7 +189,8 @@ void idx_store_rollback(idx_store *s);
 idx_status idx_store_put(idx_store *s, const idx_item *it, const float *vec,
                          int64_t *id, int *replaced, idx_error *err);
 
-/* Renames item `id` (a file that moved), with its new size and mtime. */
+/* Renames item `id` (a file that moved, or was touched), with its new size
+ * and mtime; its time added becomes now, the time the path was recorded. */
 idx_status idx_store_move(idx_store *s, int64_t id, const char *path,
                           int64_t size, int64_t mtime_ns, idx_error *err);
 

@@ -41,13 +41,15 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_GET_PATH] = "SELECT id, path, hash, size, mtime_ns, added, meta "
                    "FROM items WHERE path = ?1",
     [Q_GET_HASH] = "SELECT id, path, hash, size, mtime_ns, added, meta "
-                   "FROM items WHERE hash = ?1 ORDER BY id LIMIT 1",
+                   "FROM items WHERE hash = ?1 AND id > ?2 ORDER BY id "
+                   "LIMIT 1",
     [Q_INSERT_ITEM] = "INSERT INTO items(path, hash, size, mtime_ns, "
                       "model_id, added, meta) VALUES (?1,?2,?3,?4,?5,?6,?7)",
     [Q_UPDATE_ITEM] = "UPDATE items SET hash=?2, size=?3, mtime_ns=?4, "
                       "model_id=?5, added=?6, meta=?7 WHERE id=?1",
     [Q_PUT_VEC] = "INSERT OR REPLACE INTO vectors(id, v) VALUES (?1, ?2)",
-    [Q_MOVE] = "UPDATE items SET path=?2, size=?3, mtime_ns=?4 WHERE id=?1",
+    [Q_MOVE] = "UPDATE items SET path=?2, size=?3, mtime_ns=?4, added=?5 "
+               "WHERE id=?1",
     [Q_FETCH] = "SELECT v FROM vectors WHERE id = ?1",
 };
 
@@ -429,10 +431,12 @@ idx_status idx_store_get_path(idx_store *s, const char *path, idx_item *out,
 }
 
 idx_status idx_store_get_hash(idx_store *s, const uint8_t hash[32],
-                              idx_item *out, int *found, idx_error *err)
+                              int64_t after, idx_item *out, int *found,
+                              idx_error *err)
 {
     sqlite3_stmt *q = s->q[Q_GET_HASH];
     sqlite3_bind_blob(q, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, after);
     return get_item(s, q, out, found, err);
 }
 
@@ -558,6 +562,7 @@ idx_status idx_store_move(idx_store *s, int64_t id, const char *path,
     sqlite3_bind_text(q, 2, path, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 3, size);
     sqlite3_bind_int64(q, 4, mtime_ns);
+    sqlite3_bind_double(q, 5, now_s());
     if (step_done(q) != 0)
         return db_fail(s, err, "moving an item");
     return IDX_OK;

@@ -438,7 +438,7 @@ START_TEST(store_round_trip)
     ck_assert_int_eq(found, 0);
     uint8_t h[32];
     memset(h, 1, 32);
-    ck_assert_int_eq(idx_store_get_hash(s, h, &it, &found, &err), IDX_OK);
+    ck_assert_int_eq(idx_store_get_hash(s, h, 0, &it, &found, &err), IDX_OK);
     ck_assert_int_eq(found, 1);
     ck_assert_str_eq(it.path, "/p/b.png");
     ck_assert_int_eq(it.size, 11);
@@ -722,6 +722,229 @@ START_TEST(cli_add_skip_move_copy_remove)
     ck_assert_int_eq(r.code, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "removed 5 items"));
     tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* ---- a property: every file present is indexed exactly once ---- */
+
+#define PROP_NAMES 8   /* file names the operations pick from */
+#define PROP_POOL 5    /* distinct contents */
+#define PROP_ROUNDS 20
+
+static uint64_t prop_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+typedef struct {
+    const char *dir;
+    char **paths;
+    int n, bad;
+    char why[600];
+} prop_items;
+
+static int prop_item(void *ud, int64_t id, const char *path)
+{
+    prop_items *it = ud;
+    (void)id;
+    char **v = realloc(it->paths, (size_t)(it->n + 1) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    it->paths = v;
+    it->paths[it->n++] = strdup(path);
+    return 0;
+}
+
+/* After `vit index add DIR` and `vit index remove --missing`: the index's
+ * paths are exactly DIR's files, each once, each item's hash that of its
+ * file, and its vector the one its content embeds to. */
+static void prop_check(const char *index, const char *dir, int round,
+                       float pool_vec[PROP_POOL][64], uint8_t pool_hash[][32],
+                       int dim)
+{
+    idx_store *s;
+    idx_error err = {{0}};
+    ck_assert_msg(idx_store_open(index, IDX_OPEN_READ, &s, &err) == IDX_OK,
+                  "%s", err.msg);
+    prop_items it = {.dir = dir};
+    ck_assert(idx_store_each(s, prop_item, &it, &err) == IDX_OK);
+    int files = 0;
+    for (int i = 0; i < PROP_NAMES; i++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/f%d.png", dir, i);
+        if (access(path, F_OK) != 0)
+            continue;
+        files++;
+        int seen = 0;
+        for (int j = 0; j < it.n; j++)
+            seen += strcmp(it.paths[j], path) == 0;
+        ck_assert_msg(seen == 1, "round %d: %s is indexed %d times", round,
+                      path, seen);
+        idx_item item;
+        int found;
+        ck_assert(idx_store_get_path(s, path, &item, &found, &err) == IDX_OK &&
+                  found);
+        uint8_t h[32];
+        ck_assert(idx_sha256_file(path, h, &err) == IDX_OK);
+        ck_assert_msg(memcmp(h, item.hash, 32) == 0,
+                      "round %d: %s's recorded hash is another file's", round,
+                      path);
+        int c = 0;
+        while (c < PROP_POOL && memcmp(pool_hash[c], h, 32) != 0)
+            c++;
+        ck_assert_int_lt(c, PROP_POOL);
+        float v[64];
+        ck_assert_int_eq(idx_store_fetch(s, item.id, v), 0);
+        double dot = 0;
+        for (int k = 0; k < dim; k++)
+            dot += (double)v[k] * pool_vec[c][k];
+        ck_assert_msg(dot > 0.9999, "round %d: %s's vector is not its "
+                      "content's (cosine %.6f)", round, path, dot);
+        idx_item_free(&item);
+    }
+    ck_assert_msg(it.n == files, "round %d: %d items for %d files", round,
+                  it.n, files);
+    for (int j = 0; j < it.n; j++)
+        free(it.paths[j]);
+    free(it.paths);
+    idx_store_close(s);
+}
+
+/* A file renamed and copied before the next add, and two identical files
+ * both renamed: each of the four new paths is indexed, none of the old. */
+START_TEST(cli_add_move_and_copy_together)
+{
+    cli_fx f;
+    cli_fx_new(&f, 2);
+    char a[700], a2[700], b[700], b2[700], c[700], d[700];
+    snprintf(a, sizeof a, "%s/img00.png", f.imgs);
+    snprintf(a2, sizeof a2, "%s/twin.png", f.imgs);
+    snprintf(b, sizeof b, "%s/b.png", f.imgs);
+    snprintf(b2, sizeof b2, "%s/b2.png", f.imgs);
+    snprintf(c, sizeof c, "%s/c.png", f.imgs);
+    snprintf(d, sizeof d, "%s/img01.png", f.imgs);
+    ck_assert_int_eq(tu_copy(a, a2), 0);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    ck_assert_int_eq(rename(a, b), 0);
+    ck_assert_int_eq(rename(a2, b2), 0);
+    ck_assert_int_eq(tu_copy(b, c), 0);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+           "--format", "jsonl", f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_int_eq(count_str(r.out, "\"moved\""), 2);
+    ck_assert_int_eq(count_str(r.out, "\"copied\""), 1);
+    tu_run_free(&r);
+    idx_store *s;
+    idx_error err = {{0}};
+    ck_assert(idx_store_open(f.index, IDX_OPEN_READ, &s, &err) == IDX_OK);
+    const char *want[] = {b, b2, c, d}, *gone[] = {a, a2};
+    for (int i = 0; i < 4; i++) {
+        idx_item it;
+        int found;
+        ck_assert(idx_store_get_path(s, want[i], &it, &found, &err) == IDX_OK);
+        ck_assert_msg(found, "%s is not indexed", want[i]);
+        idx_item_free(&it);
+    }
+    for (int i = 0; i < 2; i++) {
+        idx_item it;
+        int found;
+        ck_assert(idx_store_get_path(s, gone[i], &it, &found, &err) == IDX_OK);
+        ck_assert_msg(!found, "%s is still indexed", gone[i]);
+    }
+    idx_store_close(s);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* Random sequences of adds, renames (onto free or taken names), copies,
+ * rewrites and deletes of a folder, each round followed by `vit index add`
+ * and `vit index remove --missing`: every file present ends up indexed
+ * exactly once, with its own vector. */
+START_TEST(cli_add_property)
+{
+    cli_fx f;
+    cli_fx_new(&f, 0);
+    char pool[600];
+    snprintf(pool, sizeof pool, "%s/pool", f.dir);
+    ck_assert_int_eq(mkdir(pool, 0755), 0);
+    make_pngs(pool, 0, PROP_POOL, 7);
+    /* Each content's vector, embedded here by the library. */
+    vit_model *m;
+    vit_state *st;
+    vit_error ve;
+    ck_assert(vit_model_load(TOK, NULL, &m, &ve) == VIT_OK);
+    ck_assert(vit_state_new(m, &st, &ve) == VIT_OK);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert_int_le(info.embed_dim, 64);
+    float vec[PROP_POOL][64];
+    uint8_t hash[PROP_POOL][32];
+    for (int c = 0; c < PROP_POOL; c++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/img%02d.png", pool, c);
+        vit_image img;
+        ck_assert(vit_image_read(path, vit_model_options(m), &img, &ve) ==
+                  VIT_OK);
+        ck_assert(vit_embed_images(st, &img, 1, vec[c], &ve) == VIT_OK);
+        vit_l2_normalize(vec[c], 1, info.embed_dim);
+        vit_image_free(&img);
+        idx_error ie;
+        ck_assert(idx_sha256_file(path, hash[c], &ie) == IDX_OK);
+    }
+    vit_state_free(st);
+    vit_model_free(m);
+
+    uint64_t rs = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < PROP_ROUNDS; round++) {
+        int ops = 2 + (int)(prop_next(&rs) % 6);
+        for (int o = 0; o < ops; o++) {
+            char a[700], b[700], src[700];
+            snprintf(a, sizeof a, "%s/f%d.png", f.imgs,
+                     (int)(prop_next(&rs) % PROP_NAMES));
+            snprintf(b, sizeof b, "%s/f%d.png", f.imgs,
+                     (int)(prop_next(&rs) % PROP_NAMES));
+            snprintf(src, sizeof src, "%s/img%02d.png", pool,
+                     (int)(prop_next(&rs) % PROP_POOL));
+            int have = access(a, F_OK) == 0;
+            switch (prop_next(&rs) % 5) {
+            case 0: /* a new file, or a rewrite */
+            case 3:
+                ck_assert_int_eq(tu_copy(src, a), 0);
+                break;
+            case 1: /* rename, perhaps over another file */
+                if (have)
+                    ck_assert_int_eq(rename(a, b), 0);
+                break;
+            case 2: /* copy */
+                if (have && strcmp(a, b) != 0)
+                    ck_assert_int_eq(tu_copy(a, b), 0);
+                break;
+            case 4: /* delete */
+                if (have)
+                    ck_assert_int_eq(unlink(a), 0);
+                break;
+            }
+        }
+        tu_run_result r;
+        tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+               f.imgs, NULL);
+        ck_assert_msg(r.code == 0, "round %d: %s", round, r.err);
+        tu_run_free(&r);
+        tu_run(&r, "index", "remove", "--index", f.index, "--missing", NULL);
+        ck_assert_msg(r.code == 0, "round %d: %s", round, r.err);
+        tu_run_free(&r);
+        prop_check(f.index, f.imgs, round, vec, hash, info.embed_dim);
+    }
+    printf("index: %d rounds of random renames, copies, rewrites and "
+           "deletes, every file indexed once with its vector\n",
+           PROP_ROUNDS);
     cli_fx_free(&f);
 }
 END_TEST
@@ -1524,6 +1747,8 @@ Suite *index_suite(void)
     t = tcase_create("command");
     tcase_set_timeout(t, 240);
     tcase_add_test(t, cli_add_skip_move_copy_remove);
+    tcase_add_test(t, cli_add_move_and_copy_together);
+    tcase_add_test(t, cli_add_property);
     tcase_add_test(t, cli_search_formats_prefix_precision);
     tcase_add_test(t, cli_model_mismatch_refused);
     tcase_add_test(t, cli_add_survives_sigkill);
