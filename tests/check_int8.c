@@ -2,10 +2,12 @@
  * The int8 mode (VIT_PRECISION_INT8). The kernel is checked against the
  * quantization written out here from its definition (per-channel symmetric
  * weights, per-row asymmetric activations, exact integer sums) in double
- * precision, on shapes with every kind of tail; the VNNI and portable
- * kernels must give the same bits. The whole models are checked against
- * the transformers fixtures: int8 changes numbers, so the contract is a
- * cosine similarity of at least 0.999 per output vector, not 1e-4.
+ * precision, on shapes with every kind of tail; every path this machine
+ * can run (AVX-512 VNNI, AVX-VNNI, AVX2, portable C) must give the same
+ * bits, and the quantized activations the bytes of the definition. The
+ * whole models are checked against the transformers fixtures: int8
+ * changes numbers, so the contract is a cosine similarity of at least
+ * 0.999 per output vector, not 1e-4.
  */
 #include <check.h>
 #include <math.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/cpu.h"
 #include "testutil.h"
 #include "vit/vit_impl.h"
 
@@ -22,22 +25,40 @@ static float frand(unsigned *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+/* A row quantized as defined: its range with 0 in it (NaN ignored),
+ * s = range / 255 (1 when that is 0), z = min(round(-lo / s), 255), u =
+ * clamp(round(x / s) + z, 0, 255), rounding half to even. */
+static void quantize_ref(uint8_t *u, float *scale, int32_t *zero,
+                         const float *x, int K)
+{
+    float lo = 0, hi = 0;
+    for (int k = 0; k < K; k++) {
+        lo = fminf(lo, x[k]);
+        hi = fmaxf(hi, x[k]);
+    }
+    float s = (hi - lo) / 255.0f;
+    if (!(s > 0))
+        s = 1;
+    /* at most 255 (1 / s can be infinite, -lo / s NaN) */
+    float z = fminf(nearbyintf(-lo * (1.0f / s)), 255);
+    for (int k = 0; k < K; k++) {
+        float v = nearbyintf(x[k] * (1.0f / s)) + z;
+        u[k] = (uint8_t)fminf(fmaxf(v, 0), 255); /* NaN: 0 */
+    }
+    *scale = s;
+    *zero = (int32_t)z;
+}
+
 /* The reference: quantize as defined, sum exactly, scale in double. */
 static void reference(double *out, const float *x, const float *const *w,
                       const float *const *b, int nparts, int Np, int M, int K)
 {
     int N = Np * nparts;
+    uint8_t *u = malloc((size_t)K);
     for (int i = 0; i < M; i++) {
-        const float *xi = x + (size_t)i * K;
-        float lo = 0, hi = 0;
-        for (int k = 0; k < K; k++) {
-            lo = fminf(lo, xi[k]);
-            hi = fmaxf(hi, xi[k]);
-        }
-        float s = (hi - lo) / 255.0f;
-        if (!(s > 0))
-            s = 1;
-        float z = nearbyintf(-lo * (1.0f / s));
+        float s;
+        int32_t z;
+        quantize_ref(u, &s, &z, x + (size_t)i * K, K);
         for (int n = 0; n < N; n++) {
             const float *wn = w[n / Np] + (size_t)(n % Np) * K;
             float amax = 0;
@@ -46,18 +67,20 @@ static void reference(double *out, const float *x, const float *const *w,
             float sw = amax > 0 ? amax / 127.0f : 1.0f;
             long long acc = 0;
             for (int k = 0; k < K; k++) {
-                float u = nearbyintf(xi[k] * (1.0f / s)) + z;
-                u = fminf(fmaxf(u, 0), 255);
                 float q = nearbyintf(wn[k] * (1.0f / sw));
                 q = fminf(fmaxf(q, -127), 127);
-                acc += (long long)(u - z) * (long long)q;
+                acc += (long long)(u[k] - z) * (long long)q;
             }
             const float *bp = b ? b[n / Np] : NULL;
             out[(size_t)i * N + n] =
                 (double)s * sw * (double)acc + (bp ? bp[n % Np] : 0.0);
         }
     }
+    free(u);
 }
+
+static const char *path_names[VIT_QPATH_COUNT] = {
+    "portable C", "AVX2", "AVX-VNNI", "AVX-512 VNNI"};
 
 static const struct {
     int M, Np, K, nparts, bias, accumulate;
@@ -67,7 +90,12 @@ static const struct {
     {9, 32, 33, 3, 1, 0},   /* fused q, k, v: segments inside tiles */
     {8, 16, 64, 3, 0, 0},   /* fused, no bias */
     {40, 100, 200, 1, 1, 1}, /* accumulate, as the residual adds */
-    {200, 96, 3000, 1, 0, 0}, /* several row chunks */
+    {200, 96, 3000, 1, 0, 0}, /* several row chunks, K in 5.9 slices
+                                 of the AVX2 kernel's widened rows */
+    {16, 48, 512, 1, 1, 0},  /* one whole slice, whole tiles */
+    {7, 60, 513, 1, 1, 1},   /* a slice and one group; short rows */
+    {1, 1, 1, 1, 1, 0},      /* one of everything */
+    {3, 20, 15, 3, 1, 0},    /* segments shorter than a column quad */
 };
 
 START_TEST(qlinear_matches_definition)
@@ -105,95 +133,141 @@ START_TEST(qlinear_matches_definition)
 
     double *want = malloc((size_t)M * N * sizeof *want);
     reference(want, x, (const float *const *)wp, bias, P, Np, M, K);
-    float *got[2];
-    for (int portable = 0; portable < 2; portable++) {
-        /* The outputs: P matrices of (M, Np), row stride Np. */
-        got[portable] = malloc((size_t)M * N * sizeof(float));
+    /* The outputs: P matrices of (M, Np), row stride Np, one per path. */
+    float *got[VIT_QPATH_COUNT] = {NULL};
+    for (int path = 0; path < VIT_QPATH_COUNT; path++) {
+        if (!vit__qkernel_force_isa(path))
+            continue;
+        got[path] = malloc((size_t)M * N * sizeof(float));
         for (size_t i = 0; i < (size_t)M * N; i++)
-            got[portable][i] = acc ? 0.5f : NAN;
+            got[path][i] = acc ? 0.5f : NAN;
         vit__qout o = {{NULL}, Np, Np, acc, 0, NULL, NULL};
         for (int p = 0; p < P; p++)
-            o.out[p] = got[portable] + (size_t)p * M * Np;
-        vit__qkernel_force_portable(portable);
+            o.out[p] = got[path] + (size_t)p * M * Np;
         vit__qlinear(&o, a, as, az, &q, M);
     }
-    vit__qkernel_force_portable(0);
+    vit__qkernel_force_isa(-1);
     double worst = 0, scale = 0;
+    const float *g0 = got[VIT_QPATH_PORTABLE];
     for (int i = 0; i < M; i++)
         for (int n = 0; n < N; n++) {
             double w = want[(size_t)i * N + n] + (acc ? 0.5 : 0);
-            double g = got[0][(size_t)(n / Np) * M * Np + (size_t)i * Np +
-                              n % Np];
+            double g = g0[(size_t)(n / Np) * M * Np + (size_t)i * Np + n % Np];
             ck_assert_msg(isfinite(g), "row %d column %d not written", i, n);
             worst = fmax(worst, fabs(g - w));
             scale = fmax(scale, fabs(w));
         }
-    printf("int8 linear %dx%dx%d (%d parts): max difference %.3g of %.3g\n",
-           M, N, K, P, worst, scale);
+    printf("int8 linear %dx%dx%d (%d parts): max difference %.3g of %.3g; "
+           "the same bits on:", M, N, K, P, worst, scale);
     ck_assert(worst <= 2e-6 * scale);
-    ck_assert_msg(memcmp(got[0], got[1], (size_t)M * N * sizeof(float)) == 0,
-                  "the VNNI and portable kernels differ");
+    for (int path = 0; path < VIT_QPATH_COUNT; path++) {
+        if (!got[path])
+            continue;
+        printf(" %s;", path_names[path]);
+        ck_assert_msg(memcmp(got[path], g0, (size_t)M * N * sizeof(float)) ==
+                          0,
+                      "the %s and portable kernels differ", path_names[path]);
+    }
+    printf("\n");
+    for (int path = 0; path < VIT_QPATH_COUNT; path++)
+        free(got[path]);
     vit__qweight_free(&q);
     for (int p = 0; p < P; p++)
         free(wp[p]), free(bp[p]);
-    free(x), free(a), free(as), free(az), free(want), free(got[0]),
-        free(got[1]);
+    free(x), free(a), free(as), free(az), free(want);
 }
 END_TEST
 
-/* Every value comes back within half a step, zero exactly. */
-START_TEST(quantize_rows_within_half_step)
+/* Row lengths with every tail of the vector paths (8, 16 and 32 floats
+ * at a time) and whole vectors. */
+static const int qrow_lengths[] = {1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64,
+                                   70, 100, 768};
+
+/* Every path quantizes rows to the bytes, scales and zero points of the
+ * definition, whether it finds the rows' ranges or is given them; every
+ * value comes back within half a step, zero exactly. */
+START_TEST(quantize_rows_as_defined)
 {
-    enum { M = 5, K = 70 }; /* 70: a partial vector at the end */
-    float x[M * K];
-    unsigned seed = 3;
+    enum { M = 9 };
+    int K = qrow_lengths[_i];
+    float *x = malloc((size_t)M * K * sizeof *x);
+    unsigned seed = 3 + (unsigned)_i;
     for (int i = 0; i < M * K; i++)
         x[i] = frand(&seed) * (float)(i / K + 1);
-    for (int k = 0; k < K; k++)
+    for (int k = 0; k < K; k++) {
         x[K + k] = fabsf(x[K + k]); /* a row of one sign */
-    memset(x + 2 * K, 0, K * sizeof *x); /* and one of zeros */
-    x[3 * K + 9] = 0;
-    x[4 * K + 11] = NAN; /* bad pixels: a number comes out, the same on
-                            both paths */
+        x[2 * K + k] = 0;           /* one of zeros */
+        /* one whose scale is 1 (its range 255), of ties that round to
+         * even, z (127.5) too */
+        x[5 * K + k] = k == 0 ? 127.5f : k == 1 ? -127.5f : (float)(k % 7) - 2.5f;
+        x[6 * K + k] = 1e-40f * frand(&seed); /* denormals: 1 / s is inf */
+    }
+    x[3 * K + K / 2] = 0;
+    x[4 * K + K / 3] = NAN;        /* bad pixels: a number comes out, */
+    x[7 * K + K - 1] = INFINITY;   /* the same on every path */
+    x[8 * K + K / 2] = -INFINITY;
     size_t lda = vit__qact_stride(K);
     ck_assert_uint_eq(lda % 64, 0);
-    uint8_t *a = aligned_alloc(64, M * lda), *a2 = aligned_alloc(64, M * lda);
-    float s[M], s2[M];
-    int32_t z[M], z2[M];
-    vit__qkernel_force_portable(1);
-    vit__quantize_rows(a2, s2, z2, x, M, K, NULL, NULL);
-    vit__qkernel_force_portable(0);
-    vit__quantize_rows(a, s, z, x, M, K, NULL, NULL);
-    /* The vector and portable paths give the same bytes. */
-    ck_assert(memcmp(a, a2, M * lda) == 0);
-    ck_assert(memcmp(s, s2, sizeof s) == 0 && memcmp(z, z2, sizeof z) == 0);
-    free(a2);
+    uint8_t *want = calloc(M, lda), *a = aligned_alloc(64, M * lda);
+    float s0[M], s[M], lo[M], hi[M];
+    int32_t z0[M], z[M];
     for (int i = 0; i < M; i++) {
-        ck_assert(s[i] > 0);
-        ck_assert(z[i] >= 0 && z[i] <= 255);
+        quantize_ref(want + i * lda, &s0[i], &z0[i], x + (size_t)i * K, K);
+        lo[i] = hi[i] = 0;
         for (int k = 0; k < K; k++) {
-            if (isnan(x[i * K + k]))
+            lo[i] = fminf(lo[i], x[(size_t)i * K + k]);
+            hi[i] = fmaxf(hi[i], x[(size_t)i * K + k]);
+        }
+    }
+    for (int path = 0; path < VIT_QPATH_COUNT; path++) {
+        if (!vit__qkernel_force_isa(path))
+            continue;
+        for (int given = 0; given < 2; given++) {
+            memset(a, 0xa5, M * lda);
+            vit__quantize_rows(a, s, z, x, M, K, given ? lo : NULL,
+                               given ? hi : NULL);
+            for (int i = 0; i < M; i++) {
+                ck_assert_msg(memcmp(&s[i], &s0[i], sizeof *s) == 0 &&
+                                  z[i] == z0[i],
+                              "%s, K %d, row %d: scale %a zero %d, not %a %d",
+                              path_names[path], K, i, s[i], z[i], s0[i],
+                              z0[i]);
+                for (size_t k = 0; k < lda; k++)
+                    ck_assert_msg(a[i * lda + k] == want[i * lda + k],
+                                  "%s, K %d, row %d, %zu: %d, not %d",
+                                  path_names[path], K, i, k, a[i * lda + k],
+                                  want[i * lda + k]);
+            }
+        }
+    }
+    vit__qkernel_force_isa(-1);
+    for (int i = 0; i < 6; i++) { /* the rows of finite numbers */
+        ck_assert(s0[i] > 0);
+        ck_assert(z0[i] >= 0 && z0[i] <= 255);
+        for (int k = 0; k < K; k++) {
+            float xv = x[i * K + k];
+            if (isnan(xv))
                 continue;
-            float back = s[i] * (float)(a[i * lda + k] - z[i]);
-            ck_assert_msg(fabsf(back - x[i * K + k]) <= s[i] * 0.5001f,
-                          "row %d, %d: %g back as %g", i, k, x[i * K + k],
-                          back);
-            if (x[i * K + k] == 0)
+            float back = s0[i] * (float)(want[i * lda + k] - z0[i]);
+            ck_assert_msg(fabsf(back - xv) <= s0[i] * 0.5001f,
+                          "row %d, %d: %g back as %g", i, k, xv, back);
+            if (xv == 0)
                 ck_assert_float_eq(back, 0);
         }
-        for (size_t k = K; k < lda; k++)
-            ck_assert_int_eq(a[i * lda + k], 0);
     }
-    free(a);
+    free(x), free(want), free(a);
 }
 END_TEST
 
 /* The MLP's first product applies the activation to each tile as it is
  * stored and keeps every row's range, which quantizing the result then
- * uses instead of finding it: both as if done in separate passes. */
+ * uses instead of finding it: both as if done in separate passes, on each
+ * path. */
 START_TEST(epilogue_activation_and_ranges)
 {
     enum { M = 11, N = 100, K = 40 };
+    if (!vit__qkernel_force_isa(_i))
+        return; /* a path this CPU does not run */
     unsigned seed = 5;
     float x[M * K], w[N * K], plain[M * N], fused[M * N], lo[M], hi[M];
     for (int i = 0; i < M * K; i++)
@@ -231,18 +305,31 @@ START_TEST(epilogue_activation_and_ranges)
     vit__quantize_rows(q2, s2, z2, plain, M, N, lo, hi);
     ck_assert(memcmp(q1, q2, M * ldf) == 0);
     ck_assert(memcmp(s1, s2, sizeof s1) == 0 && memcmp(z1, z2, sizeof z1) == 0);
+    vit__qkernel_force_isa(-1);
     vit__qweight_free(&q);
     free(a), free(q1), free(q2);
 }
 END_TEST
 
+/* The kernel is the CPU table's (VIT_ISA caps it); the tests' hook runs
+ * any path the table allows, and no other. */
 START_TEST(kernel_follows_the_cpu)
 {
-    __builtin_cpu_init();
-    int vnni = __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
-    ck_assert_str_eq(vit_int8_kernel(), vnni ? "AVX-512 VNNI" : "portable C");
+    const char *best = cpu_avx512vnni() ? "AVX-512 VNNI"
+                       : cpu_avxvnni()  ? "AVX-VNNI"
+                       : cpu_avx2()     ? "AVX2"
+                                        : "portable C";
+    ck_assert_str_eq(vit_int8_kernel(), best);
+    int runs[VIT_QPATH_COUNT] = {1, cpu_avx2(), cpu_avxvnni(),
+                                 cpu_avx512vnni()};
+    for (int p = 0; p < VIT_QPATH_COUNT; p++) {
+        ck_assert_int_eq(vit__qkernel_force_isa(p), runs[p]);
+        ck_assert_str_eq(vit_int8_kernel(), runs[p] ? path_names[p] : best);
+        vit__qkernel_force_isa(-1);
+    }
+    ck_assert_str_eq(vit_int8_kernel(), best);
+    printf("int8 kernel: %s (cpu path %s)\n", best,
+           cpu_isa_name(cpu_get()->isa));
 }
 END_TEST
 
@@ -393,8 +480,10 @@ Suite *int8_suite(void)
     TCase *tc = tcase_create("kernel");
     tcase_add_loop_test(tc, qlinear_matches_definition, 0,
                         (int)(sizeof shapes / sizeof *shapes));
-    tcase_add_test(tc, quantize_rows_within_half_step);
-    tcase_add_test(tc, epilogue_activation_and_ranges);
+    tcase_add_loop_test(tc, quantize_rows_as_defined, 0,
+                        (int)(sizeof qrow_lengths / sizeof *qrow_lengths));
+    tcase_add_loop_test(tc, epilogue_activation_and_ranges, 0,
+                        VIT_QPATH_COUNT);
     tcase_add_test(tc, kernel_follows_the_cpu);
     suite_add_tcase(s, tc);
     tc = tcase_create("models");

@@ -179,8 +179,19 @@ void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
 /* The product of M quantized rows and q, into o. */
 void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
                   const int32_t *az, const vit__qweight *q, int M);
-/* Tests: run the portable kernel even where VNNI is there (on: 1). */
-void vit__qkernel_force_portable(int on);
+/* The int8 kernels, in the order they are preferred (the last the CPU
+ * table allows runs); each gives the same bits. */
+enum {
+    VIT_QPATH_PORTABLE,
+    VIT_QPATH_AVX2,       /* vpmaddwd on int16-widened bytes */
+    VIT_QPATH_AVXVNNI,    /* 256-bit vpdpbusd */
+    VIT_QPATH_AVX512VNNI, /* 512-bit vpdpbusd */
+    VIT_QPATH_COUNT
+};
+/* Tests: run path p (a VIT_QPATH_) from now on, or the CPU table's choice
+ * again (p < 0). 0, changing nothing, where the CPU (under VIT_ISA) cannot
+ * run p. */
+int vit__qkernel_force_isa(int p);
 
 /* ---- the float32 linear layer (sgemm.c) ---- */
 
