@@ -78,6 +78,18 @@ static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
 
 /* An SQLite failure as a status: a file that is no database is a format
  * error, a full disk or an I/O error is I/O, the rest is the database's. */
+/* How to rebuild a damaged index: said wherever one is refused. */
+#define REBUILD "restore it from a backup, or rebuild it (remove the file " \
+                "and run 'vit index add' again on the same folders)"
+
+/* The file against its own header, before SQLite reads it: SQLite fills
+ * what a short read misses with zeros, so a file cut short (a copy that
+ * stopped, a full disk) would otherwise open and lose rows silently. A
+ * database file is whole pages, and at least as long as the page count
+ * its header gives (when the header says that count is current). With a
+ * write-ahead log present the main file can legitimately lag behind (a
+ * checkpoint interrupted by a crash, which the log then repairs), so
+ * only the log-less state is judged. */
 static idx_status db_fail(idx_store *s, idx_error *err, const char *what)
 {
     int code = sqlite3_extended_errcode(s->db) & 0xff;
@@ -88,6 +100,9 @@ static idx_status db_fail(idx_store *s, idx_error *err, const char *what)
                             code == SQLITE_CANTOPEN || code == SQLITE_READONLY
                         ? IDX_E_IO
                         : IDX_E_DB;
+    if (code == SQLITE_CORRUPT)
+        return fail(err, st, "%s: %s: %s; " REBUILD, s->path, what,
+                    sqlite3_errmsg(s->db));
     return fail(err, st, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
@@ -109,6 +124,86 @@ static int64_t query_int(idx_store *s, const char *sql)
         v = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return v;
+}
+
+static double now_s(void);
+
+static idx_status check_file(const char *path, idx_error *err)
+{
+    unsigned char h[100];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return IDX_OK; /* SQLite says why */
+    struct stat sb;
+    ssize_t got = fstat(fd, &sb) == 0 ? read(fd, h, sizeof h) : -1;
+    close(fd);
+    if (got != (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
+        return IDX_OK; /* empty (new) or not SQLite: said elsewhere */
+    char wal[4200];
+    struct stat ws;
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    if (stat(wal, &ws) == 0 && ws.st_size > 0)
+        return IDX_OK;
+    unsigned page = (unsigned)h[16] << 8 | h[17];
+    if (page == 1)
+        page = 65536;
+    if (page < 512 || (page & (page - 1)))
+        return fail(err, IDX_E_FORMAT, "%s: the index file is damaged (a "
+                    "page size of %u in its header): " REBUILD, path, page);
+    uint32_t npages = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 |
+                      (uint32_t)h[30] << 8 | h[31];
+    int npages_valid = memcmp(h + 24, h + 92, 4) == 0 && npages > 0;
+    if (sb.st_size % page != 0 ||
+        (npages_valid && (uint64_t)npages * page > (uint64_t)sb.st_size))
+        return fail(err, IDX_E_FORMAT,
+                    "%s: the index file is damaged: it is %lld bytes, %s %u "
+                    "pages of %u bytes (it was cut short); " REBUILD,
+                    path, (long long)sb.st_size,
+                    sb.st_size % page ? "not a whole number of"
+                                      : "less than its",
+                    npages_valid ? npages : 0, page);
+    return IDX_OK;
+}
+
+/* SQLite's quick_check: every page and row of the b-trees read and
+ * checked (not the indexes against the tables). Run before writing. */
+static idx_status quick_check(idx_store *s, idx_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_fail(s, err, "checking the file");
+    int rc = sqlite3_step(q);
+    idx_status st = IDX_OK;
+    const char *r = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0)
+                                     : NULL;
+    if (rc == SQLITE_ROW && r && strcmp(r, "ok") != 0) {
+        char what[128];
+        snprintf(what, sizeof what, "%s", r);
+        for (char *c = what; *c; c++)
+            if (*c == '\n')
+                *c = ' ';
+        st = fail(err, IDX_E_FORMAT,
+                  "%s: the index file is damaged (%s); " REBUILD, s->path,
+                  what);
+    }
+    else if (rc != SQLITE_ROW)
+        st = fail(err, IDX_E_FORMAT, "%s: the index file is damaged (%s); "
+                  REBUILD, s->path, sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* The directory of `path`, or "." */
+static void dir_of(const char *path, char *dir, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, n, ".");
+    else if (slash == path)
+        snprintf(dir, n, "/");
+    else
+        snprintf(dir, n, "%.*s", (int)(slash - path), path);
 }
 
 static const char schema[] =
@@ -145,6 +240,41 @@ static idx_status read_meta_dim(idx_store *s)
     return IDX_OK;
 }
 
+/* Makes the schema of a new index in one transaction. Another process may
+ * be creating the same file at this moment: the write lock (BEGIN
+ * IMMEDIATE, waited for) orders the two, and the second finds the first's
+ * schema and uses it. Setting WAL needs the lock too, and may find the
+ * file busy for a moment: it is retried within the busy timeout. */
+static idx_status create(idx_store *s, idx_error *err)
+{
+    double t0 = now_s();
+    while (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
+           SQLITE_OK) {
+        int code = sqlite3_errcode(s->db);
+        if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) ||
+            now_s() - t0 > 10)
+            return db_fail(s, err, "setting up a new index");
+        usleep(10000);
+    }
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, err, "setting up a new index");
+    int64_t app = query_int(s, "PRAGMA application_id");
+    if (app == APP_ID) /* the other creator's, now committed */
+        return exec(s, "COMMIT", err);
+    char setup[128];
+    snprintf(setup, sizeof setup,
+             "PRAGMA application_id=%d; PRAGMA user_version=%d;", APP_ID,
+             SCHEMA_VERSION);
+    if (sqlite3_exec(s->db, setup, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        idx_status st = db_fail(s, err, "setting up a new index");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return st;
+    }
+    return IDX_OK;
+}
+
 idx_status idx_store_open(const char *path, idx_open_mode mode,
                           idx_store **out, idx_error *err)
 {
@@ -159,12 +289,40 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
         return fail(err, IDX_E_NOMEM, "out of memory");
     }
     s->lock_fd = -1;
+    idx_status st;
+    if ((st = check_file(path, err)) != IDX_OK)
+        goto fail;
+    /* Writing needs the directory (SQLite's log and shared-memory files
+     * live beside the index) and the file to be writable. */
+    char dir[4200];
+    dir_of(path, dir, sizeof dir);
+    if (mode != IDX_OPEN_READ &&
+        (access(dir, W_OK) != 0 ||
+         (access(path, F_OK) == 0 && access(path, W_OK) != 0))) {
+        st = fail(err, IDX_E_IO, "%s: %s is read-only, so the index cannot "
+                  "be written (it can still be searched)", path,
+                  access(dir, W_OK) != 0 ? "its directory" : "the file");
+        goto fail;
+    }
     int flags = mode == IDX_OPEN_READ
                     ? SQLITE_OPEN_READONLY
                     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    idx_status st;
-    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    /* Read-only media and directories (backups, shared volumes): SQLite
+     * cannot make its shared-memory file there, so the file is opened as
+     * immutable, which needs none; nothing can be writing it there. */
+    int immutable = mode == IDX_OPEN_READ && access(dir, W_OK) != 0;
+    char *uri = immutable ? sqlite3_mprintf("file:%s?immutable=1", path)
+                          : NULL;
+    if (immutable && !uri) {
+        st = fail(err, IDX_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    int rc = sqlite3_open_v2(immutable ? uri : path, &s->db,
+                             flags | SQLITE_OPEN_NOMUTEX |
+                                 (immutable ? SQLITE_OPEN_URI : 0),
+                             NULL);
+    sqlite3_free(uri);
+    if (rc != SQLITE_OK) {
         st = s->db ? db_fail(s, err, "open")
                    : fail(err, IDX_E_NOMEM, "out of memory");
         goto fail;
@@ -195,27 +353,17 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
                       path);
             goto fail;
         }
-        /* A new index. WAL is a property of the file once set. */
-        char setup[512];
-        snprintf(setup, sizeof setup,
-                 "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE; "
-                 "PRAGMA application_id=%d; PRAGMA user_version=%d;",
-                 APP_ID, SCHEMA_VERSION);
-        if ((st = exec(s, setup, err)) != IDX_OK)
+        if ((st = create(s, err)) != IDX_OK)
             goto fail;
-        if ((st = exec(s, schema, err)) != IDX_OK ||
-            (st = exec(s, "COMMIT", err)) != IDX_OK) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            goto fail;
-        }
     } else if (query_int(s, "PRAGMA user_version") > SCHEMA_VERSION) {
         st = fail(err, IDX_E_FORMAT,
                   "%s: an index of a newer schema than this vit reads", path);
         goto fail;
     }
     if (mode != IDX_OPEN_READ &&
-        (st = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
-                   err)) != IDX_OK)
+        ((st = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                    err)) != IDX_OK ||
+         (st = quick_check(s, err)) != IDX_OK))
         goto fail;
     for (int i = 0; i < Q_COUNT; i++)
         if (sqlite3_prepare_v3(s->db, sql_text[i], -1,

@@ -813,6 +813,179 @@ static void prop_check(const char *index, const char *dir, int round,
     idx_store_close(s);
 }
 
+/* Copies `src` to `dst` less its last `cut` bytes, or with `len` bytes at
+ * `at` overwritten by garbage. */
+static void damaged_copy(const char *src, const char *dst, long cut, long at,
+                         long len)
+{
+    size_t n;
+    unsigned char *b = tu_read(src, &n);
+    ck_assert_ptr_nonnull(b);
+    ck_assert((size_t)cut < n && (size_t)(at + len) <= n);
+    for (long i = 0; i < len; i++)
+        b[at + i] = (unsigned char)(0xa5 ^ i);
+    ck_assert_int_eq(tu_write(dst, b, n - (size_t)cut), 0);
+    free(b);
+}
+
+/* Every command on `index` fails, saying the file is damaged and how to
+ * rebuild it; with `writes_only`, only add and remove (which check every
+ * page first) must. */
+static void refused_as_damaged(const char *index, const char *imgs,
+                               int writes_only)
+{
+    const char *cmds[][12] = {
+        {"index", "add", "--model", TOK, "--index", index, imgs, NULL},
+        {"index", "remove", "--index", index, "--missing", NULL},
+        {"index", "stats", "--index", index, NULL},
+        {"index", "search", "--index", index, "--text", "a cat", NULL},
+    };
+    for (int i = 0; i < (writes_only ? 2 : 4); i++) {
+        tu_run_result r;
+        tu_run_argv(&r, cmds[i]);
+        ck_assert_msg(r.code == 1, "%s %s: exit %d: %s", cmds[i][1], index,
+                      r.code, r.err);
+        ck_assert_msg(strstr(r.err, "damaged") || strstr(r.err, "malformed"),
+                      "%s: %s", cmds[i][1], r.err);
+        ck_assert_msg(strstr(r.err, "rebuild it"), "%s: %s", cmds[i][1],
+                      r.err);
+        tu_run_free(&r);
+    }
+}
+
+/* An index file cut short (mid-page, or by whole pages) is refused by
+ * every command; one with a damaged page inside, by add and remove, which
+ * check every page before writing, and by whatever reads that page. */
+START_TEST(cli_damaged_index_refused)
+{
+    cli_fx f;
+    cli_fx_new(&f, 40);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    struct stat sb;
+    ck_assert_int_eq(stat(f.index, &sb), 0);
+    ck_assert_int_ge(sb.st_size, 8 * 4096);
+    char cut[700];
+    snprintf(cut, sizeof cut, "%s/cut.vidx", f.dir);
+    damaged_copy(f.index, cut, 1000, 0, 0);
+    refused_as_damaged(cut, f.imgs, 0);
+    damaged_copy(f.index, cut, 2 * 4096, 0, 0);
+    refused_as_damaged(cut, f.imgs, 0);
+    damaged_copy(f.index, cut, 0, sb.st_size - 3 * 4096, 4096);
+    refused_as_damaged(cut, f.imgs, 1);
+    /* The intact file still serves. */
+    tu_run(&r, "index", "stats", "--index", f.index, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* An index on read-only media (here a read-only bind mount, where the
+ * system allows one) is searched and described; writing it is refused,
+ * saying why. */
+START_TEST(cli_read_only_index)
+{
+    cli_fx f;
+    cli_fx_new(&f, 3);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    char ro[700], idx[760], cmd[1600];
+    snprintf(ro, sizeof ro, "%s/ro", f.dir);
+    snprintf(idx, sizeof idx, "%s/photos.vidx", ro);
+    ck_assert_int_eq(mkdir(ro, 0755), 0);
+    snprintf(cmd, sizeof cmd,
+             "mount --bind '%s' '%s' 2>/dev/null && "
+             "mount -o remount,ro,bind '%s' 2>/dev/null",
+             f.dir, ro, ro);
+    if (system(cmd) != 0) {
+        printf("index: read-only media not tested: no read-only bind mount "
+               "allowed here\n");
+        snprintf(cmd, sizeof cmd, "umount '%s' 2>/dev/null", ro);
+        ck_assert(system(cmd) >= 0);
+        cli_fx_free(&f);
+        return;
+    }
+    ck_assert_int_ne(access(ro, W_OK), 0);
+    tu_run(&r, "index", "search", "--index", idx, "--text", "a cat", "-k",
+           "1", NULL);
+    int search_code = r.code;
+    char *search_err = strdup(r.err);
+    tu_run_free(&r);
+    tu_run(&r, "index", "stats", "--index", idx, NULL);
+    int stats_code = r.code;
+    tu_run_free(&r);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", idx, f.imgs, NULL);
+    int add_code = r.code;
+    char *add_err = strdup(r.err);
+    tu_run_free(&r);
+    snprintf(cmd, sizeof cmd, "umount '%s'", ro);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_msg(search_code == 0, "search: %s", search_err);
+    ck_assert_int_eq(stats_code, 0);
+    ck_assert_int_eq(add_code, 1);
+    ck_assert_msg(strstr(add_err, "read-only"), "%s", add_err);
+    free(search_err);
+    free(add_err);
+    cli_fx_free(&f);
+}
+END_TEST
+
+/* Three adds create the same new index at once: each either adds or says
+ * another process is writing; none fails on the half-made schema; the
+ * files all end up indexed. */
+START_TEST(cli_concurrent_create)
+{
+    cli_fx f;
+    cli_fx_new(&f, 3);
+    pid_t pid[3];
+    char out[3][700];
+    for (int i = 0; i < 3; i++) {
+        snprintf(out[i], sizeof out[i], "%s/err%d", f.dir, i);
+        fflush(NULL);
+        pid[i] = fork();
+        ck_assert_int_ge(pid[i], 0);
+        if (pid[i] == 0) {
+            int fd = open(out[i], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, 2);
+            dup2(fd, 1);
+            execl(tu_vit_bin(), "vit", "index", "add", "--model", TOK,
+                  "--index", f.index, f.imgs, (char *)NULL);
+            _exit(127);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        int status;
+        ck_assert_int_eq(waitpid(pid[i], &status, 0), pid[i]);
+        size_t n;
+        char *text = (char *)tu_read(out[i], &n);
+        ck_assert_ptr_nonnull(text);
+        text = realloc(text, n + 1);
+        text[n] = '\0';
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        ck_assert_msg(code == 0 || (code == 1 && strstr(text, "another "
+                                                        "process is writing")),
+                      "creator %d: exit %d: %s", i, code, text);
+        ck_assert_msg(!strstr(text, "CREATE TABLE") && !strstr(text, "locked"),
+                      "creator %d: %s", i, text);
+        free(text);
+    }
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+           "--format", "jsonl", f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_int_eq(count_str(r.out, "\"unchanged\""), 3);
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
 /* A file renamed and copied before the next add, and two identical files
  * both renamed: each of the four new paths is indexed, none of the old. */
 START_TEST(cli_add_move_and_copy_together)
@@ -1749,6 +1922,9 @@ Suite *index_suite(void)
     tcase_add_test(t, cli_add_skip_move_copy_remove);
     tcase_add_test(t, cli_add_move_and_copy_together);
     tcase_add_test(t, cli_add_property);
+    tcase_add_test(t, cli_damaged_index_refused);
+    tcase_add_test(t, cli_read_only_index);
+    tcase_add_test(t, cli_concurrent_create);
     tcase_add_test(t, cli_search_formats_prefix_precision);
     tcase_add_test(t, cli_model_mismatch_refused);
     tcase_add_test(t, cli_add_survives_sigkill);
