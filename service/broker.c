@@ -505,9 +505,19 @@ static void on_frontend(broker *b, svc_msg *m)
                "0x01, a service, a request id and a header");
         return;
     }
-    if (rid_len == 0 || svc_size(m, 4) > SVC_MAX_ID) {
+    if (rid_len == 0) {
         refuse(b, client, client_len, "", 0, "bad_request",
-               "the request id and the service must be 1 to 255 bytes");
+               "the request id must be 1 to 255 bytes");
+        return;
+    }
+    /* Names are compared whole, as the bytes they are: one holding a NUL
+     * could only ever be cut short, and so routed to another model. */
+    if (svc_size(m, 4) > SVC_MAX_ID ||
+        memchr(svc_data(m, 4), 0, svc_size(m, 4))) {
+        refuse(b, client, client_len, rid, rid_len, "bad_request",
+               svc_size(m, 4) > SVC_MAX_ID
+                   ? "the service name must be at most 255 bytes"
+                   : "the service name holds a NUL byte");
         return;
     }
     if (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&

@@ -796,6 +796,9 @@ END_TEST
 
 /* Sends raw frames on a DEALER and returns the reply body's error code
  * (a static buffer), or NULL when no reply came within timeout_ms. */
+/* The request id of the last reply raw() read. */
+static char raw_rid[512];
+
 static const char *raw(void *sock, int timeout_ms, int n, ...)
 {
     static char code[64];
@@ -830,6 +833,7 @@ static const char *raw(void *sock, int timeout_ms, int n, ...)
     ck_assert_int_ge(nf, 6);
     ck_assert_str_eq(frames[1], "VITC01");
     ck_assert_int_eq(frames[2][0], 3);
+    snprintf(raw_rid, sizeof raw_rid, "%s", frames[4]);
     json_t *o = json_loads(frames[5], 0, NULL);
     ck_assert_ptr_nonnull(o);
     snprintf(code, sizeof code, "%s", err_code(o));
@@ -2049,6 +2053,22 @@ START_TEST(test_broker_refusals)
                F("", 0), S("{\"op\":\"health\"}"));
     ck_assert_ptr_nonnull(code);
     ck_assert_str_eq(code, "bad_request");
+    /* A service name over 255 bytes: refused, with the request id echoed
+     * so that a client matching replies by id gets it. */
+    char longname[300];
+    memset(longname, 'x', sizeof longname);
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1),
+               F(longname, sizeof longname), S("long"),
+               S("{\"op\":\"health\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    ck_assert_str_eq(raw_rid, "long");
+    /* A name is its bytes, whole: "worker\0x" is not "worker". */
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1),
+               F("worker\0x", 8), S("nul"), S("{\"op\":\"health\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    ck_assert_str_eq(raw_rid, "nul");
     /* The worker validates what the broker passes on. */
     code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
                S("r"), S("{\"op\":\"fly\"}"));
