@@ -23,6 +23,14 @@
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 #define DEFAULT_BATCH 8
 
+
+/* The most bytes a key takes in a header: as a JSON string (escapes
+ * aside), or as {"base64": ...} when it is not UTF-8. */
+static size_t key_wire_bytes(const char *key)
+{
+    return strlen(key) / 3 * 4 + 28;
+}
+
 static const char usage_line[] =
     "usage: vit client --connect EP [--timeout MS] [--retries N] "
     "[--service NAME]\n"
@@ -305,7 +313,8 @@ static char *image_header(run *r, int lo)
     if (r->op == OP_INDEX_ADD) {
         json_t *ids = json_array();
         for (int i = lo; ids && i < r->nq; i++)
-            if (json_array_append_new(ids, json_string(r->q[i].key)) != 0) {
+            if (json_array_append_new(ids, vit_key_to_json(r->q[i].key)) !=
+                0) {
                 json_decref(ids);
                 ids = NULL;
             }
@@ -465,19 +474,9 @@ static void add_image(run *r, const char *path)
             r->oom = 1;
             return;
         }
-        json_t *k = json_string(key);
-        if (!k) {
-            free(key);
-            free(bytes);
-            flush(r);
-            fail_input(r, path, "the path is not valid UTF-8, and ids are "
-                                "JSON strings");
-            return;
-        }
-        json_decref(k);
         /* Within the server's limits: the header's ids and the request's
          * bytes. */
-        if (r->nq && (r->q_id_bytes + strlen(key) + 8 > MAX_ID_BYTES ||
+        if (r->nq && (r->q_id_bytes + key_wire_bytes(key) > MAX_ID_BYTES ||
                       (r->max_bytes && r->q_bytes + n > r->max_bytes)))
             flush(r);
     }
@@ -490,7 +489,7 @@ static void add_image(run *r, const char *path)
     }
     r->q[r->nq++] = (pending){p, bytes, n, key};
     r->q_bytes += n;
-    r->q_id_bytes += key ? strlen(key) + 8 : 0;
+    r->q_id_bytes += key ? key_wire_bytes(key) : 0;
     if (r->nq == r->batch)
         flush(r);
 }
@@ -954,7 +953,7 @@ static int search_request(run *r, char kind, char **v, const vit_blob *b,
                           kind == 't' ? "search_text" : "search_image", "k",
                           k);
     if (h && prefix)
-        json_object_set_new(h, "prefix", json_string(prefix));
+        json_object_set_new(h, "prefix", vit_key_to_json(prefix));
     if (h && kind == 't') {
         json_t *t = json_array();
         for (int i = 0; i < n; i++)
@@ -1006,16 +1005,27 @@ static int search_print(run *r, char kind, const char *query, json_t *res)
     cli_hit *hits = malloc((n ? n : 1) * sizeof *hits);
     if (!hits)
         return -1;
+    char **keys = calloc(n ? n : 1, sizeof *keys);
+    if (!keys) {
+        free(hits);
+        return -1;
+    }
     for (size_t j = 0; j < n; j++) {
         json_t *x = json_array_get(res, j);
         json_t *id = json_object_get(x, "rowid");
-        hits[j] = (cli_hit){jstr(x, "id") ? jstr(x, "id") : "",
+        /* An id that is not UTF-8 comes as {"base64": ...}: printed as
+         * the bytes it is, as `vit index search` prints it. */
+        keys[j] = vit_key_from_json(json_object_get(x, "id"), (size_t)-1);
+        hits[j] = (cli_hit){keys[j] ? keys[j] : "",
                             jf(json_object_get(x, "score")),
                             json_is_integer(id) ? json_integer_value(id)
                                                 : -1};
     }
     int rc = cli_search_write(stdout, r->fmt == CLI_FMT_JSONL, kind == 'i',
                               query, hits, (int)n);
+    for (size_t j = 0; j < n; j++)
+        free(keys[j]);
+    free(keys);
     free(hits);
     return rc;
 }
@@ -1295,11 +1305,12 @@ static json_t *remove_ids(char *path)
     char *key = cli_index_key(path);
     if (!ids || !key)
         goto oom;
-    json_t *s = json_string(key);
-    if (s)
-        json_array_append_new(ids, s);
-    if (strcmp(key, path) != 0 && (s = json_string(path)))
-        json_array_append_new(ids, s);
+    json_t *s = vit_key_to_json(key);
+    if (!s || json_array_append_new(ids, s) != 0)
+        goto oom;
+    if (strcmp(key, path) != 0 &&
+        (!(s = vit_key_to_json(path)) || json_array_append_new(ids, s) != 0))
+        goto oom;
     free(key);
     key = NULL;
     struct stat sb;
@@ -1317,9 +1328,12 @@ static json_t *remove_ids(char *path)
                 cli_inputs_free(&in);
                 goto oom;
             }
-            if ((s = json_string(k)))
-                json_array_append_new(ids, s);
+            s = vit_key_to_json(k);
             free(k);
+            if (!s || json_array_append_new(ids, s) != 0) {
+                cli_inputs_free(&in);
+                goto oom;
+            }
         }
         cli_inputs_free(&in);
     }
@@ -1360,7 +1374,9 @@ static int index_remove_cmd(run *r, int argc, char **argv)
             for (; j < n && (json_array_size(ids) == 0 ||
                              bytes < MAX_ID_BYTES - 4096 - 8); j++) {
                 json_t *x = json_array_get(all, j);
-                bytes += strlen(json_string_value(x)) + 8;
+                char *k = vit_key_from_json(x, (size_t)-1);
+                bytes += k ? key_wire_bytes(k) : 28;
+                free(k);
                 json_array_append(ids, x);
             }
             json_t *h = json_pack("{s:s, s:o}", "op", "index_remove", "ids",

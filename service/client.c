@@ -279,3 +279,10 @@ int vit_reply_error(const vit_reply *r, char code[32], char *msg,
     json_decref(o);
     return is_err;
 }
+
+struct json_t *vit_key_to_json(const char *key) { return svc_key_json(key); }
+
+char *vit_key_from_json(struct json_t *v, size_t max)
+{
+    return svc_key_parse(v, max);
+}

@@ -91,6 +91,17 @@ void vit_reply_free(vit_reply *r);
 int vit_reply_error(const vit_reply *r, char code[32], char *msg,
                     size_t msg_size, int *index);
 
+/* Item keys (ids, file paths) are byte strings, and JSON strings are
+ * UTF-8: a key that is not valid UTF-8 travels as {"base64": "..."}
+ * (PROTOCOL.md 3.5), in requests and replies alike. vit_key_to_json makes
+ * the JSON value for a key (a new jansson reference; NULL when out of
+ * memory); vit_key_from_json reads either form into a malloc'd,
+ * NUL-terminated copy (NULL when it is neither form, empty, over `max`
+ * bytes, or holds a NUL byte). */
+struct json_t;
+struct json_t *vit_key_to_json(const char *key);
+char *vit_key_from_json(struct json_t *v, size_t max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
  * and searches. See svc_index.h for who may call what from which thread.
  */
 #include "service/svc_index.h"
+#include "service/svc_impl.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -305,8 +306,11 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
                     meta = json_loads(it.meta, 0, NULL);
                 idx_item_free(&it);
             }
+            /* A key that is not UTF-8 (a file name in another encoding)
+             * goes as {"base64": ...}: left out, the row would vanish. */
             json_array_append_new(
-                row, json_pack("{s:s, s:f, s:o, s:I}", "id", h->key, "score",
+                row, json_pack("{s:o, s:f, s:o, s:I}", "id",
+                               svc_key_json(h->key), "score",
                                (double)h->score, "metadata",
                                meta ? meta : json_null(), "rowid",
                                (json_int_t)h->id));

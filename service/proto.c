@@ -173,3 +173,88 @@ char *svc_health_body(const char *status, int queue_depth)
     json_decref(o);
     return s;
 }
+
+/* ---- keys: byte strings in JSON ---- */
+
+/* Standard base64 (RFC 4648), written here: neither jansson nor the
+ * libraries the service links have it, and it is a few lines. */
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+struct json_t *svc_key_json(const char *key)
+{
+    json_t *s = json_string(key);
+    if (s)
+        return s;
+    size_t n = strlen(key), o = 0;
+    char *t = malloc((n + 2) / 3 * 4 + 1);
+    if (!t)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)key;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 |
+                     (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        t[o++] = b64[v >> 18 & 63];
+        t[o++] = b64[v >> 12 & 63];
+        t[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        t[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    t[o] = '\0';
+    json_t *obj = json_pack("{s:s}", "base64", t);
+    free(t);
+    return obj;
+}
+
+static int b64_value(int c)
+{
+    const char *p = c ? strchr(b64, c) : NULL;
+    return p ? (int)(p - b64) : -1;
+}
+
+char *svc_key_parse(struct json_t *v, size_t max)
+{
+    if (json_is_string(v)) {
+        size_t n = json_string_length(v);
+        const char *s = json_string_value(v);
+        if (n == 0 || n > max || memchr(s, 0, n))
+            return NULL;
+        return strdup(s);
+    }
+    json_t *e = json_is_object(v) && json_object_size(v) == 1
+                    ? json_object_get(v, "base64")
+                    : NULL;
+    const char *s = json_string_value(e);
+    size_t n = s ? strlen(s) : 0;
+    /* At most max bytes decoded (padding takes up to 2 off n / 4 * 3). */
+    if (!s || n == 0 || n % 4 != 0 || n / 4 * 3 - 2 > max)
+        return NULL;
+    char *out = malloc(n / 4 * 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int a = b64_value(s[i]), b = b64_value(s[i + 1]);
+        int pad2 = s[i + 2] == '=', pad3 = s[i + 3] == '=';
+        int c = pad2 ? 0 : b64_value(s[i + 2]);
+        int d = pad3 ? 0 : b64_value(s[i + 3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0 || (pad2 && !pad3) ||
+            ((pad2 || pad3) && i + 4 != n)) {
+            free(out);
+            return NULL;
+        }
+        unsigned x = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)c << 6 |
+                     (unsigned)d;
+        out[o++] = (char)(x >> 16);
+        if (!pad2)
+            out[o++] = (char)(x >> 8 & 255);
+        if (!pad3)
+            out[o++] = (char)(x & 255);
+    }
+    out[o] = '\0';
+    if (o == 0 || o > max || memchr(out, 0, o)) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}

@@ -84,6 +84,17 @@ char *svc_error_body(const char *code, const char *message, int index,
  * ..., "queue_depth": ...}; malloc'd, or NULL. */
 char *svc_health_body(const char *status, int queue_depth);
 
+/* Keys (item ids, paths) are byte strings; JSON strings are UTF-8. A key
+ * travels as a JSON string when it is valid UTF-8, else as the object
+ * {"base64": "<its bytes in standard base64>"} (PROTOCOL.md 3.5), in
+ * requests and replies alike. svc_key_json makes the value (a new
+ * reference, NULL when out of memory); svc_key_parse reads either form
+ * into a malloc'd NUL-terminated copy, NULL when the value is neither,
+ * is empty or over max bytes, or holds a NUL byte. */
+struct json_t;
+struct json_t *svc_key_json(const char *key);
+char *svc_key_parse(struct json_t *v, size_t max);
+
 /* Checks a Z85 key (40 characters). */
 int svc_key_valid(const char *z85);
 

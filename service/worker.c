@@ -919,8 +919,10 @@ static int parse_labels(worker *w, json_t *labels, json_t *tmpl, req *r,
 }
 
 /* An array of n strings (n 0: any length from 1 to max) into *out. */
-static int get_strings(json_t *h, const char *key, int n, int max,
-                       size_t max_bytes, char ***out, int *count, reject *rj)
+/* The item keys of `key`: n of them (n > 0) or 1 to max, each a string or
+ * {"base64": ...} (svc_key_parse) of 1 to max_bytes bytes. */
+static int get_keys(json_t *h, const char *key, int n, int max,
+                    size_t max_bytes, char ***out, int *count, reject *rj)
 {
     json_t *a = json_object_get(h, key);
     if (!a)
@@ -935,20 +937,15 @@ static int get_strings(json_t *h, const char *key, int n, int max,
                      : rejectf(rj, C_BAD_REQUEST, -1, key,
                                "'%s' must be an array of 1 to %d strings",
                                key, max);
-    for (size_t i = 0; i < na; i++) {
-        json_t *x = json_array_get(a, i);
-        if (!json_is_string(x) || json_string_length(x) == 0 ||
-            json_string_length(x) > max_bytes)
-            return rejectf(rj, C_BAD_REQUEST, (int)i, key,
-                           "%s %zu must be a string of 1 to %zu bytes", key,
-                           i, max_bytes);
-    }
     *out = calloc(na, sizeof **out);
     if (!*out)
         return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
     for (size_t i = 0; i < na; i++, (*count)++)
-        if (!((*out)[i] = strdup(json_string_value(json_array_get(a, i)))))
-            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        if (!((*out)[i] = svc_key_parse(json_array_get(a, i), max_bytes)))
+            return rejectf(rj, C_BAD_REQUEST, (int)i, key,
+                           "%s %zu must be a string, or {\"base64\": ...}, "
+                           "of 1 to %zu bytes and no NUL",
+                           key, i, max_bytes);
     return 0;
 }
 
@@ -965,17 +962,16 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
             return -1;
         r->search_k = (int)k;
         json_t *p = json_object_get(h, "prefix");
-        if (p && !json_is_string(p))
+        if (p && !(r->prefix = svc_key_parse(p, 4096)))
             return rejectf(rj, C_BAD_REQUEST, -1, "prefix",
-                           "'prefix' must be a string");
-        if (p && !(r->prefix = strdup(json_string_value(p))))
-            return rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+                           "'prefix' must be a string, or {\"base64\": "
+                           "...}, of 1 to 4096 bytes and no NUL");
         return 0;
     }
     if (r->op == OP_INDEX_STATS)
         return 0;
     if (r->op == OP_INDEX_REMOVE)
-        return get_strings(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
+        return get_keys(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
     /* index_add */
     int n = 0;
     if (given) {
@@ -988,7 +984,7 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
     } else {
         n = m->n - hi - 1 + m->dropped;
     }
-    if (get_strings(h, "ids", n, 1 << 20, 4096, &r->ids, &r->n_ids, rj))
+    if (get_keys(h, "ids", n, 1 << 20, 4096, &r->ids, &r->n_ids, rj))
         return -1;
     json_t *meta = json_object_get(h, "metadata");
     if (meta) {

@@ -143,6 +143,12 @@ static void fx_new(fx *f)
     ck_assert_int_eq(mkdir(f->sub, 0755), 0);
     noise_pngs(f->imgs, 0, 8, 42);
     noise_pngs(f->sub, 20, 3, 99);
+    /* A file name that is not UTF-8 (Latin-1 "café"): its id crosses the
+     * wire as {"base64": ...}. */
+    char from[700], to[700];
+    snprintf(from, sizeof from, "%s/img07.png", f->imgs);
+    snprintf(to, sizeof to, "%s/caf\xe9-07.png", f->imgs);
+    ck_assert_int_eq(rename(from, to), 0);
 }
 
 START_TEST(client_search_and_stats_match_local)
@@ -170,11 +176,15 @@ START_TEST(client_search_and_stats_match_local)
                         "the number 7", "--text", "a dog", "-k", "4",
                         "--format", "jsonl", NULL};
     const char *q7[] = {"-k", "3", "--image", img2, "--image", img5, NULL};
-    const char *const *qs[] = {q1, q2, q3, q4, q5, q6, q7};
+    /* Every item, the one whose name is not UTF-8 among them. */
+    const char *q8[] = {"--text", "a photo of a cat", "-k", "11", NULL};
+    const char *q9[] = {"--text", "a photo of a cat", "-k", "11",
+                        "--format", "jsonl", NULL};
+    const char *const *qs[] = {q1, q2, q3, q4, q5, q6, q7, q8, q9};
     /* Texts and images mixed are searched in one batch locally, in a
      * request per kind over the service: the same items, scores equal to
      * float32 rounding. Everything else is byte for byte the same. */
-    const int mixed[] = {0, 1, 0, 0, 1, 0, 0};
+    const int mixed[] = {0, 1, 0, 0, 1, 0, 0, 0, 0};
     enum { NQ = sizeof qs / sizeof *qs };
     char *want[NQ];
     for (int i = 0; i < NQ; i++) {
@@ -186,6 +196,8 @@ START_TEST(client_search_and_stats_match_local)
     ck_assert_int_eq(count_str(want[0], "\n  "), 5);
     ck_assert_int_eq(count_str(want[2], "\"rank\""), 3);  /* sub/ only */
     ck_assert_int_eq(count_str(want[3], "\n  "), 10);
+    ck_assert_int_eq(count_str(want[7], "\n  "), 11);
+    ck_assert_ptr_nonnull(strstr(want[7], "caf\xe9-07.png"));
 
     pid_t pid = tu_serve_start(TOK, f.dir, f.ep, f.index);
     for (int i = 0; i < NQ; i++) {
