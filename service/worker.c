@@ -1269,6 +1269,8 @@ typedef struct {
     int shook;       /* the connection's handshake is done */
     int told;        /* a handshake failure was logged (until one
                         succeeds) */
+    int wrong_told;  /* the endpoint was said to be no broker's backend
+                        (until a broker answers) */
 } io;
 
 /* Sends a reply with body `body` (not freed) and optional data. */
@@ -1861,12 +1863,26 @@ static void send_cmd(io *x, unsigned char cmd)
 }
 
 /* A message from the broker: ["", VITW01, cmd, ...]. Returns 1 when the
- * broker told us to disconnect. */
+ * broker told us to disconnect, -1 when the message is not the worker
+ * protocol (then it is no sign of a broker's life), else 0. What answers
+ * in the client protocol is a broker's frontend or another worker: the
+ * worker was pointed at the wrong endpoint, and says so at once, once. */
 static int handle_broker(io *x, svc_msg *m)
 {
+    if (m->n >= 2 && svc_size(m, 0) == 0 &&
+        svc_frame_is(m, 1, SVC_CLIENT_PROTO)) {
+        if (!x->wrong_told)
+            logf_(x->w, "%s answers in the client protocol: it is a "
+                  "broker's --frontend or a worker's --bind, not a broker's "
+                  "--backend, which is what a worker's --connect names",
+                  x->w->o.connect);
+        x->wrong_told = 1;
+        return -1;
+    }
     if (m->n < 3 || svc_size(m, 0) != 0 ||
         !svc_frame_is(m, 1, SVC_WORKER_PROTO) || svc_size(m, 2) != 1)
-        return 0;  /* not from a vit broker; ignored */
+        return -1;  /* not from a vit broker; ignored */
+    x->wrong_told = 0;
     unsigned char cmd = svc_data(m, 2)[0];
     if (cmd == SVC_W_DISCONNECT)
         return 1;
@@ -2197,9 +2213,12 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                 if (svc_msg_recv(&m, x.front, ZMQ_DONTWAIT, max_frames) != 0)
                     break;
                 if (x.brokered) {
-                    last_heard = now;
-                    backoff = hb;
-                    if (handle_broker(&x, &m)) {
+                    int hr = handle_broker(&x, &m);
+                    if (hr >= 0) {
+                        last_heard = now;
+                        backoff = hb;
+                    }
+                    if (hr > 0) {
                         /* The broker does not know us (it restarted):
                          * start a new session. */
                         broker_close(&x);

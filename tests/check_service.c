@@ -1759,6 +1759,36 @@ static int log_has(const char *name, const char *text)
     return strstr(buf, text) != NULL;
 }
 
+/* A worker whose --connect names a broker's frontend, or another worker's
+ * --bind, says so within its heartbeat interval (before, it said nothing
+ * after its start line, answered in the client protocol forever). */
+START_TEST(test_worker_wrong_endpoint)
+{
+    char front[200], back[200], bind[200];
+    endpoint(front, sizeof front, "wfront");
+    endpoint(back, sizeof back, "wback");
+    endpoint(bind, sizeof bind, "wbind");
+    pid_t b = start_broker("broker", front, back);
+    pid_t w1 = start_brokered_worker("lost1", front, "x");
+    pid_t w0 = spawn("direct", "serve", "--model", MODEL, "--bind", bind,
+                     NULL);
+    pid_t w2 = start_brokered_worker("lost2", bind, "x");
+    const char *say = "answers in the client protocol";
+    double until = now_ms() + 3000;
+    while ((!log_has("lost1.err", say) || !log_has("lost2.err", say)) &&
+           now_ms() < until)
+        sleep_ms(20);
+    ck_assert_msg(log_has("lost1.err", say), "pointed at a broker's frontend, "
+                  "the worker did not say so");
+    ck_assert_msg(log_has("lost2.err", say), "pointed at a worker, the "
+                  "worker did not say so");
+    stop_ok(w1);
+    stop_ok(w2);
+    stop_ok(w0);
+    stop_ok(b);
+}
+END_TEST
+
 /* A fresh key pair written as TMP/NAME.key_secret (both keys) and
  * TMP/NAME.key (the public key only), or DIR/NAME.key when `dir` names an
  * allow-list directory in TMP. */
@@ -2502,6 +2532,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_wire_equals_local);
     tcase_add_test(tc, test_int8_worker);
     tcase_add_test(tc, test_torchvision_worker);
+    tcase_add_test(tc, test_worker_wrong_endpoint);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_batches_stay_full);
     tcase_add_test(tc, test_malformed_sweep);
