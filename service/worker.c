@@ -1026,18 +1026,27 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
 static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
 {
     size_t hn = svc_size(m, hi);
-    if (hn == 0 || hn > SVC_MAX_HEADER)
+    if (hn == 0)
         return rejectf(rj, C_BAD_REQUEST, -1, NULL,
-                       "the header frame must be a JSON object of 1 to %d "
-                       "bytes", SVC_MAX_HEADER);
+                       "the header frame is empty; it must be a JSON object");
+    if (hn > SVC_MAX_HEADER)
+        return rejectf(rj, C_TOO_LARGE, -1, NULL,
+                       "the header is %zu bytes; the limit is %d", hn,
+                       SVC_MAX_HEADER);
     json_error_t jerr;
     json_t *h = json_loadb((const char *)svc_data(m, hi), hn,
                            JSON_REJECT_DUPLICATES, &jerr);
     int rc = -1;
-    if (!h || !json_is_object(h)) {
+    if (!h) {
+        /* jansson's reason: a syntax error, or a number it cannot hold
+         * (an integer past 64 bits) */
+        rejectf(rj, C_BAD_REQUEST, -1, NULL, "the header is not valid JSON: %s",
+                jerr.text);
+        goto done;
+    }
+    if (!json_is_object(h)) {
         rejectf(rj, C_BAD_REQUEST, -1, NULL,
-                "the header is not a JSON object%s%s", h ? "" : ": ",
-                h ? "" : jerr.text);
+                "the header is JSON but not an object");
         goto done;
     }
     json_t *op = json_object_get(h, "op");
@@ -1169,6 +1178,11 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
                 rejectf(rj, C_TOO_LARGE, (int)i, "texts",
                         "text %zu is %zu bytes; the limit is %d", i,
                         json_string_length(s), w->o.max_text_bytes);
+                goto done;
+            }
+            if (memchr(json_string_value(s), 0, json_string_length(s))) {
+                rejectf(rj, C_BAD_REQUEST, (int)i, "texts",
+                        "text %zu holds a NUL byte (\\u0000)", i);
                 goto done;
             }
         }
@@ -1357,6 +1371,12 @@ static char *info_body(worker *w)
         "max_image_bytes", (json_int_t)w->o.max_image_bytes,
         "max_request_bytes", (json_int_t)w->o.max_request_bytes, "max_pixels",
         (json_int_t)w->o.max_pixels);
+    /* Every limit a request meets is stated: the side of a decoded image
+     * too, and the header's size. */
+    json_object_set_new(limits, "max_side",
+                        json_integer((json_int_t)w->vopt.max_width));
+    json_object_set_new(limits, "max_header_bytes",
+                        json_integer(SVC_MAX_HEADER));
     json_t *batching = json_pack("{s:i, s:i, s:s, s:i, s:I, s:i}",
                                  "max_batch", w->o.max_batch, "max_delay_ms",
                                  w->o.max_delay_ms, "wait",

@@ -796,8 +796,8 @@ END_TEST
 
 /* Sends raw frames on a DEALER and returns the reply body's error code
  * (a static buffer), or NULL when no reply came within timeout_ms. */
-/* The request id of the last reply raw() read. */
-static char raw_rid[512];
+/* The request id and body of the last reply raw() read. */
+static char raw_rid[4096], raw_body[4096];
 
 static const char *raw(void *sock, int timeout_ms, int n, ...)
 {
@@ -815,7 +815,7 @@ static const char *raw(void *sock, int timeout_ms, int n, ...)
     if (zmq_poll(&it, 1, timeout_ms) <= 0)
         return NULL;
     /* The reply: "", VITC01, 0x03, service, request id, body, ... */
-    char frames[8][512];
+    static char frames[8][4096];
     int nf = 0, more = 1;
     while (more) {
         zmq_msg_t m;
@@ -823,7 +823,7 @@ static const char *raw(void *sock, int timeout_ms, int n, ...)
         ck_assert_int_ge(zmq_msg_recv(&m, sock, 0), 0);
         more = zmq_msg_more(&m);
         if (nf < 8) {
-            size_t len = zmq_msg_size(&m) < 511 ? zmq_msg_size(&m) : 511;
+            size_t len = zmq_msg_size(&m) < 4095 ? zmq_msg_size(&m) : 4095;
             memcpy(frames[nf], zmq_msg_data(&m), len);
             frames[nf][len] = '\0';
             nf++;
@@ -834,6 +834,7 @@ static const char *raw(void *sock, int timeout_ms, int n, ...)
     ck_assert_str_eq(frames[1], "VITC01");
     ck_assert_int_eq(frames[2][0], 3);
     snprintf(raw_rid, sizeof raw_rid, "%s", frames[4]);
+    snprintf(raw_body, sizeof raw_body, "%s", frames[5]);
     json_t *o = json_loads(frames[5], 0, NULL);
     ck_assert_ptr_nonnull(o);
     snprintf(code, sizeof code, "%s", err_code(o));
@@ -1759,6 +1760,60 @@ static int log_has(const char *name, const char *text)
     return strstr(buf, text) != NULL;
 }
 
+/* Where PROTOCOL.md and the worker once disagreed: a header past 64 KiB
+ * is too_large; a number past 64 bits is invalid JSON, said so; a text
+ * holding a NUL and an empty `texts` are bad_request; info states the
+ * side and header limits. */
+START_TEST(test_protocol_edges)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "edges");
+    pid_t w = spawn("edges", "serve", "--model", FIXTURES "/clip_tok",
+                    "--bind", ep, NULL);
+    void *ctx = zmq_ctx_new();
+    void *d = dealer(ctx, ep);
+    const char cmd = 1;
+    size_t big = 70 * 1024;
+    char *hdr = malloc(big + 1);
+    ck_assert_ptr_nonnull(hdr);
+    int n = snprintf(hdr, big + 1, "{\"op\":\"health\",\"pad\":\"");
+    memset(hdr + n, 'x', big - (size_t)n - 2);
+    memcpy(hdr + big - 2, "\"}", 3);
+    const char *code = NULL;
+    double until = now_ms() + 20000;
+    while (!(code = raw(d, 2000, 6, F("", 0), S("VITC01"), F(&cmd, 1),
+                        F("", 0), S("big"), F(hdr, big))) &&
+           now_ms() < until)
+        ; /* the worker is still loading */
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "too_large");
+    free(hdr);
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("k"), S("{\"op\":\"classify\",\"top_k\":18446744073709551616}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    ck_assert_msg(strstr(raw_body, "not valid JSON"), "%s", raw_body);
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("n"), S("{\"op\":\"embed_text\",\"texts\":[\"a\\u0000b\"]}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    ck_assert_msg(strstr(raw_body, "NUL"), "%s", raw_body);
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("e"), S("{\"op\":\"embed_text\",\"texts\":[]}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_request");
+    code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("i"), S("{\"op\":\"info\"}"));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_msg(strstr(raw_body, "\"max_side\":16384") &&
+                      strstr(raw_body, "\"max_header_bytes\":65536"),
+                  "%s", raw_body);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    stop_ok(w);
+}
+END_TEST
+
 /* A worker whose --connect names a broker's frontend, or another worker's
  * --bind, says so within its heartbeat interval (before, it said nothing
  * after its start line, answered in the client protocol forever). */
@@ -2533,6 +2588,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_int8_worker);
     tcase_add_test(tc, test_torchvision_worker);
     tcase_add_test(tc, test_worker_wrong_endpoint);
+    tcase_add_test(tc, test_protocol_edges);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_batches_stay_full);
     tcase_add_test(tc, test_malformed_sweep);
