@@ -300,11 +300,46 @@ static void on_backend(broker *b, svc_msg *m)
     if (cmd == SVC_W_READY) {
         if (w)
             drop_worker(b, w, "announced itself again");
-        if (m->n < 5 || svc_size(m, 4) == 0 || svc_size(m, 4) > SVC_MAX_ID ||
-            (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&
-             memcmp(svc_data(m, 4), SVC_MMI_PREFIX,
-                    strlen(SVC_MMI_PREFIX)) == 0))
-            return;  /* no name, or one of the broker's own */
+        /* A READY the broker cannot honour is refused, the peer told to
+         * disconnect and the reason logged: taking it with made-up values
+         * (credit 1 for a credit of -1) would hide the peer's bug. */
+        const char *why = NULL;
+        json_int_t credit = 1, hb = (json_int_t)b->o.heartbeat_ms;
+        if (m->n < 5 || svc_size(m, 4) == 0 || svc_size(m, 4) > SVC_MAX_ID)
+            why = "its service name is missing or over 255 bytes";
+        else if (memchr(svc_data(m, 4), 0, svc_size(m, 4)))
+            why = "its service name holds a NUL byte";
+        else if (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&
+                 memcmp(svc_data(m, 4), SVC_MMI_PREFIX,
+                        strlen(SVC_MMI_PREFIX)) == 0)
+            why = "its service name is one of the broker's own (mmi.)";
+        if (!why && m->n > 5) {
+            json_t *o = json_loadb((const char *)svc_data(m, 5),
+                                   svc_size(m, 5), 0, NULL);
+            json_t *c = json_object_get(o, "credit");
+            json_t *h = json_object_get(o, "heartbeat_ms");
+            if (!json_is_object(o))
+                why = "its settings are not a JSON object";
+            else if (c && (!json_is_integer(c) || json_integer_value(c) < 1 ||
+                           json_integer_value(c) > 100000))
+                why = "its credit is not an integer from 1 to 100000";
+            else if (h && (!json_is_integer(h) || json_integer_value(h) < 10 ||
+                           json_integer_value(h) > 3600000))
+                why = "its heartbeat_ms is not an integer from 10 to "
+                      "3600000";
+            if (!why && c)
+                credit = json_integer_value(c);
+            if (!why && h)
+                hb = json_integer_value(h);
+            json_decref(o);
+        }
+        if (why) {
+            blog(b, "refused a worker's READY: %s", why);
+            bworker tmp = {.id_len = id_len};
+            memcpy(tmp.id, id, id_len);
+            to_worker_cmd(b, &tmp, SVC_W_DISCONNECT);
+            return;
+        }
         w = calloc(1, sizeof *w);
         if (!w)
             return;
@@ -312,20 +347,8 @@ static void on_backend(broker *b, svc_msg *m)
         w->id_len = id_len;
         memcpy(w->service, svc_data(m, 4), svc_size(m, 4));
         w->service[svc_size(m, 4)] = '\0';
-        w->credit = 1;
-        w->hb = b->o.heartbeat_ms;
-        if (m->n > 5) {
-            json_t *o = json_loadb((const char *)svc_data(m, 5),
-                                   svc_size(m, 5), 0, NULL);
-            json_int_t c = json_integer_value(json_object_get(o, "credit"));
-            json_int_t h =
-                json_integer_value(json_object_get(o, "heartbeat_ms"));
-            if (c >= 1)
-                w->credit = c > 100000 ? 100000 : (int)c;
-            if (h >= 10)
-                w->hb = (double)h;
-            json_decref(o);
-        }
+        w->credit = (int)credit;
+        w->hb = (double)hb;
         w->expiry = now + 3 * (w->hb > b->o.heartbeat_ms ? w->hb
                                                           : b->o.heartbeat_ms);
         w->last_sent = now;

@@ -2198,6 +2198,25 @@ START_TEST(test_broker_refusals)
     }
     ck_assert_int_eq(f[2][0], 6);  /* DISCONNECT */
     zmq_close(stranger);
+    /* A READY with a credit of -1, or settings that are not JSON, is
+     * refused (DISCONNECT), not taken as credit 1. */
+    const char *bad[] = {"{\"credit\": -1}", "not json"};
+    for (int i = 0; i < 2; i++) {
+        void *p = dealer(ctx, back);
+        const char ready = 1;
+        zmq_send(p, "", 0, ZMQ_SNDMORE);
+        zmq_send(p, "VITW01", 6, ZMQ_SNDMORE);
+        zmq_send(p, &ready, 1, ZMQ_SNDMORE);
+        zmq_send(p, "odd", 3, ZMQ_SNDMORE);
+        zmq_send(p, bad[i], strlen(bad[i]), 0);
+        zmq_pollitem_t pi = {p, 0, ZMQ_POLLIN, 0};
+        ck_assert_msg(zmq_poll(&pi, 1, 5000) == 1, "READY %s: no answer",
+                      bad[i]);
+        for (int k = 0; k < 3; k++)
+            ck_assert_int_ge(zmq_recv(p, f[k], sizeof f[k], 0), 0);
+        ck_assert_int_eq(f[2][0], 6);  /* DISCONNECT */
+        zmq_close(p);
+    }
     zmq_close(d);
     zmq_ctx_term(ctx);
     free(png);
