@@ -215,7 +215,7 @@ vit_status svc_ix_open(const char *path, idx_precision prec,
     if (is == IDX_OK)
         is = idx_store_open(path, IDX_OPEN_READ, &ix->rd, &e);
     if (is == IDX_OK)
-        is = idx_store_load(ix->wr, prec, 1, &ix->m, &e);
+        is = idx_store_load(ix->wr, prec, 0, &ix->m, &e);
     if (is == IDX_OK)
         is = idx_store_stats_quick(ix->wr, &ix->cached, &e);
     if (is != IDX_OK) {
@@ -280,6 +280,12 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
     idx_search_opts o = idx_search_opts_default();
     o.k = k;
     o.prefix = prefix;
+    /* fp16 / int8 candidates are re-scored in fp32 from the store (the
+     * read connection, which sees every commit the matrix has: rows are
+     * copied into it only after their commit), not from a second copy of
+     * every vector in memory. */
+    o.fetch = idx_store_fetch;
+    o.fetch_ud = ix->rd;
     idx_error e = {{0}};
     if (idx_matrix_search(ix->m, q, nq, &o, hits, &e) != IDX_OK) {
         snprintf(msg, 256, "%.255s", e.msg);

@@ -28,7 +28,8 @@ typedef void (*svc_ix_done_fn)(void *push, void *req, char *body,
 
 /* Opens the index at `path` (creating it when missing), records or checks
  * the model (directory, architecture, dimension), loads the vectors in
- * `prec` (fp16 / int8 keep an fp32 copy for re-ranking), and starts the
+ * `prec` (fp16 / int8 re-rank their candidates in fp32 from the store),
+ * and starts the
  * writer thread, whose replies go to `done` through a PUSH socket of its
  * own connected to `done_ep` in `zctx`. */
 vit_status svc_ix_open(const char *path, idx_precision prec,

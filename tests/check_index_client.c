@@ -227,6 +227,37 @@ START_TEST(client_search_and_stats_match_local)
         tu_run_free(&r);
     }
     ck_assert_int_eq(tu_serve_stop(pid), 0);
+
+    /* A worker holding the index in fp16 or int8 re-scores its
+     * candidates in fp32 from the store, as the command in that precision
+     * does (before, from a second fp32 copy of every vector, which made
+     * those modes take more memory than fp32): the same bytes. */
+    const char *precs[] = {"fp16", "int8"};
+    for (int p = 0; p < 2; p++) {
+        const char *extra[] = {"--index-precision", precs[p], NULL};
+        pid = tu_serve_start_args(TOK, f.dir, f.ep, f.index, extra);
+        for (int i = 0; i < NQ; i++) {
+            if (mixed[i])
+                continue;
+            const char *la[32];
+            int n = 0;
+            for (; qs[i][n]; n++)
+                la[n] = qs[i][n];
+            la[n++] = "--precision";
+            la[n++] = precs[p];
+            la[n] = NULL;
+            search(&l, NULL, f.index, la);
+            search(&r, f.ep, NULL, qs[i]);
+            ck_assert_msg(r.code == 0 && l.code == 0, "%s%s", r.err, l.err);
+            ck_assert_msg(strcmp(r.out, l.out) == 0,
+                          "query %d, worker in %s\n%s\nlocally\n%s", i,
+                          precs[p], r.out, l.out);
+            tu_run_free(&r);
+            tu_run_free(&l);
+        }
+        ck_assert_int_eq(tu_serve_stop(pid), 0);
+    }
+    printf("client search == index search with the worker in fp16, int8\n");
     tu_rmrf(f.dir);
 }
 END_TEST

@@ -244,6 +244,12 @@ static double tu_now(void)
 pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
                      const char *index)
 {
+    return tu_serve_start_args(model, dir, ep, index, NULL);
+}
+
+pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
+                          const char *index, const char *const *extra)
+{
     char log[700];
     snprintf(log, sizeof log, "%s/worker.log", dir);
     fflush(NULL);
@@ -260,12 +266,20 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
         dup2(nul, 0);
         dup2(nul, 1);
         dup2(e, 2);
-        if (index)
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", model,
-                  "--bind", ep, "--index", index, (char *)NULL);
-        else
-            execl(tu_vit_bin(), tu_vit_bin(), "serve", "--model", model,
-                  "--bind", ep, (char *)NULL);
+        const char *argv[32];
+        int n = 0;
+        const char *head[] = {tu_vit_bin(), "serve", "--model", model,
+                              "--bind", ep};
+        for (size_t i = 0; i < sizeof head / sizeof *head; i++)
+            argv[n++] = head[i];
+        if (index) {
+            argv[n++] = "--index";
+            argv[n++] = index;
+        }
+        for (int i = 0; extra && extra[i] && n < 31; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(tu_vit_bin(), (char *const *)argv);
         _exit(127);
     }
     vit_client_options o = vit_client_options_default();

@@ -72,5 +72,8 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
 /* SIGTERM, then SIGKILL after 30 s; returns the exit status (-1 if it had
  * to be killed). */
 int tu_serve_stop(pid_t pid);
+/* tu_serve_start with more options for `vit serve` (NULL-terminated). */
+pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
+                          const char *index, const char *const *extra);
 
 #endif
