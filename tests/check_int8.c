@@ -90,12 +90,14 @@ static const struct {
     {9, 32, 33, 3, 1, 0},   /* fused q, k, v: segments inside tiles */
     {8, 16, 64, 3, 0, 0},   /* fused, no bias */
     {40, 100, 200, 1, 1, 1}, /* accumulate, as the residual adds */
-    {200, 96, 3000, 1, 0, 0}, /* several row chunks, K in 5.9 slices
+    {200, 96, 3000, 1, 0, 0}, /* several row chunks, K in 11.7 slices
                                  of the AVX2 kernel's widened rows */
-    {16, 48, 512, 1, 1, 0},  /* one whole slice, whole tiles */
-    {7, 60, 513, 1, 1, 1},   /* a slice and one group; short rows */
+    {16, 48, 512, 1, 1, 0},  /* whole slices, whole tiles */
+    {7, 60, 513, 1, 1, 1},   /* slices and one group; short rows */
     {1, 1, 1, 1, 1, 0},      /* one of everything */
     {3, 20, 15, 3, 1, 0},    /* segments shorter than a column quad */
+    {10, 250, 70, 1, 1, 0},  /* 6 panels: 4 at a time (AVX2), then 2 */
+    {5, 100, 40, 3, 1, 1},   /* 7 panels, segments across their groups */
 };
 
 START_TEST(qlinear_matches_definition)
