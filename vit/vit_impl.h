@@ -215,14 +215,23 @@ typedef struct {
  * fewer rows). */
 size_t vit__sgemm_pack_floats(int M, int K);
 /* Columns [n0, n1) of the product of in (M, K) and op's weights. pack:
- * vit__sgemm_pack_floats(M, K) floats of the calling thread's own (none,
- * NULL, for M < VIT_SNR). */
+ * vit__sgemm_pack_floats(M, K) floats of the calling thread's own, or NULL
+ * (any M; the rows are then read in place, at some cost in speed). Each
+ * output is the same chain of FMAs along k on every path, so its bits do
+ * not depend on M, on the rows or columns asked, nor on the path. */
 void vit__sgemm(const vit__sgemm_op *op, const float *in, int M, int K,
                 int n0, int n1, float *pack);
-/* Whether the AVX-512 kernel runs (else OpenBLAS). */
+/* The path vit__sgemm runs, a cpu_isa: CPU_ISA_AVX512 or CPU_ISA_AVX2
+ * (its SIMD kernels), or CPU_ISA_GENERIC (plain C). */
+int vit__sgemm_isa(void);
+/* Whether vit__sgemm runs vit's own kernels rather than OpenBLAS: always,
+ * on every path, plain C included (1). Products that once went to OpenBLAS
+ * where it did not may all come here (any M; pack may be NULL). */
 int vit__sgemm_native(void);
-/* Tests: OpenBLAS even where AVX-512 is there (on: 1). */
-void vit__sgemm_force_fallback(int on);
+/* Tests: run the path isa (a cpu_isa; never above what the CPU table
+ * allows), or the table's own again (-1); returns the path that will run.
+ * Not while products are running. */
+int vit__sgemm_force_isa(int isa);
 
 /* Thread w of n's cell of a float32 product of M rows and N columns: rows
  * [r0, r1), columns [c0, c1) in whole tiles of VIT_SMR. Thin products
