@@ -17,7 +17,12 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
 CHECK_LIBS   := $(shell pkg-config --libs check)
-CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -I. $(PKG_CFLAGS) -MMD -MP
+# -ffp-contract=off: a multiply and an add stay two roundings, as in the
+# references (Pillow's and numpy's C, PyTorch's elementwise kernels) and
+# whatever the compiler (clang contracts them by default, gcc in -std=c11
+# does not) or the CPU path (only AVX2 and AVX-512 copies have FMA).
+CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -ffp-contract=off -I. \
+          $(PKG_CFLAGS) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -lm -lpthread
 
 LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c index/*.c))

@@ -22,19 +22,13 @@ void vit__linear(float *out, const float *in, const float *w, const float *b,
                  int M, int N, int K)
 {
     /* out (M, N) = in (M, K) @ w (N, K)^T + b (N); w is PyTorch's
-     * nn.Linear layout, used as stored. Fewer rows than a panel of vit's
-     * GEMM need no packing scratch: they run there, as dot products, and
-     * OpenBLAS does not pack all of w for them. */
-    if (M < VIT_SNR && vit__sgemm_native()) {
-        vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
-        vit__sgemm(&op, in, M, K, 0, N, NULL);
-        return;
-    }
-    if (b)
-        for (int i = 0; i < M; i++)
-            memcpy(out + (size_t)i * N, b, (size_t)N * sizeof *out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K,
-                w, K, b ? 1.0f : 0.0f, out, N);
+     * nn.Linear layout, used as stored. The heads run on vit's GEMM
+     * without packing scratch (their rows are few: a batch's pooled
+     * tokens), where every output is one chain of FMAs whatever M is, so
+     * an image's logits and embeddings do not depend on its batch (with
+     * OpenBLAS they did, from 48 rows on). */
+    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+    vit__sgemm(&op, in, M, K, 0, N, NULL);
 }
 
 static VIT_BODY void layernorm_body(float *out, const float *in,

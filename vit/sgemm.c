@@ -839,10 +839,6 @@ int vit__sgemm_isa(void)
     return forced >= 0 && forced < best ? forced : best;
 }
 
-/* Every path is vit's own, with the same bits (what once was OpenBLAS is
- * the plain C path). */
-int vit__sgemm_native(void) { return 1; }
-
 void vit__sgemm(const vit__sgemm_op *o, const float *in, int M, int K,
                 int n0, int n1, float *pack)
 {

@@ -224,10 +224,6 @@ void vit__sgemm(const vit__sgemm_op *op, const float *in, int M, int K,
 /* The path vit__sgemm runs, a cpu_isa: CPU_ISA_AVX512 or CPU_ISA_AVX2
  * (its SIMD kernels), or CPU_ISA_GENERIC (plain C). */
 int vit__sgemm_isa(void);
-/* Whether vit__sgemm runs vit's own kernels rather than OpenBLAS: always,
- * on every path, plain C included (1). Products that once went to OpenBLAS
- * where it did not may all come here (any M; pack may be NULL). */
-int vit__sgemm_native(void);
 /* Tests: run the path isa (a cpu_isa; never above what the CPU table
  * allows), or the table's own again (-1); returns the path that will run.
  * Not while products are running. */
