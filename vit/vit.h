@@ -79,9 +79,10 @@ typedef enum {
     VIT_PRECISION_INT8 = 1, /* the four products of every encoder layer in
                                int8 (weights per output channel, activations
                                per token, int32 sums); everything else in
-                               float32. Faster where the CPU has AVX-512
-                               VNNI, and CHANGES NUMBERS: outputs drift from
-                               the reference's by about a percent. */
+                               float32. About 2.4x fp32 with AVX-512 VNNI
+                               or AVX-VNNI, 1.3-1.4x on AVX2 alone, and
+                               CHANGES NUMBERS: outputs drift from the
+                               reference's by about a percent. */
 } vit_precision;
 
 /* Which of transformers 5's two implementations of a model's image
@@ -322,8 +323,9 @@ void vit_state_profile_enable(vit_state *s, int on);
  * state runs (divide thread_seconds by it for wall time). */
 int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
 
-/* The kernel int8 products run on here: "AVX-512 VNNI" or "portable C"
- * (same results, much slower). */
+/* The kernel int8 products run on here, as the CPU path allows:
+ * "AVX-512 VNNI", "AVX-VNNI", "AVX2" or "portable C" (the same results;
+ * the last much slower). */
 const char *vit_int8_kernel(void);
 
 /* The CPU path vit's kernels run ("generic", "avx2", "avx512", "amx"):
