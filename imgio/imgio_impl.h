@@ -33,6 +33,13 @@ img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
                              img_filter f, int wx, int wy, int ww, int wh,
                              uint8_t *dst, char *err, size_t errlen);
 
+/* The argument checks both windowed resizes share: a non-empty source, an
+ * output buffer, a positive output size and a window inside it; `who`
+ * names the caller in the message. */
+img_status img_window_check(const img_rgb *src, int out_w, int out_h, int wx,
+                            int wy, int ww, int wh, const uint8_t *dst,
+                            const char *who, char *err, size_t errlen);
+
 /* Nonzero: img_resize uses its plain C loops even where a SIMD version
  * runs (they give identical bytes; the tests compare them). */
 extern int img_resize_plain;

@@ -601,14 +601,14 @@ out:
     return ok;
 }
 
-img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
-                             img_filter f, int wx, int wy, int ww, int wh,
-                             uint8_t *dst, char *err, size_t errlen)
+img_status img_window_check(const img_rgb *src, int out_w, int out_h, int wx,
+                            int wy, int ww, int wh, const uint8_t *dst,
+                            const char *who, char *err, size_t errlen)
 {
     if (!src || !dst || !src->rgb || src->width <= 0 || src->height <= 0)
         return img_fail(err, errlen, IMG_E_ARG,
-                        "img_resize needs a non-empty source image and an "
-                        "output");
+                        "%s needs a non-empty source image and an output",
+                        who);
     if (out_w <= 0 || out_h <= 0)
         return img_fail(err, errlen, IMG_E_ARG,
                         "cannot resize to %dx%d; both sides must be at "
@@ -619,6 +619,17 @@ img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
         return img_fail(err, errlen, IMG_E_ARG,
                         "window %dx%d at (%d, %d) is not inside %dx%d", ww,
                         wh, wx, wy, out_w, out_h);
+    return IMG_OK;
+}
+
+img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
+                             img_filter f, int wx, int wy, int ww, int wh,
+                             uint8_t *dst, char *err, size_t errlen)
+{
+    img_status st = img_window_check(src, out_w, out_h, wx, wy, ww, wh, dst,
+                                     "img_resize", err, errlen);
+    if (st != IMG_OK)
+        return st;
     const filter *fp = filter_for(f);
     if (!fp && f != IMG_NEAREST)
         return img_fail(err, errlen, IMG_E_ARG,

@@ -344,20 +344,10 @@ img_status img_resize_window_tv(const img_rgb *src, int out_w, int out_h,
                                 img_filter f, int wx, int wy, int ww, int wh,
                                 uint8_t *dst, char *err, size_t errlen)
 {
-    if (!src || !dst || !src->rgb || src->width <= 0 || src->height <= 0)
-        return img_fail(err, errlen, IMG_E_ARG,
-                        "img_resize_window_tv needs a non-empty source image "
-                        "and an output");
-    if (out_w <= 0 || out_h <= 0)
-        return img_fail(err, errlen, IMG_E_ARG,
-                        "cannot resize to %dx%d; both sides must be at "
-                        "least 1",
-                        out_w, out_h);
-    if (wx < 0 || wy < 0 || ww <= 0 || wh <= 0 || wx > out_w - ww ||
-        wy > out_h - wh)
-        return img_fail(err, errlen, IMG_E_ARG,
-                        "window %dx%d at (%d, %d) is not inside %dx%d", ww,
-                        wh, wx, wy, out_w, out_h);
+    img_status st = img_window_check(src, out_w, out_h, wx, wy, ww, wh, dst,
+                                     "img_resize_window_tv", err, errlen);
+    if (st != IMG_OK)
+        return st;
     double (*fn)(double) = NULL;
     int taps = 0;
     switch (f) {
