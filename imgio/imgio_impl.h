@@ -33,6 +33,10 @@ img_status img_resize_window(const img_rgb *src, int out_w, int out_h,
                              img_filter f, int wx, int wy, int ww, int wh,
                              uint8_t *dst, char *err, size_t errlen);
 
+/* sin(pi x) / (pi x), 1 at 0: the Lanczos kernel's factor, computed the
+ * same way for Pillow's filter and torchvision's. */
+double img_sinc(double x);
+
 /* The argument checks both windowed resizes share: a non-empty source, an
  * output buffer, a positive output size and a window inside it; `who`
  * names the caller in the message. */

@@ -65,7 +65,7 @@ static double bicubic_fn(double x)
     return 0.0;
 }
 
-static double sinc(double x)
+double img_sinc(double x)
 {
     if (x == 0.0)
         return 1.0;
@@ -75,7 +75,7 @@ static double sinc(double x)
 
 static double lanczos_fn(double x)
 {
-    return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0;
+    return (-3.0 <= x && x < 3.0) ? img_sinc(x) * img_sinc(x / 3) : 0.0;
 }
 
 static const filter *filter_for(img_filter f)

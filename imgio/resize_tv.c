@@ -70,18 +70,10 @@ static double tv_cubic(double x)
     return 0.0;
 }
 
-static double tv_sinc(double x)
-{
-    if (x == 0.0)
-        return 1.0;
-    x *= M_PI;
-    return sin(x) / x;
-}
-
 static double tv_lanczos3(double x)
 {
     x = fabs(x);
-    return x < 3.0 ? tv_sinc(x) * tv_sinc(x / 3.0) : 0.0;
+    return x < 3.0 ? img_sinc(x) * img_sinc(x / 3.0) : 0.0;
 }
 
 /* One axis of a separable resize: its geometry and the int16 weights of

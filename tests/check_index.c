@@ -606,6 +606,17 @@ static void cli_fx_free(cli_fx *f)
     free(f->index);
 }
 
+/* `vit index add` of the fixture's images into its index, which must
+ * succeed. */
+static void index_add_ok(const cli_fx *f)
+{
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f->index, f->imgs,
+           NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+}
+
 /* The JSON of search line `line` (0-based) of out. */
 static json_t *jsonl_line(const char *out, int line)
 {
@@ -861,10 +872,7 @@ START_TEST(cli_damaged_index_refused)
     cli_fx f;
     cli_fx_new(&f, 40);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
     struct stat sb;
     ck_assert_int_eq(stat(f.index, &sb), 0);
     ck_assert_int_ge(sb.st_size, 8 * 4096);
@@ -892,10 +900,7 @@ START_TEST(cli_read_only_index)
     cli_fx f;
     cli_fx_new(&f, 3);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
     char ro[700], idx[760], cmd[1600];
     snprintf(ro, sizeof ro, "%s/ro", f.dir);
     snprintf(idx, sizeof idx, "%s/photos.vidx", ro);
@@ -1001,10 +1006,7 @@ START_TEST(cli_add_move_and_copy_together)
     snprintf(d, sizeof d, "%s/img01.png", f.imgs);
     ck_assert_int_eq(tu_copy(a, a2), 0);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
     ck_assert_int_eq(rename(a, b), 0);
     ck_assert_int_eq(rename(a2, b2), 0);
     ck_assert_int_eq(tu_copy(b, c), 0);
@@ -1131,10 +1133,7 @@ START_TEST(cli_search_formats_prefix_precision)
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     make_pngs(sub, 20, 4, 99);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
 
     /* Text: the default text output, then JSONL in each precision, which
      * after re-ranking agree exactly with fp32 on 12 items. */
@@ -1228,10 +1227,7 @@ START_TEST(cli_model_mismatch_refused)
     cli_fx f;
     cli_fx_new(&f, 3);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
     /* Another CLIP, same architecture: its vectors mean something else. */
     make_pngs(f.imgs, 10, 1, 5);
     tu_run(&r, "index", "add", "--model", FIXTURES "/clip_tiny", "--index",
@@ -1530,10 +1526,7 @@ START_TEST(cli_html_renders_in_chromium)
     ck_assert_int_eq(tu_copy(FIXTURES "/cli/gradient.jpg", a), 0);
     snprintf(html, sizeof html, "%s/results.html", f.dir);
     tu_run_result r;
-    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
-           NULL);
-    ck_assert_msg(r.code == 0, "%s", r.err);
-    tu_run_free(&r);
+    index_add_ok(&f);
     tu_run(&r, "index", "search", "--index", f.index, "--text",
            "a photo of a <b>cat</b> & \"dog\"", "--image", a, "-k", "4",
            "--html", html, NULL);
