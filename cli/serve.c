@@ -149,6 +149,10 @@ static void serve_help(void)
         "      --max-request-bytes N  bytes of all images of a request "
         "(%zu)\n"
         "      --max-pixels N       pixels per decoded image (%llu)\n"
+        "      --max-request-pixels N  pixels of all images of a request, "
+        "by their\n"
+        "                           headers, refused before decoding\n"
+        "                           (%llu; 0: no limit)\n"
         "      --heartbeat-ms MS    heartbeat interval with a broker (%d)\n"
         "      --metrics-bind EP    serve Prometheus metrics over HTTP here,\n"
         "                           e.g. tcp://127.0.0.1:9100 (port * for "
@@ -178,7 +182,8 @@ static void serve_help(void)
         d.decode_threads,
         d.deadline_ms, d.max_images, d.max_texts, d.max_text_bytes,
         d.max_image_bytes, d.max_request_bytes,
-        (unsigned long long)d.max_pixels, d.heartbeat_ms);
+        (unsigned long long)d.max_pixels,
+        (unsigned long long)d.max_request_pixels, d.heartbeat_ms);
 }
 
 enum {
@@ -188,7 +193,7 @@ enum {
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
     O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION, O_CURVE_SERVER,
     O_CURVE_KEY, O_ALLOW_WORKERS, O_BACKEND_SECRET, O_PRECISION,
-    O_PREPROCESS,
+    O_PREPROCESS, O_MAX_REQ_PIXELS,
 };
 
 int cli_serve_main(int argc, char **argv)
@@ -213,6 +218,7 @@ int cli_serve_main(int argc, char **argv)
         {"max-image-bytes", required_argument, NULL, O_MAX_IMAGE_BYTES},
         {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
         {"max-pixels", required_argument, NULL, O_MAX_PIXELS},
+        {"max-request-pixels", required_argument, NULL, O_MAX_REQ_PIXELS},
         {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
         {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
         {"allow-keys", required_argument, NULL, O_ALLOW},
@@ -304,6 +310,8 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_REQ_BYTES: name = "max-*-bytes"; hi = 1LL << 31; break;
         case O_MAX_QUEUE_BYTES: name = "max-queue-bytes"; hi = 1LL << 40; break;
         case O_MAX_PIXELS: name = "max-pixels"; hi = 1LL << 40; break;
+        case O_MAX_REQ_PIXELS:
+            name = "max-request-pixels"; lo = 0; hi = 1LL << 50; break;
         case O_HEARTBEAT: name = "heartbeat-ms"; lo = 10; hi = 600000; break;
         }
         if ((v = parse_num(optarg, lo, hi)) < 0)
@@ -324,6 +332,7 @@ int cli_serve_main(int argc, char **argv)
         case O_MAX_REQ_BYTES: o.max_request_bytes = (size_t)v; break;
         case O_MAX_QUEUE_BYTES: o.max_queue_bytes = (size_t)v; break;
         case O_MAX_PIXELS: o.max_pixels = (uint64_t)v; break;
+        case O_MAX_REQ_PIXELS: o.max_request_pixels = (uint64_t)v; break;
         case O_HEARTBEAT: o.heartbeat_ms = (int)v; break;
         }
     }

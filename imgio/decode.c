@@ -151,21 +151,19 @@ img_decode_opts img_decode_opts_default(void)
     return o;
 }
 
-img_status img_decode_ex(const void *bytes, size_t n,
-                         const img_decode_opts *opt, img_rgb *out, char *err,
-                         size_t errlen)
+typedef enum { FMT_NONE, FMT_JPEG, FMT_PNG } img_format;
+
+/* The checks every entry point makes before a decoder runs: a non-empty
+ * buffer within the byte limit, in a format we read. JPEG is told by SOI
+ * followed by the first marker's 0xFF; PNG by its full eight-byte
+ * signature, which also catches transfer damage. */
+static img_status classify_bytes(const uint8_t *b, size_t n,
+                                 const img_limits *lim, img_format *fmt,
+                                 char *err, size_t errlen)
 {
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
                                        '\n'};
-    const uint8_t *b = bytes;
-    img_decode_opts def = img_decode_opts_default();
-    if (!out || (!bytes && n > 0))
-        return img_fail(err, errlen, IMG_E_ARG,
-                        "img_decode needs an output image and, for a "
-                        "non-empty buffer, its bytes");
-    if (!opt)
-        opt = &def;
-    const img_limits *lim = &opt->limits;
+    *fmt = FMT_NONE;
     if (n == 0)
         return img_fail(err, errlen, IMG_E_FORMAT,
                         "the image data is empty (0 bytes)");
@@ -174,27 +172,72 @@ img_status img_decode_ex(const void *bytes, size_t n,
                         "image file is %zu bytes, larger than the %zu-byte "
                         "limit",
                         n, lim->max_bytes);
-    /* JPEG is told by SOI followed by the first marker's 0xFF; PNG by its
-     * full eight-byte signature, which also catches transfer damage. */
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+        *fmt = FMT_JPEG;
+        return IMG_OK;
+    }
+    if (n >= 8 && memcmp(b, png_sig, 8) == 0) {
+        *fmt = FMT_PNG;
+        return IMG_OK;
+    }
+    const char *other = sniff_other(b, n);
+    if (other)
+        return img_fail(err, errlen, IMG_E_FORMAT,
+                        "%s images are not supported; convert to PNG or JPEG",
+                        other);
+    return img_fail(err, errlen, IMG_E_FORMAT,
+                    "not a JPEG or PNG image (the %zu bytes start with no "
+                    "known image signature)",
+                    n);
+}
+
+img_status img_size(const void *bytes, size_t n, const img_limits *lim,
+                    uint32_t *width, uint32_t *height, char *err,
+                    size_t errlen)
+{
+    img_limits def = img_limits_default();
+    if (!width || !height || (!bytes && n > 0))
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "img_size needs the width and height to fill and, "
+                        "for a non-empty buffer, its bytes");
+    if (!lim)
+        lim = &def;
+    img_format fmt;
+    img_status st = classify_bytes(bytes, n, lim, &fmt, err, errlen);
+    if (st != IMG_OK)
+        return st;
+    uint32_t w, h;
+    st = fmt == FMT_JPEG ? img_size_jpeg(bytes, n, &w, &h, err, errlen)
+                         : img_size_png(bytes, n, &w, &h, err, errlen);
+    if (st == IMG_OK)
+        st = img_check_dims(lim, w, h, err, errlen);
+    if (st != IMG_OK)
+        return st;
+    *width = w;
+    *height = h;
+    return IMG_OK;
+}
+
+img_status img_decode_ex(const void *bytes, size_t n,
+                         const img_decode_opts *opt, img_rgb *out, char *err,
+                         size_t errlen)
+{
+    img_decode_opts def = img_decode_opts_default();
+    if (!out || (!bytes && n > 0))
+        return img_fail(err, errlen, IMG_E_ARG,
+                        "img_decode needs an output image and, for a "
+                        "non-empty buffer, its bytes");
+    if (!opt)
+        opt = &def;
+    img_format fmt;
+    img_status st = classify_bytes(bytes, n, &opt->limits, &fmt, err, errlen);
+    if (st != IMG_OK)
+        return st;
     img_rgb im = {0};
     int orient = 1;
-    img_status st;
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
-        st = img_decode_jpeg(b, n, opt, &im, &orient, err, errlen);
-    } else if (n >= 8 && memcmp(b, png_sig, 8) == 0) {
-        st = img_decode_png(b, n, opt, &im, &orient, err, errlen);
-    } else {
-        const char *other = sniff_other(b, n);
-        if (other)
-            return img_fail(err, errlen, IMG_E_FORMAT,
-                            "%s images are not supported; convert to PNG or "
-                            "JPEG",
-                            other);
-        return img_fail(err, errlen, IMG_E_FORMAT,
-                        "not a JPEG or PNG image (the %zu bytes start with "
-                        "no known image signature)",
-                        n);
-    }
+    st = fmt == FMT_JPEG
+             ? img_decode_jpeg(bytes, n, opt, &im, &orient, err, errlen)
+             : img_decode_png(bytes, n, opt, &im, &orient, err, errlen);
     if (st != IMG_OK)
         return st;
     if (opt->exif_transpose && (st = img_orient(&im, orient, err, errlen))) {

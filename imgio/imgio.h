@@ -140,6 +140,17 @@ img_status img_decode_ex(const void *bytes, size_t n,
                          const img_decode_opts *opt, img_rgb *out,
                          char *err, size_t errlen);
 
+/* The width and height an image's header states, as stored (before any
+ * EXIF turn, which does not change the pixel count), read without decoding
+ * any pixels: what a server needs to refuse a costly image before spending
+ * decode time on it. The limits are checked as img_decode checks them
+ * (`lim` may be NULL: the defaults). An unsupported format gets the
+ * message img_decode gives; a header that cannot be read, IMG_E_CORRUPT
+ * (img_decode would refuse the file too). */
+img_status img_size(const void *bytes, size_t n, const img_limits *lim,
+                    uint32_t *width, uint32_t *height, char *err,
+                    size_t errlen);
+
 /* Frees the pixels and zeroes the struct; NULL and an empty image are fine. */
 void img_rgb_free(img_rgb *im);
 

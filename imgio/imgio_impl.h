@@ -60,6 +60,13 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
                           const img_decode_opts *opt, img_rgb *out,
                           int *orient, char *err, size_t errlen);
 
+/* The image's size as its header states it, without decoding: the
+ * readers behind img_size, same arguments as the decoders. */
+img_status img_size_jpeg(const uint8_t *bytes, size_t n, uint32_t *w,
+                         uint32_t *h, char *err, size_t errlen);
+img_status img_size_png(const uint8_t *bytes, size_t n, uint32_t *w,
+                        uint32_t *h, char *err, size_t errlen);
+
 /* EXIF orientation (exif.c). The readers return the Orientation value of
  * one metadata source, or one of these: */
 #define IMG_ORIENT_ABSENT (-1) /* no Orientation tag: XMP may give one */

@@ -159,6 +159,41 @@ static uint64_t coef_bytes(j_decompress_ptr c)
     return total;
 }
 
+/* Points libjpeg's error handling at `jerr` (messages kept, fatal errors
+ * back through jerr->jump, which the caller sets next). */
+static void errors_to(struct jpeg_decompress_struct *cinfo, jpeg_err *jerr)
+{
+    memset(cinfo, 0, sizeof *cinfo);
+    cinfo->err = jpeg_std_error(&jerr->pub);
+    jerr->pub.error_exit = on_error_exit;
+    jerr->pub.emit_message = on_emit_message;
+    jerr->pub.output_message = on_output_message;
+    jerr->msg[0] = '\0';
+    jerr->too_many_scans = 0;
+}
+
+img_status img_size_jpeg(const uint8_t *bytes, size_t n, uint32_t *w,
+                         uint32_t *h, char *err, size_t errlen)
+{
+    /* jpeg_read_header reads the markers up to the first scan and no
+     * entropy-coded data: microseconds, whatever the image's size. */
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    errors_to(&cinfo, &jerr);
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return img_fail(err, errlen, IMG_E_CORRUPT,
+                        "JPEG header cannot be read: %s", jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    *w = cinfo.image_width;
+    *h = cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return IMG_OK;
+}
+
 img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
                            const img_decode_opts *opt, img_rgb *out,
                            int *orient, char *err, size_t errlen)
@@ -172,15 +207,9 @@ img_status img_decode_jpeg(const uint8_t *bytes, size_t n,
     uint8_t *volatile row = NULL;
     img_status st;
 
-    memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = on_error_exit;
-    jerr.pub.emit_message = on_emit_message;
-    jerr.pub.output_message = on_output_message;
-    jerr.msg[0] = '\0';
+    errors_to(&cinfo, &jerr);
     scan_guard guard = {.err = &jerr};
     guard.pub.progress_monitor = on_progress;
-    jerr.too_many_scans = 0;
     if (setjmp(jerr.jump)) {
         int code = jerr.pub.msg_code;
         int scans = jerr.too_many_scans;

@@ -219,6 +219,18 @@ static size_t overrunning_chunk(const uint8_t *b, size_t n)
     return 0;
 }
 
+img_status img_size_png(const uint8_t *bytes, size_t n, uint32_t *w,
+                        uint32_t *h, char *err, size_t errlen)
+{
+    /* The IHDR chunk must come first and holds the size (PNG 1.2, 11.2.2). */
+    if (n < 24 || be32(bytes + 8) != 13 || memcmp(bytes + 12, "IHDR", 4) != 0)
+        return img_fail(err, errlen, IMG_E_CORRUPT,
+                        "PNG does not begin with its IHDR chunk");
+    *w = be32(bytes + 16);
+    *h = be32(bytes + 20);
+    return IMG_OK;
+}
+
 img_status img_decode_png(const uint8_t *bytes, size_t n,
                           const img_decode_opts *opt, img_rgb *out,
                           int *orient, char *err, size_t errlen)

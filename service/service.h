@@ -56,6 +56,10 @@ typedef struct {
     size_t max_image_bytes;  /* per image frame (16 MiB) */
     size_t max_request_bytes;/* all data frames of a request (64 MiB) */
     uint64_t max_pixels;     /* per decoded image (vit_options, 64 Mpixel) */
+    uint64_t max_request_pixels; /* all images of a request, width x
+                                    height by their headers, refused
+                                    before decoding (32 Mpixel; 0: no
+                                    limit) */
     int heartbeat_ms;        /* with a broker (1000) */
     const char *metrics_bind;  /* an HTTP endpoint (tcp://HOST:PORT, port *
                                   for any) serving GET with the metrics in

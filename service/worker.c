@@ -1023,6 +1023,37 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
 
 /* Parses header frame `hi` of `m` and the data frames after it into `r`.
  * The op is known (r->op) as soon as it could be read, for the metrics. */
+/* The decode work a request asks for is known from its images' headers
+ * before any is decoded: a small file may state a huge image (a PNG of
+ * zeros compresses a thousand to one), and decoding it would hold a decode
+ * thread for seconds. Each image's own limits and the request's pixel
+ * budget are checked here, in the thread that reads requests, after the
+ * rest of the request has been found well formed. An image whose header
+ * cannot be read is left to the decoder, which says what is wrong. */
+static int check_pixels(worker *w, svc_msg *m, int first, reject *rj)
+{
+    uint64_t pixels = 0;
+    for (int i = 0; first + i < m->n; i++) {
+        vit_error err = {{0}};
+        int iw, ih;
+        vit_status st = vit_image_size(svc_data(m, first + i),
+                                       svc_size(m, first + i), &w->vopt, &iw,
+                                       &ih, &err);
+        if (st == VIT_E_TOO_LARGE)
+            return rejectf(rj, C_TOO_LARGE, i, NULL, "image %d: %s", i,
+                           err.msg);
+        if (st == VIT_OK)
+            pixels += (uint64_t)iw * (uint64_t)ih;
+    }
+    if (w->o.max_request_pixels && pixels > w->o.max_request_pixels)
+        return rejectf(rj, C_TOO_LARGE, -1, "images",
+                       "the images total %llu pixels by their headers; the "
+                       "limit is %llu a request (max-request-pixels)",
+                       (unsigned long long)pixels,
+                       (unsigned long long)w->o.max_request_pixels);
+    return 0;
+}
+
 static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
 {
     size_t hn = svc_size(m, hi);
@@ -1223,6 +1254,8 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
     }
     if (is_index && parse_index(w, h, m, hi, given, r, rj) != 0)
         goto done;
+    if (takes_images && check_pixels(w, m, hi + 1, rj) != 0)
+        goto done;
     if (takes_images) {
         for (int i = hi + 1; i < m->n; i++)
             if (svc_msg_add_frame(&r->data, m, i) != 0) {
@@ -1377,6 +1410,8 @@ static char *info_body(worker *w)
                         json_integer((json_int_t)w->vopt.max_width));
     json_object_set_new(limits, "max_header_bytes",
                         json_integer(SVC_MAX_HEADER));
+    json_object_set_new(limits, "max_request_pixels",
+                        json_integer((json_int_t)w->o.max_request_pixels));
     json_t *batching = json_pack("{s:i, s:i, s:s, s:i, s:I, s:i}",
                                  "max_batch", w->o.max_batch, "max_delay_ms",
                                  w->o.max_delay_ms, "wait",
@@ -1941,6 +1976,7 @@ vit_serve_options vit_serve_options_default(void)
         .max_image_bytes = (size_t)16 << 20,
         .max_request_bytes = (size_t)64 << 20,
         .max_pixels = (uint64_t)64 << 20,
+        .max_request_pixels = (uint64_t)32 << 20,
         .heartbeat_ms = 1000,
     };
 }

@@ -193,6 +193,28 @@ START_TEST(test_decode_case)
 }
 END_TEST
 
+/* img_size reads the size Pillow decodes every case at, from the header
+ * alone. */
+START_TEST(test_size_case)
+{
+    char line[1024], name[256], exp[256];
+    ck_assert(manifest_line("decode", _i, line, sizeof line));
+    ck_assert(sscanf(line, "%255s %255s", name, exp) == 2);
+    size_t n;
+    uint8_t *bytes = read_all(name, &n);
+    img_rgb im = npy_image(exp);
+    uint32_t w = 0, h = 0;
+    char err[256] = "";
+    img_status st = img_size(bytes, n, NULL, &w, &h, err, sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s: %s (%s)", name, img_status_str(st), err);
+    ck_assert_msg(w == (uint32_t)im.width && h == (uint32_t)im.height,
+                  "%s: header says %ux%u, Pillow decodes %dx%d", name, w, h,
+                  im.width, im.height);
+    img_rgb_free(&im);
+    free(bytes);
+}
+END_TEST
+
 /* Decoding with options ("decode_ex NAME EXPECTED key=value..."): EXIF
  * orientation against Pillow's exif_transpose, alpha compositing against
  * transformers' convert_to_rgb. */
@@ -744,6 +766,10 @@ START_TEST(test_bad_gif)
     uint8_t *b = read_all("other.gif", &n);
     expect_fail(b, n, NULL, IMG_E_FORMAT, "GIF images are not supported",
                 "GIF file");
+    char err[256] = "";
+    uint32_t w, h;
+    ck_assert(img_size(b, n, NULL, &w, &h, err, sizeof err) == IMG_E_FORMAT);
+    ck_assert_msg(strstr(err, "GIF images are not supported"), "%s", err);
     free(b);
     expect_fail("GIF89a", 6, NULL, IMG_E_FORMAT, "GIF", "GIF header only");
 }
@@ -976,6 +1002,32 @@ START_TEST(test_limits)
     expect_fail(jpg, nj, &lim, IMG_E_LIMIT, "61x43, larger than the 16384x42",
                 "JPEG height limit");
 
+    /* img_size refuses from the header what img_decode refuses, in the
+     * same words. */
+    struct {
+        const uint8_t *b;
+        size_t n;
+        img_limits lim;
+    } over[4] = {{png, n, img_limits_default()},
+                 {png, n, img_limits_default()},
+                 {png, n, img_limits_default()},
+                 {jpg, nj, img_limits_default()}};
+    over[0].lim.max_bytes = 100;
+    over[1].lim.max_width = 36;
+    over[2].lim.max_pixels = 1000;
+    over[3].lim.max_height = 42;
+    for (int i = 0; i < 4; i++) {
+        char e1[256] = "", e2[256] = "";
+        img_rgb o = {0};
+        uint32_t w = 7, h = 7;
+        ck_assert(img_decode(over[i].b, over[i].n, &over[i].lim, &o, e1,
+                             sizeof e1) == IMG_E_LIMIT);
+        ck_assert(img_size(over[i].b, over[i].n, &over[i].lim, &w, &h, e2,
+                           sizeof e2) == IMG_E_LIMIT);
+        ck_assert_str_eq(e1, e2);
+        ck_assert(w == 7 && h == 7);
+    }
+
     /* Zero means no limit, and limits met exactly pass. */
     img_limits none = {0, 0, 0, 0, 0}, exact = {61, 43, 61 * 43, 0, 0};
     img_rgb out = {0};
@@ -1074,7 +1126,18 @@ static void sweep_truncation(const char *name)
 {
     size_t n;
     uint8_t *b = read_all(name, &n);
+    uint32_t fw, fh;
+    ck_assert(img_size(b, n, NULL, &fw, &fh, NULL, 0) == IMG_OK);
     for (size_t cut = 0; cut < n; cut += 1 + cut / 64) {
+        /* The header alone gives the size or a clean refusal. */
+        uint32_t w = 0, h = 0;
+        char serr[256] = "";
+        img_status ss = img_size(b, cut, NULL, &w, &h, serr, sizeof serr);
+        ck_assert_msg(ss == IMG_OK ? w == fw && h == fh
+                                   : (ss == IMG_E_CORRUPT ||
+                                      ss == IMG_E_FORMAT) && serr[0],
+                      "%s cut at %zu: size %s %ux%u (%s)", name, cut,
+                      img_status_str(ss), w, h, serr);
         img_rgb out = {.width = 1, .height = 1, .rgb = NULL};
         char err[256] = "";
         img_status st = img_decode(b, cut, NULL, &out, err, sizeof err);
@@ -1252,6 +1315,7 @@ Suite *imgio_suite(void)
     int nx = manifest_count("decode_ex");
     int nt = manifest_count("resize_tv");
     tcase_add_loop_test(tc, test_decode_case, 0, nd ? nd : 1);
+    tcase_add_loop_test(tc, test_size_case, 0, nd ? nd : 1);
     tcase_add_loop_test(tc, test_decode_ex_case, 0, nx ? nx : 1);
     tcase_add_test(tc, test_decode_ignores_exif);
     tcase_add_loop_test(tc, test_resize_case, 0, nr ? nr : 1);

@@ -1760,6 +1760,23 @@ static int log_has(const char *name, const char *text)
     return strstr(buf, text) != NULL;
 }
 
+/* The first 33 bytes of an 8-bit RGB PNG of w x h: its signature and IHDR
+ * chunk (the CRC left zero), and nothing of its pixels. */
+static void png_header(unsigned char *b, uint32_t w, uint32_t h)
+{
+    static const unsigned char head[16] = {0x89, 'P', 'N', 'G', '\r', '\n',
+                                           0x1a, '\n', 0, 0, 0, 13,
+                                           'I', 'H', 'D', 'R'};
+    memcpy(b, head, 16);
+    for (int i = 0; i < 4; i++) {
+        b[16 + i] = (unsigned char)(w >> (24 - 8 * i));
+        b[20 + i] = (unsigned char)(h >> (24 - 8 * i));
+    }
+    b[24] = 8;  /* bit depth */
+    b[25] = 2;  /* RGB */
+    memset(b + 26, 0, 7);
+}
+
 /* Where PROTOCOL.md and the worker once disagreed: a header past 64 KiB
  * is too_large; a number past 64 bits is invalid JSON, said so; a text
  * holding a NUL and an empty `texts` are bad_request; info states the
@@ -1802,11 +1819,40 @@ START_TEST(test_protocol_edges)
                S("e"), S("{\"op\":\"embed_text\",\"texts\":[]}"));
     ck_assert_ptr_nonnull(code);
     ck_assert_str_eq(code, "bad_request");
+    /* Cheap inputs, costly work: a PNG stating 8192 x 8192 pixels (a file
+     * of zeros that size is 65 KB and took 1.4 s to decode), and two of
+     * 4096 x 4097, each within max-pixels, together past the request's
+     * pixel budget. Only their headers are sent, the rest cut off: they
+     * are refused by what the headers say, before anything is decoded
+     * (decoding would have answered bad_image, "truncated"). */
+    unsigned char bomb[33], half[33];
+    png_header(bomb, 8192, 8192);
+    png_header(half, 4096, 4097);
+    code = raw(d, 5000, 7, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("b"), S("{\"op\":\"classify\"}"), F(bomb, sizeof bomb));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "too_large");
+    ck_assert_msg(strstr(raw_body, "67108864 pixels") &&
+                      strstr(raw_body, "max-request-pixels"),
+                  "%s", raw_body);
+    code = raw(d, 5000, 8, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("b2"), S("{\"op\":\"embed_image\"}"), F(half, sizeof half),
+               F(half, sizeof half));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "too_large");
+    ck_assert_msg(strstr(raw_body, "33562624 pixels"), "%s", raw_body);
+    /* One of them alone is within every limit: decoding it is what
+     * fails. */
+    code = raw(d, 5000, 7, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
+               S("b1"), S("{\"op\":\"embed_image\"}"), F(half, sizeof half));
+    ck_assert_ptr_nonnull(code);
+    ck_assert_str_eq(code, "bad_image");
     code = raw(d, 5000, 6, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
                S("i"), S("{\"op\":\"info\"}"));
     ck_assert_ptr_nonnull(code);
     ck_assert_msg(strstr(raw_body, "\"max_side\":16384") &&
-                      strstr(raw_body, "\"max_header_bytes\":65536"),
+                      strstr(raw_body, "\"max_header_bytes\":65536") &&
+                      strstr(raw_body, "\"max_request_pixels\":33554432"),
                   "%s", raw_body);
     zmq_close(d);
     zmq_ctx_term(ctx);

@@ -72,6 +72,24 @@ vit_status vit_image_decode(const void *bytes, size_t n,
     return VIT_OK;
 }
 
+vit_status vit_image_size(const void *bytes, size_t n,
+                          const vit_options *opt, int *width, int *height,
+                          vit_error *err)
+{
+    if (!width || !height || (!bytes && n))
+        return vit__fail(err, VIT_E_ARG, "vit_image_size: NULL argument");
+    img_limits lim = limits_of(opt);
+    uint32_t w, h;
+    char msg[sizeof err->msg];
+    img_status st = img_size(bytes, n, &lim, &w, &h, msg, sizeof msg);
+    if (st != IMG_OK)
+        return vit__fail(err, from_img(st), "%s", msg);
+    /* img_check_dims has held both sides to INT_MAX. */
+    *width = (int)w;
+    *height = (int)h;
+    return VIT_OK;
+}
+
 vit_status vit_image_read(const char *path, const vit_options *opt,
                           vit_image *out, vit_error *err)
 {

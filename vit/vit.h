@@ -226,6 +226,15 @@ vit_status vit_image_decode(const void *bytes, size_t n,
                             const vit_options *opt, vit_image *out,
                             vit_error *err);
 
+/* The size an image's header states (as stored, before any EXIF turn),
+ * read without decoding pixels, with `opt`'s limits checked as
+ * vit_image_decode checks them: VIT_E_TOO_LARGE past one, VIT_E_IMAGE for
+ * an unsupported format or a header that cannot be read. Microseconds for
+ * any image: what a server uses to refuse costly work up front. */
+vit_status vit_image_size(const void *bytes, size_t n,
+                          const vit_options *opt, int *width, int *height,
+                          vit_error *err);
+
 /* Reads and decodes a file; the file size limit is checked first. */
 vit_status vit_image_read(const char *path, const vit_options *opt,
                           vit_image *out, vit_error *err);
