@@ -183,18 +183,177 @@ static void search_once(idx_matrix *m, const float *q, int nq,
 static void usage(void)
 {
     fprintf(stderr, "usage: index_bench [--rows N,N...] [--dim D] "
-                    "[--threads T] [--reps R] [--batch B]\n");
+                    "[--threads T] [--reps R] [--batch B]\n"
+                    "       index_bench --load FILE [--rows N] [--dim D] "
+                    "[--reps R]\n");
     exit(2);
+}
+
+static void die(const char *what, const idx_error *err)
+{
+    fprintf(stderr, "index_bench: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+/* ---- a cold process's load of an index file ---- */
+
+/* Makes FILE: n random unit vectors of d dimensions under paths such as a
+ * photo library has, in batches of 10000 rows per transaction. */
+static void make_index(const char *file, size_t n, int d)
+{
+    idx_store *s;
+    idx_error err;
+    if (idx_store_open(file, IDX_OPEN_WRITE, &s, &err) != IDX_OK)
+        die(file, &err);
+    idx_model m = {.dim = d};
+    snprintf(m.name, sizeof m.name, "bench");
+    snprintf(m.architecture, sizeof m.architecture, "CLIPModel");
+    memset(m.fingerprint, 'a', 64);
+    snprintf(m.id, sizeof m.id, "bench/CLIPModel@aaaaaaaaaaaaaaaa");
+    snprintf(m.dir, sizeof m.dir, "/nonexistent/bench");
+    if (idx_store_check_model(s, &m, 1, &err) != IDX_OK)
+        die("recording the model", &err);
+    enum { B = 10000 };
+    float *x = random_unit(B, d);
+    if (!x) {
+        fprintf(stderr, "index_bench: out of memory\n");
+        exit(1);
+    }
+    double t0 = now_s();
+    for (size_t r = 0; r < n; r += B) {
+        if (idx_store_begin(s, &err) != IDX_OK)
+            die("begin", &err);
+        for (size_t i = r; i < n && i < r + B; i++) {
+            char path[128];
+            snprintf(path, sizeof path,
+                     "/home/me/Pictures/%04zu/%02zu/IMG_%08zu.jpg",
+                     2000 + i / 100000, i / 10000 % 12 + 1, i);
+            idx_item it = {.path = path, .size = 1 << 20, .mtime_ns = 1,
+                           .added = 1.0};
+            int64_t id;
+            int replaced;
+            if (idx_store_put(s, &it, x + (i - r) * (size_t)d, &id,
+                              &replaced, &err) != IDX_OK)
+                die("put", &err);
+        }
+        if (idx_store_commit(s, &err) != IDX_OK)
+            die("commit", &err);
+        fprintf(stderr, "\rindex_bench: made %zu of %zu rows", r + B < n ? r + B : n, n);
+    }
+    fprintf(stderr, " in %.1f s\n", now_s() - t0);
+    free(x);
+    idx_store_close(s);
+}
+
+/* Seconds to read the whole file with read(2), 1 MiB at a time. */
+static double read_time(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        perror(file);
+        exit(1);
+    }
+    static char buf[1 << 20];
+    double t0 = now_s();
+    while (fread(buf, 1, sizeof buf, f) == sizeof buf)
+        ;
+    double t = now_s() - t0;
+    fclose(f);
+    return t;
+}
+
+/* The child: open, load in `p`, search one query; prints its timings. */
+static int load_child(const char *file, idx_precision p)
+{
+    double t0 = now_s();
+    idx_store *s;
+    idx_error err;
+    if (idx_store_open(file, IDX_OPEN_READ, &s, &err) != IDX_OK)
+        die(file, &err);
+    idx_matrix *m;
+    if (idx_store_load(s, p, 0, &m, &err) != IDX_OK)
+        die("load", &err);
+    double t1 = now_s();
+    float *q = random_unit(1, idx_matrix_dim(m));
+    idx_search_opts o = idx_search_opts_default();
+    o.k = 10;
+    o.fetch = idx_store_fetch;
+    o.fetch_ud = s;
+    idx_hit hits[10];
+    if (idx_matrix_search(m, q, 1, &o, hits, &err) != IDX_OK)
+        die("search", &err);
+    double t2 = now_s();
+    printf("%.4f %.4f %zu\n", t1 - t0, t2 - t1, idx_matrix_rows(m));
+    idx_hits_free(hits, 10);
+    idx_matrix_free(m);
+    idx_store_close(s);
+    free(q);
+    return 0;
+}
+
+/* Compares a fresh process's open + load + one search of FILE (made if
+ * missing) with reading FILE's bytes from the page cache. */
+static int load_bench(const char *self, const char *file, size_t n, int d,
+                      int reps)
+{
+    if (access(file, F_OK) != 0)
+        make_index(file, n, d);
+    read_time(file); /* into the page cache */
+    printf("index_bench --load %s: a fresh process opens it, loads it and "
+           "searches once, against reading the file from the page cache; "
+           "median of %d\n", file, reps);
+    printf("%5s %10s %9s %9s %9s %9s %8s\n", "prec", "rows", "read s",
+           "load s", "search s", "total s", "/read");
+    /* The first load after a change reads SQLite's rows and writes the
+     * vector cache; the loads after it read the cache. */
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s-vectors", file);
+    unlink(cache);
+    for (int p = -1; p <= IDX_INT8; p++) {
+        double tr[64], tl[64], tq[64], tt[64];
+        size_t rows = 0;
+        int R = p < 0 ? 1 : reps > 64 ? 64 : reps;
+        for (int r = 0; r < R; r++) {
+            tr[r] = read_time(file);
+            char cmd[8192];
+            snprintf(cmd, sizeof cmd, "'%s' --load-child '%s' %s", self, file,
+                     idx_precision_str(p < 0 ? IDX_FP16 : (idx_precision)p));
+            double t0 = now_s();
+            FILE *c = popen(cmd, "r");
+            if (!c || fscanf(c, "%lf %lf %zu", &tl[r], &tq[r], &rows) != 3 ||
+                pclose(c) != 0) {
+                fprintf(stderr, "index_bench: the child failed\n");
+                return 1;
+            }
+            tt[r] = now_s() - t0;
+        }
+        double rd = median(tr, R), tot = median(tt, R);
+        printf("%5s %10zu %9.3f %9.3f %9.3f %9.3f %7.2fx%s\n",
+               idx_precision_str(p < 0 ? IDX_FP16 : (idx_precision)p), rows,
+               rd, median(tl, R), median(tq, R), tot, tot / rd,
+               p < 0 ? "  first load: from SQLite, writing the cache" : "");
+        fflush(stdout);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     size_t rows[8] = {100000, 1000000};
     int nrows = 2, d = 512, threads = 0, reps = 9, batch = 64, k = 10;
+    const char *load = NULL;
+    if (argc == 4 && strcmp(argv[1], "--load-child") == 0) {
+        for (int p = IDX_FP32; p <= IDX_INT8; p++)
+            if (strcmp(argv[3], idx_precision_str((idx_precision)p)) == 0)
+                return load_child(argv[2], (idx_precision)p);
+        usage();
+    }
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();
-        if (strcmp(argv[i], "--rows") == 0) {
+        if (strcmp(argv[i], "--load") == 0) {
+            load = argv[++i];
+        } else if (strcmp(argv[i], "--rows") == 0) {
             nrows = 0;
             for (char *t = strtok(argv[++i], ","); t && nrows < 8;
                  t = strtok(NULL, ","))
@@ -213,6 +372,9 @@ int main(int argc, char **argv)
     }
     if (d < 1 || reps < 1 || batch < 1 || nrows < 1)
         usage();
+    if (load)
+        return load_bench(argv[0], load, rows[nrows - 1], d,
+                          reps > 5 ? 5 : reps);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int T = threads > 0 ? threads : (int)(cpus > 0 ? cpus : 1);
     if (T > 256)

@@ -258,6 +258,9 @@ idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
 idx_status idx_matrix_add(idx_matrix *m, int n, const int64_t *ids,
                           char *const *keys, const float *vecs,
                           idx_error *err);
+/* Makes room for `rows` rows in all (a bulk load that knows its size
+ * grows the arrays once). */
+idx_status idx_matrix_reserve(idx_matrix *m, size_t rows, idx_error *err);
 /* Removes the rows with these ids (absent ones are ignored); returns how
  * many were removed. */
 size_t idx_matrix_remove(idx_matrix *m, const int64_t *ids, size_t n);

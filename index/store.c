@@ -10,6 +10,7 @@
  * so that another program's database is refused rather than altered.
  */
 #include "index/index.h"
+#include "index/vcache.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -24,7 +25,12 @@
 #include <unistd.h>
 
 #define APP_ID 0x56495431 /* "VIT1" */
-#define SCHEMA_VERSION 1
+/* 2: every write transaction that changes a vector bumps the meta key
+ * 'generation' (and an 'identity' is set), which the vector cache beside
+ * the index is stamped with; a vit that writes schema 1 does not bump it,
+ * so it must refuse the file. Schema 1 files become 2 when opened for
+ * writing (nothing else changed). */
+#define SCHEMA_VERSION 2
 
 enum {
     Q_GET_PATH,
@@ -58,6 +64,7 @@ struct idx_store {
     char *path;
     int dim;           /* 0 until a model is recorded */
     int lock_fd;       /* the writer's claim (flock), or -1 */
+    int bumped;        /* the open transaction has bumped the generation */
     char model_id[420];
     sqlite3_stmt *q[Q_COUNT];
 };
@@ -365,6 +372,13 @@ idx_status idx_store_open(const char *path, idx_open_mode mode,
                     err)) != IDX_OK ||
          (st = quick_check(s, err)) != IDX_OK))
         goto fail;
+    if (mode != IDX_OPEN_READ &&
+        query_int(s, "PRAGMA user_version") < SCHEMA_VERSION) {
+        char up[64];
+        snprintf(up, sizeof up, "PRAGMA user_version=%d", SCHEMA_VERSION);
+        if ((st = exec(s, up, err)) != IDX_OK)
+            goto fail;
+    }
     for (int i = 0; i < Q_COUNT; i++)
         if (sqlite3_prepare_v3(s->db, sql_text[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &s->q[i],
@@ -592,11 +606,13 @@ idx_status idx_store_begin(idx_store *s, idx_error *err)
 {
     /* IMMEDIATE takes the write lock now, so a batch never fails halfway
      * because another writer got there first. */
+    s->bumped = 0;
     return exec(s, "BEGIN IMMEDIATE", err);
 }
 
 idx_status idx_store_commit(idx_store *s, idx_error *err)
 {
+    s->bumped = 0;
     idx_status st = exec(s, "COMMIT", err);
     if (st != IDX_OK)
         idx_store_rollback(s);
@@ -605,8 +621,61 @@ idx_status idx_store_commit(idx_store *s, idx_error *err)
 
 void idx_store_rollback(idx_store *s)
 {
+    s->bumped = 0;
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Called by every write that changes a vector: bumps the generation once
+ * per transaction (each write on its own outside one), in the same
+ * transaction, so that no committed state of the vectors shares a
+ * generation with another; the first bump also gives the index its
+ * identity. */
+static idx_status vectors_changed(idx_store *s, idx_error *err)
+{
+    int in_txn = !sqlite3_get_autocommit(s->db);
+    if (in_txn && s->bumped)
+        return IDX_OK;
+    uint64_t ident;
+    sqlite3_randomness(sizeof ident, &ident);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+             "ON CONFLICT(key) DO UPDATE SET value = "
+             "CAST(CAST(value AS INTEGER) + 1 AS TEXT); "
+             "INSERT OR IGNORE INTO meta(key, value) "
+             "VALUES ('identity', '%llu')",
+             (unsigned long long)(ident >> 1));
+    idx_status st = exec(s, sql, err);
+    if (st == IDX_OK && in_txn)
+        s->bumped = 1;
+    return st;
+}
+
+/* The generation and identity in the current read transaction; 0 when
+ * the index has none yet (no vector written by this schema). */
+static int read_stamp(idx_store *s, uint64_t *gen, uint64_t *ident)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT key, value FROM meta WHERE key IN "
+                           "('generation', 'identity')",
+                           -1, &q, NULL) != SQLITE_OK)
+        return 0;
+    int have = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(q, 0);
+        const char *v = (const char *)sqlite3_column_text(q, 1);
+        if (!k || !v)
+            continue;
+        unsigned long long x = strtoull(v, NULL, 10);
+        if (strcmp(k, "generation") == 0)
+            *gen = x, have |= 1;
+        else
+            *ident = x, have |= 2;
+    }
+    sqlite3_finalize(q);
+    return have == 3;
 }
 
 static double now_s(void)
@@ -696,6 +765,8 @@ idx_status idx_store_put(idx_store *s, const idx_item *it, const float *vec,
     free(le);
     if (bad)
         return db_fail(s, err, "writing a vector");
+    if ((st = vectors_changed(s, err)) != IDX_OK)
+        return st;
     *id = the_id;
     if (replaced)
         *replaced = found;
@@ -791,6 +862,8 @@ idx_status idx_store_remove(idx_store *s, const char *path, int under,
         if (step_done(d1) != 0 || step_done(d2) != 0)
             st = db_fail(s, err, "removing");
     }
+    if (st == IDX_OK && *n > first)
+        st = vectors_changed(s, err);
     sqlite3_finalize(d1);
     sqlite3_finalize(d2);
 out:
@@ -818,7 +891,7 @@ idx_status idx_store_remove_id(idx_store *s, int64_t id, idx_error *err)
     if (!changed)
         return fail(err, IDX_E_NOTFOUND, "%s: no item %lld", s->path,
                     (long long)id);
-    return IDX_OK;
+    return vectors_changed(s, err);
 }
 
 int idx_store_fetch(void *store, int64_t id, float *out)
@@ -922,30 +995,64 @@ idx_status idx_store_each(idx_store *s,
     return st;
 }
 
-idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
-                          idx_matrix **out, idx_error *err)
+enum { LOAD_CHUNK = 16384 };
+
+/* The fast load: the vectors from a current cache, the keys from the
+ * items, whose ids must be the cache's, row for row. IDX_E_FORMAT when
+ * they are not (the caller then loads from SQLite). */
+static idx_status load_cached(idx_store *s, const vc_map *vm, idx_matrix *m,
+                              idx_error *err)
 {
-    if (s->dim <= 0)
-        return fail(err, IDX_E_ARG, "%s: the index is empty (no model yet)",
-                    s->path);
-    idx_matrix *m;
-    idx_status st = idx_matrix_new(s->dim, p, keep_f32, &m, err);
-    if (st != IDX_OK)
-        return st;
-    enum { CHUNK = 4096 };
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, path FROM items ORDER BY id",
+                           -1, &q, NULL) != SQLITE_OK)
+        return db_fail(s, err, "loading the keys");
+    char **keys = calloc(LOAD_CHUNK, sizeof *keys);
+    idx_status st = keys ? idx_matrix_reserve(m, vm->rows, err)
+                         : fail(err, IDX_E_NOMEM, "out of memory");
+    size_t k = 0, k0 = 0;
+    int rc = SQLITE_DONE;
+    while (st == IDX_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (k == vm->rows || vm->ids[k] != sqlite3_column_int64(q, 0)) {
+            st = fail(err, IDX_E_FORMAT, "the vector cache is stale");
+            break;
+        }
+        if (!(keys[k - k0] = col_strdup(q, 1)))
+            st = fail(err, IDX_E_NOMEM, "out of memory");
+        else if (++k - k0 == LOAD_CHUNK || k == vm->rows) {
+            st = idx_matrix_add(m, (int)(k - k0), vm->ids + k0, keys,
+                                vm->vecs + k0 * (size_t)s->dim, err);
+            for (size_t i = 0; i < k - k0; i++)
+                free(keys[i]), keys[i] = NULL;
+            k0 = k;
+        }
+    }
+    if (st == IDX_OK && rc != SQLITE_DONE)
+        st = db_fail(s, err, "loading the keys");
+    if (st == IDX_OK && k != vm->rows)
+        st = fail(err, IDX_E_FORMAT, "the vector cache is stale");
+    for (size_t i = 0; keys && i < LOAD_CHUNK; i++)
+        free(keys[i]);
+    free(keys);
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* The load from SQLite's rows, writing a new cache on the way when `w` is
+ * not NULL. */
+static idx_status load_rows(idx_store *s, idx_matrix *m, vc_writer *w,
+                            idx_error *err)
+{
+    idx_status st = IDX_OK;
     size_t nb = (size_t)s->dim * sizeof(float);
-    float *vecs = malloc(CHUNK * nb);
-    int64_t *ids = malloc(CHUNK * sizeof *ids);
-    char **keys = calloc(CHUNK, sizeof *keys);
+    float *vecs = malloc(LOAD_CHUNK * nb);
+    int64_t *ids = malloc(LOAD_CHUNK * sizeof *ids);
+    char **keys = calloc(LOAD_CHUNK, sizeof *keys);
     sqlite3_stmt *q = NULL;
     if (!vecs || !ids || !keys) {
         st = fail(err, IDX_E_NOMEM, "out of memory");
         goto out;
     }
-    /* One read transaction: the rows seen are one committed state, even
-     * while a writer commits batches. */
-    if ((st = exec(s, "BEGIN", err)) != IDX_OK)
-        goto out;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT i.id, i.path, v.v FROM items i "
                            "JOIN vectors v ON v.id = i.id ORDER BY i.id",
@@ -971,8 +1078,9 @@ idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
             st = fail(err, IDX_E_NOMEM, "out of memory");
             break;
         }
-        if (++n == CHUNK) {
+        if (++n == LOAD_CHUNK) {
             st = idx_matrix_add(m, n, ids, keys, vecs, err);
+            vc_writer_add(w, (size_t)n, ids, vecs);
             for (int i = 0; i < n; i++)
                 free(keys[i]), keys[i] = NULL;
             n = 0;
@@ -982,17 +1090,65 @@ idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
     }
     if (st == IDX_OK && rc != SQLITE_DONE)
         st = db_fail(s, err, "loading the vectors");
-    if (st == IDX_OK && n)
+    if (st == IDX_OK && n) {
         st = idx_matrix_add(m, n, ids, keys, vecs, err);
-    for (int i = 0; i < CHUNK; i++)
+        vc_writer_add(w, (size_t)n, ids, vecs);
+    }
+    for (int i = 0; i < LOAD_CHUNK; i++)
         free(keys[i]);
 out:
     sqlite3_finalize(q);
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     free(vecs);
     free(ids);
     free(keys);
+    return st;
+}
+
+idx_status idx_store_load(idx_store *s, idx_precision p, int keep_f32,
+                          idx_matrix **out, idx_error *err)
+{
+    if (s->dim <= 0)
+        return fail(err, IDX_E_ARG, "%s: the index is empty (no model yet)",
+                    s->path);
+    idx_matrix *m;
+    idx_status st = idx_matrix_new(s->dim, p, keep_f32, &m, err);
+    if (st != IDX_OK)
+        return st;
+    char *cache = vc_path(s->path);
+    /* One read transaction: the rows seen, and the generation the cache
+     * is checked against, are one committed state, even while a writer
+     * commits batches. */
+    if ((st = exec(s, "BEGIN", err)) != IDX_OK)
+        goto out;
+    uint64_t gen = 0, ident = 0;
+    int stamped = read_stamp(s, &gen, &ident);
+    vc_map vm;
+    if (stamped && cache && vc_open(cache, s->dim, ident, gen, &vm) == 0) {
+        st = load_cached(s, &vm, m, err);
+        vc_close(&vm);
+        if (st != IDX_E_FORMAT) /* loaded, or a real failure */
+            goto out;
+        /* Stale after all: start again from SQLite. */
+        idx_matrix_free(m);
+        if ((st = idx_matrix_new(s->dim, p, keep_f32, &m, err)) != IDX_OK) {
+            m = NULL;
+            goto out;
+        }
+    }
+    /* A directory that cannot be written gets no cache, silently: the
+     * load from SQLite is the same, only slower. */
+    vc_writer *w = stamped && cache ? vc_writer_begin(cache, s->dim, ident,
+                                                      gen)
+                                    : NULL;
+    st = load_rows(s, m, w, err);
+    if (st == IDX_OK)
+        vc_writer_finish(w);
+    else
+        vc_writer_abort(w);
+out:
+    free(cache);
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (st != IDX_OK) {
         idx_matrix_free(m);
         return st;

@@ -505,6 +505,110 @@ START_TEST(store_round_trip)
 }
 END_TEST
 
+/* The best match of `q` in a fresh fp32 load of the store. */
+static idx_hit best_of(idx_store *s, const float *q)
+{
+    idx_error err;
+    idx_matrix *mx;
+    ck_assert_int_eq(idx_store_load(s, IDX_FP32, 0, &mx, &err), IDX_OK);
+    idx_search_opts o = idx_search_opts_default();
+    o.k = 1;
+    idx_hit hit;
+    ck_assert_int_eq(idx_matrix_search(mx, q, 1, &o, &hit, &err), IDX_OK);
+    free(hit.key);
+    hit.key = NULL;
+    idx_matrix_free(mx);
+    return hit;
+}
+
+/* Loading writes the vector cache beside the index and the next load
+ * reads it (a vector changed in the cache alone shows); a cache that no
+ * longer matches — the index written since, ids that disagree with the
+ * items, a cut file — is never used, and the load is the index's. */
+START_TEST(store_vector_cache)
+{
+    char *dir = tu_tmpdir(), path[512], cache[600];
+    snprintf(path, sizeof path, "%s/a.vidx", dir);
+    snprintf(cache, sizeof cache, "%s-vectors", path);
+    idx_error err;
+    idx_store *s;
+    ck_assert_int_eq(idx_store_open(path, IDX_OPEN_WRITE, &s, &err), IDX_OK);
+    idx_model m = fake_model("aa11", 4);
+    ck_assert_int_eq(idx_store_check_model(s, &m, 1, &err), IDX_OK);
+    float v[3][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}};
+    const char *paths[3] = {"/p/a.png", "/p/b.png", "/p/c.png"};
+    int64_t id[3];
+    ck_assert_int_eq(idx_store_begin(s, &err), IDX_OK);
+    for (int i = 0; i < 3; i++) {
+        idx_item it = {.path = (char *)paths[i], .size = 1};
+        ck_assert_int_eq(idx_store_put(s, &it, v[i], &id[i], NULL, &err),
+                         IDX_OK);
+    }
+    ck_assert_int_eq(idx_store_commit(s, &err), IDX_OK);
+    ck_assert_int_ne(access(cache, F_OK), 0);
+    const float e3[4] = {0, 0, 0, 1};
+    idx_hit h = best_of(s, e3);
+    ck_assert(h.score == 0.0f);
+    /* Header, 3 vectors, 3 ids. */
+    size_t n;
+    unsigned char *c = tu_read(cache, &n);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(n, 64 + 3 * (4 * 4 + 8));
+    ck_assert(memcmp(c, "VITVEC01", 8) == 0);
+
+    /* The cache alone changed: the load shows it, so it was read. */
+    const float five[4] = {0, 0, 0, 5};
+    memcpy(c + 64, five, sizeof five);
+    ck_assert_int_eq(tu_write(cache, c, n), 0);
+    h = best_of(s, e3);
+    ck_assert_int_eq(h.id, id[0]);
+    ck_assert(h.score == 5.0f);
+
+    /* The index written since: the cache is stale and is not used. */
+    ck_assert_int_eq(idx_store_begin(s, &err), IDX_OK);
+    idx_item it = {.path = (char *)paths[1], .size = 1};
+    ck_assert_int_eq(idx_store_put(s, &it, e3, &id[1], NULL, &err), IDX_OK);
+    ck_assert_int_eq(idx_store_commit(s, &err), IDX_OK);
+    h = best_of(s, e3);
+    ck_assert_int_eq(h.id, id[1]);
+    ck_assert(h.score == 1.0f);
+    /* ... and was written anew, current: the same answer from it. */
+    free(c);
+    c = tu_read(cache, &n);
+    ck_assert_uint_eq(n, 64 + 3 * (4 * 4 + 8));
+    h = best_of(s, e3);
+    ck_assert_int_eq(h.id, id[1]);
+
+    /* Stamped current, but its ids are not the items': not used. */
+    memcpy(c + 64, five, sizeof five);
+    int64_t bad = 999;
+    memcpy(c + 64 + 3 * 16 + 16, &bad, 8);
+    ck_assert_int_eq(tu_write(cache, c, n), 0);
+    h = best_of(s, e3);
+    ck_assert_int_eq(h.id, id[1]);
+    ck_assert(h.score == 1.0f);
+
+    /* Cut short: not used. */
+    memcpy(c + 64, five, sizeof five);
+    ck_assert_int_eq(tu_write(cache, c, n - 8), 0);
+    h = best_of(s, e3);
+    ck_assert_int_eq(h.id, id[1]);
+    ck_assert(h.score == 1.0f);
+
+    /* A removal is a change like any other. */
+    ck_assert_int_eq(tu_write(cache, c, n), 0); /* stale vector 0 again */
+    ck_assert_int_eq(idx_store_begin(s, &err), IDX_OK);
+    ck_assert_int_eq(idx_store_remove_id(s, id[1], &err), IDX_OK);
+    ck_assert_int_eq(idx_store_commit(s, &err), IDX_OK);
+    h = best_of(s, e3);
+    ck_assert(h.score == 0.0f);
+    free(c);
+    idx_store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(model_fingerprint)
 {
     idx_error err;
@@ -1908,6 +2012,7 @@ Suite *index_suite(void)
     tcase_add_test(t, search_matches_brute_force);
     tcase_add_test(t, matrix_add_remove_replace_prefix);
     tcase_add_test(t, store_round_trip);
+    tcase_add_test(t, store_vector_cache);
     tcase_add_test(t, model_fingerprint);
     suite_add_tcase(s, t);
     t = tcase_create("command");
