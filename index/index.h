@@ -267,6 +267,10 @@ size_t idx_matrix_remove(idx_matrix *m, const int64_t *ids, size_t n);
 size_t idx_matrix_rows(idx_matrix *m);
 int idx_matrix_dim(const idx_matrix *m);
 idx_precision idx_matrix_precision(const idx_matrix *m);
+/* Bytes the matrix holds (its arrays as allocated: vectors in their
+ * precision, int8 scales, a kept fp32 copy, ids, key pointers, the id
+ * map; not the key strings). */
+size_t idx_matrix_memory_bytes(idx_matrix *m);
 /* Bytes of vectors scanned by one search (the rows in their precision). */
 size_t idx_matrix_scan_bytes(idx_matrix *m);
 

@@ -793,6 +793,21 @@ size_t idx_matrix_remove(idx_matrix *m, const int64_t *ids, size_t n)
     return removed;
 }
 
+size_t idx_matrix_memory_bytes(idx_matrix *m)
+{
+    pthread_rwlock_rdlock(&m->lock);
+    size_t d = (size_t)m->dim, c = m->cap;
+    size_t b = c * d * elem_size(m->prec) + c * sizeof *m->ids +
+               c * sizeof *m->keys +
+               m->map_cap * (sizeof *m->map_id + sizeof *m->map_row);
+    if (m->scale)
+        b += c * sizeof *m->scale;
+    if (m->f32)
+        b += c * d * sizeof *m->f32;
+    pthread_rwlock_unlock(&m->lock);
+    return b;
+}
+
 size_t idx_matrix_rows(idx_matrix *m)
 {
     pthread_rwlock_rdlock(&m->lock);

@@ -359,7 +359,7 @@ json_t *svc_ix_stats(svc_index *ix)
     /* Dates in whole microseconds: exact in JSON, whose reals the worker
      * writes with 9 digits. */
     return json_pack("{s:I, s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, "
-                     "s:I, s:I}",
+                     "s:I, s:I, s:I}",
                      "items", items, "dim", ix->dim, "model", ix->model.id,
                      "fingerprint", ix->model.fingerprint, "precision",
                      idx_precision_str(ix->prec), "path", ix->path, "files",
@@ -368,5 +368,6 @@ json_t *svc_ix_stats(svc_index *ix)
                      (json_int_t)bytes, "model_dir",
                      x.has_model ? x.model.dir : ix->model.dir,
                      "first_added_us", us(x.first_added),
-                     "last_added_us", us(x.last_added));
+                     "last_added_us", us(x.last_added), "memory_bytes",
+                     (json_int_t)idx_matrix_memory_bytes(ix->m));
 }

@@ -1829,7 +1829,7 @@ START_TEST(test_protocol_edges)
     png_header(bomb, 8192, 8192);
     png_header(half, 4096, 4097);
     code = raw(d, 5000, 7, F("", 0), S("VITC01"), F(&cmd, 1), F("", 0),
-               S("b"), S("{\"op\":\"classify\"}"), F(bomb, sizeof bomb));
+               S("b"), S("{\"op\":\"embed_image\"}"), F(bomb, sizeof bomb));
     ck_assert_ptr_nonnull(code);
     ck_assert_str_eq(code, "too_large");
     ck_assert_msg(strstr(raw_body, "67108864 pixels") &&
