@@ -61,6 +61,9 @@ static void help(FILE *f)
           "more, the peak and the forward in turns, four rounds, and the\n"
           "median round's peak and ratio. VIT_ISA=generic|avx2|avx512 in\n"
           "the environment caps the path (vit --version names it).\n"
+          "After each thread count's table, the GFLOP/s of vit's own GEMM\n"
+          "and of OpenBLAS's sgemm at the model's largest product (the\n"
+          "MLP's first, at the largest batch up to 8), the best marked.\n"
           "Then, for every case, the memory of a fresh process that loads the\n"
           "model and runs one forward: the weights (the pages of the mapped\n"
           "checkpoint it holds, any float32 copies, and int8 ones with\n"
@@ -135,6 +138,31 @@ static double forward_flops(const vit_model_info *in)
                        + 2 * T * D * in->mlp_size * 2; /* the MLP */
     return 2 * NP * cpp * D + in->num_layers * per_layer +
            2 * D * (in->num_labels ? in->num_labels : in->embed_dim);
+}
+
+/* The model's largest float32 product (the MLP's first, tokens x hidden
+ * times hidden x mlp) at batch B (at most 8, so that it stays quick), on
+ * vit's own GEMM and on OpenBLAS's: which GEMM is best at this shape on
+ * this machine, each named. */
+static void print_gemms(const vit_model_info *in, int B, int threads)
+{
+    int T = (in->image_h / in->patch_size) * (in->image_w / in->patch_size) +
+            1;
+    B = B > 8 ? 8 : B;
+    int M = B * T, K = in->hidden_size, N = in->mlp_size;
+    const char *path = "generic";
+    vit_cpu_path(&path, NULL, 0, NULL);
+    double ours = vit_gemm_gflops(M, N, K, threads);
+    double blas = vit_sgemm_gflops(M, N, K, threads);
+    printf("GEMM at the model's largest product (M %d = %d x %d tokens, K %d, "
+           "N %d), %d threads:\n",
+           M, B, T, K, N, threads);
+    char name[64];
+    snprintf(name, sizeof name, "vit (%s)", path);
+    printf("  %-18s %8.1f GFLOP/s%s\n", name, ours,
+           ours >= blas ? "  best" : "");
+    printf("  %-18s %8.1f GFLOP/s%s\n", "OpenBLAS sgemm", blas,
+           blas > ours ? "  best" : "");
 }
 
 /* As `vit classify` asks by default. */
@@ -741,6 +769,7 @@ int cli_bench_main(int argc, char **argv)
         }
         bench_run_free(&r);
         vit_model_free(own);
+        print_gemms(&in, batches[nb - 1], n);
     }
     printf("\nmemory in MiB, a fresh process for each case (load, one "
            "forward);\nratio: (peak RSS - weights - copied - int8) / arena; "

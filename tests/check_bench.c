@@ -30,6 +30,22 @@ START_TEST(bench_runs_and_profiles)
     ck_assert_ptr_nonnull(strstr(r.out, "FMA peak"));
     ck_assert_ptr_nonnull(strstr(r.out, "cpu: "));
     ck_assert_ptr_nonnull(strstr(r.out, "peak resident memory"));
+    /* After each thread count, vit's GEMM and OpenBLAS's at the model's
+     * largest product (vit_tiny: 17 tokens of 32, MLP 64, at batch 3),
+     * the better one marked. */
+    int gemms = 0, best = 0;
+    for (const char *p = r.out;
+         (p = strstr(p, "GEMM at the model's largest product (M 51 = 3 x 17 "
+                        "tokens, K 32, N 64)"));
+         p++) {
+        const char *v = strstr(p, "\n  vit ("), *o = strstr(p, "\n  OpenBLAS");
+        ck_assert(v && o && v < o);
+        best += strncmp(strchr(v + 1, '\n') - 6, "  best", 6) == 0;
+        best += strncmp(strchr(o + 1, '\n') - 6, "  best", 6) == 0;
+        gemms++;
+    }
+    ck_assert_int_eq(gemms, 2);
+    ck_assert_int_eq(best, 2);
     /* Four profiles (2 thread counts x 2 batches), each of six ops whose
      * shares sum to 100. */
     int tables = 0;

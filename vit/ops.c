@@ -12,6 +12,8 @@
  */
 #include "vit/vit_impl.h"
 
+#include <pthread.h>
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -267,36 +269,100 @@ int vit__act_parse(const char *name)
     return -1;
 }
 
-double vit_sgemm_gflops(int M, int N, int K, int threads)
+/* One product for the GEMM timings: OpenBLAS's sgemm (its own threads),
+ * or vit's GEMM with the columns split among `threads` threads in whole
+ * tiles, as the encoder splits a thin product. */
+typedef struct {
+    const vit__sgemm_op *op;
+    const float *a;
+    int M, K, n0, n1;
+    float *pack;
+} gemm_part;
+
+static void *gemm_part_main(void *p)
+{
+    gemm_part *g = p;
+    vit__sgemm(g->op, g->a, g->M, g->K, g->n0, g->n1, g->pack);
+    return NULL;
+}
+
+static void gemm_once(int ours, const float *a, const float *b, float *c,
+                      int M, int N, int K, int threads, float *packs)
+{
+    if (!ours) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
+                    a, K, b, K, 0.0f, c, N);
+        return;
+    }
+    vit__sgemm_op op = {{b}, {NULL}, {c}, N, N, 0, 0};
+    gemm_part g[64];
+    pthread_t th[64];
+    int T = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    int tiles = (N + VIT_SMR - 1) / VIT_SMR;
+    size_t pf = vit__sgemm_pack_floats(M, K);
+    for (int t = 0; t < T; t++) {
+        int c0 = tiles * t / T * VIT_SMR, c1 = tiles * (t + 1) / T * VIT_SMR;
+        g[t] = (gemm_part){&op, a, M, K, c0, c1 < N ? c1 : N,
+                           packs + (size_t)t * pf};
+    }
+    int started[64] = {0};
+    for (int t = 1; t < T; t++)
+        started[t] = pthread_create(&th[t], NULL, gemm_part_main, &g[t]) == 0;
+    gemm_part_main(&g[0]);
+    for (int t = 1; t < T; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            gemm_part_main(&g[t]);
+    }
+}
+
+static double gemm_gflops(int ours, int M, int N, int K, int threads)
 {
     if (M < 1 || N < 1 || K < 1)
         return 0;
+    int T = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     float *a = malloc((size_t)M * K * sizeof *a),
           *b = malloc((size_t)N * K * sizeof *b),
-          *c = malloc((size_t)M * N * sizeof *c);
+          *c = malloc((size_t)M * N * sizeof *c),
+          *packs = ours ? malloc(vit__sgemm_pack_floats(M, K) * (size_t)T *
+                                 sizeof *packs)
+                        : NULL;
     double best = 0;
-    if (a && b && c) {
+    if (a && b && c && (packs || !ours)) {
         for (size_t i = 0; i < (size_t)M * K; i++)
             a[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)N * K; i++)
             b[i] = (float)(i % 5) * 0.1f;
-        openblas_set_num_threads(threads > 0 ? threads : 1);
+        if (!ours)
+            openblas_set_num_threads(T);
         /* Best of at least 5 runs and half a second, after a warm-up: on a
          * shared machine the best run is the one least disturbed. */
         double start = vit__now();
         for (int r = 0; r < 6 || vit__now() - start < 0.5; r++) {
             double t = vit__now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
-                        a, K, b, K, 0.0f, c, N);
+            gemm_once(ours, a, b, c, M, N, K, T, packs);
             t = vit__now() - t;
             double g = 2.0 * M * N * K / t / 1e9;
             if (r > 0 && g > best) /* the first run warms caches, threads */
                 best = g;
         }
-        openblas_set_num_threads(1);
+        if (!ours)
+            openblas_set_num_threads(1);
     }
     free(a);
     free(b);
     free(c);
+    free(packs);
     return best;
+}
+
+double vit_sgemm_gflops(int M, int N, int K, int threads)
+{
+    return gemm_gflops(0, M, N, K, threads);
+}
+
+double vit_gemm_gflops(int M, int N, int K, int threads)
+{
+    return gemm_gflops(1, M, N, K, threads);
 }

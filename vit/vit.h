@@ -352,10 +352,15 @@ vit_status vit_cpu_path(const char **path, char *detail, size_t n,
  * can beat: the reference vit bench measures a forward pass against. */
 double vit_fma_peak_gflops(int threads);
 
-/* The GFLOP/s of OpenBLAS sgemm at (M, N, K) on `threads` threads, best
- * of the runs of half a second after a warm-up: the ceiling a forward pass is measured
- * against. Leaves OpenBLAS on one thread, as states want it. */
+/* The GFLOP/s of one float32 product, M rows of K features times an
+ * (N, K) weight, on `threads` threads, the best of the runs of half a
+ * second after a warm-up: vit_sgemm_gflops with OpenBLAS's sgemm (its own
+ * threads; OpenBLAS is left on one thread, as states want it),
+ * vit_gemm_gflops with vit's own GEMM on the path vit_cpu_path names, the
+ * columns split among the threads as the encoder splits them. vit bench
+ * prints both at the model's largest product: the best GEMM there. */
 double vit_sgemm_gflops(int M, int N, int K, int threads);
+double vit_gemm_gflops(int M, int N, int K, int threads);
 
 /* A float32 array from a .npy file (little-endian '<f4', C order), as used
  * for already-preprocessed pixels. */
