@@ -1885,7 +1885,7 @@ START_TEST(service_index_memory)
     ck_assert_int_gt(mem[0], 0);
     ck_assert_int_eq(mem[0] - mem[1], 1024 * 24 * 2);
     ck_assert_int_eq(mem[0] - mem[2], 1024 * 24 * 3 - 1024 * 4);
-    tu_rmrf(f.dir);
+    cli_fx_free(&f);
 }
 END_TEST
 
