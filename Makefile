@@ -23,7 +23,10 @@ CHECK_LIBS   := $(shell pkg-config --libs check)
 # does not) or the CPU path (only AVX2 and AVX-512 copies have FMA).
 CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -ffp-contract=off -I. \
           $(PKG_CFLAGS) -MMD -MP
-LDLIBS  = $(PKG_LIBS) -lm -lpthread
+# oneDNN (Debian's libdnnl-dev, no pkg-config file) runs VIT_PRECISION_BF16's
+# products; it is built on OpenMP, and libgomp is named too since bgemm.c
+# sets OpenMP's thread count around each call.
+LDLIBS  = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 
 LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c index/*.c))
 SVC_SRC  := $(sort $(wildcard service/*.c))
@@ -49,8 +52,9 @@ $(BUILD)/obj/%.o: %.c
 # in full only at -O3; -fopenmp-simd honours their `omp simd` reductions
 # (no OpenMP runtime is involved); -fno-trapping-math lets it turn their
 # clamps into selects (nothing here reads floating-point exception flags).
-# The int8 kernels' quantization and scaling loops are written the same way.
-$(BUILD)/obj/vit/ops.o $(BUILD)/obj/vit/qgemm.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
+# The int8 kernels' quantization and scaling loops are written the same way,
+# and so is bgemm.c's rounding to bfloat16.
+$(BUILD)/obj/vit/ops.o $(BUILD)/obj/vit/qgemm.o $(BUILD)/obj/vit/bgemm.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
 
 # The resampler's inner loops are written for the vectorizer, whose full
 # cost model needs -O3; the rest of the library stays at OPT.

@@ -42,12 +42,12 @@ enum {
 static const char usage_line[] =
     "usage: vit bench --model DIR [--batch N]... [--threads N]... "
     "[--profile]\n"
-    "                 [--seconds S] [--precision fp32|int8]\n"
+    "                 [--seconds S] [--precision fp32|int8|bf16]\n"
     "       vit bench --model DIR --dir IMAGES [--images N] [--rounds R]\n"
     "                 [--decode-threads N]... [--batch N]... [--threads N]..."
     "\n"
     "                 [--fast-decode] [--no-exif-rotate] "
-    "[--precision fp32|int8]\n";
+    "[--precision fp32|int8|bf16]\n";
 
 static void help(FILE *f)
 {
@@ -66,8 +66,9 @@ static void help(FILE *f)
           "MLP's first, at the largest batch up to 8), the best marked.\n"
           "Then, for every case, the memory of a fresh process that loads the\n"
           "model and runs one forward: the weights (the pages of the mapped\n"
-          "checkpoint it holds, any float32 copies, and int8 ones with\n"
-          "--precision int8), the activation arena, the peak resident\n"
+          "checkpoint it holds, any float32 copies, and int8 or bfloat16\n"
+          "ones with --precision int8 or bf16), the activation arena, the\n"
+          "peak resident\n"
           "memory and (peak - weights) / arena, and that ratio less what the\n"
           "process held before loading (the program and its libraries).\n"
           "\n"
@@ -282,9 +283,10 @@ static int run_probe(const char *dir, const vit_options *base, const char *arg)
         size_t held = mem.weights_resident
                           ? mem.weights_resident
                           : mem.weights_mapped - mem.weights_dropped;
-        printf("%d %zu %zu %zu %.0f %.0f %zu\n",
+        printf("%d %zu %zu %zu %.0f %.0f %zu %zu\n",
                vit_state_profile_get(r.s, e), held, mem.weights_copied,
-               mem.arena, start, status_kib("VmHWM"), mem.weights_int8);
+               mem.arena, start, status_kib("VmHWM"), mem.weights_int8,
+               mem.weights_bf16);
         rc = CLI_EXIT_OK;
     } else {
         cli_report(dir, err.msg);
@@ -303,7 +305,8 @@ static mem_probe probe_memory(const char *dir, const cli_decode_flags *dec,
     char tb[48];
     snprintf(tb, sizeof tb, "%d,%d", threads, B);
     char *args[] = {"vit",  "bench", "--model", (char *)dir, "--probe-memory",
-                    tb,     "--precision", dec->int8 ? "int8" : "fp32", NULL};
+                    tb,     "--precision",
+                    (char *)cli_precision_name(dec->precision), NULL};
     int fd[2];
     if (pipe(fd) != 0)
         return p;
@@ -329,33 +332,37 @@ static mem_probe probe_memory(const char *dir, const cli_decode_flags *dec,
     if (pid > 0)
         waitpid(pid, &status, 0);
     p.ok = status == 0 &&
-           sscanf(line, "%d %zu %zu %zu %lf %lf %zu", &p.threads,
+           sscanf(line, "%d %zu %zu %zu %lf %lf %zu %zu", &p.threads,
                   &p.mem.weights_mapped, &p.mem.weights_copied, &p.mem.arena,
-                  &p.start_kib, &p.peak_kib, &p.mem.weights_int8) == 7;
+                  &p.start_kib, &p.peak_kib, &p.mem.weights_int8,
+                  &p.mem.weights_bf16) == 8;
     return p;
 }
 
 static void print_memory(const mem_probe *p, const int *batches, int n)
 {
     const double MiB = 1024.0 * 1024.0;
-    printf("%7s %6s %9s %8s %8s %8s %8s %10s %8s %11s\n", "threads",
+    printf("%7s %6s %9s %8s %8s %8s %8s %10s %8s %11s %8s\n", "threads",
            "batch", "weights", "copied", "int8", "arena", "at start",
-           "peak RSS", "ratio", "less start");
+           "peak RSS", "ratio", "less start", "bf16");
     for (int i = 0; i < n; i++) {
         if (!p[i].ok) {
             printf("%7s %6d   (the probe failed)\n", "-", batches[i]);
             continue;
         }
         double w = (double)(p[i].mem.weights_mapped +
-                            p[i].mem.weights_copied + p[i].mem.weights_int8);
+                            p[i].mem.weights_copied + p[i].mem.weights_int8 +
+                            p[i].mem.weights_bf16);
         double rss = p[i].peak_kib * 1024.0;
         double start = p[i].start_kib * 1024.0;
-        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %8.1f %10.1f %8.2f %11.2f\n",
+        printf("%7d %6d %9.1f %8.1f %8.1f %8.1f %8.1f %10.1f %8.2f %11.2f "
+               "%8.1f\n",
                p[i].threads, batches[i], p[i].mem.weights_mapped / MiB,
                p[i].mem.weights_copied / MiB, p[i].mem.weights_int8 / MiB,
                p[i].mem.arena / MiB,
                start / MiB, rss / MiB, (rss - w) / (double)p[i].mem.arena,
-               (rss - start - w) / (double)p[i].mem.arena);
+               (rss - start - w) / (double)p[i].mem.arena,
+               p[i].mem.weights_bf16 / MiB);
     }
 }
 
@@ -695,6 +702,7 @@ int cli_bench_main(int argc, char **argv)
     char cpu[256];
     vit_cpu_path(NULL, cpu, sizeof cpu, NULL);
     printf("cpu: %s\n", cpu);
+    printf("precision: %s\n", cli_precision_name(opt.precision));
     if (images) {
         vit_model_free(m);
         d.model = dir;
@@ -776,7 +784,8 @@ int cli_bench_main(int argc, char **argv)
            "less start: the same\nless the RSS before loading (the program "
            "and its shared libraries); weights:\nthe mapped checkpoint's "
            "pages the process holds (not those --precision int8\ngave back, "
-           "nor a text tower's that image work never reads)\n");
+           "nor a text tower's that image work never reads); bf16: the\n"
+           "--precision bf16 weights (counted in the ratio with int8's)\n");
     for (int ti = 0; ti < nt; ti++)
         print_memory(mem[ti], batches, nb);
     struct rusage ru;

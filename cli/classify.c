@@ -22,7 +22,7 @@ enum { OPT_LOGITS = 256 };
 static const char usage_line[] =
     "usage: vit classify --model DIR [--top-k K] [--format text|jsonl|csv]\n"
     "                    [--logits] [--batch N] [--no-exif-rotate]\n"
-    "                    [--fast-decode] [--precision fp32|int8]\n"
+    "                    [--fast-decode] [--precision fp32|int8|bf16]\n"
     "                    [--preprocess pil|torchvision] [--threads N]\n"
     "                    [--labels FILE [--template T]] PATH...\n";
 

@@ -62,7 +62,7 @@ void cli_report(const char *path, const char *reason);
 typedef struct {
     int no_exif;      /* --no-exif-rotate */
     int fast_decode;  /* --fast-decode */
-    int int8;         /* --precision int8 */
+    int precision;    /* --precision: a vit_precision */
     int torchvision;  /* --preprocess torchvision */
     int threads;      /* --threads N (0: one per CPU) */
 } cli_decode_flags;
@@ -88,8 +88,11 @@ enum {
 extern const char cli_decode_help[];
 extern const char cli_threads_help[];
 
-/* A --precision value: "fp32" 0, "int8" 1, anything else -1. */
-int cli_precision_int8(const char *s);
+/* A --precision value: "fp32", "int8" or "bf16" as a vit_precision,
+ * anything else -1. */
+int cli_precision(const char *s);
+/* A vit_precision's name ("fp32", "int8", "bf16"). */
+const char *cli_precision_name(int precision);
 
 /* A --preprocess value: "pil" 0, "torchvision" 1, anything else -1. */
 int cli_preprocess_torchvision(const char *s);

@@ -19,7 +19,7 @@ enum { OPT_NO_NORMALIZE = 256, OPT_TEXTS_FILE };
 static const char usage_line[] =
     "usage: vit embed --model DIR [--format jsonl|npy] [--out FILE]\n"
     "                 [--no-normalize] [--batch N] [--no-exif-rotate]\n"
-    "                 [--fast-decode] [--precision fp32|int8]\n"
+    "                 [--fast-decode] [--precision fp32|int8|bf16]\n"
     "                 [--preprocess pil|torchvision] [--threads N]\n"
     "                 (--image PATH... | --text STR... | --texts-file FILE)\n";
 

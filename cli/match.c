@@ -16,7 +16,7 @@ enum { OPT_TEXTS_FILE = 256 };
 static const char usage_line[] =
     "usage: vit match --model DIR (--text STR)... [--texts-file FILE]\n"
     "                 [--format text|jsonl] [--batch N] [--no-exif-rotate]\n"
-    "                 [--fast-decode] [--precision fp32|int8]\n"
+    "                 [--fast-decode] [--precision fp32|int8|bf16]\n"
     "                 [--preprocess pil|torchvision] [--threads N] PATH...\n";
 
 static void help(FILE *f)

@@ -118,6 +118,13 @@ int cpu_avx512vnni(void) { return cpu_avx512() && cpu_get()->avx512vnni; }
 
 int cpu_avxvnni(void) { return cpu_avx2() && cpu_get()->avxvnni; }
 
+int cpu_bf16(void)
+{
+    const cpu_info *c = cpu_get();
+    return (c->isa >= CPU_ISA_AVX512 && c->avx512bf16) ||
+           (c->isa >= CPU_ISA_AMX && c->amx_bf16);
+}
+
 const char *cpu_isa_name(cpu_isa isa)
 {
     switch (isa) {

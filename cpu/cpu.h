@@ -39,6 +39,9 @@ int cpu_avx2(void);        /* AVX2 + FMA, path >= avx2 */
 int cpu_avx512(void);      /* AVX-512 F/BW/VL/DQ, path >= avx512 */
 int cpu_avx512vnni(void);  /* and VNNI */
 int cpu_avxvnni(void);     /* AVX-VNNI (256-bit vpdpbusd), path >= avx2 */
+/* bfloat16 products in hardware: AVX512-BF16 with path >= avx512, or
+ * AMX-BF16 with path amx. */
+int cpu_bf16(void);
 
 /* A path's name ("generic", "avx2", "avx512", "amx"). */
 const char *cpu_isa_name(cpu_isa isa);

@@ -1393,7 +1393,9 @@ static char *info_body(worker *w)
         in->num_heads, "patch_size", in->patch_size, "has_vision",
         has_vision(in), "has_text", in->has_text, "text_max_len",
         in->text_max_len, "precision",
-        w->vopt.precision == VIT_PRECISION_INT8 ? "int8" : "fp32",
+        w->vopt.precision == VIT_PRECISION_INT8   ? "int8"
+        : w->vopt.precision == VIT_PRECISION_BF16 ? "bf16"
+                                                  : "fp32",
         "preprocess",
         w->vopt.preprocess == VIT_PREPROCESS_TORCHVISION ? "torchvision"
                                                           : "pil",

@@ -403,6 +403,37 @@ START_TEST(test_int8_worker)
 }
 END_TEST
 
+/* A worker in bf16 says so, and answers as the local command in bf16
+ * does. */
+START_TEST(test_bf16_worker)
+{
+    char ep[200];
+    endpoint(ep, sizeof ep, "wb16");
+    pid_t w = start_worker(ep, "--precision", "bf16", NULL);
+    int c1, c2;
+    char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_msg(strstr(info, "\"precision\": \"bf16\"") != NULL, "%s",
+                  info);
+    free(info);
+    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
+                               "--logits", "--format", "jsonl",
+                               "tests/fixtures/cli", NULL);
+    char *local = run_capture(&c2, "classify", "--model", MODEL,
+                              "--precision", "bf16", "--logits", "--format",
+                              "jsonl", "tests/fixtures/cli", NULL);
+    char *fp32 = run_capture(&c2, "classify", "--model", MODEL, "--logits",
+                             "--format", "jsonl", "tests/fixtures/cli", NULL);
+    ck_assert_int_eq(c1, 0);
+    ck_assert_int_eq(c2, 0);
+    ck_assert_msg(strlen(local) > 20, "local output: %s", local);
+    ck_assert_str_eq(remote, local);
+    ck_assert_str_ne(local, fp32); /* bf16 really ran */
+    free(remote), free(local), free(fp32);
+    stop_ok(w);
+}
+END_TEST
+
 /* A worker preprocessing as torchvision does says so, and answers as the
  * local command with --preprocess torchvision does. */
 START_TEST(test_torchvision_worker)
@@ -2651,6 +2682,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_wire_equals_local);
     tcase_add_test(tc, test_int8_worker);
+    tcase_add_test(tc, test_bf16_worker);
     tcase_add_test(tc, test_torchvision_worker);
     tcase_add_test(tc, test_worker_wrong_endpoint);
     tcase_add_test(tc, test_protocol_edges);

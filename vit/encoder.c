@@ -77,6 +77,72 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
     return VIT_OK;
 }
 
+/* The float32 weights of a layer's four products, as vit__bmat_pack
+ * takes them: (N, K) and bias. */
+static void bf16_parts(vit__layer *y, int D, int F, const float ***w,
+                       const float **b, int *N, int *K)
+{
+    const float **ws[6] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w1, &y->w2};
+    const float *bs[6] = {y->bq, y->bk, y->bv, y->bo, y->b1, y->b2};
+    const int ns[6] = {D, D, D, D, F, D}, ks[6] = {D, D, D, D, D, F};
+    for (int i = 0; i < 6; i++) {
+        w[i] = ws[i];
+        b[i] = bs[i];
+        N[i] = ns[i];
+        K[i] = ks[i];
+    }
+}
+
+vit_status vit__encoder_bf16(vit__encoder *e, vit__weights *w,
+                             vit_error *err)
+{
+    int onednn = vit__bf16_onednn();
+    for (int l = 0; l < e->L; l++) {
+        vit__layer *y = &e->layers[l];
+        const float **wt[6], *bias[6];
+        int N[6], K[6];
+        bf16_parts(y, e->D, e->F, wt, bias, N, K);
+        for (int i = 0; i < 6; i++) {
+            size_t n = (size_t)N[i] * K[i];
+            if (onednn) {
+                vit_status st = vit__bmat_pack(&y->bm[i], *wt[i], bias[i],
+                                               N[i], K[i], err);
+                if (st)
+                    return st;
+            } else {
+                /* Without bfloat16 hardware the rounded weights run in the
+                 * float32 kernel: the same numbers class (bfloat16 weights,
+                 * float32 sums), though not bfloat16 activations, and not
+                 * half the memory. */
+                if (!(y->wide[i] = malloc(n * sizeof(float))))
+                    return vit__fail(err, VIT_E_NOMEM, "out of memory");
+                memcpy(y->wide[i], *wt[i], n * sizeof(float));
+                vit__bf16_round_f32(y->wide[i], n);
+            }
+            vit__weights_release(w, *wt[i]);
+            *wt[i] = onednn ? NULL : y->wide[i];
+        }
+    }
+    e->bf16 = onednn;
+    e->bf16_wide = !onednn;
+    return VIT_OK;
+}
+
+size_t vit__encoder_bf16_bytes(const vit__encoder *e)
+{
+    size_t n = 0;
+    for (int l = 0; (e->bf16 || e->bf16_wide) && l < e->L; l++) {
+        const vit__layer *y = &e->layers[l];
+        const size_t wide[6] = {(size_t)e->D * e->D, (size_t)e->D * e->D,
+                                (size_t)e->D * e->D, (size_t)e->D * e->D,
+                                (size_t)e->F * e->D, (size_t)e->D * e->F};
+        for (int i = 0; i < 6; i++)
+            n += e->bf16 ? vit__bmat_bytes(y->bm[i])
+                         : wide[i] * sizeof(float);
+    }
+    return n;
+}
+
 size_t vit__encoder_int8_bytes(const vit__encoder *e)
 {
     size_t n = 0;
@@ -99,6 +165,10 @@ void vit__encoder_free(vit__encoder *e)
         vit__qweight_free(&e->layers[l].o);
         vit__qweight_free(&e->layers[l].fc1);
         vit__qweight_free(&e->layers[l].fc2);
+        for (int i = 0; i < 6; i++) {
+            vit__bmat_free(e->layers[l].bm[i]);
+            free(e->layers[l].wide[i]);
+        }
     }
     free(e->layers);
     e->layers = NULL;
@@ -188,6 +258,62 @@ static void mlp_int8(const layer_job *j, int w, int r0, int m)
         lo[i] = hi[i] = 0;
     qproduct(s, w, &to_ff, r0, m, &y->fc1);
     qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2, lo, hi);
+}
+
+/* ---- bf16: rows rounded for the products, run through oneDNN */
+
+static void layernorm_rows(const layer_job *j, int w, const float *g,
+                           const float *b, int r0, int r1);
+
+/* The m rows of in (K features) from row r0 rounded into the thread's
+ * block of the scratch, K apart. */
+static const vit__bf16 *bround(const vit__scratch *s, int w, const float *in,
+                               int r0, int m, int K)
+{
+    vit__bf16 *a = s->ba + (size_t)r0 * s->ba_row;
+    VIT_PROF(s, w, VIT_PROF_QUANTIZE, 0,
+             vit__bf16_round(a, in + (size_t)r0 * K, (size_t)m * K));
+    return a;
+}
+
+static void bproduct(const vit__scratch *s, int w, const vit__bmat *b,
+                     const vit__bf16 *a, int m, int N, int K, float *dst,
+                     int accumulate)
+{
+    VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * N * K,
+             vit__bmat_run(s->bctx, w, b, a, m, dst, accumulate));
+}
+
+static void qkv_bf16(const layer_job *j, int w, int r0, int m)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D;
+    size_t o = (size_t)r0 * D;
+    layernorm_rows(j, w, y->ln1_w, y->ln1_b, r0, r0 + m);
+    const vit__bf16 *a = bround(s, w, s->xn, r0, m, D);
+    bproduct(s, w, y->bm[VIT_BM_Q], a, m, D, D, s->q + o, 0);
+    bproduct(s, w, y->bm[VIT_BM_K], a, m, D, D, s->k + o, 0);
+    bproduct(s, w, y->bm[VIT_BM_V], a, m, D, D, s->v + o, 0);
+}
+
+/* x += ctx @ wo^T + bo; then x += act(ln2(x) @ w1^T + b1) @ w2^T + b2, the
+ * residual connections folded into the products. */
+static void mlp_bf16(const layer_job *j, int w, int r0, int m)
+{
+    const vit__layer *y = j->y;
+    const vit__scratch *s = j->s;
+    int D = j->e->D, F = j->e->F;
+    size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
+    const vit__bf16 *a = bround(s, w, s->ctx, r0, m, D);
+    bproduct(s, w, y->bm[VIT_BM_O], a, m, D, D, j->x + o, 1);
+    layernorm_rows(j, w, y->ln2_w, y->ln2_b, r0, r0 + m);
+    a = bround(s, w, s->xn, r0, m, D);
+    bproduct(s, w, y->bm[VIT_BM_FC1], a, m, F, D, s->ff + of, 0);
+    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
+             vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+    a = bround(s, w, s->ff, r0, m, F);
+    bproduct(s, w, y->bm[VIT_BM_FC2], a, m, D, F, j->x + o, 1);
 }
 
 /* ---- float32: the products through vit__sgemm on a block of rows and
@@ -284,6 +410,10 @@ static void phase_qkv(void *c, int w, int n)
         qkv_int8(j, w, r0, m);
         return;
     }
+    if (j->e->bf16) {
+        qkv_bf16(j, w, r0, m);
+        return;
+    }
     layernorm_rows(j, w, y->ln1_w, y->ln1_b, r0, r1);
     qkv_f32(j, w, n, r0, r1, 0, 3 * D);
 }
@@ -313,6 +443,10 @@ static void phase_mlp(void *c, int w, int n)
     int m = r1 - r0;
     if (j->e->int8) {
         mlp_int8(j, w, r0, m);
+        return;
+    }
+    if (j->e->bf16) {
+        mlp_bf16(j, w, r0, m);
         return;
     }
     attn_out_f32(j, w, n, r0, r1, 0, D);
@@ -383,7 +517,7 @@ void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
     /* x: (B, T, D), updated in place. */
     layer_job j = {e, NULL, x, B, T, causal, s};
     int n = vit__pool_size(s->pool);
-    int grid = !e->int8 && row_groups(B * T, n) < n;
+    int grid = !e->int8 && !e->bf16 && row_groups(B * T, n) < n;
     for (int l = 0; l < e->L; l++) {
         j.y = &e->layers[l];
         if (grid) {
@@ -409,17 +543,25 @@ static size_t qscratch_floats(size_t M, int D, int F)
     return (M * row + 3) / 4 + 4 * M + 16; /* + 16: 64-byte alignment */
 }
 
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8)
+/* Rounded rows, in floats. */
+static size_t bscratch_floats(size_t M, int D, int F)
+{
+    return (M * (size_t)(F > D ? F : D) + 1) / 2 + 16; /* + 16: alignment */
+}
+
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int mode)
 {
     size_t M = (size_t)B * T;
     return 5 * M * D + M * F + (size_t)threads * T * T +
-           (int8 ? qscratch_floats(M, D, F)
-                 : (size_t)threads * pack_floats((int)M, D, F));
+           (mode == VIT_MODE_INT8   ? qscratch_floats(M, D, F)
+            : mode == VIT_MODE_BF16 ? bscratch_floats(M, D, F)
+                                    : (size_t)threads * pack_floats((int)M, D, F));
 }
 
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F, int int8)
+                        int F, int mode)
 {
+    int int8 = mode == VIT_MODE_INT8;
     size_t M = (size_t)B * T, MD = M * D;
     s->xn = mem;
     s->q = s->xn + MD;
@@ -441,6 +583,13 @@ void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
         uintptr_t p = (uintptr_t)(s->qhi + M);
         s->qa = (uint8_t *)((p + 63) & ~(uintptr_t)63);
         end += qscratch_floats(M, D, F);
+    }
+    s->ba = NULL;
+    s->ba_row = (size_t)(F > D ? F : D);
+    if (mode == VIT_MODE_BF16) {
+        uintptr_t p = (uintptr_t)end;
+        s->ba = (vit__bf16 *)((p + 63) & ~(uintptr_t)63);
+        end += bscratch_floats(M, D, F);
     }
     s->scores = end; /* last: one (T, T) matrix per thread, then float32's
                         packing scratch */

@@ -55,6 +55,7 @@ struct vit_state {
     float *scratch;  /* what vit__scratch_carve divides, for either tower */
     vit__scratch s;  /* the vision tower's division of it */
     vit__pool *pool;
+    vit__bctx *bctx; /* VIT_PRECISION_BF16 through oneDNN, else NULL */
     vit__prof *prof; /* one per thread */
 };
 
@@ -507,8 +508,11 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
         m->opt.max_batch = 1;
     vit_status st;
     if (m->opt.precision != VIT_PRECISION_FP32 &&
-        m->opt.precision != VIT_PRECISION_INT8) {
-        st = vit__fail(err, VIT_E_ARG, "unknown precision %d",
+        m->opt.precision != VIT_PRECISION_INT8 &&
+        m->opt.precision != VIT_PRECISION_BF16) {
+        st = vit__fail(err, VIT_E_ARG,
+                       "unknown precision %d (VIT_PRECISION_FP32, _INT8 or "
+                       "_BF16)",
                        (int)m->opt.precision);
         goto fail;
     }
@@ -541,6 +545,10 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
           (st = vit__encoder_quantize(&m->vis.enc, m->w, err))) ||
          (m->has_text &&
           (st = vit__encoder_quantize(&m->txt.enc, m->w, err)))))
+        goto fail;
+    if (m->opt.precision == VIT_PRECISION_BF16 &&
+        ((m->has_vision && (st = vit__encoder_bf16(&m->vis.enc, m->w, err))) ||
+         (m->has_text && (st = vit__encoder_bf16(&m->txt.enc, m->w, err)))))
         goto fail;
     if (m->has_text && (st = load_tokenizer(m, dir, err)))
         goto fail;
@@ -642,14 +650,14 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
         nx = (size_t)B * v->T * v->D;
         np = vit__vision_floats(v, B, threads);
         nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads,
-                                   v->enc.int8);
+                                   vit__encoder_mode(&v->enc));
         D = (size_t)v->D;
     }
     if (m->has_text) {
         const vit__text *t = &m->txt;
         size_t tx = (size_t)B * t->Tmax * t->D;
         size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F, threads,
-                                        t->enc.int8);
+                                        vit__encoder_mode(&t->enc));
         nx = tx > nx ? tx : nx;
         nscr = ts > nscr ? ts : nscr;
         D = (size_t)t->D > D ? (size_t)t->D : D;
@@ -677,6 +685,17 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
         return vit__fail(err, VIT_E_NOMEM, "cannot start %d threads",
                          threads);
     }
+    /* Each pool thread runs its own oneDNN products (bgemm.c). */
+    if (m->vis.enc.bf16 || m->txt.enc.bf16) {
+        vit_status st = vit__bctx_new(&s->bctx, threads, err);
+        if (st != VIT_OK) {
+            vit__pool_free(s->pool);
+            free(s->prof);
+            free(s->arena);
+            free(s);
+            return st;
+        }
+    }
     /* The pool splits every GEMM among its threads; OpenBLAS threading
      * them again would oversubscribe the cores. */
     openblas_set_num_threads(1);
@@ -690,8 +709,9 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     s->patches = s->scratch;
     if (m->has_vision)
         vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
-                           m->vis.enc.F, m->vis.enc.int8);
+                           m->vis.enc.F, vit__encoder_mode(&m->vis.enc));
     s->s.pool = s->pool;
+    s->s.bctx = s->bctx;
     /* The text tower carves the same scratch at its own sizes per call. */
     *out = s;
     return VIT_OK;
@@ -702,6 +722,7 @@ void vit_state_free(vit_state *s)
     if (!s)
         return;
     vit__pool_free(s->pool);
+    vit__bctx_free(s->bctx);
     free(s->prof);
     free(s->arena);
     free(s);
@@ -852,7 +873,7 @@ vit_status vit_classify_pixels(vit_state *s, const float *pixels, int n,
         return vit__fail(err, VIT_E_NOMEM, "out of memory");
     vision_chunks(s, pixels, n, classify_head, &c);
     free(c.probs);
-    return VIT_OK;
+    return vit__bctx_status(s->bctx, err);
 }
 
 static void embed_head(vit_state *s, int i0, int B, void *p)
@@ -879,7 +900,7 @@ vit_status vit_embed_pixels(vit_state *s, const float *pixels, int n,
     if (!out)
         return vit__fail(err, VIT_E_ARG, "NULL output");
     vision_chunks(s, pixels, n, embed_head, out);
-    return VIT_OK;
+    return vit__bctx_status(s->bctx, err);
 }
 
 /* ---- text ---- */
@@ -918,13 +939,16 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F,
-                           t->enc.int8);
+                           vit__encoder_mode(&t->enc));
         sc.pool = s->pool;
+        sc.bctx = s->bctx;
         sc.prof = s->s.prof;
         vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);
         vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, NULL, B, E, t->D);
     }
-    return VIT_OK;
+    /* A failed oneDNN product leaves its outputs unwritten: the error,
+     * not the embeddings, is the answer. */
+    return vit__bctx_status(s->bctx, err);
 }
 
 vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
@@ -1159,7 +1183,7 @@ vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
         return vit__fail(err, VIT_E_NOMEM, "out of memory");
     vision_chunks(s, pixels, n, zeroshot_head, &c);
     free(c.probs);
-    return VIT_OK;
+    return vit__bctx_status(s->bctx, err);
 }
 
 /* ---- memory ---- */
@@ -1208,6 +1232,8 @@ void vit_state_memory(const vit_state *s, vit_memory *out)
     out->arena = malloc_usable_size(s->arena);
     out->weights_int8 = vit__encoder_int8_bytes(&s->m->vis.enc) +
                         vit__encoder_int8_bytes(&s->m->txt.enc);
+    out->weights_bf16 = vit__encoder_bf16_bytes(&s->m->vis.enc) +
+                        vit__encoder_bf16_bytes(&s->m->txt.enc);
     out->weights_dropped = w->dropped;
     out->weights_resident = mapped_resident(w);
 }

@@ -83,6 +83,17 @@ typedef enum {
                                or AVX-VNNI, 1.3-1.4x on AVX2 alone, and
                                CHANGES NUMBERS: outputs drift from the
                                reference's by about a percent. */
+    VIT_PRECISION_BF16 = 2, /* the same four products with bfloat16
+                               weights (rounded once at load; a BF16
+                               checkpoint's as stored) and activations
+                               (rounded to nearest even), float32 sums and
+                               outputs; everything else in float32, as
+                               PyTorch's autocast does. Through oneDNN
+                               where the CPU has AVX512-BF16 or AMX-BF16
+                               (and VIT_ISA allows avx512), else the
+                               rounded weights widened back to float32 for
+                               the float32 kernel. CHANGES NUMBERS, by
+                               about a tenth of int8's drift. */
 } vit_precision;
 
 /* Which of transformers 5's two implementations of a model's image
@@ -204,6 +215,10 @@ typedef struct {
                                originals, given back to the kernel (their
                                copies, if any, are freed and not counted
                                above) */
+    size_t weights_bf16;    /* VIT_PRECISION_BF16: the products' bfloat16
+                               weights in oneDNN's layout, or where oneDNN
+                               does not run, their float32 widenings (their
+                               originals are dropped as for int8) */
     size_t weights_resident; /* of the mapped bytes, those resident in this
                                 process now (what its forwards read: a CLIP
                                 checkpoint's text tower stays unread by

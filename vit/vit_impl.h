@@ -193,6 +193,50 @@ enum {
  * run p. */
 int vit__qkernel_force_isa(int p);
 
+/* ---- the bfloat16 linear layer through oneDNN (bgemm.c) ---- */
+
+/* A bfloat16 number, as its bits: the upper half of a float32's. */
+typedef uint16_t vit__bf16;
+
+/* in (n floats) -> out, each rounded to the nearest bfloat16, ties to even
+ * (NaN stays NaN); the rounding PyTorch's .to(torch.bfloat16) does. */
+void vit__bf16_round(vit__bf16 *out, const float *in, size_t n);
+/* x (n floats) rounded to bfloat16 and widened back, in place. */
+void vit__bf16_round_f32(float *x, size_t n);
+
+/* An nn.Linear weight (N, K) in bfloat16, in the layout oneDNN's matrix
+ * product asks for, with its float32 bias (N) or NULL. Opaque: only
+ * bgemm.c includes oneDNN's header. */
+typedef struct vit__bmat vit__bmat;
+
+/* Whether this process's bf16 products run through oneDNN: the CPU table
+ * allows bfloat16 (cpu_bf16) and the tests' hook does not forbid it. */
+int vit__bf16_onednn(void);
+/* Tests: 1 makes models loaded from now on widen their bfloat16 weights
+ * for the float32 kernel even where oneDNN could run; 0 undoes it. */
+void vit__bf16_force_widen(int on);
+
+/* w (N, K) rounded to bfloat16 and packed; bias (N) is kept by pointer,
+ * so it must outlive the matrix. */
+vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
+                          int N, int K, vit_error *err);
+void vit__bmat_free(vit__bmat *b);
+size_t vit__bmat_bytes(const vit__bmat *b);
+
+/* Per-thread oneDNN state for a vit_state's pool (n threads): a stream and
+ * the matrix products made so far, one per shape, each run by the thread
+ * that made it, on that thread alone. */
+typedef struct vit__bctx vit__bctx;
+vit_status vit__bctx_new(vit__bctx **out, int n, vit_error *err);
+void vit__bctx_free(vit__bctx *c);
+/* dst (M, b's N, row stride N) = or += a (M, b's K, row stride K) @ b^T +
+ * bias, on pool thread w. A failure (oneDNN out of memory, say) is kept
+ * for vit__bctx_status: the products return nothing. */
+void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
+                   const vit__bf16 *a, int M, float *dst, int accumulate);
+/* VIT_OK, or the first failure since the last call (which clears it). */
+vit_status vit__bctx_status(vit__bctx *c, vit_error *err);
+
 /* ---- the float32 linear layer (sgemm.c) ---- */
 
 #define VIT_SMR 8  /* weight rows (output features) of the kernel's tile */
@@ -267,15 +311,33 @@ typedef struct {
     const float *w2, *b2;                /* (D, F), (D) */
     /* VIT_PRECISION_INT8: the four products in int8; else zeroed. */
     vit__qweight qkv, o, fc1, fc2;
+    /* VIT_PRECISION_BF16 through oneDNN: q, k, v, out, fc1, fc2 (VIT_BM_);
+     * else NULL. */
+    vit__bmat *bm[6];
+    /* VIT_PRECISION_BF16 without oneDNN: the float32 widenings of the
+     * rounded weights wq ... w2 point to, owned here; else NULL. */
+    float *wide[6];
 } vit__layer;
+
+enum { VIT_BM_Q, VIT_BM_K, VIT_BM_V, VIT_BM_O, VIT_BM_FC1, VIT_BM_FC2 };
 
 typedef struct {
     int D, H, F, L;  /* F: MLP (intermediate) size */
     float eps;
     vit__act act;
     int int8;            /* the layers' products run in int8 */
+    int bf16;            /* ... in bfloat16 through oneDNN */
+    int bf16_wide;       /* ... on bfloat16-rounded weights widened to
+                            float32, in the float32 kernel */
     vit__layer *layers;  /* L of them */
 } vit__encoder;
+
+/* What an encoder's products need of the scratch (vit__scratch_floats). */
+enum { VIT_MODE_F32, VIT_MODE_INT8, VIT_MODE_BF16 };
+static inline int vit__encoder_mode(const vit__encoder *e)
+{
+    return e->int8 ? VIT_MODE_INT8 : e->bf16 ? VIT_MODE_BF16 : VIT_MODE_F32;
+}
 
 /* printf formats taking (prefix, layer index) for each tensor of a layer:
  * how a model family names its encoder weights. */
@@ -333,14 +395,21 @@ typedef struct {
     float *qs;                    /* (B * T) their scales */
     int32_t *qz;                  /* (B * T) their zero points */
     float *qlo, *qhi;             /* (B * T) ranges of the MLP's rows */
+    vit__bf16 *ba;                /* bf16 mode: (B * T) rows of up to
+                                     ba_row = max(D, F) features; a thread
+                                     writes the rows r0.. of a product, K
+                                     apart, from ba + r0 * ba_row */
+    size_t ba_row;
+    vit__bctx *bctx;              /* bf16 mode: the pool's oneDNN state */
     vit__pool *pool;              /* NULL: the caller alone */
     vit__prof *prof;              /* one per thread, NULL: not profiling */
 } vit__scratch;
 
-/* int8: the encoder runs in int8 and needs room for quantized rows. */
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int int8);
+/* mode: a VIT_MODE_ (vit__encoder_mode): int8 needs room for quantized
+ * rows, bf16 for rounded ones. */
+size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int mode);
 void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F, int int8);
+                        int F, int mode);
 
 /* Binds e->L layers (e->D, e->F set) to tensors named by `nm`. */
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
@@ -352,6 +421,13 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
                                  vit_error *err);
 /* Bytes of the int8 weights vit__encoder_quantize made. */
 size_t vit__encoder_int8_bytes(const vit__encoder *e);
+/* Rounds the bound layers' four products' weights to bfloat16: packed for
+ * oneDNN (sets e->bf16) where vit__bf16_onednn, else widened back to
+ * float32 (sets e->bf16_wide); then releases the originals. */
+vit_status vit__encoder_bf16(vit__encoder *e, vit__weights *w,
+                             vit_error *err);
+/* Bytes of the weights vit__encoder_bf16 made. */
+size_t vit__encoder_bf16_bytes(const vit__encoder *e);
 void vit__encoder_free(vit__encoder *e);
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const vit__scratch *s);

@@ -1,0 +1,461 @@
+/*
+ * The bfloat16 linear layer (VIT_PRECISION_BF16) through oneDNN's matrix
+ * product, the only file that includes oneDNN's header.
+ *
+ * Weights are rounded to bfloat16 once, at load, and reordered into the
+ * layout oneDNN's product asks for (its format_tag_any), so a forward pass
+ * only rounds its activation rows. The sums and outputs are float32, and
+ * the bias (float32) is added by oneDNN, as is the residual stream for the
+ * products that add into it (a sum post-op).
+ *
+ * Threads: Debian's libdnnl runs on OpenMP (libgomp). Rather than let it
+ * start a team of its own beside the state's pool, which would either
+ * oversubscribe the cores or need the two to hand them back and forth at
+ * every product, each pool thread runs oneDNN on its own block of rows
+ * with OpenMP's thread count set to 1 for the call: oneDNN then runs the
+ * product inline on the calling thread and never starts a thread, so the
+ * pool and oneDNN never run at the same time and vit's `threads` counts
+ * both. The calling thread's own OpenMP setting is put back after each
+ * call, since the caller of the library may use OpenMP itself.
+ *
+ * Shapes: oneDNN 2.6 accepts a run-time M (DNNL_RUNTIME_DIM_VAL), but only
+ * in its slower reference-like GEMM ("gemm:jit"); a fixed M gets the
+ * brgemm kernels. So each pool thread makes one product per (M, K, N,
+ * bias, accumulate) it meets, lazily, all given the weights' layout chosen
+ * at load, and keeps them (a forward pass meets two or three M per
+ * thread).
+ *
+ * Nothing here prints, exits or aborts: every oneDNN status is checked and
+ * becomes a vit error (at load), or a failure kept for vit__bctx_status
+ * (in a forward pass, whose functions return nothing).
+ */
+#include "vit/vit_impl.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+
+/* OpenMP's per-thread thread count, from libgomp (which libdnnl links).
+ * Declared here rather than by <omp.h>: clang does not see GCC's. */
+extern int omp_get_max_threads(void);
+extern void omp_set_num_threads(int n);
+
+/* ---- rounding ---- */
+
+/* Round to nearest even on the bits: adding 0x7fff plus the lowest kept
+ * bit carries into the kept half exactly when the dropped half is above
+ * half an ulp, or at half with the kept half odd. A NaN is kept a
+ * (quiet) NaN, which the addition could otherwise carry into infinity. */
+static inline vit__bf16 round1(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    return (vit__bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+}
+
+void vit__bf16_round(vit__bf16 *out, const float *in, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        out[i] = round1(in[i]);
+}
+
+void vit__bf16_round_f32(float *x, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)round1(x[i]) << 16;
+        memcpy(&x[i], &u, sizeof u);
+    }
+}
+
+/* ---- the engine ---- */
+
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t engine;
+static dnnl_status_t engine_status;
+static int force_widen;
+
+/* oneDNN dispatches on the CPU by itself; VIT_ISA caps it too, so that
+ * VIT_ISA=avx512 on an AMX machine runs AVX512-BF16 kernels. Capping can
+ * fail only when the process already ran oneDNN code of its own, whose
+ * choice then stands: not an error for vit. */
+static void engine_init(void)
+{
+    if (cpu_get()->isa < CPU_ISA_AMX)
+        (void)dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
+    engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
+}
+
+static vit_status engine_get(vit_error *err)
+{
+    pthread_once(&engine_once, engine_init);
+    if (engine_status != dnnl_success)
+        return vit__fail(err, VIT_E_NOMEM,
+                         "oneDNN: cannot make a CPU engine (status %d)",
+                         (int)engine_status);
+    return VIT_OK;
+}
+
+int vit__bf16_onednn(void)
+{
+    return cpu_bf16() && !__atomic_load_n(&force_widen, __ATOMIC_RELAXED);
+}
+
+void vit__bf16_force_widen(int on)
+{
+    __atomic_store_n(&force_widen, on != 0, __ATOMIC_RELAXED);
+}
+
+/* ---- descriptors ---- */
+
+static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int64_t rows,
+                              int64_t cols, dnnl_data_type_t dt,
+                              dnnl_format_tag_t tag)
+{
+    dnnl_dims_t dims = {rows, cols};
+    return dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag);
+}
+
+/* The primitive descriptor of (M, K) bf16 @ wmd (K, N) + bias -> (M, N)
+ * f32, stored or added to dst. */
+static dnnl_status_t product_pd(dnnl_primitive_desc_t *pd, int64_t M,
+                                int64_t K, int64_t N,
+                                const dnnl_memory_desc_t *wmd, int bias,
+                                int accumulate)
+{
+    dnnl_memory_desc_t a, b, d;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t st;
+    if ((st = plain_md(&a, M, K, dnnl_bf16, dnnl_ab)) ||
+        (st = plain_md(&b, 1, N, dnnl_f32, dnnl_ab)) ||
+        (st = plain_md(&d, M, N, dnnl_f32, dnnl_ab)) ||
+        (st = dnnl_matmul_desc_init(&desc, &a, wmd, bias ? &b : NULL, &d)) ||
+        (st = dnnl_primitive_attr_create(&attr)))
+        return st;
+    if (accumulate &&
+        ((st = dnnl_post_ops_create(&po)) ||
+         (st = dnnl_post_ops_append_sum(po, 1.0f)) ||
+         (st = dnnl_primitive_attr_set_post_ops(attr, po))))
+        goto done;
+    st = dnnl_primitive_desc_create(pd, &desc, attr, engine, NULL);
+done:
+    if (po)
+        dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+/* ---- packed weights ---- */
+
+struct vit__bmat {
+    int N, K;
+    dnnl_memory_desc_t md; /* the packed layout */
+    void *data;            /* md's bytes */
+    size_t bytes;
+    const float *bias;
+};
+
+/* The M the weights' layout is chosen for: a ViT-B batch's block of rows
+ * on a thread or two. The layout oneDNN's brgemm product asks for depends
+ * on K and N (and the ISA), and every M accepts it. */
+#define LAYOUT_M 256
+
+/* Runs `prim` with `n` arguments on a stream of its own, inline on the
+ * calling thread (see the top of the file). */
+static dnnl_status_t run_inline(dnnl_primitive_t prim, dnnl_stream_t stream,
+                                int n, const dnnl_exec_arg_t *args)
+{
+    int was = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dnnl_status_t st = dnnl_primitive_execute(prim, stream, n, args);
+    if (st == dnnl_success)
+        st = dnnl_stream_wait(stream);
+    omp_set_num_threads(was);
+    return st;
+}
+
+vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
+                          int N, int K, vit_error *err)
+{
+    vit_status vs;
+    *out = NULL;
+    if ((vs = engine_get(err)) != VIT_OK)
+        return vs;
+    vit__bmat *b = calloc(1, sizeof *b);
+    vit__bf16 *plain = malloc((size_t)N * K * sizeof *plain);
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t stream = NULL;
+    dnnl_memory_desc_t any, pmd;
+    dnnl_status_t st = dnnl_success;
+    if (!b || !plain) {
+        vs = vit__fail(err, VIT_E_NOMEM, "out of memory");
+        goto done;
+    }
+    b->N = N;
+    b->K = K;
+    b->bias = bias;
+    /* Rounded here rather than by oneDNN's reorder, so that the rounding
+     * is the one defined above on every CPU; a BF16 checkpoint's weights,
+     * widened exactly at load, come back as stored. */
+    vit__bf16_round(plain, w, (size_t)N * K);
+    /* The nn.Linear weight (N, K) row-major is oneDNN's (K, N) weights
+     * in the transposed tag "ba". */
+    if ((st = plain_md(&any, K, N, dnnl_bf16, dnnl_format_tag_any)) ||
+        (st = plain_md(&pmd, K, N, dnnl_bf16, dnnl_ba)) ||
+        (st = product_pd(&pd, LAYOUT_M, K, N, &any, bias != NULL, 0)))
+        goto done;
+    const dnnl_memory_desc_t *q =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (!q) {
+        st = dnnl_runtime_error;
+        goto done;
+    }
+    b->md = *q;
+    b->bytes = dnnl_memory_desc_get_size(&b->md);
+    b->data = aligned_alloc(64, (b->bytes + 63) & ~(size_t)63);
+    if (!b->data) {
+        vs = vit__fail(err, VIT_E_NOMEM, "out of memory");
+        goto done;
+    }
+    /* Padding, if the layout has any, must read as zeros. */
+    memset(b->data, 0, b->bytes);
+    dnnl_exec_arg_t args[2];
+    if ((st = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine, &b->md,
+                                                 engine, NULL)) ||
+        (st = dnnl_primitive_create(&reorder, rpd)) ||
+        (st = dnnl_memory_create(&from, &pmd, engine, plain)) ||
+        (st = dnnl_memory_create(&to, &b->md, engine, b->data)) ||
+        (st = dnnl_stream_create(&stream, engine,
+                                 dnnl_stream_default_flags)))
+        goto done;
+    args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, from};
+    args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, to};
+    st = run_inline(reorder, stream, 2, args);
+done:
+    if (st != dnnl_success)
+        vs = vit__fail(err, VIT_E_NOMEM,
+                       "oneDNN: cannot pack a %d x %d bfloat16 weight "
+                       "(status %d)",
+                       N, K, (int)st);
+    if (stream)
+        dnnl_stream_destroy(stream);
+    if (from)
+        dnnl_memory_destroy(from);
+    if (to)
+        dnnl_memory_destroy(to);
+    if (reorder)
+        dnnl_primitive_destroy(reorder);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    free(plain);
+    if (vs != VIT_OK) {
+        vit__bmat_free(b);
+        return vs;
+    }
+    *out = b;
+    return VIT_OK;
+}
+
+void vit__bmat_free(vit__bmat *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    free(b);
+}
+
+size_t vit__bmat_bytes(const vit__bmat *b) { return b ? b->bytes : 0; }
+
+/* ---- a pool's products ---- */
+
+/* A product of one shape, with memory objects for its four arguments,
+ * whose buffers are set at each run. */
+typedef struct {
+    int M, K, N, bias, accumulate;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, w, b, d;
+} product;
+
+/* Shapes a thread keeps; past that (a text tower fed every length, say)
+ * it starts over. */
+#define MAX_PRODUCTS 48
+
+typedef struct {
+    dnnl_stream_t stream;
+    product p[MAX_PRODUCTS];
+    int n;
+    char pad[64];
+} thread_state;
+
+struct vit__bctx {
+    int n;
+    thread_state *t;
+    /* The first failure of a forward pass, by any thread. */
+    pthread_mutex_t mu;
+    vit_status status;
+    char msg[sizeof ((vit_error *)0)->msg];
+};
+
+static void product_free(product *p)
+{
+    dnnl_memory_t *m[] = {&p->a, &p->w, &p->b, &p->d};
+    for (int i = 0; i < 4; i++)
+        if (*m[i])
+            dnnl_memory_destroy(*m[i]);
+    if (p->prim)
+        dnnl_primitive_destroy(p->prim);
+    memset(p, 0, sizeof *p);
+}
+
+vit_status vit__bctx_new(vit__bctx **out, int n, vit_error *err)
+{
+    vit_status vs;
+    *out = NULL;
+    if ((vs = engine_get(err)) != VIT_OK)
+        return vs;
+    vit__bctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->t = calloc((size_t)n, sizeof *c->t))) {
+        free(c);
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    }
+    c->n = n;
+    pthread_mutex_init(&c->mu, NULL);
+    for (int i = 0; i < n; i++) {
+        dnnl_status_t st = dnnl_stream_create(&c->t[i].stream, engine,
+                                              dnnl_stream_default_flags);
+        if (st != dnnl_success) {
+            vit__bctx_free(c);
+            return vit__fail(err, VIT_E_NOMEM,
+                             "oneDNN: cannot make a stream (status %d)",
+                             (int)st);
+        }
+    }
+    *out = c;
+    return VIT_OK;
+}
+
+void vit__bctx_free(vit__bctx *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++) {
+        for (int k = 0; k < c->t[i].n; k++)
+            product_free(&c->t[i].p[k]);
+        if (c->t[i].stream)
+            dnnl_stream_destroy(c->t[i].stream);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c->t);
+    free(c);
+}
+
+static void fail(vit__bctx *c, const char *what, dnnl_status_t st, int M,
+                 const vit__bmat *b)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->status == VIT_OK) {
+        c->status = st == dnnl_out_of_memory ? VIT_E_NOMEM : VIT_E_ARG;
+        snprintf(c->msg, sizeof c->msg,
+                 "oneDNN: cannot %s a bfloat16 product of %d x %d by %d "
+                 "(status %d)",
+                 what, M, b->K, b->N, (int)st);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+vit_status vit__bctx_status(vit__bctx *c, vit_error *err)
+{
+    if (!c)
+        return VIT_OK;
+    pthread_mutex_lock(&c->mu);
+    vit_status st = c->status;
+    if (st != VIT_OK)
+        vit__fail(err, st, "%s", c->msg);
+    c->status = VIT_OK;
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+/* Thread t's product of this shape, made on first use. */
+static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
+                     int M, int accumulate)
+{
+    int bias = b->bias != NULL;
+    for (int i = 0; i < t->n; i++) {
+        product *p = &t->p[i];
+        if (p->M == M && p->K == b->K && p->N == b->N && p->bias == bias &&
+            p->accumulate == accumulate)
+            return p;
+    }
+    if (t->n == MAX_PRODUCTS) {
+        for (int i = 0; i < t->n; i++)
+            product_free(&t->p[i]);
+        t->n = 0;
+    }
+    product *p = &t->p[t->n];
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t amd, bmd, dmd;
+    dnnl_status_t st;
+    if ((st = product_pd(&pd, M, b->K, b->N, &b->md, bias, accumulate)) ||
+        (st = dnnl_primitive_create(&p->prim, pd)) ||
+        (st = plain_md(&amd, M, b->K, dnnl_bf16, dnnl_ab)) ||
+        (st = plain_md(&bmd, 1, b->N, dnnl_f32, dnnl_ab)) ||
+        (st = plain_md(&dmd, M, b->N, dnnl_f32, dnnl_ab)) ||
+        (st = dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE)) ||
+        (st = dnnl_memory_create(&p->w, &b->md, engine, DNNL_MEMORY_NONE)) ||
+        (st = dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE)) ||
+        (st = dnnl_memory_create(&p->d, &dmd, engine, DNNL_MEMORY_NONE))) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        product_free(p);
+        fail(c, "make", st, M, b);
+        return NULL;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    p->M = M;
+    p->K = b->K;
+    p->N = b->N;
+    p->bias = bias;
+    p->accumulate = accumulate;
+    t->n++;
+    return p;
+}
+
+void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
+                   const vit__bf16 *a, int M, float *dst, int accumulate)
+{
+    if (M < 1)
+        return;
+    thread_state *t = &c->t[w];
+    product *p = find(c, t, b, M, accumulate);
+    if (!p)
+        return;
+    /* oneDNN's memory objects take non-const buffers; it only reads the
+     * source, weights and bias. */
+    dnnl_status_t st;
+    if ((st = dnnl_memory_set_data_handle(p->a, (void *)(uintptr_t)a)) ||
+        (st = dnnl_memory_set_data_handle(p->w, b->data)) ||
+        (st = dnnl_memory_set_data_handle(p->d, dst)) ||
+        (p->bias && (st = dnnl_memory_set_data_handle(
+                         p->b, (void *)(uintptr_t)b->bias)))) {
+        fail(c, "run", st, M, b);
+        return;
+    }
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a},
+                               {DNNL_ARG_WEIGHTS, p->w},
+                               {DNNL_ARG_DST, p->d},
+                               {DNNL_ARG_BIAS, p->b}};
+    if ((st = run_inline(p->prim, t->stream, p->bias ? 4 : 3, args)))
+        fail(c, "run", st, M, b);
+}
