@@ -328,7 +328,7 @@ static size_t pack_floats(int M, int D, int F)
 
 static float *pack_scratch(const layer_job *j, int w, int n)
 {
-    return j->s->scores + (size_t)n * j->T * j->T +
+    return j->s->scores + (size_t)n * j->s->attn +
            (size_t)w * pack_floats(j->B * j->T, j->e->D, j->e->F);
 }
 
@@ -423,7 +423,7 @@ static void phase_attention(void *c, int w, int n)
     const layer_job *j = c;
     const vit__scratch *s = j->s;
     int D = j->e->D, H = j->e->H, dh = D / H, T = j->T, p0, p1;
-    float *scores = s->scores + (size_t)w * T * T;
+    float *scores = s->scores + (size_t)w * s->attn;
     vit__split(j->B * H, w, n, &p0, &p1);
     for (int p = p0; p < p1; p++) {
         size_t o = (size_t)(p / H) * T * D + (size_t)(p % H) * dh;
@@ -549,18 +549,21 @@ static size_t bscratch_floats(size_t M, int D, int F)
     return (M * (size_t)(F > D ? F : D) + 1) / 2 + 16; /* + 16: alignment */
 }
 
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int mode)
+size_t vit__scratch_floats(const vit__encoder *e, int B, int T, int threads)
 {
+    int D = e->D, F = e->F, mode = vit__encoder_mode(e);
     size_t M = (size_t)B * T;
-    return 5 * M * D + M * F + (size_t)threads * T * T +
+    return 5 * M * D + M * F +
+           (size_t)threads * vit__attention_floats(T, D / e->H) +
            (mode == VIT_MODE_INT8   ? qscratch_floats(M, D, F)
             : mode == VIT_MODE_BF16 ? bscratch_floats(M, D, F)
                                     : (size_t)threads * pack_floats((int)M, D, F));
 }
 
-void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F, int mode)
+void vit__scratch_carve(vit__scratch *s, float *mem, const vit__encoder *e,
+                        int B, int T)
 {
+    int D = e->D, F = e->F, mode = vit__encoder_mode(e);
     int int8 = mode == VIT_MODE_INT8;
     size_t M = (size_t)B * T, MD = M * D;
     s->xn = mem;
@@ -591,6 +594,7 @@ void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
         s->ba = (vit__bf16 *)((p + 63) & ~(uintptr_t)63);
         end += bscratch_floats(M, D, F);
     }
-    s->scores = end; /* last: one (T, T) matrix per thread, then float32's
+    s->scores = end; /* last: each thread's attention work, then float32's
                         packing scratch */
+    s->attn = vit__attention_floats(T, D / e->H);
 }

@@ -649,15 +649,13 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
         const vit__vision *v = &m->vis;
         nx = (size_t)B * v->T * v->D;
         np = vit__vision_floats(v, B, threads);
-        nscr = vit__scratch_floats(B, v->T, v->D, v->enc.F, threads,
-                                   vit__encoder_mode(&v->enc));
+        nscr = vit__scratch_floats(&v->enc, B, v->T, threads);
         D = (size_t)v->D;
     }
     if (m->has_text) {
         const vit__text *t = &m->txt;
         size_t tx = (size_t)B * t->Tmax * t->D;
-        size_t ts = vit__scratch_floats(B, t->Tmax, t->D, t->enc.F, threads,
-                                        vit__encoder_mode(&t->enc));
+        size_t ts = vit__scratch_floats(&t->enc, B, t->Tmax, threads);
         nx = tx > nx ? tx : nx;
         nscr = ts > nscr ? ts : nscr;
         D = (size_t)t->D > D ? (size_t)t->D : D;
@@ -708,8 +706,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     s->scratch = s->head + nh + nids;
     s->patches = s->scratch;
     if (m->has_vision)
-        vit__scratch_carve(&s->s, s->scratch, B, m->vis.T, m->vis.D,
-                           m->vis.enc.F, vit__encoder_mode(&m->vis.enc));
+        vit__scratch_carve(&s->s, s->scratch, &m->vis.enc, B, m->vis.T);
     s->s.pool = s->pool;
     s->s.bctx = s->bctx;
     /* The text tower carves the same scratch at its own sizes per call. */
@@ -938,8 +935,7 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
     int E = m->proj_dim;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        vit__scratch_carve(&sc, s->scratch, B, T, t->D, t->enc.F,
-                           vit__encoder_mode(&t->enc));
+        vit__scratch_carve(&sc, s->scratch, &t->enc, B, T);
         sc.pool = s->pool;
         sc.bctx = s->bctx;
         sc.prof = s->s.prof;

@@ -126,14 +126,20 @@ void vit__layernorm(float *out, const float *in, const float *w,
                     const float *b, int M, int C, float eps);
 void vit__activation(float *x, size_t n, vit__act act);
 void vit__softmax(float *x, int rows, int cols);
-/* One (sequence, head): q, k, v, out (T, dh) with row stride ld. */
+/* One (sequence, head): q, k, v, out (T, dh) with row stride ld. Both
+ * products run on vit__sgemm (one chain of FMAs per output, as the
+ * encoder's other products), on copies of the head laid out as it reads
+ * them; `work` holds vit__attention_floats(T, dh) floats, the (T, T)
+ * scores first. */
 struct vit__prof_s;
+size_t vit__attention_floats(int T, int dh);
 void vit__attention_head(float *out, const float *q, const float *k,
-                         const float *v, float *scores, int T, int ld, int dh,
+                         const float *v, float *work, int T, int ld, int dh,
                          int causal, struct vit__prof_s *prof);
-/* Every head of B sequences, (B, T, D) each, one after another. */
+/* Every head of B sequences, (B, T, D) each, one after another; work:
+ * vit__attention_floats(T, D / H). */
 void vit__attention(float *out, const float *q, const float *k,
-                    const float *v, float *scores, int B, int T, int D, int H,
+                    const float *v, float *work, int B, int T, int D, int H,
                     int causal);
 
 /* ---- the int8 linear layer (qgemm.c) ---- */
@@ -386,7 +392,11 @@ double vit__now(void);
 typedef struct {
     float *xn, *q, *k, *v, *ctx;  /* (B, T, D) each */
     float *ff;                    /* (B, T, F) */
-    float *scores;                /* (threads, T, T) */
+    float *scores;                /* per thread, attn floats: the (T, T)
+                                     scores and the heads' copies
+                                     (vit__attention_floats); then float32's
+                                     packing scratch */
+    size_t attn;                  /* floats of each thread's block there */
     uint8_t *qa;                  /* int8 mode: (B * T) quantized rows of
                                      up to max(D, F) features, qa_row bytes
                                      apart; a thread quantizes rows r0.. of
@@ -407,9 +417,9 @@ typedef struct {
 
 /* mode: a VIT_MODE_ (vit__encoder_mode): int8 needs room for quantized
  * rows, bf16 for rounded ones. */
-size_t vit__scratch_floats(int B, int T, int D, int F, int threads, int mode);
-void vit__scratch_carve(vit__scratch *s, float *mem, int B, int T, int D,
-                        int F, int mode);
+size_t vit__scratch_floats(const vit__encoder *e, int B, int T, int threads);
+void vit__scratch_carve(vit__scratch *s, float *mem, const vit__encoder *e,
+                        int B, int T);
 
 /* Binds e->L layers (e->D, e->F set) to tensors named by `nm`. */
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
