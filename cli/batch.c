@@ -20,6 +20,11 @@
  * the numbers do not depend on how many threads decode. A failure is
  * printed before the results of the batch that was being filled when it
  * was met, as when decoding in turn with the model.
+ *
+ * After SIGINT or SIGTERM (cli/interrupt.c) the batch being run is the
+ * last: the driver checks between batches, stops the decode threads and
+ * drops what they prepared, so the results written are those of a prefix
+ * of the inputs, each whole.
  */
 #include "cli/cli.h"
 
@@ -61,7 +66,8 @@ typedef struct {
     size_t turn;      /* the input whose pixels go in next */
     size_t ran;       /* batches run: buf[ran % nbuf] runs next */
     int done;         /* every input placed */
-    int stop;         /* out of memory: everyone stops */
+    int stop;         /* out of memory or interrupted: everyone stops */
+    int intr;         /* the stop was for SIGINT or SIGTERM */
     failure *fhead, **ftail;
     size_t total;     /* images, once .npy stacks are counted */
 } pipeline;
@@ -172,6 +178,17 @@ static void seal(pipeline *p)
 }
 
 static void run_ready(pipeline *p);
+
+/* Under the lock: whether to stop, noting a SIGINT or SIGTERM that came
+ * (cli/interrupt.c) as a stop of its own kind. */
+static int halted(pipeline *p)
+{
+    if (!p->stop && cli_interrupted()) {
+        p->stop = p->intr = 1;
+        wake_all(p);
+    }
+    return p->stop;
+}
 
 /* Under the lock: waits until the batch to fill is free. Decoding in turn
  * (no threads), the full batch is run right here instead. */
@@ -361,6 +378,7 @@ static void run_ready(pipeline *p)
         p->stop = 1;
         wake_all(p);
     }
+    halted(p); /* a signal during the batch: it was the last */
     pthread_cond_broadcast(&p->free_cv);
 }
 
@@ -371,7 +389,7 @@ static void run_in_turn(pipeline *p)
     pthread_mutex_lock(&p->mu);
     if (!staging)
         p->stop = 1;
-    for (size_t i = 0; i < p->in->n && !p->stop; i++) {
+    for (size_t i = 0; i < p->in->n && !halted(p); i++) {
         prepared r;
         if (prepare(p->b, &p->in->v[i], staging, &r) != 0)
             p->stop = 1;
@@ -383,7 +401,7 @@ static void run_in_turn(pipeline *p)
     }
     if (p->in->n == 0)
         p->done = 1;
-    while (!p->stop && p->buf[p->ran % (size_t)p->nbuf].ready)
+    while (!halted(p) && p->buf[p->ran % (size_t)p->nbuf].ready)
         run_ready(p);
     pthread_mutex_unlock(&p->mu);
     free(staging);
@@ -405,7 +423,7 @@ static void run_batches(pipeline *p, int max_threads)
         }
         while (!f->ready && !p->done && !p->stop)
             pthread_cond_wait(&p->ready_cv, &p->mu);
-        if (p->stop || !f->ready)
+        if (halted(p) || !f->ready)
             break;
         run_ready(p);
     }
@@ -473,17 +491,19 @@ int cli_batch_inputs(cli_batch *b, const cli_input_list *in)
         run_in_turn(&p);
     }
     pthread_mutex_lock(&p.mu);
-    if (!b->oom && p.stop)
+    if (!b->oom && p.stop && !p.intr)
         b->oom = 1;
     p.stop = 1;
     wake_all(&p);
     pthread_mutex_unlock(&p.mu);
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    /* Failures after the last batch. */
+    /* Failures after the last batch; interrupted, those met after the
+     * last batch run are not reported: the inputs done stay a prefix. */
     pthread_mutex_lock(&p.mu);
-    if (!b->oom)
+    if (!b->oom && !p.intr)
         report_failures(&p, SIZE_MAX);
+    b->prog.total = p.total;
     pthread_mutex_unlock(&p.mu);
     cli_progress_clear(&b->prog);
     for (failure *f = p.fhead, *nx; f; f = nx) {
@@ -509,6 +529,10 @@ int cli_batch_inputs(cli_batch *b, const cli_input_list *in)
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
         return CLI_EXIT_FAILED;
+    }
+    if (p.intr) {
+        b->interrupted = cli_interrupted();
+        return cli_interrupt_status();
     }
     return b->failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

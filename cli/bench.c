@@ -494,7 +494,7 @@ static int dir_case(dir_bench *d, int threads, int B, FILE *sink)
                 t_fwd += now() - t0;
                 continue;
             }
-            cli_input_list part = {d->in.v + off, n, n};
+            cli_input_list part = {.v = d->in.v + off, .n = n, .cap = n};
             cli_batch b = {.model = m, .cap = B, .run = dir_batch,
                            .ctx = &ctx, .decode_threads = d->decode[k - 1]};
             if (cli_batch_inputs(&b, &part) != CLI_EXIT_OK)

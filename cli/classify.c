@@ -48,12 +48,18 @@ static void help(FILE *f)
             "(N,3,H,W)\n"
             "                        array is shown as FILE.npy[i]\n"
             "  a directory           searched recursively in name order for "
-            "JPEG\n"
-            "                        and PNG files (recognized by content) "
-            "and .npy\n"
-            "                        files; other files and names starting "
-            "with '.'\n"
-            "                        are skipped\n"
+            "image\n"
+            "                        files (recognized by content) and .npy "
+            "files;\n"
+            "                        an image the decoder cannot read (GIF, "
+            "WebP,\n"
+            "                        HEIC, ..., or corrupt) is reported and "
+            "counts\n"
+            "                        as failed; files that are not images are "
+            "skipped\n"
+            "                        (how many is said at the end), and so "
+            "are names\n"
+            "                        starting with '.'\n"
             "\n"
             "options:\n"
             "  -m, --model DIR     the model directory (required)\n"
@@ -83,14 +89,26 @@ static void help(FILE *f)
             "\n"
             "Scores are softmax probabilities. When stderr is a terminal and "
             "there\n"
-            "is more than one batch, a progress line is shown there.\n"
+            "is more than one batch, a progress line is shown there. In text "
+            "output\n"
+            "(and on stderr) a path's control characters and bytes that are "
+            "not\n"
+            "UTF-8 are escaped, C-style (\\n, \\t, \\\\, \\xNN), so "
+            "each path is one line.\n"
+            "\n"
+            "Ctrl-C (SIGINT) or SIGTERM stops after the current batch: every "
+            "result\n"
+            "done is written whole, stderr says how many, and the exit status "
+            "is 130\n"
+            "(SIGINT) or 143 (SIGTERM). A second Ctrl-C exits at once.\n"
             "\n"
             "Exit status: 0 if every input was classified, 1 if any input "
             "failed (each\n"
             "is reported on stderr as 'vit: PATH: reason' and the rest are "
             "still\n"
             "processed) or the model could not be loaded, 2 for a usage "
-            "error.\n",
+            "error,\n"
+            "130 or 143 when stopped by SIGINT or SIGTERM.\n",
             DEFAULT_TOP_K, MAX_BATCH, vit_options_default().max_batch,
             cli_decode_help, cli_threads_help);
 }
@@ -318,6 +336,7 @@ int cli_classify_main(int argc, char **argv)
     c.top = malloc((size_t)b.cap * (size_t)c.k * sizeof *c.top);
     if (args.logits)
         c.logits = malloc((size_t)b.cap * (size_t)c.L * sizeof(float));
+    cli_interrupt_install();
     if (!c.top || (args.logits && !c.logits) ||
         cli_inputs_collect(args.paths, args.n_paths, &in) != 0) {
         fprintf(stderr, "vit: out of memory\n");
@@ -325,6 +344,10 @@ int cli_classify_main(int argc, char **argv)
     }
     cli_output_begin(stdout, args.fmt);
     rc = cli_batch_inputs(&b, &in);
+    cli_inputs_say_skipped(&in);
+    if (b.interrupted)
+        cli_interrupt_say(b.prog.done, b.prog.total, (size_t)b.failed,
+                          "written");
 
 done:
     cli_inputs_free(&in);

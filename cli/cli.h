@@ -52,10 +52,17 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 /* A whole decimal integer in [lo, hi], or -1. */
 long cli_parse_long(const char *s, long lo, long hi);
 
-/* Reports a failed input on stderr as `vit: PATH: reason`. A reason that
- * already starts with "PATH: " (the .npy reader names its file) is not
- * prefixed twice, and one that names a file inside PATH ("PATH/config.json:
- * ...") names it from PATH on ("vit: PATH: config.json: ..."). */
+/* Writes a path for text output (and stderr), on one line whatever its
+ * bytes, C-style: newline, tab and carriage return as \n \t \r, a
+ * backslash as \\, other control bytes (0x00-0x1f, 0x7f) and bytes that
+ * are not part of valid UTF-8 as \xNN. Other paths come out as they are. */
+void cli_text_path(FILE *f, const char *path);
+
+/* Reports a failed input on stderr as `vit: PATH: reason`, PATH written as
+ * cli_text_path writes it. A reason that already starts with "PATH: " (the
+ * .npy reader names its file) is not prefixed twice, and one that names a
+ * file inside PATH ("PATH/config.json: ...") names it from PATH on ("vit:
+ * PATH: config.json: ..."). */
 void cli_report(const char *path, const char *reason);
 
 /* The image decoding and compute options every image command takes. */
@@ -127,18 +134,23 @@ typedef struct {
 typedef struct {
     cli_input *v;
     size_t n, cap;
+    size_t skipped;  /* files met in directories that are not images */
 } cli_input_list;
 
 /* Turns the PATH arguments into inputs, in order. A file named explicitly
  * is a .npy (by its magic or, failing that, its name) or else an image, so
  * the decoder says what is wrong with a file that is neither. Directories
  * are walked recursively, entries sorted by byte order of their names;
- * there only JPEG and PNG files (by content) and .npy files are taken, and
- * entries whose names start with '.' are skipped. A path that cannot be
- * read becomes a CLI_IN_ERROR entry so it is reported in its place.
- * Returns 0, or -1 when out of memory. */
+ * there every file whose content starts like an image of any known format
+ * (JPEG, PNG, GIF, WebP, HEIC, ...: the decoder then reports those it
+ * cannot read) and .npy files are taken, the other files are counted in
+ * `skipped`, and entries whose names start with '.' are passed over. A
+ * path that cannot be read becomes a CLI_IN_ERROR entry so it is reported
+ * in its place. Returns 0, or -1 when out of memory. */
 int cli_inputs_collect(char *const *paths, int n, cli_input_list *out);
 void cli_inputs_free(cli_input_list *l);
+/* `vit: skipped N files that are not images` on stderr, when N > 0. */
+void cli_inputs_say_skipped(const cli_input_list *l);
 
 /* ---- output (cli/output.c) ---- */
 
@@ -231,6 +243,23 @@ char *cli_index_key(const char *path);
  * is (a prefix of ids). malloc'd; NULL if out of memory. */
 char *cli_index_prefix(const char *p);
 
+/* ---- interrupts (cli/interrupt.c) ---- */
+
+/* SIGINT and SIGTERM set a flag that the image commands check between
+ * batches, so that they stop after the current one with every finished
+ * record written whole; a second one exits at once (128 + signal). The
+ * handler only sets the flag or calls _exit. */
+void cli_interrupt_install(void);
+/* The signal that asked to stop (SIGINT, SIGTERM), or 0. */
+int cli_interrupted(void);
+/* The exit status for it: 130 for SIGINT, 143 for SIGTERM. */
+int cli_interrupt_status(void);
+/* `vit: interrupted after DONE of TOTAL images; ...` on stderr: `failed`
+ * of the done ones failed, the rest were written (`what`: "written" or,
+ * say, "committed to INDEX"). */
+void cli_interrupt_say(size_t done, size_t total, size_t failed,
+                       const char *what);
+
 /* ---- progress (cli/progress.c) ---- */
 
 /* A single updating line on stderr, `[done/total] rate img/s, ETA m:ss`,
@@ -284,6 +313,7 @@ typedef struct {
     cli_progress prog;
     int failed;
     int oom;     /* set by the driver, or by `run` when output failed */
+    int interrupted;  /* the signal it stopped for after a batch, or 0 */
 } cli_batch;
 
 /* The most decode threads cli_batch_inputs uses for a decode_threads
@@ -291,7 +321,11 @@ typedef struct {
 int cli_batch_decode_threads(int requested);
 
 /* Processes the inputs; returns the exit status: 0 when every input was
- * done, 1 when one failed or memory ran out (said on stderr). */
+ * done, 1 when one failed or memory ran out (said on stderr). When SIGINT
+ * or SIGTERM came (cli_interrupt_install), it stops after the batch being
+ * run, with its output flushed, sets `interrupted`, leaves b->prog.done
+ * (inputs done, failures included) and b->prog.total (all of them) for
+ * the caller to report, and returns cli_interrupt_status(). */
 int cli_batch_inputs(cli_batch *b, const cli_input_list *in);
 
 #endif

@@ -55,9 +55,16 @@ static void help(FILE *f)
     fputs(cli_threads_help, f);
     fputs(
           "\n"
+          "Images the decoder cannot read found in a directory are reported\n"
+          "and count as failed; files that are not images are skipped. With\n"
+          "images, Ctrl-C or SIGTERM stops after the current batch, with the\n"
+          "embeddings done written whole (npy: an array of those rows); a\n"
+          "second Ctrl-C exits at once.\n"
+          "\n"
           "Exit status: 0 if every input was embedded, 1 if any failed (each\n"
           "reported on stderr as 'vit: PATH: reason') or the model could not\n"
-          "be loaded, 2 for a usage error.\n",
+          "be loaded, 2 for a usage error, 130 or 143 when stopped by SIGINT\n"
+          "or SIGTERM.\n",
           f);
 }
 
@@ -264,6 +271,7 @@ int cli_embed_main(int argc, char **argv)
     cli_decode_apply(&a.dec, &opt);
     vit_model *m = NULL;
     sink k = {.npy = a.npy, .normalize = a.normalize, .f = stdout};
+    cli_batch b = {.run = image_batch, .ctx = &k};
     cli_input_list in = {0};
     vit_error err = {{0}};
     if (a.texts_file) {
@@ -298,18 +306,29 @@ int cli_embed_main(int argc, char **argv)
         rc = failed < 0 ? CLI_EXIT_FAILED
                         : (failed ? CLI_EXIT_FAILED : CLI_EXIT_OK);
     } else {
-        cli_batch b = {.model = m, .cap = opt.max_batch,
-                       .run = image_batch, .ctx = &k};
+        cli_interrupt_install();
         if (cli_inputs_collect(a.images, a.n_images, &in) != 0) {
             fprintf(stderr, "vit: out of memory\n");
             goto out;
         }
+        b.model = m;
+        b.cap = opt.max_batch;
         rc = cli_batch_inputs(&b, &in);
     }
+    /* Interrupted, the rows done still make a whole array. */
     if (k.npy && cli_npy_write(k.f, k.all, k.rows, (size_t)k.dim) != 0) {
         cli_report(a.out ? a.out : "stdout", strerror(errno));
         rc = CLI_EXIT_FAILED;
     }
+    if (k.f && k.f != stdout && fclose(k.f) != 0) {
+        cli_report(a.out, strerror(errno));
+        rc = CLI_EXIT_FAILED;
+    }
+    k.f = NULL;
+    cli_inputs_say_skipped(&in);
+    if (b.interrupted)
+        cli_interrupt_say(b.prog.done, b.prog.total, (size_t)b.failed,
+                          "written");
 out:
     if (k.f && k.f != stdout && fclose(k.f) != 0) {
         cli_report(a.out, strerror(errno));

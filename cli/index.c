@@ -60,7 +60,11 @@ static void help(FILE *f)
         "add      embeds JPEG/PNG files and directories (recursively) in\n"
         "         batches, each batch committed at once: an add that is\n"
         "         interrupted keeps what it committed, and running it again\n"
-        "         does the rest. Files indexed before and unchanged (same\n"
+        "         does the rest. Ctrl-C or SIGTERM stops it after the current\n"
+        "         batch (exit 130 or 143; a second Ctrl-C exits at once). In\n"
+        "         a directory, images it cannot read (GIF, WebP, HEIC, ...)\n"
+        "         are reported and counted as failed; files that are not\n"
+        "         images are skipped. Files indexed before and unchanged (same\n"
         "         path, size and mtime) are skipped; a file whose content is\n"
         "         already indexed under another path is recorded as moved\n"
         "         (the old path is gone) or copied, without embedding.\n"
@@ -101,7 +105,8 @@ static void help(FILE *f)
         "\n"
         "Exit status: 0 if everything was done, 1 if an input failed (each\n"
         "reported on stderr as 'vit: PATH: reason') or the index or model\n"
-        "could not be used, 2 for a usage error.\n",
+        "could not be used, 2 for a usage error, 130 or 143 when add was\n"
+        "stopped by SIGINT or SIGTERM.\n",
         f);
 }
 
@@ -757,13 +762,17 @@ static int index_add(index_args *a)
         cli_report(a->model_dir, ve.msg);
         goto out;
     }
+    cli_interrupt_install();
     if (!(c.emb = malloc((size_t)batch * (size_t)c.dim * sizeof *c.emb)) ||
         cli_inputs_collect(a->paths, a->npaths, &in) != 0)
         goto oom;
 
     /* First what each file needs, without embedding anything; then the
-     * files to embed, in batches. */
-    for (size_t i = 0; i < in.n && !c.fatal; i++) {
+     * files to embed, in batches. SIGINT or SIGTERM stops either phase
+     * between files or batches; what was decided is committed first. */
+    size_t decided = 0;
+    for (size_t i = 0; i < in.n && !c.fatal && !cli_interrupted(); i++) {
+        decided = i + 1;
         const cli_input *x = &in.v[i];
         if (x->kind == CLI_IN_ERROR) {
             cli_report(x->path, x->error);
@@ -796,8 +805,11 @@ static int index_add(index_args *a)
         todo.v[todo.n++] = (cli_input){c.v[i].key, CLI_IN_IMAGE, NULL};
     }
     cli_batch b = {.model = m, .cap = batch, .run = add_batch, .ctx = &c};
-    int brc = todo.n ? cli_batch_inputs(&b, &todo) : CLI_EXIT_OK;
-    if (brc != CLI_EXIT_OK || failed || c.fatal)
+    int brc = todo.n && !cli_interrupted() ? cli_batch_inputs(&b, &todo)
+                                           : CLI_EXIT_OK;
+    if (cli_interrupted() && !c.fatal)
+        rc = cli_interrupt_status();
+    else if (brc != CLI_EXIT_OK || failed || c.fatal)
         rc = CLI_EXIT_FAILED;
     else
         rc = CLI_EXIT_OK;
@@ -810,6 +822,24 @@ static int index_add(index_args *a)
                "%ld, failed %ld; %ld items in %s\n",
                c.added, c.updated, c.moved, c.copied, c.unchanged,
                (long)failed + (long)b.failed, total, a->index);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAILED;
+    }
+    cli_inputs_say_skipped(&in);
+    if (rc == cli_interrupt_status() && cli_interrupted()) {
+        /* Files not done: those never looked at, and those waiting to be
+         * embedded that were not (b.prog.done counts the batches run and
+         * the files that failed to decode). */
+        size_t left = (in.n - decided) + (todo.n - b.prog.done);
+        char what[64 + 4096];
+        snprintf(what, sizeof what,
+                 "committed to %s, which is consistent; running the same "
+                 "add again does the rest",
+                 a->index);
+        cli_interrupt_say(in.n - left, in.n,
+                          (size_t)failed + (size_t)b.failed, what);
     }
     goto out;
 oom:
@@ -1041,9 +1071,17 @@ int cli_search_write(FILE *f, int jsonl, int is_image, const char *query,
                      const cli_hit *h, int n)
 {
     if (!jsonl) {
-        fprintf(f, "%s\n", query);
-        for (int j = 0; j < n; j++)
-            fprintf(f, "  %.4f  %s\n", (double)h[j].score, h[j].key);
+        /* Paths escaped (cli_text_path): one line each. */
+        if (is_image)
+            cli_text_path(f, query);
+        else
+            fputs(query, f);
+        fputc('\n', f);
+        for (int j = 0; j < n; j++) {
+            fprintf(f, "  %.4f  ", (double)h[j].score);
+            cli_text_path(f, h[j].key);
+            fputc('\n', f);
+        }
         return 0;
     }
     json_t *obj = json_object(), *res = json_array();

@@ -2,8 +2,10 @@
  * Gathering the inputs of a command from its PATH arguments: a file named
  * explicitly is always an input, a directory is walked recursively in byte
  * order of its entry names so that output order never depends on the file
- * system, and a file found in a directory is taken only when its first bytes
- * say JPEG or PNG, or it is a .npy array. Problems found here (a path that
+ * system, and a file found in a directory is taken when its first bytes
+ * say it is an image of any known format (one the decoder does not read is
+ * then reported as failed, not skipped), or it is a .npy array; the other
+ * files are counted, for one line at the end. Problems found here (a path that
  * does not exist, a directory that cannot be read) become error entries in
  * the list, so that they are reported in their place among the results.
  */
@@ -55,14 +57,78 @@ static int ends_with_npy(const char *path)
     return n >= 4 && strcmp(path + n - 4, ".npy") == 0;
 }
 
+/* Whether the first n bytes at b start like an image file of a format
+ * anyone would call a picture, whether or not the decoder reads it: such a
+ * file found in a directory is an input, so that one the decoder cannot
+ * read is reported rather than skipped. The signatures are strict enough
+ * (BMP's header size, PNM's whitespace, ICO's first entry) that text and
+ * other data files do not pass for images. */
+static int looks_like_image(const unsigned char *b, size_t n)
+{
+#define HAS(off, lit)                    \
+    (n >= (off) + sizeof(lit) - 1 &&     \
+     memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
+    if (HAS(0, "\xff\xd8\xff") || HAS(0, "\x89PNG\r\n\x1a\n"))
+        return 1; /* JPEG, PNG */
+    if (HAS(0, "GIF87a") || HAS(0, "GIF89a") ||
+        (HAS(0, "RIFF") && HAS(8, "WEBP")) || HAS(0, "qoif") ||
+        HAS(0, "8BPS") || HAS(0, "\x76\x2f\x31\x01") /* OpenEXR */ ||
+        HAS(0, "DDS ") || HAS(0, "#?RADIANCE") || HAS(0, "#?RGBE") ||
+        HAS(0, "FUJIFILMCCD-RAW") || HAS(0, "IIRO") || HAS(0, "IIU\0"))
+        return 1;
+    /* TIFF and BigTIFF, and the camera raw formats built on TIFF. */
+    if (HAS(0, "II*\0") || HAS(0, "MM\0*") || HAS(0, "II+\0") ||
+        HAS(0, "MM\0+"))
+        return 1;
+    /* JPEG 2000 (JP2 box, raw codestream), JPEG XL (codestream, box). */
+    if (HAS(0, "\0\0\0\x0cjP  \r\n\x87\n") || HAS(0, "\xff\x4f\xff\x51") ||
+        HAS(0, "\xff\x0a") || HAS(0, "\0\0\0\x0cJXL \r\n\x87\n"))
+        return 1;
+    /* HEIF family: HEIC, AVIF, Canon CR3, by the major brand. */
+    if (HAS(4, "ftyp")) {
+        static const char brands[][5] = {"avif", "avis", "heic", "heix",
+                                         "hevc", "hevx", "heim", "heis",
+                                         "mif1", "msf1", "crx "};
+        for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
+            if (n >= 12 && memcmp(b + 8, brands[i], 4) == 0)
+                return 1;
+        return 0;
+    }
+    /* BMP: "BM", then the DIB header's size at 14 is one of the known. */
+    if (HAS(0, "BM") && n >= 18) {
+        unsigned h = b[14] | (unsigned)b[15] << 8 | (unsigned)b[16] << 16 |
+                     (unsigned)b[17] << 24;
+        if (h == 12 || h == 16 || h == 40 || h == 52 || h == 56 || h == 64 ||
+            h == 108 || h == 124)
+            return 1;
+    }
+    /* ICO and CUR: reserved 0, type 1 or 2, at least one image whose
+     * entry's reserved byte is 0. */
+    if ((HAS(0, "\0\0\1\0") || HAS(0, "\0\0\2\0")) && n >= 10 &&
+        (b[4] | b[5]) != 0 && b[9] == 0)
+        return 1;
+    /* PNM (PBM, PGM, PPM, PAM): P1 to P7 and whitespace. */
+    if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' &&
+        (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r'))
+        return 1;
+    /* SVG, bare or after an XML declaration. */
+    if (HAS(0, "<svg"))
+        return 1;
+    if (HAS(0, "<?xml")) {
+        for (size_t i = 5; i + 4 <= n; i++)
+            if (memcmp(b + i, "<svg", 4) == 0)
+                return 1;
+    }
+#undef HAS
+    return 0;
+}
+
 /* Reads the first bytes of a file. Returns -1 with errno set when the file
  * cannot be opened or read. */
 static int sniff(const char *path, sniff_kind *kind)
 {
-    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n',
-                                         0x1a, '\n'};
     static const unsigned char npy[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-    unsigned char b[8];
+    unsigned char b[256];
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
@@ -74,12 +140,10 @@ static int sniff(const char *path, sniff_kind *kind)
         errno = saved;
         return -1;
     }
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        *kind = SNIFF_IMAGE;
-    else if (n >= 8 && memcmp(b, png, 8) == 0)
-        *kind = SNIFF_IMAGE;
-    else if (n >= 6 && memcmp(b, npy, 6) == 0)
+    if (n >= 6 && memcmp(b, npy, 6) == 0)
         *kind = SNIFF_NPY;
+    else if (looks_like_image(b, n))
+        *kind = SNIFF_IMAGE;
     else
         *kind = ends_with_npy(path) ? SNIFF_NPY : SNIFF_OTHER;
     return 0;
@@ -138,13 +202,15 @@ static int walk(const char *dir, const struct stat *st, const dir_chain *up,
         else if (S_ISDIR(cs.st_mode))
             rc = walk(path, &cs, &here, out);
         else if (!S_ISREG(cs.st_mode))
-            ;  /* sockets, fifos, devices: never images, and may block */
+            out->skipped++; /* sockets, fifos, devices: may block */
         else if (sniff(path, &kind) != 0)
             rc = list_push(out, path, CLI_IN_ERROR, strerror(errno));
         else if (kind == SNIFF_IMAGE)
             rc = list_push(out, path, CLI_IN_IMAGE, NULL);
         else if (kind == SNIFF_NPY)
             rc = list_push(out, path, CLI_IN_NPY, NULL);
+        else
+            out->skipped++;
         free(path);
     }
     for (int i = 0; i < n; i++)
@@ -186,4 +252,14 @@ void cli_inputs_free(cli_input_list *l)
     free(l->v);
     l->v = NULL;
     l->n = l->cap = 0;
+    l->skipped = 0;
+}
+
+void cli_inputs_say_skipped(const cli_input_list *l)
+{
+    if (l->skipped == 1)
+        fprintf(stderr, "vit: skipped 1 file that is not an image\n");
+    else if (l->skipped > 1)
+        fprintf(stderr, "vit: skipped %zu files that are not images\n",
+                l->skipped);
 }

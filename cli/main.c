@@ -60,7 +60,9 @@ void cli_report(const char *path, const char *reason)
         reason += n + 2;
     else if (n && strncmp(reason, path, n) == 0 && reason[n] == '/')
         reason += n + 1; /* "PATH/config.json: ..." names PATH once */
-    fprintf(stderr, "vit: %s: %s\n", path, reason);
+    fputs("vit: ", stderr);
+    cli_text_path(stderr, path);
+    fprintf(stderr, ": %s\n", reason);
 }
 
 int main(int argc, char **argv)

@@ -48,9 +48,16 @@ static void help(FILE *f)
     fputs(cli_threads_help, f);
     fputs(
           "\n"
+          "Images the decoder cannot read found in a directory are reported\n"
+          "and count as failed; files that are not images are skipped. Text\n"
+          "output escapes control characters in paths (\\n, \\t, \\xNN).\n"
+          "Ctrl-C or SIGTERM stops after the current batch, with the results\n"
+          "done written whole; a second Ctrl-C exits at once.\n"
+          "\n"
           "Exit status: 0 if every image was matched, 1 if any failed (each\n"
           "reported on stderr as 'vit: PATH: reason') or the model could not\n"
-          "be loaded, 2 for a usage error.\n",
+          "be loaded, 2 for a usage error, 130 or 143 when stopped by SIGINT\n"
+          "or SIGTERM.\n",
           f);
 }
 
@@ -219,6 +226,7 @@ int cli_match_main(int argc, char **argv)
     c.img_emb = malloc(cap * (size_t)c.dim * sizeof(float));
     c.logits = malloc(cap * (size_t)c.k * sizeof(float));
     c.probs = malloc(cap * (size_t)c.k * sizeof(float));
+    cli_interrupt_install();
     if (!c.text_emb || !c.img_emb || !c.logits || !c.probs ||
         cli_inputs_collect(a.paths, a.n_paths, &in) != 0) {
         fprintf(stderr, "vit: out of memory\n");
@@ -232,6 +240,10 @@ int cli_match_main(int argc, char **argv)
     cli_batch b = {.model = c.model, .cap = (int)cap,
                    .run = match_batch, .ctx = &c};
     rc = cli_batch_inputs(&b, &in);
+    cli_inputs_say_skipped(&in);
+    if (b.interrupted)
+        cli_interrupt_say(b.prog.done, b.prog.total, (size_t)b.failed,
+                          "written");
 out:
     cli_inputs_free(&in);
     free(c.text_emb);

@@ -72,6 +72,27 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+void cli_text_path(FILE *f, const char *path)
+{
+    const unsigned char *s = (const unsigned char *)path;
+    size_t n = strlen(path);
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : utf8_seq(s + i, n - i);
+        if (c == '\n' || c == '\t' || c == '\r' || c == '\\') {
+            fputc('\\', f);
+            fputc(c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : '\\', f);
+            i++;
+        } else if (c < 0x20 || c == 0x7f || len == 0) {
+            fprintf(f, "\\x%02x", c);
+            i++;
+        } else {
+            fwrite(s + i, 1, len, f);
+            i += len;
+        }
+    }
+}
+
 /* A JSON string of `s`. File names are bytes, not always UTF-8, and JSON
  * text must be; a byte that is not part of valid UTF-8 becomes U+FFFD. */
 json_t *cli_json_text(const char *s)
@@ -183,7 +204,8 @@ static void write_csv(FILE *f, const cli_result *r)
 
 static void write_text(FILE *f, const cli_result *r)
 {
-    fprintf(f, "%s\n", r->path);
+    cli_text_path(f, r->path);
+    fputc('\n', f);
     for (int i = 0; i < r->k && r->top[i].id >= 0; i++) {
         const vit_prediction *p = &r->top[i];
         fprintf(f, "  %.4f  %s (%d)\n", (double)p->score,
@@ -259,7 +281,8 @@ int cli_match_write(FILE *f, cli_format fmt, const char *path,
                     const float *logits)
 {
     if (fmt == CLI_FMT_TEXT) {
-        fprintf(f, "%s\n", path);
+        cli_text_path(f, path);
+        fputc('\n', f);
         for (int j = 0; j < n; j++)
             fprintf(f, "  %.4f  %s\n", (double)probs[j], texts[j]);
         return 0;

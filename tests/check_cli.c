@@ -661,8 +661,9 @@ END_TEST
 /* ---- inputs ---- */
 
 /* A directory with one good image, a garbage bad.jpg and a text file: the
- * walk takes only the image; named explicitly, the other two are errors
- * reported as `vit: PATH: reason`, and the good input is still printed. */
+ * walk takes only the image (by content, not by name) and says how many
+ * files it skipped; named explicitly, the other two are errors reported as
+ * `vit: PATH: reason`, and the good input is still printed. */
 START_TEST(test_bad_inputs)
 {
     copy_file(NOISE_PNG, tmp_path("good.png"));
@@ -672,7 +673,7 @@ START_TEST(test_bad_inputs)
     run_result r;
     run(&r, "classify", "--format", "jsonl", "--model", MODEL, g_tmp, NULL);
     ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
-    ck_assert_str_eq(r.err, "");
+    ck_assert_str_eq(r.err, "vit: skipped 2 files that are not images\n");
     ck_assert_int_eq(count_lines(r.out), 1);
     ck_assert_ptr_nonnull(strstr(r.out, tmp_path("good.png")));
     run_free(&r);
@@ -727,7 +728,7 @@ START_TEST(test_directory_walk)
     run(&r, "classify", "--format", "jsonl", "--logits", "--batch", "2",
         "--model", MODEL, g_tmp, NULL);
     ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
-    ck_assert_str_eq(r.err, "");
+    ck_assert_str_eq(r.err, "vit: skipped 1 file that is not an image\n");
     char *lines[16];
     ck_assert_int_eq(split_lines(r.out, lines, 16), 6);
     for (int i = 0; i < 6; i++) {
