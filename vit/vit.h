@@ -38,6 +38,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header; vit_version() gives the library's, which a
+ * program linked against the shared library may find newer (the same
+ * major version keeps the ABI). */
+#define VIT_VERSION_MAJOR 0
+#define VIT_VERSION_MINOR 1
+#define VIT_VERSION_PATCH 0
+#define VIT_VERSION_STRING "0.1.0"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,6 +71,10 @@ typedef enum {
 
 /* The fixed message of a status ("bad checkpoint"); never NULL. */
 const char *vit_status_str(vit_status st);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (VIT_VERSION_STRING of the
+ * library that runs, not of the header compiled against). */
+const char *vit_version(void);
 
 /* The per-call detail of a failure. */
 typedef struct {
