@@ -58,7 +58,7 @@ SONAME  := libvit.so.$(MAJOR)
 LIBS_A := $(BUILD)/libvit-service.a $(BUILD)/libvit-index.a $(BUILD)/libvit.a
 
 .PHONY: all test asan bench bench-dir demo clean install uninstall \
-        check-install
+        check-install fuzz
 all: $(BUILD)/libvit.a $(BUILD)/$(SONAME) $(BUILD)/vit
 
 $(BUILD)/obj/%.o: %.c
@@ -185,6 +185,28 @@ demo: all
 	$(BUILD)/vit match --model models/clip-digits --text "the number 7" \
 	  --text "a handwritten three." --text "a photo of a zero." \
 	  models/samples/seven.jpg models/samples/three.jpg models/samples/zero.png
+
+# The libFuzzer targets (tests/fuzz/fuzz_X.c -> build/fuzz/fuzz_X), built
+# with clang, ASan and UBSan over the library built the same way; `make
+# fuzz` builds them all (CI does, so they cannot rot) and runs each over
+# its seed corpus once. A long run: build/fuzz/fuzz_png -max_total_time=600
+# tests/fuzz/corpus/png.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+# The targets reach imgio/ (and the CPU table) only: all they link.
+FUZZ_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(sort $(wildcard imgio/*.c cpu/*.c)))
+fuzz:
+	$(MAKE) CC=clang BUILD=build/fuzz OPT="-O1 -g" \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_OBJ)
+	@set -e; for src in $(FUZZ_SRC); do \
+	  t=build/fuzz/$$(basename $$src .c); \
+	  echo "clang $$src -> $$t"; \
+	  clang $(STD) $(WARN) -Werror -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer \
+	    -I. $(PKG_CFLAGS) $$src $(FUZZ_OBJ) $(LDLIBS) -o $$t; \
+	  c=tests/fuzz/corpus/$${t##*_}; \
+	  $$t -runs=0 $$c 2>&1 | tail -1; \
+	done
 
 # Installation. PREFIX is where it will live, DESTDIR a staging root
 # (packaging). vit.pc is written with the prefix; its Libs.private and
