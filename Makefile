@@ -1,8 +1,13 @@
 # vit: one Makefile for the library, the command, the tests and the benchmarks.
-# `make` builds build/libvit.a, build/vit and the bench programs (build/X
-# for bench/X.c); `make test` runs the Check
-# suites; `make asan` runs them under AddressSanitizer + UBSan in build/asan;
-# `make bench` runs the benchmark harness. Dependency files are generated.
+# `make` builds the libraries (build/libvit.a and build/libvit.so.*, the
+# inference library; build/libvit-index.a, the search index;
+# build/libvit-service.a, the ZeroMQ service), build/vit and the bench
+# programs (build/X for bench/X.c); `make test` runs the Check suites;
+# `make asan` runs them under AddressSanitizer + UBSan in build/asan;
+# `make bench` runs the benchmark harness; `make install` (PREFIX, DESTDIR)
+# installs the command, the libraries, the headers, vit.pc and the man
+# page, and `make check-install` builds examples/ against an installed
+# prefix through pkg-config and runs them. Dependency files are generated.
 
 CC      ?= cc
 BUILD   ?= build
@@ -21,14 +26,16 @@ CHECK_LIBS   := $(shell pkg-config --libs check)
 # references (Pillow's and numpy's C, PyTorch's elementwise kernels) and
 # whatever the compiler (clang contracts them by default, gcc in -std=c11
 # does not) or the CPU path (only AVX2 and AVX-512 copies have FMA).
-CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -ffp-contract=off -I. \
+# -fPIC: the library's objects go into the shared library too.
+CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -ffp-contract=off -fPIC -I. \
           $(PKG_CFLAGS) -MMD -MP
 # oneDNN (Debian's libdnnl-dev, no pkg-config file) runs VIT_PRECISION_BF16's
 # products; it is built on OpenMP, and libgomp is named too since bgemm.c
 # sets OpenMP's thread count around each call.
 LDLIBS  = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 
-LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c index/*.c))
+LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c))
+IDX_SRC  := $(sort $(wildcard index/*.c))
 SVC_SRC  := $(sort $(wildcard service/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
@@ -36,13 +43,23 @@ SUITES   := $(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRC)))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+IDX_OBJ   := $(IDX_SRC:%.c=$(BUILD)/obj/%.o)
 SVC_OBJ   := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all test asan bench bench-dir demo clean
-all: $(BUILD)/libvit.a $(BUILD)/vit
+# The version (vit.h's VIT_VERSION_STRING) and the shared library's name.
+VERSION := $(shell sed -n 's/^\#define VIT_VERSION_STRING "\(.*\)"/\1/p' vit/vit.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libvit.so.$(MAJOR)
+
+# The archives a program links, most dependent first.
+LIBS_A := $(BUILD)/libvit-service.a $(BUILD)/libvit-index.a $(BUILD)/libvit.a
+
+.PHONY: all test asan bench bench-dir demo clean install uninstall \
+        check-install fuzz
+all: $(BUILD)/libvit.a $(BUILD)/$(SONAME) $(BUILD)/vit
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -60,18 +77,44 @@ $(BUILD)/obj/vit/ops.o $(BUILD)/obj/vit/qgemm.o $(BUILD)/obj/vit/bgemm.o: CFLAGS
 # cost model needs -O3; the rest of the library stays at OPT.
 $(BUILD)/obj/imgio/resize.o: OPT += -O3
 
+# Three libraries, so that a program links only what it uses: inference
+# (libvit: the models, images, tokenizer; no SQLite, no ZeroMQ), the
+# search index on top of it (libvit-index: SQLite), and the service
+# (libvit-service: the worker, the broker and the client, ZeroMQ).
 $(BUILD)/libvit.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# The service (worker, broker, client library) is an archive of its own on
-# top of libvit, so that the library proper never links ZeroMQ's users.
-$(BUILD)/libvitsvc.a: $(SVC_OBJ)
+$(BUILD)/libvit-index.a: $(IDX_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/vit: $(CLI_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
+$(BUILD)/libvit-service.a: $(SVC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The inference library shared too: versioned from vit.h's VIT_VERSION_*,
+# its SONAME the major version, and only the public API (vit_...)
+# exported: the names vit.h declares, listed by a version script made from
+# it; everything else (the vit__ internals too) stays inside.
+SO_LIBS := $(shell pkg-config --libs openblas jansson libpng zlib libjpeg \
+             libpcre2-8 libutf8proc) -ldnnl -lgomp -lm -lpthread
+$(BUILD)/libvit.map: vit/vit.h
+	@mkdir -p $(dir $@)
+	{ echo 'VIT_$(MAJOR) {'; echo '  global:'; \
+	  grep -o '\bvit_[a-z0-9_]*(' vit/vit.h | tr -d '(' | sort -u | \
+	    sed 's/.*/    &;/'; \
+	  echo '  local: *;'; echo '};'; } > $@
+$(BUILD)/libvit.so.$(VERSION): $(LIB_OBJ) $(BUILD)/libvit.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=$(BUILD)/libvit.map -Wl,--no-undefined \
+	  -o $@ $(LIB_OBJ) $(SO_LIBS)
+$(BUILD)/$(SONAME): $(BUILD)/libvit.so.$(VERSION)
+	ln -sf libvit.so.$(VERSION) $@
+	ln -sf $(SONAME) $(BUILD)/libvit.so
+
+$(BUILD)/vit: $(CLI_OBJ) $(LIBS_A)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIBS_A) $(LDLIBS)
 
 # The test runner learns its suites from the file names: tests/check_X.c
 # defines `Suite *X_suite(void)`.
@@ -84,8 +127,8 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -c $< -o $@
 
-$(BUILD)/check_all: $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(CHECK_LIBS) $(LDLIBS)
+$(BUILD)/check_all: $(TEST_OBJ) $(LIBS_A)
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(LIBS_A) $(CHECK_LIBS) $(LDLIBS)
 
 # The suites read tests/fixtures relative to the repository root. Some
 # tests run the `vit` command, so it is built first. models/fetch_test.py
@@ -107,8 +150,8 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 # `make` builds them too, so that every build (and CI's, with -Werror)
 # compiles them.
 all: $(BENCH_BIN)
-$(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(BUILD)/libvitsvc.a $(BUILD)/libvit.a
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvitsvc.a $(BUILD)/libvit.a $(LDLIBS)
+$(BENCH_BIN): $(BUILD)/%: $(BUILD)/obj/bench/%.o $(LIBS_A)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBS_A) $(LDLIBS)
 
 # `vit bench` times the model, then `vit classify DIR` end to end against
 # the forward alone on BENCH_PHOTOS_N photo-like 640x480 JPEGs, made once
@@ -142,6 +185,66 @@ demo: all
 	$(BUILD)/vit match --model models/clip-digits --text "the number 7" \
 	  --text "a handwritten three." --text "a photo of a zero." \
 	  models/samples/seven.jpg models/samples/three.jpg models/samples/zero.png
+
+# The libFuzzer targets (tests/fuzz/fuzz_X.c -> build/fuzz/fuzz_X), built
+# with clang, ASan and UBSan over the library built the same way; `make
+# fuzz` builds them all (CI does, so they cannot rot) and runs each over
+# its seed corpus once. A long run: build/fuzz/fuzz_png -max_total_time=600
+# tests/fuzz/corpus/png.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+# The targets reach imgio/ (and the CPU table) only: all they link.
+FUZZ_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(sort $(wildcard imgio/*.c cpu/*.c)))
+fuzz:
+	$(MAKE) CC=clang BUILD=build/fuzz OPT="-O1 -g" \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_OBJ)
+	@set -e; for src in $(FUZZ_SRC); do \
+	  t=build/fuzz/$$(basename $$src .c); \
+	  echo "clang $$src -> $$t"; \
+	  clang $(STD) $(WARN) -Werror -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer \
+	    -I. $(PKG_CFLAGS) $$src $(FUZZ_OBJ) $(LDLIBS) -o $$t; \
+	  c=tests/fuzz/corpus/$${t##*_}; \
+	  $$t -runs=0 $$c 2>&1 | tail -1; \
+	done
+
+# Installation. PREFIX is where it will live, DESTDIR a staging root
+# (packaging). vit.pc is written with the prefix; its Libs.private and
+# Requires.private let `pkg-config --static` link libvit.a.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+LIBDIR = $(DESTDIR)$(PREFIX)/lib
+INCDIR = $(DESTDIR)$(PREFIX)/include/vit
+PCDIR  = $(DESTDIR)$(PREFIX)/lib/pkgconfig
+MANDIR = $(DESTDIR)$(PREFIX)/share/man/man1
+install: all
+	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(PCDIR) $(MANDIR)
+	install -m 755 $(BUILD)/vit $(BINDIR)/vit
+	install -m 644 $(BUILD)/libvit.a $(LIBDIR)/libvit.a
+	install -m 755 $(BUILD)/libvit.so.$(VERSION) $(LIBDIR)/libvit.so.$(VERSION)
+	ln -sf libvit.so.$(VERSION) $(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(LIBDIR)/libvit.so
+	install -m 644 vit/vit.h $(INCDIR)/vit.h
+	install -m 644 doc/vit.1 $(MANDIR)/vit.1
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  vit/vit.pc.in > $(PCDIR)/vit.pc
+
+uninstall:
+	rm -f $(BINDIR)/vit $(LIBDIR)/libvit.a $(LIBDIR)/libvit.so \
+	  $(LIBDIR)/$(SONAME) $(LIBDIR)/libvit.so.$(VERSION) $(INCDIR)/vit.h \
+	  $(PCDIR)/vit.pc $(MANDIR)/vit.1
+	-rmdir $(INCDIR) 2>/dev/null
+
+# What a user of the installed library does: examples/ built with the
+# flags pkg-config gives for a prefix (default: a fresh one under build/),
+# shared and static, and run on the shipped model.
+CHECK_PREFIX ?= $(CURDIR)/$(BUILD)/prefix
+check-install:
+	rm -rf $(CHECK_PREFIX)
+	$(MAKE) install PREFIX=$(CHECK_PREFIX)
+	PKG_CONFIG_PATH=$(CHECK_PREFIX)/lib/pkgconfig sh examples/check.sh \
+	  $(CHECK_PREFIX) $(BUILD)/examples
 
 clean:
 	rm -rf $(BUILD)

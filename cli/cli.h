@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define CLI_VERSION "0.1.0"
+#define CLI_VERSION VIT_VERSION_STRING
 
 /* Exit statuses, as DESIGN.md fixes them for every subcommand. */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };

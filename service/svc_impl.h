@@ -15,7 +15,7 @@
 
 #define SVC_CLIENT_PROTO "VITC01"
 #define SVC_WORKER_PROTO "VITW01"
-#define SVC_VERSION "0.1.0"
+#define SVC_VERSION VIT_VERSION_STRING
 
 /* Client commands (frame 2 of a client message). */
 enum { SVC_C_REQUEST = 1, SVC_C_PARTIAL = 2, SVC_C_FINAL = 3 };

@@ -29,3 +29,8 @@ vit_status vit__fail(vit_error *err, vit_status st, const char *fmt, ...)
     }
     return st;
 }
+
+const char *vit_version(void)
+{
+    return VIT_VERSION_STRING;
+}

@@ -38,6 +38,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header; vit_version() gives the library's, which a
+ * program linked against the shared library may find newer (the same
+ * major version keeps the ABI). */
+#define VIT_VERSION_MAJOR 0
+#define VIT_VERSION_MINOR 1
+#define VIT_VERSION_PATCH 0
+#define VIT_VERSION_STRING "0.1.0"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,6 +71,10 @@ typedef enum {
 
 /* The fixed message of a status ("bad checkpoint"); never NULL. */
 const char *vit_status_str(vit_status st);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (VIT_VERSION_STRING of the
+ * library that runs, not of the header compiled against). */
+const char *vit_version(void);
 
 /* The per-call detail of a failure. */
 typedef struct {
@@ -361,6 +373,10 @@ const char *vit_int8_kernel(void);
 vit_status vit_cpu_path(const char **path, char *detail, size_t n,
                         vit_error *err);
 
+/* ---- Benchmark helpers: what `vit bench` measures the machine with. A
+ * program that only runs models needs none of them; each takes a second
+ * or so of every core it is given. ---- */
+
 /* The float32 FMA peak, GFLOP/s, of `threads` threads (0: one per online
  * CPU) on the path vit_cpu_path names: independent vector FMAs on every
  * thread at once, the best of three runs of about 0.1 s. What no product
@@ -376,6 +392,8 @@ double vit_fma_peak_gflops(int threads);
  * prints both at the model's largest product: the best GEMM there. */
 double vit_sgemm_gflops(int M, int N, int K, int threads);
 double vit_gemm_gflops(int M, int N, int K, int threads);
+
+/* ---- end of the benchmark helpers ---- */
 
 /* A float32 array from a .npy file (little-endian '<f4', C order), as used
  * for already-preprocessed pixels. */

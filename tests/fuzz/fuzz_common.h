@@ -39,6 +39,17 @@ static void fuzz_one(const uint8_t *data, size_t size)
     }
     if (im.width <= 0 || im.height <= 0 || im.rgb == NULL)
         abort();
+    /* img_size reads, from the header alone, the size decoded (as stored:
+     * an EXIF turn may swap the sides; DCT scaling decodes smaller). */
+    uint32_t hw, hh;
+    img_status ss = img_size(data, size, &opt.limits, &hw, &hh, err,
+                             sizeof err);
+    if (!opt.fast_min_side &&
+        (ss != IMG_OK ||
+         !((hw == (uint32_t)im.width && hh == (uint32_t)im.height) ||
+           (opt.exif_transpose && hw == (uint32_t)im.height &&
+            hh == (uint32_t)im.width))))
+        abort();
     /* Touch every byte, so an unwritten one shows under MSan-like tools
      * and a short buffer under ASan. */
     unsigned sum = 0;

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Builds examples/ as a user of an installed vit would, through pkg-config
+# (PKG_CONFIG_PATH must lead to PREFIX's vit.pc), linked against the shared
+# library and then the static one, and runs each on the shipped model.
+#
+#     sh examples/check.sh PREFIX OUTDIR
+set -eu
+prefix=$1
+out=$2
+mkdir -p "$out"
+cc=${CC:-cc}
+echo "vit $(pkg-config --modversion vit) in $prefix"
+$cc -std=c11 -Wall -Wextra -Werror examples/classify.c \
+    $(pkg-config --cflags --libs vit) -o "$out/classify"
+$cc -std=c11 -Wall -Wextra -Werror examples/classify.c \
+    $(pkg-config --cflags vit) -static-libgcc \
+    -Wl,-Bstatic $(pkg-config --libs-only-L vit) -lvit -Wl,-Bdynamic \
+    $(pkg-config --static --libs vit | sed 's/-lvit\b//') \
+    -o "$out/classify-static"
+for exe in classify classify-static; do
+    got=$(LD_LIBRARY_PATH="$prefix/lib" "$out/$exe" models/vit-digits \
+        models/samples/seven.jpg)
+    echo "$exe: $got"
+    case $got in
+    *"seven "*) ;;
+    *) echo "examples/check.sh: $exe did not read the seven" >&2; exit 1 ;;
+    esac
+done
+# The shared one needs libvit.so.MAJOR, found in the prefix; the static one
+# holds the library itself.
+LD_LIBRARY_PATH="$prefix/lib" ldd "$out/classify" |
+    grep -q "libvit.so.[0-9]* => $prefix/lib/" ||
+    { echo "examples/check.sh: classify is not linked to $prefix/lib" >&2;
+      exit 1; }
+if ldd "$out/classify-static" | grep -q libvit; then
+    echo "examples/check.sh: classify-static links libvit.so" >&2
+    exit 1
+fi
+echo "examples: built against $prefix and run"
