@@ -39,7 +39,7 @@ static const char usage_text[] =
     "usage: vit index add    --model DIR --index PATH [--batch N]\n"
     "                        [--format text|jsonl] [--no-exif-rotate]\n"
     "                        [--preprocess pil|torchvision] [--threads N]\n"
-    "                        PATH...\n"
+    "                        [--precision fp32|int8|bf16] PATH...\n"
     "       vit index remove --index PATH [--missing] [PATH...]\n"
     "       vit index stats  --index PATH [--format text|jsonl]\n"
     "       vit index search --index PATH (--text STR | --image FILE)...\n"
@@ -88,9 +88,14 @@ static void help(FILE *f)
         "  -k, --top-k K         results per query (default 10)\n"
         "      --prefix P        only items whose path starts with P (a\n"
         "                        directory that exists is made absolute)\n"
-        "      --precision P     fp32 (default), fp16 or int8: the matrix\n"
-        "                        scanned in memory; fp16/int8 candidates are\n"
-        "                        re-scored in fp32\n"
+        "      --precision P     add: fp32 (default), int8 or bf16, the\n"
+        "                        model's precision, as in vit classify; the\n"
+        "                        index records it, refuses adds made\n"
+        "                        another way, and search embeds its queries\n"
+        "                        the same way\n"
+        "                        search: fp32 (default), fp16 or int8, the\n"
+        "                        matrix scanned in memory; fp16/int8\n"
+        "                        candidates are re-scored in fp32\n"
         "      --html FILE       also write the results as a web page with\n"
         "                        thumbnails, self-contained\n"
         "      --missing         remove: items whose files are gone\n"
@@ -98,7 +103,8 @@ static void help(FILE *f)
         "      --preprocess B    pil (default) or torchvision: which of\n"
         "                        transformers' two image processors to\n"
         "                        reproduce for images (see vit classify\n"
-        "                        --help); use the same for add and search\n"
+        "                        --help); the index records add's, and\n"
+        "                        search uses it unless told otherwise\n"
         "      --threads N       threads each forward pass computes with\n"
         "                        (default 0: one per CPU)\n"
         "  -h, --help            show this help and exit\n"
@@ -136,7 +142,9 @@ typedef struct {
 typedef struct {
     const char *model_dir, *index, *html, *prefix;
     int batch, k, jsonl, no_exif, missing, torchvision, threads;
-    idx_precision precision;
+    int preprocess_set;   /* --preprocess was given */
+    idx_precision precision;  /* search: the matrix's */
+    int model_precision;      /* add: the model's, a vit_precision */
     query_arg *queries;
     int nq;
     char **paths;
@@ -220,9 +228,17 @@ static int parse_args(int argc, char **argv, index_args *a)
             a->prefix = optarg;
             break;
         case OPT_PRECISION:
-            if (idx_precision_parse(optarg, &a->precision) != 0)
+            /* add embeds: the model's precision; search scans: the
+             * matrix's. */
+            if (strcmp(sub_name, "index add") == 0) {
+                if ((a->model_precision = cli_precision(optarg)) < 0)
+                    return usage_error("--precision is fp32, int8 or bf16 "
+                                       "(the model's), not '%s'",
+                                       optarg);
+            } else if (idx_precision_parse(optarg, &a->precision) != 0) {
                 return usage_error("unknown precision '%s' (fp32, fp16 or "
                                    "int8)", optarg);
+            }
             break;
         case OPT_HTML:
             a->html = optarg;
@@ -242,6 +258,7 @@ static int parse_args(int argc, char **argv, index_args *a)
             if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
                 return usage_error("--preprocess is pil or torchvision, not "
                                    "'%s'", optarg);
+            a->preprocess_set = 1;
             break;
         case 'h':
             help(stdout);
@@ -359,14 +376,16 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
     cli_report(what, err->msg[0] ? err->msg : idx_status_str(st));
 }
 
-/* Loads the model and fingerprints it. */
+/* Loads the model and fingerprints it, with how it makes vectors: its
+ * precision (a vit_precision) and image processor. */
 static int load_model(const char *dir, int batch, int no_exif,
-                      int torchvision, int threads, vit_model **m,
-                      vit_model_info *info, idx_model *id)
+                      int torchvision, int threads, int precision,
+                      vit_model **m, vit_model_info *info, idx_model *id)
 {
     vit_options opt = vit_options_default();
     opt.max_batch = batch;
     opt.threads = threads;
+    opt.precision = (vit_precision)precision;
     if (no_exif)
         opt.exif_transpose = 0;
     if (torchvision)
@@ -386,6 +405,10 @@ static int load_model(const char *dir, int batch, int no_exif,
         *m = NULL;
         return -1;
     }
+    snprintf(id->precision, sizeof id->precision, "%s",
+             cli_precision_name(precision));
+    snprintf(id->preprocess, sizeof id->preprocess, "%s",
+             torchvision ? "torchvision" : "pil");
     return 0;
 }
 
@@ -739,7 +762,7 @@ static int index_add(index_args *a)
     add_ctx c = {.jsonl = a->jsonl};
     cli_input_list in = {0}, todo = {0};
     if (load_model(a->model_dir, batch, a->no_exif, a->torchvision,
-                   a->threads, &m, &info, &mid) != 0)
+                   a->threads, a->model_precision, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
         cli_report(a->model_dir, "the model has no vision tower to embed "
@@ -1142,8 +1165,14 @@ static int index_search(index_args *a)
     const char *dir = a->model_dir ? a->model_dir : have.dir;
     vit_model_info info;
     int nq = a->nq;
+    /* Queries are embedded as the index's vectors were: its precision,
+     * and its image processor unless --preprocess says otherwise (then
+     * a different one is refused below). */
+    int prec = have.precision[0] ? cli_precision(have.precision) : 0;
+    if (!a->preprocess_set && have.preprocess[0])
+        a->torchvision = strcmp(have.preprocess, "torchvision") == 0;
     if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, a->torchvision,
-                   a->threads, &m, &info, &mid) != 0)
+                   a->threads, prec < 0 ? 0 : prec, &m, &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);

@@ -102,6 +102,13 @@ typedef struct {
                                 the fingerprint": what people see */
     char dir[4096];          /* absolute path of the directory, so search
                                 can load the model without being told */
+    /* How the vectors are made, beyond the weights: the model's precision
+     * ("fp32", "int8", "bf16") and the image processor reproduced ("pil",
+     * "torchvision"). Empty: not known (an index made before they were
+     * recorded, or a caller that does not say). idx_model_fingerprint
+     * leaves them empty; the caller fills them in. */
+    char precision[8];
+    char preprocess[16];
 } idx_model;
 
 /* Fingerprints a model directory cheaply, without reading gigabytes of

@@ -461,6 +461,10 @@ idx_status idx_store_model(idx_store *s, idx_model *out, int *has,
             snprintf(m.dir, sizeof m.dir, "%s", v);
         else if (strcmp(k, "dim") == 0)
             m.dim = atoi(v), n++;
+        else if (strcmp(k, "precision") == 0)
+            snprintf(m.precision, sizeof m.precision, "%s", v);
+        else if (strcmp(k, "preprocess") == 0)
+            snprintf(m.preprocess, sizeof m.preprocess, "%s", v);
     }
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
@@ -503,6 +507,32 @@ idx_status idx_store_check_model(idx_store *s, const idx_model *m,
                         "compared (use a new index, or the model %s)",
                         s->path, have.id, have.dim, m->id, m->dim,
                         have.dir[0] ? have.dir : have.name);
+        /* The same weights run another way make vectors that differ a
+         * little (precision) or more (the other image processor): not the
+         * ones the index holds. */
+        static const struct {
+            const char *key, *what, *option;
+            size_t at;
+        } how[2] = {
+            {"precision", "precision", "--precision",
+             offsetof(idx_model, precision)},
+            {"preprocess", "image processor", "--preprocess",
+             offsetof(idx_model, preprocess)},
+        };
+        for (int i = 0; i < 2; i++) {
+            const char *h = (const char *)&have + how[i].at;
+            const char *w = (const char *)m + how[i].at;
+            if (h[0] && w[0] && strcmp(h, w) != 0)
+                return fail(err, IDX_E_MODEL,
+                            "%s: the index's vectors were made with %s %s, "
+                            "not %s; vectors made another way do not "
+                            "compare with them (use %s %s, or a new index)",
+                            s->path, how[i].option, h, w, how[i].option, h);
+            /* An index made before this was recorded learns it from its
+             * next add. */
+            if (record && !h[0] && w[0] && put_meta(s, how[i].key, w) != 0)
+                return db_fail(s, err, "recording how vectors are made");
+        }
         /* The same weights found in another directory: remember where, so
          * that search finds them without --model. */
         if (record && strcmp(have.dir, m->dir) != 0 &&
@@ -521,7 +551,9 @@ idx_status idx_store_check_model(idx_store *s, const idx_model *m,
                                                    m->fingerprint) ||
         put_meta(s, "name", m->name) ||
         put_meta(s, "architecture", m->architecture) ||
-        put_meta(s, "dir", m->dir) || put_meta(s, "dim", dim)) {
+        put_meta(s, "dir", m->dir) || put_meta(s, "dim", dim) ||
+        (m->precision[0] && put_meta(s, "precision", m->precision)) ||
+        (m->preprocess[0] && put_meta(s, "preprocess", m->preprocess))) {
         st = db_fail(s, err, "recording the model");
         sqlite3_exec(s->db, "ROLLBACK TO model; RELEASE model", NULL, NULL,
                      NULL);

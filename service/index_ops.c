@@ -186,6 +186,7 @@ void svc_ix_submit(svc_index *ix, svc_ix_job *j)
 
 vit_status svc_ix_open(const char *path, idx_precision prec,
                        const char *model_dir, const vit_model_info *info,
+                       const char *precision, const char *preprocess,
                        void *zctx, const char *done_ep, svc_ix_done_fn done,
                        svc_index **out, vit_error *err)
 {
@@ -206,8 +207,13 @@ vit_status svc_ix_open(const char *path, idx_precision prec,
                                               ? info->architecture
                                               : "",
                                           info->embed_dim, &ix->model, &e);
-    if (is == IDX_OK)
+    if (is == IDX_OK) {
+        snprintf(ix->model.precision, sizeof ix->model.precision, "%s",
+                 precision);
+        snprintf(ix->model.preprocess, sizeof ix->model.preprocess, "%s",
+                 preprocess);
         is = idx_store_open(path, IDX_OPEN_WRITE, &ix->wr, &e);
+    }
     if (is == IDX_OK)
         is = idx_store_claim(ix->wr, &e);  /* the only writer */
     if (is == IDX_OK)

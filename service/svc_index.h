@@ -27,13 +27,15 @@ typedef void (*svc_ix_done_fn)(void *push, void *req, char *body,
                                const char *code, const char *msg);
 
 /* Opens the index at `path` (creating it when missing), records or checks
- * the model (directory, architecture, dimension), loads the vectors in
- * `prec` (fp16 / int8 re-rank their candidates in fp32 from the store),
- * and starts the
- * writer thread, whose replies go to `done` through a PUSH socket of its
- * own connected to `done_ep` in `zctx`. */
+ * the model (directory, architecture, dimension) and how it makes vectors
+ * (`precision` "fp32" / "int8" / "bf16", `preprocess` "pil" /
+ * "torchvision": an index made another way is refused), loads the vectors
+ * in `prec` (fp16 / int8 re-rank their candidates in fp32 from the store),
+ * and starts the writer thread, whose replies go to `done` through a PUSH
+ * socket of its own connected to `done_ep` in `zctx`. */
 vit_status svc_ix_open(const char *path, idx_precision prec,
                        const char *model_dir, const vit_model_info *info,
+                       const char *precision, const char *preprocess,
                        void *zctx, const char *done_ep, svc_ix_done_fn done,
                        svc_index **out, vit_error *err);
 /* Finishes the queued jobs, stops the writer and frees everything. */

@@ -1379,6 +1379,21 @@ static const char *cpu_path(void)
     return p;
 }
 
+/* How the model makes vectors: what info says, and what an index served
+ * records and checks. */
+static const char *precision_name(const worker *w)
+{
+    return w->vopt.precision == VIT_PRECISION_INT8   ? "int8"
+           : w->vopt.precision == VIT_PRECISION_BF16 ? "bf16"
+                                                     : "fp32";
+}
+
+static const char *preprocess_name(const worker *w)
+{
+    return w->vopt.preprocess == VIT_PREPROCESS_TORCHVISION ? "torchvision"
+                                                             : "pil";
+}
+
 static char *info_body(worker *w)
 {
     const vit_model_info *in = &w->info;
@@ -1392,14 +1407,8 @@ static char *info_body(worker *w)
         in->hidden_size, "num_layers", in->num_layers, "num_heads",
         in->num_heads, "patch_size", in->patch_size, "has_vision",
         has_vision(in), "has_text", in->has_text, "text_max_len",
-        in->text_max_len, "precision",
-        w->vopt.precision == VIT_PRECISION_INT8   ? "int8"
-        : w->vopt.precision == VIT_PRECISION_BF16 ? "bf16"
-                                                  : "fp32",
-        "preprocess",
-        w->vopt.preprocess == VIT_PREPROCESS_TORCHVISION ? "torchvision"
-                                                          : "pil",
-        "cpu", cpu_path());
+        in->text_max_len, "precision", precision_name(w), "preprocess",
+        preprocess_name(w), "cpu", cpu_path());
     json_t *limits = json_pack(
         "{s:i, s:i, s:i, s:I, s:I, s:I}", "max_images", w->o.max_images,
         "max_texts", w->o.max_texts, "max_text_bytes", w->o.max_text_bytes,
@@ -2134,7 +2143,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     if (opt->index_path &&
         (st = svc_ix_open(opt->index_path,
                           (idx_precision)opt->index_precision,
-                          opt->model_dir, &w->info, w->ctx,
+                          opt->model_dir, &w->info, precision_name(w),
+                          preprocess_name(w), w->ctx,
                           "inproc://vit-done", ix_done, &w->ix, err)) !=
             VIT_OK)
         goto out;

@@ -1356,6 +1356,68 @@ START_TEST(cli_model_mismatch_refused)
 }
 END_TEST
 
+/* An index records how its vectors were made — the model's precision and
+ * the image processor — refuses an add made another way, and search
+ * embeds its queries the same way: an indexed image finds itself at a
+ * cosine of 1 (an fp32 query against bf16 vectors would not quite). */
+START_TEST(cli_index_records_precision_and_preprocess)
+{
+    cli_fx f;
+    cli_fx_new(&f, 3);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+           "--precision", "bf16", f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    make_pngs(f.imgs, 10, 1, 5);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "made with --precision bf16, not fp32"), "%s",
+                  r.err);
+    tu_run_free(&r);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+           "--precision", "bf16", "--preprocess", "torchvision", f.imgs,
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "made with --preprocess pil, not "
+                                "torchvision"),
+                  "%s", r.err);
+    tu_run_free(&r);
+    tu_run(&r, "index", "add", "--model", TOK, "--index", f.index,
+           "--precision", "fp16", f.imgs, NULL);
+    ck_assert_int_eq(r.code, 2);
+    ck_assert_msg(strstr(r.err, "--precision is fp32, int8 or bf16"), "%s",
+                  r.err);
+    tu_run_free(&r);
+    char img[700];
+    snprintf(img, sizeof img, "%s/img01.png", f.imgs);
+    tu_run(&r, "index", "search", "--index", f.index, "--image", img,
+           "--format", "jsonl", "-k", "1", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    const char *sc = strstr(r.out, "\"score\": ");
+    ck_assert_msg(sc, "%s", r.out);
+    double score = atof(sc + 9);
+    ck_assert_msg(score > 0.9999995, "%s", r.out);
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", f.index, "--image", img,
+           "--preprocess", "torchvision", NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "--preprocess pil"), "%s", r.err);
+    tu_run_free(&r);
+    /* A worker in another precision is refused the index. */
+    char ep[800];
+    snprintf(ep, sizeof ep, "ipc://%s/w", f.dir);
+    tu_run(&r, "serve", "--model", TOK, "--bind", ep, "--index", f.index,
+           NULL);
+    ck_assert_int_ne(r.code, 0);
+    ck_assert_msg(strstr(r.err, "made with --precision bf16, not fp32"), "%s",
+                  r.err);
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
 static double mono_s(void)
 {
     struct timespec ts;
@@ -2078,6 +2140,7 @@ Suite *index_suite(void)
     tcase_add_test(t, cli_concurrent_create);
     tcase_add_test(t, cli_search_formats_prefix_precision);
     tcase_add_test(t, cli_model_mismatch_refused);
+    tcase_add_test(t, cli_index_records_precision_and_preprocess);
     tcase_add_test(t, cli_add_survives_sigkill);
     tcase_add_test(t, cli_html_renders_in_chromium);
     tcase_add_test(t, shipped_model_precision_at_10);
