@@ -40,7 +40,7 @@ static void help(FILE *f)
             "--labels. Results are printed in input order.\n"
             "\n"
             "Each PATH is one of:\n"
-            "  a JPEG or PNG file    decoded and preprocessed as the model's\n"
+            "  a JPEG, PNG or WebP   decoded and preprocessed as the model's\n"
             "                        preprocessor_config.json says\n"
             "  a .npy file           float32 pixels already preprocessed, "
             "shaped\n"

@@ -65,19 +65,6 @@ typedef struct {
     int kr, kg, kb; /* the key as Pillow compares it with 8-bit samples */
 } conv;
 
-/* Pillow's Image.alpha_composite of a pixel of value v and alpha a over
- * opaque white (libImaging/AlphaComposite.c with the destination fixed at
- * 255): its 7-bit-precision blend and its rounded division by 255. With
- * an opaque destination the output alpha is 255 * 255, so the blend
- * coefficient is exactly 128 * a. Checked against Pillow on all 65,536
- * (v, a) pairs; a = 255 gives v back. */
-static inline uint8_t over_white(int v, int a)
-{
-    if (a == 0)
-        return 255;
-    uint32_t t = 128u * (uint32_t)(v * a + 255 * (255 - a)) + (0x80u << 7);
-    return (uint8_t)((((t >> 8) + t) >> 8) >> 7);
-}
 
 static void row_to_rgb(uint8_t *dst, const uint8_t *src, int w,
                        const conv *c)
@@ -94,7 +81,7 @@ static void row_to_rgb(uint8_t *dst, const uint8_t *src, int w,
         for (int x = 0; x < w; x++, src += nc, dst += 3) {
             int v = src[0];
             if (c->composite && nc == 2)
-                v = over_white(v, src[1]);
+                v = img_over_white(v, src[1]);
             else if (c->key && v == c->kr)
                 v = 255;
             dst[0] = dst[1] = dst[2] = (uint8_t)v;
@@ -102,9 +89,9 @@ static void row_to_rgb(uint8_t *dst, const uint8_t *src, int w,
     } else if (c->composite && nc == 4) {
         for (int x = 0; x < w; x++, src += 4, dst += 3) {
             int a = src[3];
-            dst[0] = over_white(src[0], a);
-            dst[1] = over_white(src[1], a);
-            dst[2] = over_white(src[2], a);
+            dst[0] = img_over_white(src[0], a);
+            dst[1] = img_over_white(src[1], a);
+            dst[2] = img_over_white(src[2], a);
         }
     } else {
         for (int x = 0; x < w; x++, src += nc, dst += 3) {

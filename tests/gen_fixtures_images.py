@@ -236,6 +236,51 @@ def decode_cases(rng):
     return out
 
 
+def webp_cases(rng):
+    """WebP, as Pillow's encoder (its own libwebp) writes it: (name, bytes,
+    how) with how "decode" (Image.open(...).convert("RGB")), "exif"
+    (load_image's exif_transpose first) or "composite" (CLIP's
+    convert_to_rgb of the RGBA image). Odd sizes, so the chroma
+    upsampling's edges are in every lossy one."""
+    out = []
+    h, w = 29, 37
+    rgb = Image.fromarray(test_image(rng, w, h))
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[0, :4] = [0, 255, 1, 254]
+    rgba = Image.fromarray(np.dstack([np.asarray(rgb), alpha]))
+    out.append(("webp_lossless_rgb.webp", pil_save(rgb, "WEBP", lossless=True),
+                "decode"))
+    out.append(("webp_lossless_rgba.webp",
+                pil_save(rgba, "WEBP", lossless=True, exact=True), "decode"))
+    out.append(("webp_lossy_rgb.webp", pil_save(rgb, "WEBP", quality=80),
+                "decode"))
+    out.append(("webp_lossy_rgba.webp", pil_save(rgba, "WEBP", quality=70),
+                "decode"))
+    out.append(("webp_lossy_1x1.webp",
+                pil_save(Image.new("RGB", (1, 1), (200, 30, 90)), "WEBP"),
+                "decode"))
+    out.append(("webp_lossy_rgba_composite.webp",
+                pil_save(rgba, "WEBP", quality=70), "composite"))
+    out.append(("webp_lossless_rgba_composite.webp",
+                pil_save(rgba, "WEBP", lossless=True, exact=True),
+                "composite"))
+    # An animation: the first frame is what is decoded (Pillow's
+    # convert("RGB") of a just-opened animated file).
+    f2 = Image.fromarray(test_image(rng, w, h))
+    out.append(("webp_anim.webp",
+                pil_save(rgb, "WEBP", save_all=True, append_images=[f2],
+                         duration=100, lossless=True), "decode"))
+    out.append(("webp_anim_lossy.webp",
+                pil_save(rgb, "WEBP", save_all=True, append_images=[f2],
+                         duration=100, quality=75), "decode"))
+    # Orientation from the EXIF chunk.
+    for o in (3, 6, 8):
+        out.append((f"webp_exif{o}.webp",
+                    pil_save(rgb, "WEBP", quality=90, exif=exif_of(o)),
+                    "exif"))
+    return out
+
+
 def broken_files(rng):
     """Inputs that must be refused; the tests know what each should give."""
     ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
@@ -250,7 +295,6 @@ def broken_files(rng):
     out["bad_crc.png"] = bytes(bad)
     small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     out["other.gif"] = pil_save(small, "GIF")
-    out["other.webp"] = pil_save(small, "WEBP")
     out["other.bmp"] = pil_save(small, "BMP")
     out["other.tif"] = pil_save(small, "TIFF")
     # An ISO-BMFF header with an AVIF brand; the rest does not matter.
@@ -727,6 +771,22 @@ def generate(outdir: str) -> None:
                        ("bad_jpeg_lossless.jpg", sof_patched(base, 0xC3))]:
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
+
+    # WebP, from a generator of its own (so the files above stay
+    # byte-identical).
+    rng4 = np.random.default_rng(SEED + 3)
+    for name, data, how in webp_cases(rng4):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        if how == "decode":
+            np.save(os.path.join(outdir, exp), pillow_rgb(data))
+            lines.append(f"decode {name} {exp}")
+        else:
+            np.save(os.path.join(outdir, exp),
+                    pillow_loaded(data, how == "composite"))
+            lines.append(f"decode_ex {name} {exp} exif={int(how == 'exif')} "
+                         f"composite={int(how == 'composite')}")
 
     for name, data in broken_files(rng).items():
         with open(os.path.join(outdir, name), "wb") as f:
