@@ -72,6 +72,8 @@ typedef struct {
     int precision;    /* --precision: a vit_precision */
     int torchvision;  /* --preprocess torchvision */
     int threads;      /* --threads N (0: one per CPU) */
+    int max_pixels_set;
+    uint64_t max_pixels;  /* --max-pixels N (0: no limit) */
 } cli_decode_flags;
 
 enum {
@@ -79,7 +81,8 @@ enum {
     CLI_OPT_FAST_DECODE,
     CLI_OPT_PRECISION,
     CLI_OPT_PREPROCESS,
-    CLI_OPT_THREADS
+    CLI_OPT_THREADS,
+    CLI_OPT_MAX_PIXELS
 };
 
 /* Their getopt_long entries, for a command's option table. */
@@ -87,7 +90,8 @@ enum {
     {"no-exif-rotate", no_argument, NULL, CLI_OPT_NO_EXIF},          \
         {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE},     \
         {"precision", required_argument, NULL, CLI_OPT_PRECISION},   \
-        {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}
+        {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}, \
+        {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS}
 /* --threads N, for the commands that run one model on one thread count. */
 #define CLI_THREADS_LONGOPT {"threads", required_argument, NULL, CLI_OPT_THREADS}
 

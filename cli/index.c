@@ -39,14 +39,15 @@ static const char usage_text[] =
     "usage: vit index add    --model DIR --index PATH [--batch N]\n"
     "                        [--format text|jsonl] [--no-exif-rotate]\n"
     "                        [--preprocess pil|torchvision] [--threads N]\n"
-    "                        [--precision fp32|int8|bf16] PATH...\n"
+    "                        [--precision fp32|int8|bf16] [--max-pixels N]\n"
+    "                        PATH...\n"
     "       vit index remove --index PATH [--missing] [PATH...]\n"
     "       vit index stats  --index PATH [--format text|jsonl]\n"
     "       vit index search --index PATH (--text STR | --image FILE)...\n"
     "                        [-k K] [--format text|jsonl] [--prefix P]\n"
     "                        [--precision fp32|fp16|int8] [--html FILE]\n"
     "                        [--model DIR] [--preprocess pil|torchvision]\n"
-    "                        [--threads N]\n";
+    "                        [--threads N] [--max-pixels N]\n";
 
 static void help(FILE *f)
 {
@@ -107,6 +108,9 @@ static void help(FILE *f)
         "                        search uses it unless told otherwise\n"
         "      --threads N       threads each forward pass computes with\n"
         "                        (default 0: one per CPU)\n"
+        "      --max-pixels N    refuse images of more pixels than N, from\n"
+        "                        their header (default 178956970, where\n"
+        "                        Pillow refuses; 0: no limit)\n"
         "  -h, --help            show this help and exit\n"
         "\n"
         "Exit status: 0 if everything was done, 1 if an input failed (each\n"
@@ -143,6 +147,7 @@ typedef struct {
     const char *model_dir, *index, *html, *prefix;
     int batch, k, jsonl, no_exif, missing, torchvision, threads;
     int preprocess_set;   /* --preprocess was given */
+    cli_decode_flags limits;  /* --max-pixels */
     idx_precision precision;  /* search: the matrix's */
     int model_precision;      /* add: the model's, a vit_precision */
     query_arg *queries;
@@ -180,6 +185,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"preprocess", required_argument, NULL, OPT_PREPROCESS},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -253,6 +259,10 @@ static int parse_args(int argc, char **argv, index_args *a)
             if ((a->threads = (int)cli_parse_long(optarg, 0, 1024)) < 0)
                 return usage_error("--threads is a number from 0 to 1024, "
                                    "not '%s'", optarg);
+            break;
+        case CLI_OPT_MAX_PIXELS:
+            if (cli_decode_flag(c, &a->limits) < 0)
+                return usage_error("%s", cli_decode_error);
             break;
         case OPT_PREPROCESS:
             if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
@@ -378,14 +388,16 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
 
 /* Loads the model and fingerprints it, with how it makes vectors: its
  * precision (a vit_precision) and image processor. */
-static int load_model(const char *dir, int batch, int no_exif,
-                      int torchvision, int threads, int precision,
-                      vit_model **m, vit_model_info *info, idx_model *id)
+static int load_model(const char *dir, const index_args *a, int batch,
+                      int torchvision, int precision, vit_model **m,
+                      vit_model_info *info, idx_model *id)
 {
     vit_options opt = vit_options_default();
+    cli_decode_apply(&a->limits, &opt);
     opt.max_batch = batch;
-    opt.threads = threads;
+    opt.threads = a->threads;
     opt.precision = (vit_precision)precision;
+    int no_exif = a->no_exif;
     if (no_exif)
         opt.exif_transpose = 0;
     if (torchvision)
@@ -761,8 +773,8 @@ static int index_add(index_args *a)
     idx_model mid;
     add_ctx c = {.jsonl = a->jsonl};
     cli_input_list in = {0}, todo = {0};
-    if (load_model(a->model_dir, batch, a->no_exif, a->torchvision,
-                   a->threads, a->model_precision, &m, &info, &mid) != 0)
+    if (load_model(a->model_dir, a, batch, a->torchvision,
+                   a->model_precision, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
         cli_report(a->model_dir, "the model has no vision tower to embed "
@@ -1171,8 +1183,8 @@ static int index_search(index_args *a)
     int prec = have.precision[0] ? cli_precision(have.precision) : 0;
     if (!a->preprocess_set && have.preprocess[0])
         a->torchvision = strcmp(have.preprocess, "torchvision") == 0;
-    if (load_model(dir, nq < 64 ? nq : 64, a->no_exif, a->torchvision,
-                   a->threads, prec < 0 ? 0 : prec, &m, &info, &mid) != 0)
+    if (load_model(dir, a, nq < 64 ? nq : 64, a->torchvision,
+                   prec < 0 ? 0 : prec, &m, &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);

@@ -93,6 +93,10 @@ const char cli_decode_help[] =
     "          or AVX-VNNI, 1.3-1.4x on AVX2 alone, but it CHANGES NUMBERS:\n"
     "          scores drift by about a percent, and top labels can differ\n"
     "          where two are close\n"
+    "      --max-pixels N\n"
+    "          refuse an image of more pixels than N, read from its header\n"
+    "          before decoding (default 178956970, where Pillow refuses;\n"
+    "          0: no limit)\n"
     PREPROCESS_HELP;
 
 const char cli_threads_help[] =
@@ -148,6 +152,19 @@ int cli_decode_flag(int c, cli_decode_flags *f)
             return -1;
         }
         f->threads = (int)n;
+    } else if (c == CLI_OPT_MAX_PIXELS) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        if (errno || end == optarg || *end || optarg[0] == '-' ||
+            v > (1ull << 40)) {
+            snprintf(cli_decode_error, sizeof cli_decode_error,
+                     "--max-pixels is a number from 0 (no limit) to 2^40, "
+                     "not '%s'", optarg);
+            return -1;
+        }
+        f->max_pixels = (uint64_t)v;
+        f->max_pixels_set = 1;
     } else if (c == CLI_OPT_PREPROCESS) {
         int tv = cli_preprocess_torchvision(optarg);
         if (tv < 0) {
@@ -174,4 +191,6 @@ void cli_decode_apply(const cli_decode_flags *f, vit_options *opt)
         opt->preprocess = VIT_PREPROCESS_TORCHVISION;
     if (f->threads)
         opt->threads = f->threads;
+    if (f->max_pixels_set)
+        opt->max_pixels = f->max_pixels;
 }

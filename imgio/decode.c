@@ -28,10 +28,13 @@ const char *img_status_str(img_status st)
 img_limits img_limits_default(void)
 {
     img_limits lim = {
-        .max_width = 16384,
-        .max_height = 16384,
-        .max_pixels = (uint64_t)1 << 26,
-        .max_bytes = (size_t)64 << 20,
+        /* Pillow's own: no side limit, and DecompressionBombError past
+         * twice its MAX_IMAGE_PIXELS (89,478,485), so a 108-megapixel
+         * phone photo opens as it does there. */
+        .max_width = 0,
+        .max_height = 0,
+        .max_pixels = IMG_PILLOW_MAX_PIXELS,
+        .max_bytes = (size_t)256 << 20,
     };
     return lim;
 }
@@ -48,15 +51,6 @@ img_status img_fail(char *err, size_t errlen, img_status st, const char *fmt,
     return st;
 }
 
-/* Formats one side of a limit, where zero means there is none. */
-static const char *limit_str(char *buf, size_t len, uint64_t v)
-{
-    if (v == 0)
-        snprintf(buf, len, "unlimited");
-    else
-        snprintf(buf, len, "%llu", (unsigned long long)v);
-    return buf;
-}
 
 img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
                           char *err, size_t errlen)
@@ -66,15 +60,20 @@ img_status img_check_dims(const img_limits *lim, uint64_t w, uint64_t h,
                         "image header gives a size of %llux%llu; both sides "
                         "must be at least 1",
                         (unsigned long long)w, (unsigned long long)h);
-    if ((lim->max_width && w > lim->max_width) ||
-        (lim->max_height && h > lim->max_height)) {
-        char a[32], b[32];
+    int wide = lim->max_width && w > lim->max_width;
+    int tall = lim->max_height && h > lim->max_height;
+    if ((wide || tall) && lim->max_width && lim->max_height)
         return img_fail(err, errlen, IMG_E_LIMIT,
-                        "image is %llux%llu, larger than the %sx%s limit",
+                        "image is %llux%llu, larger than the %ux%u limit",
                         (unsigned long long)w, (unsigned long long)h,
-                        limit_str(a, sizeof a, lim->max_width),
-                        limit_str(b, sizeof b, lim->max_height));
-    }
+                        lim->max_width, lim->max_height);
+    if (wide || tall)
+        return img_fail(err, errlen, IMG_E_LIMIT,
+                        "image is %llux%llu, %s than the %u-pixel %s limit",
+                        (unsigned long long)w, (unsigned long long)h,
+                        wide ? "wider" : "taller",
+                        wide ? lim->max_width : lim->max_height,
+                        wide ? "width" : "height");
     /* Both sides fit in 32 bits (PNG and JPEG headers cannot say more), so
      * the product cannot overflow 64 bits. */
     uint64_t px = w * h;

@@ -59,8 +59,12 @@ typedef struct {
     size_t max_decoder_memory;
 } img_limits;
 
-/* 16384 x 16384, 64 Mpixel (2^26), 64 MiB encoded, decoder memory as the
- * header needs. */
+/* The most pixels Pillow opens (2 x Image.MAX_IMAGE_PIXELS; past it
+ * Image.open raises DecompressionBombError). */
+#define IMG_PILLOW_MAX_PIXELS 178956970u
+
+/* Pillow's limits: no side limit, IMG_PILLOW_MAX_PIXELS pixels; 256 MiB
+ * encoded; decoder memory as the header needs. */
 img_limits img_limits_default(void);
 
 /* An 8-bit RGB image, interleaved, rows top to bottom, no padding:

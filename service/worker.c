@@ -2081,6 +2081,9 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     w->vopt.precision = (vit_precision)opt->precision;
     w->vopt.preprocess = (vit_preprocess_backend)opt->preprocess;
     w->vopt.max_pixels = opt->max_pixels;
+    /* A server's side limit, tighter than the library's none: what
+     * info's max_side states. */
+    w->vopt.max_width = w->vopt.max_height = 16384;
     w->vopt.max_file_bytes = opt->max_image_bytes;
     w->t_start = svc_now_ms();
 

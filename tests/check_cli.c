@@ -704,6 +704,60 @@ START_TEST(test_bad_inputs)
 }
 END_TEST
 
+/* A JPEG whose frame header (SOF0) states w x h, the rest of a small one:
+ * what matters is what the limits make of the header. */
+static void jpeg_stating(const char *path, unsigned w, unsigned h)
+{
+    size_t n;
+    unsigned char *b = tu_read("tests/fixtures/images/jpg_420.jpg", &n);
+    ck_assert_ptr_nonnull(b);
+    size_t i = 2;
+    while (i + 9 < n && !(b[i] == 0xff && b[i + 1] == 0xc0))
+        i += 2 + ((size_t)b[i + 2] << 8 | b[i + 3]);
+    ck_assert_msg(i + 9 < n, "no SOF0");
+    b[i + 5] = (unsigned char)(h >> 8), b[i + 6] = (unsigned char)h;
+    b[i + 7] = (unsigned char)(w >> 8), b[i + 8] = (unsigned char)w;
+    write_file(path, b, n);
+    free(b);
+}
+
+/* Pillow's limits by default: a 108-megapixel phone photo is read (the
+ * file's scan is a small image's, so libjpeg, as under Pillow, gives the
+ * rest of the frame flat), one past Pillow's 178,956,970 pixels is
+ * refused naming the limit, and --max-pixels sets it. */
+START_TEST(test_max_pixels)
+{
+    jpeg_stating(tmp_path("phone.jpg"), 12000, 9000);
+    jpeg_stating(tmp_path("huge.jpg"), 20000, 10000);
+    run_result r;
+    run(&r, "classify", "--model", MODEL, tmp_path("phone.jpg"), NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    run_free(&r);
+    run(&r, "classify", "--model", MODEL, tmp_path("huge.jpg"), NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "image is 20000x10000 = 200000000 pixels, "
+                                "more than the 178956970-pixel limit"),
+                  "%s", r.err);
+    run_free(&r);
+    run(&r, "embed", "--model", MODEL, "--max-pixels", "100000000",
+        tmp_path("phone.jpg"), NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_msg(strstr(r.err, "more than the 100000000-pixel limit"), "%s",
+                  r.err);
+    run_free(&r);
+    run(&r, "classify", "--model", MODEL, "--max-pixels", "0",
+        tmp_path("phone.jpg"), NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    run_free(&r);
+    run(&r, "classify", "--model", MODEL, "--max-pixels", "-5", NOISE_PNG,
+        NULL);
+    ck_assert_int_eq(r.code, 2);
+    ck_assert_msg(strstr(r.err, "--max-pixels is a number from 0"), "%s",
+                  r.err);
+    run_free(&r);
+}
+END_TEST
+
 /* The walk recurses, sorts by name, skips dot-names and non-images, takes
  * .npy files, survives a symbolic link back to its root, and batches across
  * files without changing the order or the numbers. */
@@ -854,6 +908,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_text_format);
     tcase_add_test(tc, test_csv_format);
     tcase_add_test(tc, test_bad_inputs);
+    tcase_add_test(tc, test_max_pixels);
     tcase_add_test(tc, test_directory_walk);
     tcase_add_test(tc, test_npy_wrong_shape);
     tcase_add_test(tc, test_non_utf8_path);

@@ -161,7 +161,8 @@ typedef struct {
                                 vit_model_options. */
 } vit_options;
 
-/* max_batch 8; images up to 16384 x 16384, 64 Mpixel, 64 MiB; threads 0;
+/* max_batch 8; images of up to 178,956,970 pixels (Pillow's limit: a
+ * 108-megapixel photo opens), any side, 256 MiB encoded; threads 0;
  * images as transformers' load_image gives them: EXIF orientation applied,
  * alpha dropped. */
 vit_options vit_options_default(void);
