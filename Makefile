@@ -17,7 +17,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
 PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libpcre2-8 \
-          libutf8proc libzmq sqlite3
+          libutf8proc libzmq sqlite3 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)

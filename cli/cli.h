@@ -156,6 +156,21 @@ void cli_inputs_free(cli_input_list *l);
 /* `vit: skipped N files that are not images` on stderr, when N > 0. */
 void cli_inputs_say_skipped(const cli_input_list *l);
 
+/* ---- inputs that are not files (cli/fetch.c) ---- */
+
+/* Nonzero for "-" (standard input), an http:// or https:// URL, or a
+ * data: URL. */
+int cli_is_remote(const char *name);
+/* libcurl's global set-up, once (done by the first fetch too; call it
+ * before starting threads when URLs are coming). */
+void cli_fetch_init(void);
+/* The bytes such an input names, at most max_bytes (0: no limit), in a
+ * malloc'd *data; -1 with a sentence in `why` (an HTTP error status, a
+ * timeout after 120 s, a refused connection, the limit, a malformed data:
+ * URL, standard input read twice). */
+int cli_fetch(const char *name, size_t max_bytes, unsigned char **data,
+              size_t *n, char *why, size_t whylen);
+
 /* ---- output (cli/output.c) ---- */
 
 typedef enum { CLI_FMT_TEXT, CLI_FMT_JSONL, CLI_FMT_CSV } cli_format;

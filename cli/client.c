@@ -460,8 +460,19 @@ static void flush(run *r)
 static void add_image(run *r, const char *path)
 {
     const char *why = NULL;
+    char fetched_why[256];
     size_t n = 0;
-    unsigned char *bytes = read_file(path, &n, &why);
+    unsigned char *bytes = NULL;
+    if (cli_is_remote(path) && r->op == OP_INDEX_ADD) {
+        why = "an index over the service holds files; fetch it first";
+    } else if (cli_is_remote(path)) {
+        /* Sent as the bytes fetched: the worker never fetches. */
+        if (cli_fetch(path, 0, &bytes, &n, fetched_why,
+                      sizeof fetched_why) != 0)
+            why = fetched_why;
+    } else {
+        bytes = read_file(path, &n, &why);
+    }
     if (!bytes) {
         flush(r);  /* keep the reports in input order */
         fail_input(r, path, why);

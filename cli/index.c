@@ -813,8 +813,12 @@ static int index_add(index_args *a)
             cli_report(x->path, x->error);
             failed++;
         } else if (x->kind == CLI_IN_NPY) {
-            cli_report(x->path, "not an image file; an index holds JPEG "
-                                "and PNG files");
+            cli_report(x->path, "not an image file; an index holds JPEG, "
+                                "PNG and WebP files");
+            failed++;
+        } else if (cli_is_remote(x->path)) {
+            /* Items are files, kept up to date by path, size and time. */
+            cli_report(x->path, "an index holds files; fetch it first");
             failed++;
         } else {
             int f = 0;

@@ -226,7 +226,13 @@ int cli_inputs_collect(char *const *paths, int n, cli_input_list *out)
         struct stat st;
         sniff_kind kind;
         int rc;
-        if (stat(path, &st) != 0)
+        if (cli_is_remote(path)) {
+            /* Fetched when it is prepared: libcurl is set up now, in one
+             * thread, before the decode threads start. */
+            if (strncmp(path, "http", 4) == 0)
+                cli_fetch_init();
+            rc = list_push(out, path, CLI_IN_IMAGE, NULL);
+        } else if (stat(path, &st) != 0)
             rc = list_push(out, path, CLI_IN_ERROR, strerror(errno));
         else if (S_ISDIR(st.st_mode))
             rc = walk(path, &st, NULL, out);

@@ -14,7 +14,8 @@
 
 int cli_read_lines(const char *path, char ***out)
 {
-    FILE *f = fopen(path, "r");
+    int in = strcmp(path, "-") == 0; /* standard input */
+    FILE *f = in ? stdin : fopen(path, "r");
     if (!f) {
         cli_report(path, strerror(errno));
         return -1;
@@ -46,12 +47,14 @@ int cli_read_lines(const char *path, char ***out)
         v = NULL;
     }
     free(line);
-    fclose(f);
+    if (!in)
+        fclose(f);
     *out = v;
     return n;
 oom:
     free(line);
-    fclose(f);
+    if (!in)
+        fclose(f);
     cli_free_lines(v, n);
     cli_report(path, "out of memory");
     return -1;

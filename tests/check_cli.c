@@ -31,6 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -758,6 +762,158 @@ START_TEST(test_max_pixels)
 }
 END_TEST
 
+/* ---- images named by URL, data: URL or "-" ---- */
+
+/* A one-connection-at-a-time HTTP/1.0 server on 127.0.0.1, in a child
+ * process: /noise.png is the fixture, /moved redirects to it, anything
+ * else is 404. Returns its pid; *port is where it listens. */
+static pid_t http_server(int *port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(s, 16), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    size_t n;
+    unsigned char *png = tu_read(NOISE_PNG, &n);
+    ck_assert_ptr_nonnull(png);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (;;) {
+            int c = accept(s, NULL, NULL);
+            if (c < 0)
+                continue;
+            char req[2048] = "";
+            ssize_t k = read(c, req, sizeof req - 1);
+            (void)k;
+            char head[256];
+            if (strncmp(req, "GET /noise.png ", 15) == 0) {
+                int h = snprintf(head, sizeof head,
+                                 "HTTP/1.0 200 OK\r\nContent-Type: image/png"
+                                 "\r\nContent-Length: %zu\r\n\r\n", n);
+                if (write(c, head, (size_t)h) < 0 || write(c, png, n) < 0)
+                    _exit(1);
+            } else if (strncmp(req, "GET /moved ", 11) == 0) {
+                const char *m = "HTTP/1.0 302 Found\r\nLocation: /noise.png"
+                                "\r\nContent-Length: 0\r\n\r\n";
+                if (write(c, m, strlen(m)) < 0)
+                    _exit(1);
+            } else {
+                const char *m = "HTTP/1.0 404 Not Found\r\nContent-Length: 9"
+                                "\r\n\r\nnot found";
+                if (write(c, m, strlen(m)) < 0)
+                    _exit(1);
+            }
+            close(c);
+        }
+    }
+    close(s);
+    free(png);
+    return pid;
+}
+
+/* The jsonl line's "labels" part, which must not depend on where the
+ * bytes came from. */
+static const char *labels_of(const char *line)
+{
+    const char *l = strstr(line, "\"labels\"");
+    ck_assert_msg(l, "%s", line);
+    return l;
+}
+
+START_TEST(test_remote_inputs)
+{
+    run_result r;
+    run(&r, "classify", "--model", MODEL, "--format", "jsonl", NOISE_PNG,
+        NULL);
+    ck_assert_int_eq(r.code, 0);
+    char want[4096];
+    snprintf(want, sizeof want, "%s", labels_of(r.out));
+    want[strcspn(want, "\n")] = '\0';
+    run_free(&r);
+
+    int port;
+    pid_t srv = http_server(&port);
+    char ok[128], moved[128], missing[128], refused[128];
+    snprintf(ok, sizeof ok, "http://127.0.0.1:%d/noise.png", port);
+    snprintf(moved, sizeof moved, "http://127.0.0.1:%d/moved", port);
+    snprintf(missing, sizeof missing, "http://127.0.0.1:%d/gone.png", port);
+    /* A port nobody listens on: the server's own, once it is gone, is
+     * unsure; port 1 is never served here. */
+    snprintf(refused, sizeof refused, "http://127.0.0.1:1/x.png");
+    run(&r, "classify", "--model", MODEL, "--format", "jsonl", ok, moved,
+        missing, refused, NULL);
+    ck_assert_int_eq(r.code, 1);
+    char *lines[8];
+    char *out = strdup(r.out);
+    ck_assert_int_eq(split_lines(out, lines, 8), 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert_str_eq(labels_of(lines[i]), want);
+    ck_assert_ptr_nonnull(strstr(lines[0], ok));
+    ck_assert_ptr_nonnull(strstr(lines[1], moved));
+    free(out);
+    ck_assert_msg(strstr(r.err, "the server answered HTTP 404"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "127.0.0.1:1/x.png: "), "%s", r.err);
+    run_free(&r);
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+
+    /* A data: URL, base64 and percent-encoded garbage. */
+    size_t n;
+    unsigned char *png = tu_read(NOISE_PNG, &n);
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t dl = 32 + (n + 2) / 3 * 4;
+    char *data = malloc(dl + 1);
+    size_t o = (size_t)snprintf(data, dl, "data:image/png;base64,");
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)png[i] << 16 |
+                     (i + 1 < n ? (uint32_t)png[i + 1] << 8 : 0) |
+                     (i + 2 < n ? png[i + 2] : 0);
+        data[o++] = b64[v >> 18 & 63];
+        data[o++] = b64[v >> 12 & 63];
+        data[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        data[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    data[o] = '\0';
+    free(png);
+    run(&r, "classify", "--model", MODEL, "--format", "jsonl", data,
+        "data:text/plain,hello%20world", NULL);
+    ck_assert_int_eq(r.code, 1);
+    r.out[strcspn(r.out, "\n")] = '\0';
+    ck_assert_str_eq(labels_of(r.out), want);
+    ck_assert_msg(strstr(r.err, "not a JPEG, PNG or WebP image"), "%s",
+                  r.err);
+    run_free(&r);
+    free(data);
+
+    /* "-": one image from standard input; a second "-" is an error. */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "'%s' classify --model %s --format jsonl - - < %s > %s 2> %s",
+             tu_vit_bin(), MODEL, NOISE_PNG, tmp_path("out"),
+             tmp_path("err"));
+    int st = system(cmd);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char *so = (char *)tu_read(tmp_path("out"), &n);
+    char *se = (char *)tu_read(tmp_path("err"), &n);
+    ck_assert_ptr_nonnull(so);
+    so[strcspn(so, "\n")] = '\0';
+    ck_assert_str_eq(labels_of(so), want);
+    ck_assert_msg(strstr(se, "vit: -: standard input holds one image, and "
+                             "it was read already"),
+                  "%s", se);
+    free(so);
+    free(se);
+}
+END_TEST
+
 /* The walk recurses, sorts by name, skips dot-names and non-images, takes
  * .npy files, survives a symbolic link back to its root, and batches across
  * files without changing the order or the numbers. */
@@ -909,6 +1065,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_csv_format);
     tcase_add_test(tc, test_bad_inputs);
     tcase_add_test(tc, test_max_pixels);
+    tcase_add_test(tc, test_remote_inputs);
     tcase_add_test(tc, test_directory_walk);
     tcase_add_test(tc, test_npy_wrong_shape);
     tcase_add_test(tc, test_non_utf8_path);
