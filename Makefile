@@ -32,7 +32,8 @@ CFLAGS  = $(STD) $(WARN) $(WERROR) $(OPT) $(SAN) -ffp-contract=off -fPIC -I. \
 # oneDNN (Debian's libdnnl-dev, no pkg-config file) runs VIT_PRECISION_BF16's
 # products; it is built on OpenMP, and libgomp is named too since bgemm.c
 # sets OpenMP's thread count around each call.
-LDLIBS  = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
+# giflib has no pkg-config file in Debian 12.
+LDLIBS  = $(PKG_LIBS) -lgif -ldnnl -lgomp -lm -lpthread
 
 LIB_SRC  := $(sort $(wildcard cpu/*.c vit/*.c imgio/*.c text/*.c))
 IDX_SRC  := $(sort $(wildcard index/*.c))
@@ -98,8 +99,8 @@ $(BUILD)/libvit-service.a: $(SVC_OBJ)
 # exported: the names vit.h declares, listed by a version script made from
 # it; everything else (the vit__ internals too) stays inside.
 SO_LIBS := $(shell pkg-config --libs openblas jansson libpng zlib libjpeg \
-             libwebp libwebpdemux libpcre2-8 libutf8proc) -ldnnl -lgomp -lm \
-             -lpthread
+             libwebp libwebpdemux libpcre2-8 libutf8proc) -lgif -ldnnl -lgomp \
+             -lm -lpthread
 $(BUILD)/libvit.map: vit/vit.h
 	@mkdir -p $(dir $@)
 	{ echo 'VIT_$(MAJOR) {'; echo '  global:'; \

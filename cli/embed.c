@@ -31,7 +31,7 @@ static void help(FILE *f)
           "tower: CLIPVisionModelWithProjection, CLIPTextModelWithProjection);\n"
           "images also with a ViTModel or ViT classifier (its pooled output).\n"
           "\n"
-          "Images are JPEG/PNG/WebP files, .npy pixel arrays or directories, as for\n"
+          "Images are JPEG/PNG/WebP/GIF files, .npy pixel arrays or directories, as for\n"
           "'vit classify'; every PATH after the options is an image too.\n"
           "\n"
           "options:\n"

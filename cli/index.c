@@ -58,7 +58,7 @@ static void help(FILE *f)
         "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
         "then searched by text or by example image.\n"
         "\n"
-        "add      embeds JPEG/PNG/WebP files and directories (recursively) in\n"
+        "add      embeds JPEG/PNG/WebP/GIF files and directories (recursively) in\n"
         "         batches, each batch committed at once: an add that is\n"
         "         interrupted keeps what it committed, and running it again\n"
         "         does the rest. Ctrl-C or SIGTERM stops it after the current\n"

@@ -27,7 +27,7 @@ static void help(FILE *f)
           "image,\n"
           "the probability of each text, the softmax over the texts of\n"
           "logit_scale * cosine similarity (logits_per_image.softmax(-1)).\n"
-          "Images are JPEG/PNG/WebP files, .npy pixel arrays or directories, as "
+          "Images are JPEG/PNG/WebP/GIF files, .npy pixel arrays or directories, as "
           "for\n"
           "'vit classify'.\n"
           "\n"

@@ -102,8 +102,6 @@ static const char *sniff_other(const uint8_t *b, size_t n)
 #define HAS(off, lit)                         \
     (n >= (off) + sizeof(lit) - 1 &&          \
      memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
-    if (HAS(0, "GIF87a") || HAS(0, "GIF89a"))
-        return "GIF";
     if (HAS(0, "BM") && n >= 14)
         return "BMP";
     if (HAS(0, "II*\0") || HAS(0, "MM\0*"))
@@ -148,7 +146,7 @@ img_decode_opts img_decode_opts_default(void)
     return o;
 }
 
-typedef enum { FMT_NONE, FMT_JPEG, FMT_PNG, FMT_WEBP } img_format;
+typedef enum { FMT_NONE, FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_GIF } img_format;
 
 /* The checks every entry point makes before a decoder runs: a non-empty
  * buffer within the byte limit, in a format we read. JPEG is told by SOI
@@ -181,15 +179,19 @@ static img_status classify_bytes(const uint8_t *b, size_t n,
         *fmt = FMT_WEBP;
         return IMG_OK;
     }
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) {
+        *fmt = FMT_GIF;
+        return IMG_OK;
+    }
     const char *other = sniff_other(b, n);
     if (other)
         return img_fail(err, errlen, IMG_E_FORMAT,
-                        "%s images are not supported; convert to PNG, JPEG "
-                        "or WebP",
+                        "%s images are not supported; convert to PNG, JPEG, "
+                        "WebP or GIF",
                         other);
     return img_fail(err, errlen, IMG_E_FORMAT,
-                    "not a JPEG, PNG or WebP image (the %zu bytes start "
-                    "with no known image signature)",
+                    "not a JPEG, PNG, WebP or GIF image (the %zu bytes "
+                    "start with no known image signature)",
                     n);
 }
 
@@ -209,9 +211,10 @@ img_status img_size(const void *bytes, size_t n, const img_limits *lim,
     if (st != IMG_OK)
         return st;
     uint32_t w, h;
-    st = fmt == FMT_JPEG  ? img_size_jpeg(bytes, n, &w, &h, err, errlen)
-         : fmt == FMT_PNG ? img_size_png(bytes, n, &w, &h, err, errlen)
-                          : img_size_webp(bytes, n, &w, &h, err, errlen);
+    st = fmt == FMT_JPEG   ? img_size_jpeg(bytes, n, &w, &h, err, errlen)
+         : fmt == FMT_PNG  ? img_size_png(bytes, n, &w, &h, err, errlen)
+         : fmt == FMT_WEBP ? img_size_webp(bytes, n, &w, &h, err, errlen)
+                           : img_size_gif(bytes, n, &w, &h, err, errlen);
     if (st == IMG_OK)
         st = img_check_dims(lim, w, h, err, errlen);
     if (st != IMG_OK)
@@ -242,7 +245,9 @@ img_status img_decode_ex(const void *bytes, size_t n,
              ? img_decode_jpeg(bytes, n, opt, &im, &orient, err, errlen)
          : fmt == FMT_PNG
              ? img_decode_png(bytes, n, opt, &im, &orient, err, errlen)
-             : img_decode_webp(bytes, n, opt, &im, &orient, err, errlen);
+         : fmt == FMT_WEBP
+             ? img_decode_webp(bytes, n, opt, &im, &orient, err, errlen)
+             : img_decode_gif(bytes, n, opt, &im, &orient, err, errlen);
     if (st != IMG_OK)
         return st;
     if (opt->exif_transpose && (st = img_orient(&im, orient, err, errlen))) {

@@ -75,7 +75,7 @@ typedef struct {
     uint8_t *rgb;
 } img_rgb;
 
-/* Decodes a JPEG, PNG or WebP (detected from its content, not a name)
+/* Decodes a JPEG, PNG, WebP or GIF (detected from its content, not a name)
  * into `out` as Pillow's Image.open(...).convert("RGB") would: grayscale
  * replicated, alpha dropped, palette expanded, 16-bit reduced to 8, a
  * WebP animation's first frame, EXIF orientation ignored (img_decode_ex

@@ -62,6 +62,9 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
 img_status img_decode_webp(const uint8_t *bytes, size_t n,
                            const img_decode_opts *opt, img_rgb *out,
                            int *orient, char *err, size_t errlen);
+img_status img_decode_gif(const uint8_t *bytes, size_t n,
+                          const img_decode_opts *opt, img_rgb *out,
+                          int *orient, char *err, size_t errlen);
 
 /* The image's size as its header states it, without decoding: the
  * readers behind img_size, same arguments as the decoders. */
@@ -71,6 +74,8 @@ img_status img_size_png(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
 img_status img_size_webp(const uint8_t *bytes, size_t n, uint32_t *w,
                          uint32_t *h, char *err, size_t errlen);
+img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
+                        uint32_t *h, char *err, size_t errlen);
 
 /* Pillow's Image.alpha_composite of a pixel of value v and alpha a over
  * opaque white (libImaging/AlphaComposite.c with the destination fixed at

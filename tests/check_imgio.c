@@ -231,6 +231,8 @@ START_TEST(test_decode_ex_case)
             opt.exif_transpose = atoi(tok + 5);
         else if (!strncmp(tok, "composite=", 10))
             opt.composite_on_white = atoi(tok + 10);
+        else if (!strncmp(tok, "transparency_white=", 19))
+            opt.transparency_white = atoi(tok + 19);
         else
             ck_abort_msg("unknown decode_ex option %s", tok);
     }
@@ -760,18 +762,21 @@ START_TEST(test_bad_random_bytes)
 }
 END_TEST
 
+/* A GIF cut short is refused, as Pillow refuses it ("image file is
+ * truncated"), and so is one without an image. */
 START_TEST(test_bad_gif)
 {
     size_t n;
-    uint8_t *b = read_all("other.gif", &n);
-    expect_fail(b, n, NULL, IMG_E_FORMAT, "GIF images are not supported",
-                "GIF file");
-    char err[256] = "";
-    uint32_t w, h;
-    ck_assert(img_size(b, n, NULL, &w, &h, err, sizeof err) == IMG_E_FORMAT);
-    ck_assert_msg(strstr(err, "GIF images are not supported"), "%s", err);
+    uint8_t *b = read_all("gif_pal.gif", &n);
+    expect_fail(b, n / 2, NULL, IMG_E_CORRUPT, "GIF image is truncated",
+                "GIF cut in half");
     free(b);
-    expect_fail("GIF89a", 6, NULL, IMG_E_FORMAT, "GIF", "GIF header only");
+    expect_fail("GIF89a", 6, NULL, IMG_E_CORRUPT, "GIF", "GIF header only");
+    /* A screen, no palette, then the trailer. */
+    static const uint8_t empty[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0,
+                                    0,   0,   0,   0x3b};
+    expect_fail(empty, sizeof empty, NULL, IMG_E_CORRUPT, "holds no image",
+                "GIF without an image");
 }
 END_TEST
 
@@ -1166,6 +1171,8 @@ START_TEST(test_truncation_sweep)
     sweep_truncation("webp_lossy_rgba.webp");
     sweep_truncation("webp_lossless_rgba.webp");
     sweep_truncation("webp_anim_lossy.webp");
+    sweep_truncation("gif_interlaced.gif");
+    sweep_truncation("gif_offset_trns.gif");
 }
 END_TEST
 
@@ -1180,7 +1187,8 @@ START_TEST(test_damage_sweep)
                                   "exif_png_rawprofile_z.png",
                                   "exif_jpg_split8.jpg",
                                   "webp_lossy_rgba.webp",
-                                  "webp_anim.webp", "webp_exif6.webp"};
+                                  "webp_anim.webp", "webp_exif6.webp",
+                                  "gif_pal.gif", "gif_past_screen.gif"};
     img_decode_opts all = img_decode_opts_default();
     all.composite_on_white = 1;
     uint32_t seed = 777;

@@ -281,6 +281,69 @@ def webp_cases(rng):
     return out
 
 
+def gif_blocks(data):
+    """(offset of the first image descriptor, its 10 bytes) in a GIF."""
+    flags = data[10]
+    i = 13 + ((3 << ((flags & 7) + 1)) if flags & 128 else 0)
+    while data[i] == 0x21:  # extensions: label, then sub-blocks
+        i += 2
+        while data[i]:
+            i += data[i] + 1
+        i += 1
+    assert data[i] == 0x2C
+    return i
+
+
+def gif_moved(data, screen_w, screen_h, left, top):
+    """The GIF with its logical screen and its first frame's position
+    changed: a frame that does not cover the screen, as animations have."""
+    b = bytearray(data)
+    b[6:10] = struct.pack("<HH", screen_w, screen_h)
+    i = gif_blocks(b)
+    b[i + 1:i + 5] = struct.pack("<HH", left, top)
+    return bytes(b)
+
+
+def gif_cases(rng):
+    """GIF, written by Pillow: (name, bytes, how) as for webp_cases, plus
+    "trns" (transformers 5's do_convert_rgb after load_image: the
+    transparency colour painted white)."""
+    out = []
+    h, w = 29, 37
+    rgb = Image.fromarray(test_image(rng, w, h))
+    pal = rgb.quantize(200)
+    out.append(("gif_pal.gif", pil_save(pal, "GIF"), "decode"))
+    out.append(("gif_interlaced.gif", pil_save(pal, "GIF", interlace=True),
+                "decode"))
+    small = rgb.quantize(4)
+    out.append(("gif_pal4.gif", pil_save(small, "GIF"), "decode"))
+    gray = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8))
+    out.append(("gif_gray.gif", pil_save(gray, "GIF"), "decode"))
+    # A grayscale ramp palette: Pillow opens it as L.
+    ramp = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "L")
+    out.append(("gif_ramp.gif", pil_save(ramp.convert("P"), "GIF"),
+                "decode"))
+    trns = pil_save(pal, "GIF", transparency=7)
+    out.append(("gif_trns.gif", trns, "decode"))
+    out.append(("gif_trns_composite.gif", trns, "composite"))
+    out.append(("gif_trns_white.gif", trns, "trns"))
+    f2 = Image.fromarray(test_image(rng, w, h)).quantize(100)
+    out.append(("gif_anim.gif",
+                pil_save(pal, "GIF", save_all=True, append_images=[f2],
+                         duration=100), "decode"))
+    # The first frame inside a larger screen, with and without a
+    # transparent index (the rest is index 0, or the transparent one).
+    out.append(("gif_offset.gif", gif_moved(pil_save(pal, "GIF"), 45, 35, 5, 3),
+                "decode"))
+    moved = gif_moved(trns, 45, 35, 5, 3)
+    out.append(("gif_offset_trns.gif", moved, "decode"))
+    out.append(("gif_offset_trns_composite.gif", moved, "composite"))
+    # A frame past the screen's edge: Pillow grows the image to hold it.
+    out.append(("gif_past_screen.gif",
+                gif_moved(pil_save(pal, "GIF"), 20, 10, 4, 6), "decode"))
+    return out
+
+
 def broken_files(rng):
     """Inputs that must be refused; the tests know what each should give."""
     ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
@@ -294,7 +357,6 @@ def broken_files(rng):
     bad[29] ^= 0xFF  # first byte of the IHDR CRC
     out["bad_crc.png"] = bytes(bad)
     small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
-    out["other.gif"] = pil_save(small, "GIF")
     out["other.bmp"] = pil_save(small, "BMP")
     out["other.tif"] = pil_save(small, "TIFF")
     # An ISO-BMFF header with an AVIF brand; the rest does not matter.
@@ -372,6 +434,18 @@ def pillow_loaded(data, composite=False):
             # Pillow gives up on metadata it cannot parse, and load_image
             # with it; vit decodes such a file without turning it.
             return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def pillow_trns_white(data):
+    """transformers 5 with do_convert_rgb: load_image's exif_transpose and
+    convert("RGB"), which keeps a transparency colour in info, then
+    convert_to_rgb, which composites such an image on white."""
+    from PIL import ImageOps
+    from transformers.image_transforms import convert_to_rgb
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        im = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+        return np.asarray(convert_to_rgb(im.convert("RGB"), return_numpy=True))
 
 
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
@@ -782,6 +856,25 @@ def generate(outdir: str) -> None:
         if how == "decode":
             np.save(os.path.join(outdir, exp), pillow_rgb(data))
             lines.append(f"decode {name} {exp}")
+        else:
+            np.save(os.path.join(outdir, exp),
+                    pillow_loaded(data, how == "composite"))
+            lines.append(f"decode_ex {name} {exp} exif={int(how == 'exif')} "
+                         f"composite={int(how == 'composite')}")
+
+    # GIF, from a generator of its own.
+    rng5 = np.random.default_rng(SEED + 4)
+    for name, data, how in gif_cases(rng5):
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        if how == "decode":
+            np.save(os.path.join(outdir, exp), pillow_rgb(data))
+            lines.append(f"decode {name} {exp}")
+        elif how == "trns":
+            np.save(os.path.join(outdir, exp), pillow_trns_white(data))
+            lines.append(f"decode_ex {name} {exp} exif=1 composite=0 "
+                         f"transparency_white=1")
         else:
             np.save(os.path.join(outdir, exp),
                     pillow_loaded(data, how == "composite"))

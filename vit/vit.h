@@ -246,7 +246,7 @@ typedef struct {
     uint8_t *rgb;
 } vit_image;
 
-/* Decodes JPEG, PNG or WebP bytes (detected by content) as transformers'
+/* Decodes JPEG, PNG, WebP or GIF bytes (detected by content) as transformers'
  * load_image does. `opt` supplies the size limits, EXIF and alpha handling,
  * and may be NULL (defaults). An image past a limit is refused, from its
  * header, before pixel memory is allocated. */
