@@ -799,6 +799,30 @@ def processor_line(p):
     return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
+def write_format_cases(outdir, cases, lines):
+    """Writes (name, bytes, how) cases and Pillow's pixels for each, adding
+    their manifest lines: how is "decode" (Image.open + convert("RGB")),
+    "exif" (load_image's exif_transpose first), "composite" (CLIP's
+    convert_to_rgb of the opened image) or "trns" (transformers 5's
+    do_convert_rgb after load_image)."""
+    for name, data, how in cases:
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        if how == "decode":
+            np.save(os.path.join(outdir, exp), pillow_rgb(data))
+            lines.append(f"decode {name} {exp}")
+        elif how == "trns":
+            np.save(os.path.join(outdir, exp), pillow_trns_white(data))
+            lines.append(f"decode_ex {name} {exp} exif=1 composite=0 "
+                         f"transparency_white=1")
+        else:
+            np.save(os.path.join(outdir, exp),
+                    pillow_loaded(data, how == "composite"))
+            lines.append(f"decode_ex {name} {exp} exif={int(how == 'exif')} "
+                         f"composite={int(how == 'composite')}")
+
+
 def generate(outdir: str) -> None:
     rng = np.random.default_rng(SEED)
     os.makedirs(outdir, exist_ok=True)
@@ -846,40 +870,12 @@ def generate(outdir: str) -> None:
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
 
-    # WebP, from a generator of its own (so the files above stay
-    # byte-identical).
-    rng4 = np.random.default_rng(SEED + 3)
-    for name, data, how in webp_cases(rng4):
-        with open(os.path.join(outdir, name), "wb") as f:
-            f.write(data)
-        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
-        if how == "decode":
-            np.save(os.path.join(outdir, exp), pillow_rgb(data))
-            lines.append(f"decode {name} {exp}")
-        else:
-            np.save(os.path.join(outdir, exp),
-                    pillow_loaded(data, how == "composite"))
-            lines.append(f"decode_ex {name} {exp} exif={int(how == 'exif')} "
-                         f"composite={int(how == 'composite')}")
-
-    # GIF, from a generator of its own.
-    rng5 = np.random.default_rng(SEED + 4)
-    for name, data, how in gif_cases(rng5):
-        with open(os.path.join(outdir, name), "wb") as f:
-            f.write(data)
-        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
-        if how == "decode":
-            np.save(os.path.join(outdir, exp), pillow_rgb(data))
-            lines.append(f"decode {name} {exp}")
-        elif how == "trns":
-            np.save(os.path.join(outdir, exp), pillow_trns_white(data))
-            lines.append(f"decode_ex {name} {exp} exif=1 composite=0 "
-                         f"transparency_white=1")
-        else:
-            np.save(os.path.join(outdir, exp),
-                    pillow_loaded(data, how == "composite"))
-            lines.append(f"decode_ex {name} {exp} exif={int(how == 'exif')} "
-                         f"composite={int(how == 'composite')}")
+    # WebP and GIF, each from a generator of its own (so the files above
+    # stay byte-identical).
+    write_format_cases(outdir, webp_cases(np.random.default_rng(SEED + 3)),
+                       lines)
+    write_format_cases(outdir, gif_cases(np.random.default_rng(SEED + 4)),
+                       lines)
 
     for name, data in broken_files(rng).items():
         with open(os.path.join(outdir, name), "wb") as f:
