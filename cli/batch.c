@@ -145,20 +145,8 @@ static int prepare(const cli_batch *b, const cli_input *x, float *staging,
     } else {
         vit_error err = {{0}};
         vit_image img;
-        const vit_options *o = vit_model_options(b->model);
-        vit_status st;
-        if (cli_is_remote(x->path)) {
-            unsigned char *bytes = NULL;
-            size_t n = 0;
-            if (cli_fetch(x->path, o->max_file_bytes, &bytes, &n, err.msg,
-                          sizeof err.msg) != 0)
-                st = VIT_E_IO;
-            else
-                st = vit_image_decode(bytes, n, o, &img, &err);
-            free(bytes);
-        } else {
-            st = vit_image_read(x->path, o, &img, &err);
-        }
+        vit_status st = cli_image_load(x->path, vit_model_options(b->model),
+                                       &img, &err);
         if (st == VIT_OK) {
             st = vit_preprocess(b->model, &img, 1, staging, &err);
             vit_image_free(&img);

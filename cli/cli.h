@@ -170,6 +170,10 @@ void cli_fetch_init(void);
  * URL, standard input read twice). */
 int cli_fetch(const char *name, size_t max_bytes, unsigned char **data,
               size_t *n, char *why, size_t whylen);
+/* vit_image_read for a file, or the fetched bytes decoded for the rest
+ * (within opt's file-size limit). `err` must not be NULL. */
+vit_status cli_image_load(const char *name, const vit_options *opt,
+                          vit_image *img, vit_error *err);
 
 /* ---- output (cli/output.c) ---- */
 

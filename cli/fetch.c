@@ -240,6 +240,21 @@ static int read_url(const char *url, buf *b, char *why, size_t whylen)
     return 0;
 }
 
+vit_status cli_image_load(const char *name, const vit_options *opt,
+                          vit_image *img, vit_error *err)
+{
+    if (!cli_is_remote(name))
+        return vit_image_read(name, opt, img, err);
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    vit_status st = VIT_E_IO;
+    if (cli_fetch(name, opt ? opt->max_file_bytes : 0, &bytes, &n, err->msg,
+                  sizeof err->msg) == 0)
+        st = vit_image_decode(bytes, n, opt, img, err);
+    free(bytes);
+    return st;
+}
+
 int cli_fetch(const char *name, size_t max_bytes, unsigned char **data,
               size_t *n, char *why, size_t whylen)
 {

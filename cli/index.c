@@ -85,7 +85,8 @@ static void help(FILE *f)
         "                        transaction (default 32)\n"
         "  -f, --format FMT      text (default) or jsonl\n"
         "  -t, --text STR        a text query (repeatable)\n"
-        "  -i, --image FILE      an image query (repeatable)\n"
+        "  -i, --image FILE      an image query, a file, URL, data: URL or -\n"
+        "                        (repeatable)\n"
         "  -k, --top-k K         results per query (default 10)\n"
         "      --prefix P        only items whose path starts with P (a\n"
         "                        directory that exists is made absolute)\n"
@@ -1214,7 +1215,8 @@ static int index_search(index_args *a)
             }
         } else {
             vit_image img;
-            vs = vit_image_read(a->queries[i].s, vit_model_options(m), &img,
+            /* A file, a URL, a data: URL or "-". */
+            vs = cli_image_load(a->queries[i].s, vit_model_options(m), &img,
                                 &ve);
             if (vs == VIT_OK) {
                 /* vit_embed_images is declared but not in the library
