@@ -1219,16 +1219,7 @@ static int index_search(index_args *a)
             vs = cli_image_load(a->queries[i].s, vit_model_options(m), &img,
                                 &ve);
             if (vs == VIT_OK) {
-                /* vit_embed_images is declared but not in the library
-                 * yet: preprocess, then embed the pixels. */
-                size_t chw = (size_t)info.channels * (size_t)info.image_h *
-                             (size_t)info.image_w;
-                float *px = malloc(chw * sizeof *px);
-                vs = px ? vit_preprocess(m, &img, 1, px, &ve) : VIT_E_NOMEM;
-                if (vs == VIT_OK)
-                    vs = vit_embed_pixels(state, px, 1, q + (size_t)i * d,
-                                          &ve);
-                free(px);
+                vs = vit_embed_images(state, &img, 1, q + (size_t)i * d, &ve);
                 vit_image_free(&img);
             }
             if (vs != VIT_OK) {
