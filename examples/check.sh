@@ -26,6 +26,18 @@ for exe in classify classify-static; do
     *) echo "examples/check.sh: $exe did not read the seven" >&2; exit 1 ;;
     esac
 done
+# A CLIP: the image of a seven matches "the number seven" best.
+$cc -std=c11 -Wall -Wextra -Werror examples/match.c \
+    $(pkg-config --cflags --libs vit) -o "$out/match"
+got=$(LD_LIBRARY_PATH="$prefix/lib" "$out/match" models/clip-digits \
+    models/samples/seven.jpg "a handwritten seven." "a handwritten two." \
+    "a handwritten zero.")
+echo "match: $got"
+best=$(printf '%s\n' "$got" | sort -r | head -n 1)
+case $best in
+*"seven."*) ;;
+*) echo "examples/check.sh: match did not prefer the seven" >&2; exit 1 ;;
+esac
 # The shared one needs libvit.so.MAJOR, found in the prefix; the static one
 # holds the library itself.
 LD_LIBRARY_PATH="$prefix/lib" ldd "$out/classify" |
