@@ -249,6 +249,9 @@ typedef struct {
     long long items, files, vector_bytes, file_bytes;
     int dim;
     const char *model, *model_dir, *fingerprint;  /* NULL: no model yet */
+    /* How the vectors were made: the model's precision and the image
+     * processor; NULL or "": not recorded (an older index). */
+    const char *model_precision, *preprocess;
     double first_added, last_added;  /* s since the epoch; 0: none */
 } cli_index_stats;
 

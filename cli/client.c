@@ -941,6 +941,8 @@ static int stats_cmd(run *r, int argc, char **argv)
         .file_bytes = jint(ix, "file_bytes"), .model = jstr(ix, "model"),
         .model_dir = jstr(ix, "model_dir"),
         .fingerprint = jstr(ix, "fingerprint"),
+        .model_precision = jstr(ix, "model_precision"),
+        .preprocess = jstr(ix, "preprocess"),
         .first_added = (double)jint(ix, "first_added_us") / 1e6,
         .last_added = (double)jint(ix, "last_added_us") / 1e6};
     int rc = cli_index_stats_write(stdout, r->fmt == CLI_FMT_JSONL, &s);

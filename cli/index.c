@@ -1055,6 +1055,14 @@ int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
         json_object_set_new(o, "fingerprint",
                             x->fingerprint ? json_string(x->fingerprint)
                                            : json_null());
+        json_object_set_new(o, "model_precision",
+                            x->model_precision && *x->model_precision
+                                ? json_string(x->model_precision)
+                                : json_null());
+        json_object_set_new(o, "preprocess",
+                            x->preprocess && *x->preprocess
+                                ? json_string(x->preprocess)
+                                : json_null());
         json_object_set_new(o, "first_added", json_real(x->first_added));
         json_object_set_new(o, "last_added", json_real(x->last_added));
         int bad = cli_json_line(f, o) != 0;
@@ -1065,10 +1073,14 @@ int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
     size_str(fb, sizeof fb, (double)x->file_bytes);
     size_str(vb, sizeof vb, (double)x->vector_bytes);
     fprintf(f, "index    %s (%s)\n", x->index, fb);
-    if (x->model)
+    if (x->model) {
         fprintf(f, "model    %s, %d-d\n         %s\n", x->model, x->dim,
                 x->model_dir ? x->model_dir : "-");
-    else
+        if (x->model_precision && *x->model_precision)
+            fprintf(f, "made     %s, %s image processor\n",
+                     x->model_precision,
+                     x->preprocess && *x->preprocess ? x->preprocess : "?");
+    } else
         fprintf(f, "model    none yet\n");
     fprintf(f, "items    %lld (%lld files)\n", x->items, x->files);
     fprintf(f, "vectors  %s float32\n", vb);
@@ -1099,6 +1111,8 @@ static int index_stats(index_args *a)
         .model = x.has_model ? x.model.id : NULL,
         .model_dir = x.has_model ? x.model.dir : NULL,
         .fingerprint = x.has_model ? x.model.fingerprint : NULL,
+        .model_precision = x.has_model ? x.model.precision : NULL,
+        .preprocess = x.has_model ? x.model.preprocess : NULL,
         .first_added = x.first_added, .last_added = x.last_added};
     if (cli_index_stats_write(stdout, a->jsonl, &cs) != 0) {
         fprintf(stderr, "vit: out of memory\n");

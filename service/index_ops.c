@@ -364,8 +364,11 @@ json_t *svc_ix_stats(svc_index *ix)
     free(wal);
     /* Dates in whole microseconds: exact in JSON, whose reals the worker
      * writes with 9 digits. */
+    /* model_precision and preprocess: how the vectors are made, which the
+     * worker checked the index against as it opened it (and recorded
+     * there when it had none). */
     return json_pack("{s:I, s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, "
-                     "s:I, s:I, s:I}",
+                     "s:I, s:I, s:I, s:s, s:s}",
                      "items", items, "dim", ix->dim, "model", ix->model.id,
                      "fingerprint", ix->model.fingerprint, "precision",
                      idx_precision_str(ix->prec), "path", ix->path, "files",
@@ -375,5 +378,7 @@ json_t *svc_ix_stats(svc_index *ix)
                      x.has_model ? x.model.dir : ix->model.dir,
                      "first_added_us", us(x.first_added),
                      "last_added_us", us(x.last_added), "memory_bytes",
-                     (json_int_t)idx_matrix_memory_bytes(ix->m));
+                     (json_int_t)idx_matrix_memory_bytes(ix->m),
+                     "model_precision", ix->model.precision, "preprocess",
+                     ix->model.preprocess);
 }

@@ -1400,6 +1400,16 @@ START_TEST(cli_index_records_precision_and_preprocess)
     double score = atof(sc + 9);
     ck_assert_msg(score > 0.9999995, "%s", r.out);
     tu_run_free(&r);
+    tu_run(&r, "index", "stats", "--index", f.index, "--format", "jsonl",
+           NULL);
+    ck_assert_msg(strstr(r.out, "\"model_precision\": \"bf16\"") &&
+                      strstr(r.out, "\"preprocess\": \"pil\""),
+                  "%s", r.out);
+    tu_run_free(&r);
+    tu_run(&r, "index", "stats", "--index", f.index, NULL);
+    ck_assert_msg(strstr(r.out, "made     bf16, pil image processor\n"), "%s",
+                  r.out);
+    tu_run_free(&r);
     tu_run(&r, "index", "search", "--index", f.index, "--image", img,
            "--preprocess", "torchvision", NULL);
     ck_assert_int_eq(r.code, 1);
