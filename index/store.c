@@ -511,13 +511,11 @@ idx_status idx_store_check_model(idx_store *s, const idx_model *m,
          * little (precision) or more (the other image processor): not the
          * ones the index holds. */
         static const struct {
-            const char *key, *what, *option;
+            const char *key, *option;
             size_t at;
         } how[2] = {
-            {"precision", "precision", "--precision",
-             offsetof(idx_model, precision)},
-            {"preprocess", "image processor", "--preprocess",
-             offsetof(idx_model, preprocess)},
+            {"precision", "--precision", offsetof(idx_model, precision)},
+            {"preprocess", "--preprocess", offsetof(idx_model, preprocess)},
         };
         for (int i = 0; i < 2; i++) {
             const char *h = (const char *)&have + how[i].at;

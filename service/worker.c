@@ -1021,8 +1021,6 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
     return 0;
 }
 
-/* Parses header frame `hi` of `m` and the data frames after it into `r`.
- * The op is known (r->op) as soon as it could be read, for the metrics. */
 /* The decode work a request asks for is known from its images' headers
  * before any is decoded: a small file may state a huge image (a PNG of
  * zeros compresses a thousand to one), and decoding it would hold a decode
@@ -1054,6 +1052,8 @@ static int check_pixels(worker *w, svc_msg *m, int first, reject *rj)
     return 0;
 }
 
+/* Parses header frame `hi` of `m` and the data frames after it into `r`.
+ * The op is known (r->op) as soon as it could be read, for the metrics. */
 static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
 {
     size_t hn = svc_size(m, hi);
