@@ -116,21 +116,6 @@ END_TEST
 
 /* ---- whole models against transformers ---- */
 
-static double min_cosine(const float *got, const float *want, int rows,
-                         int dim)
-{
-    double worst = 1;
-    for (int i = 0; i < rows; i++) {
-        double gw = 0, gg = 0, ww = 0;
-        for (int j = 0; j < dim; j++) {
-            double g = got[(size_t)i * dim + j], w = want[(size_t)i * dim + j];
-            gw += g * w, gg += g * g, ww += w * w;
-        }
-        worst = fmin(worst, gw / sqrt(gg * ww));
-    }
-    return worst;
-}
-
 /* The ways this machine can run bf16: 0 its own (oneDNN where the CPU
  * allows), 1 widened. Where the CPU has no bfloat16, both are widened. */
 static const char *way_name(int way)
@@ -181,7 +166,7 @@ START_TEST(vit_bf16_near_reference)
         else
             ck_assert_int_eq(vit_embed_pixels(s, px.data, n, out, &err),
                              VIT_OK);
-        double c = min_cosine(out, want.data, n, dim);
+        double c = tu_min_cosine(out, want.data, n, dim);
         printf("%s bf16 (%s, batch %d): %s cosine to transformers' fp32 >= "
                "%.6f\n",
                name, way_name(way), mb, in.num_labels ? "logits" : "embedding",
@@ -219,8 +204,8 @@ START_TEST(clip_bf16_near_reference)
     vit_error err;
     ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
     ck_assert_int_eq(vit__embed_ids(s, ids, nt, T, txt, &err), VIT_OK);
-    double ci = min_cosine(img, wi.data, ni, E);
-    double ct = min_cosine(txt, wt.data, nt, E);
+    double ci = tu_min_cosine(img, wi.data, ni, E);
+    double ct = tu_min_cosine(txt, wt.data, nt, E);
     printf("%s bf16 (%s): cosine to transformers' fp32: images >= %.6f, "
            "texts >= %.6f\n",
            name, way_name(way), ci, ct);

@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <png.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -61,23 +60,12 @@ static void put(const char *dir, const char *name, const void *data, size_t n)
 /* n small noise PNGs named DIR/<stem>NNNN.png. */
 static void noise_pngs(const char *dir, const char *stem, int n)
 {
-    uint8_t px[16 * 16 * 3];
     for (int i = 0; i < n; i++) {
-        uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
-        for (size_t j = 0; j < sizeof px; j++) {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            px[j] = (uint8_t)((s * 0x2545F4914F6CDD1Dull) >> 56);
-        }
-        png_image im;
-        memset(&im, 0, sizeof im);
-        im.version = PNG_IMAGE_VERSION;
-        im.width = im.height = 16;
-        im.format = PNG_FORMAT_RGB;
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s%04d.png", dir, stem, i);
-        ck_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL));
+        ck_assert_int_lt(snprintf(path, sizeof path, "%s/%s%04d.png", dir,
+                                  stem, i),
+                         (int)sizeof path);
+        tu_noise_png(path, 16, 16, 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1));
     }
 }
 
@@ -304,13 +292,7 @@ typedef struct {
 static void child_start(child *c, const char *dir, const char *const *args)
 {
     const char *argv[64];
-    int n = 0;
-    argv[n++] = tu_vit_bin();
-    for (; args[n - 1]; n++) {
-        ck_assert_int_lt(n, 63);
-        argv[n] = args[n - 1];
-    }
-    argv[n] = NULL;
+    tu_vit_argv(argv, args);
     memset(c, 0, sizeof *c);
     snprintf(c->err, sizeof c->err, "%s/stderr.txt", dir);
     int fd[2];

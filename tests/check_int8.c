@@ -337,22 +337,6 @@ END_TEST
 
 /* ---- whole models against transformers ---- */
 
-/* The smallest cosine similarity between matching rows. */
-static double min_cosine(const float *got, const float *want, int rows,
-                         int dim)
-{
-    double worst = 1;
-    for (int i = 0; i < rows; i++) {
-        double gw = 0, gg = 0, ww = 0;
-        for (int j = 0; j < dim; j++) {
-            double g = got[(size_t)i * dim + j], w = want[(size_t)i * dim + j];
-            gw += g * w, gg += g * g, ww += w * w;
-        }
-        worst = fmin(worst, gw / sqrt(gg * ww));
-    }
-    return worst;
-}
-
 static vit_model *load_int8(const char *name, vit_state **s)
 {
     vit_options opt = vit_options_default();
@@ -387,7 +371,7 @@ START_TEST(vit_int8_near_reference)
     } else {
         ck_assert_int_eq(vit_embed_pixels(s, px.data, n, out, &err), VIT_OK);
     }
-    double c = min_cosine(out, want.data, n, dim);
+    double c = tu_min_cosine(out, want.data, n, dim);
     printf("%s int8: %s cosine to transformers' fp32 >= %.6f\n", name,
            in.num_labels ? "logits" : "embedding", c);
     ck_assert(c >= MIN_COSINE);
@@ -420,8 +404,8 @@ START_TEST(clip_int8_near_reference)
     vit_error err;
     ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
     ck_assert_int_eq(vit__embed_ids(s, ids, nt, T, txt, &err), VIT_OK);
-    double ci = min_cosine(img, wi.data, ni, E);
-    double ct = min_cosine(txt, wt.data, nt, E);
+    double ci = tu_min_cosine(img, wi.data, ni, E);
+    double ct = tu_min_cosine(txt, wt.data, nt, E);
     printf("%s int8: cosine to transformers' fp32: images >= %.6f, texts >= "
            "%.6f\n", name, ci, ct);
     ck_assert(ci >= MIN_COSINE);

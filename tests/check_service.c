@@ -371,98 +371,57 @@ START_TEST(test_wire_equals_local)
 }
 END_TEST
 
-/* A worker in int8 says so, and answers as the local command in int8
- * does: each row's quantization is its own, so batching with other
- * requests changes nothing. */
-START_TEST(test_int8_worker)
+/* A worker started with `OPTION VALUE` says so in info (`"KEY": "VALUE"`)
+ * and answers as the local command with the same option does, which
+ * differs from the default's answer (the option really ran). */
+static void worker_like_local(const char *tag, const char *option,
+                              const char *value, const char *key)
 {
     char ep[200];
-    endpoint(ep, sizeof ep, "w8");
-    pid_t w = start_worker(ep, "--precision", "int8", NULL);
+    endpoint(ep, sizeof ep, tag);
+    pid_t w = start_worker(ep, option, value, NULL);
     int c1, c2;
     char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
     ck_assert_int_eq(c1, 0);
-    ck_assert_msg(strstr(info, "\"precision\": \"int8\"") != NULL, "%s",
-                  info);
-    free(info);
-    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
-                               "--logits", "--format", "jsonl",
-                               "tests/fixtures/cli", NULL);
-    char *local = run_capture(&c2, "classify", "--model", MODEL,
-                              "--precision", "int8", "--logits", "--format",
-                              "jsonl", "tests/fixtures/cli", NULL);
-    char *fp32 = run_capture(&c2, "classify", "--model", MODEL, "--logits",
-                             "--format", "jsonl", "tests/fixtures/cli", NULL);
-    ck_assert_int_eq(c1, 0);
-    ck_assert_int_eq(c2, 0);
-    ck_assert_msg(strlen(local) > 20, "local output: %s", local);
-    ck_assert_str_eq(remote, local);
-    ck_assert_str_ne(local, fp32); /* int8 really ran */
-    free(remote), free(local), free(fp32);
-    stop_ok(w);
-}
-END_TEST
-
-/* A worker in bf16 says so, and answers as the local command in bf16
- * does. */
-START_TEST(test_bf16_worker)
-{
-    char ep[200];
-    endpoint(ep, sizeof ep, "wb16");
-    pid_t w = start_worker(ep, "--precision", "bf16", NULL);
-    int c1, c2;
-    char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
-    ck_assert_int_eq(c1, 0);
-    ck_assert_msg(strstr(info, "\"precision\": \"bf16\"") != NULL, "%s",
-                  info);
-    free(info);
-    char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
-                               "--logits", "--format", "jsonl",
-                               "tests/fixtures/cli", NULL);
-    char *local = run_capture(&c2, "classify", "--model", MODEL,
-                              "--precision", "bf16", "--logits", "--format",
-                              "jsonl", "tests/fixtures/cli", NULL);
-    char *fp32 = run_capture(&c2, "classify", "--model", MODEL, "--logits",
-                             "--format", "jsonl", "tests/fixtures/cli", NULL);
-    ck_assert_int_eq(c1, 0);
-    ck_assert_int_eq(c2, 0);
-    ck_assert_msg(strlen(local) > 20, "local output: %s", local);
-    ck_assert_str_eq(remote, local);
-    ck_assert_str_ne(local, fp32); /* bf16 really ran */
-    free(remote), free(local), free(fp32);
-    stop_ok(w);
-}
-END_TEST
-
-/* A worker preprocessing as torchvision does says so, and answers as the
- * local command with --preprocess torchvision does. */
-START_TEST(test_torchvision_worker)
-{
-    char ep[200];
-    endpoint(ep, sizeof ep, "wtv");
-    pid_t w = start_worker(ep, "--preprocess", "torchvision", NULL);
-    int c1, c2;
-    char *info = run_capture(&c1, "client", "--connect", ep, "info", NULL);
-    ck_assert_int_eq(c1, 0);
-    ck_assert_msg(strstr(info, "\"preprocess\": \"torchvision\"") != NULL,
-                  "%s", info);
+    char want[128];
+    snprintf(want, sizeof want, "\"%s\": \"%s\"", key, value);
+    ck_assert_msg(strstr(info, want) != NULL, "%s", info);
     ck_assert_msg(strstr(info, "\"cpu\": \"") != NULL, "%s", info);
     free(info);
     char *remote = run_capture(&c1, "client", "--connect", ep, "classify",
                                "--logits", "--format", "jsonl",
                                "tests/fixtures/cli", NULL);
-    char *local = run_capture(&c2, "classify", "--model", MODEL,
-                              "--preprocess", "torchvision", "--logits",
+    char *local = run_capture(&c2, "classify", "--model", MODEL, option,
+                              value, "--logits", "--format", "jsonl",
+                              "tests/fixtures/cli", NULL);
+    char *plain = run_capture(&c2, "classify", "--model", MODEL, "--logits",
                               "--format", "jsonl", "tests/fixtures/cli", NULL);
-    char *pil = run_capture(&c2, "classify", "--model", MODEL, "--logits",
-                            "--format", "jsonl", "tests/fixtures/cli", NULL);
     ck_assert_int_eq(c1, 0);
     ck_assert_int_eq(c2, 0);
     ck_assert_msg(strlen(local) > 20, "local output: %s", local);
     ck_assert_str_eq(remote, local);
-    ck_assert_str_ne(local, pil); /* the other resize really ran */
-    free(remote), free(local), free(pil);
+    ck_assert_str_ne(local, plain);
+    free(remote), free(local), free(plain);
     stop_ok(w);
+}
+
+/* int8: each row's quantization is its own, so batching with other
+ * requests changes nothing. */
+START_TEST(test_int8_worker)
+{
+    worker_like_local("w8", "--precision", "int8", "precision");
+}
+END_TEST
+
+START_TEST(test_bf16_worker)
+{
+    worker_like_local("wb16", "--precision", "bf16", "precision");
+}
+END_TEST
+
+START_TEST(test_torchvision_worker)
+{
+    worker_like_local("wtv", "--preprocess", "torchvision", "preprocess");
 }
 END_TEST
 

@@ -16,6 +16,7 @@
 
 #include "service/client.h"
 #include <math.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,9 +173,8 @@ static char *slurp_fd(int fd)
 
 /* Runs the binary with `args` (NULL-terminated, argv[0] excluded). When
  * err_fd >= 0 the child's stderr goes there instead of being captured. */
-void tu_run_argv_fd(tu_run_result *r, const char *const *args, int err_fd)
+void tu_vit_argv(const char **argv, const char *const *args)
 {
-    const char *argv[64];
     int n = 0;
     argv[n++] = tu_vit_bin();
     for (; args[n - 1]; n++) {
@@ -182,6 +182,12 @@ void tu_run_argv_fd(tu_run_result *r, const char *const *args, int err_fd)
         argv[n] = args[n - 1];
     }
     argv[n] = NULL;
+}
+
+void tu_run_argv_fd(tu_run_result *r, const char *const *args, int err_fd)
+{
+    const char *argv[64];
+    tu_vit_argv(argv, args);
 
     FILE *out = tmpfile(), *err = tmpfile();
     ck_assert(out && err);
@@ -321,4 +327,41 @@ int tu_serve_stop(pid_t pid)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return -1;
+}
+
+double tu_min_cosine(const float *got, const float *want, int rows, int dim)
+{
+    double worst = 1;
+    for (int i = 0; i < rows; i++) {
+        double gw = 0, gg = 0, ww = 0;
+        for (int j = 0; j < dim; j++) {
+            double g = got[(size_t)i * dim + j], w = want[(size_t)i * dim + j];
+            gw += g * w, gg += g * g, ww += w * w;
+        }
+        worst = fmin(worst, gw / sqrt(gg * ww));
+    }
+    return worst;
+}
+
+uint64_t tu_noise_png(const char *path, int w, int h, uint64_t s)
+{
+    size_t n = (size_t)w * (size_t)h * 3;
+    uint8_t *px = malloc(n);
+    ck_assert_ptr_nonnull(px);
+    for (size_t j = 0; j < n; j++) {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        px[j] = (uint8_t)((s * 0x2545F4914F6CDD1Dull) >> 56);
+    }
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = PNG_FORMAT_RGB;
+    ck_assert_msg(png_image_write_to_file(&im, path, 0, px, 0, NULL), "%s",
+                  path);
+    free(px);
+    return s;
 }

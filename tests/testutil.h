@@ -14,6 +14,15 @@
 double tu_rel_diff(const char *what, const float *got, const float *ref,
                    size_t n);
 
+/* The smallest cosine similarity between matching rows of two (rows, dim)
+ * arrays. */
+double tu_min_cosine(const float *got, const float *want, int rows, int dim);
+
+/* Writes a w x h RGB PNG of xorshift noise started from `state`; returns
+ * the generator's state after it (for suites that carry it on). */
+#include <stdint.h>
+uint64_t tu_noise_png(const char *path, int w, int h, uint64_t state);
+
 /* FIXTURES/model/file, a reference array saved by tests/gen_fixtures.py;
  * fails the test when it cannot be read. */
 #include "vit/vit.h"
@@ -51,6 +60,9 @@ typedef struct {
 
 /* The binary under test: $VIT_BIN (set by `make test`), else build/vit. */
 const char *tu_vit_bin(void);
+/* argv for running it with `args` (NULL-terminated, argv[0] excluded):
+ * fills argv[0..] (room for 64), NULL-terminated. */
+void tu_vit_argv(const char **argv, const char *const *args);
 /* Runs the binary with `args` (NULL-terminated, argv[0] excluded), stdin
  * from /dev/null. When err_fd >= 0 the child's stderr goes there instead of
  * being captured. Check assertions fail the test on system errors. */
