@@ -12,8 +12,6 @@
  */
 #include "vit/vit_impl.h"
 
-#include <pthread.h>
-
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -298,51 +296,35 @@ int vit__act_parse(const char *name)
 }
 
 /* One product for the GEMM timings: OpenBLAS's sgemm (its own threads),
- * or vit's GEMM with the columns split among `threads` threads in whole
- * tiles, as the encoder splits a thin product. */
+ * or vit's GEMM on a pool of threads, each computing the cell of rows and
+ * columns the encoder gives it (vit__grid_cell). */
 typedef struct {
-    const vit__sgemm_op *op;
+    vit__sgemm_op op;
     const float *a;
-    int M, K, n0, n1;
-    float *pack;
-} gemm_part;
+    int M, N, K;
+    float *packs;
+    size_t pack_floats;
+} gemm_job;
 
-static void *gemm_part_main(void *p)
+static void gemm_cell(void *ctx, int w, int n)
 {
-    gemm_part *g = p;
-    vit__sgemm(g->op, g->a, g->M, g->K, g->n0, g->n1, g->pack);
-    return NULL;
+    const gemm_job *j = ctx;
+    int r0, r1, c0, c1;
+    vit__grid_cell(j->M, j->N, w, n, &r0, &r1, &c0, &c1);
+    vit__sgemm_op op = j->op;
+    op.out[0] += (size_t)r0 * (size_t)op.ld;
+    vit__sgemm(&op, j->a + (size_t)r0 * (size_t)j->K, r1 - r0, j->K, c0, c1,
+               j->packs + (size_t)w * j->pack_floats);
 }
 
-static void gemm_once(int ours, const float *a, const float *b, float *c,
-                      int M, int N, int K, int threads, float *packs)
+static void gemm_once(vit__pool *pool, gemm_job *j, const float *b, float *c)
 {
-    if (!ours) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
-                    a, K, b, K, 0.0f, c, N);
+    if (!j->packs) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, j->N, j->K,
+                    1.0f, j->a, j->K, b, j->K, 0.0f, c, j->N);
         return;
     }
-    vit__sgemm_op op = {{b}, {NULL}, {c}, N, N, 0, 0};
-    gemm_part g[64];
-    pthread_t th[64];
-    int T = threads < 1 ? 1 : threads > 64 ? 64 : threads;
-    int tiles = (N + VIT_SMR - 1) / VIT_SMR;
-    size_t pf = vit__sgemm_pack_floats(M, K);
-    for (int t = 0; t < T; t++) {
-        int c0 = tiles * t / T * VIT_SMR, c1 = tiles * (t + 1) / T * VIT_SMR;
-        g[t] = (gemm_part){&op, a, M, K, c0, c1 < N ? c1 : N,
-                           packs + (size_t)t * pf};
-    }
-    int started[64] = {0};
-    for (int t = 1; t < T; t++)
-        started[t] = pthread_create(&th[t], NULL, gemm_part_main, &g[t]) == 0;
-    gemm_part_main(&g[0]);
-    for (int t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            gemm_part_main(&g[t]);
-    }
+    vit__pool_run(pool, gemm_cell, j);
 }
 
 static double gemm_gflops(int ours, int M, int N, int K, int threads)
@@ -364,12 +346,16 @@ static double gemm_gflops(int ours, int M, int N, int K, int threads)
             b[i] = (float)(i % 5) * 0.1f;
         if (!ours)
             openblas_set_num_threads(T);
+        /* NULL (no threads to be had): the caller alone. */
+        vit__pool *pool = ours ? vit__pool_new(T) : NULL;
+        gemm_job j = {{{b}, {NULL}, {c}, N, N, 0, 0}, a, M, N, K, packs,
+                      vit__sgemm_pack_floats(M, K)};
         /* Best of at least 5 runs and half a second, after a warm-up: on a
          * shared machine the best run is the one least disturbed. */
         double start = vit__now();
         for (int r = 0; r < 6 || vit__now() - start < 0.5; r++) {
             double t = vit__now();
-            gemm_once(ours, a, b, c, M, N, K, T, packs);
+            gemm_once(pool, &j, b, c);
             t = vit__now() - t;
             double g = 2.0 * M * N * K / t / 1e9;
             if (r > 0 && g > best) /* the first run warms caches, threads */
@@ -377,6 +363,7 @@ static double gemm_gflops(int ours, int M, int N, int K, int threads)
         }
         if (!ours)
             openblas_set_num_threads(1);
+        vit__pool_free(pool);
     }
     free(a);
     free(b);
