@@ -456,6 +456,25 @@ static void store_row(idx_matrix *m, size_t r, const float *v)
 
 static int online_cpus(void);
 
+/* Runs fn on each of T jobs (`size` bytes apart): jobs 1.. on threads of
+ * their own (th: room for T), job 0 on the calling thread, which also
+ * takes any job no thread could be started for; returns when all are
+ * done. */
+static void run_jobs(void *(*fn)(void *), void *jobs, size_t size, int T,
+                     pthread_t *th)
+{
+    char *j = jobs;
+    int started = 1;
+    for (; started < T; started++)
+        if (pthread_create(&th[started], NULL, fn, j + started * size) != 0)
+            break;
+    fn(j);
+    for (int t = started; t < T; t++)
+        fn(j + (size_t)t * size);
+    for (int t = 1; t < started; t++)
+        pthread_join(th[t], NULL);
+}
+
 /* Writes rows[i] := vecs[i] for i in [a, b). */
 typedef struct {
     idx_matrix *m;
@@ -488,19 +507,10 @@ static void store_rows(idx_matrix *m, const size_t *rows, const float *vecs,
         T = 1;
     store_arg a[8];
     pthread_t th[8];
-    int started[8] = {0};
     for (int t = 0; t < T; t++)
         a[t] = (store_arg){m, rows, vecs, n * (size_t)t / (size_t)T,
                            n * (size_t)(t + 1) / (size_t)T};
-    for (int t = 1; t < T; t++)
-        started[t] = pthread_create(&th[t], NULL, store_main, &a[t]) == 0;
-    store_main(&a[0]);
-    for (int t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            store_main(&a[t]); /* no thread to be had: do it here */
-    }
+    run_jobs(store_main, a, sizeof *a, T, th);
 }
 
 /* Large arrays in 2 MiB pages where the kernel allows it on request: a
@@ -1100,19 +1110,7 @@ idx_status idx_matrix_search(idx_matrix *m, const float *queries, int nq,
                                              (size_t)cap,
                                  0, cap};
     }
-    int started = 0;
-    for (int t = 1; t < T; t++) {
-        if (pthread_create(&th[t], NULL, scan_main, &jobs[t]) != 0)
-            break;
-        started = t;
-    }
-    /* The calling thread takes the first share, and whatever threads
-     * could not be started. */
-    scan_main(&jobs[0]);
-    for (int t = started + 1; t < T; t++)
-        scan_main(&jobs[t]);
-    for (int t = 1; t <= started; t++)
-        pthread_join(th[t], NULL);
+    run_jobs(scan_main, jobs, sizeof *jobs, T, th);
     int oom = 0;
     for (int t = 0; t < T; t++)
         oom |= jobs[t].oom;
