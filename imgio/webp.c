@@ -51,11 +51,10 @@ img_status img_size_webp(const uint8_t *bytes, size_t n, uint32_t *w,
     return IMG_OK;
 }
 
-/* The orientation the container's metadata asks for, 1..8. */
-static int webp_orientation(const uint8_t *bytes, size_t n)
+/* The orientation the container's metadata asks for, 1..8, from the
+ * demuxer the animation decoder has already made. */
+static int webp_orientation(const WebPDemuxer *dmx)
 {
-    WebPData data = {bytes, n};
-    WebPDemuxer *dmx = WebPDemux(&data);
     if (!dmx)
         return 1;
     WebPChunkIterator it;
@@ -74,7 +73,6 @@ static int webp_orientation(const uint8_t *bytes, size_t n)
     int r = img_exif_resolve(o, xmp, xmp_n, have_xmp);
     if (have_xmp)
         WebPDemuxReleaseChunkIterator(&it);
-    WebPDemuxDelete(dmx);
     return r;
 }
 
@@ -128,10 +126,12 @@ img_status img_decode_webp(const uint8_t *bytes, size_t n,
         for (int c = 0; c < 3; c++)
             d[c] = over ? img_over_white(s[c], s[3]) : s[c];
     }
+    *orient = opt->exif_transpose
+                  ? webp_orientation(WebPAnimDecoderGetDemuxer(dec))
+                  : 1;
     WebPAnimDecoderDelete(dec);
     out->width = (int)info.canvas_width;
     out->height = (int)info.canvas_height;
     out->rgb = rgb;
-    *orient = opt->exif_transpose ? webp_orientation(bytes, n) : 1;
     return IMG_OK;
 }
