@@ -221,12 +221,6 @@ int img_exif_resolve(int from_exif, const uint8_t *xmp, size_t xmp_n,
 
 /* ------------------------------------------------------------------- PNG */
 
-static uint32_t be32(const uint8_t *b)
-{
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
-           b[3];
-}
-
 /* Pillow inflates at most 1 MiB of a text chunk and refuses more. */
 #define TEXT_MAX ((size_t)1 << 20)
 
@@ -417,7 +411,7 @@ int img_png_orientation(const uint8_t *b, size_t n)
      * does not check their CRCs, so neither does this. */
     size_t pos = 8;
     while (n >= 12 && pos <= n - 12) {
-        uint32_t len = be32(b + pos);
+        uint32_t len = img_be32(b + pos);
         const uint8_t *type = b + pos + 4;
         if (len > 0x7fffffffu || (uint64_t)len + 12 > n - pos)
             break;

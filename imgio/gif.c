@@ -97,11 +97,6 @@ static img_status first_frame(GifFileType *g, int *trns, char *err,
     }
 }
 
-static uint32_t le16(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
-}
-
 img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen)
 {
@@ -110,7 +105,7 @@ img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
      * is a few hops, never the image data). */
     if (n < 13)
         return img_fail(err, errlen, IMG_E_CORRUPT, "GIF image is truncated");
-    uint32_t W = le16(bytes + 6), H = le16(bytes + 8);
+    uint32_t W = img_le16(bytes + 6), H = img_le16(bytes + 8);
     size_t i = 13 + ((bytes[10] & 0x80) ? (size_t)3 << ((bytes[10] & 7) + 1)
                                          : 0);
     while (i < n && bytes[i] == 0x21) {
@@ -123,8 +118,8 @@ img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
         return img_fail(err, errlen, IMG_E_CORRUPT,
                         i < n && bytes[i] == 0x3b ? "GIF file holds no image"
                                                   : "GIF image is truncated");
-    uint32_t x1 = le16(bytes + i + 1) + le16(bytes + i + 5);
-    uint32_t y1 = le16(bytes + i + 3) + le16(bytes + i + 7);
+    uint32_t x1 = img_le16(bytes + i + 1) + img_le16(bytes + i + 5);
+    uint32_t y1 = img_le16(bytes + i + 3) + img_le16(bytes + i + 7);
     *w = x1 > W ? x1 : W;
     *h = y1 > H ? y1 : H;
     return IMG_OK;

@@ -77,6 +77,18 @@ img_status img_size_webp(const uint8_t *bytes, size_t n, uint32_t *w,
 img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
 
+/* Unsigned integers stored big- or little-endian in a file's bytes. */
+static inline uint32_t img_be32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
+           b[3];
+}
+
+static inline uint32_t img_le16(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
+}
+
 /* Pillow's Image.alpha_composite of a pixel of value v and alpha a over
  * opaque white (libImaging/AlphaComposite.c with the destination fixed at
  * 255): its 7-bit-precision blend and its rounded division by 255. With

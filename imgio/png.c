@@ -48,12 +48,6 @@ static void on_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-static uint32_t be32(const uint8_t *b)
-{
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
-           b[3];
-}
-
 /* How the rows libpng hands back become RGB. Without compositing, alpha
  * and tRNS are simply ignored; with it, each pixel gets the alpha Pillow's
  * convert("RGBA") would give it and is laid over white. */
@@ -196,7 +190,7 @@ static size_t overrunning_chunk(const uint8_t *b, size_t n)
 {
     size_t pos = 8;
     while (n >= 8 && pos <= n - 8) {
-        uint32_t len = be32(b + pos);
+        uint32_t len = img_be32(b + pos);
         if (memcmp(b + pos + 4, "IDAT", 4) == 0)
             return 0;
         if ((uint64_t)len + 12 > n - pos)
@@ -210,11 +204,11 @@ img_status img_size_png(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen)
 {
     /* The IHDR chunk must come first and holds the size (PNG 1.2, 11.2.2). */
-    if (n < 24 || be32(bytes + 8) != 13 || memcmp(bytes + 12, "IHDR", 4) != 0)
+    if (n < 24 || img_be32(bytes + 8) != 13 || memcmp(bytes + 12, "IHDR", 4) != 0)
         return img_fail(err, errlen, IMG_E_CORRUPT,
                         "PNG does not begin with its IHDR chunk");
-    *w = be32(bytes + 16);
-    *h = be32(bytes + 20);
+    *w = img_be32(bytes + 16);
+    *h = img_be32(bytes + 20);
     return IMG_OK;
 }
 
@@ -228,9 +222,9 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
      * our limits before libpng runs at all; that way our message, not
      * libpng's own "exceeds user limit", names the limit. The check after
      * png_read_info below is the authoritative one. */
-    if (n >= 24 && be32(bytes + 8) == 13 &&
+    if (n >= 24 && img_be32(bytes + 8) == 13 &&
         memcmp(bytes + 12, "IHDR", 4) == 0) {
-        st = img_check_dims(lim, be32(bytes + 16), be32(bytes + 20), err,
+        st = img_check_dims(lim, img_be32(bytes + 16), img_be32(bytes + 20), err,
                             errlen);
         if (st != IMG_OK)
             return st;
@@ -244,7 +238,7 @@ img_status img_decode_png(const uint8_t *bytes, size_t n,
                         "%02x%02x%02x%02x at byte %zu claims %lu bytes, "
                         "more than the %zu left in the file",
                         t[0], t[1], t[2], t[3], bad,
-                        (unsigned long)be32(bytes + bad), n - bad - 8);
+                        (unsigned long)img_be32(bytes + bad), n - bad - 8);
     }
 
     png_src src = {.p = bytes, .n = n, .pos = 0, .msg = ""};
