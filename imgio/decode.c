@@ -1,9 +1,9 @@
 /*
  * The entry point of decoding: the status strings, the default limits and
  * their check, the error-message helper, and img_decode itself, which looks
- * at the first bytes of a buffer to tell JPEG and PNG (handed to jpeg.c and
- * png.c) from the formats we refuse, so that the refusal can name what the
- * caller actually sent.
+ * at the first bytes of a buffer to find the format's decoder in one table
+ * (jpeg.c, png.c, webp.c, gif.c) or to name a format we refuse, so that
+ * the refusal can name what the caller actually sent.
  */
 #include "imgio/imgio_impl.h"
 
@@ -146,19 +146,74 @@ img_decode_opts img_decode_opts_default(void)
     return o;
 }
 
-typedef enum { FMT_NONE, FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_GIF } img_format;
+/* The formats we decode, in the order their signatures are tried: one row
+ * each, so a new decoder is one file and one line here. `is` tells the
+ * format from a file's first n bytes; `size` and `decode` are its readers
+ * (imgio_impl.h). */
+typedef struct {
+    const char *name;
+    int (*is)(const uint8_t *b, size_t n);
+    img_status (*size)(const uint8_t *bytes, size_t n, uint32_t *w,
+                       uint32_t *h, char *err, size_t errlen);
+    img_status (*decode)(const uint8_t *bytes, size_t n,
+                         const img_decode_opts *opt, img_rgb *out,
+                         int *orient, char *err, size_t errlen);
+} img_format;
+
+/* JPEG is told by SOI followed by the first marker's 0xFF; PNG by its full
+ * eight-byte signature, which also catches transfer damage. */
+static int is_jpeg(const uint8_t *b, size_t n)
+{
+    return n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+}
+
+static int is_png(const uint8_t *b, size_t n)
+{
+    return n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0;
+}
+
+static int is_webp(const uint8_t *b, size_t n)
+{
+    return n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0;
+}
+
+static int is_gif(const uint8_t *b, size_t n)
+{
+    return n >= 6 &&
+           (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0);
+}
+
+static const img_format formats[] = {
+    {"JPEG", is_jpeg, img_size_jpeg, img_decode_jpeg},
+    {"PNG", is_png, img_size_png, img_decode_png},
+    {"WebP", is_webp, img_size_webp, img_decode_webp},
+    {"GIF", is_gif, img_size_gif, img_decode_gif},
+};
+#define N_FORMATS (sizeof formats / sizeof formats[0])
+
+/* "JPEG, PNG, WebP or GIF": the formats we read, for messages, written
+ * into list (made on the error path only, so no shared state). */
+static const char *format_list(char *list, size_t size)
+{
+    size_t at = 0;
+    list[0] = 0;
+    for (size_t i = 0; i < N_FORMATS && at < size; i++)
+        at += (size_t)snprintf(list + at, size - at, "%s%s",
+                               i == 0              ? ""
+                               : i + 1 < N_FORMATS ? ", "
+                                                   : " or ",
+                               formats[i].name);
+    return list;
+}
 
 /* The checks every entry point makes before a decoder runs: a non-empty
- * buffer within the byte limit, in a format we read. JPEG is told by SOI
- * followed by the first marker's 0xFF; PNG by its full eight-byte
- * signature, which also catches transfer damage. */
+ * buffer within the byte limit, in a format we read. */
 static img_status classify_bytes(const uint8_t *b, size_t n,
-                                 const img_limits *lim, img_format *fmt,
-                                 char *err, size_t errlen)
+                                 const img_limits *lim,
+                                 const img_format **fmt, char *err,
+                                 size_t errlen)
 {
-    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
-                                       '\n'};
-    *fmt = FMT_NONE;
+    *fmt = NULL;
     if (n == 0)
         return img_fail(err, errlen, IMG_E_FORMAT,
                         "the image data is empty (0 bytes)");
@@ -167,32 +222,21 @@ static img_status classify_bytes(const uint8_t *b, size_t n,
                         "image file is %zu bytes, larger than the %zu-byte "
                         "limit",
                         n, lim->max_bytes);
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
-        *fmt = FMT_JPEG;
-        return IMG_OK;
-    }
-    if (n >= 8 && memcmp(b, png_sig, 8) == 0) {
-        *fmt = FMT_PNG;
-        return IMG_OK;
-    }
-    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) {
-        *fmt = FMT_WEBP;
-        return IMG_OK;
-    }
-    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) {
-        *fmt = FMT_GIF;
-        return IMG_OK;
-    }
+    for (size_t i = 0; i < N_FORMATS; i++)
+        if (formats[i].is(b, n)) {
+            *fmt = &formats[i];
+            return IMG_OK;
+        }
+    char list[128];
     const char *other = sniff_other(b, n);
     if (other)
         return img_fail(err, errlen, IMG_E_FORMAT,
-                        "%s images are not supported; convert to PNG, JPEG, "
-                        "WebP or GIF",
-                        other);
+                        "%s images are not supported; convert to %s", other,
+                        format_list(list, sizeof list));
     return img_fail(err, errlen, IMG_E_FORMAT,
-                    "not a JPEG, PNG, WebP or GIF image (the %zu bytes "
-                    "start with no known image signature)",
-                    n);
+                    "not a %s image (the %zu bytes start with no known "
+                    "image signature)",
+                    format_list(list, sizeof list), n);
 }
 
 img_status img_size(const void *bytes, size_t n, const img_limits *lim,
@@ -206,15 +250,12 @@ img_status img_size(const void *bytes, size_t n, const img_limits *lim,
                         "for a non-empty buffer, its bytes");
     if (!lim)
         lim = &def;
-    img_format fmt;
+    const img_format *fmt;
     img_status st = classify_bytes(bytes, n, lim, &fmt, err, errlen);
     if (st != IMG_OK)
         return st;
     uint32_t w, h;
-    st = fmt == FMT_JPEG   ? img_size_jpeg(bytes, n, &w, &h, err, errlen)
-         : fmt == FMT_PNG  ? img_size_png(bytes, n, &w, &h, err, errlen)
-         : fmt == FMT_WEBP ? img_size_webp(bytes, n, &w, &h, err, errlen)
-                           : img_size_gif(bytes, n, &w, &h, err, errlen);
+    st = fmt->size(bytes, n, &w, &h, err, errlen);
     if (st == IMG_OK)
         st = img_check_dims(lim, w, h, err, errlen);
     if (st != IMG_OK)
@@ -235,19 +276,13 @@ img_status img_decode_ex(const void *bytes, size_t n,
                         "non-empty buffer, its bytes");
     if (!opt)
         opt = &def;
-    img_format fmt;
+    const img_format *fmt;
     img_status st = classify_bytes(bytes, n, &opt->limits, &fmt, err, errlen);
     if (st != IMG_OK)
         return st;
     img_rgb im = {0};
     int orient = 1;
-    st = fmt == FMT_JPEG
-             ? img_decode_jpeg(bytes, n, opt, &im, &orient, err, errlen)
-         : fmt == FMT_PNG
-             ? img_decode_png(bytes, n, opt, &im, &orient, err, errlen)
-         : fmt == FMT_WEBP
-             ? img_decode_webp(bytes, n, opt, &im, &orient, err, errlen)
-             : img_decode_gif(bytes, n, opt, &im, &orient, err, errlen);
+    st = fmt->decode(bytes, n, opt, &im, &orient, err, errlen);
     if (st != IMG_OK)
         return st;
     if (opt->exif_transpose && (st = img_orient(&im, orient, err, errlen))) {
