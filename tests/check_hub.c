@@ -289,15 +289,18 @@ START_TEST(messages)
 
     char *tmp = tu_tmpdir(), path[512];
     snprintf(path, sizeof path, "%s/config.json", tmp);
-    const char cfg[] = "{\"architectures\": [\"DeiTForImageClassification\"],"
-                       " \"model_type\": \"deit\"}";
+    const char cfg[] = "{\"architectures\": [\"BeitForImageClassification\"],"
+                       " \"model_type\": \"beit\"}";
     ck_assert_int_eq(tu_write(path, cfg, sizeof cfg - 1), 0);
     tu_run(&r, "classify", "--model", tmp, HUB "/photos/tiny.png", NULL);
     ck_assert_int_eq(r.code, 1);
     const char *first = strstr(r.err, tmp);
     ck_assert_msg(first && !strstr(first + strlen(tmp), tmp),
                   "the directory is not named once: %s", r.err);
-    ck_assert_msg(strstr(r.err, "DeiTForImageClassification"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "BeitForImageClassification (model_type "
+                         "\"beit\") is not supported; vit runs ViTModel"),
+                  "%s", r.err);
+    ck_assert_msg(strstr(r.err, "Dinov2Model"), "%s", r.err);
     tu_run_free(&r);
     tu_rmrf(tmp);
     free(tmp);

@@ -3,7 +3,10 @@
  * checkpoint saved by tests/gen_fixtures.py with the reference's last
  * hidden state, logits and embedding for a fixed pixel tensor. Covers
  * qkv_bias on and off, F32 / F16 / BF16 weights, a sharded checkpoint,
- * ViTModel with a pooler, and a non-square single-channel image size. The
+ * ViTModel with a pooler, and a non-square single-channel image size; DeiT
+ * (distilled, plain, the base model) and DINOv2 (with and without
+ * registers, as classifiers and base models, at sizes other than the one
+ * their positions were trained at). The
  * contract: within 1e-4 relative (max abs diff / max abs value).
  */
 #include <check.h>
@@ -17,8 +20,11 @@
 
 #define TOL 1e-4
 
-static const char *models[] = {"vit_tiny", "vit_nobias_f16", "vit_bf16",
-                               "vit_sharded", "vit_model", "vit_rect"};
+static const char *models[] = {
+    "vit_tiny",     "vit_nobias_f16", "vit_bf16",       "vit_sharded",
+    "vit_model",    "vit_rect",       "deit_teacher",   "deit_cls",
+    "deit_model",   "dinov2_model",   "dinov2_cls",     "dinov2_reg",
+    "dinov2_reg_cls"};
 
 /* Runs with max_batch 2 over 3 images, so batching and the chunking of a
  * larger call are both exercised. */

@@ -118,22 +118,121 @@ def make_vit(name, cfg, seed, dtype=torch.float32, head=True, n=3,
     write_processor(path, ih, iw)
 
     g = torch.Generator().manual_seed(seed + 1)
-    pixels = torch.randn((n, cfg.num_channels, ih, iw), generator=g)
+    write_reference(path, model,
+                    torch.randn((n, cfg.num_channels, ih, iw), generator=g))
+
+
+def write_reference(path, model, pixels):
+    """The model's outputs for `pixels`: ref_pixels, ref_hidden (after the
+    final layernorm), ref_embed (the pooler output, or the class token
+    without a pooler) and a classifier's ref_logits."""
     with torch.no_grad():
-        if head:
-            out = model(pixel_values=pixels, output_hidden_states=True)
-            hidden = model.vit.layernorm(out.hidden_states[-1])
+        out = model(pixel_values=pixels, output_hidden_states=True)
+        if hasattr(out, "logits"):
+            base = getattr(model, model.base_model_prefix)
+            hidden = base.layernorm(out.hidden_states[-1])
             npy(path, "ref_logits.npy", out.logits.numpy())
             embed = hidden[:, 0]
         else:
-            out = model(pixel_values=pixels)
             hidden = out.last_hidden_state
             embed = (out.pooler_output if out.pooler_output is not None
                      else hidden[:, 0])
     npy(path, "ref_pixels.npy", pixels.numpy())
     npy(path, "ref_hidden.npy", hidden.numpy())
     npy(path, "ref_embed.npy", embed.numpy())
-    print(f"{name}: {sorted(os.listdir(path))}")
+    print(f"{os.path.basename(path)}: {sorted(os.listdir(path))}")
+
+
+def randomize_family(model, seed):
+    """randomize() for DeiT and DINOv2, whose norms are named "norm1" and
+    "norm2": gains near 1, and DINOv2's layer scales near 0.5, so that a
+    layer scale applied twice or not at all is caught."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith("lambda1"):
+                p.copy_(0.5 + 0.3 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+
+
+def make_family(name, model, proc, seed, n=3):
+    """A tiny DeiT or DINOv2 checkpoint (any class, classifier or not) with
+    its processor, and the reference outputs for random pixels of the size
+    the processor makes, which for DINOv2 differs from the size its
+    position embeddings were trained at."""
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    model.eval()
+    randomize_family(model, seed)
+    model.save_pretrained(path, safe_serialization=True)
+    proc.save_pretrained(path)
+    crop = proc.crop_size
+    g = torch.Generator().manual_seed(seed + 1)
+    write_reference(path, model, torch.randn(
+        (n, 3, crop["height"], crop["width"]), generator=g))
+
+
+def make_families(lab):
+    """DeiT (distilled, plain, the base model with its pooler) and DINOv2
+    (shrinking its positions with plain bicubic, growing them, and with
+    registers the antialiased resize, at a size that is no multiple of the
+    patch)."""
+    from transformers import (BitImageProcessorPil, DeiTConfig,
+                              DeiTForImageClassification,
+                              DeiTForImageClassificationWithTeacher,
+                              DeiTImageProcessorPil, DeiTModel, Dinov2Config,
+                              Dinov2ForImageClassification, Dinov2Model,
+                              Dinov2WithRegistersConfig,
+                              Dinov2WithRegistersForImageClassification,
+                              Dinov2WithRegistersModel)
+    deit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, image_size=32, patch_size=8)
+    dproc = DeiTImageProcessorPil(size={"height": 36, "width": 36},
+                                  crop_size={"height": 32, "width": 32})
+    torch.manual_seed(21)
+    make_family("deit_teacher",
+                DeiTForImageClassificationWithTeacher(
+                    DeiTConfig(**deit, **lab)), dproc, seed=21)
+    torch.manual_seed(22)
+    make_family("deit_cls",
+                DeiTForImageClassification(
+                    DeiTConfig(**deit, hidden_act="gelu_new", **lab)),
+                dproc, seed=22)
+    torch.manual_seed(23)
+    make_family("deit_model", DeiTModel(DeiTConfig(**deit)), dproc, seed=23)
+
+    dino = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                mlp_ratio=3, patch_size=8)
+
+    def bit(shortest, crop):
+        return BitImageProcessorPil(
+            size={"shortest_edge": shortest},
+            crop_size={"height": crop, "width": crop},
+            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    torch.manual_seed(24)
+    make_family("dinov2_model",
+                Dinov2Model(Dinov2Config(**dino, image_size=56)),
+                bit(44, 40), seed=24)
+    torch.manual_seed(25)
+    make_family("dinov2_cls",
+                Dinov2ForImageClassification(
+                    Dinov2Config(**dino, image_size=32, **lab)),
+                bit(52, 48), seed=25)
+    torch.manual_seed(26)
+    make_family("dinov2_reg",
+                Dinov2WithRegistersModel(
+                    Dinov2WithRegistersConfig(**dino, image_size=48,
+                                              num_register_tokens=3)),
+                bit(40, 36), seed=26)
+    torch.manual_seed(27)
+    make_family("dinov2_reg_cls",
+                Dinov2WithRegistersForImageClassification(
+                    Dinov2WithRegistersConfig(**dino, image_size=24,
+                                              num_register_tokens=2, **lab)),
+                bit(36, 32), seed=27)
 
 
 def randomize_clip(model, seed):
@@ -345,6 +444,8 @@ def main():
                          hidden_size=48, num_attention_heads=6,
                          intermediate_size=96, num_labels=5),
              seed=6)
+
+    make_families(lab)
 
     make_clip("clip_tiny", seed=11)
     make_clip("clip_gelu_f16", seed=12, hidden_act="gelu", legacy_eos=False,

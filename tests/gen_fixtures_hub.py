@@ -171,6 +171,25 @@ FORMS = [
      vit_ext("ViTImageProcessor", size=40, default_to_square=False,
              do_center_crop=True, crop_size=32)),
     ("vit_no_type", "vit_tiny", {"size": 32, "resample": 2}),
+    # facebook/deit-base-distilled-patch16-224's form (256 and 224 there).
+    ("deit_distilled", "deit_teacher",
+     {"crop_size": 32, "do_center_crop": True, "do_normalize": True,
+      "do_resize": True, "feature_extractor_type": "DeiTFeatureExtractor",
+      "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD, "resample": 3,
+      "size": 36}),
+    # facebook/dinov2-small's (256 and 224 there, for positions trained at
+    # 518): the model runs at the processor's size, here 32 for the base's
+    # 56.
+    ("dinov2_small", "dinov2_model",
+     {"crop_size": {"height": 32, "width": 32}, "do_center_crop": True,
+      "do_convert_rgb": True, "do_normalize": True, "do_rescale": True,
+      "do_resize": True, "image_mean": IMAGENET_MEAN,
+      "image_processor_type": "BitImageProcessor", "image_std": IMAGENET_STD,
+      "resample": 3, "rescale_factor": 0.00392156862745098,
+      "size": {"shortest_edge": 36}}),
+    # No class named: transformers takes the model type's, BiT's for
+    # dinov2 (and has none for dinov2_with_registers: refused below).
+    ("dinov2_no_type", "dinov2_cls", {"crop_size": 32, "size": 40}),
     # Code of the repository's own, which transformers runs only when
     # trusted; otherwise it takes the model's class, here ViT's.
     ("vit_auto_map", "vit_tiny",
@@ -194,6 +213,8 @@ REFUSED = [
     ("size_float", "vit_tiny", vit_ext("ViTImageProcessor", size=32.0),
      "\"size\" must be a positive integer"),
     ("no_processor", "vit_tiny", None, "no preprocessor_config.json"),
+    ("dinov2_reg_no_type", "dinov2_reg_cls", {"crop_size": 32, "size": 40},
+     "names no image processor class"),
 ]
 
 
@@ -204,8 +225,8 @@ def link_base(d, base):
 
 def reference(d, backend, images):
     """transformers' pixels and outputs, or its error."""
-    from transformers import (AutoImageProcessor, CLIPModel,
-                              ViTForImageClassification)
+    import transformers
+    from transformers import AutoImageProcessor
     try:
         proc = AutoImageProcessor.from_pretrained(d, backend=backend)
         px = proc(images=images, return_tensors="pt")["pixel_values"]
@@ -214,12 +235,13 @@ def reference(d, backend, images):
         return None, None, msg
     arch = json.load(open(os.path.join(d, "config.json")))["architectures"][0]
     with torch.no_grad():
+        m = getattr(transformers, arch).from_pretrained(d).eval()
         if arch == "CLIPModel":
-            m = CLIPModel.from_pretrained(d).eval()
             out = m.get_image_features(pixel_values=px)
             out = getattr(out, "pooler_output", out)
+        elif arch.endswith("Model"):
+            out = m(pixel_values=px).pooler_output
         else:
-            m = ViTForImageClassification.from_pretrained(d).eval()
             out = m(pixel_values=px).logits
     return px.numpy().astype(np.float32), out.numpy().astype(np.float32), None
 

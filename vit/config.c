@@ -90,15 +90,22 @@ vit_status vit__cfg_size2(json_t *o, const char *path, const char *key,
  * AutoImageProcessor reads as the ImageProcessor of the same stem. */
 static const struct {
     const char *stem;
-    int clip;
+    vit__proc_kind kind;
 } processors[] = {
-    {"ViT", 0},
-    {"CLIP", 1},
+    {"ViT", VIT_PROC_VIT},
+    {"CLIP", VIT_PROC_CLIP},
+    /* BiT's (DINOv2's) class defaults are CLIP's, value for value. */
+    {"Bit", VIT_PROC_CLIP},
+    {"DeiT", VIT_PROC_DEIT},
 };
 
+/* The names for messages. */
+#define PROCESSOR_NAMES                                                     \
+    "ViTImageProcessor, CLIPImageProcessor, BitImageProcessor and "         \
+    "DeiTImageProcessor"
 
-/* 1 and *clip set when `name` is one of the classes above. */
-static int processor_named(const char *name, int *clip)
+/* 1 and *kind set when `name` is one of the classes above. */
+static int processor_named(const char *name, vit__proc_kind *kind)
 {
     static const char *const suffixes[] = {
         "ImageProcessor", "ImageProcessorFast", "ImageProcessorPil",
@@ -110,17 +117,18 @@ static int processor_named(const char *name, int *clip)
             continue;
         for (size_t j = 0; j < sizeof suffixes / sizeof *suffixes; j++)
             if (strcmp(name + n, suffixes[j]) == 0) {
-                *clip = processors[i].clip;
+                *kind = processors[i].kind;
                 return 1;
             }
     }
     return 0;
 }
 
-/* The class defaults of ViTImageProcessor and CLIPImageProcessor. Their
- * sizes are the classes' own (224), not the model's: a file that leaves
- * `size` out gets what transformers gives it. */
-static void processor_defaults(int clip, vit__processor *pr)
+/* The class defaults of ViTImageProcessor, CLIPImageProcessor (and
+ * BitImageProcessor) and DeiTImageProcessor. Their sizes are the classes'
+ * own (224), not the model's: a file that leaves `size` out gets what
+ * transformers gives it. */
+static void processor_defaults(vit__proc_kind kind, vit__processor *pr)
 {
     img_preprocess_cfg d = {
         .do_resize = 1, .resample = IMG_BILINEAR, .size_h = 224,
@@ -129,7 +137,13 @@ static void processor_defaults(int clip, vit__processor *pr)
         .std = {0.5f, 0.5f, 0.5f},
     };
     pr->convert_rgb = 0;
-    if (clip) {
+    if (kind == VIT_PROC_DEIT) {
+        d.resample = IMG_BICUBIC;
+        d.size_h = d.size_w = 256;
+        d.do_center_crop = 1;
+        d.crop_h = d.crop_w = 224;
+    }
+    if (kind == VIT_PROC_CLIP) {
         const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
         const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
         d.resample = IMG_BICUBIC;
@@ -255,35 +269,54 @@ static vit_status pre_floats3(json_t *o, const char *path, const char *key,
  * image_processor_type; else, unless the file points to code of the
  * repository's own (auto_map, which transformers runs only when told to
  * trust it, and vit never), feature_extractor_type; else the model's own
- * class (CLIP's when model_clip). */
-static vit_status processor_class(json_t *o, const char *path, int model_clip,
-                                  int *clip, vit_error *err)
+ * class (model_kind). */
+static vit_status processor_class(json_t *o, const char *path,
+                                  vit__proc_kind model_kind,
+                                  vit__proc_kind *kind, vit_error *err)
 {
     json_t *am = json_object_get(o, "auto_map");
     const char *t = json_string_value(json_object_get(o, "image_processor_type"));
     if (!t && !json_object_get(am, "AutoImageProcessor") &&
         !json_object_get(am, "AutoFeatureExtractor"))
         t = json_string_value(json_object_get(o, "feature_extractor_type"));
+    if (!t && model_kind == VIT_PROC_NONE)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s names no image processor class "
+                         "(image_processor_type), and transformers has no "
+                         "default one for this model type",
+                         path);
     if (!t) {
-        *clip = model_clip;
+        *kind = model_kind;
         return VIT_OK;
     }
-    if (!processor_named(t, clip))
+    if (!processor_named(t, kind))
         return vit__fail(err, VIT_E_UNSUPPORTED,
                          "%s: image processor %s is not supported; vit "
-                         "reproduces ViTImageProcessor and CLIPImageProcessor "
-                         "(also under their Fast, Pil and FeatureExtractor "
-                         "names)",
+                         "reproduces " PROCESSOR_NAMES " (also under their "
+                         "Fast, Pil and FeatureExtractor names)",
                          path, t);
     return VIT_OK;
 }
 
-vit_status vit__read_preprocessor(const char *dir, int model_clip,
+int vit__processor_size(const vit__processor *pr, int *h, int *w)
+{
+    const img_preprocess_cfg *p = &pr->cfg;
+    *h = *w = 0;
+    if (pr->missing)
+        return 0;
+    if (p->do_center_crop)
+        *h = p->crop_h, *w = p->crop_w;
+    else if (p->do_resize && p->size_h)
+        *h = p->size_h, *w = p->size_w;
+    return *h > 0;
+}
+
+vit_status vit__read_preprocessor(const char *dir, vit__proc_kind model_kind,
                                   int model_h, int model_w,
                                   vit__processor *pr, vit_error *err)
 {
     memset(pr, 0, sizeof *pr);
-    processor_defaults(model_clip, pr);
+    processor_defaults(model_kind, pr);
     char path[4096];
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
     if (access(path, F_OK) != 0) {
@@ -298,11 +331,12 @@ vit_status vit__read_preprocessor(const char *dir, int model_clip,
                          je.line, je.text);
     }
     vit_status st;
-    int clip = model_clip, resample, square = !model_clip;
+    vit__proc_kind kind = model_kind;
+    int resample, square;
     size_form size, crop;
-    if ((st = processor_class(o, path, model_clip, &clip, err)))
+    if ((st = processor_class(o, path, model_kind, &kind, err)))
         goto out;
-    processor_defaults(clip, pr);
+    processor_defaults(kind, pr);
     img_preprocess_cfg *p = &pr->cfg;
     json_t *rf = json_object_get(o, "rescale_factor");
     if (json_is_number(rf)) {
@@ -322,7 +356,8 @@ vit_status vit__read_preprocessor(const char *dir, int model_clip,
                             &p->do_normalize, err)) ||
         (st = vit__cfg_bool(o, path, "do_convert_rgb", pr->convert_rgb,
                             &pr->convert_rgb, err)) ||
-        (st = vit__cfg_bool(o, path, "default_to_square", !clip, &square,
+        (st = vit__cfg_bool(o, path, "default_to_square",
+                            kind != VIT_PROC_CLIP, &square,
                             err)) ||
         (st = vit__cfg_int(o, path, "resample", (int)p->resample, 0, 5,
                            &resample, err)) ||
@@ -373,12 +408,9 @@ vit_status vit__read_preprocessor(const char *dir, int model_clip,
         }
     /* The tensor the processor makes must be the one the model takes,
      * whenever that is known before seeing an image. */
-    int oh = 0, ow = 0;
-    if (p->do_center_crop)
-        oh = p->crop_h, ow = p->crop_w;
-    else if (p->do_resize && p->size_h)
-        oh = p->size_h, ow = p->size_w;
-    if (oh && (oh != model_h || ow != model_w))
+    int oh, ow;
+    if (model_h && vit__processor_size(pr, &oh, &ow) &&
+        (oh != model_h || ow != model_w))
         st = vit__fail(err, VIT_E_CONFIG,
                        "%s: the processor makes %dx%d images but the model "
                        "takes %dx%d",

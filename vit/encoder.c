@@ -1,9 +1,10 @@
 /*
  * The pre-LN Transformer encoder shared by every model: binding a stack of
  * layers to checkpoint tensors under a model's naming scheme, and running
- * it in place over a batch of token sequences. ViT and both CLIP towers use
- * this code unchanged; they differ only in tensor names, activation, eps
- * and the causal mask.
+ * it in place over a batch of token sequences. ViT, DeiT, DINOv2 and both
+ * CLIP towers use this code unchanged; they differ only in tensor names,
+ * activation, eps, the causal mask and DINOv2's layer scale (folded into
+ * the weights at load).
  *
  * Dimension legend: B batch, T tokens, D hidden size, H heads, F MLP size,
  * M = B * T rows.
@@ -19,6 +20,36 @@ static const float *bind(vit__weights *w, const char *fmt, const char *prefix,
     snprintf(name, sizeof name, fmt, prefix, layer);
     int64_t shape[2] = {d0, d1};
     return vit__weights_get(w, name, d1 ? 2 : 1, shape, err);
+}
+
+/* Layer scale folded into the product it follows: lambda * (x W^T + b)
+ * is x (diag(lambda) W)^T + lambda b, so the encoder runs it as a plain
+ * product (in every precision: scaling a row is scaling an output
+ * channel). The sums round differently from the reference's product
+ * then scale, by float32's last bit. The scaled copies replace *wt and
+ * *b, whose originals are given back. */
+static vit_status fold_scale(vit__weights *w, const char *fmt,
+                             const char *prefix, int layer, const float **wt,
+                             const float **b, int N, int K, vit_error *err)
+{
+    const float *g = bind(w, fmt, prefix, layer, N, 0, err);
+    if (!g)
+        return VIT_E_CHECKPOINT;
+    float *nw = vit__weights_alloc(w, (size_t)N * K, err);
+    float *nb = nw ? vit__weights_alloc(w, (size_t)N, err) : NULL;
+    if (!nb)
+        return VIT_E_NOMEM;
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K; k++)
+            nw[(size_t)n * K + k] = g[n] * (*wt)[(size_t)n * K + k];
+        nb[n] = g[n] * (*b)[n];
+    }
+    vit__weights_release(w, *wt);
+    vit__weights_release(w, *b);
+    vit__weights_release(w, g);
+    *wt = nw;
+    *b = nb;
+    return VIT_OK;
 }
 
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
@@ -47,6 +78,14 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
             *need[i] = bind(w, fmt[i], prefix, l, dims[i][0], dims[i][1], err);
             if (!*need[i])
                 return VIT_E_CHECKPOINT;
+        }
+        if (nm->ls1) {
+            vit_status st;
+            if ((st = fold_scale(w, nm->ls1, prefix, l, &y->wo, &y->bo, D, D,
+                                 err)) ||
+                (st = fold_scale(w, nm->ls2, prefix, l, &y->w2, &y->b2, D, F,
+                                 err)))
+                return st;
         }
     }
     return VIT_OK;

@@ -1,9 +1,10 @@
 /*
  * The models and the library's public entry points for them: reading
- * config.json of a `google/vit-*` or `openai/clip-*` style directory,
- * binding ViTForImageClassification, ViTModel, CLIPModel and the separate
- * CLIP towers to their checkpoint tensors, the per-thread state and its
- * arena, and the forward passes behind classify, embed and match.
+ * config.json of a `google/vit-*`, `facebook/deit-*`, `facebook/dinov2-*`
+ * or `openai/clip-*` style directory, binding ViT, DeiT and DINOv2 (as
+ * classifiers and base models), CLIPModel and the separate CLIP towers to
+ * their checkpoint tensors, the per-thread state and its arena, and the
+ * forward passes behind classify, embed and match.
  *
  * Dimension legend: B batch, T tokens, D hidden size, L labels,
  * E embedding (projection or pooler) size.
@@ -17,18 +18,31 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The families of image models on the ViT core, which differ in their
+ * tensor names, prefix tokens and heads. */
+typedef enum { FAM_VIT, FAM_DEIT, FAM_DINOV2, FAM_DINOV2_REG } vit_family;
+
 struct vit_model {
     vit_options opt;
     vit__weights *w;
     vit_arch arch;
     char *architecture;
+    vit_family family;
+    int distilled;             /* DeiT with its distillation head */
+    int swiglu;                /* DINOv2's use_swiglu_ffn */
+    int pos_gh, pos_gw;        /* the grid position embeddings were
+                                  trained at (DINOv2 resizes them) */
     int has_vision, has_text;
     vit__vision vis;
     vit__text txt;
     /* ViT heads */
     int num_labels;
     char **labels;             /* num_labels */
-    const float *head_w;       /* (L, D) classifier */
+    int head_pair;             /* the classifier reads two tokens: 1 the
+                                  class and distillation tokens (DeiT), 2
+                                  the class token and the mean of the
+                                  patches (DINOv2); 0: the class token */
+    const float *head_w;       /* (L, D), or (L, 2D) with head_pair */
     const float *head_b;       /* (L) */
     int pool_dim;              /* E of a ViTModel pooler, else 0 */
     vit__act pool_act;
@@ -49,7 +63,8 @@ struct vit_state {
     float *arena;
     float *x;        /* (B, T, D): the residual stream of either tower */
     float *patches;  /* (B * T, C * P * P) im2col, over the scratch */
-    float *cls;      /* (B, D) pooled tokens */
+    float *cls;      /* (B, D) pooled tokens, or (B, 2D) a two-token
+                        classifier's input */
     float *head;     /* (B, max(L, E)) */
     int32_t *ids;    /* (B, T_text) */
     float *scratch;  /* what vit__scratch_carve divides, for either tower */
@@ -151,18 +166,18 @@ static vit_status read_encoder(json_t *c, const char *path, vit__encoder *e,
 }
 
 static vit_status read_vision(json_t *c, const char *path, vit__vision *v,
-                              int clip, vit_error *err)
+                              int clip, int dino, vit_error *err)
 {
     int ph, pw;
     vit_status st;
     if ((st = read_encoder(c, path, &v->enc, 768, 12, 12, 3072,
-                           clip ? "quick_gelu" : "gelu", clip ? 1e-5 : 1e-12,
-                           err)) ||
+                           clip ? "quick_gelu" : "gelu",
+                           clip ? 1e-5 : dino ? 1e-6 : 1e-12, err)) ||
         (st = vit__cfg_int(c, path, "num_channels", 3, 1, 64, &v->C, err)) ||
         (st = vit__cfg_size2(c, path, "image_size", 224, &v->Hi, &v->Wi,
                              err)) ||
-        (st = vit__cfg_size2(c, path, "patch_size", clip ? 32 : 16, &ph, &pw,
-                             err)))
+        (st = vit__cfg_size2(c, path, "patch_size",
+                             clip ? 32 : dino ? 14 : 16, &ph, &pw, err)))
         return st;
     if (ph != pw)
         return vit__fail(err, VIT_E_UNSUPPORTED,
@@ -192,6 +207,62 @@ static vit_status read_text(json_t *c, const char *path, vit__text *t,
         return st;
     t->D = t->enc.D;
     return VIT_OK;
+}
+
+/* The ViT-core image models: ViT, DeiT and DINOv2 (with registers), as
+ * classifiers or embedders. */
+static vit_status read_image_model(vit_model *m, json_t *cfg,
+                                   const char *path, vit_error *err)
+{
+    vit__vision *v = &m->vis;
+    int dino = m->family == FAM_DINOV2 || m->family == FAM_DINOV2_REG;
+    int regs = 0;
+    m->has_vision = 1;
+    v->post_all = 1;
+    v->nprefix = m->family == FAM_DEIT ? 2 : 1;
+    vit_status st;
+    if ((st = read_vision(cfg, path, v, 0, dino, err)) ||
+        (st = vit__cfg_bool(cfg, path, "qkv_bias", 1, &v->qkv_bias, err)))
+        return st;
+    if (dino) {
+        double ratio;
+        if ((st = vit__cfg_float(cfg, path, "mlp_ratio", 4, &ratio, err)) ||
+            (st = vit__cfg_bool(cfg, path, "use_swiglu_ffn", 0, &m->swiglu,
+                                err)) ||
+            (m->family == FAM_DINOV2_REG &&
+             (st = vit__cfg_int(cfg, path, "num_register_tokens", 4, 0, 4096,
+                                &regs, err))))
+            return st;
+        if (!(ratio > 0) || ratio * v->D > 4.0 * CFG_MAX_DIM)
+            return vit__fail(err, VIT_E_CONFIG,
+                             "%s: mlp_ratio %g is out of range", path, ratio);
+        if (m->swiglu)
+            return vit__fail(err, VIT_E_UNSUPPORTED,
+                             "%s: use_swiglu_ffn (the SwiGLU MLP of DINOv2 "
+                             "giant) is not supported yet",
+                             path);
+        /* As transformers sizes Dinov2MLP: int(hidden_size * mlp_ratio). */
+        v->enc.F = (int)(v->D * ratio);
+        v->nprefix += regs;
+        /* The checkpoint's positions are for the configured size; the
+         * processor's may differ (facebook/dinov2-*: 518 and 224), and
+         * the positions are then resized to its grid. */
+        m->pos_gh = v->Hi / v->P;
+        m->pos_gw = v->Wi / v->P;
+        v->floor_patches = 1;
+        if ((st = vit__vision_geometry(v, path, err)))
+            return st;
+    }
+    if (m->arch == VIT_ARCH_VIT_CLASSIFIER)
+        return read_labels(m, cfg, path, err);
+    if (dino) {
+        m->pool_dim = 0; /* the class token after the final layernorm */
+        return VIT_OK;
+    }
+    if ((st = vit__cfg_int(cfg, path, "pooler_output_size", v->D, 1,
+                           CFG_MAX_DIM, &m->pool_dim, err)))
+        return st;
+    return vit__cfg_act(cfg, path, "pooler_act", "tanh", &m->pool_act, err);
 }
 
 /* A sub-config of a CLIPModel config, or the top level of a single-tower
@@ -227,35 +298,59 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     const char *arch = json_string_value(json_array_get(archs, 0));
     if (!mt)
         mt = "vit";
-    if (!arch)
-        arch = strcmp(mt, "clip") == 0               ? "CLIPModel"
-               : strcmp(mt, "clip_vision_model") == 0 ? "CLIPVisionModelWithProjection"
-               : strcmp(mt, "clip_text_model") == 0   ? "CLIPTextModelWithProjection"
-                                                      : "ViTModel";
+    /* The first row of a model_type is the class transformers' AutoModel
+     * makes of a config that names none. */
     static const struct {
         const char *model_type, *arch;
         vit_arch id;
+        vit_family fam;
+        int distilled;
     } known[] = {
-        {"vit", "ViTForImageClassification", VIT_ARCH_VIT_CLASSIFIER},
-        {"vit", "ViTModel", VIT_ARCH_VIT_MODEL},
-        {"clip", "CLIPModel", VIT_ARCH_CLIP},
+        {"vit", "ViTModel", VIT_ARCH_VIT_MODEL, FAM_VIT, 0},
+        {"vit", "ViTForImageClassification", VIT_ARCH_VIT_CLASSIFIER,
+         FAM_VIT, 0},
+        {"deit", "DeiTModel", VIT_ARCH_VIT_MODEL, FAM_DEIT, 0},
+        {"deit", "DeiTForImageClassification", VIT_ARCH_VIT_CLASSIFIER,
+         FAM_DEIT, 0},
+        {"deit", "DeiTForImageClassificationWithTeacher",
+         VIT_ARCH_VIT_CLASSIFIER, FAM_DEIT, 1},
+        {"dinov2", "Dinov2Model", VIT_ARCH_VIT_MODEL, FAM_DINOV2, 0},
+        {"dinov2", "Dinov2ForImageClassification", VIT_ARCH_VIT_CLASSIFIER,
+         FAM_DINOV2, 0},
+        {"dinov2_with_registers", "Dinov2WithRegistersModel",
+         VIT_ARCH_VIT_MODEL, FAM_DINOV2_REG, 0},
+        {"dinov2_with_registers", "Dinov2WithRegistersForImageClassification",
+         VIT_ARCH_VIT_CLASSIFIER, FAM_DINOV2_REG, 0},
+        {"clip", "CLIPModel", VIT_ARCH_CLIP, FAM_VIT, 0},
         {"clip_vision_model", "CLIPVisionModelWithProjection",
-         VIT_ARCH_CLIP_VISION},
+         VIT_ARCH_CLIP_VISION, FAM_VIT, 0},
         {"clip_text_model", "CLIPTextModelWithProjection",
-         VIT_ARCH_CLIP_TEXT},
+         VIT_ARCH_CLIP_TEXT, FAM_VIT, 0},
     };
+    enum { NKNOWN = sizeof known / sizeof *known };
+    for (size_t i = 0; i < NKNOWN && !arch; i++)
+        if (strcmp(mt, known[i].model_type) == 0)
+            arch = known[i].arch;
+    if (!arch)
+        arch = "ViTModel";
     m->arch = 0;
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    for (size_t i = 0; i < NKNOWN; i++)
         if (strcmp(mt, known[i].model_type) == 0 &&
-            strcmp(arch, known[i].arch) == 0)
+            strcmp(arch, known[i].arch) == 0) {
             m->arch = known[i].id;
+            m->family = known[i].fam;
+            m->distilled = known[i].distilled;
+        }
     if (!m->arch) {
+        char list[1024] = "";
+        for (size_t i = 0, at = 0; i < NKNOWN && at < sizeof list; i++)
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%s",
+                                   i == 0 ? "" : i + 1 < NKNOWN ? ", " : " and ",
+                                   known[i].arch);
         st = vit__fail(err, VIT_E_UNSUPPORTED,
                        "%s: %s (model_type \"%s\") is not supported; vit runs "
-                       "ViTForImageClassification, ViTModel, CLIPModel, "
-                       "CLIPVisionModelWithProjection and "
-                       "CLIPTextModelWithProjection",
-                       path, arch, mt);
+                       "%s",
+                       path, arch, mt, list);
         goto out;
     }
     m->architecture = strdup(arch);
@@ -264,19 +359,7 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
         goto out;
     }
     if (m->arch == VIT_ARCH_VIT_CLASSIFIER || m->arch == VIT_ARCH_VIT_MODEL) {
-        m->has_vision = 1;
-        m->vis.post_all = 1;
-        if ((st = read_vision(cfg, path, &m->vis, 0, err)) ||
-            (st = vit__cfg_bool(cfg, path, "qkv_bias", 1, &m->vis.qkv_bias,
-                                err)))
-            goto out;
-        if (m->arch == VIT_ARCH_VIT_CLASSIFIER)
-            st = read_labels(m, cfg, path, err);
-        else if (!(st = vit__cfg_int(cfg, path, "pooler_output_size",
-                                     m->vis.D, 1, CFG_MAX_DIM, &m->pool_dim,
-                                     err)))
-            st = vit__cfg_act(cfg, path, "pooler_act", "tanh", &m->pool_act,
-                              err);
+        st = read_image_model(m, cfg, path, err);
         goto out;
     }
     /* CLIP: projection_dim from the top level of a CLIPModel, or of the
@@ -298,7 +381,8 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
         (st = vit__cfg_float(cfg, path, "logit_scale_init_value", 2.6592, &ls,
                              err)))
         goto out;
-    if (m->has_vision && (st = read_vision(vc, path, &m->vis, 1, err)))
+    m->vis.nprefix = 1;
+    if (m->has_vision && (st = read_vision(vc, path, &m->vis, 1, 0, err)))
         goto out;
     if (m->has_text && (st = read_text(tc, path, &m->txt, err)))
         goto out;
@@ -309,23 +393,41 @@ out:
 
 /* ---- binding tensors ---- */
 
+/* ViT's attention, which DeiT and DINOv2 keep. */
+#define VIT_ATTENTION_NAMES                                                 \
+    .wq = "%sencoder.layer.%d.attention.attention.query.weight",           \
+    .bq = "%sencoder.layer.%d.attention.attention.query.bias",             \
+    .wk = "%sencoder.layer.%d.attention.attention.key.weight",             \
+    .bk = "%sencoder.layer.%d.attention.attention.key.bias",               \
+    .wv = "%sencoder.layer.%d.attention.attention.value.weight",           \
+    .bv = "%sencoder.layer.%d.attention.attention.value.bias",             \
+    .wo = "%sencoder.layer.%d.attention.output.dense.weight",              \
+    .bo = "%sencoder.layer.%d.attention.output.dense.bias"
+
 static const vit__layer_names vit_names = {
     .ln1_w = "%sencoder.layer.%d.layernorm_before.weight",
     .ln1_b = "%sencoder.layer.%d.layernorm_before.bias",
-    .wq = "%sencoder.layer.%d.attention.attention.query.weight",
-    .bq = "%sencoder.layer.%d.attention.attention.query.bias",
-    .wk = "%sencoder.layer.%d.attention.attention.key.weight",
-    .bk = "%sencoder.layer.%d.attention.attention.key.bias",
-    .wv = "%sencoder.layer.%d.attention.attention.value.weight",
-    .bv = "%sencoder.layer.%d.attention.attention.value.bias",
-    .wo = "%sencoder.layer.%d.attention.output.dense.weight",
-    .bo = "%sencoder.layer.%d.attention.output.dense.bias",
+    VIT_ATTENTION_NAMES,
     .ln2_w = "%sencoder.layer.%d.layernorm_after.weight",
     .ln2_b = "%sencoder.layer.%d.layernorm_after.bias",
     .w1 = "%sencoder.layer.%d.intermediate.dense.weight",
     .b1 = "%sencoder.layer.%d.intermediate.dense.bias",
     .w2 = "%sencoder.layer.%d.output.dense.weight",
     .b2 = "%sencoder.layer.%d.output.dense.bias",
+};
+
+static const vit__layer_names dino_names = {
+    .ln1_w = "%sencoder.layer.%d.norm1.weight",
+    .ln1_b = "%sencoder.layer.%d.norm1.bias",
+    VIT_ATTENTION_NAMES,
+    .ln2_w = "%sencoder.layer.%d.norm2.weight",
+    .ln2_b = "%sencoder.layer.%d.norm2.bias",
+    .w1 = "%sencoder.layer.%d.mlp.fc1.weight",
+    .b1 = "%sencoder.layer.%d.mlp.fc1.bias",
+    .w2 = "%sencoder.layer.%d.mlp.fc2.weight",
+    .b2 = "%sencoder.layer.%d.mlp.fc2.bias",
+    .ls1 = "%sencoder.layer.%d.layer_scale1.lambda1",
+    .ls2 = "%sencoder.layer.%d.layer_scale2.lambda1",
 };
 
 static const vit__layer_names clip_names = {
@@ -358,36 +460,137 @@ static const float *get(vit_model *m, const char *prefix, const char *name,
     return vit__weights_get(m->w, full, ndim, shape, err);
 }
 
+/* The prefix tokens of a ViT, DeiT or DINOv2 model, (nprefix, D): the
+ * class token, then DeiT's distillation token or DINOv2's registers. */
+static vit_status bind_prefix(vit_model *m, const char *px, vit_error *err)
+{
+    vit__vision *v = &m->vis;
+    int D = v->D, extra = v->nprefix - 1;
+    const float *cls = get(m, px, "embeddings.cls_token", 3, 1, 1, D, 0, err);
+    if (!cls)
+        return VIT_E_CHECKPOINT;
+    if (extra == 0) {
+        v->prefix = cls;
+        return VIT_OK;
+    }
+    const float *more =
+        m->family == FAM_DEIT
+            ? get(m, px, "embeddings.distillation_token", 3, 1, 1, D, 0, err)
+            : get(m, px, "embeddings.register_tokens", 3, 1, extra, D, 0,
+                  err);
+    float *p = more ? vit__weights_alloc(m->w, (size_t)v->nprefix * D, err)
+                    : NULL;
+    if (!p)
+        return more ? VIT_E_NOMEM : VIT_E_CHECKPOINT;
+    memcpy(p, cls, (size_t)D * sizeof *p);
+    memcpy(p + D, more, (size_t)extra * D * sizeof *p);
+    v->prefix = p;
+    return VIT_OK;
+}
+
+/* DINOv2's position embeddings for the grid it runs at: the class
+ * token's, none for the registers (transformers adds the positions
+ * before it inserts them), and the patches' resized from the trained
+ * grid as transformers resizes them: plain bicubic for Dinov2Model, the
+ * antialiased one for Dinov2WithRegistersModel. */
+static vit_status bind_dino_pos(vit_model *m, const char *px, vit_error *err)
+{
+    vit__vision *v = &m->vis;
+    int D = v->D, R = v->nprefix - 1;
+    const float *pos =
+        get(m, px, "embeddings.position_embeddings", 3, 1,
+            (int64_t)m->pos_gh * m->pos_gw + 1, D, 0, err);
+    float *p = pos ? vit__weights_alloc(m->w, (size_t)v->T * D, err) : NULL;
+    if (!p)
+        return pos ? VIT_E_NOMEM : VIT_E_CHECKPOINT;
+    memcpy(p, pos, (size_t)D * sizeof *p);
+    memset(p + D, 0, (size_t)R * D * sizeof *p);
+    vit_status st = vit__pos_resize(p + (size_t)(1 + R) * D, pos + D,
+                                    m->pos_gh, m->pos_gw, v->gh, v->gw, D,
+                                    m->family == FAM_DINOV2_REG, err);
+    v->pos = p;
+    return st;
+}
+
+/* The classifier: ViT's and DINOv2's `classifier` (over the class token,
+ * or DINOv2's over it and the patches' mean), DeiT's pair of heads over
+ * the class and distillation tokens, whose mean transformers returns:
+ * made one (L, 2D) product of half of each. */
+static vit_status bind_classifier(vit_model *m, vit_error *err)
+{
+    int D = m->vis.D, L = m->num_labels;
+    int dino = m->family == FAM_DINOV2 || m->family == FAM_DINOV2_REG;
+    if (!m->distilled) {
+        m->head_pair = dino ? 2 : 0;
+        int K = dino ? 2 * D : D;
+        if (!(m->head_w = get(m, "", "classifier.weight", 2, L, K, 0, 0,
+                              err)) ||
+            !(m->head_b = get(m, "", "classifier.bias", 1, L, 0, 0, 0, err)))
+            return VIT_E_CHECKPOINT;
+        return VIT_OK;
+    }
+    const float *cw, *cb, *dw, *db;
+    if (!(cw = get(m, "", "cls_classifier.weight", 2, L, D, 0, 0, err)) ||
+        !(cb = get(m, "", "cls_classifier.bias", 1, L, 0, 0, 0, err)) ||
+        !(dw = get(m, "", "distillation_classifier.weight", 2, L, D, 0, 0,
+                   err)) ||
+        !(db = get(m, "", "distillation_classifier.bias", 1, L, 0, 0, 0,
+                   err)))
+        return VIT_E_CHECKPOINT;
+    float *w = vit__weights_alloc(m->w, (size_t)L * 2 * D, err);
+    float *b = w ? vit__weights_alloc(m->w, (size_t)L, err) : NULL;
+    if (!b)
+        return VIT_E_NOMEM;
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < D; k++) {
+            w[(size_t)l * 2 * D + k] = 0.5f * cw[(size_t)l * D + k];
+            w[(size_t)l * 2 * D + D + k] = 0.5f * dw[(size_t)l * D + k];
+        }
+        b[l] = 0.5f * (cb[l] + db[l]);
+    }
+    m->head_pair = 1;
+    m->head_w = w;
+    m->head_b = b;
+    return VIT_OK;
+}
+
 static vit_status bind_vit(vit_model *m, vit_error *err)
 {
-    /* ViTForImageClassification nests the ViTModel under "vit."; a bare
-     * ViTModel saves it at the top level. */
-    const char *px = vit__weights_find(m->w, "vit.embeddings.cls_token")
-                         ? "vit."
-                         : "";
+    /* A classifier nests the base model under its name ("vit.", "deit.",
+     * "dinov2."); the base model saves it at the top level. */
+    static const char *const nests[] = {"vit.", "deit.", "dinov2.",
+                                        "dinov2_with_registers."};
+    const char *px = "";
+    for (size_t i = 0; i < sizeof nests / sizeof *nests; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%sembeddings.cls_token", nests[i]);
+        if (vit__weights_find(m->w, name))
+            px = nests[i];
+    }
     vit__vision *v = &m->vis;
-    int D = v->D;
+    int D = v->D, dino = m->family == FAM_DINOV2 || m->family == FAM_DINOV2_REG;
+    vit_status st;
     if (!(v->patch_w = get(m, px, "embeddings.patch_embeddings.projection.weight",
                            4, D, v->C, v->P, v->P, err)) ||
         !(v->patch_b = get(m, px, "embeddings.patch_embeddings.projection.bias",
                            1, D, 0, 0, 0, err)) ||
-        !(v->cls = get(m, px, "embeddings.cls_token", 3, 1, 1, D, 0, err)) ||
-        !(v->pos = get(m, px, "embeddings.position_embeddings", 3, 1, v->T, D,
-                       0, err)) ||
         !(v->post_w = get(m, px, "layernorm.weight", 1, D, 0, 0, 0, err)) ||
         !(v->post_b = get(m, px, "layernorm.bias", 1, D, 0, 0, 0, err)))
         return VIT_E_CHECKPOINT;
-    vit_status st = vit__encoder_bind(&v->enc, m->w, &vit_names, px,
-                                      v->qkv_bias, err);
-    if (st)
+    if ((st = bind_prefix(m, px, err)))
         return st;
-    if (m->arch == VIT_ARCH_VIT_CLASSIFIER) {
-        if (!(m->head_w = get(m, "", "classifier.weight", 2, m->num_labels, D,
-                              0, 0, err)) ||
-            !(m->head_b = get(m, "", "classifier.bias", 1, m->num_labels, 0,
-                              0, 0, err)))
-            return VIT_E_CHECKPOINT;
-    } else if (vit__weights_find(m->w, "pooler.dense.weight")) {
+    if (dino)
+        st = bind_dino_pos(m, px, err);
+    else if (!(v->pos = get(m, px, "embeddings.position_embeddings", 3, 1,
+                            v->T, D, 0, err)))
+        st = VIT_E_CHECKPOINT;
+    if (st || (st = vit__encoder_bind(&v->enc, m->w,
+                                      dino ? &dino_names : &vit_names, px,
+                                      v->qkv_bias, err)))
+        return st;
+    if (m->arch == VIT_ARCH_VIT_CLASSIFIER)
+        return bind_classifier(m, err);
+    if (vit__weights_find(m->w, "pooler.dense.weight")) {
         if (!(m->pool_w = get(m, "", "pooler.dense.weight", 2, m->pool_dim, D,
                               0, 0, err)) ||
             !(m->pool_b = get(m, "", "pooler.dense.bias", 1, m->pool_dim, 0,
@@ -409,8 +612,8 @@ static vit_status bind_clip(vit_model *m, vit_error *err)
         const char *px = "vision_model.";
         if (!(v->patch_w = get(m, px, "embeddings.patch_embedding.weight", 4,
                                D, v->C, v->P, v->P, err)) ||
-            !(v->cls = get(m, px, "embeddings.class_embedding", 1, D, 0, 0, 0,
-                           err)) ||
+            !(v->prefix = get(m, px, "embeddings.class_embedding", 1, D, 0,
+                              0, 0, err)) ||
             !(v->pos = get(m, px, "embeddings.position_embedding.weight", 2,
                            v->T, D, 0, 0, err)) ||
             !(v->pre_w = get(m, px, "pre_layrnorm.weight", 1, D, 0, 0, 0,
@@ -459,9 +662,24 @@ static vit_status bind_clip(vit_model *m, vit_error *err)
 static vit_status load_preprocessor(vit_model *m, const char *dir,
                                     vit_error *err)
 {
-    int clip = m->arch == VIT_ARCH_CLIP || m->arch == VIT_ARCH_CLIP_VISION;
-    vit_status st = vit__read_preprocessor(dir, clip, m->vis.Hi, m->vis.Wi,
-                                           &m->proc, err);
+    vit__vision *v = &m->vis;
+    int dino = m->family == FAM_DINOV2 || m->family == FAM_DINOV2_REG;
+    vit__proc_kind kind = m->family == FAM_DINOV2_REG ? VIT_PROC_NONE
+                          : m->arch >= VIT_ARCH_CLIP || dino ? VIT_PROC_CLIP
+                          : m->family == FAM_DEIT          ? VIT_PROC_DEIT
+                                                           : VIT_PROC_VIT;
+    /* DINOv2 runs at the size its processor makes, its positions resized
+     * to that grid (bind_dino_pos). */
+    vit_status st = vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
+                                           dino ? 0 : v->Wi, &m->proc, err);
+    int h, w;
+    if (st == VIT_OK && dino && vit__processor_size(&m->proc, &h, &w)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+        v->Hi = h;
+        v->Wi = w;
+        st = vit__vision_geometry(v, path, err);
+    }
     m->proc.cfg.backend = m->opt.preprocess == VIT_PREPROCESS_TORCHVISION
                               ? IMG_BACKEND_TORCHVISION
                               : IMG_BACKEND_PIL;
@@ -662,7 +880,7 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
     }
     size_t heads = (size_t)(m->num_labels > embed_dim(m) ? m->num_labels
                                                          : embed_dim(m));
-    size_t nc = (size_t)B * D, nh = (size_t)B * heads;
+    size_t nc = (size_t)B * D * (m->head_pair ? 2 : 1), nh = (size_t)B * heads;
     size_t nids = m->has_text ? (size_t)B * m->txt.Tmax : 0;
     /* The im2col buffer is done with before the encoder first writes its
      * scratch, so one region serves both. */
@@ -830,12 +1048,40 @@ typedef struct {
     const vit_zeroshot *z;
 } classify_ctx;
 
+/* A two-token classifier's input, (B, 2D): the class token beside the
+ * distillation token (DeiT) or beside the mean of the patch tokens, in
+ * the order transformers sums them (DINOv2). */
+static void gather_pair(vit_state *s, int B)
+{
+    const vit__vision *v = &s->m->vis;
+    int D = v->D, T = v->T;
+    for (int b = 0; b < B; b++) {
+        const float *x = s->x + (size_t)b * T * D;
+        float *dst = s->cls + (size_t)b * 2 * D;
+        memcpy(dst, x, (size_t)D * sizeof *dst);
+        if (s->m->head_pair == 1) {
+            memcpy(dst + D, x + D, (size_t)D * sizeof *dst);
+            continue;
+        }
+        for (int d = 0; d < D; d++) {
+            float sum = 0;
+            for (int t = v->nprefix; t < T; t++)
+                sum += x[(size_t)t * D + d];
+            dst[D + d] = sum / (float)v->NP;
+        }
+    }
+}
+
 static void classify_head(vit_state *s, int i0, int B, void *p)
 {
     classify_ctx *c = p;
     const vit_model *m = s->m;
-    int L = m->num_labels;
-    vit__linear(s->head, s->cls, m->head_w, m->head_b, B, L, m->vis.D);
+    int L = m->num_labels, K = m->vis.D;
+    if (m->head_pair) {
+        gather_pair(s, B);
+        K *= 2;
+    }
+    vit__linear(s->head, s->cls, m->head_w, m->head_b, B, L, K);
     for (int b = 0; b < B; b++) {
         const float *lg = s->head + (size_t)b * L;
         if (c->logits)

@@ -371,6 +371,21 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+float *vit__weights_alloc(vit__weights *w, size_t n, vit_error *err)
+{
+    float **no = realloc(w->owned, (w->nowned + 1) * sizeof *no);
+    float *f = no ? malloc((n ? n : 1) * sizeof *f) : NULL;
+    if (no)
+        w->owned = no;
+    if (!f) {
+        vit__fail(err, VIT_E_NOMEM, "out of memory (%zu floats of weights)",
+                  n);
+        return NULL;
+    }
+    w->owned[w->nowned++] = f;
+    return f;
+}
+
 const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
                               const int64_t *shape, vit_error *err)
 {
@@ -403,15 +418,9 @@ const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
                   "tensor '%s' is not stored as F32, F16 or BF16", name);
         return NULL;
     }
-    float **no = realloc(w->owned, (w->nowned + 1) * sizeof *no);
-    float *f = no ? malloc((t->count ? t->count : 1) * sizeof *f) : NULL;
-    if (no)
-        w->owned = no;
-    if (!f) {
-        vit__fail(err, VIT_E_NOMEM, "out of memory widening '%s'", name);
+    float *f = vit__weights_alloc(w, t->count, err);
+    if (!f)
         return NULL;
-    }
-    w->owned[w->nowned++] = f;
     const uint8_t *p = t->data;
     for (uint64_t i = 0; i < t->count; i++) {
         if (t->dtype == VIT_DT_F32) {

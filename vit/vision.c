@@ -1,32 +1,41 @@
 /*
- * The vision tower shared by ViT and CLIP: patch embedding (the stride-P
- * convolution as one GEMM over the batch's tokens), class token and
- * position embeddings, an optional layernorm before the encoder (CLIP's
- * pre_layrnorm), the encoder, and the final layernorm over every token
- * (ViT) or the class token only (CLIP's post_layernorm). Reading its
+ * The vision tower shared by ViT, DeiT, DINOv2 and CLIP: patch embedding
+ * (the stride-P convolution as one GEMM over the batch's tokens), the
+ * prefix tokens (class token, DeiT's distillation token, DINOv2's
+ * registers), position embeddings (resized as DINOv2 resizes them), an
+ * optional layernorm before the encoder (CLIP's pre_layrnorm), the
+ * encoder, and the final layernorm over every token (ViT) or the class
+ * token only (CLIP's post_layernorm). Reading its
  * config and binding its tensors is left to the model family; this file
  * only computes.
  *
  * Dimension legend: B batch, C channels, (Hi, Wi) image size, P patch size,
- * NP = (Hi/P)(Wi/P) patches, T = NP + 1 tokens (class token first),
+ * NP = (Hi/P)(Wi/P) patches, T = nprefix + NP tokens (class token first),
  * D hidden size.
  */
 #include "vit/vit_impl.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 vit_status vit__vision_geometry(vit__vision *v, const char *path,
                                 vit_error *err)
 {
-    if (v->Hi % v->P || v->Wi % v->P)
+    if (!v->floor_patches && (v->Hi % v->P || v->Wi % v->P))
         return vit__fail(err, VIT_E_CONFIG,
                          "%s: image_size %dx%d does not divide by patch_size "
                          "%d",
                          path, v->Hi, v->Wi, v->P);
     v->gh = v->Hi / v->P;
     v->gw = v->Wi / v->P;
+    if (v->gh < 1 || v->gw < 1)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: images of %dx%d are smaller than one %dx%d "
+                         "patch",
+                         path, v->Hi, v->Wi, v->P, v->P);
     v->NP = v->gh * v->gw;
-    v->T = v->NP + 1;
+    v->T = v->NP + v->nprefix;
     v->D = v->enc.D;
     if ((int64_t)v->T * v->T > (1 << 28))
         return vit__fail(err, VIT_E_CONFIG, "%s: %d tokens is too many", path,
@@ -34,8 +43,101 @@ vit_status vit__vision_geometry(vit__vision *v, const char *path,
     return VIT_OK;
 }
 
-/* The im2col rows: one per token, the class token's zeros (its product is
- * replaced by the class embedding), so that the patch product runs over
+/* ---- position embeddings at another grid (DINOv2) ---- */
+
+/* PyTorch's cubic convolution kernel (upsample_bicubic2d's, a = -0.75),
+ * for |x| < 2. */
+static double cubic(double x, double a)
+{
+    x = x < 0 ? -x : x;
+    if (x < 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+/* The weights of output i of an axis of n inputs resized to m, as a dense
+ * row w[0..n). Plain bicubic: four taps around scale * (i + 0.5) - 0.5,
+ * indices clamped to the edge (so a clamped tap adds to the edge's
+ * weight). Antialiased: PyTorch's _upsample_bicubic2d_aa, whose support
+ * widens by the scale when shrinking and whose weights are normalized to
+ * sum to 1. */
+static void axis_weights(double *w, int i, int n, int m, int antialias)
+{
+    double scale = (double)n / m;
+    memset(w, 0, (size_t)n * sizeof *w);
+    if (!antialias) {
+        double real = scale * (i + 0.5) - 0.5;
+        int x0 = (int)floor(real);
+        double t = real - x0;
+        for (int k = 0; k < 4; k++) {
+            int x = x0 - 1 + k;
+            w[x < 0 ? 0 : x > n - 1 ? n - 1 : x] +=
+                cubic(t - (k - 1), -0.75);
+        }
+        return;
+    }
+    double support = scale >= 1 ? 2.0 * scale : 2.0;
+    double inv = scale >= 1 ? 1.0 / scale : 1.0;
+    double center = scale * (i + 0.5), total = 0;
+    int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > n ? n : hi;
+    for (int x = lo; x < hi; x++)
+        total += w[x] = cubic((x - center + 0.5) * inv, -0.5);
+    for (int x = lo; x < hi && total != 0; x++)
+        w[x] /= total;
+}
+
+vit_status vit__pos_resize(float *dst, const float *src, int sh, int sw,
+                           int dh, int dw, int D, int antialias,
+                           vit_error *err)
+{
+    /* Separable, as PyTorch runs both: along the width first into rows of
+     * the source's height, then along the height. The grids are small (a
+     * few dozen a side), so the weights are dense matrices. */
+    double *wx = malloc((size_t)dw * sw * sizeof *wx);
+    double *wy = malloc((size_t)dh * sh * sizeof *wy);
+    double *tmp = calloc((size_t)sh * dw * D, sizeof *tmp);
+    if (!wx || !wy || !tmp) {
+        free(wx);
+        free(wy);
+        free(tmp);
+        return vit__fail(err, VIT_E_NOMEM,
+                         "out of memory resizing position embeddings");
+    }
+    for (int x = 0; x < dw; x++)
+        axis_weights(wx + (size_t)x * sw, x, sw, dw, antialias);
+    for (int y = 0; y < dh; y++)
+        axis_weights(wy + (size_t)y * sh, y, sh, dh, antialias);
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < dw; x++)
+            for (int j = 0; j < sw; j++) {
+                double c = wx[(size_t)x * sw + j];
+                if (c == 0)
+                    continue;
+                for (int d = 0; d < D; d++)
+                    tmp[((size_t)y * dw + x) * D + d] +=
+                        c * src[((size_t)y * sw + j) * D + d];
+            }
+    for (int y = 0; y < dh; y++)
+        for (int x = 0; x < dw; x++)
+            for (int d = 0; d < D; d++) {
+                double acc = 0;
+                for (int j = 0; j < sh; j++)
+                    acc += wy[(size_t)y * sh + j] *
+                           tmp[((size_t)j * dw + x) * D + d];
+                dst[((size_t)y * dw + x) * D + d] = (float)acc;
+            }
+    free(wx);
+    free(wy);
+    free(tmp);
+    return VIT_OK;
+}
+
+/* The im2col rows: one per token, the prefix tokens' zeros (their product
+ * is replaced by their embeddings), so that the patch product runs over
  * the batch's token rows at once and writes the residual stream in place. */
 static size_t im2col_floats(const vit__vision *v, int B)
 {
@@ -70,8 +172,8 @@ static void prof_patch(const vision_job *j, int w, double t0, double flop)
 }
 
 /* pixels (C, Hi, Wi) -> the im2col of the stride-P convolution, token rows
- * split among the threads: row t > 0 of image b is patch t - 1, in the
- * weight's (c, ky, kx) order. */
+ * split among the threads: row t >= nprefix of image b is patch
+ * t - nprefix, in the weight's (c, ky, kx) order. */
 static void phase_im2col(void *arg, int w, int n)
 {
     const vision_job *j = arg;
@@ -83,11 +185,11 @@ static void phase_im2col(void *arg, int w, int n)
     for (int r = r0; r < r1; r++) {
         int b = r / T, t = r % T;
         float *row = j->patches + (size_t)r * cpp;
-        if (t == 0) {
+        if (t < v->nprefix) {
             memset(row, 0, cpp * sizeof *row);
             continue;
         }
-        int py = (t - 1) / v->gw, px = (t - 1) % v->gw;
+        int py = (t - v->nprefix) / v->gw, px = (t - v->nprefix) % v->gw;
         const float *img = j->pixels + (size_t)b * C * Hi * Wi;
         for (int c = 0; c < C; c++)
             for (int ky = 0; ky < P; ky++)
@@ -119,8 +221,8 @@ static void phase_patch(void *arg, int w, int n)
     prof_patch(j, w, t0, 2.0 * (r1 - r0) * (c1 - c0) * K);
 }
 
-/* The class token, position embeddings and CLIP's pre-encoder layernorm,
- * token rows split among the threads. */
+/* The prefix tokens, position embeddings and CLIP's pre-encoder
+ * layernorm, token rows split among the threads. */
 static void phase_tokens(void *arg, int w, int n)
 {
     const vision_job *j = arg;
@@ -131,8 +233,8 @@ static void phase_tokens(void *arg, int w, int n)
     for (int r = r0; r < r1; r++) {
         float *x = j->x + (size_t)r * D;
         const float *pos = v->pos + (size_t)(r % T) * D;
-        if (r % T == 0)
-            memcpy(x, v->cls, (size_t)D * sizeof *x);
+        if (r % T < v->nprefix)
+            memcpy(x, v->prefix + (size_t)(r % T) * D, (size_t)D * sizeof *x);
         for (int i = 0; i < D; i++)
             x[i] += pos[i];
     }

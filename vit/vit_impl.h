@@ -102,6 +102,10 @@ const vit__tensor *vit__weights_find(const vit__weights *w, const char *name);
  * when missing, misshapen or of another dtype. */
 const float *vit__weights_get(vit__weights *w, const char *name, int ndim,
                               const int64_t *shape, vit_error *err);
+/* n floats the weights own (freed with them, or by vit__weights_release):
+ * for tensors the loader derives from the checkpoint's. NULL with `err`
+ * set when out of memory. */
+float *vit__weights_alloc(vit__weights *w, size_t n, vit_error *err);
 /* Gives back the memory behind `data` (from vit__weights_get), which must
  * not be read again: a copy is freed, mapped pages are dropped. */
 void vit__weights_release(vit__weights *w, const float *data);
@@ -350,6 +354,9 @@ static inline int vit__encoder_mode(const vit__encoder *e)
 typedef struct {
     const char *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
     const char *ln2_w, *ln2_b, *w1, *b1, *w2, *b2;
+    /* Layer scale (DINOv2): (D) gains of the attention's and the MLP's
+     * outputs before each residual sum, or NULL for none. */
+    const char *ls1, *ls2;
 } vit__layer_names;
 
 /* Per-thread profile counters, by vit_profile_entry kind. */
@@ -472,34 +479,65 @@ typedef struct {
     int missing;     /* there is no preprocessor_config.json */
 } vit__processor;
 
+/* The processor classes whose defaults differ: ViT's; CLIP's, which BiT's
+ * (DINOv2's) share; DeiT's. NONE: the model type has no processor class
+ * of its own in transformers, so the file must name one. */
+typedef enum {
+    VIT_PROC_VIT,
+    VIT_PROC_CLIP,
+    VIT_PROC_DEIT,
+    VIT_PROC_NONE
+} vit__proc_kind;
+
 /* DIR/preprocessor_config.json read as transformers 5 reads it: the class
- * it names (or the model's, CLIP's when model_clip), that class's
- * defaults under what the file sets. Checks that it makes model_h x
- * model_w tensors where that is known upfront. A missing file is not an
- * error here (pr->missing): a model can still take preprocessed pixels. */
-vit_status vit__read_preprocessor(const char *dir, int model_clip,
+ * it names (or the model's own, model_kind), that class's defaults under
+ * what the file sets. Checks that it makes model_h x model_w tensors
+ * where that is known upfront (model_h 0: a model that takes any size).
+ * A missing file is not an error here (pr->missing): a model can still
+ * take preprocessed pixels. */
+vit_status vit__read_preprocessor(const char *dir, vit__proc_kind model_kind,
                                   int model_h, int model_w,
                                   vit__processor *pr, vit_error *err);
+/* 1 and the size of every tensor the processor makes, when that is known
+ * before seeing an image (a crop, or a resize to a fixed size); else 0. */
+int vit__processor_size(const vit__processor *pr, int *h, int *w);
 
 /* ---- the vision tower (vision.c) ---- */
 
 typedef struct {
     int C, Hi, Wi, P;      /* channels, image size, patch size */
     int gh, gw, NP, T, D;  /* patch grid, patches, tokens, hidden size */
+    int nprefix;           /* tokens before the patches: the class token,
+                              DeiT's distillation token, DINOv2's
+                              registers */
+    int floor_patches;     /* a size that is no multiple of P drops the
+                              last partial patches (DINOv2's convolution)
+                              rather than being refused */
     int qkv_bias;
     vit__encoder enc;
     const float *patch_w;  /* (D, C * P * P) */
     const float *patch_b;  /* (D), NULL for CLIP */
-    const float *cls;      /* (D) */
-    const float *pos;      /* (T, D) */
+    const float *prefix;   /* (nprefix, D) */
+    const float *pos;      /* (T, D), token by token (zeros where a token
+                              has none) */
     const float *pre_w, *pre_b;    /* (D) CLIP's pre_layrnorm, else NULL */
     const float *post_w, *post_b;  /* (D) final layernorm */
     int post_all;  /* layernorm every token (ViT) or the class token (CLIP) */
 } vit__vision;
 
-/* Derives the patch grid and token count from C, Hi, Wi, P and enc.D. */
+/* Derives the patch grid and token count from C, Hi, Wi, P, nprefix and
+ * enc.D. */
 vit_status vit__vision_geometry(vit__vision *v, const char *path,
                                 vit_error *err);
+/* src (sh * sw, D), position embeddings on a grid of sh x sw, resized to
+ * dh x dw into dst (dh * dw, D) as torch.nn.functional.interpolate(mode=
+ * "bicubic", align_corners=False) resizes them: antialias 0 is its plain
+ * bicubic (a = -0.75, clamped borders), 1 its antialiased one (a = -0.5,
+ * widened when shrinking) — DINOv2 and DINOv2 with registers each use
+ * one. */
+vit_status vit__pos_resize(float *dst, const float *src, int sh, int sw,
+                           int dh, int dw, int D, int antialias,
+                           vit_error *err);
 /* Floats of scratch for B images on `threads` threads: the im2col rows
  * and each thread's packing scratch for the patch product. */
 size_t vit__vision_floats(const vit__vision *v, int B, int threads);
