@@ -12,7 +12,15 @@ in the exact layouts of real checkpoints, run by `transformers` and by
         embeddings of a pixel tensor and text embeddings of real strings
         through `vit embed --no-normalize`;
   clip16  openai/clip-vit-base-patch16: the same with 16-pixel patches
-        (197 image tokens).
+        (197 image tokens);
+  dinov2s, dinov2b  facebook/dinov2-small and -base (384 x 12 and
+        768 x 12, patch 14, positions for 518x518 resized to the 224x224
+        its processor makes, layer scale): `vit embed --no-normalize`
+        (the pooler output) of a pixel tensor;
+  dinov2r  facebook/dinov2-with-registers-small (4 registers, the
+        antialiased resize of the positions);
+  deit  facebook/deit-base-distilled-patch16-224 (the distillation
+        token, the mean of two heads): logits as for vit.
 
 Each is run again with `--precision int8` and with `--precision bf16`,
 which change numbers: for each the script prints the smallest cosine
@@ -90,6 +98,91 @@ def clip_b32(cache, patch=32):
     return path
 
 
+def dinov2(cache, size, registers=False):
+    """A DINOv2 checkpoint as facebook/dinov2-{small,base} (or the
+    with-registers one) is laid out, with its processor."""
+    from transformers import (BitImageProcessorPil, Dinov2Config,
+                              Dinov2Model, Dinov2WithRegistersConfig,
+                              Dinov2WithRegistersModel)
+    d, h = {"small": (384, 6), "base": (768, 12)}[size]
+    name = f"dinov2-{'with-registers-' if registers else ''}{size}-random"
+    path = os.path.join(cache, name)
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        torch.manual_seed(0)
+        kw = dict(hidden_size=d, num_hidden_layers=12, num_attention_heads=h,
+                  mlp_ratio=4, image_size=518, patch_size=14,
+                  layerscale_value=1.0)
+        model = (Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
+            num_register_tokens=4, **kw)) if registers
+                 else Dinov2Model(Dinov2Config(**kw))).eval()
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if "norm" in pname or "lambda1" in pname:
+                    p.add_(0.1 * torch.randn_like(p))
+                if "position_embeddings" in pname:
+                    p.normal_(0, 0.5)
+        model.save_pretrained(path)
+        BitImageProcessorPil(size={"shortest_edge": 256},
+                             crop_size={"height": 224, "width": 224},
+                             image_mean=[0.485, 0.456, 0.406],
+                             image_std=[0.229, 0.224, 0.225]
+                             ).save_pretrained(path)
+    return path
+
+
+def deit_b16(cache):
+    from transformers import (DeiTConfig,
+                              DeiTForImageClassificationWithTeacher,
+                              DeiTImageProcessorPil)
+    path = os.path.join(cache, "deit-base-distilled-patch16-224-random")
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        torch.manual_seed(0)
+        cfg = DeiTConfig(hidden_size=768, num_hidden_layers=12,
+                         num_attention_heads=12, intermediate_size=3072,
+                         image_size=224, patch_size=16, num_labels=1000)
+        model = DeiTForImageClassificationWithTeacher(cfg).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "layernorm" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+            model.cls_classifier.weight.normal_(0, 0.2)
+            model.distillation_classifier.weight.normal_(0, 0.2)
+        model.save_pretrained(path)
+        DeiTImageProcessorPil().save_pretrained(path)
+    return path
+
+
+def check_dinov2(args, size, registers=False):
+    from transformers import AutoModel
+    path = dinov2(args.cache, size, registers)
+    model = AutoModel.from_pretrained(path).eval()
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn((args.images, 3, 224, 224), generator=g)
+    with torch.no_grad():
+        ref = model(pixel_values=pixels).pooler_output.numpy()
+
+    def embed(precision):
+        with tempfile.TemporaryDirectory() as tmp:
+            npy = os.path.join(tmp, "pixels.npy")
+            np.save(npy, pixels.numpy())
+            out = run_vit(args, "embed", ["embed", "--model", path,
+                                          "--precision", precision,
+                                          "--no-normalize", npy])
+        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+
+    got = embed("fp32")
+    r = rel(got, ref)
+    print(f"DINOv2-{size}{' with registers' if registers else ''} random "
+          f"weights, {args.images} images at 224 (positions for 518): "
+          f"embeddings relative {r:.3g}")
+    ok = r < 1e-4
+    for prec in ("int8", "bf16"):
+        c = min_cosine(embed(prec), ref)
+        print(f"  {prec}: cosine to the reference at least {c:.6f}")
+        ok = ok and c >= MIN_COSINE
+    return 0 if ok else 1
+
+
 def rel(got, ref):
     return np.abs(got - ref).max() / np.abs(ref).max()
 
@@ -156,10 +249,12 @@ def check_clip(args, patch=32):
     return 0 if ok else 1
 
 
-def check_vit(args):
-    path = vit_b16(args.cache)
-
-    model = ViTForImageClassification.from_pretrained(path).eval()
+def check_vit(args, deit=False):
+    from transformers import DeiTForImageClassificationWithTeacher
+    path = deit_b16(args.cache) if deit else vit_b16(args.cache)
+    cls = (DeiTForImageClassificationWithTeacher if deit
+           else ViTForImageClassification)
+    model = cls.from_pretrained(path).eval()
     g = torch.Generator().manual_seed(1)
     pixels = torch.randn((args.images, 3, 224, 224), generator=g)
     with torch.no_grad():
@@ -178,7 +273,8 @@ def check_vit(args):
     diff = np.abs(got - ref).max()
     rel = diff / np.abs(ref).max()
     same_top1 = (got.argmax(1) == ref.argmax(1)).all()
-    print(f"ViT-B/16 random weights, {args.images} images: logits max abs "
+    print(f"{'DeiT-B/16 distilled' if deit else 'ViT-B/16'} random weights, "
+          f"{args.images} images: logits max abs "
           f"diff {diff:.3g}, max |ref| {np.abs(ref).max():.3g}, relative "
           f"{rel:.3g}; top-1 identical: {same_top1}")
     ok = rel < 1e-4 and same_top1
@@ -195,7 +291,8 @@ def check_vit(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("which", nargs="?", default="all",
-                    choices=["vit", "clip", "clip16", "all"])
+                    choices=["vit", "clip", "clip16", "dinov2s", "dinov2b",
+                             "dinov2r", "deit", "all"])
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
@@ -208,6 +305,14 @@ def main():
         rc |= check_clip(args)
     if args.which in ("clip16", "all"):
         rc |= check_clip(args, 16)
+    if args.which in ("dinov2s", "all"):
+        rc |= check_dinov2(args, "small")
+    if args.which in ("dinov2b", "all"):
+        rc |= check_dinov2(args, "base")
+    if args.which in ("dinov2r", "all"):
+        rc |= check_dinov2(args, "small", registers=True)
+    if args.which in ("deit", "all"):
+        rc |= check_vit(args, deit=True)
     return rc
 
 
