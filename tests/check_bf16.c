@@ -203,7 +203,7 @@ START_TEST(clip_bf16_near_reference)
         ids[i] = (int32_t)ida.data[i];
     vit_error err;
     ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
-    ck_assert_int_eq(vit__embed_ids(s, ids, nt, T, txt, &err), VIT_OK);
+    ck_assert_int_eq(vit__embed_ids(s, ids, NULL, nt, T, txt, &err), VIT_OK);
     double ci = tu_min_cosine(img, wi.data, ni, E);
     double ct = tu_min_cosine(txt, wt.data, nt, E);
     printf("%s bf16 (%s): cosine to transformers' fp32: images >= %.6f, "

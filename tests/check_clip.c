@@ -1,7 +1,8 @@
 /*
- * CLIP against transformers: tiny CLIPModel checkpoints (quick_gelu and
- * gelu, both end-of-text pooling conventions, F32 and F16, projection size
- * unlike either hidden size) and the separate vision / text towers, saved
+ * CLIP and SigLIP against transformers: tiny CLIPModel checkpoints
+ * (quick_gelu and gelu, both end-of-text pooling conventions, F32 and F16,
+ * projection size unlike either hidden size), SiglipModel (F32 and BF16)
+ * and the separate vision / text towers of each, saved
  * by tests/gen_fixtures.py with the reference's get_image_features,
  * get_text_features and logits_per_image for fixed pixels and token ids.
  * The contract: within 1e-4 relative (max abs diff / max abs value).
@@ -47,16 +48,25 @@ static void check_image_side(const char *name, vit_state *s, const float *px,
     vit_array_free(&want);
 }
 
+/* lens: SigLIP's fixtures carry the tokenizer's attention mask, as the
+ * number of tokens before the padding of each text. */
 static void check_text_side(const char *name, vit_state *s, float *out,
-                            int *n_out)
+                            int *n_out, int lens)
 {
     vit_array ida = tu_fixture(name, "ref_ids.npy");
     vit_array want = tu_fixture(name, "ref_text_embeds.npy");
     int32_t *ids = ids_of(&ida);
-    int n = (int)ida.shape[0], T = (int)ida.shape[1];
+    int n = (int)ida.shape[0], T = (int)ida.shape[1], len[16];
+    if (lens) {
+        vit_array la = tu_fixture(name, "ref_lens.npy");
+        for (int i = 0; i < n; i++)
+            len[i] = (int)la.data[i];
+        vit_array_free(&la);
+    }
     vit_error err;
-    ck_assert_msg(vit__embed_ids(s, ids, n, T, out, &err) == VIT_OK, "%s",
-                  err.msg);
+    ck_assert_msg(vit__embed_ids(s, ids, lens ? len : NULL, n, T, out,
+                                 &err) == VIT_OK,
+                  "%s", err.msg);
     char what[128];
     snprintf(what, sizeof what, "%s text embeds", name);
     ck_assert(tu_rel_diff(what, out, want.data,
@@ -65,6 +75,47 @@ static void check_text_side(const char *name, vit_state *s, float *out,
     free(ids);
     vit_array_free(&ida);
     vit_array_free(&want);
+}
+
+/* Both sides of a CLIP or SigLIP fixture (E wide) and their match: the
+ * reference's logits_per_image, and as probabilities their softmax over
+ * the texts (CLIP) or each one's sigmoid (SigLIP). */
+static void check_pair(const char *name, vit_model *m, vit_state *s, int E,
+                       int siglip)
+{
+    vit_array px = tu_fixture(name, "ref_pixels.npy");
+    int ni = (int)px.shape[0], nt;
+    float *img = malloc((size_t)ni * E * sizeof *img);
+    float *txt = malloc(16 * (size_t)E * sizeof *txt);
+    check_image_side(name, s, px.data, ni, img);
+    check_text_side(name, s, txt, &nt, siglip);
+
+    vit_array lpi = tu_fixture(name, "ref_logits_per_image.npy");
+    float *logits = malloc((size_t)ni * nt * sizeof *logits);
+    float *probs = malloc((size_t)ni * nt * sizeof *probs);
+    vit_error err;
+    ck_assert_int_eq(vit_match(m, img, ni, txt, nt, logits, probs, &err),
+                     VIT_OK);
+    char what[128];
+    snprintf(what, sizeof what, "%s logits_per_image", name);
+    ck_assert(tu_rel_diff(what, logits, lpi.data, (size_t)ni * nt) < TOL);
+    for (int i = 0; i < ni; i++) {
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < nt; j++)
+            mx = fmax(mx, lpi.data[i * nt + j]);
+        for (int j = 0; j < nt; j++)
+            sum += exp(lpi.data[i * nt + j] - mx);
+        for (int j = 0; j < nt; j++) {
+            double l = lpi.data[i * nt + j];
+            ck_assert_float_eq_tol(probs[i * nt + j],
+                                   siglip ? 1 / (1 + exp(-l))
+                                          : exp(l - mx) / sum,
+                                   1e-5);
+        }
+    }
+    free(img), free(txt), free(logits), free(probs);
+    vit_array_free(&px);
+    vit_array_free(&lpi);
 }
 
 static const char *full[] = {"clip_tiny", "clip_gelu_f16"};
@@ -84,36 +135,86 @@ START_TEST(clip_model_matches_reference)
     if (strcmp(name, "clip_tiny") == 0)
         ck_assert_float_eq_tol(info.logit_scale, expf(2.6592f), 1e-4);
 
-    vit_array px = tu_fixture(name, "ref_pixels.npy");
-    int ni = (int)px.shape[0], nt;
-    float *img = malloc((size_t)ni * 24 * sizeof *img);
-    float *txt = malloc(16 * 24 * sizeof *txt);
-    check_image_side(name, s, px.data, ni, img);
-    check_text_side(name, s, txt, &nt);
+    check_pair(name, m, s, 24, 0);
+    vit_state_free(s);
+    vit_model_free(m);
+}
+END_TEST
 
-    vit_array lpi = tu_fixture(name, "ref_logits_per_image.npy");
-    float *logits = malloc((size_t)ni * nt * sizeof *logits);
-    float *probs = malloc((size_t)ni * nt * sizeof *probs);
-    vit_error err;
-    ck_assert_int_eq(vit_match(m, img, ni, txt, nt, logits, probs, &err),
-                     VIT_OK);
-    char what[128];
-    snprintf(what, sizeof what, "%s logits_per_image", name);
-    ck_assert(tu_rel_diff(what, logits, lpi.data, (size_t)ni * nt) < TOL);
-    /* probs: the softmax of the reference logits over the texts. */
-    for (int i = 0; i < ni; i++) {
-        double mx = -1e30, sum = 0;
-        for (int j = 0; j < nt; j++)
-            mx = fmax(mx, lpi.data[i * nt + j]);
-        for (int j = 0; j < nt; j++)
-            sum += exp(lpi.data[i * nt + j] - mx);
-        for (int j = 0; j < nt; j++)
-            ck_assert_float_eq_tol(probs[i * nt + j],
-                                   exp(lpi.data[i * nt + j] - mx) / sum, 1e-5);
+static const char *siglips[] = {"siglip_tiny", "siglip_bf16"};
+
+/* SigLIP: the vision tower's attention-pooling head, the text tower with
+ * its padding masked and pooled at the last position, and scores as
+ * sigmoid(exp(logit_scale) cos + logit_bias), each pair on its own. */
+START_TEST(siglip_matches_reference)
+{
+    const char *name = siglips[_i];
+    vit_state *s;
+    vit_model *m = load(name, 2, &s);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_SIGLIP);
+    ck_assert_str_eq(info.architecture, "SiglipModel");
+    ck_assert(info.has_vision && info.has_text);
+    ck_assert_int_eq(info.embed_dim, 48);
+    check_pair(name, m, s, 48, 1);
+    if (strcmp(name, "siglip_tiny") == 0) {
+        ck_assert_float_eq_tol(info.logit_scale, expf(2.3f), 1e-4);
+        ck_assert_float_eq_tol(vit_model_logit_bias(m), -1.5f, 1e-6);
     }
-    free(img), free(txt), free(logits), free(probs);
+    vit_state_free(s);
+    vit_model_free(m);
+
+    /* A padded text is not the same text unpadded: without the mask the
+     * padding would reach the pooled position. */
+    if (_i == 0) {
+        m = load("siglip_text", 2, &s);
+        vit_array ida = tu_fixture("siglip_text", "ref_ids.npy");
+        vit_array want = tu_fixture("siglip_text", "ref_text_embeds.npy");
+        int32_t *ids = ids_of(&ida);
+        int T = (int)ida.shape[1];
+        float out[48];
+        vit_error err;
+        /* Text 2 of the fixture is shorter than T. */
+        ck_assert_int_eq(vit__embed_ids(s, ids + 2 * T, NULL, 1, T, out, &err),
+                         VIT_OK);
+        double d = 0;
+        for (int k = 0; k < 48; k++)
+            d = fmax(d, fabs(out[k] - want.data[2 * 48 + k]));
+        ck_assert_msg(d > 1e-3, "the padding mask changes nothing (%g)", d);
+        free(ids);
+        vit_array_free(&ida);
+        vit_array_free(&want);
+        vit_state_free(s);
+        vit_model_free(m);
+    }
+}
+END_TEST
+
+START_TEST(siglip_towers)
+{
+    vit_state *s;
+    vit_model *m = load("siglip_vision", 8, &s);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_SIGLIP_VISION);
+    ck_assert(info.has_vision && !info.has_text);
+    vit_array px = tu_fixture("siglip_vision", "ref_pixels.npy");
+    float out[16 * 48];
+    check_image_side("siglip_vision", s, px.data, (int)px.shape[0], out);
     vit_array_free(&px);
-    vit_array_free(&lpi);
+    vit_error err;
+    ck_assert_int_eq(vit_match(m, out, 1, out, 1, NULL, NULL, &err),
+                     VIT_E_NO_HEAD);
+    vit_state_free(s);
+    vit_model_free(m);
+
+    m = load("siglip_text", 3, &s);
+    vit_model_get_info(m, &info);
+    ck_assert_int_eq(info.arch, VIT_ARCH_SIGLIP_TEXT);
+    ck_assert(!info.has_vision && info.has_text);
+    int nt;
+    check_text_side("siglip_text", s, out, &nt, 1);
     vit_state_free(s);
     vit_model_free(m);
 }
@@ -136,7 +237,7 @@ START_TEST(single_towers)
     ck_assert_int_eq(vit_embed_texts(s, t, 1, out, &err), VIT_E_NO_HEAD);
     ck_assert_ptr_nonnull(strstr(err.msg, "no text tower"));
     int32_t ids[3] = {1, 2, 3};
-    ck_assert_int_eq(vit__embed_ids(s, ids, 1, 3, out, &err), VIT_E_NO_HEAD);
+    ck_assert_int_eq(vit__embed_ids(s, ids, NULL, 1, 3, out, &err), VIT_E_NO_HEAD);
     vit_array_free(&px);
     vit_state_free(s);
     vit_model_free(m);
@@ -146,7 +247,7 @@ START_TEST(single_towers)
     ck_assert_int_eq(info.arch, VIT_ARCH_CLIP_TEXT);
     ck_assert(!info.has_vision && info.has_text && !info.has_tokenizer);
     int nt;
-    check_text_side("clip_text", s, out, &nt);
+    check_text_side("clip_text", s, out, &nt, 0);
     float pixels[3 * 32 * 32] = {0};
     ck_assert_int_eq(vit_embed_pixels(s, pixels, 1, out, &err), VIT_E_NO_HEAD);
     ck_assert_ptr_nonnull(strstr(err.msg, "no vision tower"));
@@ -181,10 +282,10 @@ START_TEST(bad_token_ids)
     float out[24];
     vit_error err;
     int32_t ids[] = {998, 5, 1000};
-    ck_assert_int_eq(vit__embed_ids(s, ids, 1, 3, out, &err), VIT_E_ARG);
+    ck_assert_int_eq(vit__embed_ids(s, ids, NULL, 1, 3, out, &err), VIT_E_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "outside the model's vocabulary"));
     int32_t many[40] = {0};
-    ck_assert_int_eq(vit__embed_ids(s, many, 1, 40, out, &err), VIT_E_ARG);
+    ck_assert_int_eq(vit__embed_ids(s, many, NULL, 1, 40, out, &err), VIT_E_ARG);
     vit_state_free(s);
     vit_model_free(m);
 }
@@ -215,6 +316,9 @@ Suite *clip_suite(void)
     tcase_add_loop_test(tc, clip_model_matches_reference, 0,
                         sizeof full / sizeof *full);
     tcase_add_test(tc, single_towers);
+    tcase_add_loop_test(tc, siglip_matches_reference, 0,
+                        sizeof siglips / sizeof *siglips);
+    tcase_add_test(tc, siglip_towers);
     tcase_add_test(tc, pooling_conventions);
     tcase_add_test(tc, bad_token_ids);
     tcase_add_test(tc, zeroshot_needs_clip);

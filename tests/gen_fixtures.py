@@ -330,6 +330,79 @@ def make_clip(name, seed, hidden_act="quick_gelu", legacy_eos=True,
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
+def siglip_ids(n, t, vocab, eos, pad, seed):
+    """n texts of random ids, each ended by eos and padded with pad to t,
+    as SigLIP's tokenizer pads them (padding="max_length"): one of full
+    length, one of a single token; and their attention masks."""
+    g = torch.Generator().manual_seed(seed)
+    lens = [t, 1] + [int(x) for x in torch.randint(2, t, (n - 2,),
+                                                   generator=g)]
+    ids = torch.full((n, t), pad, dtype=torch.long)
+    mask = torch.zeros((n, t), dtype=torch.long)
+    for i, n_i in enumerate(lens):
+        ids[i, :n_i - 1] = torch.randint(3, vocab, (n_i - 1,), generator=g)
+        ids[i, n_i - 1] = eos
+        mask[i, :n_i] = 1
+    return ids, mask
+
+
+def make_siglip(name, seed, towers="both", dtype=torch.float32):
+    """A tiny SiglipModel (or one of its towers): the vision tower without
+    a class token, pooled by its attention head; the text tower without a
+    causal mask, padding masked out, pooled at the last position; scores
+    sigmoid(exp(logit_scale) cos + logit_bias)."""
+    from transformers import SiglipConfig, SiglipImageProcessorPil
+    from transformers import SiglipModel, SiglipTextModel, SiglipVisionModel
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    vocab, eos, pad = 300, 1, 1
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=72,
+                num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, projection_size=48,
+                pad_token_id=pad, eos_token_id=eos, bos_token_id=None)
+    vision = dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=6, image_size=32, patch_size=8)
+    cfg = SiglipConfig(text_config=text, vision_config=vision)
+    torch.manual_seed(seed)
+    model = SiglipModel(cfg).eval()
+    randomize_family(model, seed)
+    with torch.no_grad():
+        model.logit_scale.fill_(2.3)
+        model.logit_bias.fill_(-1.5)
+    if dtype is not torch.float32:
+        cast_like_saved(model, dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    pixels = torch.randn((3, 3, 32, 32), generator=g)
+    ids, mask = siglip_ids(5, 16, vocab, eos, pad, seed + 2)
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=pixels).pooler_output
+        txt = model.get_text_features(input_ids=ids,
+                                      attention_mask=mask).pooler_output
+        lpi = model(input_ids=ids, attention_mask=mask,
+                    pixel_values=pixels).logits_per_image
+    if towers == "both":
+        save_dtype(model, path, dtype)
+    else:
+        cls = SiglipVisionModel if towers == "vision" else SiglipTextModel
+        sub = cfg.vision_config if towers == "vision" else cfg.text_config
+        part = cls(sub).eval()
+        tower = model.vision_model if towers == "vision" else model.text_model
+        part.load_state_dict(tower.state_dict())
+        save_dtype(part, path, dtype)
+    if towers in ("both", "vision"):
+        SiglipImageProcessorPil(size={"height": 32, "width": 32}
+                                ).save_pretrained(path)
+        npy(path, "ref_pixels.npy", pixels.numpy())
+        npy(path, "ref_image_embeds.npy", img.numpy())
+    if towers in ("both", "text"):
+        npy(path, "ref_ids.npy", ids.numpy())
+        npy(path, "ref_lens.npy", mask.sum(1).numpy())
+        npy(path, "ref_text_embeds.npy", txt.numpy())
+    if towers == "both":
+        npy(path, "ref_logits_per_image.npy", lpi.numpy())
+    print(f"{name}: {sorted(os.listdir(path))}")
+
+
 def make_photo(path, seed):
     """A photo-like 256x192 JPEG: smooth gradients, shapes and noise, large
     enough for libjpeg's DCT scaling (vit's --fast-decode) to apply."""
@@ -453,6 +526,10 @@ def main():
     make_clip("clip_vision", seed=13, towers="vision")
     make_clip("clip_text", seed=13, towers="text", legacy_eos=False)
     make_clip_tok("clip_tok", seed=14)
+    make_siglip("siglip_tiny", seed=31)
+    make_siglip("siglip_bf16", seed=32, dtype=torch.bfloat16)
+    make_siglip("siglip_vision", seed=33, towers="vision")
+    make_siglip("siglip_text", seed=33, towers="text")
 
     sys.path.insert(0, HERE)
     try:

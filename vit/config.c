@@ -97,12 +97,13 @@ static const struct {
     /* BiT's (DINOv2's) class defaults are CLIP's, value for value. */
     {"Bit", VIT_PROC_CLIP},
     {"DeiT", VIT_PROC_DEIT},
+    {"Siglip", VIT_PROC_SIGLIP},
 };
 
 /* The names for messages. */
 #define PROCESSOR_NAMES                                                     \
-    "ViTImageProcessor, CLIPImageProcessor, BitImageProcessor and "         \
-    "DeiTImageProcessor"
+    "ViTImageProcessor, CLIPImageProcessor, BitImageProcessor, "            \
+    "DeiTImageProcessor and SiglipImageProcessor"
 
 /* 1 and *kind set when `name` is one of the classes above. */
 static int processor_named(const char *name, vit__proc_kind *kind)
@@ -125,7 +126,7 @@ static int processor_named(const char *name, vit__proc_kind *kind)
 }
 
 /* The class defaults of ViTImageProcessor, CLIPImageProcessor (and
- * BitImageProcessor) and DeiTImageProcessor. Their sizes are the classes'
+ * BitImageProcessor), DeiTImageProcessor and SiglipImageProcessor. Their sizes are the classes'
  * own (224), not the model's: a file that leaves `size` out gets what
  * transformers gives it. */
 static void processor_defaults(vit__proc_kind kind, vit__processor *pr)
@@ -137,6 +138,10 @@ static void processor_defaults(vit__proc_kind kind, vit__processor *pr)
         .std = {0.5f, 0.5f, 0.5f},
     };
     pr->convert_rgb = 0;
+    if (kind == VIT_PROC_SIGLIP) {
+        d.resample = IMG_BICUBIC;
+        pr->convert_rgb = 1;
+    }
     if (kind == VIT_PROC_DEIT) {
         d.resample = IMG_BICUBIC;
         d.size_h = d.size_w = 256;
@@ -357,7 +362,8 @@ vit_status vit__read_preprocessor(const char *dir, vit__proc_kind model_kind,
         (st = vit__cfg_bool(o, path, "do_convert_rgb", pr->convert_rgb,
                             &pr->convert_rgb, err)) ||
         (st = vit__cfg_bool(o, path, "default_to_square",
-                            kind != VIT_PROC_CLIP, &square,
+                            kind != VIT_PROC_CLIP && kind != VIT_PROC_SIGLIP,
+                            &square,
                             err)) ||
         (st = vit__cfg_int(o, path, "resample", (int)p->resample, 0, 5,
                            &resample, err)) ||

@@ -224,6 +224,7 @@ typedef struct {
     const vit__layer *y;
     float *x;
     int B, T, causal;
+    const int *nkeys;
     const vit__scratch *s;
 } layer_job;
 
@@ -467,7 +468,9 @@ static void phase_attention(void *c, int w, int n)
     for (int p = p0; p < p1; p++) {
         size_t o = (size_t)(p / H) * T * D + (size_t)(p % H) * dh;
         vit__attention_head(s->ctx + o, s->q + o, s->k + o, s->v + o, scores,
-                            T, D, dh, j->causal, s->prof ? &s->prof[w] : NULL);
+                            T, D, dh, j->causal,
+                            j->nkeys ? j->nkeys[p / H] : T,
+                            s->prof ? &s->prof[w] : NULL);
     }
 }
 
@@ -551,10 +554,10 @@ ROW_PHASE(rows_ln2, ln2_w, ln2_b)
 #undef ROW_PHASE
 
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
-                          int causal, const vit__scratch *s)
+                          int causal, const int *nkeys, const vit__scratch *s)
 {
     /* x: (B, T, D), updated in place. */
-    layer_job j = {e, NULL, x, B, T, causal, s};
+    layer_job j = {e, NULL, x, B, T, causal, nkeys, s};
     int n = vit__pool_size(s->pool);
     int grid = !e->int8 && !e->bf16 && row_groups(B * T, n) < n;
     for (int l = 0; l < e->L; l++) {

@@ -20,7 +20,24 @@
 
 /* The families of image models on the ViT core, which differ in their
  * tensor names, prefix tokens and heads. */
-typedef enum { FAM_VIT, FAM_DEIT, FAM_DINOV2, FAM_DINOV2_REG } vit_family;
+typedef enum {
+    FAM_VIT,
+    FAM_DEIT,
+    FAM_DINOV2,
+    FAM_DINOV2_REG,
+    FAM_CLIP,
+    FAM_SIGLIP
+} vit_family;
+
+/* SigLIP's vision head: a learned probe attending over the patch tokens
+ * (nn.MultiheadAttention), then a layernorm and an MLP with a residual. */
+typedef struct {
+    const float *probe;        /* (D) */
+    const float *in_w, *in_b;  /* (3D, D), (3D): query, key, value */
+    const float *out_w, *out_b;
+    const float *ln_w, *ln_b;
+    const float *w1, *b1, *w2, *b2; /* (F, D), (F), (D, F), (D) */
+} vit__map_head;
 
 struct vit_model {
     vit_options opt;
@@ -48,11 +65,15 @@ struct vit_model {
     vit__act pool_act;
     const float *pool_w;       /* (E, D) */
     const float *pool_b;       /* (E) */
-    /* CLIP heads */
+    /* CLIP and SigLIP heads */
     int proj_dim;              /* E */
     const float *vproj;        /* (E, D_vision) visual_projection */
-    const float *tproj;        /* (E, D_text) text_projection */
+    vit__map_head map;         /* SigLIP's vision head instead */
+    const float *tproj;        /* (E, D_text) text_projection, or SigLIP's
+                                  text head */
+    const float *tproj_b;      /* (E) SigLIP's text head's bias, else NULL */
     float logit_scale;         /* exp of the stored value */
+    float logit_bias;          /* SigLIP's, else 0 */
     txt_tokenizer *tok;
     vit__processor proc;
 };
@@ -189,15 +210,18 @@ static vit_status read_vision(json_t *c, const char *path, vit__vision *v,
 }
 
 static vit_status read_text(json_t *c, const char *path, vit__text *t,
-                            vit_error *err)
+                            int siglip, vit_error *err)
 {
     vit_status st;
-    if ((st = read_encoder(c, path, &t->enc, 512, 12, 8, 2048, "quick_gelu",
-                           1e-5, err)) ||
-        (st = vit__cfg_int(c, path, "vocab_size", 49408, 1, CFG_MAX_VOCAB,
-                           &t->V, err)) ||
-        (st = vit__cfg_int(c, path, "max_position_embeddings", 77, 2, 4096,
-                           &t->Tmax, err)) ||
+    t->siglip = siglip;
+    if ((st = siglip ? read_encoder(c, path, &t->enc, 768, 12, 12, 3072,
+                                    "gelu_pytorch_tanh", 1e-6, err)
+                     : read_encoder(c, path, &t->enc, 512, 12, 8, 2048,
+                                    "quick_gelu", 1e-5, err)) ||
+        (st = vit__cfg_int(c, path, "vocab_size", siglip ? 32000 : 49408, 1,
+                           CFG_MAX_VOCAB, &t->V, err)) ||
+        (st = vit__cfg_int(c, path, "max_position_embeddings",
+                           siglip ? 64 : 77, 2, 4096, &t->Tmax, err)) ||
         (st = vit__cfg_int(c, path, "eos_token_id", 49407, 0,
                            CFG_MAX_VOCAB, &t->eos_id, err)) ||
         (st = vit__cfg_int(c, path, "bos_token_id", 49406, 0,
@@ -276,6 +300,63 @@ static json_t *sub_config(json_t *cfg, const char *key, const char *path,
     return json_is_object(c) ? c : NULL;
 }
 
+/* SigLIP: a vision tower without a class token, pooled by its attention
+ * head (its embedding is that head's output, D wide); a text tower
+ * without a causal mask, pooled at the last token and projected by its
+ * head to projection_size. */
+static vit_status read_siglip(vit_model *m, json_t *cfg, const char *path,
+                              vit_error *err)
+{
+    vit_status st;
+    json_t *vc = cfg, *tc = cfg;
+    m->has_vision = m->arch != VIT_ARCH_SIGLIP_TEXT;
+    m->has_text = m->arch != VIT_ARCH_SIGLIP_VISION;
+    if (m->arch == VIT_ARCH_SIGLIP &&
+        (!(vc = sub_config(cfg, "vision_config", path, err)) ||
+         !(tc = sub_config(cfg, "text_config", path, err))))
+        return VIT_E_CONFIG;
+    vit__vision *v = &m->vis;
+    v->qkv_bias = m->txt.qkv_bias = 1;
+    v->nprefix = 0;
+    v->post_all = 1;
+    int use_head, vis_e = 0, txt_e = 0;
+    if (m->has_vision) {
+        if ((st = vit__cfg_size2(vc, path, "image_size", 224, &v->Hi, &v->Wi,
+                                 err)))
+            return st;
+        if ((st = read_encoder(vc, path, &v->enc, 768, 12, 12, 3072,
+                               "gelu_pytorch_tanh", 1e-6, err)) ||
+            (st = vit__cfg_int(vc, path, "num_channels", 3, 1, 64, &v->C,
+                               err)) ||
+            (st = vit__cfg_int(vc, path, "patch_size", 16, 1, 4096, &v->P,
+                               err)) ||
+            (st = vit__cfg_bool(vc, path, "vision_use_head", 1, &use_head,
+                                err)))
+            return st;
+        if (!use_head)
+            return vit__fail(err, VIT_E_UNSUPPORTED,
+                             "%s: vision_use_head is false: this SigLIP "
+                             "vision tower has no pooled embedding",
+                             path);
+        if ((st = vit__vision_geometry(v, path, err)))
+            return st;
+        vis_e = v->D;
+    }
+    if (m->has_text) {
+        if ((st = read_text(tc, path, &m->txt, 1, err)) ||
+            (st = vit__cfg_int(tc, path, "projection_size", m->txt.D, 1,
+                               CFG_MAX_DIM, &txt_e, err)))
+            return st;
+    }
+    if (vis_e && txt_e && vis_e != txt_e)
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: the text head's projection_size %d is not the "
+                         "vision hidden_size %d",
+                         path, txt_e, vis_e);
+    m->proj_dim = vis_e ? vis_e : txt_e;
+    return VIT_OK;
+}
+
 static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
 {
     char path[4096];
@@ -321,11 +402,16 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
          VIT_ARCH_VIT_MODEL, FAM_DINOV2_REG, 0},
         {"dinov2_with_registers", "Dinov2WithRegistersForImageClassification",
          VIT_ARCH_VIT_CLASSIFIER, FAM_DINOV2_REG, 0},
-        {"clip", "CLIPModel", VIT_ARCH_CLIP, FAM_VIT, 0},
+        {"clip", "CLIPModel", VIT_ARCH_CLIP, FAM_CLIP, 0},
         {"clip_vision_model", "CLIPVisionModelWithProjection",
-         VIT_ARCH_CLIP_VISION, FAM_VIT, 0},
+         VIT_ARCH_CLIP_VISION, FAM_CLIP, 0},
         {"clip_text_model", "CLIPTextModelWithProjection",
-         VIT_ARCH_CLIP_TEXT, FAM_VIT, 0},
+         VIT_ARCH_CLIP_TEXT, FAM_CLIP, 0},
+        {"siglip", "SiglipModel", VIT_ARCH_SIGLIP, FAM_SIGLIP, 0},
+        {"siglip_vision_model", "SiglipVisionModel", VIT_ARCH_SIGLIP_VISION,
+         FAM_SIGLIP, 0},
+        {"siglip_text_model", "SiglipTextModel", VIT_ARCH_SIGLIP_TEXT,
+         FAM_SIGLIP, 0},
     };
     enum { NKNOWN = sizeof known / sizeof *known };
     for (size_t i = 0; i < NKNOWN && !arch; i++)
@@ -362,6 +448,10 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
         st = read_image_model(m, cfg, path, err);
         goto out;
     }
+    if (m->family == FAM_SIGLIP) {
+        st = read_siglip(m, cfg, path, err);
+        goto out;
+    }
     /* CLIP: projection_dim from the top level of a CLIPModel, or of the
      * single tower's own config. */
     m->has_vision = m->arch != VIT_ARCH_CLIP_TEXT;
@@ -384,7 +474,7 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     m->vis.nprefix = 1;
     if (m->has_vision && (st = read_vision(vc, path, &m->vis, 1, 0, err)))
         goto out;
-    if (m->has_text && (st = read_text(tc, path, &m->txt, err)))
+    if (m->has_text && (st = read_text(tc, path, &m->txt, 0, err)))
         goto out;
 out:
     json_decref(cfg);
@@ -602,6 +692,103 @@ static vit_status bind_vit(vit_model *m, vit_error *err)
     return VIT_OK;
 }
 
+/* What CLIP's and SigLIP's vision towers share: the patch weights,
+ * positions, final layernorm and encoder, under px. */
+static vit_status bind_image_tower(vit_model *m, const char *px,
+                                   vit_error *err)
+{
+    vit__vision *v = &m->vis;
+    int D = v->D;
+    if (!(v->patch_w = get(m, px, "embeddings.patch_embedding.weight", 4, D,
+                           v->C, v->P, v->P, err)) ||
+        !(v->pos = get(m, px, "embeddings.position_embedding.weight", 2, v->T,
+                       D, 0, 0, err)) ||
+        !(v->post_w = get(m, px, "post_layernorm.weight", 1, D, 0, 0, 0,
+                          err)) ||
+        !(v->post_b = get(m, px, "post_layernorm.bias", 1, D, 0, 0, 0, err)))
+        return VIT_E_CHECKPOINT;
+    return vit__encoder_bind(&v->enc, m->w, &clip_names, px, 1, err);
+}
+
+/* What CLIP's and SigLIP's text towers share: the embeddings, final
+ * layernorm and encoder, under px. */
+static vit_status bind_text_tower(vit_model *m, const char *px,
+                                  vit_error *err)
+{
+    vit__text *t = &m->txt;
+    int D = t->D;
+    if (!(t->tok = get(m, px, "embeddings.token_embedding.weight", 2, t->V, D,
+                       0, 0, err)) ||
+        !(t->pos = get(m, px, "embeddings.position_embedding.weight", 2,
+                       t->Tmax, D, 0, 0, err)) ||
+        !(t->ln_w = get(m, px, "final_layer_norm.weight", 1, D, 0, 0, 0,
+                        err)) ||
+        !(t->ln_b = get(m, px, "final_layer_norm.bias", 1, D, 0, 0, 0, err)))
+        return VIT_E_CHECKPOINT;
+    return vit__encoder_bind(&t->enc, m->w, &clip_names, px, 1, err);
+}
+
+static vit_status bind_siglip(vit_model *m, vit_error *err)
+{
+    vit_status st;
+    if (m->has_vision) {
+        vit__vision *v = &m->vis;
+        vit__map_head *h = &m->map;
+        int D = v->D, F = v->enc.F;
+        /* A tower saved alone by transformers 5 has no prefix; one saved
+         * by 4.x, or in a SiglipModel, has the tower's name. */
+        const char *px =
+            vit__weights_find(m->w, "vision_model.embeddings.patch_embedding.weight")
+                ? "vision_model."
+                : "";
+        if ((st = bind_image_tower(m, px, err)))
+            return st;
+        if (!(v->patch_b = get(m, px, "embeddings.patch_embedding.bias", 1, D,
+                               0, 0, 0, err)) ||
+            !(h->probe = get(m, px, "head.probe", 3, 1, 1, D, 0, err)) ||
+            !(h->in_w = get(m, px, "head.attention.in_proj_weight", 2, 3 * D,
+                            D, 0, 0, err)) ||
+            !(h->in_b = get(m, px, "head.attention.in_proj_bias", 1, 3 * D, 0,
+                            0, 0, err)) ||
+            !(h->out_w = get(m, px, "head.attention.out_proj.weight", 2, D, D,
+                             0, 0, err)) ||
+            !(h->out_b = get(m, px, "head.attention.out_proj.bias", 1, D, 0,
+                             0, 0, err)) ||
+            !(h->ln_w = get(m, px, "head.layernorm.weight", 1, D, 0, 0, 0,
+                            err)) ||
+            !(h->ln_b = get(m, px, "head.layernorm.bias", 1, D, 0, 0, 0,
+                            err)) ||
+            !(h->w1 = get(m, px, "head.mlp.fc1.weight", 2, F, D, 0, 0, err)) ||
+            !(h->b1 = get(m, px, "head.mlp.fc1.bias", 1, F, 0, 0, 0, err)) ||
+            !(h->w2 = get(m, px, "head.mlp.fc2.weight", 2, D, F, 0, 0, err)) ||
+            !(h->b2 = get(m, px, "head.mlp.fc2.bias", 1, D, 0, 0, 0, err)))
+            return VIT_E_CHECKPOINT;
+    }
+    if (m->has_text) {
+        vit__text *t = &m->txt;
+        int D = t->D, E = m->proj_dim;
+        const char *px =
+            vit__weights_find(m->w, "text_model.embeddings.token_embedding.weight")
+                ? "text_model."
+                : "";
+        if ((st = bind_text_tower(m, px, err)))
+            return st;
+        if (!(m->tproj = get(m, px, "head.weight", 2, E, D, 0, 0, err)) ||
+            !(m->tproj_b = get(m, px, "head.bias", 1, E, 0, 0, 0, err)))
+            return VIT_E_CHECKPOINT;
+    }
+    if (m->arch == VIT_ARCH_SIGLIP) {
+        const float *ls = get(m, "", "logit_scale", 1, 1, 0, 0, 0, err);
+        const float *lb = ls ? get(m, "", "logit_bias", 1, 1, 0, 0, 0, err)
+                             : NULL;
+        if (!lb)
+            return VIT_E_CHECKPOINT;
+        m->logit_scale = expf(*ls);
+        m->logit_bias = *lb;
+    }
+    return VIT_OK;
+}
+
 static vit_status bind_clip(vit_model *m, vit_error *err)
 {
     vit_status st;
@@ -610,43 +797,26 @@ static vit_status bind_clip(vit_model *m, vit_error *err)
         vit__vision *v = &m->vis;
         int D = v->D;
         const char *px = "vision_model.";
-        if (!(v->patch_w = get(m, px, "embeddings.patch_embedding.weight", 4,
-                               D, v->C, v->P, v->P, err)) ||
-            !(v->prefix = get(m, px, "embeddings.class_embedding", 1, D, 0,
+        if ((st = bind_image_tower(m, px, err)))
+            return st;
+        if (!(v->prefix = get(m, px, "embeddings.class_embedding", 1, D, 0,
                               0, 0, err)) ||
-            !(v->pos = get(m, px, "embeddings.position_embedding.weight", 2,
-                           v->T, D, 0, 0, err)) ||
             !(v->pre_w = get(m, px, "pre_layrnorm.weight", 1, D, 0, 0, 0,
                              err)) ||
             !(v->pre_b = get(m, px, "pre_layrnorm.bias", 1, D, 0, 0, 0,
                              err)) ||
-            !(v->post_w = get(m, px, "post_layernorm.weight", 1, D, 0, 0, 0,
-                              err)) ||
-            !(v->post_b = get(m, px, "post_layernorm.bias", 1, D, 0, 0, 0,
-                              err)) ||
             !(m->vproj = get(m, "", "visual_projection.weight", 2, E, D, 0, 0,
                              err)))
             return VIT_E_CHECKPOINT;
-        if ((st = vit__encoder_bind(&v->enc, m->w, &clip_names, px, 1, err)))
-            return st;
     }
     if (m->has_text) {
         vit__text *t = &m->txt;
         int D = t->D;
-        const char *px = "text_model.";
-        if (!(t->tok = get(m, px, "embeddings.token_embedding.weight", 2,
-                           t->V, D, 0, 0, err)) ||
-            !(t->pos = get(m, px, "embeddings.position_embedding.weight", 2,
-                           t->Tmax, D, 0, 0, err)) ||
-            !(t->ln_w = get(m, px, "final_layer_norm.weight", 1, D, 0, 0, 0,
-                            err)) ||
-            !(t->ln_b = get(m, px, "final_layer_norm.bias", 1, D, 0, 0, 0,
-                            err)) ||
-            !(m->tproj = get(m, "", "text_projection.weight", 2, E, D, 0, 0,
+        if ((st = bind_text_tower(m, "text_model.", err)))
+            return st;
+        if (!(m->tproj = get(m, "", "text_projection.weight", 2, E, D, 0, 0,
                              err)))
             return VIT_E_CHECKPOINT;
-        if ((st = vit__encoder_bind(&t->enc, m->w, &clip_names, px, 1, err)))
-            return st;
     }
     if (m->arch == VIT_ARCH_CLIP) {
         const float *ls = get(m, "", "logit_scale", 0, 0, 0, 0, 0, err);
@@ -665,9 +835,10 @@ static vit_status load_preprocessor(vit_model *m, const char *dir,
     vit__vision *v = &m->vis;
     int dino = m->family == FAM_DINOV2 || m->family == FAM_DINOV2_REG;
     vit__proc_kind kind = m->family == FAM_DINOV2_REG ? VIT_PROC_NONE
-                          : m->arch >= VIT_ARCH_CLIP || dino ? VIT_PROC_CLIP
-                          : m->family == FAM_DEIT          ? VIT_PROC_DEIT
-                                                           : VIT_PROC_VIT;
+                          : m->family == FAM_CLIP || dino ? VIT_PROC_CLIP
+                          : m->family == FAM_SIGLIP       ? VIT_PROC_SIGLIP
+                          : m->family == FAM_DEIT         ? VIT_PROC_DEIT
+                                                          : VIT_PROC_VIT;
     /* DINOv2 runs at the size its processor makes, its positions resized
      * to that grid (bind_dino_pos). */
     vit_status st = vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
@@ -747,8 +918,10 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
         (st = vit__weights_open(dir, &m->w, err)))
         goto fail;
-    int clip = m->arch >= VIT_ARCH_CLIP;
-    if ((st = clip ? bind_clip(m, err) : bind_vit(m, err)) != VIT_OK) {
+    st = m->family == FAM_SIGLIP ? bind_siglip(m, err)
+         : m->family == FAM_CLIP ? bind_clip(m, err)
+                                 : bind_vit(m, err);
+    if (st != VIT_OK) {
         /* Name the directory: the tensor-level message alone does not say
          * which model was being loaded. */
         if (err) {
@@ -797,7 +970,7 @@ void vit_model_free(vit_model *m)
 
 static int embed_dim(const vit_model *m)
 {
-    if (m->arch >= VIT_ARCH_CLIP)
+    if (m->family == FAM_CLIP || m->family == FAM_SIGLIP)
         return m->proj_dim;
     return m->pool_dim ? m->pool_dim : m->vis.D;
 }
@@ -825,6 +998,11 @@ void vit_model_get_info(const vit_model *m, vit_model_info *info)
     info->mlp_size = e->F;
     info->text_max_len = m->has_text ? m->txt.Tmax : 0;
     info->logit_scale = m->logit_scale;
+}
+
+float vit_model_logit_bias(const vit_model *m)
+{
+    return m ? m->logit_bias : 0;
 }
 
 const char *vit_model_label(const vit_model *m, int id)
@@ -988,11 +1166,17 @@ static void gather_cls(vit_state *s, int B)
                (size_t)D * sizeof(float));
 }
 
+/* The k best of L logits, scored by their softmax, or each by its sigmoid
+ * (SigLIP's zero-shot labels, which are not exclusive). */
 static void top_k(const float *logits, int L, int k, vit_prediction *out,
-                  char *const *labels, float *probs)
+                  char *const *labels, float *probs, int sigmoid)
 {
     memcpy(probs, logits, (size_t)L * sizeof *probs);
-    vit__softmax(probs, 1, L);
+    if (sigmoid)
+        for (int i = 0; i < L; i++)
+            probs[i] = 1.0f / (1.0f + expf(-probs[i]));
+    else
+        vit__softmax(probs, 1, L);
     int kk = k < L ? k : L;
     for (int r = 0; r < kk; r++) {
         int best = -1;
@@ -1089,7 +1273,7 @@ static void classify_head(vit_state *s, int i0, int B, void *p)
                    (size_t)L * sizeof *lg);
         if (c->top_k > 0)
             top_k(lg, L, c->top_k, c->out + (size_t)(i0 + b) * c->top_k,
-                  m->labels, c->probs);
+                  m->labels, c->probs, 0);
     }
 }
 
@@ -1105,7 +1289,7 @@ vit_status vit_classify_pixels(vit_state *s, const float *pixels, int n,
         return vit__fail(err, VIT_E_NO_HEAD,
                          "%s has no classification head; use embeddings%s",
                          m->architecture,
-                         m->arch >= VIT_ARCH_CLIP
+                         m->family == FAM_CLIP || m->family == FAM_SIGLIP
                              ? ", or zero-shot labels"
                              : "");
     if (top_k_n < 0 || (top_k_n > 0 && !out))
@@ -1119,12 +1303,61 @@ vit_status vit_classify_pixels(vit_state *s, const float *pixels, int n,
     return vit__bctx_status(s->bctx, err);
 }
 
-static void embed_head(vit_state *s, int i0, int B, void *p)
+/* SigLIP's attention-pooling head over the B images' patch tokens (the
+ * state's stream, final-layernormed) into dst (B, D): the probe's query
+ * against every token's key and value, per head, then the output
+ * projection, and the MLP on its layernorm added to it. The keys and
+ * values take the encoder's scratch, free once the encoder is done. */
+static void map_head(vit_state *s, int B, float *dst)
+{
+    const vit_model *m = s->m;
+    const vit__map_head *h = &m->map;
+    const vit__vision *v = &m->vis;
+    int D = v->D, T = v->T, H = v->enc.H, dh = D / H, F = v->enc.F;
+    float *K = s->s.k, *V = s->s.v, *q = s->s.q, *ctx = s->s.ctx;
+    float *ff = s->s.ff, *p = s->s.scores;
+    vit__linear(K, s->x, h->in_w + (size_t)D * D, h->in_b + D, B * T, D, D);
+    vit__linear(V, s->x, h->in_w + (size_t)2 * D * D, h->in_b + 2 * D, B * T,
+                D, D);
+    vit__linear(q, h->probe, h->in_w, h->in_b, 1, D, D);
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int b = 0; b < B; b++)
+        for (int hd = 0; hd < H; hd++) {
+            const float *kb = K + (size_t)b * T * D + (size_t)hd * dh;
+            const float *vb = V + (size_t)b * T * D + (size_t)hd * dh;
+            for (int t = 0; t < T; t++) {
+                float acc = 0;
+                for (int d = 0; d < dh; d++)
+                    acc += q[hd * dh + d] * scale * kb[(size_t)t * D + d];
+                p[t] = acc;
+            }
+            vit__softmax(p, 1, T);
+            float *c = ctx + (size_t)b * D + (size_t)hd * dh;
+            for (int d = 0; d < dh; d++) {
+                float acc = 0;
+                for (int t = 0; t < T; t++)
+                    acc += p[t] * vb[(size_t)t * D + d];
+                c[d] = acc;
+            }
+        }
+    vit__linear(dst, ctx, h->out_w, h->out_b, B, D, D);
+    vit__layernorm(q, dst, h->ln_w, h->ln_b, B, D, v->enc.eps);
+    vit__linear(ff, q, h->w1, h->b1, B, F, D);
+    vit__activation(ff, (size_t)B * F, v->enc.act);
+    vit__sgemm_op op = {{h->w2}, {h->b2}, {dst}, D, D, 1, 0};
+    vit__sgemm(&op, ff, B, F, 0, D, NULL);
+}
+
+/* The B images' embeddings from the state's forward, into dst (B, E): a
+ * projection of the class token (CLIP), the attention-pooling head
+ * (SigLIP), a pooler, or the class token itself. */
+static void image_embeds(vit_state *s, int B, float *dst)
 {
     const vit_model *m = s->m;
     int D = m->vis.D, E = embed_dim(m);
-    float *dst = (float *)p + (size_t)i0 * E;
-    if (m->arch >= VIT_ARCH_CLIP) {
+    if (m->family == FAM_SIGLIP) {
+        map_head(s, B, dst);
+    } else if (m->family == FAM_CLIP) {
         vit__linear(dst, s->cls, m->vproj, NULL, B, E, D);
     } else if (m->pool_dim) {
         vit__linear(dst, s->cls, m->pool_w, m->pool_b, B, E, D);
@@ -1132,6 +1365,11 @@ static void embed_head(vit_state *s, int i0, int B, void *p)
     } else {
         memcpy(dst, s->cls, (size_t)B * D * sizeof *dst);
     }
+}
+
+static void embed_head(vit_state *s, int i0, int B, void *p)
+{
+    image_embeds(s, B, (float *)p + (size_t)i0 * embed_dim(s->m));
 }
 
 vit_status vit_embed_pixels(vit_state *s, const float *pixels, int n,
@@ -1159,8 +1397,8 @@ static vit_status need_text(const vit_state *s, vit_error *err)
     return VIT_OK;
 }
 
-vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
-                          float *out, vit_error *err)
+vit_status vit__embed_ids(vit_state *s, const int32_t *ids, const int *lens,
+                          int n, int T, float *out, vit_error *err)
 {
     vit_status st = need_text(s, err);
     if (st)
@@ -1185,8 +1423,10 @@ vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
         sc.pool = s->pool;
         sc.bctx = s->bctx;
         sc.prof = s->s.prof;
-        vit__text_forward(t, ids + (size_t)i0 * T, B, T, s->x, s->cls, &sc);
-        vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, NULL, B, E, t->D);
+        vit__text_forward(t, ids + (size_t)i0 * T, lens ? lens + i0 : NULL, B,
+                          T, s->x, s->cls, &sc);
+        vit__linear(out + (size_t)i0 * E, s->cls, m->tproj, m->tproj_b, B, E,
+                    t->D);
     }
     /* A failed oneDNN product leaves its outputs unwritten: the error,
      * not the embeddings, is the answer. */
@@ -1225,6 +1465,10 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
                                  "out of memory tokenizing text %d", i0 + b);
             T = len[b] > T ? len[b] : T;
         }
+        /* SigLIP's texts are padded to the full length, as its processor
+         * pads them (padding="max_length"): it pools at the last token. */
+        if (m->txt.siglip)
+            T = Tm;
         /* Compact the rows from stride Tm to stride T, padding each with
          * the tokenizer's pad token, as CLIPProcessor(padding=True) does:
          * the causal mask keeps padding from the pooled token, and with
@@ -1238,7 +1482,8 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
             for (int j = len[b]; j < T; j++)
                 dst[j] = pad;
         }
-        if ((st = vit__embed_ids(s, ids, B, T, out + (size_t)i0 * E, err)))
+        if ((st = vit__embed_ids(s, ids, len, B, T, out + (size_t)i0 * E,
+                                 err)))
             return st;
     }
     return VIT_OK;
@@ -1265,9 +1510,10 @@ vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
 {
     if (!m || n < 0 || k < 1 || (n && (!image_embeds || !text_embeds)))
         return vit__fail(err, VIT_E_ARG, "vit_match: bad arguments");
-    if (m->arch != VIT_ARCH_CLIP)
+    if (m->arch != VIT_ARCH_CLIP && m->arch != VIT_ARCH_SIGLIP)
         return vit__fail(err, VIT_E_NO_HEAD,
-                         "%s has no logit_scale; matching needs a CLIPModel",
+                         "%s has no logit_scale; matching needs a CLIPModel "
+                         "or a SiglipModel",
                          m->architecture);
     int E = m->proj_dim;
     for (int i = 0; i < n; i++) {
@@ -1283,13 +1529,14 @@ vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
                 nb += (double)b[d] * b[d];
             }
             double c = (na > 0 && nb > 0) ? dot / sqrt(na * nb) : 0;
-            float lg = (float)(m->logit_scale * c);
+            float lg = (float)(m->logit_scale * c) + m->logit_bias;
             if (logits)
                 logits[(size_t)i * k + j] = lg;
             if (probs)
-                probs[(size_t)i * k + j] = lg;
+                probs[(size_t)i * k + j] =
+                    m->arch == VIT_ARCH_SIGLIP ? 1.0f / (1.0f + expf(-lg)) : lg;
         }
-        if (probs)
+        if (probs && m->arch != VIT_ARCH_SIGLIP)
             vit__softmax(probs + (size_t)i * k, 1, k);
     }
     return VIT_OK;
@@ -1344,10 +1591,10 @@ vit_status vit_zeroshot_new(vit_state *s, const char *const *labels, int n,
         return st;
     if (!labels || n < 1 || !out)
         return vit__fail(err, VIT_E_ARG, "zero-shot needs at least one label");
-    if (s->m->arch != VIT_ARCH_CLIP)
+    if (s->m->arch != VIT_ARCH_CLIP && s->m->arch != VIT_ARCH_SIGLIP)
         return vit__fail(err, VIT_E_NO_HEAD,
-                         "zero-shot classification needs a CLIPModel with "
-                         "both towers");
+                         "zero-shot classification needs a CLIPModel or a "
+                         "SiglipModel (both towers)");
     if (!tmpl)
         tmpl = "a photo of a {}.";
     int E = s->m->proj_dim;
@@ -1392,7 +1639,7 @@ static void zeroshot_head(vit_state *s, int i0, int B, void *p)
     const vit_model *m = s->m;
     int E = m->proj_dim, L = c->z->n;
     float *emb = s->head; /* (B, E) */
-    vit__linear(emb, s->cls, m->vproj, NULL, B, E, m->vis.D);
+    image_embeds(s, B, emb);
     for (int b = 0; b < B; b++) {
         float *row = c->probs; /* (L) logits, then reused by top_k */
         vit_match(m, emb + (size_t)b * E, 1, c->z->embeds, L, row, NULL,
@@ -1402,7 +1649,7 @@ static void zeroshot_head(vit_state *s, int i0, int B, void *p)
                    (size_t)L * sizeof *row);
         if (c->top_k > 0)
             top_k(row, L, c->top_k, c->out + (size_t)(i0 + b) * c->top_k,
-                  c->z->labels, row + L);
+                  c->z->labels, row + L, m->arch == VIT_ARCH_SIGLIP);
     }
 }
 

@@ -216,7 +216,7 @@ size_t vit__attention_floats(int T, int dh)
 
 void vit__attention_head(float *out, const float *q, const float *k,
                          const float *v, float *work, int T, int ld, int dh,
-                         int causal, vit__prof *prof)
+                         int causal, int nkeys, vit__prof *prof)
 {
     /* One head of one sequence: q, k, v, out are (T, dh) views with row
      * stride ld. vit__sgemm multiplies rows of K features by an (N, K)
@@ -243,6 +243,10 @@ void vit__attention_head(float *out, const float *q, const float *k,
         for (int i = 0; i < T; i++)
             for (int j = i + 1; j < T; j++)
                 scores[(size_t)i * T + j] = -INFINITY;
+    /* The keys past nkeys are padding, which no query attends to. */
+    for (int i = 0; i < T && nkeys < T; i++)
+        for (int j = nkeys > 0 ? nkeys : 0; j < T; j++)
+            scores[(size_t)i * T + j] = -INFINITY;
     if (prof)
         t1 = vit__now();
     vit__softmax(scores, T, T);
@@ -269,7 +273,7 @@ void vit__attention(float *out, const float *q, const float *k,
         for (int h = 0; h < H; h++) {
             size_t o = (size_t)b * T * D + (size_t)h * dh;
             vit__attention_head(out + o, q + o, k + o, v + o, work, T, D, dh,
-                                causal, NULL);
+                                causal, T, NULL);
         }
 }
 

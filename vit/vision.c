@@ -273,7 +273,7 @@ void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
     vit__pool_run(s->pool, phase_im2col, &j);
     vit__pool_run(s->pool, phase_patch, &j);
     vit__pool_run(s->pool, phase_tokens, &j);
-    vit__encoder_forward(&v->enc, x, B, v->T, 0, s);
+    vit__encoder_forward(&v->enc, x, B, v->T, 0, NULL, s);
     vit__pool_run(s->pool, phase_final, &j);
     vit__pool_rest(s->pool);
 }

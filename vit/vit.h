@@ -179,6 +179,10 @@ typedef enum {
     VIT_ARCH_CLIP = 3,            /* CLIPModel: both towers */
     VIT_ARCH_CLIP_VISION = 4,     /* CLIPVisionModelWithProjection */
     VIT_ARCH_CLIP_TEXT = 5,       /* CLIPTextModelWithProjection */
+    VIT_ARCH_SIGLIP = 6,          /* SiglipModel: both towers, scored per
+                                     pair with a sigmoid */
+    VIT_ARCH_SIGLIP_VISION = 7,   /* SiglipVisionModel */
+    VIT_ARCH_SIGLIP_TEXT = 8,     /* SiglipTextModel */
 } vit_arch;
 
 typedef struct {
@@ -193,7 +197,8 @@ typedef struct {
     int has_tokenizer;         /* texts can be embedded (a text tower and
                                   its tokenizer files) */
     int text_max_len;          /* tokens per text, 0 without a text tower */
-    float logit_scale;         /* exp(logit_scale) of a CLIPModel, else 0 */
+    float logit_scale;         /* exp(logit_scale) of a CLIPModel or a
+                                  SiglipModel, else 0 */
 } vit_model_info;
 
 /* The options the model was loaded with, which is what to decode images
@@ -312,17 +317,23 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
 /* Scales each of the n rows of `v` (n x dim) to unit L2 norm. */
 void vit_l2_normalize(float *v, int n, int dim);
 
-/* CLIP matching of n image and m text embeddings (as vit_embed_* return
- * them, normalized or not): logits[i][j] = logit_scale * cos(image i,
- * text j), what logits_per_image gives, and probs[i] their softmax over
- * the m texts. Either output may be NULL. */
+/* Matching of n image and m text embeddings (as vit_embed_* return them,
+ * normalized or not), what logits_per_image gives: for a CLIPModel
+ * logits[i][j] = logit_scale * cos(image i, text j) and probs[i] their
+ * softmax over the m texts; for a SiglipModel logits[i][j] = logit_scale
+ * * cos + logit_bias and probs[i][j] its sigmoid, each pair on its own
+ * (what SigLIP was trained to score). Either output may be NULL. */
 vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
                      const float *text_embeds, int k, float *logits,
                      float *probs, vit_error *err);
 
-/* Zero-shot classification with a CLIP model: a label set whose prompts
- * (`tmpl` with "{}" replaced by each label; NULL means "a photo of a {}.")
- * are embedded once, then used like a classifier head. Immutable once
+/* The logit_bias of a SiglipModel (added to its scaled cosines), else 0. */
+float vit_model_logit_bias(const vit_model *m);
+
+/* Zero-shot classification with a CLIP or SigLIP model: a label set whose
+ * prompts (`tmpl` with "{}" replaced by each label; NULL means "a photo
+ * of a {}.") are embedded once, then used like a classifier head.
+ * Immutable once
  * made; may be shared by threads with the model. */
 typedef struct vit_zeroshot vit_zeroshot;
 vit_status vit_zeroshot_new(vit_state *s, const char *const *labels, int n,
@@ -330,8 +341,9 @@ vit_status vit_zeroshot_new(vit_state *s, const char *const *labels, int n,
                             vit_error *err);
 void vit_zeroshot_free(vit_zeroshot *z);
 
-/* As vit_classify_pixels, over the label set: logits are logit_scale *
- * cos, scores their softmax, labels the set's. */
+/* As vit_classify_pixels, over the label set: logits as vit_match gives
+ * them, scores its probs (CLIP's softmax over the labels, SigLIP's
+ * sigmoid of each), labels the set's. */
 vit_status vit_zeroshot_classify_pixels(vit_state *s, const vit_zeroshot *z,
                                         const float *pixels, int n, int top_k,
                                         vit_prediction *out, float *logits,

@@ -139,7 +139,7 @@ struct vit__prof_s;
 size_t vit__attention_floats(int T, int dh);
 void vit__attention_head(float *out, const float *q, const float *k,
                          const float *v, float *work, int T, int ld, int dh,
-                         int causal, struct vit__prof_s *prof);
+                         int causal, int nkeys, struct vit__prof_s *prof);
 /* Every head of B sequences, (B, T, D) each, one after another; work:
  * vit__attention_floats(T, D / H). */
 void vit__attention(float *out, const float *q, const float *k,
@@ -446,8 +446,11 @@ vit_status vit__encoder_bf16(vit__encoder *e, vit__weights *w,
 /* Bytes of the weights vit__encoder_bf16 made. */
 size_t vit__encoder_bf16_bytes(const vit__encoder *e);
 void vit__encoder_free(vit__encoder *e);
+/* x (B, T, D) through the layers in place; causal: each token attends to
+ * those before it; nkeys (B) or NULL: sequence b attends to its first
+ * nkeys[b] tokens only (the rest are padding). */
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
-                          int causal, const vit__scratch *s);
+                          int causal, const int *nkeys, const vit__scratch *s);
 
 /* ---- config files (config.c) ---- */
 
@@ -486,6 +489,7 @@ typedef enum {
     VIT_PROC_VIT,
     VIT_PROC_CLIP,
     VIT_PROC_DEIT,
+    VIT_PROC_SIGLIP,
     VIT_PROC_NONE
 } vit__proc_kind;
 
@@ -546,10 +550,12 @@ size_t vit__vision_floats(const vit__vision *v, int B, int threads);
 void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
                          float *x, float *patches, const vit__scratch *s);
 
-/* ---- CLIP's text tower (textmodel.c) ---- */
+/* ---- CLIP's and SigLIP's text tower (textmodel.c) ---- */
 
 typedef struct {
     int V, Tmax, D;        /* vocabulary, max tokens, hidden size */
+    int siglip;            /* no causal mask, padding masked, pooled at the
+                              last token */
     int bos_id, eos_id, pad_id;  /* eos_id == 2: pool at the argmax id */
     int qkv_bias;
     vit__encoder enc;
@@ -560,9 +566,12 @@ typedef struct {
 
 /* Where transformers pools a sequence of T ids. */
 int vit__text_pool_index(const vit__text *t, const int32_t *ids, int T);
-/* ids (B, T) -> pooled (B, D); x: (B, T, D) of scratch. */
-void vit__text_forward(const vit__text *t, const int32_t *ids, int B, int T,
-                       float *x, float *pooled, const vit__scratch *s);
+/* ids (B, T) -> pooled (B, D); x: (B, T, D) of scratch. lens (B): each
+ * sequence's tokens before its padding (SigLIP attends to those only),
+ * or NULL. */
+void vit__text_forward(const vit__text *t, const int32_t *ids,
+                       const int *lens, int B, int T, float *x,
+                       float *pooled, const vit__scratch *s);
 
 /* ---- models (model.c) ---- */
 
@@ -576,8 +585,10 @@ void vit__forward_hidden(vit_state *s, const float *pixels, int B);
 const float *vit__state_hidden(const vit_state *s);
 
 /* Text embeddings (n x E) of n rows of T token ids, padded after the
- * end-of-text token. */
-vit_status vit__embed_ids(vit_state *s, const int32_t *ids, int n, int T,
-                          float *out, vit_error *err);
+ * end-of-text token; lens (n): each row's tokens before the padding (the
+ * tokenizer's attention mask; SigLIP masks the rest), or NULL: none is
+ * padding. */
+vit_status vit__embed_ids(vit_state *s, const int32_t *ids, const int *lens,
+                          int n, int T, float *out, vit_error *err);
 
 #endif
