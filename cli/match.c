@@ -1,9 +1,12 @@
 /*
  * `vit match`: zero-shot matching of images against a list of texts with a
- * CLIP model. The texts are embedded once; each batch of images is
- * embedded and matched, and every image gets the softmax over the texts of
- * logit_scale * cosine — what logits_per_image.softmax(-1) gives in
- * transformers. The batching of images is cli/batch.c's.
+ * CLIP or SigLIP model. The texts are embedded once; each batch of images
+ * is embedded and matched, and every image gets, with CLIP, the softmax
+ * over the texts of logit_scale * cosine — what
+ * logits_per_image.softmax(-1) gives in transformers — and with SigLIP
+ * each pair's sigmoid(logit_scale * cosine + logit_bias), what
+ * logits_per_image.sigmoid() gives. The batching of images is
+ * cli/batch.c's.
  */
 #include "cli/cli.h"
 
@@ -23,10 +26,15 @@ static void help(FILE *f)
 {
     fputs(usage_line, f);
     fputs("\n"
-          "Match images against texts with a CLIPModel directory: for each "
-          "image,\n"
-          "the probability of each text, the softmax over the texts of\n"
-          "logit_scale * cosine similarity (logits_per_image.softmax(-1)).\n"
+          "Match images against texts with a CLIPModel or SiglipModel "
+          "directory: for\n"
+          "each image, the probability of each text. CLIP: the softmax over "
+          "the texts\n"
+          "of logit_scale * cosine similarity "
+          "(logits_per_image.softmax(-1)).\n"
+          "SigLIP: each text's own sigmoid(logit_scale * cosine + "
+          "logit_bias)\n"
+          "(logits_per_image.sigmoid()), so they need not sum to 1.\n"
           "Images are JPEG/PNG/WebP/GIF files, .npy pixel arrays or directories, as "
           "for\n"
           "'vit classify'.\n"
@@ -214,9 +222,9 @@ int cli_match_main(int argc, char **argv)
     }
     vit_model_info info;
     vit_model_get_info(c.model, &info);
-    if (info.arch != VIT_ARCH_CLIP) {
-        cli_report(a.model_dir, "matching needs a CLIPModel directory (both "
-                                "towers and logit_scale)");
+    if (info.arch != VIT_ARCH_CLIP && info.arch != VIT_ARCH_SIGLIP) {
+        cli_report(a.model_dir, "matching needs a CLIPModel or SiglipModel "
+                                "directory (both towers and logit_scale)");
         goto out;
     }
     c.dim = info.embed_dim;
