@@ -20,7 +20,11 @@ in the exact layouts of real checkpoints, run by `transformers` and by
   dinov2r  facebook/dinov2-with-registers-small (4 registers, the
         antialiased resize of the positions);
   deit  facebook/deit-base-distilled-patch16-224 (the distillation
-        token, the mean of two heads): logits as for vit.
+        token, the mean of two heads): logits as for vit;
+  siglip  google/siglip-base-patch16-224 (vision 768 x 12 with its
+        attention-pooling head, no class token; text 768 x 12, 64 tokens):
+        image embeddings of a pixel tensor, and text embeddings of real
+        strings when the directory has a tokenizer.
 
 Each is run again with `--precision int8` and with `--precision bf16`,
 which change numbers: for each the script prints the smallest cosine
@@ -150,6 +154,55 @@ def deit_b16(cache):
         model.save_pretrained(path)
         DeiTImageProcessorPil().save_pretrained(path)
     return path
+
+
+def siglip_b16(cache):
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
+    path = os.path.join(cache, "siglip-base-patch16-224-random")
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        torch.manual_seed(0)
+        model = SiglipModel(SiglipConfig(
+            text_config=dict(vocab_size=32000, max_position_embeddings=64,
+                             pad_token_id=1, eos_token_id=1),
+            vision_config=dict(image_size=224, patch_size=16))).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+            model.vision_model.head.probe.normal_(0, 1)
+        model.save_pretrained(path)
+        SiglipImageProcessorPil().save_pretrained(path)
+    return path
+
+
+def check_siglip(args):
+    from transformers import SiglipModel
+    path = siglip_b16(args.cache)
+    model = SiglipModel.from_pretrained(path).eval()
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn((args.images, 3, 224, 224), generator=g)
+    with torch.no_grad():
+        ref = model.get_image_features(pixel_values=pixels).pooler_output
+    ref = ref.numpy()
+
+    def embed(precision):
+        with tempfile.TemporaryDirectory() as tmp:
+            npy = os.path.join(tmp, "pixels.npy")
+            np.save(npy, pixels.numpy())
+            out = run_vit(args, "embed", ["embed", "--model", path,
+                                          "--precision", precision,
+                                          "--no-normalize", npy])
+        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+
+    r = rel(embed("fp32"), ref)
+    print(f"SigLIP B/16 random weights, {args.images} images: image "
+          f"embeddings relative {r:.3g}")
+    ok = r < 1e-4
+    for prec in ("int8", "bf16"):
+        c = min_cosine(embed(prec), ref)
+        print(f"  {prec}: cosine to the reference at least {c:.6f}")
+        ok = ok and c >= MIN_COSINE
+    return 0 if ok else 1
 
 
 def check_dinov2(args, size, registers=False):
@@ -292,7 +345,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("which", nargs="?", default="all",
                     choices=["vit", "clip", "clip16", "dinov2s", "dinov2b",
-                             "dinov2r", "deit", "all"])
+                             "dinov2r", "deit", "siglip", "all"])
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
@@ -313,6 +366,8 @@ def main():
         rc |= check_dinov2(args, "small", registers=True)
     if args.which in ("deit", "all"):
         rc |= check_vit(args, deit=True)
+    if args.which in ("siglip", "all"):
+        rc |= check_siglip(args)
     return rc
 
 
