@@ -1316,9 +1316,10 @@ static void map_head(vit_state *s, int B, float *dst)
     int D = v->D, T = v->T, H = v->enc.H, dh = D / H, F = v->enc.F;
     float *K = s->s.k, *V = s->s.v, *q = s->s.q, *ctx = s->s.ctx;
     float *ff = s->s.ff, *p = s->s.scores;
-    vit__linear(K, s->x, h->in_w + (size_t)D * D, h->in_b + D, B * T, D, D);
-    vit__linear(V, s->x, h->in_w + (size_t)2 * D * D, h->in_b + 2 * D, B * T,
-                D, D);
+    vit__pool_linear(s->pool, K, s->x, h->in_w + (size_t)D * D, h->in_b + D,
+                     B * T, D, D);
+    vit__pool_linear(s->pool, V, s->x, h->in_w + (size_t)2 * D * D,
+                     h->in_b + 2 * D, B * T, D, D);
     vit__linear(q, h->probe, h->in_w, h->in_b, 1, D, D);
     float scale = 1.0f / sqrtf((float)dh);
     for (int b = 0; b < B; b++)

@@ -299,9 +299,9 @@ int vit__act_parse(const char *name)
     return -1;
 }
 
-/* One product for the GEMM timings: OpenBLAS's sgemm (its own threads),
- * or vit's GEMM on a pool of threads, each computing the cell of rows and
- * columns the encoder gives it (vit__grid_cell). */
+/* A product on a pool of threads, each computing the cell of rows and
+ * columns the encoder gives it (vit__grid_cell): the GEMM timings' and
+ * SigLIP's attention-pooling head's. */
 typedef struct {
     vit__sgemm_op op;
     const float *a;
@@ -315,12 +315,23 @@ static void gemm_cell(void *ctx, int w, int n)
     const gemm_job *j = ctx;
     int r0, r1, c0, c1;
     vit__grid_cell(j->M, j->N, w, n, &r0, &r1, &c0, &c1);
+    if (r0 >= r1 || c0 >= c1)
+        return;
     vit__sgemm_op op = j->op;
     op.out[0] += (size_t)r0 * (size_t)op.ld;
     vit__sgemm(&op, j->a + (size_t)r0 * (size_t)j->K, r1 - r0, j->K, c0, c1,
-               j->packs + (size_t)w * j->pack_floats);
+               j->packs ? j->packs + (size_t)w * j->pack_floats : NULL);
 }
 
+void vit__pool_linear(vit__pool *pool, float *out, const float *in,
+                      const float *w, const float *b, int M, int N, int K)
+{
+    gemm_job j = {{{w}, {b}, {out}, N, N, 0, 0}, in, M, N, K, NULL, 0};
+    vit__pool_run(pool, gemm_cell, &j);
+}
+
+/* One product for the GEMM timings: OpenBLAS's sgemm (its own threads),
+ * or vit's GEMM on the pool. */
 static void gemm_once(vit__pool *pool, gemm_job *j, const float *b, float *c)
 {
     if (!j->packs) {

@@ -126,6 +126,12 @@ int vit__act_parse(const char *name);
 
 void vit__linear(float *out, const float *in, const float *w, const float *b,
                  int M, int N, int K);
+struct vit__pool;
+/* vit__linear split among the threads of `pool` (NULL: the caller
+ * alone), the rows read in place: for products of many rows outside the
+ * encoder. */
+void vit__pool_linear(struct vit__pool *pool, float *out, const float *in,
+                      const float *w, const float *b, int M, int N, int K);
 void vit__layernorm(float *out, const float *in, const float *w,
                     const float *b, int M, int C, float eps);
 void vit__activation(float *x, size_t n, vit__act act);
