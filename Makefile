@@ -86,7 +86,10 @@ $(BUILD)/libvit.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libvit-index.a: $(IDX_OBJ)
+# The index also holds the CPU table it picks its search kernels by, which
+# the shared libvit keeps to itself; linked statically, the first archive
+# that defines it serves both.
+$(BUILD)/libvit-index.a: $(IDX_OBJ) $(filter $(BUILD)/obj/cpu/%,$(LIB_OBJ))
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -227,15 +230,21 @@ install: all
 	install -m 755 $(BUILD)/libvit.so.$(VERSION) $(LIBDIR)/libvit.so.$(VERSION)
 	ln -sf libvit.so.$(VERSION) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libvit.so
+	install -m 644 $(BUILD)/libvit-index.a $(LIBDIR)/libvit-index.a
+	install -m 644 $(BUILD)/libvit-service.a $(LIBDIR)/libvit-service.a
 	install -m 644 vit/vit.h $(INCDIR)/vit.h
+	install -m 644 service/client.h $(INCDIR)/client.h
 	install -m 644 doc/vit.1 $(MANDIR)/vit.1
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
-	  vit/vit.pc.in > $(PCDIR)/vit.pc
+	for pc in vit vit-service; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    vit/$$pc.pc.in > $(PCDIR)/$$pc.pc; done
 
 uninstall:
 	rm -f $(BINDIR)/vit $(LIBDIR)/libvit.a $(LIBDIR)/libvit.so \
-	  $(LIBDIR)/$(SONAME) $(LIBDIR)/libvit.so.$(VERSION) $(INCDIR)/vit.h \
-	  $(PCDIR)/vit.pc $(MANDIR)/vit.1
+	  $(LIBDIR)/$(SONAME) $(LIBDIR)/libvit.so.$(VERSION) \
+	  $(LIBDIR)/libvit-index.a $(LIBDIR)/libvit-service.a $(INCDIR)/vit.h \
+	  $(INCDIR)/client.h $(PCDIR)/vit.pc $(PCDIR)/vit-service.pc \
+	  $(MANDIR)/vit.1
 	-rmdir $(INCDIR) 2>/dev/null
 
 # What a user of the installed library does: examples/ built with the

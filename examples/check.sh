@@ -48,4 +48,24 @@ if ldd "$out/classify-static" | grep -q libvit; then
     echo "examples/check.sh: classify-static links libvit.so" >&2
     exit 1
 fi
+# The service client, against the installed `vit serve` on a socket of
+# its own: the seven's bytes come back labelled seven.
+$cc -std=c11 -Wall -Wextra -Werror examples/client.c \
+    $(pkg-config --cflags --libs vit-service) -o "$out/client"
+sock="ipc://$out/serve.sock"
+"$prefix/bin/vit" serve --model models/vit-digits --bind "$sock" \
+    2>"$out/serve.log" &
+serve=$!
+trap 'kill $serve 2>/dev/null' EXIT
+got=$(LD_LIBRARY_PATH="$prefix/lib" "$out/client" "$sock" \
+    models/samples/seven.jpg)
+echo "client: $got"
+kill -TERM $serve
+wait $serve || { echo "examples/check.sh: vit serve failed:" >&2;
+                 cat "$out/serve.log" >&2; exit 1; }
+trap - EXIT
+case $got in
+*'"label": "seven'*|*'"label":"seven'*) ;;
+*) echo "examples/check.sh: the client did not get the seven" >&2; exit 1 ;;
+esac
 echo "examples: built against $prefix and run"
