@@ -126,13 +126,13 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Multiply-adds of one image's forward through the vision tower, counted
- * as 2 flops each. */
-static double forward_flops(const vit_model_info *in)
+/* Multiply-adds of one image's forward through the vision tower of T
+ * tokens, counted as 2 flops each. */
+static double forward_flops(const vit_model_info *in, int tokens)
 {
-    double T = (double)(in->image_h / in->patch_size) *
-                   (in->image_w / in->patch_size) + 1,
-           D = in->hidden_size, NP = T - 1,
+    double T = tokens, D = in->hidden_size,
+           NP = (double)(in->image_h / in->patch_size) *
+                (in->image_w / in->patch_size),
            cpp = (double)in->channels * in->patch_size * in->patch_size;
     double per_layer = 2 * T * D * D * 4     /* q, k, v, out projections */
                        + 2 * T * T * D * 2   /* scores and weighted sum */
@@ -145,10 +145,8 @@ static double forward_flops(const vit_model_info *in)
  * times hidden x mlp) at batch B (at most 8, so that it stays quick), on
  * vit's own GEMM and on OpenBLAS's: which GEMM is best at this shape on
  * this machine, each named. */
-static void print_gemms(const vit_model_info *in, int B, int threads)
+static void print_gemms(const vit_model_info *in, int T, int B, int threads)
 {
-    int T = (in->image_h / in->patch_size) * (in->image_w / in->patch_size) +
-            1;
     B = B > 8 ? 8 : B;
     int M = B * T, K = in->hidden_size, N = in->mlp_size;
     const char *path = "generic";
@@ -695,7 +693,8 @@ int cli_bench_main(int argc, char **argv)
         cli_report(dir, "vit bench times image towers; this model has none");
         goto done;
     }
-    double flops = forward_flops(&in);
+    int tokens = vit_model_image_tokens(m);
+    double flops = forward_flops(&in, tokens);
     printf("model %s (%s): %dx%d, hidden %d, %d layers, %.2f GFLOP/image\n",
            dir, in.architecture, in.image_h, in.image_w, in.hidden_size,
            in.num_layers, flops / 1e9);
@@ -777,7 +776,7 @@ int cli_bench_main(int argc, char **argv)
         }
         bench_run_free(&r);
         vit_model_free(own);
-        print_gemms(&in, batches[nb - 1], n);
+        print_gemms(&in, tokens, batches[nb - 1], n);
     }
     printf("\nmemory in MiB, a fresh process for each case (load, one "
            "forward);\nratio: (peak RSS - weights - copied - int8) / arena; "

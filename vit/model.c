@@ -1000,6 +1000,11 @@ void vit_model_get_info(const vit_model *m, vit_model_info *info)
     info->logit_scale = m->logit_scale;
 }
 
+int vit_model_image_tokens(const vit_model *m)
+{
+    return m && m->has_vision ? m->vis.T : 0;
+}
+
 float vit_model_logit_bias(const vit_model *m)
 {
     return m ? m->logit_bias : 0;

@@ -327,6 +327,11 @@ vit_status vit_match(const vit_model *m, const float *image_embeds, int n,
                      const float *text_embeds, int k, float *logits,
                      float *probs, vit_error *err);
 
+/* The tokens an image becomes in the vision tower: its patches and the
+ * tokens before them (class token, DeiT's distillation token, DINOv2's
+ * registers; none in SigLIP); 0 without a vision tower. */
+int vit_model_image_tokens(const vit_model *m);
+
 /* The logit_bias of a SiglipModel (added to its scaled cosines), else 0. */
 float vit_model_logit_bias(const vit_model *m);
 
