@@ -285,6 +285,9 @@ int cli_interrupt_status(void);
  * say, "committed to INDEX"). */
 void cli_interrupt_say(size_t done, size_t total, size_t failed,
                        const char *what);
+/* The same for `noun`s (e.g. "text") rather than images. */
+void cli_interrupt_say_items(size_t done, size_t total, size_t failed,
+                             const char *noun, const char *what);
 
 /* ---- progress (cli/progress.c) ---- */
 

@@ -57,10 +57,10 @@ static void help(FILE *f)
     fputs(
           "\n"
           "Images the decoder cannot read found in a directory are reported\n"
-          "and count as failed; files that are not images are skipped. With\n"
-          "images, Ctrl-C or SIGTERM stops after the current batch, with the\n"
-          "embeddings done written whole (npy: an array of those rows); a\n"
-          "second Ctrl-C exits at once.\n"
+          "and count as failed; files that are not images are skipped.\n"
+          "Ctrl-C or SIGTERM stops after the current batch of images or\n"
+          "texts, with the embeddings done written whole (npy: an array of\n"
+          "those rows); a second Ctrl-C exits at once.\n"
           "\n"
           "Exit status: 0 if every input was embedded, 1 if any failed (each\n"
           "reported on stderr as 'vit: PATH: reason') or the model could not\n"
@@ -231,11 +231,13 @@ static vit_status image_batch(void *p, const float *pixels, int n,
     return sink_rows(k, k->emb, n, "path", paths);
 }
 
-/* Texts in batches of `cap`; a failed batch is reported per text. */
-static int embed_texts(sink *k, char **texts, int n, int cap)
+/* Texts in batches of `cap`; a failed batch is reported per text. Ctrl-C
+ * or SIGTERM stops it between batches; *done: the texts done. */
+static int embed_texts(sink *k, char **texts, int n, int cap, int *done)
 {
     int failed = 0;
-    for (int i = 0; i < n; i += cap) {
+    *done = 0;
+    for (int i = 0; i < n && !cli_interrupted(); i += cap) {
         int b = n - i < cap ? n - i : cap;
         vit_error err = {{0}};
         vit_status st = vit_embed_texts(k->state, (const char *const *)texts + i,
@@ -253,6 +255,7 @@ static int embed_texts(sink *k, char **texts, int n, int cap)
                 cli_report(texts[i + j], err.msg);
             failed += b;
         }
+        *done += b;
     }
     return failed;
 }
@@ -302,12 +305,15 @@ int cli_embed_main(int argc, char **argv)
         cli_report(a.out, strerror(errno));
         goto out;
     }
+    int texts_done = 0, texts_failed = 0;
+    cli_interrupt_install();
     if (a.n_texts) {
-        int failed = embed_texts(&k, a.texts, a.n_texts, opt.max_batch);
-        rc = failed < 0 ? CLI_EXIT_FAILED
-                        : (failed ? CLI_EXIT_FAILED : CLI_EXIT_OK);
+        texts_failed = embed_texts(&k, a.texts, a.n_texts, opt.max_batch,
+                                   &texts_done);
+        rc = texts_failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+        if (texts_failed >= 0 && cli_interrupted())
+            rc = cli_interrupt_status();
     } else {
-        cli_interrupt_install();
         if (cli_inputs_collect(a.images, a.n_images, &in) != 0) {
             fprintf(stderr, "vit: out of memory\n");
             goto out;
@@ -330,6 +336,9 @@ int cli_embed_main(int argc, char **argv)
     if (b.interrupted)
         cli_interrupt_say(b.prog.done, b.prog.total, (size_t)b.failed,
                           "written");
+    if (a.n_texts && texts_failed >= 0 && cli_interrupted())
+        cli_interrupt_say_items((size_t)texts_done, (size_t)a.n_texts,
+                                (size_t)texts_failed, "text", "written");
 out:
     if (k.f && k.f != stdout && fclose(k.f) != 0) {
         cli_report(a.out, strerror(errno));

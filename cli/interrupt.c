@@ -1,6 +1,7 @@
 /*
  * Ctrl-C and SIGTERM for the image commands (classify, embed, match, index
- * add): the first sets a flag that the batch driver reads between batches,
+ * add) and embed's texts: the first sets a flag that the batch driver (or
+ * embed's loop over texts) reads between batches,
  * so the command stops after the batch it is running, with every record it
  * finished written whole, says how far it got and exits 128 + the signal.
  * A second one exits at once. The handler does nothing but store the flag
@@ -48,12 +49,18 @@ int cli_interrupt_status(void)
 void cli_interrupt_say(size_t done, size_t total, size_t failed,
                        const char *what)
 {
+    cli_interrupt_say_items(done, total, failed, "image", what);
+}
+
+void cli_interrupt_say_items(size_t done, size_t total, size_t failed,
+                             const char *noun, const char *what)
+{
     size_t ok = done - failed;
     char fail[48] = "";
     if (failed)
         snprintf(fail, sizeof fail, " (%zu failed)", failed);
-    fprintf(stderr, "vit: interrupted after %zu of %zu image%s%s; ", done,
-            total, total == 1 ? "" : "s", fail);
+    fprintf(stderr, "vit: interrupted after %zu of %zu %s%s%s; ", done,
+            total, noun, total == 1 ? "" : "s", fail);
     if (ok == 0)
         fprintf(stderr, "no results are %s\n", what);
     else if (ok == 1)

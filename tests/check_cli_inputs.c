@@ -474,6 +474,45 @@ START_TEST(test_interrupt)
 }
 END_TEST
 
+/* Texts too: `embed --texts-file` stops between batches of texts, with
+ * whole records written and the count said in texts. */
+START_TEST(test_text_interrupt)
+{
+    enum { N_TEXTS = 3000 };
+    char *d = tu_tmpdir(), path[1024];
+    snprintf(path, sizeof path, "%s/texts.txt", d);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < N_TEXTS; i++)
+        fprintf(f, "a photo of thing number %d\n", i);
+    ck_assert_int_eq(fclose(f), 0);
+    const char *args[] = {"embed", "--model", CLIP, "--batch", "1",
+                          "--texts-file", path, NULL};
+    child c;
+    child_start(&c, d, args);
+    child_first_line(&c);
+    ck_assert_int_eq(kill(c.pid, SIGINT), 0);
+    char *err;
+    int code = child_finish(&c, &err);
+    printf("embed --texts-file, SIGINT: exit %d, %zu bytes out; stderr: %s",
+           code, c.n, err);
+    ck_assert_msg(code == 130, "exit %d: %s", code, err);
+    ck_assert(c.n > 0 && c.buf[c.n - 1] == '\n');
+    int records = count_lines(c.buf);
+    ck_assert_msg(records >= 1 && records < N_TEXTS, "%d records", records);
+    char want[200];
+    snprintf(want, sizeof want,
+             "vit: interrupted after %d of %d texts; the results of those "
+             "%d are written",
+             records, N_TEXTS, records);
+    ck_assert_msg(has_line(err, want), "want '%s' in: %s", want, err);
+    free(err);
+    free(c.buf);
+    tu_rmrf(d);
+    free(d);
+}
+END_TEST
+
 /* A second SIGINT exits at once: with the pipe full and not read, the
  * command cannot end by itself (its last records wait to be written), yet
  * it exits 130 without the message of an orderly stop. */
@@ -606,6 +645,7 @@ Suite *cli_inputs_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_interrupt, 0, N_INTR_CASES);
     tcase_add_test(tc, test_second_interrupt);
+    tcase_add_test(tc, test_text_interrupt);
     tcase_add_test(tc, test_index_add_interrupt);
     suite_add_tcase(s, tc);
     return s;
