@@ -379,6 +379,17 @@ static int child_finish(child *c, char **err)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Starts `vit ARGS...`, sends it `sig` once its first line of output has
+ * come, and reads it to its end: the exit status, its stderr in *err. */
+static int child_interrupted(child *c, const char *dir,
+                             const char *const *args, int sig, char **err)
+{
+    child_start(c, dir, args);
+    child_first_line(c);
+    ck_assert_int_eq(kill(c->pid, sig), 0);
+    return child_finish(c, err);
+}
+
 /* The cases: a command on a directory of N_IMAGES images, --batch 1, and
  * the signal sent once output has come. */
 typedef struct {
@@ -489,11 +500,8 @@ START_TEST(test_text_interrupt)
     const char *args[] = {"embed", "--model", CLIP, "--batch", "1",
                           "--texts-file", path, NULL};
     child c;
-    child_start(&c, d, args);
-    child_first_line(&c);
-    ck_assert_int_eq(kill(c.pid, SIGINT), 0);
     char *err;
-    int code = child_finish(&c, &err);
+    int code = child_interrupted(&c, d, args, SIGINT, &err);
     printf("embed --texts-file, SIGINT: exit %d, %zu bytes out; stderr: %s",
            code, c.n, err);
     ck_assert_msg(code == 130, "exit %d: %s", code, err);
@@ -578,11 +586,8 @@ START_TEST(test_index_add_interrupt)
     const char *args[] = {"index", "add", "--model", CLIP, "--index", index,
                           "--batch", "1", "--format", "jsonl", imgs, NULL};
     child c;
-    child_start(&c, d, args);
-    child_first_line(&c);
-    ck_assert_int_eq(kill(c.pid, SIGINT), 0);
     char *err;
-    int code = child_finish(&c, &err);
+    int code = child_interrupted(&c, d, args, SIGINT, &err);
     printf("index add: exit %d; stderr: %s", code, err);
     ck_assert_msg(code == 130, "exit %d: %s", code, err);
     ck_assert(c.n > 0 && c.buf[c.n - 1] == '\n');
