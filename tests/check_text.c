@@ -598,13 +598,16 @@ END_TEST
 /* Several threads on one tokenizer, its word cache shared. */
 typedef struct {
     txt_tokenizer *t;
+    json_t *root;   /* cases.json or siglip.json */
+    int padded;
     int bad;
 } thread_arg;
 
 static void *thread_main(void *p)
 {
     thread_arg *a = p;
-    json_t *cases = json_object_get(cases_json(), "cases");
+    json_t *cases = json_object_get(a->root, "cases");
+    int ml = (int)json_integer_value(json_object_get(a->root, "max_length"));
     int32_t ids[80];
     for (int rep = 0; rep < 3; rep++) {
         size_t i;
@@ -614,22 +617,25 @@ static void *thread_main(void *p)
             size_t n;
             unsigned char *s =
                 unhex(json_string_value(json_array_get(c, 0)), &n);
-            int k = txt_encode(a->t, (const char *)s, n, ids, 77);
-            a->bad += !same_ids(ids, k, json_array_get(c, 1));
+            int k = a->padded
+                        ? txt_encode_padded(a->t, (const char *)s, n, ids, ml)
+                        : txt_encode(a->t, (const char *)s, n, ids, ml);
+            a->bad += k < 0 || !same_ids(ids, a->padded ? ml : k,
+                                         json_array_get(c, 1));
             free(s);
         }
     }
     return NULL;
 }
 
-START_TEST(threads_share_a_tokenizer)
+/* Four threads encoding every case on one tokenizer of `dir`. */
+static void run_threads(const char *dir, json_t *root, int padded)
 {
-    txt_tokenizer *t = load(TFX "/bpe");
-    cases_json();  /* parsed before the threads start */
+    txt_tokenizer *t = load(dir);
     pthread_t th[4];
     thread_arg a[4];
     for (int i = 0; i < 4; i++) {
-        a[i] = (thread_arg){t, 0};
+        a[i] = (thread_arg){t, root, padded, 0};
         ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &a[i]),
                          0);
     }
@@ -638,6 +644,13 @@ START_TEST(threads_share_a_tokenizer)
         ck_assert_int_eq(a[i].bad, 0);
     }
     txt_tokenizer_free(t);
+}
+
+/* The JSON is parsed before the threads start. */
+START_TEST(threads_share_a_tokenizer)
+{
+    run_threads(TFX "/bpe", cases_json(), 0);
+    run_threads(TFX "/siglip", siglip_json(), 1);
 }
 END_TEST
 
