@@ -311,7 +311,7 @@ static txt_status read_charsmap(txt_spm *m, const uint8_t *d, size_t n,
         return bad(err, errlen, path, "a broken precompiled charsmap");
     uint32_t tn = (uint32_t)d[0] | (uint32_t)d[1] << 8 |
                   (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
-    if (tn >= n - 4 || tn % 4 || tn == 0)
+    if (tn > n - 4 || tn % 4 || tn == 0)
         return bad(err, errlen, path, "a broken precompiled charsmap");
     m->n_units = tn / 4;
     m->units = malloc(tn);
