@@ -110,14 +110,15 @@ static uint64_t fnv_ids(const int32_t *ids, int n)
 
 /* ---- the reference cases ---- */
 
-/* Runs every case of cases.json through the tokenizer of `dir`; returns
- * the number of strings that did not match. */
-static int run_cases(const char *dir)
+/* Runs every case of `root` (cases.json or siglip.json) through the
+ * tokenizer of `dir`, truncated to max_length (and padded to it with
+ * `padded`, as siglip.json holds them) and untruncated; returns the number
+ * of strings that did not match. */
+static int run_cases(const char *dir, json_t *root, int padded)
 {
     txt_tokenizer *t = load(dir);
-    json_t *cases = json_object_get(cases_json(), "cases");
-    int max_len = (int)json_integer_value(
-        json_object_get(cases_json(), "max_length"));
+    json_t *cases = json_object_get(root, "cases");
+    int max_len = (int)json_integer_value(json_object_get(root, "max_length"));
     int32_t *ids = malloc(BIG * sizeof *ids);
     size_t i, total = json_array_size(cases);
     int bad = 0;
@@ -129,12 +130,15 @@ static int run_cases(const char *dir)
         json_t *r77 = json_array_get(c, 1), *rfull = json_array_get(c, 2);
         if (json_is_null(rfull))
             rfull = r77;
-        int k = txt_encode(t, (const char *)s, n, ids, max_len);
-        int ok = same_ids(ids, k, r77);
+        int k = padded ? txt_encode_padded(t, (const char *)s, n, ids, max_len)
+                       : txt_encode(t, (const char *)s, n, ids, max_len);
+        int ok = padded ? k >= 1 && same_ids(ids, max_len, r77)
+                        : same_ids(ids, k, r77);
         if (!ok && bad < 20) {
-            printf("%s: case %zu differs (max_length %d)\n", dir, i, max_len);
+            printf("%s: case %zu differs (%s %d)\n", dir, i,
+                   padded ? "padded to" : "max_length", max_len);
             print_input(s, n);
-            print_ids("ours", ids, k);
+            print_ids("ours", ids, padded ? max_len : k);
             print_ref(r77);
         }
         int k2 = txt_encode(t, (const char *)s, n, ids, BIG);
@@ -149,8 +153,9 @@ static int run_cases(const char *dir)
         free(s);
     }
     printf("text: %s: %zu of %zu strings give the reference's ids "
-           "(truncated to %d and untruncated)\n",
-           dir, total - (size_t)bad, total, max_len);
+           "(%s %d and untruncated)\n",
+           dir, total - (size_t)bad, total,
+           padded ? "padded to" : "truncated to", max_len);
     fflush(stdout);
     free(ids);
     txt_tokenizer_free(t);
@@ -159,22 +164,22 @@ static int run_cases(const char *dir)
 
 START_TEST(reference_vocab_merges)
 {
-    ck_assert_int_eq(run_cases(TFX "/bpe"), 0);
+    ck_assert_int_eq(run_cases(TFX "/bpe", cases_json(), 0), 0);
 }
 END_TEST
 
 START_TEST(reference_tokenizer_json)
 {
-    ck_assert_int_eq(run_cases(TFX "/json"), 0);
+    ck_assert_int_eq(run_cases(TFX "/json", cases_json(), 0), 0);
 }
 END_TEST
 
-/* HF's truncation at small max_length; below 2 it does not truncate, and
- * we write what fits. */
-START_TEST(reference_truncation)
+/* The "trunc" cases of `root` through the tokenizer of `dir`: each at its
+ * own max_length, padded to it with `padded`. Returns how many differ. */
+static int run_trunc(const char *dir, json_t *root, int padded)
 {
-    txt_tokenizer *t = load(TFX "/bpe");
-    json_t *tr = json_object_get(cases_json(), "trunc");
+    txt_tokenizer *t = load(dir);
+    json_t *tr = json_object_get(root, "trunc");
     int32_t ids[BIG / 64];
     size_t i;
     json_t *c;
@@ -185,25 +190,35 @@ START_TEST(reference_truncation)
         unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
         int ml = (int)json_integer_value(json_array_get(c, 1));
         json_t *ref = json_array_get(c, 2);
-        int k = txt_encode(t, (const char *)s, n, ids, ml);
-        int want = ml >= 2 ? (int)json_array_size(ref) : ml;
-        int ok = k == want;
-        for (int j = 0; ok && j < k; j++)
+        int k = padded ? txt_encode_padded(t, (const char *)s, n, ids, ml)
+                       : txt_encode(t, (const char *)s, n, ids, ml);
+        /* Below 2, CLIP's reference does not truncate: we write what
+         * fits. */
+        int want = padded || ml >= 2 ? (int)json_array_size(ref) : ml;
+        int ok = k >= 0 && (padded ? k >= 1 : k == want);
+        for (int j = 0; ok && j < want; j++)
             ok = ids[j] == json_integer_value(json_array_get(ref, (size_t)j));
         if (!ok) {
-            printf("truncation case %zu, max_length %d differs\n", i, ml);
+            printf("%s: truncation case %zu, max_length %d differs\n", dir,
+                   i, ml);
             print_input(s, n);
-            print_ids("ours", ids, k);
+            print_ids("ours", ids, padded ? ml : k);
             print_ref(ref);
             bad++;
         }
         free(s);
     }
-    printf("text: %zu of %zu truncation cases match\n",
+    printf("text: %s: %zu of %zu truncation cases match\n", dir,
            json_array_size(tr) - (size_t)bad, json_array_size(tr));
     fflush(stdout);
-    ck_assert_int_eq(bad, 0);
     txt_tokenizer_free(t);
+    return bad;
+}
+
+/* HF's truncation at small max_length. */
+START_TEST(reference_truncation)
+{
+    ck_assert_int_eq(run_trunc(TFX "/bpe", cases_json(), 0), 0);
 }
 END_TEST
 
@@ -293,49 +308,53 @@ START_TEST(reference_special_tokens)
 }
 END_TEST
 
-/* Every code point, 256 at a time, as gen_fixtures_text.py builds them. */
-START_TEST(reference_every_code_point)
+/* Block b's string of gen_fixtures_text.py: `pat` for each code point of
+ * the block but the surrogates, '@' standing for the code point. */
+static size_t block_string(char *s, size_t b, const char *pat)
 {
-    txt_tokenizer *t = load(TFX "/bpe");
-    json_error_t je;
-    json_t *blocks = json_load_file(TFX "/blocks.json", 0, &je);
-    ck_assert_msg(blocks, "blocks.json: %s", je.text);
+    size_t n = 0;
+    for (uint32_t c = (uint32_t)b * 256; c < (uint32_t)b * 256 + 256; c++) {
+        if (c >= 0xD800 && c < 0xE000)
+            continue;
+        char u[4];
+        int k;
+        if (c < 0x80)
+            u[0] = (char)c, k = 1;
+        else if (c < 0x800)
+            u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 63)),
+            k = 2;
+        else if (c < 0x10000)
+            u[0] = (char)(0xE0 | c >> 12),
+            u[1] = (char)(0x80 | (c >> 6 & 63)),
+            u[2] = (char)(0x80 | (c & 63)), k = 3;
+        else
+            u[0] = (char)(0xF0 | c >> 18),
+            u[1] = (char)(0x80 | (c >> 12 & 63)),
+            u[2] = (char)(0x80 | (c >> 6 & 63)),
+            u[3] = (char)(0x80 | (c & 63)), k = 4;
+        for (const char *p = pat; *p; p++) {
+            if (*p == '@') {
+                memcpy(s + n, u, (size_t)k);
+                n += (size_t)k;
+            } else
+                s[n++] = *p;
+        }
+    }
+    return n;
+}
+
+/* Every code point, 256 at a time, through the tokenizer of `dir`:
+ * `blocks` holds [count, FNV-1a] of the reference's untruncated ids of
+ * each block's string. Returns the number of blocks that differ. */
+static int run_blocks(const char *dir, json_t *blocks, const char *pat)
+{
+    txt_tokenizer *t = load(dir);
     int32_t *ids = malloc(BIG * sizeof *ids);
-    char *s = malloc(256 * 40);
+    char *s = malloc(256 * 64);
     int bad = 0;
     size_t nb = json_array_size(blocks);
     for (size_t b = 0; b < nb; b++) {
-        size_t n = 0;
-        for (uint32_t c = (uint32_t)b * 256; c < (uint32_t)b * 256 + 256;
-             c++) {
-            if (c >= 0xD800 && c < 0xE000)
-                continue;
-            char u[4];
-            int k;
-            if (c < 0x80)
-                u[0] = (char)c, k = 1;
-            else if (c < 0x800)
-                u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 63)),
-                k = 2;
-            else if (c < 0x10000)
-                u[0] = (char)(0xE0 | c >> 12),
-                u[1] = (char)(0x80 | (c >> 6 & 63)),
-                u[2] = (char)(0x80 | (c & 63)), k = 3;
-            else
-                u[0] = (char)(0xF0 | c >> 18),
-                u[1] = (char)(0x80 | (c >> 12 & 63)),
-                u[2] = (char)(0x80 | (c >> 6 & 63)),
-                u[3] = (char)(0x80 | (c & 63)), k = 4;
-            /* "a{c}{c}!{c}1{c}\uac00{c}\u0301 " */
-            const char *pat = "a@@!@1@\xea\xb0\x80@\xcc\x81 ";
-            for (const char *p = pat; *p; p++) {
-                if (*p == '@') {
-                    memcpy(s + n, u, (size_t)k);
-                    n += (size_t)k;
-                } else
-                    s[n++] = *p;
-            }
-        }
+        size_t n = block_string(s, b, pat);
         int k = txt_encode(t, s, n, ids, BIG);
         json_t *e = json_array_get(blocks, b);
         char hex[17];
@@ -344,45 +363,73 @@ START_TEST(reference_every_code_point)
         if (k != json_integer_value(json_array_get(e, 0)) ||
             strcmp(hex, json_string_value(json_array_get(e, 1)))) {
             if (bad < 10)
-                printf("code points U+%04zX..U+%04zX: %d ids, hash %s; the "
-                       "reference has %lld ids, hash %s\n",
-                       b * 256, b * 256 + 255, k, hex,
+                printf("%s: code points U+%04zX..U+%04zX: %d ids, hash %s; "
+                       "the reference has %lld ids, hash %s\n",
+                       dir, b * 256, b * 256 + 255, k, hex,
                        (long long)json_integer_value(json_array_get(e, 0)),
                        json_string_value(json_array_get(e, 1)));
             bad++;
         }
     }
-    printf("text: %zu of %zu blocks of 256 code points match\n",
+    printf("text: %s: %zu of %zu blocks of 256 code points match\n", dir,
            nb - (size_t)bad, nb);
     fflush(stdout);
-    ck_assert_int_eq(bad, 0);
     free(s);
     free(ids);
-    json_decref(blocks);
     txt_tokenizer_free(t);
+    return bad;
+}
+
+START_TEST(reference_every_code_point)
+{
+    json_error_t je;
+    json_t *blocks = json_load_file(TFX "/blocks.json", 0, &je);
+    ck_assert_msg(blocks, "blocks.json: %s", je.text);
+    /* "a{c}{c}!{c}1{c}\uac00{c}\u0301 " */
+    ck_assert_int_eq(
+        run_blocks(TFX "/bpe", blocks, "a@@!@1@\xea\xb0\x80@\xcc\x81 "), 0);
+    json_decref(blocks);
 }
 END_TEST
+
+/* The 1 MB input of a "long" entry: its unit repeated to its byte count. */
+static char *long_input(json_t *lc, size_t *n)
+{
+    size_t un;
+    *n = (size_t)json_integer_value(json_object_get(lc, "bytes"));
+    unsigned char *unit =
+        unhex(json_string_value(json_object_get(lc, "unit_hex")), &un);
+    char *s = malloc(*n);
+    for (size_t i = 0; i < *n; i++)
+        s[i] = (char)unit[i % un];
+    free(unit);
+    return s;
+}
+
+/* The whole of it against the entry's count and FNV-1a of the ids. */
+static void check_long_full(txt_tokenizer *t, json_t *lc, const char *s,
+                            size_t n, int32_t *ids)
+{
+    int k = txt_encode(t, s, n, ids, BIG);
+    ck_assert_int_eq(k, json_integer_value(json_object_get(lc, "n_full")));
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv_ids(ids, k));
+    ck_assert_str_eq(hex, json_string_value(json_object_get(lc, "fnv_full")));
+    printf("text: a 1 MB input gives the reference's %d ids\n", k);
+    fflush(stdout);
+}
 
 /* A 1 MB input: truncated quickly, and whole. */
 START_TEST(reference_one_megabyte)
 {
     txt_tokenizer *t = load(TFX "/bpe");
     json_t *lc = json_object_get(cases_json(), "long");
-    size_t un, n = (size_t)json_integer_value(json_object_get(lc, "bytes"));
-    unsigned char *unit =
-        unhex(json_string_value(json_object_get(lc, "unit_hex")), &un);
-    char *s = malloc(n);
-    for (size_t i = 0; i < n; i++)
-        s[i] = (char)unit[i % un];
+    size_t n;
+    char *s = long_input(lc, &n);
     int32_t *ids = malloc(BIG * sizeof *ids);
     int k = txt_encode(t, s, n, ids, 77);
     ck_assert(same_ids(ids, k, json_object_get(lc, "ids77")));
-    k = txt_encode(t, s, n, ids, BIG);
-    ck_assert_int_eq(k, json_integer_value(json_object_get(lc, "n_full")));
-    char hex[17];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv_ids(ids, k));
-    ck_assert_str_eq(hex, json_string_value(json_object_get(lc, "fnv_full")));
-    printf("text: a 1 MB input gives the reference's %d ids\n", k);
+    check_long_full(t, lc, s, n, ids);
 
     /* One 1 MB word, and 1 MB of random bytes: no crash, 77 ids. */
     memset(s, 'x', n);
@@ -393,9 +440,104 @@ START_TEST(reference_one_megabyte)
     ck_assert_int_eq(txt_encode(t, s, n, ids, 77), 77);
     ck_assert_int_eq(ids[76], 49407);
     free(s);
-    free(unit);
     free(ids);
     txt_tokenizer_free(t);
+}
+END_TEST
+
+/* ---- SigLIP (tests/fixtures/text/siglip.json, made by SiglipTokenizer) ---- */
+
+static json_t *siglip_json(void)
+{
+    static json_t *root;
+    if (!root) {
+        json_error_t je;
+        root = json_load_file(TFX "/siglip.json", 0, &je);
+        ck_assert_msg(root, "siglip.json: %s", je.text);
+    }
+    return root;
+}
+
+/* Every case padded to 64 as SigLIP's processor pads, and untruncated. */
+START_TEST(siglip_reference)
+{
+    ck_assert_int_eq(run_cases(TFX "/siglip", siglip_json(), 1), 0);
+}
+END_TEST
+
+/* Truncation and padding to small lengths. */
+START_TEST(siglip_truncation)
+{
+    ck_assert_int_eq(run_trunc(TFX "/siglip", siglip_json(), 1), 0);
+}
+END_TEST
+
+START_TEST(siglip_one_megabyte)
+{
+    txt_tokenizer *t = load(TFX "/siglip");
+    json_t *lc = json_object_get(siglip_json(), "long");
+    size_t n;
+    char *s = long_input(lc, &n);
+    int32_t *ids = malloc(BIG * sizeof *ids);
+    ck_assert_int_eq(txt_encode_padded(t, s, n, ids, 64), 64);
+    ck_assert(same_ids(ids, 64, json_object_get(lc, "ids64")));
+    check_long_full(t, lc, s, n, ids);
+    free(s);
+    free(ids);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+/* Every code point through the byte-fallback model, where every
+ * character's identity reaches the ids. */
+START_TEST(siglip_every_code_point)
+{
+    /* "a{c}\u03a3 {c}\u03a3 a\u03a3{c}a {c}{c} " */
+    ck_assert_int_eq(
+        run_blocks(TFX "/siglip_bf",
+                   json_object_get(siglip_json(), "bf_blocks"),
+                   "a@\xce\xa3 @\xce\xa3 a\xce\xa3@a @@ "),
+        0);
+}
+END_TEST
+
+START_TEST(siglip_api)
+{
+    const char *dirs[] = {TFX "/siglip", TFX "/siglip_bf"};
+    for (int d = 0; d < 2; d++) {
+        txt_tokenizer *t = load(dirs[d]);
+        ck_assert_int_eq(txt_kind_of(t), TXT_KIND_SIGLIP);
+        ck_assert_int_eq(txt_eos_id(t), 1);
+        ck_assert_int_eq(txt_pad_id(t), 1);
+        ck_assert_int_eq(txt_bos_id(t), -1);
+        ck_assert_int_eq(txt_max_length(t), 64);
+        if (d == 0)
+            ck_assert_int_eq(txt_vocab_size(t),
+                             json_integer_value(json_object_get(
+                                 siglip_json(), "vocab_size")));
+        int32_t ids[8] = {-5, -5, -5, -5, -5, -5, -5, -5};
+        ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 0), 0);
+        ck_assert_int_eq(ids[0], -5);
+        ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 1), 1);
+        ck_assert_int_eq(ids[0], 1);
+        ck_assert_int_eq(ids[1], -5);
+        ck_assert_int_eq(txt_encode(t, "", 0, ids, 8), 1);
+        ck_assert_int_eq(txt_encode(t, NULL, 0, ids, 8), 1);
+        ck_assert_int_eq(txt_encode(t, NULL, 3, ids, 8), -1);
+        ck_assert_int_eq(txt_encode_padded(t, "", 0, ids, 8), 1);
+        for (int k = 0; k < 8; k++)
+            ck_assert_int_eq(ids[k], 1);
+        ck_assert_int_eq(txt_encode_padded(t, "a", 1, NULL, 4), -1);
+        txt_tokenizer_free(t);
+    }
+    txt_tokenizer *t = load(TFX "/bpe");
+    ck_assert_int_eq(txt_kind_of(t), TXT_KIND_CLIP);
+    int32_t ids[8];
+    ck_assert_int_eq(txt_encode_padded(t, "a photo", 7, ids, 8), 4);
+    ck_assert_int_eq(ids[3], 49407);
+    ck_assert_int_eq(ids[7], 49407);
+    txt_tokenizer_free(t);
+    ck_assert_int_eq(txt_kind_of(NULL), TXT_KIND_CLIP);
 }
 END_TEST
 
@@ -456,13 +598,16 @@ END_TEST
 /* Several threads on one tokenizer, its word cache shared. */
 typedef struct {
     txt_tokenizer *t;
+    json_t *root;   /* cases.json or siglip.json */
+    int padded;
     int bad;
 } thread_arg;
 
 static void *thread_main(void *p)
 {
     thread_arg *a = p;
-    json_t *cases = json_object_get(cases_json(), "cases");
+    json_t *cases = json_object_get(a->root, "cases");
+    int ml = (int)json_integer_value(json_object_get(a->root, "max_length"));
     int32_t ids[80];
     for (int rep = 0; rep < 3; rep++) {
         size_t i;
@@ -472,22 +617,25 @@ static void *thread_main(void *p)
             size_t n;
             unsigned char *s =
                 unhex(json_string_value(json_array_get(c, 0)), &n);
-            int k = txt_encode(a->t, (const char *)s, n, ids, 77);
-            a->bad += !same_ids(ids, k, json_array_get(c, 1));
+            int k = a->padded
+                        ? txt_encode_padded(a->t, (const char *)s, n, ids, ml)
+                        : txt_encode(a->t, (const char *)s, n, ids, ml);
+            a->bad += k < 0 || !same_ids(ids, a->padded ? ml : k,
+                                         json_array_get(c, 1));
             free(s);
         }
     }
     return NULL;
 }
 
-START_TEST(threads_share_a_tokenizer)
+/* Four threads encoding every case on one tokenizer of `dir`. */
+static void run_threads(const char *dir, json_t *root, int padded)
 {
-    txt_tokenizer *t = load(TFX "/bpe");
-    cases_json();  /* parsed before the threads start */
+    txt_tokenizer *t = load(dir);
     pthread_t th[4];
     thread_arg a[4];
     for (int i = 0; i < 4; i++) {
-        a[i] = (thread_arg){t, 0};
+        a[i] = (thread_arg){t, root, padded, 0};
         ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &a[i]),
                          0);
     }
@@ -496,6 +644,13 @@ START_TEST(threads_share_a_tokenizer)
         ck_assert_int_eq(a[i].bad, 0);
     }
     txt_tokenizer_free(t);
+}
+
+/* The JSON is parsed before the threads start. */
+START_TEST(threads_share_a_tokenizer)
+{
+    run_threads(TFX "/bpe", cases_json(), 0);
+    run_threads(TFX "/siglip", siglip_json(), 1);
 }
 END_TEST
 
@@ -738,6 +893,48 @@ START_TEST(bad_tokenizer_json)
 END_TEST
 
 /* merges.txt with Windows line endings is the same merges.txt. */
+/* SigLIP's spiece.model: missing, broken, of a kind we do not run; and
+ * alone, which loads as SigLIP's with its defaults. */
+START_TEST(bad_spiece_model)
+{
+    put("tokenizer_config.json", "{\"tokenizer_class\": \"SiglipTokenizer\"}");
+    expect_fail(TXT_E_IO, "spiece.model");
+    put("spiece.model", "hello");
+    expect_fail(TXT_E_FORMAT, "spiece.model");
+    size_t n;
+    unsigned char *m = tu_read(TFX "/siglip/spiece.model", &n);
+    ck_assert_ptr_nonnull(m);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/spiece.model", dir);
+    ck_assert_int_eq(tu_write(p, m, 1000), 0);
+    expect_fail(TXT_E_FORMAT, "spiece.model");
+    /* A trainer_spec saying model_type BPE, merged into the model's. */
+    unsigned char *b = malloc(n + 4);
+    memcpy(b, m, n);
+    memcpy(b + n, "\x12\x02\x18\x02", 4);
+    ck_assert_int_eq(tu_write(p, b, n + 4), 0);
+    expect_fail(TXT_E_UNSUPPORTED, "BPE");
+    free(b);
+    ck_assert_int_eq(tu_write(p, m, n), 0);
+    put("tokenizer_config.json",
+        "{\"tokenizer_class\": \"SiglipTokenizer\", \"added_tokens_decoder\":"
+        " {\"1\": {\"content\": \"</s>\", \"single_word\": true}}}");
+    expect_fail(TXT_E_UNSUPPORTED, "single_word");
+    /* The model alone. */
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    ck_assert_int_eq(remove(p), 0);
+    char err[256];
+    txt_tokenizer *t = NULL;
+    ck_assert_int_eq(txt_tokenizer_load(dir, &t, err, sizeof err), TXT_OK);
+    ck_assert_int_eq(txt_kind_of(t), TXT_KIND_SIGLIP);
+    ck_assert_int_eq(txt_max_length(t), 64);
+    ck_assert_int_eq(txt_eos_id(t), 1);
+    ck_assert_int_eq(txt_pad_id(t), 1);
+    txt_tokenizer_free(t);
+    free(m);
+}
+END_TEST
+
 START_TEST(crlf_merges)
 {
     size_t n;
@@ -778,6 +975,15 @@ Suite *text_suite(void)
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("siglip");
+    tcase_add_test(tc, siglip_reference);
+    tcase_add_test(tc, siglip_truncation);
+    tcase_add_test(tc, siglip_one_megabyte);
+    tcase_add_test(tc, siglip_every_code_point);
+    tcase_add_test(tc, siglip_api);
+    tcase_set_timeout(tc, 300);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("api");
     tcase_add_test(tc, both_formats_load);
     tcase_add_test(tc, max_ids_edges);
@@ -793,6 +999,7 @@ Suite *text_suite(void)
     tcase_add_test(tc, bad_merges_txt);
     tcase_add_test(tc, bad_tokenizer_json);
     tcase_add_test(tc, crlf_merges);
+    tcase_add_test(tc, bad_spiece_model);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

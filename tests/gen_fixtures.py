@@ -547,6 +547,7 @@ def main():
 def write_versions():
     """tests/fixtures/VERSIONS: the reference versions used."""
     import PIL
+    import sentencepiece
     import tokenizers
     import torchvision
     import transformers
@@ -557,7 +558,8 @@ def write_versions():
                 "records the same for the hub fixtures.\n")
         for name, mod in [("transformers", transformers), ("torch", torch),
                           ("torchvision", torchvision), ("Pillow", PIL),
-                          ("numpy", np), ("tokenizers", tokenizers)]:
+                          ("numpy", np), ("tokenizers", tokenizers),
+                          ("sentencepiece", sentencepiece)]:
             f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 

@@ -29,6 +29,20 @@ generate(outdir) writes, into outdir:
              "specials": {"specials": {"vocab_size", "bos", "eos", "pad",
                            "max_length", "cases": [[hex, ids], ...]},
                           "legacy": {...}}}
+  siglip/   a small SentencePiece Unigram model (spiece.model, trained here
+            by the sentencepiece trainer as SigLIP's was: nmt_nfkc, pad 0,
+            eos 1, unk 2, no bos) with google/siglip-*'s other files:
+            tokenizer_config.json (SiglipTokenizer, lstrip/rstrip special
+            tokens, model_max_length 64) and special_tokens_map.json;
+  siglip_bf/ the same model trained with byte_fallback, in the layout
+            transformers 5's save_pretrained writes (spiece.model and its
+            tokenizer_config.json only), for the exhaustive check;
+  siglip.json
+            {"max_length": 64, "cases": [[hex input, ids padded to 64 as
+             SigLIP's processor pads them, untruncated ids], ...],
+             "trunc": [[hex, max_length, ids], ...], "long": {...},
+             "bf_blocks": [[n, fnv], ...] every code point through
+             siglip_bf/, the strings of siglip_block_string};
   blocks.json
             every code point, 256 at a time: for block b the string is
             "a{c}{c}!{c}1{c}\uac00{c}\u0301 " for each non-surrogate c of
@@ -39,7 +53,10 @@ generate(outdir) writes, into outdir:
             is the exhaustive check of normalization and the split classes.
 
 Inputs are bytes. Those that are not UTF-8 reach the reference as
-`bytes.decode("utf-8", "replace")`, the rule text.h documents.
+`bytes.decode("utf-8", "replace")`, the rule text.h documents. The SigLIP
+reference is transformers' SiglipTokenizer, which runs the sentencepiece
+library; both tokenizer directories are also checked here to give the
+same ids from the hub's layout and from save_pretrained's.
 
     python3 tests/gen_fixtures_text.py [OUTDIR]   (default tests/fixtures/text)
 """
@@ -475,6 +492,189 @@ def build_cases():
     return out
 
 
+# ---- SigLIP ----
+
+SIGLIP_SPECIAL = {"lstrip": True, "normalized": False, "rstrip": True,
+                  "single_word": False}
+# As google/siglip-base-patch16-224 holds them (written by transformers 4).
+SIGLIP_CONFIG = {
+    "added_tokens_decoder": {
+        "1": dict(content="</s>", special=True, **SIGLIP_SPECIAL),
+        "2": dict(content="<unk>", special=True, **SIGLIP_SPECIAL),
+    },
+    "additional_special_tokens": [],
+    "clean_up_tokenization_spaces": True,
+    "do_lower_case": True,
+    "eos_token": "</s>",
+    "model_input_names": ["input_ids"],
+    "model_max_length": 64,
+    "pad_token": "</s>",
+    "processor_class": "SiglipProcessor",
+    "sp_model_kwargs": {},
+    "tokenizer_class": "SiglipTokenizer",
+    "unk_token": "<unk>",
+}
+SIGLIP_MAP = {"eos_token": dict(content="</s>", **SIGLIP_SPECIAL),
+              "pad_token": dict(content="</s>", **SIGLIP_SPECIAL),
+              "unk_token": dict(content="<unk>", **SIGLIP_SPECIAL)}
+
+
+def siglip_corpus():
+    """English sentences, made-up words, numbers and a little of many
+    scripts (so that Greek sigmas, Cyrillic, kana, ... are pieces and the
+    tests see which one the normalization gave)."""
+    rng = random.Random(SEED + 7)
+    syl = ["ka", "lo", "mi", "ren", "tor", "ba", "zu", "qui", "ex", "ph",
+           "str", "ang", "ion", "ing", "ed", "ly", "er", "ous", "ment",
+           "pre", "con", "dis", "un", "re"]
+    lines = [english_sentence(rng, rng.randrange(3, 20))
+             for _ in range(20000)]
+    lines += [" ".join("".join(rng.choice(syl)
+                               for _ in range(rng.randrange(1, 4)))
+                       for _ in range(rng.randrange(2, 10)))
+              for _ in range(5000)]
+    lines += [" ".join(str(rng.randrange(0, 10 ** rng.randrange(1, 6)))
+                       for _ in range(3)) + " café naïve résumé Ångström"
+              for _ in range(1000)]
+    lines += [s.lower() for s in SCRIPTS for _ in range(20)]
+    lines += ["σοφός ὁδός λόγος ἄνθρωπος σσ ςς"] * 50
+    return "\n".join(lines) + "\n"
+
+
+def train_spm(prefix, byte_fallback):
+    import sentencepiece as spm
+    corpus = prefix + ".txt"
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write(siglip_corpus())
+    spm.SentencePieceTrainer.train(
+        input=corpus, model_prefix=prefix, vocab_size=3000,
+        model_type="unigram", character_coverage=1.0, pad_id=0, eos_id=1,
+        unk_id=2, bos_id=-1, byte_fallback=byte_fallback, num_threads=1,
+        normalization_rule_name="nmt_nfkc", minloglevel=2)
+    os.remove(corpus)
+    os.remove(prefix + ".vocab")
+    # The trainer records where its input and output were (temporary
+    # paths): cleared, so that the model is the same bytes every time.
+    from transformers.convert_slow_tokenizer import import_protobuf
+    pb2 = import_protobuf()
+    with open(prefix + ".model", "rb") as f:
+        proto = pb2.ModelProto.FromString(f.read())
+    proto.trainer_spec.ClearField("input")
+    proto.trainer_spec.ClearField("model_prefix")
+    with open(prefix + ".model", "wb") as f:
+        f.write(proto.SerializeToString())
+    return prefix + ".model"
+
+
+def write_siglip_dirs(outdir):
+    """siglip/ (the hub's layout) and siglip_bf/ (save_pretrained's)."""
+    import tempfile
+    from transformers import SiglipTokenizer
+    hub = os.path.join(outdir, "siglip")
+    bf = os.path.join(outdir, "siglip_bf")
+    for d in (hub, bf):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.move(train_spm(os.path.join(tmp, "m"), False),
+                    os.path.join(hub, "spiece.model"))
+        shutil.move(train_spm(os.path.join(tmp, "b"), True),
+                    os.path.join(tmp, "spiece.model"))
+        SiglipTokenizer(os.path.join(tmp, "spiece.model")).save_pretrained(bf)
+    with open(os.path.join(hub, "tokenizer_config.json"), "w") as f:
+        json.dump(SIGLIP_CONFIG, f, indent=2)
+    with open(os.path.join(hub, "special_tokens_map.json"), "w") as f:
+        json.dump(SIGLIP_MAP, f, indent=2)
+    return hub, bf
+
+
+def siglip_extra_cases():
+    """Inputs for what SigLIP's pipeline does beyond CLIP's corpus."""
+    out = ["", "▁", "▁▁", "a▁b", "▁hello", "hello▁", " ▁ ", "x ▁y",
+           "</s>", " </s>", "</s> ", "a</s>", "a </s>", "</s>b", "a</s>b",
+           "</s></s>", "<unk>", "a <unk> b", "<unk>x", "x<unk>", "<pad>",
+           "</S>", "<UNK>", "hello</S>world", "▁</s>", "猫</s>", "</s>猫",
+           "Hello, World!", "HELLO WORLD!!!", "it's a dog's life",
+           "don't-stop", "e-mail: a@b.c", "(a) [b] {c}", "a_b_c", "#1 ~2",
+           "！？，。：；", "ｆｕｌｌ ｗｉｄｔｈ！", "＜／ｓ＞", "＜unk＞", "…",
+           "ﬁ ﬂ", "½ ²", "①", "Ⅻ", "™ ℃ ㎏", "ｶﾀｶﾅ", "\u3000a\u3000",
+           "a\x1cb\x1dc\x1ed\x1fe", "a\x85b", "a\u200bb", "a\u2028b",
+           "a\u180eb",
+           "\t\n x \r\x0b\x0c", "İstanbul", "I\u0307",
+           "ΣΑΣ", "ΟΔΟΣ.", "ΟΔΟΣ'", "Σ", "aΣ", "aΣb", "a.Σ", "aΣ.b",
+           "ΑΣ\u0301", "aΣ\u0301 b", "ᾼΣ", "ǅΣ", "ªΣ", "ⅠΣ", "ⒶΣ",
+           "a\u02b0Σ", "\U0001d400Σ", "1Σ", "ΣΣ", "Σa", "x Σ y",
+           "σοφός ΣΟΦΟΣ", "ὈΔΥΣΣΕΎΣ", "a\xadΣ", "a\u0345Σ",
+           "a\U0001e030Σ", "a\u0eceΣ", "a\U0001df25Σ", "\x00", "a\x00b",
+           "\ufffd", "a\ufffdb"]
+    # Truncation: eos at the cut, "</s>" just before it, long words.
+    words = "the cat sat on the mat with a dog".split()
+    for n in (60, 61, 62, 63, 64, 65, 70):
+        out.append(" ".join(words[i % len(words)] for i in range(n)))
+        out.append(" ".join(words[i % len(words)] for i in range(n - 1))
+                   + " </s>")
+        out.append(" ".join(words[i % len(words)] for i in range(n - 2))
+                   + " </s> x")
+    out += ["a " * 70, "</s>" * 70, "<unk> " * 70, "x" * 300]
+    return [s.encode("utf-8") for s in out]
+
+
+def siglip_block_string(b):
+    """Every code point of block b in the contexts the canonicalization
+    and normalization look at: after a letter, before and after a capital
+    sigma, doubled, alone between spaces."""
+    return "".join("a{0}\u03a3 {0}\u03a3 a\u03a3{0}a {0}{0} ".format(chr(c))
+                   for c in range(b * 256, b * 256 + 256)
+                   if not 0xD800 <= c < 0xE000)
+
+
+def generate_siglip(outdir):
+    import transformers
+    from transformers import AutoTokenizer
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    hub, bf = write_siglip_dirs(outdir)
+    ref = AutoTokenizer.from_pretrained(hub)
+    ref_bf = AutoTokenizer.from_pretrained(bf)
+    # The hub's layout and save_pretrained's give the same ids.
+    ref.save_pretrained(os.path.join(outdir, "siglip_tmp"))
+    ref_saved = AutoTokenizer.from_pretrained(os.path.join(outdir,
+                                                           "siglip_tmp"))
+    shutil.rmtree(os.path.join(outdir, "siglip_tmp"))
+    assert type(ref).__name__ == "SiglipTokenizer", type(ref)
+
+    def enc(tok, s, max_length=None):
+        if max_length is None:
+            return tok(s)["input_ids"]
+        return tok(s, padding="max_length", truncation=True,
+                   max_length=max_length)["input_ids"]
+
+    cases, trunc = [], []
+    rng = random.Random(SEED + 2)
+    for b in siglip_extra_cases() + build_cases():
+        s = b.decode("utf-8", "replace")
+        full = enc(ref, s)
+        assert enc(ref_saved, s) == full, s
+        cases.append([b.hex(), enc(ref, s, 64), full])
+        if rng.random() < 0.05:
+            ml = rng.randrange(1, 12)
+            trunc.append([b.hex(), ml, enc(ref, s, ml)])
+    long = long_case(lambda s, ml=None: enc(ref, s, ml), 64)
+    blocks = []
+    for b in range(0x110000 // 256):
+        ids = enc(ref_bf, siglip_block_string(b))
+        blocks.append([len(ids), fnv_ids(ids)])
+    with open(os.path.join(outdir, "siglip.json"), "w") as f:
+        json.dump({"max_length": 64, "vocab_size": len(ref),
+                   "eos": ref.eos_token_id, "pad": ref.pad_token_id,
+                   "unk": ref.unk_token_id, "cases": cases, "trunc": trunc,
+                   "long": long, "bf_blocks": blocks}, f,
+                  separators=(",", ":"))
+        f.write("\n")
+    print("siglip fixtures: %d cases, %d truncation cases, %d blocks"
+          % (len(cases), len(trunc), len(blocks)))
+
+
 def block_string(b):
     return "".join("a{0}{0}!{0}1{0}\uac00{0}\u0301 ".format(chr(c))
                    for c in range(b * 256, b * 256 + 256)
@@ -491,6 +691,19 @@ def fnv_ids(ids):
 
 # The 1 MB input: this unit repeated and cut at 2^20 bytes.
 LONG_UNIT = "A photo of a cat, sitting on the mat! 123 café ".encode() + b"\xff\xfe "
+
+
+def long_case(enc, max_length):
+    """The 1 MB input's recipe, its ids truncated to max_length
+    ("ids<max_length>") and the count and FNV-1a of its untruncated ids,
+    enc(text, max_length=None) being the reference."""
+    raw = LONG_UNIT
+    big = (raw * (2 ** 20 // len(raw) + 1))[:2 ** 20]
+    bs = big.decode("utf-8", "replace")
+    full = enc(bs)
+    return {"unit_hex": raw.hex(), "bytes": len(big),
+            "ids%d" % max_length: enc(bs, max_length), "n_full": len(full),
+            "fnv_full": fnv_ids(full)}
 
 
 def generate(outdir):
@@ -563,17 +776,11 @@ def generate(outdir):
         for name, r in (("specials", ref_spec), ("legacy", ref_legacy)):
             specials[name]["cases"].append([s.encode().hex(), enc(r, s)])
 
-    raw = LONG_UNIT
-    big = (raw * (2 ** 20 // len(raw) + 1))[:2 ** 20]
-    bs = big.decode("utf-8", "replace")
-    full = enc(ref, bs)
-    long_case = {"unit_hex": raw.hex(), "bytes": len(big),
-                 "ids77": enc(ref, bs, 77), "n_full": len(full),
-                 "fnv_full": fnv_ids(full)}
+    long = long_case(lambda s, ml=None: enc(ref, s, ml), 77)
 
     with open(os.path.join(outdir, "cases.json"), "w") as f:
         json.dump({"max_length": 77, "cases": cases, "trunc": trunc,
-                   "long": long_case, "tiny": tiny,
+                   "long": long, "tiny": tiny,
                    "specials": specials}, f,
                   separators=(",", ":"))
         f.write("\n")
@@ -590,6 +797,9 @@ def generate(outdir):
 
 
 if __name__ == "__main__":
-    generate(sys.argv[1] if len(sys.argv) > 1 else
-             os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                          "fixtures", "text"))
+    out = (sys.argv[1] if len(sys.argv) > 1 else
+           os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "fixtures", "text"))
+    if os.environ.get("TEXT_FIXTURES") != "siglip":
+        generate(out)
+    generate_siglip(out)

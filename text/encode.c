@@ -47,8 +47,9 @@ static int emit_word(enc *e, const uint8_t *w, size_t n)
  * not match (spaces) is dropped. A match of the regex's special-token
  * alternatives is cut in three, as the ByteLevel pre-tokenizer's own regex
  * (GPT-2's) cuts it in the reference: "<|", the letters, "|>". */
-static int split_words(enc *e, const uint8_t *s, size_t n)
+static int split_words(void *ctx, const uint8_t *s, size_t n)
 {
+    enc *e = ctx;
     size_t off = 0;
     while (off < n) {
         int rc = pcre2_match(e->t->re, s, n, off, PCRE2_NO_UTF_CHECK, e->md,
@@ -100,47 +101,48 @@ static size_t find_added(const txt_tokenizer *t, int lo, int hi,
     return n;
 }
 
-/* One stretch of raw text between raw-matched added tokens. */
-static int stretch(enc *e, const uint8_t *s, size_t n)
+int txt_split_added(const txt_tokenizer *t, int lo, int hi,
+                    const uint8_t *first, const uint8_t *s, size_t n,
+                    int (*text)(void *ctx, const uint8_t *s, size_t n),
+                    int (*token)(void *ctx, const txt_added *a), void *ctx)
 {
-    const txt_tokenizer *t = e->t;
-    e->norm.n = 0;
-    if (txt_normalize(s, n, &e->nsc, &e->norm))
-        return -1;
-    const uint8_t *p = e->norm.p;
-    size_t m = e->norm.n, pos = 0;
-    while (pos < m) {
+    size_t pos = 0;
+    while (pos < n) {
         int k = -1, r;
-        size_t at = find_added(t, t->n_added_raw, t->n_added, t->norm_first,
-                               p, m, pos, &k);
-        if (at > pos && (r = split_words(e, p + pos, at - pos)))
+        size_t at = find_added(t, lo, hi, first, s, n, pos, &k);
+        if (at > pos && (r = text(ctx, s + pos, at - pos)))
             return r;
         if (k < 0)
             break;
-        if ((r = emit_id(e, t->added[k].id)))
+        if ((r = token(ctx, &t->added[k])))
             return r;
         pos = at + t->added[k].n;
     }
     return 0;
 }
 
+static int emit_added(void *ctx, const txt_added *a)
+{
+    return emit_id(ctx, a->id);
+}
+
+/* One stretch of raw text between raw-matched added tokens. */
+static int stretch(void *ctx, const uint8_t *s, size_t n)
+{
+    enc *e = ctx;
+    const txt_tokenizer *t = e->t;
+    e->norm.n = 0;
+    if (txt_normalize(s, n, &e->nsc, &e->norm))
+        return -1;
+    return txt_split_added(t, t->n_added_raw, t->n_added, t->norm_first,
+                           e->norm.p, e->norm.n, split_words, emit_added, e);
+}
+
 static int run(enc *e, const uint8_t *s, size_t n)
 {
     const txt_tokenizer *t = e->t;
-    size_t pos = 0;
-    while (pos < n) {
-        int k = -1, r;
-        size_t at = find_added(t, 0, t->n_added_raw, t->raw_first, s, n, pos,
-                               &k);
-        if (at > pos && (r = stretch(e, s + pos, at - pos)))
-            return r;
-        if (k < 0)
-            break;
-        if ((r = emit_id(e, t->added[k].id)))
-            return r;
-        pos = at + t->added[k].n;
-    }
-    return 0;
+    return txt_split_added(t, 0, t->n_added_raw, t->raw_first, s, n, stretch,
+                           emit_added, e);
 }
 
 int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
@@ -150,6 +152,20 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
         return -1;
     if (max_ids == 0)
         return 0;
+    if (t->kind == TXT_KIND_SIGLIP) {
+        const uint8_t *s = (const uint8_t *)text;
+        txt_buf raw = {0};
+        if (len && txt_utf8_valid_prefix(s, len) < len) {
+            if (txt_utf8_repair(s, len, &raw)) {
+                txt_buf_free(&raw);
+                return -1;
+            }
+            s = raw.p, len = raw.n;
+        }
+        int k = txt_siglip_encode(t, s, len, ids, max_ids);
+        txt_buf_free(&raw);
+        return k;
+    }
     ids[0] = t->bos;
     if (max_ids == 1)
         return 1;
@@ -179,4 +195,16 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
         return -1;
     ids[1 + e.n] = t->eos;
     return e.n + 2;
+}
+
+int txt_encode_padded(txt_tokenizer *t, const char *text, size_t len,
+                      int32_t *ids, int max_ids)
+{
+    int k = txt_encode(t, text, len, ids, max_ids);
+    if (k < 0)
+        return -1;
+    int32_t pad = t->pad >= 0 ? t->pad : t->eos;
+    for (int i = k; i < max_ids; i++)
+        ids[i] = pad;
+    return k;
 }

@@ -1,11 +1,13 @@
 /*
- * Loading a CLIP tokenizer from a Hugging Face model directory: the
+ * Loading a tokenizer from a Hugging Face model directory: for CLIP the
  * vocabulary and merges from tokenizer.json (checked to be CLIP's kind) or
- * from vocab.json + merges.txt, the special and added tokens and
- * model_max_length from tokenizer_config.json, and the derived tables the
- * encoder needs (the symbol of each byte, the merge table, the split regex,
- * the word cache). The vocabulary's string-to-id map lives only while
- * loading: encoding works on ids alone. The status messages live here too.
+ * from vocab.json + merges.txt, for SigLIP the SentencePiece model
+ * spiece.model (read by spm.c, its pieces then being the vocabulary); the
+ * special and added tokens and model_max_length from tokenizer_config.json,
+ * with each class's defaults; and the derived tables the encoder needs
+ * (CLIP's: the symbol of each byte, the merge table, the split regex, the
+ * word cache). CLIP's string-to-id map lives only while loading: encoding
+ * works on ids alone. The status messages live here too.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -96,18 +98,21 @@ typedef struct {
     txt_added *added;
     int n_added, cap_added;
     txt_norm_scratch nsc;
+    const txt_spm *spm;  /* SigLIP: the vocabulary is the model's pieces */
 } loader;
 
 static uint64_t str_hash(const char *s, size_t n)
 {
-    uint64_t h = 0xCBF29CE484222325ULL;
+    uint64_t h = TXT_FNV_INIT;
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 0x100000001B3ULL;
+        h = txt_fnv_step(h, (uint8_t)s[i]);
     return h;
 }
 
 static int32_t vocab_get(const loader *L, const char *s, size_t n)
 {
+    if (L->spm)
+        return txt_spm_piece_id(L->spm, (const uint8_t *)s, n);
     for (size_t i = str_hash(s, n) & L->mask; L->map[i].s;
          i = (i + 1) & L->mask)
         if (L->map[i].n == n && !memcmp(L->map[i].s, s, n))
@@ -203,7 +208,7 @@ static txt_status merge_add(loader *L, txt_tokenizer *t, uint32_t rank,
 
 /* Adds (or, for a content already there, updates) an added token. */
 static txt_status added_put(loader *L, const char *s, size_t n, int32_t id,
-                            int normalized)
+                            int normalized, int special)
 {
     if (n == 0)
         return fail(L, TXT_E_FORMAT, "an added token is empty");
@@ -211,6 +216,7 @@ static txt_status added_put(loader *L, const char *s, size_t n, int32_t id,
         if (L->added[i].n == n && !memcmp(L->added[i].s, s, n)) {
             L->added[i].id = id;
             L->added[i].normalized = normalized;
+            L->added[i].special |= special;
             return TXT_OK;
         }
     if (L->n_added == L->cap_added) {
@@ -225,7 +231,7 @@ static txt_status added_put(loader *L, const char *s, size_t n, int32_t id,
     if (!c)
         return fail(L, TXT_E_NOMEM, "out of memory");
     memcpy(c, s, n);
-    L->added[L->n_added++] = (txt_added){c, n, id, normalized};
+    L->added[L->n_added++] = (txt_added){c, n, id, normalized, special};
     if (id > L->max_id)
         L->max_id = id;
     return TXT_OK;
@@ -243,18 +249,21 @@ static txt_status added_from_json(loader *L, json_t *o, int32_t id)
     json_t *c = json_object_get(o, "content");
     if (!json_is_string(c))
         return fail(L, TXT_E_FORMAT, "added token %d has no content", id);
-    if (flag_of(o, "lstrip", 0) || flag_of(o, "rstrip", 0) ||
+    /* SigLIP's lstrip and rstrip strip what its canonicalization strips
+     * anyway (siglip.c); CLIP's tokens have neither. */
+    if ((!L->spm && (flag_of(o, "lstrip", 0) || flag_of(o, "rstrip", 0))) ||
         flag_of(o, "single_word", 0))
         return fail(L, TXT_E_UNSUPPORTED,
-                    "added token \"%.40s\" uses lstrip, rstrip or "
-                    "single_word, which CLIP's do not",
-                    json_string_value(c));
+                    "added token \"%.40s\" uses %s, which %s's do not",
+                    json_string_value(c),
+                    L->spm ? "single_word" : "lstrip, rstrip or single_word",
+                    L->spm ? "SigLIP" : "CLIP");
     /* tokenizers' default: special tokens are matched on the raw text.
      * Its add_tokens takes the vocabulary's id when there is one. */
     int normalized = flag_of(o, "normalized", !flag_of(o, "special", 0));
     int32_t vid = vocab_get(L, json_string_value(c), json_string_length(c));
     return added_put(L, json_string_value(c), json_string_length(c),
-                     vid >= 0 ? vid : id, normalized);
+                     vid >= 0 ? vid : id, normalized, flag_of(o, "special", 0));
 }
 
 /* ---- files ---- */
@@ -410,6 +419,42 @@ static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
     return TXT_OK;
 }
 
+/* Reads a whole file into b. */
+static txt_status read_file(loader *L, txt_buf *b)
+{
+    FILE *f = fopen(L->path, "rb");
+    if (!f)
+        return fail(L, TXT_E_IO, "%s", strerror(errno));
+    size_t got = 0;
+    do {
+        if (txt_buf_reserve(b, 65536)) {
+            fclose(f);
+            return fail(L, TXT_E_NOMEM, "out of memory");
+        }
+        got = fread(b->p + b->n, 1, 65536, f);
+        b->n += got;
+    } while (got > 0);
+    int ioerr = ferror(f);
+    fclose(f);
+    return ioerr ? fail(L, TXT_E_IO, "read error") : TXT_OK;
+}
+
+/* SigLIP's spiece.model; its pieces are the vocabulary from here on. */
+static txt_status load_spiece(loader *L, txt_tokenizer *t, const char *dir)
+{
+    snprintf(L->path, sizeof L->path, "%s/spiece.model", dir);
+    txt_buf b = {0};
+    txt_status st = read_file(L, &b);
+    if (!st)
+        st = txt_spm_load(&t->spm, b.p, b.n, L->path, L->err, L->errlen);
+    txt_buf_free(&b);
+    if (st)
+        return st;
+    L->spm = &t->spm;
+    L->max_id = t->spm.n - 1;
+    return TXT_OK;
+}
+
 static txt_status load_vocab_merges(loader *L, txt_tokenizer *t,
                                     const char *dir, json_t **root)
 {
@@ -420,25 +465,10 @@ static txt_status load_vocab_merges(loader *L, txt_tokenizer *t,
         return st;
 
     snprintf(L->path, sizeof L->path, "%s/merges.txt", dir);
-    FILE *f = fopen(L->path, "rb");
-    if (!f)
-        return fail(L, TXT_E_IO, "%s", strerror(errno));
     txt_buf b = {0};
-    size_t got = 0;
-    do {
-        if (txt_buf_reserve(&b, 65536)) {
-            fclose(f);
-            txt_buf_free(&b);
-            return fail(L, TXT_E_NOMEM, "out of memory");
-        }
-        got = fread(b.p + b.n, 1, 65536, f);
-        b.n += got;
-    } while (got > 0);
-    int ioerr = ferror(f);
-    fclose(f);
-    if (ioerr) {
+    if ((st = read_file(L, &b))) {
         txt_buf_free(&b);
-        return fail(L, TXT_E_IO, "read error");
+        return st;
     }
 
     size_t lines = 1;
@@ -493,9 +523,14 @@ static const char *const special_keys[] = {
     "pad_token", "cls_token", "mask_token",
 };
 
-/* CLIPTokenizer's defaults for the keys it names. */
-static const char *special_default(const char *key)
+/* CLIPTokenizer's (or SiglipTokenizer's) defaults for the keys it names. */
+static const char *special_default(const char *key, int siglip)
 {
+    if (siglip) {
+        if (!strcmp(key, "eos_token") || !strcmp(key, "pad_token"))
+            return "</s>";
+        return !strcmp(key, "unk_token") ? "<unk>" : NULL;
+    }
     if (!strcmp(key, "bos_token"))
         return "<|startoftext|>";
     if (!strcmp(key, "eos_token") || !strcmp(key, "unk_token") ||
@@ -504,9 +539,11 @@ static const char *special_default(const char *key)
     return NULL;
 }
 
-/* Registers one special token; *id gets its id (-1 if it has none). */
+/* Registers one special token; *id gets its id (-1 if it has none) and
+ * *text its content (NULL if none; it lives as long as v). */
 static txt_status special_put(loader *L, json_t *v, const char *dflt,
-                              int n_file, int32_t *id)
+                              int n_file, int32_t *id, const char **text,
+                              size_t *text_n)
 {
     const char *s = dflt;
     size_t n = dflt ? strlen(dflt) : 0;
@@ -526,10 +563,12 @@ static txt_status special_put(loader *L, json_t *v, const char *dflt,
     }
     if (!s || n == 0)
         return TXT_OK;
+    *text = s, *text_n = n;
     for (int i = 0; i < L->n_added; i++)
         if (L->added[i].n == n && !memcmp(L->added[i].s, s, n)) {
             if (i < n_file) {  /* the decoder's token stands */
                 *id = L->added[i].id;
+                L->added[i].special = 1;
                 return TXT_OK;
             }
             *id = L->added[i].id;
@@ -539,24 +578,34 @@ static txt_status special_put(loader *L, json_t *v, const char *dflt,
         *id = vocab_get(L, s, n);
     if (*id < 0)
         *id = L->max_id + 1;
-    return added_put(L, s, n, *id, normalized);
+    return added_put(L, s, n, *id, normalized, 1);
 }
 
 static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
                            json_t *smap)
 {
-    int n_file = L->n_added;
+    int n_file = L->n_added, siglip = t->kind == TXT_KIND_SIGLIP;
     for (size_t k = 0; k < sizeof special_keys / sizeof *special_keys; k++) {
         const char *key = special_keys[k];
         json_t *v = json_object_get(smap, key);
         if (!v || json_is_null(v))
             v = json_object_get(cfg, key);
         int32_t id;
+        const char *text = NULL;
+        size_t text_n = 0;
         txt_status st = special_put(L, v, v && !json_is_null(v)
-                                              ? NULL : special_default(key),
-                                    n_file, &id);
+                                              ? NULL
+                                              : special_default(key, siglip),
+                                    n_file, &id, &text, &text_n);
         if (st)
             return st;
+        if (!strcmp(key, "unk_token") && text) {
+            free(t->unk_str);
+            if (!(t->unk_str = malloc(text_n)))
+                return fail(L, TXT_E_NOMEM, "out of memory");
+            memcpy(t->unk_str, text, text_n);
+            t->unk_n = text_n;
+        }
         if (!strcmp(key, "bos_token"))
             t->bos = id;
         else if (!strcmp(key, "eos_token"))
@@ -566,9 +615,30 @@ static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
         else if (!strcmp(key, "pad_token"))
             t->pad = id;
     }
-    if (t->bos < 0 || t->eos < 0)
+    /* The extra special tokens (SiglipTokenizer's
+     * additional_special_tokens; transformers 5 writes
+     * extra_special_tokens) are added tokens too. */
+    for (int pass = 0; siglip && pass < 2; pass++) {
+        json_t *list = json_object_get(
+            cfg, pass ? "extra_special_tokens" : "additional_special_tokens");
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v)
+        {
+            int32_t id;
+            const char *text;
+            size_t text_n;
+            txt_status st = special_put(L, v, NULL, n_file, &id, &text,
+                                        &text_n);
+            if (st)
+                return st;
+        }
+    }
+    if ((!siglip && t->bos < 0) || t->eos < 0)
         return fail(L, TXT_E_FORMAT, "the %s token is empty",
-                    t->bos < 0 ? "bos" : "eos");
+                    t->eos < 0 ? "eos" : "bos");
+    if (siglip && !t->unk_str)
+        return fail(L, TXT_E_FORMAT, "SigLIP's tokenizer needs an unk token");
     return TXT_OK;
 }
 
@@ -594,14 +664,32 @@ static void byte_symbols(loader *L, txt_tokenizer *t)
     }
 }
 
+/* What only SigLIP's tokenizer needs: do_lower_case, and how many pieces
+ * the unk token's text alone gives (siglip.c, step 4). */
+static txt_status finish_siglip(loader *L, txt_tokenizer *t, json_t *cfg)
+{
+    t->lower = flag_of(cfg, "do_lower_case", 1);
+    txt_spm_scratch sc = {0};
+    long k = txt_spm_encode(&t->spm, t->unk_str, t->unk_n, &sc);
+    txt_spm_scratch_free(&sc);
+    if (k < 0)
+        return fail(L, TXT_E_NOMEM, "out of memory");
+    t->unk_pieces = (int)k;
+    return TXT_OK;
+}
+
 static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
 {
+    int siglip = t->kind == TXT_KIND_SIGLIP;
     json_t *ml = json_object_get(cfg, "model_max_length");
     if (json_is_number(ml) && json_number_value(ml) >= 1 &&
         json_number_value(ml) <= (1 << 24))
         t->max_length = (int)json_number_value(ml);
+    else if (siglip && !ml)
+        t->max_length = 64; /* SiglipTokenizer's default */
 
-    byte_symbols(L, t);
+    if (!siglip)
+        byte_symbols(L, t);
 
     /* Raw-matched added tokens first, each group's contents normalized as
      * the reference does before matching them. */
@@ -611,6 +699,10 @@ static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < L->n_added; i++) {
             txt_added *a = &L->added[i];
+            /* A Python tokenizer (SigLIP's) matches every added token on
+             * the raw text. */
+            if (siglip)
+                a->normalized = 0;
             if (a->normalized != pass)
                 continue;
             txt_added *d = &t->added[t->n_added++];
@@ -637,6 +729,8 @@ static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
             (pass ? t->norm_first : t->raw_first)[d->s[0]] = 1;
         }
     t->vocab_size = L->max_id + 1;
+    if (siglip)
+        return finish_siglip(L, t, cfg);
 
     int ec;
     PCRE2_SIZE eo;
@@ -663,6 +757,8 @@ void txt_tokenizer_free(txt_tokenizer *t)
     free(t->merges);
     pcre2_code_free(t->re);
     txt_cache_free(t);
+    txt_spm_free(&t->spm);
+    free(t->unk_str);
     free(t);
 }
 
@@ -693,13 +789,24 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
     }
     json_t *atd = json_object_get(cfg, "added_tokens_decoder");
     int has_json = file_exists(dir, "tokenizer.json");
-    if (has_json)
+    /* SiglipTokenizer reads spiece.model whatever else is there; a
+     * directory with no tokenizer_class and nothing but spiece.model is
+     * taken to be SigLIP's too. */
+    json_t *cls = json_object_get(cfg, "tokenizer_class");
+    int has_vm = file_exists(dir, "vocab.json") &&
+                 file_exists(dir, "merges.txt");
+    if (str_is(cls, "SiglipTokenizer") ||
+        (!cls && !has_json && !has_vm && file_exists(dir, "spiece.model"))) {
+        t->kind = TXT_KIND_SIGLIP;
+        st = load_spiece(&L, t, dir);
+    } else if (has_json)
         st = load_tokenizer_json(&L, t, dir, !atd, &root);
-    else if (file_exists(dir, "vocab.json") && file_exists(dir, "merges.txt"))
+    else if (has_vm)
         st = load_vocab_merges(&L, t, dir, &root);
     else
         st = txt_fail(err, errlen, TXT_E_NOTFOUND,
-                      "%s: no tokenizer.json, nor vocab.json and merges.txt",
+                      "%s: no tokenizer.json, nor vocab.json and merges.txt, "
+                      "nor spiece.model",
                       dir);
     if (st)
         goto done;
@@ -742,7 +849,9 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
     snprintf(L.path, sizeof L.path, "%s/%s", dir,
              smap ? "special_tokens_map.json"
                   : cfg ? "tokenizer_config.json"
-                        : has_json ? "tokenizer.json" : "vocab.json");
+                        : t->kind == TXT_KIND_SIGLIP
+                              ? "spiece.model"
+                              : has_json ? "tokenizer.json" : "vocab.json");
     if ((st = specials(&L, t, cfg, smap)))
         goto done;
     st = finish(&L, t, cfg);
@@ -769,3 +878,7 @@ int32_t txt_eos_id(const txt_tokenizer *t) { return t ? t->eos : -1; }
 int32_t txt_pad_id(const txt_tokenizer *t) { return t ? t->pad : -1; }
 int txt_vocab_size(const txt_tokenizer *t) { return t ? t->vocab_size : 0; }
 int txt_max_length(const txt_tokenizer *t) { return t ? t->max_length : 0; }
+txt_kind txt_kind_of(const txt_tokenizer *t)
+{
+    return t ? t->kind : TXT_KIND_CLIP;
+}

@@ -124,8 +124,7 @@ int txt_utf8_repair(const uint8_t *s, size_t n, txt_buf *out)
     return 0;
 }
 
-/* Decodes the well-formed sequence at s; returns its length. */
-static int utf8_decode(const uint8_t *s, int32_t *cp)
+int txt_utf8_decode(const uint8_t *s, int32_t *cp)
 {
     if (s[0] < 0x80) {
         *cp = s[0];
@@ -156,9 +155,7 @@ static int utf8_decode(const uint8_t *s, int32_t *cp)
  * trailing consonant, and utf8proc 2.8 wrongly composes an LV syllable
  * with it (adding T index 0, which swallows the U+11A7); it composes with
  * nothing in Unicode. */
-static const struct {
-    int32_t lo, hi;
-} nfc_inert[] = {
+static const txt_range nfc_inert[] = {
     {0x7FD, 0x7FD},     {0x898, 0x89F},     {0x8CA, 0x8D3},
     {0x9FE, 0x9FE},     {0xC3C, 0xC3C},     {0xD3B, 0xD3C},
     {0xEBA, 0xEBA},     {0x11A7, 0x11A7},   {0x1715, 0x1715},
@@ -206,21 +203,25 @@ static const struct {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static int nfc_is_inert(int32_t c)
+int txt_in_ranges(const txt_range *r, size_t n, int32_t c)
 {
-    if (c < nfc_inert[0].lo)
-        return 0;
-    size_t lo = 0, hi = COUNT(nfc_inert);
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c > nfc_inert[mid].hi)
+        if (c > r[mid].hi)
             lo = mid + 1;
-        else if (c < nfc_inert[mid].lo)
+        else if (c < r[mid].lo)
             hi = mid;
         else
             return 1;
     }
     return 0;
+}
+
+static int nfc_is_inert(int32_t c)
+{
+    return c >= nfc_inert[0].lo &&
+           txt_in_ranges(nfc_inert, COUNT(nfc_inert), c);
 }
 
 /* Lowercases c into l[0..]; returns the count (1 or 2). */
@@ -340,7 +341,7 @@ int txt_normalize(const uint8_t *s, size_t n, txt_norm_scratch *sc,
     size_t len = 0, start = 0;
     for (i = 0; i < n;) {
         int32_t c;
-        int k = utf8_decode(s + i, &c);
+        int k = txt_utf8_decode(s + i, &c);
         if (c >= 0x7FD && nfc_is_inert(c)) {
             if (nfc_stretch(s + start, i - start, sc, &len) ||
                 push_cp(sc, &len, c))

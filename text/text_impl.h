@@ -3,7 +3,8 @@
  * growable buffers the pipeline works in, and the functions the files of
  * text/ share (UTF-8 repair and normalization in normalize.c, the merge
  * table and the word cache in bpe.c, file loading in load.c, the pipeline in
- * encode.c). Nothing here is API.
+ * encode.c; for SigLIP, the SentencePiece model in spm.c and its pipeline in
+ * siglip.c). Nothing here is API.
  */
 #ifndef TEXT_IMPL_H
 #define TEXT_IMPL_H
@@ -16,6 +17,14 @@
 #include <pcre2.h>
 
 #include "text/text.h"
+
+/* FNV-1a, one byte at a time (so that a string's prefixes hash as they
+ * grow). */
+#define TXT_FNV_INIT 0xCBF29CE484222325ULL
+static inline uint64_t txt_fnv_step(uint64_t h, uint8_t b)
+{
+    return (h ^ b) * 0x100000001B3ULL;
+}
 
 /* A growable byte buffer. */
 typedef struct {
@@ -35,6 +44,7 @@ typedef struct {
     size_t n;
     int32_t id;
     int normalized;
+    int special;
 } txt_added;
 
 /* One slot of the merge table: the pair (left id, right id) packed in
@@ -67,7 +77,42 @@ typedef struct {
     size_t used, count;
 } txt_cache_shard;
 
+/* A SentencePiece model (spm.c). */
+typedef struct {
+    int n;                     /* pieces */
+    uint8_t *arena;            /* their bytes, piece i at off[i], len[i] */
+    uint32_t *off, *len;
+    float *score;
+    uint8_t *type;             /* 1 NORMAL ... 6 BYTE, as in the file */
+    void *slots;               /* the prefix and name table */
+    size_t mask, max_len;      /* max_len: the longest lattice piece */
+    int32_t unk;
+    int32_t byte_id[256];      /* with byte_fallback */
+    float min_score, max_score;
+    int byte_fallback, has_user;
+    uint32_t *units;           /* the charsmap's double array, or NULL */
+    size_t n_units;
+    uint8_t *norm;             /* its replacement strings */
+    size_t norm_len;
+    int add_dummy_prefix, remove_ws, escape_ws, ws_suffix;
+} txt_spm;
+
+/* A piece of an encoding: bytes off..off+len of the normalized text. */
+typedef struct {
+    uint32_t off, len;
+    int32_t id;
+} txt_spm_piece;
+
+typedef struct {
+    txt_buf norm;              /* the normalized text */
+    void *best;                /* (cap_best) the Viterbi's best paths */
+    size_t cap_best;
+    txt_spm_piece *pieces;
+    size_t n_pieces, cap_pieces;
+} txt_spm_scratch;
+
 struct txt_tokenizer {
+    txt_kind kind;
     int32_t byte_id[256];      /* the byte's symbol, -1 if not in vocab */
     int32_t byte_eow_id[256];  /* the byte's symbol + "</w>" */
     txt_merge *merges;         /* open addressing, mask + 1 slots */
@@ -79,6 +124,12 @@ struct txt_tokenizer {
     uint8_t norm_first[256];   /* first bytes of the normalized ones */
     int32_t bos, eos, pad, unk;
     int vocab_size, max_length;
+    /* SigLIP's SentencePiece tokenizer (kind TXT_KIND_SIGLIP) */
+    txt_spm spm;
+    uint8_t *unk_str;          /* the unk token's text, put before a chunk */
+    size_t unk_n;
+    int unk_pieces;            /* how many pieces unk_str alone gives */
+    int lower;                 /* do_lower_case */
     pcre2_code *re;            /* the word-splitting regex */
     txt_cache_shard cache[TXT_CACHE_SHARDS];
 };
@@ -106,6 +157,15 @@ void txt_norm_scratch_free(txt_norm_scratch *sc);
  * lowercase. 0, or -1 out of memory or a utf8proc failure. */
 int txt_normalize(const uint8_t *s, size_t n, txt_norm_scratch *sc,
                   txt_buf *out);
+
+/* Decodes the well-formed UTF-8 sequence at s; returns its length. */
+int txt_utf8_decode(const uint8_t *s, int32_t *cp);
+
+/* Code point ranges, sorted; txt_in_ranges: whether c is in one. */
+typedef struct {
+    int32_t lo, hi;
+} txt_range;
+int txt_in_ranges(const txt_range *r, size_t n, int32_t c);
 
 /* ---- bpe.c ---- */
 
@@ -137,10 +197,51 @@ long txt_bpe_word(txt_tokenizer *t, const uint8_t *w, size_t n,
 int txt_cache_init(txt_tokenizer *t);
 void txt_cache_free(txt_tokenizer *t);
 
+/* ---- encode.c ---- */
+
+/* Walks s[0..n), cutting out the added tokens lo..hi-1 (`first` marks
+ * their first bytes) where they occur, leftmost and then longest first:
+ * each stretch between them goes to `text`, each token to `token`. A
+ * nonzero return of either ends the walk and is returned; else 0. */
+int txt_split_added(const txt_tokenizer *t, int lo, int hi,
+                    const uint8_t *first, const uint8_t *s, size_t n,
+                    int (*text)(void *ctx, const uint8_t *s, size_t n),
+                    int (*token)(void *ctx, const txt_added *a), void *ctx);
+
 /* ---- load.c ---- */
 
 /* Writes a message into err (if not NULL) and returns st. */
 txt_status txt_fail(char *err, size_t errlen, txt_status st, const char *fmt,
                     ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- spm.c ---- */
+
+/* Reads the SentencePiece model in p[0..n) (`path` names it in messages). */
+txt_status txt_spm_load(txt_spm *m, const uint8_t *p, size_t n,
+                        const char *path, char *err, size_t errlen);
+void txt_spm_free(txt_spm *m);
+
+/* The id of the piece named s[0..n) (any type), or -1. */
+int32_t txt_spm_piece_id(const txt_spm *m, const uint8_t *s, size_t n);
+
+/* Appends the model's normalization of the valid UTF-8 s[0..n) to out. */
+int txt_spm_normalize(const txt_spm *m, const uint8_t *s, size_t n,
+                      txt_buf *out);
+
+/* Encodes valid UTF-8 as SentencePieceProcessor::Encode does: on success
+ * sc->pieces holds the pieces (offsets into sc->norm) and their count is
+ * returned; -1 out of memory. */
+long txt_spm_encode(const txt_spm *m, const uint8_t *s, size_t n,
+                    txt_spm_scratch *sc);
+void txt_spm_scratch_free(txt_spm_scratch *sc);
+
+/* ---- siglip.c ---- */
+
+/* SiglipTokenizer's encoding (see siglip.c); same contract as txt_encode. */
+int txt_siglip_encode(txt_tokenizer *t, const uint8_t *s, size_t n,
+                      int32_t *ids, int max_ids);
+
+/* Python's str.lower() of valid UTF-8, appended to out. */
+int txt_py_lower(const uint8_t *s, size_t n, txt_buf *out);
 
 #endif
