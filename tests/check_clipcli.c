@@ -1,10 +1,11 @@
 /*
- * The CLIP commands end to end, against transformers: `vit embed` (texts
- * and image files, normalized or not, JSONL and .npy), `vit match` and
- * `vit classify --labels` on tests/fixtures/clip_tok, a tiny CLIPModel
- * with the real CLIP vocabulary, whose reference outputs were made from the
- * same strings and files by CLIPTokenizerFast, CLIPImageProcessor and the
- * model (tests/gen_fixtures.py). Also the library's vit_embed_texts on those
+ * The CLIP and SigLIP commands end to end, against transformers: `vit
+ * embed` (texts and image files, normalized or not, JSONL and .npy), `vit
+ * match` and `vit classify --labels` on tests/fixtures/clip_tok, a tiny
+ * CLIPModel with the real CLIP vocabulary, and siglip_tok(_mask), a tiny
+ * SiglipModel with a SentencePiece tokenizer, whose reference outputs were
+ * made from the same strings and files by the reference's tokenizers,
+ * image processors and models (tests/gen_fixtures.py). Also the library's vit_embed_texts on those
  * strings, and the errors a wrong model or wrong options give.
  */
 #include <check.h>
@@ -20,9 +21,19 @@
 #define TOK FIXTURES "/clip_tok"
 #define TOL 1e-4
 
+/* The end-to-end fixtures the loop tests run on: CLIP; SigLIP with its
+ * tokenizer as the hub has it (no attention mask: the padding is
+ * attended) and as transformers 5 saves it (masked). */
+static const char *const toks[] = {TOK, FIXTURES "/siglip_tok",
+                                   FIXTURES "/siglip_tok_mask"};
+#define N_TOKS (int)(sizeof toks / sizeof *toks)
+static const char *tok = TOK; /* the one the running test uses */
+
 static json_t *inputs(void)
 {
-    json_t *j = json_load_file(TOK "/ref_inputs.json", 0, NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/ref_inputs.json", tok);
+    json_t *j = json_load_file(path, 0, NULL);
     ck_assert_ptr_nonnull(j);
     return j;
 }
@@ -30,7 +41,7 @@ static json_t *inputs(void)
 static vit_array ref(const char *file)
 {
     char path[256];
-    snprintf(path, sizeof path, TOK "/%s", file);
+    snprintf(path, sizeof path, "%s/%s", tok, file);
     vit_array a;
     vit_error err;
     ck_assert_msg(vit_npy_read(path, &a, &err) == VIT_OK, "%s", err.msg);
@@ -88,7 +99,7 @@ static void add_all(const char **args, int *n, json_t *a, const char *flag)
 /* argv: "embed", "--model", TOK, extra..., then --text for each string. */
 static void embed_texts_cli(tu_run_result *r, json_t *texts, const char *extra)
 {
-    const char *args[64] = {"embed", "--model", TOK};
+    const char *args[64] = {"embed", "--model", tok};
     int n = 3;
     if (extra)
         args[n++] = extra;
@@ -102,6 +113,7 @@ static void embed_texts_cli(tu_run_result *r, json_t *texts, const char *extra)
 
 START_TEST(embed_texts_match_reference)
 {
+    tok = toks[_i];
     json_t *in = inputs();
     json_t *texts = json_object_get(in, "texts");
     int n = (int)json_array_size(texts);
@@ -132,6 +144,7 @@ END_TEST
 
 START_TEST(library_embeds_strings)
 {
+    tok = toks[_i];
     json_t *in = inputs();
     json_t *texts = json_object_get(in, "texts");
     int n = (int)json_array_size(texts);
@@ -144,7 +157,7 @@ START_TEST(library_embeds_strings)
     vit_model *m;
     vit_state *st;
     vit_error err;
-    ck_assert_int_eq(vit_model_load(TOK, &opt, &m, &err), VIT_OK);
+    ck_assert_int_eq(vit_model_load(tok, &opt, &m, &err), VIT_OK);
     ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
     vit_model_info info;
     vit_model_get_info(m, &info);
@@ -167,6 +180,7 @@ END_TEST
 /* The library's image entry point on the same files, in chunks of 2. */
 START_TEST(library_embeds_image_files)
 {
+    tok = toks[_i];
     json_t *in = inputs();
     json_t *imgs = json_object_get(in, "images");
     int n = (int)json_array_size(imgs);
@@ -176,7 +190,7 @@ START_TEST(library_embeds_image_files)
     vit_model *m;
     vit_state *st;
     vit_error err;
-    ck_assert_int_eq(vit_model_load(TOK, &opt, &m, &err), VIT_OK);
+    ck_assert_int_eq(vit_model_load(tok, &opt, &m, &err), VIT_OK);
     ck_assert_int_eq(vit_state_new(m, &st, &err), VIT_OK);
     vit_image im[8];
     for (int i = 0; i < n; i++)
@@ -201,6 +215,7 @@ END_TEST
 
 START_TEST(embed_images_jsonl_and_npy)
 {
+    tok = TOK;
     json_t *in = inputs();
     json_t *imgs = json_object_get(in, "images");
     int n = (int)json_array_size(imgs);
@@ -274,13 +289,17 @@ START_TEST(embed_images_jsonl_and_npy)
 }
 END_TEST
 
+/* Probabilities: CLIP's softmax over the texts, SigLIP's sigmoid of each
+ * pair (logits_per_image.softmax(-1) and .sigmoid()). */
 START_TEST(match_matches_reference)
 {
+    tok = toks[_i];
+    int siglip = strstr(tok, "siglip") != NULL;
     json_t *in = inputs();
     json_t *texts = json_object_get(in, "match_texts");
     json_t *imgs = json_object_get(in, "images");
     int k = (int)json_array_size(texts);
-    const char *args[32] = {"match", "--model", TOK, "--format", "jsonl"};
+    const char *args[32] = {"match", "--model", tok, "--format", "jsonl"};
     int n = 5;
     for (int i = 0; i < k; i++) {
         args[n++] = "--text";
@@ -303,9 +322,13 @@ START_TEST(match_matches_reference)
             mx = fmax(mx, want.data[i * k + j]);
         for (int j = 0; j < k; j++)
             sum += exp(want.data[i * k + j] - mx);
-        for (int j = 0; j < k; j++)
+        for (int j = 0; j < k; j++) {
+            double l = want.data[i * k + j];
             ck_assert_float_eq_tol(probs[i * k + j],
-                                   exp(want.data[i * k + j] - mx) / sum, 1e-5);
+                                   siglip ? 1 / (1 + exp(-l))
+                                          : exp(l - mx) / sum,
+                                   1e-5);
+        }
     }
     free(logits);
     free(probs);
@@ -317,6 +340,7 @@ END_TEST
 
 START_TEST(zero_shot_classify)
 {
+    tok = toks[_i];
     json_t *in = inputs();
     json_t *labels = json_object_get(in, "labels");
     json_t *imgs = json_object_get(in, "images");
@@ -329,7 +353,7 @@ START_TEST(zero_shot_classify)
     fclose(f);
     tu_run_result r;
     const char *args[32] = {
-        "classify", "--model", TOK, "--labels", file, "--template",
+        "classify", "--model", tok, "--labels", file, "--template",
         json_string_value(json_object_get(in, "template")), "--format",
         "jsonl", "--logits", "-k", "3"};
     int na = 12;
@@ -416,12 +440,12 @@ Suite *clipcli_suite(void)
     Suite *s = suite_create("clipcli");
     TCase *tc = tcase_create("commands");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, embed_texts_match_reference);
-    tcase_add_test(tc, library_embeds_strings);
-    tcase_add_test(tc, library_embeds_image_files);
+    tcase_add_loop_test(tc, embed_texts_match_reference, 0, N_TOKS);
+    tcase_add_loop_test(tc, library_embeds_strings, 0, N_TOKS);
+    tcase_add_loop_test(tc, library_embeds_image_files, 0, N_TOKS);
     tcase_add_test(tc, embed_images_jsonl_and_npy);
-    tcase_add_test(tc, match_matches_reference);
-    tcase_add_test(tc, zero_shot_classify);
+    tcase_add_loop_test(tc, match_matches_reference, 0, N_TOKS);
+    tcase_add_loop_test(tc, zero_shot_classify, 0, N_TOKS);
     tcase_add_test(tc, wrong_models_and_options);
     suite_add_tcase(s, tc);
     return s;

@@ -496,6 +496,83 @@ def make_clip_tok(name, seed):
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
+def make_siglip_tok(name, seed):
+    """A tiny SiglipModel with a SentencePiece tokenizer (tests/fixtures/
+    text/siglip, in the hub's layout, whose tokenizer returns no attention
+    mask) and image processor, for strings and image files end to end:
+    texts padded to 64 as SigLIP's processor and zero-shot pipeline pad
+    them; and NAME_mask, the same model with the tokenizer as transformers
+    5 saves it (which returns the mask, so the padding is masked)."""
+    from transformers import (AutoTokenizer, SiglipConfig,
+                              SiglipImageProcessorPil, SiglipModel)
+    from transformers.image_utils import load_image
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    text = dict(vocab_size=3000, hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, projection_size=48,
+                pad_token_id=1, eos_token_id=1, bos_token_id=None)
+    vision = dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=6, image_size=32, patch_size=8)
+    torch.manual_seed(seed)
+    model = SiglipModel(SiglipConfig(text_config=text,
+                                     vision_config=vision)).eval()
+    randomize_family(model, seed)
+    with torch.no_grad():
+        model.logit_scale.fill_(2.0)
+        model.logit_bias.fill_(-2.0)
+    model.save_pretrained(path, safe_serialization=True)
+    for f in os.listdir(os.path.join(OUT, "text", "siglip")):
+        shutil.copy(os.path.join(OUT, "text", "siglip", f), path)
+    proc = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    proc.save_pretrained(path)
+    masked = path + "_mask"
+    shutil.rmtree(masked, ignore_errors=True)
+    os.makedirs(masked)
+    for f in ("config.json", "model.safetensors",
+              "preprocessor_config.json", "ref_inputs.json",
+              "ref_file_image_embeds.npy"):
+        os.symlink(os.path.join("..", name, f), os.path.join(masked, f))
+    for f in os.listdir(os.path.join(OUT, "text", "siglip_bf")):
+        shutil.copy(os.path.join(OUT, "text", "siglip_bf", f), masked)
+
+    texts = ["a photo of a cat", "A Photo Of A DOG!", "the number 7",
+             "ünïcödé, Ελληνικά and 日本語", "",
+             " ".join(["a long caption that goes on"] * 20)]
+    images = ["tests/fixtures/cli/gradient.jpg", "tests/fixtures/cli/noise.png",
+              "tests/fixtures/images/exif_jpg_6.jpg",
+              "tests/fixtures/images/alpha_rgba8.png",
+              "tests/fixtures/cli/photo.jpg"]
+    labels = ["cat", "dog", "seven"]
+    template = "This is a photo of {}."
+    root = os.path.dirname(HERE)
+    with torch.no_grad():
+        pil = [load_image(os.path.join(root, f)) for f in images]
+        pixels = proc(images=pil, return_tensors="pt")["pixel_values"]
+        img = model.get_image_features(pixel_values=pixels).pooler_output
+        for d in (path, masked):
+            tok = AutoTokenizer.from_pretrained(d)
+
+            def enc(strings):
+                return tok(strings, padding="max_length", max_length=64,
+                           truncation=True, return_tensors="pt")
+            txt = model.get_text_features(**enc(texts)).pooler_output
+            match = model(pixel_values=pixels, **enc(texts[:3]))
+            zs = model(pixel_values=pixels,
+                       **enc([template.format(l) for l in labels]))
+            npy(d, "ref_str_text_embeds.npy", txt.numpy())
+            npy(d, "ref_match_logits.npy", match.logits_per_image.numpy())
+            npy(d, "ref_zeroshot_logits.npy", zs.logits_per_image.numpy())
+            print(f"{os.path.basename(d)}: the tokenizer returns "
+                  f"{sorted(enc(texts[:1]).keys())}")
+    npy(path, "ref_file_image_embeds.npy", img.numpy())
+    with open(os.path.join(path, "ref_inputs.json"), "w") as f:
+        json.dump({"texts": texts, "images": images,
+                   "match_texts": texts[:3], "labels": labels,
+                   "template": template}, f, ensure_ascii=False, indent=1)
+    print(f"{name}: {sorted(os.listdir(path))}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     id2label = {i: l for i, l in enumerate(LABELS)}
@@ -530,6 +607,7 @@ def main():
     make_siglip("siglip_bf16", seed=32, dtype=torch.bfloat16)
     make_siglip("siglip_vision", seed=33, towers="vision")
     make_siglip("siglip_text", seed=33, towers="text")
+    make_siglip_tok("siglip_tok", seed=34)
 
     sys.path.insert(0, HERE)
     try:

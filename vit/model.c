@@ -75,6 +75,8 @@ struct vit_model {
     float logit_scale;         /* exp of the stored value */
     float logit_bias;          /* SigLIP's, else 0 */
     txt_tokenizer *tok;
+    int tok_mask;              /* the tokenizer returns an attention mask,
+                                  which SigLIP's text tower then applies */
     vit__processor proc;
 };
 
@@ -866,21 +868,59 @@ static vit_status load_preprocessor(vit_model *m, const char *dir,
     return st;
 }
 
-/* A text tower's tokenizer: tokenizer.json, or vocab.json + merges.txt.
- * A directory with neither still loads (token ids can be embedded); only
- * vit_embed_texts then fails, saying what is missing. */
+/* Whether the tokenizer of `dir` returns an attention mask, as
+ * tokenizer_config.json's model_input_names says (the tokenizer classes'
+ * default, when it says nothing, has one). SigLIP's hub repositories list
+ * input_ids alone, so transformers runs their text tower on the padding
+ * too; one saved by transformers 5 lists the mask, and it is applied. */
+static int tokenizer_masks(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_t *o = json_load_file(path, 0, NULL);
+    json_t *names = json_object_get(o, "model_input_names");
+    int mask = 1;
+    if (json_is_array(names)) {
+        mask = 0;
+        for (size_t i = 0; i < json_array_size(names); i++)
+            if (json_is_string(json_array_get(names, i)) &&
+                strcmp(json_string_value(json_array_get(names, i)),
+                       "attention_mask") == 0)
+                mask = 1;
+    }
+    json_decref(o);
+    return mask;
+}
+
+/* A text tower's tokenizer: tokenizer.json, vocab.json + merges.txt
+ * (CLIP's), or spiece.model (SigLIP's). A directory with none still loads
+ * (token ids can be embedded); only vit_embed_texts then fails, saying
+ * what is missing. */
 static vit_status load_tokenizer(vit_model *m, const char *dir, vit_error *err)
 {
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s/tokenizer.json", dir);
-    snprintf(b, sizeof b, "%s/vocab.json", dir);
-    if (access(a, F_OK) != 0 && access(b, F_OK) != 0)
+    static const char *const files[] = {"tokenizer.json", "vocab.json",
+                                        "spiece.model"};
+    int found = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        found |= access(path, F_OK) == 0;
+    }
+    if (!found)
         return VIT_OK;
     char msg[sizeof err->msg];
     txt_status ts = txt_tokenizer_load(dir, &m->tok, msg, sizeof msg);
     if (ts != TXT_OK)
         return vit__fail(err, ts == TXT_E_NOMEM ? VIT_E_NOMEM : VIT_E_CONFIG,
                          "%s", msg);
+    if ((txt_kind_of(m->tok) == TXT_KIND_SIGLIP) != (m->family == FAM_SIGLIP))
+        return vit__fail(err, VIT_E_CONFIG,
+                         "%s: the tokenizer is %s's but the model is %s",
+                         dir,
+                         txt_kind_of(m->tok) == TXT_KIND_SIGLIP ? "SigLIP"
+                                                                : "CLIP",
+                         m->architecture);
+    m->tok_mask = tokenizer_masks(dir);
     return VIT_OK;
 }
 
@@ -1451,7 +1491,7 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
     if (!m->tok)
         return vit__fail(err, VIT_E_CONFIG,
                          "the model directory has no tokenizer (tokenizer.json, "
-                         "or vocab.json and merges.txt)");
+                         "vocab.json and merges.txt, or spiece.model)");
     int Tm = m->txt.Tmax, E = m->proj_dim;
     /* Tokenize a chunk, pad it to its longest text (the causal mask keeps
      * padding from reaching the pooled token), and run it. */
@@ -1488,8 +1528,8 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
             for (int j = len[b]; j < T; j++)
                 dst[j] = pad;
         }
-        if ((st = vit__embed_ids(s, ids, len, B, T, out + (size_t)i0 * E,
-                                 err)))
+        if ((st = vit__embed_ids(s, ids, m->tok_mask ? len : NULL, B, T,
+                                 out + (size_t)i0 * E, err)))
             return st;
     }
     return VIT_OK;
