@@ -41,6 +41,7 @@ The checkpoint is made once into the cache directory (default
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -172,17 +173,29 @@ def siglip_b16(cache):
             model.vision_model.head.probe.normal_(0, 1)
         model.save_pretrained(path)
         SiglipImageProcessorPil().save_pretrained(path)
+    # The tests' small SentencePiece tokenizer, in the hub's layout (its
+    # ids are a corner of the 32000).
+    tok = os.path.join(ROOT, "tests", "fixtures", "text", "siglip")
+    for f in os.listdir(tok):
+        shutil.copy(os.path.join(tok, f), path)
     return path
 
 
 def check_siglip(args):
-    from transformers import SiglipModel
+    from transformers import AutoTokenizer, SiglipModel
     path = siglip_b16(args.cache)
     model = SiglipModel.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = ["a photo of a cat", "A diagram of a Transformer!", "",
+             "Ünïcödé, Ελληνικά and 日本語",
+             " ".join(["a caption long enough to be truncated"] * 15)]
     g = torch.Generator().manual_seed(1)
     pixels = torch.randn((args.images, 3, 224, 224), generator=g)
     with torch.no_grad():
         ref = model.get_image_features(pixel_values=pixels).pooler_output
+        ref_t = model.get_text_features(**tok(
+            texts, padding="max_length", max_length=64, truncation=True,
+            return_tensors="pt")).pooler_output.numpy()
     ref = ref.numpy()
 
     def embed(precision):
@@ -194,14 +207,25 @@ def check_siglip(args):
                                           "--no-normalize", npy])
         return np.array([json.loads(l)["embedding"] for l in out], np.float32)
 
-    r = rel(embed("fp32"), ref)
-    print(f"SigLIP B/16 random weights, {args.images} images: image "
-          f"embeddings relative {r:.3g}")
-    ok = r < 1e-4
+    def embed_texts(precision):
+        flags = ["embed", "--model", path, "--precision", precision,
+                 "--no-normalize"]
+        for t in texts:
+            flags += ["--text", t]
+        out = run_vit(args, "text", flags)
+        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+
+    r, rt = rel(embed("fp32"), ref), rel(embed_texts("fp32"), ref_t)
+    print(f"SigLIP B/16 random weights: image embeddings of {args.images} "
+          f"images relative {r:.3g}; text embeddings of {len(texts)} strings "
+          f"relative {rt:.3g}")
+    ok = r < 1e-4 and rt < 1e-4
     for prec in ("int8", "bf16"):
-        c = min_cosine(embed(prec), ref)
-        print(f"  {prec}: cosine to the reference at least {c:.6f}")
-        ok = ok and c >= MIN_COSINE
+        c, ct = min_cosine(embed(prec), ref), min_cosine(embed_texts(prec),
+                                                         ref_t)
+        print(f"  {prec}: cosine to the reference at least {c:.6f} "
+              f"(images), {ct:.6f} (texts)")
+        ok = ok and min(c, ct) >= MIN_COSINE
     return 0 if ok else 1
 
 
