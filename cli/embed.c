@@ -27,9 +27,10 @@ static void help(FILE *f)
 {
     fputs(usage_line, f);
     fputs("\n"
-          "Embed images or texts with a CLIP model (CLIPModel, or a single\n"
-          "tower: CLIPVisionModelWithProjection, CLIPTextModelWithProjection);\n"
-          "images also with a ViTModel or ViT classifier (its pooled output).\n"
+          "Embed images or texts with a CLIP or SigLIP model (CLIPModel,\n"
+          "SiglipModel, or a single tower of either); images also with a\n"
+          "ViT, DeiT or DINOv2 model or classifier (its pooled output: DINOv2's\n"
+          "class token after the final layernorm, for image-to-image search).\n"
           "\n"
           "Images are JPEG/PNG/WebP/GIF files, .npy pixel arrays or directories, as for\n"
           "'vit classify'; every PATH after the options is an image too.\n"

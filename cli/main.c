@@ -21,9 +21,11 @@ typedef struct {
 
 static const cli_command commands[] = {
     {"classify", cli_classify_main,
-     "classify images with a ViT classifier, or zero-shot with CLIP"},
-    {"embed", cli_embed_main, "embed images or texts (CLIP, ViT)"},
-    {"match", cli_match_main, "match images against texts (CLIP)"},
+     "classify images with a ViT/DeiT/DINOv2 classifier, or zero-shot with "
+     "CLIP or SigLIP"},
+    {"embed", cli_embed_main,
+     "embed images or texts (CLIP, SigLIP, ViT, DINOv2)"},
+    {"match", cli_match_main, "match images against texts (CLIP, SigLIP)"},
     {"bench", cli_bench_main, "time a model here, against the sgemm peak"},
     {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},
     {"broker", cli_broker_main, "route clients to workers by model (broker)"},
