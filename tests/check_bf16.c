@@ -137,8 +137,9 @@ static vit_model *load_bf16(const char *name, int way, int max_batch,
 
 #define MIN_COSINE 0.999
 
-static const char *vits[] = {"vit_tiny", "vit_nobias_f16", "vit_bf16",
-                             "vit_sharded", "vit_model", "vit_rect"};
+static const char *vits[] = {"vit_tiny",      "vit_nobias_f16", "vit_bf16",
+                             "vit_sharded",   "vit_model",      "vit_rect",
+                             "deit_teacher",  "dinov2_reg_cls", "dinov2_swiglu"};
 #define NVITS ((int)(sizeof vits / sizeof *vits))
 
 START_TEST(vit_bf16_near_reference)
@@ -181,7 +182,7 @@ START_TEST(vit_bf16_near_reference)
 }
 END_TEST
 
-static const char *clips[] = {"clip_tiny", "clip_gelu_f16"};
+static const char *clips[] = {"clip_tiny", "clip_gelu_f16", "siglip_tiny"};
 #define NCLIPS ((int)(sizeof clips / sizeof *clips))
 
 START_TEST(clip_bf16_near_reference)
@@ -203,7 +204,9 @@ START_TEST(clip_bf16_near_reference)
         ids[i] = (int32_t)ida.data[i];
     vit_error err;
     ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
-    ck_assert_int_eq(vit__embed_ids(s, ids, NULL, nt, T, txt, &err), VIT_OK);
+    int *lens = tu_fixture_lens(name);
+    ck_assert_int_eq(vit__embed_ids(s, ids, lens, nt, T, txt, &err), VIT_OK);
+    free(lens);
     double ci = tu_min_cosine(img, wi.data, ni, E);
     double ct = tu_min_cosine(txt, wt.data, nt, E);
     printf("%s bf16 (%s): cosine to transformers' fp32: images >= %.6f, "

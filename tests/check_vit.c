@@ -6,7 +6,7 @@
  * ViTModel with a pooler, and a non-square single-channel image size; DeiT
  * (distilled, plain, the base model) and DINOv2 (with and without
  * registers, as classifiers and base models, at sizes other than the one
- * their positions were trained at). The
+ * their positions were trained at; SwiGLU). The
  * contract: within 1e-4 relative (max abs diff / max abs value).
  */
 #include <check.h>
@@ -24,7 +24,7 @@ static const char *models[] = {
     "vit_tiny",     "vit_nobias_f16", "vit_bf16",       "vit_sharded",
     "vit_model",    "vit_rect",       "deit_teacher",   "deit_cls",
     "deit_model",   "dinov2_model",   "dinov2_cls",     "dinov2_reg",
-    "dinov2_reg_cls"};
+    "dinov2_reg_cls", "dinov2_swiglu"};
 
 /* Runs with max_batch 2 over 3 images, so batching and the chunking of a
  * larger call are both exercised. */

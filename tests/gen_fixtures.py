@@ -179,7 +179,7 @@ def make_families(lab):
     """DeiT (distilled, plain, the base model with its pooler) and DINOv2
     (shrinking its positions with plain bicubic, growing them, and with
     registers the antialiased resize, at a size that is no multiple of the
-    patch)."""
+    patch; giant's SwiGLU MLP)."""
     from transformers import (BitImageProcessorPil, DeiTConfig,
                               DeiTForImageClassification,
                               DeiTForImageClassificationWithTeacher,
@@ -227,6 +227,11 @@ def make_families(lab):
                     Dinov2WithRegistersConfig(**dino, image_size=48,
                                               num_register_tokens=3)),
                 bit(40, 36), seed=26)
+    torch.manual_seed(28)
+    make_family("dinov2_swiglu",
+                Dinov2Model(Dinov2Config(**dino, image_size=32,
+                                         use_swiglu_ffn=True)),
+                bit(44, 40), seed=28)
     torch.manual_seed(27)
     make_family("dinov2_reg_cls",
                 Dinov2WithRegistersForImageClassification(

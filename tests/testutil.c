@@ -64,6 +64,21 @@ vit_array tu_fixture(const char *model, const char *file)
     return a;
 }
 
+int *tu_fixture_lens(const char *model)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "/%s/ref_lens.npy", model);
+    if (access(path, F_OK) != 0)
+        return NULL;
+    vit_array a = tu_fixture(model, "ref_lens.npy");
+    int *lens = malloc((size_t)a.shape[0] * sizeof *lens);
+    ck_assert_ptr_nonnull(lens);
+    for (int64_t i = 0; i < a.shape[0]; i++)
+        lens[i] = (int)a.data[i];
+    vit_array_free(&a);
+    return lens;
+}
+
 vit_model *tu_load_fixture(const char *name, const vit_options *opt,
                            vit_state **s)
 {

@@ -27,6 +27,10 @@ uint64_t tu_noise_png(const char *path, int w, int h, uint64_t state);
  * fails the test when it cannot be read. */
 #include "vit/vit.h"
 vit_array tu_fixture(const char *model, const char *file);
+/* A text fixture's tokens before the padding of each text (ref_lens.npy,
+ * which SigLIP's carry: the attention mask), malloc'd; NULL when the
+ * fixture has none. */
+int *tu_fixture_lens(const char *model);
 /* Loads FIXTURES/name with `opt` and makes a state for it; fails the test
  * when either cannot be done. */
 vit_model *tu_load_fixture(const char *name, const vit_options *opt,

@@ -52,11 +52,17 @@ static vit_status fold_scale(vit__weights *w, const char *fmt,
     return VIT_OK;
 }
 
+/* fc1's outputs: F, or SwiGLU's gate and up, 2F. */
+static int fc1_width(const vit__encoder *e)
+{
+    return e->swiglu ? 2 * e->F : e->F;
+}
+
 vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
                              const vit__layer_names *nm, const char *prefix,
                              int qkv_bias, vit_error *err)
 {
-    int D = e->D, F = e->F;
+    int D = e->D, F = e->F, F1 = fc1_width(e);
     e->layers = calloc((size_t)e->L, sizeof *e->layers);
     if (!e->layers)
         return vit__fail(err, VIT_E_NOMEM, "out of memory");
@@ -70,8 +76,8 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
                              nm->wo, nm->bo, nm->ln2_w, nm->ln2_b, nm->w1,
                              nm->b1, nm->w2, nm->b2, nm->bq, nm->bk, nm->bv};
         const int dims[][2] = {{D, 0}, {D, 0}, {D, D}, {D, D}, {D, D},
-                               {D, D}, {D, 0}, {D, 0}, {D, 0}, {F, D},
-                               {F, 0}, {D, F}, {D, 0}, {D, 0}, {D, 0},
+                               {D, D}, {D, 0}, {D, 0}, {D, 0}, {F1, D},
+                               {F1, 0}, {D, F}, {D, 0}, {D, 0}, {D, 0},
                                {D, 0}};
         int n = qkv_bias ? 16 : 13;
         for (int i = 0; i < n; i++) {
@@ -94,7 +100,7 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
 vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
                                  vit_error *err)
 {
-    int D = e->D, F = e->F;
+    int D = e->D, F = e->F, F1 = fc1_width(e);
     for (int l = 0; l < e->L; l++) {
         vit__layer *y = &e->layers[l];
         const float *qkv[] = {y->wq, y->wk, y->wv}, *bqkv[] = {y->bq, y->bk,
@@ -102,7 +108,7 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
         vit_status st;
         if ((st = vit__qweight_pack(&y->qkv, qkv, bqkv, 3, D, D, err)) ||
             (st = vit__qweight_pack(&y->o, &y->wo, &y->bo, 1, D, D, err)) ||
-            (st = vit__qweight_pack(&y->fc1, &y->w1, &y->b1, 1, F, D, err)) ||
+            (st = vit__qweight_pack(&y->fc1, &y->w1, &y->b1, 1, F1, D, err)) ||
             (st = vit__qweight_pack(&y->fc2, &y->w2, &y->b2, 1, D, F, err)))
             return st;
         const float **done[] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w1,
@@ -118,12 +124,14 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
 
 /* The float32 weights of a layer's four products, as vit__bmat_pack
  * takes them: (N, K) and bias. */
-static void bf16_parts(vit__layer *y, int D, int F, const float ***w,
+static void bf16_parts(vit__layer *y, const vit__encoder *e, const float ***w,
                        const float **b, int *N, int *K)
 {
+    int D = e->D, F = e->F;
     const float **ws[6] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w1, &y->w2};
     const float *bs[6] = {y->bq, y->bk, y->bv, y->bo, y->b1, y->b2};
-    const int ns[6] = {D, D, D, D, F, D}, ks[6] = {D, D, D, D, D, F};
+    const int ns[6] = {D, D, D, D, fc1_width(e), D},
+              ks[6] = {D, D, D, D, D, F};
     for (int i = 0; i < 6; i++) {
         w[i] = ws[i];
         b[i] = bs[i];
@@ -140,7 +148,7 @@ vit_status vit__encoder_bf16(vit__encoder *e, vit__weights *w,
         vit__layer *y = &e->layers[l];
         const float **wt[6], *bias[6];
         int N[6], K[6];
-        bf16_parts(y, e->D, e->F, wt, bias, N, K);
+        bf16_parts(y, e, wt, bias, N, K);
         for (int i = 0; i < 6; i++) {
             size_t n = (size_t)N[i] * K[i];
             if (onednn) {
@@ -174,7 +182,8 @@ size_t vit__encoder_bf16_bytes(const vit__encoder *e)
         const vit__layer *y = &e->layers[l];
         const size_t wide[6] = {(size_t)e->D * e->D, (size_t)e->D * e->D,
                                 (size_t)e->D * e->D, (size_t)e->D * e->D,
-                                (size_t)e->F * e->D, (size_t)e->D * e->F};
+                                (size_t)fc1_width(e) * e->D,
+                                (size_t)e->D * e->F};
         for (int i = 0; i < 6; i++)
             n += e->bf16 ? vit__bmat_bytes(y->bm[i])
                          : wide[i] * sizeof(float);
@@ -280,6 +289,24 @@ static void qkv_int8(const layer_job *j, int w, int r0, int m)
     qproduct(s, w, &qo, r0, m, &y->qkv);
 }
 
+/* SwiGLU's gate on rows [r0, r0 + m): ff = silu(gate) * up, from fg's
+ * rows of gate then up, as Dinov2SwiGLUFFN computes it. */
+static void gate_rows(const vit__scratch *s, int F, int r0, int m)
+{
+    for (int r = r0; r < r0 + m; r++) {
+        float *g = s->fg + (size_t)r * 2 * F, *f = s->ff + (size_t)r * F;
+        vit__activation(g, (size_t)F, VIT_ACT_SILU);
+        for (int i = 0; i < F; i++)
+            f[i] = g[i] * g[F + i];
+    }
+}
+
+static void swiglu_rows(const layer_job *j, int w, int r0, int m)
+{
+    VIT_PROF(j->s, w, VIT_PROF_ACTIVATION, 0,
+             gate_rows(j->s, j->e->F, r0, m));
+}
+
 static void mlp_int8(const layer_job *j, int w, int r0, int m)
 {
     const vit__layer *y = j->y;
@@ -288,6 +315,17 @@ static void mlp_int8(const layer_job *j, int w, int r0, int m)
     size_t o = (size_t)r0 * D, of = (size_t)r0 * F;
     float *x = j->x + o, *lo = s->qlo + r0, *hi = s->qhi + r0;
     vit__qout to_x = {{x}, D, D, 1, 0, NULL, NULL};
+    if (j->e->swiglu) {
+        vit__qout to_fg = {{s->fg + (size_t)r0 * 2 * F}, 2 * F, 2 * F, 0, 0,
+                           NULL, NULL};
+        qlinear(s, w, &to_x, s->ctx + o, r0, m, &y->o, NULL, NULL);
+        layernorm_quantize(s, w, x, y->ln2_w, y->ln2_b, j->e->eps, r0, m, D,
+                           s->xn + o);
+        qproduct(s, w, &to_fg, r0, m, &y->fc1);
+        swiglu_rows(j, w, r0, m);
+        qlinear(s, w, &to_x, s->ff + of, r0, m, &y->fc2, NULL, NULL);
+        return;
+    }
     /* The activation runs on each tile as it is stored, which also keeps
      * each row's range for quantizing it next. */
     vit__qout to_ff = {{s->ff + of}, F, F, 0, 1 + (int)j->e->act, lo, hi};
@@ -349,9 +387,15 @@ static void mlp_bf16(const layer_job *j, int w, int r0, int m)
     bproduct(s, w, y->bm[VIT_BM_O], a, m, D, D, j->x + o, 1);
     layernorm_rows(j, w, y->ln2_w, y->ln2_b, r0, r0 + m);
     a = bround(s, w, s->xn, r0, m, D);
-    bproduct(s, w, y->bm[VIT_BM_FC1], a, m, F, D, s->ff + of, 0);
-    VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
-             vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+    if (j->e->swiglu) {
+        bproduct(s, w, y->bm[VIT_BM_FC1], a, m, 2 * F, D,
+                 s->fg + (size_t)r0 * 2 * F, 0);
+        swiglu_rows(j, w, r0, m);
+    } else {
+        bproduct(s, w, y->bm[VIT_BM_FC1], a, m, F, D, s->ff + of, 0);
+        VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
+                 vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+    }
     a = bround(s, w, s->ff, r0, m, F);
     bproduct(s, w, y->bm[VIT_BM_FC2], a, m, D, F, j->x + o, 1);
 }
@@ -416,7 +460,7 @@ static void attn_out_f32(const layer_job *j, int w, int n, int r0, int r1,
 }
 
 /* ff = act(xn @ w1^T + b1), the activation run on each tile as it is
- * stored. */
+ * stored; SwiGLU's fg = xn @ w1^T + b1, gated after. */
 static void fc1_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
                     int c1)
 {
@@ -424,6 +468,11 @@ static void fc1_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
     int D = j->e->D, F = j->e->F;
     vit__sgemm_op op = {{y->w1}, {y->b1}, {j->s->ff}, F, F, 0,
                         1 + (int)j->e->act};
+    if (j->e->swiglu) {
+        op.out[0] = j->s->fg;
+        op.seg = op.ld = 2 * F;
+        op.act = 0;
+    }
     product(j, w, n, op, j->s->xn, D, r0, r1, c0, c1);
 }
 
@@ -478,7 +527,7 @@ static void phase_mlp(void *c, int w, int n)
 {
     const layer_job *j = c;
     const vit__layer *y = j->y;
-    int D = j->e->D, F = j->e->F, r0, r1;
+    int D = j->e->D, r0, r1;
     vit__split(j->B * j->T, w, n, &r0, &r1);
     if (r0 == r1)
         return;
@@ -493,7 +542,9 @@ static void phase_mlp(void *c, int w, int n)
     }
     attn_out_f32(j, w, n, r0, r1, 0, D);
     layernorm_rows(j, w, y->ln2_w, y->ln2_b, r0, r1);
-    fc1_f32(j, w, n, r0, r1, 0, F);
+    fc1_f32(j, w, n, r0, r1, 0, fc1_width(j->e));
+    if (j->e->swiglu)
+        swiglu_rows(j, w, r0, m);
     fc2_f32(j, w, n, r0, r1, 0, D);
 }
 
@@ -537,7 +588,7 @@ void vit__grid_cell(int M, int N, int w, int n, int *r0, int *r1, int *c0,
     }
 GRID_PHASE(grid_qkv, qkv_f32, 3 * j->e->D)
 GRID_PHASE(grid_attn_out, attn_out_f32, j->e->D)
-GRID_PHASE(grid_fc1, fc1_f32, j->e->F)
+GRID_PHASE(grid_fc1, fc1_f32, fc1_width(j->e))
 GRID_PHASE(grid_fc2, fc2_f32, j->e->D)
 #undef GRID_PHASE
 
@@ -552,6 +603,14 @@ GRID_PHASE(grid_fc2, fc2_f32, j->e->D)
 ROW_PHASE(rows_ln1, ln1_w, ln1_b)
 ROW_PHASE(rows_ln2, ln2_w, ln2_b)
 #undef ROW_PHASE
+
+static void rows_swiglu(void *c, int w, int n)
+{
+    const layer_job *j = c;
+    int r0, r1;
+    vit__split(j->B * j->T, w, n, &r0, &r1);
+    swiglu_rows(j, w, r0, r1 - r0);
+}
 
 void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
                           int causal, const int *nkeys, const vit__scratch *s)
@@ -569,6 +628,8 @@ void vit__encoder_forward(const vit__encoder *e, float *x, int B, int T,
             vit__pool_run(s->pool, grid_attn_out, &j);
             vit__pool_run(s->pool, rows_ln2, &j);
             vit__pool_run(s->pool, grid_fc1, &j);
+            if (e->swiglu)
+                vit__pool_run(s->pool, rows_swiglu, &j);
             vit__pool_run(s->pool, grid_fc2, &j);
             continue;
         }
@@ -595,7 +656,7 @@ size_t vit__scratch_floats(const vit__encoder *e, int B, int T, int threads)
 {
     int D = e->D, F = e->F, mode = vit__encoder_mode(e);
     size_t M = (size_t)B * T;
-    return 5 * M * D + M * F +
+    return 5 * M * D + M * F + (e->swiglu ? 2 * M * F : 0) +
            (size_t)threads * vit__attention_floats(T, D / e->H) +
            (mode == VIT_MODE_INT8   ? qscratch_floats(M, D, F)
             : mode == VIT_MODE_BF16 ? bscratch_floats(M, D, F)
@@ -615,6 +676,11 @@ void vit__scratch_carve(vit__scratch *s, float *mem, const vit__encoder *e,
     s->ctx = s->v + MD;
     s->ff = s->ctx + MD;
     float *end = s->ff + M * F;
+    s->fg = NULL;
+    if (e->swiglu) {
+        s->fg = end;
+        end += 2 * M * F;
+    }
     s->qa = NULL;
     s->qs = NULL;
     s->qz = NULL;

@@ -262,13 +262,13 @@ static vit_status read_image_model(vit_model *m, json_t *cfg,
         if (!(ratio > 0) || ratio * v->D > 4.0 * CFG_MAX_DIM)
             return vit__fail(err, VIT_E_CONFIG,
                              "%s: mlp_ratio %g is out of range", path, ratio);
-        if (m->swiglu)
-            return vit__fail(err, VIT_E_UNSUPPORTED,
-                             "%s: use_swiglu_ffn (the SwiGLU MLP of DINOv2 "
-                             "giant) is not supported yet",
-                             path);
-        /* As transformers sizes Dinov2MLP: int(hidden_size * mlp_ratio). */
+        /* As transformers sizes Dinov2MLP: int(hidden_size * mlp_ratio);
+         * and its SwiGLU (DINOv2 giant) two thirds of that, rounded up to
+         * a multiple of 8, for each of its gate and up halves. */
         v->enc.F = (int)(v->D * ratio);
+        if (m->swiglu)
+            v->enc.F = ((int)(v->enc.F * 2.0 / 3.0) + 7) / 8 * 8;
+        v->enc.swiglu = m->swiglu;
         v->nprefix += regs;
         /* The checkpoint's positions are for the configured size; the
          * processor's may differ (facebook/dinov2-*: 518 and 224), and
@@ -522,6 +522,21 @@ static const vit__layer_names dino_names = {
     .ls2 = "%sencoder.layer.%d.layer_scale2.lambda1",
 };
 
+/* DINOv2 giant's: SwiGLU's gate and up in one (2F, D) weights_in. */
+static const vit__layer_names dino_swiglu_names = {
+    .ln1_w = "%sencoder.layer.%d.norm1.weight",
+    .ln1_b = "%sencoder.layer.%d.norm1.bias",
+    VIT_ATTENTION_NAMES,
+    .ln2_w = "%sencoder.layer.%d.norm2.weight",
+    .ln2_b = "%sencoder.layer.%d.norm2.bias",
+    .w1 = "%sencoder.layer.%d.mlp.weights_in.weight",
+    .b1 = "%sencoder.layer.%d.mlp.weights_in.bias",
+    .w2 = "%sencoder.layer.%d.mlp.weights_out.weight",
+    .b2 = "%sencoder.layer.%d.mlp.weights_out.bias",
+    .ls1 = "%sencoder.layer.%d.layer_scale1.lambda1",
+    .ls2 = "%sencoder.layer.%d.layer_scale2.lambda1",
+};
+
 static const vit__layer_names clip_names = {
     .ln1_w = "%sencoder.layers.%d.layer_norm1.weight",
     .ln1_b = "%sencoder.layers.%d.layer_norm1.bias",
@@ -677,8 +692,10 @@ static vit_status bind_vit(vit_model *m, vit_error *err)
                             v->T, D, 0, err)))
         st = VIT_E_CHECKPOINT;
     if (st || (st = vit__encoder_bind(&v->enc, m->w,
-                                      dino ? &dino_names : &vit_names, px,
-                                      v->qkv_bias, err)))
+                                      m->swiglu ? &dino_swiglu_names
+                                      : dino    ? &dino_names
+                                                : &vit_names,
+                                      px, v->qkv_bias, err)))
         return st;
     if (m->arch == VIT_ARCH_VIT_CLASSIFIER)
         return bind_classifier(m, err);

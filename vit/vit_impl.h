@@ -341,6 +341,9 @@ typedef struct {
     int D, H, F, L;  /* F: MLP (intermediate) size */
     float eps;
     vit__act act;
+    int swiglu;          /* the MLP is SwiGLU (DINOv2 giant): fc1 gives 2F
+                            outputs, silu(the first F) times the other F
+                            is fc2's input; act is unused */
     int int8;            /* the layers' products run in int8 */
     int bf16;            /* ... in bfloat16 through oneDNN */
     int bf16_wide;       /* ... on bfloat16-rounded weights widened to
@@ -405,6 +408,8 @@ double vit__now(void);
 typedef struct {
     float *xn, *q, *k, *v, *ctx;  /* (B, T, D) each */
     float *ff;                    /* (B, T, F) */
+    float *fg;                    /* SwiGLU: (B, T, 2F) fc1's outputs,
+                                     gate then up; else NULL */
     float *scores;                /* per thread, attn floats: the (T, T)
                                      scores and the heads' copies
                                      (vit__attention_floats); then float32's
