@@ -89,6 +89,11 @@ static inline uint32_t img_le16(const uint8_t *b)
     return (uint32_t)b[0] | (uint32_t)b[1] << 8;
 }
 
+static inline uint32_t img_le32(const uint8_t *b)
+{
+    return img_le16(b) | img_le16(b + 2) << 16;
+}
+
 /* Pillow's Image.alpha_composite of a pixel of value v and alpha a over
  * opaque white (libImaging/AlphaComposite.c with the destination fixed at
  * 255): its 7-bit-precision blend and its rounded division by 255. With
