@@ -446,7 +446,11 @@ img_status img_decode_bmp(const uint8_t *bytes, size_t n,
                         "are not supported",
                         bi.bits);
     /* Rows are read with the stride of the file's depth, but unpacked at
-     * the mode's depth: mode "L" reads bytes, mode "1" bits. */
+     * the mode's depth: mode "L" reads bytes, mode "1" bits. A 1- or 4-bit
+     * file read as "L" can need more bytes a row than it has: Pillow's
+     * decoder then fails, as we do. (Opened by file name rather than from
+     * bytes, Pillow memory-maps such a file instead when it is long
+     * enough, rows overlapping; we decode bytes, as it does from a URL.) */
     unsigned rbits = mode == MODE_L ? 8 : mode == MODE_1 ? 1 : bi.bits;
     uint64_t stride = ((bi.w * bi.bits + 31) >> 3) & ~(uint64_t)3;
     uint64_t rowbytes = (bi.w * rbits + 7) / 8;
