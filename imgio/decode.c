@@ -2,8 +2,8 @@
  * The entry point of decoding: the status strings, the default limits and
  * their check, the error-message helper, and img_decode itself, which looks
  * at the first bytes of a buffer to find the format's decoder in one table
- * (jpeg.c, png.c, webp.c, gif.c) or to name a format we refuse, so that
- * the refusal can name what the caller actually sent.
+ * (jpeg.c, png.c, webp.c, gif.c, bmp.c) or to name a format we refuse, so
+ * that the refusal can name what the caller actually sent.
  */
 #include "imgio/imgio_impl.h"
 
@@ -102,8 +102,6 @@ static const char *sniff_other(const uint8_t *b, size_t n)
 #define HAS(off, lit)                         \
     (n >= (off) + sizeof(lit) - 1 &&          \
      memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
-    if (HAS(0, "BM") && n >= 14)
-        return "BMP";
     if (HAS(0, "II*\0") || HAS(0, "MM\0*"))
         return "TIFF";
     if (HAS(4, "ftyp")) {
@@ -183,15 +181,28 @@ static int is_gif(const uint8_t *b, size_t n)
            (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0);
 }
 
+/* BMP's "BM" alone is two letters text may start with: the DIB header's
+ * size must follow, one of the kinds there are (12, OS/2 2.x's 16, which
+ * the decoder refuses by name, and 40 to 124). */
+static int is_bmp(const uint8_t *b, size_t n)
+{
+    if (n < 18 || b[0] != 'B' || b[1] != 'M')
+        return 0;
+    uint32_t h = img_le32(b + 14);
+    return h == 12 || h == 16 || h == 40 || h == 52 || h == 56 || h == 64 ||
+           h == 108 || h == 124;
+}
+
 static const img_format formats[] = {
     {"JPEG", is_jpeg, img_size_jpeg, img_decode_jpeg},
     {"PNG", is_png, img_size_png, img_decode_png},
     {"WebP", is_webp, img_size_webp, img_decode_webp},
     {"GIF", is_gif, img_size_gif, img_decode_gif},
+    {"BMP", is_bmp, img_size_bmp, img_decode_bmp},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 
-/* "JPEG, PNG, WebP or GIF": the formats we read, for messages, written
+/* "JPEG, PNG, WebP, GIF or BMP": the formats we read, for messages, written
  * into list (made on the error path only, so no shared state). */
 static const char *format_list(char *list, size_t size)
 {

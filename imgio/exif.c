@@ -35,12 +35,7 @@ static uint32_t rd16(const tiff *t, size_t off)
 
 static uint32_t rd32(const tiff *t, size_t off)
 {
-    const uint8_t *b = t->p + off;
-    if (t->big)
-        return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-               (uint32_t)b[2] << 8 | b[3];
-    return (uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 |
-           b[0];
+    return t->big ? img_be32(t->p + off) : img_le32(t->p + off);
 }
 
 static uint64_t rd64(const tiff *t, size_t off)

@@ -1,6 +1,6 @@
 /*
  * Private declarations shared by the files of imgio/: the error-message
- * helper, the limit check every decoder runs on its header, and the two
+ * helper, the limit check every decoder runs on its header, and the
  * decoders that img_decode dispatches to. Nothing here is API; the tests
  * may include it.
  */
@@ -65,6 +65,9 @@ img_status img_decode_webp(const uint8_t *bytes, size_t n,
 img_status img_decode_gif(const uint8_t *bytes, size_t n,
                           const img_decode_opts *opt, img_rgb *out,
                           int *orient, char *err, size_t errlen);
+img_status img_decode_bmp(const uint8_t *bytes, size_t n,
+                          const img_decode_opts *opt, img_rgb *out,
+                          int *orient, char *err, size_t errlen);
 
 /* The image's size as its header states it, without decoding: the
  * readers behind img_size, same arguments as the decoders. */
@@ -75,6 +78,8 @@ img_status img_size_png(const uint8_t *bytes, size_t n, uint32_t *w,
 img_status img_size_webp(const uint8_t *bytes, size_t n, uint32_t *w,
                          uint32_t *h, char *err, size_t errlen);
 img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
+                        uint32_t *h, char *err, size_t errlen);
+img_status img_size_bmp(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
 
 /* Unsigned integers stored big- or little-endian in a file's bytes. */
@@ -89,12 +94,17 @@ static inline uint32_t img_le16(const uint8_t *b)
     return (uint32_t)b[0] | (uint32_t)b[1] << 8;
 }
 
+static inline uint32_t img_le32(const uint8_t *b)
+{
+    return img_le16(b) | img_le16(b + 2) << 16;
+}
+
 /* Pillow's Image.alpha_composite of a pixel of value v and alpha a over
  * opaque white (libImaging/AlphaComposite.c with the destination fixed at
  * 255): its 7-bit-precision blend and its rounded division by 255. With
  * an opaque destination the output alpha is 255 * 255, so the blend
  * coefficient is exactly 128 * a. Checked against Pillow on all 65,536
- * (v, a) pairs; a = 255 gives v back. The PNG and WebP decoders
+ * (v, a) pairs; a = 255 gives v back. The PNG, WebP and BMP decoders
  * share it. */
 static inline uint8_t img_over_white(int v, int a)
 {

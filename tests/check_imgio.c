@@ -784,15 +784,90 @@ START_TEST(test_bad_other_formats)
 {
     static const struct {
         const char *file, *name;
-    } cases[] = {{"other.bmp", "BMP"},
-                 {"other.tif", "TIFF"},
-                 {"other.avif", "AVIF"}};
+    } cases[] = {{"other.tif", "TIFF"}, {"other.avif", "AVIF"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n;
         uint8_t *b = read_all(cases[i].file, &n);
         expect_fail(b, n, NULL, IMG_E_FORMAT, cases[i].name, cases[i].file);
         free(b);
     }
+}
+END_TEST
+
+/* BMPs that Pillow refuses (the generator checks that it does) are
+ * refused, each with its reason; those the header alone condemns, by
+ * img_size too, in the same words, while img_size reads the others' size
+ * as it reads any header. */
+START_TEST(test_bad_bmp)
+{
+    static const struct {
+        const char *file;
+        img_status st;
+        int header; /* img_size refuses it too */
+        const char *needle;
+    } cases[] = {
+        {"bad_bmp_jpeg.bmp", IMG_E_FORMAT, 1,
+         "BMP files holding a JPEG image (compression 4) are not supported"},
+        {"bad_bmp_png.bmp", IMG_E_FORMAT, 1,
+         "BMP files holding a PNG image (compression 5) are not supported"},
+        {"bad_bmp_2bit.bmp", IMG_E_FORMAT, 1,
+         "BMP pixel depth of 2 bits is not supported"},
+        {"bad_bmp_masks.bmp", IMG_E_FORMAT, 1,
+         "BMP bitfields layout of 16 bits with masks R 0x7c00 G 0x3e0 B "
+         "0x1e A 0 is not supported"},
+        {"bad_bmp_colors.bmp", IMG_E_FORMAT, 1,
+         "BMP palette of 70000 colors is not supported"},
+        {"bad_bmp_os2v2_16.bmp", IMG_E_FORMAT, 1,
+         "short 16-byte OS/2 2.x header"},
+        {"bad_bmp_bigdim.bmp", IMG_E_LIMIT, 1,
+         "image is 100000x100000 = 10000000000 pixels, more than the "
+         "178956970-pixel limit"},
+        {"bad_bmp_pal300.bmp", IMG_E_FORMAT, 0,
+         "BMP palette of 300 entries is not supported (at most 256)"},
+        {"bad_bmp_rle24.bmp", IMG_E_FORMAT, 0,
+         "BMP files with RLE compression and 24-bit pixels are not "
+         "supported"},
+        {"bad_bmp_ramp_rows.bmp", IMG_E_FORMAT, 0,
+         "read as 8-bit gray, as Pillow reads it, a row needs 8 bytes and "
+         "has 4"},
+        {"bad_bmp_truncated.bmp", IMG_E_CORRUPT, 0,
+         "BMP image data is truncated (111 bytes at offset 54; the file "
+         "has 126 bytes)"},
+        {"bad_bmp_rle_short.bmp", IMG_E_CORRUPT, 0,
+         "BMP RLE data ends before the image is complete (18 of 36 "
+         "pixels)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        uint8_t *b = read_all(cases[i].file, &n);
+        expect_fail(b, n, NULL, cases[i].st, cases[i].needle, cases[i].file);
+        uint32_t w = 7, h = 7;
+        char err[256] = "";
+        img_status st = img_size(b, n, NULL, &w, &h, err, sizeof err);
+        if (cases[i].header)
+            ck_assert_msg(st == cases[i].st && strstr(err, cases[i].needle) &&
+                              w == 7 && h == 7,
+                          "%s: img_size gave %s (%s)", cases[i].file,
+                          img_status_str(st), err);
+        else /* all are 9x4 but the 8x4 one */
+            ck_assert_msg(st == IMG_OK && (w == 9 || w == 8) && h == 4,
+                          "%s: img_size gave %s %ux%u (%s)", cases[i].file,
+                          img_status_str(st), w, h, err);
+        free(b);
+    }
+    /* A header cut short, or its masks after a 40-byte header missing. */
+    size_t n;
+    uint8_t *b = read_all("bmp_rgb16_565.bmp", &n);
+    expect_fail(b, 40, NULL, IMG_E_CORRUPT, "BMP header is truncated",
+                "BMP cut in its header");
+    expect_fail(b, 60, NULL, IMG_E_CORRUPT, "BMP header is truncated",
+                "BMP cut in its masks");
+    /* "BM" without a known header size is not taken for a BMP. */
+    b[14] = 200;
+    expect_fail(b, n, NULL, IMG_E_FORMAT,
+                "not a JPEG, PNG, WebP, GIF or BMP image (the ",
+                "BM and a header size of 200");
+    free(b);
 }
 END_TEST
 
@@ -1173,6 +1248,11 @@ START_TEST(test_truncation_sweep)
     sweep_truncation("webp_anim_lossy.webp");
     sweep_truncation("gif_interlaced.gif");
     sweep_truncation("gif_offset_trns.gif");
+    sweep_truncation("bmp_rgb24.bmp");
+    sweep_truncation("bmp_pal4.bmp");
+    sweep_truncation("bmp_bgra_v124.bmp");
+    sweep_truncation("bmp_rle8.bmp");
+    sweep_truncation("bmp_rle4.bmp");
 }
 END_TEST
 
@@ -1188,7 +1268,10 @@ START_TEST(test_damage_sweep)
                                   "exif_jpg_split8.jpg",
                                   "webp_lossy_rgba.webp",
                                   "webp_anim.webp", "webp_exif6.webp",
-                                  "gif_pal.gif", "gif_past_screen.gif"};
+                                  "gif_pal.gif", "gif_past_screen.gif",
+                                  "bmp_os2_pal8.bmp", "bmp_pal8_short.bmp",
+                                  "bmp_bgra_v124.bmp", "bmp_rgb16_565.bmp",
+                                  "bmp_rle8.bmp", "bmp_rle4_delta.bmp"};
     img_decode_opts all = img_decode_opts_default();
     all.composite_on_white = 1;
     uint32_t seed = 777;
@@ -1355,6 +1438,7 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_random_bytes);
     tcase_add_test(bad, test_bad_gif);
     tcase_add_test(bad, test_bad_other_formats);
+    tcase_add_test(bad, test_bad_bmp);
     tcase_add_test(bad, test_bad_jpeg_unsupported_kinds);
     tcase_add_test(bad, test_bad_png_huge_dims);
     tcase_add_test(bad, test_bad_png_zero_width);

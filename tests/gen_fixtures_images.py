@@ -344,6 +344,374 @@ def gif_cases(rng):
     return out
 
 
+# ---------------------------------------------------------------- BMP
+
+
+def bmp_bytes(w, h, bits, data, header=40, compression=0, colors=0,
+              palette=None, masks=None, offset=None, topdown=False, gap=b""):
+    """A BMP file: the file header, a DIB header of `header` bytes (12:
+    OS/2 1.x; 40 to 124: Windows, a negative height when topdown), the
+    BI_BITFIELDS masks (R, G, B, A) inside the header from 52 bytes on or
+    after a 40-byte one, the palette ((r, g, b) rows, written BGR in 3
+    bytes an entry after a 12-byte header, else 4), `gap`, then `data`.
+    `offset` replaces the file header's data offset."""
+    if header == 12:
+        dib = struct.pack("<IHHHH", 12, w, h, 1, bits)
+    else:
+        dib = struct.pack("<IiiHHIIiiII", header, w, -h if topdown else h, 1,
+                          bits, compression, len(data), 2835, 2835, colors, 0)
+        if header > 40 and masks is not None:
+            dib += struct.pack("<4I", *masks)
+        dib = (dib + bytes(header))[:header]
+        if header == 40 and masks is not None:
+            dib += struct.pack("<3I", *masks[:3])
+    pal = b""
+    if palette is not None:
+        extra = bytes(0 if header == 12 else 1)
+        pal = b"".join(bytes([b, g, r]) + extra
+                       for r, g, b in np.asarray(palette).tolist())
+    start = 14 + len(dib) + len(pal) + len(gap)
+    return (b"BM" + struct.pack("<IHHI", start + len(data), 0, 0,
+                                start if offset is None else offset)
+            + dib + pal + gap + data)
+
+
+def bmp_rows(rows, topdown=False):
+    """Pixel data from stored rows (bytes, top row first): bottom-up
+    unless topdown, each row padded to 4 bytes."""
+    order = rows if topdown else rows[::-1]
+    return b"".join(r + bytes(-len(r) % 4) for r in order)
+
+
+def bmp_indexed(idx, bits, topdown=False, **kw):
+    """A BMP of the (h, w) indices idx, `bits` bits each; kw as for
+    bmp_bytes."""
+    idx = np.asarray(idx)
+    rows = [_pack_row(row, bits) for row in idx]
+    return bmp_bytes(idx.shape[1], idx.shape[0], bits, bmp_rows(rows, topdown),
+                     topdown=topdown, **kw)
+
+
+def bmp_rle(idx, rle4):
+    """BI_RLE8 or BI_RLE4 data for an (h, w) index image as encoders write
+    it: bottom row first, runs of one index, literal runs of 3 or more
+    padded to a 16-bit word, an end of line after each row and the end of
+    the bitmap."""
+    out = bytearray()
+    for row in np.asarray(idx)[::-1].tolist():
+        x, w = 0, len(row)
+        while x < w:
+            r = 1
+            while x + r < w and r < 255 and row[x + r] == row[x]:
+                r += 1
+            if r >= 3 or w - x < 3:
+                out += bytes([r, row[x] * 17 if rle4 else row[x]])
+                x += r
+                continue
+            e = x
+            while e < w and e - x < 255 and not (
+                    e + 2 < w and row[e] == row[e + 1] == row[e + 2]):
+                e += 1
+            lit = row[x:e]
+            if len(lit) < 3:
+                for v in lit:
+                    out += bytes([1, v * 17 if rle4 else v])
+            else:
+                body = _pack_row(np.array(lit), 4) if rle4 else bytes(lit)
+                out += bytes([0, len(lit)]) + body + bytes(len(body) % 2)
+            x = e
+        out += b"\0\0"
+    return bytes(out + b"\0\1")
+
+
+def runs_image(rng, w, h, n):
+    """Indices below n in runs of random lengths, as RLE is meant for,
+    with stretches of noise (literal runs)."""
+    flat = []
+    while len(flat) < w * h:
+        if rng.random() < 0.3:
+            flat += rng.integers(0, n, int(rng.integers(3, 12))).tolist()
+        else:
+            flat += [int(rng.integers(0, n))] * int(rng.integers(1, 20))
+    return np.array(flat[:w * h]).reshape(h, w)
+
+
+def bmp_32(rgba, order):
+    """32-bit pixel data from an (h, w, 4) RGBA array, the bytes of each
+    pixel in `order` (a string of R, G, B, A and X, X written as 0x55)."""
+    h, w, _ = rgba.shape
+    chan = {"R": 0, "G": 1, "B": 2, "A": 3}
+    px = np.full((h, w, 4), 0x55, np.uint8)
+    for i, c in enumerate(order):
+        if c != "X":
+            px[:, :, i] = rgba[:, :, chan[c]]
+    return bmp_rows([r.tobytes() for r in px])
+
+
+# The BI_BITFIELDS masks (R, G, B, A) of each 32-bit byte order Pillow reads.
+BMP_MASKS = {"BGRX": (0xFF0000, 0xFF00, 0xFF, 0),
+             "XBGR": (0xFF000000, 0xFF0000, 0xFF00, 0),
+             "BGXR": (0xFF000000, 0xFF00, 0xFF, 0),
+             "ABGR": (0xFF000000, 0xFF0000, 0xFF00, 0xFF),
+             "RGBA": (0xFF, 0xFF00, 0xFF0000, 0xFF000000),
+             "BGRA": (0xFF0000, 0xFF00, 0xFF, 0xFF000000),
+             "BGAR": (0xFF000000, 0xFF00, 0xFF, 0xFF0000)}
+
+
+def bmp_cases(rng):
+    """BMP: (name, bytes, how) as for webp_cases. Pillow writes 1-bit,
+    8-bit gray and palette, 24-bit and 32-bit files; the other kinds are
+    written here, and what they decode to is still whatever Pillow says,
+    its quirks included (each is named where it is made)."""
+    out = []
+    h, w = 29, 37
+    rgb = test_image(rng, w, h)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[0, :4] = [0, 255, 1, 254]
+    rgba = np.dstack([rgb, alpha])
+    im = Image.fromarray(rgb)
+
+    # Pillow's own: RGB as 24 bits; RGBA as 32-bit BI_RGB, which it reads
+    # back as RGB (the fourth byte is not alpha without BI_BITFIELDS);
+    # L as 8 bits with the gray ramp for a palette (read back as "L");
+    # "1"; palettes of 200 and of 6 colours.
+    out.append(("bmp_rgb24.bmp", pil_save(im, "BMP"), "decode"))
+    rgba32 = pil_save(Image.fromarray(rgba), "BMP")
+    out.append(("bmp_rgba32.bmp", rgba32, "decode"))
+    out.append(("bmp_rgba32_composite.bmp", rgba32, "composite"))
+    out.append(("bmp_l8.bmp", pil_save(im.convert("L"), "BMP"), "decode"))
+    out.append(("bmp_1bit.bmp", pil_save(im.convert("1"), "BMP"), "decode"))
+    out.append(("bmp_pal8.bmp", pil_save(im.quantize(200), "BMP"), "decode"))
+    out.append(("bmp_pal8_6.bmp", pil_save(im.quantize(6), "BMP"), "decode"))
+    out.append(("bmp_rgb24_exif.bmp", pil_save(im, "BMP"), "exif"))
+
+    # OS/2 1.x: 12-byte header, 3-byte palette entries.
+    rows24 = [r[:, ::-1].tobytes() for r in rgb]
+    out.append(("bmp_os2_rgb24.bmp", bmp_bytes(w, h, 24, bmp_rows(rows24),
+                                               header=12), "decode"))
+    pal = rng.integers(0, 256, (256, 3))
+    idx8 = rng.integers(0, 256, (h, w))
+    out.append(("bmp_os2_pal8.bmp",
+                bmp_indexed(idx8, 8, header=12, palette=pal), "decode"))
+    idx1 = rng.integers(0, 2, (h, w))
+    out.append(("bmp_os2_pal1.bmp",
+                bmp_indexed(idx1, 1, header=12, palette=pal[:2]), "decode"))
+
+    # Palettes: 4 bits; fewer colours than the indices reach (the rest is
+    # black); two colours that are not black and white.
+    idx4 = rng.integers(0, 16, (h, w))
+    out.append(("bmp_pal4.bmp",
+                bmp_indexed(idx4, 4, colors=16, palette=pal[:16]), "decode"))
+    out.append(("bmp_pal4_short.bmp",
+                bmp_indexed(idx4, 4, colors=5, palette=pal[:5]), "decode"))
+    out.append(("bmp_pal8_short.bmp",
+                bmp_indexed(idx8, 8, colors=20, palette=pal[:20]), "decode"))
+    out.append(("bmp_pal1.bmp",
+                bmp_indexed(idx1, 1, colors=2,
+                            palette=[[200, 30, 40], [10, 90, 250]]),
+                "decode"))
+    # Gray-ramp palettes, which Pillow drops: 100 levels in an 8-bit file
+    # (mode "L": indices past them are their own gray levels); black and
+    # white in an 8-bit file (mode "1": each row is read one bit a pixel);
+    # 16 levels in a 4-bit file 4 pixels wide (mode "L": a byte a pixel,
+    # which fits a row only that narrow).
+    ramp = np.repeat(np.arange(256)[:, None], 3, 1)
+    out.append(("bmp_pal8_ramp100.bmp",
+                bmp_indexed(idx8, 8, colors=100, palette=ramp[:100]),
+                "decode"))
+    out.append(("bmp_pal8_bw.bmp",
+                bmp_indexed(idx8, 8, colors=2,
+                            palette=[[0, 0, 0], [255, 255, 255]]),
+                "decode"))
+    idx_n = rng.integers(0, 16, (7, 4))
+    out.append(("bmp_pal4_ramp16.bmp",
+                bmp_indexed(idx_n, 4, colors=16, palette=ramp[:16]), "decode"))
+
+    # 16 bits: 5-5-5 plain and by masks (a V5 header's alpha mask is not
+    # read for 16 bits), 5-6-5 by masks after a 40-byte header.
+    v16 = rng.integers(0, 65536, (h, w)).astype("<u2")
+    v16[0, :32] = np.arange(32) * 0x0421  # every 5-bit level
+    rows16 = [r.tobytes() for r in v16]
+    out.append(("bmp_rgb16.bmp", bmp_bytes(w, h, 16, bmp_rows(rows16)),
+                "decode"))
+    out.append(("bmp_rgb16_555_v5.bmp",
+                bmp_bytes(w, h, 16, bmp_rows(rows16), header=124,
+                          compression=3, masks=(0x7C00, 0x3E0, 0x1F, 0x8000)),
+                "decode"))
+    v16[1, :32] = np.arange(32) * 0x20  # every 6-bit green level
+    rows565 = [r.tobytes() for r in v16]
+    out.append(("bmp_rgb16_565.bmp",
+                bmp_bytes(w, h, 16, bmp_rows(rows565), compression=3,
+                          masks=(0xF800, 0x7E0, 0x1F, 0)), "decode"))
+    out.append(("bmp_rgb24_bitfields.bmp",
+                bmp_bytes(w, h, 24, bmp_rows(rows24), header=56,
+                          compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0)),
+                "decode"))
+
+    # 32 bits by masks: the byte orders with alpha (RGBA in Pillow),
+    # decoded and composited on white, and those without. The 40- and
+    # 52-byte headers have no alpha mask: ABGR's masks there are XBGR's.
+    # No masks at all is BGRA.
+    for order, header in [("BGRA", 124), ("RGBA", 108), ("ABGR", 56),
+                          ("BGAR", 124)]:
+        f = bmp_bytes(w, h, 32, bmp_32(rgba, order), header=header,
+                      compression=3, masks=BMP_MASKS[order])
+        out.append((f"bmp_{order.lower()}_v{header}.bmp", f, "decode"))
+        out.append((f"bmp_{order.lower()}_v{header}_composite.bmp", f,
+                    "composite"))
+    for order, header in [("XBGR", 40), ("BGXR", 52), ("BGRX", 108)]:
+        out.append((f"bmp_{order.lower()}_v{header}.bmp",
+                    bmp_bytes(w, h, 32, bmp_32(rgba, order), header=header,
+                              compression=3, masks=BMP_MASKS[order]),
+                    "decode"))
+    out.append(("bmp_abgr_v52.bmp",
+                bmp_bytes(w, h, 32, bmp_32(rgba, "ABGR"), header=52,
+                          compression=3, masks=BMP_MASKS["ABGR"]),
+                "composite"))
+    nomask = bmp_bytes(w, h, 32, bmp_32(rgba, "BGRA"), compression=3,
+                       masks=(0, 0, 0, 0))
+    out.append(("bmp_nomask32.bmp", nomask, "decode"))
+    out.append(("bmp_nomask32_composite.bmp", nomask, "composite"))
+
+    # Top-down (negative height), and the other header sizes.
+    out.append(("bmp_topdown_rgb24.bmp",
+                bmp_bytes(w, h, 24, bmp_rows(rows24, True), topdown=True),
+                "decode"))
+    out.append(("bmp_topdown_pal4.bmp",
+                bmp_indexed(idx4, 4, colors=16, palette=pal[:16],
+                            topdown=True),
+                "decode"))
+    out.append(("bmp_v4_rgb24.bmp",
+                bmp_bytes(w, h, 24, bmp_rows(rows24), header=108), "decode"))
+    out.append(("bmp_os2v2_pal8.bmp",
+                bmp_indexed(idx8, 8, header=64, palette=pal), "decode"))
+
+    # Where the pixels are: the data offset pointing right after the
+    # header (Pillow then skips the palette), 0 (they follow the
+    # palette), or past a gap.
+    out.append(("bmp_offset_header.bmp",
+                bmp_indexed(idx8, 8, colors=30, palette=pal[:30], offset=54),
+                "decode"))
+    out.append(("bmp_offset_zero.bmp",
+                bmp_indexed(idx8, 8, colors=30, palette=pal[:30], offset=0),
+                "decode"))
+    out.append(("bmp_offset_gap.bmp",
+                bmp_bytes(w, h, 24, bmp_rows(rows24), gap=b"junk" * 5),
+                "decode"))
+
+    # RLE, encoded as encoders encode it, in 8 and 4 bits, bottom-up and
+    # top-down; with a gray ramp (mode "L") and black and white (mode
+    # "1", where every nonzero index is white); RLE4 data in an 8-bit
+    # file (Pillow goes by the compression).
+    r8 = runs_image(rng, w, h, 40)
+    r4 = runs_image(rng, w, h, 16)
+    out.append(("bmp_rle8.bmp",
+                bmp_bytes(w, h, 8, bmp_rle(r8, False), compression=1,
+                          colors=40, palette=pal[:40]), "decode"))
+    out.append(("bmp_rle4.bmp",
+                bmp_bytes(w, h, 4, bmp_rle(r4, True), compression=2,
+                          colors=16, palette=pal[:16]), "decode"))
+    out.append(("bmp_rle8_topdown.bmp",
+                bmp_bytes(w, h, 8, bmp_rle(r8[::-1], False), compression=1,
+                          colors=40, palette=pal[:40], topdown=True),
+                "decode"))
+    out.append(("bmp_rle8_gray.bmp",
+                bmp_bytes(w, h, 8, bmp_rle(r8, False), compression=1,
+                          colors=256, palette=ramp), "decode"))
+    out.append(("bmp_rle8_bw.bmp",
+                bmp_bytes(w, h, 8, bmp_rle(r8 % 3, False), compression=1,
+                          colors=2, palette=[[0, 0, 0], [255, 255, 255]]),
+                "decode"))
+    out.append(("bmp_rle4_in_8bit.bmp",
+                bmp_bytes(w, h, 8, bmp_rle(r4, True), compression=2,
+                          colors=16, palette=pal[:16]), "decode"))
+    # What encoders do not write, as Pillow's RLE reader takes it: deltas
+    # (it skips right + up * width pixels, filled with index 0), an end of
+    # line mid-row (index 0 to the row's end), a run longer than what is
+    # left of its row (cut), a literal run that goes on into the next row
+    # (whose runs are then all dropped until the next end of line), and
+    # the end of the bitmap missing, the image being complete.
+    for bits, comp in [(8, 1), (4, 2)]:
+        lit = (lambda k: bytes([0, k]) + bytes(
+            rng.integers(0, 256, (k + 1) // 2 if bits == 4 else k,
+                         dtype=np.uint8).tolist()))
+        s = bytearray()
+        s += bytes([4, 0x35, 0, 2, 3, 1])   # run, delta 3 right 1 up
+        s += bytes([3, 0x12]) + b"\0\0"     # run, end of line
+        s += bytes([200, 0x47])             # run cut at the row's end
+        s += b"\0\0" + lit(6)               # end of line, literal
+        s += bytes(len(s) % 2)
+        s += bytes([5, 0x09]) + b"\0\0"     # run, end of line
+        s += lit(16)                        # literal past the row's end
+        s += bytes(len(s) % 2)
+        s += bytes([7, 0x66]) + b"\0\0"     # dropped, then end of line
+        s += bytes([0, 2, 250, 0])          # delta past the row's end
+        s += bytes([9, 0x21]) + lit(5)
+        s += bytes(len(s) % 2)
+        s += b"\0\0" + (bytes([13, 0x3C]) + b"\0\0") * h  # rows to the end
+        out.append((f"bmp_rle{bits}_delta.bmp",
+                    bmp_bytes(13, h, bits, bytes(s), compression=comp,
+                              palette=pal[:1 << bits]), "decode"))
+    # Pillow aligns literal runs to 16-bit words of the file, not of the
+    # pixel data: with the data at an odd offset, it skips a byte after a
+    # literal run of an even number of indices and none after an odd one,
+    # the other way round from the format (which a reader going by the
+    # format would misread). Padded here as Pillow reads it.
+    off = 14 + 40 + 4 * 40 + 1  # the headers, the palette, a byte's gap
+    s = bytearray()
+    for y in range(h):
+        for k in (3, 4):
+            s += bytes([0, k]) + bytes(rng.integers(0, 40, k).tolist())
+            s += bytes((off + len(s)) % 2)
+        s += bytes([6, y]) + b"\0\0"
+    out.append(("bmp_rle8_odd_offset.bmp",
+                bmp_bytes(13, h, 8, bytes(s) + b"\0\1", compression=1,
+                          colors=40, palette=pal[:40], gap=b"\0"), "decode"))
+    return out
+
+
+def bmp_refused():
+    """BMP files Pillow refuses (the generator checks that it does):
+    name -> bytes; the tests know what each should give."""
+    out = {}
+    rows = bmp_rows([bytes(range(9 * 3))] * 4)
+    jpeg = pil_save(Image.new("RGB", (9, 4), (200, 30, 90)), "JPEG")
+    out["bad_bmp_jpeg.bmp"] = bmp_bytes(9, 4, 0, jpeg, compression=4)
+    png = pil_save(Image.new("RGB", (9, 4), (200, 30, 90)), "PNG")
+    out["bad_bmp_png.bmp"] = bmp_bytes(9, 4, 0, png, compression=5)
+    out["bad_bmp_2bit.bmp"] = bmp_bytes(
+        9, 4, 2, bmp_rows([b"\x1b\x1b\x1b"] * 4), colors=4,
+        palette=[[9, 9, 9], [90, 90, 90], [160, 0, 0], [0, 0, 200]])
+    out["bad_bmp_masks.bmp"] = bmp_bytes(
+        9, 4, 16, bmp_rows([bytes(18)] * 4), compression=3,
+        masks=(0x7C00, 0x3E0, 0x1E, 0))
+    out["bad_bmp_truncated.bmp"] = bmp_bytes(9, 4, 24, rows)[:-40]
+    out["bad_bmp_rle_short.bmp"] = bmp_bytes(
+        9, 4, 8, bytes([9, 1, 0, 0, 9, 2, 0, 1]), compression=1, colors=3,
+        palette=[[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    out["bad_bmp_rle24.bmp"] = bmp_bytes(
+        9, 4, 24, bytes([9, 1, 0, 0] * 4 + [0, 1]), compression=1)
+    out["bad_bmp_colors.bmp"] = bmp_bytes(9, 4, 8, bmp_rows([bytes(9)] * 4),
+                                          colors=70000)
+    out["bad_bmp_pal300.bmp"] = bmp_bytes(
+        9, 4, 8, bmp_rows([bytes(9)] * 4), colors=300,
+        palette=[[i % 7, 100, 200] for i in range(300)])
+    out["bad_bmp_os2v2_16.bmp"] = (
+        b"BM" + struct.pack("<IHHI", 30 + 36 * 4, 0, 0, 30)
+        + struct.pack("<IIIHH", 16, 9, 4, 1, 24) + rows)
+    out["bad_bmp_ramp_rows.bmp"] = bmp_bytes(
+        8, 4, 4, bmp_rows([bytes(4)] * 4), colors=16,
+        palette=[[i, i, i] for i in range(16)])
+    out["bad_bmp_bigdim.bmp"] = bmp_bytes(100000, 100000, 24, rows)
+    for name, data in out.items():
+        try:
+            Image.open(io.BytesIO(data)).convert("RGB")
+        except Exception:
+            continue
+        raise AssertionError(f"Pillow decodes {name}")
+    return out
+
+
 def broken_files(rng):
     """Inputs that must be refused; the tests know what each should give."""
     ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
@@ -870,12 +1238,17 @@ def generate(outdir: str) -> None:
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
 
-    # WebP and GIF, each from a generator of its own (so the files above
-    # stay byte-identical).
+    # WebP, GIF and BMP, each from a generator of its own (so the files
+    # above stay byte-identical).
     write_format_cases(outdir, webp_cases(np.random.default_rng(SEED + 3)),
                        lines)
     write_format_cases(outdir, gif_cases(np.random.default_rng(SEED + 4)),
                        lines)
+    write_format_cases(outdir, bmp_cases(np.random.default_rng(SEED + 5)),
+                       lines)
+    for name, data in bmp_refused().items():
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
 
     for name, data in broken_files(rng).items():
         with open(os.path.join(outdir, name), "wb") as f:
