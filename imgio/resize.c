@@ -102,14 +102,21 @@ static const filter *filter_for(img_filter f)
     return NULL;
 }
 
-/* The weights of one pass: output position i reads `len[i]` inputs starting
- * at `first[i]`, with fixed-point weights k[i * ksize ...]. */
+/* The weights of one pass, for outputs [o0, o0 + n): output position i
+ * reads `len[i - o0]` inputs starting at `first[i - o0]`, with fixed-point
+ * weights k[(i - o0) * ksize ...]. Only the window preprocessing keeps is
+ * built: a 1-pixel-tall image stated 2 million pixels wide would otherwise
+ * ask for tens of millions of columns' weights to compute a crop of 224. */
 typedef struct {
-    int ksize;
-    int *first;    /* (out) */
-    int *len;      /* (out) */
-    int32_t *k;    /* (out, ksize) */
+    int ksize, o0;
+    int *first;    /* (n) */
+    int *len;      /* (n) */
+    int32_t *k;    /* (n, ksize) */
 } coeffs;
+
+#define CF_FIRST(c, i) ((c)->first[(i) - (c)->o0])
+#define CF_LEN(c, i) ((c)->len[(i) - (c)->o0])
+#define CF_K(c, i) ((c)->k + (size_t)((i) - (c)->o0) * (size_t)(c)->ksize)
 
 /* Safe to call twice and on a zeroed struct. */
 static void coeffs_free(coeffs *c)
@@ -122,9 +129,10 @@ static void coeffs_free(coeffs *c)
 }
 
 /* Computes the weights that map in_size samples onto out_size, as Pillow's
- * precompute_coeffs and normalize_coeffs_8bpc do. Returns 0 when out of
- * memory. */
-static int coeffs_build(coeffs *c, int in_size, int out_size, const filter *f)
+ * precompute_coeffs and normalize_coeffs_8bpc do, for outputs [o0, o0 +
+ * n). Returns 0 when out of memory. */
+static int coeffs_build(coeffs *c, int in_size, int out_size, const filter *f,
+                        int o0, int n_out)
 {
     /* Pillow passes the source extent as a float box; for whole images the
      * float holds the integer exactly, so the double below is the same. */
@@ -135,15 +143,16 @@ static int coeffs_build(coeffs *c, int in_size, int out_size, const filter *f)
     int ksize = (int)ceil(support) * 2 + 1;
     double *w = malloc((size_t)ksize * sizeof *w);
     c->ksize = ksize;
-    c->first = malloc((size_t)out_size * sizeof *c->first);
-    c->len = malloc((size_t)out_size * sizeof *c->len);
-    c->k = calloc((size_t)out_size * (size_t)ksize, sizeof *c->k);
+    c->o0 = o0;
+    c->first = malloc((size_t)n_out * sizeof *c->first);
+    c->len = malloc((size_t)n_out * sizeof *c->len);
+    c->k = calloc((size_t)n_out * (size_t)ksize, sizeof *c->k);
     if (!w || !c->first || !c->len || !c->k) {
         free(w);
         coeffs_free(c);
         return 0;
     }
-    for (int i = 0; i < out_size; i++) {
+    for (int i = o0; i < o0 + n_out; i++) {
         double center = (i + 0.5) * scale;
         /* (int) truncates toward zero, as in Pillow, before the clamp. */
         int lo = (int)(center - support + 0.5);
@@ -158,15 +167,15 @@ static int coeffs_build(coeffs *c, int in_size, int out_size, const filter *f)
             w[j] = f->fn((j + lo - center + 0.5) * ss);
             sum += w[j];
         }
-        int32_t *k = c->k + (size_t)i * (size_t)ksize;
+        int32_t *k = c->k + (size_t)(i - o0) * (size_t)ksize;
         for (int j = 0; j < n; j++) {
             double v = sum != 0.0 ? w[j] / sum : w[j];
             /* Round half away from zero, then truncate toward zero. */
             k[j] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
                          : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
         }
-        c->first[i] = lo;
-        c->len[i] = n;
+        c->first[i - o0] = lo;
+        c->len[i - o0] = n;
     }
     free(w);
     return 1;
@@ -205,10 +214,10 @@ static void hpass_plain(uint8_t *dst, size_t dstride, const uint8_t *src,
         const uint8_t *in = src + (size_t)y * sstride;
         uint8_t *o = dst + (size_t)y * dstride;
         for (int x = x0; x < x0 + nx; x++, o += 3) {
-            const int32_t *k = c->k + (size_t)x * (size_t)c->ksize;
-            const uint8_t *p = in + (size_t)(c->first[x] - col0) * 3;
+            const int32_t *k = CF_K(c, x);
+            const uint8_t *p = in + (size_t)(CF_FIRST(c, x) - col0) * 3;
             int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < c->len[x]; j++, p += 3) {
+            for (int j = 0; j < CF_LEN(c, x); j++, p += 3) {
                 s0 += p[0] * k[j];
                 s1 += p[1] * k[j];
                 s2 += p[2] * k[j];
@@ -246,9 +255,9 @@ static int pair_weights_build(pair_weights *pw, const coeffs *c, int x0,
     if (!pw->kw)
         return 0;
     for (int x = 0; x < nx; x++) {
-        const int32_t *k = c->k + (size_t)(x0 + x) * (size_t)c->ksize;
+        const int32_t *k = CF_K(c, x0 + x);
         int16_t *w = pw->kw + (size_t)x * (size_t)pw->npairs * 16;
-        for (int j = 0; j < c->len[x0 + x]; j++) {
+        for (int j = 0; j < CF_LEN(c, x0 + x); j++) {
             int32_t hi = k[j] >> 8, lo = k[j] & 0xff;
             if (hi < INT16_MIN || hi > INT16_MAX) {
                 free(pw->kw);
@@ -304,11 +313,11 @@ hpass_pairs(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
         const uint8_t *in1 = two ? in0 + sstride : in0;
         uint8_t *o0 = dst + (size_t)y * dstride, *o1 = o0 + dstride;
         for (int x = x0; x < x0 + nx; x++, o0 += 3, o1 += 3) {
-            const int32_t *k = c->k + (size_t)x * (size_t)c->ksize;
+            const int32_t *k = CF_K(c, x);
             const __m128i *w =
                 (const __m128i *)(pw->kw + (size_t)(x - x0) *
                                                (size_t)pw->npairs * 16);
-            int f = c->first[x] - col0, n = c->len[x];
+            int f = CF_FIRST(c, x) - col0, n = CF_LEN(c, x);
             /* Pairs whose 8-byte load stays inside the row. */
             int pairs = n / 2;
             if (pairs > 0 && f + 2 * pairs - 2 > sw_px - 3)
@@ -358,11 +367,11 @@ hpass_avx2(uint8_t *dst, size_t dstride, const uint8_t *src, size_t sstride,
         const uint8_t *in = src + (size_t)y * sstride;
         uint8_t *o = dst + (size_t)y * dstride;
         for (int x = x0; x < x0 + nx; x++, o += 3) {
-            const int32_t *k = c->k + (size_t)x * (size_t)c->ksize;
+            const int32_t *k = CF_K(c, x);
             const __m128i *w =
                 (const __m128i *)(pw->kw + (size_t)(x - x0) *
                                                (size_t)pw->npairs * 16);
-            int f = c->first[x] - col0, n = c->len[x];
+            int f = CF_FIRST(c, x) - col0, n = CF_LEN(c, x);
             int pairs = n / 2;
             if (pairs > 0 && f + 2 * pairs - 2 > sw_px - 3)
                 pairs = sw_px - 3 - f >= 0 ? (sw_px - 3 - f) / 2 + 1 : 0;
@@ -455,11 +464,11 @@ static void vpass_rows(uint8_t *dst, size_t dstride, const uint8_t *src,
                        int y0, int ny, int32_t *restrict acc)
 {
     for (int y = y0; y < y0 + ny; y++) {
-        const int32_t *k = c->k + (size_t)y * (size_t)c->ksize;
-        const uint8_t *in = src + (size_t)(c->first[y] - row0) * sstride;
+        const int32_t *k = CF_K(c, y);
+        const uint8_t *in = src + (size_t)(CF_FIRST(c, y) - row0) * sstride;
         for (size_t i = 0; i < n; i++)
             acc[i] = 1 << (PRECISION_BITS - 1);
-        for (int j = 0; j < c->len[y]; j++, in += sstride) {
+        for (int j = 0; j < CF_LEN(c, y); j++, in += sstride) {
             int32_t kj = k[j];
             const uint8_t *restrict q = in;
             for (size_t i = 0; i < n; i++)
@@ -518,13 +527,13 @@ static int resize_nearest(uint8_t *dst, int dw, int dh, const uint8_t *src,
 /* The source range [*lo, *hi) that outputs [o0, o0 + n) of a pass read. */
 static void span_of(const coeffs *c, int o0, int n, int *lo, int *hi)
 {
-    *lo = c->first[o0];
+    *lo = CF_FIRST(c, o0);
     *hi = 0;
     for (int i = o0; i < o0 + n; i++) {
-        if (c->first[i] < *lo)
-            *lo = c->first[i];
-        if (c->first[i] + c->len[i] > *hi)
-            *hi = c->first[i] + c->len[i];
+        if (CF_FIRST(c, i) < *lo)
+            *lo = CF_FIRST(c, i);
+        if (CF_FIRST(c, i) + CF_LEN(c, i) > *hi)
+            *hi = CF_FIRST(c, i) + CF_LEN(c, i);
     }
     if (*hi < *lo)
         *hi = *lo;
@@ -542,9 +551,9 @@ static int resize_conv(uint8_t *dst, const uint8_t *src, int sw, int sh,
     uint8_t *tmp = NULL;
     int ok = 0;
     size_t sstride = (size_t)sw * 3, dstride = (size_t)ww * 3;
-    if (out_h != sh && !coeffs_build(&cv, sh, out_h, fp))
+    if (out_h != sh && !coeffs_build(&cv, sh, out_h, fp, wy, wh))
         goto out;
-    if (out_w != sw && !coeffs_build(&ch, sw, out_w, fp))
+    if (out_w != sw && !coeffs_build(&ch, sw, out_w, fp, wx, ww))
         goto out;
     if (out_w != sw && out_h != sh && sh - out_h > 0 &&
         sh - out_h > 2 * (sw - out_w)) {
