@@ -23,7 +23,7 @@ CLIPVisionModelWithProjection / CLIPTextModelWithProjection):
 The C suite needs no Python: the fixtures are committed. Re-run this script
 when a case is added:
 
-    pip install torch transformers pillow safetensors numpy
+    pip install torch transformers pillow safetensors numpy tifffile imagecodecs
     python3 tests/gen_fixtures.py
 """
 import json
@@ -368,7 +368,9 @@ def main():
 
 def write_versions():
     """tests/fixtures/VERSIONS: the reference versions used."""
+    import imagecodecs
     import PIL
+    import tifffile
     import tokenizers
     import torchvision
     import transformers
@@ -379,7 +381,9 @@ def write_versions():
                 "records the same for the hub fixtures.\n")
         for name, mod in [("transformers", transformers), ("torch", torch),
                           ("torchvision", torchvision), ("Pillow", PIL),
-                          ("numpy", np), ("tokenizers", tokenizers)]:
+                          ("numpy", np), ("tokenizers", tokenizers),
+                          ("tifffile", tifffile),
+                          ("imagecodecs", imagecodecs)]:
             f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 
