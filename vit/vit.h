@@ -246,15 +246,16 @@ typedef struct {
     uint8_t *rgb;
 } vit_image;
 
-/* Decodes JPEG, PNG, WebP or GIF bytes (detected by content) as transformers'
- * load_image does. `opt` supplies the size limits, EXIF and alpha handling,
+/* Decodes JPEG, PNG, WebP, GIF or TIFF bytes (detected by content) as
+ * transformers' load_image does. `opt` supplies the size limits, EXIF and alpha handling,
  * and may be NULL (defaults). An image past a limit is refused, from its
  * header, before pixel memory is allocated. */
 vit_status vit_image_decode(const void *bytes, size_t n,
                             const vit_options *opt, vit_image *out,
                             vit_error *err);
 
-/* The size an image's header states (as stored, before any EXIF turn),
+/* The size an image's header states (as stored, before any EXIF turn; a
+ * TIFF's as Pillow opens it, turned by its Orientation tag),
  * read without decoding pixels, with `opt`'s limits checked as
  * vit_image_decode checks them: VIT_E_TOO_LARGE past one, VIT_E_IMAGE for
  * an unsupported format or a header that cannot be read. Microseconds for
