@@ -405,6 +405,11 @@ static img_status pillow_mode(const tif_dir *d, pmode *m, char *err,
                 m->k = ex == 2 ? K_GRAY_A : K_GRAY;
                 ok = 1;
             }
+        } else if (spp == 1 && sf == 1 && b == 16 && fill == 2 &&
+                   photo == 1 && !d->be) {
+            return img_fail(err, errlen, IMG_E_FORMAT,
+                            "16-bit TIFF gray images with FillOrder 2 are "
+                            "not supported");
         } else if (spp == 1 && ((sf == 2 && b == 16) || b == 32 ||
                                 (b == 12 && sf == 1))) {
             return img_fail(err, errlen, IMG_E_FORMAT,
@@ -933,10 +938,11 @@ img_status img_decode_tiff(const uint8_t *bytes, size_t n,
                         "uncompressed YCbCr TIFF images are not supported");
     if (d.compression == 1 && d.planar == 2 && !raw_planes_ok(&d, &m))
         return img_fail(err, errlen, IMG_E_FORMAT,
-                        "uncompressed planar-separate TIFF images of "
-                        "%u-bit samples%s are not supported",
-                        m.bps,
-                        m.k == K_RGBA_PRE ? " with premultiplied alpha" : "");
+                        "uncompressed planar-separate TIFF images of this "
+                        "kind (photometric %u, %u samples of %u bits%s) are "
+                        "not supported",
+                        d.photometric, d.has_spp ? d.spp : 1, m.bps,
+                        m.k == K_RGBA_PRE ? ", premultiplied alpha" : "");
 
     tif_job j = {.src = {.p = bytes, .n = n}};
     TIFFOpenOptions *oo = TIFFOpenOptionsAlloc();

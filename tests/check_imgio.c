@@ -820,7 +820,8 @@ START_TEST(test_bad_tiff)
         {"bad_tif_ycbcr_raw.tif", IMG_E_FORMAT,
          "uncompressed YCbCr TIFF images are not supported"},
         {"bad_tif_planar16_raw.tif", IMG_E_FORMAT,
-         "uncompressed planar-separate TIFF images of 16-bit samples"},
+         "uncompressed planar-separate TIFF images of this kind "
+         "(photometric 2, 3 samples of 16 bits) are not supported"},
         {"bad_tif_nowidth.tif", IMG_E_CORRUPT, "has no ImageWidth"},
         {"bad_tif_bigdim.tif", IMG_E_LIMIT,
          "image is 100000x100000 = 10000000000 pixels"},
