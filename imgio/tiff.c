@@ -113,6 +113,12 @@ static img_status tif_header(tif_bytes *t, uint64_t *ifd, char *err,
 {
     t->be = t->b[0] == 'M';
     t->big = t->n >= 4 && t->b[t->be ? 3 : 2] == 43;
+    /* Pillow looks for BigTIFF's 43 in the little-endian place only, and
+     * misreads the big-endian header. */
+    if (t->big && t->be)
+        return img_fail(err, errlen, IMG_E_FORMAT,
+                        "big-endian BigTIFF images are not supported "
+                        "(Pillow cannot open them)");
     size_t hdr = t->big ? 16 : 8;
     if (t->n < hdr)
         return img_fail(err, errlen, IMG_E_CORRUPT,

@@ -825,6 +825,8 @@ START_TEST(test_bad_tiff)
         {"bad_tif_nowidth.tif", IMG_E_CORRUPT, "has no ImageWidth"},
         {"bad_tif_bigdim.tif", IMG_E_LIMIT,
          "image is 100000x100000 = 10000000000 pixels"},
+        {"bad_tif_bigtiff_be.tif", IMG_E_FORMAT,
+         "big-endian BigTIFF images are not supported"},
     };
     /* stderr goes to a file for the test, which must stay empty. */
     fflush(stderr);

@@ -653,6 +653,15 @@ def tiff_cases(rng):
                 tiff_bytes(hw, hh, {258: (3, [16] * 3), 262: (3, [2]),
                                     277: (3, [3]), 278: (3, [3])}, rows,
                            be=True), "decode"))
+    # BigTIFF through libtiff's codecs, tiles and an Orientation tag.
+    out.append(("tif_bigtiff_lzw_orient6.tif",
+                tifffile_bytes(rgb, photometric="rgb", bigtiff=True,
+                               compression="lzw",
+                               extratags=[(274, "H", 1, 6, True)]),
+                "decode"))
+    out.append(("tif_bigtiff_tiled.tif",
+                tifffile_bytes(rgb, photometric="rgb", bigtiff=True,
+                               tile=(16, 16), compression="zlib"), "decode"))
     return out
 
 
@@ -687,6 +696,9 @@ def tiff_refused(rng):
                                                         100000)).replace(
         struct.pack("<HHII", 257, 4, 1, h), struct.pack("<HHII", 257, 4, 1,
                                                         100000))
+    # Big-endian BigTIFF, which Pillow cannot open.
+    out["bad_tif_bigtiff_be.tif"] = tifffile_bytes(
+        rgb, photometric="rgb", bigtiff=True, byteorder=">")
     return out
 
 
