@@ -16,8 +16,8 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
-PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libpcre2-8 \
-          libutf8proc libzmq sqlite3 libcurl
+PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libtiff-4 \
+          libpcre2-8 libutf8proc libzmq sqlite3 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -102,8 +102,8 @@ $(BUILD)/libvit-service.a: $(SVC_OBJ)
 # exported: the names vit.h declares, listed by a version script made from
 # it; everything else (the vit__ internals too) stays inside.
 SO_LIBS := $(shell pkg-config --libs openblas jansson libpng zlib libjpeg \
-             libwebp libwebpdemux libpcre2-8 libutf8proc) -lgif -ldnnl -lgomp \
-             -lm -lpthread
+             libwebp libwebpdemux libtiff-4 libpcre2-8 libutf8proc) -lgif \
+             -ldnnl -lgomp -lm -lpthread
 $(BUILD)/libvit.map: vit/vit.h
 	@mkdir -p $(dir $@)
 	{ echo 'VIT_$(MAJOR) {'; echo '  global:'; \

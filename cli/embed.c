@@ -32,7 +32,7 @@ static void help(FILE *f)
           "ViT, DeiT or DINOv2 model or classifier (its pooled output: DINOv2's\n"
           "class token after the final layernorm, for image-to-image search).\n"
           "\n"
-          "Images are JPEG/PNG/WebP/GIF/BMP files, .npy pixel arrays or\n"
+          "Images are JPEG/PNG/WebP/GIF/BMP/TIFF files, .npy pixel arrays or\n"
           "directories, as for 'vit classify'; every PATH after the options\n"
           "is an image too.\n"
           "\n"

@@ -35,7 +35,7 @@ static void help(FILE *f)
           "SigLIP: each text's own sigmoid(logit_scale * cosine + "
           "logit_bias)\n"
           "(logits_per_image.sigmoid()), so they need not sum to 1.\n"
-          "Images are JPEG/PNG/WebP/GIF/BMP files, .npy pixel arrays or\n"
+          "Images are JPEG/PNG/WebP/GIF/BMP/TIFF files, .npy pixel arrays or\n"
           "directories, as for 'vit classify'.\n"
           "\n"
           "options:\n"

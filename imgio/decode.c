@@ -2,8 +2,8 @@
  * The entry point of decoding: the status strings, the default limits and
  * their check, the error-message helper, and img_decode itself, which looks
  * at the first bytes of a buffer to find the format's decoder in one table
- * (jpeg.c, png.c, webp.c, gif.c, bmp.c) or to name a format we refuse, so
- * that the refusal can name what the caller actually sent.
+ * (jpeg.c, png.c, webp.c, gif.c, bmp.c, tiff.c) or to name a format we
+ * refuse, so that the refusal can name what the caller actually sent.
  */
 #include "imgio/imgio_impl.h"
 
@@ -102,8 +102,6 @@ static const char *sniff_other(const uint8_t *b, size_t n)
 #define HAS(off, lit)                         \
     (n >= (off) + sizeof(lit) - 1 &&          \
      memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
-    if (HAS(0, "II*\0") || HAS(0, "MM\0*"))
-        return "TIFF";
     if (HAS(4, "ftyp")) {
         if (HAS(8, "avif") || HAS(8, "avis"))
             return "AVIF";
@@ -193,17 +191,27 @@ static int is_bmp(const uint8_t *b, size_t n)
            h == 108 || h == 124;
 }
 
+/* TIFF and BigTIFF, in either byte order (Pillow reads both). */
+static int is_tiff(const uint8_t *b, size_t n)
+{
+    return n >= 4 && (memcmp(b, "II*\0", 4) == 0 ||
+                      memcmp(b, "MM\0*", 4) == 0 ||
+                      memcmp(b, "II+\0", 4) == 0 ||
+                      memcmp(b, "MM\0+", 4) == 0);
+}
+
 static const img_format formats[] = {
     {"JPEG", is_jpeg, img_size_jpeg, img_decode_jpeg},
     {"PNG", is_png, img_size_png, img_decode_png},
     {"WebP", is_webp, img_size_webp, img_decode_webp},
     {"GIF", is_gif, img_size_gif, img_decode_gif},
     {"BMP", is_bmp, img_size_bmp, img_decode_bmp},
+    {"TIFF", is_tiff, img_size_tiff, img_decode_tiff},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 
-/* "JPEG, PNG, WebP, GIF or BMP": the formats we read, for messages, written
- * into list (made on the error path only, so no shared state). */
+/* "JPEG, PNG, WebP, GIF, BMP or TIFF": the formats we read, for messages,
+ * written into list (made on the error path only, so no shared state). */
 static const char *format_list(char *list, size_t size)
 {
     size_t at = 0;

@@ -54,8 +54,9 @@ typedef struct {
     size_t max_bytes;     /* size of the encoded file */
     /* The decoder's working memory besides the output pixels: libjpeg's
      * whole-image coefficient arrays for a progressive JPEG (up to 8
-     * bytes a pixel). It is always capped at what the header's geometry
-     * can need; a nonzero value caps it lower. Also refused, whatever the
+     * bytes a pixel); a TIFF's strip or tile buffers, and any single
+     * allocation of libtiff's. It is always capped at what the header's
+     * geometry can need; a nonzero value caps it lower. Also refused, whatever the
      * limits: a JPEG of more than 500 scans (a CPU-time bomb). */
     size_t max_decoder_memory;
 } img_limits;
@@ -76,14 +77,14 @@ typedef struct {
     uint8_t *rgb;
 } img_rgb;
 
-/* Decodes a JPEG, PNG, WebP, GIF or BMP (detected from its content, not a
+/* Decodes a JPEG, PNG, WebP, GIF, BMP or TIFF (detected from its content, not a
  * name) into `out` as Pillow's Image.open(...).convert("RGB") would:
- * grayscale replicated, alpha dropped, palette expanded, 16-bit reduced
- * to 8, a WebP animation's first frame, EXIF orientation ignored
- * (img_decode_ex can apply it). `lim` may be NULL (defaults). On failure
- * `out` is left untouched and `err` (may be NULL) holds a sentence naming
- * the problem — for an unsupported format, the format detected (TIFF,
- * HEIC, ...).
+ * grayscale replicated, alpha dropped, palette expanded, 16-bit reduced to
+ * 8, a WebP animation's first frame, a TIFF's first page, EXIF orientation
+ * ignored (img_decode_ex can apply it) except a TIFF's, which Pillow 13
+ * applies as it loads the file. `lim` may be NULL (defaults). On failure `out` is left
+ * untouched and `err` (may be NULL) holds a sentence naming the problem —
+ * for an unsupported format, the format detected (HEIC, PSD, ...).
  * The caller frees `out` with img_rgb_free. */
 img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
                       img_rgb *out, char *err, size_t errlen);
@@ -103,7 +104,9 @@ typedef struct {
      * metadata means "no rotation", never an error (where Pillow raises on
      * it, load_image fails; we decode the image upright as stored). The
      * size limits apply to the image as stored, before it is turned.
-     * Default: 1. */
+     * A TIFF is turned by its Orientation tag (or XMP's) whatever this
+     * says: Pillow 13 turns it as it loads it, and its limits apply to
+     * the turned size. Default: 1. */
     int exif_transpose;
 
     /* Nonzero: composite transparent pixels onto white, as transformers'
@@ -149,7 +152,8 @@ img_status img_decode_ex(const void *bytes, size_t n,
                          char *err, size_t errlen);
 
 /* The width and height an image's header states, as stored (before any
- * EXIF turn, which does not change the pixel count), read without decoding
+ * EXIF turn, which does not change the pixel count; a TIFF's turned, as
+ * img_decode gives it and Pillow opens it), read without decoding
  * any pixels: what a server needs to refuse a costly image before spending
  * decode time on it. The limits are checked as img_decode checks them
  * (`lim` may be NULL: the defaults). An unsupported format gets the

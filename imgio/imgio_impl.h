@@ -68,6 +68,11 @@ img_status img_decode_gif(const uint8_t *bytes, size_t n,
 img_status img_decode_bmp(const uint8_t *bytes, size_t n,
                           const img_decode_opts *opt, img_rgb *out,
                           int *orient, char *err, size_t errlen);
+/* A TIFF comes out already turned by its orientation, as Pillow 13 loads
+ * it, and *orient is then 1. */
+img_status img_decode_tiff(const uint8_t *bytes, size_t n,
+                           const img_decode_opts *opt, img_rgb *out,
+                           int *orient, char *err, size_t errlen);
 
 /* The image's size as its header states it, without decoding: the
  * readers behind img_size, same arguments as the decoders. */
@@ -81,6 +86,8 @@ img_status img_size_gif(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
 img_status img_size_bmp(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
+img_status img_size_tiff(const uint8_t *bytes, size_t n, uint32_t *w,
+                         uint32_t *h, char *err, size_t errlen);
 
 /* Unsigned integers stored big- or little-endian in a file's bytes. */
 static inline uint32_t img_be32(const uint8_t *b)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FIXDIR "tests/fixtures/images/"
 
@@ -784,7 +785,7 @@ START_TEST(test_bad_other_formats)
 {
     static const struct {
         const char *file, *name;
-    } cases[] = {{"other.tif", "TIFF"}, {"other.avif", "AVIF"}};
+    } cases[] = {{"other.avif", "AVIF"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n;
         uint8_t *b = read_all(cases[i].file, &n);
@@ -865,9 +866,92 @@ START_TEST(test_bad_bmp)
     /* "BM" without a known header size is not taken for a BMP. */
     b[14] = 200;
     expect_fail(b, n, NULL, IMG_E_FORMAT,
-                "not a JPEG, PNG, WebP, GIF or BMP image (the ",
+                "not a JPEG, PNG, WebP, GIF, BMP or TIFF image (the ",
                 "BM and a header size of 200");
     free(b);
+}
+END_TEST
+
+/* TIFFs of kinds Pillow has no mode or codec for, and of kinds it reads
+ * but this decoder does not, are refused as a format, naming the kind;
+ * damaged directories as corrupt; and libtiff, whatever it finds, prints
+ * nothing (its messages become ours). */
+START_TEST(test_bad_tiff)
+{
+    static const struct {
+        const char *file;
+        img_status st;
+        const char *needle;
+    } cases[] = {
+        {"bad_tif_ojpeg.tif", IMG_E_FORMAT,
+         "old-style JPEG-compressed TIFF images are not supported"},
+        {"bad_tif_webp.tif", IMG_E_FORMAT,
+         "WebP-compressed TIFF images are not supported"},
+        {"bad_tif_comp12345.tif", IMG_E_FORMAT,
+         "TIFF images of compression 12345 are not supported"},
+        {"bad_tif_la_assoc.tif", IMG_E_FORMAT, "premultiplied alpha"},
+        {"bad_tif_lab.tif", IMG_E_FORMAT, "CIELab"},
+        {"bad_tif_float.tif", IMG_E_FORMAT,
+         "TIFF gray images of 32-bit floating-point samples"},
+        {"bad_tif_ycbcr_raw.tif", IMG_E_FORMAT,
+         "uncompressed YCbCr TIFF images are not supported"},
+        {"bad_tif_planar16_raw.tif", IMG_E_FORMAT,
+         "uncompressed planar-separate TIFF images of this kind "
+         "(photometric 2, 3 samples of 16 bits) are not supported"},
+        {"bad_tif_nowidth.tif", IMG_E_CORRUPT, "has no ImageWidth"},
+        {"bad_tif_bigdim.tif", IMG_E_LIMIT,
+         "image is 100000x100000 = 10000000000 pixels"},
+        {"bad_tif_bigtiff_be.tif", IMG_E_FORMAT,
+         "big-endian BigTIFF images are not supported"},
+    };
+    /* stderr goes to a file for the test, which must stay empty. */
+    fflush(stderr);
+    FILE *cap = tmpfile();
+    ck_assert(cap != NULL);
+    int saved = dup(2);
+    ck_assert(saved >= 0 && dup2(fileno(cap), 2) == 2);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        uint8_t *b = read_all(cases[i].file, &n);
+        expect_fail(b, n, NULL, cases[i].st, cases[i].needle, cases[i].file);
+        uint32_t w, h;
+        char err[256] = "";
+        img_status st = img_size(b, n, NULL, &w, &h, err, sizeof err);
+        ck_assert_msg(st == IMG_OK || st == cases[i].st, "%s: img_size %s",
+                      cases[i].file, err);
+        free(b);
+    }
+    /* A strip past the end, and a directory libtiff cannot read. */
+    size_t n;
+    uint8_t *b = read_all("tif_rgb_raw.tif", &n);
+    expect_fail(b, n - 100, NULL, IMG_E_CORRUPT,
+                "TIFF image is truncated (strip 0 of 1 lies past the end",
+                "TIFF cut in its strip");
+    free(b);
+    b = read_all("tif_rgb_lzw.tif", &n);
+    expect_fail(b, n / 2, NULL, IMG_E_CORRUPT, "TIFF image is truncated",
+                "TIFF cut before its directory");
+    free(b);
+    b = read_all("tif_tiled_deflate.tif", &n);
+    for (size_t at = 0; at < n; at += 7) {
+        uint8_t keep = b[at];
+        b[at] ^= 0x5a;
+        img_rgb out = {0};
+        char err[256] = "";
+        if (img_decode(b, n, NULL, &out, err, sizeof err) == IMG_OK)
+            img_rgb_free(&out);
+        else
+            ck_assert(err[0]);
+        b[at] = keep;
+    }
+    free(b);
+    fflush(stderr);
+    ck_assert(dup2(saved, 2) == 2);
+    close(saved);
+    off_t printed = lseek(fileno(cap), 0, SEEK_END);
+    fclose(cap);
+    ck_assert_msg(printed == 0, "libtiff printed %lld bytes to stderr",
+                  (long long)printed);
 }
 END_TEST
 
@@ -1253,6 +1337,11 @@ START_TEST(test_truncation_sweep)
     sweep_truncation("bmp_bgra_v124.bmp");
     sweep_truncation("bmp_rle8.bmp");
     sweep_truncation("bmp_rle4.bmp");
+    sweep_truncation("tif_rgb_raw.tif");
+    sweep_truncation("tif_rgb_lzw.tif");
+    sweep_truncation("tif_tiled_jpeg_ycbcr.tif");
+    sweep_truncation("tif_planar_tiled_lzw.tif");
+    sweep_truncation("tif_rgba16_assoc.tif");
 }
 END_TEST
 
@@ -1271,7 +1360,14 @@ START_TEST(test_damage_sweep)
                                   "gif_pal.gif", "gif_past_screen.gif",
                                   "bmp_os2_pal8.bmp", "bmp_pal8_short.bmp",
                                   "bmp_bgra_v124.bmp", "bmp_rgb16_565.bmp",
-                                  "bmp_rle8.bmp", "bmp_rle4_delta.bmp"};
+                                  "bmp_rle8.bmp", "bmp_rle4_delta.bmp",
+                                  "tif_rgb_lzw.tif", "tif_jpeg_ycbcr420.tif",
+                                  "tif_planar_tiled_lzw.tif",
+                                  "tif_ycbcr_lzw.tif", "tif_rgba16_assoc.tif",
+                                  "tif_gray4_p0_f2.tif", "tif_pal2.tif",
+                                  "tif_bilevel_group4.tif",
+                                  "tif_cmyk_jpeg.tif", "tif_bigtiff.tif",
+                                  "tif_orient6_raw.tif"};
     img_decode_opts all = img_decode_opts_default();
     all.composite_on_white = 1;
     uint32_t seed = 777;
@@ -1439,6 +1535,7 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_gif);
     tcase_add_test(bad, test_bad_other_formats);
     tcase_add_test(bad, test_bad_bmp);
+    tcase_add_test(bad, test_bad_tiff);
     tcase_add_test(bad, test_bad_jpeg_unsupported_kinds);
     tcase_add_test(bad, test_bad_png_huge_dims);
     tcase_add_test(bad, test_bad_png_zero_width);

@@ -23,7 +23,7 @@ CLIPVisionModelWithProjection / CLIPTextModelWithProjection):
 The C suite needs no Python: the fixtures are committed. Re-run this script
 when a case is added:
 
-    pip install torch transformers pillow safetensors numpy
+    pip install torch transformers pillow safetensors numpy tifffile imagecodecs
     python3 tests/gen_fixtures.py
 """
 import json
@@ -629,8 +629,10 @@ def main():
 
 def write_versions():
     """tests/fixtures/VERSIONS: the reference versions used."""
+    import imagecodecs
     import PIL
     import sentencepiece
+    import tifffile
     import tokenizers
     import torchvision
     import transformers
@@ -642,7 +644,9 @@ def write_versions():
         for name, mod in [("transformers", transformers), ("torch", torch),
                           ("torchvision", torchvision), ("Pillow", PIL),
                           ("numpy", np), ("tokenizers", tokenizers),
-                          ("sentencepiece", sentencepiece)]:
+                          ("sentencepiece", sentencepiece),
+                          ("tifffile", tifffile),
+                          ("imagecodecs", imagecodecs)]:
             f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 

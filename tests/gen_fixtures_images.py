@@ -17,7 +17,10 @@ generate(outdir) writes, into outdir:
 
 Pillow cannot write 16-bit color, low-bit-depth gray, short palettes or
 Adam7 interlacing, so those PNGs are written by the small encoder below;
-what they decode to is still whatever Pillow says.
+what they decode to is still whatever Pillow says. The same goes for the
+TIFF layouts Pillow does not write: tiles, separate planes, 16-bit color,
+associated alpha and subsampled JPEG come from tifffile (with imagecodecs
+for its codecs), low bit depths and odd sample layouts from tiff_bytes.
 
 The resize_tv cases are made by torchvision instead: what
 v2.functional.resize(antialias=True) gives for a uint8 CHW tensor on
@@ -712,6 +715,361 @@ def bmp_refused():
     return out
 
 
+# ------------------------------------------------------------------- TIFF
+
+
+def tiff_bytes(w, h, tags, strips, be=False):
+    """A classic TIFF of one directory, written by hand for what neither
+    Pillow nor tifffile writes: tags maps tag -> (type, values) (3 SHORT,
+    4 LONG, 1 BYTE); strips are the strips' bytes as stored, placed after
+    the 8-byte header, the directory last."""
+    e = ">" if be else "<"
+    size = {1: 1, 3: 2, 4: 4}
+    fmt = {1: "B", 3: "H", 4: "I"}
+    body = b"".join(strips)
+    offs, at = [], 8
+    for s in strips:
+        offs.append(at)
+        at += len(s)
+    tags = dict(tags)
+    tags.update({256: (4, [w]), 257: (4, [h]), 273: (4, offs),
+                 279: (4, [len(s) for s in strips])})
+    ifd_at = 8 + len(body) + (len(body) & 1)
+    extra_at = ifd_at + 2 + 12 * len(tags) + 4
+    entries, extra = b"", b""
+    for tag in sorted(tags):
+        typ, vals = tags[tag]
+        data = struct.pack(e + fmt[typ] * len(vals), *vals)
+        if len(data) <= 4:
+            field = data.ljust(4, b"\0")
+        else:
+            field = struct.pack(e + "I", extra_at + len(extra))
+            extra += data + b"\0" * (len(data) & 1)
+        entries += struct.pack(e + "HHI", tag, typ, len(vals)) + field
+    head = (b"MM\0*" if be else b"II*\0") + struct.pack(e + "I", ifd_at)
+    return (head + body + b"\0" * (len(body) & 1) +
+            struct.pack(e + "H", len(tags)) + entries + b"\0\0\0\0" + extra)
+
+
+def pack_bits(a, bits):
+    """Rows of samples packed MSB first, each row padded to a byte."""
+    return b"".join(_pack_row(row.ravel(), bits) for row in a)
+
+
+def tifffile_bytes(a, **kw):
+    import tifffile
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, a, **kw)
+    return buf.getvalue()
+
+
+def tiff_cases(rng):
+    """TIFF: written by Pillow (strips, every compression it writes),
+    tifffile (tiles, separate planes, 16-bit color, associated alpha,
+    subsampled JPEG) and tiff_bytes (low bit depths, MinIsWhite, fill
+    order, extra samples). (name, bytes, how) as for webp_cases; Pillow's
+    reading of the bytes is the expectation, whoever wrote them."""
+    out = []
+    h, w = 29, 37
+    rgb = test_image(rng, w, h)
+    im = Image.fromarray(rgb)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[:4] = 255
+    alpha[4:8] = 0
+    rgba = Image.fromarray(np.dstack([rgb, alpha]))
+    gray = im.convert("L")
+    for comp in ["raw", "tiff_lzw", "tiff_adobe_deflate", "packbits", "jpeg",
+                 "lzma", "zstd"]:
+        short = comp.replace("tiff_", "").replace("adobe_", "")
+        out.append((f"tif_rgb_{short}.tif", pil_save(im, "TIFF",
+                                                      compression=comp),
+                    "decode"))
+    for comp in ["raw", "tiff_lzw", "jpeg"]:
+        short = comp.replace("tiff_", "")
+        out.append((f"tif_gray_{short}.tif",
+                    pil_save(gray, "TIFF", compression=comp), "decode"))
+    bw = gray.convert("1")
+    for comp in ["raw", "group4", "group3", "tiff_ccitt", "packbits"]:
+        short = comp.replace("tiff_", "")
+        out.append((f"tif_bilevel_{short}.tif",
+                    pil_save(bw, "TIFF", compression=comp), "decode"))
+    # MinIsWhite: Pillow inverts the samples it stores.
+    for mode, comp in [("1", "raw"), ("1", "group4"), ("L", "raw"),
+                       ("L", "tiff_lzw")]:
+        short = comp.replace("tiff_", "")
+        src = bw if mode == "1" else gray
+        out.append((f"tif_miniswhite_{mode.lower()}_{short}.tif",
+                    pil_save(src, "TIFF", compression=comp,
+                             tiffinfo={262: 0}), "decode"))
+    g16 = rng.integers(0, 65536, (h, w), dtype=np.uint16)
+    g16[: h // 2] = rng.integers(0, 300, (h // 2, w), dtype=np.uint16)
+    for comp in ["raw", "tiff_adobe_deflate"]:
+        short = comp.replace("tiff_", "").replace("adobe_", "")
+        out.append((f"tif_gray16_{short}.tif",
+                    pil_save(Image.fromarray(g16), "TIFF", compression=comp),
+                    "decode"))
+    out.append(("tif_gray16_be.tif",
+                pil_save(Image.frombytes("I;16B", (w, h),
+                                         g16.astype(">u2").tobytes()),
+                         "TIFF"), "decode"))
+    la = Image.fromarray(np.dstack([np.asarray(gray), alpha]), "LA")
+    pal = im.quantize(50)
+    pa = pal.convert("PA")
+    pa.putalpha(Image.fromarray(alpha))
+    for name, src in [("la", la), ("pa", pa), ("rgba", rgba)]:
+        for comp in ["raw", "tiff_lzw"]:
+            short = comp.replace("tiff_", "")
+            data = pil_save(src, "TIFF", compression=comp)
+            out.append((f"tif_{name}_{short}.tif", data, "decode"))
+            out.append((f"tif_{name}_{short}_composite.tif", data,
+                        "composite"))
+    for comp in ["raw", "tiff_lzw"]:
+        short = comp.replace("tiff_", "")
+        out.append((f"tif_pal_{short}.tif",
+                    pil_save(pal, "TIFF", compression=comp), "decode"))
+    cmyk = Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8),
+                           "CMYK")
+    for comp in ["raw", "tiff_lzw", "jpeg"]:
+        short = comp.replace("tiff_", "")
+        out.append((f"tif_cmyk_{short}.tif",
+                    pil_save(cmyk, "TIFF", compression=comp), "decode"))
+    ycc = im.convert("YCbCr")
+    for comp in ["jpeg", "tiff_lzw"]:
+        short = comp.replace("tiff_", "")
+        out.append((f"tif_ycbcr_{short}.tif",
+                    pil_save(ycc, "TIFF", compression=comp), "decode"))
+    f2 = Image.fromarray(test_image(rng, 20, 15))
+    out.append(("tif_multipage.tif",
+                pil_save(im, "TIFF", save_all=True, append_images=[f2]),
+                "decode"))
+    out.append(("tif_multipage_lzw.tif",
+                pil_save(im, "TIFF", save_all=True, append_images=[f2],
+                         compression="tiff_lzw"), "decode"))
+    out.append(("tif_bigtiff.tif", pil_save(im, "TIFF", big_tiff=True),
+                "decode"))
+    # The Orientation tag: Pillow 13 turns the image as it loads it.
+    for o, comp in [(6, "raw"), (3, "tiff_lzw"), (5, "jpeg"), (8, "raw")]:
+        ex = Image.Exif()
+        ex[274] = o
+        short = comp.replace("tiff_", "")
+        data = pil_save(im, "TIFF", compression=comp, exif=ex)
+        out.append((f"tif_orient{o}_{short}.tif", data, "decode"))
+        out.append((f"tif_orient{o}_{short}_exif.tif", data, "exif"))
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+           b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    out.append(("tif_xmp_orient6.tif",
+                pil_save(im, "TIFF", tiffinfo={700: xmp}), "decode"))
+    out.append(("tif_orient0.tif",
+                pil_save(im, "TIFF", tiffinfo={274: 9}), "decode"))
+    ycc_o = Image.Exif()
+    ycc_o[274] = 6
+    out.append(("tif_ycbcr_lzw_orient6.tif",
+                pil_save(ycc, "TIFF", compression="tiff_lzw", exif=ycc_o),
+                "decode"))
+
+    # tifffile: tiles (with partial tiles at the right and bottom),
+    # separate planes, big-endian, predictors, 16-bit color, associated
+    # alpha, subsampled YCbCr JPEG.
+    a4 = np.dstack([rgb, alpha])
+    planes = lambda a: np.moveaxis(a, -1, 0)
+    c16 = rng.integers(0, 65536, (h, w, 3), dtype=np.uint16)
+    a16 = rng.integers(0, 65536, (h, w, 4), dtype=np.uint16)
+    tf = [
+        ("tif_tiled_raw", rgb, dict(photometric="rgb", tile=(16, 16))),
+        ("tif_tiled_deflate", rgb, dict(photometric="rgb", tile=(16, 16),
+                                        compression="zlib")),
+        ("tif_tiled_lzw_pred", rgb, dict(photometric="rgb", tile=(16, 32),
+                                         compression="lzw", predictor=True)),
+        ("tif_tiled_jpeg_ycbcr", rgb, dict(photometric="ycbcr",
+                                           tile=(16, 16), compression="jpeg",
+                                           subsampling=(2, 2))),
+        ("tif_jpeg_ycbcr420", rgb, dict(photometric="ycbcr", rowsperstrip=16,
+                                        compression="jpeg",
+                                        subsampling=(2, 2))),
+        ("tif_jpeg_ycbcr422", rgb, dict(photometric="ycbcr", rowsperstrip=8,
+                                        compression="jpeg",
+                                        subsampling=(2, 1))),
+        ("tif_deflate_old", rgb, dict(photometric="rgb",
+                                      compression="deflate")),
+        ("tif_lzw_be", rgb, dict(photometric="rgb", compression="lzw",
+                                 byteorder=">", rowsperstrip=7)),
+        ("tif_planar_raw", planes(rgb), dict(photometric="rgb",
+                                             planarconfig="separate",
+                                             rowsperstrip=10)),
+        ("tif_planar_deflate", planes(rgb), dict(photometric="rgb",
+                                                 planarconfig="separate",
+                                                 compression="zlib",
+                                                 rowsperstrip=10)),
+        ("tif_planar_tiled_lzw", planes(rgb), dict(photometric="rgb",
+                                                   planarconfig="separate",
+                                                   compression="lzw",
+                                                   tile=(16, 16))),
+        ("tif_planar_rgba_raw", planes(a4), dict(photometric="rgb",
+                                                 planarconfig="separate",
+                                                 extrasamples=["unassalpha"])),
+        ("tif_planar_rgba_assoc", planes(a4), dict(photometric="rgb",
+                                                   planarconfig="separate",
+                                                   compression="zlib",
+                                                   extrasamples=["assocalpha"])),
+        ("tif_planar_rgbx_deflate", planes(a4), dict(
+            photometric="rgb", planarconfig="separate", compression="zlib",
+            extrasamples=["unspecified"])),
+        ("tif_planar_rgb16_deflate", planes(c16), dict(
+            photometric="rgb", planarconfig="separate", compression="zlib")),
+        ("tif_planar_cmyk_raw", planes(np.asarray(cmyk)), dict(
+            photometric="separated", planarconfig="separate")),
+        ("tif_planar_jpeg", planes(rgb), dict(photometric="rgb",
+                                              planarconfig="separate",
+                                              compression="jpeg",
+                                              rowsperstrip=16)),
+        ("tif_rgb16_raw", c16, dict(photometric="rgb")),
+        ("tif_rgb16_be_deflate", c16, dict(photometric="rgb",
+                                           compression="zlib",
+                                           byteorder=">")),
+        ("tif_rgba16_lzw", a16, dict(photometric="rgb", compression="lzw",
+                                     extrasamples=["unassalpha"])),
+        ("tif_rgba16_assoc", a16, dict(photometric="rgb", compression="zlib",
+                                       extrasamples=["assocalpha"])),
+        ("tif_rgba_assoc_raw", a4, dict(photometric="rgb",
+                                        extrasamples=["assocalpha"])),
+        ("tif_rgba_assoc_lzw", a4, dict(photometric="rgb", compression="lzw",
+                                        extrasamples=["assocalpha"])),
+        ("tif_rgbx_raw", a4, dict(photometric="rgb",
+                                  extrasamples=["unspecified"])),
+        ("tif_cmyk16_deflate", rng.integers(0, 65536, (h, w, 4),
+                                            dtype=np.uint16),
+         dict(photometric="separated", compression="zlib")),
+        ("tif_gray16_tiled_lzw", g16, dict(photometric="minisblack",
+                                           compression="lzw", tile=(16, 16))),
+    ]
+    for name, a, kw in tf:
+        data = tifffile_bytes(a, **kw)
+        out.append((name + ".tif", data, "decode"))
+        if "alpha" in str(kw.get("extrasamples", "")):
+            out.append((name + "_composite.tif", data, "composite"))
+
+    # Every alpha with 32 values of associated alpha, divided out (every
+    # pair was checked once; these keep the file small).
+    v, al = np.meshgrid(np.arange(0, 256, 8) + 3, np.arange(256))
+    pre = np.stack([v, v[::-1], (v * 7) % 256, al], -1).astype(np.uint8)
+    out.append(("tif_rgba_assoc_all.tif",
+                tifffile_bytes(pre, photometric="rgb", compression="zlib",
+                               extrasamples=["assocalpha"]), "decode"))
+    # Every K with 32 values of C, M and Y.
+    cm = np.stack([v, v[::-1], (v * 7) % 256, al], -1).astype(np.uint8)
+    out.append(("tif_cmyk_all.tif",
+                pil_save(Image.fromarray(cm, "CMYK"), "TIFF",
+                         compression="tiff_adobe_deflate"), "decode"))
+
+    # By hand: what Pillow reads but nothing here writes.
+    hw, hh = 13, 7
+    for bits in [1, 2, 4]:
+        s = rng.integers(0, 1 << bits, (hh, hw))
+        for photo in [0, 1]:
+            for fill in [1, 2]:
+                data = pack_bits(s, bits)
+                if fill == 2:
+                    data = bytes(int(f"{b:08b}"[::-1], 2) for b in data)
+                out.append((f"tif_gray{bits}_p{photo}_f{fill}.tif",
+                            tiff_bytes(hw, hh, {258: (3, [bits]),
+                                                262: (3, [photo]),
+                                                266: (3, [fill])}, [data]),
+                            "decode"))
+        cmap = rng.integers(0, 65536, 3 << bits)
+        out.append((f"tif_pal{bits}.tif",
+                    tiff_bytes(hw, hh, {258: (3, [bits]), 262: (3, [3]),
+                                        320: (3, list(cmap))},
+                               [pack_bits(s, bits)]), "decode"))
+    s8 = rng.integers(0, 256, (hh, hw, 6), dtype=np.uint8)
+    hand = [
+        # MinIsWhite 16-bit: Pillow does not invert it.
+        ("tif_gray16_miniswhite", {258: (3, [16]), 262: (3, [0])},
+         rng.integers(0, 400, (hh, hw)).astype("<u2").tobytes()),
+        ("tif_gray8_signed", {258: (3, [8]), 262: (3, [1]), 339: (3, [2])},
+         s8[..., 0].tobytes()),
+        ("tif_gray8_fill2", {258: (3, [8]), 262: (3, [1]), 266: (3, [2])},
+         s8[..., 0].tobytes()),
+        ("tif_lx", {258: (3, [8, 8]), 262: (3, [1]), 277: (3, [2]),
+                    338: (3, [0])}, s8[..., :2].tobytes()),
+        ("tif_px", {258: (3, [8, 8]), 262: (3, [3]), 277: (3, [2]),
+                    338: (3, [0]),
+                    320: (3, list(rng.integers(0, 65536, 768)))},
+         s8[..., :2].tobytes()),
+        ("tif_rgb_fill2", {258: (3, [8, 8, 8]), 262: (3, [2]),
+                           277: (3, [3]), 266: (3, [2])},
+         s8[..., :3].tobytes()),
+        ("tif_rgba_noextra", {258: (3, [8] * 4), 262: (3, [2]),
+                              277: (3, [4])}, s8[..., :4].tobytes()),
+        ("tif_rgbaxx", {258: (3, [8] * 6), 262: (3, [2]), 277: (3, [6]),
+                        338: (3, [2, 0, 0])}, s8.tobytes()),
+        ("tif_rgbax_assoc", {258: (3, [8] * 5), 262: (3, [2]), 277: (3, [5]),
+                             338: (3, [1, 0])}, s8[..., :5].tobytes()),
+        ("tif_rgbxx", {258: (3, [8] * 5), 262: (3, [2]), 277: (3, [5]),
+                       338: (3, [0, 0])}, s8[..., :5].tobytes()),
+        ("tif_cmykx", {258: (3, [8] * 5), 262: (3, [5]), 277: (3, [5]),
+                       338: (3, [0])}, s8[..., :5].tobytes()),
+        ("tif_bps_once", {258: (3, [8]), 262: (3, [2]), 277: (3, [3])},
+         s8[..., :3].tobytes()),
+    ]
+    for name, tags, data in hand:
+        out.append((name + ".tif", tiff_bytes(hw, hh, tags, [data]),
+                    "decode"))
+    # Big-endian by hand, several strips.
+    be16 = rng.integers(0, 65536, (hh, hw, 3), dtype=np.uint16)
+    rows = [be16[i:i + 3].astype(">u2").tobytes() for i in range(0, hh, 3)]
+    out.append(("tif_rgb16_be_strips.tif",
+                tiff_bytes(hw, hh, {258: (3, [16] * 3), 262: (3, [2]),
+                                    277: (3, [3]), 278: (3, [3])}, rows,
+                           be=True), "decode"))
+    # BigTIFF through libtiff's codecs, tiles and an Orientation tag.
+    out.append(("tif_bigtiff_lzw_orient6.tif",
+                tifffile_bytes(rgb, photometric="rgb", bigtiff=True,
+                               compression="lzw",
+                               extratags=[(274, "H", 1, 6, True)]),
+                "decode"))
+    out.append(("tif_bigtiff_tiled.tif",
+                tifffile_bytes(rgb, photometric="rgb", bigtiff=True,
+                               tile=(16, 16), compression="zlib"), "decode"))
+    return out
+
+
+def tiff_refused(rng):
+    """TIFFs that must be refused, with the message check_imgio.c expects:
+    kinds Pillow has no mode or codec for, and kinds it reads that we do
+    not (listed in the decoder)."""
+    h, w = 6, 9
+    rgb = test_image(rng, w, h)
+    s8 = rgb.tobytes()
+    tags = {258: (3, [8] * 3), 262: (3, [2]), 277: (3, [3])}
+    out = {}
+    for name, comp in [("ojpeg", 6), ("webp", 50001), ("comp12345", 12345)]:
+        out[f"bad_tif_{name}.tif"] = tiff_bytes(w, h, {**tags, 259: (3, [comp])},
+                                               [s8])
+    out["bad_tif_la_assoc.tif"] = tiff_bytes(
+        w, h, {258: (3, [8, 8]), 262: (3, [1]), 277: (3, [2]),
+               338: (3, [1])}, [rgb[..., :2].tobytes()])
+    out["bad_tif_lab.tif"] = pil_save(
+        Image.frombytes("LAB", (w, h), s8), "TIFF")
+    out["bad_tif_float.tif"] = pil_save(
+        Image.fromarray(rng.random((h, w), dtype=np.float32)), "TIFF")
+    out["bad_tif_ycbcr_raw.tif"] = pil_save(
+        Image.fromarray(rgb).convert("YCbCr"), "TIFF")
+    out["bad_tif_planar16_raw.tif"] = tifffile_bytes(
+        rng.integers(0, 65536, (3, h, w), dtype=np.uint16),
+        photometric="rgb", planarconfig="separate")
+    out["bad_tif_nowidth.tif"] = tiff_bytes(w, h, tags, [s8]).replace(
+        struct.pack("<HHI", 256, 4, 1), struct.pack("<HHI", 999, 4, 1))
+    out["bad_tif_bigdim.tif"] = tiff_bytes(w, h, tags, [s8]).replace(
+        struct.pack("<HHII", 256, 4, 1, w), struct.pack("<HHII", 256, 4, 1,
+                                                        100000)).replace(
+        struct.pack("<HHII", 257, 4, 1, h), struct.pack("<HHII", 257, 4, 1,
+                                                        100000))
+    # Big-endian BigTIFF, which Pillow cannot open.
+    out["bad_tif_bigtiff_be.tif"] = tifffile_bytes(
+        rgb, photometric="rgb", bigtiff=True, byteorder=">")
+    return out
+
+
 def broken_files(rng):
     """Inputs that must be refused; the tests know what each should give."""
     ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
@@ -724,9 +1082,8 @@ def broken_files(rng):
     bad = bytearray(ok)
     bad[29] ^= 0xFF  # first byte of the IHDR CRC
     out["bad_crc.png"] = bytes(bad)
-    small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
-    out["other.bmp"] = pil_save(small, "BMP")
-    out["other.tif"] = pil_save(small, "TIFF")
+    # Drawn still, so that the files made after it stay the same.
+    rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     # An ISO-BMFF header with an AVIF brand; the rest does not matter.
     out["other.avif"] = struct.pack(">I", 24) + b"ftypavif" + b"\0" * 12
     return out
@@ -1238,7 +1595,7 @@ def generate(outdir: str) -> None:
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
 
-    # WebP, GIF and BMP, each from a generator of its own (so the files
+    # WebP, GIF, BMP and TIFF, each from a generator of its own (so the files
     # above stay byte-identical).
     write_format_cases(outdir, webp_cases(np.random.default_rng(SEED + 3)),
                        lines)
@@ -1247,6 +1604,11 @@ def generate(outdir: str) -> None:
     write_format_cases(outdir, bmp_cases(np.random.default_rng(SEED + 5)),
                        lines)
     for name, data in bmp_refused().items():
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+    rng6 = np.random.default_rng(SEED + 6)
+    write_format_cases(outdir, tiff_cases(rng6), lines)
+    for name, data in tiff_refused(rng6).items():
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
 

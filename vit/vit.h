@@ -251,7 +251,7 @@ typedef struct {
     uint8_t *rgb;
 } vit_image;
 
-/* Decodes JPEG, PNG, WebP, GIF or BMP bytes (detected by content) as
+/* Decodes JPEG, PNG, WebP, GIF, BMP or TIFF bytes (detected by content) as
  * transformers' load_image does. `opt` supplies the size limits, EXIF and alpha handling,
  * and may be NULL (defaults). An image past a limit is refused, from its
  * header, before pixel memory is allocated. */
@@ -259,7 +259,8 @@ vit_status vit_image_decode(const void *bytes, size_t n,
                             const vit_options *opt, vit_image *out,
                             vit_error *err);
 
-/* The size an image's header states (as stored, before any EXIF turn),
+/* The size an image's header states (as stored, before any EXIF turn; a
+ * TIFF's as Pillow opens it, turned by its Orientation tag),
  * read without decoding pixels, with `opt`'s limits checked as
  * vit_image_decode checks them: VIT_E_TOO_LARGE past one, VIT_E_IMAGE for
  * an unsupported format or a header that cannot be read. Microseconds for
