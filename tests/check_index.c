@@ -1344,6 +1344,50 @@ START_TEST(cli_model_mismatch_refused)
 }
 END_TEST
 
+/* Every model indexes images and is searched by image: DINOv2 (no text
+ * tower), whose text queries are refused with a clear error; SigLIP, by
+ * text too. An indexed image finds itself first. */
+START_TEST(cli_index_other_families)
+{
+    static const char *models[] = {FIXTURES "/hub/dinov2_small",
+                                   FIXTURES "/siglip_tok"};
+    cli_fx f;
+    cli_fx_new(&f, 3);
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", models[_i], "--index", f.index,
+           f.imgs, NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    char img[700];
+    snprintf(img, sizeof img, "%s/img01.png", f.imgs);
+    tu_run(&r, "index", "search", "--index", f.index, "--image", img, "-k",
+           "3", "--format", "jsonl", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    json_t *j = jsonl_line(r.out, 0);
+    json_t *hit = json_array_get(json_object_get(j, "results"), 0);
+    ck_assert_ptr_nonnull(
+        strstr(json_string_value(json_object_get(hit, "path")), "img01.png"));
+    ck_assert(json_real_value(json_object_get(hit, "score")) > 0.9999);
+    json_decref(j);
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", f.index, "--text", "a cat",
+           "--format", "jsonl", NULL);
+    if (_i == 0) {
+        ck_assert_int_eq(r.code, 1);
+        ck_assert_msg(strstr(r.err, "Dinov2Model has no text tower; it "
+                                    "embeds images only"),
+                      "%s", r.err);
+    } else {
+        ck_assert_msg(r.code == 0, "%s", r.err);
+        json_t *t = jsonl_line(r.out, 0);
+        ck_assert_int_eq(json_array_size(json_object_get(t, "results")), 3);
+        json_decref(t);
+    }
+    tu_run_free(&r);
+    cli_fx_free(&f);
+}
+END_TEST
+
 /* An index records how its vectors were made — the model's precision and
  * the image processor — refuses an add made another way, and search
  * embeds its queries the same way: an indexed image finds itself at a
@@ -2138,6 +2182,7 @@ Suite *index_suite(void)
     tcase_add_test(t, cli_concurrent_create);
     tcase_add_test(t, cli_search_formats_prefix_precision);
     tcase_add_test(t, cli_model_mismatch_refused);
+    tcase_add_loop_test(t, cli_index_other_families, 0, 2);
     tcase_add_test(t, cli_index_records_precision_and_preprocess);
     tcase_add_test(t, cli_add_survives_sigkill);
     tcase_add_test(t, cli_html_renders_in_chromium);
