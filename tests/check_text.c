@@ -4,9 +4,12 @@
  * tests/gen_fixtures_text.py) must give exactly the reference's ids, both
  * truncated to 77 and untruncated, from both loading paths (vocab.json +
  * merges.txt, and tokenizer.json); every code point, through blocks.json;
- * truncation at small lengths; a 1 MB input. Then the edges of the API and
- * loading: malformed files give the right status and a message naming the
- * file, and several threads share one tokenizer.
+ * truncation at small lengths; a 1 MB input. The same for SigLIP's
+ * tokenizer (siglip.json, made by SiglipTokenizer) and for Gemma's, SigLIP
+ * 2's (gemma.json, made by GemmaTokenizer, Siglip2Tokenizer and
+ * TokenizersBackend), padded to 64 as their processors pad. Then the edges
+ * of the API and loading: malformed files give the right status and a
+ * message naming the file, and several threads share one tokenizer.
  */
 #include <check.h>
 #include <jansson.h>
@@ -106,6 +109,26 @@ static uint64_t fnv_ids(const int32_t *ids, int n)
             h = (h ^ (((uint32_t)ids[i] >> (8 * k)) & 0xFF)) *
                 0x100000001B3ULL;
     return h;
+}
+
+/* The vocabulary size and special ids are those `ref` records
+ * ("vocab_size", "bos", "eos", "pad"; null for none, a key it lacks is
+ * not checked). */
+static void same_specials(const txt_tokenizer *t, json_t *ref)
+{
+    static const char *const keys[] = {"vocab_size", "bos", "eos", "pad"};
+    int got[] = {txt_vocab_size(t), txt_bos_id(t), txt_eos_id(t),
+                 txt_pad_id(t)};
+    for (int k = 0; k < 4; k++) {
+        json_t *v = json_object_get(ref, keys[k]);
+        if (v)
+            ck_assert_msg(got[k] == (json_is_null(v)
+                                         ? -1
+                                         : json_integer_value(v)),
+                          "%s: %d, the reference's %lld", keys[k], got[k],
+                          json_is_null(v) ? -1LL
+                                          : (long long)json_integer_value(v));
+    }
 }
 
 /* ---- the reference cases ---- */
@@ -270,14 +293,7 @@ START_TEST(reference_special_tokens)
         txt_tokenizer *t = load(dir_);
         json_t *sp = json_object_get(json_object_get(cases_json(),
                                                      "specials"), names[d]);
-        ck_assert_int_eq(txt_vocab_size(t),
-                         json_integer_value(json_object_get(sp, "vocab_size")));
-        ck_assert_int_eq(txt_bos_id(t),
-                         json_integer_value(json_object_get(sp, "bos")));
-        ck_assert_int_eq(txt_eos_id(t),
-                         json_integer_value(json_object_get(sp, "eos")));
-        ck_assert_int_eq(txt_pad_id(t),
-                         json_integer_value(json_object_get(sp, "pad")));
+        same_specials(t, sp);
         ck_assert_int_eq(txt_max_length(t),
                          json_integer_value(json_object_get(sp, "max_length")));
         size_t i;
@@ -472,10 +488,12 @@ START_TEST(siglip_truncation)
 }
 END_TEST
 
-START_TEST(siglip_one_megabyte)
+/* The "long" entry of `root` through the tokenizer of `dir`: padded to 64,
+ * and whole. */
+static void padded_one_megabyte(const char *dir, json_t *root)
 {
-    txt_tokenizer *t = load(TFX "/siglip");
-    json_t *lc = json_object_get(siglip_json(), "long");
+    txt_tokenizer *t = load(dir);
+    json_t *lc = json_object_get(root, "long");
     size_t n;
     char *s = long_input(lc, &n);
     int32_t *ids = malloc(BIG * sizeof *ids);
@@ -485,6 +503,11 @@ START_TEST(siglip_one_megabyte)
     free(s);
     free(ids);
     txt_tokenizer_free(t);
+}
+
+START_TEST(siglip_one_megabyte)
+{
+    padded_one_megabyte(TFX "/siglip", siglip_json());
 }
 END_TEST
 
@@ -501,6 +524,26 @@ START_TEST(siglip_every_code_point)
 }
 END_TEST
 
+/* The edges of a tokenizer that puts nothing before the text and `eos`
+ * after it, and pads with `pad`: SigLIP's and SigLIP 2's. */
+static void eos_after_edges(txt_tokenizer *t, int32_t eos, int32_t pad)
+{
+    int32_t ids[8] = {-5, -5, -5, -5, -5, -5, -5, -5};
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 0), 0);
+    ck_assert_int_eq(ids[0], -5);
+    ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 1), 1);
+    ck_assert_int_eq(ids[0], eos);
+    ck_assert_int_eq(ids[1], -5);
+    ck_assert_int_eq(txt_encode(t, "", 0, ids, 8), 1);
+    ck_assert_int_eq(txt_encode(t, NULL, 0, ids, 8), 1);
+    ck_assert_int_eq(txt_encode(t, NULL, 3, ids, 8), -1);
+    ck_assert_int_eq(txt_encode_padded(t, "", 0, ids, 8), 1);
+    ck_assert_int_eq(ids[0], eos);
+    for (int k = 1; k < 8; k++)
+        ck_assert_int_eq(ids[k], pad);
+    ck_assert_int_eq(txt_encode_padded(t, "a", 1, NULL, 4), -1);
+}
+
 START_TEST(siglip_api)
 {
     const char *dirs[] = {TFX "/siglip", TFX "/siglip_bf"};
@@ -515,19 +558,7 @@ START_TEST(siglip_api)
             ck_assert_int_eq(txt_vocab_size(t),
                              json_integer_value(json_object_get(
                                  siglip_json(), "vocab_size")));
-        int32_t ids[8] = {-5, -5, -5, -5, -5, -5, -5, -5};
-        ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 0), 0);
-        ck_assert_int_eq(ids[0], -5);
-        ck_assert_int_eq(txt_encode(t, "a photo", 7, ids, 1), 1);
-        ck_assert_int_eq(ids[0], 1);
-        ck_assert_int_eq(ids[1], -5);
-        ck_assert_int_eq(txt_encode(t, "", 0, ids, 8), 1);
-        ck_assert_int_eq(txt_encode(t, NULL, 0, ids, 8), 1);
-        ck_assert_int_eq(txt_encode(t, NULL, 3, ids, 8), -1);
-        ck_assert_int_eq(txt_encode_padded(t, "", 0, ids, 8), 1);
-        for (int k = 0; k < 8; k++)
-            ck_assert_int_eq(ids[k], 1);
-        ck_assert_int_eq(txt_encode_padded(t, "a", 1, NULL, 4), -1);
+        eos_after_edges(t, 1, 1);
         txt_tokenizer_free(t);
     }
     txt_tokenizer *t = load(TFX "/bpe");
@@ -538,6 +569,145 @@ START_TEST(siglip_api)
     ck_assert_int_eq(ids[7], 49407);
     txt_tokenizer_free(t);
     ck_assert_int_eq(txt_kind_of(NULL), TXT_KIND_CLIP);
+}
+END_TEST
+
+/* ---- Gemma, SigLIP 2's (tests/fixtures/text/gemma.json, made by
+ * GemmaTokenizer, Siglip2Tokenizer and TokenizersBackend) ---- */
+
+static json_t *gemma_json(const char *which)
+{
+    static json_t *root;
+    if (!root) {
+        json_error_t je;
+        root = json_load_file(TFX "/gemma.json", 0, &je);
+        ck_assert_msg(root, "gemma.json: %s", je.text);
+    }
+    return json_object_get(root, which);
+}
+
+/* Every case padded to 64 as SigLIP 2's processor pads, and untruncated:
+ * GemmaTokenizer from the hub's layout, Siglip2Tokenizer (lowercase) from
+ * transformers 5's. */
+START_TEST(gemma_reference)
+{
+    ck_assert_int_eq(run_cases(TFX "/gemma", gemma_json("gemma"), 1), 0);
+    ck_assert_int_eq(run_cases(TFX "/siglip2", gemma_json("siglip2"), 1), 0);
+}
+END_TEST
+
+START_TEST(gemma_truncation)
+{
+    ck_assert_int_eq(run_trunc(TFX "/gemma", gemma_json("gemma"), 1), 0);
+    ck_assert_int_eq(run_trunc(TFX "/siglip2", gemma_json("siglip2"), 1), 0);
+}
+END_TEST
+
+/* A 1 MB input is one word for Gemma's BPE: merged whole. */
+START_TEST(gemma_one_megabyte)
+{
+    padded_one_megabyte(TFX "/gemma", gemma_json("gemma"));
+}
+END_TEST
+
+/* Every code point: in the vocabulary or through byte fallback, and
+ * lowercased by Siglip2Tokenizer. */
+START_TEST(gemma_every_code_point)
+{
+    /* "a{c}{c}!{c}1{c}\uac00{c}\u0301 " */
+    const char *pat = "a@@!@1@\xea\xb0\x80@\xcc\x81 ";
+    ck_assert_int_eq(run_blocks(TFX "/gemma",
+                                json_object_get(gemma_json("gemma"),
+                                                "blocks"),
+                                pat),
+                     0);
+    ck_assert_int_eq(run_blocks(TFX "/siglip2",
+                                json_object_get(gemma_json("siglip2"),
+                                                "blocks"),
+                                pat),
+                     0);
+}
+END_TEST
+
+/* A tokenizer.json naming no class, run as it is: bos and eos around the
+ * text, most byte pieces missing (unknown characters fused and held back
+ * as the reference holds them), no truncation below two ids. */
+START_TEST(gemma_tiny)
+{
+    txt_tokenizer *t = load(TFX "/gemma_tiny");
+    json_t *tiny = gemma_json("tiny");
+    ck_assert_int_eq(txt_kind_of(t), TXT_KIND_GEMMA);
+    same_specials(t, tiny);
+    ck_assert_int_eq(txt_pad_id(t), -1);
+    ck_assert_int_eq(txt_max_length(t),
+                     json_integer_value(json_object_get(tiny, "max_length")));
+    ck_assert_int_eq(txt_pads_left(t), 0);
+    int32_t ids[64];
+    size_t i;
+    json_t *c;
+    int bad = 0, total = 0;
+    json_array_foreach(json_object_get(tiny, "cases"), i, c)
+    {
+        size_t n;
+        unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
+        int k = txt_encode(t, (const char *)s, n, ids, 64);
+        int ok = same_ids(ids, k, json_array_get(c, 1));
+        size_t j;
+        json_t *tr;
+        json_array_foreach(json_array_get(c, 2), j, tr)
+        {
+            int ml = (int)json_integer_value(json_array_get(tr, 0));
+            json_t *ref = json_array_get(tr, 1);
+            /* Below two the reference does not truncate: what fits. */
+            int want = (int)json_array_size(ref) < ml
+                           ? (int)json_array_size(ref)
+                           : ml;
+            int kt = txt_encode(t, (const char *)s, n, ids, ml);
+            int okt = kt == want;
+            for (int q = 0; okt && q < want; q++)
+                okt = ids[q] == json_integer_value(
+                                    json_array_get(ref, (size_t)q));
+            if (!okt)
+                printf("gemma_tiny case %zu differs at max_length %d\n", i,
+                       ml);
+            ok &= okt;
+        }
+        if (!ok) {
+            printf("gemma_tiny case %zu differs\n", i);
+            print_input(s, n);
+            print_ids("ours", ids, k);
+            print_ref(json_array_get(c, 1));
+        }
+        bad += !ok;
+        total++;
+        free(s);
+    }
+    printf("text: gemma_tiny: %d of %d strings match\n", total - bad, total);
+    fflush(stdout);
+    ck_assert_int_eq(bad, 0);
+    /* No pad token: padded with eos. */
+    ck_assert_int_eq(txt_encode_padded(t, "ab", 2, ids, 6), 3);
+    ck_assert_int_eq(ids[2], 1);
+    ck_assert_int_eq(ids[5], 1);
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(gemma_api)
+{
+    const char *dirs[] = {TFX "/gemma", TFX "/siglip2"};
+    const char *names[] = {"gemma", "siglip2"};
+    for (int d = 0; d < 2; d++) {
+        txt_tokenizer *t = load(dirs[d]);
+        json_t *g = gemma_json(names[d]);
+        ck_assert_int_eq(txt_kind_of(t), TXT_KIND_GEMMA);
+        same_specials(t, g);
+        ck_assert_int_eq(txt_max_length(t), 0);
+        ck_assert_int_eq(txt_pads_left(t), 0);
+        eos_after_edges(t, 1, 0);
+        txt_tokenizer_free(t);
+    }
+    ck_assert_int_eq(txt_pads_left(NULL), 0);
 }
 END_TEST
 
@@ -651,6 +821,7 @@ START_TEST(threads_share_a_tokenizer)
 {
     run_threads(TFX "/bpe", cases_json(), 0);
     run_threads(TFX "/siglip", siglip_json(), 1);
+    run_threads(TFX "/gemma", gemma_json("gemma"), 1);
 }
 END_TEST
 
@@ -705,6 +876,15 @@ static void expect_fail(txt_status want, const char *needle)
     ck_assert_ptr_eq(t, (txt_tokenizer *)&err);
     ck_assert_msg(strstr(err, needle), "message \"%s\" lacks \"%s\"", err,
                   needle);
+}
+
+/* Loading `dir` with tokenizer.json replaced by `j` (which this frees)
+ * fails as expect_fail says. */
+static void expect_json_fail(json_t *j, txt_status want, const char *needle)
+{
+    put_json("tokenizer.json", j);
+    json_decref(j);
+    expect_fail(want, needle);
 }
 
 /* A small valid vocab.json: the byte symbols of "abc </w>" and two
@@ -802,16 +982,12 @@ START_TEST(bad_tokenizer_json)
 
     j = json_deep_copy(good);
     json_object_set_new(j, "normalizer", json_null());
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "normalizer");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "normalizer");
 
     j = json_deep_copy(good);
     json_array_remove(json_object_get(json_object_get(j, "normalizer"),
                                       "normalizers"), 2);
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "normalizer");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "normalizer");
 
     j = json_deep_copy(good);
     json_t *split = json_array_get(
@@ -819,68 +995,50 @@ START_TEST(bad_tokenizer_json)
         0);
     json_object_set_new(json_object_get(split, "pattern"), "Regex",
                         json_string("\\w+|[^\\w\\s]+"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "pre-tokenizer");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "pre-tokenizer");
 
     j = json_deep_copy(good);
     json_object_set_new(json_object_get(j, "model"), "type",
                         json_string("WordPiece"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "not BPE");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "not BPE");
 
     j = json_deep_copy(good);
     json_object_set_new(json_object_get(j, "model"), "end_of_word_suffix",
                         json_null());
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "end_of_word_suffix");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "end_of_word_suffix");
 
     j = json_deep_copy(good);
     json_array_append_new(json_object_get(json_object_get(j, "model"),
                                           "merges"),
                           json_pack("[sss]", "a", "b", "c"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_FORMAT, "neither");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_FORMAT, "neither");
 
     j = json_deep_copy(good);
     json_array_append_new(json_object_get(json_object_get(j, "model"),
                                           "merges"),
                           json_string("a  b"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_FORMAT, "one space");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_FORMAT, "one space");
 
     j = json_deep_copy(good);
     json_array_append_new(json_object_get(json_object_get(j, "model"),
                                           "merges"),
                           json_pack("[ss]", "zz", "b"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_FORMAT, "\"zz\" is not in the vocabulary");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_FORMAT, "\"zz\" is not in the vocabulary");
 
     j = json_deep_copy(good);
     json_object_set_new(json_object_get(j, "model"), "vocab",
                         json_pack("[s]", "a"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_FORMAT, "not a JSON object");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_FORMAT, "not a JSON object");
 
     j = json_deep_copy(good);
     json_object_set_new(json_array_get(json_object_get(j, "added_tokens"), 0),
                         "lstrip", json_true());
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_UNSUPPORTED, "lstrip");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "lstrip");
 
     j = json_deep_copy(good);
     json_object_set_new(json_array_get(json_object_get(j, "added_tokens"), 0),
                         "id", json_string("x"));
-    put_json("tokenizer.json", j);
-    expect_fail(TXT_E_FORMAT, "added token 1");
-    json_decref(j);
+    expect_json_fail(j, TXT_E_FORMAT, "added token 1");
 
     /* The untouched copy loads. */
     put_json("tokenizer.json", good);
@@ -935,6 +1093,168 @@ START_TEST(bad_spiece_model)
 }
 END_TEST
 
+/* gemma/ copied into the temporary directory with its
+ * tokenizer_config.json changed by `edit` (NULL: as it is). */
+static void gemma_copy(void (*edit)(json_t *cfg))
+{
+    copy_in(TFX "/gemma/tokenizer.json", "tokenizer.json");
+    json_error_t je;
+    json_t *cfg = json_load_file(TFX "/gemma/tokenizer_config.json",
+                                 JSON_DECODE_INT_AS_REAL, &je);
+    ck_assert_ptr_nonnull(cfg);
+    if (edit)
+        edit(cfg);
+    put_json("tokenizer_config.json", cfg);
+    json_decref(cfg);
+}
+
+static void no_padding_side(json_t *cfg)
+{
+    json_object_del(cfg, "padding_side");
+}
+
+/* With no padding_side GemmaTokenizer pads on the left (the generator
+ * made these ids from the same change to the same files). */
+START_TEST(gemma_pads_left)
+{
+    gemma_copy(no_padding_side);
+    txt_tokenizer *t = load(dir);
+    ck_assert_int_eq(txt_pads_left(t), 1);
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(gemma_json("gemma"), "left"), i, c)
+    {
+        size_t n;
+        unsigned char *s = unhex(json_string_value(json_array_get(c, 0)), &n);
+        int32_t ids[16];
+        int k = txt_encode_padded(t, (const char *)s, n, ids, 16);
+        int want = 0;
+        for (int j = 0; j < 16; j++)
+            want += json_integer_value(json_array_get(json_array_get(c, 1),
+                                                      (size_t)j)) != 0;
+        if (!same_ids(ids, 16, json_array_get(c, 1))) {
+            print_input(s, n);
+            print_ids("ours", ids, 16);
+            print_ref(json_array_get(c, 1));
+            ck_abort_msg("left padding case %zu differs", i);
+        }
+        ck_assert_int_eq(k, want);
+        free(s);
+    }
+    txt_tokenizer_free(t);
+}
+END_TEST
+
+static void side_left(json_t *cfg)
+{
+    json_object_set_new(cfg, "truncation_side", json_string("left"));
+}
+
+static void side_odd(json_t *cfg)
+{
+    json_object_set_new(cfg, "padding_side", json_string("middle"));
+}
+
+static void class_fast(json_t *cfg)
+{
+    json_object_set_new(cfg, "tokenizer_class",
+                        json_string("GemmaTokenizerFast"));
+}
+
+static void class_none(json_t *cfg)
+{
+    json_object_del(cfg, "tokenizer_class");
+}
+
+static void eos_rstrip(json_t *cfg)
+{
+    json_object_set_new(
+        json_object_get(json_object_get(cfg, "added_tokens_decoder"), "1"),
+        "rstrip", json_true());
+}
+
+/* Gemma's files: what is refused, and what still loads. */
+START_TEST(bad_gemma)
+{
+    gemma_copy(side_left);
+    expect_fail(TXT_E_UNSUPPORTED, "truncation_side");
+    gemma_copy(side_odd);
+    expect_fail(TXT_E_FORMAT, "tokenizer_config.json: padding_side");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    ck_assert_int_eq(remove(p), 0);
+    expect_fail(TXT_E_NOTFOUND, "no tokenizer.json, which GemmaTokenizer");
+
+    json_error_t je;
+    json_t *good = json_load_file(TFX "/gemma/tokenizer.json", 0, &je);
+    ck_assert_ptr_nonnull(good);
+    json_t *j;
+    gemma_copy(NULL);
+
+    /* The class decides the pipeline: the file's normalizer is not read. */
+    j = json_deep_copy(good);
+    json_object_set_new(j, "normalizer", json_null());
+    put_json("tokenizer.json", j);
+    txt_tokenizer *t = load(dir);
+    txt_tokenizer_free(t);
+    /* With no class the file is run, and must be Gemma's. */
+    gemma_copy(class_none);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "tokenizer.json: the normalizer");
+
+    j = json_deep_copy(good);
+    json_object_set_new(j, "pre_tokenizer",
+                        json_pack("{ss}", "type", "Whitespace"));
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "pre-tokenizer");
+
+    j = json_deep_copy(good);
+    json_object_set_new(json_object_get(j, "model"), "dropout",
+                        json_real(0.1));
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "dropout");
+
+    j = json_deep_copy(good);
+    json_object_set_new(j, "truncation",
+                        json_pack("{si}", "max_length", 8));
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "truncation");
+
+    /* The post-processor, with the class or without. */
+    gemma_copy(NULL);
+    j = json_deep_copy(good);
+    json_object_set_new(j, "post_processor",
+                        json_pack("{ss}", "type", "ByteLevel"));
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "TemplateProcessing");
+
+    j = json_deep_copy(good);
+    json_array_remove(json_object_get(json_object_get(j, "post_processor"),
+                                      "single"), 0);
+    expect_json_fail(j, TXT_E_UNSUPPORTED, "no $A");
+
+    j = json_deep_copy(good);
+    json_object_del(json_object_get(json_object_get(j, "post_processor"),
+                                    "special_tokens"), "<eos>");
+    expect_json_fail(j, TXT_E_FORMAT, "does not define");
+
+    /* An added token that strips spaces beside it. */
+    gemma_copy(eos_rstrip);
+    expect_fail(TXT_E_UNSUPPORTED, "rstrip");
+
+    /* "GemmaTokenizerFast" is GemmaTokenizer; with no post-processor
+     * nothing frames the text. */
+    gemma_copy(class_fast);
+    j = json_deep_copy(good);
+    json_object_set_new(j, "post_processor", json_null());
+    put_json("tokenizer.json", j);
+    t = load(dir);
+    ck_assert_int_eq(txt_kind_of(t), TXT_KIND_GEMMA);
+    int32_t ids[4];
+    ck_assert_int_eq(txt_encode(t, "", 0, ids, 4), 0);
+    ck_assert_int_eq(txt_encode_padded(t, "", 0, ids, 4), 0);
+    ck_assert_int_eq(ids[3], 0);
+    txt_tokenizer_free(t);
+    json_decref(j);
+    json_decref(good);
+}
+END_TEST
+
 START_TEST(crlf_merges)
 {
     size_t n;
@@ -984,6 +1304,16 @@ Suite *text_suite(void)
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("gemma");
+    tcase_add_test(tc, gemma_reference);
+    tcase_add_test(tc, gemma_truncation);
+    tcase_add_test(tc, gemma_one_megabyte);
+    tcase_add_test(tc, gemma_every_code_point);
+    tcase_add_test(tc, gemma_tiny);
+    tcase_add_test(tc, gemma_api);
+    tcase_set_timeout(tc, 300);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("api");
     tcase_add_test(tc, both_formats_load);
     tcase_add_test(tc, max_ids_edges);
@@ -1000,6 +1330,8 @@ Suite *text_suite(void)
     tcase_add_test(tc, bad_tokenizer_json);
     tcase_add_test(tc, crlf_merges);
     tcase_add_test(tc, bad_spiece_model);
+    tcase_add_test(tc, gemma_pads_left);
+    tcase_add_test(tc, bad_gemma);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

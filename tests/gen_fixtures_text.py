@@ -1,6 +1,7 @@
 """Fixtures for tests/check_text.c, made by the reference: transformers'
-CLIPTokenizerFast (transformers 5.x, backed by `tokenizers`). The C tests
-only read what this writes.
+CLIPTokenizerFast (transformers 5.x, backed by `tokenizers`), and its
+SiglipTokenizer, GemmaTokenizer and Siglip2Tokenizer. The C tests only read
+what this writes.
 
 generate(outdir) writes, into outdir:
   bpe/      vocab.json + merges.txt built from OpenAI's merge list
@@ -52,6 +53,32 @@ generate(outdir) writes, into outdir:
             little-endian uint32, in hex] of its untruncated encoding. This
             is the exhaustive check of normalization and the split classes.
 
+  gemma/    SigLIP 2's tokenizer (Gemma's) in google/siglip2-*'s layout:
+            tokenizer.json (a BPE model with byte fallback converted by
+            transformers from a SentencePiece model trained here as Gemma's
+            was, 3500 ids with the 256 byte pieces; no pre-tokenizer, eos
+            appended by the post-processor, as transformers 4 wrote it),
+            tokenizer_config.json (GemmaTokenizer, no bos, eos, padding on
+            the right, input_ids alone) and special_tokens_map.json (the
+            hub's tokenizer.model, which GemmaTokenizer does not read, is
+            left out);
+  siglip2/  the same tokenizer as Siglip2Tokenizer (lowercase first), in
+            the layout transformers 5's save_pretrained writes, with two
+            added tokens matched on normalized text;
+  gemma_tiny/ a small tokenizer.json with no class named (run as it is by
+            TokenizersBackend): most byte pieces missing, bos and eos;
+  gemma.json
+            {"gemma": {"max_length": 64, "vocab_size", "bos", "eos", "pad",
+              "unk", "cases": [[hex, ids padded to 64 as SigLIP 2's
+              processor pads them, untruncated ids], ...], "trunc",
+              "long", "blocks" (every code point, blocks.json's strings),
+              "left": [[hex, ids padded to 16 on the left], ...] (gemma/
+              with no padding_side)},
+             "siglip2": {... the same through siglip2/, a third of the
+              strings},
+             "tiny": {"vocab_size", "bos", "eos", "max_length",
+              "cases": [[hex, ids, [[max_length, ids truncated], ...]]]}}
+
 Inputs are bytes. Those that are not UTF-8 reach the reference as
 `bytes.decode("utf-8", "replace")`, the rule text.h documents. The SigLIP
 reference is transformers' SiglipTokenizer, which runs the sentencepiece
@@ -59,6 +86,8 @@ library; both tokenizer directories are also checked here to give the
 same ids from the hub's layout and from save_pretrained's.
 
     python3 tests/gen_fixtures_text.py [OUTDIR]   (default tests/fixtures/text)
+
+TEXT_FIXTURES=siglip or TEXT_FIXTURES=gemma makes only those.
 """
 
 import gzip
@@ -588,6 +617,21 @@ def write_siglip_dirs(outdir):
     return hub, bf
 
 
+def cut_cases(end, end_x):
+    """Where a truncation to 64 cuts: sentences of 60 to 70 words, the
+    same a word shorter and ending in `end`, two words shorter and ending
+    in `end_x`."""
+    words = "the cat sat on the mat with a dog".split()
+    out = []
+    for n in (60, 61, 62, 63, 64, 65, 70):
+        out.append(" ".join(words[i % len(words)] for i in range(n)))
+        out.append(" ".join(words[i % len(words)] for i in range(n - 1))
+                   + end)
+        out.append(" ".join(words[i % len(words)] for i in range(n - 2))
+                   + end_x)
+    return out
+
+
 def siglip_extra_cases():
     """Inputs for what SigLIP's pipeline does beyond CLIP's corpus."""
     out = ["", "▁", "▁▁", "a▁b", "▁hello", "hello▁", " ▁ ", "x ▁y",
@@ -608,13 +652,7 @@ def siglip_extra_cases():
            "a\U0001e030Σ", "a\u0eceΣ", "a\U0001df25Σ", "\x00", "a\x00b",
            "\ufffd", "a\ufffdb"]
     # Truncation: eos at the cut, "</s>" just before it, long words.
-    words = "the cat sat on the mat with a dog".split()
-    for n in (60, 61, 62, 63, 64, 65, 70):
-        out.append(" ".join(words[i % len(words)] for i in range(n)))
-        out.append(" ".join(words[i % len(words)] for i in range(n - 1))
-                   + " </s>")
-        out.append(" ".join(words[i % len(words)] for i in range(n - 2))
-                   + " </s> x")
+    out += cut_cases(" </s>", " </s> x")
     out += ["a " * 70, "</s>" * 70, "<unk> " * 70, "x" * 300]
     return [s.encode("utf-8") for s in out]
 
@@ -673,6 +711,329 @@ def generate_siglip(outdir):
         f.write("\n")
     print("siglip fixtures: %d cases, %d truncation cases, %d blocks"
           % (len(cases), len(trunc), len(blocks)))
+
+
+# ---- SigLIP 2 (Gemma's tokenizer) ----
+
+# Gemma's pieces that are not learned: its special tokens and a few of its
+# user-defined pieces (newlines, a whitespace run, HTML tags), which become
+# added tokens matched on the raw text.
+GEMMA_USER = ["<mask>", "<start_of_turn>", "<end_of_turn>", "\n", "\n\n",
+              "\u2581\u2581", "<table>", "</table>"]
+GEMMA_SPECIAL = {"lstrip": False, "normalized": False, "rstrip": False,
+                 "single_word": False}
+# The tokenizer_config.json of google/siglip2-*: transformers 4's
+# GemmaTokenizerFast as convert_siglip2_to_hf.py makes it (no bos, eos
+# appended, padding on the right, input_ids alone), saved with
+# SiglipProcessor; added_tokens_decoder is filled in from tokenizer.json.
+GEMMA_CONFIG = {
+    "add_bos_token": False,
+    "add_eos_token": True,
+    "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+    "bos_token": "<bos>",
+    "clean_up_tokenization_spaces": False,
+    "eos_token": "<eos>",
+    "extra_special_tokens": {},
+    "model_input_names": ["input_ids"],
+    "model_max_length": 1000000000000000019884624838656,
+    "pad_token": "<pad>",
+    "padding_side": "right",
+    "processor_class": "SiglipProcessor",
+    "sp_model_kwargs": {},
+    "spaces_between_special_tokens": False,
+    "tokenizer_class": "GemmaTokenizer",
+    "unk_token": "<unk>",
+    "use_default_system_prompt": False,
+}
+GEMMA_MAP = {"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+             "bos_token": dict(content="<bos>", **GEMMA_SPECIAL),
+             "eos_token": dict(content="<eos>", **GEMMA_SPECIAL),
+             "pad_token": dict(content="<pad>", **GEMMA_SPECIAL),
+             "unk_token": dict(content="<unk>", **GEMMA_SPECIAL)}
+# Added to the Siglip2Tokenizer fixture: tokens matched on normalized
+# (lowercased, spaces made "▁") text.
+SIGLIP2_NORMALIZED = ["Hello World", "\u00c0B"]
+
+
+def gemma_corpus():
+    """SigLIP's corpus, and text in both cases (GemmaTokenizer does not
+    lowercase), all the scripts and emoji as written."""
+    rng = random.Random(SEED + 11)
+    lines = siglip_corpus().split("\n")
+    lines += [english_sentence(rng, rng.randrange(3, 20))
+              for _ in range(10000)]
+    lines += [s for s in SCRIPTS for _ in range(20)]
+    lines += [" ".join(rng.choice(EMOJI) for _ in range(5))
+              for _ in range(200)]
+    return "\n".join(lines) + "\n"
+
+
+def train_gemma_spm(path):
+    """A SentencePiece BPE model trained as Gemma's was: byte fallback,
+    digits split, no dummy prefix, whitespace kept as it is, pad 0, eos 1,
+    bos 2, unk 3; rare characters left to the byte pieces."""
+    import sentencepiece as spm
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = os.path.join(tmp, "corpus.txt")
+        with open(corpus, "w", encoding="utf-8") as f:
+            f.write(gemma_corpus())
+        spm.SentencePieceTrainer.train(
+            input=corpus, model_prefix=os.path.join(tmp, "g"),
+            vocab_size=3500, model_type="bpe", character_coverage=0.9995,
+            pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
+            eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+            byte_fallback=True, user_defined_symbols=GEMMA_USER,
+            add_dummy_prefix=False, remove_extra_whitespaces=False,
+            normalization_rule_name="identity", split_digits=True,
+            allow_whitespace_only_pieces=True, num_threads=1, minloglevel=2)
+        shutil.move(os.path.join(tmp, "g.model"), path)
+
+
+def write_gemma_dirs(outdir):
+    """gemma/ (google/siglip2-*'s layout: tokenizer.json as transformers 4
+    wrote it, with no pre-tokenizer and eos appended by its post-processor,
+    tokenizer_config.json and special_tokens_map.json as above), siglip2/
+    (what transformers 5's save_pretrained writes for a Siglip2Tokenizer,
+    with two normalized added tokens more) and gemma_tiny/ (a small
+    tokenizer.json with no class named, a byte-fallback model missing most
+    byte pieces, bos and eos around the text)."""
+    import tempfile
+    import transformers
+    from transformers import AddedToken, AutoTokenizer, GemmaTokenizer
+    hub = os.path.join(outdir, "gemma")
+    s2 = os.path.join(outdir, "siglip2")
+    tiny = os.path.join(outdir, "gemma_tiny")
+    for d in (hub, s2, tiny):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_gemma_spm(os.path.join(tmp, "tokenizer.model"))
+        conv = GemmaTokenizer.from_pretrained(tmp)
+        tj = json.loads(conv._tokenizer.to_str())
+    for a in tj["added_tokens"]:
+        a["special"] = a["content"] in ("<pad>", "<eos>", "<bos>", "<unk>",
+                                        "<mask>", "<start_of_turn>",
+                                        "<end_of_turn>")
+    tj["pre_tokenizer"] = None
+    eos = {"SpecialToken": {"id": "<eos>", "type_id": 0}}
+    tj["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, eos],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, eos,
+                 {"Sequence": {"id": "B", "type_id": 1}},
+                 {"SpecialToken": {"id": "<eos>", "type_id": 1}}],
+        "special_tokens": {"<eos>": {"id": "<eos>", "ids": [1],
+                                     "tokens": ["<eos>"]}}}
+    with open(os.path.join(hub, "tokenizer.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
+    cfg = dict(GEMMA_CONFIG)
+    cfg["added_tokens_decoder"] = {
+        str(a["id"]): {k: a[k] for k in ("content", "lstrip", "normalized",
+                                         "rstrip", "single_word", "special")}
+        for a in tj["added_tokens"]}
+    with open(os.path.join(hub, "tokenizer_config.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(dict(sorted(cfg.items())), f, ensure_ascii=False, indent=2)
+    with open(os.path.join(hub, "special_tokens_map.json"), "w") as f:
+        json.dump(GEMMA_MAP, f, indent=2)
+
+    # Siglip2Tokenizer is what AutoTokenizer gives for model_type siglip2.
+    ref = auto_tokenizer(hub, "siglip2")
+    assert type(ref).__name__ == "Siglip2Tokenizer", type(ref)
+    ref.add_tokens([AddedToken(s, normalized=True, special=False)
+                    for s in SIGLIP2_NORMALIZED])
+    ref.save_pretrained(s2)
+    for name in os.listdir(s2):
+        if name not in ("tokenizer.json", "tokenizer_config.json"):
+            os.remove(os.path.join(s2, name))
+    with open(os.path.join(s2, "tokenizer.json"), encoding="utf-8") as f:
+        s2j = json.load(f)
+    with open(os.path.join(s2, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(s2j, f, ensure_ascii=False, separators=(",", ":"))
+    # The machine's paths, which save_pretrained records, are no part of
+    # the layout.
+    with open(os.path.join(s2, "tokenizer_config.json")) as f:
+        s2c = json.load(f)
+    for k in ("is_local", "local_files_only", "name_or_path"):
+        s2c.pop(k, None)
+    with open(os.path.join(s2, "tokenizer_config.json"), "w") as f:
+        json.dump(s2c, f, ensure_ascii=False, indent=2)
+
+    # The tiny one: "a", "b", "é", "▁" and two merges, the bytes of "A",
+    # "é" and "☃" but not the rest; no pad token, so padding is left to
+    # the caller's eos.
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "a": 4, "b": 5,
+             "\u2581": 6, "ab": 7, "\u2581a": 8, "<0xC3>": 9, "<0xA9>": 10,
+             "<0x41>": 11, "<0xE2>": 12, "\u00e9": 13, "<0x98>": 14,
+             "<0x83>": 15}
+    special = dict(GEMMA_SPECIAL, special=True)
+    tiny_json = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [dict(id=i, content=c, **special)
+                         for c, i in list(vocab.items())[:4]],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": " "},
+             "content": "\u2581"}]},
+        "pre_tokenizer": {"type": "Split", "pattern": {"String": " "},
+                          "behavior": "MergedWithPrevious", "invert": False},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "<eos>", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {
+                "<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]},
+                "<eos>": {"id": "<eos>", "ids": [1], "tokens": ["<eos>"]}}},
+        "decoder": None,
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": True,
+                  "byte_fallback": True, "ignore_merges": False,
+                  "vocab": vocab,
+                  "merges": [["a", "b"], ["\u2581", "a"]]}}
+    with open(os.path.join(tiny, "tokenizer.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(tiny_json, f, ensure_ascii=False, indent=1)
+    with open(os.path.join(tiny, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<bos>", "eos_token": "<eos>",
+                   "unk_token": "<unk>", "model_max_length": 16}, f,
+                  indent=2)
+    return hub, s2, tiny
+
+
+def auto_tokenizer(d, model_type=None, edit=None):
+    """AutoTokenizer on a copy of directory d with a config.json saying
+    model_type (as a model's directory has it) and tokenizer_config.json
+    changed by edit."""
+    import tempfile
+    from transformers import AutoTokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in os.listdir(d):
+            shutil.copy(os.path.join(d, name), tmp)
+        if model_type:
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump({"model_type": model_type}, f)
+        if edit:
+            path = os.path.join(tmp, "tokenizer_config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            edit(cfg)
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
+def gemma_extra_cases():
+    """Inputs for what Gemma's pipeline does beyond the other corpora:
+    spaces made "▁" and BPE over the whole text, newlines and tags as added
+    tokens, specials inside text, byte fallback, truncation at 64."""
+    out = ["", " ", "  ", "   ", "    ", "\u2581", "\u2581\u2581",
+           " \u2581 ", "a\u2581b", "a \u2581b", "a  b", "a   b",
+           " leading", "trailing ", "<eos>", "<bos>", "<pad>", "<unk>",
+           "<mask>", "<EOS>", "a<eos>b", "a <eos> b", "<eos><eos>",
+           "<start_of_turn>user\nhi<end_of_turn>", "\n", "\n\n", "\n\n\n",
+           "a\nb", "a\n\nb", "a \n b", "\r\n", "\t", "\tx\t", "a\t\tb",
+           "<table><td>x</td></table>", "<TABLE>", "<0x41>",
+           "<0x41><0xFF>", "x<unk>y", "Hello World", "HELLO WORLD",
+           "hello world", "Hello  World", "hello\u2581world",
+           "xHello Worldy", "\u00c0B \u00e0b \u00e0B", "\u0130stanbul",
+           "A PHOTO OF A CAT", "a photo of a cat", "A Photo Of A Cat",
+           "\u2603", "\U0001d11e", "\U0010ffff", "\ufffd", "\x00",
+           "a\x00b", "\x7f", "\u00e9\u0301", "e\u0301"]
+    out += cut_cases(" <eos>", "<eos> x")
+    out += ["a " * 70, "<eos>" * 70, "\n" * 100, " " * 200, "x" * 300,
+            "\u2603" * 40]
+    return [s.encode("utf-8") for s in out]
+
+
+def generate_gemma(outdir):
+    import transformers
+    from transformers import AutoTokenizer
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    hub, s2, tiny = write_gemma_dirs(outdir)
+    ref = AutoTokenizer.from_pretrained(hub)
+    assert type(ref).__name__ == "GemmaTokenizer", type(ref)
+    # AutoTokenizer takes tokenizer_config.json's class for a SiglipModel
+    # checkpoint (model_type siglip) too: the same tokenizer.
+    ref_siglip = auto_tokenizer(hub, "siglip")
+    assert type(ref_siglip).__name__ == "GemmaTokenizer", type(ref_siglip)
+    ref_s2 = AutoTokenizer.from_pretrained(s2)
+    assert type(ref_s2).__name__ == "Siglip2Tokenizer", type(ref_s2)
+    ref_tiny = AutoTokenizer.from_pretrained(tiny)
+    assert type(ref_tiny).__name__ == "TokenizersBackend", type(ref_tiny)
+    # What SigLIP 2's model is given: no attention mask, right padding.
+    assert list(ref("a cat").keys()) == ["input_ids"], ref("a cat").keys()
+    assert ref.padding_side == "right" and ref_s2.padding_side == "right"
+    assert ref_tiny.padding_side == "right"
+
+    def enc(tok, s, max_length=None):
+        if max_length is None:
+            return tok(s)["input_ids"]
+        return tok(s, padding="max_length", truncation=True,
+                   max_length=max_length)["input_ids"]
+
+    def tiny_enc(s, max_length=None):
+        if max_length is None:
+            return ref_tiny(s)["input_ids"]
+        return ref_tiny(s, truncation=True,
+                        max_length=max_length)["input_ids"]
+
+    out = {}
+    rng = random.Random(SEED + 12)
+    inputs = gemma_extra_cases() + siglip_extra_cases() + build_cases()
+    for name, tok in (("gemma", ref), ("siglip2", ref_s2)):
+        cases, trunc = [], []
+        for i, b in enumerate(inputs):
+            s = b.decode("utf-8", "replace")
+            full = enc(tok, s)
+            if name == "gemma":
+                assert enc(ref_siglip, s) == full, s
+            # Siglip2Tokenizer: every third string, and all the extra ones.
+            if name == "siglip2" and i >= 200 and i % 3:
+                continue
+            cases.append([b.hex(), enc(tok, s, 64), full])
+            if rng.random() < 0.05:
+                ml = rng.randrange(1, 12)
+                trunc.append([b.hex(), ml, enc(tok, s, ml)])
+        blocks = []
+        for b in range(0x110000 // 256):
+            ids = enc(tok, block_string(b))
+            blocks.append([len(ids), fnv_ids(ids)])
+        out[name] = {"max_length": 64, "vocab_size": len(tok),
+                     "bos": tok.bos_token_id, "eos": tok.eos_token_id,
+                     "pad": tok.pad_token_id, "unk": tok.unk_token_id,
+                     "cases": cases, "trunc": trunc,
+                     "long": long_case(lambda s, ml=None: enc(tok, s, ml), 64),
+                     "blocks": blocks}
+    # gemma/ with no padding_side: GemmaTokenizer's default, the left.
+    ref_left = auto_tokenizer(hub, edit=lambda cfg: cfg.pop("padding_side"))
+    assert ref_left.padding_side == "left"
+    out["gemma"]["left"] = [
+        [s.encode().hex(), enc(ref_left, s, 16)]
+        for s in ["a photo of a cat", "", "x", "<eos>", "the " * 20]]
+    tiny_cases = []
+    for s in ["ab a", "xy\u00e9", "xAy", "\u00e9", "zz\u2603A", "\u2603",
+              "x\u2603", "A", "Ab", "AAb", "a b", " a", "ab ab ab", "",
+              "<eos>x<bos>", "\u00e9\u00e9x\u00e9", "xx yy", "a\u2581b",
+              "\u00c3\u00a9"]:
+        tiny_cases.append([s.encode().hex(), tiny_enc(s),
+                           [[ml, tiny_enc(s, ml)] for ml in range(1, 6)]])
+    out["tiny"] = {"vocab_size": len(ref_tiny), "bos": ref_tiny.bos_token_id,
+                   "eos": ref_tiny.eos_token_id, "max_length": 16,
+                   "cases": tiny_cases}
+    with open(os.path.join(outdir, "gemma.json"), "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+        f.write("\n")
+    print("gemma fixtures: %d and %d cases, %d and %d truncation cases, "
+          "%d tiny cases" % (len(out["gemma"]["cases"]),
+                             len(out["siglip2"]["cases"]),
+                             len(out["gemma"]["trunc"]),
+                             len(out["siglip2"]["trunc"]), len(tiny_cases)))
 
 
 def block_string(b):
@@ -800,6 +1161,10 @@ if __name__ == "__main__":
     out = (sys.argv[1] if len(sys.argv) > 1 else
            os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "fixtures", "text"))
-    if os.environ.get("TEXT_FIXTURES") != "siglip":
+    which = os.environ.get("TEXT_FIXTURES", "all")
+    if which == "all":
         generate(out)
-    generate_siglip(out)
+    if which in ("all", "siglip"):
+        generate_siglip(out)
+    if which in ("all", "gemma"):
+        generate_gemma(out)

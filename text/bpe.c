@@ -1,13 +1,15 @@
 /*
  * Byte-pair encoding of one word, as the `tokenizers` BPE model does it
- * (models/bpe/word.rs, merge_all): the word starts as one symbol per byte,
- * the last one carrying the "</w>" suffix; a priority queue holds every
- * adjacent pair that has a merge, lowest rank first and leftmost first
- * among equal ranks; a popped pair is merged unless it went stale, and the
- * pairs it forms with its neighbours are queued. The same algorithm, stale
- * check included, gives the same symbols in every case, and runs in
- * O(n log n) so that a megabyte-long word is no trouble. This file also
- * owns the merge table and the cache of recent words.
+ * (models/bpe/model.rs merge_word, then word.rs merge_all). The word starts
+ * as CLIP's one symbol per byte, the last one carrying the "</w>" suffix,
+ * or as Gemma's one symbol per character (see gemma_symbols); a priority
+ * queue holds every adjacent pair that has a merge, lowest rank first and
+ * leftmost first among equal ranks; a popped pair is merged unless it went
+ * stale, and the pairs it forms with its neighbours are queued. The same
+ * algorithm, stale check included, gives the same symbols in every case,
+ * and runs in O(n log n) so that a megabyte-long word (a Gemma text with
+ * no added token in it) is no trouble. This file also owns the merge table
+ * and the cache of recent words.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +297,77 @@ static int queue_pair(const txt_tokenizer *t, txt_bpe_scratch *sc,
     return 0;
 }
 
+/* CLIP's starting symbols: one per byte, the last with "</w>"; a byte
+ * missing from the vocabulary becomes the unknown token (each one its own
+ * symbol, fuse_unk being off), or is dropped when there is none (where the
+ * reference raises an error). */
+static int32_t byte_symbols(const txt_tokenizer *t, const uint8_t *w,
+                            size_t n, int32_t *sym)
+{
+    int32_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = (i + 1 == n ? t->byte_eow_id : t->byte_id)[w[i]];
+        if (id < 0)
+            id = t->unk;
+        if (id >= 0)
+            sym[ns++] = id;
+    }
+    return ns;
+}
+
+static int32_t char_id(const txt_tokenizer *t, int32_t c)
+{
+    uint32_t key = (uint32_t)c + 1;
+    for (size_t i = txt_char_slot(key, t->char_mask); t->chars[i].key;
+         i = (i + 1) & t->char_mask)
+        if (t->chars[i].key == key)
+            return t->chars[i].id;
+    return -1;
+}
+
+/* Gemma's starting symbols, as merge_word makes them: a character in the
+ * vocabulary is its own symbol; one that is not becomes its UTF-8 bytes'
+ * "<0xNN>" pieces when byte fallback is on and the vocabulary has all of
+ * them, else the unknown token, a run of which is one symbol with
+ * fuse_unk. The reference holds that unknown symbol back until the next
+ * character found in the vocabulary (or the end), so byte pieces coming
+ * in between go before it; so do we. Without an unknown token the
+ * character is dropped (where the reference raises an error if the model
+ * names one that the vocabulary lacks). */
+static int32_t gemma_symbols(const txt_tokenizer *t, const uint8_t *w,
+                             size_t n, int32_t *sym)
+{
+    int32_t ns = 0;
+    int held = 0;
+    for (size_t i = 0; i < n;) {
+        int32_t c;
+        size_t k = (size_t)txt_utf8_decode(w + i, &c);
+        int32_t id = char_id(t, c);
+        if (id >= 0) {
+            if (held)
+                sym[ns++] = t->bpe_unk;
+            held = 0;
+            sym[ns++] = id;
+        } else {
+            int bytes = t->byte_fallback;
+            for (size_t j = 0; j < k && bytes; j++)
+                bytes = t->byte_id[w[i + j]] >= 0;
+            if (bytes)
+                for (size_t j = 0; j < k; j++)
+                    sym[ns++] = t->byte_id[w[i + j]];
+            else if (t->bpe_unk >= 0) {
+                if (held && !t->fuse_unk)
+                    sym[ns++] = t->bpe_unk;
+                held = 1;
+            }
+        }
+        i += k;
+    }
+    if (held)
+        sym[ns++] = t->bpe_unk;
+    return ns;
+}
+
 long txt_bpe_word(txt_tokenizer *t, const uint8_t *w, size_t n,
                   txt_bpe_scratch *sc, const int32_t **ids)
 {
@@ -309,21 +382,12 @@ long txt_bpe_word(txt_tokenizer *t, const uint8_t *w, size_t n,
             return got;
     }
 
-    /* One symbol per byte; a byte missing from the vocabulary becomes the
-     * unknown token (each one its own symbol, fuse_unk being off), or is
-     * dropped when there is none (where the reference raises an error). */
-    int32_t ns = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = (i + 1 == n ? t->byte_eow_id : t->byte_id)[w[i]];
-        if (id < 0)
-            id = t->unk;
-        if (id < 0)
-            continue;
-        sc->sym[ns] = id;
-        sc->prev[ns] = ns - 1;
-        sc->next[ns] = ns + 1;
-        sc->alive[ns] = 1;
-        ns++;
+    int32_t ns = t->kind == TXT_KIND_GEMMA ? gemma_symbols(t, w, n, sc->sym)
+                                           : byte_symbols(t, w, n, sc->sym);
+    for (int32_t i = 0; i < ns; i++) {
+        sc->prev[i] = i - 1;
+        sc->next[i] = i + 1;
+        sc->alive[i] = 1;
     }
     if (ns > 0)
         sc->next[ns - 1] = -1;

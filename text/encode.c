@@ -1,11 +1,13 @@
 /*
- * The encoding pipeline, in CLIPTokenizerFast's order: repair the UTF-8,
- * cut out the added tokens that match the raw text, normalize each stretch
- * between them, cut out the added tokens that match normalized text, split
- * what is left into words with the CLIP regex (PCRE2), BPE each word, and
- * frame the ids with bos and eos. Tokens are produced left to right and the
- * work stops as soon as the truncated result is complete, since nothing to
- * the right of a word can change its tokens.
+ * The encoding pipeline of the `tokenizers` library as CLIP's and Gemma's
+ * tokenizers run it: repair the UTF-8, cut out the added tokens that match
+ * the raw text, normalize each stretch between them, cut out the added
+ * tokens that match normalized text, split what is left into words (CLIP:
+ * the CLIP regex, with PCRE2; Gemma: none, each piece is one word), BPE
+ * each word, and frame the ids as the post-processor does (CLIP: bos and
+ * eos). Tokens are produced left to right and the work stops as soon as
+ * the truncated result is complete, since nothing to the right of a word
+ * can change its tokens.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -126,16 +128,27 @@ static int emit_added(void *ctx, const txt_added *a)
     return emit_id(ctx, a->id);
 }
 
+/* Gemma's pre-tokenizer, Split(" ", "merged_with_previous"), runs after
+ * its normalizer has made every space "▁", so it never splits: each piece
+ * of normalized text between added tokens is one word. */
+static int whole_word(void *ctx, const uint8_t *s, size_t n)
+{
+    return emit_word(ctx, s, n);
+}
+
 /* One stretch of raw text between raw-matched added tokens. */
 static int stretch(void *ctx, const uint8_t *s, size_t n)
 {
     enc *e = ctx;
     const txt_tokenizer *t = e->t;
+    int gemma = t->kind == TXT_KIND_GEMMA;
     e->norm.n = 0;
-    if (txt_normalize(s, n, &e->nsc, &e->norm))
+    if (gemma ? txt_gemma_normalize(s, n, t->lower, &e->norm)
+              : txt_normalize(s, n, &e->nsc, &e->norm))
         return -1;
     return txt_split_added(t, t->n_added_raw, t->n_added, t->norm_first,
-                           e->norm.p, e->norm.n, split_words, emit_added, e);
+                           e->norm.p, e->norm.n,
+                           gemma ? whole_word : split_words, emit_added, e);
 }
 
 static int run(enc *e, const uint8_t *s, size_t n)
@@ -166,11 +179,16 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
         txt_buf_free(&raw);
         return k;
     }
-    ids[0] = t->bos;
-    if (max_ids == 1)
-        return 1;
-
-    enc e = {.t = t, .out = ids + 1, .cap = max_ids - 2};
+    /* The prefix, the text truncated to what leaves room for the suffix,
+     * the suffix. Below the two's length the reference does not truncate
+     * at all: what fits of its whole output is written. */
+    int np = t->n_prefix, ns = t->n_suffix, k = 0;
+    for (; k < np && k < max_ids; k++)
+        ids[k] = t->prefix[k];
+    if (k == max_ids)
+        return k;
+    enc e = {.t = t, .out = ids + np,
+             .cap = max_ids >= np + ns ? max_ids - np - ns : max_ids - np};
     int rc = 0;
     if (e.cap > 0 && len > 0) {
         const uint8_t *s = (const uint8_t *)text;
@@ -180,8 +198,8 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
                 rc = -1;
             s = e.raw.p, n = e.raw.n;
         }
-        e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
-        if (!e.md)
+        if (t->re && !(e.md = pcre2_match_data_create_from_pattern(t->re,
+                                                                    NULL)))
             rc = -1;
         if (!rc)
             rc = run(&e, s, n);
@@ -193,8 +211,10 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
     }
     if (rc < 0)
         return -1;
-    ids[1 + e.n] = t->eos;
-    return e.n + 2;
+    k = np + e.n;
+    for (int j = 0; j < ns && k < max_ids; j++)
+        ids[k++] = t->suffix[j];
+    return k;
 }
 
 int txt_encode_padded(txt_tokenizer *t, const char *text, size_t len,
@@ -204,7 +224,10 @@ int txt_encode_padded(txt_tokenizer *t, const char *text, size_t len,
     if (k < 0)
         return -1;
     int32_t pad = t->pad >= 0 ? t->pad : t->eos;
-    for (int i = k; i < max_ids; i++)
-        ids[i] = pad;
+    int lead = t->pad_left ? max_ids - k : 0;
+    if (lead)
+        memmove(ids + lead, ids, (size_t)k * sizeof *ids);
+    for (int i = 0; i < max_ids - k; i++)
+        ids[i + (lead ? 0 : k)] = pad;
     return k;
 }

@@ -99,6 +99,10 @@ typedef struct {
     int n_added, cap_added;
     txt_norm_scratch nsc;
     const txt_spm *spm;  /* SigLIP: the vocabulary is the model's pieces */
+    int gemma;           /* loading Gemma's tokenizer */
+    int as_is;           /* Gemma's tokenizer.json run with no class */
+    const char *model_unk; /* its BPE model's unk_token, or NULL */
+    size_t model_unk_n;
 } loader;
 
 static uint64_t str_hash(const char *s, size_t n)
@@ -250,14 +254,14 @@ static txt_status added_from_json(loader *L, json_t *o, int32_t id)
     if (!json_is_string(c))
         return fail(L, TXT_E_FORMAT, "added token %d has no content", id);
     /* SigLIP's lstrip and rstrip strip what its canonicalization strips
-     * anyway (siglip.c); CLIP's tokens have neither. */
+     * anyway (siglip.c); CLIP's and Gemma's tokens have neither. */
     if ((!L->spm && (flag_of(o, "lstrip", 0) || flag_of(o, "rstrip", 0))) ||
         flag_of(o, "single_word", 0))
         return fail(L, TXT_E_UNSUPPORTED,
                     "added token \"%.40s\" uses %s, which %s's do not",
                     json_string_value(c),
                     L->spm ? "single_word" : "lstrip, rstrip or single_word",
-                    L->spm ? "SigLIP" : "CLIP");
+                    L->spm ? "SigLIP" : L->gemma ? "Gemma" : "CLIP");
     /* tokenizers' default: special tokens are matched on the raw text.
      * Its add_tokens takes the vocabulary's id when there is one. */
     int normalized = flag_of(o, "normalized", !flag_of(o, "special", 0));
@@ -301,6 +305,17 @@ static int type_is(json_t *o, const char *type)
 static int str_is(json_t *v, const char *s)
 {
     return json_is_string(v) && !strcmp(json_string_value(v), s);
+}
+
+/* A tokenizer_class naming `name`, with or without "Fast" (which
+ * transformers 5 drops). */
+static int class_is(json_t *cls, const char *name)
+{
+    size_t n = strlen(name);
+    return json_is_string(cls) &&
+           !strncmp(json_string_value(cls), name, n) &&
+           (!json_string_value(cls)[n] ||
+            !strcmp(json_string_value(cls) + n, "Fast"));
 }
 
 /* Checks that tokenizer.json describes CLIP's pipeline. */
@@ -355,18 +370,133 @@ static int split_pair(const char *s, size_t n, size_t *an)
     return 0;
 }
 
-static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
-                                      const char *dir, int use_added,
-                                      json_t **root)
+/* Gemma's tokenizer.json. With a class named (GemmaTokenizer,
+ * Siglip2Tokenizer) transformers 5 takes only the vocabulary, the merges,
+ * the added tokens and the post-processor from it and builds the rest
+ * itself, whatever the file says: normalizer Replace(" ", "▁") (after
+ * Lowercase for Siglip2Tokenizer), pre-tokenizer Split(" "), BPE with
+ * byte fallback and fuse_unk. With none (TokenizersBackend) it runs the
+ * file, which must then describe that same pipeline. */
+static txt_status check_gemma_kind(loader *L, txt_tokenizer *t, json_t *root)
 {
-    txt_status st = json_open(L, dir, "tokenizer.json", 0, root);
-    if (st)
+    json_t *nz = json_object_get(root, "normalizer");
+    json_t *ns = type_is(nz, "Sequence") ? json_object_get(nz, "normalizers")
+                                         : NULL;
+    size_t nn = ns ? json_array_size(ns) : 1;
+    json_t *rp = ns ? json_array_get(ns, nn - 1) : nz;
+    t->lower = nn == 2 && type_is(json_array_get(ns, 0), "Lowercase");
+    if (nn < 1 || nn > 1 + (size_t)t->lower || !type_is(rp, "Replace") ||
+        !str_is(json_object_get(json_object_get(rp, "pattern"), "String"),
+                " ") ||
+        !str_is(json_object_get(rp, "content"), "\xE2\x96\x81"))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the normalizer is not Gemma's (spaces to \"\xE2\x96\x81\", "
+                    "after a Lowercase or not)");
+    json_t *pt = json_object_get(root, "pre_tokenizer");
+    if (pt && !json_is_null(pt) &&
+        !(type_is(pt, "Split") &&
+          str_is(json_object_get(json_object_get(pt, "pattern"), "String"),
+                 " ") &&
+          str_is(json_object_get(pt, "behavior"), "MergedWithPrevious") &&
+          !flag_of(pt, "invert", 0)))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the pre-tokenizer is not Gemma's (none, or a split "
+                    "at spaces)");
+    json_t *m = json_object_get(root, "model");
+    json_t *dr = json_object_get(m, "dropout");
+    json_t *pre = json_object_get(m, "continuing_subword_prefix");
+    json_t *suf = json_object_get(m, "end_of_word_suffix");
+    if ((dr && !json_is_null(dr)) || (pre && !json_is_null(pre)) ||
+        (suf && !json_is_null(suf)) || flag_of(m, "ignore_merges", 0))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the BPE model uses dropout, a subword prefix or "
+                    "suffix, or ignore_merges, which Gemma's does not");
+    t->fuse_unk = flag_of(m, "fuse_unk", 0);
+    return TXT_OK;
+}
+
+/* tokenizer.json's post-processor: nothing, or a TemplateProcessing whose
+ * single-sequence template is special tokens around $A. */
+static txt_status read_template(loader *L, txt_tokenizer *t, json_t *root)
+{
+    json_t *pp = json_object_get(root, "post_processor");
+    if (!pp || json_is_null(pp))
+        return TXT_OK;
+    json_t *single = json_object_get(pp, "single");
+    json_t *sp = json_object_get(pp, "special_tokens");
+    if (!type_is(pp, "TemplateProcessing") || !json_is_array(single))
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the post-processor is not a TemplateProcessing");
+    int seen_a = 0;
+    size_t i;
+    json_t *item;
+    json_array_foreach(single, i, item)
+    {
+        json_t *seq = json_object_get(item, "Sequence");
+        json_t *tok = json_object_get(item, "SpecialToken");
+        if (seq) {
+            if (seen_a++ || !str_is(json_object_get(seq, "id"), "A"))
+                return fail(L, TXT_E_UNSUPPORTED,
+                            "the post-processor's template is not special "
+                            "tokens around one $A");
+            continue;
+        }
+        const char *name = json_string_value(json_object_get(tok, "id"));
+        json_t *ids = json_object_get(json_object_get(sp, name ? name : ""),
+                                      "ids");
+        if (!json_is_array(ids))
+            return fail(L, TXT_E_FORMAT,
+                        "the post-processor's template names a special "
+                        "token it does not define");
+        size_t j;
+        json_t *v;
+        json_array_foreach(ids, j, v)
+        {
+            int *n = seen_a ? &t->n_suffix : &t->n_prefix;
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) >= INT32_MAX || *n == TXT_MAX_FRAME)
+                return fail(L, TXT_E_FORMAT,
+                            "the post-processor's ids are not %d or fewer "
+                            "ids",
+                            TXT_MAX_FRAME);
+            (seen_a ? t->suffix : t->prefix)[(*n)++] =
+                (int32_t)json_integer_value(v);
+            if (json_integer_value(v) > L->max_id)
+                L->max_id = (int32_t)json_integer_value(v);
+        }
+    }
+    if (!seen_a)
+        return fail(L, TXT_E_UNSUPPORTED,
+                    "the post-processor's template has no $A");
+    return TXT_OK;
+}
+
+/* `gemma`: 0 for CLIP's tokenizer.json, 1 for Gemma's read for a class
+ * (GemmaTokenizer, Siglip2Tokenizer), 2 for Gemma's run as it is. */
+static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
+                                      json_t *root, int use_added, int gemma)
+{
+    txt_status st;
+    if (gemma == 2) {
+        json_t *tr = json_object_get(root, "truncation");
+        if (tr && !json_is_null(tr))
+            return fail(L, TXT_E_UNSUPPORTED,
+                        "it sets a truncation of its own");
+    }
+    if ((st = gemma == 0   ? check_clip_kind(L, root)
+              : gemma == 2 ? check_gemma_kind(L, t, root)
+                           : TXT_OK))
         return st;
-    if ((st = check_clip_kind(L, *root)))
+    json_t *model = json_object_get(root, "model");
+    if (gemma && (st = read_template(L, t, root)))
         return st;
-    json_t *model = json_object_get(*root, "model");
     if ((st = vocab_build(L, json_object_get(model, "vocab"))))
         return st;
+    json_t *unk = json_object_get(model, "unk_token");
+    if (gemma == 2 && json_is_string(unk)) {
+        L->model_unk = json_string_value(unk);
+        L->model_unk_n = json_string_length(unk);
+    }
     json_t *merges = json_object_get(model, "merges");
     if (!json_is_array(merges))
         return fail(L, TXT_E_FORMAT, "model.merges is not an array");
@@ -401,7 +531,7 @@ static txt_status load_tokenizer_json(loader *L, txt_tokenizer *t,
         if ((st = merge_add(L, t, (uint32_t)i, a, an, b, bn)))
             return st;
     }
-    json_t *added = json_object_get(*root, "added_tokens");
+    json_t *added = json_object_get(root, "added_tokens");
     if (added && !json_is_array(added))
         return fail(L, TXT_E_FORMAT, "added_tokens is not an array");
     if (!use_added)
@@ -523,10 +653,23 @@ static const char *const special_keys[] = {
     "pad_token", "cls_token", "mask_token",
 };
 
-/* CLIPTokenizer's (or SiglipTokenizer's) defaults for the keys it names. */
-static const char *special_default(const char *key, int siglip)
+/* CLIPTokenizer's, SiglipTokenizer's or GemmaTokenizer's defaults for the
+ * keys it names (TokenizersBackend, which runs a tokenizer.json with no
+ * class, has none). */
+static const char *special_default(const char *key, txt_kind kind, int as_is)
 {
-    if (siglip) {
+    static const char *const gemma[][2] = {
+        {"bos_token", "<bos>"}, {"eos_token", "<eos>"},
+        {"unk_token", "<unk>"}, {"pad_token", "<pad>"},
+        {"mask_token", "<mask>"},
+    };
+    if (kind == TXT_KIND_GEMMA) {
+        for (size_t i = 0; !as_is && i < sizeof gemma / sizeof *gemma; i++)
+            if (!strcmp(key, gemma[i][0]))
+                return gemma[i][1];
+        return NULL;
+    }
+    if (kind == TXT_KIND_SIGLIP) {
         if (!strcmp(key, "eos_token") || !strcmp(key, "pad_token"))
             return "</s>";
         return !strcmp(key, "unk_token") ? "<unk>" : NULL;
@@ -585,6 +728,7 @@ static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
                            json_t *smap)
 {
     int n_file = L->n_added, siglip = t->kind == TXT_KIND_SIGLIP;
+    int gemma = t->kind == TXT_KIND_GEMMA;
     for (size_t k = 0; k < sizeof special_keys / sizeof *special_keys; k++) {
         const char *key = special_keys[k];
         json_t *v = json_object_get(smap, key);
@@ -595,7 +739,8 @@ static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
         size_t text_n = 0;
         txt_status st = special_put(L, v, v && !json_is_null(v)
                                               ? NULL
-                                              : special_default(key, siglip),
+                                              : special_default(key, t->kind,
+                                                                L->as_is),
                                     n_file, &id, &text, &text_n);
         if (st)
             return st;
@@ -615,10 +760,10 @@ static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
         else if (!strcmp(key, "pad_token"))
             t->pad = id;
     }
-    /* The extra special tokens (SiglipTokenizer's
+    /* The extra special tokens (SiglipTokenizer's and GemmaTokenizer's
      * additional_special_tokens; transformers 5 writes
      * extra_special_tokens) are added tokens too. */
-    for (int pass = 0; siglip && pass < 2; pass++) {
+    for (int pass = 0; (siglip || gemma) && pass < 2; pass++) {
         json_t *list = json_object_get(
             cfg, pass ? "extra_special_tokens" : "additional_special_tokens");
         size_t i;
@@ -634,7 +779,10 @@ static txt_status specials(loader *L, txt_tokenizer *t, json_t *cfg,
                 return st;
         }
     }
-    if ((!siglip && t->bos < 0) || t->eos < 0)
+    if (gemma && t->pad < 0 && t->eos < 0)
+        return fail(L, TXT_E_FORMAT,
+                    "there is neither a pad nor an eos token to pad with");
+    if (!gemma && ((!siglip && t->bos < 0) || t->eos < 0))
         return fail(L, TXT_E_FORMAT, "the %s token is empty",
                     t->eos < 0 ? "eos" : "bos");
     if (siglip && !t->unk_str)
@@ -678,18 +826,84 @@ static txt_status finish_siglip(loader *L, txt_tokenizer *t, json_t *cfg)
     return TXT_OK;
 }
 
+/* What Gemma's BPE starts from: the vocabulary's one-character entries,
+ * its "<0xNN>" byte pieces (in byte_id) and its unknown token: the one
+ * tokenizer.json's model names for a file run as it is, else the
+ * configuration's unk_token, which the class hands its BPE model. */
+static txt_status gemma_tables(loader *L, txt_tokenizer *t)
+{
+    size_t n = 0, slots = 16;
+    for (size_t i = 0; i <= L->mask; i++)
+        n += L->map[i].s != NULL;
+    while (slots < 2 * n)
+        slots *= 2;
+    if (!(t->chars = calloc(slots, sizeof *t->chars)))
+        return fail(L, TXT_E_NOMEM, "out of memory");
+    t->char_mask = slots - 1;
+    for (size_t i = 0; i <= L->mask; i++) {
+        const vslot *v = &L->map[i];
+        int32_t c;
+        if (!v->s || v->n == 0 ||
+            txt_utf8_valid_prefix((const uint8_t *)v->s, v->n) != v->n ||
+            (size_t)txt_utf8_decode((const uint8_t *)v->s, &c) != v->n)
+            continue;
+        uint32_t key = (uint32_t)c + 1;
+        size_t j = txt_char_slot(key, t->char_mask);
+        while (t->chars[j].key)
+            j = (j + 1) & t->char_mask;
+        t->chars[j] = (txt_char){key, v->id};
+    }
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        t->byte_id[b] = vocab_get(L, name, 6);
+    }
+    t->byte_fallback = 1;
+    if (!L->as_is) {
+        t->fuse_unk = 1;
+        L->model_unk = (const char *)t->unk_str;
+        L->model_unk_n = t->unk_n;
+    }
+    t->bpe_unk = L->model_unk ? vocab_get(L, L->model_unk, L->model_unk_n)
+                              : -1;
+    return TXT_OK;
+}
+
+/* padding_side and truncation_side: the class's defaults (Gemma's class
+ * pads on the left), and only right truncation is run. */
+static txt_status sides(loader *L, txt_tokenizer *t, json_t *cfg)
+{
+    json_t *ps = json_object_get(cfg, "padding_side");
+    json_t *ts = json_object_get(cfg, "truncation_side");
+    t->pad_left = t->kind == TXT_KIND_GEMMA && !L->as_is;
+    if (ps && !str_is(ps, "left") && !str_is(ps, "right"))
+        return fail(L, TXT_E_FORMAT,
+                    "padding_side is neither \"left\" nor \"right\"");
+    if (ps)
+        t->pad_left = str_is(ps, "left");
+    if (ts && !str_is(ts, "right"))
+        return fail(L, str_is(ts, "left") ? TXT_E_UNSUPPORTED : TXT_E_FORMAT,
+                    "truncation_side is not \"right\"");
+    return TXT_OK;
+}
+
 static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
 {
-    int siglip = t->kind == TXT_KIND_SIGLIP;
+    int siglip = t->kind == TXT_KIND_SIGLIP, gemma = t->kind == TXT_KIND_GEMMA;
     json_t *ml = json_object_get(cfg, "model_max_length");
     if (json_is_number(ml) && json_number_value(ml) >= 1 &&
         json_number_value(ml) <= (1 << 24))
         t->max_length = (int)json_number_value(ml);
     else if (siglip && !ml)
         t->max_length = 64; /* SiglipTokenizer's default */
-
-    if (!siglip)
+    txt_status st;
+    if (gemma && (st = gemma_tables(L, t)))
+        return st;
+    if (!siglip && !gemma) {
         byte_symbols(L, t);
+        t->prefix[0] = t->bos, t->n_prefix = 1; /* RobertaProcessing */
+        t->suffix[0] = t->eos, t->n_suffix = 1;
+    }
 
     /* Raw-matched added tokens first, each group's contents normalized as
      * the reference does before matching them. */
@@ -711,7 +925,8 @@ static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
             if (pass == 1) {
                 txt_buf nb = {0}, rb = {0};
                 if (txt_utf8_repair(d->s, d->n, &rb) ||
-                    txt_normalize(rb.p, rb.n, &L->nsc, &nb)) {
+                    (gemma ? txt_gemma_normalize(rb.p, rb.n, t->lower, &nb)
+                           : txt_normalize(rb.p, rb.n, &L->nsc, &nb))) {
                     txt_buf_free(&rb);
                     txt_buf_free(&nb);
                     return fail(L, TXT_E_NOMEM, "out of memory");
@@ -731,6 +946,10 @@ static txt_status finish(loader *L, txt_tokenizer *t, json_t *cfg)
     t->vocab_size = L->max_id + 1;
     if (siglip)
         return finish_siglip(L, t, cfg);
+    if (gemma)
+        return txt_cache_init(t) ? txt_fail(L->err, L->errlen, TXT_E_LIBRARY,
+                                            "cannot set up the word cache")
+                                 : TXT_OK;
 
     int ec;
     PCRE2_SIZE eo;
@@ -759,6 +978,7 @@ void txt_tokenizer_free(txt_tokenizer *t)
     txt_cache_free(t);
     txt_spm_free(&t->spm);
     free(t->unk_str);
+    free(t->chars);
     free(t);
 }
 
@@ -795,13 +1015,36 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
     json_t *cls = json_object_get(cfg, "tokenizer_class");
     int has_vm = file_exists(dir, "vocab.json") &&
                  file_exists(dir, "merges.txt");
+    /* Gemma's tokenizer (SigLIP 2's) is tokenizer.json, named by its class
+     * or, with no class, known by its byte-fallback BPE model. */
+    int gemma_cls = class_is(cls, "GemmaTokenizer") ||
+                    class_is(cls, "Siglip2Tokenizer");
     if (str_is(cls, "SiglipTokenizer") ||
         (!cls && !has_json && !has_vm && file_exists(dir, "spiece.model"))) {
         t->kind = TXT_KIND_SIGLIP;
         st = load_spiece(&L, t, dir);
-    } else if (has_json)
-        st = load_tokenizer_json(&L, t, dir, !atd, &root);
-    else if (has_vm)
+    } else if (gemma_cls && !has_json)
+        st = txt_fail(err, errlen, TXT_E_NOTFOUND,
+                      "%s: no tokenizer.json, which %s reads", dir,
+                      json_string_value(cls));
+    else if (has_json) {
+        if (!(st = json_open(&L, dir, "tokenizer.json", 0, &root))) {
+            json_t *m = json_object_get(root, "model");
+            json_t *mt = json_object_get(m, "type");
+            int gemma = gemma_cls ? 1
+                        : !cls && (!mt || str_is(mt, "BPE")) &&
+                                  flag_of(m, "byte_fallback", 0)
+                            ? 2
+                            : 0;
+            if (gemma) {
+                t->kind = TXT_KIND_GEMMA;
+                t->lower = class_is(cls, "Siglip2Tokenizer");
+                L.gemma = 1;
+                L.as_is = gemma == 2;
+            }
+            st = load_tokenizer_json(&L, t, root, !atd, gemma);
+        }
+    } else if (has_vm)
         st = load_vocab_merges(&L, t, dir, &root);
     else
         st = txt_fail(err, errlen, TXT_E_NOTFOUND,
@@ -809,6 +1052,9 @@ txt_status txt_tokenizer_load(const char *dir, txt_tokenizer **out,
                       "nor spiece.model",
                       dir);
     if (st)
+        goto done;
+    snprintf(L.path, sizeof L.path, "%s/tokenizer_config.json", dir);
+    if ((st = sides(&L, t, cfg)))
         goto done;
 
     /* tokenizer_config.json's added_tokens_decoder, when present, is what
@@ -882,3 +1128,4 @@ txt_kind txt_kind_of(const txt_tokenizer *t)
 {
     return t ? t->kind : TXT_KIND_CLIP;
 }
+int txt_pads_left(const txt_tokenizer *t) { return t ? t->pad_left : 0; }

@@ -6,7 +6,8 @@
  * 15) and the reference disagree. Both tables were found by comparing, code
  * point by code point, utf8proc with the `tokenizers` normalizers
  * (tests/gen_fixtures_text.py's block fixture checks every code point again
- * at test time).
+ * at test time). Gemma's normalization (spaces made "▁", after the same
+ * lowercasing for Siglip2Tokenizer) is at the end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +370,38 @@ int txt_normalize(const uint8_t *s, size_t n, txt_norm_scratch *sc,
         int m = to_lower(c, l);
         for (int k = 0; k < m; k++)
             out->n += (size_t)utf8proc_encode_char(l[k], out->p + out->n);
+    }
+    return 0;
+}
+
+/* ---- Gemma ----
+ * The `tokenizers` normalizers Lowercase (Rust's char::to_lowercase, as
+ * CLIP's above) and Replace(" ", "▁"). Nothing else: Gemma applies no
+ * NFC or NFKC, and invalid UTF-8 was repaired before. */
+
+int txt_gemma_normalize(const uint8_t *s, size_t n, int lower, txt_buf *out)
+{
+    for (size_t i = 0; i < n;) {
+        if (txt_buf_reserve(out, 8))
+            return -1;
+        if (s[i] < 0x80) {
+            uint8_t c = s[i++];
+            if (c == ' ') {
+                memcpy(out->p + out->n, "\xE2\x96\x81", 3);
+                out->n += 3;
+            } else
+                out->p[out->n++] = lower && c >= 'A' && c <= 'Z' ? c + 32 : c;
+            continue;
+        }
+        int32_t c, l[2];
+        int k = txt_utf8_decode(s + i, &c);
+        if (!lower) {
+            memcpy(out->p + out->n, s + i, (size_t)k);
+            out->n += (size_t)k;
+        } else
+            for (int j = 0, m = to_lower(c, l); j < m; j++)
+                out->n += (size_t)utf8proc_encode_char(l[j], out->p + out->n);
+        i += (size_t)k;
     }
     return 0;
 }

@@ -2,11 +2,12 @@
  * text: strings to token ids. This header is the whole interface of the
  * leaf library that loads a tokenizer from a Hugging Face model directory
  * and turns any byte string into the token ids that `transformers` 5 gives
- * for it. Two kinds are known (txt_kind_of tells which was loaded; nothing
- * else differs for a caller): CLIP's byte-level BPE (CLIPTokenizerFast),
- * and SigLIP's SentencePiece Unigram model (SiglipTokenizer, the rules of
- * which are at the end of this comment and in text/siglip.c). It knows
- * nothing of models. Nothing here prints, exits or aborts; every fallible call returns
+ * for it. Three kinds are known (txt_kind_of tells which was loaded;
+ * nothing else differs for a caller): CLIP's byte-level BPE
+ * (CLIPTokenizerFast), SigLIP's SentencePiece Unigram model
+ * (SiglipTokenizer, the rules of which are at the end of this comment and
+ * in text/siglip.c), and Gemma's byte-fallback BPE, SigLIP 2's
+ * (GemmaTokenizer, after the SigLIP rules). It knows nothing of models. Nothing here prints, exits or aborts; every fallible call returns
  * a txt_status and writes a sentence to `err`. A worked example:
  *
  *     char err[256];
@@ -77,6 +78,30 @@
  * against transformers 5.25 and sentencepiece 0.2.3 on thousands of strings
  * and, with a byte-fallback model, on every code point.
  *
+ * Gemma (SigLIP 2's google/siglip2-* checkpoints: a tokenizer.json whose
+ * tokenizer_config.json names GemmaTokenizer or Siglip2Tokenizer, or,
+ * naming no class, whose model is BPE with byte_fallback): transformers 5
+ * keeps only the vocabulary, merges, added tokens and post-processor of
+ * tokenizer.json and runs its own pipeline. Invalid UTF-8 is replaced as in
+ * step 1 and the added tokens are cut out as in step 2 (Gemma's own are
+ * all matched on the raw text: "<eos>", "<start_of_turn>", newlines, HTML
+ * tags, ...); the text between them has every space made "▁" (after Rust's
+ * lowercase, as in step 3, for Siglip2Tokenizer, which AutoTokenizer picks
+ * for model_type siglip2, not for SigLIP 2's fixed-resolution siglip
+ * checkpoints), and what is left between the added tokens marked
+ * normalized is one word: no pre-tokenizer splits it. Its BPE starts
+ * from one symbol per character; a character missing from the vocabulary
+ * is its UTF-8 bytes' "<0xNN>" pieces (byte fallback), or the unknown
+ * token when those are missing too. Then tokenizer.json's post-processor
+ * frames the ids: for SigLIP 2 nothing before and "<eos>" (1) after. With
+ * truncation=True, max_length=max_ids the text keeps what leaves room for
+ * that frame. txt_encode_padded pads with "<pad>" (0) as
+ * padding="max_length" does, on tokenizer_config.json's padding_side
+ * (GemmaTokenizer's default is the left; SigLIP 2's conversion script
+ * set right): what SigLIP 2's model needs, with max_ids 64. Checked
+ * against transformers 5.25 (tokenizers 0.23.3) on thousands of strings
+ * and on every code point.
+ *
  * Threads: a loaded tokenizer may be shared by any number of threads, and
  * txt_encode may run on it concurrently. Its only mutable part is a cache of
  * recently seen words, split into shards each guarded by a mutex (SigLIP's
@@ -118,12 +143,15 @@ typedef struct txt_tokenizer txt_tokenizer;
 typedef enum {
     TXT_KIND_CLIP = 0,  /* CLIP's byte-level BPE: bos text eos */
     TXT_KIND_SIGLIP,    /* SigLIP's SentencePiece Unigram: text eos */
+    TXT_KIND_GEMMA,     /* Gemma's byte-fallback BPE (SigLIP 2): text eos */
 } txt_kind;
 
 /* Loads the tokenizer of the model directory `dir`: SigLIP's `spiece.model`
  * when tokenizer_config.json's tokenizer_class is "SiglipTokenizer" (or
  * when it is the directory's only tokenizer file), else `tokenizer.json`
- * when it is there, else `vocab.json` + `merges.txt` (first line
+ * when it is there (Gemma's when the class is "GemmaTokenizer" or
+ * "Siglip2Tokenizer", or when none is named and its model is BPE with
+ * byte_fallback; else CLIP's), else `vocab.json` + `merges.txt` (first line
  * `#version: ...`);
  * and, from `tokenizer_config.json` when present, the special tokens
  * (bos_token, eos_token, unk_token, pad_token, ..., as strings or
@@ -134,10 +162,14 @@ typedef enum {
  * tokenizer.json's added_tokens, then the special tokens the decoder
  * lacks, a later one winning); a special token missing from the vocabulary
  * gets a new id after it, as there. tokenizer.json's merges may be "a b"
- * strings or ["a", "b"] pairs. A tokenizer.json whose normalizer,
- * pre-tokenizer or model is not CLIP's gives TXT_E_UNSUPPORTED; a file that
- * cannot be parsed, or a merge whose tokens are not in the vocabulary,
- * TXT_E_FORMAT.
+ * strings or ["a", "b"] pairs; padding_side ("left" or "right"; the
+ * class's default when absent). A tokenizer.json whose normalizer,
+ * pre-tokenizer or model is not CLIP's (or, run with no class, not
+ * Gemma's), a Gemma post-processor other than a template of special
+ * tokens around the text, an added token with lstrip, rstrip or
+ * single_word (but SigLIP's), or truncation_side "left" gives
+ * TXT_E_UNSUPPORTED; a file that cannot be parsed, or a merge whose tokens
+ * are not in the vocabulary, TXT_E_FORMAT.
  * On success *out owns the tokenizer (free it with txt_tokenizer_free); on
  * failure *out is untouched and `err` (may be NULL) names the file and the
  * problem. */
@@ -155,7 +187,10 @@ void txt_tokenizer_free(txt_tokenizer *t);
  * Below 2 the reference does not truncate at all, and the first max_ids ids
  * of its output are written: [bos] for 1, nothing for 0. Nothing is padded.
  * Splitting and BPE stop as soon as the truncated result is complete, so a
- * long input costs little more than its normalization. For SigLIP, max_ids
+ * long input costs little more than its normalization. Gemma's is the same
+ * with its post-processor's ids in place of bos and eos (none before and
+ * eos after for SigLIP 2, so [eos] for 1), though each stretch between
+ * added tokens is merged whole. For SigLIP, max_ids
  * >= 1 gives SiglipTokenizer's truncated result (see above: [eos] for 1),
  * 0 nothing; its segmentation runs over the whole of each stretch between
  * added tokens. Returns the number of ids written, or -1 when
@@ -167,18 +202,22 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
 
 /* The ids of the special tokens. pad is tokenizer_config.json's pad_token
  * (CLIP's default is "<|endoftext|>", the same id as eos; SigLIP's is
- * "</s>", its eos); -1 if the vocabulary has none (SigLIP has no bos). */
+ * "</s>", its eos; Gemma's "<pad>", 0, with eos "<eos>", 1, and bos
+ * "<bos>", 2, which SigLIP 2 does not put in); -1 if the vocabulary has
+ * none (SigLIP has no bos). */
 int32_t txt_bos_id(const txt_tokenizer *t);
 int32_t txt_eos_id(const txt_tokenizer *t);
 int32_t txt_pad_id(const txt_tokenizer *t);
 
 /* The number of ids: one more than the largest id of the vocabulary and the
- * added tokens (49408 for the openai checkpoints, 32000 for SigLIP's). */
+ * added tokens (49408 for the openai checkpoints, 32000 for SigLIP's,
+ * 256000 for SigLIP 2's). */
 int txt_vocab_size(const txt_tokenizer *t);
 
 /* tokenizer_config.json's model_max_length (77 for CLIP, 64 for SigLIP,
  * whose default it also is), or 0 when it is absent or is transformers'
- * "no limit" placeholder (above 2^24). */
+ * "no limit" placeholder (above 2^24; SigLIP 2's, whose processor gives 64
+ * itself). */
 int txt_max_length(const txt_tokenizer *t);
 
 /* The kind of tokenizer `t` is (TXT_KIND_CLIP for NULL). */
@@ -187,10 +226,16 @@ txt_kind txt_kind_of(const txt_tokenizer *t);
 /* txt_encode into ids[0..max_ids), then the rest of the max_ids filled
  * with the pad id (the eos id when there is none), as a tokenizer called
  * with padding="max_length", truncation=True, max_length=max_ids gives
- * them (SigLIP's processor: 64). Returns the number of ids before the
- * padding, or -1 as txt_encode. */
+ * them (SigLIP's and SigLIP 2's processors: 64): after the ids, or before
+ * them when the tokenizer pads on the left (txt_pads_left). Returns the
+ * number of ids that are not padding, or -1 as txt_encode. */
 int txt_encode_padded(txt_tokenizer *t, const char *text, size_t len,
                       int32_t *ids, int max_ids);
+
+/* 1 when txt_encode_padded puts the padding before the ids
+ * (tokenizer_config.json's padding_side "left", or GemmaTokenizer's
+ * default when it says nothing), 0 when after (and for NULL). */
+int txt_pads_left(const txt_tokenizer *t);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,10 @@
  * Private declarations of the text module: the tokenizer's layout, the
  * growable buffers the pipeline works in, and the functions the files of
  * text/ share (UTF-8 repair and normalization in normalize.c, the merge
- * table and the word cache in bpe.c, file loading in load.c, the pipeline in
- * encode.c; for SigLIP, the SentencePiece model in spm.c and its pipeline in
- * siglip.c). Nothing here is API.
+ * table, the word cache and BPE itself in bpe.c, file loading in load.c,
+ * the pipeline of CLIP and Gemma in encode.c; for SigLIP, the
+ * SentencePiece model in spm.c and its pipeline in siglip.c). Nothing here
+ * is API.
  */
 #ifndef TEXT_IMPL_H
 #define TEXT_IMPL_H
@@ -111,9 +112,25 @@ typedef struct {
     size_t n_pieces, cap_pieces;
 } txt_spm_scratch;
 
+/* A vocabulary entry that is one character (Gemma's BPE starts from
+ * them): the code point + 1 (0: empty slot) and its id. */
+typedef struct {
+    uint32_t key;
+    int32_t id;
+} txt_char;
+
+/* The first slot to probe for code point + 1 `key` (linear probing). */
+static inline size_t txt_char_slot(uint32_t key, size_t mask)
+{
+    return (size_t)((key * 0x9E3779B1U) >> 7) & mask;
+}
+
+#define TXT_MAX_FRAME 8        /* ids a post-processor may put around */
+
 struct txt_tokenizer {
     txt_kind kind;
-    int32_t byte_id[256];      /* the byte's symbol, -1 if not in vocab */
+    int32_t byte_id[256];      /* the byte's symbol, -1 if not in vocab
+                                  (Gemma: its "<0xNN>" piece) */
     int32_t byte_eow_id[256];  /* the byte's symbol + "</w>" */
     txt_merge *merges;         /* open addressing, mask + 1 slots */
     size_t merge_mask;
@@ -124,12 +141,22 @@ struct txt_tokenizer {
     uint8_t norm_first[256];   /* first bytes of the normalized ones */
     int32_t bos, eos, pad, unk;
     int vocab_size, max_length;
+    int pad_left;              /* padding_side "left" */
+    /* What the post-processor puts around the text's ids (CLIP: bos and
+     * eos; Gemma: tokenizer.json's template, eos for SigLIP 2). */
+    int32_t prefix[TXT_MAX_FRAME], suffix[TXT_MAX_FRAME];
+    int n_prefix, n_suffix;
+    /* Gemma's byte-fallback BPE (kind TXT_KIND_GEMMA) */
+    txt_char *chars;           /* mask + 1 slots */
+    size_t char_mask;
+    int32_t bpe_unk;           /* the BPE model's unknown token, or -1 */
+    int byte_fallback, fuse_unk;
     /* SigLIP's SentencePiece tokenizer (kind TXT_KIND_SIGLIP) */
     txt_spm spm;
     uint8_t *unk_str;          /* the unk token's text, put before a chunk */
     size_t unk_n;
     int unk_pieces;            /* how many pieces unk_str alone gives */
-    int lower;                 /* do_lower_case */
+    int lower;                 /* do_lower_case; Gemma: Lowercase first */
     pcre2_code *re;            /* the word-splitting regex */
     txt_cache_shard cache[TXT_CACHE_SHARDS];
 };
@@ -157,6 +184,11 @@ void txt_norm_scratch_free(txt_norm_scratch *sc);
  * lowercase. 0, or -1 out of memory or a utf8proc failure. */
 int txt_normalize(const uint8_t *s, size_t n, txt_norm_scratch *sc,
                   txt_buf *out);
+
+/* Appends Gemma's normalization of the valid UTF-8 s[0..n) to `out`: with
+ * `lower`, Rust's lowercase (Siglip2Tokenizer's Lowercase), then every
+ * space made U+2581 "▁". 0, or -1 out of memory. */
+int txt_gemma_normalize(const uint8_t *s, size_t n, int lower, txt_buf *out);
 
 /* Decodes the well-formed UTF-8 sequence at s; returns its length. */
 int txt_utf8_decode(const uint8_t *s, int32_t *cp);
@@ -188,9 +220,10 @@ typedef struct {
 
 void txt_bpe_scratch_free(txt_bpe_scratch *sc);
 
-/* BPE of one word (its UTF-8 bytes). On success *ids points into the
- * scratch (valid until the next call) and the count is returned; -1 out of
- * memory. Uses and fills the word cache. */
+/* BPE of one word (its UTF-8 bytes), which starts as CLIP's byte symbols
+ * or, for Gemma, as its characters with byte fallback. On success *ids
+ * points into the scratch (valid until the next call) and the count is
+ * returned; -1 out of memory. Uses and fills the word cache. */
 long txt_bpe_word(txt_tokenizer *t, const uint8_t *w, size_t n,
                   txt_bpe_scratch *sc, const int32_t **ids);
 
