@@ -23,9 +23,11 @@
 
 /* The end-to-end fixtures the loop tests run on: CLIP; SigLIP with its
  * tokenizer as the hub has it (no attention mask: the padding is
- * attended) and as transformers 5 saves it (masked). */
+ * attended) and as transformers 5 saves it (masked); SigLIP 2's
+ * fixed-resolution form (a SiglipModel with Gemma's tokenizer). */
 static const char *const toks[] = {TOK, FIXTURES "/siglip_tok",
-                                   FIXTURES "/siglip_tok_mask"};
+                                   FIXTURES "/siglip_tok_mask",
+                                   FIXTURES "/siglip2_tok"};
 #define N_TOKS (int)(sizeof toks / sizeof *toks)
 static const char *tok = TOK; /* the one the running test uses */
 

@@ -501,19 +501,22 @@ def make_clip_tok(name, seed):
     print(f"{name}: {sorted(os.listdir(path))}")
 
 
-def make_siglip_tok(name, seed):
-    """A tiny SiglipModel with a SentencePiece tokenizer (tests/fixtures/
-    text/siglip, in the hub's layout, whose tokenizer returns no attention
-    mask) and image processor, for strings and image files end to end:
-    texts padded to 64 as SigLIP's processor and zero-shot pipeline pad
-    them; and NAME_mask, the same model with the tokenizer as transformers
-    5 saves it (which returns the mask, so the padding is masked)."""
+def make_siglip_tok(name, seed, tok="siglip", masked="siglip_bf",
+                    vocab=3000):
+    """A tiny SiglipModel with a tokenizer of tests/fixtures/text (`tok`:
+    SigLIP's SentencePiece in the hub's layout, whose tokenizer returns no
+    attention mask, or SigLIP 2's Gemma BPE) and image processor, for
+    strings and image files end to end: texts padded to 64 as SigLIP's
+    processor and zero-shot pipeline pad them; and NAME_mask, when
+    `masked` names a tokenizer, the same model with it (SigLIP's as
+    transformers 5 saves it, which returns the mask, so the padding is
+    masked)."""
     from transformers import (AutoTokenizer, SiglipConfig,
                               SiglipImageProcessorPil, SiglipModel)
     from transformers.image_utils import load_image
     path = os.path.join(OUT, name)
     shutil.rmtree(path, ignore_errors=True)
-    text = dict(vocab_size=3000, hidden_size=32, intermediate_size=64,
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64,
                 num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=64, projection_size=48,
                 pad_token_id=1, eos_token_id=1, bos_token_id=None)
@@ -527,19 +530,21 @@ def make_siglip_tok(name, seed):
         model.logit_scale.fill_(2.0)
         model.logit_bias.fill_(-2.0)
     model.save_pretrained(path, safe_serialization=True)
-    for f in os.listdir(os.path.join(OUT, "text", "siglip")):
-        shutil.copy(os.path.join(OUT, "text", "siglip", f), path)
+    for f in os.listdir(os.path.join(OUT, "text", tok)):
+        shutil.copy(os.path.join(OUT, "text", tok, f), path)
     proc = SiglipImageProcessorPil(size={"height": 32, "width": 32})
     proc.save_pretrained(path)
-    masked = path + "_mask"
-    shutil.rmtree(masked, ignore_errors=True)
-    os.makedirs(masked)
-    for f in ("config.json", "model.safetensors",
-              "preprocessor_config.json", "ref_inputs.json",
-              "ref_file_image_embeds.npy"):
-        os.symlink(os.path.join("..", name, f), os.path.join(masked, f))
-    for f in os.listdir(os.path.join(OUT, "text", "siglip_bf")):
-        shutil.copy(os.path.join(OUT, "text", "siglip_bf", f), masked)
+    dirs = [path]
+    if masked:
+        dirs.append(path + "_mask")
+        shutil.rmtree(dirs[1], ignore_errors=True)
+        os.makedirs(dirs[1])
+        for f in ("config.json", "model.safetensors",
+                  "preprocessor_config.json", "ref_inputs.json",
+                  "ref_file_image_embeds.npy"):
+            os.symlink(os.path.join("..", name, f), os.path.join(dirs[1], f))
+        for f in os.listdir(os.path.join(OUT, "text", masked)):
+            shutil.copy(os.path.join(OUT, "text", masked, f), dirs[1])
 
     texts = ["a photo of a cat", "A Photo Of A DOG!", "the number 7",
              "ünïcödé, Ελληνικά and 日本語", "",
@@ -555,11 +560,11 @@ def make_siglip_tok(name, seed):
         pil = [load_image(os.path.join(root, f)) for f in images]
         pixels = proc(images=pil, return_tensors="pt")["pixel_values"]
         img = model.get_image_features(pixel_values=pixels).pooler_output
-        for d in (path, masked):
-            tok = AutoTokenizer.from_pretrained(d)
+        for d in dirs:
+            tk = AutoTokenizer.from_pretrained(d)
 
             def enc(strings):
-                return tok(strings, padding="max_length", max_length=64,
+                return tk(strings, padding="max_length", max_length=64,
                            truncation=True, return_tensors="pt")
             txt = model.get_text_features(**enc(texts)).pooler_output
             match = model(pixel_values=pixels, **enc(texts[:3]))
@@ -613,6 +618,8 @@ def main():
     make_siglip("siglip_vision", seed=33, towers="vision")
     make_siglip("siglip_text", seed=33, towers="text")
     make_siglip_tok("siglip_tok", seed=34)
+    make_siglip_tok("siglip2_tok", seed=35, tok="gemma", masked=None,
+                    vocab=3500)
 
     sys.path.insert(0, HERE)
     try:

@@ -894,7 +894,9 @@ static int tokenizer_masks(const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    json_t *o = json_load_file(path, 0, NULL);
+    /* JSON_DECODE_INT_AS_REAL: Gemma's configs say model_max_length
+     * 1e30 as a 31-digit integer, which jansson otherwise refuses. */
+    json_t *o = json_load_file(path, JSON_DECODE_INT_AS_REAL, NULL);
     json_t *names = json_object_get(o, "model_input_names");
     int mask = 1;
     if (json_is_array(names)) {
@@ -930,14 +932,24 @@ static vit_status load_tokenizer(vit_model *m, const char *dir, vit_error *err)
     if (ts != TXT_OK)
         return vit__fail(err, ts == TXT_E_NOMEM ? VIT_E_NOMEM : VIT_E_CONFIG,
                          "%s", msg);
-    if ((txt_kind_of(m->tok) == TXT_KIND_SIGLIP) != (m->family == FAM_SIGLIP))
+    /* SigLIP's checkpoints come with SentencePiece's Unigram (SigLIP) or
+     * Gemma's byte-fallback BPE (SigLIP 2's fixed-resolution ones); CLIP's
+     * with its byte-level BPE. */
+    txt_kind k = txt_kind_of(m->tok);
+    if ((k != TXT_KIND_CLIP) != (m->family == FAM_SIGLIP))
         return vit__fail(err, VIT_E_CONFIG,
                          "%s: the tokenizer is %s's but the model is %s",
                          dir,
-                         txt_kind_of(m->tok) == TXT_KIND_SIGLIP ? "SigLIP"
-                                                                : "CLIP",
+                         k == TXT_KIND_SIGLIP  ? "SigLIP"
+                         : k == TXT_KIND_GEMMA ? "Gemma (SigLIP 2)"
+                                               : "CLIP",
                          m->architecture);
     m->tok_mask = tokenizer_masks(dir);
+    if (m->tok_mask && txt_pads_left(m->tok) && m->family == FAM_SIGLIP)
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "%s: a tokenizer that pads on the left and returns "
+                         "an attention mask is not supported for %s",
+                         dir, m->architecture);
     return VIT_OK;
 }
 
@@ -1539,11 +1551,15 @@ vit_status vit_embed_texts(vit_state *s, const char *const *texts, int n,
          * first eos. */
         int32_t pad = txt_pad_id(m->tok) >= 0 ? txt_pad_id(m->tok)
                                               : m->txt.pad_id;
+        /* Gemma's tokenizer pads on the left unless its config says
+         * otherwise, and transformers then runs the text at the end. */
+        int left = txt_pads_left(m->tok);
         for (int b = 0; b < B; b++) {
             int32_t *src = ids + (size_t)b * Tm, *dst = ids + (size_t)b * T;
-            memmove(dst, src, (size_t)len[b] * sizeof *dst);
-            for (int j = len[b]; j < T; j++)
-                dst[j] = pad;
+            int at = left ? T - len[b] : 0;
+            memmove(dst + at, src, (size_t)len[b] * sizeof *dst);
+            for (int j = 0; j < T - len[b]; j++)
+                dst[left ? j : len[b] + j] = pad;
         }
         if ((st = vit__embed_ids(s, ids, m->tok_mask ? len : NULL, B, T,
                                  out + (size_t)i0 * E, err)))
