@@ -18,8 +18,15 @@ OPT     ?= -O2 -g
 SAN     ?=
 PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libtiff-4 \
           libpcre2-8 libutf8proc libzmq sqlite3 libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+# HEIC and AVIF where the build finds libheif (Debian's libheif-dev) and
+# the decoders it pulls in, libde265 and dav1d, which heif.c calls itself
+# (quietly): imgio/heif.c is compiled with VIT_HAVE_HEIF then, and refuses
+# both formats with a message saying so otherwise.
+HEIF_PKGS := $(shell pkg-config --exists libheif libde265 dav1d 2>/dev/null \
+               && echo libheif libde265 dav1d)
+HEIF_LIBS := $(if $(HEIF_PKGS),$(shell pkg-config --libs $(HEIF_PKGS)))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(HEIF_PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) $(HEIF_LIBS)
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
 CHECK_LIBS   := $(shell pkg-config --libs check)
 # -ffp-contract=off: a multiply and an add stay two roundings, as in the
@@ -59,7 +66,7 @@ SONAME  := libvit.so.$(MAJOR)
 LIBS_A := $(BUILD)/libvit-service.a $(BUILD)/libvit-index.a $(BUILD)/libvit.a
 
 .PHONY: all test asan bench bench-dir demo clean install uninstall \
-        check-install fuzz
+        check-install fuzz FORCE
 all: $(BUILD)/libvit.a $(BUILD)/$(SONAME) $(BUILD)/vit
 
 $(BUILD)/obj/%.o: %.c
@@ -73,6 +80,14 @@ $(BUILD)/obj/%.o: %.c
 # The int8 kernels' quantization and scaling loops are written the same way,
 # and so is bgemm.c's rounding to bfloat16.
 $(BUILD)/obj/vit/ops.o $(BUILD)/obj/vit/qgemm.o $(BUILD)/obj/vit/bgemm.o: CFLAGS += -O3 -fopenmp-simd -fno-trapping-math
+
+# heif.o is rebuilt when that finding changes (libheif installed since).
+$(BUILD)/obj/imgio/heif.o: CFLAGS += $(if $(HEIF_PKGS),-DVIT_HAVE_HEIF)
+$(BUILD)/obj/imgio/heif.o: $(BUILD)/heif.found
+$(BUILD)/heif.found: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(HEIF_PKGS)' | cmp -s - $@ || echo '$(HEIF_PKGS)' > $@
+FORCE:
 
 # The resampler's inner loops are written for the vectorizer, whose full
 # cost model needs -O3; the rest of the library stays at OPT.
@@ -103,6 +118,7 @@ $(BUILD)/libvit-service.a: $(SVC_OBJ)
 # it; everything else (the vit__ internals too) stays inside.
 SO_LIBS := $(shell pkg-config --libs openblas jansson libpng zlib libjpeg \
              libwebp libwebpdemux libtiff-4 libpcre2-8 libutf8proc) -lgif \
+             $(HEIF_LIBS) \
              -ldnnl -lgomp -lm -lpthread
 $(BUILD)/libvit.map: vit/vit.h
 	@mkdir -p $(dir $@)
@@ -237,7 +253,8 @@ install: all
 	install -m 644 doc/vit.1 $(MANDIR)/vit.1
 	for pc in vit vit-service; do \
 	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
-	    vit/$$pc.pc.in > $(PCDIR)/$$pc.pc; done
+	    -e 's|@HEIF_LIBS@|$(HEIF_LIBS)|' vit/$$pc.pc.in > $(PCDIR)/$$pc.pc; \
+	done
 
 uninstall:
 	rm -f $(BINDIR)/vit $(LIBDIR)/libvit.a $(LIBDIR)/libvit.so \

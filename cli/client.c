@@ -527,7 +527,7 @@ static int images_main(run *r, char **paths, int n_paths)
             flush(r);
             fail_input(r, x->path,
                        "a .npy array cannot be sent to a server; it takes "
-                       "JPEG, PNG, WebP, GIF, BMP and TIFF files");
+                       "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC and AVIF files");
         } else {
             add_image(r, x->path);
         }

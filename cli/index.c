@@ -58,12 +58,13 @@ static void help(FILE *f)
         "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
         "then searched by text or by example image.\n"
         "\n"
-        "add      embeds JPEG/PNG/WebP/GIF/BMP/TIFF files and directories\n"
-        "         (recursively) in batches, each batch committed at once: an\n"
+        "add      embeds JPEG/PNG/WebP/GIF/BMP/TIFF/HEIC/AVIF files and\n"
+        "         directories (recursively) in batches, each batch committed\n"
+        "         at once: an\n"
         "         add that is interrupted keeps what it committed, and running\n"
         "         it again does the rest. Ctrl-C or SIGTERM stops it after the\n"
         "         current batch (exit 130 or 143; a second Ctrl-C exits at\n"
-        "         once). In a directory, images it cannot read (HEIC, PSD,\n"
+        "         once). In a directory, images it cannot read (PSD, JPEG XL,\n"
         "         ...) are reported and counted as failed; files that are not\n"
         "         images are skipped. Files indexed before and unchanged (same\n"
         "         path, size and mtime) are skipped; a file whose content is\n"
@@ -815,7 +816,8 @@ static int index_add(index_args *a)
             failed++;
         } else if (x->kind == CLI_IN_NPY) {
             cli_report(x->path, "not an image file; an index holds JPEG, "
-                                "PNG, WebP, GIF, BMP and TIFF files");
+                                "PNG, WebP, GIF, BMP, TIFF, HEIC and AVIF "
+                                "files");
             failed++;
         } else if (cli_is_remote(x->path)) {
             /* Items are files, kept up to date by path, size and time. */

@@ -2,8 +2,9 @@
  * The entry point of decoding: the status strings, the default limits and
  * their check, the error-message helper, and img_decode itself, which looks
  * at the first bytes of a buffer to find the format's decoder in one table
- * (jpeg.c, png.c, webp.c, gif.c, bmp.c, tiff.c) or to name a format we
- * refuse, so that the refusal can name what the caller actually sent.
+ * (jpeg.c, png.c, webp.c, gif.c, bmp.c, tiff.c, heif.c) or to name a
+ * format we refuse, so that the refusal can name what the caller actually
+ * sent.
  */
 #include "imgio/imgio_impl.h"
 
@@ -102,15 +103,9 @@ static const char *sniff_other(const uint8_t *b, size_t n)
 #define HAS(off, lit)                         \
     (n >= (off) + sizeof(lit) - 1 &&          \
      memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
-    if (HAS(4, "ftyp")) {
-        if (HAS(8, "avif") || HAS(8, "avis"))
-            return "AVIF";
-        if (HAS(8, "heic") || HAS(8, "heix") || HAS(8, "hevc") ||
-            HAS(8, "hevx") || HAS(8, "heim") || HAS(8, "heis") ||
-            HAS(8, "mif1") || HAS(8, "msf1"))
-            return "HEIC/HEIF";
-        return "ISO media (MP4/QuickTime/HEIF family)";
-    }
+    /* Other ISO base media files: video, Canon CR3 raw photos. */
+    if (HAS(4, "ftyp"))
+        return "ISO media (MP4/QuickTime)";
     if (HAS(0, "\0\0\0\x0cjP  \r\n\x87\n") || HAS(0, "\xff\x4f\xff\x51"))
         return "JPEG 2000";
     if (HAS(0, "\xff\x0a") || HAS(0, "\0\0\0\x0cJXL \r\n\x87\n"))
@@ -200,6 +195,21 @@ static int is_tiff(const uint8_t *b, size_t n)
                       memcmp(b, "MM\0+", 4) == 0);
 }
 
+/* HEIC and AVIF by the ftyp box's major brand: the image brands of HEIF
+ * (ISO/IEC 23008-12) and of AVIF, sequences included (their still image
+ * is decoded). */
+static int is_heif(const uint8_t *b, size_t n)
+{
+    static const char brands[][5] = {"heic", "heix", "hevc", "hevx", "heim",
+                                     "heis", "mif1", "msf1", "avif", "avis"};
+    if (n < 12 || memcmp(b + 4, "ftyp", 4) != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
+        if (memcmp(b + 8, brands[i], 4) == 0)
+            return 1;
+    return 0;
+}
+
 static const img_format formats[] = {
     {"JPEG", is_jpeg, img_size_jpeg, img_decode_jpeg},
     {"PNG", is_png, img_size_png, img_decode_png},
@@ -207,11 +217,13 @@ static const img_format formats[] = {
     {"GIF", is_gif, img_size_gif, img_decode_gif},
     {"BMP", is_bmp, img_size_bmp, img_decode_bmp},
     {"TIFF", is_tiff, img_size_tiff, img_decode_tiff},
+    {"HEIC/AVIF", is_heif, img_size_heif, img_decode_heif},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 
-/* "JPEG, PNG, WebP, GIF, BMP or TIFF": the formats we read, for messages,
- * written into list (made on the error path only, so no shared state). */
+/* "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC/AVIF": the formats we read, for
+ * messages, written into list (made on the error path only, so no shared
+ * state). */
 static const char *format_list(char *list, size_t size)
 {
     size_t at = 0;

@@ -1,8 +1,9 @@
 /*
  * imgio: image bytes to pixels. This header is the whole interface of the
  * leaf library that decodes JPEG (libjpeg-turbo), PNG (libpng), WebP
- * (libwebp), GIF (giflib) and BMP (its own reader) from memory into 8-bit
- * RGB, resamples with Pillow's filters and turns an image
+ * (libwebp), GIF (giflib), BMP (its own reader), TIFF (libtiff) and,
+ * where built with libheif, HEIC and AVIF from memory into 8-bit RGB,
+ * resamples with Pillow's filters and turns an image
  * into the normalized float tensor a model expects, as the reference image
  * processors of `transformers` do. It knows nothing of models: the caller
  * fills an img_preprocess_cfg. Nothing here prints, exits or aborts; every
@@ -77,14 +78,18 @@ typedef struct {
     uint8_t *rgb;
 } img_rgb;
 
-/* Decodes a JPEG, PNG, WebP, GIF, BMP or TIFF (detected from its content, not a
- * name) into `out` as Pillow's Image.open(...).convert("RGB") would:
- * grayscale replicated, alpha dropped, palette expanded, 16-bit reduced to
- * 8, a WebP animation's first frame, a TIFF's first page, EXIF orientation
- * ignored (img_decode_ex can apply it) except a TIFF's, which Pillow 13
- * applies as it loads the file. `lim` may be NULL (defaults). On failure `out` is left
+/* Decodes a JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF (detected from
+ * its content, not a name) into `out` as Pillow's
+ * Image.open(...).convert("RGB") would: grayscale replicated, alpha
+ * dropped, palette expanded, 16-bit reduced to 8, a WebP animation's first
+ * frame, a TIFF's first page, EXIF orientation ignored (img_decode_ex can
+ * apply it) except a TIFF's, which Pillow 13 applies as it loads the file;
+ * a HEIC comes out turned by its irot and imir boxes, as pillow-heif gives
+ * it. HEIC and AVIF need a build with libheif, and their pixels are within
+ * a measured bound of the references', not identical (imgio/heif.c says
+ * why). `lim` may be NULL (defaults). On failure `out` is left
  * untouched and `err` (may be NULL) holds a sentence naming the problem —
- * for an unsupported format, the format detected (HEIC, PSD, ...).
+ * for an unsupported format, the format detected (PSD, JPEG XL, ...).
  * The caller frees `out` with img_rgb_free. */
 img_status img_decode(const void *bytes, size_t n, const img_limits *lim,
                       img_rgb *out, char *err, size_t errlen);
@@ -114,8 +119,8 @@ typedef struct {
      * alpha band or a "transparency" entry: Image.alpha_composite over an
      * opaque white background, with Pillow's integer rounding. It applies
      * to PNGs with alpha (gray+alpha, RGBA, 8 or 16 bits) or a tRNS chunk
-     * (palette, gray, RGB), to WebPs with alpha and to BMPs whose
-     * BI_BITFIELDS masks give alpha; transparency keys are matched as
+     * (palette, gray, RGB), to WebPs, HEICs and AVIFs with alpha and to BMPs
+     * whose BI_BITFIELDS masks give alpha; transparency keys are matched as
      * Pillow matches them. JPEGs have no alpha. Zero: alpha is dropped, as
      * convert("RGB") drops it (load_image, ViT). Default: 0. */
     int composite_on_white;

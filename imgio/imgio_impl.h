@@ -73,6 +73,9 @@ img_status img_decode_bmp(const uint8_t *bytes, size_t n,
 img_status img_decode_tiff(const uint8_t *bytes, size_t n,
                            const img_decode_opts *opt, img_rgb *out,
                            int *orient, char *err, size_t errlen);
+img_status img_decode_heif(const uint8_t *bytes, size_t n,
+                           const img_decode_opts *opt, img_rgb *out,
+                           int *orient, char *err, size_t errlen);
 
 /* The image's size as its header states it, without decoding: the
  * readers behind img_size, same arguments as the decoders. */
@@ -88,6 +91,13 @@ img_status img_size_bmp(const uint8_t *bytes, size_t n, uint32_t *w,
                         uint32_t *h, char *err, size_t errlen);
 img_status img_size_tiff(const uint8_t *bytes, size_t n, uint32_t *w,
                          uint32_t *h, char *err, size_t errlen);
+img_status img_size_heif(const uint8_t *bytes, size_t n, uint32_t *w,
+                         uint32_t *h, char *err, size_t errlen);
+
+/* NULL when this build decodes HEIC (avif 0) or AVIF (avif 1) images,
+ * else the sentence saying why not: libheif was not found at build time,
+ * or lacks the codec. The tests skip, saying so, what it cannot read. */
+const char *img_heif_missing(int avif);
 
 /* Unsigned integers stored big- or little-endian in a file's bytes. */
 static inline uint32_t img_be32(const uint8_t *b)

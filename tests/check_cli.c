@@ -888,7 +888,7 @@ START_TEST(test_remote_inputs)
     ck_assert_int_eq(r.code, 1);
     r.out[strcspn(r.out, "\n")] = '\0';
     ck_assert_str_eq(labels_of(r.out), want);
-    ck_assert_msg(strstr(r.err, "not a JPEG, PNG, WebP, GIF, BMP or TIFF image"),
+    ck_assert_msg(strstr(r.err, "not a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC/AVIF image"),
                   "%s", r.err);
     run_free(&r);
     free(data);

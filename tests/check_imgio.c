@@ -13,6 +13,8 @@
 
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -216,6 +218,22 @@ START_TEST(test_size_case)
 }
 END_TEST
 
+/* Decodes the fixture `name` with `opt`, which must succeed at the size
+ * of the reference image `ref`; the file's bytes are left in *bytes. */
+static img_rgb decode_fixture(const char *name, const img_decode_opts *opt,
+                              const img_rgb *ref, uint8_t **bytes, size_t *n)
+{
+    *bytes = read_all(name, n);
+    img_rgb got = {0};
+    char err[256] = "";
+    img_status st = img_decode_ex(*bytes, *n, opt, &got, err, sizeof err);
+    ck_assert_msg(st == IMG_OK, "%s: %s (%s)", name, img_status_str(st), err);
+    ck_assert_msg(got.width == ref->width && got.height == ref->height,
+                  "%s: decoded %dx%d, reference %dx%d", name, got.width,
+                  got.height, ref->width, ref->height);
+    return got;
+}
+
 /* Decoding with options ("decode_ex NAME EXPECTED key=value..."): EXIF
  * orientation against Pillow's exif_transpose, alpha compositing against
  * transformers' convert_to_rgb. */
@@ -238,15 +256,9 @@ START_TEST(test_decode_ex_case)
             ck_abort_msg("unknown decode_ex option %s", tok);
     }
     size_t n;
-    uint8_t *bytes = read_all(name, &n);
+    uint8_t *bytes;
     img_rgb im = npy_image(exp);
-    img_rgb got = {0};
-    char err[256] = "";
-    img_status st = img_decode_ex(bytes, n, &opt, &got, err, sizeof err);
-    ck_assert_msg(st == IMG_OK, "%s: %s (%s)", name, img_status_str(st), err);
-    ck_assert_msg(got.width == im.width && got.height == im.height,
-                  "%s: decoded %dx%d, Pillow %dx%d", name, got.width,
-                  got.height, im.width, im.height);
+    img_rgb got = decode_fixture(name, &opt, &im, &bytes, &n);
     size_t total = (size_t)im.width * (size_t)im.height * 3, same;
     int md = max_diff_u8(got.rgb, im.rgb, total, &same);
     printf("imgio decode_ex %-36s %3dx%-3d max diff %d, %zu/%zu identical\n",
@@ -280,6 +292,135 @@ START_TEST(test_decode_ignores_exif)
     img_rgb_free(&c);
     img_rgb_free(&d);
     free(b);
+}
+END_TEST
+
+/* ------------------------------------------------- HEIC and AVIF */
+
+/* Whether this build reads the fixture `name` (named heic_... or
+ * avif_...); when it does not, says so and which file goes untested. */
+static int heif_readable(const char *name)
+{
+    const char *why = img_heif_missing(strncmp(name, "avif", 4) == 0);
+    if (why)
+        printf("imgio heif %s: skipped: %s\n", name, why);
+    return why == NULL;
+}
+
+/* A HEIC or AVIF against its reference ("heif NAME EXPECTED exif=E
+ * composite=C max=R,G,B same=K"): the YCbCr to RGB conversion is not the
+ * reference's own (imgio/heif.c), so the pixels must stay within the
+ * difference measured for the case, per channel, and at least K pixels
+ * must be identical. */
+START_TEST(test_heif_case)
+{
+    char line[1024], name[256], exp[256];
+    int ex, comp, bound[3];
+    size_t want_same;
+    ck_assert_msg(manifest_line("heif", _i, line, sizeof line),
+                  "manifest.txt has no heif case %d", _i);
+    ck_assert(sscanf(line, "%255s %255s exif=%d composite=%d max=%d,%d,%d "
+                           "same=%zu",
+                     name, exp, &ex, &comp, &bound[0], &bound[1], &bound[2],
+                     &want_same) == 8);
+    if (!heif_readable(name))
+        return;
+    img_decode_opts opt = img_decode_opts_default();
+    opt.exif_transpose = ex;
+    opt.composite_on_white = comp;
+    size_t n;
+    uint8_t *bytes;
+    img_rgb im = npy_image(exp);
+    img_rgb got = decode_fixture(name, &opt, &im, &bytes, &n);
+    size_t px = (size_t)im.width * (size_t)im.height, same = 0;
+    int md[3] = {0, 0, 0};
+    for (size_t i = 0; i < px; i++) {
+        int eq = 1;
+        for (int c = 0; c < 3; c++) {
+            int d = abs((int)got.rgb[3 * i + c] - (int)im.rgb[3 * i + c]);
+            md[c] = d > md[c] ? d : md[c];
+            eq &= d == 0;
+        }
+        same += (size_t)eq;
+    }
+    printf("imgio heif %-30s %3dx%-3d max diff %d,%d,%d (bound %d,%d,%d), "
+           "%zu/%zu pixels identical (at least %zu)\n",
+           name, im.width, im.height, md[0], md[1], md[2], bound[0],
+           bound[1], bound[2], same, px, want_same);
+    for (int c = 0; c < 3; c++)
+        ck_assert_msg(md[c] <= bound[c],
+                      "%s: channel %d differs by %d, past the measured %d",
+                      name, c, md[c], bound[c]);
+    ck_assert_msg(same >= want_same,
+                  "%s: %zu pixels identical, fewer than the measured %zu",
+                  name, same, want_same);
+    /* img_size gives the size as decoded, before an EXIF turn. */
+    uint32_t w = 0, h = 0;
+    ck_assert(img_size(bytes, n, NULL, &w, &h, NULL, 0) == IMG_OK);
+    ck_assert_msg((w == (uint32_t)im.width && h == (uint32_t)im.height) ||
+                      (ex && w == (uint32_t)im.height &&
+                       h == (uint32_t)im.width),
+                  "%s: header says %ux%u, decoded %dx%d", name, w, h,
+                  im.width, im.height);
+    img_rgb_free(&got);
+    img_rgb_free(&im);
+    free(bytes);
+}
+END_TEST
+
+/* Decoders running at once in several threads (as `vit` runs them) get
+ * the pixels one thread gets: libheif is set up once, and each thread's
+ * AV1 frame limit is its own. */
+static void *heif_decode_thread(void *arg)
+{
+    const char **names = arg;
+    long bad = 0;
+    for (int round = 0; round < 4; round++)
+        for (int i = 0; names[i]; i++) {
+            size_t n;
+            char path[512];
+            snprintf(path, sizeof path, FIXDIR "%s", names[i]);
+            FILE *f = fopen(path, "rb");
+            if (!f)
+                return (void *)1;
+            fseek(f, 0, SEEK_END);
+            n = (size_t)ftell(f);
+            rewind(f);
+            uint8_t *b = malloc(n);
+            if (!b || fread(b, 1, n, f) != n)
+                bad++;
+            fclose(f);
+            img_rgb a = {0}, c = {0};
+            img_limits lim = img_limits_default();
+            lim.max_pixels = (uint64_t)1 << (20 + round);
+            if (!b || img_decode(b, n, &lim, &a, NULL, 0) != IMG_OK ||
+                img_decode(b, n, NULL, &c, NULL, 0) != IMG_OK ||
+                a.width != c.width || a.height != c.height ||
+                memcmp(a.rgb, c.rgb, (size_t)a.width * a.height * 3))
+                bad++;
+            img_rgb_free(&a);
+            img_rgb_free(&c);
+            free(b);
+        }
+    return (void *)bad;
+}
+
+START_TEST(test_heif_threads)
+{
+    if (!heif_readable("avif_rgba.avif") || !heif_readable("heic_grid.heic"))
+        return;
+    static const char *names[] = {"heic_grid.heic", "avif_rgba.avif",
+                                  "heic_rgba.heic", "avif_420.avif", NULL};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert(pthread_create(&t[i], NULL, heif_decode_thread,
+                                 (void *)names) == 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad;
+        ck_assert(pthread_join(t[i], &bad) == 0);
+        ck_assert_msg(bad == NULL, "thread %d: %ld decodes went wrong", i,
+                      (long)bad);
+    }
 }
 END_TEST
 
@@ -785,13 +926,93 @@ START_TEST(test_bad_other_formats)
 {
     static const struct {
         const char *file, *name;
-    } cases[] = {{"other.avif", "AVIF"}};
+    } cases[] = {{"other.psd", "Photoshop (PSD)"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n;
         uint8_t *b = read_all(cases[i].file, &n);
         expect_fail(b, n, NULL, IMG_E_FORMAT, cases[i].name, cases[i].file);
         free(b);
     }
+    /* An ISO media file that is no HEIF image: video, say. */
+    static const uint8_t mp4[] = "\0\0\0\x18" "ftypisom\0\0\2\0isomiso2";
+    expect_fail(mp4, sizeof mp4 - 1, NULL, IMG_E_FORMAT,
+                "ISO media (MP4/QuickTime) images are not supported", "MP4");
+}
+END_TEST
+
+/* What cannot be decoded is refused with the format's name: a file with
+ * only the ftyp box, sizes past the limits (libheif's own, 32768 a side,
+ * and ours, checked before decoding). Without libheif in the build, every
+ * HEIC and AVIF is refused as a format, saying so. */
+START_TEST(test_heif_bad)
+{
+    size_t n;
+    uint8_t *b = read_all("other.avif", &n);
+    const char *missing = img_heif_missing(1);
+    if (missing) {
+        expect_fail(b, n, NULL, IMG_E_FORMAT, "not supported by this build",
+                    "AVIF without libheif");
+        free(b);
+        b = read_all("heic_420.heic", &n);
+        expect_fail(b, n, NULL, IMG_E_FORMAT,
+                    "HEIC images are not supported by this build",
+                    "HEIC without libheif");
+        uint32_t w, h;
+        char err[256] = "";
+        ck_assert(img_size(b, n, NULL, &w, &h, err, sizeof err) ==
+                  IMG_E_FORMAT);
+        ck_assert_msg(strstr(err, "install libheif-dev"), "%s", err);
+        free(b);
+        printf("imgio heif: decoding tests skipped: %s\n", missing);
+        return;
+    }
+    expect_fail(b, n, NULL, IMG_E_FORMAT,
+                "AVIF file is of a kind libheif does not read",
+                "AVIF with no known compatible brand");
+    expect_fail(b, n - 1, NULL, IMG_E_CORRUPT, "AVIF image is truncated",
+                "AVIF ftyp box cut");
+    free(b);
+    b = read_all("bad_heic_bigdim.heic", &n);
+    expect_fail(b, n, NULL, IMG_E_LIMIT, "HEIC image exceeds libheif's size",
+                "HEIC of 100000x100000");
+    free(b);
+    b = read_all("bad_avif_bigdim.avif", &n);
+    expect_fail(b, n, NULL, IMG_E_LIMIT, "more than the 178956970-pixel",
+                "AVIF of 20000x20000");
+    uint32_t w, h;
+    ck_assert(img_size(b, n, NULL, &w, &h, NULL, 0) == IMG_E_LIMIT);
+    free(b);
+    /* Our limits, checked on the header's size. */
+    b = read_all("heic_grid.heic", &n);
+    img_limits lim = img_limits_default();
+    lim.max_pixels = 80 * 48 - 1;
+    expect_fail(b, n, &lim, IMG_E_LIMIT, "3840 pixels", "grid past a limit");
+    lim = img_limits_default();
+    lim.max_width = 79;
+    lim.max_height = 1000;
+    expect_fail(b, n, &lim, IMG_E_LIMIT, "80x48", "grid too wide");
+    free(b);
+    /* Found by fuzz_heif: an AV1 item of no bytes, which libheif hands to
+     * the AV1 decoder as (NULL, 0). */
+    b = read_all("bad_fuzz_heif_empty_item.avif", &n);
+    img_decode_opts all = img_decode_opts_default();
+    all.composite_on_white = 1;
+    for (int ex = 0; ex < 2; ex++) {
+        img_rgb out = {0};
+        char err[256] = "";
+        all.exif_transpose = ex;
+        img_status st = img_decode_ex(b, n, &all, &out, err, sizeof err);
+        ck_assert_msg(st == IMG_E_CORRUPT && strstr(err, "AVIF image"),
+                      "empty AV1 item: %s (%s)", img_status_str(st), err);
+    }
+    free(b);
+    /* The coded size counts too: pillow-heif codes a 37x29 image as
+     * 64x64 and crops it. */
+    b = read_all("heic_420.heic", &n);
+    lim = img_limits_default();
+    lim.max_pixels = 37 * 29;
+    expect_fail(b, n, &lim, IMG_E_LIMIT, "64x64", "coded size past a limit");
+    free(b);
 }
 END_TEST
 
@@ -866,7 +1087,7 @@ START_TEST(test_bad_bmp)
     /* "BM" without a known header size is not taken for a BMP. */
     b[14] = 200;
     expect_fail(b, n, NULL, IMG_E_FORMAT,
-                "not a JPEG, PNG, WebP, GIF, BMP or TIFF image (the ",
+                "not a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC/AVIF image (the ",
                 "BM and a header size of 200");
     free(b);
 }
@@ -1342,11 +1563,49 @@ START_TEST(test_truncation_sweep)
     sweep_truncation("tif_tiled_jpeg_ycbcr.tif");
     sweep_truncation("tif_planar_tiled_lzw.tif");
     sweep_truncation("tif_rgba16_assoc.tif");
+    static const char *heif[] = {"heic_420.heic", "heic_grid.heic",
+                                 "avif_rgba.avif"};
+    for (size_t i = 0; i < sizeof heif / sizeof heif[0]; i++)
+        if (heif_readable(heif[i]))
+            sweep_truncation(heif[i]);
 }
 END_TEST
 
-/* Damaged bytes may decode to something or fail, but never crash, leak or
- * hand out a half-written image. ASan and UBSan watch this one. */
+/* Sends stderr to a temporary file until stderr_count, which says how
+ * many bytes were written there meanwhile. */
+typedef struct {
+    int saved;
+    FILE *sink;
+} stderr_capture;
+
+static stderr_capture stderr_start(void)
+{
+    fflush(stderr);
+    stderr_capture c = {dup(2), tmpfile()};
+    ck_assert(c.saved >= 0 && c.sink != NULL);
+    ck_assert(dup2(fileno(c.sink), 2) >= 0);
+    return c;
+}
+
+/* Ends the capture: how many bytes were written, the first of them in
+ * what (size bytes). */
+static long stderr_count(stderr_capture c, char *what, size_t size)
+{
+    fflush(stderr);
+    long n = ftell(c.sink);
+    ck_assert(dup2(c.saved, 2) >= 0);
+    close(c.saved);
+    rewind(c.sink);
+    size_t got = fread(what, 1, size - 1, c.sink);
+    what[got] = '\0';
+    fclose(c.sink);
+    return n;
+}
+
+/* Damaged bytes may decode to something or fail, but never crash, leak,
+ * hand out a half-written image or print: the library never writes to
+ * stderr, and neither may the libraries it calls (dav1d logs there by
+ * default). ASan and UBSan watch this one. */
 START_TEST(test_damage_sweep)
 {
     static const char *files[] = {"jpg_420.jpg", "jpg_progressive.jpg",
@@ -1367,10 +1626,15 @@ START_TEST(test_damage_sweep)
                                   "tif_gray4_p0_f2.tif", "tif_pal2.tif",
                                   "tif_bilevel_group4.tif",
                                   "tif_cmyk_jpeg.tif", "tif_bigtiff.tif",
-                                  "tif_orient6_raw.tif"};
+                                  "tif_orient6_raw.tif",
+                                  "heic_420.heic", "heic_rgba.heic",
+                                  "heic_grid.heic", "heic_irot.heic",
+                                  "avif_420.avif", "avif_rgba.avif",
+                                  "avif_exif5_exif.avif"};
     img_decode_opts all = img_decode_opts_default();
     all.composite_on_white = 1;
     uint32_t seed = 777;
+    stderr_capture quiet = stderr_start();
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         size_t n;
         uint8_t *orig = read_all(files[f], &n);
@@ -1397,6 +1661,11 @@ START_TEST(test_damage_sweep)
         free(b);
         free(orig);
     }
+    char what[256];
+    long printed = stderr_count(quiet, what, sizeof what);
+    ck_assert_msg(printed == 0, "decoding damaged files wrote %ld bytes to "
+                                "stderr: %s",
+                  printed, what);
 }
 END_TEST
 
@@ -1509,10 +1778,13 @@ Suite *imgio_suite(void)
     /* A missing manifest must fail, not pass with nothing run. */
     int nx = manifest_count("decode_ex");
     int nt = manifest_count("resize_tv");
+    int nh = manifest_count("heif");
     tcase_add_loop_test(tc, test_decode_case, 0, nd ? nd : 1);
     tcase_add_loop_test(tc, test_size_case, 0, nd ? nd : 1);
     tcase_add_loop_test(tc, test_decode_ex_case, 0, nx ? nx : 1);
     tcase_add_test(tc, test_decode_ignores_exif);
+    tcase_add_loop_test(tc, test_heif_case, 0, nh ? nh : 1);
+    tcase_add_test(tc, test_heif_threads);
     tcase_add_loop_test(tc, test_resize_case, 0, nr ? nr : 1);
     tcase_add_loop_test(tc, test_resize_tv_case, 0, nt ? nt : 1);
     tcase_add_loop_test(tc, test_preprocess_case, 0, np ? np : 1);
@@ -1536,6 +1808,7 @@ Suite *imgio_suite(void)
     tcase_add_test(bad, test_bad_other_formats);
     tcase_add_test(bad, test_bad_bmp);
     tcase_add_test(bad, test_bad_tiff);
+    tcase_add_test(bad, test_heif_bad);
     tcase_add_test(bad, test_bad_jpeg_unsupported_kinds);
     tcase_add_test(bad, test_bad_png_huge_dims);
     tcase_add_test(bad, test_bad_png_zero_width);

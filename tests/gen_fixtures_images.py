@@ -1070,6 +1070,188 @@ def tiff_refused(rng):
     return out
 
 
+def heif_bytes(im, fmt, **kw):
+    """HEIC by pillow-heif (its own libheif and x265), AVIF by Pillow's own
+    AvifImagePlugin (libavif and libaom): the writers of each format that
+    a transformers user has, and the readers that are the references."""
+    if fmt == "HEIF":
+        import pillow_heif
+        pillow_heif.register_heif_opener()
+    return pil_save(im, fmt, **kw)
+
+
+def heic_from_array(mode, a, **kw):
+    """pillow-heif's own image for what Pillow has no mode for (16-bit
+    RGB, written as 10 bits; premultiplied RGBa)."""
+    import pillow_heif
+    h, w = a.shape[:2]
+    im = pillow_heif.from_bytes(mode=mode, size=(w, h), data=a.tobytes())
+    buf = io.BytesIO()
+    im.save(buf, format="HEIF", **kw)
+    return buf.getvalue()
+
+
+def box_patched(data, kind, payload_at, value):
+    """The file with bytes at payload_at into the first `kind` box's payload
+    (after its 8-byte header) replaced by value."""
+    b = bytearray(data)
+    i = b.index(kind) + 4 + payload_at
+    b[i:i + len(value)] = value
+    return bytes(b)
+
+
+def heif_cases(rng):
+    """HEIC and AVIF: (name, bytes, how) as for webp_cases. Odd sizes
+    throughout, so that 4:2:0 chroma has a half block at the edges."""
+    h, w = 29, 37
+    a = test_image(rng, w, h)
+    rgb = Image.fromarray(a)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[0, :4] = [0, 255, 1, 254]
+    rgba = Image.fromarray(np.dstack([a, alpha]))
+    gray = rgb.convert("L")
+    a16 = a.astype(np.uint16) * 257 + rng.integers(0, 257, a.shape,
+                                                    dtype=np.uint16)
+    out = [
+        ("heic_420.heic", heif_bytes(rgb, "HEIF", quality=80), "decode"),
+        ("heic_422.heic", heif_bytes(rgb, "HEIF", quality=80, chroma="422"),
+         "decode"),
+        ("heic_444.heic", heif_bytes(rgb, "HEIF", quality=80, chroma="444"),
+         "decode"),
+        ("heic_10bit.heic", heic_from_array("RGB;16", a16, quality=80),
+         "decode"),
+        ("heic_10bit_444.heic",
+         heic_from_array("RGB;16", a16, quality=80, chroma="444"), "decode"),
+        ("heic_gray.heic", heif_bytes(gray, "HEIF", quality=80), "decode"),
+        ("heic_1x1.heic",
+         heif_bytes(Image.new("RGB", (1, 1), (200, 30, 90)), "HEIF"),
+         "decode"),
+    ]
+    with_alpha = heif_bytes(rgba, "HEIF", quality=80)
+    out.append(("heic_rgba.heic", with_alpha, "decode"))
+    out.append(("heic_rgba_composite.heic", with_alpha, "composite"))
+    premul = heic_from_array("RGBa", np.dstack([a // 2, alpha | 128]),
+                             quality=90, chroma="444")
+    out.append(("heic_premul.heic", premul, "decode"))
+    out.append(("heic_premul_composite.heic", premul, "composite"))
+    # Turned by irot and imir, which pillow-heif writes from the EXIF
+    # orientation and libheif applies: the image comes out turned with or
+    # without exif_transpose. An even size, and an odd one (there
+    # pillow-heif's libheif mirrors 4:2:0 chroma a pixel off).
+    even = Image.fromarray(test_image(rng, 64, 48))
+    turned = heif_bytes(even, "HEIF", quality=80, exif=exif_of(6))
+    out.append(("heic_irot.heic", turned, "decode"))
+    out.append(("heic_irot_exif.heic", turned, "exif"))
+    out.append(("heic_odd_imir_exif.heic",
+                heif_bytes(rgb, "HEIF", quality=80, exif=exif_of(5)), "exif"))
+    # EXIF says 6, no irot: neither reference turns it.
+    exif_only = box_patched(heif_bytes(rgb, "HEIF", quality=80,
+                                       exif=exif_of(6)), b"irot", 0, b"\0")
+    out.append(("heic_exif_only_exif.heic", exif_only, "exif"))
+    # A grid of 32x32 tiles, as phones write large photos (in 512s).
+    grid = Image.fromarray(test_image(rng, 80, 48))
+    out.append(("heic_grid.heic", heif_bytes(grid, "HEIF", quality=80,
+                                             tile_size=32), "decode"))
+
+    out += [
+        ("avif_420.avif", heif_bytes(rgb, "AVIF", quality=80), "decode"),
+        ("avif_444.avif", heif_bytes(rgb, "AVIF", quality=80,
+                                     subsampling="4:4:4"), "decode"),
+        ("avif_limited.avif", heif_bytes(rgb, "AVIF", quality=80,
+                                         subsampling="4:4:4",
+                                         range="limited"), "decode"),
+        ("avif_gray.avif", heif_bytes(gray, "AVIF", quality=80), "decode"),
+        ("avif_1x1.avif",
+         heif_bytes(Image.new("RGB", (1, 1), (200, 30, 90)), "AVIF"),
+         "decode"),
+    ]
+    with_alpha = heif_bytes(rgba, "AVIF", quality=80, subsampling="4:4:4")
+    out.append(("avif_rgba.avif", with_alpha, "decode"))
+    out.append(("avif_rgba_composite.avif", with_alpha, "composite"))
+    out.append(("avif_premul.avif",
+                heif_bytes(rgba, "AVIF", quality=90, subsampling="4:4:4",
+                           alpha_premultiplied=True), "decode"))
+    # Pillow writes irot and imir from the EXIF orientation, decodes the
+    # pixels unturned and reports them as the orientation again.
+    for o in (2, 5, 6):
+        turned = heif_bytes(rgb, "AVIF", quality=80, subsampling="4:4:4",
+                            exif=exif_of(o))
+        if o == 6:
+            out.append((f"avif_exif{o}.avif", turned, "decode"))
+        out.append((f"avif_exif{o}_exif.avif", turned, "exif"))
+    return out
+
+
+# What Debian 12's libheif 1.15.1 (vit's decoder) gives against the
+# references on each case above, as measured: the largest difference in
+# R, G and B and how many pixels are identical in all three. The YCbCr to
+# RGB conversion differs (imgio/heif.c says how); where it is the same,
+# the bound is 0. check_imgio.c fails a decode past either number.
+HEIF_BOUNDS = {
+    "heic_420.heic": ((0, 1, 1), 978),  # of 1073
+    "heic_422.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_444.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_10bit.heic": ((2, 2, 2), 130),  # of 1073
+    "heic_10bit_444.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_gray.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_1x1.heic": ((0, 1, 0), 0),  # of 1
+    "heic_rgba.heic": ((0, 1, 1), 978),  # of 1073
+    "heic_rgba_composite.heic": ((0, 1, 1), 1028),  # of 1073
+    "heic_premul.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_premul_composite.heic": ((0, 0, 0), 1073),  # of 1073
+    "heic_irot.heic": ((1, 1, 1), 2861),  # of 3072
+    "heic_irot_exif.heic": ((1, 1, 1), 2861),  # of 3072
+    "heic_odd_imir_exif.heic": ((74, 29, 81), 96),  # of 1073
+    "heic_exif_only_exif.heic": ((0, 1, 1), 978),  # of 1073
+    "heic_grid.heic": ((1, 1, 1), 3532),  # of 3840
+    "avif_420.avif": ((74, 29, 82), 3),  # of 1073
+    "avif_444.avif": ((1, 1, 1), 527),  # of 1073
+    "avif_limited.avif": ((2, 2, 3), 75),  # of 1073
+    "avif_gray.avif": ((0, 0, 0), 1073),  # of 1073
+    "avif_1x1.avif": ((0, 1, 0), 0),  # of 1
+    "avif_rgba.avif": ((1, 1, 1), 534),  # of 1073
+    "avif_rgba_composite.avif": ((1, 1, 1), 783),  # of 1073
+    "avif_premul.avif": ((5, 6, 8), 209),  # of 1073
+    "avif_exif2_exif.avif": ((1, 1, 1), 527),  # of 1073
+    "avif_exif5_exif.avif": ((1, 1, 1), 527),  # of 1073
+    "avif_exif6.avif": ((1, 1, 1), 527),  # of 1073
+    "avif_exif6_exif.avif": ((1, 1, 1), 527),  # of 1073
+}
+
+
+def heif_broken_files(rng):
+    """HEIC and AVIF that must be refused: sizes past every limit."""
+    small = Image.fromarray(test_image(rng, 16, 8))
+    big = struct.pack(">II", 100000, 100000)
+    return {
+        "bad_heic_bigdim.heic": box_patched(
+            heif_bytes(small, "HEIF"), b"ispe", 4, big),
+        "bad_avif_bigdim.avif": box_patched(
+            heif_bytes(small, "AVIF"), b"ispe", 4,
+            struct.pack(">II", 20000, 20000)),
+    }
+
+
+def write_heif_cases(outdir, cases, lines):
+    """write_format_cases for HEIC and AVIF: "heif NAME EXPECTED exif=E
+    composite=C max=R,G,B same=K", the bound from HEIF_BOUNDS."""
+    for name, data, how in cases:
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+        exp = name.rsplit(".", 1)[0] + ".rgb.npy"
+        if how == "decode":
+            pixels = pillow_rgb(data)
+        else:
+            pixels = pillow_loaded(data, how == "composite")
+        np.save(os.path.join(outdir, exp), pixels)
+        if name not in HEIF_BOUNDS:
+            raise SystemExit(f"{name}: no measured bound in HEIF_BOUNDS")
+        mx, same = HEIF_BOUNDS[name]
+        lines.append(f"heif {name} {exp} exif={int(how == 'exif')} "
+                     f"composite={int(how == 'composite')} "
+                     f"max={','.join(map(str, mx))} same={same}")
+
+
 def broken_files(rng):
     """Inputs that must be refused; the tests know what each should give."""
     ok = png_bytes(rng.integers(0, 256, (8, 8, 3)), 2, 8)
@@ -1086,6 +1268,8 @@ def broken_files(rng):
     rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     # An ISO-BMFF header with an AVIF brand; the rest does not matter.
     out["other.avif"] = struct.pack(">I", 24) + b"ftypavif" + b"\0" * 12
+    # A Photoshop header: a format recognized and refused by name.
+    out["other.psd"] = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 4, 4, 8, 3)
     return out
 
 
@@ -1609,6 +1793,12 @@ def generate(outdir: str) -> None:
     rng6 = np.random.default_rng(SEED + 6)
     write_format_cases(outdir, tiff_cases(rng6), lines)
     for name, data in tiff_refused(rng6).items():
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(data)
+    # HEIC and AVIF, from a generator of their own.
+    rng7 = np.random.default_rng(SEED + 7)
+    write_heif_cases(outdir, heif_cases(rng7), lines)
+    for name, data in heif_broken_files(rng7).items():
         with open(os.path.join(outdir, name), "wb") as f:
             f.write(data)
 

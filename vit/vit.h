@@ -251,8 +251,9 @@ typedef struct {
     uint8_t *rgb;
 } vit_image;
 
-/* Decodes JPEG, PNG, WebP, GIF, BMP or TIFF bytes (detected by content) as
- * transformers' load_image does. `opt` supplies the size limits, EXIF and alpha handling,
+/* Decodes JPEG, PNG, WebP, GIF, BMP or TIFF bytes, and HEIC or AVIF where
+ * built with libheif (detected by content), as transformers' load_image
+ * does. `opt` supplies the size limits, EXIF and alpha handling,
  * and may be NULL (defaults). An image past a limit is refused, from its
  * header, before pixel memory is allocated. */
 vit_status vit_image_decode(const void *bytes, size_t n,
