@@ -17,7 +17,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
 PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libtiff-4 \
-          libpcre2-8 libutf8proc libzmq sqlite3 libcurl
+          libpcre2-8 libutf8proc libzmq sqlite3 libcurl libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -81,7 +81,8 @@ $(BUILD)/obj/imgio/resize.o: OPT += -O3
 # Three libraries, so that a program links only what it uses: inference
 # (libvit: the models, images, tokenizer; no SQLite, no ZeroMQ), the
 # search index on top of it (libvit-index: SQLite), and the service
-# (libvit-service: the worker, the broker and the client, ZeroMQ).
+# (libvit-service: the worker, the broker, the client and the HTTP
+# gateway: ZeroMQ, libmicrohttpd).
 $(BUILD)/libvit.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -30,7 +30,7 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static void install_signals(void)
+volatile sig_atomic_t *cli_server_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -40,6 +40,7 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     /* A client that vanishes must not kill the server. */
     signal(SIGPIPE, SIG_IGN);
+    return &g_stop;
 }
 
 static void log_line(void *ud, const char *line)
@@ -376,7 +377,7 @@ int cli_serve_main(int argc, char **argv)
         o.curve_public_key = pub;
         o.curve_secret_key = secret;
     }
-    install_signals();
+    cli_server_signals();
     o.stop = &g_stop;
     o.log = log_line;
     o.log_ud = "serve";
@@ -532,7 +533,7 @@ int cli_broker_main(int argc, char **argv)
             return CLI_EXIT_FAILED;
         o.backend_curve_secret_key = back_secret;
     }
-    install_signals();
+    cli_server_signals();
     o.stop = &g_stop;
     o.log = log_line;
     o.log_ud = "broker";
