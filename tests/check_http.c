@@ -651,6 +651,102 @@ START_TEST(http_no_service)
 }
 END_TEST
 
+/* The search results over HTTP against the ZeroMQ client's. */
+static void same_search(int port, const char *body, json_t *want)
+{
+    resp r = request(port, "/v1/search", body, NULL, NULL, NULL);
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    json_t *got = json_object_get(o, "results");
+    json_t *w = json_array_get(json_object_get(want, "results"), 0);
+    ck_assert_uint_gt(json_array_size(w), 0);
+    ck_assert_uint_eq(json_array_size(got), json_array_size(w));
+    for (size_t i = 0; i < json_array_size(w); i++) {
+        json_t *g = json_array_get(got, i), *e = json_array_get(w, i);
+        ck_assert_int_eq(json_integer_value(json_object_get(g, "rank")),
+                         (json_int_t)i + 1);
+        ck_assert(json_equal(json_object_get(g, "score"),
+                             json_object_get(e, "score")));
+        ck_assert(json_equal(json_object_get(g, "path"),
+                             json_object_get(e, "id")));
+        ck_assert(json_equal(json_object_get(g, "id"),
+                             json_object_get(e, "rowid")));
+    }
+    json_decref(o);
+    free(r.body);
+}
+
+START_TEST(http_search_an_index)
+{
+    char *dir = tu_tmpdir(), index[700];
+    snprintf(index, sizeof index, "%s/photos.vidx", dir);
+    fix f;
+    fix_start(&f, TOK, index, NULL);
+    vit_blob img[2] = {file_blob(GRADIENT), file_blob(NOISE)};
+    json_decref(zcall(f.ep,
+                      "{\"op\":\"index_add\",\"ids\":[\"a/gradient.jpg\","
+                      "\"b/noise.png\"]}",
+                      img, 2, NULL, NULL));
+    json_t *want = zcall(f.ep,
+                         "{\"op\":\"search_text\",\"k\":2,\"texts\":"
+                         "[\"a red sky\"]}",
+                         NULL, 0, NULL, NULL);
+    same_search(f.port, "{\"text\":\"a red sky\",\"k\":2}", want);
+    json_decref(want);
+    want = zcall(f.ep,
+                 "{\"op\":\"search_image\",\"k\":5,\"prefix\":\"b/\"}",
+                 img + 1, 1, NULL, NULL);
+    char *u = data_uri(NOISE, "image/png");
+    char *body = malloc(strlen(u) + 64);
+    sprintf(body, "{\"image\":\"%s\",\"k\":5,\"prefix\":\"b/\"}", u);
+    same_search(f.port, body, want);
+    json_decref(want);
+    expect_error(f.port, "/v1/search", "{\"k\":2}", NULL, 400,
+                 "bad_request");
+    expect_error(f.port, "/v1/search", "{\"text\":\"x\",\"k\":0}", NULL,
+                 400, "bad_request");
+    free(body);
+    free(u);
+    free((void *)img[0].data);
+    free((void *)img[1].data);
+    fix_stop(&f);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(http_in_the_serving_process)
+{
+    /* vit serve --http: the same gateway, to the worker's own endpoint */
+    char *dir = tu_tmpdir(), ep[700], log[700];
+    snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
+    snprintf(log, sizeof log, "%s/worker.log", dir);
+    const char *extra[] = {"--http", "127.0.0.1:0", NULL};
+    pid_t pid = tu_serve_start_args(TOK, dir, ep, NULL, extra);
+    int port = wait_port(log, pid);
+    ck_assert_int_gt(port, 0);
+    resp r = request(port, "/ready", NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    float *rows;
+    size_t n;
+    json_decref(zcall(ep,
+                      "{\"op\":\"embed_text\",\"normalize\":true,"
+                      "\"texts\":[\"a cat\"]}",
+                      NULL, 0, &rows, &n));
+    r = request(port, "/v1/embeddings", "{\"input\":\"a cat\"}", NULL,
+                NULL, NULL);
+    json_t *o = json_of(&r);
+    same_rows(json_object_get(o, "data"), rows, n);
+    json_decref(o);
+    free(r.body);
+    free(rows);
+    ck_assert_int_eq(tu_serve_stop(pid), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *http_suite(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -662,6 +758,8 @@ Suite *http_suite(void)
     tcase_add_test(t, http_api_key_and_body_limit);
     tcase_add_test(t, http_concurrent_requests_and_drain);
     tcase_add_test(t, http_no_service);
+    tcase_add_test(t, http_search_an_index);
+    tcase_add_test(t, http_in_the_serving_process);
     suite_add_tcase(s, t);
     return s;
 }
