@@ -645,6 +645,9 @@ START_TEST(http_no_service)
     const char *extra[] = {"--timeout", "300", NULL};
     start_gw(&f, ep, extra);
     expect_error(f.port, "/ready", NULL, NULL, 503, "not_ready");
+    resp r = request(f.port, "/ready", NULL, NULL, NULL, NULL);
+    ck_assert_str_eq(r.retry_after, "1");
+    free(r.body);
     expect_error(f.port, "/v1/embeddings", "{\"input\":\"x\"}", NULL, 504,
                  "timeout");
     fix_stop(&f);
@@ -747,6 +750,70 @@ START_TEST(http_in_the_serving_process)
 }
 END_TEST
 
+static void kill_wait(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+START_TEST(http_behind_a_broker)
+{
+    /* The same gateway to a broker: /v1/models lists each model with a
+     * live worker, "model" routes to it. */
+    fix f = {0};
+    f.dir = tu_tmpdir();
+    char front[700], back[700], log[700];
+    snprintf(front, sizeof front, "ipc://%s/front.sock", f.dir);
+    snprintf(back, sizeof back, "ipc://%s/back.sock", f.dir);
+    snprintf(log, sizeof log, "%s/broker.log", f.dir);
+    const char *b[] = {"broker", "--frontend", front, "--backend", back,
+                       "--heartbeat-ms", "100", NULL};
+    pid_t broker = tu_spawn(b, log);
+    const char *w1[] = {"serve", "--model", TOK, "--connect", back,
+                        "--heartbeat-ms", "100", NULL};
+    const char *w2[] = {"serve", "--model", TINY, "--connect", back,
+                        "--heartbeat-ms", "100", NULL};
+    pid_t p1 = tu_spawn(w1, log), p2 = tu_spawn(w2, log);
+    start_gw(&f, front, NULL);
+    json_t *o = NULL;
+    for (int i = 0; i < 400; i++) {
+        resp r = request(f.port, "/v1/models", NULL, NULL, NULL, NULL);
+        json_decref(o);
+        o = r.status == 200 ? json_of(&r) : NULL;
+        free(r.body);
+        if (json_array_size(json_object_get(o, "data")) == 2)
+            break;
+        sleep_ms(25);
+    }
+    json_t *d = json_object_get(o, "data");
+    ck_assert_msg(json_array_size(d) == 2, "the models did not show");
+    int tok = strcmp(json_string_value(json_object_get(
+                         json_array_get(d, 0), "id")), "clip_tok") == 0;
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(d, tok ? 1 : 0), "id")),
+                     "vit_tiny");
+    json_decref(o);
+    resp r = request(f.port, "/v1/embeddings",
+                     "{\"input\":\"a cat\",\"model\":\"clip_tok\"}", NULL,
+                     NULL, NULL);
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    o = json_of(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "model")),
+                     "clip_tok");
+    json_decref(o);
+    free(r.body);
+    expect_error(f.port, "/v1/embeddings",
+                 "{\"input\":\"a cat\",\"model\":\"vit_tiny\"}", NULL, 422,
+                 "no_text_tower");
+    stop_gw(&f);
+    kill_wait(p1);
+    kill_wait(p2);
+    kill_wait(broker);
+    tu_rmrf(f.dir);
+    free(f.dir);
+}
+END_TEST
+
 Suite *http_suite(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -760,6 +827,7 @@ Suite *http_suite(void)
     tcase_add_test(t, http_no_service);
     tcase_add_test(t, http_search_an_index);
     tcase_add_test(t, http_in_the_serving_process);
+    tcase_add_test(t, http_behind_a_broker);
     suite_add_tcase(s, t);
     return s;
 }
