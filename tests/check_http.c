@@ -50,9 +50,10 @@ static int wait_port(const char *log, pid_t pid)
 {
     for (int i = 0; i < 2000; i++) {
         size_t n;
-        unsigned char *t = tu_read(log, &n);
-        char *s = t ? strstr((char *)t, "listening on http://127.0.0.1:")
-                    : NULL;
+        unsigned char *b = tu_read(log, &n);
+        char *t = b ? strndup((char *)b, n) : NULL;  /* NUL-terminated */
+        free(b);
+        char *s = t ? strstr(t, "listening on http://127.0.0.1:") : NULL;
         int port = s ? atoi(s + strlen("listening on http://127.0.0.1:")) : 0;
         free(t);
         if (port > 0)
