@@ -250,6 +250,16 @@ static json_t *zcall(const char *ep, const char *header, const vit_blob *b,
     return o2;
 }
 
+/* The ZeroMQ client's normalized embeddings of "a cat" and "a photo of a
+ * dog.", what the embeddings tests send over HTTP. */
+static void two_text_rows(const char *ep, float **rows, size_t *n)
+{
+    json_decref(zcall(ep,
+                      "{\"op\":\"embed_text\",\"normalize\":true,"
+                      "\"texts\":[\"a cat\",\"a photo of a dog.\"]}",
+                      NULL, 0, rows, n));
+}
+
 /* The HTTP embeddings `data` against float32 rows, bit for bit. */
 static void same_rows(json_t *data, const float *rows, size_t n)
 {
@@ -363,10 +373,7 @@ START_TEST(http_routes_match_the_zeromq_client)
     /* text embeddings, a string and a list */
     float *rows;
     size_t n;
-    json_decref(zcall(f.ep,
-                      "{\"op\":\"embed_text\",\"normalize\":true,"
-                      "\"texts\":[\"a cat\",\"a photo of a dog.\"]}",
-                      NULL, 0, &rows, &n));
+    two_text_rows(f.ep, &rows, &n);
     r = request(port, "/v1/embeddings",
                 "{\"input\":[\"a cat\",\"a photo of a dog.\"],"
                 "\"model\":\"clip_tok\"}",
@@ -630,10 +637,7 @@ START_TEST(http_concurrent_requests_and_a_drain)
     fix_start(&f, TOK, NULL, NULL);
     float *rows;
     size_t n;
-    json_decref(zcall(f.ep,
-                      "{\"op\":\"embed_text\",\"normalize\":true,"
-                      "\"texts\":[\"a cat\",\"a photo of a dog.\"]}",
-                      NULL, 0, &rows, &n));
+    two_text_rows(f.ep, &rows, &n);
     enum { T = 8 };
     pthread_t th[T];
     conc c[T];
