@@ -34,6 +34,26 @@ int cli_serve_main(int argc, char **argv);
 int cli_broker_main(int argc, char **argv);
 int cli_client_main(int argc, char **argv);
 
+/* `vit http` (cli/http.c), the HTTP gateway, and what `vit serve --http`
+ * shares with it: the API key from `arg`, the first line of `file`, or
+ * else $VIT_API_KEY (*key malloc'd, NULL for none; -1 after reporting);
+ * the gateway's fetch callback (ud: an int, nonzero to fetch http(s)
+ * URLs); the start, with its log line (-1 after reporting). */
+int cli_http_main(int argc, char **argv);
+int cli_http_key(const char *arg, const char *file, char **key);
+int cli_http_fetch(void *ud, const char *ref, size_t max_bytes,
+                   unsigned char **data, size_t *n, char *why,
+                   size_t why_size);
+struct vit_http_options;
+struct vit_http;
+int cli_http_begin(const char *cmd, const struct vit_http_options *o,
+                   struct vit_http **out);
+/* The signal handling of the long-running commands (cli/serve.c): SIGTERM
+ * or a first SIGINT sets the flag returned, a second SIGINT exits 130;
+ * SIGPIPE is ignored. */
+#include <signal.h>
+volatile sig_atomic_t *cli_server_signals(void);
+
 /* `vit index add|remove|stats|search` (cli/index.c), the image–text
  * search index. */
 int cli_index_main(int argc, char **argv);

@@ -30,6 +30,7 @@ static const cli_command commands[] = {
     {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},
     {"broker", cli_broker_main, "route clients to workers by model (broker)"},
     {"client", cli_client_main, "send work to a vit worker or broker"},
+    {"http", cli_http_main, "an HTTP/JSON gateway to a worker or broker"},
     {"index", cli_index_main, "build and search an image-text index"},
 };
 

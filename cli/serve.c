@@ -30,7 +30,7 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static void install_signals(void)
+volatile sig_atomic_t *cli_server_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -40,6 +40,7 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     /* A client that vanishes must not kill the server. */
     signal(SIGPIPE, SIG_IGN);
+    return &g_stop;
 }
 
 static void log_line(void *ud, const char *line)
@@ -176,6 +177,16 @@ static void serve_help(void)
         "                           (index_* and search_* operations; made\n"
         "                           by 'vit index add' or created here)\n"
         "      --index-precision P  fp32 (default), fp16 or int8 in memory\n"
+        "      --http HOST:PORT     with --bind: also answer HTTP/JSON here "
+        "(the gateway\n"
+        "                           of 'vit http', in this process; "
+        "README.md, \"HTTP\")\n"
+        "      --api-key KEY        with --http: require 'Authorization: "
+        "Bearer KEY'\n"
+        "                           on every route but /health\n"
+        "      --api-key-file FILE  the key, the first line of FILE "
+        "(default:\n"
+        "                           $VIT_API_KEY when set)\n"
         "  -h, --help               show this help and exit\n"
         "\nSIGTERM or Ctrl-C drains: accepted work is finished, new work is "
         "refused,\nthen the exit status is 0. A second Ctrl-C exits at once "
@@ -195,8 +206,26 @@ enum {
     O_FRONTEND, O_BACKEND, O_BATCH_WAIT, O_METRICS_BIND, O_THREADS,
     O_MAX_QUEUE_BYTES, O_INDEX, O_INDEX_PRECISION, O_CURVE_SERVER,
     O_CURVE_KEY, O_ALLOW_WORKERS, O_BACKEND_SECRET, O_PRECISION,
-    O_PREPROCESS, O_MAX_REQ_PIXELS,
+    O_PREPROCESS, O_MAX_REQ_PIXELS, O_HTTP, O_API_KEY, O_API_KEY_FILE,
 };
+
+/* The endpoint the gateway of `vit serve --http` connects to: the bind
+ * endpoint, a wildcard host made the loopback address. -1 for a port
+ * that ZeroMQ picks ('*'), which is not known before the bind. */
+static int gateway_endpoint(const char *bind, char *out, size_t size)
+{
+    const char *port = strrchr(bind, ':');
+    if (strncmp(bind, "tcp://", 6) != 0)
+        return snprintf(out, size, "%s", bind) < (int)size ? 0 : -1;
+    if (!port || strcmp(port, ":*") == 0 || strcmp(port, ":0") == 0)
+        return -1;
+    if (strncmp(bind, "tcp://*:", 8) == 0 ||
+        strncmp(bind, "tcp://0.0.0.0:", 14) == 0)
+        return snprintf(out, size, "tcp://127.0.0.1%s", port) < (int)size
+                   ? 0
+                   : -1;
+    return snprintf(out, size, "%s", bind) < (int)size ? 0 : -1;
+}
 
 int cli_serve_main(int argc, char **argv)
 {
@@ -230,12 +259,16 @@ int cli_serve_main(int argc, char **argv)
         {"index-precision", required_argument, NULL, O_INDEX_PRECISION},
         {"precision", required_argument, NULL, O_PRECISION},
         {"preprocess", required_argument, NULL, O_PREPROCESS},
+        {"http", required_argument, NULL, O_HTTP},
+        {"api-key", required_argument, NULL, O_API_KEY},
+        {"api-key-file", required_argument, NULL, O_API_KEY_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vit_serve_options o = vit_serve_options_default();
     char secret[41], server_key[41], pub[41];
     const char *secret_file = NULL, *server_key_file = NULL, *key_file = NULL;
+    const char *http = NULL, *api_key = NULL, *api_key_file = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":m:b:c:n:h", longopts, NULL)) != -1) {
@@ -253,6 +286,9 @@ int cli_serve_main(int argc, char **argv)
         case O_CURVE_KEY: key_file = optarg; continue;
         case O_METRICS_BIND: o.metrics_bind = optarg; continue;
         case O_INDEX: o.index_path = optarg; continue;
+        case O_HTTP: http = optarg; continue;
+        case O_API_KEY: api_key = optarg; continue;
+        case O_API_KEY_FILE: api_key_file = optarg; continue;
         case O_INDEX_PRECISION:
             if (strcmp(optarg, "fp32") == 0)
                 o.index_precision = 0;
@@ -376,12 +412,47 @@ int cli_serve_main(int argc, char **argv)
         o.curve_public_key = pub;
         o.curve_secret_key = secret;
     }
-    install_signals();
+    if ((api_key || api_key_file) && !http)
+        return usage_error("serve", serve_usage,
+                           "--api-key and --api-key-file go with --http");
+    char gw_ep[512];
+    if (http && (o.connect || secret_file))
+        return usage_error("serve", serve_usage,
+                           "--http goes with --bind, without CURVE; behind "
+                           "a broker, or with CURVE, run 'vit http' "
+                           "--connect to the broker or the worker");
+    if (http && gateway_endpoint(o.bind, gw_ep, sizeof gw_ep) != 0)
+        return usage_error("serve", serve_usage,
+                           "--http needs --bind with a port of its own "
+                           "(not '*'), not '%s'",
+                           o.bind);
+    cli_server_signals();
+    vit_http *gw = NULL;
+    char *key = NULL;
+    int fetch_urls = 0;
+    if (http) {
+        vit_http_options ho = vit_http_options_default();
+        ho.listen = http;
+        ho.connect = gw_ep;
+        ho.fetch = cli_http_fetch;
+        ho.fetch_ud = &fetch_urls;
+        if (cli_http_key(api_key, api_key_file, &key) != 0)
+            return CLI_EXIT_FAILED;
+        ho.api_key = key;
+        cli_fetch_init();
+        if (cli_http_begin("serve", &ho, &gw) != 0) {
+            free(key);
+            return CLI_EXIT_FAILED;
+        }
+    }
     o.stop = &g_stop;
     o.log = log_line;
     o.log_ud = "serve";
     vit_error err = {{0}};
     vit_status st = vit_serve(&o, &err);
+    /* The worker has answered what it accepted; so does the gateway. */
+    vit_http_stop(gw, vit_http_options_default().timeout_ms);
+    free(key);
     if (st != VIT_OK) {
         fprintf(stderr, "vit serve: %s\n",
                 err.msg[0] ? err.msg : vit_status_str(st));
@@ -532,7 +603,7 @@ int cli_broker_main(int argc, char **argv)
             return CLI_EXIT_FAILED;
         o.backend_curve_secret_key = back_secret;
     }
-    install_signals();
+    cli_server_signals();
     o.stop = &g_stop;
     o.log = log_line;
     o.log_ud = "broker";

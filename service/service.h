@@ -118,6 +118,61 @@ typedef struct {
 vit_broker_options vit_broker_options_default(void);
 vit_status vit_broker(const vit_broker_options *opt, vit_error *err);
 
+/* ---- the HTTP gateway (service/http.c) ----
+ *
+ * An HTTP/JSON front door to a worker or a broker: it answers HTTP
+ * requests (the routes README.md's "HTTP" section lists) by making
+ * requests of the client protocol (service/client.h) to `connect`. It runs
+ * on libmicrohttpd's threads, a thread per connection, each request with a
+ * client of its own taken from a pool; vit_http_start returns once it
+ * listens. Nothing is printed: the caller learns the port from
+ * vit_http_port and stops it with vit_http_stop. */
+
+/* Turns an image reference of a JSON request (a data: URI, bare base64,
+ * or an http(s) URL) into its bytes, at most max_bytes of them: 0 and a
+ * malloc'd *data, or -1 with a sentence in `why`. Called from the
+ * gateway's threads at once. */
+typedef int (*vit_http_fetch_fn)(void *ud, const char *ref, size_t max_bytes,
+                                 unsigned char **data, size_t *n, char *why,
+                                 size_t why_size);
+
+typedef struct vit_http_options {
+    const char *listen;      /* HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any
+                                free one); required */
+    const char *connect;     /* a worker's --bind or a broker's --frontend;
+                                required */
+    const char *api_key;     /* when set, every route but /health needs
+                                `Authorization: Bearer KEY` */
+    size_t max_body_bytes;   /* a request body past it is refused, 413,
+                                while it is read (96 MiB: room for
+                                64 MiB of images in base64) */
+    int timeout_ms;          /* per try of a ZeroMQ request (30000) */
+    int retries;             /* tries after one that timed out (0) */
+    int max_connections;     /* connections at once (256) */
+    /* CURVE to the endpoint, as vit_client_options. */
+    const char *curve_server_key;
+    const char *curve_public_key;
+    const char *curve_secret_key;
+    /* Image references in JSON bodies; NULL: every one is refused (400)
+     * and images come as multipart uploads only. */
+    vit_http_fetch_fn fetch;
+    void *fetch_ud;
+} vit_http_options;
+
+vit_http_options vit_http_options_default(void);
+
+typedef struct vit_http vit_http;
+
+/* Listens and serves until vit_http_stop; fails (port in use, a bad
+ * address) with a message. */
+vit_status vit_http_start(const vit_http_options *opt, vit_http **out,
+                          vit_error *err);
+/* The port it listens on (what port 0 became). */
+int vit_http_port(const vit_http *h);
+/* Stops accepting connections, waits up to drain_ms for the requests in
+ * flight to be answered, then closes everything and frees `h`. */
+void vit_http_stop(vit_http *h, int drain_ms);
+
 #ifdef __cplusplus
 }
 #endif

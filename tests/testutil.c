@@ -268,11 +268,8 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
     return tu_serve_start_args(model, dir, ep, index, NULL);
 }
 
-pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
-                          const char *index, const char *const *extra)
+pid_t tu_spawn(const char *const *args, const char *log)
 {
-    char log[700];
-    snprintf(log, sizeof log, "%s/worker.log", dir);
     fflush(NULL);
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -287,22 +284,32 @@ pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
         dup2(nul, 0);
         dup2(nul, 1);
         dup2(e, 2);
-        const char *argv[32];
-        int n = 0;
-        const char *head[] = {tu_vit_bin(), "serve", "--model", model,
-                              "--bind", ep};
-        for (size_t i = 0; i < sizeof head / sizeof *head; i++)
-            argv[n++] = head[i];
-        if (index) {
-            argv[n++] = "--index";
-            argv[n++] = index;
-        }
-        for (int i = 0; extra && extra[i] && n < 31; i++)
-            argv[n++] = extra[i];
-        argv[n] = NULL;
-        execv(tu_vit_bin(), (char *const *)argv);
+        const char *argv[64];
+        tu_vit_argv(argv, args);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
+                          const char *index, const char *const *extra)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/worker.log", dir);
+    const char *argv[32];
+    int n = 0;
+    const char *head[] = {"serve", "--model", model, "--bind", ep};
+    for (size_t i = 0; i < sizeof head / sizeof *head; i++)
+        argv[n++] = head[i];
+    if (index) {
+        argv[n++] = "--index";
+        argv[n++] = index;
+    }
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    pid_t pid = tu_spawn(argv, log);
     vit_client_options o = vit_client_options_default();
     o.timeout_ms = 500;
     o.retries = 0;

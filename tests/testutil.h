@@ -88,6 +88,10 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
 /* SIGTERM, then SIGKILL after 30 s; returns the exit status (-1 if it had
  * to be killed). */
 int tu_serve_stop(pid_t pid);
+/* Starts `vit ARGS...` (NULL-terminated, argv[0] excluded), stdin from
+ * /dev/null, stdout and stderr appended to `log`; it dies with the test
+ * process. Returns its pid. */
+pid_t tu_spawn(const char *const *args, const char *log);
 /* tu_serve_start with more options for `vit serve` (NULL-terminated). */
 pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
                           const char *index, const char *const *extra);
