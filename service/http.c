@@ -39,6 +39,7 @@ vit_http_options vit_http_options_default(void)
         .timeout_ms = 30000,
         .retries = 0,
         .max_connections = 256,
+        .connection_timeout_s = 60,
     };
 }
 
@@ -134,7 +135,7 @@ static unsigned code_status(const char *code)
         {"too_large", 413},         {"no_text_tower", 422},
         {"no_vision_tower", 422},   {"no_head", 422},
         {"no_index", 422},          {"unknown_service", 404},
-        {"overloaded", 503},        {"shutting_down", 503},
+        {"overloaded", 429},        {"shutting_down", 503},
         {"unavailable", 503},       {"deadline_exceeded", 504},
         {"timeout", 504},           {"unauthorized", 401},
         {"not_found", 404},         {"method_not_allowed", 405},
@@ -146,9 +147,11 @@ static unsigned code_status(const char *code)
     return 500;
 }
 
+/* Sends `text` (taken); a 429 or 503 says when to try again, a 405 the
+ * methods its route takes (`allow`). */
 static enum MHD_Result send_text(vit_http *h, struct MHD_Connection *con,
                                  unsigned status, const char *type,
-                                 char *text /* taken */, int retry_after)
+                                 char *text /* taken */, const char *allow)
 {
     if (!text) {
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -165,8 +168,11 @@ static enum MHD_Result send_text(vit_http *h, struct MHD_Connection *con,
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (retry_after)
+    if (status == MHD_HTTP_TOO_MANY_REQUESTS ||
+        status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer");
@@ -189,16 +195,16 @@ static enum MHD_Result send_json(vit_http *h, struct MHD_Connection *con,
                                     JSON_REAL_PRECISION(9))
                 : NULL;
     json_decref(o);
-    return send_text(h, con, status, "application/json", s, 0);
+    return send_text(h, con, status, "application/json", s, NULL);
 }
 
-static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
-                                  const char *code, int index,
-                                  const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
-                                  const char *code, int index,
-                                  const char *fmt, ...)
+static enum MHD_Result send_err(vit_http *h, struct MHD_Connection *con,
+                                const char *code, int index,
+                                const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result send_err(vit_http *h, struct MHD_Connection *con,
+                                const char *code, int index,
+                                const char *allow, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -211,9 +217,12 @@ static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
     json_t *o = e ? json_pack("{s:o}", "error", e) : NULL;
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
-    unsigned st = code_status(code);
-    return send_text(h, con, st, "application/json", s, st == 503);
+    return send_text(h, con, code_status(code), "application/json", s,
+                     allow);
 }
+
+#define send_error(h, con, code, index, ...) \
+    send_err(h, con, code, index, NULL, __VA_ARGS__)
 
 /* ---- a request ---- */
 
@@ -365,7 +374,7 @@ static int failf(failure *f, const char *code, int index, const char *fmt,
 static int form_field(json_t *o, const part *p, failure *f)
 {
     static const char *const lists[] = {"labels", "texts", "input"};
-    static const char *const ints[] = {"top_k", "k"};
+    static const char *const ints[] = {"top_k", "k", "deadline_ms"};
     static const char *const bools[] = {"logits", "normalize"};
     const char *v = (const char *)(p->data ? p->data : (unsigned char *)"");
     for (size_t i = 0; i < 3; i++)
@@ -382,7 +391,7 @@ static int form_field(json_t *o, const part *p, failure *f)
             json_array_append_new(a, s);
             return 0;
         }
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < 3; i++)
         if (strcmp(p->key, ints[i]) == 0) {
             char *end;
             errno = 0;
@@ -591,6 +600,11 @@ static int op_call(vit_http *h, input *in, const char *op,
         return model && !hdr ? failf(f, "internal", -1, "out of memory")
                              : -1;
     }
+    /* The request's own deadline, when it gives one (the worker checks
+     * it); past it the answer is deadline_exceeded, 504. */
+    json_t *dl = json_object_get(in->req, "deadline_ms");
+    if (dl)
+        json_object_set(hdr, "deadline_ms", dl);
     for (; *fields; fields++) {
         json_t *v = json_object_get(in->req, *fields);
         if (v)
@@ -874,7 +888,7 @@ static enum MHD_Result do_metrics(vit_http *h, struct MHD_Connection *con)
     json_decref(b);
     vit_reply_free(&rep);
     return send_text(h, con, MHD_HTTP_OK,
-                     "text/plain; version=0.0.4; charset=utf-8", text, 0);
+                     "text/plain; version=0.0.4; charset=utf-8", text, NULL);
 }
 
 /* ---- libmicrohttpd's callbacks ---- */
@@ -966,13 +980,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
         if (!found)
             return send_error(h, con, "not_found", -1, "no route %s %.200s",
                               method, url);
-        if (q->route == R_NONE)
-            return send_error(h, con, "method_not_allowed", -1,
-                              "%.200s takes %s", url,
-                              strncmp(url, "/v1/", 4) == 0 &&
-                                      strcmp(url, "/v1/models") != 0
-                                  ? "POST"
-                                  : "GET");
+        if (q->route == R_NONE) {
+            int p = strncmp(url, "/v1/", 4) == 0 &&
+                    strcmp(url, "/v1/models") != 0;
+            return send_err(h, con, "method_not_allowed", -1,
+                            p ? "POST" : "GET, HEAD", "%.200s takes %s", url,
+                            p ? "POST" : "GET");
+        }
         if (h->api_key && q->route != R_HEALTH && !authorized(h, con)) {
             q->route = R_NONE;
             return send_error(h, con, "unauthorized", -1,
@@ -1128,7 +1142,7 @@ vit_status vit_http_start(const vit_http_options *opt, vit_http **out,
         return vit__fail(err, VIT_E_ARG, "the gateway needs an address to listen "
                                      "on and an endpoint to connect to");
     if (opt->timeout_ms < 1 || opt->retries < 0 || opt->max_connections < 1 ||
-        opt->max_body_bytes < 1)
+        opt->max_body_bytes < 1 || opt->connection_timeout_s < 1)
         return vit__fail(err, VIT_E_ARG, "a timeout, connection limit or body "
                                      "limit below 1");
     if (opt->api_key && !*opt->api_key)
@@ -1181,7 +1195,8 @@ vit_status vit_http_start(const vit_http_options *opt, vit_http **out,
         0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_done, h,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
+        MHD_OPTION_END);
     if (!h->d) {
         close(fd);
         http_free(h);

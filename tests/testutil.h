@@ -88,6 +88,9 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
 /* SIGTERM, then SIGKILL after 30 s; returns the exit status (-1 if it had
  * to be killed). */
 int tu_serve_stop(pid_t pid);
+
+/* A TCP connection to 127.0.0.1:port, reads timing out after 5 s. */
+int tu_tcp_connect(int port);
 /* Starts `vit ARGS...` (NULL-terminated, argv[0] excluded), stdin from
  * /dev/null, stdout and stderr appended to `log`; it dies with the test
  * process. Returns its pid. */
