@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -168,6 +170,12 @@ static enum MHD_Result send_text(vit_http *h, struct MHD_Connection *con,
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (strncmp(type, "text/html", 9) == 0)
+        /* The page's own inline style and script; data only from here. */
+        MHD_add_response_header(
+            r, "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src "
+            "'unsafe-inline'; connect-src 'self'; img-src 'self' blob:");
     if (status == MHD_HTTP_TOO_MANY_REQUESTS ||
         status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -227,7 +235,7 @@ static enum MHD_Result send_err(vit_http *h, struct MHD_Connection *con,
 /* ---- a request ---- */
 
 enum route {
-    R_NONE, R_HEALTH, R_READY, R_METRICS, R_MODELS, R_CLASSIFY, R_EMBED,
+    R_NONE, R_PAGE, R_IMAGE, R_HEALTH, R_READY, R_METRICS, R_MODELS, R_CLASSIFY, R_EMBED,
     R_MATCH, R_SEARCH,
 };
 
@@ -236,6 +244,7 @@ static const struct {
     enum route r;
     int post;
 } routes[] = {
+    {"/", R_PAGE, 0},               {"/v1/image", R_IMAGE, 0},
     {"/health", R_HEALTH, 0},       {"/ready", R_READY, 0},
     {"/metrics", R_METRICS, 0},     {"/v1/models", R_MODELS, 0},
     {"/v1/classify", R_CLASSIFY, 1}, {"/v1/embeddings", R_EMBED, 1},
@@ -891,6 +900,88 @@ static enum MHD_Result do_metrics(vit_http *h, struct MHD_Connection *con)
                      "text/plain; version=0.0.4; charset=utf-8", text, NULL);
 }
 
+/* The media type of an image file by its first bytes. */
+static const char *image_type(const unsigned char *b, size_t n)
+{
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return "image/jpeg";
+    if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "image/png";
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return "image/bmp";
+    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+        return "image/tiff";
+    if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0)
+        return memcmp(b + 8, "avi", 3) == 0 ? "image/avif" : "image/heic";
+    return "application/octet-stream";
+}
+
+/* GET /v1/image?id=PATH: the bytes of a file that is an item of the
+ * worker's index (index_get says so: added by `vit index add` as a file),
+ * never of any other path. */
+static enum MHD_Result do_image(vit_http *h, struct MHD_Connection *con)
+{
+    const char *id =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "id");
+    const char *model =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "model");
+    if (!id || !*id)
+        return send_error(h, con, "bad_request", -1,
+                          "'id', an item's path, is required");
+    if (model && strlen(model) > 255)
+        return send_error(h, con, "bad_request", -1,
+                          "'model' must be a model's name (at most 255 "
+                          "bytes)");
+    failure f;
+    json_t *hdr = json_pack("{s:s, s:[o]}", "op", "index_get", "ids",
+                            svc_key_json(id));
+    vit_reply rep;
+    json_t *b;
+    int rc = hdr ? call(h, model ? model : "", 0, hdr, NULL, 0, &rep, &b, &f)
+                 : failf(&f, "internal", -1, "out of memory");
+    json_decref(hdr);
+    if (rc != 0)
+        return send_error(h, con, f.code, f.index, "%s", f.msg);
+    json_t *it = json_array_get(json_object_get(b, "items"), 0);
+    int file = json_is_true(json_object_get(it, "file"));
+    json_decref(b);
+    vit_reply_free(&rep);
+    if (!file)
+        return send_error(h, con, "not_found", -1,
+                          "%.300s is not a file of the index", id);
+    int fd = open(id, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EISDIR;
+        if (fd >= 0)
+            close(fd);
+        return send_error(h, con, "not_found", -1,
+                          "%.300s, a file of the index, cannot be read "
+                          "here: %s",
+                          id, strerror(e));
+    }
+    unsigned char head[16];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    struct MHD_Response *r =
+        MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            image_type(head, n > 0 ? (size_t)n : 0));
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "private, max-age=60");
+    enum MHD_Result ok = MHD_queue_response(con, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 /* ---- libmicrohttpd's callbacks ---- */
 
 /* The bearer token against the key, in time that depends on the key's
@@ -921,6 +1012,11 @@ static enum MHD_Result dispatch(vit_http *h, struct MHD_Connection *con,
                          json_pack("{s:s}", "status", "ok"));
     case R_METRICS:
         return do_metrics(h, con);
+    case R_PAGE:
+        return send_text(h, con, MHD_HTTP_OK, "text/html; charset=utf-8",
+                         strdup(svc_http_page), NULL);
+    case R_IMAGE:
+        return do_image(h, con);
     case R_READY:
         rc = do_ready(h, &out, &f);
         break;
@@ -987,7 +1083,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                             p ? "POST" : "GET, HEAD", "%.200s takes %s", url,
                             p ? "POST" : "GET");
         }
-        if (h->api_key && q->route != R_HEALTH && !authorized(h, con)) {
+        if (h->api_key && q->route != R_HEALTH && q->route != R_PAGE &&
+            !authorized(h, con)) {
             q->route = R_NONE;
             return send_error(h, con, "unauthorized", -1,
                               "this server needs 'Authorization: Bearer "

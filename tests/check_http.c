@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <png.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -877,6 +879,120 @@ START_TEST(http_search_an_index)
 }
 END_TEST
 
+/* Whether the PNG at `path` has more than one colour. */
+static int png_not_blank(const char *path)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&im, path))
+        return 0;
+    im.format = PNG_FORMAT_RGB;
+    size_t n = PNG_IMAGE_SIZE(im);
+    unsigned char *px = malloc(n);
+    int ok = px && png_image_finish_read(&im, NULL, px, 0, NULL);
+    int differ = 0;
+    for (size_t i = 3; ok && i < n && !differ; i++)
+        differ = px[i] != px[i % 3];
+    free(px);
+    return differ;
+}
+
+START_TEST(http_search_page)
+{
+    ck_assert_msg(tu_have_program("chromium"),
+                  "Debian's chromium is needed for this test (sh .ci/deps "
+                  "installs it)");
+    /* Two files indexed by `vit index add`, one item added over the
+     * protocol (not a file). */
+    char *dir = tu_tmpdir();
+    char index[700], imgs[700], a[800], b[800];
+    snprintf(index, sizeof index, "%s/photos.vidx", dir);
+    snprintf(imgs, sizeof imgs, "%s/imgs", dir);
+    ck_assert_int_eq(mkdir(imgs, 0755), 0);
+    snprintf(a, sizeof a, "%s/gradient.jpg", imgs);
+    snprintf(b, sizeof b, "%s/noise.png", imgs);
+    ck_assert_int_eq(tu_copy(GRADIENT, a), 0);
+    ck_assert_int_eq(tu_copy(NOISE, b), 0);
+    tu_run_result rr;
+    tu_run(&rr, "index", "add", "--model", TOK, "--index", index, imgs,
+           NULL);
+    ck_assert_msg(rr.code == 0, "%s", rr.err);
+    tu_run_free(&rr);
+    fix f;
+    fix_start(&f, TOK, index, NULL);
+    vit_blob img = file_blob(NOISE);
+    json_decref(zcall(f.ep, "{\"op\":\"index_add\",\"ids\":[\"not/a/file\"]}",
+                      &img, 1, NULL, NULL));
+    free((void *)img.data);
+
+    resp r = request(f.port, "/", NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.type, "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(strstr(r.body, "<script>"));
+    ck_assert_ptr_null(strstr(r.body, "http:"));  /* nothing external */
+    ck_assert_ptr_null(strstr(r.body, "https:"));
+    ck_assert_ptr_null(strstr(r.body, "<img>"));
+    free(r.body);
+    /* Files of the index, byte for byte; nothing else. */
+    char path[1000];
+    char *esc = curl_easy_escape(NULL, a, 0);
+    snprintf(path, sizeof path, "/v1/image?id=%s", esc);
+    curl_free(esc);
+    r = request(f.port, path, NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.type, "image/jpeg");
+    size_t n;
+    unsigned char *want = tu_read(GRADIENT, &n);
+    ck_assert(r.n == n && memcmp(r.body, want, n) == 0);
+    free(want);
+    free(r.body);
+    expect_error(f.port, "/v1/image?id=%2Fetc%2Fpasswd", NULL, NULL, 404,
+                 "not_found");
+    expect_error(f.port, "/v1/image?id=not%2Fa%2Ffile", NULL, NULL, 404,
+                 "not_found");
+    expect_error(f.port, "/v1/image", NULL, NULL, 400, "bad_request");
+
+    /* The page in headless Chromium, a text query in its address. */
+    char out[800], shot[800], profile[800], url[200], shotarg[900];
+    snprintf(out, sizeof out, "%s/dom.html", dir);
+    snprintf(shot, sizeof shot, "%s/page.png", dir);
+    snprintf(shotarg, sizeof shotarg, "--screenshot=%s", shot);
+    snprintf(profile, sizeof profile, "--user-data-dir=%s/profile", dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/#q=a%%20red%%20sky",
+             f.port);
+    char *argv[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--no-first-run", "--disable-extensions", profile,
+                    "--virtual-time-budget=5000", "--dump-dom", url, NULL};
+    ck_assert_int_eq(tu_run_bounded(argv, out, 90), 0);
+    char *dom = (char *)tu_read(out, &n);
+    ck_assert_ptr_nonnull(dom);
+    dom = realloc(dom, n + 1);
+    dom[n] = '\0';
+    int hits = 0;
+    for (const char *p = dom; (p = strstr(p, "class=\"hit\"")); p++)
+        hits++;
+    int blobs = 0;
+    for (const char *p = dom; (p = strstr(p, "src=\"blob:")); p++)
+        blobs++;
+    printf("http: the search page shows %d hits, %d images\n", hits, blobs);
+    ck_assert_msg(hits == 3, "%d hits in the page: %s", hits, dom);
+    ck_assert_int_eq(blobs, 2);  /* the item that is no file has none */
+    ck_assert_ptr_nonnull(strstr(dom, "gradient.jpg"));
+    free(dom);
+    char *argv2[] = {"chromium", "--headless", "--no-sandbox",
+                     "--disable-gpu", "--no-first-run",
+                     "--disable-extensions", profile,
+                     "--virtual-time-budget=5000", "--window-size=800,600",
+                     shotarg, url, NULL};
+    ck_assert_int_eq(tu_run_bounded(argv2, out, 90), 0);
+    ck_assert_msg(png_not_blank(shot), "the screenshot is blank");
+    fix_stop(&f);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(http_in_the_serving_process)
 {
     /* vit serve --http: the same gateway, to the worker's own endpoint */
@@ -988,6 +1104,7 @@ Suite *http_suite(void)
     tcase_add_test(t, http_in_the_serving_process);
     tcase_add_test(t, http_behind_a_broker);
     tcase_add_test(t, http_statuses_and_limits);
+    tcase_add_test(t, http_search_page);
     suite_add_tcase(s, t);
     return s;
 }
