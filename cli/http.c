@@ -130,7 +130,11 @@ static void help(void)
         "                           (default: $VIT_API_KEY when set)\n"
         "      --max-body-bytes N   larger request bodies are refused, 413 "
         "(%zu)\n"
-        "      --max-connections N  connections at once (%d)\n"
+        "      --max-connections N  connections at once (%d); past it a new "
+        "one is\n"
+        "                           closed at once\n"
+        "      --connection-timeout S  close a connection idle for S "
+        "seconds (%d)\n"
         "      --timeout MS         wait this long for the service's reply "
         "(%d);\n"
         "                           past it the answer is 504\n"
@@ -147,12 +151,13 @@ static void help(void)
         "  -h, --help               show this help and exit\n"
         "\nSIGTERM or Ctrl-C stops accepting connections, answers the "
         "requests in\nflight, then exits 0.\n",
-        d.max_body_bytes, d.max_connections, d.timeout_ms, d.retries);
+        d.max_body_bytes, d.max_connections, d.connection_timeout_s,
+        d.timeout_ms, d.retries);
 }
 
 enum {
     O_KEY = 256, O_KEY_FILE, O_MAX_BODY, O_MAX_CONN, O_TIMEOUT, O_RETRIES,
-    O_FETCH_URLS, O_CURVE_SERVER, O_CURVE_KEY,
+    O_FETCH_URLS, O_CURVE_SERVER, O_CURVE_KEY, O_CONN_TIMEOUT,
 };
 
 int cli_http_main(int argc, char **argv)
@@ -164,6 +169,7 @@ int cli_http_main(int argc, char **argv)
         {"api-key-file", required_argument, NULL, O_KEY_FILE},
         {"max-body-bytes", required_argument, NULL, O_MAX_BODY},
         {"max-connections", required_argument, NULL, O_MAX_CONN},
+        {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"retries", required_argument, NULL, O_RETRIES},
         {"fetch-urls", no_argument, NULL, O_FETCH_URLS},
@@ -204,6 +210,14 @@ int cli_http_main(int argc, char **argv)
                                        "100000, not '%s'",
                                        optarg);
             o.max_connections = (int)v;
+            break;
+        case O_CONN_TIMEOUT:
+            if ((v = cli_parse_long(optarg, 1, 86400)) < 0)
+                return cli_usage_error("http", usage,
+                                       "--connection-timeout needs 1 to "
+                                       "86400 s, not '%s'",
+                                       optarg);
+            o.connection_timeout_s = (int)v;
             break;
         case O_TIMEOUT:
             if ((v = cli_parse_long(optarg, 1, 86400000)) < 0)

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +41,7 @@ vit_http_options vit_http_options_default(void)
         .timeout_ms = 30000,
         .retries = 0,
         .max_connections = 256,
+        .connection_timeout_s = 60,
     };
 }
 
@@ -134,7 +137,7 @@ static unsigned code_status(const char *code)
         {"too_large", 413},         {"no_text_tower", 422},
         {"no_vision_tower", 422},   {"no_head", 422},
         {"no_index", 422},          {"unknown_service", 404},
-        {"overloaded", 503},        {"shutting_down", 503},
+        {"overloaded", 429},        {"shutting_down", 503},
         {"unavailable", 503},       {"deadline_exceeded", 504},
         {"timeout", 504},           {"unauthorized", 401},
         {"not_found", 404},         {"method_not_allowed", 405},
@@ -146,9 +149,11 @@ static unsigned code_status(const char *code)
     return 500;
 }
 
+/* Sends `text` (taken); a 429 or 503 says when to try again, a 405 the
+ * methods its route takes (`allow`). */
 static enum MHD_Result send_text(vit_http *h, struct MHD_Connection *con,
                                  unsigned status, const char *type,
-                                 char *text /* taken */, int retry_after)
+                                 char *text /* taken */, const char *allow)
 {
     if (!text) {
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -165,8 +170,17 @@ static enum MHD_Result send_text(vit_http *h, struct MHD_Connection *con,
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (retry_after)
+    if (strncmp(type, "text/html", 9) == 0)
+        /* The page's own inline style and script; data only from here. */
+        MHD_add_response_header(
+            r, "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src "
+            "'unsafe-inline'; connect-src 'self'; img-src 'self' blob:");
+    if (status == MHD_HTTP_TOO_MANY_REQUESTS ||
+        status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer");
@@ -189,16 +203,16 @@ static enum MHD_Result send_json(vit_http *h, struct MHD_Connection *con,
                                     JSON_REAL_PRECISION(9))
                 : NULL;
     json_decref(o);
-    return send_text(h, con, status, "application/json", s, 0);
+    return send_text(h, con, status, "application/json", s, NULL);
 }
 
-static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
-                                  const char *code, int index,
-                                  const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
-                                  const char *code, int index,
-                                  const char *fmt, ...)
+static enum MHD_Result send_err(vit_http *h, struct MHD_Connection *con,
+                                const char *code, int index,
+                                const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result send_err(vit_http *h, struct MHD_Connection *con,
+                                const char *code, int index,
+                                const char *allow, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -211,14 +225,17 @@ static enum MHD_Result send_error(vit_http *h, struct MHD_Connection *con,
     json_t *o = e ? json_pack("{s:o}", "error", e) : NULL;
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
-    unsigned st = code_status(code);
-    return send_text(h, con, st, "application/json", s, st == 503);
+    return send_text(h, con, code_status(code), "application/json", s,
+                     allow);
 }
+
+#define send_error(h, con, code, index, ...) \
+    send_err(h, con, code, index, NULL, __VA_ARGS__)
 
 /* ---- a request ---- */
 
 enum route {
-    R_NONE, R_HEALTH, R_READY, R_METRICS, R_MODELS, R_CLASSIFY, R_EMBED,
+    R_NONE, R_PAGE, R_IMAGE, R_HEALTH, R_READY, R_METRICS, R_MODELS, R_CLASSIFY, R_EMBED,
     R_MATCH, R_SEARCH,
 };
 
@@ -227,6 +244,7 @@ static const struct {
     enum route r;
     int post;
 } routes[] = {
+    {"/", R_PAGE, 0},               {"/v1/image", R_IMAGE, 0},
     {"/health", R_HEALTH, 0},       {"/ready", R_READY, 0},
     {"/metrics", R_METRICS, 0},     {"/v1/models", R_MODELS, 0},
     {"/v1/classify", R_CLASSIFY, 1}, {"/v1/embeddings", R_EMBED, 1},
@@ -365,7 +383,7 @@ static int failf(failure *f, const char *code, int index, const char *fmt,
 static int form_field(json_t *o, const part *p, failure *f)
 {
     static const char *const lists[] = {"labels", "texts", "input"};
-    static const char *const ints[] = {"top_k", "k"};
+    static const char *const ints[] = {"top_k", "k", "deadline_ms"};
     static const char *const bools[] = {"logits", "normalize"};
     const char *v = (const char *)(p->data ? p->data : (unsigned char *)"");
     for (size_t i = 0; i < 3; i++)
@@ -382,7 +400,7 @@ static int form_field(json_t *o, const part *p, failure *f)
             json_array_append_new(a, s);
             return 0;
         }
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < 3; i++)
         if (strcmp(p->key, ints[i]) == 0) {
             char *end;
             errno = 0;
@@ -591,6 +609,11 @@ static int op_call(vit_http *h, input *in, const char *op,
         return model && !hdr ? failf(f, "internal", -1, "out of memory")
                              : -1;
     }
+    /* The request's own deadline, when it gives one (the worker checks
+     * it); past it the answer is deadline_exceeded, 504. */
+    json_t *dl = json_object_get(in->req, "deadline_ms");
+    if (dl)
+        json_object_set(hdr, "deadline_ms", dl);
     for (; *fields; fields++) {
         json_t *v = json_object_get(in->req, *fields);
         if (v)
@@ -874,7 +897,89 @@ static enum MHD_Result do_metrics(vit_http *h, struct MHD_Connection *con)
     json_decref(b);
     vit_reply_free(&rep);
     return send_text(h, con, MHD_HTTP_OK,
-                     "text/plain; version=0.0.4; charset=utf-8", text, 0);
+                     "text/plain; version=0.0.4; charset=utf-8", text, NULL);
+}
+
+/* The media type of an image file by its first bytes. */
+static const char *image_type(const unsigned char *b, size_t n)
+{
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return "image/jpeg";
+    if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "image/png";
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return "image/bmp";
+    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+        return "image/tiff";
+    if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0)
+        return memcmp(b + 8, "avi", 3) == 0 ? "image/avif" : "image/heic";
+    return "application/octet-stream";
+}
+
+/* GET /v1/image?id=PATH: the bytes of a file that is an item of the
+ * worker's index (index_get says so: added by `vit index add` as a file),
+ * never of any other path. */
+static enum MHD_Result do_image(vit_http *h, struct MHD_Connection *con)
+{
+    const char *id =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "id");
+    const char *model =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "model");
+    if (!id || !*id)
+        return send_error(h, con, "bad_request", -1,
+                          "'id', an item's path, is required");
+    if (model && strlen(model) > 255)
+        return send_error(h, con, "bad_request", -1,
+                          "'model' must be a model's name (at most 255 "
+                          "bytes)");
+    failure f;
+    json_t *hdr = json_pack("{s:s, s:[o]}", "op", "index_get", "ids",
+                            svc_key_json(id));
+    vit_reply rep;
+    json_t *b;
+    int rc = hdr ? call(h, model ? model : "", 0, hdr, NULL, 0, &rep, &b, &f)
+                 : failf(&f, "internal", -1, "out of memory");
+    json_decref(hdr);
+    if (rc != 0)
+        return send_error(h, con, f.code, f.index, "%s", f.msg);
+    json_t *it = json_array_get(json_object_get(b, "items"), 0);
+    int file = json_is_true(json_object_get(it, "file"));
+    json_decref(b);
+    vit_reply_free(&rep);
+    if (!file)
+        return send_error(h, con, "not_found", -1,
+                          "%.300s is not a file of the index", id);
+    int fd = open(id, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EISDIR;
+        if (fd >= 0)
+            close(fd);
+        return send_error(h, con, "not_found", -1,
+                          "%.300s, a file of the index, cannot be read "
+                          "here: %s",
+                          id, strerror(e));
+    }
+    unsigned char head[16];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    struct MHD_Response *r =
+        MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            image_type(head, n > 0 ? (size_t)n : 0));
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "private, max-age=60");
+    enum MHD_Result ok = MHD_queue_response(con, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ok;
 }
 
 /* ---- libmicrohttpd's callbacks ---- */
@@ -907,6 +1012,11 @@ static enum MHD_Result dispatch(vit_http *h, struct MHD_Connection *con,
                          json_pack("{s:s}", "status", "ok"));
     case R_METRICS:
         return do_metrics(h, con);
+    case R_PAGE:
+        return send_text(h, con, MHD_HTTP_OK, "text/html; charset=utf-8",
+                         strdup(svc_http_page), NULL);
+    case R_IMAGE:
+        return do_image(h, con);
     case R_READY:
         rc = do_ready(h, &out, &f);
         break;
@@ -966,14 +1076,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
         if (!found)
             return send_error(h, con, "not_found", -1, "no route %s %.200s",
                               method, url);
-        if (q->route == R_NONE)
-            return send_error(h, con, "method_not_allowed", -1,
-                              "%.200s takes %s", url,
-                              strncmp(url, "/v1/", 4) == 0 &&
-                                      strcmp(url, "/v1/models") != 0
-                                  ? "POST"
-                                  : "GET");
-        if (h->api_key && q->route != R_HEALTH && !authorized(h, con)) {
+        if (q->route == R_NONE) {
+            int p = strncmp(url, "/v1/", 4) == 0 &&
+                    strcmp(url, "/v1/models") != 0;
+            return send_err(h, con, "method_not_allowed", -1,
+                            p ? "POST" : "GET, HEAD", "%.200s takes %s", url,
+                            p ? "POST" : "GET");
+        }
+        if (h->api_key && q->route != R_HEALTH && q->route != R_PAGE &&
+            !authorized(h, con)) {
             q->route = R_NONE;
             return send_error(h, con, "unauthorized", -1,
                               "this server needs 'Authorization: Bearer "
@@ -1128,7 +1239,7 @@ vit_status vit_http_start(const vit_http_options *opt, vit_http **out,
         return vit__fail(err, VIT_E_ARG, "the gateway needs an address to listen "
                                      "on and an endpoint to connect to");
     if (opt->timeout_ms < 1 || opt->retries < 0 || opt->max_connections < 1 ||
-        opt->max_body_bytes < 1)
+        opt->max_body_bytes < 1 || opt->connection_timeout_s < 1)
         return vit__fail(err, VIT_E_ARG, "a timeout, connection limit or body "
                                      "limit below 1");
     if (opt->api_key && !*opt->api_key)
@@ -1181,7 +1292,8 @@ vit_status vit_http_start(const vit_http_options *opt, vit_http **out,
         0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_done, h,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
+        MHD_OPTION_END);
     if (!h->d) {
         close(fd);
         http_free(h);

@@ -21,6 +21,7 @@ struct svc_index {
     char *path;
     idx_store *wr;      /* the writer thread's */
     idx_store *rd;      /* searches' metadata */
+    idx_store *look;    /* index_get's, on the thread that reads requests */
     idx_matrix *m;
     idx_model model;
     int dim;
@@ -221,6 +222,8 @@ vit_status svc_ix_open(const char *path, idx_precision prec,
     if (is == IDX_OK)
         is = idx_store_open(path, IDX_OPEN_READ, &ix->rd, &e);
     if (is == IDX_OK)
+        is = idx_store_open(path, IDX_OPEN_READ, &ix->look, &e);
+    if (is == IDX_OK)
         is = idx_store_load(ix->wr, prec, 0, &ix->m, &e);
     if (is == IDX_OK)
         is = idx_store_stats_quick(ix->wr, &ix->cached, &e);
@@ -261,6 +264,7 @@ void svc_ix_close(svc_index *ix)
     if (ix->push)
         zmq_close(ix->push);
     idx_matrix_free(ix->m);
+    idx_store_close(ix->look);
     idx_store_close(ix->rd);
     idx_store_close(ix->wr);
     pthread_mutex_destroy(&ix->mu);
@@ -331,6 +335,38 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
     }
     idx_hits_free(hits, (size_t)nq * (size_t)k);
     free(hits);
+    if (!all)
+        snprintf(msg, 256, "out of memory");
+    return all;
+}
+
+json_t *svc_ix_get(svc_index *ix, char *const *keys, int n, char msg[256])
+{
+    json_t *all = json_array();
+    for (int i = 0; all && i < n; i++) {
+        idx_item it;
+        int found = 0;
+        idx_error e = {{0}};
+        if (idx_store_get_path(ix->look, keys[i], &it, &found, &e) !=
+            IDX_OK) {
+            snprintf(msg, 256, "%.255s", e.msg);
+            json_decref(all);
+            return NULL;
+        }
+        if (!found) {
+            json_array_append_new(all, json_null());
+            continue;
+        }
+        json_t *meta = it.meta ? json_loads(it.meta, 0, NULL) : NULL;
+        int file = it.has_hash && it.size >= 0;
+        json_t *o = json_pack("{s:o, s:I, s:b, s:o, s:o}", "id",
+                              svc_key_json(it.path), "rowid",
+                              (json_int_t)it.id, "file", file, "size",
+                              file ? json_integer(it.size) : json_null(),
+                              "metadata", meta ? meta : json_null());
+        idx_item_free(&it);
+        json_array_append_new(all, o ? o : json_null());
+    }
     if (!all)
         snprintf(msg, 256, "out of memory");
     return all;

@@ -148,7 +148,10 @@ typedef struct vit_http_options {
                                 64 MiB of images in base64) */
     int timeout_ms;          /* per try of a ZeroMQ request (30000) */
     int retries;             /* tries after one that timed out (0) */
-    int max_connections;     /* connections at once (256) */
+    int max_connections;     /* connections at once (256); past it a new
+                                connection is closed at once */
+    int connection_timeout_s; /* a connection idle this long is closed
+                                (60) */
     /* CURVE to the endpoint, as vit_client_options. */
     const char *curve_server_key;
     const char *curve_public_key;

@@ -124,4 +124,7 @@ vit_status svc_curve_server(void *sock, const char *secret_z85,
 vit_status svc_curve_client(void *sock, const char *server, const char *pub,
                             const char *secret, vit_error *err);
 
+/* The search page of the HTTP gateway's GET / (service/http_page.c). */
+extern const char svc_http_page[];
+
 #endif

@@ -67,6 +67,13 @@ void svc_ix_job_free(svc_ix_job *job);
 json_t *svc_ix_search(svc_index *ix, float *queries, int nq, int k,
                       const char *prefix, char msg[256]);
 
+/* index_get: for each of the n keys, {"id", "rowid", "file", "size",
+ * "metadata"} (file: added by `vit index add` as a file, with its size
+ * and content hash) or null when there is no such item; a JSON array
+ * (new reference), or NULL with `msg` set. From the thread that reads
+ * requests only: it has a read connection of its own. */
+json_t *svc_ix_get(svc_index *ix, char *const *keys, int n, char msg[256]);
+
 /* {"items", "dim", "model", "fingerprint", "precision", "path", "files",
  * "vector_bytes", "file_bytes", "model_dir", "first_added",
  * "last_added"}: what index_stats answers, from memory (the counts and

@@ -41,6 +41,7 @@ typedef enum {
     OP_SEARCH_TEXT,
     OP_SEARCH_IMAGE,
     OP_INDEX_STATS,
+    OP_INDEX_GET,
     OP_INVALID,  /* a request too malformed to have an op */
     N_OPS
 } op_t;
@@ -49,7 +50,7 @@ static const char *const op_names[N_OPS] = {
     "classify",     "embed_image",  "embed_text",   "match",
     "info",         "health",       "metrics",      "index_add",
     "index_remove", "search_text",  "search_image", "index_stats",
-    "invalid",
+    "index_get",    "invalid",
 };
 
 /* The codes of PROTOCOL.md section 4, and "ok". */
@@ -970,6 +971,8 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
     }
     if (r->op == OP_INDEX_STATS)
         return 0;
+    if (r->op == OP_INDEX_GET)
+        return get_keys(h, "ids", 0, 1000, 4096, &r->ids, &r->n_ids, rj);
     if (r->op == OP_INDEX_REMOVE)
         return get_keys(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
     /* index_add */
@@ -1119,7 +1122,7 @@ static int parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
     int n_data = m->n - hi - 1 + m->dropped;
     int is_index = r->op == OP_INDEX_ADD || r->op == OP_INDEX_REMOVE ||
                    r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE ||
-                   r->op == OP_INDEX_STATS;
+                   r->op == OP_INDEX_STATS || r->op == OP_INDEX_GET;
     if (is_index && !w->ix) {
         rejectf(rj, C_NO_INDEX, -1, NULL,
                 "this worker serves no index (vit serve --index PATH)");
@@ -1591,9 +1594,16 @@ static void handle_request(io *x, svc_msg *m, int ri,
     if (parse_body(w, m, ri + 1, r, &rj) != 0)
         goto reject;
     if (r->op == OP_HEALTH || r->op == OP_INFO || r->op == OP_METRICS ||
-        r->op == OP_INDEX_STATS) {
+        r->op == OP_INDEX_STATS || r->op == OP_INDEX_GET) {
         char *body;
-        if (r->op == OP_INDEX_STATS)
+        char msg[256] = "out of memory";
+        json_t *items = NULL;
+        if (r->op == OP_INDEX_GET)
+            body = (items = svc_ix_get(w->ix, r->ids, r->n_ids, msg))
+                       ? dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
+                                        "index_get", "items", items))
+                       : NULL;
+        else if (r->op == OP_INDEX_STATS)
             body = dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
                                   "index_stats", "index",
                                   svc_ix_stats(w->ix)));
@@ -1612,7 +1622,7 @@ static void handle_request(io *x, svc_msg *m, int ri,
         } else
             body = metrics_body(w);
         if (!body) {
-            rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
+            rejectf(&rj, C_INTERNAL, -1, NULL, "%s", msg);
             goto reject;
         }
         count(w, r->op, C_OK);

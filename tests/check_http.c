@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <png.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +40,13 @@ typedef struct {
     pid_t worker, gw;
     int port;
 } fix;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 static void sleep_ms(int ms)
 {
@@ -120,6 +130,7 @@ typedef struct {
     size_t n;
     char retry_after[32];
     char type[128];
+    char allow[64];
 } resp;
 
 static size_t on_body(char *d, size_t size, size_t nmemb, void *ud)
@@ -142,6 +153,9 @@ static size_t on_header(char *d, size_t size, size_t nmemb, void *ud)
     if (n > 13 && strncasecmp(d, "Retry-After: ", 13) == 0)
         snprintf(r->retry_after, sizeof r->retry_after, "%.*s",
                  (int)strcspn(d + 13, "\r\n"), d + 13);
+    if (n > 7 && strncasecmp(d, "Allow: ", 7) == 0)
+        snprintf(r->allow, sizeof r->allow, "%.*s",
+                 (int)strcspn(d + 7, "\r\n"), d + 7);
     if (n > 14 && strncasecmp(d, "Content-Type: ", 14) == 0)
         snprintf(r->type, sizeof r->type, "%.*s",
                  (int)strcspn(d + 14, "\r\n"), d + 14);
@@ -685,6 +699,122 @@ START_TEST(http_no_service)
 }
 END_TEST
 
+typedef struct {
+    int port;
+    resp r;
+} one_req;
+
+static void *one_main(void *p)
+{
+    one_req *o = p;
+    o->r = request(o->port, "/v1/embeddings", "{\"input\":\"a cat\"}", NULL,
+                   NULL, NULL);
+    return NULL;
+}
+
+START_TEST(http_statuses_and_limits)
+{
+    /* A worker whose queue holds one request, kept 400 ms for a batch. */
+    fix f = {0};
+    f.dir = tu_tmpdir();
+    snprintf(f.ep, sizeof f.ep, "ipc://%s/w.sock", f.dir);
+    const char *wx[] = {"--max-queue", "1", "--max-delay-ms", "400",
+                        "--batch-wait", "full", NULL};
+    f.worker = tu_serve_start_args(TOK, f.dir, f.ep, NULL, wx);
+    const char *gx[] = {"--max-connections", "4", "--connection-timeout",
+                        "1", "--timeout", "5000", NULL};
+    start_gw(&f, f.ep, gx);
+
+    expect_error(f.port, "/v2/nothing", NULL, NULL, 404, "not_found");
+    resp r = request(f.port, "/v1/embeddings", NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(r.allow, "POST");
+    free(r.body);
+    r = request(f.port, "/health", "{}", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(r.allow, "GET, HEAD");
+    free(r.body);
+    /* Its deadline passes while it waits for a batch: 504. */
+    expect_error(f.port, "/v1/embeddings",
+                 "{\"input\":\"x\",\"deadline_ms\":50}", NULL, 504,
+                 "deadline_exceeded");
+
+    /* Three at once: one is queued, the others find the queue full. */
+    enum { T = 3 };
+    pthread_t th[T];
+    one_req q[T];
+    for (int i = 0; i < T; i++) {
+        q[i].port = f.port;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, one_main, &q[i]), 0);
+    }
+    int ok = 0, over = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        ok += q[i].r.status == 200;
+        if (q[i].r.status == 429) {
+            over++;
+            ck_assert_str_eq(q[i].r.retry_after, "1");
+            ck_assert_ptr_nonnull(strstr(q[i].r.body, "\"overloaded\""));
+        }
+        free(q[i].r.body);
+    }
+    printf("http: 3 at once on a queue of 1: %d ok, %d 429\n", ok, over);
+    ck_assert_int_ge(ok, 1);
+    ck_assert_int_ge(over, 1);
+    ck_assert_int_eq(ok + over, T);
+
+    /* Four idle connections take every place: a fifth is closed
+     * unanswered (or, when a place is being freed, waits for it); a second
+     * later the idle ones are timed out and there is room again. */
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = tu_tcp_connect(f.port);
+    sleep_ms(200);
+    CURL *c = curl_easy_init();
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", f.port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    resp fifth = {0};
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &fifth);
+    double t0 = now_ms();
+    CURLcode cc = curl_easy_perform(c);
+    double waited = now_ms() - t0;
+    curl_easy_cleanup(c);
+    free(fifth.body);
+    printf("http: a fifth connection of 4: %s after %.0f ms\n",
+           cc == CURLE_OK ? "answered" : curl_easy_strerror(cc), waited);
+    ck_assert_msg(cc != CURLE_OK || waited > 500,
+                  "a fifth connection was answered at once");
+    for (int i = 0; i < 4; i++) {
+        char b;
+        ck_assert_int_eq(recv(fds[i], &b, 1, 0), 0);  /* closed by it */
+        close(fds[i]);
+    }
+
+    /* A worker draining refuses new work: 503, try again. */
+    q[0].port = f.port;
+    ck_assert_int_eq(pthread_create(&th[0], NULL, one_main, &q[0]), 0);
+    sleep_ms(100);
+    kill(f.worker, SIGTERM);
+    sleep_ms(50);
+    r = request(f.port, "/v1/embeddings", "{\"input\":\"x\"}", NULL, NULL,
+                NULL);
+    ck_assert_msg(r.status == 503 && strstr(r.body, "shutting_down"),
+                  "%ld %s", r.status, r.body);
+    ck_assert_str_eq(r.retry_after, "1");
+    free(r.body);
+    pthread_join(th[0], NULL);
+    ck_assert_int_eq(q[0].r.status, 200);
+    free(q[0].r.body);
+    waitpid(f.worker, NULL, 0);
+    f.worker = 0;
+    fix_stop(&f);
+}
+END_TEST
+
 /* The search results over HTTP against the ZeroMQ client's. */
 static void same_search(int port, const char *body, json_t *want)
 {
@@ -743,6 +873,120 @@ START_TEST(http_search_an_index)
     free(u);
     free((void *)img[0].data);
     free((void *)img[1].data);
+    fix_stop(&f);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* Whether the PNG at `path` has more than one colour. */
+static int png_not_blank(const char *path)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&im, path))
+        return 0;
+    im.format = PNG_FORMAT_RGB;
+    size_t n = PNG_IMAGE_SIZE(im);
+    unsigned char *px = malloc(n);
+    int ok = px && png_image_finish_read(&im, NULL, px, 0, NULL);
+    int differ = 0;
+    for (size_t i = 3; ok && i < n && !differ; i++)
+        differ = px[i] != px[i % 3];
+    free(px);
+    return differ;
+}
+
+START_TEST(http_search_page)
+{
+    ck_assert_msg(tu_have_program("chromium"),
+                  "Debian's chromium is needed for this test (sh .ci/deps "
+                  "installs it)");
+    /* Two files indexed by `vit index add`, one item added over the
+     * protocol (not a file). */
+    char *dir = tu_tmpdir();
+    char index[700], imgs[700], a[800], b[800];
+    snprintf(index, sizeof index, "%s/photos.vidx", dir);
+    snprintf(imgs, sizeof imgs, "%s/imgs", dir);
+    ck_assert_int_eq(mkdir(imgs, 0755), 0);
+    snprintf(a, sizeof a, "%s/gradient.jpg", imgs);
+    snprintf(b, sizeof b, "%s/noise.png", imgs);
+    ck_assert_int_eq(tu_copy(GRADIENT, a), 0);
+    ck_assert_int_eq(tu_copy(NOISE, b), 0);
+    tu_run_result rr;
+    tu_run(&rr, "index", "add", "--model", TOK, "--index", index, imgs,
+           NULL);
+    ck_assert_msg(rr.code == 0, "%s", rr.err);
+    tu_run_free(&rr);
+    fix f;
+    fix_start(&f, TOK, index, NULL);
+    vit_blob img = file_blob(NOISE);
+    json_decref(zcall(f.ep, "{\"op\":\"index_add\",\"ids\":[\"not/a/file\"]}",
+                      &img, 1, NULL, NULL));
+    free((void *)img.data);
+
+    resp r = request(f.port, "/", NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.type, "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(strstr(r.body, "<script>"));
+    ck_assert_ptr_null(strstr(r.body, "http:"));  /* nothing external */
+    ck_assert_ptr_null(strstr(r.body, "https:"));
+    ck_assert_ptr_null(strstr(r.body, "<img>"));
+    free(r.body);
+    /* Files of the index, byte for byte; nothing else. */
+    char path[1000];
+    char *esc = curl_easy_escape(NULL, a, 0);
+    snprintf(path, sizeof path, "/v1/image?id=%s", esc);
+    curl_free(esc);
+    r = request(f.port, path, NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.type, "image/jpeg");
+    size_t n;
+    unsigned char *want = tu_read(GRADIENT, &n);
+    ck_assert(r.n == n && memcmp(r.body, want, n) == 0);
+    free(want);
+    free(r.body);
+    expect_error(f.port, "/v1/image?id=%2Fetc%2Fpasswd", NULL, NULL, 404,
+                 "not_found");
+    expect_error(f.port, "/v1/image?id=not%2Fa%2Ffile", NULL, NULL, 404,
+                 "not_found");
+    expect_error(f.port, "/v1/image", NULL, NULL, 400, "bad_request");
+
+    /* The page in headless Chromium, a text query in its address. */
+    char out[800], shot[800], profile[800], url[200], shotarg[900];
+    snprintf(out, sizeof out, "%s/dom.html", dir);
+    snprintf(shot, sizeof shot, "%s/page.png", dir);
+    snprintf(shotarg, sizeof shotarg, "--screenshot=%s", shot);
+    snprintf(profile, sizeof profile, "--user-data-dir=%s/profile", dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/#q=a%%20red%%20sky",
+             f.port);
+    char *argv[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--no-first-run", "--disable-extensions", profile,
+                    "--virtual-time-budget=5000", "--dump-dom", url, NULL};
+    ck_assert_int_eq(tu_run_bounded(argv, out, 90), 0);
+    char *dom = (char *)tu_read(out, &n);
+    ck_assert_ptr_nonnull(dom);
+    dom = realloc(dom, n + 1);
+    dom[n] = '\0';
+    int hits = 0;
+    for (const char *p = dom; (p = strstr(p, "class=\"hit\"")); p++)
+        hits++;
+    int blobs = 0;
+    for (const char *p = dom; (p = strstr(p, "src=\"blob:")); p++)
+        blobs++;
+    printf("http: the search page shows %d hits, %d images\n", hits, blobs);
+    ck_assert_msg(hits == 3, "%d hits in the page: %s", hits, dom);
+    ck_assert_int_eq(blobs, 2);  /* the item that is no file has none */
+    ck_assert_ptr_nonnull(strstr(dom, "gradient.jpg"));
+    free(dom);
+    char *argv2[] = {"chromium", "--headless", "--no-sandbox",
+                     "--disable-gpu", "--no-first-run",
+                     "--disable-extensions", profile,
+                     "--virtual-time-budget=5000", "--window-size=800,600",
+                     shotarg, url, NULL};
+    ck_assert_int_eq(tu_run_bounded(argv2, out, 90), 0);
+    ck_assert_msg(png_not_blank(shot), "the screenshot is blank");
     fix_stop(&f);
     tu_rmrf(dir);
     free(dir);
@@ -859,6 +1103,8 @@ Suite *http_suite(void)
     tcase_add_test(t, http_search_an_index);
     tcase_add_test(t, http_in_the_serving_process);
     tcase_add_test(t, http_behind_a_broker);
+    tcase_add_test(t, http_statuses_and_limits);
+    tcase_add_test(t, http_search_page);
     suite_add_tcase(s, t);
     return s;
 }

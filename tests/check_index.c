@@ -1476,15 +1476,8 @@ static pid_t start_add(const char *index, const char *imgs, const char *out)
     int empty = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(empty, 0);
     close(empty);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid_t pid = tu_fork_out(out);
     if (pid == 0) {
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 0);
-        dup2(o, 1);
-        dup2(nul, 2);
         execl(tu_vit_bin(), tu_vit_bin(), "index", "add", "--format", "jsonl",
               "--batch", "1", "--model", TOK, "--index", index, imgs,
               (char *)NULL);
@@ -1676,59 +1669,12 @@ START_TEST(cli_add_survives_sigkill)
 }
 END_TEST
 
-/* Runs argv with stdout into `out`, killed after `secs`. Returns the exit
- * status, or -1 when it had to be killed. */
-static int run_bounded(char *const *argv, const char *out, int secs)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 0);
-        dup2(o, 1);
-        dup2(nul, 2);
-        setpgid(0, 0);  /* so that its helper processes die with it */
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    double end = mono_s() + secs;
-    int status;
-    while (mono_s() < end) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-        struct timespec d = {0, 20000000};
-        nanosleep(&d, NULL);
-    }
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
-static int have_program(const char *name)
-{
-    const char *path = getenv("PATH");
-    char *copy = strdup(path ? path : "/usr/bin:/bin");
-    int found = 0;
-    for (char *dir = strtok(copy, ":"); dir && !found;
-         dir = strtok(NULL, ":")) {
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, name);
-        found = access(p, X_OK) == 0;
-    }
-    free(copy);
-    return found;
-}
-
 /* The page opened in headless Chromium: a script appended to a copy of it
  * counts the images that decoded (naturalWidth > 0). One deliberately
  * broken image is added too, to show the check can fail. */
 START_TEST(cli_html_renders_in_chromium)
 {
-    ck_assert_msg(have_program("chromium"),
+    ck_assert_msg(tu_have_program("chromium"),
                   "Debian's chromium is needed for this test (sh .ci/deps "
                   "installs it)");
     cli_fx f;
@@ -1783,7 +1729,7 @@ START_TEST(cli_html_renders_in_chromium)
                     "--no-first-run", "--disable-extensions", profile,
                     "--virtual-time-budget=5000", "--dump-dom", url, NULL};
     double t0 = mono_s();
-    int rc = run_bounded(argv, out, 90);
+    int rc = tu_run_bounded(argv, out, 90);
     ck_assert_msg(rc == 0, "chromium exited %d", rc);
     char *dom = (char *)tu_read(out, &n);
     ck_assert_ptr_nonnull(dom);

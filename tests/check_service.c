@@ -1122,13 +1122,7 @@ START_TEST(test_info_and_embed)
     }
     fclose(f);
     ck_assert_int_gt(port, 0);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int fd = tu_tcp_connect(port);
     const char get[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
     ck_assert_int_eq(write(fd, get, sizeof get - 1), (ssize_t)(sizeof get - 1));
     char resp[16384];

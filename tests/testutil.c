@@ -10,7 +10,11 @@
 #include <ftw.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -387,3 +391,79 @@ uint64_t tu_noise_png(const char *path, int w, int h, uint64_t s)
     free(px);
     return s;
 }
+
+int tu_tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static double tu_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Runs argv with stdout into `out`, killed after `secs`. Returns the exit
+ * status, or -1 when it had to be killed. */
+pid_t tu_fork_out(const char *out)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(o, 1);
+        dup2(nul, 2);
+        setpgid(0, 0);  /* so that its helper processes die with it */
+    }
+    return pid;
+}
+
+int tu_run_bounded(char *const *argv, const char *out, int secs)
+{
+    pid_t pid = tu_fork_out(out);
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    double end = tu_mono_s() + secs;
+    int status;
+    while (tu_mono_s() < end) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        struct timespec d = {0, 20000000};
+        nanosleep(&d, NULL);
+    }
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+int tu_have_program(const char *name)
+{
+    const char *path = getenv("PATH");
+    char *copy = strdup(path ? path : "/usr/bin:/bin");
+    int found = 0;
+    for (char *dir = strtok(copy, ":"); dir && !found;
+         dir = strtok(NULL, ":")) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        found = access(p, X_OK) == 0;
+    }
+    free(copy);
+    return found;
+}
+

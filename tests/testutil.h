@@ -88,6 +88,20 @@ pid_t tu_serve_start(const char *model, const char *dir, const char *ep,
 /* SIGTERM, then SIGKILL after 30 s; returns the exit status (-1 if it had
  * to be killed). */
 int tu_serve_stop(pid_t pid);
+
+/* fork() with the child's stdout to the file `out` (emptied), stdin and
+ * stderr /dev/null, in a process group of its own: the pid, 0 in the
+ * child. */
+pid_t tu_fork_out(const char *out);
+/* Runs argv with stdout to `out` (stdin and stderr /dev/null) for at most
+ * `secs` seconds: its exit status, 128 when killed by a signal, -1 when
+ * it ran out of time (it and its process group are killed). */
+int tu_run_bounded(char *const *argv, const char *out, int secs);
+/* Whether `name` is an executable on PATH. */
+int tu_have_program(const char *name);
+
+/* A TCP connection to 127.0.0.1:port, reads timing out after 5 s. */
+int tu_tcp_connect(int port);
 /* Starts `vit ARGS...` (NULL-terminated, argv[0] excluded), stdin from
  * /dev/null, stdout and stderr appended to `log`; it dies with the test
  * process. Returns its pid. */
