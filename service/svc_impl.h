@@ -124,6 +124,17 @@ vit_status svc_curve_server(void *sock, const char *secret_z85,
 vit_status svc_curve_client(void *sock, const char *server, const char *pub,
                             const char *secret, vit_error *err);
 
+/* The worker's metrics port on libmicrohttpd (service/http.c): `text`
+ * returns the Prometheus text, malloc'd, or NULL when it cannot be had;
+ * it is called on the server's own thread. `endpoint` is tcp://HOST:PORT
+ * (port * for any); *port receives the one it listens on. */
+typedef char *(*svc_metrics_fn)(void *ud);
+typedef struct svc_metrics_http svc_metrics_http;
+vit_status svc_metrics_http_start(const char *endpoint, svc_metrics_fn text,
+                                  void *ud, svc_metrics_http **out, int *port,
+                                  vit_error *err);
+void svc_metrics_http_stop(svc_metrics_http *m);
+
 /* The search page of the HTTP gateway's GET / (service/http_page.c). */
 extern const char svc_http_page[];
 

@@ -1495,8 +1495,8 @@ static char *metrics_body(worker *w)
 }
 
 /* The same counters in Prometheus' text exposition format (0.0.4), for
- * the `metrics` operation with "format": "prometheus" and the HTTP
- * endpoint of --metrics-bind. */
+ * the `metrics` operation with "format": "prometheus" and GET /metrics on
+ * --metrics-bind's port. */
 static char *metrics_prometheus(worker *w)
 {
     char *text = NULL;
@@ -1755,44 +1755,44 @@ static void handle_done(io *x, done_msg *d)
     free(d);
 }
 
-/* One read on the metrics endpoint (a ZMQ_STREAM socket: [peer, bytes]).
- * A scrape's request line arrives in its first packet, so each GET is
- * answered at once and the connection closed (HTTP/1.0). */
-static void handle_http(worker *w, void *http, svc_msg *m)
+/* The metrics port (--metrics-bind) is libmicrohttpd's (service/http.c);
+ * its thread asks the worker's loop for the text over an inproc REQ/REP
+ * pair, so the numbers are read only where they are written. */
+typedef struct {
+    void *ctx;
+    char ep[64];
+} metrics_link;
+
+static char *metrics_fetch(void *ud)
 {
-    if (m->n != 2 || svc_size(m, 1) == 0)
-        return;  /* a connection opened or closed */
-    int get = svc_size(m, 1) >= 4 && memcmp(svc_data(m, 1), "GET ", 4) == 0;
-    char *text = get ? metrics_prometheus(w) : NULL;
-    char head[160];
-    snprintf(head, sizeof head,
-             "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
-             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-             text ? "200 OK" : get ? "500 Internal Server Error"
-                                   : "405 Method Not Allowed",
-             text ? strlen(text) : 0);
-    svc_msg r = {0};
-    int bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0));
-    bad |= svc_msg_add_str(&r, head);
-    if (!bad)
-        svc_msg_send(&r, http);
-    else
-        svc_msg_close(&r);
-    if (text) {
-        bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0)) |
-              svc_msg_add_str(&r, text);
-        if (!bad)
-            svc_msg_send(&r, http);
-        else
-            svc_msg_close(&r);
+    metrics_link *l = ud;
+    void *s = zmq_socket(l->ctx, ZMQ_REQ);
+    int zero = 0, wait_ms = 5000;
+    char *text = NULL;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (s && zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) == 0 &&
+        zmq_setsockopt(s, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms) == 0 &&
+        zmq_connect(s, l->ep) == 0 && zmq_send(s, "", 0, 0) == 0 &&
+        zmq_msg_recv(&m, s, 0) > 0 && (text = malloc(zmq_msg_size(&m) + 1))) {
+        memcpy(text, zmq_msg_data(&m), zmq_msg_size(&m));
+        text[zmq_msg_size(&m)] = '\0';
     }
-    /* An empty frame to a peer closes its connection. */
-    bad = svc_msg_add(&r, svc_data(m, 0), svc_size(m, 0)) |
-          svc_msg_add(&r, "", 0);
-    if (!bad)
-        svc_msg_send(&r, http);
-    else
-        svc_msg_close(&r);
+    zmq_msg_close(&m);
+    if (s)
+        zmq_close(s);
+    return text;
+}
+
+/* One scrape's question on the loop's REP socket: answered with the text,
+ * or an empty frame (which the port turns into 503). */
+static void handle_metrics(worker *w, void *rep)
+{
+    char q[8];
+    if (zmq_recv(rep, q, sizeof q, ZMQ_DONTWAIT) < 0)
+        return;
+    char *text = metrics_prometheus(w);
+    zmq_send(rep, text ? text : "", text ? strlen(text) : 0, 0);
     free(text);
 }
 
@@ -2104,6 +2104,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     infer_ctx ic = {0};
     io x = {.w = w, .brokered = opt->connect != NULL};
     void *pull = NULL, *http = NULL;
+    svc_metrics_http *mhttp = NULL;
+    metrics_link mlink = {0};
     svc_auth *auth = NULL;
 
     st = vit_model_load(opt->model_dir, &w->vopt, &w->model, err);
@@ -2194,20 +2196,25 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     }
 
     if (opt->metrics_bind) {
-        http = zmq_socket(w->ctx, ZMQ_STREAM);
-        int zero = 0;
+        /* `http` is the loop's end of the scrapes' inproc pair. */
+        mlink.ctx = w->ctx;
+        snprintf(mlink.ep, sizeof mlink.ep, "inproc://vit-metrics-%p",
+                 (void *)w);
+        http = zmq_socket(w->ctx, ZMQ_REP);
+        int zero = 0, port = 0;
         if (http)
             zmq_setsockopt(http, ZMQ_LINGER, &zero, sizeof zero);
-        if (!http || zmq_bind(http, opt->metrics_bind) != 0) {
-            st = fail(err, VIT_E_IO, "cannot bind %s: %s", opt->metrics_bind,
+        if (!http || zmq_bind(http, mlink.ep) != 0) {
+            st = fail(err, VIT_E_IO, "cannot open the metrics pair: %s",
                       zmq_strerror(errno));
             goto out;
         }
-        char ep[256];
-        size_t n = sizeof ep;
-        if (zmq_getsockopt(http, ZMQ_LAST_ENDPOINT, ep, &n) == 0)
-            logf_(w, "metrics on http://%s/metrics",
-                  strncmp(ep, "tcp://", 6) == 0 ? ep + 6 : ep);
+        if ((st = svc_metrics_http_start(opt->metrics_bind, metrics_fetch,
+                                         &mlink, &mhttp, &port, err)))
+            goto out;
+        const char *hp = opt->metrics_bind + 6, *colon = strrchr(hp, ':');
+        int hl = colon ? (int)(colon - hp) : (int)strlen(hp);
+        logf_(w, "metrics on http://%.*s:%d/metrics", hl, hp, port);
     }
 
     /* The pipeline threads. Each gets its own PUSH socket: ZeroMQ sockets
@@ -2278,13 +2285,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                 handle_done(&x, d);
             }
         }
-        if (rc > 0 && http && (items[1].revents & ZMQ_POLLIN)) {
-            svc_msg m;
-            if (svc_msg_recv(&m, http, ZMQ_DONTWAIT, 4) == 0) {
-                handle_http(w, http, &m);
-                svc_msg_close(&m);
-            }
-        }
+        if (rc > 0 && http && (items[1].revents & ZMQ_POLLIN))
+            handle_metrics(w, http);
         if (rc > 0 && n_items > 3 && (items[3].revents & ZMQ_POLLIN) &&
             handle_monitor(&x))  /* before the DEALER may be closed */
             last_heard = now;
@@ -2374,6 +2376,8 @@ out:
         req_free(r);
     }
     broker_close(&x);
+    /* The port's thread may be waiting on the pair: stopped first. */
+    svc_metrics_http_stop(mhttp);
     if (http)
         zmq_close(http);
     svc_auth_stop(auth);

@@ -1122,19 +1122,36 @@ START_TEST(test_info_and_embed)
     }
     fclose(f);
     ck_assert_int_gt(port, 0);
-    int fd = tu_tcp_connect(port);
-    const char get[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    ck_assert_int_eq(write(fd, get, sizeof get - 1), (ssize_t)(sizeof get - 1));
-    char resp[16384];
-    size_t rn = 0;
-    for (ssize_t k; rn < sizeof resp - 1 &&
-                    (k = read(fd, resp + rn, sizeof resp - 1 - rn)) > 0;)
-        rn += (size_t)k;
-    resp[rn] = '\0';
-    close(fd);
-    ck_assert_msg(strncmp(resp, "HTTP/1.0 200 OK", 15) == 0, "%s", resp);
-    ck_assert(strstr(resp, "vit_batch_size_bucket{model=\"digits\",le=\"2\"}"));
-    printf("service: metrics over HTTP, %zu bytes\n", rn);
+    /* libmicrohttpd's: /metrics for GET, 404 elsewhere, 405 for others. */
+    static const struct {
+        const char *req, *status;
+    } scrapes[] = {
+        {"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n", " 200 OK"},
+        {"GET /other HTTP/1.0\r\nHost: x\r\n\r\n", " 404 "},
+        {"DELETE /metrics HTTP/1.0\r\nHost: x\r\n\r\n", " 405 "},
+    };
+    for (size_t k = 0; k < sizeof scrapes / sizeof *scrapes; k++) {
+        int fd = tu_tcp_connect(port);
+        const char *get = scrapes[k].req;
+        ck_assert_int_eq(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+        char resp[16384];
+        size_t rn = 0;
+        for (ssize_t nr; rn < sizeof resp - 1 &&
+                          (nr = read(fd, resp + rn, sizeof resp - 1 - rn)) > 0;)
+            rn += (size_t)nr;
+        resp[rn] = '\0';
+        close(fd);
+        char *eol = strstr(resp, "\r\n");
+        ck_assert_msg(eol && strncmp(resp, "HTTP/1.", 7) == 0 &&
+                          strstr(resp, scrapes[k].status) &&
+                          strstr(resp, scrapes[k].status) < eol,
+                      "%s: %s", get, resp);
+        if (k == 0) {
+            ck_assert(strstr(resp, "vit_batch_size_bucket{model=\"digits\","
+                                   "le=\"2\"}"));
+            printf("service: metrics over HTTP, %zu bytes\n", rn);
+        }
+    }
     vit_client_free(c);
     stop_ok(w);
 }
