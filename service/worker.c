@@ -77,6 +77,10 @@ static const char *const code_names[N_CODES] = {
 };
 
 #define LAT_RING 4096
+/* The upper bounds, in seconds, of the latency histogram's buckets. */
+static const double lat_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                0.5,   1,    2.5,   5,    10,  30};
+#define N_LAT_LE (int)(sizeof lat_le / sizeof lat_le[0])
 #define MAX_HIST 4097  /* batch sizes 1 ... 4096 */
 
 /* ---- requests and items ---- */
@@ -174,6 +178,10 @@ typedef struct {
     uint64_t counts[N_OPS][N_CODES];
     double lat[LAT_RING];
     uint64_t n_lat;
+    uint64_t lat_bucket[N_LAT_LE]; /* work requests by the first bound
+                                      their latency is within (past the
+                                      last: only in n_lat) */
+    double lat_sum_s;
     double t_start;
 } worker;
 
@@ -1554,6 +1562,24 @@ static char *metrics_prometheus(worker *w)
                   : 0.0);
     fprintf(f, "vit_request_latency_seconds_count{model=\"%s\"} %llu\n",
             w->name, (unsigned long long)w->n_lat);
+    /* The same latencies as a histogram of every work request, which a
+     * server can aggregate across workers (a summary cannot be). */
+    fprintf(f, "# HELP vit_request_duration_seconds Receipt to reply of "
+               "work requests.\n"
+               "# TYPE vit_request_duration_seconds histogram\n");
+    uint64_t below = 0;
+    for (int i = 0; i < N_LAT_LE; i++) {
+        below += w->lat_bucket[i];
+        fprintf(f, "vit_request_duration_seconds_bucket{model=\"%s\","
+                   "le=\"%g\"} %llu\n",
+                w->name, lat_le[i], (unsigned long long)below);
+    }
+    fprintf(f, "vit_request_duration_seconds_bucket{model=\"%s\",le=\"+Inf\"}"
+               " %llu\n"
+               "vit_request_duration_seconds_sum{model=\"%s\"} %.6f\n"
+               "vit_request_duration_seconds_count{model=\"%s\"} %llu\n",
+            w->name, (unsigned long long)w->n_lat, w->name, w->lat_sum_s,
+            w->name, (unsigned long long)w->n_lat);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -1746,7 +1772,14 @@ static void handle_done(io *x, done_msg *d)
         send_reply(x, r->route, r->route_len, r->rid, r->rid_len, d->body,
                    d->data, d->data_len);
     count(w, r->op, d->body ? d->code : C_INTERNAL);
-    w->lat[w->n_lat++ % LAT_RING] = svc_now_ms() - r->t_recv;
+    double ms = svc_now_ms() - r->t_recv;
+    w->lat[w->n_lat++ % LAT_RING] = ms;
+    w->lat_sum_s += ms / 1e3;
+    for (int i = 0; i < N_LAT_LE; i++)
+        if (ms / 1e3 <= lat_le[i]) {
+            w->lat_bucket[i]++;
+            break;
+        }
     w->inflight--;
     w->held_bytes -= r->cost;
     free(d->body);
