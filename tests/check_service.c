@@ -735,17 +735,13 @@ static void *loop_main(void *p)
  * other three arrive. When that pass ends the three are queued, and a
  * worker that ran them at once would keep the clients in two groups
  * forever, in passes of one and three; it waits the moment it takes the
- * first client to send again, and from then on every pass is full. */
-START_TEST(test_batches_stay_full)
+ * first client to send again, and from then on every pass is full. That
+ * moment is the scheduler's: on a machine busy with other work a client
+ * can miss it, so the run is tried up to three times, and one with the
+ * groups joined is enough (a worker that does not wait splits them in
+ * every run). Returns the passes the run took. */
+static long batches_run(const char *ep, const unsigned char *png, size_t n)
 {
-    char model[256], ep[200];
-    slow_model(model, sizeof model);
-    endpoint(ep, sizeof ep, "w");
-    pid_t w = spawn("worker", "serve", "--model", model, "--bind", ep,
-                    "--max-batch", "4", "--max-delay-ms", "50", NULL);
-    wait_ready(ep, w);
-    size_t n;
-    unsigned char *png = read_all(NOISE_PNG, &n);
     enum { C = 4, R = 8 };
     loop_arg a[C];
     pthread_t th[C];
@@ -769,16 +765,35 @@ START_TEST(test_batches_stay_full)
     printf("service: 4 closed-loop clients x %d requests, batches of up to "
            "4: %ld passes, sizes %s, %.2f s computing\n", R, passes, sizes,
            json_real_value(json_object_get(b, "busy_s")));
-    /* 32 items: 8 full passes (and one first and one last part-full one
-     * at most) where the groups join; 16 where they stay apart. */
-    ck_assert_msg(passes <= 11, "%ld passes for %d items: %s", passes,
-                  C * R, sizes);
     ck_assert(json_real_value(json_object_get(b, "busy_s")) > 0);
     free(sizes);
     json_decref(mt);
     vit_client_free(c);
+    return passes;
+}
+
+START_TEST(test_batches_stay_full)
+{
+    char model[256], ep[200];
+    slow_model(model, sizeof model);
+    size_t n;
+    unsigned char *png = read_all(NOISE_PNG, &n);
+    long passes = 0;
+    for (int run = 0; run < 3; run++) {
+        endpoint(ep, sizeof ep, run == 0 ? "w" : run == 1 ? "w2" : "w3");
+        pid_t w = spawn("worker", "serve", "--model", model, "--bind", ep,
+                        "--max-batch", "4", "--max-delay-ms", "50", NULL);
+        wait_ready(ep, w);
+        passes = batches_run(ep, png, n);
+        stop_ok(w);
+        /* 32 items: 8 full passes (and one first and one last part-full
+         * one at most) where the groups join; 16 where they stay apart. */
+        if (passes <= 11)
+            break;
+    }
+    ck_assert_msg(passes <= 11, "%ld passes for 32 items in each of 3 runs",
+                  passes);
     free(png);
-    stop_ok(w);
 }
 END_TEST
 
@@ -1149,6 +1164,15 @@ START_TEST(test_info_and_embed)
         if (k == 0) {
             ck_assert(strstr(resp, "vit_batch_size_bucket{model=\"digits\","
                                    "le=\"2\"}"));
+            /* One work request so far (the embed_image above). */
+            ck_assert_msg(strstr(resp, "vit_request_duration_seconds_bucket{"
+                                       "model=\"digits\",le=\"+Inf\"} 1\r\n") ||
+                              strstr(resp, "vit_request_duration_seconds_"
+                                           "bucket{model=\"digits\",le=\"+Inf\"}"
+                                           " 1\n"),
+                          "%s", resp);
+            ck_assert(strstr(resp, "# TYPE vit_request_duration_seconds "
+                                   "histogram"));
             printf("service: metrics over HTTP, %zu bytes\n", rn);
         }
     }
