@@ -2366,6 +2366,14 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     }
     if (x.brokered && x.front)
         send_cmd(&x, SVC_W_DISCONNECT);
+    /* The last replies (and the broker's DISCONNECT) may still be queued
+     * in the socket: closed with no linger they would be dropped, and a
+     * client whose request was drained would never hear. Up to 2 s to
+     * flush them; a client that went away does not hold the stop longer. */
+    if (x.front) {
+        int flush_ms = 2000;
+        zmq_setsockopt(x.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+    }
     logf_(w, "stopped");
 
 out:
