@@ -199,21 +199,11 @@ def check_siglip(args):
     ref = ref.numpy()
 
     def embed(precision):
-        with tempfile.TemporaryDirectory() as tmp:
-            npy = os.path.join(tmp, "pixels.npy")
-            np.save(npy, pixels.numpy())
-            out = run_vit(args, "embed", ["embed", "--model", path,
-                                          "--precision", precision,
-                                          "--no-normalize", npy])
-        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+        return vit_on_pixels(args, path, pixels, precision, "embed",
+                             "embedding")
 
     def embed_texts(precision):
-        flags = ["embed", "--model", path, "--precision", precision,
-                 "--no-normalize"]
-        for t in texts:
-            flags += ["--text", t]
-        out = run_vit(args, "text", flags)
-        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+        return vit_on_texts(args, path, texts, precision)
 
     r, rt = rel(embed("fp32"), ref), rel(embed_texts("fp32"), ref_t)
     print(f"SigLIP B/16 random weights: image embeddings of {args.images} "
@@ -239,13 +229,8 @@ def check_dinov2(args, size, registers=False):
         ref = model(pixel_values=pixels).pooler_output.numpy()
 
     def embed(precision):
-        with tempfile.TemporaryDirectory() as tmp:
-            npy = os.path.join(tmp, "pixels.npy")
-            np.save(npy, pixels.numpy())
-            out = run_vit(args, "embed", ["embed", "--model", path,
-                                          "--precision", precision,
-                                          "--no-normalize", npy])
-        return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+        return vit_on_pixels(args, path, pixels, precision, "embed",
+                             "embedding")
 
     got = embed("fp32")
     r = rel(got, ref)
@@ -279,6 +264,29 @@ def run_vit(args, name, flags):
     return out.stdout.splitlines()
 
 
+def vit_on_pixels(args, path, pixels, precision, command, key):
+    """`vit COMMAND` on a pixel tensor saved as .npy: each line's `key`
+    (the embedding, or the logits), as rows."""
+    flags = {"embed": ["--no-normalize"],
+             "classify": ["--format", "jsonl", "--logits", "--top-k", "1"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = os.path.join(tmp, "pixels.npy")
+        np.save(npy, pixels.numpy())
+        out = run_vit(args, command, [command, "--model", path, "--precision",
+                                      precision] + flags[command] + [npy])
+    return np.array([json.loads(l)[key] for l in out], np.float32)
+
+
+def vit_on_texts(args, path, texts, precision):
+    """`vit embed --no-normalize` of the strings, as rows."""
+    flags = ["embed", "--model", path, "--precision", precision,
+             "--no-normalize"]
+    for t in texts:
+        flags += ["--text", t]
+    out = run_vit(args, "text", flags)
+    return np.array([json.loads(l)["embedding"] for l in out], np.float32)
+
+
 def check_clip(args, patch=32):
     from transformers import CLIPModel, CLIPTokenizerFast
     path = clip_b32(args.cache, patch)
@@ -297,19 +305,9 @@ def check_clip(args, patch=32):
     ref_t = getattr(ref_t, "pooler_output", ref_t).numpy()
     ref_i = getattr(ref_i, "pooler_output", ref_i).numpy()
     def embed(precision):
-        with tempfile.TemporaryDirectory() as tmp:
-            npy = os.path.join(tmp, "pixels.npy")
-            np.save(npy, pixels.numpy())
-            img = run_vit(args, "image", ["embed", "--model", path,
-                                          "--precision", precision,
-                                          "--no-normalize", npy])
-        flags = ["embed", "--model", path, "--precision", precision,
-                 "--no-normalize"]
-        for s in texts:
-            flags += ["--text", s]
-        txt = run_vit(args, "text", flags)
-        return (np.array([json.loads(l)["embedding"] for l in img], np.float32),
-                np.array([json.loads(l)["embedding"] for l in txt], np.float32))
+        return (vit_on_pixels(args, path, pixels, precision, "embed",
+                              "embedding"),
+                vit_on_texts(args, path, texts, precision))
 
     got_i, got_t = embed("fp32")
     ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
@@ -338,13 +336,8 @@ def check_vit(args, deit=False):
         ref = model(pixel_values=pixels).logits.numpy()
 
     def logits(precision):
-        with tempfile.TemporaryDirectory() as tmp:
-            npy = os.path.join(tmp, "pixels.npy")
-            np.save(npy, pixels.numpy())
-            out = run_vit(args, "logits", [
-                "classify", "--model", path, "--precision", precision,
-                "--format", "jsonl", "--logits", "--top-k", "1", npy])
-        return np.array([json.loads(l)["logits"] for l in out], np.float32)
+        return vit_on_pixels(args, path, pixels, precision, "classify",
+                             "logits")
 
     got = logits("fp32")
     diff = np.abs(got - ref).max()
