@@ -191,32 +191,13 @@ START_TEST(clip_bf16_near_reference)
     int way = _i / NCLIPS;
     vit_state *s;
     vit_model *m = load_bf16(name, way, 2, &s);
-    vit_array px = tu_fixture(name, "ref_pixels.npy");
-    vit_array wi = tu_fixture(name, "ref_image_embeds.npy");
-    vit_array ida = tu_fixture(name, "ref_ids.npy");
-    vit_array wt = tu_fixture(name, "ref_text_embeds.npy");
-    int ni = (int)px.shape[0], nt = (int)ida.shape[0], T = (int)ida.shape[1];
-    int E = (int)wi.shape[1];
-    float *img = malloc((size_t)ni * E * sizeof *img);
-    float *txt = malloc((size_t)nt * E * sizeof *txt);
-    int32_t *ids = malloc((size_t)nt * T * sizeof *ids);
-    for (int i = 0; i < nt * T; i++)
-        ids[i] = (int32_t)ida.data[i];
-    vit_error err;
-    ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
-    int *lens = tu_fixture_lens(name);
-    ck_assert_int_eq(vit__embed_ids(s, ids, lens, nt, T, txt, &err), VIT_OK);
-    free(lens);
-    double ci = tu_min_cosine(img, wi.data, ni, E);
-    double ct = tu_min_cosine(txt, wt.data, nt, E);
+    double ci, ct;
+    tu_pair_cosines(s, name, &ci, &ct);
     printf("%s bf16 (%s): cosine to transformers' fp32: images >= %.6f, "
            "texts >= %.6f\n",
            name, way_name(way), ci, ct);
     ck_assert(ci >= MIN_COSINE);
     ck_assert(ct >= MIN_COSINE);
-    free(img), free(txt), free(ids);
-    vit_array_free(&px), vit_array_free(&wi), vit_array_free(&ida),
-        vit_array_free(&wt);
     vit_state_free(s);
     vit_model_free(m);
 }

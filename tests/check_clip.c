@@ -56,17 +56,13 @@ static void check_text_side(const char *name, vit_state *s, float *out,
     vit_array ida = tu_fixture(name, "ref_ids.npy");
     vit_array want = tu_fixture(name, "ref_text_embeds.npy");
     int32_t *ids = ids_of(&ida);
-    int n = (int)ida.shape[0], T = (int)ida.shape[1], len[16];
-    if (lens) {
-        vit_array la = tu_fixture(name, "ref_lens.npy");
-        for (int i = 0; i < n; i++)
-            len[i] = (int)la.data[i];
-        vit_array_free(&la);
-    }
+    int n = (int)ida.shape[0], T = (int)ida.shape[1];
+    int *len = lens ? tu_fixture_lens(name) : NULL;
+    ck_assert(!lens || len);
     vit_error err;
-    ck_assert_msg(vit__embed_ids(s, ids, lens ? len : NULL, n, T, out,
-                                 &err) == VIT_OK,
+    ck_assert_msg(vit__embed_ids(s, ids, len, n, T, out, &err) == VIT_OK,
                   "%s", err.msg);
+    free(len);
     char what[128];
     snprintf(what, sizeof what, "%s text embeds", name);
     ck_assert(tu_rel_diff(what, out, want.data,

@@ -3,6 +3,7 @@
  */
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
+#include "vit/vit_impl.h" /* vit__embed_ids */
 
 #include <check.h>
 #include <errno.h>
@@ -81,6 +82,31 @@ int *tu_fixture_lens(const char *model)
         lens[i] = (int)a.data[i];
     vit_array_free(&a);
     return lens;
+}
+
+void tu_pair_cosines(vit_state *s, const char *name, double *ci, double *ct)
+{
+    vit_array px = tu_fixture(name, "ref_pixels.npy");
+    vit_array wi = tu_fixture(name, "ref_image_embeds.npy");
+    vit_array ida = tu_fixture(name, "ref_ids.npy");
+    vit_array wt = tu_fixture(name, "ref_text_embeds.npy");
+    int ni = (int)px.shape[0], nt = (int)ida.shape[0], T = (int)ida.shape[1];
+    int E = (int)wi.shape[1];
+    float *img = malloc((size_t)ni * E * sizeof *img);
+    float *txt = malloc((size_t)nt * E * sizeof *txt);
+    int32_t *ids = malloc((size_t)nt * T * sizeof *ids);
+    ck_assert(img && txt && ids);
+    for (int i = 0; i < nt * T; i++)
+        ids[i] = (int32_t)ida.data[i];
+    vit_error err;
+    int *lens = tu_fixture_lens(name);
+    ck_assert_int_eq(vit_embed_pixels(s, px.data, ni, img, &err), VIT_OK);
+    ck_assert_int_eq(vit__embed_ids(s, ids, lens, nt, T, txt, &err), VIT_OK);
+    *ci = tu_min_cosine(img, wi.data, ni, E);
+    *ct = tu_min_cosine(txt, wt.data, nt, E);
+    free(lens), free(img), free(txt), free(ids);
+    vit_array_free(&px), vit_array_free(&wi), vit_array_free(&ida),
+        vit_array_free(&wt);
 }
 
 vit_model *tu_load_fixture(const char *name, const vit_options *opt,

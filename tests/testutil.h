@@ -31,6 +31,10 @@ vit_array tu_fixture(const char *model, const char *file);
  * which SigLIP's carry: the attention mask), malloc'd; NULL when the
  * fixture has none. */
 int *tu_fixture_lens(const char *model);
+/* The smallest cosines of a CLIP or SigLIP fixture's image and text
+ * embeddings, as state s computes them, to the reference's (its pixels
+ * and token ids, with the attention mask SigLIP's fixtures carry). */
+void tu_pair_cosines(vit_state *s, const char *name, double *ci, double *ct);
 /* Loads FIXTURES/name with `opt` and makes a state for it; fails the test
  * when either cannot be done. */
 vit_model *tu_load_fixture(const char *name, const vit_options *opt,
