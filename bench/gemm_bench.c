@@ -57,7 +57,7 @@ static void shape(int M, int K, int N, int rounds)
         fprintf(stderr, "gemm_bench: out of memory\n");
         exit(1);
     }
-    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+    vit__sgemm_op op = {.w = {w}, .b = {b}, .out = {out}, .seg = N, .ld = N};
     double peak = 0, ours = 1e30, blas = 1e30, flop = 2.0 * M * K * N;
     best_of(1, 1, &op, x, w, out, M, K, N, pack); /* warm-up */
     best_of(1, 0, &op, x, w, out, M, K, N, pack);

@@ -11,8 +11,9 @@
  * whatever computes it: every path gives the bits of every other; a row's
  * outputs are the same whatever the number of rows, the row's place among
  * them, the chunks the rows come in, the columns asked with it, and
- * whether there is packing scratch; and the encoder gives an image the same
- * bits whatever the batch and the threads.
+ * whether there is packing scratch; bfloat16 weights give the bits of
+ * their float32 widenings; and the encoder gives an image the same bits
+ * whatever the batch and the threads.
  */
 #include <cblas.h>
 #include <check.h>
@@ -225,6 +226,62 @@ START_TEST(sgemm_matches_double)
 }
 END_TEST
 
+/* bfloat16 weights (VIT_PRECISION_BF16 where oneDNN does not run) give,
+ * on every path and every shape above, the bits of their float32
+ * widenings: with scratch (widened a block at a time), without it (one at
+ * a time, on the plain C path), split at a column, and with only the
+ * middle segment of fused q, k, v in bfloat16. */
+START_TEST(sgemm_bf16_weights)
+{
+    int n0 = shapes[_i].n0, n1 = shapes[_i].n1, nseg = shapes[_i].nseg;
+    product p;
+    product_init(&p, shapes[_i].M, shapes[_i].seg, nseg, shapes[_i].K,
+                 shapes[_i].bias, shapes[_i].accumulate, shapes[_i].act,
+                 29 + (unsigned)_i);
+    size_t nw = (size_t)p.seg * p.K, nout = product_floats(&p);
+    vit__bf16 *w16[3] = {0};
+    for (int g = 0; g < nseg; g++) {
+        w16[g] = malloc(nw * sizeof *w16[g]);
+        vit__bf16_round(w16[g], p.w[g], nw);
+        vit__bf16_round_f32(p.w[g], nw);
+    }
+    float *wide = malloc(nout * sizeof *wide), *out = malloc(nout * sizeof *out);
+    int runs = 0;
+    for (int isa = CPU_ISA_GENERIC; isa <= CPU_ISA_AVX512; isa++) {
+        if (!use_path(isa))
+            continue;
+        runs++;
+        run(&p, wide, n0, n1, 1);
+        product b = p;
+        for (int mixed = 0; mixed < (nseg > 1 ? 2 : 1); mixed++) {
+            for (int g = 0; g < nseg; g++)
+                b.op.w16[g] = !mixed || g == 1 ? w16[g] : NULL;
+            for (int scratch = 1; scratch >= 0; scratch--) {
+                run(&b, out, n0, n1, scratch);
+                ck_assert_msg(memcmp(out, wide, nout * sizeof *out) == 0,
+                              "bf16 %s, shape %d, scratch %d, mixed %d: not "
+                              "the widened weights' bits",
+                              path_name[isa], _i, scratch, mixed);
+            }
+            int mid = n0 + (n1 - n0) / 2;
+            memcpy(out, p.out0, nout * sizeof *out);
+            run_rows(&b, out, 0, p.M, n0, mid, 1);
+            run_rows(&b, out, 0, p.M, mid, n1, 1);
+            ck_assert_msg(memcmp(out, wide, nout * sizeof *out) == 0,
+                          "bf16 %s, shape %d: split at column %d differs",
+                          path_name[isa], _i, mid);
+        }
+    }
+    ck_assert_int_ge(runs, 1);
+    vit__sgemm_force_isa(-1);
+    for (int g = 0; g < nseg; g++)
+        free(w16[g]);
+    product_free(&p);
+    free(wide);
+    free(out);
+}
+END_TEST
+
 /* The row-independence of one product on every path: 100 rows of fused
  * q, k, v (3 segments of 20 columns) at K, as computed whole on the plain
  * C path, against the same rows computed as the first M (M = 1..100), at
@@ -344,7 +401,7 @@ START_TEST(sgemm_model_shapes)
                (size_t)(N - N / 2) * sizeof *ref);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N - N / 2, K,
                 1.0f, x, K, w + (size_t)(N / 2) * K, K, 1.0f, ref + N / 2, N);
-    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+    vit__sgemm_op op = {.w = {w}, .b = {b}, .out = {out}, .seg = N, .ld = N};
     int runs = 0;
     for (int isa = CPU_ISA_GENERIC; isa <= CPU_ISA_AVX512; isa++) {
         if (!use_path(isa))
@@ -441,6 +498,8 @@ Suite *sgemm_suite(void)
     TCase *tc = tcase_create("float32 linear");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, sgemm_matches_double, 0,
+                        (int)(sizeof shapes / sizeof *shapes));
+    tcase_add_loop_test(tc, sgemm_bf16_weights, 0,
                         (int)(sizeof shapes / sizeof *shapes));
     tcase_add_loop_test(tc, sgemm_rows_independent, 0,
                         3 * (int)(sizeof row_cases / sizeof *row_cases));

@@ -158,16 +158,16 @@ vit_status vit__encoder_bf16(vit__encoder *e, vit__weights *w,
                     return st;
             } else {
                 /* Without bfloat16 hardware the rounded weights run in the
-                 * float32 kernel: the same numbers class (bfloat16 weights,
-                 * float32 sums), though not bfloat16 activations, and not
-                 * half the memory. */
-                if (!(y->wide[i] = malloc(n * sizeof(float))))
+                 * float32 kernel, which widens them a block at a time: the
+                 * same numbers class (bfloat16 weights, float32 sums),
+                 * though not bfloat16 activations, at half the float32
+                 * weights' memory. */
+                if (!(y->w16[i] = malloc(n * sizeof *y->w16[i])))
                     return vit__fail(err, VIT_E_NOMEM, "out of memory");
-                memcpy(y->wide[i], *wt[i], n * sizeof(float));
-                vit__bf16_round_f32(y->wide[i], n);
+                vit__bf16_round(y->w16[i], *wt[i], n);
             }
             vit__weights_release(w, *wt[i]);
-            *wt[i] = onednn ? NULL : y->wide[i];
+            *wt[i] = NULL;
         }
     }
     e->bf16 = onednn;
@@ -186,7 +186,7 @@ size_t vit__encoder_bf16_bytes(const vit__encoder *e)
                                 (size_t)e->D * e->F};
         for (int i = 0; i < 6; i++)
             n += e->bf16 ? vit__bmat_bytes(y->bm[i])
-                         : wide[i] * sizeof(float);
+                         : wide[i] * sizeof *y->w16[i];
     }
     return n;
 }
@@ -215,7 +215,7 @@ void vit__encoder_free(vit__encoder *e)
         vit__qweight_free(&e->layers[l].fc2);
         for (int i = 0; i < 6; i++) {
             vit__bmat_free(e->layers[l].bm[i]);
-            free(e->layers[l].wide[i]);
+            free(e->layers[l].w16[i]);
         }
     }
     free(e->layers);
@@ -444,8 +444,10 @@ static void qkv_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
     const vit__layer *y = j->y;
     const vit__scratch *s = j->s;
     int D = j->e->D;
-    vit__sgemm_op op = {{y->wq, y->wk, y->wv}, {y->bq, y->bk, y->bv},
-                        {s->q, s->k, s->v}, D, D, 0, 0};
+    vit__sgemm_op op = {
+        {y->wq, y->wk, y->wv}, {y->bq, y->bk, y->bv}, {s->q, s->k, s->v},
+        D, D, 0, 0,
+        .w16 = {y->w16[VIT_BM_Q], y->w16[VIT_BM_K], y->w16[VIT_BM_V]}};
     product(j, w, n, op, s->xn, D, r0, r1, c0, c1);
 }
 
@@ -455,7 +457,8 @@ static void attn_out_f32(const layer_job *j, int w, int n, int r0, int r1,
 {
     const vit__layer *y = j->y;
     int D = j->e->D;
-    vit__sgemm_op op = {{y->wo}, {y->bo}, {j->x}, D, D, 1, 0};
+    vit__sgemm_op op = {{y->wo}, {y->bo}, {j->x}, D, D, 1, 0,
+                        .w16 = {y->w16[VIT_BM_O]}};
     product(j, w, n, op, j->s->ctx, D, r0, r1, c0, c1);
 }
 
@@ -467,7 +470,7 @@ static void fc1_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
     const vit__layer *y = j->y;
     int D = j->e->D, F = j->e->F;
     vit__sgemm_op op = {{y->w1}, {y->b1}, {j->s->ff}, F, F, 0,
-                        1 + (int)j->e->act};
+                        1 + (int)j->e->act, .w16 = {y->w16[VIT_BM_FC1]}};
     if (j->e->swiglu) {
         op.out[0] = j->s->fg;
         op.seg = op.ld = 2 * F;
@@ -482,7 +485,8 @@ static void fc2_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
 {
     const vit__layer *y = j->y;
     int D = j->e->D, F = j->e->F;
-    vit__sgemm_op op = {{y->w2}, {y->b2}, {j->x}, D, D, 1, 0};
+    vit__sgemm_op op = {{y->w2}, {y->b2}, {j->x}, D, D, 1, 0,
+                        .w16 = {y->w16[VIT_BM_FC2]}};
     product(j, w, n, op, j->s->ff, F, r0, r1, c0, c1);
 }
 

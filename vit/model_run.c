@@ -335,7 +335,8 @@ static void map_head(vit_state *s, int B, float *dst)
     vit__layernorm(q, dst, h->ln_w, h->ln_b, B, D, v->enc.eps);
     vit__linear(ff, q, h->w1, h->b1, B, F, D);
     vit__activation(ff, (size_t)B * F, v->enc.act);
-    vit__sgemm_op op = {{h->w2}, {h->b2}, {dst}, D, D, 1, 0};
+    vit__sgemm_op op = {.w = {h->w2}, .b = {h->b2}, .out = {dst},
+                        .seg = D, .ld = D, .accumulate = 1};
     vit__sgemm(&op, ff, B, F, 0, D, NULL);
 }
 

@@ -27,7 +27,7 @@ void vit__linear(float *out, const float *in, const float *w, const float *b,
      * tokens), where every output is one chain of FMAs whatever M is, so
      * an image's logits and embeddings do not depend on its batch (with
      * OpenBLAS they did, from 48 rows on). */
-    vit__sgemm_op op = {{w}, {b}, {out}, N, N, 0, 0};
+    vit__sgemm_op op = {.w = {w}, .b = {b}, .out = {out}, .seg = N, .ld = N};
     vit__sgemm(&op, in, M, K, 0, N, NULL);
 }
 
@@ -237,7 +237,7 @@ void vit__attention_head(float *out, const float *q, const float *k,
             kh[(size_t)i * dh + d] = k[(size_t)i * ld + d];
             vt[(size_t)d * T + i] = v[(size_t)i * ld + d];
         }
-    vit__sgemm_op sc = {{kh}, {NULL}, {scores}, T, T, 0, 0};
+    vit__sgemm_op sc = {.w = {kh}, .out = {scores}, .seg = T, .ld = T};
     vit__sgemm(&sc, qh, T, dh, 0, T, pack);
     if (causal)
         for (int i = 0; i < T; i++)
@@ -252,7 +252,7 @@ void vit__attention_head(float *out, const float *q, const float *k,
     vit__softmax(scores, T, T);
     if (prof)
         t2 = vit__now();
-    vit__sgemm_op wv = {{vt}, {NULL}, {out}, dh, ld, 0, 0};
+    vit__sgemm_op wv = {.w = {vt}, .out = {out}, .seg = dh, .ld = ld};
     vit__sgemm(&wv, scores, T, T, 0, dh, pack);
     if (prof) {
         prof->sec[VIT_PROF_ATTENTION] += (t1 - t0) + (vit__now() - t2);
@@ -326,7 +326,8 @@ static void gemm_cell(void *ctx, int w, int n)
 void vit__pool_linear(vit__pool *pool, float *out, const float *in,
                       const float *w, const float *b, int M, int N, int K)
 {
-    gemm_job j = {{{w}, {b}, {out}, N, N, 0, 0}, in, M, N, K, NULL, 0};
+    gemm_job j = {{.w = {w}, .b = {b}, .out = {out}, .seg = N, .ld = N},
+                  in, M, N, K, NULL, 0};
     vit__pool_run(pool, gemm_cell, &j);
 }
 
@@ -363,7 +364,8 @@ static double gemm_gflops(int ours, int M, int N, int K, int threads)
             openblas_set_num_threads(T);
         /* NULL (no threads to be had): the caller alone. */
         vit__pool *pool = ours ? vit__pool_new(T) : NULL;
-        gemm_job j = {{{b}, {NULL}, {c}, N, N, 0, 0}, a, M, N, K, packs,
+        gemm_job j = {{.w = {b}, .out = {c}, .seg = N, .ld = N},
+                      a, M, N, K, packs,
                       vit__sgemm_pack_floats(M, K)};
         /* Best of at least 5 runs and half a second, after a warm-up: on a
          * shared machine the best run is the one least disturbed. */

@@ -68,7 +68,21 @@
  * chunk, not once per panel. */
 #define KC_MAX 768
 
+/* Columns of a block: the weight rows that stream past a chunk's panels
+ * together, and what the row kernel holds of a row (a vector or two:
+ * chains enough to cover the FMA's latency with a few rows). */
+#define BW 16
+
 static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* bfloat16 to float32: exact (the float's top half). */
+static inline float widen1(vit__bf16 h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 /* Whole panels of ph rows in a chunk of M rows' k block of kc. */
 static int chunk_panels(int M, int kc, int ph)
@@ -91,6 +105,8 @@ static int k_block(int K, int act)
 /* One run of a product's columns inside one output segment. */
 typedef struct {
     const float *w, *b; /* its first weight row and bias entry */
+    const vit__bf16 *w16; /* its first weight row in bfloat16 instead of w,
+                             or NULL */
     float *out;         /* its first column, row 0 */
     int n;              /* columns */
 } piece;
@@ -102,7 +118,8 @@ static int pieces(const vit__sgemm_op *o, int K, int n0, int n1, piece *p)
     for (int n = n0; n < n1;) {
         int s = n / o->seg, c = n - s * o->seg;
         int len = (s + 1) * o->seg < n1 ? (s + 1) * o->seg - n : n1 - n;
-        p[np].w = o->w[s] + (size_t)c * K;
+        p[np].w = o->w16[s] ? NULL : o->w[s] + (size_t)c * K;
+        p[np].w16 = o->w16[s] ? o->w16[s] + (size_t)c * K : NULL;
         p[np].b = o->b[s] ? o->b[s] + c : NULL;
         p[np].out = o->out[s] + c;
         p[np].n = len;
@@ -131,7 +148,9 @@ size_t vit__sgemm_pack_floats(int M, int K)
             most = n > most ? n : most;
         }
     }
-    return most + 16;
+    /* + a block of BW weight rows widened from bfloat16, 64-byte
+     * aligned. */
+    return most + 16 + (size_t)BW * (size_t)K + 16;
 }
 
 /* ---- plain C: the chains with fmaf ---- */
@@ -153,16 +172,20 @@ size_t vit__sgemm_pack_floats(int M, int K)
  * rows and columns past nrows and nc repeat the last: not stored). */
 FMA_CLONES static void
 tile_generic(float *out, size_t ld, const float *const *x,
-             const float *const *w, int kn, const float *b, int nrows, int nc,
-             int act, int accumulate)
+             const float *const *w, const vit__bf16 *const *w16, int kn,
+             const float *b, int nrows, int nc, int act, int accumulate)
 {
     float c[GR][GC] = {{0}};
-    for (int k = 0; k < kn; k++)
+    for (int k = 0; k < kn; k++) {
+        float wk[GC];
+        for (int j = 0; j < GC; j++)
+            wk[j] = w16 ? widen1(w16[j][k]) : w[j][k];
 #pragma GCC unroll 4
         for (int r = 0; r < GR; r++)
 #pragma GCC unroll 4
             for (int j = 0; j < GC; j++)
-                c[r][j] = fmaf(w[j][k], x[r][k], c[r][j]);
+                c[r][j] = fmaf(wk[j], x[r][k], c[r][j]);
+    }
     for (int r = 0; r < nrows; r++) {
         float v[GC], *d = out + (size_t)r * ld;
         for (int j = 0; j < nc; j++)
@@ -185,15 +208,21 @@ static void sgemm_generic(const piece *p, int np, const float *in, int M,
                 int nrows = min_int(GR, M - m);
                 /* The k blocks after the first add to what it stored. */
                 for (int k0 = 0; k0 < K; k0 += kc) {
-                    const float *w[GC], *x[GR];
-                    for (int j = 0; j < GC; j++)
-                        w[j] = p[i].w + (size_t)(n + min_int(j, nc - 1)) * K +
-                               k0;
+                    const float *w[GC] = {0}, *x[GR];
+                    const vit__bf16 *w16[GC] = {0};
+                    for (int j = 0; j < GC; j++) {
+                        size_t at = (size_t)(n + min_int(j, nc - 1)) * K + k0;
+                        if (p[i].w16)
+                            w16[j] = p[i].w16 + at;
+                        else
+                            w[j] = p[i].w + at;
+                    }
                     for (int r = 0; r < GR; r++)
                         x[r] = in + (size_t)(m + min_int(r, nrows - 1)) * K +
                                k0;
                     tile_generic(p[i].out + (size_t)m * o->ld + n,
-                                 (size_t)o->ld, x, w, min_int(kc, K - k0),
+                                 (size_t)o->ld, x, w, p[i].w16 ? w16 : NULL,
+                                 min_int(kc, K - k0),
                                  p[i].b && k0 == 0 ? p[i].b + n : NULL, nrows,
                                  nc, o->act, o->accumulate || k0 > 0);
                 }
@@ -231,10 +260,6 @@ typedef struct {
     rows_fn *rows;
 } simd_path;
 
-/* Columns of a block: the weight rows that stream past a chunk's panels
- * together, and what the row kernel holds of a row (a vector or two:
- * chains enough to cover the FMA's latency with a few rows). */
-#define BW 16
 
 /* A loop over a count n that is an always_inline function's constant
  * parameter, at most max: it runs to max, a constant, so that it is unrolled
@@ -733,22 +758,40 @@ static const simd_path avx512_path = {
 
 /* The weight rows of the block of BW columns from column n of piece i,
  * from k0 on, a short block repeating its last row (those results are not
- * stored); returns the block's columns. */
+ * stored); returns the block's columns. bfloat16 weights: NULLs, until
+ * widen_block gives the rows. */
 static int block_rows(const piece *p, int i, int n, int K, int k0,
                       const float **wr)
 {
     int nr = min_int(p[i].n - n, BW);
     for (int r = 0; r < BW; r++)
-        wr[r] = p[i].w + (size_t)(n + min_int(r, nr - 1)) * K + k0;
+        wr[r] = p[i].w16 ? NULL
+                         : p[i].w + (size_t)(n + min_int(r, nr - 1)) * K + k0;
     return nr;
+}
+
+/* The nr bfloat16 weight rows of that block, kn of k from k0, widened into
+ * buf (BW x kn) for the kernels; wr as block_rows gives it. */
+static void widen_block(const piece *p, int i, int n, int K, int k0, int kn,
+                        int nr, float *buf, const float **wr)
+{
+    for (int r = 0; r < nr; r++) {
+        const vit__bf16 *src = p[i].w16 + (size_t)(n + r) * K + k0;
+        float *dst = buf + (size_t)r * kn;
+        for (int k = 0; k < kn; k++)
+            dst[k] = widen1(src[k]);
+    }
+    for (int r = 0; r < BW; r++)
+        wr[r] = buf + (size_t)min_int(r, nr - 1) * kn;
 }
 
 /* Columns kn of k from k0 for rows (a chunk) of x (row stride K): whole
  * panels and the narrower one past them packed (with scratch), the rest in
- * place; ep: the epilogue for this k block. */
+ * place; ep: the epilogue for this k block. wbuf: room for a block of
+ * bfloat16 weight rows widened (BW x kn), when a piece has them. */
 static void chunk_block(const simd_path *P, const piece *p, int np,
                         const float *x, int rows, int K, int k0, int kn,
-                        const vit__sgemm_op *ep, float *panels)
+                        const vit__sgemm_op *ep, float *panels, float *wbuf)
 {
     int L = P->lanes, ph = 3 * L, ld = ep->ld;
     int full = panels ? rows / ph : 0;
@@ -770,10 +813,15 @@ static void chunk_block(const simd_path *P, const piece *p, int np,
         int nnr = ni < np ? block_rows(p, ni, nn, K, k0, nx) : 0;
         const float *b = p[i].b && k0 == 0 ? p[i].b + n : NULL;
         float *o = p[i].out + n;
+        if (p[i].w16)
+            widen_block(p, i, n, K, k0, kn, nr, wbuf, wr);
+        /* The next block's rows to prefetch: not bfloat16 ones, which are
+         * read once, by widen_block. */
+        int pf = nnr && !p[ni].w16;
         for (int j = 0; j <= full; j++) {
             int v = j < full ? 3 : part;
             if (v)
-                P->kernel[v - 1](wr, j == 0 && nnr ? nx : NULL,
+                P->kernel[v - 1](wr, j == 0 && pf ? nx : NULL,
                                  panels + (size_t)j * kn * ph, kn,
                                  o + (size_t)j * ph * ld, b, nr, v * L, ep);
         }
@@ -794,6 +842,12 @@ static void sgemm_simd(const simd_path *P, const piece *p, int np,
         pack ? (float *)(((uintptr_t)pack + 63) & ~(uintptr_t)63) : NULL;
     int ph = 3 * P->lanes, kc = k_block(K, op->act);
     int cp = panels ? chunk_panels(M, kc, ph) : 0;
+    /* The widened weight block lies past the most the panels take. */
+    float *wbuf = NULL;
+    if (pack) {
+        size_t wb = vit__sgemm_pack_floats(M, K) - 16 - (size_t)BW * K;
+        wbuf = (float *)(((uintptr_t)(pack + wb) + 63) & ~(uintptr_t)63);
+    }
     piece q[3];
     for (int m0 = 0; m0 < M;) {
         /* A chunk: up to cp whole panels, and the last chunk's rows past
@@ -809,7 +863,7 @@ static void sgemm_simd(const simd_path *P, const piece *p, int np,
         vit__sgemm_op ep = *op;
         for (int k0 = 0; k0 < K; k0 += kc) {
             chunk_block(P, q, np, in + (size_t)m0 * K, rows, K, k0,
-                        min_int(kc, K - k0), &ep, panels);
+                        min_int(kc, K - k0), &ep, panels, wbuf);
             ep.accumulate = 1;
         }
         m0 += rows;
@@ -847,7 +901,12 @@ void vit__sgemm(const vit__sgemm_op *o, const float *in, int M, int K,
     piece p[3];
     int np = pieces(o, K, n0, n1, p);
 #ifdef VIT_X86_SGEMM
-    switch (vit__sgemm_isa()) {
+    /* bfloat16 weights are widened into the scratch; without it, the
+     * plain C path widens them one at a time (the same chains). */
+    int w16 = 0;
+    for (int i = 0; i < np; i++)
+        w16 |= p[i].w16 != NULL;
+    switch (w16 && !pack ? CPU_ISA_GENERIC : vit__sgemm_isa()) {
     case CPU_ISA_AVX512:
         sgemm_simd(&avx512_path, p, np, in, M, K, o, pack);
         return;

@@ -213,8 +213,8 @@ static void phase_patch(void *arg, int w, int n)
     if (r0 >= r1 || c0 >= c1)
         return;
     double t0 = j->s->prof ? vit__now() : 0;
-    vit__sgemm_op op = {{v->patch_w}, {v->patch_b}, {j->x + (size_t)r0 * D},
-                        D, D, 0, 0};
+    vit__sgemm_op op = {.w = {v->patch_w}, .b = {v->patch_b},
+                        .out = {j->x + (size_t)r0 * D}, .seg = D, .ld = D};
     vit__sgemm(&op, j->patches + (size_t)r0 * K, r1 - r0, K, c0, c1,
                j->patches + im2col_floats(v, j->B) +
                    (size_t)w * vit__sgemm_pack_floats(M, K));

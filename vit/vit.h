@@ -103,8 +103,9 @@ typedef enum {
                                PyTorch's autocast does. Through oneDNN
                                where the CPU has AVX512-BF16 or AMX-BF16
                                (and VIT_ISA allows avx512), else the
-                               rounded weights widened back to float32 for
-                               the float32 kernel. CHANGES NUMBERS, by
+                               rounded weights widened back to float32
+                               inside the float32 kernel (half the memory
+                               all the same). CHANGES NUMBERS, by
                                about a tenth of int8's drift. */
 } vit_precision;
 
@@ -234,8 +235,9 @@ typedef struct {
                                copies, if any, are freed and not counted
                                above) */
     size_t weights_bf16;    /* VIT_PRECISION_BF16: the products' bfloat16
-                               weights in oneDNN's layout, or where oneDNN
-                               does not run, their float32 widenings (their
+                               weights, in oneDNN's layout or, where oneDNN
+                               does not run, as rows the float32 kernel
+                               widens a block at a time (their float32
                                originals are dropped as for int8) */
     size_t weights_resident; /* of the mapped bytes, those resident in this
                                 process now (what its forwards read: a CLIP

@@ -269,6 +269,11 @@ typedef struct {
     int seg, ld, accumulate;
     int act; /* 1 + a vit__act applied to the stored outputs (products
                 that are not accumulated); 0: none */
+    /* Where w16[i] is set, segment i's weights are these bfloat16 ones
+     * instead of w[i]: widened to float32 (exactly) a block of rows at a
+     * time inside the product, so the outputs are those of their float32
+     * widening, at half its memory. */
+    const vit__bf16 *w16[3];
 } vit__sgemm_op;
 
 /* Floats of packing scratch vit__sgemm needs for M rows of K features (or
@@ -330,9 +335,10 @@ typedef struct {
     /* VIT_PRECISION_BF16 through oneDNN: q, k, v, out, fc1, fc2 (VIT_BM_);
      * else NULL. */
     vit__bmat *bm[6];
-    /* VIT_PRECISION_BF16 without oneDNN: the float32 widenings of the
-     * rounded weights wq ... w2 point to, owned here; else NULL. */
-    float *wide[6];
+    /* VIT_PRECISION_BF16 without oneDNN: the rounded weights of q, k, v,
+     * out, fc1, fc2 (VIT_BM_) as bfloat16, which the float32 product
+     * widens a block at a time (wq ... w2 are then NULL); else NULL. */
+    vit__bf16 *w16[6];
 } vit__layer;
 
 enum { VIT_BM_Q, VIT_BM_K, VIT_BM_V, VIT_BM_O, VIT_BM_FC1, VIT_BM_FC2 };
