@@ -771,14 +771,22 @@ static int block_rows(const piece *p, int i, int n, int K, int k0,
 }
 
 /* The nr bfloat16 weight rows of that block, kn of k from k0, widened into
- * buf (BW x kn) for the kernels; wr as block_rows gives it. */
-static void widen_block(const piece *p, int i, int n, int K, int k0, int kn,
-                        int nr, float *buf, const float **wr)
+ * buf (BW x kn) for the kernels; wr as block_rows gives it. Both SIMD
+ * paths have AVX2: eight at a time, a zero-extend and a shift. */
+AVX2 static void widen_block(const piece *p, int i, int n, int K, int k0,
+                             int kn, int nr, float *buf, const float **wr)
 {
     for (int r = 0; r < nr; r++) {
         const vit__bf16 *src = p[i].w16 + (size_t)(n + r) * K + k0;
         float *dst = buf + (size_t)r * kn;
-        for (int k = 0; k < kn; k++)
+        int k = 0;
+        for (; k + 8 <= kn; k += 8) {
+            __m256i h = _mm256_cvtepu16_epi32(
+                _mm_loadu_si128((const __m128i *)(src + k)));
+            _mm256_storeu_si256((__m256i *)(dst + k),
+                                _mm256_slli_epi32(h, 16));
+        }
+        for (; k < kn; k++)
             dst[k] = widen1(src[k]);
     }
     for (int r = 0; r < BW; r++)
