@@ -125,6 +125,12 @@ int cpu_bf16(void)
            (c->isa >= CPU_ISA_AMX && c->amx_bf16);
 }
 
+int cpu_amx_int8(void)
+{
+    const cpu_info *c = cpu_get();
+    return c->isa >= CPU_ISA_AMX && c->amx_int8;
+}
+
 const char *cpu_isa_name(cpu_isa isa)
 {
     switch (isa) {

@@ -42,6 +42,8 @@ int cpu_avxvnni(void);     /* AVX-VNNI (256-bit vpdpbusd), path >= avx2 */
 /* bfloat16 products in hardware: AVX512-BF16 with path >= avx512, or
  * AMX-BF16 with path amx. */
 int cpu_bf16(void);
+/* AMX-INT8 with path amx. */
+int cpu_amx_int8(void);
 
 /* A path's name ("generic", "avx2", "avx512", "amx"). */
 const char *cpu_isa_name(cpu_isa isa);

@@ -317,6 +317,14 @@ END_TEST
  * any path the table allows, and no other. */
 START_TEST(kernel_follows_the_cpu)
 {
+    /* With AMX-INT8 (and VIT_ISA allowing amx), oneDNN sums; vit's own
+     * kernels are checked here apart from it. */
+    ck_assert_str_eq(vit_int8_kernel(), cpu_amx_int8() ? "oneDNN AMX-INT8"
+                                        : cpu_avx512vnni() ? "AVX-512 VNNI"
+                                        : cpu_avxvnni()    ? "AVX-VNNI"
+                                        : cpu_avx2()       ? "AVX2"
+                                                           : "portable C");
+    vit__int8_force_onednn(0);
     const char *best = cpu_avx512vnni() ? "AVX-512 VNNI"
                        : cpu_avxvnni()  ? "AVX-VNNI"
                        : cpu_avx2()     ? "AVX2"
@@ -330,7 +338,8 @@ START_TEST(kernel_follows_the_cpu)
         vit__qkernel_force_isa(-1);
     }
     ck_assert_str_eq(vit_int8_kernel(), best);
-    printf("int8 kernel: %s (cpu path %s)\n", best,
+    vit__int8_force_onednn(-1);
+    printf("int8 kernel: %s (cpu path %s)\n", vit_int8_kernel(),
            cpu_isa_name(cpu_get()->isa));
 }
 END_TEST
@@ -431,6 +440,88 @@ START_TEST(memory_counts_int8_weights)
 }
 END_TEST
 
+/* The int8 products' sums through oneDNN (what CPUs with AMX-INT8 run)
+ * give the bits of vit's own kernels: the sums are exact integers either
+ * way, scaled back by the one epilogue. Forced here where the CPU has
+ * AVX-512 VNNI, whose oneDNN kernel is exact too. Images of a ViT, DINOv2
+ * with SwiGLU, and both towers of a CLIP and a SigLIP, at 1 and 3
+ * threads. */
+static const char *onednn_models[] = {"vit_tiny", "dinov2_swiglu",
+                                      "clip_tiny", "siglip_tiny"};
+
+/* The model's outputs on its fixture's pixels (logits or embeddings),
+ * then its text embeddings where it has a text tower; returns the floats
+ * written to out. */
+static size_t int8_outputs(const char *name, int way, int threads,
+                           float *out)
+{
+    vit__int8_force_onednn(way);
+    vit_options opt = vit_options_default();
+    opt.precision = VIT_PRECISION_INT8;
+    opt.max_batch = 2;
+    opt.threads = threads;
+    vit_state *s;
+    vit_model *m = tu_load_fixture(name, &opt, &s);
+    vit__int8_force_onednn(-1);
+    vit_model_info in;
+    vit_model_get_info(m, &in);
+    vit_memory mem;
+    vit_state_memory(s, &mem);
+    ck_assert(mem.weights_int8 > 0);
+    vit_error err;
+    vit_array px = tu_fixture(name, "ref_pixels.npy");
+    int n = (int)px.shape[0];
+    int dim = in.num_labels ? in.num_labels : in.embed_dim;
+    if (in.num_labels)
+        ck_assert_int_eq(vit_classify_pixels(s, px.data, n, 0, NULL, out,
+                                             &err),
+                         VIT_OK);
+    else
+        ck_assert_msg(vit_embed_pixels(s, px.data, n, out, &err) == VIT_OK,
+                      "%s", err.msg);
+    size_t k = (size_t)n * dim;
+    vit_array_free(&px);
+    if (in.has_text) {
+        vit_array ida = tu_fixture(name, "ref_ids.npy");
+        int nt = (int)ida.shape[0], T = (int)ida.shape[1];
+        int32_t *ids = malloc((size_t)nt * T * sizeof *ids);
+        for (int i = 0; i < nt * T; i++)
+            ids[i] = (int32_t)ida.data[i];
+        int *lens = tu_fixture_lens(name);
+        ck_assert_int_eq(vit__embed_ids(s, ids, lens, nt, T, out + k, &err),
+                         VIT_OK);
+        k += (size_t)nt * in.embed_dim;
+        free(ids);
+        free(lens);
+        vit_array_free(&ida);
+    }
+    vit_state_free(s);
+    vit_model_free(m);
+    return k;
+}
+
+START_TEST(int8_onednn_same_bits)
+{
+    if (!cpu_avx512vnni()) {
+        printf("int8 sums on oneDNN: not checked on this CPU (under "
+               "VIT_ISA): it needs AVX-512 VNNI or AMX-INT8\n");
+        return;
+    }
+    const char *name = onednn_models[_i];
+    enum { MAX = 1 << 16 };
+    float *own = malloc(MAX * sizeof *own), *dnn = malloc(MAX * sizeof *dnn);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        size_t n = int8_outputs(name, 0, threads, own);
+        ck_assert_uint_eq(int8_outputs(name, 1, threads, dnn), n);
+        ck_assert_msg(memcmp(own, dnn, n * sizeof *own) == 0,
+                      "%s, %d threads: oneDNN's int8 sums give other bits",
+                      name, threads);
+    }
+    free(own);
+    free(dnn);
+}
+END_TEST
+
 START_TEST(unknown_precision_refused)
 {
     vit_options opt = vit_options_default();
@@ -464,6 +555,8 @@ Suite *int8_suite(void)
                         (int)(sizeof clips / sizeof *clips));
     tcase_add_test(tc, unknown_precision_refused);
     tcase_add_test(tc, memory_counts_int8_weights);
+    tcase_add_loop_test(tc, int8_onednn_same_bits, 0,
+                        (int)(sizeof onednn_models / sizeof *onednn_models));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,8 @@
 /*
  * The bfloat16 linear layer (VIT_PRECISION_BF16) through oneDNN's matrix
- * product, the only file that includes oneDNN's header.
+ * product, and on CPUs with AMX-INT8 the int8 layer's integer sums
+ * (VIT_PRECISION_INT8; qgemm.c scales them back): the only file that
+ * includes oneDNN's header.
  *
  * Weights are rounded to bfloat16 once, at load, and reordered into the
  * layout oneDNN's product asks for (its format_tag_any), so a forward pass
@@ -86,8 +88,12 @@ static int force_widen;
  * choice then stands: not an error for vit. */
 static void engine_init(void)
 {
-    if (cpu_get()->isa < CPU_ISA_AMX)
-        (void)dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
+    cpu_isa isa = cpu_get()->isa;
+    if (isa < CPU_ISA_AMX)
+        (void)dnnl_set_max_cpu_isa(isa == CPU_ISA_AVX512
+                                       ? dnnl_cpu_isa_avx512_core_bf16
+                                   : isa == CPU_ISA_AVX2 ? dnnl_cpu_isa_avx2
+                                                         : dnnl_cpu_isa_sse41);
     engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
 }
 
@@ -111,6 +117,23 @@ void vit__bf16_force_widen(int on)
     __atomic_store_n(&force_widen, on != 0, __ATOMIC_RELAXED);
 }
 
+/* int8 sums through oneDNN where the CPU has AMX-INT8 (its tiles multiply
+ * uint8 by int8 into exact int32 sums, as vit's VNNI kernel does, at
+ * several times the rate). Tests force it where the CPU has AVX-512 VNNI,
+ * whose oneDNN kernel is exact too (AVX2's would saturate). */
+static int force_int8 = -1;
+
+int vit__int8_onednn(void)
+{
+    int f = __atomic_load_n(&force_int8, __ATOMIC_RELAXED);
+    return f < 0 ? cpu_amx_int8() : f && cpu_avx512vnni();
+}
+
+void vit__int8_force_onednn(int on)
+{
+    __atomic_store_n(&force_int8, on < 0 ? -1 : on != 0, __ATOMIC_RELAXED);
+}
+
 /* ---- descriptors ---- */
 
 static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int64_t rows,
@@ -121,21 +144,33 @@ static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int64_t rows,
     return dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag);
 }
 
+/* The source of a product: bf16 (M, K) rows K apart, or int8's uint8
+ * (M, K) rows lda apart. */
+static dnnl_status_t src_md(dnnl_memory_desc_t *md, int64_t M, int64_t K,
+                            int int8, int64_t lda)
+{
+    if (!int8)
+        return plain_md(md, M, K, dnnl_bf16, dnnl_ab);
+    dnnl_dims_t dims = {M, K}, strides = {lda, 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_u8, strides);
+}
+
 /* The primitive descriptor of (M, K) bf16 @ wmd (K, N) + bias -> (M, N)
- * f32, stored or added to dst. */
+ * f32, stored or added to dst; or with int8, (M, K) u8 rows lda apart @
+ * wmd s8 -> (M, N) s32 sums. */
 static dnnl_status_t product_pd(dnnl_primitive_desc_t *pd, int64_t M,
                                 int64_t K, int64_t N,
                                 const dnnl_memory_desc_t *wmd, int bias,
-                                int accumulate)
+                                int accumulate, int int8, int64_t lda)
 {
     dnnl_memory_desc_t a, b, d;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t st;
-    if ((st = plain_md(&a, M, K, dnnl_bf16, dnnl_ab)) ||
+    if ((st = src_md(&a, M, K, int8, lda)) ||
         (st = plain_md(&b, 1, N, dnnl_f32, dnnl_ab)) ||
-        (st = plain_md(&d, M, N, dnnl_f32, dnnl_ab)) ||
+        (st = plain_md(&d, M, N, int8 ? dnnl_s32 : dnnl_f32, dnnl_ab)) ||
         (st = dnnl_matmul_desc_init(&desc, &a, wmd, bias ? &b : NULL, &d)) ||
         (st = dnnl_primitive_attr_create(&attr)))
         return st;
@@ -156,6 +191,7 @@ done:
 
 struct vit__bmat {
     int N, K;
+    int int8;              /* s8 weights for the int8 sums, else bf16 */
     dnnl_memory_desc_t md; /* the packed layout */
     void *data;            /* md's bytes */
     size_t bytes;
@@ -181,37 +217,25 @@ static dnnl_status_t run_inline(dnnl_primitive_t prim, dnnl_stream_t stream,
     return st;
 }
 
-vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
-                          int N, int K, vit_error *err)
+/* b's weights: plain (N, K) row-major, bf16 or s8 as b->int8 says,
+ * reordered into the layout oneDNN's product asks for. */
+static vit_status pack(vit__bmat *b, const void *plain, vit_error *err)
 {
-    vit_status vs;
-    *out = NULL;
-    if ((vs = engine_get(err)) != VIT_OK)
-        return vs;
-    vit__bmat *b = calloc(1, sizeof *b);
-    vit__bf16 *plain = malloc((size_t)N * K * sizeof *plain);
+    vit_status vs = VIT_OK;
+    int N = b->N, K = b->K;
+    dnnl_data_type_t dt = b->int8 ? dnnl_s8 : dnnl_bf16;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
     dnnl_primitive_t reorder = NULL;
     dnnl_memory_t from = NULL, to = NULL;
     dnnl_stream_t stream = NULL;
     dnnl_memory_desc_t any, pmd;
     dnnl_status_t st = dnnl_success;
-    if (!b || !plain) {
-        vs = vit__fail(err, VIT_E_NOMEM, "out of memory");
-        goto done;
-    }
-    b->N = N;
-    b->K = K;
-    b->bias = bias;
-    /* Rounded here rather than by oneDNN's reorder, so that the rounding
-     * is the one defined above on every CPU; a BF16 checkpoint's weights,
-     * widened exactly at load, come back as stored. */
-    vit__bf16_round(plain, w, (size_t)N * K);
     /* The nn.Linear weight (N, K) row-major is oneDNN's (K, N) weights
      * in the transposed tag "ba". */
-    if ((st = plain_md(&any, K, N, dnnl_bf16, dnnl_format_tag_any)) ||
-        (st = plain_md(&pmd, K, N, dnnl_bf16, dnnl_ba)) ||
-        (st = product_pd(&pd, LAYOUT_M, K, N, &any, bias != NULL, 0)))
+    if ((st = plain_md(&any, K, N, dt, dnnl_format_tag_any)) ||
+        (st = plain_md(&pmd, K, N, dt, dnnl_ba)) ||
+        (st = product_pd(&pd, LAYOUT_M, K, N, &any, b->bias != NULL, 0,
+                         b->int8, K)))
         goto done;
     const dnnl_memory_desc_t *q =
         dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -232,7 +256,8 @@ vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
     if ((st = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine, &b->md,
                                                  engine, NULL)) ||
         (st = dnnl_primitive_create(&reorder, rpd)) ||
-        (st = dnnl_memory_create(&from, &pmd, engine, plain)) ||
+        (st = dnnl_memory_create(&from, &pmd, engine,
+                                 (void *)(uintptr_t)plain)) ||
         (st = dnnl_memory_create(&to, &b->md, engine, b->data)) ||
         (st = dnnl_stream_create(&stream, engine,
                                  dnnl_stream_default_flags)))
@@ -243,9 +268,8 @@ vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
 done:
     if (st != dnnl_success)
         vs = vit__fail(err, VIT_E_NOMEM,
-                       "oneDNN: cannot pack a %d x %d bfloat16 weight "
-                       "(status %d)",
-                       N, K, (int)st);
+                       "oneDNN: cannot pack a %d x %d %s weight (status %d)",
+                       N, K, b->int8 ? "int8" : "bfloat16", (int)st);
     if (stream)
         dnnl_stream_destroy(stream);
     if (from)
@@ -258,13 +282,51 @@ done:
         dnnl_primitive_desc_destroy(rpd);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
-    free(plain);
-    if (vs != VIT_OK) {
+    return vs;
+}
+
+static vit_status pack_new(vit__bmat **out, const void *plain, int N, int K,
+                           int int8, const float *bias, vit_error *err)
+{
+    vit_status vs;
+    *out = NULL;
+    if ((vs = engine_get(err)) != VIT_OK)
+        return vs;
+    vit__bmat *b = calloc(1, sizeof *b);
+    if (!b)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    b->N = N;
+    b->K = K;
+    b->int8 = int8;
+    b->bias = bias;
+    if ((vs = pack(b, plain, err)) != VIT_OK) {
         vit__bmat_free(b);
         return vs;
     }
     *out = b;
     return VIT_OK;
+}
+
+vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
+                          int N, int K, vit_error *err)
+{
+    *out = NULL;
+    vit__bf16 *plain = malloc((size_t)N * K * sizeof *plain);
+    if (!plain)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    /* Rounded here rather than by oneDNN's reorder, so that the rounding
+     * is the one defined above on every CPU; a BF16 checkpoint's weights,
+     * widened exactly at load, come back as stored. */
+    vit__bf16_round(plain, w, (size_t)N * K);
+    vit_status vs = pack_new(out, plain, N, K, 0, bias, err);
+    free(plain);
+    return vs;
+}
+
+vit_status vit__bmat_pack_int8(vit__bmat **out, const int8_t *w, int N,
+                               int K, vit_error *err)
+{
+    return pack_new(out, w, N, K, 1, NULL, err);
 }
 
 void vit__bmat_free(vit__bmat *b)
@@ -282,7 +344,8 @@ size_t vit__bmat_bytes(const vit__bmat *b) { return b ? b->bytes : 0; }
 /* A product of one shape, with memory objects for its four arguments,
  * whose buffers are set at each run. */
 typedef struct {
-    int M, K, N, bias, accumulate;
+    int M, K, N, bias, accumulate, int8;
+    size_t lda; /* int8: the source's row stride */
     dnnl_primitive_t prim;
     dnnl_memory_t a, w, b, d;
 } product;
@@ -367,9 +430,10 @@ static void fail(vit__bctx *c, const char *what, dnnl_status_t st, int M,
     if (c->status == VIT_OK) {
         c->status = st == dnnl_out_of_memory ? VIT_E_NOMEM : VIT_E_ARG;
         snprintf(c->msg, sizeof c->msg,
-                 "oneDNN: cannot %s a bfloat16 product of %d x %d by %d "
+                 "oneDNN: cannot %s a%s product of %d x %d by %d "
                  "(status %d)",
-                 what, M, b->K, b->N, (int)st);
+                 what, b->int8 ? "n int8" : " bfloat16", M, b->K, b->N,
+                 (int)st);
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -389,13 +453,14 @@ vit_status vit__bctx_status(vit__bctx *c, vit_error *err)
 
 /* Thread t's product of this shape, made on first use. */
 static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
-                     int M, int accumulate)
+                     int M, int accumulate, size_t lda)
 {
     int bias = b->bias != NULL;
     for (int i = 0; i < t->n; i++) {
         product *p = &t->p[i];
         if (p->M == M && p->K == b->K && p->N == b->N && p->bias == bias &&
-            p->accumulate == accumulate)
+            p->accumulate == accumulate && p->int8 == b->int8 &&
+            p->lda == lda)
             return p;
     }
     if (t->n == MAX_PRODUCTS) {
@@ -407,11 +472,13 @@ static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t amd, bmd, dmd;
     dnnl_status_t st;
-    if ((st = product_pd(&pd, M, b->K, b->N, &b->md, bias, accumulate)) ||
+    if ((st = product_pd(&pd, M, b->K, b->N, &b->md, bias, accumulate,
+                         b->int8, (int64_t)lda)) ||
         (st = dnnl_primitive_create(&p->prim, pd)) ||
-        (st = plain_md(&amd, M, b->K, dnnl_bf16, dnnl_ab)) ||
+        (st = src_md(&amd, M, b->K, b->int8, (int64_t)lda)) ||
         (st = plain_md(&bmd, 1, b->N, dnnl_f32, dnnl_ab)) ||
-        (st = plain_md(&dmd, M, b->N, dnnl_f32, dnnl_ab)) ||
+        (st = plain_md(&dmd, M, b->N, b->int8 ? dnnl_s32 : dnnl_f32,
+                       dnnl_ab)) ||
         (st = dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->w, &b->md, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE)) ||
@@ -428,17 +495,21 @@ static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
     p->N = b->N;
     p->bias = bias;
     p->accumulate = accumulate;
+    p->int8 = b->int8;
+    p->lda = lda;
     t->n++;
     return p;
 }
 
-void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
-                   const vit__bf16 *a, int M, float *dst, int accumulate)
+/* dst = or += a @ b^T (+ bias) on pool thread w: a's rows lda apart for
+ * int8 (their bytes), K apart for bf16. */
+static void run(vit__bctx *c, int w, const vit__bmat *b, const void *a,
+                size_t lda, int M, void *dst, int accumulate)
 {
     if (M < 1)
         return;
     thread_state *t = &c->t[w];
-    product *p = find(c, t, b, M, accumulate);
+    product *p = find(c, t, b, M, accumulate, lda);
     if (!p)
         return;
     /* oneDNN's memory objects take non-const buffers; it only reads the
@@ -458,4 +529,16 @@ void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
                                {DNNL_ARG_BIAS, p->b}};
     if ((st = run_inline(p->prim, t->stream, p->bias ? 4 : 3, args)))
         fail(c, "run", st, M, b);
+}
+
+void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
+                   const vit__bf16 *a, int M, float *dst, int accumulate)
+{
+    run(c, w, b, a, 0, M, dst, accumulate);
+}
+
+void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
+                        const uint8_t *a, size_t lda, int M, int32_t *dst)
+{
+    run(c, w, b, a, lda, M, dst, 0);
 }

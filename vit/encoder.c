@@ -117,8 +117,16 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
             vit__weights_release(w, *done[i]);
             *done[i] = NULL;
         }
+        /* With AMX-INT8, oneDNN computes the sums (the same integers). */
+        if (vit__int8_onednn() &&
+            ((st = vit__qweight_onednn(&y->qkv, err)) ||
+             (st = vit__qweight_onednn(&y->o, err)) ||
+             (st = vit__qweight_onednn(&y->fc1, err)) ||
+             (st = vit__qweight_onednn(&y->fc2, err))))
+            return st;
     }
     e->int8 = 1;
+    e->int8_onednn = vit__int8_onednn();
     return VIT_OK;
 }
 
@@ -198,7 +206,8 @@ size_t vit__encoder_int8_bytes(const vit__encoder *e)
         const vit__qweight *q[] = {&e->layers[l].qkv, &e->layers[l].o,
                                    &e->layers[l].fc1, &e->layers[l].fc2};
         for (int i = 0; i < 4; i++)
-            n += (size_t)q[i]->Np * q[i]->Kp +
+            n += (q[i]->bm ? vit__bmat_bytes(q[i]->bm)
+                           : (size_t)q[i]->Np * q[i]->Kp) +
                  (size_t)q[i]->Np * (sizeof *q[i]->scale +
                                      sizeof *q[i]->colsum +
                                      (q[i]->bias ? sizeof *q[i]->bias : 0));
@@ -256,10 +265,57 @@ static void layernorm_quantize(const vit__scratch *s, int w, const float *x,
              });
 }
 
+/* Rows of an int8 product oneDNN sums at a time, into the thread's
+ * attention block (free while the products run). */
+#define QSUM_ROWS 64
+
+/* Floats of room for the sums of the widest of e's int8 products. */
+static size_t qsum_floats(const vit__encoder *e)
+{
+    if (!e->int8_onednn)
+        return 0;
+    const vit__layer *y = &e->layers[0];
+    int n = y->qkv.Np > y->fc1.Np ? y->qkv.Np : y->fc1.Np;
+    n = n > y->o.Np ? n : y->o.Np;
+    n = n > y->fc2.Np ? n : y->fc2.Np;
+    return (size_t)QSUM_ROWS * n;
+}
+
+/* The quantized rows [r0, r0 + m) times q on oneDNN, QSUM_ROWS at a time,
+ * then scaled back into o (its rows from r0). */
+static void qproduct_onednn(const vit__scratch *s, int w, const vit__qout *o,
+                            int r0, int m, const vit__qweight *q)
+{
+    int32_t *sums = (int32_t *)(s->scores + (size_t)w * s->attn);
+    /* The rows from r0 on lie vit__qact_stride(K) apart. */
+    const uint8_t *a = s->qa + (size_t)r0 * s->qa_row;
+    size_t lda = vit__qact_stride(q->K);
+    for (int i = 0; i < m; i += QSUM_ROWS) {
+        int mr = m - i < QSUM_ROWS ? m - i : QSUM_ROWS;
+        vit__qout oi = *o;
+        for (int g = 0; g < 3; g++)
+            if (oi.out[g])
+                oi.out[g] += (size_t)i * o->ld;
+        if (oi.lo) {
+            oi.lo += i;
+            oi.hi += i;
+        }
+        vit__bmat_run_int8(s->bctx, w, q->bm, a + (size_t)i * lda, lda, mr,
+                           sums);
+        vit__qlinear_sums(&oi, sums, (size_t)q->Np, s->qs + r0 + i,
+                          s->qz + r0 + i, q, mr);
+    }
+}
+
 /* The product of the quantized rows [r0, r0 + m) and q, into o. */
 static void qproduct(const vit__scratch *s, int w, const vit__qout *o,
                      int r0, int m, const vit__qweight *q)
 {
+    if (q->bm) {
+        VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
+                 qproduct_onednn(s, w, o, r0, m, q));
+        return;
+    }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
              vit__qlinear(o, s->qa + (size_t)r0 * s->qa_row, s->qs + r0,
                           s->qz + r0, q, m));
@@ -656,12 +712,20 @@ static size_t bscratch_floats(size_t M, int D, int F)
     return (M * (size_t)(F > D ? F : D) + 1) / 2 + 16; /* + 16: alignment */
 }
 
+/* Floats of each thread's attention block: the attention's, or the int8
+ * sums from oneDNN, whichever is more. */
+static size_t attn_floats(const vit__encoder *e, int T)
+{
+    size_t a = vit__attention_floats(T, e->D / e->H), q = qsum_floats(e);
+    return a > q ? a : q;
+}
+
 size_t vit__scratch_floats(const vit__encoder *e, int B, int T, int threads)
 {
     int D = e->D, F = e->F, mode = vit__encoder_mode(e);
     size_t M = (size_t)B * T;
     return 5 * M * D + M * F + (e->swiglu ? 2 * M * F : 0) +
-           (size_t)threads * vit__attention_floats(T, D / e->H) +
+           (size_t)threads * attn_floats(e, T) +
            (mode == VIT_MODE_INT8   ? qscratch_floats(M, D, F)
             : mode == VIT_MODE_BF16 ? bscratch_floats(M, D, F)
                                     : (size_t)threads * pack_floats((int)M, D, F));
@@ -708,5 +772,5 @@ void vit__scratch_carve(vit__scratch *s, float *mem, const vit__encoder *e,
     }
     s->scores = end; /* last: each thread's attention work, then float32's
                         packing scratch */
-    s->attn = vit__attention_floats(T, D / e->H);
+    s->attn = attn_floats(e, T);
 }

@@ -85,7 +85,7 @@ struct vit_state {
     float *scratch;  /* what vit__scratch_carve divides, for either tower */
     vit__scratch s;  /* the vision tower's division of it */
     vit__pool *pool;
-    vit__bctx *bctx; /* VIT_PRECISION_BF16 through oneDNN, else NULL */
+    vit__bctx *bctx; /* bf16, or int8 sums, through oneDNN; else NULL */
     vit__prof *prof; /* one per thread */
 };
 

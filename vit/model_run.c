@@ -70,7 +70,8 @@ vit_status vit_state_new(const vit_model *m, vit_state **out, vit_error *err)
                          threads);
     }
     /* Each pool thread runs its own oneDNN products (bgemm.c). */
-    if (m->vis.enc.bf16 || m->txt.enc.bf16) {
+    if (m->vis.enc.bf16 || m->txt.enc.bf16 || m->vis.enc.int8_onednn ||
+        m->txt.enc.int8_onednn) {
         vit_status st = vit__bctx_new(&s->bctx, threads, err);
         if (st != VIT_OK) {
             vit__pool_free(s->pool);

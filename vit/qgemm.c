@@ -114,10 +114,35 @@ vit_status vit__qweight_pack(vit__qweight *q, const float *const *parts,
     return VIT_OK;
 }
 
+vit_status vit__qweight_onednn(vit__qweight *q, vit_error *err)
+{
+    /* Unpacked from the kernel's panels: row n of (Np, Kp). */
+    int8_t *plain = malloc((size_t)q->Np * q->Kp);
+    if (!plain)
+        return vit__fail(err, VIT_E_NOMEM,
+                         "out of memory for int8 weights (%d x %d)", q->N,
+                         q->K);
+    for (int n = 0; n < q->Np; n++) {
+        const int8_t *panel = q->w + (size_t)(n / VIT_QNR) * q->Kp * VIT_QNR;
+        for (int k = 0; k < q->Kp; k++)
+            plain[(size_t)n * q->Kp + k] =
+                panel[(size_t)(k / 4) * VIT_QNR * 4 +
+                      (size_t)(n % VIT_QNR) * 4 + k % 4];
+    }
+    vit_status st = vit__bmat_pack_int8(&q->bm, plain, q->Np, q->Kp, err);
+    free(plain);
+    if (st == VIT_OK) {
+        free(q->w);
+        q->w = NULL;
+    }
+    return st;
+}
+
 void vit__qweight_free(vit__qweight *q)
 {
     if (!q)
         return;
+    vit__bmat_free(q->bm);
     free(q->w);
     free(q->scale);
     free(q->colsum);
@@ -484,19 +509,21 @@ qkernel_avx2(const uint8_t *const *a, const int8_t *b, int k4, int np,
  * spec says; columns past N are padding. Compiled once per path for the
  * vectorizer; the arithmetic rounds alike in each. */
 typedef void (*epilogue_fn)(const vit__qout *o, const vit__qweight *q,
-                            const int32_t *c, int m0, int mr, int n0,
-                            const float *as, const int32_t *az);
+                            const int32_t *c, size_t ldc, int m0, int mr,
+                            int n0, const float *as, const int32_t *az);
 
+/* c: the tile's sums, rows ldc apart. */
 static inline __attribute__((always_inline)) void
 epilogue_body(const vit__qout *o, const vit__qweight *q, const int32_t *c,
-              int m0, int mr, int n0, const float *as, const int32_t *az)
+              size_t ldc, int m0, int mr, int n0, const float *as,
+              const int32_t *az)
 {
     int nend = n0 + VIT_QNR < q->N ? n0 + VIT_QNR : q->N;
     for (int r = 0; r < mr; r++) {
         int i = m0 + r;
         float sa = as[i];
         int32_t za = az[i];
-        const int32_t *ci = c + r * VIT_QNR;
+        const int32_t *ci = c + (size_t)r * ldc;
         /* Runs of columns inside one output segment. */
         for (int n = n0; n < nend;) {
             int seg = n / o->seg;
@@ -531,10 +558,10 @@ epilogue_body(const vit__qout *o, const vit__qweight *q, const int32_t *c,
 
 #define QEPILOGUE(name, attr)                                              \
     attr static void name(const vit__qout *o, const vit__qweight *q,       \
-                          const int32_t *c, int m0, int mr, int n0,        \
-                          const float *as, const int32_t *az)              \
+                          const int32_t *c, size_t ldc, int m0, int mr,    \
+                          int n0, const float *as, const int32_t *az)      \
     {                                                                      \
-        epilogue_body(o, q, c, m0, mr, n0, as, az);                        \
+        epilogue_body(o, q, c, ldc, m0, mr, n0, as, az);                   \
     }
 QEPILOGUE(epilogue_c, )
 #ifdef VIT_QX86
@@ -603,7 +630,12 @@ static const qpath *pick(void)
     return &qpaths[VIT_QPATH_PORTABLE];
 }
 
-const char *vit_int8_kernel(void) { return pick()->name; }
+const char *vit_int8_kernel(void)
+{
+    if (vit__int8_onednn())
+        return cpu_amx_int8() ? "oneDNN AMX-INT8" : "oneDNN AVX-512 VNNI";
+    return pick()->name;
+}
 
 void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
                         const float *in, int M, int K, const float *lo,
@@ -652,9 +684,22 @@ void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
                     rows[r] = a + (size_t)(m0 + (r < mr ? r : mr - 1)) * lda;
                 path->kernel(rows, panel, k4, npc, tile);
                 for (int p = 0; p < npc; p++)
-                    path->epilogue(o, q, tile + p * VIT_QMR * VIT_QNR, m0, mr,
-                                   n0 + p * VIT_QNR, as, az);
+                    path->epilogue(o, q, tile + p * VIT_QMR * VIT_QNR,
+                                   VIT_QNR, m0, mr, n0 + p * VIT_QNR, as, az);
             }
         }
+    }
+}
+
+void vit__qlinear_sums(const vit__qout *o, const int32_t *c, size_t ldc,
+                       const float *as, const int32_t *az,
+                       const vit__qweight *q, int M)
+{
+    const qpath *path = pick();
+    for (int m0 = 0; m0 < M; m0 += VIT_QMR) {
+        int mr = M - m0 < VIT_QMR ? M - m0 : VIT_QMR;
+        for (int n0 = 0; n0 < q->N; n0 += VIT_QNR)
+            path->epilogue(o, q, c + (size_t)m0 * ldc + n0, ldc, m0, mr, n0,
+                           as, az);
     }
 }

@@ -382,6 +382,7 @@ void vit_state_profile_enable(vit_state *s, int on);
 int vit_state_profile_get(const vit_state *s, vit_profile_entry *out);
 
 /* The kernel int8 products run on here, as the CPU path allows:
+ * "oneDNN AMX-INT8" (the CPU has AMX-INT8 and VIT_ISA allows amx),
  * "AVX-512 VNNI", "AVX-VNNI", "AVX2" or "portable C" (the same results;
  * the last much slower). */
 const char *vit_int8_kernel(void);

@@ -159,9 +159,13 @@ void vit__attention(float *out, const float *q, const float *k,
 
 /* A weight matrix quantized per output channel to int8 and packed: panel
  * n / QNR holds Kp / 4 groups of QNR lanes x 4 bytes. */
+/* A weight matrix on oneDNN (bgemm.c). */
+typedef struct vit__bmat vit__bmat;
+
 typedef struct {
     int N, K, Np, Kp;
-    int8_t *w;
+    int8_t *w;       /* or NULL, the weights being in bm */
+    vit__bmat *bm;   /* the (Np, Kp) weights on oneDNN, or NULL */
     float *scale;    /* (Np) w[n][k] ~ scale[n] * q[n][k] */
     int32_t *colsum; /* (Np) sum over k of q[n][k] */
     float *bias;     /* (Np) or NULL */
@@ -192,9 +196,18 @@ size_t vit__qact_stride(int K);
 void vit__quantize_rows(uint8_t *a, float *scale, int32_t *zero,
                         const float *in, int M, int K, const float *lo,
                         const float *hi);
-/* The product of M quantized rows and q, into o. */
+/* The product of M quantized rows and q, into o (q->w: vit's kernels). */
 void vit__qlinear(const vit__qout *o, const uint8_t *a, const float *as,
                   const int32_t *az, const vit__qweight *q, int M);
+/* Moves q's weights onto oneDNN (q->bm; q->w is freed), whose int32 sums
+ * vit__qlinear_sums then scales back. */
+vit_status vit__qweight_onednn(vit__qweight *q, vit_error *err);
+/* The same product from its int32 sums c (M, q->Np, row stride ldc) of
+ * the quantized rows and q's weights: scaled back, biased, stored or added
+ * into o, the bits vit__qlinear gives. */
+void vit__qlinear_sums(const vit__qout *o, const int32_t *c, size_t ldc,
+                       const float *as, const int32_t *az,
+                       const vit__qweight *q, int M);
 /* The int8 kernels, in the order they are preferred (the last the CPU
  * table allows runs); each gives the same bits. */
 enum {
@@ -220,10 +233,10 @@ void vit__bf16_round(vit__bf16 *out, const float *in, size_t n);
 /* x (n floats) rounded to bfloat16 and widened back, in place. */
 void vit__bf16_round_f32(float *x, size_t n);
 
-/* An nn.Linear weight (N, K) in bfloat16, in the layout oneDNN's matrix
- * product asks for, with its float32 bias (N) or NULL. Opaque: only
- * bgemm.c includes oneDNN's header. */
-typedef struct vit__bmat vit__bmat;
+/* vit__bmat (declared above): an nn.Linear weight (N, K) in bfloat16, in
+ * the layout oneDNN's matrix product asks for, with its float32 bias (N)
+ * or NULL; or an int8 one for the int8 layer's sums. Opaque: only bgemm.c
+ * includes oneDNN's header. */
 
 /* Whether this process's bf16 products run through oneDNN: the CPU table
  * allows bfloat16 (cpu_bf16) and the tests' hook does not forbid it. */
@@ -236,8 +249,17 @@ void vit__bf16_force_widen(int on);
  * so it must outlive the matrix. */
 vit_status vit__bmat_pack(vit__bmat **out, const float *w, const float *bias,
                           int N, int K, vit_error *err);
+/* An int8 weight for the int8 layer's sums: w (N, K) row-major, int8. */
+vit_status vit__bmat_pack_int8(vit__bmat **out, const int8_t *w, int N,
+                               int K, vit_error *err);
 void vit__bmat_free(vit__bmat *b);
 size_t vit__bmat_bytes(const vit__bmat *b);
+/* Whether models loaded now run their int8 products' sums through oneDNN
+ * (the CPU has AMX-INT8 and VIT_ISA allows amx). Tests: 1 forces it where
+ * the CPU has AVX-512 VNNI, 0 forbids it, -1 goes back to the CPU's
+ * choice. */
+int vit__int8_onednn(void);
+void vit__int8_force_onednn(int on);
 
 /* Per-thread oneDNN state for a vit_state's pool (n threads): a stream and
  * the matrix products made so far, one per shape, each run by the thread
@@ -250,6 +272,10 @@ void vit__bctx_free(vit__bctx *c);
  * for vit__bctx_status: the products return nothing. */
 void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
                    const vit__bf16 *a, int M, float *dst, int accumulate);
+/* dst (M, b's N) = the int32 sums of a (M, b's K, rows lda bytes apart)
+ * times b^T, on pool thread w; failures as vit__bmat_run. */
+void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
+                        const uint8_t *a, size_t lda, int M, int32_t *dst);
 /* VIT_OK, or the first failure since the last call (which clears it). */
 vit_status vit__bctx_status(vit__bctx *c, vit_error *err);
 
@@ -351,6 +377,8 @@ typedef struct {
                             outputs, silu(the first F) times the other F
                             is fc2's input; act is unused */
     int int8;            /* the layers' products run in int8 */
+    int int8_onednn;     /* ... their sums through oneDNN (the layers'
+                            vit__qweight bm) */
     int bf16;            /* ... in bfloat16 through oneDNN */
     int bf16_wide;       /* ... on bfloat16-rounded weights widened to
                             float32, in the float32 kernel */
@@ -418,13 +446,15 @@ typedef struct {
                                      gate then up; else NULL */
     float *scores;                /* per thread, attn floats: the (T, T)
                                      scores and the heads' copies
-                                     (vit__attention_floats); then float32's
+                                     (vit__attention_floats), or int8's
+                                     sums from oneDNN; then float32's
                                      packing scratch */
     size_t attn;                  /* floats of each thread's block there */
     uint8_t *qa;                  /* int8 mode: (B * T) quantized rows of
                                      up to max(D, F) features, qa_row bytes
                                      apart; a thread quantizes rows r0.. of
-                                     any width from qa + r0 * qa_row */
+                                     any width K from qa + r0 * qa_row,
+                                     vit__qact_stride(K) apart */
     size_t qa_row;
     float *qs;                    /* (B * T) their scales */
     int32_t *qz;                  /* (B * T) their zero points */
@@ -434,7 +464,8 @@ typedef struct {
                                      writes the rows r0.. of a product, K
                                      apart, from ba + r0 * ba_row */
     size_t ba_row;
-    vit__bctx *bctx;              /* bf16 mode: the pool's oneDNN state */
+    vit__bctx *bctx;              /* bf16 mode, or int8's sums on oneDNN:
+                                     the pool's oneDNN state */
     vit__pool *pool;              /* NULL: the caller alone */
     vit__prof *prof;              /* one per thread, NULL: not profiling */
 } vit__scratch;
