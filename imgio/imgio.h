@@ -229,6 +229,12 @@ typedef struct {
     int do_normalize;
     float mean[3], std[3];
     img_backend backend;      /* default (0): Pillow's */
+    /* torchvision.transforms' steps on a PIL image (timm's eval
+     * transform) rather than a transformers processor's: Pillow's resize
+     * (backend must be Pillow's), CenterCrop's offsets rounded half to
+     * even, ToTensor's float32 division by 255 (do_rescale), Normalize's
+     * float32 subtract and divide. */
+    int tv_transforms;
 } img_preprocess_cfg;
 
 /* The output height and width that `cfg` gives for a src_w x src_h image. */

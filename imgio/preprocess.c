@@ -138,6 +138,13 @@ static void normalize_table(const img_preprocess_cfg *cfg, float lut[3][256])
         }
         for (int v = 0; v < 256; v++) {
             float f = (float)v;
+            if (cfg->tv_transforms) {
+                if (cfg->do_rescale)
+                    f = f / 255.0f;
+                lut[c][v] = cfg->do_normalize ? (f - cfg->mean[c]) / cfg->std[c]
+                                              : f;
+                continue;
+            }
             if (tv && cfg->do_rescale && !cfg->do_normalize)
                 f *= (float)scale;
             else if (!tv && cfg->do_rescale)
@@ -195,9 +202,15 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
     int top = 0, left = 0;
     if (cfg->do_center_crop) {
         int dh = rh - out_h, dw = rw - out_w;
-        int tv = cfg->backend == IMG_BACKEND_TORCHVISION;
+        int tv = cfg->backend == IMG_BACKEND_TORCHVISION || cfg->tv_transforms;
         top = dh >= 0 ? dh / 2 : tv ? -(-dh / 2) : -((-dh + 1) / 2);
         left = dw >= 0 ? dw / 2 : tv ? -(-dw / 2) : -((-dw + 1) / 2);
+        /* torchvision's CenterCrop: int(round((h - crop_h) / 2.0)), half
+         * to even (after padding a smaller image as above). */
+        if (cfg->tv_transforms && dh >= 0)
+            top = (int)rint(dh / 2.0);
+        if (cfg->tv_transforms && dw >= 0)
+            left = (int)rint(dw / 2.0);
     }
     /* The part of the resized image the crop keeps: only it is resized
      * (img_resize_window gives exactly those pixels of the full resize),

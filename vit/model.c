@@ -26,18 +26,9 @@ typedef enum {
     FAM_DINOV2,
     FAM_DINOV2_REG,
     FAM_CLIP,
-    FAM_SIGLIP
+    FAM_SIGLIP,
+    FAM_TIMM /* timm's VisionTransformer (timm.c) */
 } vit_family;
-
-/* SigLIP's vision head: a learned probe attending over the patch tokens
- * (nn.MultiheadAttention), then a layernorm and an MLP with a residual. */
-typedef struct {
-    const float *probe;        /* (D) */
-    const float *in_w, *in_b;  /* (3D, D), (3D): query, key, value */
-    const float *out_w, *out_b;
-    const float *ln_w, *ln_b;
-    const float *w1, *b1, *w2, *b2; /* (F, D), (F), (D, F), (D) */
-} vit__map_head;
 
 struct vit_model {
     vit_options opt;
@@ -68,7 +59,9 @@ struct vit_model {
     /* CLIP and SigLIP heads */
     int proj_dim;              /* E */
     const float *vproj;        /* (E, D_vision) visual_projection */
-    vit__map_head map;         /* SigLIP's vision head instead */
+    vit__map_head map;         /* SigLIP's vision head instead, or timm's
+                                  attn_pool */
+    vit__timm timm;            /* timm's pooling and head */
     const float *tproj;        /* (E, D_text) text_projection, or SigLIP's
                                   text head */
     const float *tproj_b;      /* (E) SigLIP's text head's bias, else NULL */
@@ -374,6 +367,10 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     vit_status st = VIT_OK;
     if (!json_is_object(cfg)) {
         st = vit__fail(err, VIT_E_CONFIG, "%s: not a JSON object", path);
+        goto out;
+    }
+    if (vit__timm_config(cfg)) {
+        m->family = FAM_TIMM; /* read with the tensors, by timm.c */
         goto out;
     }
     const char *mt = json_string_value(json_object_get(cfg, "model_type"));
@@ -808,6 +805,21 @@ static vit_status bind_siglip(vit_model *m, vit_error *err)
     return VIT_OK;
 }
 
+/* timm's VisionTransformer: a classifier with num_classes, else an
+ * embedder; the eval transform is its pretrained_cfg's. */
+static vit_status bind_timm(vit_model *m, const char *dir, vit_error *err)
+{
+    m->has_vision = 1;
+    vit_status st = vit__timm_bind(dir, m->w, &m->architecture, &m->vis,
+                                   &m->map, &m->timm, &m->proc, err);
+    m->num_labels = m->timm.num_classes;
+    m->labels = m->timm.labels;
+    m->head_w = m->timm.head_w;
+    m->head_b = m->timm.head_b;
+    m->arch = m->num_labels ? VIT_ARCH_VIT_CLASSIFIER : VIT_ARCH_VIT_MODEL;
+    return st;
+}
+
 static vit_status bind_clip(vit_model *m, vit_error *err)
 {
     vit_status st;
@@ -985,9 +997,11 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     m->opt.convert_rgb = 0;
     if ((st = read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
-        (st = vit__weights_open(dir, &m->w, err)))
+        (st = m->family == FAM_TIMM ? vit__timm_weights_open(dir, &m->w, err)
+                                    : vit__weights_open(dir, &m->w, err)))
         goto fail;
-    st = m->family == FAM_SIGLIP ? bind_siglip(m, err)
+    st = m->family == FAM_TIMM     ? bind_timm(m, dir, err)
+         : m->family == FAM_SIGLIP ? bind_siglip(m, err)
          : m->family == FAM_CLIP ? bind_clip(m, err)
                                  : bind_vit(m, err);
     if (st != VIT_OK) {
@@ -1281,6 +1295,18 @@ static vit_status need_vision(const vit_state *s, const void *pixels, int n,
     return VIT_OK;
 }
 
+static void map_head(vit_state *s, int B, float *dst);
+
+/* timm's pooled features into s->cls: its attention pooling, or the
+ * others, then fc_norm. */
+static void timm_pool(vit_state *s, int B)
+{
+    const vit_model *m = s->m;
+    if (m->timm.pool == VIT_TIMM_MAP)
+        map_head(s, B, s->cls);
+    vit__timm_pool(&m->timm, &m->vis, s->x, B, s->cls);
+}
+
 /* Runs the vision tower over n images in chunks of max_batch, calling
  * `head` on each chunk's pooled tokens (s->cls, B x D_vision). */
 typedef void (*vision_head)(vit_state *s, int i0, int B, void *ctx);
@@ -1293,7 +1319,10 @@ static void vision_chunks(vit_state *s, const float *pixels, int n,
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         vit__forward_hidden(s, pixels + (size_t)i0 * per, B);
-        gather_cls(s, B);
+        if (s->m->family == FAM_TIMM)
+            timm_pool(s, B);
+        else
+            gather_cls(s, B);
         head(s, i0, B, ctx);
     }
 }
@@ -1398,19 +1427,21 @@ static void map_head(vit_state *s, int B, float *dst)
     float scale = 1.0f / sqrtf((float)dh);
     for (int b = 0; b < B; b++)
         for (int hd = 0; hd < H; hd++) {
-            const float *kb = K + (size_t)b * T * D + (size_t)hd * dh;
-            const float *vb = V + (size_t)b * T * D + (size_t)hd * dh;
-            for (int t = 0; t < T; t++) {
+            /* The tokens past h->skip: Tk of them. */
+            int Tk = T - h->skip;
+            size_t o = ((size_t)b * T + h->skip) * D + (size_t)hd * dh;
+            const float *kb = K + o, *vb = V + o;
+            for (int t = 0; t < Tk; t++) {
                 float acc = 0;
                 for (int d = 0; d < dh; d++)
                     acc += q[hd * dh + d] * scale * kb[(size_t)t * D + d];
                 p[t] = acc;
             }
-            vit__softmax(p, 1, T);
+            vit__softmax(p, 1, Tk);
             float *c = ctx + (size_t)b * D + (size_t)hd * dh;
             for (int d = 0; d < dh; d++) {
                 float acc = 0;
-                for (int t = 0; t < T; t++)
+                for (int t = 0; t < Tk; t++)
                     acc += p[t] * vb[(size_t)t * D + d];
                 c[d] = acc;
             }
