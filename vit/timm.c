@@ -279,15 +279,27 @@ static vit_status read_transform(timm_read *r, int H, int W,
         c->size_w = sw;
     } else if (strcmp(mode, "center") == 0 && sh == sw) {
         c->shortest_edge = sh;
+    } else if (strcmp(mode, "center") == 0 || strcmp(mode, "border") == 0) {
+        /* ResizeKeepRatio: the short side to its target (center, a
+         * non-square size), or the image inside the target (border),
+         * padded with round(255 * mean) to the crop. */
+        c->keep_h = sh;
+        c->keep_w = sw;
+        c->keep_longest = strcmp(mode, "border") == 0;
+        static const double mean_d[3] = {0.485, 0.456, 0.406};
+        json_t *jm = json_object_get(r->pcfg, "mean");
+        for (int k = 0; c->keep_longest && k < 3; k++) {
+            /* In Python's doubles, as the config holds them. */
+            double m = jm ? json_number_value(json_array_get(jm, (size_t)k))
+                          : mean_d[k];
+            double f = rint(255.0 * m);
+            c->pad[k] = (uint8_t)(f < 0 ? 0 : f > 255 ? 255 : f);
+        }
     } else {
         return vit__fail(err, VIT_E_UNSUPPORTED,
-                         "%s: pretrained_cfg crop_mode \"%s\"%s is not "
-                         "supported (center with a square size, and "
-                         "squash, are)",
-                         r->path, mode,
-                         strcmp(mode, "center") == 0 ? " with a non-square "
-                                                       "size"
-                                                     : "");
+                         "%s: pretrained_cfg crop_mode \"%s\" is not "
+                         "supported (center, squash and border are)",
+                         r->path, mode);
     }
     if (sh < 1 || sw < 1)
         return vit__fail(err, VIT_E_CONFIG,
