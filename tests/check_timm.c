@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/index.h"
 #include "tests/testutil.h"
 #include "vit/vit.h"
 
@@ -277,6 +278,43 @@ START_TEST(refusals)
 }
 END_TEST
 
+/* An index knows a timm model by its content, as any other: the
+ * fingerprint covers config.json (its pretrained_cfg, which is the
+ * preprocessing, too) and the weights. */
+START_TEST(fingerprint_by_content)
+{
+    vit_model *m = NULL;
+    vit_error err;
+    ck_assert(vit_model_load(TIMM "/timm_token", NULL, &m, &err) == VIT_OK);
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    idx_model a, b, c;
+    idx_error ie;
+    ck_assert(idx_model_fingerprint(TIMM "/timm_token", info.architecture,
+                                    info.embed_dim, &a, &ie) == IDX_OK);
+    ck_assert(idx_model_fingerprint(TIMM "/timm_token", info.architecture,
+                                    info.embed_dim, &b, &ie) == IDX_OK);
+    ck_assert_str_eq(a.fingerprint, b.fingerprint);
+    ck_assert_str_eq(a.architecture, "vit_base_patch16_224");
+    /* The same weights under another crop_pct are another model. */
+    char *dir = tu_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert(tu_copy(TIMM "/timm_token/model.safetensors", path) == 0);
+    json_t *cfg = json_load_file(TIMM "/timm_token/config.json", 0, NULL);
+    json_object_set_new(json_object_get(cfg, "pretrained_cfg"), "crop_pct",
+                        json_real(1.0));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    ck_assert(json_dump_file(cfg, path, 0) == 0);
+    json_decref(cfg);
+    ck_assert(idx_model_fingerprint(dir, info.architecture, info.embed_dim,
+                                    &c, &ie) == IDX_OK);
+    ck_assert_str_ne(a.fingerprint, c.fingerprint);
+    tu_rmrf(dir);
+    free(dir);
+    vit_model_free(m);
+}
+END_TEST
+
 Suite *timm_suite(void)
 {
     Suite *s = suite_create("timm");
@@ -287,6 +325,7 @@ Suite *timm_suite(void)
     tcase_add_test(tc, command_classifies_and_embeds);
     tcase_add_test(tc, bin_only_refused);
     tcase_add_test(tc, refusals);
+    tcase_add_test(tc, fingerprint_by_content);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -91,7 +91,10 @@ def _arch_row(name):
 def write_archs(path=os.path.join(ROOT, "vit", "timm_archs.h")):
     import timm
     rows = []
-    for name in timm.list_models(module="vision_transformer"):
+    names = sorted(n for mod in ("vision_transformer", "deit",
+                                 "vision_transformer_hybrid")
+                   for n in timm.list_models(module=mod))
+    for name in names:
         r = _arch_row(name)
         if r is not None:
             rows.append((name,) + r)
