@@ -223,8 +223,9 @@ START_TEST(bin_only_refused)
 END_TEST
 
 /* A copy of timm_token whose config.json has `key` set to the JSON
- * `value` (in model_args when args), loaded: the status, message in err. */
-static vit_status load_edited(const char *key, const char *value, int args,
+ * `value` (at the top, in model_args or in pretrained_cfg: where 0, 1,
+ * 2), loaded: the status, message in err. */
+static vit_status load_edited(const char *key, const char *value, int where,
                               vit_error *err)
 {
     char *dir = tu_tmpdir(), path[512];
@@ -234,7 +235,8 @@ static vit_status load_edited(const char *key, const char *value, int args,
     ck_assert_ptr_nonnull(c);
     json_t *v = json_loads(value, JSON_DECODE_ANY, NULL);
     ck_assert_ptr_nonnull(v);
-    json_object_set_new(args ? json_object_get(c, "model_args") : c, key, v);
+    static const char *const in[] = {NULL, "model_args", "pretrained_cfg"};
+    json_object_set_new(where ? json_object_get(c, in[where]) : c, key, v);
     snprintf(path, sizeof path, "%s/config.json", dir);
     ck_assert(json_dump_file(c, path, 0) == 0);
     json_decref(c);
@@ -250,7 +252,7 @@ START_TEST(refusals)
 {
     static const struct {
         const char *key, *value;
-        int args;
+        int where;
         const char *says;
     } cases[] = {
         {"architecture", "\"vit_base_patch16_rope_reg1_gap_256\"", 0,
@@ -264,11 +266,22 @@ START_TEST(refusals)
         {"act_layer", "\"hard_swish\"", 1, "act_layer"},
         {"num_classes", "7", 0, "head.weight"},
         {"label_names", "[\"a\", \"b\"]", 0, "2 label_names for 10"},
+        {"label_names", "{\"0\": \"a\"}", 0, "no string for class 1"},
+        {"model_args", "[]", 0, "must be objects"},
+        {"num_heads", "\"4\"", 1, "num_heads"},
+        {"pos_embed", "\"none\"", 1, "pos_embed"},
+        {"input_size", "[3, 40, 32]", 2, "positions"},
+        {"input_size", "[1, 32, 32]", 2, "channels"},
+        {"input_size", "224", 2, "input_size"},
+        {"crop_mode", "\"random\"", 2, "crop_mode"},
+        {"interpolation", "\"random\"", 2, "interpolation"},
+        {"crop_pct", "-1", 2, "crop_pct"},
+        {"mean", "[0.5]", 2, "mean"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         vit_error err = {{0}};
         vit_status st = load_edited(cases[i].key, cases[i].value,
-                                    cases[i].args, &err);
+                                    cases[i].where, &err);
         printf("timm %s %s: %s\n", cases[i].key, cases[i].value, err.msg);
         ck_assert_msg(st != VIT_OK, "%s %s loaded", cases[i].key,
                       cases[i].value);

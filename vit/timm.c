@@ -390,6 +390,9 @@ static vit_status read_tensors(timm_read *r, vit__weights *w, vit__vision *v,
         return vit__fail(err, VIT_E_UNSUPPORTED,
                          "non-square patches (%lldx%lld)",
                          (long long)pe->shape[2], (long long)pe->shape[3]);
+    if (pe->shape[0] < 1 || pe->shape[1] < 1 || pe->shape[2] < 1)
+        return vit__fail(err, VIT_E_CHECKPOINT,
+                         "'patch_embed.proj.weight' has an empty dimension");
     if (pe->shape[0] > CFG_MAX_DIM || pe->shape[1] > 64 ||
         pe->shape[2] > 4096 ||
         pe->shape[1] * pe->shape[2] * pe->shape[2] > CFG_MAX_DIM * 16)
