@@ -210,6 +210,43 @@ def make(name, arch, args, pcfg, labels, seed):
     return dc
 
 
+def make_legacy():
+    """timm_legacy: timm_hub's weights (a link) under a legacy one-dict
+    config.json, as older hub repositories have it: pretrained_cfg's
+    fields at the top, `labels` for label_names, no model_args. timm must
+    read it into the same model: its outputs are checked equal to
+    timm_hub's, whose reference files the fixture shares."""
+    import timm
+    from PIL import Image
+    src, d = os.path.join(OUT, "timm_hub"), os.path.join(OUT, "timm_legacy")
+    os.makedirs(d)
+    os.symlink("../timm_hub/model.safetensors",
+               os.path.join(d, "model.safetensors"))
+    with open(os.path.join(src, "config.json")) as f:
+        c = json.load(f)
+    legacy = {"architecture": c["architecture"],
+              "num_features": c["num_features"]}
+    legacy.update(c["pretrained_cfg"])
+    legacy["fixed_input_size"] = True
+    legacy["labels"] = ["cat", "dog", "bird"]
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(legacy, f, indent=2)
+    m = timm.create_model("local-dir:" + d, pretrained=True).eval()
+    tf = timm.data.create_transform(
+        **timm.data.resolve_model_data_config(m), is_training=False)
+    x = torch.stack([tf(Image.open(os.path.join(PHOTOS, p)).convert("RGB"))
+                     for p in PHOTO_NAMES[:3]])
+    assert torch.equal(x, torch.from_numpy(
+        np.load(os.path.join(src, "ref_pixels.npy"))))
+    with torch.no_grad():
+        assert torch.equal(m(x), torch.from_numpy(
+            np.load(os.path.join(src, "ref_logits.npy"))))
+    return {"name": "timm_legacy", "architecture": c["architecture"],
+            "photos": 3, "refs": "timm_hub",
+            "covers": "a legacy one-dict config.json: labels, no "
+                      "pretrained_cfg object, no model_args"}
+
+
 def generate():
     import timm
     shutil.rmtree(OUT, ignore_errors=True)
@@ -223,9 +260,11 @@ def generate():
                                 "covers": covers,
                                 "data_config": {k: list(v) if isinstance(
                                     v, tuple) else v for k, v in dc.items()}})
+    man["fixtures"].append(make_legacy())
     # A directory with the weights only as pytorch_model.bin.
     import timm
     from timm.models._hub import save_for_hf
+    torch.manual_seed(0)
     m = timm.create_model("vit_base_patch16_224", pretrained=False,
                           num_classes=2, **TINY)
     save_for_hf(m, os.path.join(OUT, "bin_only"), safe_serialization=False)

@@ -110,12 +110,15 @@ static vit_status read_act(timm_read *r, vit__act *act, vit_error *err)
                      s ? "\"" : "");
 }
 
+/* global_pool as timm builds the model: model_args, else pretrained_cfg
+ * (a default of the builder's), else the architecture's. The top level's
+ * is for information only (timm does not read it). */
 static vit_status read_pool(timm_read *r, const timm_arch *a, vit__timm *t,
                             vit_error *err)
 {
-    json_t *g = json_object_get(r->cfg, "global_pool");
+    json_t *g = json_object_get(r->args, "global_pool");
     if (!json_is_string(g))
-        g = json_object_get(r->args, "global_pool");
+        g = json_object_get(r->pcfg, "global_pool");
     const char *pool = json_is_string(g) ? json_string_value(g) : a->pool;
     static const char *const pools[] = {"token", "avg", "max", "avgmax",
                                         "map"};
@@ -131,14 +134,35 @@ static vit_status read_pool(timm_read *r, const timm_arch *a, vit__timm *t,
                      r->path, pool);
 }
 
-/* label_names: a list, or an object of ids; else LABEL_i as transformers
- * names unnamed labels. */
+/* num_classes as timm builds the model: model_args, else the top level's
+ * (which timm copies into pretrained_cfg), else pretrained_cfg's, else
+ * the head's rows (the architecture's default, which a checkpoint with
+ * its head has). */
+static vit_status read_classes(timm_read *r, vit__weights *w, vit__timm *t,
+                               vit_error *err)
+{
+    json_t *const from[] = {r->args, r->cfg, r->pcfg};
+    for (int i = 0; i < 3; i++)
+        if (json_object_get(from[i], "num_classes"))
+            return vit__cfg_int(from[i], r->path, "num_classes", 0, 0,
+                                10000000, &t->num_classes, err);
+    const vit__tensor *h = vit__weights_find(w, "head.weight");
+    t->num_classes = h && h->ndim == 2 && h->shape[0] <= 10000000
+                         ? (int)h->shape[0]
+                         : 0;
+    return VIT_OK;
+}
+
+/* label_names (or a legacy config's labels): a list, or an object of
+ * ids; else LABEL_i as transformers names unnamed labels. */
 static vit_status read_labels(timm_read *r, vit__timm *t, vit_error *err)
 {
     int n = t->num_classes;
     json_t *names = json_object_get(r->cfg, "label_names");
     if (!names)
         names = json_object_get(r->pcfg, "label_names");
+    if (!names)
+        names = json_object_get(r->pcfg, "labels");
     if (names && !json_is_array(names) && !json_is_object(names))
         return vit__fail(err, VIT_E_CONFIG,
                          "%s: label_names must be a list or an object",
@@ -590,8 +614,7 @@ static vit_status bind_all(timm_read *r, vit__weights *w, vit__vision *v,
         (st = vit__cfg_int(r->args, r->path, "num_heads", a->heads, 1,
                            CFG_MAX_DIM, &v->enc.H, err)) ||
         (st = read_pool(r, a, t, err)) ||
-        (st = vit__cfg_int(r->cfg, r->path, "num_classes", 0, 0, 10000000,
-                           &t->num_classes, err)) ||
+        (st = read_classes(r, w, t, err)) ||
         (st = read_tensors(r, w, v, err)))
         return st;
     if (v->enc.D % v->enc.H)
@@ -667,7 +690,10 @@ vit_status vit__timm_bind(const char *dir, vit__weights *w, char **arch,
         return vit__fail(err, VIT_E_CONFIG, "%s:%d: malformed JSON: %s",
                          r.path, je.line, je.text);
     r.args = json_object_get(r.cfg, "model_args");
+    /* A legacy config is one dict: pretrained_cfg's fields at the top. */
     r.pcfg = json_object_get(r.cfg, "pretrained_cfg");
+    if (!r.pcfg)
+        r.pcfg = r.cfg;
     vit_status st = VIT_OK;
     if ((r.args && !json_is_object(r.args)) ||
         (r.pcfg && !json_is_object(r.pcfg)))
