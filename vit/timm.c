@@ -41,11 +41,14 @@ int vit__timm_config(json_t *cfg)
 
 /* ---- config.json ---- */
 
-/* What the model is, once config.json and the tensors are read. */
+/* What the model is, once config.json and the tensors are read: the
+ * config's parts; the class token (0 or 1), registers, whether the
+ * positions cover the prefix tokens, qkv bias, qk-norm, layer scale, and
+ * depth the tensors show. */
 typedef struct {
     const char *path;
     json_t *cfg, *args, *pcfg;
-    int heads, cls, R, pos_prefix, qkv_bias, qkn, ls, L;
+    int cls, R, pos_prefix, qkv_bias, qkn, ls, L;
 } timm_read;
 
 /* model_args keys: those read, and those whose effect the tensors show
