@@ -60,8 +60,10 @@ def _arch_row(name):
     from timm.models import vision_transformer as vt
     with torch.device("meta"):
         m = timm.create_model(name, pretrained=False)
-    if type(m) is not vt.VisionTransformer:
+    from timm.models.deit import VisionTransformerDistilled
+    if type(m) not in (vt.VisionTransformer, VisionTransformerDistilled):
         return None
+    distilled = type(m) is VisionTransformerDistilled
     b = m.blocks[0]
     why = None
     if type(b) is not vt.Block:
@@ -85,7 +87,7 @@ def _arch_row(name):
     if why:
         return (0, 0.0, "VIT_ACT_GELU", "", why)
     return (b.attn.num_heads, b.norm1.eps, _act_name(b.mlp.act),
-            m.global_pool, None)
+            "distilled" if distilled else m.global_pool, None)
 
 
 def write_archs(path=os.path.join(ROOT, "vit", "timm_archs.h")):
@@ -170,6 +172,10 @@ FIXTURES = [
     # architecture's name.
     ("timm_hub", "test_vit", dict(num_classes=3), dict(), None,
      "registered settings: heads, eps, activation from the name"),
+    ("timm_distilled", "deit_tiny_distilled_patch16_224",
+     dict(num_classes=5), dict(crop_pct=0.875), None,
+     "DeiT distilled (VisionTransformerDistilled): class and distillation "
+     "tokens, the mean of both heads"),
 ]
 # The photos, in the order of the reference arrays. exif6.jpg is left
 # out: timm's Image.open does not turn an image by its EXIF orientation.

@@ -816,6 +816,7 @@ static vit_status bind_timm(vit_model *m, const char *dir, vit_error *err)
     m->labels = m->timm.labels;
     m->head_w = m->timm.head_w;
     m->head_b = m->timm.head_b;
+    m->head_pair = m->timm.head_pair;
     m->arch = m->num_labels ? VIT_ARCH_VIT_CLASSIFIER : VIT_ARCH_VIT_MODEL;
     return st;
 }

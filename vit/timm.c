@@ -48,7 +48,7 @@ int vit__timm_config(json_t *cfg)
 typedef struct {
     const char *path;
     json_t *cfg, *args, *pcfg;
-    int cls, R, pos_prefix, qkv_bias, qkn, ls, L;
+    int cls, dist, R, pos_prefix, qkv_bias, qkn, ls, L;
 } timm_read;
 
 /* model_args keys: those read, and those whose effect the tensors show
@@ -123,6 +123,17 @@ static vit_status read_pool(timm_read *r, const timm_arch *a, vit__timm *t,
     if (!json_is_string(g))
         g = json_object_get(r->pcfg, "global_pool");
     const char *pool = json_is_string(g) ? json_string_value(g) : a->pool;
+    /* A distilled DeiT reads its two tokens, whatever the config says
+     * (timm asserts it says token). */
+    if (strcmp(a->pool, "distilled") == 0) {
+        if (strcmp(pool, "token") != 0 && strcmp(pool, "distilled") != 0)
+            return vit__fail(err, VIT_E_CONFIG,
+                             "%s: a distilled DeiT pools its tokens; "
+                             "global_pool \"%s\"",
+                             r->path, pool);
+        t->pool = VIT_TIMM_DISTILLED;
+        return VIT_OK;
+    }
     static const char *const pools[] = {"token", "avg", "max", "avgmax",
                                         "map"};
     for (int i = 0; i < 5; i++)
@@ -386,6 +397,11 @@ static int expected(const timm_read *r, const vit__timm *t,
     if ((r->cls && strcmp(name, "cls_token") == 0) ||
         (r->R && strcmp(name, "reg_token") == 0))
         return 1;
+    if (t->pool == VIT_TIMM_DISTILLED &&
+        (strcmp(name, "dist_token") == 0 ||
+         strcmp(name, "head_dist.weight") == 0 ||
+         strcmp(name, "head_dist.bias") == 0))
+        return 1;
     int l, at = 0;
     if (sscanf(name, "blocks.%d.%n", &l, &at) != 1 || at == 0 || l < 0 ||
         l >= v->enc.L)
@@ -434,7 +450,8 @@ static vit_status read_tensors(timm_read *r, vit__weights *w, vit__vision *v,
         return vit__fail(err, VIT_E_CHECKPOINT,
                          "'reg_token' must be (1, registers, %d)", v->enc.D);
     r->R = reg ? (int)reg->shape[1] : 0;
-    v->nprefix = r->cls + r->R;
+    r->dist = has(w, "dist_token");
+    v->nprefix = r->cls + r->dist + r->R;
     char name[64];
     for (r->L = 0; r->L < CFG_MAX_LAYERS; r->L++) {
         snprintf(name, sizeof name, "blocks.%d.norm1.weight", r->L);
@@ -493,11 +510,18 @@ static vit_status bind_tokens(timm_read *r, vit__weights *w, vit__vision *v,
             return VIT_E_CHECKPOINT;
         memcpy(pre, c, (size_t)D * sizeof *pre);
     }
+    if (r->dist) {
+        const float *g = get(w, "dist_token", 3, 1, 1, D, err);
+        if (!g)
+            return VIT_E_CHECKPOINT;
+        memcpy(pre + (size_t)r->cls * D, g, (size_t)D * sizeof *pre);
+    }
     if (r->R) {
         const float *g = get(w, "reg_token", 3, 1, r->R, D, err);
         if (!g)
             return VIT_E_CHECKPOINT;
-        memcpy(pre + (size_t)r->cls * D, g, (size_t)r->R * D * sizeof *pre);
+        memcpy(pre + (size_t)(r->cls + r->dist) * D, g,
+               (size_t)r->R * D * sizeof *pre);
     }
     v->prefix = pre;
     return VIT_OK;
@@ -585,6 +609,34 @@ static vit_status bind_encoder(timm_read *r, vit__weights *w, vit__vision *v,
     return vit__encoder_bind(&v->enc, w, &nm, "", r->qkv_bias, err);
 }
 
+/* A distilled DeiT's two heads, whose mean timm returns: made one (L, 2D)
+ * product over the class and distillation tokens side by side, half of
+ * each head. */
+static vit_status bind_distilled_head(vit__weights *w, vit__timm *t, int D,
+                                      vit_error *err)
+{
+    int L = t->num_classes;
+    const float *dw, *db;
+    if (!(dw = get(w, "head_dist.weight", 2, L, D, 0, err)) ||
+        !(db = get(w, "head_dist.bias", 1, L, 0, 0, err)))
+        return VIT_E_CHECKPOINT;
+    float *hw = vit__weights_alloc(w, (size_t)L * 2 * D, err);
+    float *hb = hw ? vit__weights_alloc(w, (size_t)L, err) : NULL;
+    if (!hb)
+        return VIT_E_NOMEM;
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < D; k++) {
+            hw[(size_t)l * 2 * D + k] = 0.5f * t->head_w[(size_t)l * D + k];
+            hw[(size_t)l * 2 * D + D + k] = 0.5f * dw[(size_t)l * D + k];
+        }
+        hb[l] = 0.5f * (t->head_b[l] + db[l]);
+    }
+    t->head_w = hw;
+    t->head_b = hb;
+    t->head_pair = 1;
+    return VIT_OK;
+}
+
 static const timm_arch *find_arch(const char *name)
 {
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
@@ -628,6 +680,13 @@ static vit_status bind_all(timm_read *r, vit__weights *w, vit__vision *v,
         return vit__fail(err, VIT_E_CONFIG,
                          "%s: global_pool \"token\" without a class token",
                          r->path);
+    if ((t->pool == VIT_TIMM_DISTILLED) != r->dist || (r->dist && (!r->cls ||
+                                                                 r->R)))
+        return vit__fail(err, VIT_E_CHECKPOINT,
+                         "%s: a distillation token belongs to a distilled "
+                         "DeiT (deit_*_distilled_*), with a class token and "
+                         "no registers",
+                         r->path);
     if ((st = read_input_size(r, v->C, &v->Hi, &v->Wi, err)) ||
         (st = vit__vision_geometry(v, r->path, err)) ||
         (st = read_transform(r, v->Hi, v->Wi, proc, err)))
@@ -659,6 +718,11 @@ static vit_status bind_all(timm_read *r, vit__weights *w, vit__vision *v,
         (st = norm_pair(w, "fc_norm", D, &t->fc_w, &t->fc_b, err)) ||
         (st = bind_encoder(r, w, v, err)))
         return st;
+    if (t->pool == VIT_TIMM_DISTILLED && t->fc_w)
+        return vit__fail(err, VIT_E_UNSUPPORTED,
+                         "%s: a distilled DeiT with fc_norm (which timm's "
+                         "distilled head does not apply)",
+                         r->path);
     if (t->pool == VIT_TIMM_MAP) {
         if ((st = bind_map(w, v, map, err)))
             return st;
@@ -669,6 +733,8 @@ static vit_status bind_all(timm_read *r, vit__weights *w, vit__vision *v,
                               err)) ||
             !(t->head_b = get(w, "head.bias", 1, t->num_classes, 0, 0, err)))
             return VIT_E_CHECKPOINT;
+        if (r->dist && (st = bind_distilled_head(w, t, D, err)))
+            return st;
         return read_labels(r, t, err);
     }
     if (has(w, "head.weight"))
@@ -753,6 +819,11 @@ void vit__timm_pool(const vit__timm *t, const vit__vision *v, const float *x,
         float *o = out + (size_t)b * D;
         if (t->pool == VIT_TIMM_TOKEN) {
             memcpy(o, xb, (size_t)D * sizeof *o);
+            continue;
+        }
+        if (t->pool == VIT_TIMM_DISTILLED) {
+            for (int d = 0; d < D; d++)
+                o[d] = (xb[d] + xb[D + d]) / 2;
             continue;
         }
         /* The mean as torch sums a (T, D) tensor's rows per column, and

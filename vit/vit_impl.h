@@ -609,7 +609,8 @@ typedef struct {
 
 /* timm's global_pool. */
 enum { VIT_TIMM_TOKEN, VIT_TIMM_AVG, VIT_TIMM_MAX, VIT_TIMM_AVGMAX,
-       VIT_TIMM_MAP };
+       VIT_TIMM_MAP, VIT_TIMM_DISTILLED /* DeiT's: the mean of the class
+                                           and distillation tokens */ };
 
 /* What a timm VisionTransformer has past the vision tower. */
 typedef struct {
@@ -618,7 +619,10 @@ typedef struct {
     const float *fc_w, *fc_b;  /* (D) fc_norm, or NULL */
     int num_classes;           /* 0: no head (an embedder) */
     char **labels;             /* num_classes: label_names or LABEL_i */
-    const float *head_w, *head_b; /* (num_classes, D), (num_classes) */
+    const float *head_w, *head_b; /* (num_classes, D), (num_classes); or
+                                     distilled, (num_classes, 2D): half of
+                                     each head, over the two tokens */
+    int head_pair;             /* distilled: the head reads both tokens */
 } vit__timm;
 
 /* Whether a parsed config.json is timm's (`architecture`, no
