@@ -72,13 +72,14 @@ void cli_free_lines(char **v, int n)
     "          which of transformers' two image processors to reproduce, bit\n"  \
     "          for bit: pil (default), the Pillow one (`CLIPImageProcessorPil`,\n"  \
     "          ...), or torchvision, the one transformers picks whenever\n"  \
-    "          torchvision is installed; they differ by a level or so a pixel\n"
+    "          torchvision is installed; they differ by a level or so a pixel.\n"  \
+    "          A timm model always runs timm's own eval transform (Pillow)\n"
 
 const char cli_decode_help[] =
     "      --no-exif-rotate\n"
     "          keep images as stored, not turned upright by their EXIF\n"
     "          orientation (transformers' load_image applies it, and so does\n"
-    "          vit by default)\n"
+    "          vit by default; timm's Image.open does not)\n"
     "      --fast-decode\n"
     "          let libjpeg decode large JPEGs shrunk (DCT scaling), as far as\n"
     "          the model's resize allows: several times faster on photos,\n"

@@ -21,10 +21,10 @@ typedef struct {
 
 static const cli_command commands[] = {
     {"classify", cli_classify_main,
-     "classify images with a ViT/DeiT/DINOv2 classifier, or zero-shot with "
-     "CLIP or SigLIP"},
+     "classify images with a ViT/DeiT/DINOv2 or timm ViT classifier, or "
+     "zero-shot with CLIP or SigLIP"},
     {"embed", cli_embed_main,
-     "embed images or texts (CLIP, SigLIP, ViT, DINOv2)"},
+     "embed images or texts (CLIP, SigLIP, ViT, DINOv2, timm ViT)"},
     {"match", cli_match_main, "match images against texts (CLIP, SigLIP)"},
     {"bench", cli_bench_main, "time a model here, against the sgemm peak"},
     {"serve", cli_serve_main, "serve a model over ZeroMQ (worker)"},

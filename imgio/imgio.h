@@ -229,6 +229,21 @@ typedef struct {
     int do_normalize;
     float mean[3], std[3];
     img_backend backend;      /* default (0): Pillow's */
+    /* torchvision.transforms' steps on a PIL image (timm's eval
+     * transform) rather than a transformers processor's: Pillow's resize
+     * (backend must be Pillow's), CenterCrop's offsets rounded half to
+     * even, ToTensor's float32 division by 255 (do_rescale), Normalize's
+     * float32 subtract and divide. */
+    int tv_transforms;
+    /* timm's ResizeKeepRatio, when keep_h and keep_w are > 0 (before any
+     * other size rule): the image scaled by the smaller of its sides'
+     * ratios to keep_h x keep_w (keep_longest 0: the short side reaches
+     * its target) or the larger (1: the image fits inside), each side
+     * round(side / ratio), half to even. */
+    int keep_h, keep_w, keep_longest;
+    /* The pixel value, per channel, of the padding a crop larger than the
+     * image adds (timm's border mode: round(255 * mean)); 0 by default. */
+    uint8_t pad[3];
 } img_preprocess_cfg;
 
 /* The output height and width that `cfg` gives for a src_w x src_h image. */

@@ -69,11 +69,28 @@ static void max_hw_size(int max_h, int max_w, int w, int h, int *oh,
     *ow = (int)(w * s);
 }
 
+/* timm's ResizeKeepRatio.get_params: ratio = max(rh, rw) * longest +
+ * min(rh, rw) * (1 - longest), each side round(side / ratio), in Python's
+ * float operations and order. */
+static void keep_ratio_size(const img_preprocess_cfg *cfg, int w, int h,
+                            int *oh, int *ow)
+{
+    double rh = (double)h / cfg->keep_h, rw = (double)w / cfg->keep_w;
+    double longest = cfg->keep_longest ? 1.0 : 0.0;
+    double ratio = (rh > rw ? rh : rw) * longest +
+                   (rh < rw ? rh : rw) * (1.0 - longest);
+    *oh = (int)rint(h / ratio);
+    *ow = (int)rint(w / ratio);
+}
+
 void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
                          int *out_h, int *out_w)
 {
     int h = src_h, w = src_w;
-    if (cfg->do_resize && src_w > 0 && src_h > 0 &&
+    if (cfg->do_resize && src_w > 0 && src_h > 0 && cfg->keep_h > 0 &&
+        cfg->keep_w > 0)
+        keep_ratio_size(cfg, src_w, src_h, &h, &w);
+    else if (cfg->do_resize && src_w > 0 && src_h > 0 &&
         (cfg->shortest_edge > 0 || (cfg->max_h > 0 && cfg->max_w > 0))) {
         if (cfg->shortest_edge > 0 && cfg->longest_edge > 0)
             aspect_size(cfg->shortest_edge, cfg->longest_edge, src_w, src_h,
@@ -98,6 +115,8 @@ int img_preprocess_min_side(const img_preprocess_cfg *cfg)
 {
     if (!cfg || !cfg->do_resize)
         return 0;
+    if (cfg->keep_h > 0 && cfg->keep_w > 0)
+        return 0; /* the scale depends on both sides */
     if (cfg->shortest_edge > 0)
         return cfg->shortest_edge;
     /* The result fits in max_w x max_h, so its short side is at most the
@@ -138,6 +157,13 @@ static void normalize_table(const img_preprocess_cfg *cfg, float lut[3][256])
         }
         for (int v = 0; v < 256; v++) {
             float f = (float)v;
+            if (cfg->tv_transforms) {
+                if (cfg->do_rescale)
+                    f = f / 255.0f;
+                lut[c][v] = cfg->do_normalize ? (f - cfg->mean[c]) / cfg->std[c]
+                                              : f;
+                continue;
+            }
             if (tv && cfg->do_rescale && !cfg->do_normalize)
                 f *= (float)scale;
             else if (!tv && cfg->do_rescale)
@@ -195,9 +221,15 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
     int top = 0, left = 0;
     if (cfg->do_center_crop) {
         int dh = rh - out_h, dw = rw - out_w;
-        int tv = cfg->backend == IMG_BACKEND_TORCHVISION;
+        int tv = cfg->backend == IMG_BACKEND_TORCHVISION || cfg->tv_transforms;
         top = dh >= 0 ? dh / 2 : tv ? -(-dh / 2) : -((-dh + 1) / 2);
         left = dw >= 0 ? dw / 2 : tv ? -(-dw / 2) : -((-dw + 1) / 2);
+        /* torchvision's CenterCrop: int(round((h - crop_h) / 2.0)), half
+         * to even (after padding a smaller image as above). */
+        if (cfg->tv_transforms && dh >= 0)
+            top = (int)rint(dh / 2.0);
+        if (cfg->tv_transforms && dw >= 0)
+            left = (int)rint(dw / 2.0);
     }
     /* The part of the resized image the crop keeps: only it is resized
      * (img_resize_window gives exactly those pixels of the full resize),
@@ -242,16 +274,17 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
         for (int y = 0; y < out_h; y++) {
             float *o = out + (size_t)c * plane + (size_t)y * (size_t)out_w;
             int sy = y + top;
+            float pad = t[cfg->pad[c]]; /* the padding's pixel */
             if (sy < wy0 || sy >= wy1) {
                 for (int x = 0; x < out_w; x++)
-                    o[x] = t[0]; /* padding: a zero pixel */
+                    o[x] = pad;
                 continue;
             }
             const uint8_t *row = win + (size_t)(sy - wy0) * wstride + c;
             for (int x = 0; x < out_w; x++) {
                 int sx = x + left;
                 o[x] = sx >= wx0 && sx < wx1 ? t[row[(size_t)(sx - wx0) * 3]]
-                                             : t[0];
+                                             : pad;
             }
         }
     }

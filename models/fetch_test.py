@@ -553,6 +553,29 @@ def test_only_pytorch_bin(c):
     check_nothing_left(d, top)
 
 
+def test_timm_fetch_then_classify(c):
+    d = c.out("timm")
+    rc, so, se = c.fetch("test/timm-tiny", d)
+    check_fetched(c, d, "test/timm-tiny", ["config.json",
+                                           "model.safetensors"], rc, so, se)
+    want = vit("classify", "--model", os.path.join(FIX, "timm", "timm_token"),
+               "tests/fixtures/cli")
+    got = vit("classify", "--model", d, "tests/fixtures/cli")
+    check(got == want and "two (2)" in got, "classify: %r vs %r" % (got, want))
+
+
+def test_timm_only_pytorch_bin(c):
+    top = c.out("timmbin")
+    d = os.path.join(top, "m")
+    rc, so, se = c.fetch("test/timm-bin-only", d)
+    check(rc == 1, "rc %d" % rc)
+    for word in ("only pytorch_model.bin", "vit reads safetensors",
+                 "timm.models.save_for_hf(timm.create_model("
+                 "\"hf-hub:test/timm-bin-only\", pretrained=True)"):
+        check(word in se, "stderr lacks %r: %r" % (word, se))
+    check_nothing_left(d, top)
+
+
 def test_revision_pr(c):
     d = c.out("pr")
     rc, so, se = c.fetch("--revision", "refs/pr/1", "test/bin-only", d)
@@ -769,6 +792,12 @@ def main():
              "pytorch_model.bin": b"\x80\x02pickle" * 50},
             refs={"refs/pr/1": dict(base)}),
         "test/config-only": Repo({"config.json": base["config.json"]}),
+        # timm's layout: config.json and model.safetensors alone.
+        "test/timm-tiny": Repo(dict(files_of(os.path.join(
+            "timm", "timm_token"), ["config.json", "model.safetensors"]),
+            **extras)),
+        "test/timm-bin-only": Repo(dict(files_of(os.path.join(
+            "timm", "bin_only")))),
         "test/gated": Repo(dict(base), gated=True),
     }
     top = tempfile.mkdtemp(prefix="vit-fetch-test-")

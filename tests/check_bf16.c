@@ -139,7 +139,8 @@ static vit_model *load_bf16(const char *name, int way, int max_batch,
 
 static const char *vits[] = {"vit_tiny",      "vit_nobias_f16", "vit_bf16",
                              "vit_sharded",   "vit_model",      "vit_rect",
-                             "deit_teacher",  "dinov2_reg_cls", "dinov2_swiglu"};
+                             "deit_teacher",  "dinov2_reg_cls", "dinov2_swiglu",
+                             "timm/timm_qknorm", "timm/timm_map"};
 #define NVITS ((int)(sizeof vits / sizeof *vits))
 
 START_TEST(vit_bf16_near_reference)
@@ -168,7 +169,7 @@ START_TEST(vit_bf16_near_reference)
             ck_assert_int_eq(vit_embed_pixels(s, px.data, n, out, &err),
                              VIT_OK);
         double c = tu_min_cosine(out, want.data, n, dim);
-        printf("%s bf16 (%s, batch %d): %s cosine to transformers' fp32 >= "
+        printf("%s bf16 (%s, batch %d): %s cosine to the reference's fp32 >= "
                "%.6f\n",
                name, way_name(way), mb, in.num_labels ? "logits" : "embedding",
                c);

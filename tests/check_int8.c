@@ -358,7 +358,8 @@ static vit_model *load_int8(const char *name, vit_state **s)
 
 static const char *vits[] = {"vit_tiny",      "vit_nobias_f16", "vit_bf16",
                              "vit_sharded",   "vit_model",      "vit_rect",
-                             "deit_teacher",  "dinov2_reg_cls", "dinov2_swiglu"};
+                             "deit_teacher",  "dinov2_reg_cls", "dinov2_swiglu",
+                             "timm/timm_qknorm", "timm/timm_map"};
 
 START_TEST(vit_int8_near_reference)
 {
@@ -382,7 +383,7 @@ START_TEST(vit_int8_near_reference)
         ck_assert_int_eq(vit_embed_pixels(s, px.data, n, out, &err), VIT_OK);
     }
     double c = tu_min_cosine(out, want.data, n, dim);
-    printf("%s int8: %s cosine to transformers' fp32 >= %.6f\n", name,
+    printf("%s int8: %s cosine to the reference's fp32 >= %.6f\n", name,
            in.num_labels ? "logits" : "embedding", c);
     ck_assert(c >= MIN_COSINE);
     free(out);

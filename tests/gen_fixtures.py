@@ -56,14 +56,15 @@ def tiny_config(**kw):
     return ViTConfig(**base)
 
 
-def randomize(model, seed):
+def randomize(model, seed, gain="layernorm"):
     """Random weights of a realistic scale everywhere, including the
     layernorm gains and biases that init leaves at 1 and 0, so that every
-    parameter changes the output and a mis-loaded one is caught."""
+    parameter changes the output and a mis-loaded one is caught. Gains are
+    the weights whose names hold `gain`."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "layernorm" in name and name.endswith("weight"):
+            if gain in name and name.endswith("weight"):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
@@ -631,6 +632,10 @@ def main():
     # After the models it links to.
     import gen_fixtures_hub
     gen_fixtures_hub.generate()
+    # timm's (photos from the hub fixtures), and its architecture table.
+    import gen_fixtures_timm
+    gen_fixtures_timm.generate()
+    gen_fixtures_timm.write_archs()
     write_versions()
 
 
@@ -640,6 +645,7 @@ def write_versions():
     import PIL
     import sentencepiece
     import tifffile
+    import timm
     import tokenizers
     import torchvision
     import transformers
@@ -653,7 +659,7 @@ def write_versions():
                           ("numpy", np), ("tokenizers", tokenizers),
                           ("sentencepiece", sentencepiece),
                           ("tifffile", tifffile),
-                          ("imagecodecs", imagecodecs)]:
+                          ("imagecodecs", imagecodecs), ("timm", timm)]:
             f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 

@@ -52,6 +52,48 @@ static vit_status fold_scale(vit__weights *w, const char *fmt,
     return VIT_OK;
 }
 
+/* A fused (3D, D) query-key-value weight and its (3D) bias, when the
+ * names have one: split into three owned (D, D) copies and biases, since
+ * every precision's packing and release takes them one by one; the fused
+ * originals are given back. */
+static vit_status bind_fused(vit__encoder *e, vit__weights *w,
+                             const vit__layer_names *nm, const char *prefix,
+                             int layer, int qkv_bias, vit__layer *y,
+                             vit_error *err)
+{
+    int D = e->D;
+    const float *qkv = bind(w, nm->wqkv, prefix, layer, 3 * D, D, err);
+    const float *b = !qkv || !qkv_bias
+                         ? NULL
+                         : bind(w, nm->bqkv, prefix, layer, 3 * D, 0, err);
+    if (!qkv || (qkv_bias && !b))
+        return VIT_E_CHECKPOINT;
+    /* Three blocks, since each weight is given back on its own once
+     * packed; the biases, kept for the run, one. */
+    size_t dd = (size_t)D * D;
+    const float **ws[3] = {&y->wq, &y->wk, &y->wv};
+    for (int i = 0; i < 3; i++) {
+        float *p = vit__weights_alloc(w, dd, err);
+        if (!p)
+            return VIT_E_NOMEM;
+        memcpy(p, qkv + i * dd, dd * sizeof *p);
+        *ws[i] = p;
+    }
+    if (b) {
+        float *p = vit__weights_alloc(w, 3 * (size_t)D, err);
+        if (!p)
+            return VIT_E_NOMEM;
+        memcpy(p, b, 3 * (size_t)D * sizeof *p);
+        y->bq = p;
+        y->bk = p + D;
+        y->bv = p + 2 * D;
+    }
+    vit__weights_release(w, qkv);
+    if (b)
+        vit__weights_release(w, b);
+    return VIT_OK;
+}
+
 /* fc1's outputs: F, or SwiGLU's gate and up, 2F. */
 static int fc1_width(const vit__encoder *e)
 {
@@ -81,12 +123,25 @@ vit_status vit__encoder_bind(vit__encoder *e, vit__weights *w,
                                {D, 0}};
         int n = qkv_bias ? 16 : 13;
         for (int i = 0; i < n; i++) {
+            if (nm->wqkv && (need[i] == &y->wq || need[i] == &y->wk ||
+                             need[i] == &y->wv || i >= 13))
+                continue; /* bound from the fused tensors below */
             *need[i] = bind(w, fmt[i], prefix, l, dims[i][0], dims[i][1], err);
             if (!*need[i])
                 return VIT_E_CHECKPOINT;
         }
+        vit_status st;
+        if (nm->wqkv &&
+            (st = bind_fused(e, w, nm, prefix, l, qkv_bias, y, err)))
+            return st;
+        if (nm->qn_w) {
+            const float **qk[] = {&y->qn_w, &y->qn_b, &y->kn_w, &y->kn_b};
+            const char *qf[] = {nm->qn_w, nm->qn_b, nm->kn_w, nm->kn_b};
+            for (int i = 0; i < 4; i++)
+                if (!(*qk[i] = bind(w, qf[i], prefix, l, D / e->H, 0, err)))
+                    return VIT_E_CHECKPOINT;
+        }
         if (nm->ls1) {
-            vit_status st;
             if ((st = fold_scale(w, nm->ls1, prefix, l, &y->wo, &y->bo, D, D,
                                  err)) ||
                 (st = fold_scale(w, nm->ls2, prefix, l, &y->w2, &y->b2, D, F,
@@ -567,6 +622,24 @@ static void phase_qkv(void *c, int w, int n)
     qkv_f32(j, w, n, r0, r1, 0, 3 * D);
 }
 
+/* qk-norm: each token's query and key of one head (dh floats, D apart)
+ * layernormed in place, as timm's Attention does before the product. */
+static void qk_norm_rows(const layer_job *j, float *q, float *k)
+{
+    const vit__layer *y = j->y;
+    int D = j->e->D, dh = D / j->e->H;
+    for (int t = 0; t < j->T; t++) {
+        float *qt = q + (size_t)t * D, *kt = k + (size_t)t * D;
+        vit__layernorm(qt, qt, y->qn_w, y->qn_b, 1, dh, j->e->eps);
+        vit__layernorm(kt, kt, y->kn_w, y->kn_b, 1, dh, j->e->eps);
+    }
+}
+
+static void qk_norm(const layer_job *j, int w, float *q, float *k)
+{
+    VIT_PROF(j->s, w, VIT_PROF_LAYERNORM, 0, qk_norm_rows(j, q, k));
+}
+
 static void phase_attention(void *c, int w, int n)
 {
     const layer_job *j = c;
@@ -576,6 +649,8 @@ static void phase_attention(void *c, int w, int n)
     vit__split(j->B * H, w, n, &p0, &p1);
     for (int p = p0; p < p1; p++) {
         size_t o = (size_t)(p / H) * T * D + (size_t)(p % H) * dh;
+        if (j->y->qn_w)
+            qk_norm(j, w, s->q + o, s->k + o);
         vit__attention_head(s->ctx + o, s->q + o, s->k + o, s->v + o, scores,
                             T, D, dh, j->causal,
                             j->nkeys ? j->nkeys[p / H] : T,

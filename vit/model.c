@@ -176,9 +176,10 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     m->opt.convert_rgb = 0;
     if ((st = vit__read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
-        (st = vit__weights_open(dir, &m->w, err)))
+        (st = m->family == FAM_TIMM ? vit__timm_weights_open(dir, &m->w, err)
+                                    : vit__weights_open(dir, &m->w, err)))
         goto fail;
-    st = vit__bind_model(m, err);
+    st = vit__bind_model(m, dir, err);
     if (st != VIT_OK) {
         /* Name the directory: the tensor-level message alone does not say
          * which model was being loaded. */

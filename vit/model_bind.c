@@ -332,6 +332,22 @@ static vit_status bind_siglip(vit_model *m, vit_error *err)
     return VIT_OK;
 }
 
+/* timm's VisionTransformer: a classifier with num_classes, else an
+ * embedder; the eval transform is its pretrained_cfg's. */
+static vit_status bind_timm(vit_model *m, const char *dir, vit_error *err)
+{
+    m->has_vision = 1;
+    vit_status st = vit__timm_bind(dir, m->w, &m->architecture, &m->vis,
+                                   &m->map, &m->timm, &m->proc, err);
+    m->num_labels = m->timm.num_classes;
+    m->labels = m->timm.labels;
+    m->head_w = m->timm.head_w;
+    m->head_b = m->timm.head_b;
+    m->head_pair = m->timm.head_pair;
+    m->arch = m->num_labels ? VIT_ARCH_VIT_CLASSIFIER : VIT_ARCH_VIT_MODEL;
+    return st;
+}
+
 static vit_status bind_clip(vit_model *m, vit_error *err)
 {
     vit_status st;
@@ -370,9 +386,10 @@ static vit_status bind_clip(vit_model *m, vit_error *err)
     return VIT_OK;
 }
 
-vit_status vit__bind_model(vit_model *m, vit_error *err)
+vit_status vit__bind_model(vit_model *m, const char *dir, vit_error *err)
 {
-    return m->family == FAM_SIGLIP ? bind_siglip(m, err)
-           : m->family == FAM_CLIP ? bind_clip(m, err)
-                                   : bind_vit(m, err);
+    return m->family == FAM_TIMM     ? bind_timm(m, dir, err)
+           : m->family == FAM_SIGLIP ? bind_siglip(m, err)
+           : m->family == FAM_CLIP   ? bind_clip(m, err)
+                                     : bind_vit(m, err);
 }

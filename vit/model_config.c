@@ -260,6 +260,10 @@ vit_status vit__read_config(vit_model *m, const char *dir, vit_error *err)
         st = vit__fail(err, VIT_E_CONFIG, "%s: not a JSON object", path);
         goto out;
     }
+    if (vit__timm_config(cfg)) {
+        m->family = FAM_TIMM; /* read with the tensors, by timm.c */
+        goto out;
+    }
     const char *mt = json_string_value(json_object_get(cfg, "model_type"));
     json_t *archs = json_object_get(cfg, "architectures");
     const char *arch = json_string_value(json_array_get(archs, 0));

@@ -18,18 +18,9 @@ typedef enum {
     FAM_DINOV2,
     FAM_DINOV2_REG,
     FAM_CLIP,
-    FAM_SIGLIP
+    FAM_SIGLIP,
+    FAM_TIMM /* timm's VisionTransformer (timm.c) */
 } vit_family;
-
-/* SigLIP's vision head: a learned probe attending over the patch tokens
- * (nn.MultiheadAttention), then a layernorm and an MLP with a residual. */
-typedef struct {
-    const float *probe;        /* (D) */
-    const float *in_w, *in_b;  /* (3D, D), (3D): query, key, value */
-    const float *out_w, *out_b;
-    const float *ln_w, *ln_b;
-    const float *w1, *b1, *w2, *b2; /* (F, D), (F), (D, F), (D) */
-} vit__map_head;
 
 struct vit_model {
     vit_options opt;
@@ -60,7 +51,9 @@ struct vit_model {
     /* CLIP and SigLIP heads */
     int proj_dim;              /* E */
     const float *vproj;        /* (E, D_vision) visual_projection */
-    vit__map_head map;         /* SigLIP's vision head instead */
+    vit__map_head map;         /* SigLIP's vision head instead, or timm's
+                                  attn_pool */
+    vit__timm timm;            /* timm's pooling and head */
     const float *tproj;        /* (E, D_text) text_projection, or SigLIP's
                                   text head */
     const float *tproj_b;      /* (E) SigLIP's text head's bias, else NULL */
@@ -94,9 +87,9 @@ _Static_assert(VIT_PROF_N == VIT_PROFILE_OPS, "profile kinds");
 /* model_config.c: config.json into m (architecture, family, geometry,
  * labels, heads' sizes). */
 vit_status vit__read_config(vit_model *m, const char *dir, vit_error *err);
-/* model_bind.c: the checkpoint's tensors bound to m's towers and heads,
- * by the naming of m's family. */
-vit_status vit__bind_model(vit_model *m, vit_error *err);
+/* model_bind.c: the checkpoint's tensors (of the directory dir) bound to
+ * m's towers and heads, by the naming of m's family. */
+vit_status vit__bind_model(vit_model *m, const char *dir, vit_error *err);
 /* model.c: the size of what vit_embed_pixels returns. */
 int vit__model_embed_dim(const vit_model *m);
 

@@ -198,6 +198,18 @@ static vit_status need_vision(const vit_state *s, const void *pixels, int n,
     return VIT_OK;
 }
 
+static void map_head(vit_state *s, int B, float *dst);
+
+/* timm's pooled features into s->cls: its attention pooling, or the
+ * others, then fc_norm. */
+static void timm_pool(vit_state *s, int B)
+{
+    const vit_model *m = s->m;
+    if (m->timm.pool == VIT_TIMM_MAP)
+        map_head(s, B, s->cls);
+    vit__timm_pool(&m->timm, &m->vis, s->x, B, s->cls);
+}
+
 /* Runs the vision tower over n images in chunks of max_batch, calling
  * `head` on each chunk's pooled tokens (s->cls, B x D_vision). */
 typedef void (*vision_head)(vit_state *s, int i0, int B, void *ctx);
@@ -210,7 +222,10 @@ static void vision_chunks(vit_state *s, const float *pixels, int n,
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int B = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         vit__forward_hidden(s, pixels + (size_t)i0 * per, B);
-        gather_cls(s, B);
+        if (s->m->family == FAM_TIMM)
+            timm_pool(s, B);
+        else
+            gather_cls(s, B);
         head(s, i0, B, ctx);
     }
 }
@@ -315,19 +330,21 @@ static void map_head(vit_state *s, int B, float *dst)
     float scale = 1.0f / sqrtf((float)dh);
     for (int b = 0; b < B; b++)
         for (int hd = 0; hd < H; hd++) {
-            const float *kb = K + (size_t)b * T * D + (size_t)hd * dh;
-            const float *vb = V + (size_t)b * T * D + (size_t)hd * dh;
-            for (int t = 0; t < T; t++) {
+            /* The tokens past h->skip: Tk of them. */
+            int Tk = T - h->skip;
+            size_t o = ((size_t)b * T + h->skip) * D + (size_t)hd * dh;
+            const float *kb = K + o, *vb = V + o;
+            for (int t = 0; t < Tk; t++) {
                 float acc = 0;
                 for (int d = 0; d < dh; d++)
                     acc += q[hd * dh + d] * scale * kb[(size_t)t * D + d];
                 p[t] = acc;
             }
-            vit__softmax(p, 1, T);
+            vit__softmax(p, 1, Tk);
             float *c = ctx + (size_t)b * D + (size_t)hd * dh;
             for (int d = 0; d < dh; d++) {
                 float acc = 0;
-                for (int t = 0; t < T; t++)
+                for (int t = 0; t < Tk; t++)
                     acc += p[t] * vb[(size_t)t * D + d];
                 c[d] = acc;
             }

@@ -250,6 +250,8 @@ static void phase_final(void *c, int w, int n)
     const vision_job *j = c;
     const vit__vision *v = j->v;
     int D = v->D, T = v->T, r0, r1;
+    if (!v->post_w)
+        return; /* none (timm's with fc_norm: the pooled features') */
     if (v->post_all) {
         vit__split(j->B * T, w, n, &r0, &r1);
         float *x = j->x + (size_t)r0 * D;

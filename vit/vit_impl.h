@@ -356,6 +356,9 @@ typedef struct {
     const float *ln2_w, *ln2_b;          /* (D) */
     const float *w1, *b1;                /* (F, D), (F) */
     const float *w2, *b2;                /* (D, F), (D) */
+    /* qk-norm (timm's qk_norm): layernorms of each head's query and key,
+     * (D / H) each, or NULL for none. */
+    const float *qn_w, *qn_b, *kn_w, *kn_b;
     /* VIT_PRECISION_INT8: the four products in int8; else zeroed. */
     vit__qweight qkv, o, fc1, fc2;
     /* VIT_PRECISION_BF16 through oneDNN: q, k, v, out, fc1, fc2 (VIT_BM_);
@@ -400,6 +403,11 @@ typedef struct {
     /* Layer scale (DINOv2): (D) gains of the attention's and the MLP's
      * outputs before each residual sum, or NULL for none. */
     const char *ls1, *ls2;
+    /* Query, key and value in one (3D, D) weight and (3D) bias (timm's
+     * qkv, open_clip's in_proj), or NULL: separate wq, wk, wv. */
+    const char *wqkv, *bqkv;
+    /* qk-norm's (D / H) layernorms of the query and key, or NULL. */
+    const char *qn_w, *qn_b, *kn_w, *kn_b;
 } vit__layer_names;
 
 /* Per-thread profile counters, by vit_profile_entry kind. */
@@ -573,7 +581,7 @@ typedef struct {
     const float *pos;      /* (T, D), token by token (zeros where a token
                               has none) */
     const float *pre_w, *pre_b;    /* (D) CLIP's pre_layrnorm, else NULL */
-    const float *post_w, *post_b;  /* (D) final layernorm */
+    const float *post_w, *post_b;  /* (D) final layernorm, or NULL */
     int post_all;  /* layernorm every token (ViT) or the class token (CLIP) */
 } vit__vision;
 
@@ -620,6 +628,60 @@ int vit__text_pool_index(const vit__text *t, const int32_t *ids, int T);
 void vit__text_forward(const vit__text *t, const int32_t *ids,
                        const int *lens, int B, int T, float *x,
                        float *pooled, const vit__scratch *s);
+
+/* ---- attention pooling and timm's VisionTransformer (timm.c) ---- */
+
+/* SigLIP's vision head, and timm's attn_pool (AttentionPoolLatent): a
+ * learned probe attending over the tokens (nn.MultiheadAttention), then a
+ * layernorm and an MLP with a residual. */
+typedef struct {
+    const float *probe;        /* (D) */
+    const float *in_w, *in_b;  /* (3D, D), (3D): query, key, value */
+    const float *out_w, *out_b;
+    const float *ln_w, *ln_b;
+    const float *w1, *b1, *w2, *b2; /* (F, D), (F), (D, F), (D) */
+    int skip;                  /* tokens it does not attend to, from the
+                                  first: timm's prefix tokens */
+} vit__map_head;
+
+/* timm's global_pool. */
+enum { VIT_TIMM_TOKEN, VIT_TIMM_AVG, VIT_TIMM_MAX, VIT_TIMM_AVGMAX,
+       VIT_TIMM_MAP, VIT_TIMM_DISTILLED /* DeiT's: the mean of the class
+                                           and distillation tokens */ };
+
+/* What a timm VisionTransformer has past the vision tower. */
+typedef struct {
+    int pool;                  /* a VIT_TIMM_ */
+    int pool_prefix;           /* avg / max over the prefix tokens too */
+    const float *fc_w, *fc_b;  /* (D) fc_norm, or NULL */
+    int num_classes;           /* 0: no head (an embedder) */
+    char **labels;             /* num_classes: label_names or LABEL_i */
+    const float *head_w, *head_b; /* (num_classes, D), (num_classes); or
+                                     distilled, (num_classes, 2D): half of
+                                     each head, over the two tokens */
+    int head_pair;             /* distilled: the head reads both tokens */
+} vit__timm;
+
+/* Whether a parsed config.json is timm's (`architecture`, no
+ * `model_type`). */
+int vit__timm_config(json_t *cfg);
+/* Reads DIR/config.json as timm does (its architecture's settings,
+ * model_args, pretrained_cfg's eval transform, label_names) and binds the
+ * checkpoint's tensors in timm's names: the vision tower v, the map head
+ * (map->probe NULL without one), the pooling and head t, the processor;
+ * *arch: the architecture's name (the caller frees it). */
+vit_status vit__timm_bind(const char *dir, vit__weights *w, char **arch,
+                          vit__vision *v, vit__map_head *map, vit__timm *t,
+                          vit__processor *proc, vit_error *err);
+/* vit__weights_open, refusing a directory with only pytorch_model.bin
+ * with timm's way to convert it. */
+vit_status vit__timm_weights_open(const char *dir, vit__weights **w,
+                                  vit_error *err);
+/* The B images' pooled features (B, D) from the tower's output x (B, T,
+ * D): the pooling (all but the map head's, which is done already: out
+ * then holds its output), then fc_norm. */
+void vit__timm_pool(const vit__timm *t, const vit__vision *v, const float *x,
+                    int B, float *out);
 
 /* ---- models (model.c) ---- */
 
