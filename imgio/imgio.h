@@ -229,6 +229,19 @@ typedef struct {
     int do_normalize;
     float mean[3], std[3];
     img_backend backend;      /* default (0): Pillow's */
+    /* torchvision's transforms on a PIL image, as open_clip composes them
+     * (each 0 by default, the rules above):
+     * keep_ratio 1 or 2: the resize is timm's ResizeKeepRatio to size_h x
+     *   size_w, the ratio of the sides that fit it, the shorter (1) or the
+     *   longer (2), each side round(side / ratio), half to even;
+     * crop_round: the crop's offsets are torchvision's CenterCrop's,
+     *   round((h - crop_h) / 2) half to even, and a too-small image is
+     *   padded with (crop_h - h) // 2 zero rows above it;
+     * rescale_divide: rescaled as ToTensor does, v / 255 in float32
+     *   (rescale_factor 1/255). */
+    int keep_ratio;
+    int crop_round;
+    int rescale_divide;
 } img_preprocess_cfg;
 
 /* The output height and width that `cfg` gives for a src_w x src_h image. */

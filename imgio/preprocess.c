@@ -69,11 +69,28 @@ static void max_hw_size(int max_h, int max_w, int w, int h, int *oh,
     *ow = (int)(w * s);
 }
 
+/* timm's ResizeKeepRatio.get_params without its random parts: ratio =
+ * max(h / th, w / tw) * longest + min(...) * (1 - longest), then each side
+ * round(side * 1.0 / ratio), Python's float operations in its order. */
+static void keep_ratio_size(int longest, int th, int tw, int w, int h,
+                            int *oh, int *ow)
+{
+    double rh = (double)h / th, rw = (double)w / tw;
+    double mx = rh > rw ? rh : rw, mn = rh > rw ? rw : rh;
+    double ratio = mx * longest + mn * (1.0 - longest);
+    *oh = (int)rint(h * 1.0 / ratio);
+    *ow = (int)rint(w * 1.0 / ratio);
+}
+
 void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
                          int *out_h, int *out_w)
 {
     int h = src_h, w = src_w;
-    if (cfg->do_resize && src_w > 0 && src_h > 0 &&
+    if (cfg->do_resize && cfg->keep_ratio && src_w > 0 && src_h > 0 &&
+        cfg->size_h > 0 && cfg->size_w > 0) {
+        keep_ratio_size(cfg->keep_ratio == 2, cfg->size_h, cfg->size_w,
+                        src_w, src_h, &h, &w);
+    } else if (cfg->do_resize && src_w > 0 && src_h > 0 &&
         (cfg->shortest_edge > 0 || (cfg->max_h > 0 && cfg->max_w > 0))) {
         if (cfg->shortest_edge > 0 && cfg->longest_edge > 0)
             aspect_size(cfg->shortest_edge, cfg->longest_edge, src_w, src_h,
@@ -96,7 +113,7 @@ void img_preprocess_size(const img_preprocess_cfg *cfg, int src_w, int src_h,
 
 int img_preprocess_min_side(const img_preprocess_cfg *cfg)
 {
-    if (!cfg || !cfg->do_resize)
+    if (!cfg || !cfg->do_resize || cfg->keep_ratio)
         return 0;
     if (cfg->shortest_edge > 0)
         return cfg->shortest_edge;
@@ -141,7 +158,8 @@ static void normalize_table(const img_preprocess_cfg *cfg, float lut[3][256])
             if (tv && cfg->do_rescale && !cfg->do_normalize)
                 f *= (float)scale;
             else if (!tv && cfg->do_rescale)
-                f = (float)(v * scale);
+                f = cfg->rescale_divide ? (float)v / (float)(1.0 / scale)
+                                        : (float)(v * scale);
             if (cfg->do_normalize)
                 f = (f - mean) / std;
             lut[c][v] = f;
@@ -195,9 +213,14 @@ img_status img_preprocess(const img_rgb *src, const img_preprocess_cfg *cfg,
     int top = 0, left = 0;
     if (cfg->do_center_crop) {
         int dh = rh - out_h, dw = rw - out_w;
-        int tv = cfg->backend == IMG_BACKEND_TORCHVISION;
-        top = dh >= 0 ? dh / 2 : tv ? -(-dh / 2) : -((-dh + 1) / 2);
-        left = dw >= 0 ? dw / 2 : tv ? -(-dw / 2) : -((-dw + 1) / 2);
+        int tv = cfg->backend == IMG_BACKEND_TORCHVISION || cfg->crop_round;
+        int r = cfg->crop_round;
+        top = dh >= 0 ? (r ? (int)rint(dh / 2.0) : dh / 2)
+              : tv    ? -(-dh / 2)
+                      : -((-dh + 1) / 2);
+        left = dw >= 0 ? (r ? (int)rint(dw / 2.0) : dw / 2)
+               : tv    ? -(-dw / 2)
+                       : -((-dw + 1) / 2);
     }
     /* The part of the resized image the crop keeps: only it is resized
      * (img_resize_window gives exactly those pixels of the full resize),

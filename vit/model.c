@@ -364,8 +364,13 @@ static vit_status read_config(vit_model *m, const char *dir, vit_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!cfg) {
+    json_t *cfg = NULL;
+    if (vit__openclip_dir(dir)) {
+        snprintf(path, sizeof path, "%s/open_clip_config.json", dir);
+        vit_status os = vit__openclip_config(dir, &cfg, err);
+        if (os)
+            return os;
+    } else if (!(cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je))) {
         if (access(path, F_OK) != 0)
             return vit__fail(err, VIT_E_IO, "%s: %s", path, strerror(errno));
         return vit__fail(err, VIT_E_CONFIG, "%s:%d: malformed JSON: %s", path,
@@ -860,8 +865,14 @@ static vit_status load_preprocessor(vit_model *m, const char *dir,
                                                           : VIT_PROC_VIT;
     /* DINOv2 runs at the size its processor makes, its positions resized
      * to that grid (bind_dino_pos). */
-    vit_status st = vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
-                                           dino ? 0 : v->Wi, &m->proc, err);
+    vit_status st =
+        vit__openclip_dir(dir)
+            ? vit__openclip_processor(
+                  dir, v->Hi, v->Wi,
+                  m->opt.preprocess == VIT_PREPROCESS_TORCHVISION, &m->proc,
+                  err)
+            : vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
+                                     dino ? 0 : v->Wi, &m->proc, err);
     int h, w;
     if (st == VIT_OK && dino && vit__processor_size(&m->proc, &h, &w)) {
         char path[4096];
@@ -985,7 +996,8 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     m->opt.convert_rgb = 0;
     if ((st = read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
-        (st = vit__weights_open(dir, &m->w, err)))
+        (st = vit__openclip_dir(dir) ? vit__openclip_weights(dir, &m->w, err)
+                                     : vit__weights_open(dir, &m->w, err)))
         goto fail;
     st = m->family == FAM_SIGLIP ? bind_siglip(m, err)
          : m->family == FAM_CLIP ? bind_clip(m, err)
