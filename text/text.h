@@ -223,6 +223,12 @@ int txt_max_length(const txt_tokenizer *t);
 /* The kind of tokenizer `t` is (TXT_KIND_CLIP for NULL). */
 txt_kind txt_kind_of(const txt_tokenizer *t);
 
+/* on: a CLIP tokenizer cleans each text first as open_clip's
+ * SimpleTokenizer does (ftfy.fix_text but its mojibake repair,
+ * html.unescape twice, Python's whitespace split and lower; text/clean.c),
+ * so that its ids are open_clip's. Set it before any txt_encode. */
+void txt_set_openclip_clean(txt_tokenizer *t, int on);
+
 /* txt_encode into ids[0..max_ids), then the rest of the max_ids filled
  * with the pad id (the eos id when there is none), as a tokenizer called
  * with padding="max_length", truncation=True, max_length=max_ids gives
