@@ -28,9 +28,10 @@ static void help(FILE *f)
     fputs(usage_line, f);
     fputs("\n"
           "Embed images or texts with a CLIP or SigLIP model (CLIPModel,\n"
-          "SiglipModel, or a single tower of either); images also with a\n"
-          "ViT, DeiT or DINOv2 model or classifier (its pooled output: DINOv2's\n"
-          "class token after the final layernorm, for image-to-image search).\n"
+          "SiglipModel, a single tower of either, or an open_clip CLIP);\n"
+          "images also with a ViT, DeiT or DINOv2 model or classifier (its\n"
+          "pooled output: DINOv2's class token after the final layernorm, for\n"
+          "image-to-image search).\n"
           "\n"
           "Images are JPEG/PNG/WebP/GIF/BMP/TIFF/HEIC/AVIF files, .npy pixel\n"
           "arrays or directories, as for 'vit classify'; every PATH after the\n"

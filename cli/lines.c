@@ -72,7 +72,8 @@ void cli_free_lines(char **v, int n)
     "          which of transformers' two image processors to reproduce, bit\n"  \
     "          for bit: pil (default), the Pillow one (`CLIPImageProcessorPil`,\n"  \
     "          ...), or torchvision, the one transformers picks whenever\n"  \
-    "          torchvision is installed; they differ by a level or so a pixel\n"
+    "          torchvision is installed; they differ by a level or so a pixel\n"  \
+    "          (an open_clip model has its own, and takes pil only)\n"
 
 const char cli_decode_help[] =
     "      --no-exif-rotate\n"
