@@ -268,6 +268,36 @@ START_TEST(fingerprint_follows_content)
 }
 END_TEST
 
+/* An index made with an open_clip model: searched by text with it, or
+ * with a copy of it elsewhere (the same content); another open_clip
+ * model is refused. */
+START_TEST(index_with_open_clip)
+{
+    char *dir = tu_tmpdir(), ix[512];
+    snprintf(ix, sizeof ix, "%s/ix.db", dir);
+    char *copy = copy_fixture("openclip_b32");
+    tu_run_result r;
+    tu_run(&r, "index", "add", "--model", FIXTURES "/openclip_b32", "--index",
+           ix, "tests/fixtures/cli", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", ix, "--model", copy, "--text",
+           "a photo of a cat", "-k", "3", NULL);
+    ck_assert_msg(r.code == 0, "%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "photo.jpg"));
+    tu_run_free(&r);
+    tu_run(&r, "index", "search", "--index", ix, "--model",
+           FIXTURES "/openclip_quick", "--text", "a cat", NULL);
+    ck_assert_int_ne(r.code, 0);
+    ck_assert_ptr_nonnull(strstr(r.err, "openclip_b32/CLIPModel@"));
+    tu_run_free(&r);
+    tu_rmrf(copy);
+    free(copy);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* Variants open_clip configs can name that vit does not run: each refused,
  * the message naming the field. */
 START_TEST(variants_refused)
@@ -420,6 +450,7 @@ Suite *openclip_suite(void)
     tcase_add_loop_test(tc, model_pixels_from_files, 0, N_MODELS);
     tcase_add_test(tc, precisions_against_open_clip);
     tcase_add_test(tc, fingerprint_follows_content);
+    tcase_add_test(tc, index_with_open_clip);
     tcase_add_test(tc, variants_refused);
     tcase_add_test(tc, tokenizer_matches_simple_tokenizer);
     tcase_add_test(tc, bin_only_and_torchvision_refused);
