@@ -268,6 +268,55 @@ START_TEST(fingerprint_follows_content)
 }
 END_TEST
 
+/* Embeds two texts with the model in dir; returns their cosine. */
+static double text_cosine(const char *dir, const char *a, const char *b)
+{
+    vit_model *m;
+    vit_state *s;
+    vit_error err;
+    ck_assert_msg(vit_model_load(dir, NULL, &m, &err) == VIT_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(vit_state_new(m, &s, &err), VIT_OK);
+    const char *texts[2] = {a, b};
+    float e[2 * 64];
+    vit_model_info info;
+    vit_model_get_info(m, &info);
+    ck_assert(info.embed_dim <= 64);
+    ck_assert_int_eq(vit_embed_texts(s, texts, 2, e, &err), VIT_OK);
+    double c = tu_min_cosine(e, e + info.embed_dim, 1, info.embed_dim);
+    vit_state_free(s);
+    vit_model_free(m);
+    return c;
+}
+
+/* SimpleTokenizer cleans (a curly apostrophe is a straight one) and
+ * lowercases; with hf_tokenizer_name open_clip's HFTokenizer cleans the
+ * same, then runs the directory's tokenizer as transformers does, whose
+ * special tokens are its own: "<|endoftext|>" is one token there, three
+ * pieces to SimpleTokenizer. */
+START_TEST(hf_tokenizer_name)
+{
+    const char *curly = "the cat\u2019s toy", *straight = "the cat's toy";
+    const char *eot = "a cat<|endoftext|>", *pieces = "a cat<| endoftext |>";
+    ck_assert(text_cosine(FIXTURES "/openclip_b32", curly, straight) >
+              1 - 1e-9);
+    ck_assert(text_cosine(FIXTURES "/openclip_b32", eot, pieces) > 1 - 1e-9);
+    char *dir = copy_fixture("openclip_b32");
+    char path[512];
+    snprintf(path, sizeof path, "%s/open_clip_config.json", dir);
+    json_t *o = json_load_file(path, 0, NULL);
+    json_object_set_new(
+        json_object_get(json_object_get(o, "model_cfg"), "text_cfg"),
+        "hf_tokenizer_name", json_string("someone/tokenizer"));
+    ck_assert_int_eq(json_dump_file(o, path, 0), 0);
+    json_decref(o);
+    ck_assert(text_cosine(dir, curly, straight) > 1 - 1e-9);
+    ck_assert(text_cosine(dir, eot, pieces) < 0.999);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* An index made with an open_clip model: searched by text with it, or
  * with a copy of it elsewhere (the same content); another open_clip
  * model is refused. */
@@ -402,7 +451,7 @@ START_TEST(tokenizer_matches_simple_tokenizer)
     ck_assert_msg(txt_tokenizer_load(FIXTURES "/clip_tok", &t, e, sizeof e) ==
                       TXT_OK,
                   "%s", e);
-    txt_set_openclip_clean(t, 1);
+    txt_set_openclip_clean(t, TXT_OPENCLIP_SIMPLE);
     json_t *cases = json_object_get(j, "cases");
     enum { CAP = 8192 };
     int32_t *ids = malloc(CAP * sizeof *ids);
@@ -430,11 +479,31 @@ START_TEST(tokenizer_matches_simple_tokenizer)
         differ += !ok;
         free(s);
     }
+    /* Its HFTokenizer: the same cleaning, not lowercased, then the
+     * tokenizer as transformers runs it (truncated at 77, as it pads). */
+    txt_set_openclip_clean(t, TXT_OPENCLIP_HF);
+    json_t *hf = json_object_get(j, "hf");
+    for (size_t i = 0; i < json_array_size(hf); i++) {
+        json_t *c = json_array_get(hf, i);
+        const char *hex = json_string_value(json_array_get(c, 0));
+        size_t len = strlen(hex) / 2;
+        char *s = malloc(len + 1);
+        for (size_t k = 0; k < len; k++)
+            sscanf(hex + 2 * k, "%2hhx", (unsigned char *)&s[k]);
+        json_t *want = json_array_get(c, 1);
+        int k = txt_encode(t, s, len, ids, 77);
+        int ok = k == (int)json_array_size(want);
+        for (int x = 0; ok && x < k; x++)
+            ok = ids[x] == json_integer_value(json_array_get(want, (size_t)x));
+        ck_assert_msg(ok, "HFTokenizer case %zu (%s) differs", i, hex);
+        free(s);
+    }
     printf("open_clip's tokenizer: %d strings; ids identical for %d; for "
            "the %d that ftfy's mojibake repair changes, identical to its "
            "ids without it; %d differ, all among the %d with code points "
-           "Python's Unicode 14 has not assigned\n",
-           n, same, mojibake, differ, unassigned);
+           "Python's Unicode 14 has not assigned; its HFTokenizer's on all "
+           "%zu\n",
+           n, same, mojibake, differ, unassigned, json_array_size(hf));
     free(ids);
     txt_tokenizer_free(t);
     json_decref(j);
@@ -451,6 +520,7 @@ Suite *openclip_suite(void)
     tcase_add_test(tc, precisions_against_open_clip);
     tcase_add_test(tc, fingerprint_follows_content);
     tcase_add_test(tc, index_with_open_clip);
+    tcase_add_test(tc, hf_tokenizer_name);
     tcase_add_test(tc, variants_refused);
     tcase_add_test(tc, tokenizer_matches_simple_tokenizer);
     tcase_add_test(tc, bin_only_and_torchvision_refused);

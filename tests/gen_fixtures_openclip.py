@@ -40,7 +40,9 @@ crop offsets are odd halves (35x32, 64x78), where torchvision's rounding
 differs from a floor.
 
   openclip/tokens.json       open_clip's SimpleTokenizer on the text
-                             suite's strings and ones its cleaning changes
+                             suite's strings and ones its cleaning changes,
+                             and its HFTokenizer over clip_tok's files
+                             (what a config naming hf_tokenizer_name runs)
   openclip/preprocess.json   open_clip's image_transform alone for every
                              resize_mode, both interpolations, square and
                              oblong sizes, on those images:
@@ -250,8 +252,23 @@ def tokenizer_cases():
         cn = any(unicodedata.category(ch) == "Cn" for ch in x)
         cases.append([x.encode("utf-8", "surrogatepass").hex(), a,
                       b if b != a else None, cn])
+    # open_clip's HFTokenizer (a config with hf_tokenizer_name) over the
+    # CLIP tokenizer files: [hex, its ids before the padding]; not the strings
+    # ftfy's mojibake repair changes.
+    from open_clip.tokenizer import HFTokenizer
+    hft = HFTokenizer(os.path.join(OUT, "clip_tok"), context_length=77)
+    hf_cases = []
+    for x in TEXTS + EXTRA_TEXTS + ["a cat<|endoftext|>", "<|startoftext|>x"]:
+        if ftfy.fix_text(x) != ftfy.fix_text(x, fix_encoding=False):
+            continue
+        # What hft([x]) pads (with eos, so not told apart from it there).
+        ids = hft.tokenizer(hft.clean_fn(x), max_length=77,
+                            truncation=True)["input_ids"]
+        row = hft([x])[0].tolist()
+        assert row[:len(ids)] == ids, x
+        hf_cases.append([x.encode("utf-8").hex(), ids])
     with open(os.path.join(OUT, "openclip", "tokens.json"), "w") as f:
-        json.dump({"cases": cases}, f)
+        json.dump({"cases": cases, "hf": hf_cases}, f)
     print(f"openclip/tokens.json: {len(cases)} strings, {differ} of them "
           f"changed by ftfy's fix_encoding")
 

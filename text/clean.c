@@ -5,6 +5,9 @@
  *     ftfy.fix_text(text); html.unescape twice; strip; whitespace runs to
  *     one space (str.split); str.lower()
  *
+ * and its HFTokenizer before the tokenizer it wraps (clean="whitespace":
+ * the same without str.lower).
+ *
  * ftfy 6.3's fix_text, per line (a segment ends after each "\n"; once a
  * segment holds '<', HTML is no longer unescaped, for it and the rest),
  * repeats until nothing changes: its unescape_html (the entities of its
@@ -373,7 +376,7 @@ static int py_space(int32_t c)
     return 0;
 }
 
-int txt_openclip_clean(const uint8_t *s, size_t n, txt_buf *out)
+int txt_openclip_clean(const uint8_t *s, size_t n, int lower, txt_buf *out)
 {
     cpbuf a = {0}, b = {0}, d = {0};
     txt_buf joined = {0};
@@ -409,12 +412,18 @@ int txt_openclip_clean(const uint8_t *s, size_t n, txt_buf *out)
         }
     }
     size_t at = out->n;
-    if (!rc)
+    if (!rc && !lower)
+        rc = txt_buf_reserve(out, joined.n);
+    if (!rc && !lower) {
+        memcpy(out->p + out->n, joined.p, joined.n);
+        out->n += joined.n;
+    } else if (!rc) {
         rc = txt_py_lower(joined.p, joined.n, out);
+    }
     /* U+0345 (CD 85), which the tokenizer's case-insensitive regex matches
      * in none of its classes, splits words as a space does. */
     size_t w = at;
-    for (size_t i = at; !rc && i < out->n; i++) {
+    for (size_t i = at; !rc && lower && i < out->n; i++) {
         if (out->p[i] == 0xCD && i + 1 < out->n && out->p[i + 1] == 0x85) {
             out->p[w++] = ' ';
             i++;
@@ -422,15 +431,15 @@ int txt_openclip_clean(const uint8_t *s, size_t n, txt_buf *out)
             out->p[w++] = out->p[i];
         }
     }
-    if (!rc)
+    if (!rc && lower)
         out->n = w;
     free(a.p), free(b.p), free(d.p);
     txt_buf_free(&joined);
     return rc;
 }
 
-void txt_set_openclip_clean(txt_tokenizer *t, int on)
+void txt_set_openclip_clean(txt_tokenizer *t, txt_openclip mode)
 {
     if (t && t->kind == TXT_KIND_CLIP)
-        t->openclip_clean = on != 0;
+        t->openclip_clean = (int)mode;
 }

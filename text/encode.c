@@ -68,7 +68,7 @@ static int split_words(void *ctx, const uint8_t *s, size_t n)
             return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t a = ov[0], b = ov[1];
-        int r, oc = e->t->openclip_clean;
+        int r, oc = e->t->openclip_clean == TXT_OPENCLIP_SIMPLE;
         if (oc && n - a >= 15 && !memcmp(s + a, "<start_of_text>", 15))
             r = emit_id(e, e->t->bos), b = a + 15;
         else if (oc && n - a >= 13 && !memcmp(s + a, "<end_of_text>", 13))
@@ -216,14 +216,17 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
         }
         txt_buf clean = {0};
         if (!rc && t->openclip_clean) {
-            rc = txt_openclip_clean(s, n, &clean);
+            rc = txt_openclip_clean(
+                s, n, t->openclip_clean == TXT_OPENCLIP_SIMPLE, &clean);
             s = clean.p, n = clean.n;
         }
         if (t->re && !(e.md = pcre2_match_data_create_from_pattern(t->re,
                                                                     NULL)))
             rc = -1;
         if (!rc)
-            rc = t->openclip_clean ? split_words(&e, s, n) : run(&e, s, n);
+            rc = t->openclip_clean == TXT_OPENCLIP_SIMPLE
+                     ? split_words(&e, s, n)
+                     : run(&e, s, n);
         pcre2_match_data_free(e.md);
         txt_buf_free(&e.raw);
         txt_buf_free(&clean);

@@ -956,7 +956,7 @@ static vit_status load_tokenizer(vit_model *m, const char *dir, vit_error *err)
                                                : "CLIP",
                          m->architecture);
     /* open_clip cleans texts before CLIP's BPE (text/clean.c). */
-    txt_set_openclip_clean(m->tok, vit__openclip_dir(dir));
+    txt_set_openclip_clean(m->tok, vit__openclip_tokenizer(dir));
     m->tok_mask = tokenizer_masks(dir);
     if (m->tok_mask && txt_pads_left(m->tok) && m->family == FAM_SIGLIP)
         return vit__fail(err, VIT_E_UNSUPPORTED,

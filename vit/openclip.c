@@ -305,6 +305,20 @@ out:
     return st;
 }
 
+txt_openclip vit__openclip_tokenizer(const char *dir)
+{
+    if (!vit__openclip_dir(dir))
+        return TXT_OPENCLIP_NONE;
+    char path[4096];
+    json_t *o = load(dir, path, sizeof path, NULL);
+    json_t *mc = json_object_get(o, "model_cfg");
+    json_t *tc = json_object_get(mc ? mc : o, "text_cfg");
+    const char *hf = json_string_value(json_object_get(tc, "hf_tokenizer_name"));
+    txt_openclip mode = hf && *hf ? TXT_OPENCLIP_HF : TXT_OPENCLIP_SIMPLE;
+    json_decref(o);
+    return mode;
+}
+
 /* ---- preprocessing ---- */
 
 static vit_status three(json_t *pc, const char *path, const char *key,

@@ -535,6 +535,10 @@ int vit__openclip_dir(const char *dir);
  * (a new reference); the variants vit does not run are refused. */
 vit_status vit__openclip_config(const char *dir, json_t **out,
                                 vit_error *err);
+/* How open_clip tokenizes DIR's texts: its SimpleTokenizer, or, where
+ * text_cfg names hf_tokenizer_name, its HFTokenizer over the directory's
+ * tokenizer files; NONE when DIR is not open_clip's. */
+txt_openclip vit__openclip_tokenizer(const char *dir);
 /* Its preprocess_cfg as open_clip's image_transform runs it, for an
  * image tower of h x w (torchvision: the option asked for that backend,
  * which open_clip has not). */
