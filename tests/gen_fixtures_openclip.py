@@ -40,7 +40,9 @@ crop offsets are odd halves (35x32, 64x78), where torchvision's rounding
 differs from a floor.
 
   openclip/tokens.json       open_clip's SimpleTokenizer on the text
-                             suite's strings and ones its cleaning changes,
+                             suite's strings (tests/fixtures/text/
+                             cases.json, from tests/gen_fixtures_text.py)
+                             and ones its cleaning changes,
                              and its HFTokenizer over clip_tok's files
                              (what a config naming hf_tokenizer_name runs)
   openclip/preprocess.json   open_clip's image_transform alone for every
