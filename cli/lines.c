@@ -73,7 +73,8 @@ void cli_free_lines(char **v, int n)
     "          for bit: pil (default), the Pillow one (`CLIPImageProcessorPil`,\n"  \
     "          ...), or torchvision, the one transformers picks whenever\n"  \
     "          torchvision is installed; they differ by a level or so a pixel.\n"  \
-    "          A timm model always runs timm's own eval transform (Pillow)\n"
+    "          A timm model always runs timm's own eval transform, an\n"        \
+    "          open_clip model its own (both Pillow)\n"
 
 const char cli_decode_help[] =
     "      --no-exif-rotate\n"

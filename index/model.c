@@ -181,7 +181,7 @@ idx_status idx_model_fingerprint(const char *dir, const char *architecture,
     /* The small files that change what a vector means, whole. */
     static const char *const small[] = {
         "config.json", "preprocessor_config.json", "tokenizer.json",
-        "vocab.json", "merges.txt",
+        "vocab.json", "merges.txt", "open_clip_config.json",
     };
     idx_status st = IDX_OK;
     char path[PATH_MAX];
@@ -197,9 +197,14 @@ idx_status idx_model_fingerprint(const char *dir, const char *architecture,
         }
     }
 
-    if (st == IDX_OK && join(path, sizeof path, abs, "model.safetensors") == 0 &&
+    /* One file (open_clip's when there is no config.json), or shards. */
+    const char *single = "model.safetensors";
+    if (join(path, sizeof path, abs, "config.json") == 0 &&
+        access(path, F_OK) != 0)
+        single = "open_clip_model.safetensors";
+    if (st == IDX_OK && join(path, sizeof path, abs, single) == 0 &&
         access(path, R_OK) == 0) {
-        st = hash_weights(&c, abs, "model.safetensors", buf, err);
+        st = hash_weights(&c, abs, single, buf, err);
     } else if (st == IDX_OK) {
         char **names = NULL;
         size_t n = 0;

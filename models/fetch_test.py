@@ -344,6 +344,8 @@ def check_nothing_left(d, top):
 
 
 VIT_FILES = ["config.json", "model.safetensors", "preprocessor_config.json"]
+OC_FILES = ["open_clip_config.json", "open_clip_model.safetensors",
+            "merges.txt", "tokenizer_config.json", "vocab.json"]
 
 
 # --- the tests -----------------------------------------------------------
@@ -395,6 +397,30 @@ def test_clip_with_tokenizer(c):
     want = vit("match", "--model", os.path.join(FIX, "clip_tok"), *args)
     got = vit("match", "--model", d, *args)
     check(got == want, "match: %r vs %r" % (got, want))
+
+
+def test_openclip(c):
+    """open_clip's form: no config.json; its config, weights and the
+    tokenizer files, nothing else (not the .bin beside them)."""
+    d = c.out("openclip")
+    rc, so, se = c.fetch("test/openclip", d)
+    check_fetched(c, d, "test/openclip", OC_FILES, rc, so, se)
+    args = ["--text", "a photo of a cat", "--text", "the number 7",
+            "tests/fixtures/cli"]
+    want = vit("match", "--model", os.path.join(FIX, "openclip_b32"), *args)
+    got = vit("match", "--model", d, *args)
+    check(got == want, "match: %r vs %r" % (got, want))
+
+
+def test_openclip_bin_only(c):
+    top = c.out("ocbin")
+    d = os.path.join(top, "m")
+    rc, so, se = c.fetch("test/openclip-bin", d)
+    check(rc == 1, "rc %d" % rc)
+    for word in ("only open_clip_pytorch_model.bin", "save_file",
+                 "hf-hub:test/openclip-bin"):
+        check(word in se, "stderr lacks %r: %r" % (word, se))
+    check_nothing_left(d, top)
 
 
 def test_sharded(c):
@@ -781,6 +807,13 @@ def main():
         "test/vit-tiny": Repo(dict(vit_tiny, **extras)),
         "test/clip-tok": Repo(dict(files_of("clip_tok", VIT_FILES + [
             "vocab.json", "merges.txt", "tokenizer_config.json"]), **extras)),
+        "test/openclip": Repo(dict(files_of("openclip_b32", OC_FILES),
+                                   **{"open_clip_pytorch_model.bin":
+                                      b"not fetched" * 100}, **extras)),
+        "test/openclip-bin": Repo(
+            {"open_clip_config.json":
+             files_of("openclip_b32", OC_FILES)["open_clip_config.json"],
+             "open_clip_pytorch_model.bin": b"\x80\x02pickle" * 50}),
         "test/vit-sharded": Repo({
             n: b for n, b in files_of("vit_sharded").items()
             if not n.startswith("ref_")}),

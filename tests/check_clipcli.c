@@ -27,7 +27,11 @@
  * fixed-resolution form (a SiglipModel with Gemma's tokenizer). */
 static const char *const toks[] = {TOK, FIXTURES "/siglip_tok",
                                    FIXTURES "/siglip_tok_mask",
-                                   FIXTURES "/siglip2_tok"};
+                                   FIXTURES "/siglip2_tok",
+                                   /* open_clip's (tests/check_openclip.c) */
+                                   FIXTURES "/openclip_b32",
+                                   FIXTURES "/openclip_quick",
+                                   FIXTURES "/openclip_rect"};
 #define N_TOKS (int)(sizeof toks / sizeof *toks)
 static const char *tok = TOK; /* the one the running test uses */
 

@@ -614,6 +614,10 @@ def main():
     make_clip("clip_vision", seed=13, towers="vision")
     make_clip("clip_text", seed=13, towers="text", legacy_eos=False)
     make_clip_tok("clip_tok", seed=14)
+    # open_clip's form of CLIP; links to clip_tok's tokenizer files.
+    sys.path.insert(0, HERE)
+    import gen_fixtures_openclip
+    gen_fixtures_openclip.generate()
     make_siglip("siglip_tiny", seed=31)
     make_siglip("siglip_bf16", seed=32, dtype=torch.bfloat16)
     make_siglip("siglip_vision", seed=33, towers="vision")
@@ -642,6 +646,7 @@ def main():
 def write_versions():
     """tests/fixtures/VERSIONS: the reference versions used."""
     import imagecodecs
+    import open_clip
     import PIL
     import sentencepiece
     import tifffile
@@ -659,7 +664,8 @@ def write_versions():
                           ("numpy", np), ("tokenizers", tokenizers),
                           ("sentencepiece", sentencepiece),
                           ("tifffile", tifffile),
-                          ("imagecodecs", imagecodecs), ("timm", timm)]:
+                          ("imagecodecs", imagecodecs), ("timm", timm),
+                          ("open_clip_torch", open_clip)]:
             f.write(f"{name} {mod.__version__.split('+')[0]}\n")
 
 

@@ -48,7 +48,13 @@ static int emit_word(enc *e, const uint8_t *w, size_t n)
 /* Splits normalized text into words and encodes them. What the regex does
  * not match (spaces) is dropped. A match of the regex's special-token
  * alternatives is cut in three, as the ByteLevel pre-tokenizer's own regex
- * (GPT-2's) cuts it in the reference: "<|", the letters, "|>". */
+ * (GPT-2's) cuts it in the reference: "<|", the letters, "|>".
+ * open_clip's SimpleTokenizer (t->openclip_clean), which runs the same
+ * regex on its cleaned text (text/clean.c: NFC and lowercase done, the
+ * tokenizer's added tokens not matched), tries its own special tokens
+ * first, "<start_of_text>" and "<end_of_text>" (bos and eos), and matches
+ * its contractions ignoring case, which after lowercasing makes "'ſ" one
+ * ("'s"); transformers' special tokens are not special to it. */
 static int split_words(void *ctx, const uint8_t *s, size_t n)
 {
     enc *e = ctx;
@@ -62,12 +68,22 @@ static int split_words(void *ctx, const uint8_t *s, size_t n)
             return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t a = ov[0], b = ov[1];
-        int r;
-        if ((b - a == 15 && !memcmp(s + a, "<|startoftext|>", 15)) ||
+        int r, oc = e->t->openclip_clean == TXT_OPENCLIP_SIMPLE;
+        if (oc && n - a >= 15 && !memcmp(s + a, "<start_of_text>", 15))
+            r = emit_id(e, e->t->bos), b = a + 15;
+        else if (oc && n - a >= 13 && !memcmp(s + a, "<end_of_text>", 13))
+            r = emit_id(e, e->t->eos), b = a + 13;
+        else if (oc && n - a >= 3 && !memcmp(s + a, "'\xc5\xbf", 3))
+            r = emit_word(e, s + a, 3), b = a + 3;
+        else if ((b - a == 15 && !memcmp(s + a, "<|startoftext|>", 15)) ||
             (b - a == 13 && !memcmp(s + a, "<|endoftext|>", 13))) {
             if (!(r = emit_word(e, s + a, 2)) &&
-                !(r = emit_word(e, s + a + 2, b - a - 4)))
+                !(r = emit_word(e, s + a + 2, b - a - 4)) && !oc)
                 r = emit_word(e, s + b - 2, 2);
+            /* open_clip's regex has no such alternative: "|>" starts the
+             * next run of punctuation. */
+            if (oc)
+                b -= 2;
         } else
             r = emit_word(e, s + a, b - a);
         if (r)
@@ -198,13 +214,22 @@ int txt_encode(txt_tokenizer *t, const char *text, size_t len, int32_t *ids,
                 rc = -1;
             s = e.raw.p, n = e.raw.n;
         }
+        txt_buf clean = {0};
+        if (!rc && t->openclip_clean) {
+            rc = txt_openclip_clean(
+                s, n, t->openclip_clean == TXT_OPENCLIP_SIMPLE, &clean);
+            s = clean.p, n = clean.n;
+        }
         if (t->re && !(e.md = pcre2_match_data_create_from_pattern(t->re,
                                                                     NULL)))
             rc = -1;
         if (!rc)
-            rc = run(&e, s, n);
+            rc = t->openclip_clean == TXT_OPENCLIP_SIMPLE
+                     ? split_words(&e, s, n)
+                     : run(&e, s, n);
         pcre2_match_data_free(e.md);
         txt_buf_free(&e.raw);
+        txt_buf_free(&clean);
         txt_buf_free(&e.norm);
         txt_norm_scratch_free(&e.nsc);
         txt_bpe_scratch_free(&e.bsc);

@@ -223,6 +223,20 @@ int txt_max_length(const txt_tokenizer *t);
 /* The kind of tokenizer `t` is (TXT_KIND_CLIP for NULL). */
 txt_kind txt_kind_of(const txt_tokenizer *t);
 
+/* How open_clip tokenizes with a CLIP tokenizer (text/clean.c): as
+ * transformers does (NONE); as its SimpleTokenizer (SIMPLE: each text
+ * cleaned first — ftfy.fix_text but its mojibake repair, html.unescape
+ * twice, Python's whitespace split and lower — then split by its own
+ * regex, whose special tokens are "<start_of_text>" and "<end_of_text>");
+ * or as its HFTokenizer (HF: cleaned the same but not lowercased, then the
+ * tokenizer as transformers runs it). Set it before any txt_encode. */
+typedef enum {
+    TXT_OPENCLIP_NONE = 0,
+    TXT_OPENCLIP_SIMPLE = 1,
+    TXT_OPENCLIP_HF = 2,
+} txt_openclip;
+void txt_set_openclip_clean(txt_tokenizer *t, txt_openclip mode);
+
 /* txt_encode into ids[0..max_ids), then the rest of the max_ids filled
  * with the pad id (the eos id when there is none), as a tokenizer called
  * with padding="max_length", truncation=True, max_length=max_ids gives

@@ -157,6 +157,7 @@ struct txt_tokenizer {
     size_t unk_n;
     int unk_pieces;            /* how many pieces unk_str alone gives */
     int lower;                 /* do_lower_case; Gemma: Lowercase first */
+    int openclip_clean;        /* CLIP: a txt_openclip mode */
     pcre2_code *re;            /* the word-splitting regex */
     txt_cache_shard cache[TXT_CACHE_SHARDS];
 };
@@ -276,5 +277,12 @@ int txt_siglip_encode(txt_tokenizer *t, const uint8_t *s, size_t n,
 
 /* Python's str.lower() of valid UTF-8, appended to out. */
 int txt_py_lower(const uint8_t *s, size_t n, txt_buf *out);
+
+/* ---- clean.c ---- */
+
+/* open_clip's cleaning of valid UTF-8 (see clean.c), lowercased or not
+ * (its SimpleTokenizer's, its HFTokenizer's), appended to out. 0, or -1
+ * out of memory. */
+int txt_openclip_clean(const uint8_t *s, size_t n, int lower, txt_buf *out);
 
 #endif

@@ -51,8 +51,14 @@ static vit_status load_preprocessor(vit_model *m, const char *dir,
                                                           : VIT_PROC_VIT;
     /* DINOv2 runs at the size its processor makes, its positions resized
      * to that grid (bind_dino_pos). */
-    vit_status st = vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
-                                           dino ? 0 : v->Wi, &m->proc, err);
+    vit_status st =
+        vit__openclip_dir(dir)
+            ? vit__openclip_processor(
+                  dir, v->Hi, v->Wi,
+                  m->opt.preprocess == VIT_PREPROCESS_TORCHVISION, &m->proc,
+                  err)
+            : vit__read_preprocessor(dir, kind, dino ? 0 : v->Hi,
+                                     dino ? 0 : v->Wi, &m->proc, err);
     int h, w;
     if (st == VIT_OK && dino && vit__processor_size(&m->proc, &h, &w)) {
         char path[4096];
@@ -135,6 +141,8 @@ static vit_status load_tokenizer(vit_model *m, const char *dir, vit_error *err)
                          : k == TXT_KIND_GEMMA ? "Gemma (SigLIP 2)"
                                                : "CLIP",
                          m->architecture);
+    /* open_clip cleans texts before CLIP's BPE (text/clean.c). */
+    txt_set_openclip_clean(m->tok, vit__openclip_tokenizer(dir));
     m->tok_mask = tokenizer_masks(dir);
     if (m->tok_mask && txt_pads_left(m->tok) && m->family == FAM_SIGLIP)
         return vit__fail(err, VIT_E_UNSUPPORTED,
@@ -176,8 +184,9 @@ vit_status vit_model_load(const char *dir, const vit_options *opt,
     m->opt.convert_rgb = 0;
     if ((st = vit__read_config(m, dir, err)) ||
         (m->has_vision && (st = load_preprocessor(m, dir, err))) ||
-        (st = m->family == FAM_TIMM ? vit__timm_weights_open(dir, &m->w, err)
-                                    : vit__weights_open(dir, &m->w, err)))
+        (st = m->family == FAM_TIMM  ? vit__timm_weights_open(dir, &m->w, err)
+              : vit__openclip_dir(dir) ? vit__openclip_weights(dir, &m->w, err)
+                                       : vit__weights_open(dir, &m->w, err)))
         goto fail;
     st = vit__bind_model(m, dir, err);
     if (st != VIT_OK) {

@@ -248,8 +248,13 @@ vit_status vit__read_config(vit_model *m, const char *dir, vit_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!cfg) {
+    json_t *cfg = NULL;
+    if (vit__openclip_dir(dir)) {
+        snprintf(path, sizeof path, "%s/open_clip_config.json", dir);
+        vit_status os = vit__openclip_config(dir, &cfg, err);
+        if (os)
+            return os;
+    } else if (!(cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je))) {
         if (access(path, F_OK) != 0)
             return vit__fail(err, VIT_E_IO, "%s: %s", path, strerror(errno));
         return vit__fail(err, VIT_E_CONFIG, "%s:%d: malformed JSON: %s", path,

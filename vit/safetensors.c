@@ -281,6 +281,29 @@ static vit_status st_open_index(vit__weights *w, const char *dir,
     return st;
 }
 
+/* Sorts the tensors w holds after st (VIT_OK: they were read) by name,
+ * refusing a name stored twice; gives w to *out, or frees it. */
+static vit_status st_finish(vit__weights *w, const char *dir, vit_status st,
+                            vit__weights **out, vit_error *err)
+{
+    if (st == VIT_OK) {
+        qsort(w->tensors, w->ntensors, sizeof *w->tensors, st_cmp_name);
+        for (size_t i = 1; i < w->ntensors; i++)
+            if (strcmp(w->tensors[i - 1].name, w->tensors[i].name) == 0) {
+                st = vit__fail(err, VIT_E_CHECKPOINT,
+                               "%s: tensor '%s' is stored twice", dir,
+                               w->tensors[i].name);
+                break;
+            }
+    }
+    if (st != VIT_OK) {
+        vit__weights_free(w);
+        return st;
+    }
+    *out = w;
+    return VIT_OK;
+}
+
 vit_status vit__weights_open(const char *dir, vit__weights **out,
                              vit_error *err)
 {
@@ -313,21 +336,45 @@ vit_status vit__weights_open(const char *dir, vit__weights **out,
                            "model.safetensors.index.json",
                            dir);
     }
-    if (st == VIT_OK) {
-        qsort(w->tensors, w->ntensors, sizeof *w->tensors, st_cmp_name);
-        for (size_t i = 1; i < w->ntensors; i++)
-            if (strcmp(w->tensors[i - 1].name, w->tensors[i].name) == 0) {
-                st = vit__fail(err, VIT_E_CHECKPOINT,
-                               "%s: tensor '%s' is stored twice", dir,
-                               w->tensors[i].name);
-                break;
-            }
+    return st_finish(w, dir, st, out, err);
+}
+
+vit_status vit__weights_open_file(const char *path, vit__weights **out,
+                                  vit_error *err)
+{
+    vit__weights *w = calloc(1, sizeof *w);
+    if (!w)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    return st_finish(w, path, st_open_file(w, path, err), out, err);
+}
+
+vit_status vit__weights_add(vit__weights *w, const char *name,
+                            vit__dtype dtype, int ndim, const int64_t *shape,
+                            const void *data, vit_error *err)
+{
+    vit__tensor *nt = realloc(w->tensors, (w->ntensors + 1) * sizeof *nt);
+    if (!nt)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    w->tensors = nt;
+    vit__tensor *t = &w->tensors[w->ntensors];
+    memset(t, 0, sizeof *t);
+    if (!(t->name = strdup(name)))
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->count = 1;
+    for (int i = 0; i < ndim; i++)
+        t->count *= (uint64_t)(t->shape[i] = shape[i]);
+    t->data = data;
+    t->nbytes = t->count * (dtype == VIT_DT_F32 ? 4 : 2);
+    w->ntensors++;
+    /* Insertion keeps the table sorted for vit__weights_find. */
+    for (size_t i = w->ntensors - 1;
+         i > 0 && st_cmp_name(&w->tensors[i - 1], &w->tensors[i]) > 0; i--) {
+        vit__tensor tmp = w->tensors[i];
+        w->tensors[i] = w->tensors[i - 1];
+        w->tensors[i - 1] = tmp;
     }
-    if (st != VIT_OK) {
-        vit__weights_free(w);
-        return st;
-    }
-    *out = w;
     return VIT_OK;
 }
 

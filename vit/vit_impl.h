@@ -94,6 +94,16 @@ typedef struct {
 /* Maps and validates DIR/model.safetensors or the shards its index names. */
 vit_status vit__weights_open(const char *dir, vit__weights **out,
                              vit_error *err);
+/* Maps and validates the one safetensors file at `path`. */
+vit_status vit__weights_open_file(const char *path, vit__weights **out,
+                                  vit_error *err);
+/* Adds a tensor `name` of `dtype` (F32, F16 or BF16) and `shape` whose
+ * elements are at `data`: inside a tensor w holds (a view of part of it)
+ * or in floats w owns (vit__weights_alloc). For checkpoints named other
+ * than the loader reads them (open_clip's: vit/openclip.c). */
+vit_status vit__weights_add(vit__weights *w, const char *name,
+                            vit__dtype dtype, int ndim, const int64_t *shape,
+                            const void *data, vit_error *err);
 void vit__weights_free(vit__weights *w);
 const vit__tensor *vit__weights_find(const vit__weights *w, const char *name);
 
@@ -561,6 +571,29 @@ vit_status vit__read_preprocessor(const char *dir, vit__proc_kind model_kind,
 /* 1 and the size of every tensor the processor makes, when that is known
  * before seeing an image (a crop, or a resize to a fixed size); else 0. */
 int vit__processor_size(const vit__processor *pr, int *h, int *w);
+
+/* ---- open_clip's directories (openclip.c) ---- */
+
+/* Whether DIR is open_clip's: open_clip_config.json and no config.json. */
+int vit__openclip_dir(const char *dir);
+/* DIR/open_clip_config.json as the CLIPModel config.json it describes
+ * (a new reference); the variants vit does not run are refused. */
+vit_status vit__openclip_config(const char *dir, json_t **out,
+                                vit_error *err);
+/* How open_clip tokenizes DIR's texts: its SimpleTokenizer, or, where
+ * text_cfg names hf_tokenizer_name, its HFTokenizer over the directory's
+ * tokenizer files; NONE when DIR is not open_clip's. */
+txt_openclip vit__openclip_tokenizer(const char *dir);
+/* Its preprocess_cfg as open_clip's image_transform runs it, for an
+ * image tower of h x w (torchvision: the option asked for that backend,
+ * which open_clip has not). */
+vit_status vit__openclip_processor(const char *dir, int h, int w,
+                                   int torchvision, vit__processor *pr,
+                                   vit_error *err);
+/* DIR/open_clip_model.safetensors with its tensors also named as
+ * CLIPModel's (views, and the projections transposed). */
+vit_status vit__openclip_weights(const char *dir, vit__weights **out,
+                                 vit_error *err);
 
 /* ---- the vision tower (vision.c) ---- */
 
