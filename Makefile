@@ -17,7 +17,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
 PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libtiff-4 \
-          libpcre2-8 libutf8proc libzmq sqlite3 libcurl libmicrohttpd
+          libpcre2-8 libutf8proc libzmq sqlite3 libpq libcurl libmicrohttpd
 # HEIC and AVIF where the build finds libheif (Debian's libheif-dev) and
 # the decoders it pulls in, libde265 and dav1d, which heif.c calls itself
 # (quietly): imgio/heif.c is compiled with VIT_HAVE_HEIF then, and refuses
@@ -95,7 +95,8 @@ $(BUILD)/obj/imgio/resize.o: OPT += -O3
 
 # Three libraries, so that a program links only what it uses: inference
 # (libvit: the models, images, tokenizer; no SQLite, no ZeroMQ), the
-# search index on top of it (libvit-index: SQLite), and the service
+# search index on top of it (libvit-index: SQLite, and libpq for an
+# index in PostgreSQL), and the service
 # (libvit-service: the worker, the broker, the client and the HTTP
 # gateway: ZeroMQ, libmicrohttpd).
 $(BUILD)/libvit.a: $(LIB_OBJ)
