@@ -269,6 +269,15 @@ idx_status vpg_model_dim(pg_store *s, idx_model *m, int *has,
     return IDX_OK;
 }
 
+int vpg_dim(pg_store *s)
+{
+    idx_model m;
+    int has;
+    if (s->dim <= 0)
+        vpg_model_dim(s, &m, &has, NULL);
+    return s->dim;
+}
+
 static const char schema[] =
     "CREATE TABLE vit_meta(key text PRIMARY KEY, value text NOT NULL);"
     "CREATE TABLE vit_items("
@@ -638,7 +647,7 @@ static idx_status pg_put(void *vs, const idx_item *it, const float *vec,
                          int64_t *id, int *replaced, idx_error *err)
 {
     pg_store *s = vs;
-    if (s->dim <= 0)
+    if (vpg_dim(s) <= 0)
         return idx_fail(err, IDX_E_ARG, "%s: no model recorded yet",
                         s->where);
     if (!it->path || !vec)
@@ -755,8 +764,10 @@ static int pg_fetch(void *vs, int64_t id, float *out)
     pg_store *s = vs;
     params p = {0};
     vpg_p_i64(&p, id);
-    PGresult *r = vpg_run(s, "SELECT v FROM vit_items WHERE id = $1::int8", &p,
-                      "reading a vector", NULL);
+    if (vpg_dim(s) <= 0)
+        return -1;
+    PGresult *r = vpg_run(s, "SELECT v FROM vit_items WHERE id = $1::int8",
+                          &p, "reading a vector", NULL);
     int rc = r && PQntuples(r) == 1 ? vpg_vec_unpack(r, 0, 0, s->dim, out) : -1;
     PQclear(r);
     return rc;

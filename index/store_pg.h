@@ -71,6 +71,10 @@ idx_status vpg_exec(pg_store *s, const char *sql, const char *what,
 idx_status vpg_model_dim(pg_store *s, idx_model *m, int *has,
                          idx_error *err);
 
+/* s->dim, read again while it is 0: another process may have recorded
+ * the model since this handle opened. 0 while there is none. */
+int vpg_dim(pg_store *s);
+
 /* index/store_pg_search.c: the store operations that read. */
 idx_status pg_each(void *vs, int (*fn)(void *ud, int64_t id, const char *path),
                    void *ud, idx_error *err);

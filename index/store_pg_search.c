@@ -83,7 +83,7 @@ idx_status pg_load(void *vs, idx_precision prec, int keep_f32,
                           idx_matrix **out, idx_error *err)
 {
     pg_store *s = vs;
-    if (s->dim <= 0)
+    if (vpg_dim(s) <= 0)
         return idx_fail(err, IDX_E_ARG, "%s: the index is empty (no model "
                         "yet)", s->where);
     idx_matrix *m;
@@ -192,7 +192,7 @@ idx_status pg_search(void *vs, const float *q, int nq,
     int k = o->k > 0 ? o->k : 10;
     for (size_t i = 0; i < (size_t)nq * (size_t)k; i++)
         hits[i] = (idx_hit){.id = -1};
-    if (s->dim <= 0)
+    if (vpg_dim(s) <= 0)
         return IDX_OK;
     idx_ann ann = o->ann;
     int hnsw = 0;
@@ -361,7 +361,7 @@ idx_status pg_stats_quick(void *vs, idx_stats *out, idx_error *err)
 idx_status pg_set_ann(void *vs, idx_ann ann, idx_error *err)
 {
     pg_store *s = vs;
-    if (s->dim <= 0)
+    if (vpg_dim(s) <= 0)
         return idx_fail(err, IDX_E_ARG, "%s: the index is empty; add to it "
                         "before building an HNSW index", s->where);
     /* pgvector's defaults (m 16, ef_construction 64), for inner product
