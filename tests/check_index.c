@@ -1897,20 +1897,6 @@ END_TEST
 /* ---- over the service ---- */
 
 
-/* One call; the body parsed. */
-static json_t *call(vit_client *c, const char *header, const vit_blob *f,
-                    int n)
-{
-    vit_reply r;
-    vit_error err;
-    ck_assert_msg(vit_client_call(c, header, f, n, &r, &err) == VIT_OK, "%s",
-                  err.msg);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ck_assert_msg(j != NULL, "%s", r.body);
-    vit_reply_free(&r);
-    return j;
-}
-
 static const char *err_code(json_t *j)
 {
     return json_string_value(
@@ -1997,7 +1983,7 @@ START_TEST(service_index_memory)
         vit_client *c;
         vit_error err;
         ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
-        json_t *j = call(c, "{\"op\":\"index_stats\"}", NULL, 0);
+        json_t *j = tu_call(c, "{\"op\":\"index_stats\"}", NULL, 0);
         json_t *ix = json_object_get(j, "index");
         ck_assert_str_eq(json_string_value(json_object_get(ix, "precision")),
                          precs[p]);
@@ -2048,7 +2034,7 @@ START_TEST(service_index_operations)
     }
     tu_run_free(&rr);
 
-    json_t *j = call(c, "{\"op\":\"index_stats\"}", NULL, 0);
+    json_t *j = tu_call(c, "{\"op\":\"index_stats\"}", NULL, 0);
     json_t *ix = json_object_get(j, "index");
     ck_assert_int_eq(json_integer_value(json_object_get(ix, "items")), 4);
     ck_assert_int_eq(json_integer_value(json_object_get(ix, "dim")), 24);
@@ -2059,7 +2045,7 @@ START_TEST(service_index_operations)
     size_t n;
     unsigned char *bytes = tu_read(img, &n);
     vit_blob b = {bytes, n};
-    j = call(c, "{\"op\":\"search_image\",\"k\":2}", &b, 1);
+    j = tu_call(c, "{\"op\":\"search_image\",\"k\":2}", &b, 1);
     json_t *top = json_array_get(json_array_get(json_object_get(j,
                                                                 "results"),
                                                 0), 0);
@@ -2074,13 +2060,13 @@ START_TEST(service_index_operations)
 
     /* Images added over the wire, with ids and metadata. */
     vit_blob two[2] = {b, b};
-    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"cat-1\",\"cat-2\"],"
+    j = tu_call(c, "{\"op\":\"index_add\",\"ids\":[\"cat-1\",\"cat-2\"],"
                 "\"metadata\":[{\"album\":\"x\"},null]}", two, 2);
     ck_assert_msg(json_integer_value(json_object_get(j, "added")) == 2, "%s",
                   json_dumps(j, 0));
     ck_assert_int_eq(json_integer_value(json_object_get(j, "items")), 6);
     json_decref(j);
-    j = call(c, "{\"op\":\"search_image\",\"k\":3,\"prefix\":\"cat-\"}", &b,
+    j = tu_call(c, "{\"op\":\"search_image\",\"k\":3,\"prefix\":\"cat-\"}", &b,
              1);
     json_t *res = json_array_get(json_object_get(j, "results"), 0);
     ck_assert_int_eq(json_array_size(res), 2);
@@ -2096,7 +2082,7 @@ START_TEST(service_index_operations)
             ck_assert(json_is_null(meta));
     }
     json_decref(j);
-    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\",\"a dog\"],"
+    j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\",\"a dog\"],"
                 "\"k\":5}", NULL, 0);
     ck_assert_int_eq(json_array_size(json_object_get(j, "results")), 2);
     ck_assert_int_eq(json_array_size(json_array_get(json_object_get(j,
@@ -2105,14 +2091,14 @@ START_TEST(service_index_operations)
     json_decref(j);
 
     /* Bad requests get their codes. */
-    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"a\",\"b\"]}", &b, 1);
+    j = tu_call(c, "{\"op\":\"index_add\",\"ids\":[\"a\",\"b\"]}", &b, 1);
     ck_assert_str_eq(err_code(j), "bad_request");
     json_decref(j);
-    j = call(c, "{\"op\":\"index_remove\"}", NULL, 0);
+    j = tu_call(c, "{\"op\":\"index_remove\"}", NULL, 0);
     ck_assert_str_eq(err_code(j), "missing_field");
     json_decref(j);
     vit_blob odd = {bytes, 10};
-    j = call(c, "{\"op\":\"index_add\",\"embeddings\":true,\"ids\":[\"q\"]}",
+    j = tu_call(c, "{\"op\":\"index_add\",\"embeddings\":true,\"ids\":[\"q\"]}",
              &odd, 1);
     ck_assert_str_eq(err_code(j), "bad_request");
     json_decref(j);
@@ -2132,7 +2118,7 @@ START_TEST(service_index_operations)
     double worst = 0;
     while (!a.done) {
         double s0 = mono_s();
-        j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\"],\"k\":3}",
+        j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\"],\"k\":3}",
                  NULL, 0);
         ck_assert(json_is_true(json_object_get(j, "ok")));
         json_decref(j);
@@ -2151,7 +2137,7 @@ START_TEST(service_index_operations)
     free(vecs);
 
     /* Remove, by id. */
-    j = call(c, "{\"op\":\"index_remove\",\"ids\":[\"cat-1\",\"bulk7\","
+    j = tu_call(c, "{\"op\":\"index_remove\",\"ids\":[\"cat-1\",\"bulk7\","
                 "\"nope\"]}", NULL, 0);
     ck_assert_msg(json_integer_value(json_object_get(j, "removed")) == 2,
                   "%s", json_dumps(j, 0));
@@ -2176,7 +2162,7 @@ START_TEST(service_index_operations)
     snprintf(ep2, sizeof ep2, "ipc://%s/w2", f.dir);
     pid = tu_serve_start(TOK, f.dir, ep2, NULL);
     ck_assert_int_eq(vit_client_new(ep2, &o, &c, &err), VIT_OK);
-    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
+    j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
     ck_assert_str_eq(err_code(j), "no_index");
     json_decref(j);
     vit_client_free(c);

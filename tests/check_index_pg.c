@@ -373,19 +373,6 @@ START_TEST(pg_concurrent_writers)
 }
 END_TEST
 
-static json_t *call(vit_client *c, const char *header, const vit_blob *f,
-                    int n)
-{
-    vit_reply r;
-    vit_error err;
-    ck_assert_msg(vit_client_call(c, header, f, n, &r, &err) == VIT_OK, "%s",
-                  err.msg);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ck_assert_msg(j != NULL, "%s", r.body);
-    vit_reply_free(&r);
-    return j;
-}
-
 /* Two workers serving one index: what one adds, the other finds and
  * counts at once. */
 START_TEST(pg_two_workers)
@@ -406,23 +393,23 @@ START_TEST(pg_two_workers)
     for (int i = 0; i < 3; i++)
         random_unit(v[i], DIM);
     vit_blob b = {v, sizeof v};
-    json_t *j = call(c[0], "{\"op\":\"index_add\",\"embeddings\":true,"
+    json_t *j = tu_call(c[0], "{\"op\":\"index_add\",\"embeddings\":true,"
                            "\"ids\":[\"a\",\"b\",\"c\"],\"metadata\":"
                            "[{\"n\":1},null,null]}", &b, 1);
     ck_assert_msg(json_integer_value(json_object_get(j, "added")) == 3, "%s",
                   json_dumps(j, 0));
     json_decref(j);
-    j = call(c[1], "{\"op\":\"index_add\",\"embeddings\":true,"
+    j = tu_call(c[1], "{\"op\":\"index_add\",\"embeddings\":true,"
                    "\"ids\":[\"d\"]}", &(vit_blob){v[1], sizeof v[1]}, 1);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "items")), 4);
     json_decref(j);
-    j = call(c[1], "{\"op\":\"index_stats\"}", NULL, 0);
+    j = tu_call(c[1], "{\"op\":\"index_stats\"}", NULL, 0);
     ck_assert_int_eq(json_integer_value(json_object_get(
                          json_object_get(j, "index"), "items")), 4);
     json_decref(j);
     /* Worker 1 searches worker 0's items, and finds "a" with the metadata
      * worker 0 stored. */
-    j = call(c[1], "{\"op\":\"search_text\",\"texts\":[\"x\"],\"k\":10}",
+    j = tu_call(c[1], "{\"op\":\"search_text\",\"texts\":[\"x\"],\"k\":10}",
              NULL, 0);
     ck_assert_int_eq(json_array_size(json_array_get(json_object_get(j,
                                                                     "results"),
@@ -432,7 +419,7 @@ START_TEST(pg_two_workers)
     tu_run(&r, "index", "stats", "--index", uri, NULL);
     ck_assert_msg(strstr(r.out, "items    4 (0 files)"), "%s", r.out);
     tu_run_free(&r);
-    j = call(c[1], "{\"op\":\"index_get\",\"ids\":[\"a\"]}", NULL, 0);
+    j = tu_call(c[1], "{\"op\":\"index_get\",\"ids\":[\"a\"]}", NULL, 0);
     json_t *item = json_array_get(json_object_get(j, "items"), 0);
     ck_assert_msg(json_integer_value(json_object_get(
                       json_object_get(item, "metadata"), "n")) == 1,
