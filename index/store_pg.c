@@ -290,8 +290,10 @@ static const char schema[] =
     "  added double precision NOT NULL,"
     "  meta json CHECK (meta IS NULL OR json_typeof(meta) = 'object'),"
     "  v vector NOT NULL);"
-    /* Vectors inline when they fit a page: a scan reads them in place. */
+    /* Vectors inline when they fit a page (to 8 KB rows: 2000 floats), not
+     * moved to the TOAST table past 2 KB: a scan reads them in place. */
     "ALTER TABLE vit_items ALTER COLUMN v SET STORAGE MAIN;"
+    "ALTER TABLE vit_items SET (toast_tuple_target = 8160);"
     "CREATE INDEX vit_items_hash ON vit_items(hash) WHERE hash IS NOT NULL;"
     "INSERT INTO vit_meta VALUES ('format', 'vit-index'), ('schema', '1');";
 
