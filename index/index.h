@@ -139,7 +139,9 @@ typedef enum {
 /* Opens (or creates) an index: a file path (SQLite), or a libpq connection
  * URI, "postgresql://..." or "postgres://..." (a PostgreSQL database with
  * the pgvector extension; the password as libpq finds it, PGPASSWORD or
- * ~/.pgpass). A file that is not a vit index, a database whose vit tables
+ * ~/.pgpass; a URI that carries one is refused, IDX_E_ARG, since the
+ * index's name is printed and answered over the service). A file that is
+ * not a vit index, a database whose vit tables
  * are another program's, or an index of a newer schema, is refused with
  * IDX_E_FORMAT; a server that cannot be reached is IDX_E_IO. */
 idx_status idx_store_open(const char *path, idx_open_mode mode,

@@ -146,11 +146,35 @@ int idx_ann_parse(const char *s, idx_ann *out)
     return 0;
 }
 
+/* Whether a libpq URI carries a password: user:password@ in its
+ * authority, or a password= parameter. */
+static int has_password(const char *uri)
+{
+    const char *a = strstr(uri, "://");
+    a = a ? a + 3 : uri;
+    size_t n = strcspn(a, "/?");
+    const char *at = memchr(a, '@', n);
+    if (at && memchr(a, ':', (size_t)(at - a)))
+        return 1;
+    for (const char *q = strchr(a, '?'); q; q = strchr(q + 1, '&'))
+        if (strncmp(q + 1, "password=", 9) == 0)
+            return 1;
+    return 0;
+}
+
 idx_status idx_store_open(const char *path, idx_open_mode mode,
                           idx_store **out, idx_error *err)
 {
     if (!path || !out)
         return idx_fail(err, IDX_E_ARG, "no index path");
+    /* The index's name is printed, logged and answered over the service:
+     * no secret may be in it. */
+    if (idx_store_is_pg(path) && has_password(path))
+        return idx_fail(err, IDX_E_ARG,
+                        "a password in the index's URI would show in "
+                        "messages and in the process list: give it in "
+                        "PGPASSWORD or ~/.pgpass (libpq reads both), and "
+                        "the URI without it");
     idx_store *s = calloc(1, sizeof *s);
     if (!s)
         return idx_fail(err, IDX_E_NOMEM, "out of memory");

@@ -218,25 +218,6 @@ static idx_status lock_batch(pg_store *s, idx_error *err)
                 "waiting for the other writers", err);
 }
 
-/* The URI without the password of its user part, for messages. */
-static char *display_name(const char *uri)
-{
-    char *d = strdup(uri);
-    if (!d)
-        return NULL;
-    char *start = strstr(d, "://");
-    if (!start)
-        return d;
-    start += 3;
-    char *at = strchr(start, '@'), *slash = strchr(start, '/');
-    if (!at || (slash && slash < at))
-        return d;
-    char *colon = memchr(start, ':', (size_t)(at - start));
-    if (colon)
-        memmove(colon, at, strlen(at) + 1);
-    return d;
-}
-
 static void pg_close(void *vs)
 {
     pg_store *s = vs;
@@ -345,7 +326,7 @@ static idx_status pg_open(const char *uri, idx_open_mode mode, void **out,
                           idx_error *err)
 {
     pg_store *s = calloc(1, sizeof *s);
-    if (!s || !(s->where = display_name(uri))) {
+    if (!s || !(s->where = strdup(uri))) {
         free(s);
         return idx_fail(err, IDX_E_NOMEM, "out of memory");
     }

@@ -23,7 +23,7 @@
 
 typedef struct {
     PGconn *c;
-    char *where;   /* the URI without its password: what messages name */
+    char *where;   /* the URI (which has no password): what messages name */
     int dim;       /* 0 until a model is recorded */
     int in_txn;
     int claimed;

@@ -513,9 +513,46 @@ START_TEST(pg_server_goes_away)
 }
 END_TEST
 
+/* No server needed: which names are PostgreSQL's, and a password in the
+ * URI refused before anything connects; an unreachable server said
+ * plainly. */
+START_TEST(pg_uri_refusals)
+{
+    ck_assert(idx_store_is_pg("postgresql://h/db"));
+    ck_assert(idx_store_is_pg("postgres://h/db"));
+    ck_assert(!idx_store_is_pg("postgresql.vidx"));
+    ck_assert(!idx_store_is_pg("/tmp/postgresql://x"));
+    const char *secret[] = {"postgresql://u:pw@127.0.0.1/db",
+                            "postgres://127.0.0.1/db?sslmode=off&password=pw",
+                            "postgresql://:pw@127.0.0.1:5/db"};
+    idx_store *s;
+    idx_error err;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(idx_store_open(secret[i], IDX_OPEN_READ, &s, &err),
+                         IDX_E_ARG);
+        ck_assert_ptr_nonnull(strstr(err.msg, "PGPASSWORD"));
+        ck_assert_ptr_null(strstr(err.msg, "pw"));
+    }
+    tu_run_result r;
+    tu_run(&r, "index", "stats", "--index", "postgresql://u:pw@127.0.0.1/db",
+           NULL);
+    ck_assert_int_eq(r.code, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "PGPASSWORD"));
+    tu_run_free(&r);
+    /* Port 1: nothing listens. */
+    ck_assert_int_eq(idx_store_open("postgresql://u@127.0.0.1:1/db",
+                                    IDX_OPEN_WRITE, &s, &err),
+                     IDX_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cannot connect to the server"));
+}
+END_TEST
+
 Suite *index_pg_suite(void)
 {
     Suite *s = suite_create("index_pg");
+    TCase *u = tcase_create("uri");
+    tcase_add_test(u, pg_uri_refusals);
+    suite_add_tcase(s, u);
     char why[512];
     if (!tu_pg_available(why, sizeof why)) {
         fprintf(stderr, "index_pg: SKIPPED, no PostgreSQL: %s\n", why);
