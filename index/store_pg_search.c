@@ -232,6 +232,8 @@ idx_status pg_search(void *vs, const float *q, int nq,
     }
     if (own)
         PQclear(PQexec(s->c, "COMMIT"));
+    else /* the rest of the caller's transaction scans as it likes */
+        PQclear(PQexec(s->c, "SET LOCAL enable_indexscan = on"));
     return st;
 }
 
