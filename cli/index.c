@@ -894,8 +894,9 @@ static int index_add(index_args *a)
     if (!a->jsonl) {
         idx_stats s;
         idx_error e2 = {{0}};
-        long total = idx_store_stats_quick(c.s, &s, &e2) == IDX_OK ? (long)s.items
-                                                              : -1;
+        long total = idx_store_stats_quick(c.s, &s, &e2) == IDX_OK
+                         ? (long)s.items
+                         : -1;
         printf("added %ld, updated %ld, moved %ld, copied %ld, unchanged "
                "%ld, failed %ld; %ld items in %s\n",
                c.added, c.updated, c.moved, c.copied, c.unchanged,

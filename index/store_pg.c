@@ -185,7 +185,7 @@ int vpg_vec_unpack(PGresult *r, int row, int col, int dim, float *out)
 /* One statement with parameters, results binary. NULL on failure, with
  * err set. */
 PGresult *vpg_run(pg_store *s, const char *sql, const params *p,
-                     const char *what, idx_error *err)
+                  const char *what, idx_error *err)
 {
     PGresult *r = PQexecParams(s->c, sql, p ? p->n : 0, NULL,
                                p ? p->v : NULL, p ? p->len : NULL,
@@ -200,7 +200,7 @@ PGresult *vpg_run(pg_store *s, const char *sql, const params *p,
 
 /* Statements without parameters (several, separated by ';'). */
 idx_status vpg_exec(pg_store *s, const char *sql, const char *what,
-                       idx_error *err)
+                    idx_error *err)
 {
     PGresult *r = PQexec(s->c, sql);
     ExecStatusType t = PQresultStatus(r);
@@ -214,8 +214,8 @@ idx_status vpg_exec(pg_store *s, const char *sql, const char *what,
 static idx_status lock_batch(pg_store *s, idx_error *err)
 {
     return vpg_exec(s, "SELECT pg_advisory_xact_lock(1447646257, "
-                   "hashtext(current_schema()))",
-                "waiting for the other writers", err);
+                    "hashtext(current_schema()))",
+                    "waiting for the other writers", err);
 }
 
 static void pg_close(void *vs)
@@ -229,10 +229,10 @@ static void pg_close(void *vs)
 }
 
 idx_status vpg_model_dim(pg_store *s, idx_model *m, int *has,
-                                 idx_error *err)
+                         idx_error *err)
 {
     PGresult *r = vpg_run(s, "SELECT key, value FROM vit_meta", NULL,
-                      "reading the model", err);
+                          "reading the model", err);
     if (!r)
         return IDX_E_DB;
     idx_model x;
@@ -283,10 +283,10 @@ static idx_status probe(pg_store *s, int *meta, int *items, int *vector,
                         idx_error *err)
 {
     PGresult *r = vpg_run(s, "SELECT to_regclass('vit_meta') IS NOT NULL, "
-                         "to_regclass('vit_items') IS NOT NULL, "
-                         "EXISTS (SELECT 1 FROM pg_extension "
-                         "WHERE extname = 'vector')",
-                      NULL, "reading the schema", err);
+                          "to_regclass('vit_items') IS NOT NULL, "
+                          "EXISTS (SELECT 1 FROM pg_extension "
+                          "WHERE extname = 'vector')",
+                          NULL, "reading the schema", err);
     if (!r)
         return IDX_E_DB;
     *meta = vpg_bool(r, 0, 0), *items = vpg_bool(r, 0, 1);
@@ -308,10 +308,10 @@ static idx_status create(pg_store *s, idx_error *err)
         st = probe(s, &meta, &items, &vector, err);
     if (st == IDX_OK && !vector &&
         (st = vpg_exec(s, "CREATE EXTENSION IF NOT EXISTS vector",
-                   "installing pgvector (CREATE EXTENSION vector, which "
-                   "needs the extension on the server and the right to "
-                   "create it)",
-                   err)) != IDX_OK)
+                       "installing pgvector (CREATE EXTENSION vector, which "
+                       "needs the extension on the server and the right to "
+                       "create it)",
+                       err)) != IDX_OK)
         goto out;
     if (st == IDX_OK && !meta)
         st = vpg_exec(s, schema, "setting up a new index", err);
@@ -358,10 +358,10 @@ static idx_status pg_open(const char *uri, idx_open_mode mode, void **out,
         items = 1;
     }
     PGresult *r = vpg_run(s, "SELECT (SELECT value FROM vit_meta WHERE key = "
-                         "'format'), (SELECT value FROM vit_meta WHERE key "
-                         "= 'schema'), (SELECT extversion FROM pg_extension "
-                         "WHERE extname = 'vector')",
-                      NULL, "reading the schema", err);
+                          "'format'), (SELECT value FROM vit_meta WHERE key "
+                          "= 'schema'), (SELECT extversion FROM pg_extension "
+                          "WHERE extname = 'vector')",
+                          NULL, "reading the schema", err);
     if (!r) {
         st = idx_fail(err, IDX_E_FORMAT, "%s: not a vit index (its tables "
                       "vit_meta and vit_items are another program's)",
@@ -409,8 +409,8 @@ static idx_status pg_claim(void *vs, idx_error *err)
     if (s->claimed)
         return IDX_OK;
     PGresult *r = vpg_run(s, "SELECT pg_try_advisory_lock(1447646258, "
-                         "hashtext(current_schema()))",
-                      NULL, "claiming the index", err);
+                          "hashtext(current_schema()))",
+                          NULL, "claiming the index", err);
     if (!r)
         return IDX_E_DB;
     int got = vpg_bool(r, 0, 0);
@@ -468,9 +468,9 @@ static idx_status put_meta(pg_store *s, const char *k, const char *v,
     vpg_p_text(&p, k);
     vpg_p_text(&p, v);
     PGresult *r = vpg_run(s, "INSERT INTO vit_meta(key, value) VALUES ($1, $2) "
-                         "ON CONFLICT (key) DO UPDATE SET value = "
-                         "EXCLUDED.value",
-                      &p, "recording the model", err);
+                          "ON CONFLICT (key) DO UPDATE SET value = "
+                          "EXCLUDED.value",
+                          &p, "recording the model", err);
     PQclear(r);
     return r ? IDX_OK : IDX_E_DB;
 }
@@ -583,7 +583,7 @@ static idx_status pg_get_path(void *vs, const char *path, idx_item *out,
     vpg_p_bin(&p, path, (int)strlen(path));
     return get_item(vs, vpg_run(vs, "SELECT " ITEM_COLS " FROM vit_items "
                                 "WHERE path = $1::bytea",
-                            &p, "looking an item up", err),
+                                &p, "looking an item up", err),
                     out, found, err);
 }
 
@@ -596,7 +596,7 @@ static idx_status pg_get_hash(void *vs, const uint8_t hash[32], int64_t after,
     return get_item(vs, vpg_run(vs, "SELECT " ITEM_COLS " FROM vit_items "
                                 "WHERE hash = $1::bytea AND id > $2::int8 "
                                 "ORDER BY id LIMIT 1",
-                            &p, "looking an item up", err),
+                                &p, "looking an item up", err),
                     out, found, err);
 }
 
@@ -606,7 +606,7 @@ static idx_status meta_ok(pg_store *s, const char *meta, const char *path,
                           idx_error *err)
 {
     if (s->in_txn && vpg_exec(s, "SAVEPOINT vit_meta", "checking metadata",
-                          err) != IDX_OK)
+                              err) != IDX_OK)
         return IDX_E_DB;
     params p = {0};
     vpg_p_text(&p, meta);
@@ -618,8 +618,8 @@ static idx_status meta_ok(pg_store *s, const char *meta, const char *path,
     if (PQstatus(s->c) != CONNECTION_OK)
         return pg_fail(s, err, NULL, "checking metadata");
     if (s->in_txn && vpg_exec(s, ok ? "RELEASE vit_meta"
-                                : "ROLLBACK TO vit_meta; RELEASE vit_meta",
-                          "checking metadata", err) != IDX_OK)
+                              : "ROLLBACK TO vit_meta; RELEASE vit_meta",
+                              "checking metadata", err) != IDX_OK)
         return IDX_E_DB;
     return ok ? IDX_OK
               : idx_fail(err, IDX_E_ARG, "%s: metadata is not a JSON object",
@@ -654,16 +654,16 @@ static idx_status pg_put(void *vs, const idx_item *it, const float *vec,
     vpg_p_text(&p, it->meta);
     vpg_p_bin(&p, v, 4 + 4 * s->dim);
     /* xmax is set on the row an ON CONFLICT update wrote: replaced. */
-    PGresult *r = vpg_run(s, "INSERT INTO vit_items(path, hash, size, mtime_ns, "
-                         "model_id, added, meta, v) VALUES ($1::bytea, "
-                         "$2::bytea, $3::int8, $4::int8, $5, $6::float8, "
-                         "$7::json, $8::vector) ON CONFLICT (path) DO UPDATE "
-                         "SET hash = EXCLUDED.hash, size = EXCLUDED.size, "
-                         "mtime_ns = EXCLUDED.mtime_ns, model_id = "
-                         "EXCLUDED.model_id, added = EXCLUDED.added, meta = "
-                         "EXCLUDED.meta, v = EXCLUDED.v "
-                         "RETURNING id, xmax::text <> '0'",
-                      &p, "writing an item", err);
+    PGresult *r = vpg_run(
+        s,
+        "INSERT INTO vit_items(path, hash, size, mtime_ns, model_id, added, "
+        "meta, v) VALUES ($1::bytea, $2::bytea, $3::int8, $4::int8, $5, "
+        "$6::float8, $7::json, $8::vector) ON CONFLICT (path) DO UPDATE "
+        "SET hash = EXCLUDED.hash, size = EXCLUDED.size, mtime_ns = "
+        "EXCLUDED.mtime_ns, model_id = EXCLUDED.model_id, added = "
+        "EXCLUDED.added, meta = EXCLUDED.meta, v = EXCLUDED.v "
+        "RETURNING id, xmax::text <> '0'",
+        &p, "writing an item", err);
     free(v);
     if (!r)
         return IDX_E_DB;
@@ -684,7 +684,7 @@ static idx_status pg_move(void *vs, int64_t id, const char *path,
     vpg_p_bin(&p, path, (int)strlen(path));
     PGresult *r = vpg_run(vs, "DELETE FROM vit_items WHERE path = $2::bytea "
                           "AND id <> $1::int8",
-                      &p, "moving an item", err);
+                          &p, "moving an item", err);
     if (!r)
         return IDX_E_DB;
     PQclear(r);
@@ -693,7 +693,7 @@ static idx_status pg_move(void *vs, int64_t id, const char *path,
     vpg_p_f64(&p, idx_now_s());
     r = vpg_run(vs, "UPDATE vit_items SET path = $2::bytea, size = $3::int8, "
                 "mtime_ns = $4::int8, added = $5::float8 WHERE id = $1::int8",
-            &p, "moving an item", err);
+                &p, "moving an item", err);
     PQclear(r);
     return r ? IDX_OK : IDX_E_DB;
 }
@@ -712,7 +712,7 @@ static idx_status pg_remove(void *vs, const char *path, int under,
     PGresult *r = vpg_run(vs, "DELETE FROM vit_items WHERE path = $1::bytea OR "
                           "($2::bool AND path >= $3::bytea AND path < "
                           "$4::bytea) RETURNING id",
-                      &p, "removing", err);
+                          &p, "removing", err);
     free(lo);
     free(hi);
     if (!r)
@@ -731,7 +731,7 @@ static idx_status pg_remove_id(void *vs, int64_t id, idx_error *err)
     params p = {0};
     vpg_p_i64(&p, id);
     PGresult *r = vpg_run(s, "DELETE FROM vit_items WHERE id = $1::int8", &p,
-                      "removing", err);
+                          "removing", err);
     if (!r)
         return IDX_E_DB;
     int none = strcmp(PQcmdTuples(r), "0") == 0;

@@ -24,7 +24,7 @@ idx_status pg_each(void *vs,
         vpg_p_i64(&p, PAGE);
         PGresult *r = vpg_run(vs, "SELECT id, path FROM vit_items WHERE id > "
                               "$1::int8 ORDER BY id LIMIT $2::int8",
-                          &p, "listing", err);
+                              &p, "listing", err);
         if (!r)
             return IDX_E_DB;
         int n = PQntuples(r), stop = 0;
@@ -47,7 +47,7 @@ idx_status pg_each(void *vs,
 
 /* Adds rows (id, path, v) of r to m. */
 static idx_status vpg_add_rows(pg_store *s, PGresult *r, idx_matrix *m,
-                           idx_error *err)
+                               idx_error *err)
 {
     int n = PQntuples(r);
     if (n == 0)
@@ -64,7 +64,8 @@ static idx_status vpg_add_rows(pg_store *s, PGresult *r, idx_matrix *m,
         keys[i] = vpg_str(r, i, 1, &oom);
         if (!keys[i])
             st = idx_fail(err, IDX_E_NOMEM, "out of memory");
-        else if (vpg_vec_unpack(r, i, 2, s->dim, vecs + (size_t)i * s->dim) != 0)
+        else if (vpg_vec_unpack(r, i, 2, s->dim,
+                                vecs + (size_t)i * s->dim) != 0)
             st = idx_fail(err, IDX_E_FORMAT, "%s: item %lld has a vector "
                           "of another dimension than %d", s->where,
                           (long long)ids[i], s->dim);
@@ -94,15 +95,15 @@ idx_status pg_load(void *vs, idx_precision prec, int keep_f32,
     int own = !s->in_txn;
     if (own)
         st = vpg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                  "loading the vectors", err);
+                      "loading the vectors", err);
     int64_t last = 0;
     while (st == IDX_OK) {
         params p = {0};
         vpg_p_i64(&p, last);
         vpg_p_i64(&p, PAGE);
         PGresult *r = vpg_run(s, "SELECT id, path, v FROM vit_items WHERE id > "
-                             "$1::int8 ORDER BY id LIMIT $2::int8",
-                          &p, "loading the vectors", err);
+                              "$1::int8 ORDER BY id LIMIT $2::int8",
+                              &p, "loading the vectors", err);
         if (!r) {
             st = IDX_E_DB;
             break;
@@ -128,7 +129,7 @@ idx_status pg_load(void *vs, idx_precision prec, int keep_f32,
 static idx_status has_hnsw(pg_store *s, int *has, idx_error *err)
 {
     PGresult *r = vpg_run(s, "SELECT to_regclass('vit_items_hnsw') IS NOT NULL",
-                      NULL, "reading the schema", err);
+                          NULL, "reading the schema", err);
     if (!r)
         return IDX_E_DB;
     *has = vpg_bool(r, 0, 0);
@@ -170,16 +171,14 @@ static PGresult *candidates(pg_store *s, const float *q, const char *prefix,
     vpg_p_i64(&p, cand);
     /* Exact: ties in the server's order broken by id, as the matrix
      * breaks them; HNSW's order is the index's. */
-    PGresult *r = vpg_run(s, exact
-                             ? "SELECT id, path, v FROM vit_items WHERE "
-                               "$2::bytea IS NULL OR substr(path, 1, "
-                               "length($2::bytea)) = $2::bytea ORDER BY "
-                               "v <#> $1::vector, id LIMIT $3::int8"
-                             : "SELECT id, path, v FROM vit_items WHERE "
-                               "$2::bytea IS NULL OR substr(path, 1, "
-                               "length($2::bytea)) = $2::bytea ORDER BY "
-                               "v <#> $1::vector LIMIT $3::int8",
-                      &p, "searching", err);
+    static const char *const sql[2] = {
+        "SELECT id, path, v FROM vit_items WHERE $2::bytea IS NULL OR "
+        "substr(path, 1, length($2::bytea)) = $2::bytea "
+        "ORDER BY v <#> $1::vector LIMIT $3::int8",
+        "SELECT id, path, v FROM vit_items WHERE $2::bytea IS NULL OR "
+        "substr(path, 1, length($2::bytea)) = $2::bytea "
+        "ORDER BY v <#> $1::vector, id LIMIT $3::int8"};
+    PGresult *r = vpg_run(s, sql[exact != 0], &p, "searching", err);
     free(v);
     return r;
 }
@@ -206,7 +205,8 @@ idx_status pg_search(void *vs, const float *q, int nq,
                         "('vit index add --ann hnsw' builds one)", s->where);
     int cand = k + CANDIDATES;
     int own = !s->in_txn;
-    if (own && (st = vpg_exec(s, "BEGIN READ ONLY", "searching", err)) != IDX_OK)
+    if (own &&
+        (st = vpg_exec(s, "BEGIN READ ONLY", "searching", err)) != IDX_OK)
         return st;
     st = scan_mode(s, ann, cand, err);
     idx_search_opts mo = idx_search_opts_default();
@@ -249,11 +249,12 @@ static idx_status measure_recall(pg_store *s, idx_stats *x, idx_error *err)
     idx_status st = vpg_exec(s, "BEGIN READ ONLY", "measuring recall", err);
     if (st != IDX_OK)
         return st;
-    PGresult *r = vpg_run(s, "SELECT id, id, v FROM (SELECT id, v, row_number() "
-                         "OVER (ORDER BY id) AS r, count(*) OVER () AS n "
-                         "FROM vit_items) x WHERE (r - 1) % greatest(n / "
-                         "$1::int8, 1) = 0 ORDER BY r LIMIT $1::int8",
-                      &p, "measuring recall", err);
+    PGresult *r = vpg_run(
+        s,
+        "SELECT id, id, v FROM (SELECT id, v, row_number() OVER (ORDER BY "
+        "id) AS r, count(*) OVER () AS n FROM vit_items) x WHERE (r - 1) % "
+        "greatest(n / $1::int8, 1) = 0 ORDER BY r LIMIT $1::int8",
+        &p, "measuring recall", err);
     float *v = r ? malloc((size_t)PQntuples(r) * s->dim * sizeof *v) : NULL;
     int nv = r ? PQntuples(r) : 0, hit = 0, want = 0;
     if (r && !v && nv)
@@ -324,11 +325,12 @@ static idx_status stats(pg_store *s, idx_stats *out, int measure,
     if (st != IDX_OK)
         return st;
     x.dim = x.has_model ? x.model.dim : 0;
-    PGresult *r = vpg_run(s, "SELECT count(*), count(hash), coalesce(min(added), "
-                         "0), coalesce(max(added), 0), "
-                         "pg_total_relation_size('vit_items') + "
-                         "pg_total_relation_size('vit_meta') FROM vit_items",
-                      NULL, "counting", err);
+    PGresult *r = vpg_run(
+        s,
+        "SELECT count(*), count(hash), coalesce(min(added), 0), "
+        "coalesce(max(added), 0), pg_total_relation_size('vit_items') + "
+        "pg_total_relation_size('vit_meta') FROM vit_items",
+        NULL, "counting", err);
     if (!r)
         return IDX_E_DB;
     x.items = vpg_i64(r, 0, 0);
@@ -369,11 +371,11 @@ idx_status pg_set_ann(void *vs, idx_ann ann, idx_error *err)
     /* pgvector's defaults (m 16, ef_construction 64), for inner product
      * on the unit vectors the index holds. */
     return vpg_exec(s, ann == IDX_ANN_HNSW
-                       ? "CREATE INDEX IF NOT EXISTS vit_items_hnsw ON "
-                         "vit_items USING hnsw (v vector_ip_ops)"
-                       : "DROP INDEX IF EXISTS vit_items_hnsw",
-                ann == IDX_ANN_HNSW ? "building the HNSW index"
-                                    : "dropping the HNSW index",
-                err);
+                    ? "CREATE INDEX IF NOT EXISTS vit_items_hnsw ON "
+                    "vit_items USING hnsw (v vector_ip_ops)"
+                    : "DROP INDEX IF EXISTS vit_items_hnsw",
+                    ann == IDX_ANN_HNSW ? "building the HNSW index"
+                    : "dropping the HNSW index",
+                    err);
 }
 
