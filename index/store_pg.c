@@ -276,6 +276,9 @@ static const char schema[] =
     "ALTER TABLE vit_items ALTER COLUMN v SET STORAGE MAIN;"
     "ALTER TABLE vit_items SET (toast_tuple_target = 8160);"
     "CREATE INDEX vit_items_hash ON vit_items(hash) WHERE hash IS NOT NULL;"
+    /* Stats from the indexes, not a scan of every vector: a serving
+     * worker counts the items after each request it commits. */
+    "CREATE INDEX vit_items_added ON vit_items(added);"
     "INSERT INTO vit_meta VALUES ('format', 'vit-index'), ('schema', '1');";
 
 /* Whether the index's tables exist, and whether pgvector is installed. */

@@ -327,9 +327,11 @@ static idx_status stats(pg_store *s, idx_stats *out, int measure,
     x.dim = x.has_model ? x.model.dim : 0;
     PGresult *r = vpg_run(
         s,
-        "SELECT count(*), count(hash), coalesce(min(added), 0), "
-        "coalesce(max(added), 0), pg_total_relation_size('vit_items') + "
-        "pg_total_relation_size('vit_meta') FROM vit_items",
+        "SELECT (SELECT count(*) FROM vit_items), (SELECT count(*) FROM "
+        "vit_items WHERE hash IS NOT NULL), coalesce((SELECT min(added) "
+        "FROM vit_items), 0), coalesce((SELECT max(added) FROM "
+        "vit_items), 0), pg_total_relation_size('vit_items') + "
+        "pg_total_relation_size('vit_meta')",
         NULL, "counting", err);
     if (!r)
         return IDX_E_DB;
