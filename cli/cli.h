@@ -273,6 +273,12 @@ typedef struct {
      * processor; NULL or "": not recorded (an older index). */
     const char *model_precision, *preprocess;
     double first_added, last_added;  /* s since the epoch; 0: none */
+    /* An approximate index (PostgreSQL's "hnsw"; NULL or "": none) and its
+     * recall@10 against exact search on recall_queries queries (0: not
+     * measured). */
+    const char *ann;
+    double recall;
+    int recall_queries;
 } cli_index_stats;
 
 /* text (a few aligned lines) or jsonl (one object). 0, or -1 when out of

@@ -32,7 +32,8 @@ enum {
     OPT_PREFIX,
     OPT_PRECISION,
     OPT_PREPROCESS,
-    OPT_THREADS
+    OPT_THREADS,
+    OPT_ANN
 };
 
 static const char usage_text[] =
@@ -40,14 +41,17 @@ static const char usage_text[] =
     "                        [--format text|jsonl] [--no-exif-rotate]\n"
     "                        [--preprocess pil|torchvision] [--threads N]\n"
     "                        [--precision fp32|int8|bf16] [--max-pixels N]\n"
-    "                        PATH...\n"
+    "                        [--ann hnsw|none] PATH...\n"
     "       vit index remove --index PATH [--missing] [PATH...]\n"
     "       vit index stats  --index PATH [--format text|jsonl]\n"
     "       vit index search --index PATH (--text STR | --image FILE)...\n"
     "                        [-k K] [--format text|jsonl] [--prefix P]\n"
     "                        [--precision fp32|fp16|int8] [--html FILE]\n"
     "                        [--model DIR] [--preprocess pil|torchvision]\n"
-    "                        [--threads N] [--max-pixels N]\n";
+    "                        [--threads N] [--max-pixels N]\n"
+    "                        [--ann hnsw|exact]\n"
+    "--index PATH is a file (SQLite) or a postgresql:// URI (PostgreSQL\n"
+    "with pgvector).\n";
 
 static void help(FILE *f)
 {
@@ -56,7 +60,11 @@ static void help(FILE *f)
         "\n"
         "An index is one SQLite file of images and their embeddings, made by\n"
         "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
-        "then searched by text or by example image.\n"
+        "then searched by text or by example image. --index postgresql://...\n"
+        "(a libpq URI; the password from PGPASSWORD or ~/.pgpass) keeps it\n"
+        "in a PostgreSQL database with pgvector instead, which several\n"
+        "workers add to and search at once; its searches run on the server\n"
+        "and give the same results as the file's.\n"
         "\n"
         "add      embeds JPEG/PNG/WebP/GIF/BMP/TIFF/HEIC/AVIF files and\n"
         "         directories (recursively) in batches, each batch committed\n"
@@ -73,7 +81,9 @@ static void help(FILE *f)
         "remove   removes the items of each PATH (a file, or every file\n"
         "         below a directory); --missing also removes every item\n"
         "         whose file no longer exists.\n"
-        "stats    the model, the number of items, sizes and dates.\n"
+        "stats    the model, the number of items, sizes and dates; with an\n"
+        "         HNSW index, its recall@10 against exact search, measured\n"
+        "         on 20 queries made from the index's vectors.\n"
         "search   the K items most similar to each query, best first (the\n"
         "         score is the cosine similarity). The model recorded in the\n"
         "         index embeds the queries; --model DIR names another copy\n"
@@ -81,7 +91,8 @@ static void help(FILE *f)
         "\n"
         "options:\n"
         "  -m, --model DIR       the model directory (add: required)\n"
-        "  -x, --index PATH      the index file (required; add creates it)\n"
+        "  -x, --index PATH      the index file, or a postgresql:// URI\n"
+        "                        (required; add creates it)\n"
         "  -b, --batch N         images per forward pass and per committed\n"
         "                        transaction (default 32)\n"
         "  -f, --format FMT      text (default) or jsonl\n"
@@ -101,6 +112,12 @@ static void help(FILE *f)
         "                        candidates are re-scored in fp32\n"
         "      --html FILE       also write the results as a web page with\n"
         "                        thumbnails, self-contained\n"
+        "      --ann A           PostgreSQL only. add: hnsw builds pgvector's\n"
+        "                        HNSW index after adding (approximate, for\n"
+        "                        large collections; searches then use it),\n"
+        "                        none drops it. search: exact scans every\n"
+        "                        vector (the default without an HNSW\n"
+        "                        index), hnsw searches the HNSW index\n"
         "      --missing         remove: items whose files are gone\n"
         "      --no-exif-rotate  keep images as stored\n"
         "      --preprocess B    pil (default) or torchvision: which of\n"
@@ -149,6 +166,7 @@ typedef struct {
     const char *model_dir, *index, *html, *prefix;
     int batch, k, jsonl, no_exif, missing, torchvision, threads;
     int preprocess_set;   /* --preprocess was given */
+    idx_ann ann;          /* --ann; IDX_ANN_DEFAULT: not given */
     cli_decode_flags limits;  /* --max-pixels */
     idx_precision precision;  /* search: the matrix's */
     int model_precision;      /* add: the model's, a vit_precision */
@@ -187,6 +205,7 @@ static int parse_args(int argc, char **argv, index_args *a)
         {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
         {"preprocess", required_argument, NULL, OPT_PREPROCESS},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"ann", required_argument, NULL, OPT_ANN},
         {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -266,6 +285,11 @@ static int parse_args(int argc, char **argv, index_args *a)
             if (cli_decode_flag(c, &a->limits) < 0)
                 return usage_error("%s", cli_decode_error);
             break;
+        case OPT_ANN:
+            if (idx_ann_parse(optarg, &a->ann) != 0)
+                return usage_error("--ann is hnsw, or none (exact), not '%s'",
+                                   optarg);
+            break;
         case OPT_PREPROCESS:
             if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
                 return usage_error("--preprocess is pil or torchvision, not "
@@ -288,6 +312,10 @@ static int parse_args(int argc, char **argv, index_args *a)
     a->npaths = argc - optind;
     if (!a->index)
         return usage_error("%s", "--index PATH is required");
+    if (a->ann && !idx_store_is_pg(a->index))
+        return usage_error("%s", "--ann is for an index in PostgreSQL (an "
+                                 "SQLite index is searched exactly, in "
+                                 "memory)");
     return -1;
 }
 
@@ -768,6 +796,7 @@ static int index_add(index_args *a)
     if (a->nq || a->html || a->prefix || a->missing)
         return usage_error("%s", "add takes --model, --index, --batch, "
                                  "--format and paths");
+
     int batch = a->batch ? a->batch : 32;
     int rc = CLI_EXIT_FAILED, failed = 0;
     vit_model *m = NULL;
@@ -855,11 +884,19 @@ static int index_add(index_args *a)
         rc = CLI_EXIT_FAILED;
     else
         rc = CLI_EXIT_OK;
+    /* The HNSW index is built over what the add left (failed files or
+     * not), and not after an interrupt. */
+    if (a->ann && !c.fatal && !cli_interrupted() &&
+        (st = idx_store_set_ann(c.s, a->ann, &err)) != IDX_OK) {
+        report_idx(a->index, &err, st);
+        rc = CLI_EXIT_FAILED;
+    }
     if (!a->jsonl) {
         idx_stats s;
         idx_error e2 = {{0}};
-        long total = idx_store_stats(c.s, &s, &e2) == IDX_OK ? (long)s.items
-                                                              : -1;
+        long total = idx_store_stats_quick(c.s, &s, &e2) == IDX_OK
+                         ? (long)s.items
+                         : -1;
         printf("added %ld, updated %ld, moved %ld, copied %ld, unchanged "
                "%ld, failed %ld; %ld items in %s\n",
                c.added, c.updated, c.moved, c.copied, c.unchanged,
@@ -1067,6 +1104,14 @@ int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
                                 : json_null());
         json_object_set_new(o, "first_added", json_real(x->first_added));
         json_object_set_new(o, "last_added", json_real(x->last_added));
+        if (x->ann && *x->ann) {
+            json_object_set_new(o, "ann", json_string(x->ann));
+            json_object_set_new(o, "recall_at_10",
+                                x->recall_queries ? json_real(x->recall)
+                                                  : json_null());
+            json_object_set_new(o, "recall_queries",
+                                json_integer(x->recall_queries));
+        }
         int bad = cli_json_line(f, o) != 0;
         json_decref(o);
         return bad ? -1 : 0;
@@ -1087,12 +1132,17 @@ int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
     fprintf(f, "items    %lld (%lld files)\n", x->items, x->files);
     fprintf(f, "vectors  %s float32\n", vb);
     fprintf(f, "added    %s .. %s\n", t0, t1);
+    if (x->ann && *x->ann && x->recall_queries)
+        fprintf(f, "ann      %s, recall@10 %.3f against exact search (%d "
+                "queries)\n", x->ann, x->recall, x->recall_queries);
+    else if (x->ann && *x->ann)
+        fprintf(f, "ann      %s\n", x->ann);
     return 0;
 }
 
 static int index_stats(index_args *a)
 {
-    if (a->npaths || a->nq || a->model_dir)
+    if (a->npaths || a->nq || a->model_dir || a->ann)
         return usage_error("%s", "stats takes --index and --format only");
     idx_store *s = NULL;
     idx_error err = {{0}};
@@ -1115,7 +1165,9 @@ static int index_stats(index_args *a)
         .fingerprint = x.has_model ? x.model.fingerprint : NULL,
         .model_precision = x.has_model ? x.model.precision : NULL,
         .preprocess = x.has_model ? x.model.preprocess : NULL,
-        .first_added = x.first_added, .last_added = x.last_added};
+        .first_added = x.first_added, .last_added = x.last_added,
+        .ann = x.ann, .recall = x.recall,
+        .recall_queries = x.recall_queries};
     if (cli_index_stats_write(stdout, a->jsonl, &cs) != 0) {
         fprintf(stderr, "vit: out of memory\n");
         return CLI_EXIT_FAILED;
@@ -1245,7 +1297,9 @@ static int index_search(index_args *a)
         }
     }
     vit_l2_normalize(q, nq, (int)d);
-    if ((st = idx_store_load(s, a->precision, 0, &mx, &err)) != IDX_OK) {
+    /* A shared store (PostgreSQL) searches on its server. */
+    if (!idx_store_shared(s) &&
+        (st = idx_store_load(s, a->precision, 0, &mx, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
     }
@@ -1253,12 +1307,13 @@ static int index_search(index_args *a)
     o.k = k;
     o.fetch = idx_store_fetch;
     o.fetch_ud = s;
+    o.ann = a->ann;
     if (a->prefix) {
         if (!(prefix = cli_index_prefix(a->prefix)))
             goto oom;
         o.prefix = prefix;
     }
-    if ((st = idx_matrix_search(mx, q, nq, &o, hits, &err)) != IDX_OK) {
+    if ((st = idx_store_search(s, mx, q, nq, &o, hits, &err)) != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
     }

@@ -1,6 +1,8 @@
 /*
  * The embedding index behind vit's image–text search: a durable store of
- * items and their vectors in SQLite (index/store.c), the fingerprint that
+ * items and their vectors, an SQLite file (index/store_sqlite.c) or a
+ * PostgreSQL database with pgvector (index/store_pg.c), chosen by the
+ * name it is opened by (index/store.c), the fingerprint that
  * ties an index to the model that made its vectors (index/model.c), an
  * in-memory matrix of those vectors searched exactly by inner product, in
  * fp32 or, with re-ranking in fp32, fp16 or int8 (index/matrix.c), and the
@@ -27,9 +29,10 @@
  *     idx_matrix_free(m);
  *     idx_store_close(s);
  *
- * Threads: a store handle is one SQLite connection; use it from one thread
- * at a time (open one per thread; WAL lets readers run while one writer
- * writes, and a reader never waits for a writer's transaction). A matrix
+ * Threads: a store handle is one SQLite (or PostgreSQL) connection; use it
+ * from one thread at a time (open one per thread; WAL, or PostgreSQL's
+ * MVCC, lets readers run while a writer writes, and a reader never waits
+ * for a writer's transaction). A matrix
  * may be searched by any number of threads while one thread at a time adds
  * to it or removes from it: a reader-writer lock guards it, held for
  * writing only while finished rows are copied in, never while a batch is
@@ -124,7 +127,7 @@ typedef struct {
 idx_status idx_model_fingerprint(const char *dir, const char *architecture,
                                  int dim, idx_model *out, idx_error *err);
 
-/* ---- the store (index/store.c): SQLite in WAL mode ---- */
+/* ---- the store (index/store.c): SQLite in WAL mode, or PostgreSQL ---- */
 
 typedef struct idx_store idx_store;
 
@@ -133,16 +136,35 @@ typedef enum {
     IDX_OPEN_WRITE = 1,   /* create it if missing */
 } idx_open_mode;
 
-/* Opens (or creates) an index file. A file that is not a vit index, or one
- * of a newer schema, is refused with IDX_E_FORMAT. */
+/* Opens (or creates) an index: a file path (SQLite), or a libpq connection
+ * URI, "postgresql://..." or "postgres://..." (a PostgreSQL database with
+ * the pgvector extension; the password as libpq finds it, PGPASSWORD or
+ * ~/.pgpass; a URI that carries one is refused, IDX_E_ARG, since the
+ * index's name is printed and answered over the service). A file that is
+ * not a vit index, a database whose vit tables
+ * are another program's, or an index of a newer schema, is refused with
+ * IDX_E_FORMAT; a server that cannot be reached is IDX_E_IO. */
 idx_status idx_store_open(const char *path, idx_open_mode mode,
                           idx_store **out, idx_error *err);
 void idx_store_close(idx_store *s);
 
-/* Claims the index for this handle's writes: an exclusive flock(2) on
- * the file, held until the handle is closed, so that one writer at a time
- * (a serving worker, or one `vit index add`) owns it. IDX_E_IO, saying
- * so, when another process holds it. Readers need no claim. */
+/* Whether `where` names a PostgreSQL index (a postgresql:// or
+ * postgres:// URI) rather than a file. */
+int idx_store_is_pg(const char *where);
+
+/* Whether the store is a server that several processes write and search
+ * at once (PostgreSQL): a search then goes to the store (idx_store_search
+ * with no matrix), which sees every committed write of every writer,
+ * rather than to a matrix of this process's own. */
+int idx_store_shared(const idx_store *s);
+
+/* Claims the index for this handle's writes, so that one writer at a time
+ * (a serving worker, or one `vit index add`) owns it: on SQLite an
+ * exclusive flock(2) on the file, on PostgreSQL a session advisory lock
+ * of the database (schema), held until the handle is closed. IDX_E_IO,
+ * saying so, when another process holds it. Readers need no claim, and
+ * neither do the writers of a shared store that only put and remove by
+ * key (serving workers): their batches are serialized by the store. */
 idx_status idx_store_claim(idx_store *s, idx_error *err);
 
 /* The model recorded in the index; *has = 0 (and `out` untouched) while
@@ -184,7 +206,10 @@ idx_status idx_store_get_hash(idx_store *s, const uint8_t hash[32],
 
 /* One transaction per batch: everything between begin and commit becomes
  * durable together or not at all (synchronous=FULL: a commit that
- * returned survives a crash of the process or of the machine). */
+ * returned survives a crash of the process or of the machine; on
+ * PostgreSQL the server's commit, made durable by its WAL). Write
+ * transactions of several handles run one after another (SQLite's write
+ * lock; on PostgreSQL an advisory transaction lock taken at begin). */
 idx_status idx_store_begin(idx_store *s, idx_error *err);
 idx_status idx_store_commit(idx_store *s, idx_error *err);
 void idx_store_rollback(idx_store *s);
@@ -224,11 +249,20 @@ typedef struct {
     double first_added, last_added;  /* 0 when empty */
     int has_model;
     idx_model model;
+    /* An approximate index beside the exact scan (PostgreSQL's HNSW):
+     * "" none, "hnsw"; its recall@10 against exact search, measured by
+     * idx_store_stats on `recall_queries` queries (0: not measured). */
+    char ann[16];
+    double recall;
+    int recall_queries;
 } idx_stats;
 
+/* file_bytes is, on PostgreSQL, the size of the index's tables and
+ * indexes on the server; with an HNSW index its recall is measured. */
 idx_status idx_store_stats(idx_store *s, idx_stats *out, idx_error *err);
 /* The same without reading the vectors (a scan of the items alone):
- * vector_bytes is then items x dim x 4, what float32 vectors take. */
+ * vector_bytes is then items x dim x 4, what float32 vectors take; no
+ * recall is measured. */
 idx_status idx_store_stats_quick(idx_store *s, idx_stats *out,
                                  idx_error *err);
 
@@ -241,6 +275,19 @@ idx_status idx_store_each(idx_store *s,
 /* ---- the in-memory matrix and search (index/matrix.c) ---- */
 
 typedef enum { IDX_FP32 = 0, IDX_FP16 = 1, IDX_INT8 = 2 } idx_precision;
+
+/* How a store that searches itself (PostgreSQL) searches: as the index
+ * says (HNSW once one is built, else exact), exactly (a scan, the same
+ * results as a matrix), or through the HNSW index (approximate). */
+typedef enum {
+    IDX_ANN_DEFAULT = 0,
+    IDX_ANN_EXACT = 1,
+    IDX_ANN_HNSW = 2
+} idx_ann;
+
+/* "none"/"exact" -> IDX_ANN_EXACT, "hnsw" -> IDX_ANN_HNSW, 0 and *out;
+ * anything else -1. */
+int idx_ann_parse(const char *s, idx_ann *out);
 
 /* "fp32", "fp16", "int8" -> 0 and *out; anything else -1. */
 int idx_precision_parse(const char *s, idx_precision *out);
@@ -296,6 +343,7 @@ typedef struct {
                             keeps none; NULL: rank by the approximate
                             scores */
     void *fetch_ud;
+    idx_ann ann;         /* idx_store_search on PostgreSQL: how */
 } idx_search_opts;
 
 idx_search_opts idx_search_opts_default(void);
@@ -316,6 +364,22 @@ idx_status idx_matrix_search(idx_matrix *m, const float *queries, int nq,
                              const idx_search_opts *o, idx_hit *hits,
                              idx_error *err);
 void idx_hits_free(idx_hit *hits, size_t n);
+
+/* Searches an index: `m` (loaded by idx_store_load) for a store that does
+ * not search itself, the store for one that does (idx_store_shared; m is
+ * then ignored, and may be NULL). The store's search gives the matrix's
+ * results: the server's best candidates (k + 16 per query, by pgvector's
+ * inner product) re-scored in fp32 by the matrix's own arithmetic, so
+ * scores and order are the matrix's to the bit. */
+idx_status idx_store_search(idx_store *s, idx_matrix *m, const float *q,
+                            int nq, const idx_search_opts *o, idx_hit *hits,
+                            idx_error *err);
+
+/* Builds (IDX_ANN_HNSW) or drops (IDX_ANN_EXACT) the store's approximate
+ * index; searches then use it by default. IDX_E_ARG on a store that has
+ * none to build (SQLite, searched exactly in memory), or before the first
+ * add (the vectors' dimension is not known yet). */
+idx_status idx_store_set_ann(idx_store *s, idx_ann ann, idx_error *err);
 
 /* fp16 conversions as the matrix stores them (IEEE binary16, round to
  * nearest even), exposed for tests and the benchmark. */

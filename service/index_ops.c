@@ -1,10 +1,16 @@
 /*
  * The embedding index behind the worker's index_add, index_remove,
  * search_text, search_image and index_stats (PROTOCOL.md section 3): the
- * two SQLite connections (one the writer thread's, one for reading
- * metadata during searches), the in-memory matrix every search scans, and
- * the writer thread with its queue. The worker embeds; this file stores
- * and searches. See svc_index.h for who may call what from which thread.
+ * store's connections (one the writer thread's, one for reading metadata
+ * during searches, one for index_get), the in-memory matrix every search
+ * scans, and the writer thread with its queue. The worker embeds; this
+ * file stores and searches. See svc_index.h for who may call what from
+ * which thread.
+ *
+ * An index in PostgreSQL (a shared store) is written and searched by many
+ * workers at once: this worker holds no matrix of it (it would miss the
+ * others' adds), claims nothing, and searches on the server through the
+ * read connection, which sees every committed add of every worker.
  */
 #include "service/svc_index.h"
 #include "service/svc_impl.h"
@@ -53,6 +59,18 @@ static void refresh_stats(svc_index *ix)
     ix->cached = x;
     pthread_mutex_unlock(&ix->mu);
     ix->stale = 0;
+}
+
+/* Items in the index: the matrix's rows, or for a shared store what the
+ * writer counted after its last commit. */
+static int64_t items(svc_index *ix)
+{
+    if (ix->m)
+        return (int64_t)idx_matrix_rows(ix->m);
+    pthread_mutex_lock(&ix->mu);
+    int64_t n = ix->cached.items;
+    pthread_mutex_unlock(&ix->mu);
+    return n;
 }
 
 static vit_status ix_fail(vit_error *err, vit_status st, const idx_error *e,
@@ -110,9 +128,9 @@ static void run_job(svc_index *ix, svc_ix_job *j)
         idx_store_rollback(ix->wr);
     if (st == IDX_OK)
         ix->stale = 1;
-    if (st == IDX_OK && !j->remove)
+    if (st == IDX_OK && ix->m && !j->remove)
         st = idx_matrix_add(ix->m, j->n, ids, j->keys, j->vecs, &err);
-    else if (st == IDX_OK)
+    else if (st == IDX_OK && ix->m)
         idx_matrix_remove(ix->m, ids, nids);
     free(ids);
     if (st == IDX_OK) {
@@ -121,7 +139,7 @@ static void run_job(svc_index *ix, svc_ix_job *j)
         pthread_mutex_lock(&ix->mu);
         int idle = !ix->head;
         pthread_mutex_unlock(&ix->mu);
-        if (idle)
+        if (idle || !ix->m)
             refresh_stats(ix);
     }
     if (st != IDX_OK) {
@@ -133,7 +151,7 @@ static void run_job(svc_index *ix, svc_ix_job *j)
     json_t *o = json_pack("{s:b, s:s, s:i, s:I}", "ok", 1, "op", j->op,
                           j->remove ? "removed" : "added",
                           j->remove ? (int)nids : j->n, "items",
-                          (json_int_t)idx_matrix_rows(ix->m));
+                          (json_int_t)items(ix));
     char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!body)
@@ -215,15 +233,17 @@ vit_status svc_ix_open(const char *path, idx_precision prec,
                  preprocess);
         is = idx_store_open(path, IDX_OPEN_WRITE, &ix->wr, &e);
     }
-    if (is == IDX_OK)
-        is = idx_store_claim(ix->wr, &e);  /* the only writer */
+    /* The only writer of an SQLite index; a shared one's batches are
+     * serialized by the store. */
+    if (is == IDX_OK && !idx_store_shared(ix->wr))
+        is = idx_store_claim(ix->wr, &e);
     if (is == IDX_OK)
         is = idx_store_check_model(ix->wr, &ix->model, 1, &e);
     if (is == IDX_OK)
         is = idx_store_open(path, IDX_OPEN_READ, &ix->rd, &e);
     if (is == IDX_OK)
         is = idx_store_open(path, IDX_OPEN_READ, &ix->look, &e);
-    if (is == IDX_OK)
+    if (is == IDX_OK && !idx_store_shared(ix->wr))
         is = idx_store_load(ix->wr, prec, 0, &ix->m, &e);
     if (is == IDX_OK)
         is = idx_store_stats_quick(ix->wr, &ix->cached, &e);
@@ -297,7 +317,7 @@ json_t *svc_ix_search(svc_index *ix, float *q, int nq, int k,
     o.fetch = idx_store_fetch;
     o.fetch_ud = ix->rd;
     idx_error e = {{0}};
-    if (idx_matrix_search(ix->m, q, nq, &o, hits, &e) != IDX_OK) {
+    if (idx_store_search(ix->rd, ix->m, q, nq, &o, hits, &e) != IDX_OK) {
         snprintf(msg, 256, "%.255s", e.msg);
         free(hits);
         return NULL;
@@ -389,15 +409,28 @@ json_t *svc_ix_stats(svc_index *ix)
     pthread_mutex_lock(&ix->mu);
     x = ix->cached;
     pthread_mutex_unlock(&ix->mu);
-    json_int_t items = (json_int_t)idx_matrix_rows(ix->m);
-    size_t n = strlen(ix->path);
-    char *wal = malloc(n + 5);
-    if (!wal)
-        return NULL;
-    memcpy(wal, ix->path, n);
-    memcpy(wal + n, "-wal", 5);
-    long long bytes = file_size(ix->path) + file_size(wal);
-    free(wal);
+    long long bytes;
+    json_int_t items;
+    if (ix->m) {
+        items = (json_int_t)idx_matrix_rows(ix->m);
+        size_t n = strlen(ix->path);
+        char *wal = malloc(n + 5);
+        if (!wal)
+            return NULL;
+        memcpy(wal, ix->path, n);
+        memcpy(wal + n, "-wal", 5);
+        bytes = file_size(ix->path) + file_size(wal);
+        free(wal);
+    } else {
+        /* A shared store counts every worker's adds: asked now, on the
+         * connection of this thread (index_get's), which waits for no
+         * writer. */
+        idx_stats now;
+        if (idx_store_stats_quick(ix->look, &now, NULL) == IDX_OK)
+            x = now;
+        items = (json_int_t)x.items;
+        bytes = (long long)x.file_bytes;
+    }
     /* Dates in whole microseconds: exact in JSON, whose reals the worker
      * writes with 9 digits. */
     /* model_precision and preprocess: how the vectors are made, which the
@@ -414,7 +447,8 @@ json_t *svc_ix_stats(svc_index *ix)
                      x.has_model ? x.model.dir : ix->model.dir,
                      "first_added_us", us(x.first_added),
                      "last_added_us", us(x.last_added), "memory_bytes",
-                     (json_int_t)idx_matrix_memory_bytes(ix->m),
+                     (json_int_t)(ix->m ? idx_matrix_memory_bytes(ix->m)
+                                        : 0),
                      "model_precision", ix->model.precision, "preprocess",
                      ix->model.preprocess);
 }

@@ -7,7 +7,9 @@
  * removals are queued to the writer, which commits each request as one
  * SQLite transaction and only then copies the rows into the matrix (the
  * write lock is held for that copy alone), so a search never waits for a
- * batch being written. Prefix svc_ix_.
+ * batch being written. An index in PostgreSQL (--index postgresql://...)
+ * is shared by every worker that serves it: no matrix is held, searches
+ * run on the server and see every worker's commits. Prefix svc_ix_.
  */
 #ifndef SVC_INDEX_H
 #define SVC_INDEX_H

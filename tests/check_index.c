@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "index/index.h"
+#include "pgtest.h"
 #include "service/client.h"
 #include "testutil.h"
 
@@ -392,11 +393,17 @@ static idx_model fake_model(const char *fp, int dim)
 
 START_TEST(store_round_trip)
 {
-    char *dir = tu_tmpdir(), path[512];
+    char *dir = tu_tmpdir(), path[700];
     snprintf(path, sizeof path, "%s/a.vidx", dir);
+    if (tu_pg_mode) {
+        char *db = tu_pg_new_db();
+        snprintf(path, sizeof path, "%s", db);
+        free(db);
+    }
     idx_error err;
     idx_store *s;
-    /* Reading a file that does not exist fails; writing creates it. */
+    /* Reading a file (a database) that has no index fails; writing
+     * creates it. */
     ck_assert_int_eq(idx_store_open(path, IDX_OPEN_READ, &s, &err), IDX_E_IO);
     ck_assert_int_eq(idx_store_open(path, IDX_OPEN_WRITE, &s, &err), IDX_OK);
     idx_model m = fake_model("aa11", 4), got;
@@ -488,6 +495,14 @@ START_TEST(store_round_trip)
     ck_assert_str_eq(hit.key, "/q/a2.png");
     ck_assert(hit.score == 1.0f);
     idx_hits_free(&hit, 1);
+    /* The same through the store: the matrix's, or the server's search. */
+    ck_assert_int_eq(idx_store_search(s, mx, v[0], 1, &o, &hit, &err),
+                     IDX_OK);
+    ck_assert_int_eq(hit.id, id[0]);
+    ck_assert_str_eq(hit.key, "/q/a2.png");
+    ck_assert(hit.score == 1.0f);
+    idx_hits_free(&hit, 1);
+    ck_assert_int_eq(idx_store_shared(s), tu_pg_mode);
     idx_matrix_free(mx);
     idx_store_close(s);
 
@@ -495,6 +510,11 @@ START_TEST(store_round_trip)
      * refused. */
     ck_assert_int_eq(idx_store_open(path, IDX_OPEN_READ, &s, &err), IDX_OK);
     idx_store_close(s);
+    if (tu_pg_mode) {
+        tu_rmrf(dir);
+        free(dir);
+        return;
+    }
     snprintf(path, sizeof path, "%s/not.vidx", dir);
     tu_write(path, "hello, this is not a database, not at all.........", 50);
     ck_assert_int_eq(idx_store_open(path, IDX_OPEN_WRITE, &s, &err),
@@ -686,6 +706,10 @@ static void cli_fx_new(cli_fx *f, int n)
     f->index = malloc(600);
     snprintf(f->imgs, 600, "%s/imgs", f->dir);
     snprintf(f->index, 600, "%s/photos.vidx", f->dir);
+    if (tu_pg_mode) {
+        free(f->index);
+        f->index = tu_pg_new_db();
+    }
     ck_assert_int_eq(mkdir(f->imgs, 0755), 0);
     make_pngs(f->imgs, 0, n, 42);
 }
@@ -1486,6 +1510,47 @@ static pid_t start_add(const char *index, const char *imgs, const char *out)
     return pid;
 }
 
+/* check_after_crash of an index in PostgreSQL: it opens, every item has
+ * a vector of the model's dimension (the load checks each), and every path
+ * `out` reported committed is there. */
+static int check_after_crash_pg(const char *index, char *text)
+{
+    idx_store *s;
+    idx_error err;
+    if (idx_store_open(index, IDX_OPEN_READ, &s, &err) != IDX_OK) {
+        /* Killed before the first commit made the index. */
+        ck_assert_msg(strcmp(text, "") == 0, "%s", err.msg);
+        free(text);
+        return 0;
+    }
+    idx_stats st;
+    ck_assert_int_eq(idx_store_stats_quick(s, &st, &err), IDX_OK);
+    if (st.items) {
+        idx_matrix *m;
+        ck_assert_msg(idx_store_load(s, IDX_FP32, 0, &m, &err) == IDX_OK,
+                      "%s", err.msg);
+        ck_assert_int_eq((int64_t)idx_matrix_rows(m), st.items);
+        ck_assert_int_eq(idx_matrix_dim(m), 24);
+        idx_matrix_free(m);
+    }
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        ck_assert_msg(j != NULL, "a torn line on stdout: %s", line);
+        const char *p = json_string_value(json_object_get(j, "path"));
+        idx_item it;
+        int found = 0;
+        ck_assert_int_eq(idx_store_get_path(s, p, &it, &found, &err), IDX_OK);
+        ck_assert_msg(found, "%s was reported committed but is not in the "
+                      "index", p);
+        idx_item_free(&it);
+        json_decref(j);
+    }
+    free(text);
+    idx_store_close(s);
+    return (int)st.items;
+}
+
 /* The index after a crash: it opens, passes integrity_check, has a vector
  * of the right size for every item, and holds every path `out` reported
  * committed. Returns the number of items. */
@@ -1495,6 +1560,8 @@ static int check_after_crash(const char *index, const char *out)
     char *text = (char *)tu_read(out, &n);
     text = realloc(text, n + 1);
     text[n] = '\0';
+    if (tu_pg_mode)
+        return check_after_crash_pg(index, text);
     struct stat sb;
     if (stat(index, &sb) != 0) {
         /* Killed before the file was made: nothing can have been said. */
@@ -1553,6 +1620,23 @@ static int check_after_crash(const char *index, const char *out)
     return items;
 }
 
+/* An empty index again: the file and its WAL removed, or a new
+ * database. */
+static void restart_index(cli_fx *f)
+{
+    if (tu_pg_mode) {
+        free(f->index);
+        f->index = tu_pg_new_db();
+        return;
+    }
+    char wal[720], shm[720];
+    snprintf(wal, sizeof wal, "%s-wal", f->index);
+    snprintf(shm, sizeof shm, "%s-shm", f->index);
+    unlink(f->index);
+    unlink(wal);
+    unlink(shm);
+}
+
 #define CRASH_IMAGES 32
 #define CRASH_RUNS 24
 
@@ -1577,7 +1661,7 @@ START_TEST(cli_add_survives_sigkill)
     int killed = 0, finished = 0, fresh = 0, mid = 0;
     double deadline = mono_s() + 90;
     int prev = 0;
-    unlink(f.index);
+    restart_index(&f);
     /* At least CRASH_RUNS runs, and more while too few were killed or
      * left a partial index (a run that has little left to add may finish
      * before its kill comes; how many do depends on the machine's load). */
@@ -1639,12 +1723,7 @@ START_TEST(cli_add_survives_sigkill)
         if (items == CRASH_IMAGES) {
             /* Done: start again from nothing, so that later kills still
              * land in the middle of work. */
-            char wal[720], shm[720];
-            snprintf(wal, sizeof wal, "%s-wal", f.index);
-            snprintf(shm, sizeof shm, "%s-shm", f.index);
-            unlink(f.index);
-            unlink(wal);
-            unlink(shm);
+            restart_index(&f);
             fresh++;
             prev = 0;
         } else {
@@ -1818,20 +1897,6 @@ END_TEST
 /* ---- over the service ---- */
 
 
-/* One call; the body parsed. */
-static json_t *call(vit_client *c, const char *header, const vit_blob *f,
-                    int n)
-{
-    vit_reply r;
-    vit_error err;
-    ck_assert_msg(vit_client_call(c, header, f, n, &r, &err) == VIT_OK, "%s",
-                  err.msg);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ck_assert_msg(j != NULL, "%s", r.body);
-    vit_reply_free(&r);
-    return j;
-}
-
 static const char *err_code(json_t *j)
 {
     return json_string_value(
@@ -1918,7 +1983,7 @@ START_TEST(service_index_memory)
         vit_client *c;
         vit_error err;
         ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
-        json_t *j = call(c, "{\"op\":\"index_stats\"}", NULL, 0);
+        json_t *j = tu_call(c, "{\"op\":\"index_stats\"}", NULL, 0);
         json_t *ix = json_object_get(j, "index");
         ck_assert_str_eq(json_string_value(json_object_get(ix, "precision")),
                          precs[p]);
@@ -1953,16 +2018,23 @@ START_TEST(service_index_operations)
     vit_error err;
     ck_assert_int_eq(vit_client_new(ep, &o, &c, &err), VIT_OK);
 
-    /* The worker is the index's only writer: `vit index add` is refused
-     * while it serves it. */
+    /* The worker is an SQLite index's only writer: `vit index add` is
+     * refused while it serves it. A PostgreSQL index is shared: the add
+     * runs (and finds everything unchanged). */
     tu_run(&rr, "index", "add", "--model", TOK, "--index", f.index, f.imgs,
            NULL);
-    ck_assert_int_eq(rr.code, 1);
-    ck_assert_msg(strstr(rr.err, "another process is writing to this index"),
-                  "%s", rr.err);
+    if (tu_pg_mode) {
+        ck_assert_msg(rr.code == 0, "%s", rr.err);
+        ck_assert_msg(strstr(rr.out, "unchanged 4"), "%s", rr.out);
+    } else {
+        ck_assert_int_eq(rr.code, 1);
+        ck_assert_msg(strstr(rr.err, "another process is writing to this "
+                                     "index"),
+                      "%s", rr.err);
+    }
     tu_run_free(&rr);
 
-    json_t *j = call(c, "{\"op\":\"index_stats\"}", NULL, 0);
+    json_t *j = tu_call(c, "{\"op\":\"index_stats\"}", NULL, 0);
     json_t *ix = json_object_get(j, "index");
     ck_assert_int_eq(json_integer_value(json_object_get(ix, "items")), 4);
     ck_assert_int_eq(json_integer_value(json_object_get(ix, "dim")), 24);
@@ -1973,7 +2045,7 @@ START_TEST(service_index_operations)
     size_t n;
     unsigned char *bytes = tu_read(img, &n);
     vit_blob b = {bytes, n};
-    j = call(c, "{\"op\":\"search_image\",\"k\":2}", &b, 1);
+    j = tu_call(c, "{\"op\":\"search_image\",\"k\":2}", &b, 1);
     json_t *top = json_array_get(json_array_get(json_object_get(j,
                                                                 "results"),
                                                 0), 0);
@@ -1988,13 +2060,13 @@ START_TEST(service_index_operations)
 
     /* Images added over the wire, with ids and metadata. */
     vit_blob two[2] = {b, b};
-    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"cat-1\",\"cat-2\"],"
+    j = tu_call(c, "{\"op\":\"index_add\",\"ids\":[\"cat-1\",\"cat-2\"],"
                 "\"metadata\":[{\"album\":\"x\"},null]}", two, 2);
     ck_assert_msg(json_integer_value(json_object_get(j, "added")) == 2, "%s",
                   json_dumps(j, 0));
     ck_assert_int_eq(json_integer_value(json_object_get(j, "items")), 6);
     json_decref(j);
-    j = call(c, "{\"op\":\"search_image\",\"k\":3,\"prefix\":\"cat-\"}", &b,
+    j = tu_call(c, "{\"op\":\"search_image\",\"k\":3,\"prefix\":\"cat-\"}", &b,
              1);
     json_t *res = json_array_get(json_object_get(j, "results"), 0);
     ck_assert_int_eq(json_array_size(res), 2);
@@ -2010,7 +2082,7 @@ START_TEST(service_index_operations)
             ck_assert(json_is_null(meta));
     }
     json_decref(j);
-    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\",\"a dog\"],"
+    j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\",\"a dog\"],"
                 "\"k\":5}", NULL, 0);
     ck_assert_int_eq(json_array_size(json_object_get(j, "results")), 2);
     ck_assert_int_eq(json_array_size(json_array_get(json_object_get(j,
@@ -2019,14 +2091,14 @@ START_TEST(service_index_operations)
     json_decref(j);
 
     /* Bad requests get their codes. */
-    j = call(c, "{\"op\":\"index_add\",\"ids\":[\"a\",\"b\"]}", &b, 1);
+    j = tu_call(c, "{\"op\":\"index_add\",\"ids\":[\"a\",\"b\"]}", &b, 1);
     ck_assert_str_eq(err_code(j), "bad_request");
     json_decref(j);
-    j = call(c, "{\"op\":\"index_remove\"}", NULL, 0);
+    j = tu_call(c, "{\"op\":\"index_remove\"}", NULL, 0);
     ck_assert_str_eq(err_code(j), "missing_field");
     json_decref(j);
     vit_blob odd = {bytes, 10};
-    j = call(c, "{\"op\":\"index_add\",\"embeddings\":true,\"ids\":[\"q\"]}",
+    j = tu_call(c, "{\"op\":\"index_add\",\"embeddings\":true,\"ids\":[\"q\"]}",
              &odd, 1);
     ck_assert_str_eq(err_code(j), "bad_request");
     json_decref(j);
@@ -2046,7 +2118,7 @@ START_TEST(service_index_operations)
     double worst = 0;
     while (!a.done) {
         double s0 = mono_s();
-        j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\"],\"k\":3}",
+        j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a cat\"],\"k\":3}",
                  NULL, 0);
         ck_assert(json_is_true(json_object_get(j, "ok")));
         json_decref(j);
@@ -2065,7 +2137,7 @@ START_TEST(service_index_operations)
     free(vecs);
 
     /* Remove, by id. */
-    j = call(c, "{\"op\":\"index_remove\",\"ids\":[\"cat-1\",\"bulk7\","
+    j = tu_call(c, "{\"op\":\"index_remove\",\"ids\":[\"cat-1\",\"bulk7\","
                 "\"nope\"]}", NULL, 0);
     ck_assert_msg(json_integer_value(json_object_get(j, "removed")) == 2,
                   "%s", json_dumps(j, 0));
@@ -2090,7 +2162,7 @@ START_TEST(service_index_operations)
     snprintf(ep2, sizeof ep2, "ipc://%s/w2", f.dir);
     pid = tu_serve_start(TOK, f.dir, ep2, NULL);
     ck_assert_int_eq(vit_client_new(ep2, &o, &c, &err), VIT_OK);
-    j = call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
+    j = tu_call(c, "{\"op\":\"search_text\",\"texts\":[\"a\"]}", NULL, 0);
     ck_assert_str_eq(err_code(j), "no_index");
     json_decref(j);
     vit_client_free(c);
@@ -2135,6 +2207,28 @@ Suite *index_suite(void)
     tcase_add_test(t, shipped_model_precision_at_10);
     tcase_add_test(t, service_index_operations);
     tcase_add_test(t, service_index_memory);
+    suite_add_tcase(s, t);
+    /* The same bodies against an index in PostgreSQL, where a server can
+     * be had; said loudly where not. */
+    char why[512];
+    if (!tu_pg_available(why, sizeof why)) {
+        fprintf(stderr, "index: SKIPPED the PostgreSQL store's tests: %s\n",
+                why);
+        return s;
+    }
+    t = tcase_create("postgresql");
+    tcase_set_timeout(t, 300);
+    tcase_add_unchecked_fixture(t, tu_pg_setup, tu_pg_teardown);
+    tcase_add_test(t, store_round_trip);
+    tcase_add_test(t, cli_add_skip_move_copy_remove);
+    tcase_add_test(t, cli_add_move_and_copy_together);
+    tcase_add_test(t, cli_add_property);
+    tcase_add_test(t, cli_concurrent_create);
+    tcase_add_test(t, cli_search_formats_prefix_precision);
+    tcase_add_test(t, cli_model_mismatch_refused);
+    tcase_add_test(t, cli_index_records_precision_and_preprocess);
+    tcase_add_test(t, cli_add_survives_sigkill);
+    tcase_add_test(t, service_index_operations);
     suite_add_tcase(s, t);
     return s;
 }

@@ -493,3 +493,16 @@ int tu_have_program(const char *name)
     return found;
 }
 
+
+json_t *tu_call(vit_client *c, const char *header, const vit_blob *blobs,
+                int n)
+{
+    vit_reply r;
+    vit_error err = {{0}};
+    ck_assert_msg(vit_client_call(c, header, blobs, n, &r, &err) == VIT_OK,
+                  "%s", err.msg);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_msg(j != NULL, "%s", r.body);
+    vit_reply_free(&r);
+    return j;
+}

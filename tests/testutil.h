@@ -114,4 +114,13 @@ pid_t tu_spawn(const char *const *args, const char *log);
 pid_t tu_serve_start_args(const char *model, const char *dir, const char *ep,
                           const char *index, const char *const *extra);
 
+#include <jansson.h>
+
+#include "service/client.h"
+
+/* One call to a worker, which must answer; its body parsed (a new
+ * reference). */
+json_t *tu_call(vit_client *c, const char *header, const vit_blob *blobs,
+                int n);
+
 #endif
