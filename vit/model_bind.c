@@ -168,21 +168,10 @@ static vit_status bind_classifier(vit_model *m, vit_error *err)
         !(db = get(m, "", "distillation_classifier.bias", 1, L, 0, 0, 0,
                    err)))
         return VIT_E_CHECKPOINT;
-    float *w = vit__weights_alloc(m->w, (size_t)L * 2 * D, err);
-    float *b = w ? vit__weights_alloc(m->w, (size_t)L, err) : NULL;
-    if (!b)
-        return VIT_E_NOMEM;
-    for (int l = 0; l < L; l++) {
-        for (int k = 0; k < D; k++) {
-            w[(size_t)l * 2 * D + k] = 0.5f * cw[(size_t)l * D + k];
-            w[(size_t)l * 2 * D + D + k] = 0.5f * dw[(size_t)l * D + k];
-        }
-        b[l] = 0.5f * (cb[l] + db[l]);
-    }
-    m->head_pair = 1;
-    m->head_w = w;
-    m->head_b = b;
-    return VIT_OK;
+    vit_status st = vit__pair_heads(m->w, cw, cb, dw, db, L, D, &m->head_w,
+                                    &m->head_b, err);
+    m->head_pair = st == VIT_OK;
+    return st;
 }
 
 static vit_status bind_vit(vit_model *m, vit_error *err)

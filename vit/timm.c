@@ -620,21 +620,10 @@ static vit_status bind_distilled_head(vit__weights *w, vit__timm *t, int D,
     if (!(dw = get(w, "head_dist.weight", 2, L, D, 0, err)) ||
         !(db = get(w, "head_dist.bias", 1, L, 0, 0, err)))
         return VIT_E_CHECKPOINT;
-    float *hw = vit__weights_alloc(w, (size_t)L * 2 * D, err);
-    float *hb = hw ? vit__weights_alloc(w, (size_t)L, err) : NULL;
-    if (!hb)
-        return VIT_E_NOMEM;
-    for (int l = 0; l < L; l++) {
-        for (int k = 0; k < D; k++) {
-            hw[(size_t)l * 2 * D + k] = 0.5f * t->head_w[(size_t)l * D + k];
-            hw[(size_t)l * 2 * D + D + k] = 0.5f * dw[(size_t)l * D + k];
-        }
-        hb[l] = 0.5f * (t->head_b[l] + db[l]);
-    }
-    t->head_w = hw;
-    t->head_b = hb;
-    t->head_pair = 1;
-    return VIT_OK;
+    vit_status st = vit__pair_heads(w, t->head_w, t->head_b, dw, db, L, D,
+                                    &t->head_w, &t->head_b, err);
+    t->head_pair = st == VIT_OK;
+    return st;
 }
 
 static const timm_arch *find_arch(const char *name)

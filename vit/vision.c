@@ -279,3 +279,24 @@ void vit__vision_forward(const vit__vision *v, const float *pixels, int B,
     vit__pool_run(s->pool, phase_final, &j);
     vit__pool_rest(s->pool);
 }
+
+vit_status vit__pair_heads(vit__weights *w, const float *cw, const float *cb,
+                           const float *dw, const float *db, int L, int D,
+                           const float **head_w, const float **head_b,
+                           vit_error *err)
+{
+    float *hw = vit__weights_alloc(w, (size_t)L * 2 * D, err);
+    float *hb = hw ? vit__weights_alloc(w, (size_t)L, err) : NULL;
+    if (!hb)
+        return VIT_E_NOMEM;
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < D; k++) {
+            hw[(size_t)l * 2 * D + k] = 0.5f * cw[(size_t)l * D + k];
+            hw[(size_t)l * 2 * D + D + k] = 0.5f * dw[(size_t)l * D + k];
+        }
+        hb[l] = 0.5f * (cb[l] + db[l]);
+    }
+    *head_w = hw;
+    *head_b = hb;
+    return VIT_OK;
+}

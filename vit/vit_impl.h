@@ -631,6 +631,14 @@ vit_status vit__vision_geometry(vit__vision *v, const char *path,
 vit_status vit__pos_resize(float *dst, const float *src, int sh, int sw,
                            int dh, int dw, int D, int antialias,
                            vit_error *err);
+
+/* A distilled DeiT's two heads (L, D) each, whose mean transformers and
+ * timm return: one (L, 2D) product over the class and distillation tokens
+ * side by side, half of each, into memory w owns. */
+vit_status vit__pair_heads(vit__weights *w, const float *cw, const float *cb,
+                           const float *dw, const float *db, int L, int D,
+                           const float **head_w, const float **head_b,
+                           vit_error *err);
 /* Floats of scratch for B images on `threads` threads: the im2col rows
  * and each thread's packing scratch for the patch product. */
 size_t vit__vision_floats(const vit__vision *v, int B, int threads);
