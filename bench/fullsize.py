@@ -24,7 +24,14 @@ in the exact layouts of real checkpoints, run by `transformers` and by
   siglip  google/siglip-base-patch16-224 (vision 768 x 12 with its
         attention-pooling head, no class token; text 768 x 12, 64 tokens):
         image embeddings of a pixel tensor, and text embeddings of real
-        strings when the directory has a tokenizer.
+        strings when the directory has a tokenizer;
+  openclip  open_clip's ViT-B-32 (laion2b_s34b_b79k's architecture) as
+        open_clip's hub repositories hold it (open_clip_config.json,
+        open_clip_model.safetensors, the CLIP tokenizer's files), run by
+        open_clip: image embeddings of a pixel tensor, text embeddings of
+        real strings (open_clip's own tokenizer);
+  timm  timm/vit_base_patch16_224.augreg2_in21k_ft_in1k's layout
+        (timm's save_for_hf), run by timm: logits as for vit.
 
 Each is run again with `--precision int8` and with `--precision bf16`,
 which change numbers: for each the script prints the smallest cosine
@@ -32,7 +39,7 @@ similarity between vit's and the reference's output vectors (and, for the
 classifier, how many top-1 labels agree) and asks for a cosine of at least
 0.999.
 
-    pip install torch transformers safetensors numpy
+    pip install torch transformers safetensors numpy [open_clip_torch timm]
     make && python3 bench/fullsize.py [vit|clip|all] [--cache DIR]
 
 The checkpoint is made once into the cache directory (default
@@ -245,6 +252,117 @@ def check_dinov2(args, size, registers=False):
     return 0 if ok else 1
 
 
+def openclip_b32(cache):
+    """open_clip's ViT-B-32 with random weights (its own init, the
+    layernorms moved off 1 and 0), saved as open_clip's hub repositories
+    are."""
+    import open_clip
+    from safetensors.torch import save_file
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import gen_fixtures_text
+    path = os.path.join(cache, "openclip-vit-b-32-random")
+    if not os.path.exists(os.path.join(path, "open_clip_model.safetensors")):
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "ln" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+        os.makedirs(path, exist_ok=True)
+        pre = {"mean": list(open_clip.OPENAI_DATASET_MEAN),
+               "std": list(open_clip.OPENAI_DATASET_STD),
+               "interpolation": "bicubic", "resize_mode": "shortest"}
+        with open(os.path.join(path, "open_clip_config.json"), "w") as f:
+            json.dump({"model_cfg": open_clip.get_model_config("ViT-B-32"),
+                       "preprocess_cfg": pre}, f, indent=2)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  os.path.join(path, "open_clip_model.safetensors"))
+        gen_fixtures_text.write_bpe_dir(path)
+    return path
+
+
+def check_openclip(args):
+    import open_clip
+    path = openclip_b32(args.cache)
+    model = open_clip.create_model("local-dir:" + path).eval()
+    tok = open_clip.get_tokenizer("local-dir:" + path)
+    texts = ["a photo of a cat", "A diagram of a Transformer&amp;co", "",
+             "Ünïcödé, emoji 🐈 and 日本語", "the cat\u2019s toy",
+             " ".join(["a caption long enough to be truncated"] * 15)]
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn((args.images, 3, 224, 224), generator=g)
+    with torch.no_grad():
+        ref_i = model.encode_image(pixels).numpy()
+        ref_t = model.encode_text(tok(texts)).numpy()
+
+    def embed(precision):
+        return (vit_on_pixels(args, path, pixels, precision, "embed",
+                              "embedding"),
+                vit_on_texts(args, path, texts, precision))
+
+    got_i, got_t = embed("fp32")
+    ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
+    print(f"open_clip ViT-B-32 random weights: image embeddings of "
+          f"{args.images} images relative {ri:.3g}; text embeddings of "
+          f"{len(texts)} strings relative {rt:.3g}")
+    ok = ri < 1e-4 and rt < 1e-4
+    for prec in ("int8", "bf16"):
+        q_i, q_t = embed(prec)
+        ci, ct = min_cosine(q_i, ref_i), min_cosine(q_t, ref_t)
+        print(f"  {prec}: cosine to the reference at least {ci:.6f} "
+              f"(images), {ct:.6f} (texts)")
+        ok = ok and min(ci, ct) >= MIN_COSINE
+    return 0 if ok else 1
+
+
+def timm_b16(cache):
+    """timm's vit_base_patch16_224 with random weights (its own init, the
+    norms moved off 1 and 0, a head of a realistic scale), saved by
+    timm's save_for_hf as timm's hub repositories are."""
+    import timm
+    from timm.models._hub import save_for_hf
+    path = os.path.join(cache, "timm-vit-base-patch16-224-random")
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        torch.manual_seed(0)
+        model = timm.create_model("vit_base_patch16_224", pretrained=False)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+            model.head.weight.normal_(0, 0.2)
+        save_for_hf(model, path, safe_serialization=True)
+    return path
+
+
+def check_timm(args):
+    import timm
+    path = timm_b16(args.cache)
+    model = timm.create_model("local-dir:" + path, pretrained=True).eval()
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn((args.images, 3, 224, 224), generator=g)
+    with torch.no_grad():
+        ref = model(pixels).numpy()
+
+    def logits(precision):
+        return vit_on_pixels(args, path, pixels, precision, "classify",
+                             "logits")
+
+    got = logits("fp32")
+    r = rel(got, ref)
+    same_top1 = (got.argmax(1) == ref.argmax(1)).all()
+    print(f"timm vit_base_patch16_224 random weights, {args.images} images: "
+          f"logits relative {r:.3g}; top-1 identical: {same_top1}")
+    ok = r < 1e-4 and same_top1
+    for prec in ("int8", "bf16"):
+        q = logits(prec)
+        c = min_cosine(q, ref)
+        agree = int((q.argmax(1) == ref.argmax(1)).sum())
+        print(f"  {prec}: logits cosine to the reference at least {c:.6f}; "
+              f"top-1 agrees on {agree} of {len(ref)}")
+        ok = ok and c >= MIN_COSINE
+    return 0 if ok else 1
+
+
 def rel(got, ref):
     return np.abs(got - ref).max() / np.abs(ref).max()
 
@@ -362,7 +480,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("which", nargs="?", default="all",
                     choices=["vit", "clip", "clip16", "dinov2s", "dinov2b",
-                             "dinov2r", "deit", "siglip", "all"])
+                             "dinov2r", "deit", "siglip", "openclip", "timm",
+                             "all"])
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/vit-bench"))
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--vit", default=os.path.join(ROOT, "build", "vit"))
@@ -385,6 +504,10 @@ def main():
         rc |= check_vit(args, deit=True)
     if args.which in ("siglip", "all"):
         rc |= check_siglip(args)
+    if args.which in ("openclip", "all"):
+        rc |= check_openclip(args)
+    if args.which in ("timm", "all"):
+        rc |= check_timm(args)
     return rc
 
 
