@@ -12,6 +12,7 @@
  * Removal swaps the last row into the hole, keeping the matrix dense.
  */
 #include "index/index.h"
+#include "vit/fail.h"
 #include "cpu/cpu.h"
 
 #include <cblas.h>
@@ -56,19 +57,8 @@ struct idx_matrix {
     size_t map_cap;   /* a power of two, at least 2n */
 };
 
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+/* The library's one helper (vit/fail.h), by the name this file uses. */
+#define fail vit__fail
 
 int idx_precision_parse(const char *s, idx_precision *out)
 {

@@ -10,6 +10,7 @@
  * so that another program's database is refused rather than altered.
  */
 #include "index/index.h"
+#include "vit/fail.h"
 #include "index/vcache.h"
 
 #include <errno.h>
@@ -69,19 +70,8 @@ struct idx_store {
     sqlite3_stmt *q[Q_COUNT];
 };
 
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+/* The library's one helper (vit/fail.h), by the name this file uses. */
+#define fail vit__fail
 
 /* An SQLite failure as a status: a file that is no database is a format
  * error, a full disk or an I/O error is I/O, the rest is the database's. */

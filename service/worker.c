@@ -15,6 +15,7 @@
 #include "service/service.h"
 #include "service/svc_impl.h"
 #include "service/svc_index.h"
+#include "vit/fail.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -2035,25 +2036,13 @@ vit_serve_options vit_serve_options_default(void)
     };
 }
 
-static vit_status fail(vit_error *err, vit_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static vit_status fail(vit_error *err, vit_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 static vit_status check_opts(const vit_serve_options *o, vit_error *err)
 {
     if (!o->model_dir)
-        return fail(err, VIT_E_ARG, "no model directory");
+        return vit__fail(err, VIT_E_ARG, "no model directory");
     if (!o->bind == !o->connect)
-        return fail(err, VIT_E_ARG, "give exactly one of bind and connect");
+        return vit__fail(err, VIT_E_ARG,
+                         "give exactly one of bind and connect");
     if (o->max_batch < 1 || o->max_batch > 4096 || o->max_delay_ms < 0 ||
         o->max_queue < 1 || o->decode_threads < 1 || o->decode_threads > 64 ||
         o->threads < 0 || o->threads > 1024 ||
@@ -2061,24 +2050,29 @@ static vit_status check_opts(const vit_serve_options *o, vit_error *err)
         o->max_text_bytes < 1 || o->max_image_bytes < 1 ||
         o->max_queue_bytes < 1 ||
         o->max_request_bytes < 1 || o->heartbeat_ms < 10)
-        return fail(err, VIT_E_ARG, "a serve option is out of range");
+        return vit__fail(err, VIT_E_ARG, "a serve option is out of range");
     if ((o->curve_secret_key && !svc_key_valid(o->curve_secret_key)) ||
         (o->curve_public_key && !svc_key_valid(o->curve_public_key)) ||
         (o->curve_server_key && !svc_key_valid(o->curve_server_key)))
-        return fail(err, VIT_E_ARG, "a CURVE key is not 40 Z85 characters");
+        return vit__fail(err, VIT_E_ARG,
+                         "a CURVE key is not 40 Z85 characters");
     if (o->bind && (o->curve_server_key || o->curve_public_key))
-        return fail(err, VIT_E_ARG, "a server public key and a key pair are "
-                                    "for a worker of a broker (connect)");
+        return vit__fail(err, VIT_E_ARG,
+                         "a server public key and a key pair are "
+                         "for a worker of a broker (connect)");
     if (o->bind && o->allow_keys_dir && !o->curve_secret_key)
-        return fail(err, VIT_E_ARG, "allowed keys need a CURVE secret key");
+        return vit__fail(err, VIT_E_ARG,
+                         "allowed keys need a CURVE secret key");
     if (o->connect && o->allow_keys_dir)
-        return fail(err, VIT_E_ARG, "allowed keys are for direct mode (bind); "
-                                    "a broker admits its workers itself");
+        return vit__fail(err, VIT_E_ARG,
+                         "allowed keys are for direct mode (bind); "
+                         "a broker admits its workers itself");
     if (o->connect && (o->curve_server_key || o->curve_public_key ||
                        o->curve_secret_key) &&
         !(o->curve_server_key && o->curve_public_key && o->curve_secret_key))
-        return fail(err, VIT_E_ARG, "CURVE to a broker needs its public key "
-                                    "and the worker's key pair");
+        return vit__fail(err, VIT_E_ARG,
+                         "CURVE to a broker needs its public key "
+                         "and the worker's key pair");
     return VIT_OK;
 }
 
@@ -2090,7 +2084,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     static volatile sig_atomic_t never;
     worker *w = calloc(1, sizeof *w);
     if (!w)
-        return fail(err, VIT_E_NOMEM, "out of memory");
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
     w->o = *opt;
     if (!w->o.stop)
         w->o.stop = &never;
@@ -2104,19 +2098,21 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         if ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\' ||
             (unsigned char)*p == 0x7f) {
             free(w);
-            return fail(err, VIT_E_ARG,
-                        "the service name has a control character, a quote "
-                        "or a backslash; give another with --name");
+            return vit__fail(
+                err, VIT_E_ARG,
+                "the service name has a control character, a quote "
+                "or a backslash; give another with --name");
         }
     if (!w->name[0]) {
         free(w);
-        return fail(err, VIT_E_ARG, "the service name is empty");
+        return vit__fail(err, VIT_E_ARG, "the service name is empty");
     }
     if (strncmp(w->name, SVC_MMI_PREFIX, strlen(SVC_MMI_PREFIX)) == 0) {
         free(w);
-        return fail(err, VIT_E_ARG,
-                    "service names starting with '" SVC_MMI_PREFIX "' are "
-                    "the broker's own; give another with --name");
+        return vit__fail(err, VIT_E_ARG,
+                         "service names starting with '" SVC_MMI_PREFIX
+                         "' are "
+                         "the broker's own; give another with --name");
     }
     w->vopt = vit_options_default();
     w->vopt.max_batch = opt->max_batch;
@@ -2165,13 +2161,13 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     dargs = calloc((size_t)opt->decode_threads, sizeof *dargs);
     if (!ic.pixels || !ic.top || !ic.logits || !ic.emb || !ic.texts ||
         !ic.batch || !dec || !dargs) {
-        st = fail(err, VIT_E_NOMEM, "out of memory");
+        st = vit__fail(err, VIT_E_NOMEM, "out of memory");
         goto out;
     }
 
     w->ctx = zmq_ctx_new();
     if (!w->ctx) {
-        st = fail(err, VIT_E_IO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        st = vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto out;
     }
     pthread_mutex_init(&w->mu, NULL);
@@ -2185,7 +2181,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
 
     pull = zmq_socket(w->ctx, ZMQ_PULL);
     if (!pull || zmq_bind(pull, "inproc://vit-done") != 0) {
-        st = fail(err, VIT_E_IO, "inproc socket: %s", zmq_strerror(errno));
+        st =
+            vit__fail(err, VIT_E_IO, "inproc socket: %s", zmq_strerror(errno));
         goto out;
     }
     if (opt->index_path &&
@@ -2216,14 +2213,14 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                                    SVC_ZAP_CLIENTS, err)) != VIT_OK)
             goto out;
         if (zmq_bind(x.front, opt->bind) != 0) {
-            st = fail(err, VIT_E_IO, "cannot bind %s: %s", opt->bind,
-                      zmq_strerror(errno));
+            st = vit__fail(err, VIT_E_IO, "cannot bind %s: %s", opt->bind,
+                           zmq_strerror(errno));
             goto out;
         }
     } else {
         if (broker_connect(&x) != 0) {
-            st = fail(err, VIT_E_IO, "cannot connect to %s: %s", opt->connect,
-                      zmq_strerror(errno));
+            st = vit__fail(err, VIT_E_IO, "cannot connect to %s: %s",
+                           opt->connect, zmq_strerror(errno));
             goto out;
         }
     }
@@ -2238,8 +2235,8 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         if (http)
             zmq_setsockopt(http, ZMQ_LINGER, &zero, sizeof zero);
         if (!http || zmq_bind(http, mlink.ep) != 0) {
-            st = fail(err, VIT_E_IO, "cannot open the metrics pair: %s",
-                      zmq_strerror(errno));
+            st = vit__fail(err, VIT_E_IO, "cannot open the metrics pair: %s",
+                           zmq_strerror(errno));
             goto out;
         }
         if ((st = svc_metrics_http_start(opt->metrics_bind, metrics_fetch,
@@ -2255,7 +2252,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     ic.push = zmq_socket(w->ctx, ZMQ_PUSH);
     if (!ic.push || zmq_connect(ic.push, "inproc://vit-done") != 0 ||
         pthread_create(&infer_th, NULL, infer_main, &ic) != 0) {
-        st = fail(err, VIT_E_IO, "cannot start the inference thread");
+        st = vit__fail(err, VIT_E_IO, "cannot start the inference thread");
         goto out;
     }
     infer_started = 1;
@@ -2268,7 +2265,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
                 0) {
             if (dargs[n_dec].push)
                 zmq_close(dargs[n_dec].push);
-            st = fail(err, VIT_E_IO, "cannot start a decode thread");
+            st = vit__fail(err, VIT_E_IO, "cannot start a decode thread");
             goto out;
         }
     }
@@ -2304,7 +2301,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         long timeout = 100;  /* the stop flag is looked at this often */
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
-            st = fail(err, VIT_E_IO, "zmq_poll: %s", zmq_strerror(errno));
+            st = vit__fail(err, VIT_E_IO, "zmq_poll: %s", zmq_strerror(errno));
             break;
         }
         double now = svc_now_ms();
