@@ -47,12 +47,6 @@
 static pid_t g_pids[MAX_PROCS];
 static char g_tmp[128];
 
-static const char *vit_bin(void)
-{
-    const char *b = getenv("VIT_BIN");
-    return b && *b ? b : "build/vit";
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
@@ -155,7 +149,7 @@ static pid_t spawn(const char *name, ...)
 {
     const char *argv[48];
     int n = 0;
-    argv[n++] = vit_bin();
+    argv[n++] = tu_vit_bin();
     va_list ap;
     va_start(ap, name);
     while ((argv[n] = va_arg(ap, const char *)) != NULL) {
@@ -287,51 +281,17 @@ static const char *err_code(json_t *o)
     return c ? c : (json_is_true(json_object_get(o, "ok")) ? "ok" : "?");
 }
 
-/* Runs `vit ARGS...`, capturing stdout into a malloc'd string. */
-static char *run_capture(int *code, ...)
+/* Runs `vit ARGS...` (tu_run): its stdout, malloc'd, and in *code its exit
+ * status; its stderr is dropped. */
+static tu_run_result g_run;
+static char *stdout_of(int *code, tu_run_result *r)
 {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = vit_bin();
-    va_list ap;
-    va_start(ap, code);
-    while ((argv[n] = va_arg(ap, const char *)) != NULL)
-        n++;
-    va_end(ap);
-    FILE *out = tmpfile();
-    ck_assert_ptr_nonnull(out);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, even one killed by a timeout that
-         * leaves no chance to clean up. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(fileno(out), 1);
-        dup2(devnull, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (g_pids[i] == 0) {
-            g_pids[i] = pid;
-            break;
-        }
-    *code = reap(pid, 30000);
-    long len = ftell(out);
-    char *s = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(s);
-    fseek(out, 0, SEEK_SET);
-    ck_assert_int_eq(fread(s, 1, (size_t)len, out), (size_t)len);
-    s[len] = '\0';
-    fclose(out);
-    return s;
+    *code = r->code;
+    free(r->err);
+    return r->out;
 }
+#define run_capture(code, ...)                                              \
+    stdout_of((code), (tu_run(&g_run, __VA_ARGS__), &g_run))
 
 /* ---- results over the wire equal the local command's ---- */
 
