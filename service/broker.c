@@ -774,6 +774,14 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
              "refused",
          (unsigned long long)b.forwarded, (unsigned long long)b.resent,
          (unsigned long long)b.refused);
+    /* The last replies forwarded to clients (and commands to workers) may
+     * still be queued in the sockets: closed with no linger they would be
+     * dropped, and a client whose reply had reached the broker would never
+     * hear. Up to 2 s to flush them, as the worker has; a peer that went
+     * away does not hold the stop longer. */
+    int flush_ms = 2000;
+    zmq_setsockopt(b.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+    zmq_setsockopt(b.back, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
 out:
     while (b.workers) {
         bworker *w = b.workers;
