@@ -184,3 +184,39 @@ int svc_handle_broker(io *x, svc_msg *m)
     svc_handle_request(x, m, 5, svc_data(m, 3), svc_size(m, 3));
     return 0;
 }
+
+int svc_broker_message(io *x, svc_msg *m, double now)
+{
+    int hr = svc_handle_broker(x, m);
+    if (hr >= 0) {
+        x->last_heard = now;
+        x->backoff = x->w->o.heartbeat_ms;
+    }
+    if (hr > 0) {
+        /* The broker does not know us (it restarted): start a new
+         * session. */
+        svc_broker_close(x);
+        x->reconnect_at = now;
+        return 1;
+    }
+    return 0;
+}
+
+void svc_broker_tick(io *x, double now)
+{
+    worker *w = x->w;
+    double hb = w->o.heartbeat_ms;
+    if (x->front && now - x->last_heard > 3 * hb) {
+        svc_logf(w, "broker silent for %.0f ms; reconnecting",
+                 now - x->last_heard);
+        svc_broker_close(x);
+        x->reconnect_at = now + x->backoff;
+        x->backoff = x->backoff * 2 < 32000 ? x->backoff * 2 : 32000;
+    }
+    if (!x->front && now >= x->reconnect_at && !*w->o.stop) {
+        svc_broker_connect(x);
+        x->last_heard = now;
+    }
+    if (x->front && now - x->last_send >= hb)
+        svc_send_cmd(x, SVC_W_HEARTBEAT);
+}

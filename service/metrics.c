@@ -55,7 +55,7 @@ char *svc_metrics_body(worker *w)
                                 json_integer((json_int_t)w->counts[op][c]));
         }
         if (o)
-            json_object_set_new(reqs, svc_op_names[op], o);
+            json_object_set_new(reqs, svc_ops[op].name, o);
     }
     json_t *sizes = json_object();
     pthread_mutex_lock(&w->mu);
@@ -106,7 +106,7 @@ char *svc_metrics_prometheus(worker *w)
             if (w->counts[op][c])
                 fprintf(f, "vit_requests_total{model=\"%s\",op=\"%s\","
                            "code=\"%s\"} %llu\n",
-                        w->name, svc_op_names[op], svc_code_names[c],
+                        w->name, svc_ops[op].name, svc_code_names[c],
                         (unsigned long long)w->counts[op][c]);
     fprintf(f, "# HELP vit_queue_depth Requests accepted and not yet "
                "answered.\n# TYPE vit_queue_depth gauge\n"

@@ -95,7 +95,7 @@ int svc_req_ix_submit(worker *w, req *r, float *vecs)
     j->metas = r->metas;
     j->vecs = vecs;
     j->req = r;
-    j->op = svc_op_names[r->op];
+    j->op = svc_ops[r->op].name;
     r->ids = NULL;
     r->metas = NULL;
     r->n_ids = 0;
@@ -103,114 +103,139 @@ int svc_req_ix_submit(worker *w, req *r, float *vecs)
     return 0;
 }
 
+/* ---- the replies of computed requests, by op (svc_ops' reply) ----
+ *
+ * Each fills `o`, the reply's {"ok": true, "op": ...}, and `d`'s data,
+ * and returns 0; or answers the request otherwise (an error handed back,
+ * the index writer) and returns -1. They run on the thread that computed
+ * the last item. */
+
+int svc_reply_index_add(infer_ctx *c, req *r, json_t *o, done_msg *d)
+{
+    if (svc_req_ix_submit(c->w, r, r->img_emb) != 0) {
+        svc_finish_error(c->push, r, C_INTERNAL, "out of memory", -1);
+        return -1;
+    }
+    r->img_emb = NULL;
+    return -1;  /* the index writer answers once it has committed them */
+}
+
+int svc_reply_classify(infer_ctx *c, req *r, json_t *o, done_msg *d)
+{
+    int L = r->L;
+    json_t *res = json_array();
+    json_object_set_new(o, "results", res);
+    for (int i = 0; i < r->n_images; i++) {
+        json_t *labels = json_array(), *e = json_object();
+        json_array_append_new(res, e);
+        json_object_set_new(e, "labels", labels);
+        for (int j = 0; j < r->k; j++) {
+            const vit_prediction *p = &r->top[(size_t)i * r->k + j];
+            if (p->id < 0)
+                break;
+            /* A label set's strings may be evicted from the cache by
+             * now; the request holds its own. */
+            const char *label = r->labels ? r->labels[p->id] : p->label;
+            json_array_append_new(
+                labels, json_pack("{s:i, s:s, s:o}", "id", p->id, "label",
+                                  label ? label : "", "score",
+                                  jfloat(p->score)));
+        }
+        if (r->want_logits) {
+            json_t *lg = json_array();
+            json_object_set_new(e, "logits", lg);
+            for (int j = 0; j < L; j++)
+                json_array_append_new(lg,
+                                      jfloat(r->logits[(size_t)i * L + j]));
+        }
+    }
+    return 0;
+}
+
+/* embed_image and embed_text: the vectors as the data frame. */
+int svc_reply_embed(infer_ctx *c, req *r, json_t *o, done_msg *d)
+{
+    int D = c->w->info.embed_dim;
+    int n = r->op == OP_EMBED_IMAGE ? r->n_images : r->n_texts;
+    float *v = r->op == OP_EMBED_IMAGE ? r->img_emb : r->txt_emb;
+    if (r->normalize)
+        vit_l2_normalize(v, n, D);
+    json_object_set_new(o, "count", json_integer(n));
+    json_object_set_new(o, "dim", json_integer(D));
+    json_object_set_new(o, "dtype", json_string("float32"));
+    json_object_set_new(o, "normalized", json_boolean(r->normalize));
+    svc_to_le(v, (size_t)n * D);
+    d->data = v;
+    d->data_len = (size_t)n * D * sizeof(float);
+    if (r->op == OP_EMBED_IMAGE)
+        r->img_emb = NULL;
+    else
+        r->txt_emb = NULL;
+    return 0;
+}
+
+/* search_text and search_image. The search runs here, on the inference
+ * thread, under the matrix's read lock; the index writer never holds it
+ * longer than a copy of finished rows. */
+int svc_reply_search(infer_ctx *c, req *r, json_t *o, done_msg *d)
+{
+    int n = r->op == OP_SEARCH_IMAGE ? r->n_images : r->n_texts;
+    float *v = r->op == OP_SEARCH_IMAGE ? r->img_emb : r->txt_emb;
+    char msg[256];
+    json_t *res = svc_ix_search(c->w->ix, v, n, r->search_k, r->prefix, msg);
+    if (!res) {
+        svc_finish_error(c->push, r, C_INTERNAL, msg, -1);
+        return -1;
+    }
+    json_object_set_new(o, "results", res);
+    return 0;
+}
+
+int svc_reply_match(infer_ctx *c, req *r, json_t *o, done_msg *d)
+{
+    size_t nm = (size_t)r->n_images * r->n_texts;
+    float *lg = malloc(nm * sizeof(float));
+    float *pr = malloc(nm * sizeof(float));
+    vit_error err = {{0}};
+    vit_status st = lg && pr ? vit_match(c->w->model, r->img_emb, r->n_images,
+                                         r->txt_emb, r->n_texts, lg, pr, &err)
+                             : VIT_E_NOMEM;
+    if (st != VIT_OK) {
+        free(lg);
+        free(pr);
+        svc_finish_error(
+            c->push, r, st == VIT_E_NO_HEAD ? C_NO_TEXT_TOWER : C_INTERNAL,
+            err.msg[0] ? err.msg : vit_status_str(st), -1);
+        return -1;
+    }
+    json_t *res = json_array();
+    json_object_set_new(o, "texts", json_integer(r->n_texts));
+    json_object_set_new(o, "results", res);
+    for (int i = 0; i < r->n_images; i++) {
+        json_t *a = json_array(), *b = json_array();
+        for (int j = 0; j < r->n_texts; j++) {
+            size_t at = (size_t)i * r->n_texts + j;
+            json_array_append_new(a, jfloat(lg[at]));
+            json_array_append_new(b, jfloat(pr[at]));
+        }
+        json_array_append_new(res, json_pack("{s:o, s:o}", "logits", a,
+                                             "probs", b));
+    }
+    free(lg);
+    free(pr);
+    return 0;
+}
+
 /* Builds the reply of a request whose items are all computed. */
 void svc_finish_ok(infer_ctx *c, req *r)
 {
-    worker *w = c->w;
     done_msg d = {.r = r, .code = C_OK};
-    if (r->op == OP_INDEX_ADD) {
-        if (svc_req_ix_submit(w, r, r->img_emb) != 0) {
-            svc_finish_error(c->push, r, C_INTERNAL, "out of memory", -1);
-            return;
-        }
-        r->img_emb = NULL;
-        return;
-    }
-    int L = w->info.num_labels, D = w->info.embed_dim;
-    json_t *o = json_pack("{s:b, s:s}", "ok", 1, "op", svc_op_names[r->op]);
+    json_t *o = json_pack("{s:b, s:s}", "ok", 1, "op", svc_ops[r->op].name);
     if (!o)
         goto oom;
-    if (r->op == OP_CLASSIFY) {
-        L = r->L;
-        json_t *res = json_array();
-        json_object_set_new(o, "results", res);
-        for (int i = 0; i < r->n_images; i++) {
-            json_t *labels = json_array(), *e = json_object();
-            json_array_append_new(res, e);
-            json_object_set_new(e, "labels", labels);
-            for (int j = 0; j < r->k; j++) {
-                const vit_prediction *p = &r->top[(size_t)i * r->k + j];
-                if (p->id < 0)
-                    break;
-                /* A label set's strings may be evicted from the cache by
-                 * now; the request holds its own. */
-                const char *label = r->labels ? r->labels[p->id] : p->label;
-                json_array_append_new(
-                    labels, json_pack("{s:i, s:s, s:o}", "id", p->id, "label",
-                                      label ? label : "", "score",
-                                      jfloat(p->score)));
-            }
-            if (r->want_logits) {
-                json_t *lg = json_array();
-                json_object_set_new(e, "logits", lg);
-                for (int j = 0; j < L; j++)
-                    json_array_append_new(
-                        lg, jfloat(r->logits[(size_t)i * L + j]));
-            }
-        }
-    } else if (r->op == OP_EMBED_IMAGE || r->op == OP_EMBED_TEXT) {
-        int n = r->op == OP_EMBED_IMAGE ? r->n_images : r->n_texts;
-        float *v = r->op == OP_EMBED_IMAGE ? r->img_emb : r->txt_emb;
-        if (r->normalize)
-            vit_l2_normalize(v, n, D);
-        json_object_set_new(o, "count", json_integer(n));
-        json_object_set_new(o, "dim", json_integer(D));
-        json_object_set_new(o, "dtype", json_string("float32"));
-        json_object_set_new(o, "normalized", json_boolean(r->normalize));
-        svc_to_le(v, (size_t)n * D);
-        d.data = v;
-        d.data_len = (size_t)n * D * sizeof(float);
-        if (r->op == OP_EMBED_IMAGE)
-            r->img_emb = NULL;
-        else
-            r->txt_emb = NULL;
-    } else if (r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE) {
-        /* The search runs here, on the inference thread, under the
-         * matrix's read lock; the index writer never holds it longer than
-         * a copy of finished rows. */
-        int n = r->op == OP_SEARCH_IMAGE ? r->n_images : r->n_texts;
-        float *v = r->op == OP_SEARCH_IMAGE ? r->img_emb : r->txt_emb;
-        char msg[256];
-        json_t *res = svc_ix_search(w->ix, v, n, r->search_k, r->prefix, msg);
-        if (!res) {
-            json_decref(o);
-            svc_finish_error(c->push, r, C_INTERNAL, msg, -1);
-            return;
-        }
-        json_object_set_new(o, "results", res);
-    } else if (r->op == OP_MATCH) {
-        size_t nm = (size_t)r->n_images * r->n_texts;
-        float *lg = malloc(nm * sizeof(float));
-        float *pr = malloc(nm * sizeof(float));
-        vit_error err = {{0}};
-        vit_status st = lg && pr ? vit_match(w->model, r->img_emb, r->n_images,
-                                             r->txt_emb, r->n_texts, lg, pr,
-                                             &err)
-                                 : VIT_E_NOMEM;
-        if (st != VIT_OK) {
-            free(lg);
-            free(pr);
-            json_decref(o);
-            svc_finish_error(
-                c->push, r, st == VIT_E_NO_HEAD ? C_NO_TEXT_TOWER : C_INTERNAL,
-                err.msg[0] ? err.msg : vit_status_str(st), -1);
-            return;
-        }
-        json_t *res = json_array();
-        json_object_set_new(o, "texts", json_integer(r->n_texts));
-        json_object_set_new(o, "results", res);
-        for (int i = 0; i < r->n_images; i++) {
-            json_t *a = json_array(), *b = json_array();
-            for (int j = 0; j < r->n_texts; j++) {
-                size_t at = (size_t)i * r->n_texts + j;
-                json_array_append_new(a, jfloat(lg[at]));
-                json_array_append_new(b, jfloat(pr[at]));
-            }
-            json_array_append_new(res, json_pack("{s:o, s:o}", "logits", a,
-                                                 "probs", b));
-        }
-        free(lg);
-        free(pr);
+    if (svc_ops[r->op].reply(c, r, o, &d) != 0) {
+        json_decref(o);
+        return;
     }
     d.body = svc_dump(o);
     if (!d.body) {
@@ -222,6 +247,50 @@ void svc_finish_ok(infer_ctx *c, req *r)
 oom:
     svc_finish_error(c->push, r, C_INTERNAL,
                      "out of memory building the reply", -1);
+}
+
+/* ---- the answers of the ops answered at once (svc_ops' answer) ----
+ *
+ * Each returns the reply's body, malloc'd, or NULL with `msg` (256
+ * bytes, "out of memory" unless it says otherwise). They run on the I/O
+ * thread. */
+
+char *svc_answer_index_get(worker *w, req *r, char *msg)
+{
+    json_t *items = svc_ix_get(w->ix, r->ids, r->n_ids, msg);
+    return items ? svc_dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
+                                      "index_get", "items", items))
+                 : NULL;
+}
+
+char *svc_answer_index_stats(worker *w, req *r, char *msg)
+{
+    return svc_dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
+                              "index_stats", "index", svc_ix_stats(w->ix)));
+}
+
+char *svc_answer_health(worker *w, req *r, char *msg)
+{
+    return svc_health_body(*w->o.stop ? "draining" : "serving",
+                           svc_queue_depth(w));
+}
+
+char *svc_answer_info(worker *w, req *r, char *msg)
+{
+    return svc_info_body(w);
+}
+
+char *svc_answer_metrics(worker *w, req *r, char *msg)
+{
+    if (!r->prometheus)
+        return svc_metrics_body(w);
+    char *text = svc_metrics_prometheus(w);
+    char *body = text ? svc_dump(json_pack("{s:b, s:s, s:s, s:s}", "ok", 1,
+                                           "op", "metrics", "format",
+                                           "prometheus", "text", text))
+                      : NULL;
+    free(text);
+    return body;
 }
 
 /* Sends a reply with body `body` (not freed) and optional data. */

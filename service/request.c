@@ -12,13 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const svc_op_names[N_OPS] = {
-    "classify",     "embed_image",  "embed_text",   "match",
-    "info",         "health",       "metrics",      "index_add",
-    "index_remove", "search_text",  "search_image", "index_stats",
-    "index_get",    "invalid",
-};
-
 const char *const svc_code_names[N_CODES] = {
 #define CODE_STR(name, str) str,
     CODE_LIST(CODE_STR)
@@ -72,7 +65,7 @@ int svc_rejectf(reject *rj, code_t code, int index, const char *field,
 static op_t op_parse(const char *s)
 {
     for (int i = 0; i < OP_INVALID; i++)
-        if (strcmp(s, svc_op_names[i]) == 0)
+        if (strcmp(s, svc_ops[i].name) == 0)
             return (op_t)i;
     return OP_INVALID;
 }
@@ -203,32 +196,66 @@ static int get_keys(json_t *h, const char *key, int n, int max,
     return 0;
 }
 
-/* The fields of the index operations: ids and metadata for index_add,
- * ids for index_remove, k and prefix for the searches; for index_add of
- * given embeddings, the vectors from the one data frame. */
-static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
-                       req *r, reject *rj)
+/* The fields of the searches: k and prefix. */
+static int parse_search(worker *w, json_t *h, svc_msg *m, int hi, int given,
+                        req *r, reject *rj)
+{
+    long k = 10;
+    if (get_int(h, "k", 1, 1000, &k, rj))
+        return -1;
+    r->search_k = (int)k;
+    json_t *p = json_object_get(h, "prefix");
+    if (p && !(r->prefix = svc_key_parse(p, 4096)))
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "prefix",
+                           "'prefix' must be a string, or {\"base64\": "
+                           "...}, of 1 to 4096 bytes and no NUL");
+    return 0;
+}
+
+static int parse_index_get(worker *w, json_t *h, svc_msg *m, int hi,
+                           int given, req *r, reject *rj)
+{
+    return get_keys(h, "ids", 0, 1000, 4096, &r->ids, &r->n_ids, rj);
+}
+
+static int parse_index_remove(worker *w, json_t *h, svc_msg *m, int hi,
+                              int given, req *r, reject *rj)
+{
+    return get_keys(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
+}
+
+/* index_add's metadata: an object (or null) per item, kept as text. */
+static int parse_metadata(json_t *h, int n, req *r, reject *rj)
+{
+    json_t *meta = json_object_get(h, "metadata");
+    if (!meta)
+        return 0;
+    if (!json_is_array(meta) || json_array_size(meta) != (size_t)n)
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "metadata",
+                           "'metadata' must be an array of %d objects (or "
+                           "nulls), one per item", n);
+    if (!(r->metas = calloc((size_t)n, sizeof *r->metas)))
+        return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        json_t *x = json_array_get(meta, (size_t)i);
+        if (json_is_null(x))
+            continue;
+        if (!json_is_object(x))
+            return svc_rejectf(rj, C_BAD_REQUEST, i, "metadata",
+                               "metadata %d is not an object", i);
+        if (!(r->metas[i] =
+                  json_dumps(x, JSON_COMPACT | JSON_PRESERVE_ORDER)))
+            return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    }
+    return 0;
+}
+
+/* index_add: ids and metadata, one per image, or for given embeddings one
+ * per vector of the one data frame, and then the vectors. */
+static int parse_index_add(worker *w, json_t *h, svc_msg *m, int hi,
+                           int given, req *r, reject *rj)
 {
     int D = svc_ix_dim(w->ix);
-    if (r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE) {
-        long k = 10;
-        if (get_int(h, "k", 1, 1000, &k, rj))
-            return -1;
-        r->search_k = (int)k;
-        json_t *p = json_object_get(h, "prefix");
-        if (p && !(r->prefix = svc_key_parse(p, 4096)))
-            return svc_rejectf(rj, C_BAD_REQUEST, -1, "prefix",
-                               "'prefix' must be a string, or {\"base64\": "
-                               "...}, of 1 to 4096 bytes and no NUL");
-        return 0;
-    }
-    if (r->op == OP_INDEX_STATS)
-        return 0;
-    if (r->op == OP_INDEX_GET)
-        return get_keys(h, "ids", 0, 1000, 4096, &r->ids, &r->n_ids, rj);
-    if (r->op == OP_INDEX_REMOVE)
-        return get_keys(h, "ids", 0, 100000, 4096, &r->ids, &r->n_ids, rj);
-    /* index_add */
     int n = 0;
     if (given) {
         size_t bytes = svc_size(m, hi + 1);
@@ -240,28 +267,9 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
     } else {
         n = m->n - hi - 1 + m->dropped;
     }
-    if (get_keys(h, "ids", n, 1 << 20, 4096, &r->ids, &r->n_ids, rj))
+    if (get_keys(h, "ids", n, 1 << 20, 4096, &r->ids, &r->n_ids, rj) ||
+        parse_metadata(h, n, r, rj))
         return -1;
-    json_t *meta = json_object_get(h, "metadata");
-    if (meta) {
-        if (!json_is_array(meta) || json_array_size(meta) != (size_t)n)
-            return svc_rejectf(rj, C_BAD_REQUEST, -1, "metadata",
-                               "'metadata' must be an array of %d objects (or "
-                               "nulls), one per item", n);
-        if (!(r->metas = calloc((size_t)n, sizeof *r->metas)))
-            return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
-        for (int i = 0; i < n; i++) {
-            json_t *x = json_array_get(meta, (size_t)i);
-            if (json_is_null(x))
-                continue;
-            if (!json_is_object(x))
-                return svc_rejectf(rj, C_BAD_REQUEST, i, "metadata",
-                                   "metadata %d is not an object", i);
-            if (!(r->metas[i] = json_dumps(x, JSON_COMPACT |
-                                                  JSON_PRESERVE_ORDER)))
-                return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
-        }
-    }
     if (given) {
         size_t bytes = (size_t)n * (size_t)D * 4;
         if (!(r->given = malloc(bytes)))
@@ -274,6 +282,21 @@ static int parse_index(worker *w, json_t *h, svc_msg *m, int hi, int given,
                                    "embeddings", "vector %zu is not finite",
                                    i / (size_t)D);
     }
+    return 0;
+}
+
+/* classify: a label set of the request's (zero-shot), or the model's
+ * head. */
+static int parse_classify(worker *w, json_t *h, svc_msg *m, int hi,
+                          int given, req *r, reject *rj)
+{
+    json_t *labels = json_object_get(h, "labels");
+    json_t *tmpl = json_object_get(h, "template");
+    if ((labels || tmpl) && parse_labels(w, labels, tmpl, r, rj) != 0)
+        return -1;
+    if (!r->labels && w->info.num_labels <= 0)
+        return svc_rejectf(rj, C_NO_HEAD, -1, NULL,
+                           "model '%s' has no classification head", w->name);
     return 0;
 }
 
@@ -309,9 +332,10 @@ static int check_pixels(worker *w, svc_msg *m, int first, reject *rj)
     return 0;
 }
 
-/* Parses header frame `hi` of `m` and the data frames after it into `r`.
- * The op is known (r->op) as soon as it could be read, for the metrics. */
-int svc_parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
+/* The header frame as a JSON object, its op and the fields every op
+ * reads. */
+static int parse_header(worker *w, svc_msg *m, int hi, req *r, json_t **hp,
+                        reject *rj)
 {
     size_t hn = svc_size(m, hi);
     if (hn == 0)
@@ -323,211 +347,216 @@ int svc_parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
                            "the header is %zu bytes; the limit is %d", hn,
                            SVC_MAX_HEADER);
     json_error_t jerr;
-    json_t *h = json_loadb((const char *)svc_data(m, hi), hn,
-                           JSON_REJECT_DUPLICATES, &jerr);
-    int rc = -1;
-    if (!h) {
+    json_t *h = *hp = json_loadb((const char *)svc_data(m, hi), hn,
+                                 JSON_REJECT_DUPLICATES, &jerr);
+    if (!h)
         /* jansson's reason: a syntax error, or a number it cannot hold
          * (an integer past 64 bits) */
-        svc_rejectf(rj, C_BAD_REQUEST, -1, NULL,
-                    "the header is not valid JSON: %s", jerr.text);
-        goto done;
-    }
-    if (!json_is_object(h)) {
-        svc_rejectf(rj, C_BAD_REQUEST, -1, NULL,
-                    "the header is JSON but not an object");
-        goto done;
-    }
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, NULL,
+                           "the header is not valid JSON: %s", jerr.text);
+    if (!json_is_object(h))
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, NULL,
+                           "the header is JSON but not an object");
     json_t *op = json_object_get(h, "op");
-    if (!op) {
-        svc_rejectf(rj, C_MISSING_FIELD, -1, "op", "the header has no 'op'");
-        goto done;
-    }
-    if (!json_is_string(op)) {
-        svc_rejectf(rj, C_BAD_REQUEST, -1, "op", "'op' must be a string");
-        goto done;
-    }
+    if (!op)
+        return svc_rejectf(rj, C_MISSING_FIELD, -1, "op",
+                           "the header has no 'op'");
+    if (!json_is_string(op))
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "op",
+                           "'op' must be a string");
     r->op = op_parse(json_string_value(op));
-    if (r->op == OP_INVALID) {
-        svc_rejectf(rj, C_UNKNOWN_OP, -1, "op", "unknown operation '%.100s'",
-                    json_string_value(op));
-        goto done;
-    }
+    if (r->op == OP_INVALID)
+        return svc_rejectf(rj, C_UNKNOWN_OP, -1, "op",
+                           "unknown operation '%.100s'",
+                           json_string_value(op));
     long v = 1, deadline = w->o.deadline_ms, top_k = 5;
-    if (get_int(h, "v", 1, 1, &v, rj) || get_int(h, "deadline_ms", 1,
-                                                 86400000, &deadline, rj) ||
+    if (get_int(h, "v", 1, 1, &v, rj) ||
+        get_int(h, "deadline_ms", 1, 86400000, &deadline, rj) ||
         get_int(h, "top_k", 1, 1000, &top_k, rj) ||
         get_bool(h, "logits", &r->want_logits, rj) ||
         get_bool(h, "normalize", &r->normalize, rj))
-        goto done;
+        return -1;
     r->deadline = r->t_recv + (double)deadline;
     r->top_k = (int)top_k;
     json_t *fmt = json_object_get(h, "format");
     if (r->op == OP_METRICS && fmt) {
         if (!json_is_string(fmt) ||
             (strcmp(json_string_value(fmt), "json") != 0 &&
-             strcmp(json_string_value(fmt), "prometheus") != 0)) {
-            svc_rejectf(rj, C_BAD_REQUEST, -1, "format",
-                        "'format' is \"json\" or \"prometheus\"");
-            goto done;
-        }
+             strcmp(json_string_value(fmt), "prometheus") != 0))
+            return svc_rejectf(rj, C_BAD_REQUEST, -1, "format",
+                               "'format' is \"json\" or \"prometheus\"");
         r->prometheus = strcmp(json_string_value(fmt), "prometheus") == 0;
     }
+    return 0;
+}
 
-    int n_data = m->n - hi - 1 + m->dropped;
-    int is_index = r->op == OP_INDEX_ADD || r->op == OP_INDEX_REMOVE ||
-                   r->op == OP_SEARCH_TEXT || r->op == OP_SEARCH_IMAGE ||
-                   r->op == OP_INDEX_STATS || r->op == OP_INDEX_GET;
-    if (is_index && !w->ix) {
-        svc_rejectf(rj, C_NO_INDEX, -1, NULL,
-                    "this worker serves no index (vit serve --index PATH)");
-        goto done;
+/* The image frames from `first` on: how many, and each one's size. */
+static int check_images(worker *w, svc_msg *m, int first, int n_data,
+                        const req *r, reject *rj)
+{
+    if (n_data == 0)
+        return svc_rejectf(rj, C_MISSING_FIELD, -1, "images",
+                           "operation '%s' needs at least one image frame",
+                           svc_ops[r->op].name);
+    if (n_data > w->o.max_images)
+        return svc_rejectf(rj, C_TOO_LARGE, -1, "images",
+                           "%d images in one request; the limit is %d",
+                           n_data, w->o.max_images);
+    size_t total = 0;
+    for (int i = 0; i < n_data; i++) {
+        size_t sz = svc_size(m, first + i);
+        if (sz > w->o.max_image_bytes)
+            return svc_rejectf(rj, C_TOO_LARGE, i, NULL,
+                               "image %d is %zu bytes; the limit is %zu", i,
+                               sz, w->o.max_image_bytes);
+        if (sz == 0)
+            return svc_rejectf(rj, C_BAD_IMAGE, i, NULL, "image %d is empty",
+                               i);
+        total += sz;
     }
+    if (total > w->o.max_request_bytes)
+        return svc_rejectf(rj, C_TOO_LARGE, -1, NULL,
+                           "the images total %zu bytes; the limit is %zu",
+                           total, w->o.max_request_bytes);
+    return 0;
+}
+
+/* "texts": 1 to max_texts strings, each at most max_text_bytes. */
+static int parse_texts(worker *w, json_t *h, req *r, reject *rj)
+{
+    json_t *t = json_object_get(h, "texts");
+    if (!t)
+        return svc_rejectf(rj, C_MISSING_FIELD, -1, "texts",
+                           "operation '%s' needs 'texts'",
+                           svc_ops[r->op].name);
+    if (!json_is_array(t) || json_array_size(t) == 0)
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "texts",
+                           "'texts' must be a non-empty array of strings");
+    if (json_array_size(t) > (size_t)w->o.max_texts)
+        return svc_rejectf(rj, C_TOO_LARGE, -1, "texts",
+                           "%zu texts in one request; the limit is %d",
+                           json_array_size(t), w->o.max_texts);
+    size_t nt = json_array_size(t);
+    for (size_t i = 0; i < nt; i++) {
+        json_t *s = json_array_get(t, i);
+        if (!json_is_string(s))
+            return svc_rejectf(rj, C_BAD_REQUEST, (int)i, "texts",
+                               "text %zu is not a string", i);
+        if (json_string_length(s) > (size_t)w->o.max_text_bytes)
+            return svc_rejectf(rj, C_TOO_LARGE, (int)i, "texts",
+                               "text %zu is %zu bytes; the limit is %d", i,
+                               json_string_length(s), w->o.max_text_bytes);
+        if (memchr(json_string_value(s), 0, json_string_length(s)))
+            return svc_rejectf(rj, C_BAD_REQUEST, (int)i, "texts",
+                               "text %zu holds a NUL byte (\\u0000)", i);
+    }
+    if (!w->info.has_text)
+        return svc_rejectf(rj, C_NO_TEXT_TOWER, -1, NULL,
+                           "model '%s' has no text tower", w->name);
+    r->texts = calloc(nt, sizeof *r->texts);
+    if (!r->texts)
+        return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    for (size_t i = 0; i < nt; i++, r->n_texts++) {
+        /* json strings may hold NUL; the library takes C strings, so a
+         * text ends at its first NUL, as a C caller's would. */
+        r->texts[i] = strdup(json_string_value(json_array_get(t, i)));
+        if (!r->texts[i])
+            return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    }
+    return 0;
+}
+
+/* What the op takes, by its row of the table: data frames (images, or
+ * index_add's one frame of given embeddings), texts, the index, and its
+ * own fields (its parse); then the images' pixels by their headers, and
+ * the image frames taken into r->data. */
+static int parse_op(worker *w, json_t *h, svc_msg *m, int hi, req *r,
+                    reject *rj)
+{
+    const svc_op *op = &svc_ops[r->op];
+    int n_data = m->n - hi - 1 + m->dropped;
+    if ((op->flags & OPF_INDEX) && !w->ix)
+        return svc_rejectf(rj, C_NO_INDEX, -1, NULL,
+                           "this worker serves no index (vit serve --index "
+                           "PATH)");
     /* index_add of vectors computed elsewhere: one data frame of floats. */
     int given = r->op == OP_INDEX_ADD &&
                 json_is_true(json_object_get(h, "embeddings"));
-    int takes_images = r->op == OP_CLASSIFY || r->op == OP_EMBED_IMAGE ||
-                       r->op == OP_MATCH || r->op == OP_SEARCH_IMAGE ||
-                       (r->op == OP_INDEX_ADD && !given);
-    int takes_texts = r->op == OP_EMBED_TEXT || r->op == OP_MATCH ||
-                      r->op == OP_SEARCH_TEXT;
-    if (given && n_data != 1) {
-        svc_rejectf(rj, C_BAD_REQUEST, -1, "embeddings",
-                    "index_add with \"embeddings\": true takes one data frame "
-                    "of float32 vectors");
-        goto done;
-    }
-    if (!takes_images && !given && n_data > 0) {
-        svc_rejectf(rj, C_BAD_REQUEST, -1, "images",
-                    "operation '%s' takes no data frames",
-                    svc_op_names[r->op]);
-        goto done;
-    }
-    if (takes_images) {
-        if (n_data == 0) {
-            svc_rejectf(rj, C_MISSING_FIELD, -1, "images",
-                        "operation '%s' needs at least one image frame",
-                        svc_op_names[r->op]);
-            goto done;
-        }
-        if (n_data > w->o.max_images) {
-            svc_rejectf(rj, C_TOO_LARGE, -1, "images",
-                        "%d images in one request; the limit is %d", n_data,
-                        w->o.max_images);
-            goto done;
-        }
-        size_t total = 0;
-        for (int i = 0; i < n_data; i++) {
-            size_t sz = svc_size(m, hi + 1 + i);
-            if (sz > w->o.max_image_bytes) {
-                svc_rejectf(rj, C_TOO_LARGE, i, NULL,
-                            "image %d is %zu bytes; the limit is %zu", i, sz,
-                            w->o.max_image_bytes);
-                goto done;
-            }
-            if (sz == 0) {
-                svc_rejectf(rj, C_BAD_IMAGE, i, NULL, "image %d is empty", i);
-                goto done;
-            }
-            total += sz;
-        }
-        if (total > w->o.max_request_bytes) {
-            svc_rejectf(rj, C_TOO_LARGE, -1, NULL,
-                        "the images total %zu bytes; the limit is %zu", total,
-                        w->o.max_request_bytes);
-            goto done;
-        }
-    }
-    if (takes_texts) {
-        json_t *t = json_object_get(h, "texts");
-        if (!t) {
-            svc_rejectf(rj, C_MISSING_FIELD, -1, "texts",
-                        "operation '%s' needs 'texts'", svc_op_names[r->op]);
-            goto done;
-        }
-        if (!json_is_array(t) || json_array_size(t) == 0) {
-            svc_rejectf(rj, C_BAD_REQUEST, -1, "texts",
-                        "'texts' must be a non-empty array of strings");
-            goto done;
-        }
-        if (json_array_size(t) > (size_t)w->o.max_texts) {
-            svc_rejectf(rj, C_TOO_LARGE, -1, "texts",
-                        "%zu texts in one request; the limit is %d",
-                        json_array_size(t), w->o.max_texts);
-            goto done;
-        }
-        size_t nt = json_array_size(t);
-        for (size_t i = 0; i < nt; i++) {
-            json_t *s = json_array_get(t, i);
-            if (!json_is_string(s)) {
-                svc_rejectf(rj, C_BAD_REQUEST, (int)i, "texts",
-                            "text %zu is not a string", i);
-                goto done;
-            }
-            if (json_string_length(s) > (size_t)w->o.max_text_bytes) {
-                svc_rejectf(rj, C_TOO_LARGE, (int)i, "texts",
-                            "text %zu is %zu bytes; the limit is %d", i,
-                            json_string_length(s), w->o.max_text_bytes);
-                goto done;
-            }
-            if (memchr(json_string_value(s), 0, json_string_length(s))) {
-                svc_rejectf(rj, C_BAD_REQUEST, (int)i, "texts",
-                            "text %zu holds a NUL byte (\\u0000)", i);
-                goto done;
-            }
-        }
-        if (!w->info.has_text) {
-            svc_rejectf(rj, C_NO_TEXT_TOWER, -1, NULL,
-                        "model '%s' has no text tower", w->name);
-            goto done;
-        }
-        r->texts = calloc(nt, sizeof *r->texts);
-        if (!r->texts) {
-            svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < nt; i++, r->n_texts++) {
-            /* json strings may hold NUL; the library takes C strings, so a
-             * text ends at its first NUL, as a C caller's would. */
-            r->texts[i] = strdup(json_string_value(json_array_get(t, i)));
-            if (!r->texts[i]) {
-                svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
-                goto done;
-            }
-        }
-    }
-    if (takes_images && !svc_has_vision(&w->info)) {
-        svc_rejectf(rj, C_NO_VISION_TOWER, -1, NULL,
-                    "model '%s' has no vision tower", w->name);
-        goto done;
-    }
-    json_t *labels = json_object_get(h, "labels");
-    json_t *tmpl = json_object_get(h, "template");
-    if (r->op == OP_CLASSIFY && (labels || tmpl) &&
-        parse_labels(w, labels, tmpl, r, rj) != 0)
-        goto done;
-    if (r->op == OP_CLASSIFY && !r->labels && w->info.num_labels <= 0) {
-        svc_rejectf(rj, C_NO_HEAD, -1, NULL,
-                    "model '%s' has no classification head", w->name);
-        goto done;
-    }
-    if (is_index && parse_index(w, h, m, hi, given, r, rj) != 0)
-        goto done;
+    int takes_images = (op->flags & OPF_IMAGES) && !given;
+    if (given && n_data != 1)
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "embeddings",
+                           "index_add with \"embeddings\": true takes one "
+                           "data frame of float32 vectors");
+    if (!takes_images && !given && n_data > 0)
+        return svc_rejectf(rj, C_BAD_REQUEST, -1, "images",
+                           "operation '%s' takes no data frames", op->name);
+    if (takes_images && check_images(w, m, hi + 1, n_data, r, rj) != 0)
+        return -1;
+    if ((op->flags & OPF_TEXTS) && parse_texts(w, h, r, rj) != 0)
+        return -1;
+    if (takes_images && !svc_has_vision(&w->info))
+        return svc_rejectf(rj, C_NO_VISION_TOWER, -1, NULL,
+                           "model '%s' has no vision tower", w->name);
+    if (op->parse && op->parse(w, h, m, hi, given, r, rj) != 0)
+        return -1;
     if (takes_images && check_pixels(w, m, hi + 1, rj) != 0)
-        goto done;
+        return -1;
     if (takes_images) {
         for (int i = hi + 1; i < m->n; i++)
-            if (svc_msg_add_frame(&r->data, m, i) != 0) {
-                svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
-                goto done;
-            }
+            if (svc_msg_add_frame(&r->data, m, i) != 0)
+                return svc_rejectf(rj, C_INTERNAL, -1, NULL,
+                                   "out of memory");
         r->n_images = r->data.n;
     }
-    rc = 0;
-done:
+    return 0;
+}
+
+/* Parses header frame `hi` of `m` and the data frames after it into `r`.
+ * The op is known (r->op) as soon as it could be read, for the metrics. */
+int svc_parse_body(worker *w, svc_msg *m, int hi, req *r, reject *rj)
+{
+    json_t *h = NULL;
+    int rc = parse_header(w, m, hi, r, &h, rj);
+    if (rc == 0)
+        rc = parse_op(w, h, m, hi, r, rj);
     json_decref(h);
     return rc;
 }
+
+/* ---- the op table ---- */
+
+/* Each operation: its name, what it takes (OPF_*), its own fields
+ * (parse, after the fields every op has), and how it is answered: at once
+ * on the I/O thread (answer), or by a reply made once its items are
+ * computed (reply, reply.c), which for index_add hands them to the index
+ * writer; index_remove and an index_add of given vectors go to the writer
+ * straight away. */
+const svc_op svc_ops[N_OPS] = {
+    [OP_CLASSIFY] = {"classify", OPF_IMAGES, parse_classify, NULL,
+                     svc_reply_classify},
+    [OP_EMBED_IMAGE] = {"embed_image", OPF_IMAGES | OPF_IMG_EMB, NULL, NULL,
+                        svc_reply_embed},
+    [OP_EMBED_TEXT] = {"embed_text", OPF_TEXTS, NULL, NULL,
+                       svc_reply_embed},
+    [OP_MATCH] = {"match", OPF_IMAGES | OPF_TEXTS | OPF_IMG_EMB, NULL, NULL,
+                  svc_reply_match},
+    [OP_INFO] = {"info", 0, NULL, svc_answer_info, NULL},
+    [OP_HEALTH] = {"health", 0, NULL, svc_answer_health, NULL},
+    [OP_METRICS] = {"metrics", 0, NULL, svc_answer_metrics, NULL},
+    [OP_INDEX_ADD] = {"index_add", OPF_IMAGES | OPF_INDEX | OPF_IMG_EMB,
+                      parse_index_add, NULL, svc_reply_index_add},
+    [OP_INDEX_REMOVE] = {"index_remove", OPF_INDEX, parse_index_remove,
+                         NULL, NULL},
+    [OP_SEARCH_TEXT] = {"search_text", OPF_TEXTS | OPF_INDEX, parse_search,
+                        NULL, svc_reply_search},
+    [OP_SEARCH_IMAGE] = {"search_image", OPF_IMAGES | OPF_INDEX | OPF_IMG_EMB,
+                         parse_search, NULL, svc_reply_search},
+    [OP_INDEX_STATS] = {"index_stats", OPF_INDEX, NULL,
+                        svc_answer_index_stats, NULL},
+    [OP_INDEX_GET] = {"index_get", OPF_INDEX, parse_index_get,
+                      svc_answer_index_get, NULL},
+    [OP_INVALID] = {"invalid", 0, NULL, NULL, NULL},
+};
 
 /* Allocates the result buffers and items of an accepted request. */
 int svc_req_prepare(worker *w, req *r)
@@ -543,8 +572,7 @@ int svc_req_prepare(worker *w, req *r)
         if (r->want_logits && !(r->logits = malloc(ni * L * sizeof(float))))
             return -1;
     }
-    if ((r->op == OP_EMBED_IMAGE || r->op == OP_MATCH ||
-         r->op == OP_SEARCH_IMAGE || r->op == OP_INDEX_ADD) && ni &&
+    if ((svc_ops[r->op].flags & OPF_IMG_EMB) && ni &&
         !(r->img_emb = malloc(ni * D * sizeof(float))))
         return -1;
     if (nt && !(r->txt_emb = malloc(nt * D * sizeof(float))))

@@ -7,6 +7,7 @@
  * they finish back to the I/O thread (reply.c).
  */
 #include "service/svc_worker.h"
+#include "vit/fail.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -34,6 +35,26 @@ void svc_queue_items_locked(worker *w, req *r)
         w->n_items++;
     }
     pthread_cond_signal(&w->cv_infer);
+}
+
+/* Queues an accepted request: to the decode threads when it has images,
+ * else (texts need no decoding) its items to the inference thread. */
+void svc_sched_submit(worker *w, req *r)
+{
+    pthread_mutex_lock(&w->mu);
+    if (r->n_images > 0) {
+        r->next = NULL;
+        w->decoding++;
+        if (w->dq_tail)
+            w->dq_tail->next = r;
+        else
+            w->dq_head = r;
+        w->dq_tail = r;
+        pthread_cond_signal(&w->cv_decode);
+    } else {
+        svc_queue_items_locked(w, r);
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void decode_one(worker *w, void *push, req *r)
@@ -80,7 +101,7 @@ static void decode_one(worker *w, void *push, req *r)
     pthread_mutex_unlock(&w->mu);
 }
 
-void *svc_decode_main(void *arg)
+static void *decode_main(void *arg)
 {
     thread_arg *a = arg;
     worker *w = a->w;
@@ -293,7 +314,7 @@ static double batch_wait(const infer_ctx *c, const item *head, double now)
     return w->decoding > 0 && to_full > back ? to_full : back;
 }
 
-void *svc_infer_main(void *arg)
+static void *infer_main(void *arg)
 {
     infer_ctx *c = arg;
     worker *w = c->w;
@@ -346,4 +367,106 @@ void *svc_infer_main(void *arg)
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
+}
+
+/* ---- starting and stopping ---- */
+
+vit_status svc_sched_init(worker *w, svc_sched *s, vit_error *err)
+{
+    const vit_serve_options *opt = &w->o;
+    infer_ctx *ic = &s->ic;
+    vit_status st = vit_state_new(w->model, &ic->state, err);
+    if (st != VIT_OK)
+        return st;
+    /* Room for a classifier's labels or a zero-shot set's (max_texts). */
+    int L = w->info.num_labels > opt->max_texts ? w->info.num_labels
+                                                : opt->max_texts;
+    int D = w->info.embed_dim > 0 ? w->info.embed_dim : 1;
+    ic->w = w;
+    ic->cap = opt->max_batch;
+    size_t cap = (size_t)ic->cap;
+    ic->pixels = malloc(cap * (w->chw ? w->chw : 1) * sizeof(float));
+    ic->top = malloc(cap * L * sizeof *ic->top);
+    ic->logits = malloc(cap * L * sizeof(float));
+    ic->emb = malloc(cap * D * sizeof(float));
+    ic->texts = malloc(cap * sizeof *ic->texts);
+    ic->batch = malloc(cap * sizeof *ic->batch);
+    s->dec = calloc((size_t)opt->decode_threads, sizeof *s->dec);
+    s->dargs = calloc((size_t)opt->decode_threads, sizeof *s->dargs);
+    if (!ic->pixels || !ic->top || !ic->logits || !ic->emb || !ic->texts ||
+        !ic->batch || !s->dec || !s->dargs)
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
+    return VIT_OK;
+}
+
+vit_status svc_sched_start(worker *w, svc_sched *s, const char *done_ep,
+                           vit_error *err)
+{
+    infer_ctx *ic = &s->ic;
+    /* Each thread gets its own PUSH socket: ZeroMQ sockets are not shared
+     * between threads. */
+    ic->push = zmq_socket(w->ctx, ZMQ_PUSH);
+    if (!ic->push || zmq_connect(ic->push, done_ep) != 0 ||
+        pthread_create(&s->infer_th, NULL, infer_main, ic) != 0)
+        return vit__fail(err, VIT_E_IO, "cannot start the inference thread");
+    s->infer_started = 1;
+    for (; s->n_dec < w->o.decode_threads; s->n_dec++) {
+        thread_arg *a = &s->dargs[s->n_dec];
+        a->w = w;
+        a->push = zmq_socket(w->ctx, ZMQ_PUSH);
+        if (!a->push || zmq_connect(a->push, done_ep) != 0 ||
+            pthread_create(&s->dec[s->n_dec], NULL, decode_main, a) != 0) {
+            if (a->push)
+                zmq_close(a->push);
+            return vit__fail(err, VIT_E_IO, "cannot start a decode thread");
+        }
+    }
+    return VIT_OK;
+}
+
+void svc_sched_stop(worker *w, svc_sched *s)
+{
+    if (s->infer_started) {
+        pthread_mutex_lock(&w->mu);
+        w->quit = 1;
+        pthread_cond_broadcast(&w->cv_decode);
+        pthread_cond_broadcast(&w->cv_infer);
+        pthread_mutex_unlock(&w->mu);
+    }
+    for (int i = 0; i < s->n_dec; i++) {
+        pthread_join(s->dec[i], NULL);
+        zmq_close(s->dargs[i].push);
+    }
+    if (s->infer_started)
+        pthread_join(s->infer_th, NULL);
+    if (s->ic.push)
+        zmq_close(s->ic.push);
+    /* Requests still queued (only after a failed start or a hard stop). */
+    for (req *r = w->dq_head, *nx; r; r = nx) {
+        nx = r->next;
+        svc_req_free(r);
+    }
+    while (w->iq_head) {
+        req *r = w->iq_head->r;
+        svc_purge_req_locked(w, r);
+        svc_req_free(r);
+    }
+}
+
+void svc_sched_free(svc_sched *s)
+{
+    infer_ctx *ic = &s->ic;
+    free(ic->pixels);
+    free(ic->top);
+    free(ic->logits);
+    free(ic->emb);
+    free(ic->texts);
+    free(ic->batch);
+    free(s->dec);
+    free(s->dargs);
+    for (int i = 0; i < 8; i++) {
+        free(ic->zs[i].key);
+        vit_zeroshot_free(ic->zs[i].z);
+    }
+    vit_state_free(ic->state);
 }

@@ -47,8 +47,6 @@ typedef enum {
     N_OPS
 } op_t;
 
-extern const char *const svc_op_names[N_OPS];
-
 /* The codes of PROTOCOL.md section 4, and "ok". */
 #define CODE_LIST(X)                                                     \
     X(OK, "ok") X(BAD_REQUEST, "bad_request") X(UNKNOWN_OP, "unknown_op") \
@@ -204,6 +202,16 @@ typedef struct {
     double item_ms;       /* its time per item */
 } infer_ctx;
 
+/* The pipeline's threads (scheduler.c). */
+typedef struct {
+    infer_ctx ic;
+    pthread_t infer_th;
+    int infer_started;
+    pthread_t *dec;
+    thread_arg *dargs;
+    int n_dec;
+} svc_sched;
+
 typedef struct {
     code_t code;
     char msg[300];
@@ -223,6 +231,9 @@ typedef struct {
                         succeeds) */
     int wrong_told;  /* the endpoint was said to be no broker's backend
                         (until a broker answers) */
+    double last_heard;   /* from the broker */
+    double reconnect_at; /* with no session: when to open the next */
+    double backoff;      /* the wait after the next silence, ms */
 } io;
 
 /* The metrics port (--metrics-bind) is libmicrohttpd's (service/http.c);
@@ -232,6 +243,33 @@ typedef struct {
     void *ctx;
     char ep[64];
 } metrics_link;
+
+/* ---- the op table (request.c) ---- */
+
+/* What an op takes. */
+enum {
+    OPF_IMAGES = 1,   /* image frames (index_add: unless it gives vectors) */
+    OPF_TEXTS = 2,    /* "texts" */
+    OPF_INDEX = 4,    /* the worker's index (--index) */
+    OPF_IMG_EMB = 8,  /* its images' embeddings, for its reply */
+};
+
+/* An operation: its name, what it takes, its own fields of the header
+ * (parse, after those every op has; `given`: index_add's vectors come in
+ * the data frame), and how it is answered: at once on the I/O thread
+ * (answer: the body, or NULL with `msg`), or once its items are computed
+ * (reply: fills `o` and `d`'s data and returns 0, or answers the request
+ * otherwise and returns -1). */
+typedef struct {
+    const char *name;
+    unsigned flags;
+    int (*parse)(worker *w, json_t *h, svc_msg *m, int hi, int given, req *r,
+                 reject *rj);
+    char *(*answer)(worker *w, req *r, char *msg);
+    int (*reply)(infer_ctx *c, req *r, json_t *o, done_msg *d);
+} svc_op;
+
+extern const svc_op svc_ops[N_OPS];
 
 /* ---- what the parts offer each other ---- */
 
@@ -257,12 +295,22 @@ int svc_req_prepare(worker *w, req *r);
 void svc_req_free(req *r);
 
 /* scheduler.c */
+/* Queues an accepted request for decoding, or its items (texts) for the
+ * inference thread. */
+void svc_sched_submit(worker *w, req *r);
 /* Queues the items of a decoded request for the inference thread. */
 void svc_queue_items_locked(worker *w, req *r);
 /* Removes every queued item of `r`, so it can be answered early. */
 void svc_purge_req_locked(worker *w, req *r);
-void *svc_decode_main(void *arg);  /* a thread_arg */
-void *svc_infer_main(void *arg);   /* an infer_ctx */
+/* The inference thread's state and buffers (after the model is loaded);
+ * its threads, handing their replies back to `done_ep`; stopping them
+ * (and freeing what was still queued); the buffers freed. Each may be
+ * called after a failure of the one before. */
+vit_status svc_sched_init(worker *w, svc_sched *s, vit_error *err);
+vit_status svc_sched_start(worker *w, svc_sched *s, const char *done_ep,
+                           vit_error *err);
+void svc_sched_stop(worker *w, svc_sched *s);
+void svc_sched_free(svc_sched *s);
 
 /* reply.c */
 /* Sends `d` (owned) over a thread's PUSH socket. */
@@ -271,6 +319,17 @@ void svc_finish_error(void *push, req *r, code_t code, const char *msg,
                       int index);
 /* Builds the reply of a request whose items are all computed. */
 void svc_finish_ok(infer_ctx *c, req *r);
+/* The ops' replies and answers (svc_op). */
+int svc_reply_classify(infer_ctx *c, req *r, json_t *o, done_msg *d);
+int svc_reply_embed(infer_ctx *c, req *r, json_t *o, done_msg *d);
+int svc_reply_match(infer_ctx *c, req *r, json_t *o, done_msg *d);
+int svc_reply_search(infer_ctx *c, req *r, json_t *o, done_msg *d);
+int svc_reply_index_add(infer_ctx *c, req *r, json_t *o, done_msg *d);
+char *svc_answer_info(worker *w, req *r, char *msg);
+char *svc_answer_health(worker *w, req *r, char *msg);
+char *svc_answer_metrics(worker *w, req *r, char *msg);
+char *svc_answer_index_stats(worker *w, req *r, char *msg);
+char *svc_answer_index_get(worker *w, req *r, char *msg);
 /* A JSON value as compact text, malloc'd (NULL when o is NULL or out of
  * memory); takes the reference. */
 char *svc_dump(json_t *o);
@@ -321,6 +380,12 @@ void svc_broker_close(io *x);
  * handshake succeeded. */
 int svc_handle_monitor(io *x);
 void svc_send_cmd(io *x, unsigned char cmd);
+/* A message from the broker, as the loop reads it: 1 when the session was
+ * closed (the broker told us to go), so that no more is read from it. */
+int svc_broker_message(io *x, svc_msg *m, double now);
+/* The session's timers: a silent broker's session is closed, and another
+ * opened after a backoff; a heartbeat when nothing was sent for one. */
+void svc_broker_tick(io *x, double now);
 /* A message from the broker: 1 when it told us to disconnect, -1 when it
  * is not the worker protocol, else 0. */
 int svc_handle_broker(io *x, svc_msg *m);

@@ -40,6 +40,77 @@ void svc_logf(worker *w, const char *fmt, ...)
     w->o.log(w->o.log_ud, line);
 }
 
+/* An op answered at once, on this thread (svc_ops' answer). */
+static int answer_now(io *x, req *r, const unsigned char *route,
+                      size_t route_len, const unsigned char *rid,
+                      size_t rid_len, reject *rj)
+{
+    char msg[256] = "out of memory";
+    char *body = svc_ops[r->op].answer(x->w, r, msg);
+    if (!body)
+        return svc_rejectf(rj, C_INTERNAL, -1, NULL, "%s", msg);
+    svc_count(x->w, r->op, C_OK);
+    svc_send_reply(x, route, route_len, rid, rid_len, body, NULL, 0);
+    free(body);
+    return 0;
+}
+
+/* Whether the worker takes work `r` now: not while it stops, nor past
+ * max_queue requests or max_queue_bytes held. Sets r->cost. */
+static int admit(worker *w, req *r, reject *rj)
+{
+    if (*w->o.stop)
+        return svc_rejectf(rj, C_SHUTTING_DOWN, -1, NULL,
+                           "the worker is shutting down and takes no new "
+                           "work");
+    if (w->inflight >= w->o.max_queue)
+        return svc_rejectf(rj, C_OVERLOADED, -1, NULL,
+                           "the queue is full (%d requests); try again later",
+                           w->o.max_queue);
+    /* The memory a request holds until it is answered: its image bytes,
+     * then its pixel tensors. max_queue requests of max_request_bytes each
+     * could be far more than the machine has, so bytes are bounded too. */
+    size_t cost = 0;
+    for (int i = 0; i < r->data.n; i++)
+        cost += svc_size(&r->data, i);
+    cost += (size_t)r->n_images * w->chw * sizeof(float);
+    if (w->held_bytes > 0 && w->held_bytes + cost > w->o.max_queue_bytes)
+        return svc_rejectf(rj, C_OVERLOADED, -1, NULL,
+                           "the queue holds %zu MiB of work; try again later",
+                           w->held_bytes >> 20);
+    r->cost = cost;
+    return 0;
+}
+
+/* Takes admitted work `r` in: to the pipeline (scheduler.c), or when
+ * there is nothing to compute straight to the index writer. From here the
+ * request is theirs until its reply comes back (handle_done). */
+static int take_in(io *x, req *r, const unsigned char *route,
+                   size_t route_len, const unsigned char *rid,
+                   size_t rid_len, reject *rj)
+{
+    worker *w = x->w;
+    if (svc_req_prepare(w, r) != 0)
+        return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+    memcpy(r->route, route, route_len);
+    r->route_len = route_len;
+    memcpy(r->rid, rid, rid_len);
+    r->rid_len = rid_len;
+    w->inflight++;
+    w->held_bytes += r->cost;
+    if (r->op == OP_INDEX_REMOVE || (r->op == OP_INDEX_ADD && r->given)) {
+        if (svc_req_ix_submit(w, r, r->given) != 0) {
+            w->inflight--;
+            w->held_bytes -= r->cost;
+            return svc_rejectf(rj, C_INTERNAL, -1, NULL, "out of memory");
+        }
+        r->given = NULL;
+        return 0;
+    }
+    svc_sched_submit(w, r);
+    return 0;
+}
+
 /* Handles the part of a request from the request id on: frames
  * [ri] request id, [ri+1] header, [ri+2 ...] data. */
 void svc_handle_request(io *x, svc_msg *m, int ri,
@@ -72,104 +143,15 @@ void svc_handle_request(io *x, svc_msg *m, int ri,
     r->t_recv = svc_now_ms();
     if (svc_parse_body(w, m, ri + 1, r, &rj) != 0)
         goto reject;
-    if (r->op == OP_HEALTH || r->op == OP_INFO || r->op == OP_METRICS ||
-        r->op == OP_INDEX_STATS || r->op == OP_INDEX_GET) {
-        char *body;
-        char msg[256] = "out of memory";
-        json_t *items = NULL;
-        if (r->op == OP_INDEX_GET)
-            body = (items = svc_ix_get(w->ix, r->ids, r->n_ids, msg))
-                       ? svc_dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
-                                            "index_get", "items", items))
-                       : NULL;
-        else if (r->op == OP_INDEX_STATS)
-            body = svc_dump(json_pack("{s:b, s:s, s:o}", "ok", 1, "op",
-                                      "index_stats", "index",
-                                      svc_ix_stats(w->ix)));
-        else if (r->op == OP_HEALTH)
-            body = svc_health_body(*w->o.stop ? "draining" : "serving",
-                                   svc_queue_depth(w));
-        else if (r->op == OP_INFO)
-            body = svc_info_body(w);
-        else if (r->prometheus) {
-            char *text = svc_metrics_prometheus(w);
-            body = text ? svc_dump(json_pack("{s:b, s:s, s:s, s:s}", "ok", 1,
-                                             "op", "metrics", "format",
-                                             "prometheus", "text", text))
-                        : NULL;
-            free(text);
-        } else
-            body = svc_metrics_body(w);
-        if (!body) {
-            svc_rejectf(&rj, C_INTERNAL, -1, NULL, "%s", msg);
+    if (svc_ops[r->op].answer) {
+        if (answer_now(x, r, route, route_len, rid, rid_len, &rj) != 0)
             goto reject;
-        }
-        svc_count(w, r->op, C_OK);
-        svc_send_reply(x, route, route_len, rid, rid_len, body, NULL, 0);
-        free(body);
         svc_req_free(r);
         return;
     }
-    if (*w->o.stop) {
-        svc_rejectf(&rj, C_SHUTTING_DOWN, -1, NULL,
-                    "the worker is shutting down and takes no new work");
+    if (admit(w, r, &rj) != 0 ||
+        take_in(x, r, route, route_len, rid, rid_len, &rj) != 0)
         goto reject;
-    }
-    if (w->inflight >= w->o.max_queue) {
-        svc_rejectf(&rj, C_OVERLOADED, -1, NULL,
-                    "the queue is full (%d requests); try again later",
-                    w->o.max_queue);
-        goto reject;
-    }
-    /* The memory a request holds until it is answered: its image bytes,
-     * then its pixel tensors. max_queue requests of max_request_bytes each
-     * could be far more than the machine has, so bytes are bounded too. */
-    size_t cost = 0;
-    for (int i = 0; i < r->data.n; i++)
-        cost += svc_size(&r->data, i);
-    cost += (size_t)r->n_images * w->chw * sizeof(float);
-    if (w->held_bytes > 0 && w->held_bytes + cost > w->o.max_queue_bytes) {
-        svc_rejectf(&rj, C_OVERLOADED, -1, NULL,
-                    "the queue holds %zu MiB of work; try again later",
-                    w->held_bytes >> 20);
-        goto reject;
-    }
-    r->cost = cost;
-    if (svc_req_prepare(w, r) != 0) {
-        svc_rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
-        goto reject;
-    }
-    memcpy(r->route, route, route_len);
-    r->route_len = route_len;
-    memcpy(r->rid, rid, rid_len);
-    r->rid_len = rid_len;
-    w->inflight++;
-    w->held_bytes += r->cost;
-    if (r->op == OP_INDEX_REMOVE || (r->op == OP_INDEX_ADD && r->given)) {
-        /* Nothing to compute: straight to the index writer. */
-        if (svc_req_ix_submit(w, r, r->given) != 0) {
-            w->inflight--;
-            w->held_bytes -= r->cost;
-            svc_rejectf(&rj, C_INTERNAL, -1, NULL, "out of memory");
-            goto reject;
-        }
-        r->given = NULL;
-        return;
-    }
-    pthread_mutex_lock(&w->mu);
-    if (r->n_images > 0) {
-        r->next = NULL;
-        w->decoding++;
-        if (w->dq_tail)
-            w->dq_tail->next = r;
-        else
-            w->dq_head = r;
-        w->dq_tail = r;
-        pthread_cond_signal(&w->cv_decode);
-    } else {
-        svc_queue_items_locked(w, r);  /* texts need no decoding */
-    }
-    pthread_mutex_unlock(&w->mu);
     return;
 reject:
     svc_reply_reject(x, route, route_len, rid, rid_len, r ? r->op : OP_INVALID,
@@ -308,11 +290,25 @@ static vit_status check_opts(const vit_serve_options *o, vit_error *err)
     return VIT_OK;
 }
 
-vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
+/* Everything vit_serve starts, stopped in reverse by serve_stop. */
+typedef struct {
+    worker *w;
+    svc_sched sched;
+    io x;
+    void *pull;  /* the replies the pipeline threads hand back */
+    void *http;  /* the loop's end of the metrics port's inproc pair */
+    svc_metrics_http *mhttp;
+    metrics_link mlink;
+    svc_auth *auth;
+    int mu_init;
+} serve;
+
+/* The worker's state from the options: its service name (checked: it
+ * travels in frames, JSON and Prometheus labels) and the library's
+ * options. */
+static vit_status worker_new(const vit_serve_options *opt, worker **out,
+                             vit_error *err)
 {
-    vit_status st = check_opts(opt, err);
-    if (st != VIT_OK)
-        return st;
     static volatile sig_atomic_t never;
     worker *w = calloc(1, sizeof *w);
     if (!w)
@@ -343,8 +339,7 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         free(w);
         return vit__fail(err, VIT_E_ARG,
                          "service names starting with '" SVC_MMI_PREFIX
-                         "' are "
-                         "the broker's own; give another with --name");
+                         "' are the broker's own; give another with --name");
     }
     w->vopt = vit_options_default();
     w->vopt.max_batch = opt->max_batch;
@@ -357,51 +352,82 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     w->vopt.max_width = w->vopt.max_height = 16384;
     w->vopt.max_file_bytes = opt->max_image_bytes;
     w->t_start = svc_now_ms();
+    *out = w;
+    return VIT_OK;
+}
 
-    pthread_t *dec = NULL;
-    thread_arg *dargs = NULL;
-    int n_dec = 0, infer_started = 0, mu_init = 0;
-    pthread_t infer_th;
-    infer_ctx ic = {0};
-    io x = {.w = w, .brokered = opt->connect != NULL};
-    void *pull = NULL, *http = NULL;
-    svc_metrics_http *mhttp = NULL;
-    metrics_link mlink = {0};
-    svc_auth *auth = NULL;
+/* The socket facing clients: a ROUTER bound (direct), or the session with
+ * a broker (connect). */
+static vit_status open_front(serve *s, vit_error *err)
+{
+    const vit_serve_options *opt = &s->w->o;
+    vit_status st;
+    if (!opt->bind) {
+        if (svc_broker_connect(&s->x) != 0)
+            return vit__fail(err, VIT_E_IO, "cannot connect to %s: %s",
+                             opt->connect, zmq_strerror(errno));
+        return VIT_OK;
+    }
+    void *front = s->x.front = zmq_socket(s->w->ctx, ZMQ_ROUTER);
+    /* libzmq bounds each frame, not a whole message: the largest frame
+     * that can be valid is an image, and one up to twice that is still
+     * read so that it gets a clear too_large reply. */
+    int64_t maxmsg = 2 * (int64_t)opt->max_image_bytes + SVC_HARD_SLACK;
+    int zero = 0;
+    zmq_setsockopt(front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(front, ZMQ_LINGER, &zero, sizeof zero);
+    if (opt->curve_secret_key &&
+        (st = svc_curve_server(front, opt->curve_secret_key, SVC_ZAP_CLIENTS,
+                               err)) != VIT_OK)
+        return st;
+    if (zmq_bind(front, opt->bind) != 0)
+        return vit__fail(err, VIT_E_IO, "cannot bind %s: %s", opt->bind,
+                         zmq_strerror(errno));
+    return VIT_OK;
+}
 
-    st = vit_model_load(opt->model_dir, &w->vopt, &w->model, err);
+/* The metrics port (--metrics-bind), which asks the loop for the text
+ * over an inproc pair. */
+static vit_status start_metrics(serve *s, vit_error *err)
+{
+    worker *w = s->w;
+    const char *bind = w->o.metrics_bind;
+    s->mlink.ctx = w->ctx;
+    snprintf(s->mlink.ep, sizeof s->mlink.ep, "inproc://vit-metrics-%p",
+             (void *)w);
+    s->http = zmq_socket(w->ctx, ZMQ_REP);
+    int zero = 0, port = 0;
+    if (s->http)
+        zmq_setsockopt(s->http, ZMQ_LINGER, &zero, sizeof zero);
+    if (!s->http || zmq_bind(s->http, s->mlink.ep) != 0)
+        return vit__fail(err, VIT_E_IO, "cannot open the metrics pair: %s",
+                         zmq_strerror(errno));
+    vit_status st = svc_metrics_http_start(bind, svc_metrics_fetch, &s->mlink,
+                                           &s->mhttp, &port, err);
     if (st != VIT_OK)
-        goto out;
+        return st;
+    const char *hp = bind + 6, *colon = strrchr(hp, ':');
+    int hl = colon ? (int)(colon - hp) : (int)strlen(hp);
+    svc_logf(w, "metrics on http://%.*s:%d/metrics", hl, hp, port);
+    return VIT_OK;
+}
+
+/* The model, the ZeroMQ context and sockets, the index, the ZAP handler,
+ * the metrics port and the pipeline's threads, in that order. */
+static vit_status serve_start(serve *s, vit_error *err)
+{
+    worker *w = s->w;
+    const vit_serve_options *opt = &w->o;
+    vit_status st = vit_model_load(opt->model_dir, &w->vopt, &w->model, err);
+    if (st != VIT_OK)
+        return st;
     vit_model_get_info(w->model, &w->info);
     w->chw = (size_t)w->info.channels * w->info.image_h * w->info.image_w;
-    if ((st = vit_state_new(w->model, &ic.state, err)) != VIT_OK)
-        goto out;
-    /* Room for a classifier's labels or a zero-shot set's (max_texts). */
-    int L = w->info.num_labels > opt->max_texts ? w->info.num_labels
-                                                : opt->max_texts;
-    int D = w->info.embed_dim > 0 ? w->info.embed_dim : 1;
-    ic.w = w;
-    ic.cap = opt->max_batch;
-    size_t cap = (size_t)ic.cap;
-    ic.pixels = malloc(cap * (w->chw ? w->chw : 1) * sizeof(float));
-    ic.top = malloc(cap * L * sizeof *ic.top);
-    ic.logits = malloc(cap * L * sizeof(float));
-    ic.emb = malloc(cap * D * sizeof(float));
-    ic.texts = malloc(cap * sizeof *ic.texts);
-    ic.batch = malloc(cap * sizeof *ic.batch);
-    dec = calloc((size_t)opt->decode_threads, sizeof *dec);
-    dargs = calloc((size_t)opt->decode_threads, sizeof *dargs);
-    if (!ic.pixels || !ic.top || !ic.logits || !ic.emb || !ic.texts ||
-        !ic.batch || !dec || !dargs) {
-        st = vit__fail(err, VIT_E_NOMEM, "out of memory");
-        goto out;
-    }
-
-    w->ctx = zmq_ctx_new();
-    if (!w->ctx) {
-        st = vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s", zmq_strerror(errno));
-        goto out;
-    }
+    if ((st = svc_sched_init(w, &s->sched, err)) != VIT_OK)
+        return st;
+    if (!(w->ctx = zmq_ctx_new()))
+        return vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s",
+                         zmq_strerror(errno));
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -409,102 +435,32 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
     pthread_cond_init(&w->cv_decode, &ca);
     pthread_cond_init(&w->cv_infer, &ca);
     pthread_condattr_destroy(&ca);
-    mu_init = 1;
-
-    pull = zmq_socket(w->ctx, ZMQ_PULL);
-    if (!pull || zmq_bind(pull, "inproc://vit-done") != 0) {
-        st =
-            vit__fail(err, VIT_E_IO, "inproc socket: %s", zmq_strerror(errno));
-        goto out;
-    }
+    s->mu_init = 1;
+    s->pull = zmq_socket(w->ctx, ZMQ_PULL);
+    if (!s->pull || zmq_bind(s->pull, "inproc://vit-done") != 0)
+        return vit__fail(err, VIT_E_IO, "inproc socket: %s",
+                         zmq_strerror(errno));
     if (opt->index_path &&
         (st = svc_ix_open(opt->index_path,
                           (idx_precision)opt->index_precision,
                           opt->model_dir, &w->info, svc_precision_name(w),
-                          svc_preprocess_name(w), w->ctx,
-                          "inproc://vit-done", svc_ix_reply, &w->ix, err)) !=
-            VIT_OK)
-        goto out;
+                          svc_preprocess_name(w), w->ctx, "inproc://vit-done",
+                          svc_ix_reply, &w->ix, err)) != VIT_OK)
+        return st;
     if (opt->allow_keys_dir &&
         (st = svc_auth_start(w->ctx,
                              &(svc_auth_domain){SVC_ZAP_CLIENTS,
                                                 opt->allow_keys_dir},
-                             1, &auth, err)) != VIT_OK)
-        goto out;
-    if (opt->bind) {
-        x.front = zmq_socket(w->ctx, ZMQ_ROUTER);
-        /* libzmq bounds each frame, not a whole message: the largest
-         * frame that can be valid is an image, and one up to twice that is
-         * still read so that it gets a clear too_large reply. */
-        int64_t maxmsg = 2 * (int64_t)opt->max_image_bytes + SVC_HARD_SLACK;
-        int zero = 0;
-        zmq_setsockopt(x.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-        zmq_setsockopt(x.front, ZMQ_LINGER, &zero, sizeof zero);
-        if (opt->curve_secret_key &&
-            (st = svc_curve_server(x.front, opt->curve_secret_key,
-                                   SVC_ZAP_CLIENTS, err)) != VIT_OK)
-            goto out;
-        if (zmq_bind(x.front, opt->bind) != 0) {
-            st = vit__fail(err, VIT_E_IO, "cannot bind %s: %s", opt->bind,
-                           zmq_strerror(errno));
-            goto out;
-        }
-    } else {
-        if (svc_broker_connect(&x) != 0) {
-            st = vit__fail(err, VIT_E_IO, "cannot connect to %s: %s",
-                           opt->connect, zmq_strerror(errno));
-            goto out;
-        }
-    }
-
-    if (opt->metrics_bind) {
-        /* `http` is the loop's end of the scrapes' inproc pair. */
-        mlink.ctx = w->ctx;
-        snprintf(mlink.ep, sizeof mlink.ep, "inproc://vit-metrics-%p",
-                 (void *)w);
-        http = zmq_socket(w->ctx, ZMQ_REP);
-        int zero = 0, port = 0;
-        if (http)
-            zmq_setsockopt(http, ZMQ_LINGER, &zero, sizeof zero);
-        if (!http || zmq_bind(http, mlink.ep) != 0) {
-            st = vit__fail(err, VIT_E_IO, "cannot open the metrics pair: %s",
-                           zmq_strerror(errno));
-            goto out;
-        }
-        if ((st = svc_metrics_http_start(opt->metrics_bind, svc_metrics_fetch,
-                                         &mlink, &mhttp, &port, err)))
-            goto out;
-        const char *hp = opt->metrics_bind + 6, *colon = strrchr(hp, ':');
-        int hl = colon ? (int)(colon - hp) : (int)strlen(hp);
-        svc_logf(w, "metrics on http://%.*s:%d/metrics", hl, hp, port);
-    }
-
-    /* The pipeline threads. Each gets its own PUSH socket: ZeroMQ sockets
-     * are not shared between threads. */
-    ic.push = zmq_socket(w->ctx, ZMQ_PUSH);
-    if (!ic.push || zmq_connect(ic.push, "inproc://vit-done") != 0 ||
-        pthread_create(&infer_th, NULL, svc_infer_main, &ic) != 0) {
-        st = vit__fail(err, VIT_E_IO, "cannot start the inference thread");
-        goto out;
-    }
-    infer_started = 1;
-    for (; n_dec < opt->decode_threads; n_dec++) {
-        dargs[n_dec].w = w;
-        dargs[n_dec].push = zmq_socket(w->ctx, ZMQ_PUSH);
-        if (!dargs[n_dec].push ||
-            zmq_connect(dargs[n_dec].push, "inproc://vit-done") != 0 ||
-            pthread_create(&dec[n_dec], NULL, svc_decode_main,
-                           &dargs[n_dec]) != 0) {
-            if (dargs[n_dec].push)
-                zmq_close(dargs[n_dec].push);
-            st = vit__fail(err, VIT_E_IO, "cannot start a decode thread");
-            goto out;
-        }
-    }
+                             1, &s->auth, err)) != VIT_OK)
+        return st;
+    if ((st = open_front(s, err)) != VIT_OK ||
+        (opt->metrics_bind && (st = start_metrics(s, err)) != VIT_OK) ||
+        (st = svc_sched_start(w, &s->sched, "inproc://vit-done", err)) !=
+            VIT_OK)
+        return st;
     if (w->ix) {
         json_t *sx = svc_ix_stats(w->ix);
-        svc_logf(w, "index %s: %lld items, %s",
-                 opt->index_path,
+        svc_logf(w, "index %s: %lld items, %s", opt->index_path,
                  (long long)json_integer_value(json_object_get(sx, "items")),
                  json_string_value(json_object_get(sx, "model")));
         json_decref(sx);
@@ -514,11 +470,52 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
              opt->bind ? "on" : "via broker",
              opt->bind ? opt->bind : opt->connect, opt->max_batch,
              opt->max_delay_ms, opt->max_queue);
+    return VIT_OK;
+}
 
-    /* The I/O loop. */
-    double hb = opt->heartbeat_ms, last_heard = svc_now_ms();
-    double reconnect_at = 0, backoff = hb;
-    int draining_logged = 0, max_frames = opt->max_images + 16;
+/* Every reply the pipeline has finished, before new requests are read,
+ * so that answers go out ahead of new work. */
+static void drain_done(serve *s)
+{
+    for (;;) {
+        done_msg *d;
+        if (zmq_recv(s->pull, &d, sizeof d, ZMQ_DONTWAIT) != sizeof d)
+            break;
+        handle_done(&s->x, d);
+    }
+}
+
+/* A burst of the messages on the front socket. */
+static void read_front(serve *s, double now)
+{
+    io *x = &s->x;
+    int max_frames = s->w->o.max_images + 16;
+    for (int burst = 0; burst < 256; burst++) {
+        svc_msg m;
+        if (svc_msg_recv(&m, x->front, ZMQ_DONTWAIT, max_frames) != 0)
+            break;
+        if (x->brokered) {
+            int closed = svc_broker_message(x, &m, now);
+            svc_msg_close(&m);
+            if (closed)
+                break;
+        } else {
+            handle_client(x, &m);
+            svc_msg_close(&m);
+        }
+    }
+}
+
+/* The I/O loop: until the stop flag is set and the work accepted is
+ * answered. */
+static vit_status serve_loop(serve *s, vit_error *err)
+{
+    worker *w = s->w;
+    io *x = &s->x;
+    vit_status st = VIT_OK;
+    int draining_logged = 0;
+    x->last_heard = svc_now_ms();
+    x->backoff = w->o.heartbeat_ms;
     for (;;) {
         if (*w->o.stop && !draining_logged) {
             svc_logf(w, "draining: %d requests to finish", w->inflight);
@@ -526,153 +523,93 @@ vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
         }
         if (*w->o.stop && w->inflight == 0)
             break;
-        zmq_pollitem_t items[4] = {{pull, 0, ZMQ_POLLIN, 0},
-                                   {http, 0, ZMQ_POLLIN, 0},
-                                   {x.front, 0, ZMQ_POLLIN, 0},
-                                   {x.mon, 0, ZMQ_POLLIN, 0}};
-        int n_items = !x.front ? 2 : x.mon ? 4 : 3;
+        zmq_pollitem_t items[4] = {{s->pull, 0, ZMQ_POLLIN, 0},
+                                   {s->http, 0, ZMQ_POLLIN, 0},
+                                   {x->front, 0, ZMQ_POLLIN, 0},
+                                   {x->mon, 0, ZMQ_POLLIN, 0}};
+        int n_items = !x->front ? 2 : x->mon ? 4 : 3;
         long timeout = 100;  /* the stop flag is looked at this often */
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
-            st = vit__fail(err, VIT_E_IO, "zmq_poll: %s", zmq_strerror(errno));
+            st = vit__fail(err, VIT_E_IO, "zmq_poll: %s",
+                           zmq_strerror(errno));
             break;
         }
         double now = svc_now_ms();
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            /* Drain all finished replies before reading new requests, so
-             * answers go out ahead of new work. */
-            for (;;) {
-                done_msg *d;
-                if (zmq_recv(pull, &d, sizeof d, ZMQ_DONTWAIT) != sizeof d)
-                    break;
-                handle_done(&x, d);
-            }
-        }
-        if (rc > 0 && http && (items[1].revents & ZMQ_POLLIN))
-            svc_handle_metrics(w, http);
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+            drain_done(s);
+        if (rc > 0 && s->http && (items[1].revents & ZMQ_POLLIN))
+            svc_handle_metrics(w, s->http);
         if (rc > 0 && n_items > 3 && (items[3].revents & ZMQ_POLLIN) &&
-            svc_handle_monitor(&x))  /* before the DEALER may be closed */
-            last_heard = now;
-        if (rc > 0 && n_items > 2 && (items[2].revents & ZMQ_POLLIN)) {
-            for (int burst = 0; burst < 256; burst++) {
-                svc_msg m;
-                if (svc_msg_recv(&m, x.front, ZMQ_DONTWAIT, max_frames) != 0)
-                    break;
-                if (x.brokered) {
-                    int hr = svc_handle_broker(&x, &m);
-                    if (hr >= 0) {
-                        last_heard = now;
-                        backoff = hb;
-                    }
-                    if (hr > 0) {
-                        /* The broker does not know us (it restarted):
-                         * start a new session. */
-                        svc_broker_close(&x);
-                        reconnect_at = now;
-                        svc_msg_close(&m);
-                        break;
-                    }
-                } else {
-                    handle_client(&x, &m);
-                }
-                svc_msg_close(&m);
-            }
-        }
-        if (x.brokered) {
-            if (x.front && now - last_heard > 3 * hb) {
-                svc_logf(w, "broker silent for %.0f ms; reconnecting",
-                         now - last_heard);
-                svc_broker_close(&x);
-                reconnect_at = now + backoff;
-                backoff = backoff * 2 < 32000 ? backoff * 2 : 32000;
-            }
-            if (!x.front && now >= reconnect_at && !*w->o.stop) {
-                svc_broker_connect(&x);
-                last_heard = now;
-            }
-            if (x.front && now - x.last_send >= hb)
-                svc_send_cmd(&x, SVC_W_HEARTBEAT);
-        }
+            svc_handle_monitor(x))  /* before the DEALER may be closed */
+            x->last_heard = now;
+        if (rc > 0 && n_items > 2 && (items[2].revents & ZMQ_POLLIN))
+            read_front(s, now);
+        if (x->brokered)
+            svc_broker_tick(x, now);
     }
-    if (x.brokered && x.front)
-        svc_send_cmd(&x, SVC_W_DISCONNECT);
+    if (x->brokered && x->front)
+        svc_send_cmd(x, SVC_W_DISCONNECT);
     /* The last replies (and the broker's DISCONNECT) may still be queued
      * in the socket: closed with no linger they would be dropped, and a
      * client whose request was drained would never hear. Up to 2 s to
      * flush them; a client that went away does not hold the stop longer. */
-    if (x.front) {
+    if (x->front) {
         int flush_ms = 2000;
-        zmq_setsockopt(x.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+        zmq_setsockopt(x->front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
     }
     svc_logf(w, "stopped");
+    return st;
+}
 
-out:
-    if (mu_init) {
-        pthread_mutex_lock(&w->mu);
-        w->quit = 1;
-        pthread_cond_broadcast(&w->cv_decode);
-        pthread_cond_broadcast(&w->cv_infer);
-        pthread_mutex_unlock(&w->mu);
-    }
-    for (int i = 0; i < n_dec; i++) {
-        pthread_join(dec[i], NULL);
-        zmq_close(dargs[i].push);
-    }
-    if (infer_started)
-        pthread_join(infer_th, NULL);
-    if (ic.push)
-        zmq_close(ic.push);
+/* Stops and frees what serve_start started, as far as it got. */
+static void serve_stop(serve *s)
+{
+    worker *w = s->w;
+    svc_sched_stop(w, &s->sched);
     /* The index writer finishes what was queued before the replies left
      * unsent are freed below. */
     svc_ix_close(w->ix);
-    if (pull) {
+    if (s->pull) {
         /* Replies that were never sent (a failed start) are freed. */
         done_msg *d;
-        while (zmq_recv(pull, &d, sizeof d, ZMQ_DONTWAIT) == sizeof d) {
+        while (zmq_recv(s->pull, &d, sizeof d, ZMQ_DONTWAIT) == sizeof d) {
             free(d->body);
             free(d->data);
             svc_req_free(d->r);
             free(d);
         }
-        zmq_close(pull);
+        zmq_close(s->pull);
     }
-    /* Requests still queued (only after a failed start or a hard stop). */
-    for (req *r = w->dq_head, *nx; r; r = nx) {
-        nx = r->next;
-        svc_req_free(r);
-    }
-    while (w->iq_head) {
-        req *r = w->iq_head->r;
-        svc_purge_req_locked(w, r);
-        svc_req_free(r);
-    }
-    svc_broker_close(&x);
+    svc_broker_close(&s->x);
     /* The port's thread may be waiting on the pair: stopped first. */
-    svc_metrics_http_stop(mhttp);
-    if (http)
-        zmq_close(http);
-    svc_auth_stop(auth);
+    svc_metrics_http_stop(s->mhttp);
+    if (s->http)
+        zmq_close(s->http);
+    svc_auth_stop(s->auth);
     if (w->ctx)
         zmq_ctx_term(w->ctx);
-    if (mu_init) {
+    if (s->mu_init) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv_decode);
         pthread_cond_destroy(&w->cv_infer);
     }
-    free(ic.pixels);
-    free(ic.top);
-    free(ic.logits);
-    free(ic.emb);
-    free(ic.texts);
-    free(ic.batch);
-    free(dec);
-    free(dargs);
-    for (int i = 0; i < 8; i++) {
-        free(ic.zs[i].key);
-        vit_zeroshot_free(ic.zs[i].z);
-    }
-    vit_state_free(ic.state);
+    svc_sched_free(&s->sched);
     vit_model_free(w->model);
     free(w);
+}
+
+vit_status vit_serve(const vit_serve_options *opt, vit_error *err)
+{
+    vit_status st = check_opts(opt, err);
+    if (st != VIT_OK)
+        return st;
+    serve s = {0};
+    if ((st = worker_new(opt, &s.w, err)) != VIT_OK)
+        return st;
+    s.x = (io){.w = s.w, .brokered = opt->connect != NULL};
+    if ((st = serve_start(&s, err)) == VIT_OK)
+        st = serve_loop(&s, err);
+    serve_stop(&s);
     return st;
 }
