@@ -17,6 +17,7 @@
  */
 #include "service/service.h"
 #include "service/svc_impl.h"
+#include "vit/fail.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -648,17 +649,15 @@ vit_broker_options vit_broker_options_default(void)
     };
 }
 
-vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
+/* The options' limits and keys, before anything is started. */
+static vit_status check_opts(const vit_broker_options *opt, vit_error *err)
 {
     if (!opt->frontend || !opt->backend || opt->heartbeat_ms < 10 ||
         opt->deadline_ms < 1 || opt->max_queue < 1 ||
-        opt->max_queue_bytes < 1 || opt->max_request_bytes < 1) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg,
-                     "the broker needs a frontend and a backend, and "
-                     "positive limits");
-        return VIT_E_ARG;
-    }
+        opt->max_queue_bytes < 1 || opt->max_request_bytes < 1)
+        return vit__fail(err, VIT_E_ARG,
+                         "the broker needs a frontend and a backend, and "
+                         "positive limits");
     const char *back_key = opt->backend_curve_secret_key
                                ? opt->backend_curve_secret_key
                                : opt->curve_secret_key;
@@ -674,31 +673,28 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
                  !svc_key_valid(opt->backend_curve_secret_key))
             ? "a CURVE secret key is not 40 Z85 characters"
             : NULL;
-    if (why) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "%s", why);
-        return VIT_E_ARG;
-    }
-    static volatile sig_atomic_t never;
-    broker b = {.o = *opt, .t_start = svc_now_ms()};
-    if (!b.o.stop)
-        b.o.stop = &never;
-    vit_status st = VIT_OK;
-    svc_auth *auth = NULL;
-    void *ctx = zmq_ctx_new();
-    if (!ctx) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "zmq_ctx_new: %s",
-                     zmq_strerror(errno));
-        return VIT_E_IO;
-    }
+    if (why)
+        return vit__fail(err, VIT_E_ARG, "%s", why);
+    return VIT_OK;
+}
+
+/* The frontend and the backend, with CURVE and their allow-lists where
+ * the options ask for them, bound. */
+static vit_status open_sockets(broker *b, void *ctx, svc_auth **auth,
+                               vit_error *err)
+{
+    const vit_broker_options *opt = &b->o;
+    const char *back_key = opt->backend_curve_secret_key
+                               ? opt->backend_curve_secret_key
+                               : opt->curve_secret_key;
+    vit_status st;
     int zero = 0;
     int64_t maxmsg = (int64_t)opt->max_request_bytes + SVC_HARD_SLACK;
-    b.front = zmq_socket(ctx, ZMQ_ROUTER);
-    b.back = zmq_socket(ctx, ZMQ_ROUTER);
-    zmq_setsockopt(b.front, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(b.back, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(b.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    b->front = zmq_socket(ctx, ZMQ_ROUTER);
+    b->back = zmq_socket(ctx, ZMQ_ROUTER);
+    zmq_setsockopt(b->front, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b->back, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b->front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     /* Once a ZAP handler runs, it answers for every CURVE socket of the
      * context: a frontend without an allow-list is given a domain that
      * admits any client. */
@@ -710,94 +706,120 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
     if (opt->allow_worker_keys_dir)
         dom[n_dom++] =
             (svc_auth_domain){SVC_ZAP_WORKERS, opt->allow_worker_keys_dir};
-    if (n_dom && (st = svc_auth_start(ctx, dom, n_dom, &auth, err)) != VIT_OK)
-        goto out;
+    if (n_dom && (st = svc_auth_start(ctx, dom, n_dom, auth, err)) != VIT_OK)
+        return st;
     if (opt->curve_secret_key &&
-        (st = svc_curve_server(b.front, opt->curve_secret_key,
+        (st = svc_curve_server(b->front, opt->curve_secret_key,
                                SVC_ZAP_CLIENTS, err)) != VIT_OK)
-        goto out;
+        return st;
     if (opt->allow_worker_keys_dir &&
-        (st = svc_curve_server(b.back, back_key, SVC_ZAP_WORKERS, err)) !=
+        (st = svc_curve_server(b->back, back_key, SVC_ZAP_WORKERS, err)) !=
             VIT_OK)
-        goto out;
-    if (zmq_bind(b.front, opt->frontend) != 0 ||
-        zmq_bind(b.back, opt->backend) != 0) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "cannot bind %s / %s: %s",
-                     opt->frontend, opt->backend, zmq_strerror(errno));
-        st = VIT_E_IO;
-        goto out;
-    }
-    blog(&b, "clients on %s%s, workers on %s%s", opt->frontend,
+        return st;
+    if (zmq_bind(b->front, opt->frontend) != 0 ||
+        zmq_bind(b->back, opt->backend) != 0)
+        return vit__fail(err, VIT_E_IO, "cannot bind %s / %s: %s",
+                         opt->frontend, opt->backend, zmq_strerror(errno));
+    blog(b, "clients on %s%s, workers on %s%s", opt->frontend,
          !opt->curve_secret_key ? ""
          : opt->allow_keys_dir  ? " (CURVE, listed keys)"
                                 : " (CURVE)",
          opt->backend, opt->allow_worker_keys_dir ? " (CURVE, listed keys)"
                                                   : "");
+    return VIT_OK;
+}
+
+/* Until the stop flag is set: the messages of both sockets, the timers,
+ * and the queue handed to workers with credit. */
+static vit_status run(broker *b, vit_error *err)
+{
     double next_timers = 0;
-    while (!*b.o.stop) {
-        zmq_pollitem_t it[2] = {{b.back, 0, ZMQ_POLLIN, 0},
-                                {b.front, 0, ZMQ_POLLIN, 0}};
-        long timeout = opt->heartbeat_ms < 100 ? opt->heartbeat_ms : 100;
+    while (!*b->o.stop) {
+        zmq_pollitem_t it[2] = {{b->back, 0, ZMQ_POLLIN, 0},
+                                {b->front, 0, ZMQ_POLLIN, 0}};
+        long timeout = b->o.heartbeat_ms < 100 ? b->o.heartbeat_ms : 100;
         int rc = zmq_poll(it, 2, timeout);
-        if (rc < 0 && errno != EINTR) {
-            if (err)
-                snprintf(err->msg, sizeof err->msg, "zmq_poll: %s",
-                         zmq_strerror(errno));
-            st = VIT_E_IO;
-            break;
-        }
+        if (rc < 0 && errno != EINTR)
+            return vit__fail(err, VIT_E_IO, "zmq_poll: %s",
+                             zmq_strerror(errno));
         if (rc > 0 && (it[0].revents & ZMQ_POLLIN))
             for (int k = 0; k < 1024; k++) {
                 svc_msg m;
-                if (svc_msg_recv(&m, b.back, ZMQ_DONTWAIT, 1 << 16) != 0)
+                if (svc_msg_recv(&m, b->back, ZMQ_DONTWAIT, 1 << 16) != 0)
                     break;
-                on_backend(&b, &m);
+                on_backend(b, &m);
                 svc_msg_close(&m);
             }
         if (rc > 0 && (it[1].revents & ZMQ_POLLIN))
             for (int k = 0; k < 1024; k++) {
                 svc_msg m;
-                if (svc_msg_recv(&m, b.front, ZMQ_DONTWAIT, 1 << 16) != 0)
+                if (svc_msg_recv(&m, b->front, ZMQ_DONTWAIT, 1 << 16) != 0)
                     break;
-                on_frontend(&b, &m);
+                on_frontend(b, &m);
                 svc_msg_close(&m);
             }
         double now = svc_now_ms();
         if (now >= next_timers) {
-            timers(&b);
+            timers(b);
             next_timers = now + 10;
         }
-        dispatch(&b);
+        dispatch(b);
     }
-    blog(&b, "stopped: %llu replies forwarded, %llu requests re-sent, %llu "
-             "refused",
-         (unsigned long long)b.forwarded, (unsigned long long)b.resent,
-         (unsigned long long)b.refused);
-    /* The last replies forwarded to clients (and commands to workers) may
-     * still be queued in the sockets: closed with no linger they would be
-     * dropped, and a client whose reply had reached the broker would never
-     * hear. Up to 2 s to flush them, as the worker has; a peer that went
-     * away does not hold the stop longer. */
-    int flush_ms = 2000;
-    zmq_setsockopt(b.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
-    zmq_setsockopt(b.back, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
-out:
-    while (b.workers) {
-        bworker *w = b.workers;
-        b.workers = w->next;
+    return VIT_OK;
+}
+
+/* Every worker and request the broker still holds. */
+static void broker_free(broker *b)
+{
+    while (b->workers) {
+        bworker *w = b->workers;
+        b->workers = w->next;
         while (w->held.head) {
             breq *r = w->held.head;
             list_remove(&w->held, r);
-            breq_free(&b, r);
+            breq_free(b, r);
         }
         free(w);
     }
-    while (b.queue.head) {
-        breq *r = b.queue.head;
-        list_remove(&b.queue, r);
-        breq_free(&b, r);
+    while (b->queue.head) {
+        breq *r = b->queue.head;
+        list_remove(&b->queue, r);
+        breq_free(b, r);
     }
+}
+
+vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
+{
+    vit_status st = check_opts(opt, err);
+    if (st != VIT_OK)
+        return st;
+    static volatile sig_atomic_t never;
+    broker b = {.o = *opt, .t_start = svc_now_ms()};
+    if (!b.o.stop)
+        b.o.stop = &never;
+    svc_auth *auth = NULL;
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        return vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s",
+                         zmq_strerror(errno));
+    if ((st = open_sockets(&b, ctx, &auth, err)) == VIT_OK) {
+        /* A poll that failed ends the loop as a stop does. */
+        st = run(&b, err);
+        blog(&b,
+             "stopped: %llu replies forwarded, %llu requests re-sent, %llu "
+             "refused",
+             (unsigned long long)b.forwarded, (unsigned long long)b.resent,
+             (unsigned long long)b.refused);
+        /* The last replies forwarded to clients (and commands to workers)
+         * may still be queued in the sockets: closed with no linger they
+         * would be dropped, and a client whose reply had reached the
+         * broker would never hear. Up to 2 s to flush them, as the worker
+         * has; a peer that went away does not hold the stop longer. */
+        int flush_ms = 2000;
+        zmq_setsockopt(b.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+        zmq_setsockopt(b.back, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+    }
+    broker_free(&b);
     zmq_close(b.front);
     zmq_close(b.back);
     svc_auth_stop(auth);
