@@ -206,18 +206,6 @@ enum MHD_Result svc_send_err(vit_http *h, struct MHD_Connection *con,
                          allow);
 }
 
-static const struct {
-    const char *path;
-    enum route r;
-    int post;
-} routes[] = {
-    {"/", R_PAGE, 0},               {"/v1/image", R_IMAGE, 0},
-    {"/health", R_HEALTH, 0},       {"/ready", R_READY, 0},
-    {"/metrics", R_METRICS, 0},     {"/v1/models", R_MODELS, 0},
-    {"/v1/classify", R_CLASSIFY, 1}, {"/v1/embeddings", R_EMBED, 1},
-    {"/v1/match", R_MATCH, 1},      {"/v1/search", R_SEARCH, 1},
-};
-
 /* ---- libmicrohttpd's callbacks ---- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
@@ -236,56 +224,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
         pthread_mutex_lock(&h->mu);
         h->in_flight++;
         pthread_mutex_unlock(&h->mu);
-        int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-        int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-                  strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-        int found = 0;
-        for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-            if (strcmp(url, routes[i].path) == 0) {
-                found = 1;
-                if (routes[i].post ? post : get)
-                    q->route = routes[i].r;
-                else
-                    q->over = 1;  /* its body is dropped */
-            }
-        if (!found)
-            return svc_send_error(h, con, "not_found", -1,
-                                  "no route %s %.200s", method, url);
-        if (q->route == R_NONE) {
-            int p = strncmp(url, "/v1/", 4) == 0 &&
-                    strcmp(url, "/v1/models") != 0;
-            return svc_send_err(h, con, "method_not_allowed", -1,
-                                p ? "POST" : "GET, HEAD", "%.200s takes %s",
-                                url, p ? "POST" : "GET");
-        }
-        if (h->api_key && q->route != R_HEALTH && q->route != R_PAGE &&
-            !svc_authorized(h, con)) {
-            q->route = R_NONE;
-            return svc_send_error(h, con, "unauthorized", -1,
-                                  "this server needs 'Authorization: Bearer "
-                                  "KEY'");
-        }
-        const char *cl = MHD_lookup_connection_value(
-            con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > h->o.max_body_bytes) {
-            q->route = R_NONE;
-            return svc_send_error(h, con, "too_large", -1,
-                                  "the body is over the %zu-byte limit",
-                                  h->o.max_body_bytes);
-        }
-        const char *ct = MHD_lookup_connection_value(
-            con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        /* Any other body is read as JSON, whatever its type says (curl
-         * -d sends application/x-www-form-urlencoded). */
-        if (post && ct &&
-            strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
-                        strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA)) ==
-                0) {
-            q->pp = MHD_create_post_processor(con, 65536, svc_on_part, q);
-            if (!q->pp)
-                q->bad_form = 1;
-        }
-        return MHD_YES;
+        return svc_admit(h, con, q, url, method);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;

@@ -96,8 +96,9 @@ typedef struct {
 vit_client *svc_http_client_new(vit_http *h, const char *service, int probe);
 pooled *svc_http_client_take(vit_http *h, const char *service);
 void svc_http_client_give(vit_http *h, pooled *p, int broken);
-/* http.c: replies, each taking what it sends. A response of `text` (taken; freed with the response, or at once on
- * failure) with its Content-Type and, for 405, Allow. */
+/* http.c: replies, each taking what it sends. A response of `text`
+ * (freed with the response, or at once on failure) with its Content-Type
+ * and, for 405, Allow. */
 struct MHD_Response *svc_response_of(char *text, const char *type,
                                      const char *allow);
 enum MHD_Result svc_send_text(vit_http *h, struct MHD_Connection *con,
@@ -121,6 +122,11 @@ int svc_listen_on(const char *hostport, int *port, vit_error *err);
 /* The bearer token against the key, in time that depends on the key's
  * length only. */
 int svc_authorized(vit_http *h, struct MHD_Connection *con);
+/* A request's first call: its route, or a refusal (no such route, a
+ * method the route does not take, no API key, a body announced too large)
+ * sent; for a multipart body, the post processor that will read it. */
+enum MHD_Result svc_admit(vit_http *h, struct MHD_Connection *con, reqctx *q,
+                          const char *url, const char *method);
 
 /* http_input.c */
 int svc_grow(unsigned char **p, size_t *cap, size_t need);
