@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,19 +67,8 @@ typedef struct {
     double t_start;
 } broker;
 
-static void blog(broker *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void blog(broker *b, const char *fmt, ...)
-{
-    if (!b->o.log)
-        return;
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    b->o.log(b->o.log_ud, line);
-}
+/* A line for the log (svc_log). */
+#define blog(b, ...) svc_log((b)->o.log, (b)->o.log_ud, __VA_ARGS__)
 
 /* ---- lists ---- */
 

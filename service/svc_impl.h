@@ -8,6 +8,7 @@
 #ifndef SVC_IMPL_H
 #define SVC_IMPL_H
 
+#include "service/service.h"
 #include "vit/vit.h"
 
 #include <stddef.h>
@@ -71,6 +72,11 @@ static inline const unsigned char *svc_data(const svc_msg *m, int i)
 }
 /* Frame i equals the string s. */
 int svc_frame_is(const svc_msg *m, int i, const char *s);
+
+/* A line (printf-style, at most 600 bytes) to a log callback, when there
+ * is one: the worker's and the broker's log. */
+void svc_log(vit_log_fn log, void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Milliseconds on the monotonic clock. */
 double svc_now_ms(void);

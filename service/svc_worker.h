@@ -273,9 +273,10 @@ extern const svc_op svc_ops[N_OPS];
 
 /* ---- what the parts offer each other ---- */
 
+/* A line for the worker's log (svc_log). */
+#define svc_logf(w, ...) svc_log((w)->o.log, (w)->o.log_ud, __VA_ARGS__)
+
 /* worker.c */
-void svc_logf(worker *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 /* Handles the part of a request from the request id on: frames
  * [ri] request id, [ri+1] header, [ri+2 ...] data. */
 void svc_handle_request(io *x, svc_msg *m, int ri, const unsigned char *route,

@@ -22,23 +22,10 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-void svc_logf(worker *w, const char *fmt, ...)
-{
-    if (!w->o.log)
-        return;
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    w->o.log(w->o.log_ud, line);
-}
 
 /* An op answered at once, on this thread (svc_ops' answer). */
 static int answer_now(io *x, req *r, const unsigned char *route,
