@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -144,39 +143,24 @@ static void endpoint(char *out, size_t size, const char *name)
     snprintf(out, size, "ipc://%s/%s", g_tmp, name);
 }
 
-/* Starts `vit ARGS...` (NULL-terminated) with stderr to TMP/NAME.err. */
+/* Starts `vit ARGS...` (NULL-terminated) through tu_spawn, its log (what
+ * it writes to stderr) in TMP/NAME.err, started afresh; teardown kills
+ * it. */
 static pid_t spawn(const char *name, ...)
 {
-    const char *argv[48];
+    const char *args[48];
     int n = 0;
-    argv[n++] = tu_vit_bin();
     va_list ap;
     va_start(ap, name);
-    while ((argv[n] = va_arg(ap, const char *)) != NULL) {
+    while ((args[n] = va_arg(ap, const char *)) != NULL) {
         n++;
         ck_assert_int_lt(n, 47);
     }
     va_end(ap);
     char errpath[256];
     snprintf(errpath, sizeof errpath, "%s/%s.err", g_tmp, name);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, even one killed by a timeout that
-         * leaves no chance to clean up. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int in = open("/dev/null", O_RDONLY);
-        int err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(in, 0);
-        dup2(err, 1);
-        dup2(err, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    unlink(errpath);
+    pid_t pid = tu_spawn(args, errpath);
     for (int i = 0; i < MAX_PROCS; i++)
         if (g_pids[i] == 0) {
             g_pids[i] = pid;
