@@ -130,8 +130,8 @@ vit_status svc_curve_server(void *sock, const char *secret_z85,
 vit_status svc_curve_client(void *sock, const char *server, const char *pub,
                             const char *secret, vit_error *err);
 
-/* The worker's metrics port on libmicrohttpd (service/http.c): `text`
- * returns the Prometheus text, malloc'd, or NULL when it cannot be had;
+/* The worker's metrics port on libmicrohttpd (service/metrics_http.c):
+ * `text` returns the Prometheus text, malloc'd, or NULL when it cannot be had;
  * it is called on the server's own thread. `endpoint` is tcp://HOST:PORT
  * (port * for any); *port receives the one it listens on. */
 typedef char *(*svc_metrics_fn)(void *ud);

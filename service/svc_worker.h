@@ -3,14 +3,15 @@
  * the parts it is made of): the operations and reply codes, a request and
  * its items, the worker's state, and what each part offers the others.
  *
- *   request.c      the request codec: a request's frames and JSON header
- *                  into a req, or a refusal
- *   scheduler.c    the decode threads, the inference thread and its
- *                  batching policy
- *   reply.c        the replies: what a finished request's reply says, and
- *                  sending it
- *   metrics.c      the counters, the info and metrics bodies, the metrics
- *                  port's link to the loop
+ *   request.c      the request codec and the op table (svc_ops): a
+ *                  request's frames and JSON header into a req, or a
+ *                  refusal
+ *   scheduler.c    the queues, the decode threads, the inference thread
+ *                  and its batching policy
+ *   reply.c        the replies: a computed request's, by its op; the
+ *                  answers of the ops answered at once; sending them
+ *   metrics.c      the counters, the metrics bodies (JSON, Prometheus),
+ *                  the metrics port's link to the loop
  *   broker_link.c  a worker's session with a broker
  *   worker.c       setup and the I/O loop (vit_serve)
  *
@@ -236,7 +237,7 @@ typedef struct {
     double backoff;      /* the wait after the next silence, ms */
 } io;
 
-/* The metrics port (--metrics-bind) is libmicrohttpd's (service/http.c);
+/* The metrics port (--metrics-bind) is libmicrohttpd's (metrics_http.c);
  * its thread asks the worker's loop for the text over an inproc REQ/REP
  * pair, so the numbers are read only where they are written. */
 typedef struct {
