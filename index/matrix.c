@@ -12,11 +12,11 @@
  * Removal swaps the last row into the hole, keeping the matrix dense.
  */
 #include "index/matrix_impl.h"
+#include "vit/fail.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,19 +33,8 @@
 
 #define EMPTY_ID INT64_MIN
 
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+/* The library's one helper (vit/fail.h), by the name this file uses. */
+#define fail vit__fail
 
 int idx_precision_parse(const char *s, idx_precision *out)
 {

@@ -7,6 +7,7 @@
  * is listed in index.h (idx_model_fingerprint) and in the README.
  */
 #include "index/index.h"
+#include "vit/fail.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -22,19 +23,8 @@
 /* safetensors caps its JSON header at 100 MB; past that it is no header. */
 #define MAX_HEADER (100u * 1000u * 1000u)
 
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static idx_status fail(idx_error *err, idx_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+/* The library's one helper (vit/fail.h), by the name this file uses. */
+#define fail vit__fail
 
 /* dir/name into out; -1 when it does not fit. */
 static int join(char *out, size_t size, const char *dir, const char *name)

@@ -11,7 +11,6 @@
  */
 #include "index/store_impl.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,16 +22,6 @@ struct idx_store {
     void *impl;
 };
 
-idx_status idx_fail(idx_error *err, idx_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 double idx_now_s(void)
 {

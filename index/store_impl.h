@@ -9,6 +9,7 @@
 #define IDX_STORE_IMPL_H
 
 #include "index/index.h"
+#include "vit/fail.h"
 
 typedef struct {
     const char *kind;  /* "SQLite", "PostgreSQL": for messages */
@@ -53,9 +54,9 @@ typedef struct {
 extern const idx_store_ops idx_sqlite_ops;
 extern const idx_store_ops idx_pg_ops;
 
-/* One sentence into err (when not NULL); returns st. */
-idx_status idx_fail(idx_error *err, idx_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* One sentence into err (when not NULL); returns st: the library's one
+ * helper (vit/fail.h), by the name the stores use. */
+#define idx_fail vit__fail
 
 /* Wall-clock seconds since the epoch: items' time added. */
 double idx_now_s(void);

@@ -12,11 +12,11 @@
  * `public-key = "<40 Z85 chars>"`) or just the 40 characters.
  */
 #include "service/svc_impl.h"
+#include "vit/fail.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,20 +35,6 @@ struct svc_auth {
     auth_domain d[SVC_AUTH_MAX_DOMAINS];
     int n;
 };
-
-static vit_status auth_fail(vit_error *err, vit_status st, const char *fmt,
-                            ...) __attribute__((format(printf, 3, 4)));
-static vit_status auth_fail(vit_error *err, vit_status st, const char *fmt,
-                            ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 /* Finds the public key in a key file's text; returns 0 and the Z85 key. */
 static int key_from_text(const char *text, char z85[41])
@@ -81,7 +67,7 @@ static vit_status load_keys(auth_domain *a, const char *dir, vit_error *err)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return auth_fail(err, VIT_E_IO, "%s: %s", dir, strerror(errno));
+        return vit__fail(err, VIT_E_IO, "%s: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
@@ -100,7 +86,7 @@ static vit_status load_keys(auth_domain *a, const char *dir, vit_error *err)
         void *k = realloc(a->keys, (size_t)(a->n_keys + 1) * 32);
         if (!k) {
             closedir(d);
-            return auth_fail(err, VIT_E_NOMEM, "out of memory");
+            return vit__fail(err, VIT_E_NOMEM, "out of memory");
         }
         a->keys = k;
         zmq_z85_decode(a->keys[a->n_keys++], z85);
@@ -109,9 +95,10 @@ static vit_status load_keys(auth_domain *a, const char *dir, vit_error *err)
     /* Keys are read once, at start: an empty list would admit nobody,
      * ever, which is never what was meant. */
     if (a->n_keys == 0)
-        return auth_fail(err, VIT_E_ARG,
+        return vit__fail(err, VIT_E_ARG,
                          "%s: no public key found (CZMQ certificate files, "
-                         "or files of the 40 Z85 characters of a key)", dir);
+                         "or files of the 40 Z85 characters of a key)",
+                         dir);
     return VIT_OK;
 }
 
@@ -174,10 +161,10 @@ vit_status svc_auth_start(void *ctx, const svc_auth_domain *domains, int n,
                           svc_auth **out, vit_error *err)
 {
     if (n < 1 || n > SVC_AUTH_MAX_DOMAINS)
-        return auth_fail(err, VIT_E_ARG, "bad ZAP domains");
+        return vit__fail(err, VIT_E_ARG, "bad ZAP domains");
     svc_auth *a = calloc(1, sizeof *a);
     if (!a)
-        return auth_fail(err, VIT_E_NOMEM, "out of memory");
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
     for (; a->n < n; a->n++) {
         auth_domain *d = &a->d[a->n];
         snprintf(d->name, sizeof d->name, "%s", domains[a->n].domain);
@@ -193,14 +180,14 @@ vit_status svc_auth_start(void *ctx, const svc_auth_domain *domains, int n,
     a->rep = zmq_socket(ctx, ZMQ_REP);
     if (!a->rep) {
         auth_free(a);
-        return auth_fail(err, VIT_E_IO, "zap socket: %s", zmq_strerror(errno));
+        return vit__fail(err, VIT_E_IO, "zap socket: %s", zmq_strerror(errno));
     }
     zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind(a->rep, "inproc://zeromq.zap.01") != 0 ||
         pthread_create(&a->th, NULL, auth_main, a) != 0) {
         zmq_close(a->rep);
         auth_free(a);
-        return auth_fail(err, VIT_E_IO, "cannot start the ZAP handler");
+        return vit__fail(err, VIT_E_IO, "cannot start the ZAP handler");
     }
     *out = a;
     return VIT_OK;
@@ -225,7 +212,7 @@ vit_status svc_curve_server(void *sock, const char *secret_z85,
     if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
         zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, key, 41) != 0 ||
         zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0)
-        return auth_fail(err, VIT_E_ARG, "cannot set up CURVE: %s",
+        return vit__fail(err, VIT_E_ARG, "cannot set up CURVE: %s",
                          zmq_strerror(errno));
     return VIT_OK;
 }
@@ -240,7 +227,7 @@ vit_status svc_curve_client(void *sock, const char *server, const char *pub,
     if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k[0], 41) != 0 ||
         zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k[1], 41) != 0 ||
         zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k[2], 41) != 0)
-        return auth_fail(err, VIT_E_ARG, "CURVE keys refused: %s",
+        return vit__fail(err, VIT_E_ARG, "CURVE keys refused: %s",
                          zmq_strerror(errno));
     return VIT_OK;
 }

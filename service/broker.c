@@ -10,76 +10,22 @@
  * dropped, so no client gets two replies. One thread; a request's frames
  * are shared with zmq_msg_copy, not copied, when they are (re)sent.
  * Requests to the reserved service `mmi.broker` (Majordomo's MMI names)
- * are answered by the broker itself: what it serves, with how many workers
- * and how much queued. CURVE may secure both sockets, each with its own
- * allow-list (ZAP domain): clients on the frontend, workers on the
- * backend.
+ * are answered by the broker itself (broker_mmi.c): what it serves, with
+ * how many workers and how much queued. CURVE may secure both sockets,
+ * each with its own allow-list (ZAP domain): clients on the frontend,
+ * workers on the backend.
  */
-#include "service/service.h"
-#include "service/svc_impl.h"
+#include "service/svc_broker.h"
+#include "vit/fail.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct bworker bworker;
-
-/* A client request the broker holds until it is answered. */
-typedef struct breq {
-    unsigned char client[SVC_MAX_ID];
-    size_t client_len;
-    char service[SVC_MAX_ID + 1];
-    svc_msg frames;  /* request id, header, data ... */
-    double t_recv, deadline;
-    int sends;       /* how many workers it was sent to */
-    size_t cost;     /* its frames' bytes */
-    int control;     /* health, info or metrics: answered by a worker at
-                        once, so it needs no credit */
-    bworker *w;      /* the worker holding it, or NULL while queued */
-    struct breq *prev, *next;
-} breq;
-
-typedef struct {
-    breq *head, *tail;
-    int n;
-} breq_list;
-
-struct bworker {
-    unsigned char id[SVC_MAX_ID];
-    size_t id_len;
-    char service[SVC_MAX_ID + 1];
-    int credit, draining;
-    double hb, expiry, last_sent;
-    breq_list held;
-    bworker *next;
-};
-
-typedef struct {
-    vit_broker_options o;
-    void *front, *back;
-    bworker *workers;
-    breq_list queue;
-    size_t held_bytes;  /* frames of every request held, queued or sent */
-    uint64_t received, forwarded, resent, expired, refused;
-    double t_start;
-} broker;
-
-static void blog(broker *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void blog(broker *b, const char *fmt, ...)
-{
-    if (!b->o.log)
-        return;
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    b->o.log(b->o.log_ud, line);
-}
+/* A line for the log (svc_log). */
+#define blog(b, ...) svc_log((b)->o.log, (b)->o.log_ud, __VA_ARGS__)
 
 /* ---- lists ---- */
 
@@ -132,10 +78,10 @@ static void breq_free(broker *b, breq *r)
 
 /* A reply to a client: [client, "", VITC01, FINAL, service, rid, body,
  * data ...]; the tail frames (from `from`, index >= first) are moved. */
-static void to_client(broker *b, const unsigned char *client,
-                      size_t client_len, const char *service,
-                      const void *rid, size_t rid_len, svc_msg *tail,
-                      int first, const char *body)
+void svc_broker_to_client(broker *b, const unsigned char *client,
+                          size_t client_len, const char *service,
+                          const void *rid, size_t rid_len, svc_msg *tail,
+                          int first, const char *body)
 {
     svc_msg m = {0};
     int bad = svc_msg_add(&m, client, client_len) | svc_msg_add(&m, "", 0) |
@@ -152,23 +98,25 @@ static void to_client(broker *b, const unsigned char *client,
         svc_msg_send(&m, b->front);
 }
 
-static void refuse_field(broker *b, const unsigned char *client,
-                         size_t client_len, const void *rid, size_t rid_len,
-                         const char *code, const char *field,
-                         const char *msg)
+void svc_broker_refuse_field(broker *b, const unsigned char *client,
+                             size_t client_len, const void *rid,
+                             size_t rid_len, const char *code,
+                             const char *field, const char *msg)
 {
     char *body = svc_error_body(code, msg, -1, field);
     if (body)
-        to_client(b, client, client_len, "", rid, rid_len, NULL, 0, body);
+        svc_broker_to_client(b, client, client_len, "", rid, rid_len, NULL, 0,
+                             body);
     free(body);
     b->refused++;
 }
 
-static void refuse(broker *b, const unsigned char *client, size_t client_len,
-                   const void *rid, size_t rid_len, const char *code,
-                   const char *msg)
+void svc_broker_refuse(broker *b, const unsigned char *client,
+                       size_t client_len, const void *rid, size_t rid_len,
+                       const char *code, const char *msg)
 {
-    refuse_field(b, client, client_len, rid, rid_len, code, NULL, msg);
+    svc_broker_refuse_field(b, client, client_len, rid, rid_len, code, NULL,
+                            msg);
 }
 
 static void to_worker_cmd(broker *b, bworker *w, unsigned char cmd)
@@ -397,113 +345,10 @@ static void on_backend(broker *b, svc_msg *m)
         b->resent++;
         return;
     }
-    to_client(b, r->client, r->client_len, w->service, svc_data(m, 6),
-              svc_size(m, 6), m, 7, NULL);
+    svc_broker_to_client(b, r->client, r->client_len, w->service,
+                         svc_data(m, 6), svc_size(m, 6), m, 7, NULL);
     b->forwarded++;
     breq_free(b, r);
-}
-
-/* ---- the broker's own service, mmi.broker ---- */
-
-/* The entry of `name` in the services object, made when missing. */
-static json_t *service_entry(json_t *services, const char *name)
-{
-    json_t *e = json_object_get(services, name);
-    if (!e) {
-        e = json_pack("{s:i, s:i, s:i, s:i, s:i}", "workers", 0, "draining",
-                      0, "credit", 0, "in_flight", 0, "queued", 0);
-        json_object_set_new(services, name, e);
-    }
-    return e;
-}
-
-static void add_to(json_t *o, const char *key, json_int_t n)
-{
-    json_object_set_new(o, key,
-                        json_integer(json_integer_value(
-                                         json_object_get(o, key)) + n));
-}
-
-/* What the broker has: each service a worker announced or a queued
- * request names, with its live workers, their credit, the requests they
- * hold and the requests queued for it; and the broker's counters. */
-static char *broker_info(broker *b)
-{
-    json_t *services = json_object();
-    for (bworker *w = b->workers; w; w = w->next) {
-        json_t *e = service_entry(services, w->service);
-        add_to(e, "workers", 1);
-        add_to(e, "draining", w->draining);
-        add_to(e, "credit", w->credit);
-        add_to(e, "in_flight", w->held.n);
-    }
-    int any = 0;
-    for (breq *r = b->queue.head; r; r = r->next)
-        if (*r->service)
-            add_to(service_entry(services, r->service), "queued", 1);
-        else
-            any++;
-    json_t *o = json_pack(
-        "{s:b, s:s, s:s, s:s, s:s, s:f, s:i, s:o, s:i, s:i, s:I, "
-        "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:I, s:I}}",
-        "ok", 1, "op", "info", "role", "broker", "version", SVC_VERSION,
-        "protocol", SVC_CLIENT_PROTO, "uptime_s",
-        (svc_now_ms() - b->t_start) / 1e3, "heartbeat_ms",
-        b->o.heartbeat_ms, "services", services, "queued_any", any,
-        "queue_depth", b->queue.n, "held_bytes", (json_int_t)b->held_bytes,
-        "requests", "received", (json_int_t)b->received, "forwarded",
-        (json_int_t)b->forwarded, "resent", (json_int_t)b->resent,
-        "expired", (json_int_t)b->expired, "refused",
-        (json_int_t)b->refused, "limits", "max_queue", b->o.max_queue,
-        "max_queue_bytes", (json_int_t)b->o.max_queue_bytes,
-        "max_request_bytes", (json_int_t)b->o.max_request_bytes);
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    return s;
-}
-
-/* A request to a reserved `mmi.` service, answered here at once:
- * [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
-static void on_mmi(broker *b, svc_msg *m, const unsigned char *client,
-                   size_t client_len, const void *rid, size_t rid_len)
-{
-    if (!svc_frame_is(m, 4, SVC_MMI_BROKER)) {
-        refuse(b, client, client_len, rid, rid_len, "unknown_service",
-               "of the reserved 'mmi.' services the broker answers "
-               "'" SVC_MMI_BROKER "' only");
-        return;
-    }
-    json_t *h = json_loadb((const char *)svc_data(m, 6), svc_size(m, 6),
-                           0, NULL);
-    json_t *op = json_object_get(h, "op");
-    const char *ops = json_string_value(op);
-    char *body = NULL;
-    if (!json_is_object(h))
-        refuse(b, client, client_len, rid, rid_len, "bad_request",
-               "the header is not a JSON object");
-    else if (!op)
-        refuse_field(b, client, client_len, rid, rid_len, "missing_field",
-                     "op", "the header has no 'op'");
-    else if (!ops)
-        refuse_field(b, client, client_len, rid, rid_len, "bad_request",
-                     "op", "'op' must be a string");
-    else if (strcmp(ops, "info") != 0 && strcmp(ops, "health") != 0)
-        refuse_field(b, client, client_len, rid, rid_len, "unknown_op", "op",
-                     "the broker ('" SVC_MMI_BROKER "') answers 'info' and "
-                     "'health'");
-    else if (m->n > 7)
-        refuse_field(b, client, client_len, rid, rid_len, "bad_request",
-                     "images", "the broker's operations take no data frames");
-    else if (strcmp(ops, "health") == 0)
-        body = svc_health_body("serving", b->queue.n);
-    else if (!(body = broker_info(b)))
-        refuse(b, client, client_len, rid, rid_len, "internal",
-               "out of memory");
-    if (body)
-        to_client(b, client, client_len, SVC_MMI_BROKER, rid, rid_len, NULL,
-                  0, body);
-    free(body);
-    json_decref(h);
 }
 
 /* [client, "", VITC01, REQUEST, service, rid, header, data ...]. */
@@ -523,40 +368,41 @@ static void on_frontend(broker *b, svc_msg *m)
     if (m->n < 7 || svc_size(m, 1) != 0 ||
         !svc_frame_is(m, 2, SVC_CLIENT_PROTO) || svc_size(m, 3) != 1 ||
         svc_data(m, 3)[0] != SVC_C_REQUEST) {
-        refuse(b, client, client_len, rid, rid_len, "bad_request",
-               "expected an empty delimiter frame, 'VITC01', the command "
-               "0x01, a service, a request id and a header");
+        svc_broker_refuse(
+            b, client, client_len, rid, rid_len, "bad_request",
+            "expected an empty delimiter frame, 'VITC01', the command "
+            "0x01, a service, a request id and a header");
         return;
     }
     if (rid_len == 0) {
-        refuse(b, client, client_len, "", 0, "bad_request",
-               "the request id must be 1 to 255 bytes");
+        svc_broker_refuse(b, client, client_len, "", 0, "bad_request",
+                          "the request id must be 1 to 255 bytes");
         return;
     }
     /* Names are compared whole, as the bytes they are: one holding a NUL
      * could only ever be cut short, and so routed to another model. */
     if (svc_size(m, 4) > SVC_MAX_ID ||
         memchr(svc_data(m, 4), 0, svc_size(m, 4))) {
-        refuse(b, client, client_len, rid, rid_len, "bad_request",
-               svc_size(m, 4) > SVC_MAX_ID
-                   ? "the service name must be at most 255 bytes"
-                   : "the service name holds a NUL byte");
+        svc_broker_refuse(b, client, client_len, rid, rid_len, "bad_request",
+                          svc_size(m, 4) > SVC_MAX_ID
+                              ? "the service name must be at most 255 bytes"
+                              : "the service name holds a NUL byte");
         return;
     }
     if (svc_size(m, 4) >= strlen(SVC_MMI_PREFIX) &&
         memcmp(svc_data(m, 4), SVC_MMI_PREFIX, strlen(SVC_MMI_PREFIX)) == 0) {
-        on_mmi(b, m, client, client_len, rid, rid_len);
+        svc_broker_mmi(b, m, client, client_len, rid, rid_len);
         return;
     }
     if (b->queue.n >= b->o.max_queue) {
-        refuse(b, client, client_len, rid, rid_len, "overloaded",
-               "the broker's queue is full; try again later");
+        svc_broker_refuse(b, client, client_len, rid, rid_len, "overloaded",
+                          "the broker's queue is full; try again later");
         return;
     }
     breq *r = calloc(1, sizeof *r);
     if (!r) {
-        refuse(b, client, client_len, rid, rid_len, "internal",
-               "out of memory");
+        svc_broker_refuse(b, client, client_len, rid, rid_len, "internal",
+                          "out of memory");
         return;
     }
     memcpy(r->client, client, client_len);
@@ -582,16 +428,17 @@ static void on_frontend(broker *b, svc_msg *m)
         cost += svc_size(m, i);
     if (b->held_bytes > 0 && b->held_bytes + cost > b->o.max_queue_bytes) {
         free(r);
-        refuse(b, client, client_len, rid, rid_len, "overloaded",
-               "the broker holds too many bytes of work; try again later");
+        svc_broker_refuse(
+            b, client, client_len, rid, rid_len, "overloaded",
+            "the broker holds too many bytes of work; try again later");
         return;
     }
     for (int i = 5; i < m->n; i++)
         if (svc_msg_add_frame(&r->frames, m, i) != 0) {
             svc_msg_close(&r->frames);
             free(r);
-            refuse(b, client, client_len, rid, rid_len, "internal",
-                   "out of memory");
+            svc_broker_refuse(b, client, client_len, rid, rid_len, "internal",
+                              "out of memory");
             return;
         }
     r->cost = cost;
@@ -629,9 +476,9 @@ static void timers(broker *b)
                          "a worker"
                        : "no worker serves '%s'",
                  r->service);
-        refuse(b, r->client, r->client_len, svc_data(&r->frames, 0),
-               svc_size(&r->frames, 0),
-               known ? "deadline_exceeded" : "unavailable", msg);
+        svc_broker_refuse(b, r->client, r->client_len, svc_data(&r->frames, 0),
+                          svc_size(&r->frames, 0),
+                          known ? "deadline_exceeded" : "unavailable", msg);
         b->expired++;
         breq_free(b, r);
     }
@@ -648,17 +495,15 @@ vit_broker_options vit_broker_options_default(void)
     };
 }
 
-vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
+/* The options' limits and keys, before anything is started. */
+static vit_status check_opts(const vit_broker_options *opt, vit_error *err)
 {
     if (!opt->frontend || !opt->backend || opt->heartbeat_ms < 10 ||
         opt->deadline_ms < 1 || opt->max_queue < 1 ||
-        opt->max_queue_bytes < 1 || opt->max_request_bytes < 1) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg,
-                     "the broker needs a frontend and a backend, and "
-                     "positive limits");
-        return VIT_E_ARG;
-    }
+        opt->max_queue_bytes < 1 || opt->max_request_bytes < 1)
+        return vit__fail(err, VIT_E_ARG,
+                         "the broker needs a frontend and a backend, and "
+                         "positive limits");
     const char *back_key = opt->backend_curve_secret_key
                                ? opt->backend_curve_secret_key
                                : opt->curve_secret_key;
@@ -674,31 +519,28 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
                  !svc_key_valid(opt->backend_curve_secret_key))
             ? "a CURVE secret key is not 40 Z85 characters"
             : NULL;
-    if (why) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "%s", why);
-        return VIT_E_ARG;
-    }
-    static volatile sig_atomic_t never;
-    broker b = {.o = *opt, .t_start = svc_now_ms()};
-    if (!b.o.stop)
-        b.o.stop = &never;
-    vit_status st = VIT_OK;
-    svc_auth *auth = NULL;
-    void *ctx = zmq_ctx_new();
-    if (!ctx) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "zmq_ctx_new: %s",
-                     zmq_strerror(errno));
-        return VIT_E_IO;
-    }
+    if (why)
+        return vit__fail(err, VIT_E_ARG, "%s", why);
+    return VIT_OK;
+}
+
+/* The frontend and the backend, with CURVE and their allow-lists where
+ * the options ask for them, bound. */
+static vit_status open_sockets(broker *b, void *ctx, svc_auth **auth,
+                               vit_error *err)
+{
+    const vit_broker_options *opt = &b->o;
+    const char *back_key = opt->backend_curve_secret_key
+                               ? opt->backend_curve_secret_key
+                               : opt->curve_secret_key;
+    vit_status st;
     int zero = 0;
     int64_t maxmsg = (int64_t)opt->max_request_bytes + SVC_HARD_SLACK;
-    b.front = zmq_socket(ctx, ZMQ_ROUTER);
-    b.back = zmq_socket(ctx, ZMQ_ROUTER);
-    zmq_setsockopt(b.front, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(b.back, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(b.front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    b->front = zmq_socket(ctx, ZMQ_ROUTER);
+    b->back = zmq_socket(ctx, ZMQ_ROUTER);
+    zmq_setsockopt(b->front, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b->back, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(b->front, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     /* Once a ZAP handler runs, it answers for every CURVE socket of the
      * context: a frontend without an allow-list is given a domain that
      * admits any client. */
@@ -710,86 +552,120 @@ vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
     if (opt->allow_worker_keys_dir)
         dom[n_dom++] =
             (svc_auth_domain){SVC_ZAP_WORKERS, opt->allow_worker_keys_dir};
-    if (n_dom && (st = svc_auth_start(ctx, dom, n_dom, &auth, err)) != VIT_OK)
-        goto out;
+    if (n_dom && (st = svc_auth_start(ctx, dom, n_dom, auth, err)) != VIT_OK)
+        return st;
     if (opt->curve_secret_key &&
-        (st = svc_curve_server(b.front, opt->curve_secret_key,
+        (st = svc_curve_server(b->front, opt->curve_secret_key,
                                SVC_ZAP_CLIENTS, err)) != VIT_OK)
-        goto out;
+        return st;
     if (opt->allow_worker_keys_dir &&
-        (st = svc_curve_server(b.back, back_key, SVC_ZAP_WORKERS, err)) !=
+        (st = svc_curve_server(b->back, back_key, SVC_ZAP_WORKERS, err)) !=
             VIT_OK)
-        goto out;
-    if (zmq_bind(b.front, opt->frontend) != 0 ||
-        zmq_bind(b.back, opt->backend) != 0) {
-        if (err)
-            snprintf(err->msg, sizeof err->msg, "cannot bind %s / %s: %s",
-                     opt->frontend, opt->backend, zmq_strerror(errno));
-        st = VIT_E_IO;
-        goto out;
-    }
-    blog(&b, "clients on %s%s, workers on %s%s", opt->frontend,
+        return st;
+    if (zmq_bind(b->front, opt->frontend) != 0 ||
+        zmq_bind(b->back, opt->backend) != 0)
+        return vit__fail(err, VIT_E_IO, "cannot bind %s / %s: %s",
+                         opt->frontend, opt->backend, zmq_strerror(errno));
+    blog(b, "clients on %s%s, workers on %s%s", opt->frontend,
          !opt->curve_secret_key ? ""
          : opt->allow_keys_dir  ? " (CURVE, listed keys)"
                                 : " (CURVE)",
          opt->backend, opt->allow_worker_keys_dir ? " (CURVE, listed keys)"
                                                   : "");
+    return VIT_OK;
+}
+
+/* Until the stop flag is set: the messages of both sockets, the timers,
+ * and the queue handed to workers with credit. */
+static vit_status run(broker *b, vit_error *err)
+{
     double next_timers = 0;
-    while (!*b.o.stop) {
-        zmq_pollitem_t it[2] = {{b.back, 0, ZMQ_POLLIN, 0},
-                                {b.front, 0, ZMQ_POLLIN, 0}};
-        long timeout = opt->heartbeat_ms < 100 ? opt->heartbeat_ms : 100;
+    while (!*b->o.stop) {
+        zmq_pollitem_t it[2] = {{b->back, 0, ZMQ_POLLIN, 0},
+                                {b->front, 0, ZMQ_POLLIN, 0}};
+        long timeout = b->o.heartbeat_ms < 100 ? b->o.heartbeat_ms : 100;
         int rc = zmq_poll(it, 2, timeout);
-        if (rc < 0 && errno != EINTR) {
-            if (err)
-                snprintf(err->msg, sizeof err->msg, "zmq_poll: %s",
-                         zmq_strerror(errno));
-            st = VIT_E_IO;
-            break;
-        }
+        if (rc < 0 && errno != EINTR)
+            return vit__fail(err, VIT_E_IO, "zmq_poll: %s",
+                             zmq_strerror(errno));
         if (rc > 0 && (it[0].revents & ZMQ_POLLIN))
             for (int k = 0; k < 1024; k++) {
                 svc_msg m;
-                if (svc_msg_recv(&m, b.back, ZMQ_DONTWAIT, 1 << 16) != 0)
+                if (svc_msg_recv(&m, b->back, ZMQ_DONTWAIT, 1 << 16) != 0)
                     break;
-                on_backend(&b, &m);
+                on_backend(b, &m);
                 svc_msg_close(&m);
             }
         if (rc > 0 && (it[1].revents & ZMQ_POLLIN))
             for (int k = 0; k < 1024; k++) {
                 svc_msg m;
-                if (svc_msg_recv(&m, b.front, ZMQ_DONTWAIT, 1 << 16) != 0)
+                if (svc_msg_recv(&m, b->front, ZMQ_DONTWAIT, 1 << 16) != 0)
                     break;
-                on_frontend(&b, &m);
+                on_frontend(b, &m);
                 svc_msg_close(&m);
             }
         double now = svc_now_ms();
         if (now >= next_timers) {
-            timers(&b);
+            timers(b);
             next_timers = now + 10;
         }
-        dispatch(&b);
+        dispatch(b);
     }
-    blog(&b, "stopped: %llu replies forwarded, %llu requests re-sent, %llu "
-             "refused",
-         (unsigned long long)b.forwarded, (unsigned long long)b.resent,
-         (unsigned long long)b.refused);
-out:
-    while (b.workers) {
-        bworker *w = b.workers;
-        b.workers = w->next;
+    return VIT_OK;
+}
+
+/* Every worker and request the broker still holds. */
+static void broker_free(broker *b)
+{
+    while (b->workers) {
+        bworker *w = b->workers;
+        b->workers = w->next;
         while (w->held.head) {
             breq *r = w->held.head;
             list_remove(&w->held, r);
-            breq_free(&b, r);
+            breq_free(b, r);
         }
         free(w);
     }
-    while (b.queue.head) {
-        breq *r = b.queue.head;
-        list_remove(&b.queue, r);
-        breq_free(&b, r);
+    while (b->queue.head) {
+        breq *r = b->queue.head;
+        list_remove(&b->queue, r);
+        breq_free(b, r);
     }
+}
+
+vit_status vit_broker(const vit_broker_options *opt, vit_error *err)
+{
+    vit_status st = check_opts(opt, err);
+    if (st != VIT_OK)
+        return st;
+    static volatile sig_atomic_t never;
+    broker b = {.o = *opt, .t_start = svc_now_ms()};
+    if (!b.o.stop)
+        b.o.stop = &never;
+    svc_auth *auth = NULL;
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        return vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s",
+                         zmq_strerror(errno));
+    if ((st = open_sockets(&b, ctx, &auth, err)) == VIT_OK) {
+        /* A poll that failed ends the loop as a stop does. */
+        st = run(&b, err);
+        blog(&b,
+             "stopped: %llu replies forwarded, %llu requests re-sent, %llu "
+             "refused",
+             (unsigned long long)b.forwarded, (unsigned long long)b.resent,
+             (unsigned long long)b.refused);
+        /* The last replies forwarded to clients (and commands to workers)
+         * may still be queued in the sockets: closed with no linger they
+         * would be dropped, and a client whose reply had reached the
+         * broker would never hear. Up to 2 s to flush them, as the worker
+         * has; a peer that went away does not hold the stop longer. */
+        int flush_ms = 2000;
+        zmq_setsockopt(b.front, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+        zmq_setsockopt(b.back, ZMQ_LINGER, &flush_ms, sizeof flush_ms);
+    }
+    broker_free(&b);
     zmq_close(b.front);
     zmq_close(b.back);
     svc_auth_stop(auth);

@@ -6,10 +6,10 @@
  */
 #include "service/client.h"
 #include "service/svc_impl.h"
+#include "vit/fail.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,19 +30,6 @@ vit_client_options vit_client_options_default(void)
     return (vit_client_options){.timeout_ms = 5000, .retries = 2};
 }
 
-static vit_status cfail(vit_error *err, vit_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static vit_status cfail(vit_error *err, vit_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 static void close_sock(vit_client *c)
 {
     if (c->sock)
@@ -55,7 +42,7 @@ static vit_status open_sock(vit_client *c, vit_error *err)
     close_sock(c);
     void *s = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!s)
-        return cfail(err, VIT_E_IO, "zmq_socket: %s", zmq_strerror(errno));
+        return vit__fail(err, VIT_E_IO, "zmq_socket: %s", zmq_strerror(errno));
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     if (c->server_key[0]) {
@@ -69,8 +56,8 @@ static vit_status open_sock(vit_client *c, vit_error *err)
     if (zmq_connect(s, c->endpoint) != 0) {
         int e = errno;
         zmq_close(s);
-        return cfail(err, VIT_E_ARG, "cannot connect to %s: %s", c->endpoint,
-                     zmq_strerror(e));
+        return vit__fail(err, VIT_E_ARG, "cannot connect to %s: %s",
+                         c->endpoint, zmq_strerror(e));
     }
     c->sock = s;
     return VIT_OK;
@@ -81,14 +68,15 @@ vit_status vit_client_new(const char *endpoint, const vit_client_options *opt,
 {
     vit_client_options o = opt ? *opt : vit_client_options_default();
     if (!endpoint || o.timeout_ms < 1 || o.retries < 0)
-        return cfail(err, VIT_E_ARG, "no endpoint, or a timeout below 1 ms");
+        return vit__fail(err, VIT_E_ARG,
+                         "no endpoint, or a timeout below 1 ms");
     if (o.service && strlen(o.service) > SVC_MAX_ID)
-        return cfail(err, VIT_E_ARG, "the service name is over %d bytes",
-                     SVC_MAX_ID);
+        return vit__fail(err, VIT_E_ARG, "the service name is over %d bytes",
+                         SVC_MAX_ID);
     vit_client *c = calloc(1, sizeof *c);
     if (!c || !(c->endpoint = strdup(endpoint))) {
         free(c);
-        return cfail(err, VIT_E_NOMEM, "out of memory");
+        return vit__fail(err, VIT_E_NOMEM, "out of memory");
     }
     c->o = o;
     snprintf(c->service, sizeof c->service, "%s", o.service ? o.service : "");
@@ -98,8 +86,9 @@ vit_status vit_client_new(const char *endpoint, const vit_client_options *opt,
             (o.curve_public_key && !svc_key_valid(o.curve_public_key)) ||
             (o.curve_secret_key && !svc_key_valid(o.curve_secret_key)) ||
             !o.curve_public_key != !o.curve_secret_key) {
-            st = cfail(err, VIT_E_ARG, "a CURVE key is not 40 Z85 characters, "
-                                       "or only half a key pair was given");
+            st = vit__fail(err, VIT_E_ARG,
+                           "a CURVE key is not 40 Z85 characters, "
+                           "or only half a key pair was given");
             goto fail;
         }
         snprintf(c->server_key, 41, "%s", o.curve_server_key);
@@ -107,14 +96,15 @@ vit_status vit_client_new(const char *endpoint, const vit_client_options *opt,
             snprintf(c->public_key, 41, "%s", o.curve_public_key);
             snprintf(c->secret_key, 41, "%s", o.curve_secret_key);
         } else if (zmq_curve_keypair(c->public_key, c->secret_key) != 0) {
-            st = cfail(err, VIT_E_UNSUPPORTED, "libzmq has no CURVE support");
+            st = vit__fail(err, VIT_E_UNSUPPORTED,
+                           "libzmq has no CURVE support");
             goto fail;
         }
     }
     c->next_id = 1;
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
-        st = cfail(err, VIT_E_IO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        st = vit__fail(err, VIT_E_IO, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
     if ((st = open_sock(c, err)) != VIT_OK)
@@ -207,7 +197,7 @@ vit_status vit_client_call(vit_client *c, const char *header,
                            vit_error *err)
 {
     if (!c || !header || n < 0 || (n > 0 && !frames))
-        return cfail(err, VIT_E_ARG, "no client, header or frames");
+        return vit__fail(err, VIT_E_ARG, "no client, header or frames");
     char rid[48];
     snprintf(rid, sizeof rid, "%ld-%llu", (long)getpid(), c->next_id++);
     vit_status st;
@@ -215,8 +205,8 @@ vit_status vit_client_call(vit_client *c, const char *header,
         if (!c->sock && (st = open_sock(c, err)) != VIT_OK)
             return st;
         if (send_request(c, rid, header, frames, n) != 0)
-            return cfail(err, VIT_E_NOMEM, "cannot send: %s",
-                         zmq_strerror(errno));
+            return vit__fail(err, VIT_E_NOMEM, "cannot send: %s",
+                             zmq_strerror(errno));
         double until = svc_now_ms() + c->o.timeout_ms;
         for (;;) {
             double left = until - svc_now_ms();
@@ -225,7 +215,7 @@ vit_status vit_client_call(vit_client *c, const char *header,
             zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
             int rc = zmq_poll(&it, 1, (long)left + 1);
             if (rc < 0 && errno == EINTR)
-                return cfail(err, VIT_E_IO, "interrupted");
+                return vit__fail(err, VIT_E_IO, "interrupted");
             if (rc <= 0)
                 continue;
             svc_msg m;
@@ -234,7 +224,7 @@ vit_status vit_client_call(vit_client *c, const char *header,
             int took = take_reply(&m, rid, out);
             svc_msg_close(&m);
             if (took < 0)
-                return cfail(err, VIT_E_NOMEM, "out of memory");
+                return vit__fail(err, VIT_E_NOMEM, "out of memory");
             if (took)
                 return VIT_OK;
         }
@@ -242,9 +232,9 @@ vit_status vit_client_call(vit_client *c, const char *header,
          * starts clean, and its new identity never sees the old reply. */
         close_sock(c);
     }
-    return cfail(err, VIT_E_IO, "no reply from %s after %d tr%s of %d ms",
-                 c->endpoint, c->o.retries + 1, c->o.retries ? "ies" : "y",
-                 c->o.timeout_ms);
+    return vit__fail(err, VIT_E_IO, "no reply from %s after %d tr%s of %d ms",
+                     c->endpoint, c->o.retries + 1, c->o.retries ? "ies" : "y",
+                     c->o.timeout_ms);
 }
 
 int vit_reply_error(const vit_reply *r, char code[32], char *msg,

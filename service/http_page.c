@@ -8,7 +8,13 @@
  * when the server wants one, goes with them too. A query in the address's
  * fragment (#q=TEXT) is run when the page loads.
  */
-#include "service/svc_impl.h"
+#include "service/svc_http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char svc_http_page[] =
 "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -144,3 +150,86 @@ const char svc_http_page[] =
 "if (m) { $('q').value = decodeURIComponent(m[1]);\n"
 "  search({text: $('q').value}, '\\u201c' + $('q').value + '\\u201d'); }\n"
 "</script>\n</body></html>\n";
+
+/* The media type of an image file by its first bytes. */
+static const char *image_type(const unsigned char *b, size_t n)
+{
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return "image/jpeg";
+    if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "image/png";
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return "image/bmp";
+    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+        return "image/tiff";
+    if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0)
+        return memcmp(b + 8, "avi", 3) == 0 ? "image/avif" : "image/heic";
+    return "application/octet-stream";
+}
+
+/* GET /v1/image?id=PATH: the bytes of a file that is an item of the
+ * worker's index (index_get says so: added by `vit index add` as a file),
+ * never of any other path. */
+enum MHD_Result svc_do_image(vit_http *h, struct MHD_Connection *con)
+{
+    const char *id =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "id");
+    const char *model =
+        MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "model");
+    if (!id || !*id)
+        return svc_send_error(h, con, "bad_request", -1,
+                              "'id', an item's path, is required");
+    if (model && strlen(model) > 255)
+        return svc_send_error(h, con, "bad_request", -1,
+                              "'model' must be a model's name (at most 255 "
+                              "bytes)");
+    failure f;
+    json_t *hdr = json_pack("{s:s, s:[o]}", "op", "index_get", "ids",
+                            svc_key_json(id));
+    vit_reply rep;
+    json_t *b;
+    int rc = hdr ? svc_http_call(h, model ? model : "", 0, hdr, NULL, 0, &rep,
+                                 &b, &f)
+                 : svc_failf(&f, "internal", -1, "out of memory");
+    json_decref(hdr);
+    if (rc != 0)
+        return svc_send_error(h, con, f.code, f.index, "%s", f.msg);
+    json_t *it = json_array_get(json_object_get(b, "items"), 0);
+    int file = json_is_true(json_object_get(it, "file"));
+    json_decref(b);
+    vit_reply_free(&rep);
+    if (!file)
+        return svc_send_error(h, con, "not_found", -1,
+                              "%.300s is not a file of the index", id);
+    int fd = open(id, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EISDIR;
+        if (fd >= 0)
+            close(fd);
+        return svc_send_error(h, con, "not_found", -1,
+                              "%.300s, a file of the index, cannot be read "
+                              "here: %s",
+                              id, strerror(e));
+    }
+    unsigned char head[16];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    struct MHD_Response *r =
+        MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            image_type(head, n > 0 ? (size_t)n : 0));
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "private, max-age=60");
+    enum MHD_Result ok = MHD_queue_response(con, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ok;
+}

@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -257,4 +259,16 @@ char *svc_key_parse(struct json_t *v, size_t max)
         return NULL;
     }
     return out;
+}
+
+void svc_log(vit_log_fn log, void *ud, const char *fmt, ...)
+{
+    if (!log)
+        return;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log(ud, line);
 }

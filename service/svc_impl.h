@@ -8,6 +8,7 @@
 #ifndef SVC_IMPL_H
 #define SVC_IMPL_H
 
+#include "service/service.h"
 #include "vit/vit.h"
 
 #include <stddef.h>
@@ -72,6 +73,11 @@ static inline const unsigned char *svc_data(const svc_msg *m, int i)
 /* Frame i equals the string s. */
 int svc_frame_is(const svc_msg *m, int i, const char *s);
 
+/* A line (printf-style, at most 600 bytes) to a log callback, when there
+ * is one: the worker's and the broker's log. */
+void svc_log(vit_log_fn log, void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Milliseconds on the monotonic clock. */
 double svc_now_ms(void);
 
@@ -124,8 +130,8 @@ vit_status svc_curve_server(void *sock, const char *secret_z85,
 vit_status svc_curve_client(void *sock, const char *server, const char *pub,
                             const char *secret, vit_error *err);
 
-/* The worker's metrics port on libmicrohttpd (service/http.c): `text`
- * returns the Prometheus text, malloc'd, or NULL when it cannot be had;
+/* The worker's metrics port on libmicrohttpd (service/metrics_http.c):
+ * `text` returns the Prometheus text, malloc'd, or NULL when it cannot be had;
  * it is called on the server's own thread. `endpoint` is tcp://HOST:PORT
  * (port * for any); *port receives the one it listens on. */
 typedef char *(*svc_metrics_fn)(void *ud);

@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,12 +45,6 @@
 #define MAX_PROCS 16
 static pid_t g_pids[MAX_PROCS];
 static char g_tmp[128];
-
-static const char *vit_bin(void)
-{
-    const char *b = getenv("VIT_BIN");
-    return b && *b ? b : "build/vit";
-}
 
 static double now_ms(void)
 {
@@ -150,39 +143,24 @@ static void endpoint(char *out, size_t size, const char *name)
     snprintf(out, size, "ipc://%s/%s", g_tmp, name);
 }
 
-/* Starts `vit ARGS...` (NULL-terminated) with stderr to TMP/NAME.err. */
+/* Starts `vit ARGS...` (NULL-terminated) through tu_spawn, its log (what
+ * it writes to stderr) in TMP/NAME.err, started afresh; teardown kills
+ * it. */
 static pid_t spawn(const char *name, ...)
 {
-    const char *argv[48];
+    const char *args[48];
     int n = 0;
-    argv[n++] = vit_bin();
     va_list ap;
     va_start(ap, name);
-    while ((argv[n] = va_arg(ap, const char *)) != NULL) {
+    while ((args[n] = va_arg(ap, const char *)) != NULL) {
         n++;
         ck_assert_int_lt(n, 47);
     }
     va_end(ap);
     char errpath[256];
     snprintf(errpath, sizeof errpath, "%s/%s.err", g_tmp, name);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, even one killed by a timeout that
-         * leaves no chance to clean up. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int in = open("/dev/null", O_RDONLY);
-        int err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(in, 0);
-        dup2(err, 1);
-        dup2(err, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    unlink(errpath);
+    pid_t pid = tu_spawn(args, errpath);
     for (int i = 0; i < MAX_PROCS; i++)
         if (g_pids[i] == 0) {
             g_pids[i] = pid;
@@ -287,51 +265,17 @@ static const char *err_code(json_t *o)
     return c ? c : (json_is_true(json_object_get(o, "ok")) ? "ok" : "?");
 }
 
-/* Runs `vit ARGS...`, capturing stdout into a malloc'd string. */
-static char *run_capture(int *code, ...)
+/* Runs `vit ARGS...` (tu_run): its stdout, malloc'd, and in *code its exit
+ * status; its stderr is dropped. */
+static tu_run_result g_run;
+static char *stdout_of(int *code, tu_run_result *r)
 {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = vit_bin();
-    va_list ap;
-    va_start(ap, code);
-    while ((argv[n] = va_arg(ap, const char *)) != NULL)
-        n++;
-    va_end(ap);
-    FILE *out = tmpfile();
-    ck_assert_ptr_nonnull(out);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, even one killed by a timeout that
-         * leaves no chance to clean up. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(fileno(out), 1);
-        dup2(devnull, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (g_pids[i] == 0) {
-            g_pids[i] = pid;
-            break;
-        }
-    *code = reap(pid, 30000);
-    long len = ftell(out);
-    char *s = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(s);
-    fseek(out, 0, SEEK_SET);
-    ck_assert_int_eq(fread(s, 1, (size_t)len, out), (size_t)len);
-    s[len] = '\0';
-    fclose(out);
-    return s;
+    *code = r->code;
+    free(r->err);
+    return r->out;
 }
+#define run_capture(code, ...)                                              \
+    stdout_of((code), (tu_run(&g_run, __VA_ARGS__), &g_run))
 
 /* ---- results over the wire equal the local command's ---- */
 
@@ -2428,6 +2372,125 @@ START_TEST(test_broker_info)
 }
 END_TEST
 
+/* Sends `n` info requests to `service` at `front` on a DEALER of its own,
+ * waits for `go` to be readable, then counts the replies (until none for
+ * 3 s) into `out`. Runs in a child process (forked before any ZeroMQ
+ * context of the parent's), which the parent stops and continues. */
+static void slow_client(const char *front, const char *service, int n,
+                        int go, const char *out)
+{
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(d, front) != 0)
+        _exit(1);
+    for (int i = 0; i < n; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "%d", i);
+        send_req(d, service, rid, "{\"op\":\"info\"}", NULL, 0);
+    }
+    char c;
+    if (read(go, &c, 1) != 1)
+        _exit(1);
+    int got = 0, good = 0, ok;
+    while (recv_reply(d, 3000, &ok) >= 0) {
+        got++;
+        good += ok;
+    }
+    FILE *f = fopen(out, "w");
+    if (f) {
+        fprintf(f, "%d %d\n", got, good);
+        fclose(f);
+    }
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    _exit(0);
+}
+
+/* The broker's request counter `key` (mmi.broker info). */
+static long broker_count(vit_client *c, const char *key)
+{
+    json_t *info = call(c, "{\"op\":\"info\"}", NULL, 0);
+    long v = (long)json_integer_value(
+        json_object_get(json_object_get(info, "requests"), key));
+    json_decref(info);
+    return v;
+}
+
+/* Replies the broker has forwarded but that have not left its socket when
+ * it is stopped still reach their client. The worker is held (SIGSTOP)
+ * while a client sends its requests, then the client is held while the
+ * worker answers them all, so that the replies wait in the broker's socket
+ * (the kernel's buffer takes about a hundred); the broker is stopped
+ * once it counts them forwarded, and the client is let go 300 ms later.
+ * Closed with no linger, the broker dropped what was in its socket. */
+START_TEST(test_broker_stop_flushes_replies)
+{
+    char front[200], back[200], out[256];
+    endpoint(front, sizeof front, "front");
+    endpoint(back, sizeof back, "back");
+    snprintf(out, sizeof out, "%s/client.out", g_tmp);
+    /* Heartbeats of 1 s: a worker held for a moment is not given up. */
+    pid_t b = spawn("broker", "broker", "--frontend", front, "--backend",
+                    back, "--heartbeat-ms", "1000", NULL);
+    pid_t w = spawn("worker", "serve", "--model", MODEL, "--connect", back,
+                    "--name", "tiny", "--heartbeat-ms", "1000", NULL);
+    wait_workers("broker.err", 1);
+
+    enum { N = 600 };  /* about 1.5 KB each */
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    kill(w, SIGSTOP);
+    fflush(NULL);
+    pid_t cl = fork();
+    ck_assert_int_ge(cl, 0);
+    if (cl == 0) {
+        close(go[1]);
+        slow_client(front, "tiny", N, go[0], out);
+    }
+    close(go[0]);
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_pids[i] == 0) {
+            g_pids[i] = cl;
+            break;
+        }
+    vit_client_options o = vit_client_options_default();
+    o.service = "mmi.broker";
+    vit_client *c;
+    ck_assert(vit_client_new(front, &o, &c, NULL) == VIT_OK);
+    double until = now_ms() + 20000;
+    while (broker_count(c, "received") < N) {
+        ck_assert(now_ms() < until);
+        sleep_ms(5);
+    }
+    kill(cl, SIGSTOP);
+    ck_assert_int_eq(write(go[1], "g", 1), 1);  /* read once continued */
+    kill(w, SIGCONT);
+    while (broker_count(c, "forwarded") < N) {
+        ck_assert(now_ms() < until);
+        sleep_ms(5);
+    }
+    vit_client_free(c);
+    kill(b, SIGTERM);
+    sleep_ms(300);  /* the broker has closed its sockets by now */
+    kill(cl, SIGCONT);
+    ck_assert_int_eq(reap(cl, 20000), 0);
+    close(go[1]);
+    int got = -1, good = -1;
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%d %d", &got, &good), 2);
+    fclose(f);
+    ck_assert_msg(got == N && good == N, "%d of %d replies (%d ok)", got, N,
+                  good);
+    ck_assert_int_eq(reap(b, 10000), 0);
+    printf("service: a broker stopped with %d replies in its socket to a "
+           "held client: all %d arrive\n", N, got);
+    stop_ok(w);
+}
+END_TEST
+
 /* ---- CLIP: texts, images, matching, zero-shot labels ---- */
 
 static int tu_write_text(const char *path, const char *text)
@@ -2703,6 +2766,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_queue_bytes);
     tcase_add_test(tc, test_curve_workers);
     tcase_add_test(tc, test_broker_info);
+    tcase_add_test(tc, test_broker_stop_flushes_replies);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -54,9 +54,7 @@
 #define VIT_PICK(name, args) name##_generic args
 #endif
 
-/* Sets err->msg (when err is not NULL) and returns st. */
-vit_status vit__fail(vit_error *err, vit_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#include "vit/fail.h"
 
 
 /* ---- checkpoint weights (safetensors.c) ---- */
