@@ -9,6 +9,7 @@
  * image of a request (bad_image), that image is reported and the rest are
  * sent again without it.
  */
+#include "cli/args.h"
 #include "cli/client.h"
 
 #include <errno.h>
@@ -567,189 +568,84 @@ static int simple_op(run *r, const char *cmd, const char *op)
     return rc;
 }
 
-static int add_text(run *r, const char *t)
-{
-    char **v = realloc(r->texts, (size_t)(r->n_texts + 1) * sizeof *v);
-    if (!v || !(v[r->n_texts] = strdup(t))) {
-        if (v)
-            r->texts = v;
-        return -1;
-    }
-    r->texts = v;
-    r->n_texts++;
-    return 0;
-}
-
-static int add_texts_file(run *r, const char *path)
-{
-    char **lines;
-    int n = cli_read_lines(path, &lines);
-    if (n < 0)
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = add_text(r, lines[i]);
-    cli_free_lines(lines, n);
-    return rc;
-}
-
-enum { O_TEXTS_FILE = 300, O_NO_NORMALIZE, O_LABELS, O_TEMPLATE };
-
-/* classify, match and embed: the local commands' options, less --model. */
+/* classify, match and embed: parsed with the local commands' specs
+ * (cli/ops.c) for the remote backend, so they take the same options (less
+ * --model and the decoding ones, the server's), mean the same by them and
+ * say the same usage errors, prefixed with the command. */
 static int work_cmd(run *r, int argc, char **argv, client_op op)
 {
-    static const struct option lo[] = {
-        {"top-k", required_argument, NULL, 'k'},
-        {"format", required_argument, NULL, 'f'},
-        {"logits", no_argument, NULL, 'l'},
-        {"batch", required_argument, NULL, 'b'},
-        {"text", required_argument, NULL, 't'},
-        {"texts-file", required_argument, NULL, O_TEXTS_FILE},
-        {"image", required_argument, NULL, 'i'},
-        {"out", required_argument, NULL, 'o'},
-        {"no-normalize", no_argument, NULL, O_NO_NORMALIZE},
-        {"labels", required_argument, NULL, O_LABELS},
-        {"template", required_argument, NULL, O_TEMPLATE},
-        {NULL, 0, NULL, 0},
-    };
-    static const char *const names[] = {"classify", "match", "embed"};
-    const char *cmd = names[op];
-    char **images = NULL;
-    int n_images = 0, c, rc = CLI_EXIT_USAGE;
+    static const cli_op *const ops[] = {&cli_classify_op, &cli_match_op,
+                                        &cli_embed_op};
+    const cli_op *spec = ops[op];
+    union {
+        cli_classify_args c;
+        cli_match_args m;
+        cli_embed_args e;
+    } a;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s: ", spec->name);
+    char **lines = NULL;
+    int n_lines = 0;
+    cli_strv images = {0};
     const char *out_path = NULL;
-    long v;
+    int rc = cli_op_parse(spec, CLI_REMOTE, "client", client_usage_line,
+                          prefix, argc, argv, &a);
+    if (rc >= 0)
+        goto done;
+    rc = CLI_EXIT_FAILED;
     r->op = op;
-    r->normalize = 1;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":k:f:lb:t:i:o:", lo, NULL)) != -1) {
-        int ok = 1;
-        switch (c) {
-        case 'k':
-            ok = op == OP_CLASSIFY && (v = cli_parse_long(optarg, 1, 1000)) > 0;
-            if (ok)
-                r->top_k = (int)v;
-            break;
-        case 'f':
-            if (op == OP_EMBED) {
-                ok = strcmp(optarg, "jsonl") == 0 ||
-                     strcmp(optarg, "npy") == 0;
-                r->npy = strcmp(optarg, "npy") == 0;
-            } else {
-                ok = cli_format_parse(optarg, &r->fmt) == 0 &&
-                     (op == OP_CLASSIFY || r->fmt != CLI_FMT_CSV);
-            }
-            break;
-        case 'l':
-            ok = op == OP_CLASSIFY;
-            r->logits = 1;
-            break;
-        case 'b':
-            ok = (v = cli_parse_long(optarg, 1, 4096)) > 0;
-            if (ok)
-                r->batch = (int)v;
-            break;
-        case 't':
-            ok = op != OP_CLASSIFY;
-            if (ok && add_text(r, optarg) != 0)
-                goto oom;
-            break;
-        case O_TEXTS_FILE:
-            ok = op != OP_CLASSIFY;
-            if (ok && add_texts_file(r, optarg) != 0) {
-                rc = CLI_EXIT_FAILED;
-                goto done;
-            }
-            break;
-        case 'i': {
-            ok = op == OP_EMBED;
-            char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
-            if (!ni)
-                goto oom;
-            images = ni;
-            images[n_images++] = optarg;
-            break;
-        }
-        case 'o':
-            ok = op == OP_EMBED;
-            out_path = optarg;
-            break;
-        case O_NO_NORMALIZE:
-            ok = op == OP_EMBED;
-            r->normalize = 0;
-            break;
-        case O_LABELS:
-            ok = op == OP_CLASSIFY;
-            if (ok) {
-                int before = r->n_texts;
-                if (add_texts_file(r, optarg) != 0) {
-                    rc = CLI_EXIT_FAILED;
-                    goto done;
-                }
-                if (r->n_texts == before) {
-                    cli_report(optarg, "no labels in the file");
-                    rc = CLI_EXIT_FAILED;
-                    goto done;
-                }
-            }
-            break;
-        case O_TEMPLATE:
-            ok = op == OP_CLASSIFY && strstr(optarg, "{}") != NULL;
-            r->template = optarg;
-            break;
-        case ':':
-            usage_error("%s: option '%s' needs an argument", cmd,
-                        argv[optind - 1]);
-            goto done;
-        default:
-            usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
+    if (op == OP_CLASSIFY) {
+        r->top_k = a.c.top_k;
+        r->fmt = (cli_format)a.c.fmt;
+        r->logits = a.c.logits;
+        r->batch = a.c.batch ? a.c.batch : r->batch;
+        r->template = a.c.template;
+        /* The zero-shot labels go as the request's texts. */
+        if (a.c.labels &&
+            (n_lines = cli_labels_read(a.c.labels, &lines)) < 0) {
+            n_lines = 0;
             goto done;
         }
-        if (!ok) {
-            usage_error("%s: bad or unsupported option '%s'", cmd,
-                        argv[optind - 1]);
+        r->texts = lines;
+        r->n_texts = n_lines;
+        images = a.c.paths;
+    } else if (op == OP_MATCH) {
+        r->fmt = (cli_format)a.m.fmt;
+        r->batch = a.m.batch ? a.m.batch : r->batch;
+        if (cli_texts_gather(&a.m.texts, a.m.texts_file, &lines, &n_lines))
+            goto done;
+        if (a.m.texts.n == 0) {
+            cli_report(a.m.texts_file, "no texts in the file");
             goto done;
         }
-    }
-    for (int i = optind; i < argc; i++) {
-        char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
-        if (!ni)
-            goto oom;
-        images = ni;
-        images[n_images++] = argv[i];
-    }
-    if (op == OP_MATCH && r->n_texts == 0) {
-        usage_error("match needs at least one --text");
-        goto done;
-    }
-    if (op == OP_EMBED && !n_images == !r->n_texts) {
-        usage_error("embed needs images or texts, not both");
-        goto done;
-    }
-    if (op != OP_EMBED && n_images == 0) {
-        usage_error("%s: no PATH given", cmd);
-        goto done;
-    }
-    if (r->template && !r->n_texts) {
-        usage_error("--template goes with --labels");
-        goto done;
-    }
-    if (r->logits && r->fmt == CLI_FMT_CSV) {
-        usage_error("--logits works with --format text or jsonl");
-        goto done;
+        r->texts = a.m.texts.v;
+        r->n_texts = a.m.texts.n;
+        images = a.m.paths;
+    } else {
+        r->npy = a.e.npy;
+        r->normalize = a.e.normalize;
+        r->batch = a.e.batch ? a.e.batch : r->batch;
+        out_path = a.e.out;
+        if (cli_texts_gather(&a.e.texts, a.e.texts_file, &lines, &n_lines))
+            goto done;
+        r->texts = a.e.texts.v;
+        r->n_texts = a.e.texts.n;
+        images = a.e.images;
     }
     r->out = stdout;
     if (out_path && !(r->out = fopen(out_path, "wb"))) {
         cli_report(out_path, strerror(errno));
         r->out = NULL;
-        rc = CLI_EXIT_FAILED;
         goto done;
     }
-    if (n_images)
-        client_images_main(r, images, n_images);
+    if (images.n)
+        client_images_main(r, images.v, images.n);
     else
         texts_main(r);
-    if (r->oom)
-        goto oom;
+    if (r->oom) {
+        fprintf(stderr, "vit: out of memory\n");
+        goto done;
+    }
     if (r->npy && cli_npy_write(r->out, r->rows, r->n_rows,
                                 (size_t)(r->dim ? r->dim : 1)) != 0)
         r->failed++;
@@ -758,14 +654,13 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         r->failed++;
     }
     rc = r->failed || r->dead ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-    goto done;
-oom:
-    fprintf(stderr, "vit: out of memory\n");
-    rc = CLI_EXIT_FAILED;
 done:
     if (r->out && r->out != stdout)
         fclose(r->out);
-    free(images);
+    r->texts = NULL;
+    r->n_texts = 0;
+    cli_free_lines(lines, n_lines);
+    cli_op_free(spec, &a);
     return rc;
 }
 
@@ -880,9 +775,6 @@ int cli_client_main(int argc, char **argv)
     else
         rc = simple_op(&r, cmd,
                        strcmp(cmd, "broker-info") == 0 ? "info" : cmd);
-    for (int i = 0; i < r.n_texts; i++)
-        free(r.texts[i]);
-    free(r.texts);
     free(r.rows);
     vit_client_free(r.c);
     return rc;

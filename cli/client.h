@@ -40,7 +40,7 @@ typedef struct {
     cli_format fmt;
     client_op op;
     int top_k, logits, batch, normalize;
-    char **texts;  /* match and embed --text, classify --labels; owned */
+    char **texts;  /* match and embed --text, classify --labels */
     int n_texts;
     const char *template;  /* classify --template */
     pending *q;
