@@ -3,7 +3,8 @@
  * `add` embeds image files and directories into an index file in batches,
  * one SQLite transaction per batch, skipping files already indexed and
  * unchanged (path, size and mtime), and recognizing moved or copied files
- * by their content hash so that they are not embedded again; `remove`
+ * by their content hash so that they are not embedded again (the plan is
+ * index/sync.c's: this file lists the files and embeds); `remove`
  * takes items (or whole directories, or the files that are gone) out;
  * `stats` describes an index; `search` embeds text or image queries with
  * the index's own model and prints the best matches, as text, JSONL or a
@@ -13,6 +14,7 @@
 #include "cli/cli.h"
 #include "cli/index_html.h"
 #include "index/index.h"
+#include "index/sync.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -370,19 +372,6 @@ static int64_t mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-/* Whether a file is as it was when its item was recorded: the same size
- * and mtime, and no change of its inode since (its ctime, which a rename
- * and every write set, before the record's time). Size and mtime alone
- * are not enough: a file renamed over another of the same size written
- * in the same clock tick (a copied batch of images, say) keeps its own
- * mtime, and would keep the other's vector. */
-static int same_as_recorded(const struct stat *st, const idx_item *old)
-{
-    double ctime = (double)st->st_ctim.tv_sec + 1e-9 * st->st_ctim.tv_nsec;
-    return old->size == (int64_t)st->st_size &&
-           old->mtime_ns == mtime_ns(st) && ctime < old->added;
-}
-
 static void report_idx(const char *what, const idx_error *err, idx_status st)
 {
     cli_report(what, err->msg[0] ? err->msg : idx_status_str(st));
@@ -428,35 +417,16 @@ static int load_model(const char *dir, const index_args *a, int batch,
 
 /* ---- add ---- */
 
+/* What an add has done, for its summary and its JSONL lines. */
 typedef struct {
-    char *key;     /* absolute path: the item's key and what is decoded */
-    int64_t size, mtime;
-    uint8_t hash[32];
-} pending;
-
-typedef struct {
-    idx_store *s;
+    idx_sync *y;
     vit_state *state;
     float *emb;
     int dim, jsonl;
-    pending *v;
-    size_t n, cap, next;
     long added, updated, moved, copied, unchanged;
-    /* The cheap changes (moves, copies, touched files) wait here for one
-     * transaction of their own, flushed every CHEAP_BATCH. */
-    struct cheap {
-        int kind;  /* 'm' move, 'c' copy, 'u' touched, same content */
-        int64_t id;
-        char *key, *from;
-        int64_t size, mtime;
-        uint8_t hash[32];
-        float *vec; /* a copy's vector, read when it was decided */
-    } *cheap;
-    size_t ncheap;
     int fatal;  /* the store failed: stop */
+    const char *index;
 } add_ctx;
-
-#define CHEAP_BATCH 256
 
 static void print_status(add_ctx *c, const char *key, const char *status,
                          const char *from)
@@ -474,130 +444,41 @@ static void print_status(add_ctx *c, const char *key, const char *status,
     json_decref(o);
 }
 
-static void cheap_free(add_ctx *c)
+/* The plan's word that a cheap change is committed. */
+static void said(void *ud, idx_sync_kind kind, const char *key,
+                 const char *from)
 {
-    for (size_t i = 0; i < c->ncheap; i++) {
-        free(c->cheap[i].key);
-        free(c->cheap[i].from);
-        free(c->cheap[i].vec);
-    }
-    c->ncheap = 0;
-}
-
-static int flush_cheap(add_ctx *c, const char *index)
-{
-    if (!c->ncheap)
-        return 0;
-    idx_error err = {{0}};
-    idx_status st = idx_store_begin(c->s, &err);
-    for (size_t i = 0; i < c->ncheap && st == IDX_OK; i++) {
-        struct cheap *x = &c->cheap[i];
-        if (x->kind == 'c') {
-            idx_item it = {.path = x->key, .has_hash = 1, .size = x->size,
-                           .mtime_ns = x->mtime};
-            memcpy(it.hash, x->hash, 32);
-            int64_t id;
-            st = idx_store_put(c->s, &it, x->vec, &id, NULL, &err);
-        } else {
-            st = idx_store_move(c->s, x->id, x->key, x->size, x->mtime, &err);
-        }
-    }
-    if (st == IDX_OK)
-        st = idx_store_commit(c->s, &err);
+    add_ctx *c = ud;
+    if (kind == IDX_SYNC_MOVED)
+        c->moved++, print_status(c, key, "moved", from);
+    else if (kind == IDX_SYNC_COPIED)
+        c->copied++, print_status(c, key, "copied", from);
     else
-        idx_store_rollback(c->s);
-    if (st != IDX_OK) {
-        report_idx(index, &err, st);
-        c->fatal = 1;
-        cheap_free(c);
-        return -1;
-    }
-    for (size_t i = 0; i < c->ncheap; i++) {
-        struct cheap *x = &c->cheap[i];
-        if (x->kind == 'm')
-            c->moved++, print_status(c, x->key, "moved", x->from);
-        else if (x->kind == 'c')
-            c->copied++, print_status(c, x->key, "copied", x->from);
-        else
-            c->unchanged++, print_status(c, x->key, "unchanged", NULL);
-    }
-    fflush(stdout);
-    cheap_free(c);
-    return 0;
+        c->unchanged++, print_status(c, key, "unchanged", NULL);
 }
 
-/* The new path of a move queued in this batch of cheap changes that takes
- * item id, or NULL. */
-static const char *claimed(const add_ctx *c, int64_t id)
+/* The plan failing: the store's message, or out of memory. Returns -1. */
+static int sync_failed(add_ctx *c, const idx_error *err, idx_status st)
 {
-    for (size_t i = 0; i < c->ncheap; i++)
-        if (c->cheap[i].kind == 'm' && c->cheap[i].id == id)
-            return c->cheap[i].key;
-    return NULL;
-}
-
-static int push_cheap(add_ctx *c, int kind, int64_t id, const char *key,
-                      const char *from, const pending *p, const char *index)
-{
-    if (!c->cheap &&
-        !(c->cheap = malloc(CHEAP_BATCH * sizeof *c->cheap)))
-        return -1;
-    struct cheap *x = &c->cheap[c->ncheap];
-    *x = (struct cheap){.kind = kind, .id = id, .size = p->size,
-                        .mtime = p->mtime};
-    memcpy(x->hash, p->hash, 32);
-    x->key = strdup(key);
-    x->from = from ? strdup(from) : NULL;
-    /* A copy's vector is read now, while item id still holds the bytes it
-     * was found by: a change queued before the flush may give that item
-     * other bytes (a file rewritten, then copied from its old content). */
-    if (kind == 'c')
-        x->vec = malloc((size_t)c->dim * sizeof *x->vec);
-    if (!x->key || (from && !x->from) || (kind == 'c' && !x->vec)) {
-        free(x->key);
-        free(x->from);
-        free(x->vec);
-        return -1;
-    }
-    if (kind == 'c' && idx_store_fetch(c->s, id, x->vec) != 0) {
-        idx_error err = {{0}};
-        snprintf(err.msg, sizeof err.msg,
-                 "%s: the vector of item %lld is missing", index,
-                 (long long)id);
-        report_idx(index, &err, IDX_E_DB);
-        c->fatal = 1;
-        free(x->key);
-        free(x->from);
-        free(x->vec);
-        return -1;
-    }
-    if (++c->ncheap == CHEAP_BATCH)
-        return flush_cheap(c, index);
-    return 0;
-}
-
-static int push_pending(add_ctx *c, const pending *p)
-{
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 64;
-        pending *v = realloc(c->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        c->v = v;
-        c->cap = cap;
-    }
-    c->v[c->n++] = *p;
-    return 0;
+    if (st == IDX_E_NOMEM)
+        fprintf(stderr, "vit: out of memory\n");
+    else
+        report_idx(c->index, err, st);
+    c->fatal = 1;
+    return -1;
 }
 
 /* Decides what one image file needs. Returns 0 (decided, or reported as
- * failed: *failed is set), or -1 when out of memory or the store failed. */
-static int classify_file(add_ctx *c, const char *path, const char *index,
-                         int *failed)
+ * failed: *failed is set), or -1 after the store failed or memory ran
+ * out (said). */
+static int decide_file(add_ctx *c, const char *path, int *failed)
 {
     char *key = key_of(path);
-    if (!key)
+    if (!key) {
+        fprintf(stderr, "vit: out of memory\n");
+        c->fatal = 1;
         return -1;
+    }
     struct stat sb;
     if (stat(key, &sb) != 0) {
         cli_report(path, strerror(errno));
@@ -605,99 +486,22 @@ static int classify_file(add_ctx *c, const char *path, const char *index,
         free(key);
         return 0;
     }
-    pending p = {.key = key, .size = (int64_t)sb.st_size,
-                 .mtime = mtime_ns(&sb)};
+    idx_sync_file f = {
+        .key = key, .size = (int64_t)sb.st_size, .mtime_ns = mtime_ns(&sb),
+        .ctime = (double)sb.st_ctim.tv_sec + 1e-9 * sb.st_ctim.tv_nsec};
+    idx_sync_kind kind;
+    const char *why;
     idx_error err = {{0}};
-    idx_item old;
-    int found;
-    idx_status st = idx_store_get_path(c->s, key, &old, &found, &err);
-    if (st != IDX_OK)
-        goto store_failed;
-    if (found && same_as_recorded(&sb, &old)) {
-        idx_item_free(&old);
+    idx_status st = idx_sync_decide(c->y, &f, &kind, &why, &err);
+    if (st == IDX_OK && kind == IDX_SYNC_UNCHANGED) {
         c->unchanged++;
         print_status(c, key, "unchanged", NULL);
-        free(key);
-        return 0;
-    }
-    if ((st = idx_sha256_file(key, p.hash, &err)) != IDX_OK) {
-        if (found)
-            idx_item_free(&old);
-        if (st == IDX_E_NOMEM)
-            goto store_failed;
-        cli_report(path, strerror(errno));
+    } else if (st == IDX_OK && kind == IDX_SYNC_FAILED) {
+        cli_report(path, why);
         *failed = 1;
-        free(key);
-        return 0;
     }
-    if (found && old.has_hash && memcmp(old.hash, p.hash, 32) == 0) {
-        /* Touched, not changed: the vector stands. */
-        int64_t id = old.id;
-        idx_item_free(&old);
-        int rc = push_cheap(c, 'u', id, key, NULL, &p, index);
-        free(key);
-        return rc;
-    }
-    if (found)
-        idx_item_free(&old);
-    /* The same bytes may be indexed already: then the vector is known. If
-     * one of those items' files is gone, and no move queued in this batch
-     * has claimed that item, the file moved here; otherwise it is a copy.
-     * Deciding against the queued moves as well as the committed items
-     * keeps two files (a renamed file and a copy of it, or two renamed
-     * twins) from claiming one item, which would lose one of them. */
-    int64_t after = 0, move_id = -1, copy_id = -1;
-    char *from = NULL;
-    for (;;) {
-        idx_item same;
-        int has_same;
-        if ((st = idx_store_get_hash(c->s, p.hash, after, &same, &has_same,
-                                     &err)) != IDX_OK) {
-            free(from);
-            goto store_failed;
-        }
-        if (!has_same)
-            break;
-        after = same.id;
-        struct stat os;
-        const char *to = claimed(c, same.id);
-        int gone = !found && !to && stat(same.path, &os) != 0 &&
-                   errno == ENOENT;
-        if (gone || copy_id < 0) {
-            /* A copy names where the bytes are now. */
-            free(from);
-            from = strdup(to ? to : same.path);
-            copy_id = same.id;
-        }
-        idx_item_free(&same);
-        if (!from) {
-            free(key);
-            return -1;
-        }
-        if (gone) {
-            move_id = copy_id;
-            break;
-        }
-        if (found)
-            break; /* a copy onto an indexed path: the first will do */
-    }
-    if (copy_id >= 0) {
-        int rc = push_cheap(c, move_id >= 0 ? 'm' : 'c', copy_id, key, from,
-                            &p, index);
-        free(from);
-        free(key);
-        return rc;
-    }
-    if (push_pending(c, &p) != 0) {
-        free(key);
-        return -1;
-    }
-    return 0;
-store_failed:
-    report_idx(index, &err, st);
     free(key);
-    c->fatal = 1;
-    return -1;
+    return st == IDX_OK ? 0 : sync_failed(c, &err, st);
 }
 
 /* The batch driver's callback: embeds a batch and commits it whole. */
@@ -716,29 +520,8 @@ static vit_status add_batch(void *ctx, const float *pixels, int n,
      * what search ranks by. */
     vit_l2_normalize(c->emb, n, c->dim);
     idx_error ie = {{0}};
-    idx_status st = idx_store_begin(c->s, &ie);
     int replaced[4096];
-    for (int i = 0; i < n && st == IDX_OK; i++) {
-        while (c->next < c->n && strcmp(c->v[c->next].key, paths[i]) != 0)
-            c->next++;
-        if (c->next == c->n) {
-            st = IDX_E_ARG;
-            snprintf(ie.msg, sizeof ie.msg, "internal: lost track of %s",
-                     paths[i]);
-            break;
-        }
-        const pending *p = &c->v[c->next];
-        idx_item it = {.path = p->key, .has_hash = 1, .size = p->size,
-                       .mtime_ns = p->mtime};
-        memcpy(it.hash, p->hash, 32);
-        int64_t id;
-        st = idx_store_put(c->s, &it, c->emb + (size_t)i * (size_t)c->dim, &id,
-                           &replaced[i], &ie);
-    }
-    if (st == IDX_OK)
-        st = idx_store_commit(c->s, &ie);
-    else
-        idx_store_rollback(c->s);
+    idx_status st = idx_sync_put(c->y, paths, c->emb, n, replaced, &ie);
     if (st != IDX_OK) {
         c->fatal = 1;
         /* The store's message names the index; it may fill err->msg. */
@@ -773,8 +556,9 @@ static int index_add(index_args *a)
     vit_model *m = NULL;
     vit_model_info info;
     idx_model mid;
-    add_ctx c = {.jsonl = a->jsonl};
+    add_ctx c = {.jsonl = a->jsonl, .index = a->index};
     cli_input_list in = {0}, todo = {0};
+    idx_store *s = NULL;
     if (load_model(a->model_dir, a, batch, a->torchvision,
                    a->model_precision, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
@@ -784,11 +568,13 @@ static int index_add(index_args *a)
         goto out;
     }
     idx_error err = {{0}};
-    idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &c.s, &err);
+    idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &s, &err);
     if (st == IDX_OK)
-        st = idx_store_claim(c.s, &err);
+        st = idx_store_claim(s, &err);
     if (st == IDX_OK)
-        st = idx_store_check_model(c.s, &mid, 1, &err);
+        st = idx_store_check_model(s, &mid, 1, &err);
+    if (st == IDX_OK)
+        st = idx_sync_new(s, info.embed_dim, said, &c, &c.y, &err);
     if (st != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
@@ -825,16 +611,17 @@ static int index_add(index_args *a)
             failed++;
         } else {
             int f = 0;
-            if (classify_file(&c, x->path, a->index, &f) != 0 && !c.fatal)
-                goto oom;
+            decide_file(&c, x->path, &f);
             failed += f;
         }
     }
-    if (!c.fatal && flush_cheap(&c, a->index) != 0 && !c.fatal)
-        goto oom;
+    if (!c.fatal && (st = idx_sync_flush(c.y, &err)) != IDX_OK)
+        sync_failed(&c, &err, st);
     if (c.fatal)
         goto out;
-    for (size_t i = 0; i < c.n; i++) {
+    size_t n_todo;
+    char *const *keys = idx_sync_todo(c.y, &n_todo);
+    for (size_t i = 0; i < n_todo; i++) {
         if (todo.n == todo.cap) {
             size_t cap = todo.cap ? 2 * todo.cap : 64;
             cli_input *v = realloc(todo.v, cap * sizeof *v);
@@ -843,8 +630,8 @@ static int index_add(index_args *a)
             todo.v = v;
             todo.cap = cap;
         }
-        /* The driver's list borrows the keys; they are freed with c.v. */
-        todo.v[todo.n++] = (cli_input){c.v[i].key, CLI_IN_IMAGE, NULL};
+        /* The driver's list borrows the keys; they are the plan's. */
+        todo.v[todo.n++] = (cli_input){keys[i], CLI_IN_IMAGE, NULL};
     }
     cli_batch b = {.model = m, .cap = batch, .run = add_batch, .ctx = &c};
     int brc = todo.n && !cli_interrupted() ? cli_batch_inputs(&b, &todo)
@@ -856,10 +643,10 @@ static int index_add(index_args *a)
     else
         rc = CLI_EXIT_OK;
     if (!a->jsonl) {
-        idx_stats s;
+        idx_stats x;
         idx_error e2 = {{0}};
-        long total = idx_store_stats(c.s, &s, &e2) == IDX_OK ? (long)s.items
-                                                              : -1;
+        long total = idx_store_stats(s, &x, &e2) == IDX_OK ? (long)x.items
+                                                            : -1;
         printf("added %ld, updated %ld, moved %ld, copied %ld, unchanged "
                "%ld, failed %ld; %ld items in %s\n",
                c.added, c.updated, c.moved, c.copied, c.unchanged,
@@ -888,16 +675,12 @@ oom:
     fprintf(stderr, "vit: out of memory\n");
     rc = CLI_EXIT_FAILED;
 out:
-    cheap_free(&c);
-    free(c.cheap);
-    for (size_t i = 0; i < c.n; i++)
-        free(c.v[i].key);
-    free(c.v);
+    idx_sync_free(c.y);
     free(todo.v);
     cli_inputs_free(&in);
     free(c.emb);
     vit_state_free(c.state);
-    idx_store_close(c.s);
+    idx_store_close(s);
     vit_model_free(m);
     return rc;
 }
