@@ -245,7 +245,7 @@ int cli_match_write(FILE *f, cli_format fmt, const char *path,
 /* A (rows, cols) float32 .npy file. Returns 0, or -1 on a write error. */
 int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
 
-/* ---- the index's output (cli/index.c), shared by `vit index` and
+/* ---- the index's output (cli/index_out.c), shared by `vit index` and
  * `vit client`, so that both print the same thing ---- */
 
 /* One search result. */

@@ -2,7 +2,7 @@
  * `vit client`: the command-line client of a vit worker or broker. It
  * parses options, reads image files, sends them with service/client.h in
  * requests of up to --batch images, and prints the answers with the same
- * output code as the local commands (cli/output.c, and cli/index.c's for
+ * output code as the local commands (cli/output.c, and cli/index_out.c's for
  * the index), so `vit client ... classify` prints exactly what `vit
  * classify` prints for the same inputs, and `vit client ... search` what
  * `vit index search` prints on the same index. When the server refuses one

@@ -1,7 +1,7 @@
 /*
  * `vit client`'s index commands: search, index-add, index-remove and
  * index-stats against a worker started with --index PATH, printed with
- * cli/index.c's output code so that they print what `vit index
+ * cli/index_out.c's output code so that they print what `vit index
  * search|add|remove|stats` print.
  */
 #include "cli/client.h"
