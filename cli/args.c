@@ -35,18 +35,23 @@ static const cli_opt *by_val(const cli_op *op, unsigned backend, int val)
     return NULL;
 }
 
-int cli_strv_push(cli_strv *l, char *s)
+int cli_strv_push(cli_strv *l, char *s, char tag)
 {
     char **nv = realloc(l->v, (size_t)(l->n + 1) * sizeof *nv);
     if (!nv)
         return -1;
-    nv[l->n++] = s;
     l->v = nv;
+    char *nt = realloc(l->tags, (size_t)l->n + 1);
+    if (!nt)
+        return -1;
+    l->tags = nt;
+    nv[l->n] = s;
+    nt[l->n++] = tag;
     return 0;
 }
 
 typedef struct {
-    const char *cmd, *usage, *prefix;
+    const char *cmd, *usage, *prefix, *help_cmd;
 } said_as;
 
 static int usage_error(const said_as *s, const char *fmt, ...)
@@ -59,7 +64,12 @@ static int usage_error(const said_as *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return cli_usage_error(s->cmd, s->usage, "%s%s", s->prefix, msg);
+    if (!s->help_cmd)
+        return cli_usage_error(s->cmd, s->usage, "%s%s", s->prefix, msg);
+    fprintf(stderr, "vit %s: %s%s\n", s->cmd, s->prefix, msg);
+    fputs(s->usage, stderr);
+    fprintf(stderr, "Run 'vit %s --help' for more.\n", s->help_cmd);
+    return CLI_EXIT_USAGE;
 }
 
 /* Stores one option's value. Returns -1 when it is fine, else the exit
@@ -87,7 +97,7 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
         return -1;
     }
     case CLI_ARG_LIST:
-        if (cli_strv_push(at, (char *)arg) != 0) {
+        if (cli_strv_push(at, (char *)arg, (char)o->lo) != 0) {
             fprintf(stderr, "vit: out of memory\n");
             return CLI_EXIT_FAILED;
         }
@@ -122,7 +132,7 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
                  char **argv, void *args)
 {
     said_as s = {cmd ? cmd : op->name, usage ? usage : op->usage,
-                 prefix ? prefix : ""};
+                 prefix ? prefix : "", cmd ? NULL : op->help_cmd};
     char *base = args;
     memset(args, 0, op->size);
     if (op->init)
@@ -183,11 +193,13 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
     free(lo);
     free(shorts);
     for (int i = optind; rc < 0 && i < argc; i++)
-        if (cli_strv_push((cli_strv *)(base + op->positional), argv[i])) {
+        if (cli_strv_push((cli_strv *)(base + op->positional), argv[i], 0)) {
             fprintf(stderr, "vit: out of memory\n");
             rc = CLI_EXIT_FAILED;
         }
-    const char *why = rc < 0 && op->check ? op->check(args, backend) : NULL;
+    char buf[1024];
+    const char *why =
+        rc < 0 && op->check ? op->check(args, backend, buf, sizeof buf) : NULL;
     if (why)
         rc = usage_error(&s, "%s", why);
     return rc;
@@ -196,16 +208,25 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
 void cli_op_free(const cli_op *op, void *args)
 {
     char *base = args;
-    for (int i = 0; op->opts[i].name; i++)
+    /* Each list once: several options may fill one, and the PATHs too. */
+    size_t offs[64];
+    int n = 0;
+    offs[n++] = op->positional;
+    for (int i = 0; op->opts[i].name && n < 64; i++)
         if (op->opts[i].type == CLI_ARG_LIST)
-            free(((cli_strv *)(base + op->opts[i].off))->v);
-    cli_strv *pos = (cli_strv *)(base + op->positional);
-    int listed = 0;
-    for (int i = 0; op->opts[i].name; i++)
-        listed |= op->opts[i].type == CLI_ARG_LIST &&
-                  op->opts[i].off == op->positional;
-    if (!listed)
-        free(pos->v);
+            offs[n++] = op->opts[i].off;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= offs[j] == offs[i];
+        cli_strv *l = (cli_strv *)(base + offs[i]);
+        if (!seen) {
+            free(l->v);
+            free(l->tags);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        *(cli_strv *)(base + offs[i]) = (cli_strv){0};
 }
 
 void cli_op_help(const cli_op *op, FILE *f)
@@ -218,10 +239,10 @@ void cli_op_help(const cli_op *op, FILE *f)
         const cli_opt *o = &op->opts[i];
         if (o->help)
             fputs(o->help, f);
-        decode |= o->type == CLI_ARG_DECODE;
+        decode |= o->type == CLI_ARG_DECODE && !o->help;
     }
-    /* The decoding options' lines are the ones every image command
-     * shares. */
+    /* The decoding options' lines, where the spec has none of its own, are
+     * the ones every image command shares. */
     if (decode) {
         fputs(cli_decode_help, f);
         fputs(cli_threads_help, f);

@@ -23,16 +23,18 @@ typedef enum {
     CLI_ARG_FLAG,    /* no value: stores `lo` in an int */
     CLI_ARG_STR,     /* a const char * (the last one given) */
     CLI_ARG_INT,     /* an int in [lo, hi] */
-    CLI_ARG_LIST,    /* repeatable: appended to a cli_strv */
+    CLI_ARG_LIST,    /* repeatable: appended to a cli_strv, tagged `lo` */
     CLI_ARG_CHOICE,  /* one of `choices` ("text|jsonl"): its index, an int */
     CLI_ARG_DECODE,  /* a decoding option (cli_decode_flag) of a
                         cli_decode_flags; `key` is its CLI_OPT_* */
     CLI_ARG_HELP,    /* --help: prints the operation's help */
 } cli_arg_type;
 
-/* Strings gathered from the command line (borrowed from argv). */
+/* Strings gathered from the command line (borrowed from argv), and for a
+ * list several options fill, which option gave each (tags[i], its tag). */
 typedef struct {
     char **v;
+    char *tags;
     int n;
 } cli_strv;
 
@@ -52,13 +54,17 @@ typedef struct {
     const char *help;  /* its lines under options: in --help, or NULL */
 } cli_opt;
 
-/* The messages of the whole-command checks are said as usage errors. */
-typedef const char *(*cli_check_fn)(void *args, unsigned backend);
+/* The whole command line's checks: NULL when it is fine, else the usage
+ * error (a constant, or written into buf). */
+typedef const char *(*cli_check_fn)(void *args, unsigned backend, char *buf,
+                                    size_t n);
 
 typedef struct {
     const char *name;    /* "classify": `vit classify`, `vit client
                             classify` */
     const char *usage;   /* the local command's usage lines */
+    const char *help_cmd;  /* the command whose --help a usage error names,
+                              when not `name` ("index" for "index add") */
     const char *about;   /* --help: what comes before "options:" */
     const char *after;   /* --help: what comes after the options */
     const cli_opt *opts; /* ended by a NULL name */
@@ -83,8 +89,8 @@ void cli_op_free(const cli_op *op, void *args);
 /* The operation's --help, from its spec. */
 void cli_op_help(const cli_op *op, FILE *f);
 
-/* Appends s; -1 when out of memory. */
-int cli_strv_push(cli_strv *l, char *s);
+/* Appends s, tagged `tag` (0: untagged); -1 when out of memory. */
+int cli_strv_push(cli_strv *l, char *s, char tag);
 
 /* ---- the operations both backends run (cli/ops.c) ---- */
 
@@ -116,6 +122,23 @@ typedef struct {
 } cli_match_args;
 
 extern const cli_op cli_classify_op, cli_embed_op, cli_match_op;
+
+/* The index's operations (cli/ops_index.c). */
+typedef struct {
+    char sub;  /* the operation, set by its spec: 'a'dd, 'r'emove, 's'tats,
+                  'q' search */
+    const char *model_dir, *index, *html, *prefix;
+    int batch, k, jsonl, missing;
+    cli_decode_flags dec;  /* --no-exif-rotate, --preprocess, --threads,
+                              --max-pixels */
+    int model_precision;   /* add: a vit_precision */
+    int precision;         /* the others: the matrix's, an idx_precision */
+    cli_strv queries;      /* --text ('t') and --image ('i'), in order */
+    cli_strv paths;
+} cli_index_args;
+
+extern const cli_op cli_index_add_op, cli_index_remove_op,
+    cli_index_stats_op, cli_index_search_op;
 
 /* --texts-file's lines appended to `texts` (*lines keeps them, freed with
  * cli_free_lines(*lines, *n)); -1 after reporting. */

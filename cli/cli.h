@@ -91,6 +91,7 @@ typedef struct {
     int fast_decode;  /* --fast-decode */
     int precision;    /* --precision: a vit_precision */
     int torchvision;  /* --preprocess torchvision */
+    int preprocess_set;  /* --preprocess was given */
     int threads;      /* --threads N (0: one per CPU) */
     int max_pixels_set;
     uint64_t max_pixels;  /* --max-pixels N (0: no limit) */

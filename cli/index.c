@@ -11,7 +11,7 @@
  * self-contained HTML page (cli/index_html.c). Embedding is the library's,
  * storage and search the index module's; this file wires them together.
  */
-#include "cli/cli.h"
+#include "cli/args.h"
 #include "cli/index_html.h"
 #include "index/index.h"
 #include "index/sync.h"
@@ -23,103 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-enum {
-    OPT_NO_EXIF = 256,
-    OPT_MISSING,
-    OPT_HTML,
-    OPT_PREFIX,
-    OPT_PRECISION,
-    OPT_PREPROCESS,
-    OPT_THREADS
-};
-
-static const char usage_text[] =
-    "usage: vit index add    --model DIR --index PATH [--batch N]\n"
-    "                        [--format text|jsonl] [--no-exif-rotate]\n"
-    "                        [--preprocess pil|torchvision] [--threads N]\n"
-    "                        [--precision fp32|int8|bf16] [--max-pixels N]\n"
-    "                        PATH...\n"
-    "       vit index remove --index PATH [--missing] [PATH...]\n"
-    "       vit index stats  --index PATH [--format text|jsonl]\n"
-    "       vit index search --index PATH (--text STR | --image FILE)...\n"
-    "                        [-k K] [--format text|jsonl] [--prefix P]\n"
-    "                        [--precision fp32|fp16|int8] [--html FILE]\n"
-    "                        [--model DIR] [--preprocess pil|torchvision]\n"
-    "                        [--threads N] [--max-pixels N]\n";
-
-static void help(FILE *f)
-{
-    fputs(usage_text, f);
-    fputs(
-        "\n"
-        "An index is one SQLite file of images and their embeddings, made by\n"
-        "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
-        "then searched by text or by example image.\n"
-        "\n"
-        "add      embeds JPEG/PNG/WebP/GIF/BMP/TIFF/HEIC/AVIF files and\n"
-        "         directories (recursively) in batches, each batch committed\n"
-        "         at once: an\n"
-        "         add that is interrupted keeps what it committed, and running\n"
-        "         it again does the rest. Ctrl-C or SIGTERM stops it after the\n"
-        "         current batch (exit 130 or 143; a second Ctrl-C exits at\n"
-        "         once). In a directory, images it cannot read (PSD, JPEG XL,\n"
-        "         ...) are reported and counted as failed; files that are not\n"
-        "         images are skipped. Files indexed before and unchanged (same\n"
-        "         path, size and mtime) are skipped; a file whose content is\n"
-        "         already indexed under another path is recorded as moved\n"
-        "         (the old path is gone) or copied, without embedding.\n"
-        "remove   removes the items of each PATH (a file, or every file\n"
-        "         below a directory); --missing also removes every item\n"
-        "         whose file no longer exists.\n"
-        "stats    the model, the number of items, sizes and dates.\n"
-        "search   the K items most similar to each query, best first (the\n"
-        "         score is the cosine similarity). The model recorded in the\n"
-        "         index embeds the queries; --model DIR names another copy\n"
-        "         of it. A different model is refused.\n"
-        "\n"
-        "options:\n"
-        "  -m, --model DIR       the model directory (add: required)\n"
-        "  -x, --index PATH      the index file (required; add creates it)\n"
-        "  -b, --batch N         images per forward pass and per committed\n"
-        "                        transaction (default 32)\n"
-        "  -f, --format FMT      text (default) or jsonl\n"
-        "  -t, --text STR        a text query (repeatable)\n"
-        "  -i, --image FILE      an image query, a file, URL, data: URL or -\n"
-        "                        (repeatable)\n"
-        "  -k, --top-k K         results per query (default 10)\n"
-        "      --prefix P        only items whose path starts with P (a\n"
-        "                        directory that exists is made absolute)\n"
-        "      --precision P     add: fp32 (default), int8 or bf16, the\n"
-        "                        model's precision, as in vit classify; the\n"
-        "                        index records it, refuses adds made\n"
-        "                        another way, and search embeds its queries\n"
-        "                        the same way\n"
-        "                        search: fp32 (default), fp16 or int8, the\n"
-        "                        matrix scanned in memory; fp16/int8\n"
-        "                        candidates are re-scored in fp32\n"
-        "      --html FILE       also write the results as a web page with\n"
-        "                        thumbnails, self-contained\n"
-        "      --missing         remove: items whose files are gone\n"
-        "      --no-exif-rotate  keep images as stored\n"
-        "      --preprocess B    pil (default) or torchvision: which of\n"
-        "                        transformers' two image processors to\n"
-        "                        reproduce for images (see vit classify\n"
-        "                        --help); the index records add's, and\n"
-        "                        search uses it unless told otherwise\n"
-        "      --threads N       threads each forward pass computes with\n"
-        "                        (default 0: one per CPU)\n"
-        "      --max-pixels N    refuse images of more pixels than N, from\n"
-        "                        their header (default 178956970, where\n"
-        "                        Pillow refuses; 0: no limit)\n"
-        "  -h, --help            show this help and exit\n"
-        "\n"
-        "Exit status: 0 if everything was done, 1 if an input failed (each\n"
-        "reported on stderr as 'vit: PATH: reason') or the index or model\n"
-        "could not be used, 2 for a usage error, 130 or 143 when add was\n"
-        "stopped by SIGINT or SIGTERM.\n",
-        f);
-}
 
 static const char *sub_name = "index";
 
@@ -134,160 +37,9 @@ static int usage_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    fputs(usage_text, stderr);
+    fputs(cli_index_add_op.usage, stderr);
     fputs("Run 'vit index --help' for more.\n", stderr);
     return CLI_EXIT_USAGE;
-}
-
-typedef struct {
-    char kind;       /* 't' text, 'i' image */
-    const char *s;
-} query_arg;
-
-typedef struct {
-    const char *model_dir, *index, *html, *prefix;
-    int batch, k, jsonl, no_exif, missing, torchvision, threads;
-    int preprocess_set;   /* --preprocess was given */
-    cli_decode_flags limits;  /* --max-pixels */
-    idx_precision precision;  /* search: the matrix's */
-    int model_precision;      /* add: the model's, a vit_precision */
-    query_arg *queries;
-    int nq;
-    char **paths;
-    int npaths;
-} index_args;
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* Returns -1 to go on, or an exit status. */
-static int parse_args(int argc, char **argv, index_args *a)
-{
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"index", required_argument, NULL, 'x'},
-        {"batch", required_argument, NULL, 'b'},
-        {"format", required_argument, NULL, 'f'},
-        {"text", required_argument, NULL, 't'},
-        {"image", required_argument, NULL, 'i'},
-        {"top-k", required_argument, NULL, 'k'},
-        {"prefix", required_argument, NULL, OPT_PREFIX},
-        {"precision", required_argument, NULL, OPT_PRECISION},
-        {"html", required_argument, NULL, OPT_HTML},
-        {"missing", no_argument, NULL, OPT_MISSING},
-        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
-        {"preprocess", required_argument, NULL, OPT_PREPROCESS},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":m:x:b:f:t:i:k:h", longopts,
-                            NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            a->model_dir = optarg;
-            break;
-        case 'x':
-            a->index = optarg;
-            break;
-        case 'b':
-            if (parse_int(optarg, 1, 4096, &a->batch))
-                return usage_error("--batch needs an integer from 1 to 4096, "
-                                   "not '%s'", optarg);
-            break;
-        case 'k':
-            if (parse_int(optarg, 1, 100000, &a->k))
-                return usage_error("--top-k needs an integer from 1 to "
-                                   "100000, not '%s'", optarg);
-            break;
-        case 'f':
-            if (strcmp(optarg, "text") == 0)
-                a->jsonl = 0;
-            else if (strcmp(optarg, "jsonl") == 0)
-                a->jsonl = 1;
-            else
-                return usage_error("unknown format '%s' (text or jsonl)",
-                                   optarg);
-            break;
-        case 't':
-        case 'i': {
-            query_arg *v = realloc(a->queries, (size_t)(a->nq + 1) * sizeof *v);
-            if (!v) {
-                fprintf(stderr, "vit: out of memory\n");
-                return CLI_EXIT_FAILED;
-            }
-            a->queries = v;
-            v[a->nq++] = (query_arg){(char)c, optarg};
-            break;
-        }
-        case OPT_PREFIX:
-            a->prefix = optarg;
-            break;
-        case OPT_PRECISION:
-            /* add embeds: the model's precision; search scans: the
-             * matrix's. */
-            if (strcmp(sub_name, "index add") == 0) {
-                if ((a->model_precision = cli_precision(optarg)) < 0)
-                    return usage_error("--precision is fp32, int8 or bf16 "
-                                       "(the model's), not '%s'",
-                                       optarg);
-            } else if (idx_precision_parse(optarg, &a->precision) != 0) {
-                return usage_error("unknown precision '%s' (fp32, fp16 or "
-                                   "int8)", optarg);
-            }
-            break;
-        case OPT_HTML:
-            a->html = optarg;
-            break;
-        case OPT_MISSING:
-            a->missing = 1;
-            break;
-        case OPT_NO_EXIF:
-            a->no_exif = 1;
-            break;
-        case OPT_THREADS:
-            if ((a->threads = (int)cli_parse_long(optarg, 0, 1024)) < 0)
-                return usage_error("--threads is a number from 0 to 1024, "
-                                   "not '%s'", optarg);
-            break;
-        case CLI_OPT_MAX_PIXELS:
-            if (cli_decode_flag(c, &a->limits) < 0)
-                return usage_error("%s", cli_decode_error);
-            break;
-        case OPT_PREPROCESS:
-            if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
-                return usage_error("--preprocess is pil or torchvision, not "
-                                   "'%s'", optarg);
-            a->preprocess_set = 1;
-            break;
-        case 'h':
-            help(stdout);
-            return CLI_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            if (optopt == 0 || optopt >= 256)
-                return usage_error("unknown option '%s'", argv[optind - 1]);
-            return usage_error("unknown option '-%c'", optopt);
-        }
-    }
-    a->paths = argv + optind;
-    a->npaths = argc - optind;
-    if (!a->index)
-        return usage_error("%s", "--index PATH is required");
-    return -1;
 }
 
 static int64_t mtime_ns(const struct stat *st)
@@ -302,16 +54,16 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
 
 /* Loads the model and fingerprints it, with how it makes vectors: its
  * precision (a vit_precision) and image processor. */
-static int load_model(const char *dir, const index_args *a, int batch,
+static int load_model(const char *dir, const cli_index_args *a, int batch,
                       int torchvision, int precision, vit_model **m,
                       vit_model_info *info, idx_model *id)
 {
     vit_options opt = vit_options_default();
-    cli_decode_apply(&a->limits, &opt);
+    cli_decode_apply(&a->dec, &opt);
     opt.max_batch = batch;
-    opt.threads = a->threads;
+    opt.threads = a->dec.threads;
     opt.precision = (vit_precision)precision;
-    int no_exif = a->no_exif;
+    int no_exif = a->dec.no_exif;
     if (no_exif)
         opt.exif_transpose = 0;
     if (torchvision)
@@ -464,16 +216,8 @@ static vit_status add_batch(void *ctx, const float *pixels, int n,
     return VIT_OK;
 }
 
-static int index_add(index_args *a)
+static int index_add(cli_index_args *a)
 {
-    if (!a->model_dir)
-        return usage_error("%s", "--model DIR is required");
-    if (a->npaths == 0)
-        return usage_error("%s", "nothing to add: give image files or "
-                                 "directories");
-    if (a->nq || a->html || a->prefix || a->missing)
-        return usage_error("%s", "add takes --model, --index, --batch, "
-                                 "--format and paths");
     int batch = a->batch ? a->batch : 32;
     int rc = CLI_EXIT_FAILED, failed = 0;
     vit_model *m = NULL;
@@ -482,7 +226,7 @@ static int index_add(index_args *a)
     add_ctx c = {.jsonl = a->jsonl, .index = a->index};
     cli_input_list in = {0}, todo = {0};
     idx_store *s = NULL;
-    if (load_model(a->model_dir, a, batch, a->torchvision,
+    if (load_model(a->model_dir, a, batch, a->dec.torchvision,
                    a->model_precision, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
@@ -510,7 +254,7 @@ static int index_add(index_args *a)
     }
     cli_interrupt_install();
     if (!(c.emb = malloc((size_t)batch * (size_t)c.dim * sizeof *c.emb)) ||
-        cli_inputs_collect(a->paths, a->npaths, &in) != 0)
+        cli_inputs_collect(a->paths.v, a->paths.n, &in) != 0)
         goto oom;
 
     /* First what each file needs, without embedding anything; then the
@@ -636,11 +380,8 @@ static int collect_missing(void *ud, int64_t id, const char *path)
     return 0;
 }
 
-static int index_remove(index_args *a)
+static int index_remove(cli_index_args *a)
 {
-    if (a->npaths == 0 && !a->missing)
-        return usage_error("%s", "nothing to remove: give paths or "
-                                 "--missing");
     idx_store *s = NULL;
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
@@ -675,8 +416,8 @@ static int index_remove(index_args *a)
         rc = CLI_EXIT_FAILED;
         goto out;
     }
-    for (int i = 0; i < a->npaths && st == IDX_OK; i++) {
-        char *key = cli_index_key(a->paths[i]);
+    for (int i = 0; i < a->paths.n && st == IDX_OK; i++) {
+        char *key = cli_index_key(a->paths.v[i]);
         if (!key) {
             st = IDX_E_NOMEM;
             snprintf(err.msg, sizeof err.msg, "out of memory");
@@ -685,10 +426,10 @@ static int index_remove(index_args *a)
         size_t before = n;
         st = idx_store_remove(s, key, 1, &ids, &n, &err);
         /* A key given over the service is no path: try it as it is. */
-        if (st == IDX_OK && n == before && strcmp(key, a->paths[i]) != 0)
-            st = idx_store_remove(s, a->paths[i], 0, &ids, &n, &err);
+        if (st == IDX_OK && n == before && strcmp(key, a->paths.v[i]) != 0)
+            st = idx_store_remove(s, a->paths.v[i], 0, &ids, &n, &err);
         if (st == IDX_OK && n == before) {
-            cli_report(a->paths[i], "not in the index");
+            cli_report(a->paths.v[i], "not in the index");
             rc = CLI_EXIT_FAILED;
         }
         free(key);
@@ -721,10 +462,8 @@ out:
 
 /* ---- stats ---- */
 
-static int index_stats(index_args *a)
+static int index_stats(cli_index_args *a)
 {
-    if (a->npaths || a->nq || a->model_dir)
-        return usage_error("%s", "stats takes --index and --format only");
     idx_store *s = NULL;
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
@@ -756,13 +495,8 @@ static int index_stats(index_args *a)
 
 /* ---- search ---- */
 
-static int index_search(index_args *a)
+static int index_search(cli_index_args *a)
 {
-    if (a->nq == 0)
-        return usage_error("%s", "give a query: --text STR or --image FILE");
-    if (a->npaths)
-        return usage_error("unexpected argument '%s' (queries are --text "
-                           "and --image)", a->paths[0]);
     int k = a->k ? a->k : 10;
     int rc = CLI_EXIT_FAILED;
     idx_store *s = NULL;
@@ -789,14 +523,15 @@ static int index_search(index_args *a)
     }
     const char *dir = a->model_dir ? a->model_dir : have.dir;
     vit_model_info info;
-    int nq = a->nq;
+    int nq = a->queries.n;
     /* Queries are embedded as the index's vectors were: its precision,
      * and its image processor unless --preprocess says otherwise (then
      * a different one is refused below). */
     int prec = have.precision[0] ? cli_precision(have.precision) : 0;
-    if (!a->preprocess_set && have.preprocess[0])
-        a->torchvision = strcmp(have.preprocess, "torchvision") == 0;
-    if (load_model(dir, a, nq < 64 ? nq : 64, a->torchvision,
+    int torchvision = a->dec.torchvision;
+    if (!a->dec.preprocess_set && have.preprocess[0])
+        torchvision = strcmp(have.preprocess, "torchvision") == 0;
+    if (load_model(dir, a, nq < 64 ? nq : 64, torchvision,
                    prec < 0 ? 0 : prec, &m, &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
@@ -814,8 +549,8 @@ static int index_search(index_args *a)
         goto oom;
     for (int i = 0; i < nq; i++) {
         vit_status vs;
-        if (a->queries[i].kind == 't') {
-            const char *t = a->queries[i].s;
+        if (a->queries.tags[i] == 't') {
+            const char *t = a->queries.v[i];
             vs = vit_embed_texts(state, &t, 1, q + (size_t)i * d, &ve);
             if (vs != VIT_OK) {
                 cli_report(dir, ve.msg);
@@ -824,20 +559,21 @@ static int index_search(index_args *a)
         } else {
             vit_image img;
             /* A file, a URL, a data: URL or "-". */
-            vs = cli_image_load(a->queries[i].s, vit_model_options(m), &img,
+            vs = cli_image_load(a->queries.v[i], vit_model_options(m), &img,
                                 &ve);
             if (vs == VIT_OK) {
                 vs = vit_embed_images(state, &img, 1, q + (size_t)i * d, &ve);
                 vit_image_free(&img);
             }
             if (vs != VIT_OK) {
-                cli_report(a->queries[i].s, ve.msg);
+                cli_report(a->queries.v[i], ve.msg);
                 goto out;
             }
         }
     }
     vit_l2_normalize(q, nq, (int)d);
-    if ((st = idx_store_load(s, a->precision, 0, &mx, &err)) != IDX_OK) {
+    if ((st = idx_store_load(s, (idx_precision)a->precision, 0, &mx,
+                             &err)) != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
     }
@@ -861,8 +597,8 @@ static int index_search(index_args *a)
         int n = 0;
         for (; n < k && h[n].id >= 0; n++)
             ch[n] = (cli_hit){h[n].key, h[n].score, (long long)h[n].id};
-        if (cli_search_write(stdout, a->jsonl, a->queries[i].kind == 'i',
-                             a->queries[i].s, ch, n) != 0)
+        if (cli_search_write(stdout, a->jsonl, a->queries.tags[i] == 'i',
+                             a->queries.v[i], ch, n) != 0)
             goto oom;
     }
     rc = CLI_EXIT_OK;
@@ -871,8 +607,8 @@ static int index_search(index_args *a)
         if (!hq)
             goto oom;
         for (int i = 0; i < nq; i++)
-            hq[i] = (cli_html_query){a->queries[i].kind == 'i',
-                                     a->queries[i].s};
+            hq[i] = (cli_html_query){a->queries.tags[i] == 'i',
+                                     a->queries.v[i]};
         if (cli_index_html(a->html, hq, nq, hits, k, vit_model_options(m)) !=
             0)
             rc = CLI_EXIT_FAILED;
@@ -888,7 +624,7 @@ oom:
     rc = CLI_EXIT_FAILED;
 out:
     if (hits)
-        idx_hits_free(hits, (size_t)a->nq * (size_t)k);
+        idx_hits_free(hits, (size_t)a->queries.n * (size_t)k);
     free(hits);
     free(q);
     free(prefix);
@@ -909,27 +645,26 @@ int cli_index_main(int argc, char **argv)
     }
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        help(stdout);
+        cli_op_help(&cli_index_add_op, stdout);
         return CLI_EXIT_OK;
     }
     static const struct {
         const char *name;
-        int (*run)(index_args *a);
-    } subs[] = {{"add", index_add},
-                {"remove", index_remove},
-                {"stats", index_stats},
-                {"search", index_search}};
+        const cli_op *op;
+        int (*run)(cli_index_args *a);
+    } subs[] = {{"add", &cli_index_add_op, index_add},
+                {"remove", &cli_index_remove_op, index_remove},
+                {"stats", &cli_index_stats_op, index_stats},
+                {"search", &cli_index_search_op, index_search}};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
         if (strcmp(sub, subs[i].name) != 0)
             continue;
-        static char name[32];
-        snprintf(name, sizeof name, "index %s", sub);
-        sub_name = name;
-        index_args a = {0};
-        int rc = parse_args(argc - 1, argv + 1, &a);
+        cli_index_args a;
+        int rc = cli_op_parse(subs[i].op, CLI_LOCAL, NULL, NULL, NULL,
+                              argc - 1, argv + 1, &a);
         if (rc < 0)
             rc = subs[i].run(&a);
-        free(a.queries);
+        cli_op_free(subs[i].op, &a);
         return rc;
     }
     return usage_error("unknown subcommand '%s' (add, remove, stats or "

@@ -176,6 +176,7 @@ int cli_decode_flag(int c, cli_decode_flags *f)
             return -1;
         }
         f->torchvision = tv;
+        f->preprocess_set = 1;
     } else {
         return 0;
     }

@@ -116,7 +116,8 @@ static void classify_init(void *p)
     a->fmt = CLI_FMT_TEXT;
 }
 
-static const char *classify_check(void *p, unsigned backend)
+static const char *classify_check(void *p, unsigned backend, char *buf,
+                                  size_t n)
 {
     const cli_classify_args *a = p;
     if (backend == CLI_LOCAL && !a->model_dir)
@@ -255,7 +256,8 @@ static void embed_init(void *p)
     ((cli_embed_args *)p)->normalize = 1;
 }
 
-static const char *embed_check(void *p, unsigned backend)
+static const char *embed_check(void *p, unsigned backend, char *buf,
+                               size_t n)
 {
     const cli_embed_args *a = p;
     if (backend == CLI_LOCAL && !a->model_dir)
@@ -342,7 +344,8 @@ static const cli_opt match_opts[] = {
     {0},
 };
 
-static const char *match_check(void *p, unsigned backend)
+static const char *match_check(void *p, unsigned backend, char *buf,
+                               size_t n)
 {
     const cli_match_args *a = p;
     if (backend == CLI_LOCAL && !a->model_dir)
@@ -406,7 +409,7 @@ int cli_texts_gather(cli_strv *texts, const char *file, char ***lines,
         return -1;
     }
     for (int i = 0; i < *n; i++)
-        if (cli_strv_push(texts, (*lines)[i]) != 0) {
+        if (cli_strv_push(texts, (*lines)[i], 0) != 0) {
             fprintf(stderr, "vit: out of memory\n");
             return -1;
         }
