@@ -4,10 +4,10 @@
  * cli/index_out.c's output code so that they print what `vit index
  * search|add|remove|stats` print.
  */
+#include "cli/args.h"
 #include "cli/client.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -73,51 +73,27 @@ static long long jint(json_t *o, const char *key)
     return json_is_number(x) ? (long long)json_number_value(x) : 0;
 }
 
-/* --format text|jsonl, for the index commands. */
-static int index_format(run *r, const char *cmd, const char *s)
+/* A command's arguments, with the local command's spec (cli/ops_index.c)
+ * for the remote backend, usage errors prefixed with its name. Returns -1
+ * when they are fine, else the exit status; free a with cli_op_free. */
+static int parse_as(run *r, const cli_op *op, const char *name, int argc,
+                    char **argv, cli_index_args *a)
 {
-    if (strcmp(s, "text") == 0)
-        r->fmt = CLI_FMT_TEXT;
-    else if (strcmp(s, "jsonl") == 0)
-        r->fmt = CLI_FMT_JSONL;
-    else
-        return usage_error("%s: unknown format '%s' (text or jsonl)", cmd, s);
-    return 0;
-}
-
-/* Parses the options of a subcommand that takes only --format; returns
- * -1 when they are fine, else the exit status. */
-static int format_only_options(run *r, const char *name, int argc,
-                               char **argv)
-{
-    static const struct option lo[] = {
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
-        if (c == 'f') {
-            if (index_format(r, name, optarg) != 0)
-                return CLI_EXIT_USAGE;
-        } else if (c == ':') {
-            return usage_error("%s: option '%s' needs an argument", name,
-                               argv[optind - 1]);
-        } else {
-            return usage_error("%s: unknown option '%s'", name,
-                               argv[optind - 1]);
-        }
-    }
-    return -1;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s: ", name);
+    int rc = cli_op_parse(op, CLI_REMOTE, "client", client_usage_line, prefix,
+                          argc, argv, a);
+    r->fmt = a->jsonl ? CLI_FMT_JSONL : CLI_FMT_TEXT;
+    return rc;
 }
 
 int client_stats_cmd(run *r, int argc, char **argv)
 {
-    int rc0 = format_only_options(r, "index-stats", argc, argv);
+    cli_index_args a;
+    int rc0 = parse_as(r, &cli_index_stats_op, "index-stats", argc, argv, &a);
+    cli_op_free(&cli_index_stats_op, &a);
     if (rc0 >= 0)
         return rc0;
-    if (optind < argc)
-        return usage_error("index-stats takes no arguments");
     json_t *ix = index_info(r, "index-stats");
     if (!ix)
         return CLI_EXIT_FAILED;
@@ -303,77 +279,35 @@ static int search_kind(run *r, char kind, char **q, int nq, const int *pos,
 
 int client_search_cmd(run *r, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"text", required_argument, NULL, 't'},
-        {"image", required_argument, NULL, 'i'},
-        {"top-k", required_argument, NULL, 'k'},
-        {"prefix", required_argument, NULL, 'p'},
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    size_t cap = (size_t)argc + 1;
-    char *kinds = calloc(cap, 1);
-    char **queries = calloc(cap, sizeof *queries);
+    cli_index_args a;
+    int rc = parse_as(r, &cli_index_search_op, "search", argc, argv, &a);
+    int nq = a.queries.n, nt = 0, ni = 0, k = a.k ? a.k : 10;
+    size_t cap = (size_t)nq + 1;
     char **texts = calloc(cap, sizeof *texts);
     char **images = calloc(cap, sizeof *images);
     int *tpos = calloc(cap, sizeof *tpos), *ipos = calloc(cap, sizeof *ipos);
     json_t **res = calloc(cap, sizeof *res);
-    const char *prefix_arg = NULL;
+    const char *prefix_arg = a.prefix;
+    char *const *queries = a.queries.v;
+    const char *kinds = a.queries.tags;
     char *prefix = NULL;
-    int nq = 0, nt = 0, ni = 0, k = 10, c, rc = CLI_EXIT_USAGE;
-    long v;
-    if (!kinds || !queries || !texts || !images || !tpos || !ipos || !res) {
+    if (rc < 0 && (!texts || !images || !tpos || !ipos || !res)) {
         fprintf(stderr, "vit: out of memory\n");
         rc = CLI_EXIT_FAILED;
+    }
+    if (rc >= 0) {
+        nq = 0;
         goto done;
     }
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":t:i:k:f:", lo, NULL)) != -1) {
-        switch (c) {
-        case 't':
-            tpos[nt] = nq;
-            texts[nt++] = optarg;
-            kinds[nq] = 't';
-            queries[nq++] = optarg;
-            break;
-        case 'i':
-            ipos[ni] = nq;
-            images[ni++] = optarg;
-            kinds[nq] = 'i';
-            queries[nq++] = optarg;
-            break;
-        case 'k':
-            if ((v = cli_parse_long(optarg, 1, 1000)) < 0) {
-                usage_error("search: -k needs an integer from 1 to 1000, "
-                            "not '%s'", optarg);
-                goto done;
-            }
-            k = (int)v;
-            break;
-        case 'p':
-            prefix_arg = optarg;
-            break;
-        case 'f':
-            if (index_format(r, "search", optarg) != 0)
-                goto done;
-            break;
-        case ':':
-            usage_error("search: option '%s' needs an argument",
-                        argv[optind - 1]);
-            goto done;
-        default:
-            usage_error("search: unknown option '%s'", argv[optind - 1]);
-            goto done;
+    /* Texts and images go in requests of their own kind. */
+    for (int i = 0; i < nq; i++) {
+        if (kinds[i] == 't') {
+            tpos[nt] = i;
+            texts[nt++] = queries[i];
+        } else {
+            ipos[ni] = i;
+            images[ni++] = queries[i];
         }
-    }
-    if (optind < argc) {
-        usage_error("search: unexpected argument '%s' (queries are --text "
-                    "and --image)", argv[optind]);
-        goto done;
-    }
-    if (nq == 0) {
-        usage_error("search: give a query: --text STR or --image FILE");
-        goto done;
     }
     rc = CLI_EXIT_FAILED;
     if (prefix_arg && !(prefix = cli_index_prefix(prefix_arg))) {
@@ -419,46 +353,18 @@ done:
     for (int i = 0; res && i < nq; i++)
         json_decref(res[i]);
     free(res);
-    free(kinds);
-    free(queries);
     free(texts);
     free(images);
     free(tpos);
     free(ipos);
     free(prefix);
+    cli_op_free(&cli_index_search_op, &a);
     return rc;
 }
 
-int client_index_add_cmd(run *r, int argc, char **argv)
+/* index-add: the files sent to be embedded into the server's index. */
+static int index_add(run *r, const cli_index_args *a)
 {
-    static const struct option lo[] = {
-        {"batch", required_argument, NULL, 'b'},
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    int c, batch = 0;
-    long v;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":b:f:", lo, NULL)) != -1) {
-        if (c == 'b') {
-            if ((v = cli_parse_long(optarg, 1, 4096)) < 0)
-                return usage_error("index-add: --batch needs an integer "
-                                   "from 1 to 4096, not '%s'", optarg);
-            batch = (int)v;
-        } else if (c == 'f') {
-            if (index_format(r, "index-add", optarg) != 0)
-                return CLI_EXIT_USAGE;
-        } else if (c == ':') {
-            return usage_error("index-add: option '%s' needs an argument",
-                               argv[optind - 1]);
-        } else {
-            return usage_error("index-add: unknown option '%s'",
-                               argv[optind - 1]);
-        }
-    }
-    if (optind >= argc)
-        return usage_error("index-add: nothing to add: give image files or "
-                           "directories");
     /* The server's index (none: said, and nothing is read) and limits. */
     json_t *ix = index_info(r, "index-add");
     if (!ix)
@@ -475,12 +381,12 @@ int client_index_add_cmd(run *r, int argc, char **argv)
     r->op = OP_INDEX_ADD;
     r->batch = max_images > 0 ? (int)(max_images < 4096 ? max_images : 4096)
                               : DEFAULT_BATCH;
-    if (batch && batch < r->batch)
-        r->batch = batch;
+    if (a->batch && a->batch < r->batch)
+        r->batch = a->batch;
     /* Room for the header and the frames' overhead. */
     r->max_bytes = max_req > (1 << 20) ? (size_t)max_req - (1 << 20) : 0;
     r->items = jint(ix, "items");
-    int rc = client_images_main(r, argv + optind, argc - optind);
+    int rc = client_images_main(r, a->paths.v, a->paths.n);
     if (r->failed || r->dead || r->oom)
         rc = CLI_EXIT_FAILED;
     if (r->oom)
@@ -493,6 +399,16 @@ int client_index_add_cmd(run *r, int argc, char **argv)
         fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
         rc = CLI_EXIT_FAILED;
     }
+    return rc;
+}
+
+int client_index_add_cmd(run *r, int argc, char **argv)
+{
+    cli_index_args a;
+    int rc = parse_as(r, &cli_index_add_op, "index-add", argc, argv, &a);
+    if (rc < 0)
+        rc = index_add(r, &a);
+    cli_op_free(&cli_index_add_op, &a);
     return rc;
 }
 
@@ -546,19 +462,22 @@ oom:
 
 int client_index_remove_cmd(run *r, int argc, char **argv)
 {
-    int rc0 = format_only_options(r, "index-remove", argc, argv);
-    if (rc0 >= 0)
+    cli_index_args a;
+    int rc0 = parse_as(r, &cli_index_remove_op, "index-remove", argc, argv,
+                       &a);
+    if (rc0 >= 0) {
+        cli_op_free(&cli_index_remove_op, &a);
         return rc0;
-    if (optind >= argc)
-        return usage_error("index-remove: nothing to remove: give paths or "
-                           "ids");
+    }
     json_t *ix = index_info(r, "index-remove");
-    if (!ix)
+    if (!ix) {
+        cli_op_free(&cli_index_remove_op, &a);
         return CLI_EXIT_FAILED;
+    }
     int rc = CLI_EXIT_OK;
     long long removed = 0;
-    for (int i = optind; i < argc && !r->dead; i++) {
-        json_t *all = remove_ids(argv[i]);
+    for (int i = 0; i < a.paths.n && !r->dead; i++) {
+        json_t *all = remove_ids(a.paths.v[i]);
         if (!all) {
             fprintf(stderr, "vit: out of memory\n");
             rc = CLI_EXIT_FAILED;
@@ -607,7 +526,7 @@ int client_index_remove_cmd(run *r, int argc, char **argv)
             break;
         }
         if (here == 0) {
-            cli_report(argv[i], "not in the index");
+            cli_report(a.paths.v[i], "not in the index");
             rc = CLI_EXIT_FAILED;
         }
         removed += here;
@@ -619,5 +538,6 @@ int client_index_remove_cmd(run *r, int argc, char **argv)
                removed == 1 ? "" : "s",
                jstr(ix, "path") ? jstr(ix, "path") : "-");
     json_decref(ix);
+    cli_op_free(&cli_index_remove_op, &a);
     return rc;
 }
