@@ -141,15 +141,18 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
     while (op->opts[n].name)
         n++;
     struct option *lo = calloc((size_t)n + 1, sizeof *lo);
-    char *shorts = malloc(2 * (size_t)n + 2);
+    char *shorts = malloc(2 * (size_t)n + 3);
     if (!lo || !shorts) {
         free(lo);
         free(shorts);
         fprintf(stderr, "vit: out of memory\n");
         return CLI_EXIT_FAILED;
     }
-    /* ':' first: a missing argument is told from an unknown option. */
+    /* ':' first: a missing argument is told from an unknown option; '+'
+     * before it: no option after the first operand. */
     int nl = 0, ns = 0;
+    if (op->in_order)
+        shorts[ns++] = '+';
     shorts[ns++] = ':';
     for (int i = 0; i < n; i++) {
         const cli_opt *o = &op->opts[i];

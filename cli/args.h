@@ -70,6 +70,8 @@ typedef struct {
     const cli_opt *opts; /* ended by a NULL name */
     size_t size;         /* the struct the values go into */
     size_t positional;   /* the cli_strv the PATHs go to */
+    int in_order;        /* options end at the first PATH (a command's own
+                            follow it) */
     void (*init)(void *args);  /* its defaults */
     cli_check_fn check;  /* NULL: fine; else the usage error */
 } cli_op;

@@ -13,7 +13,7 @@
 #include "cli/client.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,47 +39,6 @@ const char client_usage_line[] =
     "           index-remove [--format text|jsonl] PATH...\n"
     "           index-stats [--format text|jsonl]\n"
     "           info | health | metrics | broker-info\n";
-
-static void help(void)
-{
-    fputs(client_usage_line, stdout);
-    fputs("\nSend work to a vit worker (vit serve --bind) or broker (vit "
-          "broker) over\nZeroMQ; the protocol is service/PROTOCOL.md.\n"
-          "\noptions:\n"
-          "  -c, --connect EP        the worker or broker, e.g. "
-          "tcp://127.0.0.1:5555\n"
-          "  -t, --timeout MS        wait this long for each reply (5000)\n"
-          "  -r, --retries N         send again on a fresh socket this many "
-          "times (2)\n"
-          "  -s, --service NAME      the model to use behind a broker "
-          "(default: any)\n"
-          "      --curve-server-key FILE  the server's public key: use "
-          "CURVE\n"
-          "      --curve-key FILE    this client's key pair (zcert text)\n"
-          "\nclassify, embed and match take the options of the local "
-          "commands (less\n--model) and print exactly what they print; "
-          "info, health and metrics\nprint the server's JSON (behind a "
-          "broker, a worker's). broker-info prints\nthe broker's own: the "
-          "models it serves, their live workers and queued\nrequests, "
-          "and its counters (service mmi.broker).\n"
-          "\nsearch, index-add, index-remove and index-stats use the index "
-          "of a worker\nstarted with --index PATH, and print what `vit "
-          "index search|add|remove|stats`\nprint. index-add sends the "
-          "image files (directories walked as `vit index\nadd` walks "
-          "them) keyed by their real paths, in requests of at most the\n"
-          "server's max images (and --batch); the server embeds them, "
-          "replacing an item\nof the same key. index-remove removes the "
-          "items keyed by each PATH's real path\n(or by PATH as given: "
-          "an id), and for a directory those of the image files\nnow in "
-          "it. search -k is at most 1000; --prefix P as for `vit index "
-          "search`.\nsearch sends its texts together and its images "
-          "together; texts and images\nmixed are searched in one batch "
-          "locally, so there the scores may differ\nfrom `vit index "
-          "search` in float32's last digit.\n"
-          "\nExit status: 0 all done, 1 some input failed or no reply, 2 "
-          "usage error.\n",
-          stdout);
-}
 
 unsigned char *client_read_file(const char *path, size_t *n, const char **why)
 {
@@ -664,98 +623,180 @@ done:
     return rc;
 }
 
+/* ---- the client's own options ---- */
+
+typedef struct {
+    const char *endpoint, *service, *server_key_file, *key_file;
+    int timeout_ms, retries;
+    cli_strv rest;  /* COMMAND and its arguments */
+} client_args;
+
+static const cli_opt client_opts[] = {
+    {.name = "connect", .key = 'c', .type = CLI_ARG_STR,
+     .off = offsetof(client_args, endpoint), .where = CLI_LOCAL,
+     .help =
+        "  -c, --connect EP        the worker or broker, e.g. "
+        "tcp://127.0.0.1:5555\n"},
+    {.name = "timeout", .key = 't', .type = CLI_ARG_INT,
+     .off = offsetof(client_args, timeout_ms), .where = CLI_LOCAL,
+     .lo = 1, .hi = 86400000,
+     .bad = "--timeout needs a positive number of milliseconds, not '%s'",
+     .help =
+        "  -t, --timeout MS        wait this long for each reply (5000)\n"},
+    {.name = "retries", .key = 'r', .type = CLI_ARG_INT,
+     .off = offsetof(client_args, retries), .where = CLI_LOCAL,
+     .lo = 0, .hi = 1000,
+     .bad = "--retries needs an integer from 0 to 1000, not '%s'",
+     .help =
+        "  -r, --retries N         send again on a fresh socket this many "
+        "times (2)\n"},
+    {.name = "service", .key = 's', .type = CLI_ARG_STR,
+     .off = offsetof(client_args, service), .where = CLI_LOCAL,
+     .help =
+        "  -s, --service NAME      the model to use behind a broker "
+        "(default: any)\n"},
+    {.name = "curve-server-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(client_args, server_key_file), .where = CLI_LOCAL,
+     .help =
+        "      --curve-server-key FILE  the server's public key: use CURVE\n"},
+    {.name = "curve-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(client_args, key_file), .where = CLI_LOCAL,
+     .help =
+        "      --curve-key FILE    this client's key pair (zcert text)\n"},
+    {.name = "help", .key = 'h', .type = CLI_ARG_HELP, .where = CLI_LOCAL},
+    {0},
+};
+
+static void client_init(void *p)
+{
+    client_args *a = p;
+    vit_client_options o = vit_client_options_default();
+    a->timeout_ms = o.timeout_ms;
+    a->retries = o.retries;
+    a->service = o.service;
+}
+
+static const char *const commands[] = {
+    "classify",    "embed",       "match",        "info",
+    "health",      "metrics",     "search",       "index-add",
+    "index-remove", "index-stats", "broker-info"};
+
+static const char *client_check(void *p, unsigned backend, char *buf,
+                                size_t n)
+{
+    const client_args *a = p;
+    if (!a->endpoint)
+        return "--connect EP is required";
+    if (a->rest.n == 0)
+        return "no COMMAND given";
+    const char *cmd = a->rest.v[0];
+    int known = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        known |= strcmp(cmd, commands[i]) == 0;
+    if (!known) {
+        snprintf(buf, n, "unknown command '%s'", cmd);
+        return buf;
+    }
+    if (a->key_file && !a->server_key_file)
+        return "--curve-key needs --curve-server-key";
+    /* The broker answers its reserved service itself. */
+    if (strcmp(cmd, "broker-info") == 0 && a->service && *a->service)
+        return "broker-info asks the broker itself; --service does not go "
+               "with it";
+    return NULL;
+}
+
+static const cli_op client_spec = {
+    .name = "client",
+    .usage = client_usage_line,
+    .about =
+        "\n"
+        "Send work to a vit worker (vit serve --bind) or broker (vit broker) "
+        "over\n"
+        "ZeroMQ; the protocol is service/PROTOCOL.md.\n",
+    .after =
+        "\n"
+        "classify, embed and match take the options of the local commands "
+        "(less\n"
+        "--model) and print exactly what they print; info, health and "
+        "metrics\n"
+        "print the server's JSON (behind a broker, a worker's). broker-info "
+        "prints\n"
+        "the broker's own: the models it serves, their live workers and "
+        "queued\n"
+        "requests, and its counters (service mmi.broker).\n"
+        "\n"
+        "search, index-add, index-remove and index-stats use the index of a "
+        "worker\n"
+        "started with --index PATH, and print what `vit index "
+        "search|add|remove|stats`\n"
+        "print. index-add sends the image files (directories walked as `vit "
+        "index\n"
+        "add` walks them) keyed by their real paths, in requests of at most "
+        "the\n"
+        "server's max images (and --batch); the server embeds them, "
+        "replacing an item\n"
+        "of the same key. index-remove removes the items keyed by each "
+        "PATH's real path\n"
+        "(or by PATH as given: an id), and for a directory those of the "
+        "image files\n"
+        "now in it. search -k is at most 1000; --prefix P as for `vit index "
+        "search`.\n"
+        "search sends its texts together and its images together; texts and "
+        "images\n"
+        "mixed are searched in one batch locally, so there the scores may "
+        "differ\n"
+        "from `vit index search` in float32's last digit.\n"
+        "\n"
+        "Exit status: 0 all done, 1 some input failed or no reply, 2 usage "
+        "error.\n",
+    .opts = client_opts,
+    .size = sizeof(client_args),
+    .positional = offsetof(client_args, rest),
+    .in_order = 1,  /* options end at the command, whose own follow it */
+    .init = client_init,
+    .check = client_check,
+};
+
 int cli_client_main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"connect", required_argument, NULL, 'c'},
-        {"timeout", required_argument, NULL, 't'},
-        {"retries", required_argument, NULL, 'r'},
-        {"service", required_argument, NULL, 's'},
-        {"curve-server-key", required_argument, NULL, 'S'},
-        {"curve-key", required_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    vit_client_options o = vit_client_options_default();
-    const char *endpoint = NULL, *server_key_file = NULL, *key_file = NULL;
+    client_args a;
     char server_key[41], pub[41], sec[41];
-    int c;
-    long v;
-    opterr = 0;
-    /* '+': options end at the command, whose own options follow it. */
-    while ((c = getopt_long(argc, argv, "+:c:t:r:s:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'c': endpoint = optarg; break;
-        case 's': o.service = optarg; break;
-        case 'S': server_key_file = optarg; break;
-        case 'K': key_file = optarg; break;
-        case 't':
-            if ((v = cli_parse_long(optarg, 1, 86400000)) < 0)
-                return usage_error("--timeout needs a positive number of "
-                                   "milliseconds, not '%s'", optarg);
-            o.timeout_ms = (int)v;
-            break;
-        case 'r':
-            if ((v = cli_parse_long(optarg, 0, 1000)) < 0)
-                return usage_error("--retries needs an integer from 0 to "
-                                   "1000, not '%s'", optarg);
-            o.retries = (int)v;
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
+    int rc = cli_op_parse(&client_spec, CLI_LOCAL, NULL, NULL, NULL, argc,
+                          argv, &a);
+    if (rc >= 0) {
+        cli_op_free(&client_spec, &a);
+        return rc;
     }
-    if (!endpoint)
-        return usage_error("--connect EP is required");
-    if (optind >= argc)
-        return usage_error("no COMMAND given");
-    const char *cmd = argv[optind];
-    int known = 0;
-    static const char *const cmds[] = {
-        "classify",  "embed",        "match",       "info",  "health",
-        "metrics",   "search",       "index-add",   "index-remove",
-        "index-stats", "broker-info"};
-    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        known |= strcmp(cmd, cmds[i]) == 0;
-    if (!known)
-        return usage_error("unknown command '%s'", cmd);
-    if (key_file && !server_key_file)
-        return usage_error("--curve-key needs --curve-server-key");
-    if (strcmp(cmd, "broker-info") == 0) {
-        /* The broker answers its reserved service itself. */
-        if (o.service && *o.service)
-            return usage_error("broker-info asks the broker itself; "
-                               "--service does not go with it");
+    rc = CLI_EXIT_FAILED;
+    vit_client_options o = vit_client_options_default();
+    o.timeout_ms = a.timeout_ms;
+    o.retries = a.retries;
+    o.service = a.service;
+    const char *cmd = a.rest.v[0];
+    if (strcmp(cmd, "broker-info") == 0)
         o.service = "mmi.broker";
-    }
-    if (server_key_file) {
-        if (cli_read_key(server_key_file, "public", server_key) != 0)
-            return CLI_EXIT_FAILED;
+    if (a.server_key_file) {
+        if (cli_read_key(a.server_key_file, "public", server_key) != 0)
+            goto out;
         o.curve_server_key = server_key;
     }
-    if (key_file) {
-        if (cli_read_key(key_file, "public", pub) != 0 ||
-            cli_read_key(key_file, "secret", sec) != 0)
-            return CLI_EXIT_FAILED;
+    if (a.key_file) {
+        if (cli_read_key(a.key_file, "public", pub) != 0 ||
+            cli_read_key(a.key_file, "secret", sec) != 0)
+            goto out;
         o.curve_public_key = pub;
         o.curve_secret_key = sec;
     }
 
     run r = {.fmt = CLI_FMT_TEXT, .top_k = 5, .batch = DEFAULT_BATCH};
     vit_error err = {{0}};
-    if (vit_client_new(endpoint, &o, &r.c, &err) != VIT_OK) {
+    if (vit_client_new(a.endpoint, &o, &r.c, &err) != VIT_OK) {
         fprintf(stderr, "vit client: %s\n", err.msg);
-        return CLI_EXIT_FAILED;
+        goto out;
     }
-    int sub_argc = argc - optind;
-    char **sub_argv = argv + optind;
-    int rc;
+    int sub_argc = a.rest.n;
+    char **sub_argv = a.rest.v;
     if (strcmp(cmd, "classify") == 0)
         rc = work_cmd(&r, sub_argc, sub_argv, OP_CLASSIFY);
     else if (strcmp(cmd, "match") == 0)
@@ -777,5 +818,7 @@ int cli_client_main(int argc, char **argv)
                        strcmp(cmd, "broker-info") == 0 ? "info" : cmd);
     free(r.rows);
     vit_client_free(r.c);
+out:
+    cli_op_free(&client_spec, &a);
     return rc;
 }
