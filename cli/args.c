@@ -51,7 +51,7 @@ int cli_strv_push(cli_strv *l, char *s, char tag)
 }
 
 typedef struct {
-    const char *cmd, *usage, *prefix, *help_cmd;
+    const char *cmd, *usage, *prefix;
 } said_as;
 
 static int usage_error(const said_as *s, const char *fmt, ...)
@@ -64,12 +64,7 @@ static int usage_error(const said_as *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (!s->help_cmd)
-        return cli_usage_error(s->cmd, s->usage, "%s%s", s->prefix, msg);
-    fprintf(stderr, "vit %s: %s%s\n", s->cmd, s->prefix, msg);
-    fputs(s->usage, stderr);
-    fprintf(stderr, "Run 'vit %s --help' for more.\n", s->help_cmd);
-    return CLI_EXIT_USAGE;
+    return cli_usage_error(s->cmd, s->usage, "%s%s", s->prefix, msg);
 }
 
 /* Stores one option's value. Returns -1 when it is fine, else the exit
@@ -132,7 +127,7 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
                  char **argv, void *args)
 {
     said_as s = {cmd ? cmd : op->name, usage ? usage : op->usage,
-                 prefix ? prefix : "", cmd ? NULL : op->help_cmd};
+                 prefix ? prefix : ""};
     char *base = args;
     memset(args, 0, op->size);
     if (op->init)

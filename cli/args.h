@@ -63,8 +63,6 @@ typedef struct {
     const char *name;    /* "classify": `vit classify`, `vit client
                             classify` */
     const char *usage;   /* the local command's usage lines */
-    const char *help_cmd;  /* the command whose --help a usage error names,
-                              when not `name` ("index" for "index add") */
     const char *about;   /* --help: what comes before "options:" */
     const char *after;   /* --help: what comes after the options */
     const cli_opt *opts; /* ended by a NULL name */

@@ -64,8 +64,8 @@ int cli_index_main(int argc, char **argv);
 int cli_read_key(const char *path, const char *which, char key[41]);
 
 /* A usage error of `vit CMD`: prints `vit CMD: message`, the command's
- * usage lines and a pointer to its --help on stderr; returns
- * CLI_EXIT_USAGE. */
+ * usage lines and a pointer to its --help (a subcommand's, "index add",
+ * its command's) on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

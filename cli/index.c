@@ -19,28 +19,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *sub_name = "index";
-
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vit %s: ", sub_name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(cli_index_add_op.usage, stderr);
-    fputs("Run 'vit index --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) \
+    cli_usage_error("index", cli_index_add_op.usage, __VA_ARGS__)
 
 static int64_t mtime_ns(const struct stat *st)
 {
@@ -639,7 +623,6 @@ out:
 int cli_index_main(int argc, char **argv)
 {
     if (argc < 2) {
-        sub_name = "index";
         return usage_error("%s", "give a subcommand: add, remove, stats or "
                                  "search");
     }

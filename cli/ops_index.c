@@ -248,7 +248,7 @@ static const char *index_check(void *p, unsigned backend, char *buf,
 }
 
 #define INDEX_OP(NAME, OPTS, INIT)                                          \
-    {.name = NAME, .usage = usage_text, .help_cmd = "index",                \
+    {.name = NAME, .usage = usage_text,                                     \
      .about = about_text, .after = after_text, .opts = OPTS,                \
      .size = sizeof(A), .positional = offsetof(A, paths), .init = INIT,     \
      .check = index_check}
