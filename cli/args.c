@@ -200,12 +200,21 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
         rc < 0 && op->check ? op->check(args, backend, buf, sizeof buf) : NULL;
     if (why)
         rc = usage_error(&s, "%s", why);
+    if (rc < 0 && op->load && op->load(args) != 0)
+        rc = CLI_EXIT_FAILED;
     return rc;
+}
+
+int cli_op_parse_local(const cli_op *op, int argc, char **argv, void *args)
+{
+    return cli_op_parse(op, CLI_LOCAL, NULL, NULL, NULL, argc, argv, args);
 }
 
 void cli_op_free(const cli_op *op, void *args)
 {
     char *base = args;
+    if (op->unload)
+        op->unload(args);
     /* Each list once: several options may fill one, and the PATHs too. */
     size_t offs[64];
     int n = 0;

@@ -72,10 +72,14 @@ typedef struct {
                             follow it) */
     void (*init)(void *args);  /* its defaults */
     cli_check_fn check;  /* NULL: fine; else the usage error */
+    /* What both backends read before they run (--texts-file, --labels):
+     * 0, or -1 after reporting (exit status 1); and its freeing. */
+    int (*load)(void *args);
+    void (*unload)(void *args);
 } cli_op;
 
 /* Parses argv (argv[0] the operation's name) with op's spec for `backend`
- * into args (op->size bytes), after op->init. Options of the other backend
+ * into args (op->size bytes), after op->init, then op->load. Options of the other backend
  * are unknown here. Usage errors are said as `vit CMD: PREFIX message`
  * with CMD's usage lines: CMD and its usage are op's own locally, or the
  * caller's (`client`, PREFIX "classify: ") for the remote backend.
@@ -85,6 +89,8 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
                  const char *usage, const char *prefix, int argc,
                  char **argv, void *args);
 void cli_op_free(const cli_op *op, void *args);
+/* cli_op_parse for the local command (`vit classify`). */
+int cli_op_parse_local(const cli_op *op, int argc, char **argv, void *args);
 
 /* The operation's --help, from its spec. */
 void cli_op_help(const cli_op *op, FILE *f);
@@ -104,13 +110,17 @@ typedef struct {
     const char *labels;    /* --labels FILE: zero-shot */
     const char *template;  /* --template, or NULL for the default */
     cli_strv paths;
+    char **label_v;  /* --labels' lines (loaded) */
+    int n_labels;
 } cli_classify_args;
 
 typedef struct {
     const char *model_dir, *out, *texts_file;
     int npy, normalize, batch;
     cli_decode_flags dec;
-    cli_strv images, texts;
+    cli_strv images, texts;  /* texts: --text's, then --texts-file's */
+    char **file_lines;       /* --texts-file's (loaded) */
+    int n_file;
 } cli_embed_args;
 
 typedef struct {
@@ -118,7 +128,9 @@ typedef struct {
     int fmt;  /* CLI_FMT_TEXT or CLI_FMT_JSONL */
     int batch;
     cli_decode_flags dec;
-    cli_strv texts, paths;
+    cli_strv texts, paths;  /* texts: --text's, then --texts-file's */
+    char **file_lines;      /* --texts-file's (loaded) */
+    int n_file;
 } cli_match_args;
 
 extern const cli_op cli_classify_op, cli_embed_op, cli_match_op;
@@ -140,13 +152,9 @@ typedef struct {
 extern const cli_op cli_index_add_op, cli_index_remove_op,
     cli_index_stats_op, cli_index_search_op;
 
-/* --texts-file's lines appended to `texts` (*lines keeps them, freed with
- * cli_free_lines(*lines, *n)); -1 after reporting. */
-int cli_texts_gather(cli_strv *texts, const char *file, char ***lines,
-                     int *n);
+/* The options the local backend loads a model with: the library's, with
+ * --batch (0: the library's) and the decoding options. */
+vit_options cli_model_options(int batch, const cli_decode_flags *dec);
 
-/* classify --labels: one label per line; an empty file is an error.
- * Returns the count, or -1 after reporting. */
-int cli_labels_read(const char *path, char ***out);
 
 #endif

@@ -51,29 +51,19 @@ static vit_status classify_batch(void *p, const float *pixels, int n,
 int cli_classify_main(int argc, char **argv)
 {
     cli_classify_args args;
-    int rc = cli_op_parse(&cli_classify_op, CLI_LOCAL, NULL, NULL, NULL, argc,
-                          argv, &args);
+    int rc = cli_op_parse_local(&cli_classify_op, argc, argv, &args);
     if (rc >= 0) {
         cli_op_free(&cli_classify_op, &args);
         return rc;
     }
 
-    vit_options opt = vit_options_default();
+    vit_options opt = cli_model_options(args.batch, &args.dec);
     classify_ctx c = {.args = &args};
     cli_batch b = {.run = classify_batch, .ctx = &c};
     cli_input_list in = {0};
     vit_error err = {{0}};
     vit_model_info info;
-    char **labels = NULL;
-    int nlabels = 0;
     rc = CLI_EXIT_FAILED;
-    if (args.batch > 0)
-        opt.max_batch = args.batch;
-    cli_decode_apply(&args.dec, &opt);
-    if (args.labels && (nlabels = cli_labels_read(args.labels, &labels)) < 0) {
-        cli_op_free(&cli_classify_op, &args);
-        return CLI_EXIT_FAILED;
-    }
     vit_status st = vit_model_load(args.model_dir, &opt, &b.model, &err);
     if (st != VIT_OK) {
         cli_report(args.model_dir, err.msg[0] ? err.msg : vit_status_str(st));
@@ -95,13 +85,14 @@ int cli_classify_main(int argc, char **argv)
         goto done;
     }
     if (args.labels) {
-        st = vit_zeroshot_new(c.state, (const char *const *)labels, nlabels,
+        st = vit_zeroshot_new(c.state, (const char *const *)args.label_v,
+                              args.n_labels,
                               args.template, &c.zs, &err);
         if (st != VIT_OK) {
             cli_report(args.model_dir, err.msg);
             goto done;
         }
-        c.L = nlabels;
+        c.L = args.n_labels;
     } else {
         c.L = info.num_labels;
     }
@@ -128,7 +119,6 @@ done:
     free(c.top);
     free(c.logits);
     vit_zeroshot_free(c.zs);
-    cli_free_lines(labels, nlabels);
     vit_state_free(c.state);
     vit_model_free(b.model);
     cli_op_free(&cli_classify_op, &args);

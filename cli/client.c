@@ -543,8 +543,6 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
     } a;
     char prefix[32];
     snprintf(prefix, sizeof prefix, "%s: ", spec->name);
-    char **lines = NULL;
-    int n_lines = 0;
     cli_strv images = {0};
     const char *out_path = NULL;
     int rc = cli_op_parse(spec, CLI_REMOTE, "client", client_usage_line,
@@ -560,23 +558,12 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         r->batch = a.c.batch ? a.c.batch : r->batch;
         r->template = a.c.template;
         /* The zero-shot labels go as the request's texts. */
-        if (a.c.labels &&
-            (n_lines = cli_labels_read(a.c.labels, &lines)) < 0) {
-            n_lines = 0;
-            goto done;
-        }
-        r->texts = lines;
-        r->n_texts = n_lines;
+        r->texts = a.c.label_v;
+        r->n_texts = a.c.n_labels;
         images = a.c.paths;
     } else if (op == OP_MATCH) {
         r->fmt = (cli_format)a.m.fmt;
         r->batch = a.m.batch ? a.m.batch : r->batch;
-        if (cli_texts_gather(&a.m.texts, a.m.texts_file, &lines, &n_lines))
-            goto done;
-        if (a.m.texts.n == 0) {
-            cli_report(a.m.texts_file, "no texts in the file");
-            goto done;
-        }
         r->texts = a.m.texts.v;
         r->n_texts = a.m.texts.n;
         images = a.m.paths;
@@ -585,8 +572,6 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         r->normalize = a.e.normalize;
         r->batch = a.e.batch ? a.e.batch : r->batch;
         out_path = a.e.out;
-        if (cli_texts_gather(&a.e.texts, a.e.texts_file, &lines, &n_lines))
-            goto done;
         r->texts = a.e.texts.v;
         r->n_texts = a.e.texts.n;
         images = a.e.images;
@@ -618,7 +603,6 @@ done:
         fclose(r->out);
     r->texts = NULL;
     r->n_texts = 0;
-    cli_free_lines(lines, n_lines);
     cli_op_free(spec, &a);
     return rc;
 }
@@ -762,8 +746,7 @@ int cli_client_main(int argc, char **argv)
 {
     client_args a;
     char server_key[41], pub[41], sec[41];
-    int rc = cli_op_parse(&client_spec, CLI_LOCAL, NULL, NULL, NULL, argc,
-                          argv, &a);
+    int rc = cli_op_parse_local(&client_spec, argc, argv, &a);
     if (rc >= 0) {
         cli_op_free(&client_spec, &a);
         return rc;

@@ -92,24 +92,16 @@ static int embed_texts(sink *k, char **texts, int n, int cap, int *done)
 int cli_embed_main(int argc, char **argv)
 {
     cli_embed_args a;
-    int rc = cli_op_parse(&cli_embed_op, CLI_LOCAL, NULL, NULL, NULL, argc,
-                          argv, &a);
-    char **file_texts = NULL;
-    int n_file = 0;
+    int rc = cli_op_parse_local(&cli_embed_op, argc, argv, &a);
     if (rc >= 0)
         goto out_args;
     rc = CLI_EXIT_FAILED;
-    vit_options opt = vit_options_default();
-    if (a.batch > 0)
-        opt.max_batch = a.batch;
-    cli_decode_apply(&a.dec, &opt);
+    vit_options opt = cli_model_options(a.batch, &a.dec);
     vit_model *m = NULL;
     sink k = {.npy = a.npy, .normalize = a.normalize, .f = stdout};
     cli_batch b = {.run = image_batch, .ctx = &k};
     cli_input_list in = {0};
     vit_error err = {{0}};
-    if (cli_texts_gather(&a.texts, a.texts_file, &file_texts, &n_file) != 0)
-        goto out_args;
     if (vit_model_load(a.model_dir, &opt, &m, &err) != VIT_OK) {
         cli_report(a.model_dir, err.msg);
         goto out;
@@ -175,7 +167,6 @@ out:
     vit_state_free(k.state);
     vit_model_free(m);
 out_args:
-    cli_free_lines(file_texts, n_file);
     cli_op_free(&cli_embed_op, &a);
     return rc;
 }

@@ -643,8 +643,7 @@ int cli_index_main(int argc, char **argv)
         if (strcmp(sub, subs[i].name) != 0)
             continue;
         cli_index_args a;
-        int rc = cli_op_parse(subs[i].op, CLI_LOCAL, NULL, NULL, NULL,
-                              argc - 1, argv + 1, &a);
+        int rc = cli_op_parse_local(subs[i].op, argc - 1, argv + 1, &a);
         if (rc < 0)
             rc = subs[i].run(&a);
         cli_op_free(subs[i].op, &a);

@@ -44,10 +44,7 @@ static vit_status match_batch(void *p, const float *pixels, int n,
 int cli_match_main(int argc, char **argv)
 {
     cli_match_args a;
-    int rc = cli_op_parse(&cli_match_op, CLI_LOCAL, NULL, NULL, NULL, argc,
-                          argv, &a);
-    char **file_texts = NULL;
-    int n_file = 0;
+    int rc = cli_op_parse_local(&cli_match_op, argc, argv, &a);
     vit_options opt = vit_options_default();
     match_ctx c = {.args = &a};
     cli_input_list in = {0};
@@ -55,15 +52,7 @@ int cli_match_main(int argc, char **argv)
     if (rc >= 0)
         goto out;
     rc = CLI_EXIT_FAILED;
-    if (cli_texts_gather(&a.texts, a.texts_file, &file_texts, &n_file) != 0)
-        goto out;
-    if (a.texts.n == 0) {
-        cli_report(a.texts_file, "no texts in the file");
-        goto out;
-    }
-    if (a.batch > 0)
-        opt.max_batch = a.batch;
-    cli_decode_apply(&a.dec, &opt);
+    opt = cli_model_options(a.batch, &a.dec);
     if (vit_model_load(a.model_dir, &opt, &c.model, &err) != VIT_OK ||
         vit_state_new(c.model, &c.state, &err) != VIT_OK) {
         cli_report(a.model_dir, err.msg);
@@ -109,7 +98,6 @@ out:
     free(c.probs);
     vit_state_free(c.state);
     vit_model_free(c.model);
-    cli_free_lines(file_texts, n_file);
     cli_op_free(&cli_match_op, &a);
     return rc;
 }

@@ -47,6 +47,46 @@
     {.name = "help", .key = 'h', .type = CLI_ARG_HELP,                      \
      .where = CLI_LOCAL, .help = H}
 
+/* ---- what both backends read before they run ---- */
+
+/* --texts-file's lines appended to `texts` (*lines keeps them); -1 after
+ * reporting. */
+static int texts_gather(cli_strv *texts, const char *file, char ***lines,
+                        int *n)
+{
+    *lines = NULL;
+    *n = 0;
+    if (!file)
+        return 0;
+    if ((*n = cli_read_lines(file, lines)) < 0) {
+        *n = 0;
+        return -1;
+    }
+    for (int i = 0; i < *n; i++)
+        if (cli_strv_push(texts, (*lines)[i], 0) != 0) {
+            fprintf(stderr, "vit: out of memory\n");
+            return -1;
+        }
+    return 0;
+}
+
+/* classify --labels: one label per line; an empty file is an error.
+ * Returns the count, or -1 after reporting. */
+static int labels_read(const char *path, char ***out)
+{
+    char **v = NULL;
+    int n;
+    if ((n = cli_read_lines(path, &v)) < 0)
+        return -1;
+    if (n == 0) {
+        cli_report(path, "no labels in the file");
+        cli_free_lines(v, n);
+        return -1;
+    }
+    *out = v;
+    return n;
+}
+
 /* ---- classify ---- */
 
 static int has_slot(const char *t)
@@ -131,6 +171,22 @@ static const char *classify_check(void *p, unsigned backend, char *buf,
     return NULL;
 }
 
+static int classify_load(void *p)
+{
+    cli_classify_args *a = p;
+    if (a->labels && (a->n_labels = labels_read(a->labels, &a->label_v)) < 0) {
+        a->n_labels = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void classify_unload(void *p)
+{
+    cli_classify_args *a = p;
+    cli_free_lines(a->label_v, a->n_labels);
+}
+
 const cli_op cli_classify_op = {
     .name = "classify",
     .usage =
@@ -204,6 +260,8 @@ const cli_op cli_classify_op = {
     .positional = offsetof(cli_classify_args, paths),
     .init = classify_init,
     .check = classify_check,
+    .load = classify_load,
+    .unload = classify_unload,
 };
 
 /* ---- embed ---- */
@@ -273,6 +331,18 @@ static const char *embed_check(void *p, unsigned backend, char *buf,
     return NULL;
 }
 
+static int embed_load(void *p)
+{
+    cli_embed_args *a = p;
+    return texts_gather(&a->texts, a->texts_file, &a->file_lines, &a->n_file);
+}
+
+static void embed_unload(void *p)
+{
+    cli_embed_args *a = p;
+    cli_free_lines(a->file_lines, a->n_file);
+}
+
 const cli_op cli_embed_op = {
     .name = "embed",
     .usage =
@@ -310,6 +380,8 @@ const cli_op cli_embed_op = {
     .positional = offsetof(cli_embed_args, images),
     .init = embed_init,
     .check = embed_check,
+    .load = embed_load,
+    .unload = embed_unload,
 };
 
 /* ---- match ---- */
@@ -357,6 +429,24 @@ static const char *match_check(void *p, unsigned backend, char *buf,
     return NULL;
 }
 
+static int match_load(void *p)
+{
+    cli_match_args *a = p;
+    if (texts_gather(&a->texts, a->texts_file, &a->file_lines, &a->n_file))
+        return -1;
+    if (a->texts.n == 0) {
+        cli_report(a->texts_file, "no texts in the file");
+        return -1;
+    }
+    return 0;
+}
+
+static void match_unload(void *p)
+{
+    cli_match_args *a = p;
+    cli_free_lines(a->file_lines, a->n_file);
+}
+
 const cli_op cli_match_op = {
     .name = "match",
     .usage =
@@ -393,40 +483,16 @@ const cli_op cli_match_op = {
     .size = sizeof(cli_match_args),
     .positional = offsetof(cli_match_args, paths),
     .check = match_check,
+    .load = match_load,
+    .unload = match_unload,
 };
 
-/* ---- what both backends read before they run ---- */
-
-int cli_texts_gather(cli_strv *texts, const char *file, char ***lines,
-                     int *n)
+vit_options cli_model_options(int batch, const cli_decode_flags *dec)
 {
-    *lines = NULL;
-    *n = 0;
-    if (!file)
-        return 0;
-    if ((*n = cli_read_lines(file, lines)) < 0) {
-        *n = 0;
-        return -1;
-    }
-    for (int i = 0; i < *n; i++)
-        if (cli_strv_push(texts, (*lines)[i], 0) != 0) {
-            fprintf(stderr, "vit: out of memory\n");
-            return -1;
-        }
-    return 0;
+    vit_options opt = vit_options_default();
+    if (batch > 0)
+        opt.max_batch = batch;
+    cli_decode_apply(dec, &opt);
+    return opt;
 }
 
-int cli_labels_read(const char *path, char ***out)
-{
-    char **v = NULL;
-    int n;
-    if ((n = cli_read_lines(path, &v)) < 0)
-        return -1;
-    if (n == 0) {
-        cli_report(path, "no labels in the file");
-        cli_free_lines(v, n);
-        return -1;
-    }
-    *out = v;
-    return n;
-}
