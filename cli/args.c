@@ -91,6 +91,13 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
         *(int *)at = (int)v;
         return -1;
     }
+    case CLI_ARG_SIZE: {
+        long v = cli_parse_long(arg, o->lo, o->hi);
+        if (v < 0)
+            return usage_error(s, o->bad, arg);
+        *(size_t *)at = (size_t)v;
+        return -1;
+    }
     case CLI_ARG_LIST:
         if (cli_strv_push(at, (char *)arg, (char)o->lo) != 0) {
             fprintf(stderr, "vit: out of memory\n");
@@ -242,9 +249,17 @@ void cli_op_help(const cli_op *op, FILE *f)
     fputs(op->about, f);
     fputs("\noptions:\n", f);
     int decode = 0;
+    /* The defaults, for the help that shows them. */
+    char *d = calloc(1, op->size);
+    if (d && op->init)
+        op->init(d);
     for (int i = 0; op->opts[i].name; i++) {
         const cli_opt *o = &op->opts[i];
-        if (o->help)
+        if (o->help && o->help_value && d && o->type == CLI_ARG_SIZE)
+            fprintf(f, o->help, *(size_t *)(d + o->off));
+        else if (o->help && o->help_value && d)
+            fprintf(f, o->help, *(int *)(d + o->off));
+        else if (o->help)
             fputs(o->help, f);
         decode |= o->type == CLI_ARG_DECODE && !o->help;
     }
@@ -255,4 +270,5 @@ void cli_op_help(const cli_op *op, FILE *f)
         fputs(cli_threads_help, f);
     }
     fputs(op->after, f);
+    free(d);
 }

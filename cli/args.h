@@ -23,6 +23,7 @@ typedef enum {
     CLI_ARG_FLAG,    /* no value: stores `lo` in an int */
     CLI_ARG_STR,     /* a const char * (the last one given) */
     CLI_ARG_INT,     /* an int in [lo, hi] */
+    CLI_ARG_SIZE,    /* a size_t in [lo, hi] */
     CLI_ARG_LIST,    /* repeatable: appended to a cli_strv, tagged `lo` */
     CLI_ARG_CHOICE,  /* one of `choices` ("text|jsonl"): its index, an int */
     CLI_ARG_DECODE,  /* a decoding option (cli_decode_flag) of a
@@ -48,10 +49,12 @@ typedef struct {
     long lo, hi;       /* CLI_ARG_INT's bounds; CLI_ARG_FLAG's value (lo) */
     long hi_remote;    /* CLI_ARG_INT: a lower bound the service sets, or 0 */
     const char *choices;   /* CLI_ARG_CHOICE: "a|b|c" */
-    const char *bad;       /* a bad value's message, one %s for the value */
+    const char *bad;       /* a bad value's message, %s the value (if any) */
     const char *bad_remote;  /* over hi_remote: the message */
     int (*valid)(const char *value);  /* CLI_ARG_STR: also required */
     const char *help;  /* its lines under options: in --help, or NULL */
+    int help_value;    /* help is a printf format for its default value
+                          (%d an int, %zu a size) */
 } cli_opt;
 
 /* The whole command line's checks: NULL when it is fine, else the usage
