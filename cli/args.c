@@ -82,20 +82,17 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
             return usage_error(s, o->bad, arg);
         *(const char **)at = arg;
         return -1;
-    case CLI_ARG_INT: {
+    case CLI_ARG_INT:
+    case CLI_ARG_SIZE: {
         long v = cli_parse_long(arg, o->lo, o->hi);
         if (v < 0)
             return usage_error(s, o->bad, arg);
         if (backend == CLI_REMOTE && o->hi_remote && v > o->hi_remote)
             return usage_error(s, o->bad_remote, arg);
-        *(int *)at = (int)v;
-        return -1;
-    }
-    case CLI_ARG_SIZE: {
-        long v = cli_parse_long(arg, o->lo, o->hi);
-        if (v < 0)
-            return usage_error(s, o->bad, arg);
-        *(size_t *)at = (size_t)v;
+        if (o->type == CLI_ARG_SIZE)
+            *(size_t *)at = (size_t)v;
+        else
+            *(int *)at = (int)v;
         return -1;
     }
     case CLI_ARG_LIST:

@@ -63,6 +63,21 @@ int cli_index_main(int argc, char **argv);
  * characters. Returns 0, or -1 after reporting on stderr. */
 int cli_read_key(const char *path, const char *which, char key[41]);
 
+/* A client's CURVE keys (vit client, vit http): the server's public key
+ * from server_file, and with key_file this side's pair, read into *k and
+ * pointed to by *server, *pub and *sec; nothing without server_file.
+ * Returns 0, or -1 after reporting. */
+typedef struct {
+    char server[41], pub[41], sec[41];
+} cli_curve_keys;
+int cli_client_keys(const char *server_file, const char *key_file,
+                    cli_curve_keys *k, const char **server, const char **pub,
+                    const char **sec);
+
+/* The start of a small text file (at most size - 1 bytes), terminated.
+ * Returns 0, or -1 after reporting `path` on stderr. */
+int cli_read_text(const char *path, char *text, size_t size);
+
 /* A usage error of `vit CMD`: prints `vit CMD: message`, the command's
  * usage lines and a pointer to its --help (a subcommand's, "index add",
  * its command's) on stderr; returns CLI_EXIT_USAGE. */

@@ -745,7 +745,6 @@ static const cli_op client_spec = {
 int cli_client_main(int argc, char **argv)
 {
     client_args a;
-    char server_key[41], pub[41], sec[41];
     int rc = cli_op_parse_local(&client_spec, argc, argv, &a);
     if (rc >= 0) {
         cli_op_free(&client_spec, &a);
@@ -759,18 +758,11 @@ int cli_client_main(int argc, char **argv)
     const char *cmd = a.rest.v[0];
     if (strcmp(cmd, "broker-info") == 0)
         o.service = "mmi.broker";
-    if (a.server_key_file) {
-        if (cli_read_key(a.server_key_file, "public", server_key) != 0)
-            goto out;
-        o.curve_server_key = server_key;
-    }
-    if (a.key_file) {
-        if (cli_read_key(a.key_file, "public", pub) != 0 ||
-            cli_read_key(a.key_file, "secret", sec) != 0)
-            goto out;
-        o.curve_public_key = pub;
-        o.curve_secret_key = sec;
-    }
+    cli_curve_keys keys;
+    if (cli_client_keys(a.server_key_file, a.key_file, &keys,
+                        &o.curve_server_key, &o.curve_public_key,
+                        &o.curve_secret_key) != 0)
+        goto out;
 
     run r = {.fmt = CLI_FMT_TEXT, .top_k = 5, .batch = DEFAULT_BATCH};
     vit_error err = {{0}};

@@ -34,15 +34,9 @@ int cli_http_key(const char *arg, const char *file, char **key)
     }
     if (!file)
         return 0;
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        cli_report(file, strerror(errno));
-        return -1;
-    }
     char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    if (cli_read_text(file, text, sizeof text) != 0)
+        return -1;
     text[strcspn(text, "\r\n")] = '\0';  /* the first line */
     if (!text[0]) {
         cli_report(file, "the first line holds no API key");
@@ -246,19 +240,11 @@ int cli_http_main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     vit_http_options o = a.o;
-    char server_key[41], pub[41], secret[41];
-    if (a.server_key_file) {
-        if (cli_read_key(a.server_key_file, "public", server_key) != 0)
-            return CLI_EXIT_FAILED;
-        o.curve_server_key = server_key;
-        if (a.curve_key_file) {
-            if (cli_read_key(a.curve_key_file, "public", pub) != 0 ||
-                cli_read_key(a.curve_key_file, "secret", secret) != 0)
-                return CLI_EXIT_FAILED;
-            o.curve_public_key = pub;
-            o.curve_secret_key = secret;
-        }
-    }
+    cli_curve_keys keys;
+    if (cli_client_keys(a.server_key_file, a.curve_key_file, &keys,
+                        &o.curve_server_key, &o.curve_public_key,
+                        &o.curve_secret_key) != 0)
+        return CLI_EXIT_FAILED;
     char *key;
     if (cli_http_key(a.key_arg, a.key_file, &key) != 0)
         return CLI_EXIT_FAILED;

@@ -65,15 +65,9 @@ static long long parse_num(const char *s, long long lo, long long hi)
  * characters. Returns 0 and the key, or -1 with a message on stderr. */
 int cli_read_key(const char *path, const char *which, char key[41])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_report(path, strerror(errno));
-        return -1;
-    }
     char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    if (cli_read_text(path, text, sizeof text) != 0)
+        return -1;
     char tag[32];
     snprintf(tag, sizeof tag, "%s-key", which);
     const char *p = strstr(text, tag);
@@ -93,6 +87,25 @@ int cli_read_key(const char *path, const char *which, char key[41])
     fprintf(stderr, "vit: %s: no %s key (40 Z85 characters) found\n", path,
             which);
     return -1;
+}
+
+int cli_client_keys(const char *server_file, const char *key_file,
+                    cli_curve_keys *k, const char **server, const char **pub,
+                    const char **sec)
+{
+    if (!server_file)
+        return 0;
+    if (cli_read_key(server_file, "public", k->server) != 0)
+        return -1;
+    *server = k->server;
+    if (!key_file)
+        return 0;
+    if (cli_read_key(key_file, "public", k->pub) != 0 ||
+        cli_read_key(key_file, "secret", k->sec) != 0)
+        return -1;
+    *pub = k->pub;
+    *sec = k->sec;
+    return 0;
 }
 
 /* ---- vit serve ---- */
