@@ -6,7 +6,7 @@
  * work is refused, then the process exits 0. A second SIGINT exits at once
  * with status 130, for a person who does not want to wait.
  */
-#include "cli/cli.h"
+#include "cli/args.h"
 #include "service/service.h"
 
 #include <errno.h>
@@ -477,136 +477,152 @@ int cli_serve_main(int argc, char **argv)
 
 /* ---- vit broker ---- */
 
-static const char broker_usage[] =
-    "usage: vit broker --frontend EP --backend EP [options]\n";
+typedef struct {
+    vit_broker_options o;
+    const char *secret_file, *back_file;
+    cli_strv rest;  /* none are taken */
+} broker_args;
 
-static void broker_help(void)
+static const cli_opt broker_opts[] = {
+    {.name = "frontend", .key = 'f', .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, o.frontend),
+     .where = CLI_LOCAL,
+     .help =
+        "  -f, --frontend EP        clients connect here\n"},
+    {.name = "backend", .key = 'b', .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, o.backend),
+     .where = CLI_LOCAL,
+     .help =
+        "  -b, --backend EP         workers connect here\n"},
+    {.name = "heartbeat-ms", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(broker_args, o.heartbeat_ms),
+     .where = CLI_LOCAL,
+     .lo = 10, .hi = 600000, .help_value = 1,
+     .bad = "--heartbeat-ms needs 10 to 600000",
+     .help =
+        "      --heartbeat-ms MS    heartbeat interval (%d)\n"},
+    {.name = "deadline-ms", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(broker_args, o.deadline_ms),
+     .where = CLI_LOCAL,
+     .lo = 1, .hi = 86400000, .help_value = 1,
+     .bad = "--deadline-ms needs a positive integer",
+     .help =
+        "      --deadline-ms MS     default deadline of a request (%d)\n"},
+    {.name = "max-queue", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(broker_args, o.max_queue),
+     .where = CLI_LOCAL,
+     .lo = 1, .hi = 10000000, .help_value = 1,
+     .bad = "--max-queue needs a positive integer",
+     .help =
+        "      --max-queue N        requests waiting for a worker (%d)\n"},
+    {.name = "max-queue-bytes", .key = 0, .type = CLI_ARG_SIZE,
+     .off = offsetof(broker_args, o.max_queue_bytes),
+     .where = CLI_LOCAL,
+     .lo = 1, .hi = 1L << 40, .help_value = 1,
+     .bad = "--max-queue-bytes needs a positive integer",
+     .help =
+        "      --max-queue-bytes N  bytes of the requests held (%zu)\n"},
+    {.name = "max-request-bytes", .key = 0, .type = CLI_ARG_SIZE,
+     .off = offsetof(broker_args, o.max_request_bytes),
+     .where = CLI_LOCAL,
+     .lo = 1, .hi = 1L << 31, .help_value = 1,
+     .bad = "--max-request-bytes needs a positive integer",
+     .help =
+        "      --max-request-bytes N  largest frame a client may send (%zu)\n"},
+    {.name = "curve-secret-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, secret_file),
+     .where = CLI_LOCAL,
+     .help =
+        "      --curve-secret-key FILE  the broker's key pair: encrypt the "
+        "frontend\n"
+        "                           with CURVE (and the backend, with\n"
+        "                           --allow-worker-keys)\n"},
+    {.name = "allow-keys", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, o.allow_keys_dir),
+     .where = CLI_LOCAL,
+     .help =
+        "      --allow-keys DIR     admit only the client public keys in "
+        "DIR\n"},
+    {.name = "allow-worker-keys", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, o.allow_worker_keys_dir),
+     .where = CLI_LOCAL,
+     .help =
+        "      --allow-worker-keys DIR  encrypt the backend with CURVE and "
+        "admit only\n"
+        "                           the worker public keys in DIR\n"},
+    {.name = "backend-curve-secret-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(broker_args, back_file),
+     .where = CLI_LOCAL,
+     .help =
+        "      --backend-curve-secret-key FILE  a key pair for the backend "
+        "of its own\n"
+        "                           (default: --curve-secret-key's)\n"},
+    {.name = "help", .key = 'h', .type = CLI_ARG_HELP,
+     .where = CLI_LOCAL,
+     .help =
+        "  -h, --help               show this help and exit\n"},
+    {0},
+};
+
+static void broker_init(void *p)
 {
-    vit_broker_options d = vit_broker_options_default();
-    fputs(broker_usage, stdout);
-    printf("\nRoute clients' requests to workers (vit serve --connect) by "
-           "model name,\nwith heartbeats, credit-based flow and re-sending "
-           "of the work a dead worker\nheld (service/PROTOCOL.md section "
-           "7). The service name mmi.broker is the\nbroker's own: `vit "
-           "client --connect FRONTEND broker-info` prints what it\nserves.\n"
-           "\noptions:\n"
-           "  -f, --frontend EP        clients connect here\n"
-           "  -b, --backend EP         workers connect here\n"
-           "      --heartbeat-ms MS    heartbeat interval (%d)\n"
-           "      --deadline-ms MS     default deadline of a request (%d)\n"
-           "      --max-queue N        requests waiting for a worker (%d)\n"
-           "      --max-queue-bytes N  bytes of the requests held (%zu)\n"
-           "      --max-request-bytes N  largest frame a client may send "
-           "(%zu)\n"
-           "      --curve-secret-key FILE  the broker's key pair: encrypt "
-           "the frontend\n"
-           "                           with CURVE (and the backend, with\n"
-           "                           --allow-worker-keys)\n"
-           "      --allow-keys DIR     admit only the client public keys in "
-           "DIR\n"
-           "      --allow-worker-keys DIR  encrypt the backend with CURVE and "
-           "admit only\n"
-           "                           the worker public keys in DIR\n"
-           "      --backend-curve-secret-key FILE  a key pair for the "
-           "backend of its own\n"
-           "                           (default: --curve-secret-key's)\n"
-           "  -h, --help               show this help and exit\n"
-           "\nSIGTERM or Ctrl-C stops it (exit 0).\n",
-           d.heartbeat_ms, d.deadline_ms, d.max_queue, d.max_queue_bytes,
-           d.max_request_bytes);
+    ((broker_args *)p)->o = vit_broker_options_default();
 }
+
+static const char *broker_check(void *p, unsigned backend, char *buf,
+                                size_t n)
+{
+    const broker_args *a = p;
+    if (a->rest.n) {
+        snprintf(buf, n, "unexpected argument '%s'", a->rest.v[0]);
+        return buf;
+    }
+    if (!a->o.frontend || !a->o.backend)
+        return "--frontend and --backend are required";
+    if (a->o.allow_keys_dir && !a->secret_file)
+        return "--allow-keys needs --curve-secret-key";
+    if (a->back_file && !a->o.allow_worker_keys_dir)
+        return "--backend-curve-secret-key goes with --allow-worker-keys";
+    if (a->o.allow_worker_keys_dir && !a->secret_file && !a->back_file)
+        return "--allow-worker-keys needs --curve-secret-key or "
+               "--backend-curve-secret-key";
+    return NULL;
+}
+
+static const cli_op broker_spec = {
+    .name = "broker",
+    .usage = "usage: vit broker --frontend EP --backend EP [options]\n",
+    .about =
+        "\n"
+        "Route clients' requests to workers (vit serve --connect) by model "
+        "name,\n"
+        "with heartbeats, credit-based flow and re-sending of the work a "
+        "dead worker\n"
+        "held (service/PROTOCOL.md section 7). The service name mmi.broker "
+        "is the\n"
+        "broker's own: `vit client --connect FRONTEND broker-info` prints "
+        "what it\n"
+        "serves.\n",
+    .after =
+        "\n"
+        "SIGTERM or Ctrl-C stops it (exit 0).\n",
+    .opts = broker_opts,
+    .size = sizeof(broker_args),
+    .positional = offsetof(broker_args, rest),
+    .init = broker_init,
+    .check = broker_check,
+};
 
 int cli_broker_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"frontend", required_argument, NULL, 'f'},
-        {"backend", required_argument, NULL, 'b'},
-        {"heartbeat-ms", required_argument, NULL, O_HEARTBEAT},
-        {"deadline-ms", required_argument, NULL, O_DEADLINE},
-        {"max-queue", required_argument, NULL, O_MAX_QUEUE},
-        {"max-queue-bytes", required_argument, NULL, O_MAX_QUEUE_BYTES},
-        {"max-request-bytes", required_argument, NULL, O_MAX_REQ_BYTES},
-        {"curve-secret-key", required_argument, NULL, O_CURVE_SECRET},
-        {"allow-keys", required_argument, NULL, O_ALLOW},
-        {"allow-worker-keys", required_argument, NULL, O_ALLOW_WORKERS},
-        {"backend-curve-secret-key", required_argument, NULL,
-         O_BACKEND_SECRET},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    vit_broker_options o = vit_broker_options_default();
-    const char *secret_file = NULL, *back_file = NULL;
+    broker_args a;
+    int rc = cli_op_parse_local(&broker_spec, argc, argv, &a);
+    cli_op_free(&broker_spec, &a);
+    if (rc >= 0)
+        return rc;
+    vit_broker_options o = a.o;
+    const char *secret_file = a.secret_file, *back_file = a.back_file;
     char secret[41], back_secret[41];
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":f:b:h", longopts, NULL)) != -1) {
-        long long v;
-        switch (c) {
-        case 'f': o.frontend = optarg; break;
-        case 'b': o.backend = optarg; break;
-        case O_CURVE_SECRET: secret_file = optarg; break;
-        case O_ALLOW: o.allow_keys_dir = optarg; break;
-        case O_ALLOW_WORKERS: o.allow_worker_keys_dir = optarg; break;
-        case O_BACKEND_SECRET: back_file = optarg; break;
-        case 'h': broker_help(); return CLI_EXIT_OK;
-        case O_HEARTBEAT:
-            if ((v = parse_num(optarg, 10, 600000)) < 0)
-                return usage_error("broker", broker_usage,
-                                   "--heartbeat-ms needs 10 to 600000");
-            o.heartbeat_ms = (int)v;
-            break;
-        case O_DEADLINE:
-            if ((v = parse_num(optarg, 1, 86400000)) < 0)
-                return usage_error("broker", broker_usage,
-                                   "--deadline-ms needs a positive integer");
-            o.deadline_ms = (int)v;
-            break;
-        case O_MAX_QUEUE:
-            if ((v = parse_num(optarg, 1, 10000000)) < 0)
-                return usage_error("broker", broker_usage,
-                                   "--max-queue needs a positive integer");
-            o.max_queue = (int)v;
-            break;
-        case O_MAX_REQ_BYTES:
-            if ((v = parse_num(optarg, 1, 1LL << 31)) < 0)
-                return usage_error("broker", broker_usage,
-                                   "--max-request-bytes needs a positive "
-                                   "integer");
-            o.max_request_bytes = (size_t)v;
-            break;
-        case O_MAX_QUEUE_BYTES:
-            if ((v = parse_num(optarg, 1, 1LL << 40)) < 0)
-                return usage_error("broker", broker_usage,
-                                   "--max-queue-bytes needs a positive "
-                                   "integer");
-            o.max_queue_bytes = (size_t)v;
-            break;
-        case ':':
-            return usage_error("broker", broker_usage,
-                               "option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            return usage_error("broker", broker_usage, "unknown option '%s'",
-                               argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return usage_error("broker", broker_usage,
-                           "unexpected argument '%s'", argv[optind]);
-    if (!o.frontend || !o.backend)
-        return usage_error("broker", broker_usage,
-                           "--frontend and --backend are required");
-    if (o.allow_keys_dir && !secret_file)
-        return usage_error("broker", broker_usage,
-                           "--allow-keys needs --curve-secret-key");
-    if (back_file && !o.allow_worker_keys_dir)
-        return usage_error("broker", broker_usage,
-                           "--backend-curve-secret-key goes with "
-                           "--allow-worker-keys");
-    if (o.allow_worker_keys_dir && !secret_file && !back_file)
-        return usage_error("broker", broker_usage,
-                           "--allow-worker-keys needs --curve-secret-key or "
-                           "--backend-curve-secret-key");
     if (secret_file) {
         if (cli_read_key(secret_file, "secret", secret) != 0)
             return CLI_EXIT_FAILED;
