@@ -19,7 +19,8 @@ static int opt_val(const cli_opt *o, int i)
     return o->key ? o->key : 256 + i;
 }
 
-/* Whether it takes a value: the decoding options but two do. */
+/* Whether it takes a value (every decoding option does but
+ * --no-exif-rotate and --fast-decode). */
 static int takes_value(const cli_opt *o)
 {
     if (o->type == CLI_ARG_DECODE)
