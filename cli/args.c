@@ -207,6 +207,8 @@ int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
         rc = usage_error(&s, "%s", why);
     if (rc < 0 && op->load && op->load(args) != 0)
         rc = CLI_EXIT_FAILED;
+    if (rc >= 0)
+        cli_op_free(op, args);
     return rc;
 }
 

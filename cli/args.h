@@ -86,8 +86,9 @@ typedef struct {
  * are unknown here. Usage errors are said as `vit CMD: PREFIX message`
  * with CMD's usage lines: CMD and its usage are op's own locally, or the
  * caller's (`client`, PREFIX "classify: ") for the remote backend.
- * Returns -1 when the arguments are fine, else the exit status (0 after
- * --help); free the args with cli_op_free whatever it returns. */
+ * Returns -1 when the arguments are fine (free the args with cli_op_free
+ * then), else the exit status (0 after --help), the args freed. Freeing
+ * twice is harmless. */
 int cli_op_parse(const cli_op *op, unsigned backend, const char *cmd,
                  const char *usage, const char *prefix, int argc,
                  char **argv, void *args);

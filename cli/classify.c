@@ -52,10 +52,8 @@ int cli_classify_main(int argc, char **argv)
 {
     cli_classify_args args;
     int rc = cli_op_parse_local(&cli_classify_op, argc, argv, &args);
-    if (rc >= 0) {
-        cli_op_free(&cli_classify_op, &args);
+    if (rc >= 0)
         return rc;
-    }
 
     vit_options opt = cli_model_options(args.batch, &args.dec);
     classify_ctx c = {.args = &args};

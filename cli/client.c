@@ -746,10 +746,8 @@ int cli_client_main(int argc, char **argv)
 {
     client_args a;
     int rc = cli_op_parse_local(&client_spec, argc, argv, &a);
-    if (rc >= 0) {
-        cli_op_free(&client_spec, &a);
+    if (rc >= 0)
         return rc;
-    }
     rc = CLI_EXIT_FAILED;
     vit_client_options o = vit_client_options_default();
     o.timeout_ms = a.timeout_ms;

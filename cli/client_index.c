@@ -75,7 +75,7 @@ static long long jint(json_t *o, const char *key)
 
 /* A command's arguments, with the local command's spec (cli/ops_index.c)
  * for the remote backend, usage errors prefixed with its name. Returns -1
- * when they are fine, else the exit status; free a with cli_op_free. */
+ * when they are fine (free a with cli_op_free), else the exit status. */
 static int parse_as(run *r, const cli_op *op, const char *name, int argc,
                     char **argv, cli_index_args *a)
 {
@@ -465,10 +465,8 @@ int client_index_remove_cmd(run *r, int argc, char **argv)
     cli_index_args a;
     int rc0 = parse_as(r, &cli_index_remove_op, "index-remove", argc, argv,
                        &a);
-    if (rc0 >= 0) {
-        cli_op_free(&cli_index_remove_op, &a);
+    if (rc0 >= 0)
         return rc0;
-    }
     json_t *ix = index_info(r, "index-remove");
     if (!ix) {
         cli_op_free(&cli_index_remove_op, &a);

@@ -185,6 +185,8 @@ static void classify_unload(void *p)
 {
     cli_classify_args *a = p;
     cli_free_lines(a->label_v, a->n_labels);
+    a->label_v = NULL;
+    a->n_labels = 0;
 }
 
 const cli_op cli_classify_op = {
@@ -341,6 +343,8 @@ static void embed_unload(void *p)
 {
     cli_embed_args *a = p;
     cli_free_lines(a->file_lines, a->n_file);
+    a->file_lines = NULL;
+    a->n_file = 0;
 }
 
 const cli_op cli_embed_op = {
@@ -445,6 +449,8 @@ static void match_unload(void *p)
 {
     cli_match_args *a = p;
     cli_free_lines(a->file_lines, a->n_file);
+    a->file_lines = NULL;
+    a->n_file = 0;
 }
 
 const cli_op cli_match_op = {
