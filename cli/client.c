@@ -1,9 +1,11 @@
 /*
- * `vit client`: the command-line client of a vit worker or broker. It
- * parses options, reads image files, sends them with service/client.h in
- * requests of up to --batch images, and prints the answers with the same
- * output code as the local commands (cli/output.c, and cli/index_out.c's for
- * the index), so `vit client ... classify` prints exactly what `vit
+ * `vit client`: the command-line client of a vit worker or broker, the
+ * remote backend of the operations. It parses each one's options with the
+ * local command's spec (cli/ops.c, cli/ops_index.c), reads image files,
+ * sends them with service/client.h in requests of up to --batch images,
+ * and prints the answers with the same output code as the local commands
+ * (cli/output.c, and cli/index_out.c's for the index), so `vit client ...
+ * classify` takes what `vit classify` takes and prints exactly what `vit
  * classify` prints for the same inputs, and `vit client ... search` what
  * `vit index search` prints on the same index. When the server refuses one
  * image of a request (bad_image), that image is reported and the rest are
