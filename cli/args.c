@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,8 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
         *(const char **)at = arg;
         return -1;
     case CLI_ARG_INT:
-    case CLI_ARG_SIZE: {
+    case CLI_ARG_SIZE:
+    case CLI_ARG_U64: {
         long v = cli_parse_long(arg, o->lo, o->hi);
         if (v < 0)
             return usage_error(s, o->bad, arg);
@@ -92,6 +94,8 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
             return usage_error(s, o->bad_remote, arg);
         if (o->type == CLI_ARG_SIZE)
             *(size_t *)at = (size_t)v;
+        else if (o->type == CLI_ARG_U64)
+            *(uint64_t *)at = (uint64_t)v;
         else
             *(int *)at = (int)v;
         return -1;
@@ -257,6 +261,9 @@ void cli_op_help(const cli_op *op, FILE *f)
         const cli_opt *o = &op->opts[i];
         if (o->help && o->help_value && d && o->type == CLI_ARG_SIZE)
             fprintf(f, o->help, *(size_t *)(d + o->off));
+        else if (o->help && o->help_value && d && o->type == CLI_ARG_U64)
+            fprintf(f, o->help,
+                    (unsigned long long)*(uint64_t *)(d + o->off));
         else if (o->help && o->help_value && d)
             fprintf(f, o->help, *(int *)(d + o->off));
         else if (o->help)

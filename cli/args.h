@@ -24,6 +24,7 @@ typedef enum {
     CLI_ARG_STR,     /* a const char * (the last one given) */
     CLI_ARG_INT,     /* an int in [lo, hi] */
     CLI_ARG_SIZE,    /* a size_t in [lo, hi] */
+    CLI_ARG_U64,     /* a uint64_t in [lo, hi] */
     CLI_ARG_LIST,    /* repeatable: appended to a cli_strv, tagged `lo` */
     CLI_ARG_CHOICE,  /* one of `choices` ("text|jsonl"): its index, an int */
     CLI_ARG_DECODE,  /* a decoding option (cli_decode_flag) of a
@@ -54,7 +55,7 @@ typedef struct {
     int (*valid)(const char *value);  /* CLI_ARG_STR: also required */
     const char *help;  /* its lines under options: in --help, or NULL */
     int help_value;    /* help is a printf format for its default value
-                          (%d an int, %zu a size) */
+                          (%d an int, %zu a size, %llu a uint64_t) */
 } cli_opt;
 
 /* The whole command line's checks: NULL when it is fine, else the usage
