@@ -63,9 +63,24 @@ int cli_index_main(int argc, char **argv);
  * characters. Returns 0, or -1 after reporting on stderr. */
 int cli_read_key(const char *path, const char *which, char key[41]);
 
+/* A client's CURVE keys (vit client, vit http): the server's public key
+ * from server_file, and with key_file this side's pair, read into *k and
+ * pointed to by *server, *pub and *sec; nothing without server_file.
+ * Returns 0, or -1 after reporting. */
+typedef struct {
+    char server[41], pub[41], sec[41];
+} cli_curve_keys;
+int cli_client_keys(const char *server_file, const char *key_file,
+                    cli_curve_keys *k, const char **server, const char **pub,
+                    const char **sec);
+
+/* The start of a small text file (at most size - 1 bytes), terminated.
+ * Returns 0, or -1 after reporting `path` on stderr. */
+int cli_read_text(const char *path, char *text, size_t size);
+
 /* A usage error of `vit CMD`: prints `vit CMD: message`, the command's
- * usage lines and a pointer to its --help on stderr; returns
- * CLI_EXIT_USAGE. */
+ * usage lines and a pointer to its --help (a subcommand's, "index add",
+ * its command's) on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -91,6 +106,7 @@ typedef struct {
     int fast_decode;  /* --fast-decode */
     int precision;    /* --precision: a vit_precision */
     int torchvision;  /* --preprocess torchvision */
+    int preprocess_set;  /* --preprocess was given */
     int threads;      /* --threads N (0: one per CPU) */
     int max_pixels_set;
     uint64_t max_pixels;  /* --max-pixels N (0: no limit) */
@@ -245,7 +261,7 @@ int cli_match_write(FILE *f, cli_format fmt, const char *path,
 /* A (rows, cols) float32 .npy file. Returns 0, or -1 on a write error. */
 int cli_npy_write(FILE *f, const float *v, size_t rows, size_t cols);
 
-/* ---- the index's output (cli/index.c), shared by `vit index` and
+/* ---- the index's output (cli/index_out.c), shared by `vit index` and
  * `vit client`, so that both print the same thing ---- */
 
 /* One search result. */

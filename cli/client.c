@@ -1,37 +1,27 @@
 /*
- * `vit client`: the command-line client of a vit worker or broker. It
- * parses options, reads image files, sends them with service/client.h in
- * requests of up to --batch images, and prints the answers with the same
- * output code as the local commands (cli/output.c, and cli/index.c's for
- * the index), so `vit client ... classify` prints exactly what `vit
+ * `vit client`: the command-line client of a vit worker or broker, the
+ * remote backend of the operations. It parses each one's options with the
+ * local command's spec (cli/ops.c, cli/ops_index.c), reads image files,
+ * sends them with service/client.h in requests of up to --batch images,
+ * and prints the answers with the same output code as the local commands
+ * (cli/output.c, and cli/index_out.c's for the index), so `vit client ...
+ * classify` takes what `vit classify` takes and prints exactly what `vit
  * classify` prints for the same inputs, and `vit client ... search` what
  * `vit index search` prints on the same index. When the server refuses one
  * image of a request (bad_image), that image is reported and the rest are
  * sent again without it.
  */
-#include "cli/cli.h"
-#include "service/client.h"
+#include "cli/args.h"
+#include "cli/client.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#define MAX_FILE_BYTES ((size_t)256 << 20)
-#define DEFAULT_BATCH 8
-
-
-/* The most bytes a key takes in a header: as a JSON string (escapes
- * aside), or as {"base64": ...} when it is not UTF-8. */
-static size_t key_wire_bytes(const char *key)
-{
-    return strlen(key) / 3 * 4 + 28;
-}
-
-static const char usage_line[] =
+const char client_usage_line[] =
     "usage: vit client --connect EP [--timeout MS] [--retries N] "
     "[--service NAME]\n"
     "                  [--curve-server-key FILE --curve-key FILE] COMMAND "
@@ -52,51 +42,7 @@ static const char usage_line[] =
     "           index-stats [--format text|jsonl]\n"
     "           info | health | metrics | broker-info\n";
 
-static void help(void)
-{
-    fputs(usage_line, stdout);
-    fputs("\nSend work to a vit worker (vit serve --bind) or broker (vit "
-          "broker) over\nZeroMQ; the protocol is service/PROTOCOL.md.\n"
-          "\noptions:\n"
-          "  -c, --connect EP        the worker or broker, e.g. "
-          "tcp://127.0.0.1:5555\n"
-          "  -t, --timeout MS        wait this long for each reply (5000)\n"
-          "  -r, --retries N         send again on a fresh socket this many "
-          "times (2)\n"
-          "  -s, --service NAME      the model to use behind a broker "
-          "(default: any)\n"
-          "      --curve-server-key FILE  the server's public key: use "
-          "CURVE\n"
-          "      --curve-key FILE    this client's key pair (zcert text)\n"
-          "\nclassify, embed and match take the options of the local "
-          "commands (less\n--model) and print exactly what they print; "
-          "info, health and metrics\nprint the server's JSON (behind a "
-          "broker, a worker's). broker-info prints\nthe broker's own: the "
-          "models it serves, their live workers and queued\nrequests, "
-          "and its counters (service mmi.broker).\n"
-          "\nsearch, index-add, index-remove and index-stats use the index "
-          "of a worker\nstarted with --index PATH, and print what `vit "
-          "index search|add|remove|stats`\nprint. index-add sends the "
-          "image files (directories walked as `vit index\nadd` walks "
-          "them) keyed by their real paths, in requests of at most the\n"
-          "server's max images (and --batch); the server embeds them, "
-          "replacing an item\nof the same key. index-remove removes the "
-          "items keyed by each PATH's real path\n(or by PATH as given: "
-          "an id), and for a directory those of the image files\nnow in "
-          "it. search -k is at most 1000; --prefix P as for `vit index "
-          "search`.\nsearch sends its texts together and its images "
-          "together; texts and images\nmixed are searched in one batch "
-          "locally, so there the scores may differ\nfrom `vit index "
-          "search` in float32's last digit.\n"
-          "\nExit status: 0 all done, 1 some input failed or no reply, 2 "
-          "usage error.\n",
-          stdout);
-}
-
-#define usage_error(...) cli_usage_error("client", usage_line, __VA_ARGS__)
-
-/* Reads a whole file; NULL with *why set on failure. */
-static unsigned char *read_file(const char *path, size_t *n, const char **why)
+unsigned char *client_read_file(const char *path, size_t *n, const char **why)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -135,40 +81,6 @@ static unsigned char *read_file(const char *path, size_t *n, const char **why)
     return NULL;
 }
 
-/* One image queued for a request. */
-typedef struct {
-    char *path;
-    unsigned char *bytes;
-    size_t size;
-    char *key;  /* index-add: the item's id, the file's real path */
-} pending;
-
-typedef enum { OP_CLASSIFY, OP_MATCH, OP_EMBED, OP_INDEX_ADD } client_op;
-
-/* index-add's requests stay under the server's 64 KiB header. */
-#define MAX_ID_BYTES (48 << 10)
-
-typedef struct {
-    vit_client *c;
-    cli_format fmt;
-    client_op op;
-    int top_k, logits, batch, normalize;
-    char **texts;  /* match and embed --text, classify --labels; owned */
-    int n_texts;
-    const char *template;  /* classify --template */
-    pending *q;
-    int nq;
-    size_t q_bytes, q_id_bytes;  /* what the queued images take */
-    size_t max_bytes;            /* index-add: the server's per request */
-    long added;                  /* index-add: items committed */
-    long long items;             /* index-add: in the index after */
-    /* embed output: jsonl lines, or npy rows kept for the end */
-    FILE *out;
-    int npy, dim;
-    float *rows;
-    size_t n_rows, cap_rows;
-    int failed, dead, oom;
-} run;
 
 static void fail_input(run *r, const char *path, const char *why)
 {
@@ -176,9 +88,7 @@ static void fail_input(run *r, const char *path, const char *why)
     r->failed++;
 }
 
-/* "image 3: not a PNG" -> "not a PNG", so the message reads as the local
- * command's. */
-static const char *strip_index(const char *msg)
+const char *client_strip_index(const char *msg)
 {
     if (strncmp(msg, "image ", 6) == 0 || strncmp(msg, "text ", 5) == 0) {
         const char *p = msg + (msg[0] == 'i' ? 6 : 5);
@@ -190,7 +100,7 @@ static const char *strip_index(const char *msg)
     return msg;
 }
 
-static float jf(json_t *x)
+float client_jf(json_t *x)
 {
     return json_is_number(x) ? (float)json_number_value(x) : NAN;
 }
@@ -202,7 +112,7 @@ static int jfloats(json_t *a, float *v, int n)
     if (!json_is_array(a) || (int)json_array_size(a) != n)
         return -1;
     for (int j = 0; j < n; j++)
-        v[j] = jf(json_array_get(a, (size_t)j));
+        v[j] = client_jf(json_array_get(a, (size_t)j));
     return 0;
 }
 
@@ -282,7 +192,7 @@ static void print_one(run *r, json_t *res, const char *path)
         json_t *e = json_array_get(labels, j);
         top[k].id = (int)json_integer_value(json_object_get(e, "id"));
         top[k].label = json_string_value(json_object_get(e, "label"));
-        top[k].score = jf(json_object_get(e, "score"));
+        top[k].score = client_jf(json_object_get(e, "score"));
         k++;
     }
     json_t *lg = json_object_get(res, "logits");
@@ -386,7 +296,7 @@ static void flush(run *r)
                 pending bad = r->q[lo + idx];
                 memmove(&r->q[lo + 1], &r->q[lo], (size_t)idx * sizeof *r->q);
                 r->q[lo] = bad;
-                fail_input(r, bad.path, strip_index(msg));
+                fail_input(r, bad.path, client_strip_index(msg));
                 lo++;
             } else {
                 char why[600];
@@ -471,7 +381,7 @@ static void add_image(run *r, const char *path)
                       sizeof fetched_why) != 0)
             why = fetched_why;
     } else {
-        bytes = read_file(path, &n, &why);
+        bytes = client_read_file(path, &n, &why);
     }
     if (!bytes) {
         flush(r);  /* keep the reports in input order */
@@ -487,7 +397,7 @@ static void add_image(run *r, const char *path)
         }
         /* Within the server's limits: the header's ids and the request's
          * bytes. */
-        if (r->nq && (r->q_id_bytes + key_wire_bytes(key) > MAX_ID_BYTES ||
+        if (r->nq && (r->q_id_bytes + client_key_wire_bytes(key) > MAX_ID_BYTES ||
                       (r->max_bytes && r->q_bytes + n > r->max_bytes)))
             flush(r);
     }
@@ -500,13 +410,12 @@ static void add_image(run *r, const char *path)
     }
     r->q[r->nq++] = (pending){p, bytes, n, key};
     r->q_bytes += n;
-    r->q_id_bytes += key ? key_wire_bytes(key) : 0;
+    r->q_id_bytes += key ? client_key_wire_bytes(key) : 0;
     if (r->nq == r->batch)
         flush(r);
 }
 
-/* Image inputs through the local commands' walker: files and directories. */
-static int images_main(run *r, char **paths, int n_paths)
+int client_images_main(run *r, char **paths, int n_paths)
 {
     cli_input_list in = {0};
     r->q = calloc((size_t)r->batch, sizeof *r->q);
@@ -573,7 +482,7 @@ static void texts_main(run *r)
         if (vit_reply_error(&rep, code, msg, sizeof msg, &idx)) {
             for (int j = 0; j < n; j++)
                 if (idx < 0 || idx == j)
-                    fail_input(r, r->texts[i + j], strip_index(msg));
+                    fail_input(r, r->texts[i + j], client_strip_index(msg));
             vit_reply_free(&rep);
             continue;
         }
@@ -620,189 +529,69 @@ static int simple_op(run *r, const char *cmd, const char *op)
     return rc;
 }
 
-static int add_text(run *r, const char *t)
-{
-    char **v = realloc(r->texts, (size_t)(r->n_texts + 1) * sizeof *v);
-    if (!v || !(v[r->n_texts] = strdup(t))) {
-        if (v)
-            r->texts = v;
-        return -1;
-    }
-    r->texts = v;
-    r->n_texts++;
-    return 0;
-}
-
-static int add_texts_file(run *r, const char *path)
-{
-    char **lines;
-    int n = cli_read_lines(path, &lines);
-    if (n < 0)
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = add_text(r, lines[i]);
-    cli_free_lines(lines, n);
-    return rc;
-}
-
-enum { O_TEXTS_FILE = 300, O_NO_NORMALIZE, O_LABELS, O_TEMPLATE };
-
-/* classify, match and embed: the local commands' options, less --model. */
+/* classify, match and embed: parsed with the local commands' specs
+ * (cli/ops.c) for the remote backend, so they take the same options (less
+ * --model and the decoding ones, the server's), mean the same by them and
+ * say the same usage errors, prefixed with the command. */
 static int work_cmd(run *r, int argc, char **argv, client_op op)
 {
-    static const struct option lo[] = {
-        {"top-k", required_argument, NULL, 'k'},
-        {"format", required_argument, NULL, 'f'},
-        {"logits", no_argument, NULL, 'l'},
-        {"batch", required_argument, NULL, 'b'},
-        {"text", required_argument, NULL, 't'},
-        {"texts-file", required_argument, NULL, O_TEXTS_FILE},
-        {"image", required_argument, NULL, 'i'},
-        {"out", required_argument, NULL, 'o'},
-        {"no-normalize", no_argument, NULL, O_NO_NORMALIZE},
-        {"labels", required_argument, NULL, O_LABELS},
-        {"template", required_argument, NULL, O_TEMPLATE},
-        {NULL, 0, NULL, 0},
-    };
-    static const char *const names[] = {"classify", "match", "embed"};
-    const char *cmd = names[op];
-    char **images = NULL;
-    int n_images = 0, c, rc = CLI_EXIT_USAGE;
+    static const cli_op *const ops[] = {&cli_classify_op, &cli_match_op,
+                                        &cli_embed_op};
+    const cli_op *spec = ops[op];
+    union {
+        cli_classify_args c;
+        cli_match_args m;
+        cli_embed_args e;
+    } a;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s: ", spec->name);
+    cli_strv images = {0};
     const char *out_path = NULL;
-    long v;
+    int rc = cli_op_parse(spec, CLI_REMOTE, "client", client_usage_line,
+                          prefix, argc, argv, &a);
+    if (rc >= 0)
+        goto done;
+    rc = CLI_EXIT_FAILED;
     r->op = op;
-    r->normalize = 1;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":k:f:lb:t:i:o:", lo, NULL)) != -1) {
-        int ok = 1;
-        switch (c) {
-        case 'k':
-            ok = op == OP_CLASSIFY && (v = cli_parse_long(optarg, 1, 1000)) > 0;
-            if (ok)
-                r->top_k = (int)v;
-            break;
-        case 'f':
-            if (op == OP_EMBED) {
-                ok = strcmp(optarg, "jsonl") == 0 ||
-                     strcmp(optarg, "npy") == 0;
-                r->npy = strcmp(optarg, "npy") == 0;
-            } else {
-                ok = cli_format_parse(optarg, &r->fmt) == 0 &&
-                     (op == OP_CLASSIFY || r->fmt != CLI_FMT_CSV);
-            }
-            break;
-        case 'l':
-            ok = op == OP_CLASSIFY;
-            r->logits = 1;
-            break;
-        case 'b':
-            ok = (v = cli_parse_long(optarg, 1, 4096)) > 0;
-            if (ok)
-                r->batch = (int)v;
-            break;
-        case 't':
-            ok = op != OP_CLASSIFY;
-            if (ok && add_text(r, optarg) != 0)
-                goto oom;
-            break;
-        case O_TEXTS_FILE:
-            ok = op != OP_CLASSIFY;
-            if (ok && add_texts_file(r, optarg) != 0) {
-                rc = CLI_EXIT_FAILED;
-                goto done;
-            }
-            break;
-        case 'i': {
-            ok = op == OP_EMBED;
-            char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
-            if (!ni)
-                goto oom;
-            images = ni;
-            images[n_images++] = optarg;
-            break;
-        }
-        case 'o':
-            ok = op == OP_EMBED;
-            out_path = optarg;
-            break;
-        case O_NO_NORMALIZE:
-            ok = op == OP_EMBED;
-            r->normalize = 0;
-            break;
-        case O_LABELS:
-            ok = op == OP_CLASSIFY;
-            if (ok) {
-                int before = r->n_texts;
-                if (add_texts_file(r, optarg) != 0) {
-                    rc = CLI_EXIT_FAILED;
-                    goto done;
-                }
-                if (r->n_texts == before) {
-                    cli_report(optarg, "no labels in the file");
-                    rc = CLI_EXIT_FAILED;
-                    goto done;
-                }
-            }
-            break;
-        case O_TEMPLATE:
-            ok = op == OP_CLASSIFY && strstr(optarg, "{}") != NULL;
-            r->template = optarg;
-            break;
-        case ':':
-            usage_error("%s: option '%s' needs an argument", cmd,
-                        argv[optind - 1]);
-            goto done;
-        default:
-            usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
-            goto done;
-        }
-        if (!ok) {
-            usage_error("%s: bad or unsupported option '%s'", cmd,
-                        argv[optind - 1]);
-            goto done;
-        }
-    }
-    for (int i = optind; i < argc; i++) {
-        char **ni = realloc(images, (size_t)(n_images + 1) * sizeof *ni);
-        if (!ni)
-            goto oom;
-        images = ni;
-        images[n_images++] = argv[i];
-    }
-    if (op == OP_MATCH && r->n_texts == 0) {
-        usage_error("match needs at least one --text");
-        goto done;
-    }
-    if (op == OP_EMBED && !n_images == !r->n_texts) {
-        usage_error("embed needs images or texts, not both");
-        goto done;
-    }
-    if (op != OP_EMBED && n_images == 0) {
-        usage_error("%s: no PATH given", cmd);
-        goto done;
-    }
-    if (r->template && !r->n_texts) {
-        usage_error("--template goes with --labels");
-        goto done;
-    }
-    if (r->logits && r->fmt == CLI_FMT_CSV) {
-        usage_error("--logits works with --format text or jsonl");
-        goto done;
+    if (op == OP_CLASSIFY) {
+        r->top_k = a.c.top_k;
+        r->fmt = (cli_format)a.c.fmt;
+        r->logits = a.c.logits;
+        r->batch = a.c.batch ? a.c.batch : r->batch;
+        r->template = a.c.template;
+        /* The zero-shot labels go as the request's texts. */
+        r->texts = a.c.label_v;
+        r->n_texts = a.c.n_labels;
+        images = a.c.paths;
+    } else if (op == OP_MATCH) {
+        r->fmt = (cli_format)a.m.fmt;
+        r->batch = a.m.batch ? a.m.batch : r->batch;
+        r->texts = a.m.texts.v;
+        r->n_texts = a.m.texts.n;
+        images = a.m.paths;
+    } else {
+        r->npy = a.e.npy;
+        r->normalize = a.e.normalize;
+        r->batch = a.e.batch ? a.e.batch : r->batch;
+        out_path = a.e.out;
+        r->texts = a.e.texts.v;
+        r->n_texts = a.e.texts.n;
+        images = a.e.images;
     }
     r->out = stdout;
     if (out_path && !(r->out = fopen(out_path, "wb"))) {
         cli_report(out_path, strerror(errno));
         r->out = NULL;
-        rc = CLI_EXIT_FAILED;
         goto done;
     }
-    if (n_images)
-        images_main(r, images, n_images);
+    if (images.n)
+        client_images_main(r, images.v, images.n);
     else
         texts_main(r);
-    if (r->oom)
-        goto oom;
+    if (r->oom) {
+        fprintf(stderr, "vit: out of memory\n");
+        goto done;
+    }
     if (r->npy && cli_npy_write(r->out, r->rows, r->n_rows,
                                 (size_t)(r->dim ? r->dim : 1)) != 0)
         r->failed++;
@@ -811,722 +600,178 @@ static int work_cmd(run *r, int argc, char **argv, client_op op)
         r->failed++;
     }
     rc = r->failed || r->dead ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-    goto done;
-oom:
-    fprintf(stderr, "vit: out of memory\n");
-    rc = CLI_EXIT_FAILED;
 done:
     if (r->out && r->out != stdout)
         fclose(r->out);
-    free(images);
+    r->texts = NULL;
+    r->n_texts = 0;
+    cli_op_free(spec, &a);
     return rc;
 }
 
-/* ---- the index: search, index-add, index-remove, index-stats ---- */
+/* ---- the client's own options ---- */
 
-/* Sends one request. Returns 0 with the body parsed in *out; 1 for an
- * error reply, with its code and message (said by the caller); -1 when no
- * reply came or it was malformed, said here. */
-static int call_json(run *r, const char *cmd, const char *header,
-                     const vit_blob *b, int n, json_t **out, char code[32],
-                     char msg[512])
+typedef struct {
+    const char *endpoint, *service, *server_key_file, *key_file;
+    int timeout_ms, retries;
+    cli_strv rest;  /* COMMAND and its arguments */
+} client_args;
+
+static const cli_opt client_opts[] = {
+    {.name = "connect", .key = 'c', .type = CLI_ARG_STR,
+     .off = offsetof(client_args, endpoint), .where = CLI_LOCAL,
+     .help =
+        "  -c, --connect EP        the worker or broker, e.g. "
+        "tcp://127.0.0.1:5555\n"},
+    {.name = "timeout", .key = 't', .type = CLI_ARG_INT,
+     .off = offsetof(client_args, timeout_ms), .where = CLI_LOCAL,
+     .lo = 1, .hi = 86400000,
+     .bad = "--timeout needs a positive number of milliseconds, not '%s'",
+     .help =
+        "  -t, --timeout MS        wait this long for each reply (5000)\n"},
+    {.name = "retries", .key = 'r', .type = CLI_ARG_INT,
+     .off = offsetof(client_args, retries), .where = CLI_LOCAL,
+     .lo = 0, .hi = 1000,
+     .bad = "--retries needs an integer from 0 to 1000, not '%s'",
+     .help =
+        "  -r, --retries N         send again on a fresh socket this many "
+        "times (2)\n"},
+    {.name = "service", .key = 's', .type = CLI_ARG_STR,
+     .off = offsetof(client_args, service), .where = CLI_LOCAL,
+     .help =
+        "  -s, --service NAME      the model to use behind a broker "
+        "(default: any)\n"},
+    {.name = "curve-server-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(client_args, server_key_file), .where = CLI_LOCAL,
+     .help =
+        "      --curve-server-key FILE  the server's public key: use CURVE\n"},
+    {.name = "curve-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(client_args, key_file), .where = CLI_LOCAL,
+     .help =
+        "      --curve-key FILE    this client's key pair (zcert text)\n"},
+    {.name = "help", .key = 'h', .type = CLI_ARG_HELP, .where = CLI_LOCAL},
+    {0},
+};
+
+static void client_init(void *p)
 {
-    vit_reply rep;
-    vit_error err = {{0}};
-    *out = NULL;
-    if (vit_client_call(r->c, header, b, n, &rep, &err) != VIT_OK) {
-        fprintf(stderr, "vit client: %s\n", err.msg);
-        r->dead = 1;
-        return -1;
-    }
-    int rc = 0;
-    if (vit_reply_error(&rep, code, msg, 512, NULL))
-        rc = 1;
-    else if (!(*out = json_loads(rep.body, 0, NULL))) {
-        fprintf(stderr, "vit client: %s: a malformed reply\n", cmd);
-        rc = -1;
-    }
-    vit_reply_free(&rep);
-    return rc;
+    client_args *a = p;
+    vit_client_options o = vit_client_options_default();
+    a->timeout_ms = o.timeout_ms;
+    a->retries = o.retries;
+    a->service = o.service;
 }
 
-/* A request with nothing to say about its error but the error. */
-static json_t *call_or_say(run *r, const char *cmd, const char *header)
-{
-    json_t *o;
-    char code[32], msg[512];
-    if (call_json(r, cmd, header, NULL, 0, &o, code, msg) == 1)
-        fprintf(stderr, "vit client: %s: %s (%s)\n", cmd, msg, code);
-    return o;
-}
+static const char *const commands[] = {
+    "classify",    "embed",       "match",        "info",
+    "health",      "metrics",     "search",       "index-add",
+    "index-remove", "index-stats", "broker-info"};
 
-/* The index the server serves, as index_stats describes it: NULL (said)
- * when it serves none. */
-static json_t *index_info(run *r, const char *cmd)
+static const char *client_check(void *p, unsigned backend, char *buf,
+                                size_t n)
 {
-    json_t *o = call_or_say(r, cmd, "{\"op\":\"index_stats\"}");
-    json_t *ix = json_object_get(o, "index");
-    if (o && !json_is_object(ix)) {
-        fprintf(stderr, "vit client: %s: a malformed reply\n", cmd);
-        ix = NULL;
+    const client_args *a = p;
+    if (!a->endpoint)
+        return "--connect EP is required";
+    if (a->rest.n == 0)
+        return "no COMMAND given";
+    const char *cmd = a->rest.v[0];
+    int known = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        known |= strcmp(cmd, commands[i]) == 0;
+    if (!known) {
+        snprintf(buf, n, "unknown command '%s'", cmd);
+        return buf;
     }
-    json_incref(ix);
-    json_decref(o);
-    return ix;
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static long long jint(json_t *o, const char *key)
-{
-    json_t *x = json_object_get(o, key);
-    return json_is_number(x) ? (long long)json_number_value(x) : 0;
-}
-
-/* --format text|jsonl, for the index commands. */
-static int index_format(run *r, const char *cmd, const char *s)
-{
-    if (strcmp(s, "text") == 0)
-        r->fmt = CLI_FMT_TEXT;
-    else if (strcmp(s, "jsonl") == 0)
-        r->fmt = CLI_FMT_JSONL;
-    else
-        return usage_error("%s: unknown format '%s' (text or jsonl)", cmd, s);
-    return 0;
-}
-
-/* Parses the options of a subcommand that takes only --format; returns
- * -1 when they are fine, else the exit status. */
-static int format_only_options(run *r, const char *name, int argc,
-                               char **argv)
-{
-    static const struct option lo[] = {
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":f:", lo, NULL)) != -1) {
-        if (c == 'f') {
-            if (index_format(r, name, optarg) != 0)
-                return CLI_EXIT_USAGE;
-        } else if (c == ':') {
-            return usage_error("%s: option '%s' needs an argument", name,
-                               argv[optind - 1]);
-        } else {
-            return usage_error("%s: unknown option '%s'", name,
-                               argv[optind - 1]);
-        }
-    }
-    return -1;
-}
-
-static int stats_cmd(run *r, int argc, char **argv)
-{
-    int rc0 = format_only_options(r, "index-stats", argc, argv);
-    if (rc0 >= 0)
-        return rc0;
-    if (optind < argc)
-        return usage_error("index-stats takes no arguments");
-    json_t *ix = index_info(r, "index-stats");
-    if (!ix)
-        return CLI_EXIT_FAILED;
-    cli_index_stats s = {
-        .index = jstr(ix, "path") ? jstr(ix, "path") : "-",
-        .items = jint(ix, "items"), .files = jint(ix, "files"),
-        .dim = (int)jint(ix, "dim"), .vector_bytes = jint(ix, "vector_bytes"),
-        .file_bytes = jint(ix, "file_bytes"), .model = jstr(ix, "model"),
-        .model_dir = jstr(ix, "model_dir"),
-        .fingerprint = jstr(ix, "fingerprint"),
-        .model_precision = jstr(ix, "model_precision"),
-        .preprocess = jstr(ix, "preprocess"),
-        .first_added = (double)jint(ix, "first_added_us") / 1e6,
-        .last_added = (double)jint(ix, "last_added_us") / 1e6};
-    int rc = cli_index_stats_write(stdout, r->fmt == CLI_FMT_JSONL, &s);
-    json_decref(ix);
-    if (rc != 0) {
-        fprintf(stderr, "vit: out of memory\n");
-        return CLI_EXIT_FAILED;
-    }
-    return CLI_EXIT_OK;
-}
-
-/* A search request for queries v[0 .. n) of one kind ('t' texts, 'i'
- * image files, whose bytes are b). Returns 0 with each query's result
- * array in res[i] (new references); 1 for a refused image (reported;
- * *bad is its position), -1 when the search cannot go on (said). */
-static int search_request(run *r, char kind, char **v, const vit_blob *b,
-                          int n, int k, const char *prefix, json_t **res,
-                          int *bad)
-{
-    json_t *h = json_pack("{s:s, s:i}", "op",
-                          kind == 't' ? "search_text" : "search_image", "k",
-                          k);
-    if (h && prefix)
-        json_object_set_new(h, "prefix", vit_key_to_json(prefix));
-    if (h && kind == 't') {
-        json_t *t = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(t, json_string(v[i]));
-        json_object_set_new(h, "texts", t);
-    }
-    char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
-    json_decref(h);
-    if (!hs) {
-        fprintf(stderr, "vit: out of memory\n");
-        return -1;
-    }
-    json_t *o;
-    char code[32], msg[512];
-    int idx = -1;
-    int rc = call_json(r, "search", hs, b, kind == 'i' ? n : 0, &o, code,
-                       msg);
-    free(hs);
-    if (rc < 0)
-        return -1;
-    if (rc > 0) {
-        /* Which image: the message names it ("image 3: ..."). */
-        if (kind == 'i' && (strcmp(code, "bad_image") == 0 ||
-                            strcmp(code, "too_large") == 0) &&
-            sscanf(msg, "image %d:", &idx) == 1 && idx >= 0 && idx < n) {
-            cli_report(v[idx], strip_index(msg));
-            *bad = idx;
-            return 1;
-        }
-        fprintf(stderr, "vit client: search: %s (%s)\n", msg, code);
-        return -1;
-    }
-    json_t *all = json_object_get(o, "results");
-    if (json_array_size(all) != (size_t)n) {
-        fprintf(stderr, "vit client: search: a malformed reply\n");
-        json_decref(o);
-        return -1;
-    }
-    for (int i = 0; i < n; i++)
-        res[i] = json_incref(json_array_get(all, (size_t)i));
-    json_decref(o);
-    return 0;
-}
-
-/* Prints one query's results as `vit index search` does. */
-static int search_print(run *r, char kind, const char *query, json_t *res)
-{
-    size_t n = json_array_size(res);
-    cli_hit *hits = malloc((n ? n : 1) * sizeof *hits);
-    if (!hits)
-        return -1;
-    char **keys = calloc(n ? n : 1, sizeof *keys);
-    if (!keys) {
-        free(hits);
-        return -1;
-    }
-    for (size_t j = 0; j < n; j++) {
-        json_t *x = json_array_get(res, j);
-        json_t *id = json_object_get(x, "rowid");
-        /* An id that is not UTF-8 comes as {"base64": ...}: printed as
-         * the bytes it is, as `vit index search` prints it. */
-        keys[j] = vit_key_from_json(json_object_get(x, "id"), (size_t)-1);
-        hits[j] = (cli_hit){keys[j] ? keys[j] : "",
-                            jf(json_object_get(x, "score")),
-                            json_is_integer(id) ? json_integer_value(id)
-                                                : -1};
-    }
-    int rc = cli_search_write(stdout, r->fmt == CLI_FMT_JSONL, kind == 'i',
-                              query, hits, (int)n);
-    for (size_t j = 0; j < n; j++)
-        free(keys[j]);
-    free(keys);
-    free(hits);
-    return rc;
-}
-
-/* The queries of one kind, in requests of at most `max` (and, for images,
- * max_bytes), so that the server searches them together as `vit index
- * search` does. Results land in res[] at the queries' places. Returns the
- * number of queries that failed, or -1 when the rest cannot be done. */
-static int search_kind(run *r, char kind, char **q, int nq, const int *pos,
-                       int max, size_t max_bytes, int k, const char *prefix,
-                       json_t **res)
-{
-    char **v = malloc((size_t)(max ? max : 1) * sizeof *v);
-    int *vp = malloc((size_t)(max ? max : 1) * sizeof *vp);
-    vit_blob *b = calloc((size_t)(max ? max : 1), sizeof *b);
-    json_t **got = calloc((size_t)(max ? max : 1), sizeof *got);
-    int failed = 0, i = 0;
-    if (!v || !vp || !b || !got) {
-        fprintf(stderr, "vit: out of memory\n");
-        failed = -1;
-    }
-    while (failed >= 0 && i < nq) {
-        int n = 0;
-        size_t bytes = 0;
-        for (; i < nq && n < max; i++) {
-            if (kind == 'i') {
-                const char *why = "";
-                size_t sz = 0;
-                unsigned char *d = read_file(q[i], &sz, &why);
-                if (!d) {
-                    cli_report(q[i], why);
-                    failed++;
-                    continue;
-                }
-                if (n && bytes + sz > max_bytes) {
-                    free(d);
-                    break;  /* this one starts the next request */
-                }
-                b[n] = (vit_blob){d, sz};
-                bytes += sz;
-            }
-            v[n] = q[i];
-            vp[n++] = pos[i];
-        }
-        while (n > 0) {
-            int bad = -1;
-            int rc = search_request(r, kind, v, b, n, k, prefix, got, &bad);
-            if (rc < 0) {
-                failed = -1;
-                break;
-            }
-            if (rc == 0) {
-                for (int j = 0; j < n; j++)
-                    res[vp[j]] = got[j];
-                break;
-            }
-            /* Without the refused image, again. */
-            failed++;
-            free((void *)b[bad].data);
-            memmove(v + bad, v + bad + 1, (size_t)(n - bad - 1) * sizeof *v);
-            memmove(vp + bad, vp + bad + 1,
-                    (size_t)(n - bad - 1) * sizeof *vp);
-            memmove(b + bad, b + bad + 1, (size_t)(n - bad - 1) * sizeof *b);
-            n--;
-        }
-        for (int j = 0; j < n && kind == 'i'; j++)
-            free((void *)b[j].data);
-    }
-    free(v);
-    free(vp);
-    free(b);
-    free(got);
-    return failed;
-}
-
-static int search_cmd(run *r, int argc, char **argv)
-{
-    static const struct option lo[] = {
-        {"text", required_argument, NULL, 't'},
-        {"image", required_argument, NULL, 'i'},
-        {"top-k", required_argument, NULL, 'k'},
-        {"prefix", required_argument, NULL, 'p'},
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    size_t cap = (size_t)argc + 1;
-    char *kinds = calloc(cap, 1);
-    char **queries = calloc(cap, sizeof *queries);
-    char **texts = calloc(cap, sizeof *texts);
-    char **images = calloc(cap, sizeof *images);
-    int *tpos = calloc(cap, sizeof *tpos), *ipos = calloc(cap, sizeof *ipos);
-    json_t **res = calloc(cap, sizeof *res);
-    const char *prefix_arg = NULL;
-    char *prefix = NULL;
-    int nq = 0, nt = 0, ni = 0, k = 10, c, rc = CLI_EXIT_USAGE;
-    long v;
-    if (!kinds || !queries || !texts || !images || !tpos || !ipos || !res) {
-        fprintf(stderr, "vit: out of memory\n");
-        rc = CLI_EXIT_FAILED;
-        goto done;
-    }
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":t:i:k:f:", lo, NULL)) != -1) {
-        switch (c) {
-        case 't':
-            tpos[nt] = nq;
-            texts[nt++] = optarg;
-            kinds[nq] = 't';
-            queries[nq++] = optarg;
-            break;
-        case 'i':
-            ipos[ni] = nq;
-            images[ni++] = optarg;
-            kinds[nq] = 'i';
-            queries[nq++] = optarg;
-            break;
-        case 'k':
-            if ((v = cli_parse_long(optarg, 1, 1000)) < 0) {
-                usage_error("search: -k needs an integer from 1 to 1000, "
-                            "not '%s'", optarg);
-                goto done;
-            }
-            k = (int)v;
-            break;
-        case 'p':
-            prefix_arg = optarg;
-            break;
-        case 'f':
-            if (index_format(r, "search", optarg) != 0)
-                goto done;
-            break;
-        case ':':
-            usage_error("search: option '%s' needs an argument",
-                        argv[optind - 1]);
-            goto done;
-        default:
-            usage_error("search: unknown option '%s'", argv[optind - 1]);
-            goto done;
-        }
-    }
-    if (optind < argc) {
-        usage_error("search: unexpected argument '%s' (queries are --text "
-                    "and --image)", argv[optind]);
-        goto done;
-    }
-    if (nq == 0) {
-        usage_error("search: give a query: --text STR or --image FILE");
-        goto done;
-    }
-    rc = CLI_EXIT_FAILED;
-    if (prefix_arg && !(prefix = cli_index_prefix(prefix_arg))) {
-        fprintf(stderr, "vit: out of memory\n");
-        goto done;
-    }
-    /* How many queries the server takes in one request: asked only when
-     * there are several. */
-    long long max_t = 1, max_i = 1, max_req = 0;
-    if (nt > 1 || ni > 1) {
-        json_t *info = call_or_say(r, "search", "{\"op\":\"info\"}");
-        if (!info)
-            goto done;
-        json_t *lim = json_object_get(info, "limits");
-        max_t = jint(lim, "max_texts");
-        max_i = jint(lim, "max_images");
-        max_req = jint(lim, "max_request_bytes");
-        json_decref(info);
-    }
-    max_t = max_t < 1 ? 1 : max_t > 4096 ? 4096 : max_t;
-    max_i = max_i < 1 ? 1 : max_i > 4096 ? 4096 : max_i;
-    size_t max_bytes = max_req > (1 << 20) ? (size_t)max_req - (1 << 20)
-                                            : (size_t)MAX_FILE_BYTES;
-    int ft = nt ? search_kind(r, 't', texts, nt, tpos, (int)max_t, 0, k,
-                              prefix, res)
-                : 0;
-    int fi = ft >= 0 && ni ? search_kind(r, 'i', images, ni, ipos, (int)max_i,
-                                         max_bytes, k, prefix, res)
-                           : 0;
-    rc = ft || fi ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-    for (int i = 0; i < nq && ft >= 0 && fi >= 0; i++) {
-        if (res[i] && search_print(r, kinds[i], queries[i], res[i]) != 0) {
-            fprintf(stderr, "vit: out of memory\n");
-            rc = CLI_EXIT_FAILED;
-            break;
-        }
-    }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
-        rc = CLI_EXIT_FAILED;
-    }
-done:
-    for (int i = 0; res && i < nq; i++)
-        json_decref(res[i]);
-    free(res);
-    free(kinds);
-    free(queries);
-    free(texts);
-    free(images);
-    free(tpos);
-    free(ipos);
-    free(prefix);
-    return rc;
-}
-
-static int index_add_cmd(run *r, int argc, char **argv)
-{
-    static const struct option lo[] = {
-        {"batch", required_argument, NULL, 'b'},
-        {"format", required_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
-    int c, batch = 0;
-    long v;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":b:f:", lo, NULL)) != -1) {
-        if (c == 'b') {
-            if ((v = cli_parse_long(optarg, 1, 4096)) < 0)
-                return usage_error("index-add: --batch needs an integer "
-                                   "from 1 to 4096, not '%s'", optarg);
-            batch = (int)v;
-        } else if (c == 'f') {
-            if (index_format(r, "index-add", optarg) != 0)
-                return CLI_EXIT_USAGE;
-        } else if (c == ':') {
-            return usage_error("index-add: option '%s' needs an argument",
-                               argv[optind - 1]);
-        } else {
-            return usage_error("index-add: unknown option '%s'",
-                               argv[optind - 1]);
-        }
-    }
-    if (optind >= argc)
-        return usage_error("index-add: nothing to add: give image files or "
-                           "directories");
-    /* The server's index (none: said, and nothing is read) and limits. */
-    json_t *ix = index_info(r, "index-add");
-    if (!ix)
-        return CLI_EXIT_FAILED;
-    json_t *info = call_or_say(r, "index-add", "{\"op\":\"info\"}");
-    if (!info) {
-        json_decref(ix);
-        return CLI_EXIT_FAILED;
-    }
-    json_t *lim = json_object_get(info, "limits");
-    long long max_images = jint(lim, "max_images");
-    long long max_req = jint(lim, "max_request_bytes");
-    json_decref(info);
-    r->op = OP_INDEX_ADD;
-    r->batch = max_images > 0 ? (int)(max_images < 4096 ? max_images : 4096)
-                              : DEFAULT_BATCH;
-    if (batch && batch < r->batch)
-        r->batch = batch;
-    /* Room for the header and the frames' overhead. */
-    r->max_bytes = max_req > (1 << 20) ? (size_t)max_req - (1 << 20) : 0;
-    r->items = jint(ix, "items");
-    int rc = images_main(r, argv + optind, argc - optind);
-    if (r->failed || r->dead || r->oom)
-        rc = CLI_EXIT_FAILED;
-    if (r->oom)
-        fprintf(stderr, "vit: out of memory\n");
-    if (r->fmt == CLI_FMT_TEXT)
-        printf("added %ld, failed %d; %lld items in %s\n", r->added,
-               r->failed, r->items, jstr(ix, "path") ? jstr(ix, "path") : "-");
-    json_decref(ix);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "vit: writing the output: %s\n", strerror(errno));
-        rc = CLI_EXIT_FAILED;
-    }
-    return rc;
-}
-
-/* The ids of one PATH of index-remove: its key, the PATH as given (an id
- * added over the service), and for a directory the keys of the image
- * files in it. Returns a JSON array, or NULL when out of memory. */
-static json_t *remove_ids(char *path)
-{
-    json_t *ids = json_array();
-    char *key = cli_index_key(path);
-    if (!ids || !key)
-        goto oom;
-    json_t *s = vit_key_to_json(key);
-    if (!s || json_array_append_new(ids, s) != 0)
-        goto oom;
-    if (strcmp(key, path) != 0 &&
-        (!(s = vit_key_to_json(path)) || json_array_append_new(ids, s) != 0))
-        goto oom;
-    free(key);
-    key = NULL;
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        cli_input_list in = {0};
-        if (cli_inputs_collect(&path, 1, &in) != 0) {
-            cli_inputs_free(&in);
-            goto oom;
-        }
-        for (size_t i = 0; i < in.n; i++) {
-            if (in.v[i].kind != CLI_IN_IMAGE)
-                continue;
-            char *k = cli_index_key(in.v[i].path);
-            if (!k) {
-                cli_inputs_free(&in);
-                goto oom;
-            }
-            s = vit_key_to_json(k);
-            free(k);
-            if (!s || json_array_append_new(ids, s) != 0) {
-                cli_inputs_free(&in);
-                goto oom;
-            }
-        }
-        cli_inputs_free(&in);
-    }
-    return ids;
-oom:
-    free(key);
-    json_decref(ids);
+    if (a->key_file && !a->server_key_file)
+        return "--curve-key needs --curve-server-key";
+    /* The broker answers its reserved service itself. */
+    if (strcmp(cmd, "broker-info") == 0 && a->service && *a->service)
+        return "broker-info asks the broker itself; --service does not go "
+               "with it";
     return NULL;
 }
 
-static int index_remove_cmd(run *r, int argc, char **argv)
-{
-    int rc0 = format_only_options(r, "index-remove", argc, argv);
-    if (rc0 >= 0)
-        return rc0;
-    if (optind >= argc)
-        return usage_error("index-remove: nothing to remove: give paths or "
-                           "ids");
-    json_t *ix = index_info(r, "index-remove");
-    if (!ix)
-        return CLI_EXIT_FAILED;
-    int rc = CLI_EXIT_OK;
-    long long removed = 0;
-    for (int i = optind; i < argc && !r->dead; i++) {
-        json_t *all = remove_ids(argv[i]);
-        if (!all) {
-            fprintf(stderr, "vit: out of memory\n");
-            rc = CLI_EXIT_FAILED;
-            break;
-        }
-        /* In requests whose ids stay under the 64 KiB header. */
-        long long here = 0;
-        size_t n = json_array_size(all), j = 0;
-        int failed = 0;
-        while (j < n && !failed) {
-            json_t *ids = json_array();
-            size_t bytes = 0;
-            for (; j < n && (json_array_size(ids) == 0 ||
-                             bytes < MAX_ID_BYTES - 4096 - 8); j++) {
-                json_t *x = json_array_get(all, j);
-                char *k = vit_key_from_json(x, (size_t)-1);
-                bytes += k ? key_wire_bytes(k) : 28;
-                free(k);
-                json_array_append(ids, x);
-            }
-            json_t *h = json_pack("{s:s, s:o}", "op", "index_remove", "ids",
-                                  ids);
-            char *hs = h ? json_dumps(h, JSON_COMPACT) : NULL;
-            json_decref(h);
-            json_t *o = NULL;
-            char code[32], msg[512];
-            int cr = hs ? call_json(r, "index-remove", hs, NULL, 0, &o, code,
-                                    msg)
-                        : -1;
-            if (!hs)
-                fprintf(stderr, "vit: out of memory\n");
-            else if (cr > 0)
-                fprintf(stderr, "vit client: index-remove: %s (%s)\n", msg,
-                        code);
-            free(hs);
-            if (cr != 0) {
-                failed = 1;
-            } else {
-                here += jint(o, "removed");
-                json_decref(o);
-            }
-        }
-        json_decref(all);
-        if (failed) {
-            rc = CLI_EXIT_FAILED;
-            break;
-        }
-        if (here == 0) {
-            cli_report(argv[i], "not in the index");
-            rc = CLI_EXIT_FAILED;
-        }
-        removed += here;
-    }
-    if (r->fmt == CLI_FMT_JSONL)
-        printf("{\"removed\": %lld}\n", removed);
-    else
-        printf("removed %lld item%s from %s\n", removed,
-               removed == 1 ? "" : "s",
-               jstr(ix, "path") ? jstr(ix, "path") : "-");
-    json_decref(ix);
-    return rc;
-}
+static const cli_op client_spec = {
+    .name = "client",
+    .usage = client_usage_line,
+    .about =
+        "\n"
+        "Send work to a vit worker (vit serve --bind) or broker (vit broker) "
+        "over\n"
+        "ZeroMQ; the protocol is service/PROTOCOL.md.\n",
+    .after =
+        "\n"
+        "classify, embed and match take the options of the local commands "
+        "(less\n"
+        "--model) and print exactly what they print; info, health and "
+        "metrics\n"
+        "print the server's JSON (behind a broker, a worker's). broker-info "
+        "prints\n"
+        "the broker's own: the models it serves, their live workers and "
+        "queued\n"
+        "requests, and its counters (service mmi.broker).\n"
+        "\n"
+        "search, index-add, index-remove and index-stats use the index of a "
+        "worker\n"
+        "started with --index PATH, and print what `vit index "
+        "search|add|remove|stats`\n"
+        "print. index-add sends the image files (directories walked as `vit "
+        "index\n"
+        "add` walks them) keyed by their real paths, in requests of at most "
+        "the\n"
+        "server's max images (and --batch); the server embeds them, "
+        "replacing an item\n"
+        "of the same key. index-remove removes the items keyed by each "
+        "PATH's real path\n"
+        "(or by PATH as given: an id), and for a directory those of the "
+        "image files\n"
+        "now in it. search -k is at most 1000; --prefix P as for `vit index "
+        "search`.\n"
+        "search sends its texts together and its images together; texts and "
+        "images\n"
+        "mixed are searched in one batch locally, so there the scores may "
+        "differ\n"
+        "from `vit index search` in float32's last digit.\n"
+        "\n"
+        "Exit status: 0 all done, 1 some input failed or no reply, 2 usage "
+        "error.\n",
+    .opts = client_opts,
+    .size = sizeof(client_args),
+    .positional = offsetof(client_args, rest),
+    .in_order = 1,  /* options end at the command, whose own follow it */
+    .init = client_init,
+    .check = client_check,
+};
 
 int cli_client_main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"connect", required_argument, NULL, 'c'},
-        {"timeout", required_argument, NULL, 't'},
-        {"retries", required_argument, NULL, 'r'},
-        {"service", required_argument, NULL, 's'},
-        {"curve-server-key", required_argument, NULL, 'S'},
-        {"curve-key", required_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    client_args a;
+    int rc = cli_op_parse_local(&client_spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_FAILED;
     vit_client_options o = vit_client_options_default();
-    const char *endpoint = NULL, *server_key_file = NULL, *key_file = NULL;
-    char server_key[41], pub[41], sec[41];
-    int c;
-    long v;
-    opterr = 0;
-    /* '+': options end at the command, whose own options follow it. */
-    while ((c = getopt_long(argc, argv, "+:c:t:r:s:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'c': endpoint = optarg; break;
-        case 's': o.service = optarg; break;
-        case 'S': server_key_file = optarg; break;
-        case 'K': key_file = optarg; break;
-        case 't':
-            if ((v = cli_parse_long(optarg, 1, 86400000)) < 0)
-                return usage_error("--timeout needs a positive number of "
-                                   "milliseconds, not '%s'", optarg);
-            o.timeout_ms = (int)v;
-            break;
-        case 'r':
-            if ((v = cli_parse_long(optarg, 0, 1000)) < 0)
-                return usage_error("--retries needs an integer from 0 to "
-                                   "1000, not '%s'", optarg);
-            o.retries = (int)v;
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (!endpoint)
-        return usage_error("--connect EP is required");
-    if (optind >= argc)
-        return usage_error("no COMMAND given");
-    const char *cmd = argv[optind];
-    int known = 0;
-    static const char *const cmds[] = {
-        "classify",  "embed",        "match",       "info",  "health",
-        "metrics",   "search",       "index-add",   "index-remove",
-        "index-stats", "broker-info"};
-    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        known |= strcmp(cmd, cmds[i]) == 0;
-    if (!known)
-        return usage_error("unknown command '%s'", cmd);
-    if (key_file && !server_key_file)
-        return usage_error("--curve-key needs --curve-server-key");
-    if (strcmp(cmd, "broker-info") == 0) {
-        /* The broker answers its reserved service itself. */
-        if (o.service && *o.service)
-            return usage_error("broker-info asks the broker itself; "
-                               "--service does not go with it");
+    o.timeout_ms = a.timeout_ms;
+    o.retries = a.retries;
+    o.service = a.service;
+    const char *cmd = a.rest.v[0];
+    if (strcmp(cmd, "broker-info") == 0)
         o.service = "mmi.broker";
-    }
-    if (server_key_file) {
-        if (cli_read_key(server_key_file, "public", server_key) != 0)
-            return CLI_EXIT_FAILED;
-        o.curve_server_key = server_key;
-    }
-    if (key_file) {
-        if (cli_read_key(key_file, "public", pub) != 0 ||
-            cli_read_key(key_file, "secret", sec) != 0)
-            return CLI_EXIT_FAILED;
-        o.curve_public_key = pub;
-        o.curve_secret_key = sec;
-    }
+    cli_curve_keys keys;
+    if (cli_client_keys(a.server_key_file, a.key_file, &keys,
+                        &o.curve_server_key, &o.curve_public_key,
+                        &o.curve_secret_key) != 0)
+        goto out;
 
     run r = {.fmt = CLI_FMT_TEXT, .top_k = 5, .batch = DEFAULT_BATCH};
     vit_error err = {{0}};
-    if (vit_client_new(endpoint, &o, &r.c, &err) != VIT_OK) {
+    if (vit_client_new(a.endpoint, &o, &r.c, &err) != VIT_OK) {
         fprintf(stderr, "vit client: %s\n", err.msg);
-        return CLI_EXIT_FAILED;
+        goto out;
     }
-    int sub_argc = argc - optind;
-    char **sub_argv = argv + optind;
-    int rc;
+    int sub_argc = a.rest.n;
+    char **sub_argv = a.rest.v;
     if (strcmp(cmd, "classify") == 0)
         rc = work_cmd(&r, sub_argc, sub_argv, OP_CLASSIFY);
     else if (strcmp(cmd, "match") == 0)
@@ -1534,22 +779,21 @@ int cli_client_main(int argc, char **argv)
     else if (strcmp(cmd, "embed") == 0)
         rc = work_cmd(&r, sub_argc, sub_argv, OP_EMBED);
     else if (strcmp(cmd, "search") == 0)
-        rc = search_cmd(&r, sub_argc, sub_argv);
+        rc = client_search_cmd(&r, sub_argc, sub_argv);
     else if (strcmp(cmd, "index-add") == 0)
-        rc = index_add_cmd(&r, sub_argc, sub_argv);
+        rc = client_index_add_cmd(&r, sub_argc, sub_argv);
     else if (strcmp(cmd, "index-remove") == 0)
-        rc = index_remove_cmd(&r, sub_argc, sub_argv);
+        rc = client_index_remove_cmd(&r, sub_argc, sub_argv);
     else if (strcmp(cmd, "index-stats") == 0)
-        rc = stats_cmd(&r, sub_argc, sub_argv);
+        rc = client_stats_cmd(&r, sub_argc, sub_argv);
     else if (sub_argc > 1)
         rc = usage_error("%s takes no arguments", cmd);
     else
         rc = simple_op(&r, cmd,
                        strcmp(cmd, "broker-info") == 0 ? "info" : cmd);
-    for (int i = 0; i < r.n_texts; i++)
-        free(r.texts[i]);
-    free(r.texts);
     free(r.rows);
     vit_client_free(r.c);
+out:
+    cli_op_free(&client_spec, &a);
     return rc;
 }

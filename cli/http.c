@@ -6,11 +6,11 @@
  * start with its log line. SIGTERM or Ctrl-C stops accepting connections,
  * answers the requests in flight, then exits 0.
  */
-#include "cli/cli.h"
+#include "cli/args.h"
 #include "service/service.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +34,9 @@ int cli_http_key(const char *arg, const char *file, char **key)
     }
     if (!file)
         return 0;
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        cli_report(file, strerror(errno));
-        return -1;
-    }
     char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    if (cli_read_text(file, text, sizeof text) != 0)
+        return -1;
     text[strcspn(text, "\r\n")] = '\0';  /* the first line */
     if (!text[0]) {
         cli_report(file, "the first line holds no API key");
@@ -103,174 +97,160 @@ int cli_http_begin(const char *cmd, const vit_http_options *o,
     return 0;
 }
 
-static const char usage[] =
-    "usage: vit http --connect EP --listen HOST:PORT [options]\n";
+typedef struct {
+    vit_http_options o;
+    const char *key_arg, *key_file, *server_key_file, *curve_key_file;
+    int fetch_urls;
+    cli_strv rest;  /* none are taken */
+} http_args;
 
-static void help(void)
-{
-    vit_http_options d = vit_http_options_default();
-    fputs(usage, stdout);
-    printf(
-        "\nAn HTTP/JSON gateway to a vit worker (vit serve --bind) or broker "
-        "(vit\nbroker --frontend): GET /health, /ready, /metrics, /v1/models; "
-        "POST\n/v1/classify, /v1/embeddings, /v1/match, /v1/search "
-        "(README.md, \"HTTP\").\n"
-        "\noptions:\n"
+static const cli_opt http_opts[] = {
+    {.name = "connect", .key = 'c', .type = CLI_ARG_STR,
+     .off = offsetof(http_args, o.connect), .where = CLI_LOCAL,
+     .help =
         "  -c, --connect EP         the worker's or broker's endpoint "
-        "(required)\n"
+        "(required)\n"},
+    {.name = "listen", .key = 'l', .type = CLI_ARG_STR,
+     .off = offsetof(http_args, o.listen), .where = CLI_LOCAL,
+     .help =
         "  -l, --listen HOST:PORT   serve HTTP here, e.g. 127.0.0.1:8080 "
         "(port 0:\n"
-        "                           any free one; the log line says which)\n"
+        "                           any free one; the log line says which)\n"},
+    {.name = "api-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(http_args, key_arg), .where = CLI_LOCAL,
+     .help =
         "      --api-key KEY        require 'Authorization: Bearer KEY' on "
         "every route\n"
         "                           but /health (visible to other users in "
         "ps:\n"
-        "                           prefer the next two)\n"
+        "                           prefer the next two)\n"},
+    {.name = "api-key-file", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(http_args, key_file), .where = CLI_LOCAL,
+     .help =
         "      --api-key-file FILE  the key, the first line of FILE\n"
-        "                           (default: $VIT_API_KEY when set)\n"
+        "                           (default: $VIT_API_KEY when set)\n"},
+    {.name = "max-body-bytes", .key = 0, .type = CLI_ARG_SIZE,
+     .off = offsetof(http_args, o.max_body_bytes), .where = CLI_LOCAL,
+     .lo = 1, .hi = 1L << 40, .help_value = 1,
+     .bad = "--max-body-bytes needs a positive integer, not '%s'",
+     .help =
         "      --max-body-bytes N   larger request bodies are refused, 413 "
-        "(%zu)\n"
+        "(%zu)\n"},
+    {.name = "max-connections", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(http_args, o.max_connections), .where = CLI_LOCAL,
+     .lo = 1, .hi = 100000, .help_value = 1,
+     .bad = "--max-connections needs 1 to 100000, not '%s'",
+     .help =
         "      --max-connections N  connections at once (%d); past it a new "
         "one is\n"
-        "                           closed at once\n"
-        "      --connection-timeout S  close a connection idle for S "
-        "seconds (%d)\n"
+        "                           closed at once\n"},
+    {.name = "connection-timeout", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(http_args, o.connection_timeout_s), .where = CLI_LOCAL,
+     .lo = 1, .hi = 86400, .help_value = 1,
+     .bad = "--connection-timeout needs 1 to 86400 s, not '%s'",
+     .help =
+        "      --connection-timeout S  close a connection idle for S seconds "
+        "(%d)\n"},
+    {.name = "timeout", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(http_args, o.timeout_ms), .where = CLI_LOCAL,
+     .lo = 1, .hi = 86400000, .help_value = 1,
+     .bad = "--timeout needs 1 to 86400000 ms, not '%s'",
+     .help =
         "      --timeout MS         wait this long for the service's reply "
         "(%d);\n"
-        "                           past it the answer is 504\n"
-        "      --retries N          tries after one that timed out (%d)\n"
+        "                           past it the answer is 504\n"},
+    {.name = "retries", .key = 0, .type = CLI_ARG_INT,
+     .off = offsetof(http_args, o.retries), .where = CLI_LOCAL,
+     .lo = 0, .hi = 100, .help_value = 1,
+     .bad = "--retries needs 0 to 100, not '%s'",
+     .help =
+        "      --retries N          tries after one that timed out (%d)\n"},
+    {.name = "fetch-urls", .key = 0, .type = CLI_ARG_FLAG,
+     .off = offsetof(http_args, fetch_urls), .where = CLI_LOCAL,
+     .lo = 1,
+     .help =
         "      --fetch-urls         fetch images given as http(s) URLs "
         "(default:\n"
         "                           refused, 400: the server would reach "
         "any\n"
-        "                           address a client names)\n"
+        "                           address a client names)\n"},
+    {.name = "curve-server-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(http_args, server_key_file), .where = CLI_LOCAL,
+     .help =
         "      --curve-server-key FILE  the server's public key: CURVE to "
-        "it\n"
+        "it\n"},
+    {.name = "curve-key", .key = 0, .type = CLI_ARG_STR,
+     .off = offsetof(http_args, curve_key_file), .where = CLI_LOCAL,
+     .help =
         "      --curve-key FILE     this gateway's key pair (default: a "
-        "fresh one)\n"
-        "  -h, --help               show this help and exit\n"
-        "\nSIGTERM or Ctrl-C stops accepting connections, answers the "
-        "requests in\nflight, then exits 0.\n",
-        d.max_body_bytes, d.max_connections, d.connection_timeout_s,
-        d.timeout_ms, d.retries);
+        "fresh one)\n"},
+    {.name = "help", .key = 'h', .type = CLI_ARG_HELP, .where = CLI_LOCAL,
+     .help =
+        "  -h, --help               show this help and exit\n"},
+    {0},
+};
+
+static void http_init(void *p)
+{
+    ((http_args *)p)->o = vit_http_options_default();
 }
 
-enum {
-    O_KEY = 256, O_KEY_FILE, O_MAX_BODY, O_MAX_CONN, O_TIMEOUT, O_RETRIES,
-    O_FETCH_URLS, O_CURVE_SERVER, O_CURVE_KEY, O_CONN_TIMEOUT,
+static const char *http_check(void *p, unsigned backend, char *buf, size_t n)
+{
+    const http_args *a = p;
+    if (a->rest.n) {
+        snprintf(buf, n, "unexpected argument '%s'", a->rest.v[0]);
+        return buf;
+    }
+    if (!a->o.connect || !a->o.listen)
+        return "--connect and --listen are required";
+    if (a->curve_key_file && !a->server_key_file)
+        return "--curve-key needs --curve-server-key";
+    return NULL;
+}
+
+static const cli_op http_spec = {
+    .name = "http",
+    .usage = "usage: vit http --connect EP --listen HOST:PORT [options]\n",
+    .about =
+        "\n"
+        "An HTTP/JSON gateway to a vit worker (vit serve --bind) or broker "
+        "(vit\n"
+        "broker --frontend): GET /health, /ready, /metrics, /v1/models; "
+        "POST\n"
+        "/v1/classify, /v1/embeddings, /v1/match, /v1/search (README.md, "
+        "\"HTTP\").\n",
+    .after =
+        "\n"
+        "SIGTERM or Ctrl-C stops accepting connections, answers the requests "
+        "in\n"
+        "flight, then exits 0.\n",
+    .opts = http_opts,
+    .size = sizeof(http_args),
+    .positional = offsetof(http_args, rest),
+    .init = http_init,
+    .check = http_check,
 };
 
 int cli_http_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"connect", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 'l'},
-        {"api-key", required_argument, NULL, O_KEY},
-        {"api-key-file", required_argument, NULL, O_KEY_FILE},
-        {"max-body-bytes", required_argument, NULL, O_MAX_BODY},
-        {"max-connections", required_argument, NULL, O_MAX_CONN},
-        {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"retries", required_argument, NULL, O_RETRIES},
-        {"fetch-urls", no_argument, NULL, O_FETCH_URLS},
-        {"curve-server-key", required_argument, NULL, O_CURVE_SERVER},
-        {"curve-key", required_argument, NULL, O_CURVE_KEY},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    vit_http_options o = vit_http_options_default();
-    const char *key_arg = NULL, *key_file = NULL;
-    const char *server_key_file = NULL, *curve_key_file = NULL;
-    int fetch_urls = 0;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":c:l:h", longopts, NULL)) != -1) {
-        long v;
-        switch (c) {
-        case 'c': o.connect = optarg; break;
-        case 'l': o.listen = optarg; break;
-        case O_KEY: key_arg = optarg; break;
-        case O_KEY_FILE: key_file = optarg; break;
-        case O_FETCH_URLS: fetch_urls = 1; break;
-        case O_CURVE_SERVER: server_key_file = optarg; break;
-        case O_CURVE_KEY: curve_key_file = optarg; break;
-        case 'h': help(); return CLI_EXIT_OK;
-        case O_MAX_BODY:
-            if ((v = cli_parse_long(optarg, 1, 1L << 40)) < 0)
-                return cli_usage_error("http", usage,
-                                       "--max-body-bytes needs a positive "
-                                       "integer, not '%s'",
-                                       optarg);
-            o.max_body_bytes = (size_t)v;
-            break;
-        case O_MAX_CONN:
-            if ((v = cli_parse_long(optarg, 1, 100000)) < 0)
-                return cli_usage_error("http", usage,
-                                       "--max-connections needs 1 to "
-                                       "100000, not '%s'",
-                                       optarg);
-            o.max_connections = (int)v;
-            break;
-        case O_CONN_TIMEOUT:
-            if ((v = cli_parse_long(optarg, 1, 86400)) < 0)
-                return cli_usage_error("http", usage,
-                                       "--connection-timeout needs 1 to "
-                                       "86400 s, not '%s'",
-                                       optarg);
-            o.connection_timeout_s = (int)v;
-            break;
-        case O_TIMEOUT:
-            if ((v = cli_parse_long(optarg, 1, 86400000)) < 0)
-                return cli_usage_error("http", usage,
-                                       "--timeout needs 1 to 86400000 ms, "
-                                       "not '%s'",
-                                       optarg);
-            o.timeout_ms = (int)v;
-            break;
-        case O_RETRIES:
-            if ((v = cli_parse_long(optarg, 0, 100)) < 0)
-                return cli_usage_error("http", usage,
-                                       "--retries needs 0 to 100, not '%s'",
-                                       optarg);
-            o.retries = (int)v;
-            break;
-        case ':':
-            return cli_usage_error("http", usage,
-                                   "option '%s' needs an argument",
-                                   argv[optind - 1]);
-        default:
-            return cli_usage_error("http", usage, "unknown option '%s'",
-                                   argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("http", usage, "unexpected argument '%s'",
-                               argv[optind]);
-    if (!o.connect || !o.listen)
-        return cli_usage_error("http", usage,
-                               "--connect and --listen are required");
-    if (curve_key_file && !server_key_file)
-        return cli_usage_error("http", usage,
-                               "--curve-key needs --curve-server-key");
-    char server_key[41], pub[41], secret[41];
-    if (server_key_file) {
-        if (cli_read_key(server_key_file, "public", server_key) != 0)
-            return CLI_EXIT_FAILED;
-        o.curve_server_key = server_key;
-        if (curve_key_file) {
-            if (cli_read_key(curve_key_file, "public", pub) != 0 ||
-                cli_read_key(curve_key_file, "secret", secret) != 0)
-                return CLI_EXIT_FAILED;
-            o.curve_public_key = pub;
-            o.curve_secret_key = secret;
-        }
-    }
+    http_args a;
+    int rc = cli_op_parse_local(&http_spec, argc, argv, &a);
+    cli_op_free(&http_spec, &a);
+    if (rc >= 0)
+        return rc;
+    vit_http_options o = a.o;
+    cli_curve_keys keys;
+    if (cli_client_keys(a.server_key_file, a.curve_key_file, &keys,
+                        &o.curve_server_key, &o.curve_public_key,
+                        &o.curve_secret_key) != 0)
+        return CLI_EXIT_FAILED;
     char *key;
-    if (cli_http_key(key_arg, key_file, &key) != 0)
+    if (cli_http_key(a.key_arg, a.key_file, &key) != 0)
         return CLI_EXIT_FAILED;
     o.api_key = key;
     o.fetch = cli_http_fetch;
-    o.fetch_ud = &fetch_urls;
+    o.fetch_ud = &a.fetch_urls;
     cli_fetch_init();
     volatile sig_atomic_t *stop = cli_server_signals();
     vit_http *h;

@@ -3,412 +3,32 @@
  * `add` embeds image files and directories into an index file in batches,
  * one SQLite transaction per batch, skipping files already indexed and
  * unchanged (path, size and mtime), and recognizing moved or copied files
- * by their content hash so that they are not embedded again; `remove`
+ * by their content hash so that they are not embedded again (the plan is
+ * index/sync.c's: this file lists the files and embeds); `remove`
  * takes items (or whole directories, or the files that are gone) out;
  * `stats` describes an index; `search` embeds text or image queries with
  * the index's own model and prints the best matches, as text, JSONL or a
  * self-contained HTML page (cli/index_html.c). Embedding is the library's,
  * storage and search the index module's; this file wires them together.
  */
-#include "cli/cli.h"
+#include "cli/args.h"
 #include "cli/index_html.h"
 #include "index/index.h"
+#include "index/sync.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-enum {
-    OPT_NO_EXIF = 256,
-    OPT_MISSING,
-    OPT_HTML,
-    OPT_PREFIX,
-    OPT_PRECISION,
-    OPT_PREPROCESS,
-    OPT_THREADS,
-    OPT_ANN
-};
-
-static const char usage_text[] =
-    "usage: vit index add    --model DIR --index PATH [--batch N]\n"
-    "                        [--format text|jsonl] [--no-exif-rotate]\n"
-    "                        [--preprocess pil|torchvision] [--threads N]\n"
-    "                        [--precision fp32|int8|bf16] [--max-pixels N]\n"
-    "                        [--ann hnsw|none] PATH...\n"
-    "       vit index remove --index PATH [--missing] [PATH...]\n"
-    "       vit index stats  --index PATH [--format text|jsonl]\n"
-    "       vit index search --index PATH (--text STR | --image FILE)...\n"
-    "                        [-k K] [--format text|jsonl] [--prefix P]\n"
-    "                        [--precision fp32|fp16|int8] [--html FILE]\n"
-    "                        [--model DIR] [--preprocess pil|torchvision]\n"
-    "                        [--threads N] [--max-pixels N]\n"
-    "                        [--ann hnsw|exact]\n"
-    "--index PATH is a file (SQLite) or a postgresql:// URI (PostgreSQL\n"
-    "with pgvector).\n";
-
-static void help(FILE *f)
-{
-    fputs(usage_text, f);
-    fputs(
-        "\n"
-        "An index is one SQLite file of images and their embeddings, made by\n"
-        "one model (CLIP, or any model 'vit embed' takes images with); it is\n"
-        "then searched by text or by example image. --index postgresql://...\n"
-        "(a libpq URI; the password from PGPASSWORD or ~/.pgpass) keeps it\n"
-        "in a PostgreSQL database with pgvector instead, which several\n"
-        "workers add to and search at once; its searches run on the server\n"
-        "and give the same results as the file's.\n"
-        "\n"
-        "add      embeds JPEG/PNG/WebP/GIF/BMP/TIFF/HEIC/AVIF files and\n"
-        "         directories (recursively) in batches, each batch committed\n"
-        "         at once: an\n"
-        "         add that is interrupted keeps what it committed, and running\n"
-        "         it again does the rest. Ctrl-C or SIGTERM stops it after the\n"
-        "         current batch (exit 130 or 143; a second Ctrl-C exits at\n"
-        "         once). In a directory, images it cannot read (PSD, JPEG XL,\n"
-        "         ...) are reported and counted as failed; files that are not\n"
-        "         images are skipped. Files indexed before and unchanged (same\n"
-        "         path, size and mtime) are skipped; a file whose content is\n"
-        "         already indexed under another path is recorded as moved\n"
-        "         (the old path is gone) or copied, without embedding.\n"
-        "remove   removes the items of each PATH (a file, or every file\n"
-        "         below a directory); --missing also removes every item\n"
-        "         whose file no longer exists.\n"
-        "stats    the model, the number of items, sizes and dates; with an\n"
-        "         HNSW index, its recall@10 against exact search, measured\n"
-        "         on 20 queries made from the index's vectors.\n"
-        "search   the K items most similar to each query, best first (the\n"
-        "         score is the cosine similarity). The model recorded in the\n"
-        "         index embeds the queries; --model DIR names another copy\n"
-        "         of it. A different model is refused.\n"
-        "\n"
-        "options:\n"
-        "  -m, --model DIR       the model directory (add: required)\n"
-        "  -x, --index PATH      the index file, or a postgresql:// URI\n"
-        "                        (required; add creates it)\n"
-        "  -b, --batch N         images per forward pass and per committed\n"
-        "                        transaction (default 32)\n"
-        "  -f, --format FMT      text (default) or jsonl\n"
-        "  -t, --text STR        a text query (repeatable)\n"
-        "  -i, --image FILE      an image query, a file, URL, data: URL or -\n"
-        "                        (repeatable)\n"
-        "  -k, --top-k K         results per query (default 10)\n"
-        "      --prefix P        only items whose path starts with P (a\n"
-        "                        directory that exists is made absolute)\n"
-        "      --precision P     add: fp32 (default), int8 or bf16, the\n"
-        "                        model's precision, as in vit classify; the\n"
-        "                        index records it, refuses adds made\n"
-        "                        another way, and search embeds its queries\n"
-        "                        the same way\n"
-        "                        search: fp32 (default), fp16 or int8, the\n"
-        "                        matrix scanned in memory; fp16/int8\n"
-        "                        candidates are re-scored in fp32\n"
-        "      --html FILE       also write the results as a web page with\n"
-        "                        thumbnails, self-contained\n"
-        "      --ann A           PostgreSQL only. add: hnsw builds pgvector's\n"
-        "                        HNSW index after adding (approximate, for\n"
-        "                        large collections; searches then use it),\n"
-        "                        none drops it. search: exact scans every\n"
-        "                        vector (the default without an HNSW\n"
-        "                        index), hnsw searches the HNSW index\n"
-        "      --missing         remove: items whose files are gone\n"
-        "      --no-exif-rotate  keep images as stored\n"
-        "      --preprocess B    pil (default) or torchvision: which of\n"
-        "                        transformers' two image processors to\n"
-        "                        reproduce for images (see vit classify\n"
-        "                        --help); the index records add's, and\n"
-        "                        search uses it unless told otherwise\n"
-        "      --threads N       threads each forward pass computes with\n"
-        "                        (default 0: one per CPU)\n"
-        "      --max-pixels N    refuse images of more pixels than N, from\n"
-        "                        their header (default 178956970, where\n"
-        "                        Pillow refuses; 0: no limit)\n"
-        "  -h, --help            show this help and exit\n"
-        "\n"
-        "Exit status: 0 if everything was done, 1 if an input failed (each\n"
-        "reported on stderr as 'vit: PATH: reason') or the index or model\n"
-        "could not be used, 2 for a usage error, 130 or 143 when add was\n"
-        "stopped by SIGINT or SIGTERM.\n",
-        f);
-}
-
-static const char *sub_name = "index";
-
-static int usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vit %s: ", sub_name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fputs(usage_text, stderr);
-    fputs("Run 'vit index --help' for more.\n", stderr);
-    return CLI_EXIT_USAGE;
-}
-
-typedef struct {
-    char kind;       /* 't' text, 'i' image */
-    const char *s;
-} query_arg;
-
-typedef struct {
-    const char *model_dir, *index, *html, *prefix;
-    int batch, k, jsonl, no_exif, missing, torchvision, threads;
-    int preprocess_set;   /* --preprocess was given */
-    idx_ann ann;          /* --ann; IDX_ANN_DEFAULT: not given */
-    cli_decode_flags limits;  /* --max-pixels */
-    idx_precision precision;  /* search: the matrix's */
-    int model_precision;      /* add: the model's, a vit_precision */
-    query_arg *queries;
-    int nq;
-    char **paths;
-    int npaths;
-} index_args;
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* Returns -1 to go on, or an exit status. */
-static int parse_args(int argc, char **argv, index_args *a)
-{
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"index", required_argument, NULL, 'x'},
-        {"batch", required_argument, NULL, 'b'},
-        {"format", required_argument, NULL, 'f'},
-        {"text", required_argument, NULL, 't'},
-        {"image", required_argument, NULL, 'i'},
-        {"top-k", required_argument, NULL, 'k'},
-        {"prefix", required_argument, NULL, OPT_PREFIX},
-        {"precision", required_argument, NULL, OPT_PRECISION},
-        {"html", required_argument, NULL, OPT_HTML},
-        {"missing", no_argument, NULL, OPT_MISSING},
-        {"no-exif-rotate", no_argument, NULL, OPT_NO_EXIF},
-        {"preprocess", required_argument, NULL, OPT_PREPROCESS},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"ann", required_argument, NULL, OPT_ANN},
-        {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":m:x:b:f:t:i:k:h", longopts,
-                            NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            a->model_dir = optarg;
-            break;
-        case 'x':
-            a->index = optarg;
-            break;
-        case 'b':
-            if (parse_int(optarg, 1, 4096, &a->batch))
-                return usage_error("--batch needs an integer from 1 to 4096, "
-                                   "not '%s'", optarg);
-            break;
-        case 'k':
-            if (parse_int(optarg, 1, 100000, &a->k))
-                return usage_error("--top-k needs an integer from 1 to "
-                                   "100000, not '%s'", optarg);
-            break;
-        case 'f':
-            if (strcmp(optarg, "text") == 0)
-                a->jsonl = 0;
-            else if (strcmp(optarg, "jsonl") == 0)
-                a->jsonl = 1;
-            else
-                return usage_error("unknown format '%s' (text or jsonl)",
-                                   optarg);
-            break;
-        case 't':
-        case 'i': {
-            query_arg *v = realloc(a->queries, (size_t)(a->nq + 1) * sizeof *v);
-            if (!v) {
-                fprintf(stderr, "vit: out of memory\n");
-                return CLI_EXIT_FAILED;
-            }
-            a->queries = v;
-            v[a->nq++] = (query_arg){(char)c, optarg};
-            break;
-        }
-        case OPT_PREFIX:
-            a->prefix = optarg;
-            break;
-        case OPT_PRECISION:
-            /* add embeds: the model's precision; search scans: the
-             * matrix's. */
-            if (strcmp(sub_name, "index add") == 0) {
-                if ((a->model_precision = cli_precision(optarg)) < 0)
-                    return usage_error("--precision is fp32, int8 or bf16 "
-                                       "(the model's), not '%s'",
-                                       optarg);
-            } else if (idx_precision_parse(optarg, &a->precision) != 0) {
-                return usage_error("unknown precision '%s' (fp32, fp16 or "
-                                   "int8)", optarg);
-            }
-            break;
-        case OPT_HTML:
-            a->html = optarg;
-            break;
-        case OPT_MISSING:
-            a->missing = 1;
-            break;
-        case OPT_NO_EXIF:
-            a->no_exif = 1;
-            break;
-        case OPT_THREADS:
-            if ((a->threads = (int)cli_parse_long(optarg, 0, 1024)) < 0)
-                return usage_error("--threads is a number from 0 to 1024, "
-                                   "not '%s'", optarg);
-            break;
-        case CLI_OPT_MAX_PIXELS:
-            if (cli_decode_flag(c, &a->limits) < 0)
-                return usage_error("%s", cli_decode_error);
-            break;
-        case OPT_ANN:
-            if (idx_ann_parse(optarg, &a->ann) != 0)
-                return usage_error("--ann is hnsw, or none (exact), not '%s'",
-                                   optarg);
-            break;
-        case OPT_PREPROCESS:
-            if ((a->torchvision = cli_preprocess_torchvision(optarg)) < 0)
-                return usage_error("--preprocess is pil or torchvision, not "
-                                   "'%s'", optarg);
-            a->preprocess_set = 1;
-            break;
-        case 'h':
-            help(stdout);
-            return CLI_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            if (optopt == 0 || optopt >= 256)
-                return usage_error("unknown option '%s'", argv[optind - 1]);
-            return usage_error("unknown option '-%c'", optopt);
-        }
-    }
-    a->paths = argv + optind;
-    a->npaths = argc - optind;
-    if (!a->index)
-        return usage_error("%s", "--index PATH is required");
-    if (a->ann && !idx_store_is_pg(a->index))
-        return usage_error("%s", "--ann is for an index in PostgreSQL (an "
-                                 "SQLite index is searched exactly, in "
-                                 "memory)");
-    return -1;
-}
-
-/* An absolute path for `p` without touching the file system beyond
- * getcwd: ".", ".." and repeated slashes are resolved as text, so that a
- * file that no longer exists can still be named. malloc'd, or NULL. */
-static char *abs_lexical(const char *p)
-{
-    char cwd[PATH_MAX] = "";
-    if (p[0] != '/' && !getcwd(cwd, sizeof cwd))
-        return NULL;
-    size_t n = strlen(cwd) + strlen(p) + 2;
-    char *in = malloc(n), *out = malloc(n + 1);
-    if (!in || !out) {
-        free(in);
-        free(out);
-        return NULL;
-    }
-    snprintf(in, n, "%s/%s", cwd, p);
-    size_t o = 0;
-    for (char *tok = strtok(in, "/"); tok; tok = strtok(NULL, "/")) {
-        if (strcmp(tok, ".") == 0)
-            continue;
-        if (strcmp(tok, "..") == 0) {
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--;
-            continue;
-        }
-        out[o++] = '/';
-        size_t l = strlen(tok);
-        memcpy(out + o, tok, l);
-        o += l;
-    }
-    if (o == 0)
-        out[o++] = '/';
-    out[o] = '\0';
-    free(in);
-    return out;
-}
-
-/* The key a file is indexed under: its real path, so that one file has
- * one key however it is named. */
-static char *key_of(const char *p)
-{
-    char *r = realpath(p, NULL);
-    return r ? r : abs_lexical(p);
-}
-
-char *cli_index_key(const char *path)
-{
-    return key_of(path);
-}
-
-char *cli_index_prefix(const char *p)
-{
-    /* A directory given as a path matches the keys, which are real paths;
-     * anything else (a key prefix from the service) as is. */
-    struct stat sb;
-    if (stat(p, &sb) != 0)
-        return strdup(p);
-    char *r = key_of(p);
-    size_t n = r ? strlen(r) : 0;
-    if (r && S_ISDIR(sb.st_mode) && r[n - 1] != '/') {
-        char *t = realloc(r, n + 2);
-        if (t) {
-            t[n] = '/';
-            t[n + 1] = '\0';
-        } else {
-            free(r);
-        }
-        r = t;
-    }
-    return r;
-}
+#define usage_error(...) \
+    cli_usage_error("index", cli_index_add_op.usage, __VA_ARGS__)
 
 static int64_t mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-}
-
-/* Whether a file is as it was when its item was recorded: the same size
- * and mtime, and no change of its inode since (its ctime, which a rename
- * and every write set, before the record's time). Size and mtime alone
- * are not enough: a file renamed over another of the same size written
- * in the same clock tick (a copied batch of images, say) keeps its own
- * mtime, and would keep the other's vector. */
-static int same_as_recorded(const struct stat *st, const idx_item *old)
-{
-    double ctime = (double)st->st_ctim.tv_sec + 1e-9 * st->st_ctim.tv_nsec;
-    return old->size == (int64_t)st->st_size &&
-           old->mtime_ns == mtime_ns(st) && ctime < old->added;
 }
 
 static void report_idx(const char *what, const idx_error *err, idx_status st)
@@ -418,16 +38,16 @@ static void report_idx(const char *what, const idx_error *err, idx_status st)
 
 /* Loads the model and fingerprints it, with how it makes vectors: its
  * precision (a vit_precision) and image processor. */
-static int load_model(const char *dir, const index_args *a, int batch,
+static int load_model(const char *dir, const cli_index_args *a, int batch,
                       int torchvision, int precision, vit_model **m,
                       vit_model_info *info, idx_model *id)
 {
     vit_options opt = vit_options_default();
-    cli_decode_apply(&a->limits, &opt);
+    cli_decode_apply(&a->dec, &opt);
     opt.max_batch = batch;
-    opt.threads = a->threads;
+    opt.threads = a->dec.threads;
     opt.precision = (vit_precision)precision;
-    int no_exif = a->no_exif;
+    int no_exif = a->dec.no_exif;
     if (no_exif)
         opt.exif_transpose = 0;
     if (torchvision)
@@ -456,35 +76,16 @@ static int load_model(const char *dir, const index_args *a, int batch,
 
 /* ---- add ---- */
 
+/* What an add has done, for its summary and its JSONL lines. */
 typedef struct {
-    char *key;     /* absolute path: the item's key and what is decoded */
-    int64_t size, mtime;
-    uint8_t hash[32];
-} pending;
-
-typedef struct {
-    idx_store *s;
+    idx_sync *y;
     vit_state *state;
     float *emb;
     int dim, jsonl;
-    pending *v;
-    size_t n, cap, next;
     long added, updated, moved, copied, unchanged;
-    /* The cheap changes (moves, copies, touched files) wait here for one
-     * transaction of their own, flushed every CHEAP_BATCH. */
-    struct cheap {
-        int kind;  /* 'm' move, 'c' copy, 'u' touched, same content */
-        int64_t id;
-        char *key, *from;
-        int64_t size, mtime;
-        uint8_t hash[32];
-        float *vec; /* a copy's vector, read when it was decided */
-    } *cheap;
-    size_t ncheap;
     int fatal;  /* the store failed: stop */
+    const char *index;
 } add_ctx;
-
-#define CHEAP_BATCH 256
 
 static void print_status(add_ctx *c, const char *key, const char *status,
                          const char *from)
@@ -502,130 +103,41 @@ static void print_status(add_ctx *c, const char *key, const char *status,
     json_decref(o);
 }
 
-static void cheap_free(add_ctx *c)
+/* The plan's word that a cheap change is committed. */
+static void said(void *ud, idx_sync_kind kind, const char *key,
+                 const char *from)
 {
-    for (size_t i = 0; i < c->ncheap; i++) {
-        free(c->cheap[i].key);
-        free(c->cheap[i].from);
-        free(c->cheap[i].vec);
-    }
-    c->ncheap = 0;
-}
-
-static int flush_cheap(add_ctx *c, const char *index)
-{
-    if (!c->ncheap)
-        return 0;
-    idx_error err = {{0}};
-    idx_status st = idx_store_begin(c->s, &err);
-    for (size_t i = 0; i < c->ncheap && st == IDX_OK; i++) {
-        struct cheap *x = &c->cheap[i];
-        if (x->kind == 'c') {
-            idx_item it = {.path = x->key, .has_hash = 1, .size = x->size,
-                           .mtime_ns = x->mtime};
-            memcpy(it.hash, x->hash, 32);
-            int64_t id;
-            st = idx_store_put(c->s, &it, x->vec, &id, NULL, &err);
-        } else {
-            st = idx_store_move(c->s, x->id, x->key, x->size, x->mtime, &err);
-        }
-    }
-    if (st == IDX_OK)
-        st = idx_store_commit(c->s, &err);
+    add_ctx *c = ud;
+    if (kind == IDX_SYNC_MOVED)
+        c->moved++, print_status(c, key, "moved", from);
+    else if (kind == IDX_SYNC_COPIED)
+        c->copied++, print_status(c, key, "copied", from);
     else
-        idx_store_rollback(c->s);
-    if (st != IDX_OK) {
-        report_idx(index, &err, st);
-        c->fatal = 1;
-        cheap_free(c);
-        return -1;
-    }
-    for (size_t i = 0; i < c->ncheap; i++) {
-        struct cheap *x = &c->cheap[i];
-        if (x->kind == 'm')
-            c->moved++, print_status(c, x->key, "moved", x->from);
-        else if (x->kind == 'c')
-            c->copied++, print_status(c, x->key, "copied", x->from);
-        else
-            c->unchanged++, print_status(c, x->key, "unchanged", NULL);
-    }
-    fflush(stdout);
-    cheap_free(c);
-    return 0;
+        c->unchanged++, print_status(c, key, "unchanged", NULL);
 }
 
-/* The new path of a move queued in this batch of cheap changes that takes
- * item id, or NULL. */
-static const char *claimed(const add_ctx *c, int64_t id)
+/* The plan failing: the store's message, or out of memory. Returns -1. */
+static int sync_failed(add_ctx *c, const idx_error *err, idx_status st)
 {
-    for (size_t i = 0; i < c->ncheap; i++)
-        if (c->cheap[i].kind == 'm' && c->cheap[i].id == id)
-            return c->cheap[i].key;
-    return NULL;
-}
-
-static int push_cheap(add_ctx *c, int kind, int64_t id, const char *key,
-                      const char *from, const pending *p, const char *index)
-{
-    if (!c->cheap &&
-        !(c->cheap = malloc(CHEAP_BATCH * sizeof *c->cheap)))
-        return -1;
-    struct cheap *x = &c->cheap[c->ncheap];
-    *x = (struct cheap){.kind = kind, .id = id, .size = p->size,
-                        .mtime = p->mtime};
-    memcpy(x->hash, p->hash, 32);
-    x->key = strdup(key);
-    x->from = from ? strdup(from) : NULL;
-    /* A copy's vector is read now, while item id still holds the bytes it
-     * was found by: a change queued before the flush may give that item
-     * other bytes (a file rewritten, then copied from its old content). */
-    if (kind == 'c')
-        x->vec = malloc((size_t)c->dim * sizeof *x->vec);
-    if (!x->key || (from && !x->from) || (kind == 'c' && !x->vec)) {
-        free(x->key);
-        free(x->from);
-        free(x->vec);
-        return -1;
-    }
-    if (kind == 'c' && idx_store_fetch(c->s, id, x->vec) != 0) {
-        idx_error err = {{0}};
-        snprintf(err.msg, sizeof err.msg,
-                 "%s: the vector of item %lld is missing", index,
-                 (long long)id);
-        report_idx(index, &err, IDX_E_DB);
-        c->fatal = 1;
-        free(x->key);
-        free(x->from);
-        free(x->vec);
-        return -1;
-    }
-    if (++c->ncheap == CHEAP_BATCH)
-        return flush_cheap(c, index);
-    return 0;
-}
-
-static int push_pending(add_ctx *c, const pending *p)
-{
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 64;
-        pending *v = realloc(c->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        c->v = v;
-        c->cap = cap;
-    }
-    c->v[c->n++] = *p;
-    return 0;
+    if (st == IDX_E_NOMEM)
+        fprintf(stderr, "vit: out of memory\n");
+    else
+        report_idx(c->index, err, st);
+    c->fatal = 1;
+    return -1;
 }
 
 /* Decides what one image file needs. Returns 0 (decided, or reported as
- * failed: *failed is set), or -1 when out of memory or the store failed. */
-static int classify_file(add_ctx *c, const char *path, const char *index,
-                         int *failed)
+ * failed: *failed is set), or -1 after the store failed or memory ran
+ * out (said). */
+static int decide_file(add_ctx *c, const char *path, int *failed)
 {
-    char *key = key_of(path);
-    if (!key)
+    char *key = cli_index_key(path);
+    if (!key) {
+        fprintf(stderr, "vit: out of memory\n");
+        c->fatal = 1;
         return -1;
+    }
     struct stat sb;
     if (stat(key, &sb) != 0) {
         cli_report(path, strerror(errno));
@@ -633,99 +145,22 @@ static int classify_file(add_ctx *c, const char *path, const char *index,
         free(key);
         return 0;
     }
-    pending p = {.key = key, .size = (int64_t)sb.st_size,
-                 .mtime = mtime_ns(&sb)};
+    idx_sync_file f = {
+        .key = key, .size = (int64_t)sb.st_size, .mtime_ns = mtime_ns(&sb),
+        .ctime = (double)sb.st_ctim.tv_sec + 1e-9 * sb.st_ctim.tv_nsec};
+    idx_sync_kind kind;
+    const char *why;
     idx_error err = {{0}};
-    idx_item old;
-    int found;
-    idx_status st = idx_store_get_path(c->s, key, &old, &found, &err);
-    if (st != IDX_OK)
-        goto store_failed;
-    if (found && same_as_recorded(&sb, &old)) {
-        idx_item_free(&old);
+    idx_status st = idx_sync_decide(c->y, &f, &kind, &why, &err);
+    if (st == IDX_OK && kind == IDX_SYNC_UNCHANGED) {
         c->unchanged++;
         print_status(c, key, "unchanged", NULL);
-        free(key);
-        return 0;
-    }
-    if ((st = idx_sha256_file(key, p.hash, &err)) != IDX_OK) {
-        if (found)
-            idx_item_free(&old);
-        if (st == IDX_E_NOMEM)
-            goto store_failed;
-        cli_report(path, strerror(errno));
+    } else if (st == IDX_OK && kind == IDX_SYNC_FAILED) {
+        cli_report(path, why);
         *failed = 1;
-        free(key);
-        return 0;
     }
-    if (found && old.has_hash && memcmp(old.hash, p.hash, 32) == 0) {
-        /* Touched, not changed: the vector stands. */
-        int64_t id = old.id;
-        idx_item_free(&old);
-        int rc = push_cheap(c, 'u', id, key, NULL, &p, index);
-        free(key);
-        return rc;
-    }
-    if (found)
-        idx_item_free(&old);
-    /* The same bytes may be indexed already: then the vector is known. If
-     * one of those items' files is gone, and no move queued in this batch
-     * has claimed that item, the file moved here; otherwise it is a copy.
-     * Deciding against the queued moves as well as the committed items
-     * keeps two files (a renamed file and a copy of it, or two renamed
-     * twins) from claiming one item, which would lose one of them. */
-    int64_t after = 0, move_id = -1, copy_id = -1;
-    char *from = NULL;
-    for (;;) {
-        idx_item same;
-        int has_same;
-        if ((st = idx_store_get_hash(c->s, p.hash, after, &same, &has_same,
-                                     &err)) != IDX_OK) {
-            free(from);
-            goto store_failed;
-        }
-        if (!has_same)
-            break;
-        after = same.id;
-        struct stat os;
-        const char *to = claimed(c, same.id);
-        int gone = !found && !to && stat(same.path, &os) != 0 &&
-                   errno == ENOENT;
-        if (gone || copy_id < 0) {
-            /* A copy names where the bytes are now. */
-            free(from);
-            from = strdup(to ? to : same.path);
-            copy_id = same.id;
-        }
-        idx_item_free(&same);
-        if (!from) {
-            free(key);
-            return -1;
-        }
-        if (gone) {
-            move_id = copy_id;
-            break;
-        }
-        if (found)
-            break; /* a copy onto an indexed path: the first will do */
-    }
-    if (copy_id >= 0) {
-        int rc = push_cheap(c, move_id >= 0 ? 'm' : 'c', copy_id, key, from,
-                            &p, index);
-        free(from);
-        free(key);
-        return rc;
-    }
-    if (push_pending(c, &p) != 0) {
-        free(key);
-        return -1;
-    }
-    return 0;
-store_failed:
-    report_idx(index, &err, st);
     free(key);
-    c->fatal = 1;
-    return -1;
+    return st == IDX_OK ? 0 : sync_failed(c, &err, st);
 }
 
 /* The batch driver's callback: embeds a batch and commits it whole. */
@@ -744,29 +179,8 @@ static vit_status add_batch(void *ctx, const float *pixels, int n,
      * what search ranks by. */
     vit_l2_normalize(c->emb, n, c->dim);
     idx_error ie = {{0}};
-    idx_status st = idx_store_begin(c->s, &ie);
     int replaced[4096];
-    for (int i = 0; i < n && st == IDX_OK; i++) {
-        while (c->next < c->n && strcmp(c->v[c->next].key, paths[i]) != 0)
-            c->next++;
-        if (c->next == c->n) {
-            st = IDX_E_ARG;
-            snprintf(ie.msg, sizeof ie.msg, "internal: lost track of %s",
-                     paths[i]);
-            break;
-        }
-        const pending *p = &c->v[c->next];
-        idx_item it = {.path = p->key, .has_hash = 1, .size = p->size,
-                       .mtime_ns = p->mtime};
-        memcpy(it.hash, p->hash, 32);
-        int64_t id;
-        st = idx_store_put(c->s, &it, c->emb + (size_t)i * (size_t)c->dim, &id,
-                           &replaced[i], &ie);
-    }
-    if (st == IDX_OK)
-        st = idx_store_commit(c->s, &ie);
-    else
-        idx_store_rollback(c->s);
+    idx_status st = idx_sync_put(c->y, paths, c->emb, n, replaced, &ie);
     if (st != IDX_OK) {
         c->fatal = 1;
         /* The store's message names the index; it may fill err->msg. */
@@ -786,25 +200,17 @@ static vit_status add_batch(void *ctx, const float *pixels, int n,
     return VIT_OK;
 }
 
-static int index_add(index_args *a)
+static int index_add(cli_index_args *a)
 {
-    if (!a->model_dir)
-        return usage_error("%s", "--model DIR is required");
-    if (a->npaths == 0)
-        return usage_error("%s", "nothing to add: give image files or "
-                                 "directories");
-    if (a->nq || a->html || a->prefix || a->missing)
-        return usage_error("%s", "add takes --model, --index, --batch, "
-                                 "--format and paths");
-
     int batch = a->batch ? a->batch : 32;
     int rc = CLI_EXIT_FAILED, failed = 0;
     vit_model *m = NULL;
     vit_model_info info;
     idx_model mid;
-    add_ctx c = {.jsonl = a->jsonl};
+    add_ctx c = {.jsonl = a->jsonl, .index = a->index};
     cli_input_list in = {0}, todo = {0};
-    if (load_model(a->model_dir, a, batch, a->torchvision,
+    idx_store *s = NULL;
+    if (load_model(a->model_dir, a, batch, a->dec.torchvision,
                    a->model_precision, &m, &info, &mid) != 0)
         return CLI_EXIT_FAILED;
     if (!info.has_vision) {
@@ -813,11 +219,13 @@ static int index_add(index_args *a)
         goto out;
     }
     idx_error err = {{0}};
-    idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &c.s, &err);
+    idx_status st = idx_store_open(a->index, IDX_OPEN_WRITE, &s, &err);
     if (st == IDX_OK)
-        st = idx_store_claim(c.s, &err);
+        st = idx_store_claim(s, &err);
     if (st == IDX_OK)
-        st = idx_store_check_model(c.s, &mid, 1, &err);
+        st = idx_store_check_model(s, &mid, 1, &err);
+    if (st == IDX_OK)
+        st = idx_sync_new(s, info.embed_dim, said, &c, &c.y, &err);
     if (st != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
@@ -830,7 +238,7 @@ static int index_add(index_args *a)
     }
     cli_interrupt_install();
     if (!(c.emb = malloc((size_t)batch * (size_t)c.dim * sizeof *c.emb)) ||
-        cli_inputs_collect(a->paths, a->npaths, &in) != 0)
+        cli_inputs_collect(a->paths.v, a->paths.n, &in) != 0)
         goto oom;
 
     /* First what each file needs, without embedding anything; then the
@@ -854,16 +262,17 @@ static int index_add(index_args *a)
             failed++;
         } else {
             int f = 0;
-            if (classify_file(&c, x->path, a->index, &f) != 0 && !c.fatal)
-                goto oom;
+            decide_file(&c, x->path, &f);
             failed += f;
         }
     }
-    if (!c.fatal && flush_cheap(&c, a->index) != 0 && !c.fatal)
-        goto oom;
+    if (!c.fatal && (st = idx_sync_flush(c.y, &err)) != IDX_OK)
+        sync_failed(&c, &err, st);
     if (c.fatal)
         goto out;
-    for (size_t i = 0; i < c.n; i++) {
+    size_t n_todo;
+    char *const *keys = idx_sync_todo(c.y, &n_todo);
+    for (size_t i = 0; i < n_todo; i++) {
         if (todo.n == todo.cap) {
             size_t cap = todo.cap ? 2 * todo.cap : 64;
             cli_input *v = realloc(todo.v, cap * sizeof *v);
@@ -872,8 +281,8 @@ static int index_add(index_args *a)
             todo.v = v;
             todo.cap = cap;
         }
-        /* The driver's list borrows the keys; they are freed with c.v. */
-        todo.v[todo.n++] = (cli_input){c.v[i].key, CLI_IN_IMAGE, NULL};
+        /* The driver's list borrows the keys; they are the plan's. */
+        todo.v[todo.n++] = (cli_input){keys[i], CLI_IN_IMAGE, NULL};
     }
     cli_batch b = {.model = m, .cap = batch, .run = add_batch, .ctx = &c};
     int brc = todo.n && !cli_interrupted() ? cli_batch_inputs(&b, &todo)
@@ -886,16 +295,21 @@ static int index_add(index_args *a)
         rc = CLI_EXIT_OK;
     /* The HNSW index is built over what the add left (failed files or
      * not), and not after an interrupt. */
-    if (a->ann && !c.fatal && !cli_interrupted() &&
-        (st = idx_store_set_ann(c.s, a->ann, &err)) != IDX_OK) {
-        report_idx(a->index, &err, st);
-        rc = CLI_EXIT_FAILED;
+    idx_ann ann;
+    if (a->ann && idx_ann_parse(a->ann, &ann) == 0 && !c.fatal &&
+        !cli_interrupted()) {
+        idx_error ea = {{0}};
+        idx_status sa = idx_store_set_ann(s, ann, &ea);
+        if (sa != IDX_OK) {
+            report_idx(a->index, &ea, sa);
+            rc = CLI_EXIT_FAILED;
+        }
     }
     if (!a->jsonl) {
-        idx_stats s;
+        idx_stats x;
         idx_error e2 = {{0}};
-        long total = idx_store_stats_quick(c.s, &s, &e2) == IDX_OK
-                         ? (long)s.items
+        long total = idx_store_stats_quick(s, &x, &e2) == IDX_OK
+                         ? (long)x.items
                          : -1;
         printf("added %ld, updated %ld, moved %ld, copied %ld, unchanged "
                "%ld, failed %ld; %ld items in %s\n",
@@ -925,16 +339,12 @@ oom:
     fprintf(stderr, "vit: out of memory\n");
     rc = CLI_EXIT_FAILED;
 out:
-    cheap_free(&c);
-    free(c.cheap);
-    for (size_t i = 0; i < c.n; i++)
-        free(c.v[i].key);
-    free(c.v);
+    idx_sync_free(c.y);
     free(todo.v);
     cli_inputs_free(&in);
     free(c.emb);
     vit_state_free(c.state);
-    idx_store_close(c.s);
+    idx_store_close(s);
     vit_model_free(m);
     return rc;
 }
@@ -967,11 +377,8 @@ static int collect_missing(void *ud, int64_t id, const char *path)
     return 0;
 }
 
-static int index_remove(index_args *a)
+static int index_remove(cli_index_args *a)
 {
-    if (a->npaths == 0 && !a->missing)
-        return usage_error("%s", "nothing to remove: give paths or "
-                                 "--missing");
     idx_store *s = NULL;
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
@@ -1006,8 +413,8 @@ static int index_remove(index_args *a)
         rc = CLI_EXIT_FAILED;
         goto out;
     }
-    for (int i = 0; i < a->npaths && st == IDX_OK; i++) {
-        char *key = key_of(a->paths[i]);
+    for (int i = 0; i < a->paths.n && st == IDX_OK; i++) {
+        char *key = cli_index_key(a->paths.v[i]);
         if (!key) {
             st = IDX_E_NOMEM;
             snprintf(err.msg, sizeof err.msg, "out of memory");
@@ -1016,10 +423,10 @@ static int index_remove(index_args *a)
         size_t before = n;
         st = idx_store_remove(s, key, 1, &ids, &n, &err);
         /* A key given over the service is no path: try it as it is. */
-        if (st == IDX_OK && n == before && strcmp(key, a->paths[i]) != 0)
-            st = idx_store_remove(s, a->paths[i], 0, &ids, &n, &err);
+        if (st == IDX_OK && n == before && strcmp(key, a->paths.v[i]) != 0)
+            st = idx_store_remove(s, a->paths.v[i], 0, &ids, &n, &err);
         if (st == IDX_OK && n == before) {
-            cli_report(a->paths[i], "not in the index");
+            cli_report(a->paths.v[i], "not in the index");
             rc = CLI_EXIT_FAILED;
         }
         free(key);
@@ -1052,98 +459,8 @@ out:
 
 /* ---- stats ---- */
 
-static void time_str(char *buf, size_t n, double t)
+static int index_stats(cli_index_args *a)
 {
-    time_t s = (time_t)t;
-    struct tm tm;
-    if (t <= 0 || !localtime_r(&s, &tm))
-        snprintf(buf, n, "-");
-    else
-        strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-static void size_str(char *buf, size_t n, double b)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (b >= 1024 && i < 4)
-        b /= 1024, i++;
-    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
-int cli_index_stats_write(FILE *f, int jsonl, const cli_index_stats *x)
-{
-    char t0[32], t1[32];
-    time_str(t0, sizeof t0, x->first_added);
-    time_str(t1, sizeof t1, x->last_added);
-    if (jsonl) {
-        json_t *o = json_object();
-        if (!o)
-            return -1;
-        json_object_set_new(o, "index", cli_json_text(x->index));
-        json_object_set_new(o, "items", json_integer(x->items));
-        json_object_set_new(o, "files", json_integer(x->files));
-        json_object_set_new(o, "dim", json_integer(x->dim));
-        json_object_set_new(o, "vector_bytes", json_integer(x->vector_bytes));
-        json_object_set_new(o, "file_bytes", json_integer(x->file_bytes));
-        json_object_set_new(o, "model", x->model ? cli_json_text(x->model)
-                                                 : json_null());
-        json_object_set_new(o, "model_dir", x->model_dir
-                                                ? cli_json_text(x->model_dir)
-                                                : json_null());
-        json_object_set_new(o, "fingerprint",
-                            x->fingerprint ? json_string(x->fingerprint)
-                                           : json_null());
-        json_object_set_new(o, "model_precision",
-                            x->model_precision && *x->model_precision
-                                ? json_string(x->model_precision)
-                                : json_null());
-        json_object_set_new(o, "preprocess",
-                            x->preprocess && *x->preprocess
-                                ? json_string(x->preprocess)
-                                : json_null());
-        json_object_set_new(o, "first_added", json_real(x->first_added));
-        json_object_set_new(o, "last_added", json_real(x->last_added));
-        if (x->ann && *x->ann) {
-            json_object_set_new(o, "ann", json_string(x->ann));
-            json_object_set_new(o, "recall_at_10",
-                                x->recall_queries ? json_real(x->recall)
-                                                  : json_null());
-            json_object_set_new(o, "recall_queries",
-                                json_integer(x->recall_queries));
-        }
-        int bad = cli_json_line(f, o) != 0;
-        json_decref(o);
-        return bad ? -1 : 0;
-    }
-    char fb[32], vb[32];
-    size_str(fb, sizeof fb, (double)x->file_bytes);
-    size_str(vb, sizeof vb, (double)x->vector_bytes);
-    fprintf(f, "index    %s (%s)\n", x->index, fb);
-    if (x->model) {
-        fprintf(f, "model    %s, %d-d\n         %s\n", x->model, x->dim,
-                x->model_dir ? x->model_dir : "-");
-        if (x->model_precision && *x->model_precision)
-            fprintf(f, "made     %s, %s image processor\n",
-                     x->model_precision,
-                     x->preprocess && *x->preprocess ? x->preprocess : "?");
-    } else
-        fprintf(f, "model    none yet\n");
-    fprintf(f, "items    %lld (%lld files)\n", x->items, x->files);
-    fprintf(f, "vectors  %s float32\n", vb);
-    fprintf(f, "added    %s .. %s\n", t0, t1);
-    if (x->ann && *x->ann && x->recall_queries)
-        fprintf(f, "ann      %s, recall@10 %.3f against exact search (%d "
-                "queries)\n", x->ann, x->recall, x->recall_queries);
-    else if (x->ann && *x->ann)
-        fprintf(f, "ann      %s\n", x->ann);
-    return 0;
-}
-
-static int index_stats(index_args *a)
-{
-    if (a->npaths || a->nq || a->model_dir || a->ann)
-        return usage_error("%s", "stats takes --index and --format only");
     idx_store *s = NULL;
     idx_error err = {{0}};
     idx_status st = idx_store_open(a->index, IDX_OPEN_READ, &s, &err);
@@ -1175,54 +492,10 @@ static int index_stats(index_args *a)
     return CLI_EXIT_OK;
 }
 
-int cli_search_write(FILE *f, int jsonl, int is_image, const char *query,
-                     const cli_hit *h, int n)
-{
-    if (!jsonl) {
-        /* Paths escaped (cli_text_path): one line each. */
-        if (is_image)
-            cli_text_path(f, query);
-        else
-            fputs(query, f);
-        fputc('\n', f);
-        for (int j = 0; j < n; j++) {
-            fprintf(f, "  %.4f  ", (double)h[j].score);
-            cli_text_path(f, h[j].key);
-            fputc('\n', f);
-        }
-        return 0;
-    }
-    json_t *obj = json_object(), *res = json_array();
-    if (!obj || !res) {
-        json_decref(obj);
-        json_decref(res);
-        return -1;
-    }
-    json_object_set_new(obj, is_image ? "image" : "text", cli_json_text(query));
-    for (int j = 0; j < n; j++) {
-        json_t *r = json_object();
-        json_object_set_new(r, "rank", json_integer(j + 1));
-        json_object_set_new(r, "score", cli_json_float(h[j].score));
-        json_object_set_new(r, "path", cli_json_text(h[j].key));
-        if (h[j].id >= 0)
-            json_object_set_new(r, "id", json_integer(h[j].id));
-        json_array_append_new(res, r);
-    }
-    json_object_set_new(obj, "results", res);
-    int bad = cli_json_line(f, obj) != 0;
-    json_decref(obj);
-    return bad ? -1 : 0;
-}
-
 /* ---- search ---- */
 
-static int index_search(index_args *a)
+static int index_search(cli_index_args *a)
 {
-    if (a->nq == 0)
-        return usage_error("%s", "give a query: --text STR or --image FILE");
-    if (a->npaths)
-        return usage_error("unexpected argument '%s' (queries are --text "
-                           "and --image)", a->paths[0]);
     int k = a->k ? a->k : 10;
     int rc = CLI_EXIT_FAILED;
     idx_store *s = NULL;
@@ -1249,14 +522,15 @@ static int index_search(index_args *a)
     }
     const char *dir = a->model_dir ? a->model_dir : have.dir;
     vit_model_info info;
-    int nq = a->nq;
+    int nq = a->queries.n;
     /* Queries are embedded as the index's vectors were: its precision,
      * and its image processor unless --preprocess says otherwise (then
      * a different one is refused below). */
     int prec = have.precision[0] ? cli_precision(have.precision) : 0;
-    if (!a->preprocess_set && have.preprocess[0])
-        a->torchvision = strcmp(have.preprocess, "torchvision") == 0;
-    if (load_model(dir, a, nq < 64 ? nq : 64, a->torchvision,
+    int torchvision = a->dec.torchvision;
+    if (!a->dec.preprocess_set && have.preprocess[0])
+        torchvision = strcmp(have.preprocess, "torchvision") == 0;
+    if (load_model(dir, a, nq < 64 ? nq : 64, torchvision,
                    prec < 0 ? 0 : prec, &m, &info, &mid) != 0)
         goto out;
     if ((st = idx_store_check_model(s, &mid, 0, &err)) != IDX_OK) {
@@ -1274,8 +548,8 @@ static int index_search(index_args *a)
         goto oom;
     for (int i = 0; i < nq; i++) {
         vit_status vs;
-        if (a->queries[i].kind == 't') {
-            const char *t = a->queries[i].s;
+        if (a->queries.tags[i] == 't') {
+            const char *t = a->queries.v[i];
             vs = vit_embed_texts(state, &t, 1, q + (size_t)i * d, &ve);
             if (vs != VIT_OK) {
                 cli_report(dir, ve.msg);
@@ -1284,14 +558,14 @@ static int index_search(index_args *a)
         } else {
             vit_image img;
             /* A file, a URL, a data: URL or "-". */
-            vs = cli_image_load(a->queries[i].s, vit_model_options(m), &img,
+            vs = cli_image_load(a->queries.v[i], vit_model_options(m), &img,
                                 &ve);
             if (vs == VIT_OK) {
                 vs = vit_embed_images(state, &img, 1, q + (size_t)i * d, &ve);
                 vit_image_free(&img);
             }
             if (vs != VIT_OK) {
-                cli_report(a->queries[i].s, ve.msg);
+                cli_report(a->queries.v[i], ve.msg);
                 goto out;
             }
         }
@@ -1299,7 +573,8 @@ static int index_search(index_args *a)
     vit_l2_normalize(q, nq, (int)d);
     /* A shared store (PostgreSQL) searches on its server. */
     if (!idx_store_shared(s) &&
-        (st = idx_store_load(s, a->precision, 0, &mx, &err)) != IDX_OK) {
+        (st = idx_store_load(s, (idx_precision)a->precision, 0, &mx,
+                             &err)) != IDX_OK) {
         report_idx(a->index, &err, st);
         goto out;
     }
@@ -1307,7 +582,8 @@ static int index_search(index_args *a)
     o.k = k;
     o.fetch = idx_store_fetch;
     o.fetch_ud = s;
-    o.ann = a->ann;
+    if (a->ann)
+        idx_ann_parse(a->ann, &o.ann);
     if (a->prefix) {
         if (!(prefix = cli_index_prefix(a->prefix)))
             goto oom;
@@ -1324,8 +600,8 @@ static int index_search(index_args *a)
         int n = 0;
         for (; n < k && h[n].id >= 0; n++)
             ch[n] = (cli_hit){h[n].key, h[n].score, (long long)h[n].id};
-        if (cli_search_write(stdout, a->jsonl, a->queries[i].kind == 'i',
-                             a->queries[i].s, ch, n) != 0)
+        if (cli_search_write(stdout, a->jsonl, a->queries.tags[i] == 'i',
+                             a->queries.v[i], ch, n) != 0)
             goto oom;
     }
     rc = CLI_EXIT_OK;
@@ -1334,8 +610,8 @@ static int index_search(index_args *a)
         if (!hq)
             goto oom;
         for (int i = 0; i < nq; i++)
-            hq[i] = (cli_html_query){a->queries[i].kind == 'i',
-                                     a->queries[i].s};
+            hq[i] = (cli_html_query){a->queries.tags[i] == 'i',
+                                     a->queries.v[i]};
         if (cli_index_html(a->html, hq, nq, hits, k, vit_model_options(m)) !=
             0)
             rc = CLI_EXIT_FAILED;
@@ -1351,7 +627,7 @@ oom:
     rc = CLI_EXIT_FAILED;
 out:
     if (hits)
-        idx_hits_free(hits, (size_t)a->nq * (size_t)k);
+        idx_hits_free(hits, (size_t)a->queries.n * (size_t)k);
     free(hits);
     free(q);
     free(prefix);
@@ -1366,33 +642,30 @@ out:
 int cli_index_main(int argc, char **argv)
 {
     if (argc < 2) {
-        sub_name = "index";
         return usage_error("%s", "give a subcommand: add, remove, stats or "
                                  "search");
     }
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        help(stdout);
+        cli_op_help(&cli_index_add_op, stdout);
         return CLI_EXIT_OK;
     }
     static const struct {
         const char *name;
-        int (*run)(index_args *a);
-    } subs[] = {{"add", index_add},
-                {"remove", index_remove},
-                {"stats", index_stats},
-                {"search", index_search}};
+        const cli_op *op;
+        int (*run)(cli_index_args *a);
+    } subs[] = {{"add", &cli_index_add_op, index_add},
+                {"remove", &cli_index_remove_op, index_remove},
+                {"stats", &cli_index_stats_op, index_stats},
+                {"search", &cli_index_search_op, index_search}};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
         if (strcmp(sub, subs[i].name) != 0)
             continue;
-        static char name[32];
-        snprintf(name, sizeof name, "index %s", sub);
-        sub_name = name;
-        index_args a = {0};
-        int rc = parse_args(argc - 1, argv + 1, &a);
+        cli_index_args a;
+        int rc = cli_op_parse_local(subs[i].op, argc - 1, argv + 1, &a);
         if (rc < 0)
             rc = subs[i].run(&a);
-        free(a.queries);
+        cli_op_free(subs[i].op, &a);
         return rc;
     }
     return usage_error("unknown subcommand '%s' (add, remove, stats or "

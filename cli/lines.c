@@ -60,6 +60,19 @@ oom:
     return -1;
 }
 
+int cli_read_text(const char *path, char *text, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_report(path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(text, 1, size - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return 0;
+}
+
 void cli_free_lines(char **v, int n)
 {
     for (int i = 0; i < n && v; i++)
@@ -178,6 +191,7 @@ int cli_decode_flag(int c, cli_decode_flags *f)
             return -1;
         }
         f->torchvision = tv;
+        f->preprocess_set = 1;
     } else {
         return 0;
     }

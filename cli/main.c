@@ -110,7 +110,9 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     fputs(usage, stderr);
-    fprintf(stderr, "Run 'vit %s --help' for more.\n", cmd);
+    /* A subcommand's ("index add") help is its command's. */
+    fprintf(stderr, "Run 'vit %.*s --help' for more.\n",
+            (int)strcspn(cmd, " "), cmd);
     return CLI_EXIT_USAGE;
 }
 

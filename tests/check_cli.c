@@ -1041,6 +1041,116 @@ START_TEST(test_progress_on_tty)
 }
 END_TEST
 
+/* The local commands and `vit client` parse with one spec per operation:
+ * the same bad arguments get the same usage error from both (after their
+ * names), so the two cannot drift apart. Each case: the local command's
+ * words, then the client command's, then the arguments both get. */
+static const char *const shared_cases[][12] = {
+    {"classify", "classify", "-k", "0", "p.png"},
+    {"classify", "classify", "-f", "xml", "p.png"},
+    {"classify", "classify", "-b", "5000", "p.png"},
+    {"classify", "classify", "--labels", "l", "--template", "x", "p.png"},
+    {"classify", "classify", "--template", "{}", "p.png"},
+    {"classify", "classify", "--logits", "-f", "csv", "p.png"},
+    {"classify", "classify", "--logits=1", "p.png"},
+    {"classify", "classify", "--bogus", "p.png"},
+    {"classify", "classify", "-k", "5"},
+    {"embed", "embed", "-f", "csv", "-t", "a"},
+    {"embed", "embed", "-t", "a", "-i", "p.png"},
+    {"embed", "embed", "--no-normalize"},
+    {"match", "match", "-f", "csv", "-t", "a", "p.png"},
+    {"match", "match", "p.png"},
+    {"match", "match", "-t", "a"},
+    {"index search", "search", "-k", "0", "-t", "a"},
+    {"index search", "search", "-t", "a", "extra"},
+    {"index search", "search", "-f", "csv", "-t", "a"},
+    {"index search", "search", "-i"},
+    {"index add", "index-add", "-b", "0", "p.png"},
+    {"index add", "index-add", "--format", "xml", "p.png"},
+    {"index add", "index-add"},
+};
+#define N_SHARED_CASES (int)(sizeof shared_cases / sizeof *shared_cases)
+
+/* The message of a usage error: its first line after "PREFIX: ". */
+static char *usage_message(const tu_run_result *r, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    ck_assert_msg(r->code == 2 && strncmp(r->err, prefix, n) == 0 &&
+                      strncmp(r->err + n, ": ", 2) == 0,
+                  "want a usage error from '%s', got %d: %s", prefix,
+                  r->code, r->err);
+    const char *m = r->err + n + 2;
+    return strndup(m, strcspn(m, "\n"));
+}
+
+START_TEST(test_client_shares_specs)
+{
+    const char *const *c = shared_cases[_i];
+    const char *local[24], *remote[24];
+    int nl = 0, nr = 0;
+    /* The local one is given what the server would have. */
+    if (strcmp(c[0], "index search") == 0 || strcmp(c[0], "index add") == 0) {
+        local[nl++] = "index";
+        local[nl++] = c[0] + 6;
+        local[nl++] = "--index";
+        local[nl++] = "i.vidx";
+    } else {
+        local[nl++] = c[0];
+    }
+    if (strcmp(c[0], "index search") != 0) {
+        local[nl++] = "--model";
+        local[nl++] = MODEL;
+    }
+    remote[nr++] = "client";
+    remote[nr++] = "--connect";
+    remote[nr++] = "ipc:///nonexistent/vit-check-cli";
+    remote[nr++] = c[1];
+    for (int i = 2; c[i]; i++)
+        local[nl++] = remote[nr++] = c[i];
+    local[nl] = remote[nr] = NULL;
+    tu_run_result a, b;
+    run_argv(&a, local);
+    run_argv(&b, remote);
+    char lp[64], rp[64];
+    snprintf(lp, sizeof lp, "vit %s", c[0]);
+    snprintf(rp, sizeof rp, "vit client: %s", c[1]);
+    char *ma = usage_message(&a, lp), *mb = usage_message(&b, rp);
+    ck_assert_str_eq(mb, ma);
+    free(ma);
+    free(mb);
+    run_free(&a);
+    run_free(&b);
+}
+END_TEST
+
+/* Over the service the local backend's options are unknown, and a bound
+ * the server sets says so. */
+START_TEST(test_client_remote_options)
+{
+    static const char *const cases[][3] = {
+        {"--model", "m", "unknown option '--model'"},
+        {"--precision", "int8", "unknown option '--precision'"},
+        {"--threads", "2", "unknown option '--threads'"},
+        {"-k", "1001", "--top-k is at most 1000 over the service"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_result r;
+        run(&r, "client", "--connect", "ipc:///nonexistent/vit-check-cli",
+            "classify", cases[i][0], cases[i][1], "p.png", NULL);
+        ck_assert_int_eq(r.code, 2);
+        ck_assert_msg(strstr(r.err, cases[i][2]), "want '%s' in: %s",
+                      cases[i][2], r.err);
+        run_free(&r);
+    }
+    /* The same values are fine locally (then the model is missing). */
+    run_result r;
+    run(&r, "classify", "--model", "/nonexistent", "-k", "1001",
+        "--precision", "int8", "--threads", "2", "p.png", NULL);
+    ck_assert_int_eq(r.code, 1);
+    run_free(&r);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1051,6 +1161,8 @@ Suite *cli_suite(void)
     tcase_add_loop_test(tc, test_help, 0, 2);
     tcase_add_loop_test(tc, test_classify_help, 0, 2);
     tcase_add_loop_test(tc, test_usage_error, 0, N_USAGE_CASES);
+    tcase_add_loop_test(tc, test_client_shares_specs, 0, N_SHARED_CASES);
+    tcase_add_test(tc, test_client_remote_options);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("classify");
