@@ -601,23 +601,31 @@ static void fc2_f32(const layer_job *j, int w, int n, int r0, int r1, int c0,
     product(j, w, n, op, j->s->ff, F, r0, r1, c0, c1);
 }
 
+typedef void (*rows_fn)(const layer_job *j, int w, int r0, int m);
+
+/* Thread w of n's rows of a phase, [r0, r1): run by the int8 or the bf16
+ * path when the encoder has one (returns 1), else left to the caller's
+ * float32 products (0; also when there are none). */
+static int phase_rows(const layer_job *j, int w, int n, rows_fn int8,
+                      rows_fn bf16, int *r0, int *r1)
+{
+    vit__split(j->B * j->T, w, n, r0, r1);
+    if (*r0 == *r1)
+        return 1;
+    if (j->e->int8 || j->e->bf16) {
+        (j->e->int8 ? int8 : bf16)(j, w, *r0, *r1 - *r0);
+        return 1;
+    }
+    return 0;
+}
+
 static void phase_qkv(void *c, int w, int n)
 {
     const layer_job *j = c;
     const vit__layer *y = j->y;
     int D = j->e->D, r0, r1;
-    vit__split(j->B * j->T, w, n, &r0, &r1);
-    if (r0 == r1)
+    if (phase_rows(j, w, n, qkv_int8, qkv_bf16, &r0, &r1))
         return;
-    int m = r1 - r0;
-    if (j->e->int8) {
-        qkv_int8(j, w, r0, m);
-        return;
-    }
-    if (j->e->bf16) {
-        qkv_bf16(j, w, r0, m);
-        return;
-    }
     layernorm_rows(j, w, y->ln1_w, y->ln1_b, r0, r1);
     qkv_f32(j, w, n, r0, r1, 0, 3 * D);
 }
@@ -663,23 +671,13 @@ static void phase_mlp(void *c, int w, int n)
     const layer_job *j = c;
     const vit__layer *y = j->y;
     int D = j->e->D, r0, r1;
-    vit__split(j->B * j->T, w, n, &r0, &r1);
-    if (r0 == r1)
+    if (phase_rows(j, w, n, mlp_int8, mlp_bf16, &r0, &r1))
         return;
-    int m = r1 - r0;
-    if (j->e->int8) {
-        mlp_int8(j, w, r0, m);
-        return;
-    }
-    if (j->e->bf16) {
-        mlp_bf16(j, w, r0, m);
-        return;
-    }
     attn_out_f32(j, w, n, r0, r1, 0, D);
     layernorm_rows(j, w, y->ln2_w, y->ln2_b, r0, r1);
     fc1_f32(j, w, n, r0, r1, 0, fc1_width(j->e));
     if (j->e->swiglu)
-        swiglu_rows(j, w, r0, m);
+        swiglu_rows(j, w, r0, r1 - r0);
     fc2_f32(j, w, n, r0, r1, 0, D);
 }
 
