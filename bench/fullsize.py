@@ -203,27 +203,8 @@ def check_siglip(args):
         ref_t = model.get_text_features(**tok(
             texts, padding="max_length", max_length=64, truncation=True,
             return_tensors="pt")).pooler_output.numpy()
-    ref = ref.numpy()
-
-    def embed(precision):
-        return vit_on_pixels(args, path, pixels, precision, "embed",
-                             "embedding")
-
-    def embed_texts(precision):
-        return vit_on_texts(args, path, texts, precision)
-
-    r, rt = rel(embed("fp32"), ref), rel(embed_texts("fp32"), ref_t)
-    print(f"SigLIP B/16 random weights: image embeddings of {args.images} "
-          f"images relative {r:.3g}; text embeddings of {len(texts)} strings "
-          f"relative {rt:.3g}")
-    ok = r < 1e-4 and rt < 1e-4
-    for prec in ("int8", "bf16"):
-        c, ct = min_cosine(embed(prec), ref), min_cosine(embed_texts(prec),
-                                                         ref_t)
-        print(f"  {prec}: cosine to the reference at least {c:.6f} "
-              f"(images), {ct:.6f} (texts)")
-        ok = ok and min(c, ct) >= MIN_COSINE
-    return 0 if ok else 1
+    return check_pairs(args, "SigLIP B/16", path, pixels, texts,
+                       ref.numpy(), ref_t)
 
 
 def check_dinov2(args, size, registers=False):
@@ -295,24 +276,8 @@ def check_openclip(args):
         ref_i = model.encode_image(pixels).numpy()
         ref_t = model.encode_text(tok(texts)).numpy()
 
-    def embed(precision):
-        return (vit_on_pixels(args, path, pixels, precision, "embed",
-                              "embedding"),
-                vit_on_texts(args, path, texts, precision))
-
-    got_i, got_t = embed("fp32")
-    ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
-    print(f"open_clip ViT-B-32 random weights: image embeddings of "
-          f"{args.images} images relative {ri:.3g}; text embeddings of "
-          f"{len(texts)} strings relative {rt:.3g}")
-    ok = ri < 1e-4 and rt < 1e-4
-    for prec in ("int8", "bf16"):
-        q_i, q_t = embed(prec)
-        ci, ct = min_cosine(q_i, ref_i), min_cosine(q_t, ref_t)
-        print(f"  {prec}: cosine to the reference at least {ci:.6f} "
-              f"(images), {ct:.6f} (texts)")
-        ok = ok and min(ci, ct) >= MIN_COSINE
-    return 0 if ok else 1
+    return check_pairs(args, "open_clip ViT-B-32", path, pixels, texts,
+                       ref_i, ref_t)
 
 
 def timm_b16(cache):
@@ -342,25 +307,7 @@ def check_timm(args):
     pixels = torch.randn((args.images, 3, 224, 224), generator=g)
     with torch.no_grad():
         ref = model(pixels).numpy()
-
-    def logits(precision):
-        return vit_on_pixels(args, path, pixels, precision, "classify",
-                             "logits")
-
-    got = logits("fp32")
-    r = rel(got, ref)
-    same_top1 = (got.argmax(1) == ref.argmax(1)).all()
-    print(f"timm vit_base_patch16_224 random weights, {args.images} images: "
-          f"logits relative {r:.3g}; top-1 identical: {same_top1}")
-    ok = r < 1e-4 and same_top1
-    for prec in ("int8", "bf16"):
-        q = logits(prec)
-        c = min_cosine(q, ref)
-        agree = int((q.argmax(1) == ref.argmax(1)).sum())
-        print(f"  {prec}: logits cosine to the reference at least {c:.6f}; "
-              f"top-1 agrees on {agree} of {len(ref)}")
-        ok = ok and c >= MIN_COSINE
-    return 0 if ok else 1
+    return check_logits(args, "timm vit_base_patch16_224", path, pixels, ref)
 
 
 def rel(got, ref):
@@ -422,6 +369,14 @@ def check_clip(args, patch=32):
         ref_i = model.get_image_features(pixel_values=pixels)
     ref_t = getattr(ref_t, "pooler_output", ref_t).numpy()
     ref_i = getattr(ref_i, "pooler_output", ref_i).numpy()
+    return check_pairs(args, f"CLIP ViT-B/{patch}", path, pixels, texts,
+                       ref_i, ref_t)
+
+
+def check_pairs(args, name, path, pixels, texts, ref_i, ref_t):
+    """`vit embed` of the pixels and of the strings against the reference's
+    embeddings: in fp32 within 1e-4 relative, in int8 and bf16 a cosine of
+    at least MIN_COSINE."""
     def embed(precision):
         return (vit_on_pixels(args, path, pixels, precision, "embed",
                               "embedding"),
@@ -429,9 +384,9 @@ def check_clip(args, patch=32):
 
     got_i, got_t = embed("fp32")
     ri, rt = rel(got_i, ref_i), rel(got_t, ref_t)
-    print(f"CLIP ViT-B/{patch} random weights: image embeddings of "
-          f"{args.images} images relative {ri:.3g}; text embeddings of "
-          f"{len(texts)} strings relative {rt:.3g}")
+    print(f"{name} random weights: image embeddings of {len(ref_i)} images "
+          f"relative {ri:.3g}; text embeddings of {len(texts)} strings "
+          f"relative {rt:.3g}")
     ok = ri < 1e-4 and rt < 1e-4
     for prec in ("int8", "bf16"):
         q_i, q_t = embed(prec)
@@ -452,7 +407,14 @@ def check_vit(args, deit=False):
     pixels = torch.randn((args.images, 3, 224, 224), generator=g)
     with torch.no_grad():
         ref = model(pixel_values=pixels).logits.numpy()
+    return check_logits(args, "DeiT-B/16 distilled" if deit else "ViT-B/16",
+                        path, pixels, ref)
 
+
+def check_logits(args, name, path, pixels, ref):
+    """`vit classify --logits` of the pixels against the reference's
+    logits: in fp32 within 1e-4 relative with the same top-1, in int8 and
+    bf16 a cosine of at least MIN_COSINE."""
     def logits(precision):
         return vit_on_pixels(args, path, pixels, precision, "classify",
                              "logits")
@@ -461,8 +423,7 @@ def check_vit(args, deit=False):
     diff = np.abs(got - ref).max()
     rel = diff / np.abs(ref).max()
     same_top1 = (got.argmax(1) == ref.argmax(1)).all()
-    print(f"{'DeiT-B/16 distilled' if deit else 'ViT-B/16'} random weights, "
-          f"{args.images} images: logits max abs "
+    print(f"{name} random weights, {len(ref)} images: logits max abs "
           f"diff {diff:.3g}, max |ref| {np.abs(ref).max():.3g}, relative "
           f"{rel:.3g}; top-1 identical: {same_top1}")
     ok = rel < 1e-4 and same_top1
