@@ -156,6 +156,7 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
                                  vit_error *err)
 {
     int D = e->D, F = e->F, F1 = fc1_width(e);
+    int onednn = vit__int8_onednn();
     for (int l = 0; l < e->L; l++) {
         vit__layer *y = &e->layers[l];
         const float *qkv[] = {y->wq, y->wk, y->wv}, *bqkv[] = {y->bq, y->bk,
@@ -173,7 +174,7 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
             *done[i] = NULL;
         }
         /* With AMX-INT8, oneDNN computes the sums (the same integers). */
-        if (vit__int8_onednn() &&
+        if (onednn &&
             ((st = vit__qweight_onednn(&y->qkv, err)) ||
              (st = vit__qweight_onednn(&y->o, err)) ||
              (st = vit__qweight_onednn(&y->fc1, err)) ||
@@ -181,7 +182,7 @@ vit_status vit__encoder_quantize(vit__encoder *e, vit__weights *w,
             return st;
     }
     e->int8 = 1;
-    e->int8_onednn = vit__int8_onednn();
+    e->int8_onednn = onednn;
     return VIT_OK;
 }
 
@@ -366,14 +367,10 @@ static void qproduct_onednn(const vit__scratch *s, int w, const vit__qout *o,
 static void qproduct(const vit__scratch *s, int w, const vit__qout *o,
                      int r0, int m, const vit__qweight *q)
 {
-    if (q->bm) {
-        VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
-                 qproduct_onednn(s, w, o, r0, m, q));
-        return;
-    }
     VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * q->N * q->K,
-             vit__qlinear(o, s->qa + (size_t)r0 * s->qa_row, s->qs + r0,
-                          s->qz + r0, q, m));
+             q->bm ? qproduct_onednn(s, w, o, r0, m, q)
+                   : vit__qlinear(o, s->qa + (size_t)r0 * s->qa_row,
+                                  s->qs + r0, s->qz + r0, q, m));
 }
 
 /* in (m rows from row r0) quantized, with their ranges when the product
