@@ -19,6 +19,9 @@
 #include "testutil.h"
 #include "vit/vit_impl.h"
 
+/* The contract: per output vector, against float32. */
+#define MIN_COSINE 0.999
+
 static uint32_t bits(float f)
 {
     uint32_t u;
@@ -114,6 +117,99 @@ START_TEST(path_follows_the_cpu)
 }
 END_TEST
 
+/* ---- attention in bfloat16 ---- */
+
+static float widen(vit__bf16 h)
+{
+    return from_bits((uint32_t)h << 16);
+}
+
+/* One attention's heads in bf16 on oneDNN against the definition in
+ * double: q, k and v rounded to bfloat16, the scores scaled and
+ * softmaxed, the probabilities rounded for their product with v. Odd
+ * shapes and a ViT-B head's (dh 64), with the causal mask too. */
+START_TEST(attention_bf16_as_defined)
+{
+    if (!vit__bf16_onednn()) {
+        printf("attention in bf16: this CPU has no bfloat16 (cpu path %s); "
+               "the bf16 mode keeps attention in float32 here\n",
+               cpu_isa_name(cpu_get()->isa));
+        return;
+    }
+    static const int shapes[][3] = {{5, 6, 2}, {50, 128, 2}, {197, 128, 2}};
+    for (int sh = 0; sh < 3; sh++) {
+        int T = shapes[sh][0], D = shapes[sh][1], H = shapes[sh][2];
+        int dh = D / H;
+        size_t n = (size_t)T * D;
+        float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k),
+              *v = malloc(n * sizeof *v), *out = malloc(n * sizeof *out),
+              *ref = malloc(n * sizeof *ref), *f32 = malloc(n * sizeof *f32),
+              *work = malloc(vit__attention_floats(T, dh) * sizeof *work);
+        double *sc = malloc((size_t)T * sizeof *sc);
+        unsigned seed = 11 + sh;
+        for (size_t i = 0; i < n; i++) {
+            q[i] = (float)(rand_r(&seed) % 2001) / 250.0f - 4.0f;
+            k[i] = (float)(rand_r(&seed) % 2001) / 250.0f - 4.0f;
+            v[i] = (float)(rand_r(&seed) % 2001) / 1000.0f - 1.0f;
+        }
+        vit__bctx *bc;
+        vit_error err;
+        ck_assert_int_eq(vit__bctx_new(&bc, 1, &err), VIT_OK);
+        for (int causal = 0; causal < 2; causal++) {
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+                    int last = causal ? i : T - 1;
+                    double mx = -INFINITY, sum = 0;
+                    for (int j = 0; j <= last; j++) {
+                        double acc = 0;
+                        for (int d = 0; d < dh; d++) {
+                            vit__bf16 a, b;
+                            vit__bf16_round(&a, &q[(size_t)i * D + h * dh + d],
+                                            1);
+                            vit__bf16_round(&b, &k[(size_t)j * D + h * dh + d],
+                                            1);
+                            acc += (double)widen(a) * widen(b);
+                        }
+                        sc[j] = acc / sqrt((double)dh);
+                        mx = fmax(mx, sc[j]);
+                    }
+                    for (int j = 0; j <= last; j++)
+                        sum += sc[j] = exp(sc[j] - mx);
+                    for (int d = 0; d < dh; d++) {
+                        double acc = 0;
+                        for (int j = 0; j <= last; j++) {
+                            float p = (float)(sc[j] / sum);
+                            vit__bf16 pb, vb;
+                            vit__bf16_round(&pb, &p, 1);
+                            vit__bf16_round(&vb, &v[(size_t)j * D + h * dh + d],
+                                            1);
+                            acc += (double)widen(pb) * widen(vb);
+                        }
+                        ref[(size_t)i * D + h * dh + d] = (float)acc;
+                    }
+                }
+            vit__attention(out, q, k, v, work, 1, T, D, H, causal, bc);
+            ck_assert_int_eq(vit__bctx_status(bc, &err), VIT_OK);
+            vit__attention(f32, q, k, v, work, 1, T, D, H, causal, NULL);
+            char what[64];
+            snprintf(what, sizeof what, "attention bf16 T %d dh %d%s", T, dh,
+                     causal ? " causal" : "");
+            /* The sums' order, and a probability a float32 softmax puts on
+             * the other side of a rounding boundary: 1e-3 of the largest
+             * output. Not rounding q, k or the probabilities, or a wrong
+             * layout, is far beyond. */
+            ck_assert(tu_rel_diff(what, out, ref, n) < 1e-3);
+            double c = tu_min_cosine(out, f32, T, D);
+            printf("%s: cosine to float32 attention >= %.6f\n", what, c);
+            ck_assert(c >= MIN_COSINE);
+        }
+        vit__bctx_free(bc);
+        free(q), free(k), free(v), free(out), free(ref), free(f32);
+        free(work), free(sc);
+    }
+}
+END_TEST
+
 /* ---- whole models against transformers ---- */
 
 /* The ways this machine can run bf16: 0 its own (oneDNN where the CPU
@@ -134,8 +230,6 @@ static vit_model *load_bf16(const char *name, int way, int max_batch,
     vit__bf16_force_widen(0);
     return m;
 }
-
-#define MIN_COSINE 0.999
 
 static const char *vits[] = {"vit_tiny",      "vit_nobias_f16", "vit_bf16",
                              "vit_sharded",   "vit_model",      "vit_rect",
@@ -338,6 +432,7 @@ Suite *bf16_suite(void)
     TCase *tc = tcase_create("rounding");
     tcase_add_test(tc, rounding_as_defined);
     tcase_add_test(tc, path_follows_the_cpu);
+    tcase_add_test(tc, attention_bf16_as_defined);
     suite_add_tcase(s, tc);
     tc = tcase_create("models");
     tcase_set_timeout(tc, 120);

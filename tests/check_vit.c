@@ -199,7 +199,7 @@ START_TEST(causal_attention_matches_naive)
                         ref[(b * T + i) * D + h * dh + d] = (float)acc;
                     }
                 }
-        vit__attention(out, q, k, v, work, B, T, D, H, causal);
+        vit__attention(out, q, k, v, work, B, T, D, H, causal, NULL);
         ck_assert(tu_rel_diff(causal ? "causal attention vs naive"
                                      : "attention vs naive",
                               out, ref, B * T * D) < 1e-6);

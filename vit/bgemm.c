@@ -345,10 +345,15 @@ size_t vit__bmat_bytes(const vit__bmat *b) { return b ? b->bytes : 0; }
  * whose buffers are set at each run. */
 typedef struct {
     int M, K, N, bias, accumulate, int8;
+    int act;    /* weights: 0 packed (a vit__bmat); else another product's
+                 * activations, bf16 (K, N) row-major (ACT_KN) or (N, K)
+                 * (ACT_NK) */
     size_t lda; /* int8: the source's row stride */
     dnnl_primitive_t prim;
     dnnl_memory_t a, w, b, d;
 } product;
+
+enum { ACT_KN = 1, ACT_NK = 2 };
 
 /* Shapes a thread keeps; past that (a text tower fed every length, say)
  * it starts over. */
@@ -423,8 +428,8 @@ void vit__bctx_free(vit__bctx *c)
     free(c);
 }
 
-static void fail(vit__bctx *c, const char *what, dnnl_status_t st, int M,
-                 const vit__bmat *b)
+static void fail(vit__bctx *c, const char *what, dnnl_status_t st,
+                 const product *k)
 {
     pthread_mutex_lock(&c->mu);
     if (c->status == VIT_OK) {
@@ -432,7 +437,7 @@ static void fail(vit__bctx *c, const char *what, dnnl_status_t st, int M,
         snprintf(c->msg, sizeof c->msg,
                  "oneDNN: cannot %s a%s product of %d x %d by %d "
                  "(status %d)",
-                 what, b->int8 ? "n int8" : " bfloat16", M, b->K, b->N,
+                 what, k->int8 ? "n int8" : " bfloat16", k->M, k->K, k->N,
                  (int)st);
     }
     pthread_mutex_unlock(&c->mu);
@@ -451,16 +456,16 @@ vit_status vit__bctx_status(vit__bctx *c, vit_error *err)
     return st;
 }
 
-/* Thread t's product of this shape, made on first use. */
-static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
-                     int M, int accumulate, size_t lda)
+/* Thread t's product of the shape `key` describes, made on first use;
+ * `wmd` the weights' layout when they are packed. */
+static product *find(vit__bctx *c, thread_state *t, const product *key,
+                     const dnnl_memory_desc_t *wmd)
 {
-    int bias = b->bias != NULL;
     for (int i = 0; i < t->n; i++) {
         product *p = &t->p[i];
-        if (p->M == M && p->K == b->K && p->N == b->N && p->bias == bias &&
-            p->accumulate == accumulate && p->int8 == b->int8 &&
-            p->lda == lda)
+        if (p->M == key->M && p->K == key->K && p->N == key->N &&
+            p->bias == key->bias && p->accumulate == key->accumulate &&
+            p->int8 == key->int8 && p->act == key->act && p->lda == key->lda)
             return p;
     }
     if (t->n == MAX_PRODUCTS) {
@@ -470,57 +475,64 @@ static product *find(vit__bctx *c, thread_state *t, const vit__bmat *b,
     }
     product *p = &t->p[t->n];
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_memory_desc_t amd, bmd, dmd;
-    dnnl_status_t st;
-    if ((st = product_pd(&pd, M, b->K, b->N, &b->md, bias, accumulate,
-                         b->int8, (int64_t)lda)) ||
+    dnnl_memory_desc_t amd, bmd, dmd, act;
+    dnnl_status_t st = dnnl_success;
+    int M = key->M, K = key->K, N = key->N;
+    if (key->act) {
+        st = plain_md(&act, K, N, dnnl_bf16,
+                      key->act == ACT_NK ? dnnl_ba : dnnl_ab);
+        wmd = &act;
+    }
+    if (st ||
+        (st = product_pd(&pd, M, K, N, wmd, key->bias, key->accumulate,
+                         key->int8, (int64_t)key->lda)) ||
         (st = dnnl_primitive_create(&p->prim, pd)) ||
-        (st = src_md(&amd, M, b->K, b->int8, (int64_t)lda)) ||
-        (st = plain_md(&bmd, 1, b->N, dnnl_f32, dnnl_ab)) ||
-        (st = plain_md(&dmd, M, b->N, b->int8 ? dnnl_s32 : dnnl_f32,
+        (st = src_md(&amd, M, K, key->int8, (int64_t)key->lda)) ||
+        (st = plain_md(&bmd, 1, N, dnnl_f32, dnnl_ab)) ||
+        (st = plain_md(&dmd, M, N, key->int8 ? dnnl_s32 : dnnl_f32,
                        dnnl_ab)) ||
         (st = dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE)) ||
-        (st = dnnl_memory_create(&p->w, &b->md, engine, DNNL_MEMORY_NONE)) ||
+        (st = dnnl_memory_create(&p->w, wmd, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->d, &dmd, engine, DNNL_MEMORY_NONE))) {
         if (pd)
             dnnl_primitive_desc_destroy(pd);
         product_free(p);
-        fail(c, "make", st, M, b);
+        fail(c, "make", st, key);
         return NULL;
     }
     dnnl_primitive_desc_destroy(pd);
-    p->M = M;
-    p->K = b->K;
-    p->N = b->N;
-    p->bias = bias;
-    p->accumulate = accumulate;
-    p->int8 = b->int8;
-    p->lda = lda;
+    dnnl_primitive_t prim = p->prim;
+    dnnl_memory_t m[4] = {p->a, p->w, p->b, p->d};
+    *p = *key;
+    p->prim = prim;
+    p->a = m[0], p->w = m[1], p->b = m[2], p->d = m[3];
     t->n++;
     return p;
 }
 
-/* dst = or += a @ b^T (+ bias) on pool thread w: a's rows lda apart for
- * int8 (their bytes), K apart for bf16. */
-static void run(vit__bctx *c, int w, const vit__bmat *b, const void *a,
-                size_t lda, int M, void *dst, int accumulate)
+/* Runs key's product on pool thread w: dst = or += a @ the weights (+
+ * bias). */
+static void run(vit__bctx *c, int w, const product *key,
+                const dnnl_memory_desc_t *wmd, const void *a,
+                const void *weights, const float *bias, void *dst)
 {
-    if (M < 1)
+    if (key->M < 1)
         return;
     thread_state *t = &c->t[w];
-    product *p = find(c, t, b, M, accumulate, lda);
+    product *p = find(c, t, key, wmd);
     if (!p)
         return;
     /* oneDNN's memory objects take non-const buffers; it only reads the
      * source, weights and bias. */
     dnnl_status_t st;
     if ((st = dnnl_memory_set_data_handle(p->a, (void *)(uintptr_t)a)) ||
-        (st = dnnl_memory_set_data_handle(p->w, b->data)) ||
+        (st = dnnl_memory_set_data_handle(p->w,
+                                          (void *)(uintptr_t)weights)) ||
         (st = dnnl_memory_set_data_handle(p->d, dst)) ||
         (p->bias && (st = dnnl_memory_set_data_handle(
-                         p->b, (void *)(uintptr_t)b->bias)))) {
-        fail(c, "run", st, M, b);
+                         p->b, (void *)(uintptr_t)bias)))) {
+        fail(c, "run", st, key);
         return;
     }
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a},
@@ -528,17 +540,28 @@ static void run(vit__bctx *c, int w, const vit__bmat *b, const void *a,
                                {DNNL_ARG_DST, p->d},
                                {DNNL_ARG_BIAS, p->b}};
     if ((st = run_inline(p->prim, t->stream, p->bias ? 4 : 3, args)))
-        fail(c, "run", st, M, b);
+        fail(c, "run", st, key);
 }
 
 void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
                    const vit__bf16 *a, int M, float *dst, int accumulate)
 {
-    run(c, w, b, a, 0, M, dst, accumulate);
+    product key = {.M = M, .K = b->K, .N = b->N, .bias = b->bias != NULL,
+                   .accumulate = accumulate};
+    run(c, w, &key, &b->md, a, b->data, b->bias, dst);
 }
 
 void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
                         const uint8_t *a, size_t lda, int M, int32_t *dst)
 {
-    run(c, w, b, a, lda, M, dst, 0);
+    product key = {.M = M, .K = b->K, .N = b->N, .int8 = 1, .lda = lda};
+    run(c, w, &key, &b->md, a, b->data, NULL, dst);
+}
+
+void vit__bact_run(vit__bctx *c, int w, const vit__bf16 *a,
+                   const vit__bf16 *b, int M, int K, int N, int b_nk,
+                   float *dst)
+{
+    product key = {.M = M, .K = K, .N = N, .act = b_nk ? ACT_NK : ACT_KN};
+    run(c, w, &key, NULL, a, b, NULL, dst);
 }

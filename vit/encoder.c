@@ -659,6 +659,7 @@ static void phase_attention(void *c, int w, int n)
         vit__attention_head(s->ctx + o, s->q + o, s->k + o, s->v + o, scores,
                             T, D, dh, j->causal,
                             j->nkeys ? j->nkeys[p / H] : T,
+                            j->e->bf16 ? s->bctx : NULL, w,
                             s->prof ? &s->prof[w] : NULL);
     }
 }

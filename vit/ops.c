@@ -207,38 +207,22 @@ static size_t up16(size_t n)
     return (n + 15) & ~(size_t)15;
 }
 
+/* bfloat16 elements in floats, rounded up to whole cache lines. */
+static size_t bf16_floats(size_t n) { return up16((n + 1) / 2); }
+
 size_t vit__attention_floats(int T, int dh)
 {
+    size_t tt = up16((size_t)T * T), td = up16((size_t)T * dh);
     size_t a = vit__sgemm_pack_floats(T, dh), b = vit__sgemm_pack_floats(T, T);
-    return up16((size_t)T * T) + 3 * up16((size_t)T * dh) + (a > b ? a : b) +
-           16;
+    size_t f32 = 3 * td + (a > b ? a : b);
+    size_t b16 = 3 * bf16_floats((size_t)T * dh) + bf16_floats((size_t)T * T) +
+                 td;
+    return tt + (f32 > b16 ? f32 : b16) + 16;
 }
 
-void vit__attention_head(float *out, const float *q, const float *k,
-                         const float *v, float *work, int T, int ld, int dh,
-                         int causal, int nkeys, vit__prof *prof)
+/* The scores' masks and softmax, in float32 whichever the products. */
+static void mask_softmax(float *scores, int T, int causal, int nkeys)
 {
-    /* One head of one sequence: q, k, v, out are (T, dh) views with row
-     * stride ld. vit__sgemm multiplies rows of K features by an (N, K)
-     * weight read in place: for the scores, the rows are q's (scaled, as
-     * PyTorch's scaled_dot_product_attention scales q) and the weight is
-     * k; for the weighted sum, the rows are the scores and the weight is
-     * v transposed. Its GEMM runs these shapes about twice as fast as
-     * OpenBLAS on one thread (gemm_bench 197 64 197, 197 197 64), and its
-     * sums do not depend on the CPU path. */
-    size_t td = up16((size_t)T * dh);
-    float *scores = work, *qh = scores + up16((size_t)T * T), *kh = qh + td,
-          *vt = kh + td, *pack = vt + td;
-    float scale = 1.0f / sqrtf((float)dh);
-    double t0 = prof ? vit__now() : 0, t1 = 0, t2 = 0;
-    for (int i = 0; i < T; i++)
-        for (int d = 0; d < dh; d++) {
-            qh[(size_t)i * dh + d] = q[(size_t)i * ld + d] * scale;
-            kh[(size_t)i * dh + d] = k[(size_t)i * ld + d];
-            vt[(size_t)d * T + i] = v[(size_t)i * ld + d];
-        }
-    vit__sgemm_op sc = {.w = {kh}, .out = {scores}, .seg = T, .ld = T};
-    vit__sgemm(&sc, qh, T, dh, 0, T, pack);
     if (causal)
         for (int i = 0; i < T; i++)
             for (int j = i + 1; j < T; j++)
@@ -247,25 +231,100 @@ void vit__attention_head(float *out, const float *q, const float *k,
     for (int i = 0; i < T && nkeys < T; i++)
         for (int j = nkeys > 0 ? nkeys : 0; j < T; j++)
             scores[(size_t)i * T + j] = -INFINITY;
-    if (prof)
-        t1 = vit__now();
     vit__softmax(scores, T, T);
-    if (prof)
-        t2 = vit__now();
+}
+
+/* The head's two products in float32 on vit__sgemm: the rows of q (scaled,
+ * as PyTorch's scaled_dot_product_attention scales q) by k read as an
+ * (N, K) weight, then the softmaxed scores by v transposed. */
+static void head_f32(float *out, const float *q, const float *k,
+                     const float *v, float *work, int T, int ld, int dh,
+                     int causal, int nkeys, double *t)
+{
+    size_t td = up16((size_t)T * dh);
+    float *scores = work, *qh = scores + up16((size_t)T * T), *kh = qh + td,
+          *vt = kh + td, *pack = vt + td;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int i = 0; i < T; i++)
+        for (int d = 0; d < dh; d++) {
+            qh[(size_t)i * dh + d] = q[(size_t)i * ld + d] * scale;
+            kh[(size_t)i * dh + d] = k[(size_t)i * ld + d];
+            vt[(size_t)d * T + i] = v[(size_t)i * ld + d];
+        }
+    vit__sgemm_op sc = {.w = {kh}, .out = {scores}, .seg = T, .ld = T};
+    vit__sgemm(&sc, qh, T, dh, 0, T, pack);
+    if (t)
+        t[0] = vit__now();
+    mask_softmax(scores, T, causal, nkeys);
+    if (t)
+        t[1] = vit__now();
     vit__sgemm_op wv = {.w = {vt}, .out = {out}, .seg = dh, .ld = ld};
     vit__sgemm(&wv, scores, T, T, 0, dh, pack);
+}
+
+/* The head's two products in bfloat16 with float32 sums on oneDNN, as
+ * PyTorch's autocast runs attention on the bfloat16 q, k and v its linear
+ * layers give: q, k and v rounded, the scores scaled in float32 and
+ * softmaxed, then rounded for their product with v. */
+static void head_bf16(float *out, const float *q, const float *k,
+                      const float *v, float *work, int T, int ld, int dh,
+                      int causal, int nkeys, vit__bctx *bc, int w, double *t)
+{
+    size_t tdb = bf16_floats((size_t)T * dh);
+    float *scores = work;
+    vit__bf16 *qb = (vit__bf16 *)(scores + up16((size_t)T * T)),
+              *kb = (vit__bf16 *)((float *)qb + tdb),
+              *vb = (vit__bf16 *)((float *)kb + tdb),
+              *pb = (vit__bf16 *)((float *)vb + tdb);
+    float *ob = (float *)pb + bf16_floats((size_t)T * T);
+    for (int i = 0; i < T; i++) {
+        vit__bf16_round(qb + (size_t)i * dh, q + (size_t)i * ld, (size_t)dh);
+        vit__bf16_round(kb + (size_t)i * dh, k + (size_t)i * ld, (size_t)dh);
+        vit__bf16_round(vb + (size_t)i * dh, v + (size_t)i * ld, (size_t)dh);
+    }
+    /* k (T, dh) row-major is the product's (dh, T) weights transposed. */
+    vit__bact_run(bc, w, qb, kb, T, dh, T, 1, scores);
+    float scale = 1.0f / sqrtf((float)dh);
+    for (size_t i = 0; i < (size_t)T * T; i++)
+        scores[i] *= scale;
+    if (t)
+        t[0] = vit__now();
+    mask_softmax(scores, T, causal, nkeys);
+    if (t)
+        t[1] = vit__now();
+    vit__bf16_round(pb, scores, (size_t)T * T);
+    vit__bact_run(bc, w, pb, vb, T, T, dh, 0, ob);
+    for (int i = 0; i < T; i++)
+        memcpy(out + (size_t)i * ld, ob + (size_t)i * dh, dh * sizeof *out);
+}
+
+void vit__attention_head(float *out, const float *q, const float *k,
+                         const float *v, float *work, int T, int ld, int dh,
+                         int causal, int nkeys, vit__bctx *bc, int w,
+                         vit__prof *prof)
+{
+    /* One head of one sequence: q, k, v, out are (T, dh) views with row
+     * stride ld. vit__sgemm runs these shapes about twice as fast as
+     * OpenBLAS on one thread (gemm_bench 197 64 197, 197 197 64), and its
+     * sums do not depend on the CPU path; oneDNN's bfloat16 product about
+     * twice as fast again where the CPU has AVX512-BF16. */
+    double t0 = prof ? vit__now() : 0, t[2], *tp = prof ? t : NULL;
+    if (bc)
+        head_bf16(out, q, k, v, work, T, ld, dh, causal, nkeys, bc, w, tp);
+    else
+        head_f32(out, q, k, v, work, T, ld, dh, causal, nkeys, tp);
     if (prof) {
-        prof->sec[VIT_PROF_ATTENTION] += (t1 - t0) + (vit__now() - t2);
+        prof->sec[VIT_PROF_ATTENTION] += (t[0] - t0) + (vit__now() - t[1]);
         prof->flop[VIT_PROF_ATTENTION] += 4.0 * T * T * dh;
         prof->calls[VIT_PROF_ATTENTION]++;
-        prof->sec[VIT_PROF_SOFTMAX] += t2 - t1;
+        prof->sec[VIT_PROF_SOFTMAX] += t[1] - t[0];
         prof->calls[VIT_PROF_SOFTMAX]++;
     }
 }
 
 void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *work, int B, int T, int D, int H,
-                    int causal)
+                    int causal, vit__bctx *bc)
 {
     /* q, k, v, out: (B, T, D) with head h in columns [h*dh, (h+1)*dh). */
     int dh = D / H;
@@ -273,7 +332,7 @@ void vit__attention(float *out, const float *q, const float *k,
         for (int h = 0; h < H; h++) {
             size_t o = (size_t)b * T * D + (size_t)h * dh;
             vit__attention_head(out + o, q + o, k + o, v + o, work, T, D, dh,
-                                causal, T, NULL);
+                                causal, T, bc, 0, NULL);
         }
 }
 

@@ -147,18 +147,21 @@ void vit__softmax(float *x, int rows, int cols);
 /* One (sequence, head): q, k, v, out (T, dh) with row stride ld. Both
  * products run on vit__sgemm (one chain of FMAs per output, as the
  * encoder's other products), on copies of the head laid out as it reads
- * them; `work` holds vit__attention_floats(T, dh) floats, the (T, T)
- * scores first. */
+ * them; or, given a oneDNN context bc (the bf16 mode on a CPU with
+ * bfloat16), in bfloat16 on oneDNN, on pool thread w's products. `work`
+ * holds vit__attention_floats(T, dh) floats, the (T, T) scores first. */
 struct vit__prof_s;
+typedef struct vit__bctx vit__bctx;
 size_t vit__attention_floats(int T, int dh);
 void vit__attention_head(float *out, const float *q, const float *k,
                          const float *v, float *work, int T, int ld, int dh,
-                         int causal, int nkeys, struct vit__prof_s *prof);
-/* Every head of B sequences, (B, T, D) each, one after another; work:
- * vit__attention_floats(T, D / H). */
+                         int causal, int nkeys, vit__bctx *bc, int w,
+                         struct vit__prof_s *prof);
+/* Every head of B sequences, (B, T, D) each, one after another, on pool
+ * thread 0's products when bc; work: vit__attention_floats(T, D / H). */
 void vit__attention(float *out, const float *q, const float *k,
                     const float *v, float *work, int B, int T, int D, int H,
-                    int causal);
+                    int causal, vit__bctx *bc);
 
 /* ---- the int8 linear layer (qgemm.c) ---- */
 
@@ -271,8 +274,7 @@ void vit__int8_force_onednn(int on);
 
 /* Per-thread oneDNN state for a vit_state's pool (n threads): a stream and
  * the matrix products made so far, one per shape, each run by the thread
- * that made it, on that thread alone. */
-typedef struct vit__bctx vit__bctx;
+ * that made it, on that thread alone (typedef above). */
 vit_status vit__bctx_new(vit__bctx **out, int n, vit_error *err);
 void vit__bctx_free(vit__bctx *c);
 /* dst (M, b's N, row stride N) = or += a (M, b's K, row stride K) @ b^T +
@@ -284,6 +286,13 @@ void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
  * times b^T, on pool thread w; failures as vit__bmat_run. */
 void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
                         const uint8_t *a, size_t lda, int M, int32_t *dst);
+/* dst (M, N, row stride N) = a (M, K) @ b on pool thread w, both bf16
+ * activations rather than packed weights (attention's products): b is
+ * (K, N) row-major, or with b_nk its transpose (N, K) row-major. Failures
+ * as vit__bmat_run. */
+void vit__bact_run(vit__bctx *c, int w, const vit__bf16 *a,
+                   const vit__bf16 *b, int M, int K, int N, int b_nk,
+                   float *dst);
 /* VIT_OK, or the first failure since the last call (which clears it). */
 vit_status vit__bctx_status(vit__bctx *c, vit_error *err);
 
