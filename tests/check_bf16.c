@@ -94,6 +94,22 @@ START_TEST(rounding_as_defined)
         ck_assert(isnan(from_bits((uint32_t)nb[i] << 16)));
         ck_assert_uint_eq(nb[i] >> 15, bits(nan[i]) >> 31);
     }
+    /* The scaling form rounds the float32 product. */
+    vit__bf16 *sc = malloc(N * sizeof *sc);
+    vit__bf16_round_scaled(sc, x, N, 0.125f);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(sc[i] == round_ref(x[i] * 0.125f), "%08x / 8 -> %04x",
+                      bits(x[i]), sc[i]);
+    /* The softmax that writes bfloat16 rounds what vit__softmax gives. */
+    enum { R = 8, C = 197 };
+    float *sx = malloc(R * C * sizeof *sx), *sy = malloc(R * C * sizeof *sy);
+    for (int i = 0; i < R * C; i++)
+        sx[i] = sy[i] = (float)((i * 37) % 101) / 9.0f - 5.0f;
+    vit__softmax(sx, R, C);
+    vit__softmax_bf16(sy, R, C, sc);
+    for (int i = 0; i < R * C; i++)
+        ck_assert_uint_eq(sc[i], round_ref(sx[i]));
+    free(sx), free(sy), free(sc);
     /* The widening form gives the same numbers. */
     vit__bf16_round_f32(x, N);
     for (int i = 0; i < N; i++)
@@ -125,8 +141,9 @@ static float widen(vit__bf16 h)
 }
 
 /* One attention's heads in bf16 on oneDNN against the definition in
- * double: q, k and v rounded to bfloat16, the scores scaled and
- * softmaxed, the probabilities rounded for their product with v. Odd
+ * double: q (scaled by 1/sqrt(dh) in float32), k and v rounded to
+ * bfloat16, the scores softmaxed, the probabilities rounded for their
+ * product with v. Odd
  * shapes and a ViT-B head's (dh 64), with the causal mask too. */
 START_TEST(attention_bf16_as_defined)
 {
@@ -160,17 +177,18 @@ START_TEST(attention_bf16_as_defined)
                 for (int i = 0; i < T; i++) {
                     int last = causal ? i : T - 1;
                     double mx = -INFINITY, sum = 0;
+                    float scale = 1.0f / sqrtf((float)dh);
                     for (int j = 0; j <= last; j++) {
                         double acc = 0;
                         for (int d = 0; d < dh; d++) {
                             vit__bf16 a, b;
-                            vit__bf16_round(&a, &q[(size_t)i * D + h * dh + d],
-                                            1);
+                            float qs = q[(size_t)i * D + h * dh + d] * scale;
+                            vit__bf16_round(&a, &qs, 1);
                             vit__bf16_round(&b, &k[(size_t)j * D + h * dh + d],
                                             1);
                             acc += (double)widen(a) * widen(b);
                         }
-                        sc[j] = acc / sqrt((double)dh);
+                        sc[j] = acc;
                         mx = fmax(mx, sc[j]);
                     }
                     for (int j = 0; j <= last; j++)

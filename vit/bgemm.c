@@ -46,33 +46,51 @@ extern void omp_set_num_threads(int n);
 
 /* ---- rounding ---- */
 
-/* Round to nearest even on the bits: adding 0x7fff plus the lowest kept
- * bit carries into the kept half exactly when the dropped half is above
- * half an ulp, or at half with the kept half odd. A NaN is kept a
- * (quiet) NaN, which the addition could otherwise carry into infinity. */
-static inline vit__bf16 round1(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x40u;
-    return (vit__bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
-}
-
-void vit__bf16_round(vit__bf16 *out, const float *in, size_t n)
+/* Each compiled for every path of the CPU table (vectorized there). */
+static VIT_BODY void round_body(vit__bf16 *out, const float *in, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++)
-        out[i] = round1(in[i]);
+        out[i] = vit__bf16_round1(in[i]);
+}
+
+static VIT_BODY void round_scaled_body(vit__bf16 *out, const float *in,
+                                       size_t n, float scale)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        out[i] = vit__bf16_round1(in[i] * scale);
+}
+
+static VIT_BODY void round_f32_body(float *x, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)vit__bf16_round1(x[i]) << 16;
+        memcpy(&x[i], &u, sizeof u);
+    }
+}
+
+VIT_PATHS(round, (vit__bf16 * out, const float *in, size_t n), (out, in, n))
+VIT_PATHS(round_scaled,
+          (vit__bf16 * out, const float *in, size_t n, float scale),
+          (out, in, n, scale))
+VIT_PATHS(round_f32, (float *x, size_t n), (x, n))
+
+void vit__bf16_round(vit__bf16 *out, const float *in, size_t n)
+{
+    VIT_PICK(round, (out, in, n));
+}
+
+void vit__bf16_round_scaled(vit__bf16 *out, const float *in, size_t n,
+                            float scale)
+{
+    VIT_PICK(round_scaled, (out, in, n, scale));
 }
 
 void vit__bf16_round_f32(float *x, size_t n)
 {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)round1(x[i]) << 16;
-        memcpy(&x[i], &u, sizeof u);
-    }
+    VIT_PICK(round_f32, (x, n));
 }
 
 /* ---- the engine ---- */

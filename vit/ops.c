@@ -138,7 +138,8 @@ static VIT_BODY void activation_body(float *x, size_t n, vit__act act)
     }
 }
 
-static VIT_BODY void softmax_body(float *x, int rows, int cols)
+static VIT_BODY void softmax_body(float *x, int rows, int cols,
+                                  vit__bf16 *out)
 {
     for (int r = 0; r < rows; r++) {
         float *p = x + (size_t)r * cols;
@@ -166,8 +167,15 @@ static VIT_BODY void softmax_body(float *x, int rows, int cols)
         for (int c = 0; c < cols; c++)
             sum += p[c];
         float inv = 1.0f / sum;
-        for (int c = 0; c < cols; c++)
-            p[c] *= inv;
+        if (out) {
+            vit__bf16 *o = out + (size_t)r * cols;
+#pragma omp simd
+            for (int c = 0; c < cols; c++)
+                o[c] = vit__bf16_round1(p[c] * inv);
+        } else {
+            for (int c = 0; c < cols; c++)
+                p[c] *= inv;
+        }
     }
 }
 
@@ -176,7 +184,8 @@ VIT_PATHS(layernorm, (float *out, const float *in, const float *w,
                       const float *b, int M, int C, float eps),
           (out, in, w, b, M, C, eps))
 VIT_PATHS(activation, (float *x, size_t n, vit__act act), (x, n, act))
-VIT_PATHS(softmax, (float *x, int rows, int cols), (x, rows, cols))
+VIT_PATHS(softmax, (float *x, int rows, int cols, vit__bf16 *out),
+          (x, rows, cols, out))
 
 void vit__layernorm(float *out, const float *in, const float *w,
                     const float *b, int M, int C, float eps)
@@ -191,7 +200,12 @@ void vit__activation(float *x, size_t n, vit__act act)
 
 void vit__softmax(float *x, int rows, int cols)
 {
-    VIT_PICK(softmax, (x, rows, cols));
+    VIT_PICK(softmax, (x, rows, cols, NULL));
+}
+
+void vit__softmax_bf16(float *x, int rows, int cols, vit__bf16 *out)
+{
+    VIT_PICK(softmax, (x, rows, cols, out));
 }
 
 double vit__now(void)
@@ -220,8 +234,10 @@ size_t vit__attention_floats(int T, int dh)
     return tt + (f32 > b16 ? f32 : b16) + 16;
 }
 
-/* The scores' masks and softmax, in float32 whichever the products. */
-static void mask_softmax(float *scores, int T, int causal, int nkeys)
+/* The scores' masks and softmax, in float32 whichever the products; the
+ * probabilities into out16, rounded, when it is given. */
+static void mask_softmax(float *scores, int T, int causal, int nkeys,
+                         vit__bf16 *out16)
 {
     if (causal)
         for (int i = 0; i < T; i++)
@@ -231,7 +247,10 @@ static void mask_softmax(float *scores, int T, int causal, int nkeys)
     for (int i = 0; i < T && nkeys < T; i++)
         for (int j = nkeys > 0 ? nkeys : 0; j < T; j++)
             scores[(size_t)i * T + j] = -INFINITY;
-    vit__softmax(scores, T, T);
+    if (out16)
+        vit__softmax_bf16(scores, T, T, out16);
+    else
+        vit__softmax(scores, T, T);
 }
 
 /* The head's two products in float32 on vit__sgemm: the rows of q (scaled,
@@ -255,7 +274,7 @@ static void head_f32(float *out, const float *q, const float *k,
     vit__sgemm(&sc, qh, T, dh, 0, T, pack);
     if (t)
         t[0] = vit__now();
-    mask_softmax(scores, T, causal, nkeys);
+    mask_softmax(scores, T, causal, nkeys, NULL);
     if (t)
         t[1] = vit__now();
     vit__sgemm_op wv = {.w = {vt}, .out = {out}, .seg = dh, .ld = ld};
@@ -264,8 +283,8 @@ static void head_f32(float *out, const float *q, const float *k,
 
 /* The head's two products in bfloat16 with float32 sums on oneDNN, as
  * PyTorch's autocast runs attention on the bfloat16 q, k and v its linear
- * layers give: q, k and v rounded, the scores scaled in float32 and
- * softmaxed, then rounded for their product with v. */
+ * layers give: q (scaled, as above), k and v rounded, the scores
+ * softmaxed in float32 and rounded for their product with v. */
 static void head_bf16(float *out, const float *q, const float *k,
                       const float *v, float *work, int T, int ld, int dh,
                       int causal, int nkeys, vit__bctx *bc, int w, double *t)
@@ -277,22 +296,20 @@ static void head_bf16(float *out, const float *q, const float *k,
               *vb = (vit__bf16 *)((float *)kb + tdb),
               *pb = (vit__bf16 *)((float *)vb + tdb);
     float *ob = (float *)pb + bf16_floats((size_t)T * T);
+    float scale = 1.0f / sqrtf((float)dh);
     for (int i = 0; i < T; i++) {
-        vit__bf16_round(qb + (size_t)i * dh, q + (size_t)i * ld, (size_t)dh);
+        vit__bf16_round_scaled(qb + (size_t)i * dh, q + (size_t)i * ld,
+                               (size_t)dh, scale);
         vit__bf16_round(kb + (size_t)i * dh, k + (size_t)i * ld, (size_t)dh);
         vit__bf16_round(vb + (size_t)i * dh, v + (size_t)i * ld, (size_t)dh);
     }
     /* k (T, dh) row-major is the product's (dh, T) weights transposed. */
     vit__bact_run(bc, w, qb, kb, T, dh, T, 1, scores);
-    float scale = 1.0f / sqrtf((float)dh);
-    for (size_t i = 0; i < (size_t)T * T; i++)
-        scores[i] *= scale;
     if (t)
         t[0] = vit__now();
-    mask_softmax(scores, T, causal, nkeys);
+    mask_softmax(scores, T, causal, nkeys, pb);
     if (t)
         t[1] = vit__now();
-    vit__bf16_round(pb, scores, (size_t)T * T);
     vit__bact_run(bc, w, pb, vb, T, T, dh, 0, ob);
     for (int i = 0; i < T; i++)
         memcpy(out + (size_t)i * ld, ob + (size_t)i * dh, dh * sizeof *out);

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Compiled for AVX-512, AVX2 and the baseline, picked at run time (x86-64;
  * elsewhere the baseline alone). */
@@ -238,11 +239,30 @@ int vit__qkernel_force_isa(int p);
 /* A bfloat16 number, as its bits: the upper half of a float32's. */
 typedef uint16_t vit__bf16;
 
-/* in (n floats) -> out, each rounded to the nearest bfloat16, ties to even
- * (NaN stays NaN); the rounding PyTorch's .to(torch.bfloat16) does. */
+/* f rounded to the nearest bfloat16, ties to even (NaN stays NaN); the
+ * rounding PyTorch's .to(torch.bfloat16) does. On the bits: adding 0x7fff
+ * plus the lowest kept bit carries into the kept half exactly when the
+ * dropped half is above half an ulp, or at half with the kept half odd. A
+ * NaN is kept a (quiet) NaN, which the addition could otherwise carry into
+ * infinity. */
+static inline vit__bf16 vit__bf16_round1(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    return (vit__bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+}
+/* in (n floats) -> out, each rounded by vit__bf16_round1; _scaled rounds
+ * in[i] * scale (one float32 product, then the rounding). */
 void vit__bf16_round(vit__bf16 *out, const float *in, size_t n);
+void vit__bf16_round_scaled(vit__bf16 *out, const float *in, size_t n,
+                            float scale);
 /* x (n floats) rounded to bfloat16 and widened back, in place. */
 void vit__bf16_round_f32(float *x, size_t n);
+/* vit__softmax's rows of x, each written rounded to bfloat16 into out
+ * (rows cols apart) rather than back into x. */
+void vit__softmax_bf16(float *x, int rows, int cols, vit__bf16 *out);
 
 /* vit__bmat (declared above): an nn.Linear weight (N, K) in bfloat16, in
  * the layout oneDNN's matrix product asks for, with its float32 bias (N)
