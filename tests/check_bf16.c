@@ -94,19 +94,14 @@ START_TEST(rounding_as_defined)
         ck_assert(isnan(from_bits((uint32_t)nb[i] << 16)));
         ck_assert_uint_eq(nb[i] >> 15, bits(nan[i]) >> 31);
     }
-    /* The scaling form rounds the float32 product. */
-    vit__bf16 *sc = malloc(N * sizeof *sc);
-    vit__bf16_round_scaled(sc, x, N, 0.125f);
-    for (int i = 0; i < N; i++)
-        ck_assert_msg(sc[i] == round_ref(x[i] * 0.125f), "%08x / 8 -> %04x",
-                      bits(x[i]), sc[i]);
     /* The softmax that writes bfloat16 rounds what vit__softmax gives. */
     enum { R = 8, C = 197 };
+    vit__bf16 *sc = malloc(R * C * sizeof *sc);
     float *sx = malloc(R * C * sizeof *sx), *sy = malloc(R * C * sizeof *sy);
     for (int i = 0; i < R * C; i++)
         sx[i] = sy[i] = (float)((i * 37) % 101) / 9.0f - 5.0f;
     vit__softmax(sx, R, C);
-    vit__softmax_bf16(sy, R, C, sc);
+    vit__softmax_bf16(sy, R, C, 1.0f, sc);
     for (int i = 0; i < R * C; i++)
         ck_assert_uint_eq(sc[i], round_ref(sx[i]));
     free(sx), free(sy), free(sc);
@@ -135,24 +130,30 @@ END_TEST
 
 /* ---- attention in bfloat16 ---- */
 
+/* Whether this CPU runs bf16 on oneDNN; if not, says what runs instead. */
+static int on_onednn(const char *what, const char *instead)
+{
+    if (vit__bf16_onednn())
+        return 1;
+    printf("%s: this CPU has no bfloat16 (cpu path %s); %s\n", what,
+           cpu_isa_name(cpu_get()->isa), instead);
+    return 0;
+}
+
 static float widen(vit__bf16 h)
 {
     return from_bits((uint32_t)h << 16);
 }
 
 /* One attention's heads in bf16 on oneDNN against the definition in
- * double: q (scaled by 1/sqrt(dh) in float32), k and v rounded to
- * bfloat16, the scores softmaxed, the probabilities rounded for their
- * product with v. Odd
+ * double: q, k and v rounded to bfloat16, the scores scaled by 1/sqrt(dh)
+ * and softmaxed, the probabilities rounded for their product with v. Odd
  * shapes and a ViT-B head's (dh 64), with the causal mask too. */
 START_TEST(attention_bf16_as_defined)
 {
-    if (!vit__bf16_onednn()) {
-        printf("attention in bf16: this CPU has no bfloat16 (cpu path %s); "
-               "the bf16 mode keeps attention in float32 here\n",
-               cpu_isa_name(cpu_get()->isa));
+    if (!on_onednn("attention in bf16",
+                   "the bf16 mode keeps attention in float32 here"))
         return;
-    }
     static const int shapes[][3] = {{5, 6, 2}, {50, 128, 2}, {197, 128, 2}};
     for (int sh = 0; sh < 3; sh++) {
         int T = shapes[sh][0], D = shapes[sh][1], H = shapes[sh][2];
@@ -177,18 +178,17 @@ START_TEST(attention_bf16_as_defined)
                 for (int i = 0; i < T; i++) {
                     int last = causal ? i : T - 1;
                     double mx = -INFINITY, sum = 0;
-                    float scale = 1.0f / sqrtf((float)dh);
                     for (int j = 0; j <= last; j++) {
                         double acc = 0;
                         for (int d = 0; d < dh; d++) {
                             vit__bf16 a, b;
-                            float qs = q[(size_t)i * D + h * dh + d] * scale;
-                            vit__bf16_round(&a, &qs, 1);
+                            vit__bf16_round(&a, &q[(size_t)i * D + h * dh + d],
+                                            1);
                             vit__bf16_round(&b, &k[(size_t)j * D + h * dh + d],
                                             1);
                             acc += (double)widen(a) * widen(b);
                         }
-                        sc[j] = acc;
+                        sc[j] = acc / sqrt((double)dh);
                         mx = fmax(mx, sc[j]);
                     }
                     for (int j = 0; j <= last; j++)
@@ -225,6 +225,62 @@ START_TEST(attention_bf16_as_defined)
         free(q), free(k), free(v), free(out), free(ref), free(f32);
         free(work), free(sc);
     }
+}
+END_TEST
+
+/* The MLP's first product with its activation applied by oneDNN, every
+ * activation vit knows, against the definition in double: act(round(a) @
+ * round(w)^T + bias), rounded to bfloat16. A sum on the other side of a
+ * rounding boundary may round the other way: one unit in the last place
+ * is allowed, and nothing more. */
+START_TEST(activated_product_as_defined)
+{
+    if (!on_onednn("activated bf16 product",
+                   "the widened path applies vit's own activation"))
+        return;
+    enum { M = 37, K = 96, N = 80 };
+    float *a = malloc(M * K * sizeof *a), *w = malloc(N * K * sizeof *w),
+          bias[N];
+    vit__bf16 *ab = malloc(M * K * sizeof *ab), *wb = malloc(N * K * sizeof *wb),
+              *got = malloc(M * N * sizeof *got);
+    unsigned seed = 5;
+    for (int i = 0; i < M * K; i++)
+        a[i] = (float)(rand_r(&seed) % 2001) / 500.0f - 2.0f;
+    for (int i = 0; i < N * K; i++)
+        w[i] = (float)(rand_r(&seed) % 2001) / 4000.0f - 0.25f;
+    for (int i = 0; i < N; i++)
+        bias[i] = (float)(rand_r(&seed) % 2001) / 1000.0f - 1.0f;
+    vit__bf16_round(ab, a, M * K);
+    vit__bf16_round(wb, w, N * K);
+    vit__bmat *b;
+    vit__bctx *bc;
+    vit_error err;
+    ck_assert_int_eq(vit__bmat_pack(&b, w, bias, N, K, &err), VIT_OK);
+    ck_assert_int_eq(vit__bctx_new(&bc, 1, &err), VIT_OK);
+    for (int act = VIT_ACT_GELU; act <= VIT_ACT_TANH; act++) {
+        vit__bmat_run_act(bc, 0, b, ab, M, got, (vit__act)act);
+        ck_assert_int_eq(vit__bctx_status(bc, &err), VIT_OK);
+        double worst = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double x = bias[j];
+                for (int k = 0; k < K; k++)
+                    x += (double)widen(ab[i * K + k]) * widen(wb[j * K + k]);
+                double y = tu_act_ref(act, x);
+                /* In units in the last place of a bfloat16 near y (8
+                 * significant bits), floored at the ulp of 2^-6 for values
+                 * near zero, where the activations' own approximations
+                 * show: correctly rounded is within 0.5. */
+                double ulp = ldexp(1.0, ilogb(fmax(fabs(y), 1.0 / 64)) - 7);
+                worst = fmax(worst, fabs(widen(got[i * N + j]) - y) / ulp);
+            }
+        printf("activated bf16 product, activation %d: within %.3f ulp\n",
+               act, worst);
+        ck_assert_msg(worst <= 1.0, "activation %d: %g ulp", act, worst);
+    }
+    vit__bctx_free(bc);
+    vit__bmat_free(b);
+    free(a), free(w), free(ab), free(wb), free(got);
 }
 END_TEST
 
@@ -451,6 +507,7 @@ Suite *bf16_suite(void)
     tcase_add_test(tc, rounding_as_defined);
     tcase_add_test(tc, path_follows_the_cpu);
     tcase_add_test(tc, attention_bf16_as_defined);
+    tcase_add_test(tc, activated_product_as_defined);
     suite_add_tcase(s, tc);
     tc = tcase_create("models");
     tcase_set_timeout(tc, 120);

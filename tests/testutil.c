@@ -506,3 +506,21 @@ json_t *tu_call(vit_client *c, const char *header, const vit_blob *blobs,
     vit_reply_free(&r);
     return j;
 }
+
+double tu_act_ref(int act, double x)
+{
+    switch (act) {
+    case VIT_ACT_GELU:
+        return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case VIT_ACT_GELU_TANH:
+        return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case VIT_ACT_QUICK_GELU:
+        return x / (1 + exp(-1.702 * x));
+    case VIT_ACT_SILU:
+        return x / (1 + exp(-x));
+    case VIT_ACT_RELU:
+        return x > 0 ? x : 0;
+    default:
+        return tanh(x);
+    }
+}

@@ -17,6 +17,8 @@ double tu_rel_diff(const char *what, const float *got, const float *ref,
 /* The smallest cosine similarity between matching rows of two (rows, dim)
  * arrays. */
 double tu_min_cosine(const float *got, const float *want, int rows, int dim);
+/* Activation `act` (a VIT_ACT_ value) of x by its definition, in double. */
+double tu_act_ref(int act, double x);
 
 /* Writes a w x h RGB PNG of xorshift noise started from `state`; returns
  * the generator's state after it (for suites that carry it on). */

@@ -54,14 +54,6 @@ static VIT_BODY void round_body(vit__bf16 *out, const float *in, size_t n)
         out[i] = vit__bf16_round1(in[i]);
 }
 
-static VIT_BODY void round_scaled_body(vit__bf16 *out, const float *in,
-                                       size_t n, float scale)
-{
-#pragma omp simd
-    for (size_t i = 0; i < n; i++)
-        out[i] = vit__bf16_round1(in[i] * scale);
-}
-
 static VIT_BODY void round_f32_body(float *x, size_t n)
 {
 #pragma omp simd
@@ -72,20 +64,11 @@ static VIT_BODY void round_f32_body(float *x, size_t n)
 }
 
 VIT_PATHS(round, (vit__bf16 * out, const float *in, size_t n), (out, in, n))
-VIT_PATHS(round_scaled,
-          (vit__bf16 * out, const float *in, size_t n, float scale),
-          (out, in, n, scale))
 VIT_PATHS(round_f32, (float *x, size_t n), (x, n))
 
 void vit__bf16_round(vit__bf16 *out, const float *in, size_t n)
 {
     VIT_PICK(round, (out, in, n));
-}
-
-void vit__bf16_round_scaled(vit__bf16 *out, const float *in, size_t n,
-                            float scale)
-{
-    VIT_PICK(round_scaled, (out, in, n, scale));
 }
 
 void vit__bf16_round_f32(float *x, size_t n)
@@ -173,28 +156,57 @@ static dnnl_status_t src_md(dnnl_memory_desc_t *md, int64_t M, int64_t K,
     return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_u8, strides);
 }
 
-/* The primitive descriptor of (M, K) bf16 @ wmd (K, N) + bias -> (M, N)
- * f32, stored or added to dst; or with int8, (M, K) u8 rows lda apart @
- * wmd s8 -> (M, N) s32 sums. */
-static dnnl_status_t product_pd(dnnl_primitive_desc_t *pd, int64_t M,
-                                int64_t K, int64_t N,
-                                const dnnl_memory_desc_t *wmd, int bias,
-                                int accumulate, int int8, int64_t lda)
+/* A product of one shape, with memory objects for its four arguments,
+ * whose buffers are set at each run. */
+typedef struct {
+    int M, K, N, bias, accumulate, int8;
+    int wsrc;   /* weights: 0 packed (a vit__bmat); else another product's
+                 * activations, bf16 (K, N) row-major (W_KN) or (N, K)
+                 * (W_NK) */
+    int elt;    /* an activation applied to the sums (a dnnl_alg_kind_t),
+                 * or 0; then alpha its parameter */
+    float alpha;
+    int d16;    /* dst in bf16 rather than f32 */
+    size_t lda; /* int8: the source's row stride */
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, w, b, d;
+} product;
+
+enum { W_KN = 1, W_NK = 2 };
+
+/* The destination of k's product: (M, N) f32, bf16, or int8's s32 sums. */
+static dnnl_status_t dst_md(dnnl_memory_desc_t *md, const product *k)
+{
+    return plain_md(md, k->M, k->N,
+                    k->int8  ? dnnl_s32
+                    : k->d16 ? dnnl_bf16
+                             : dnnl_f32,
+                    dnnl_ab);
+}
+
+/* The primitive descriptor of k's product: (M, K) bf16 @ wmd (K, N) +
+ * bias, activated, -> (M, N) stored or added to dst; or with int8, (M, K)
+ * u8 rows lda apart @ wmd s8 -> (M, N) s32 sums. */
+static dnnl_status_t product_pd(dnnl_primitive_desc_t *pd, const product *k,
+                                const dnnl_memory_desc_t *wmd)
 {
     dnnl_memory_desc_t a, b, d;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t st;
-    if ((st = src_md(&a, M, K, int8, lda)) ||
-        (st = plain_md(&b, 1, N, dnnl_f32, dnnl_ab)) ||
-        (st = plain_md(&d, M, N, int8 ? dnnl_s32 : dnnl_f32, dnnl_ab)) ||
-        (st = dnnl_matmul_desc_init(&desc, &a, wmd, bias ? &b : NULL, &d)) ||
+    if ((st = src_md(&a, k->M, k->K, k->int8, (int64_t)k->lda)) ||
+        (st = plain_md(&b, 1, k->N, dnnl_f32, dnnl_ab)) ||
+        (st = dst_md(&d, k)) ||
+        (st = dnnl_matmul_desc_init(&desc, &a, wmd, k->bias ? &b : NULL,
+                                    &d)) ||
         (st = dnnl_primitive_attr_create(&attr)))
         return st;
-    if (accumulate &&
+    if ((k->accumulate || k->elt) &&
         ((st = dnnl_post_ops_create(&po)) ||
-         (st = dnnl_post_ops_append_sum(po, 1.0f)) ||
+         (k->accumulate && (st = dnnl_post_ops_append_sum(po, 1.0f))) ||
+         (k->elt && (st = dnnl_post_ops_append_eltwise(
+                         po, 1.0f, (dnnl_alg_kind_t)k->elt, k->alpha, 0))) ||
          (st = dnnl_primitive_attr_set_post_ops(attr, po))))
         goto done;
     st = dnnl_primitive_desc_create(pd, &desc, attr, engine, NULL);
@@ -252,8 +264,11 @@ static vit_status pack(vit__bmat *b, const void *plain, vit_error *err)
      * in the transposed tag "ba". */
     if ((st = plain_md(&any, K, N, dt, dnnl_format_tag_any)) ||
         (st = plain_md(&pmd, K, N, dt, dnnl_ba)) ||
-        (st = product_pd(&pd, LAYOUT_M, K, N, &any, b->bias != NULL, 0,
-                         b->int8, K)))
+        (st = product_pd(&pd,
+                         &(product){.M = LAYOUT_M, .K = K, .N = N,
+                                    .bias = b->bias != NULL,
+                                    .int8 = b->int8, .lda = (size_t)K},
+                         &any)))
         goto done;
     const dnnl_memory_desc_t *q =
         dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -358,20 +373,6 @@ void vit__bmat_free(vit__bmat *b)
 size_t vit__bmat_bytes(const vit__bmat *b) { return b ? b->bytes : 0; }
 
 /* ---- a pool's products ---- */
-
-/* A product of one shape, with memory objects for its four arguments,
- * whose buffers are set at each run. */
-typedef struct {
-    int M, K, N, bias, accumulate, int8;
-    int act;    /* weights: 0 packed (a vit__bmat); else another product's
-                 * activations, bf16 (K, N) row-major (ACT_KN) or (N, K)
-                 * (ACT_NK) */
-    size_t lda; /* int8: the source's row stride */
-    dnnl_primitive_t prim;
-    dnnl_memory_t a, w, b, d;
-} product;
-
-enum { ACT_KN = 1, ACT_NK = 2 };
 
 /* Shapes a thread keeps; past that (a text tower fed every length, say)
  * it starts over. */
@@ -483,7 +484,9 @@ static product *find(vit__bctx *c, thread_state *t, const product *key,
         product *p = &t->p[i];
         if (p->M == key->M && p->K == key->K && p->N == key->N &&
             p->bias == key->bias && p->accumulate == key->accumulate &&
-            p->int8 == key->int8 && p->act == key->act && p->lda == key->lda)
+            p->int8 == key->int8 && p->wsrc == key->wsrc &&
+            p->elt == key->elt && p->alpha == key->alpha &&
+            p->d16 == key->d16 && p->lda == key->lda)
             return p;
     }
     if (t->n == MAX_PRODUCTS) {
@@ -493,22 +496,18 @@ static product *find(vit__bctx *c, thread_state *t, const product *key,
     }
     product *p = &t->p[t->n];
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_memory_desc_t amd, bmd, dmd, act;
+    dnnl_memory_desc_t amd, bmd, dmd, wact;
     dnnl_status_t st = dnnl_success;
-    int M = key->M, K = key->K, N = key->N;
-    if (key->act) {
-        st = plain_md(&act, K, N, dnnl_bf16,
-                      key->act == ACT_NK ? dnnl_ba : dnnl_ab);
-        wmd = &act;
+    if (key->wsrc) {
+        st = plain_md(&wact, key->K, key->N, dnnl_bf16,
+                      key->wsrc == W_NK ? dnnl_ba : dnnl_ab);
+        wmd = &wact;
     }
-    if (st ||
-        (st = product_pd(&pd, M, K, N, wmd, key->bias, key->accumulate,
-                         key->int8, (int64_t)key->lda)) ||
+    if (st || (st = product_pd(&pd, key, wmd)) ||
         (st = dnnl_primitive_create(&p->prim, pd)) ||
-        (st = src_md(&amd, M, K, key->int8, (int64_t)key->lda)) ||
-        (st = plain_md(&bmd, 1, N, dnnl_f32, dnnl_ab)) ||
-        (st = plain_md(&dmd, M, N, key->int8 ? dnnl_s32 : dnnl_f32,
-                       dnnl_ab)) ||
+        (st = src_md(&amd, key->M, key->K, key->int8, (int64_t)key->lda)) ||
+        (st = plain_md(&bmd, 1, key->N, dnnl_f32, dnnl_ab)) ||
+        (st = dst_md(&dmd, key)) ||
         (st = dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->w, wmd, engine, DNNL_MEMORY_NONE)) ||
         (st = dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE)) ||
@@ -569,6 +568,39 @@ void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
     run(c, w, &key, &b->md, a, b->data, b->bias, dst);
 }
 
+/* vit's activation as oneDNN's eltwise post-op: its kind and alpha. */
+static int eltwise(vit__act act, float *alpha)
+{
+    *alpha = 0;
+    switch (act) {
+    case VIT_ACT_GELU:
+        return dnnl_eltwise_gelu_erf;
+    case VIT_ACT_GELU_TANH:
+        return dnnl_eltwise_gelu_tanh;
+    case VIT_ACT_QUICK_GELU: /* x * sigmoid(alpha x) */
+        *alpha = 1.702f;
+        return dnnl_eltwise_swish;
+    case VIT_ACT_SILU:
+        *alpha = 1.0f;
+        return dnnl_eltwise_swish;
+    case VIT_ACT_RELU:
+        return dnnl_eltwise_relu;
+    case VIT_ACT_TANH:
+        return dnnl_eltwise_tanh;
+    }
+    return 0;
+}
+
+void vit__bmat_run_act(vit__bctx *c, int w, const vit__bmat *b,
+                       const vit__bf16 *a, int M, vit__bf16 *dst,
+                       vit__act act)
+{
+    product key = {.M = M, .K = b->K, .N = b->N, .bias = b->bias != NULL,
+                   .d16 = 1};
+    key.elt = eltwise(act, &key.alpha);
+    run(c, w, &key, &b->md, a, b->data, b->bias, dst);
+}
+
 void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
                         const uint8_t *a, size_t lda, int M, int32_t *dst)
 {
@@ -580,6 +612,6 @@ void vit__bact_run(vit__bctx *c, int w, const vit__bf16 *a,
                    const vit__bf16 *b, int M, int K, int N, int b_nk,
                    float *dst)
 {
-    product key = {.M = M, .K = K, .N = N, .act = b_nk ? ACT_NK : ACT_KN};
+    product key = {.M = M, .K = K, .N = N, .wsrc = b_nk ? W_NK : W_KN};
     run(c, w, &key, NULL, a, b, NULL, dst);
 }

@@ -499,12 +499,16 @@ static void mlp_bf16(const layer_job *j, int w, int r0, int m)
         bproduct(s, w, y->bm[VIT_BM_FC1], a, m, 2 * F, D,
                  s->fg + (size_t)r0 * 2 * F, 0);
         swiglu_rows(j, w, r0, m);
+        a = bround(s, w, s->ff, r0, m, F);
     } else {
-        bproduct(s, w, y->bm[VIT_BM_FC1], a, m, F, D, s->ff + of, 0);
-        VIT_PROF(s, w, VIT_PROF_ACTIVATION, 0,
-                 vit__activation(s->ff + of, (size_t)m * F, j->e->act));
+        /* The activation applied by oneDNN and its output rounded there,
+         * into the rows' float32 block, free (twice the room needed). */
+        vit__bf16 *h = (vit__bf16 *)(s->ff + of);
+        VIT_PROF(s, w, VIT_PROF_MATMUL, 2.0 * m * F * D,
+                 vit__bmat_run_act(s->bctx, w, y->bm[VIT_BM_FC1], a, m, h,
+                                   j->e->act));
+        a = h;
     }
-    a = bround(s, w, s->ff, r0, m, F);
     bproduct(s, w, y->bm[VIT_BM_FC2], a, m, D, F, j->x + o, 1);
 }
 

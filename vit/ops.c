@@ -138,7 +138,7 @@ static VIT_BODY void activation_body(float *x, size_t n, vit__act act)
     }
 }
 
-static VIT_BODY void softmax_body(float *x, int rows, int cols,
+static VIT_BODY void softmax_body(float *x, int rows, int cols, float scale,
                                   vit__bf16 *out)
 {
     for (int r = 0; r < rows; r++) {
@@ -159,7 +159,7 @@ static VIT_BODY void softmax_body(float *x, int rows, int cols,
             mx = p[c] > mx ? p[c] : mx;
 #pragma omp simd
         for (int c = 0; c < cols; c++)
-            p[c] = vexp(p[c] - mx);
+            p[c] = vexp((p[c] - mx) * scale);
         /* Summed in vector lanes: the order differs from a serial sum by
          * float rounding only. */
         float sum = 0;
@@ -184,8 +184,9 @@ VIT_PATHS(layernorm, (float *out, const float *in, const float *w,
                       const float *b, int M, int C, float eps),
           (out, in, w, b, M, C, eps))
 VIT_PATHS(activation, (float *x, size_t n, vit__act act), (x, n, act))
-VIT_PATHS(softmax, (float *x, int rows, int cols, vit__bf16 *out),
-          (x, rows, cols, out))
+VIT_PATHS(softmax,
+          (float *x, int rows, int cols, float scale, vit__bf16 *out),
+          (x, rows, cols, scale, out))
 
 void vit__layernorm(float *out, const float *in, const float *w,
                     const float *b, int M, int C, float eps)
@@ -200,12 +201,13 @@ void vit__activation(float *x, size_t n, vit__act act)
 
 void vit__softmax(float *x, int rows, int cols)
 {
-    VIT_PICK(softmax, (x, rows, cols, NULL));
+    VIT_PICK(softmax, (x, rows, cols, 1.0f, NULL));
 }
 
-void vit__softmax_bf16(float *x, int rows, int cols, vit__bf16 *out)
+void vit__softmax_bf16(float *x, int rows, int cols, float scale,
+                       vit__bf16 *out)
 {
-    VIT_PICK(softmax, (x, rows, cols, out));
+    VIT_PICK(softmax, (x, rows, cols, scale, out));
 }
 
 double vit__now(void)
@@ -234,10 +236,10 @@ size_t vit__attention_floats(int T, int dh)
     return tt + (f32 > b16 ? f32 : b16) + 16;
 }
 
-/* The scores' masks and softmax, in float32 whichever the products; the
- * probabilities into out16, rounded, when it is given. */
+/* The scores' masks and softmax, in float32 whichever the products; with
+ * out16, of the scores times scale, the probabilities rounded into it. */
 static void mask_softmax(float *scores, int T, int causal, int nkeys,
-                         vit__bf16 *out16)
+                         float scale, vit__bf16 *out16)
 {
     if (causal)
         for (int i = 0; i < T; i++)
@@ -248,7 +250,7 @@ static void mask_softmax(float *scores, int T, int causal, int nkeys,
         for (int j = nkeys > 0 ? nkeys : 0; j < T; j++)
             scores[(size_t)i * T + j] = -INFINITY;
     if (out16)
-        vit__softmax_bf16(scores, T, T, out16);
+        vit__softmax_bf16(scores, T, T, scale, out16);
     else
         vit__softmax(scores, T, T);
 }
@@ -274,7 +276,7 @@ static void head_f32(float *out, const float *q, const float *k,
     vit__sgemm(&sc, qh, T, dh, 0, T, pack);
     if (t)
         t[0] = vit__now();
-    mask_softmax(scores, T, causal, nkeys, NULL);
+    mask_softmax(scores, T, causal, nkeys, 1.0f, NULL);
     if (t)
         t[1] = vit__now();
     vit__sgemm_op wv = {.w = {vt}, .out = {out}, .seg = dh, .ld = ld};
@@ -283,8 +285,9 @@ static void head_f32(float *out, const float *q, const float *k,
 
 /* The head's two products in bfloat16 with float32 sums on oneDNN, as
  * PyTorch's autocast runs attention on the bfloat16 q, k and v its linear
- * layers give: q (scaled, as above), k and v rounded, the scores
- * softmaxed in float32 and rounded for their product with v. */
+ * layers give: q, k and v rounded, the scores scaled by 1/sqrt(dh) and
+ * softmaxed in float32 (the scale applied inside the softmax's exp), and
+ * the probabilities rounded for their product with v. */
 static void head_bf16(float *out, const float *q, const float *k,
                       const float *v, float *work, int T, int ld, int dh,
                       int causal, int nkeys, vit__bctx *bc, int w, double *t)
@@ -296,10 +299,8 @@ static void head_bf16(float *out, const float *q, const float *k,
               *vb = (vit__bf16 *)((float *)kb + tdb),
               *pb = (vit__bf16 *)((float *)vb + tdb);
     float *ob = (float *)pb + bf16_floats((size_t)T * T);
-    float scale = 1.0f / sqrtf((float)dh);
     for (int i = 0; i < T; i++) {
-        vit__bf16_round_scaled(qb + (size_t)i * dh, q + (size_t)i * ld,
-                               (size_t)dh, scale);
+        vit__bf16_round(qb + (size_t)i * dh, q + (size_t)i * ld, (size_t)dh);
         vit__bf16_round(kb + (size_t)i * dh, k + (size_t)i * ld, (size_t)dh);
         vit__bf16_round(vb + (size_t)i * dh, v + (size_t)i * ld, (size_t)dh);
     }
@@ -307,7 +308,7 @@ static void head_bf16(float *out, const float *q, const float *k,
     vit__bact_run(bc, w, qb, kb, T, dh, T, 1, scores);
     if (t)
         t[0] = vit__now();
-    mask_softmax(scores, T, causal, nkeys, pb);
+    mask_softmax(scores, T, causal, nkeys, 1.0f / sqrtf((float)dh), pb);
     if (t)
         t[1] = vit__now();
     vit__bact_run(bc, w, pb, vb, T, T, dh, 0, ob);

@@ -253,16 +253,14 @@ static inline vit__bf16 vit__bf16_round1(float f)
     uint32_t nan = (u >> 16) | 0x40u;
     return (vit__bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
 }
-/* in (n floats) -> out, each rounded by vit__bf16_round1; _scaled rounds
- * in[i] * scale (one float32 product, then the rounding). */
+/* in (n floats) -> out, each rounded by vit__bf16_round1. */
 void vit__bf16_round(vit__bf16 *out, const float *in, size_t n);
-void vit__bf16_round_scaled(vit__bf16 *out, const float *in, size_t n,
-                            float scale);
 /* x (n floats) rounded to bfloat16 and widened back, in place. */
 void vit__bf16_round_f32(float *x, size_t n);
-/* vit__softmax's rows of x, each written rounded to bfloat16 into out
- * (rows cols apart) rather than back into x. */
-void vit__softmax_bf16(float *x, int rows, int cols, vit__bf16 *out);
+/* vit__softmax of the rows of x times scale (> 0), each written rounded
+ * to bfloat16 into out (rows cols apart) rather than back into x. */
+void vit__softmax_bf16(float *x, int rows, int cols, float scale,
+                       vit__bf16 *out);
 
 /* vit__bmat (declared above): an nn.Linear weight (N, K) in bfloat16, in
  * the layout oneDNN's matrix product asks for, with its float32 bias (N)
@@ -302,6 +300,12 @@ void vit__bctx_free(vit__bctx *c);
  * for vit__bctx_status: the products return nothing. */
 void vit__bmat_run(vit__bctx *c, int w, const vit__bmat *b,
                    const vit__bf16 *a, int M, float *dst, int accumulate);
+/* dst (M, b's N) in bfloat16 = act(a @ b^T + bias), the activation
+ * applied by oneDNN to the float32 sums before the rounding: the MLP's
+ * first product, whose output is the second's bfloat16 input. */
+void vit__bmat_run_act(vit__bctx *c, int w, const vit__bmat *b,
+                       const vit__bf16 *a, int M, vit__bf16 *dst,
+                       vit__act act);
 /* dst (M, b's N) = the int32 sums of a (M, b's K, rows lda bytes apart)
  * times b^T, on pool thread w; failures as vit__bmat_run. */
 void vit__bmat_run_int8(vit__bctx *c, int w, const vit__bmat *b,
