@@ -98,6 +98,13 @@ img_status img_size_heif(const uint8_t *bytes, size_t n, uint32_t *w,
  * else the sentence saying why not: libheif was not found at build time,
  * or lacks the codec. The tests skip, saying so, what it cannot read. */
 const char *img_heif_missing(int avif);
+/* heif_box.c: whether a HEIF file is one Pillow opens as AVIF (its major
+ * brand avif or avis, or mif1/msf1 with an AVIF brand among the
+ * compatible ones); whether its top-level boxes run past its end; an
+ * AVIF's irot and imir as an EXIF orientation (1..8; 1 without them). */
+int img_heif_is_avif(const uint8_t *b, size_t n);
+int img_heif_cut_short(const uint8_t *b, size_t n);
+int img_avif_orientation(const uint8_t *b, size_t n);
 
 /* Unsigned integers stored big- or little-endian in a file's bytes. */
 static inline uint32_t img_be32(const uint8_t *b)

@@ -241,7 +241,8 @@ START_TEST(activated_product_as_defined)
     enum { M = 37, K = 96, N = 80 };
     float *a = malloc(M * K * sizeof *a), *w = malloc(N * K * sizeof *w),
           bias[N];
-    vit__bf16 *ab = malloc(M * K * sizeof *ab), *wb = malloc(N * K * sizeof *wb),
+    vit__bf16 *ab = malloc(M * K * sizeof *ab),
+              *wb = malloc(N * K * sizeof *wb),
               *got = malloc(M * N * sizeof *got);
     unsigned seed = 5;
     for (int i = 0; i < M * K; i++)

@@ -513,7 +513,8 @@ double tu_act_ref(int act, double x)
     case VIT_ACT_GELU:
         return 0.5 * x * (1 + erf(x / sqrt(2.0)));
     case VIT_ACT_GELU_TANH:
-        return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x *
+               (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case VIT_ACT_QUICK_GELU:
         return x / (1 + exp(-1.702 * x));
     case VIT_ACT_SILU:
