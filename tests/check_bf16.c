@@ -135,7 +135,7 @@ static int on_onednn(const char *what, const char *instead)
 {
     if (vit__bf16_onednn())
         return 1;
-    printf("%s: this CPU has no bfloat16 (cpu path %s); %s\n", what,
+    printf("%s: no bfloat16 on this CPU under its path (%s); %s\n", what,
            cpu_isa_name(cpu_get()->isa), instead);
     return 0;
 }
