@@ -102,7 +102,8 @@ typedef enum {
                                outputs; everything else in float32, as
                                PyTorch's autocast does. Through oneDNN
                                where the CPU has AVX512-BF16 or AMX-BF16
-                               (and VIT_ISA allows avx512), else the
+                               (and VIT_ISA allows avx512), the attention's
+                               two products in bfloat16 there too; else the
                                rounded weights widened back to float32
                                inside the float32 kernel (half the memory
                                all the same). CHANGES NUMBERS, by
