@@ -101,6 +101,9 @@ static int take(const cli_op *op, const cli_opt *o, unsigned backend,
         return -1;
     }
     case CLI_ARG_LIST:
+        if ((o->valid && !o->valid(arg)) ||
+            (o->hi && ((cli_strv *)at)->n >= o->hi))
+            return usage_error(s, o->bad, arg);
         if (cli_strv_push(at, (char *)arg, (char)o->lo) != 0) {
             fprintf(stderr, "vit: out of memory\n");
             return CLI_EXIT_FAILED;
@@ -252,7 +255,7 @@ void cli_op_help(const cli_op *op, FILE *f)
     fputs(op->usage, f);
     fputs(op->about, f);
     fputs("\noptions:\n", f);
-    int decode = 0;
+    int decode = 0, threads = 0;
     /* The defaults, for the help that shows them. */
     char *d = calloc(1, op->size);
     if (d && op->init)
@@ -269,13 +272,16 @@ void cli_op_help(const cli_op *op, FILE *f)
         else if (o->help)
             fputs(o->help, f);
         decode |= o->type == CLI_ARG_DECODE && !o->help;
+        threads |= o->type == CLI_ARG_DECODE && o->key == CLI_OPT_THREADS &&
+                   !o->help;
     }
     /* The decoding options' lines, where the spec has none of its own, are
-     * the ones every image command shares. */
-    if (decode) {
+     * the ones every image command shares; --threads's only where it is
+     * one of them (`vit bench` has a --threads of its own). */
+    if (decode)
         fputs(cli_decode_help, f);
+    if (threads)
         fputs(cli_threads_help, f);
-    }
     fputs(op->after, f);
     free(d);
 }

@@ -47,16 +47,40 @@ typedef struct {
     cli_arg_type type;
     size_t off;        /* where its value goes in the operation's struct */
     unsigned where;    /* CLI_LOCAL, CLI_REMOTE or CLI_BOTH */
-    long lo, hi;       /* CLI_ARG_INT's bounds; CLI_ARG_FLAG's value (lo) */
+    long lo, hi;       /* CLI_ARG_INT's bounds; CLI_ARG_FLAG's value (lo);
+                          CLI_ARG_LIST's tag (lo) and the most values its
+                          list takes (hi, 0: no limit) */
     long hi_remote;    /* CLI_ARG_INT: a lower bound the service sets, or 0 */
     const char *choices;   /* CLI_ARG_CHOICE: "a|b|c" */
     const char *bad;       /* a bad value's message, %s the value (if any) */
     const char *bad_remote;  /* over hi_remote: the message */
-    int (*valid)(const char *value);  /* CLI_ARG_STR: also required */
+    int (*valid)(const char *value);  /* CLI_ARG_STR, CLI_ARG_LIST: also
+                                         required */
     const char *help;  /* its lines under options: in --help, or NULL */
     int help_value;    /* help is a printf format for its default value
                           (%d an int, %zu a size, %llu a uint64_t) */
 } cli_opt;
+
+/* The decoding options an image command takes but --threads (which a
+ * command may take as a decoding option or as its own), their values in
+ * T's `dec`, a cli_decode_flags; their lines in --help are
+ * cli_decode_help. */
+#define CLI_OPTS_DECODE(T)                                                  \
+    {.name = "no-exif-rotate", .key = CLI_OPT_NO_EXIF,                      \
+     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
+     .where = CLI_LOCAL},                                                   \
+    {.name = "fast-decode", .key = CLI_OPT_FAST_DECODE,                     \
+     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
+     .where = CLI_LOCAL},                                                   \
+    {.name = "precision", .key = CLI_OPT_PRECISION,                         \
+     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
+     .where = CLI_LOCAL},                                                   \
+    {.name = "preprocess", .key = CLI_OPT_PREPROCESS,                       \
+     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
+     .where = CLI_LOCAL},                                                   \
+    {.name = "max-pixels", .key = CLI_OPT_MAX_PIXELS,                       \
+     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
+     .where = CLI_LOCAL}
 
 /* The whole command line's checks: NULL when it is fine, else the usage
  * error (a constant, or written into buf). */

@@ -20,21 +20,7 @@
     {.name = "model", .key = 'm', .type = CLI_ARG_STR,                      \
      .off = offsetof(T, model_dir), .where = CLI_LOCAL, .help = H}
 #define OPT_DECODE(T)                                                       \
-    {.name = "no-exif-rotate", .key = CLI_OPT_NO_EXIF,                      \
-     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
-     .where = CLI_LOCAL},                                                   \
-    {.name = "fast-decode", .key = CLI_OPT_FAST_DECODE,                     \
-     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
-     .where = CLI_LOCAL},                                                   \
-    {.name = "precision", .key = CLI_OPT_PRECISION,                         \
-     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
-     .where = CLI_LOCAL},                                                   \
-    {.name = "preprocess", .key = CLI_OPT_PREPROCESS,                       \
-     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
-     .where = CLI_LOCAL},                                                   \
-    {.name = "max-pixels", .key = CLI_OPT_MAX_PIXELS,                       \
-     .type = CLI_ARG_DECODE, .off = offsetof(T, dec),                       \
-     .where = CLI_LOCAL},                                                   \
+    CLI_OPTS_DECODE(T),                                                     \
     {.name = "threads", .key = CLI_OPT_THREADS, .type = CLI_ARG_DECODE,     \
      .off = offsetof(T, dec), .where = CLI_LOCAL}
 #define OPT_BATCH(T, H)                                                     \
