@@ -16,9 +16,9 @@
  * forward alone on as many images at the same batch size and threads,
  * the two taken in turns so that both see the same machine.
  */
-#include "cli/cli.h"
+#include "cli/args.h"
 
-#include <getopt.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,97 +27,198 @@
 #include <time.h>
 #include <unistd.h>
 
-enum {
-    OPT_PROFILE = 256,
-    OPT_SECONDS,
-    OPT_DIR,
-    OPT_IMAGES,
-    OPT_ROUNDS,
-    OPT_DECODE_THREADS,
-    OPT_PROBE,
-    MAX_CASES = 16,
-    MAX_DECODE = 4,
-};
+enum { MAX_CASES = 16, MAX_DECODE = 4 };
 
-static const char usage_line[] =
-    "usage: vit bench --model DIR [--batch N]... [--threads N]... "
-    "[--profile]\n"
-    "                 [--seconds S] [--precision fp32|int8|bf16]\n"
-    "       vit bench --model DIR --dir IMAGES [--images N] [--rounds R]\n"
-    "                 [--decode-threads N]... [--batch N]... [--threads N]..."
-    "\n"
-    "                 [--fast-decode] [--no-exif-rotate] "
-    "[--precision fp32|int8|bf16]\n";
+/* The command line, each value checked as it comes (the lists' values and
+ * --seconds by the functions below), so that the first bad one on the
+ * line is the one said. */
+typedef struct {
+    const char *model, *images, *probe, *seconds;
+    cli_strv batches, threads, decode;  /* whole numbers, in range */
+    int profile, max_images, rounds;
+    cli_decode_flags dec;
+    cli_strv rest;  /* none are taken */
+} bench_args;
 
-static void help(FILE *f)
+static int batch_ok(const char *s)
 {
-    fputs(usage_line, f);
-    fputs("\n"
-          "Time a model's forward pass on synthetic pixels. For every thread\n"
-          "count and batch size: ms per image, images/s, achieved GFLOP/s and\n"
-          "its ratio to the float32 FMA peak of as many threads on the CPU\n"
-          "path that runs (independent vector FMAs and nothing else, what no\n"
-          "product can beat), measured in the same run: with --seconds 2 or\n"
-          "more, the peak and the forward in turns, four rounds, and the\n"
-          "median round's peak and ratio. VIT_ISA=generic|avx2|avx512 in\n"
-          "the environment caps the path (vit --version names it).\n"
-          "After each thread count's table, the GFLOP/s of vit's own GEMM\n"
-          "and of OpenBLAS's sgemm at the model's largest product (the\n"
-          "MLP's first, at the largest batch up to 8), the best marked.\n"
-          "Then, for every case, the memory of a fresh process that loads the\n"
-          "model and runs one forward: the weights (the pages of the mapped\n"
-          "checkpoint it holds, any float32 copies, and int8 or bfloat16\n"
-          "ones with --precision int8 or bf16), the activation arena, the\n"
-          "peak resident\n"
-          "memory and (peak - weights) / arena, and that ratio less what the\n"
-          "process held before loading (the program and its libraries).\n"
-          "\n"
-          "With --dir, time what `vit classify IMAGES` does instead: walk the\n"
-          "directory, decode, preprocess and classify every image (embed,\n"
-          "for a model without labels) through the same batch driver,\n"
-          "writing the results to /dev/null; next to the\n"
-          "forward alone on as many images at the same batch size and\n"
-          "threads. The images are split into rounds, and each round times\n"
-          "the forward and the end-to-end run in turns, so that both see the\n"
-          "same machine; the ratio is end-to-end images/s over forward\n"
-          "images/s. `make bench-dir` makes a set of photo-like JPEGs\n"
-          "(build/make_photos) and runs this.\n"
-          "\n"
-          "options:\n"
-          "  -m, --model DIR     the model directory (required); a CLIP model\n"
-          "                      is timed on its image tower\n"
-          "  -b, --batch N       a batch size to time (repeatable; default 1, "
-          "8, 32,\n"
-          "                      with --dir 8)\n"
-          "  -t, --threads N     a thread count to time (repeatable; default: "
-          "one per\n"
-          "                      CPU)\n"
-          "      --profile       also print where the time goes, by kind of "
-          "op\n"
-          "      --seconds S     time each case for at least S seconds "
-          "(default 2)\n"
-          "      --dir IMAGES    time `vit classify IMAGES` end to end (a\n"
-          "                      directory or file, walked as classify walks "
-          "it)\n"
-          "      --images N      with --dir: only the first N images\n"
-          "      --rounds R      with --dir: rounds to split the images into\n"
-          "                      (default 4)\n"
-          "      --decode-threads N\n"
-          "                      with --dir: at most N threads decoding "
-          "ahead of\n"
-          "                      the model, one at first and more while the "
-          "model\n"
-          "                      waits (repeatable, each timed; 0: decode in "
-          "turn\n"
-          "                      with the model; default: as classify, up to "
-          "one\n"
-          "                      per CPU)\n"
-          "  -h, --help          show this help and exit\n",
-          f);
-    fputs(cli_decode_help, f);
+    return cli_parse_long(s, 1, 4096) >= 0;
 }
 
-#define usage_error(...) cli_usage_error("bench", usage_line, __VA_ARGS__)
+static int threads_ok(const char *s)
+{
+    return cli_parse_long(s, 1, 256) >= 0;
+}
+
+static int decode_threads_ok(const char *s)
+{
+    return cli_parse_long(s, 0, 16) >= 0;
+}
+
+static int seconds_ok(const char *s)
+{
+    double v = atof(s);
+    return v > 0 && v <= 600;
+}
+
+static const cli_opt bench_opts[] = {
+    {.name = "model", .key = 'm', .type = CLI_ARG_STR,
+     .off = offsetof(bench_args, model), .where = CLI_LOCAL,
+     .help =
+        "  -m, --model DIR     the model directory (required); a CLIP model\n"
+        "                      is timed on its image tower\n"},
+    {.name = "batch", .key = 'b', .type = CLI_ARG_LIST,
+     .off = offsetof(bench_args, batches), .where = CLI_LOCAL,
+     .hi = MAX_CASES, .valid = batch_ok,
+     .bad = "--batch needs 1 to 4096 (16 at most), not '%s'",
+     .help =
+        "  -b, --batch N       a batch size to time (repeatable; default 1, "
+        "8, 32,\n"
+        "                      with --dir 8)\n"},
+    {.name = "threads", .key = 't', .type = CLI_ARG_LIST,
+     .off = offsetof(bench_args, threads), .where = CLI_LOCAL,
+     .hi = MAX_CASES, .valid = threads_ok,
+     .bad = "--threads needs 1 to 256 (16 at most), not '%s'",
+     .help =
+        "  -t, --threads N     a thread count to time (repeatable; default: "
+        "one per\n"
+        "                      CPU)\n"},
+    {.name = "profile", .type = CLI_ARG_FLAG, .lo = 1,
+     .off = offsetof(bench_args, profile), .where = CLI_LOCAL,
+     .help =
+        "      --profile       also print where the time goes, by kind of "
+        "op\n"},
+    {.name = "seconds", .type = CLI_ARG_STR,
+     .off = offsetof(bench_args, seconds), .where = CLI_LOCAL,
+     .valid = seconds_ok,
+     .bad = "--seconds needs a number of seconds, not '%s'",
+     .help =
+        "      --seconds S     time each case for at least S seconds "
+        "(default 2)\n"},
+    {.name = "dir", .type = CLI_ARG_STR,
+     .off = offsetof(bench_args, images), .where = CLI_LOCAL,
+     .help =
+        "      --dir IMAGES    time `vit classify IMAGES` end to end (a\n"
+        "                      directory or file, walked as classify walks "
+        "it)\n"},
+    {.name = "images", .type = CLI_ARG_INT,
+     .off = offsetof(bench_args, max_images), .where = CLI_LOCAL,
+     .lo = 1, .hi = 100000000,
+     .bad = "--images needs a positive integer, not '%s'",
+     .help =
+        "      --images N      with --dir: only the first N images\n"},
+    {.name = "rounds", .type = CLI_ARG_INT,
+     .off = offsetof(bench_args, rounds), .where = CLI_LOCAL,
+     .lo = 1, .hi = 1000, .help_value = 1,
+     .bad = "--rounds needs 1 to 1000, not '%s'",
+     .help =
+        "      --rounds R      with --dir: rounds to split the images into\n"
+        "                      (default %d)\n"},
+    {.name = "decode-threads", .type = CLI_ARG_LIST,
+     .off = offsetof(bench_args, decode), .where = CLI_LOCAL,
+     .hi = MAX_DECODE, .valid = decode_threads_ok,
+     .bad = "--decode-threads needs 0 to 16 (4 at most), not '%s'",
+     .help =
+        "      --decode-threads N\n"
+        "                      with --dir: at most N threads decoding "
+        "ahead of\n"
+        "                      the model, one at first and more while the "
+        "model\n"
+        "                      waits (repeatable, each timed; 0: decode in "
+        "turn\n"
+        "                      with the model; default: as classify, up to "
+        "one\n"
+        "                      per CPU)\n"},
+    /* bench's own, run by probe_memory: no line in --help. */
+    {.name = "probe-memory", .type = CLI_ARG_STR,
+     .off = offsetof(bench_args, probe), .where = CLI_LOCAL},
+    {.name = "help", .key = 'h', .type = CLI_ARG_HELP, .where = CLI_LOCAL,
+     .help =
+        "  -h, --help          show this help and exit\n"},
+    /* Their lines are cli_decode_help, after the others. */
+    CLI_OPTS_DECODE(bench_args),
+    {0},
+};
+
+static void bench_init(void *p)
+{
+    ((bench_args *)p)->rounds = 4;
+}
+
+static const char *bench_check(void *p, unsigned backend, char *buf,
+                               size_t n)
+{
+    const bench_args *a = p;
+    if (!a->model)
+        return "--model DIR is required";
+    if (a->rest.n) {
+        snprintf(buf, n, "unexpected argument '%s'", a->rest.v[0]);
+        return buf;
+    }
+    if (!a->images && (a->max_images || a->decode.n || a->rounds != 4))
+        return "--images, --rounds and --decode-threads go with --dir";
+    if (a->images && a->profile)
+        return "--profile does not go with --dir";
+    return NULL;
+}
+
+static const cli_op bench_spec = {
+    .name = "bench",
+    .usage =
+        "usage: vit bench --model DIR [--batch N]... [--threads N]... "
+        "[--profile]\n"
+        "                 [--seconds S] [--precision fp32|int8|bf16]\n"
+        "       vit bench --model DIR --dir IMAGES [--images N] [--rounds R]\n"
+        "                 [--decode-threads N]... [--batch N]... "
+        "[--threads N]...\n"
+        "                 [--fast-decode] [--no-exif-rotate] "
+        "[--precision fp32|int8|bf16]\n",
+    .about =
+        "\n"
+        "Time a model's forward pass on synthetic pixels. For every thread\n"
+        "count and batch size: ms per image, images/s, achieved GFLOP/s and\n"
+        "its ratio to the float32 FMA peak of as many threads on the CPU\n"
+        "path that runs (independent vector FMAs and nothing else, what no\n"
+        "product can beat), measured in the same run: with --seconds 2 or\n"
+        "more, the peak and the forward in turns, four rounds, and the\n"
+        "median round's peak and ratio. VIT_ISA=generic|avx2|avx512 in\n"
+        "the environment caps the path (vit --version names it).\n"
+        "After each thread count's table, the GFLOP/s of vit's own GEMM\n"
+        "and of OpenBLAS's sgemm at the model's largest product (the\n"
+        "MLP's first, at the largest batch up to 8), the best marked.\n"
+        "Then, for every case, the memory of a fresh process that loads the\n"
+        "model and runs one forward: the weights (the pages of the mapped\n"
+        "checkpoint it holds, any float32 copies, and int8 or bfloat16\n"
+        "ones with --precision int8 or bf16), the activation arena, the\n"
+        "peak resident\n"
+        "memory and (peak - weights) / arena, and that ratio less what the\n"
+        "process held before loading (the program and its libraries).\n"
+        "\n"
+        "With --dir, time what `vit classify IMAGES` does instead: walk the\n"
+        "directory, decode, preprocess and classify every image (embed,\n"
+        "for a model without labels) through the same batch driver,\n"
+        "writing the results to /dev/null; next to the\n"
+        "forward alone on as many images at the same batch size and\n"
+        "threads. The images are split into rounds, and each round times\n"
+        "the forward and the end-to-end run in turns, so that both see the\n"
+        "same machine; the ratio is end-to-end images/s over forward\n"
+        "images/s. `make bench-dir` makes a set of photo-like JPEGs\n"
+        "(build/make_photos) and runs this.\n",
+    .after = "",
+    .opts = bench_opts,
+    .size = sizeof(bench_args),
+    .positional = offsetof(bench_args, rest),
+    .init = bench_init,
+    .check = bench_check,
+};
+
+/* A list's values (checked by the spec) as ints. */
+static int ints(const cli_strv *l, int *v)
+{
+    for (int i = 0; i < l->n; i++)
+        v[i] = atoi(l->v[i]);
+    return l->n;
+}
 
 static double now(void)
 {
@@ -560,103 +661,21 @@ done:
 
 int cli_bench_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"batch", required_argument, NULL, 'b'},
-        {"threads", required_argument, NULL, 't'},
-        {"profile", no_argument, NULL, OPT_PROFILE},
-        {"seconds", required_argument, NULL, OPT_SECONDS},
-        {"dir", required_argument, NULL, OPT_DIR},
-        {"images", required_argument, NULL, OPT_IMAGES},
-        {"rounds", required_argument, NULL, OPT_ROUNDS},
-        {"decode-threads", required_argument, NULL, OPT_DECODE_THREADS},
-        {"probe-memory", required_argument, NULL, OPT_PROBE},
-        CLI_DECODE_LONGOPTS,
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = NULL, *images = NULL, *probe = NULL;
-    int batches[MAX_CASES], nb = 0, threads[MAX_CASES], nt = 0, profile = 0;
-    double seconds = 2;
-    long max_images = 0;
-    dir_bench d = {.rounds = 4};
-    cli_decode_flags dec = {0};
-    opterr = 0;
-    int c;
-    long v;
-    while ((c = getopt_long(argc, argv, ":m:b:t:h", longopts, NULL)) != -1) {
-        int df = cli_decode_flag(c, &dec);
-        if (df < 0)
-            return usage_error("%s", cli_decode_error);
-        if (df)
-            continue;
-        switch (c) {
-        case 'm':
-            dir = optarg;
-            break;
-        case 'b':
-            if ((v = cli_parse_long(optarg, 1, 4096)) < 0 || nb == MAX_CASES)
-                return usage_error("--batch needs 1 to 4096 (16 at most), "
-                                   "not '%s'", optarg);
-            batches[nb++] = (int)v;
-            break;
-        case 't':
-            if ((v = cli_parse_long(optarg, 1, 256)) < 0 || nt == MAX_CASES)
-                return usage_error("--threads needs 1 to 256 (16 at most), "
-                                   "not '%s'", optarg);
-            threads[nt++] = (int)v;
-            break;
-        case OPT_PROFILE:
-            profile = 1;
-            break;
-        case OPT_SECONDS:
-            seconds = atof(optarg);
-            if (!(seconds > 0 && seconds <= 600))
-                return usage_error("--seconds needs a number of seconds, "
-                                   "not '%s'", optarg);
-            break;
-        case OPT_PROBE:
-            probe = optarg;
-            break;
-        case OPT_DIR:
-            images = optarg;
-            break;
-        case OPT_IMAGES:
-            if ((max_images = cli_parse_long(optarg, 1, 100000000)) < 0)
-                return usage_error("--images needs a positive integer, not "
-                                   "'%s'", optarg);
-            break;
-        case OPT_ROUNDS:
-            if ((v = cli_parse_long(optarg, 1, 1000)) < 0)
-                return usage_error("--rounds needs 1 to 1000, not '%s'",
-                                   optarg);
-            d.rounds = (int)v;
-            break;
-        case OPT_DECODE_THREADS:
-            if ((v = cli_parse_long(optarg, 0, 16)) < 0 || d.nd == MAX_DECODE)
-                return usage_error("--decode-threads needs 0 to 16 (4 at "
-                                   "most), not '%s'", optarg);
-            d.decode[d.nd++] = v ? (int)v : -1; /* cli_batch's "none" */
-            break;
-        case 'h':
-            help(stdout);
-            return CLI_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (!dir)
-        return usage_error("%s", "--model DIR is required");
-    if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!images && (max_images || d.nd || d.rounds != 4))
-        return usage_error("%s", "--images, --rounds and --decode-threads "
-                                 "go with --dir");
-    if (images && profile)
-        return usage_error("%s", "--profile does not go with --dir");
+    bench_args a;
+    int rc = cli_op_parse_local(&bench_spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    const char *dir = a.model, *images = a.images, *probe = a.probe;
+    int batches[MAX_CASES], threads[MAX_CASES], profile = a.profile;
+    int nb = ints(&a.batches, batches), nt = ints(&a.threads, threads);
+    double seconds = a.seconds ? atof(a.seconds) : 2;
+    long max_images = a.max_images;
+    dir_bench d = {.rounds = a.rounds};
+    d.nd = ints(&a.decode, d.decode);
+    for (int i = 0; i < d.nd; i++)
+        d.decode[i] = d.decode[i] ? d.decode[i] : -1; /* cli_batch's "none" */
+    cli_decode_flags dec = a.dec;
+    cli_op_free(&bench_spec, &a);
     if (!nb) {
         batches[0] = 1, batches[1] = 8, batches[2] = 32;
         nb = images ? 1 : 3;
@@ -671,7 +690,7 @@ int cli_bench_main(int argc, char **argv)
     for (int i = 0; i < nb; i++)
         maxb = batches[i] > maxb ? batches[i] : maxb;
 
-    int rc = CLI_EXIT_FAILED;
+    rc = CLI_EXIT_FAILED;
     vit_error err;
     vit_model *m = NULL;
     bench_run r = {0};

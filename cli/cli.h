@@ -121,17 +121,8 @@ enum {
     CLI_OPT_MAX_PIXELS
 };
 
-/* Their getopt_long entries, for a command's option table. */
-#define CLI_DECODE_LONGOPTS                                          \
-    {"no-exif-rotate", no_argument, NULL, CLI_OPT_NO_EXIF},          \
-        {"fast-decode", no_argument, NULL, CLI_OPT_FAST_DECODE},     \
-        {"precision", required_argument, NULL, CLI_OPT_PRECISION},   \
-        {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}, \
-        {"max-pixels", required_argument, NULL, CLI_OPT_MAX_PIXELS}
-/* --threads N, for the commands that run one model on one thread count. */
-#define CLI_THREADS_LONGOPT {"threads", required_argument, NULL, CLI_OPT_THREADS}
-
-/* Their lines for a command's --help; and --threads's. */
+/* A spec takes them as CLI_ARG_DECODE options (args.h's CLI_OPTS_DECODE,
+ * and --threads); their lines for a command's --help, and --threads's. */
 extern const char cli_decode_help[];
 extern const char cli_threads_help[];
 

@@ -3,7 +3,7 @@
  * count and batch size, prints the sgemm ratio and, with --profile, a row
  * per kind of op whose shares add up to 100%, and a memory row per case;
  * with --dir it times a directory end to end for each decode-threads
- * setting; it refuses bad options. What it measures is not checked here
+ * setting; it refuses bad options, each with its message. What it measures is not checked here
  * (timings are for benchmarks); the memory accounting it reports is
  * (vit_state_memory).
  */
@@ -152,6 +152,88 @@ START_TEST(bench_dir_runs)
 }
 END_TEST
 
+/* Its usage errors, each said as `vit bench: message`, exit status 2,
+ * before the model is read: a bad or missing value of each option, the
+ * repeat limits, an unknown option, the checks across options, and the
+ * first bad option on the line the one said. */
+START_TEST(bench_usage)
+{
+#define MODEL_ARGS "--model", FIXTURES "/vit_tiny"
+    static const struct {
+        const char *args[24];
+        const char *says;
+    } cases[] = {
+        {{"bench", NULL}, "--model DIR is required"},
+        {{"bench", "--batch", "1", NULL}, "--model DIR is required"},
+        {{"bench", MODEL_ARGS, "--batch", "0", NULL},
+         "--batch needs 1 to 4096 (16 at most), not '0'"},
+        {{"bench", MODEL_ARGS, "-b", "4097", NULL},
+         "--batch needs 1 to 4096 (16 at most), not '4097'"},
+        {{"bench", MODEL_ARGS, "-b1", "-b2", "-b3", "-b4", "-b5", "-b6",
+          "-b7", "-b8", "-b9", "-b10", "-b11", "-b12", "-b13", "-b14",
+          "-b15", "-b16", "-b17", NULL},
+         "--batch needs 1 to 4096 (16 at most), not '17'"},
+        {{"bench", MODEL_ARGS, "--threads", "257", NULL},
+         "--threads needs 1 to 256 (16 at most), not '257'"},
+        {{"bench", MODEL_ARGS, "-t", "x", NULL},
+         "--threads needs 1 to 256 (16 at most), not 'x'"},
+        {{"bench", MODEL_ARGS, "--seconds", "0", NULL},
+         "--seconds needs a number of seconds, not '0'"},
+        {{"bench", MODEL_ARGS, "--seconds", "601", NULL},
+         "--seconds needs a number of seconds, not '601'"},
+        {{"bench", MODEL_ARGS, "--dir", "D", "--images", "0", NULL},
+         "--images needs a positive integer, not '0'"},
+        {{"bench", MODEL_ARGS, "--dir", "D", "--rounds", "1001", NULL},
+         "--rounds needs 1 to 1000, not '1001'"},
+        {{"bench", MODEL_ARGS, "--dir", "D", "--decode-threads", "17", NULL},
+         "--decode-threads needs 0 to 16 (4 at most), not '17'"},
+        {{"bench", MODEL_ARGS, "--dir", "D", "--decode-threads", "0",
+          "--decode-threads", "1", "--decode-threads", "2",
+          "--decode-threads", "3", "--decode-threads", "4", NULL},
+         "--decode-threads needs 0 to 16 (4 at most), not '4'"},
+        {{"bench", MODEL_ARGS, "--precision", "fp16", NULL},
+         "--precision is fp32, int8 or bf16, not 'fp16'"},
+        {{"bench", MODEL_ARGS, "--seconds", NULL},
+         "option '--seconds' needs an argument"},
+        {{"bench", MODEL_ARGS, "--bogus", NULL}, "unknown option '--bogus'"},
+        {{"bench", MODEL_ARGS, "extra", NULL},
+         "unexpected argument 'extra'"},
+        {{"bench", MODEL_ARGS, "--rounds", "2", NULL},
+         "--images, --rounds and --decode-threads go with --dir"},
+        {{"bench", MODEL_ARGS, "--decode-threads", "0", NULL},
+         "--images, --rounds and --decode-threads go with --dir"},
+        {{"bench", MODEL_ARGS, "--dir", "D", "--profile", NULL},
+         "--profile does not go with --dir"},
+        {{"bench", MODEL_ARGS, "--threads", "0", "--batch", "0", NULL},
+         "--threads needs 1 to 256"},
+        {{"bench", MODEL_ARGS, "--seconds", "x", "--bogus", NULL},
+         "--seconds needs a number of seconds, not 'x'"},
+    };
+#undef MODEL_ARGS
+    tu_run_result r;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tu_run_argv(&r, cases[i].args);
+        ck_assert_msg(r.code == 2, "case %zu: exit %d", i, r.code);
+        ck_assert_msg(strncmp(r.err, "vit bench: ", 11) == 0 &&
+                          strstr(r.err, cases[i].says),
+                      "case %zu: %s", i, r.err);
+        tu_run_free(&r);
+    }
+    /* --help: its own --threads, the decoding options' lines, and not the
+     * internal --probe-memory. */
+    tu_run(&r, "bench", "--help", NULL);
+    ck_assert_int_eq(r.code, 0);
+    ck_assert_str_eq(r.err, "");
+    ck_assert_ptr_nonnull(strstr(r.out, "usage: vit bench --model DIR"));
+    ck_assert_ptr_nonnull(strstr(r.out, "a thread count to time"));
+    ck_assert_ptr_nonnull(strstr(r.out, "--no-exif-rotate"));
+    ck_assert_ptr_nonnull(strstr(r.out, "(default 4)"));
+    ck_assert_ptr_null(strstr(r.out, "threads each forward pass"));
+    ck_assert_ptr_null(strstr(r.out, "probe-memory"));
+    tu_run_free(&r);
+}
+END_TEST
+
 /* What vit bench reports as memory: F32 weights are mapped and used in
  * place, BF16 ones widened into copies; the arena grows with max_batch. */
 START_TEST(state_memory)
@@ -232,6 +314,7 @@ Suite *bench_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, bench_runs_and_profiles);
     tcase_add_test(tc, bench_dir_runs);
+    tcase_add_test(tc, bench_usage);
     tcase_add_test(tc, state_memory);
     tcase_add_test(tc, state_memory_resident);
     suite_add_tcase(s, tc);
